@@ -1,0 +1,580 @@
+//! Presets: typed, versioned, validated run configurations in RON.
+//!
+//! A preset file starts with `schema_version` and `family`; the rest is the family's typed
+//! preset (unknown fields are rejected). Older schema versions are migrated on load and the
+//! migration says what it changed. [`validate`] reports every problem at once, each with its
+//! field path, the bad value and what is allowed; only a [`ValidatedPreset`] can start a run.
+//!
+//! Overrides (a phase's, or `--set a.b=v` on the command line) work on a lossless JSON tree of
+//! the typed preset and are checked against the same field specs.
+
+pub mod schema;
+pub mod wgan_gp;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use schema::{FieldKind, FieldSpec};
+pub use wgan_gp::WganGpPreset;
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// Model families.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    WganGp,
+}
+
+impl Family {
+    pub const ALL: [Family; 1] = [Family::WganGp];
+
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::WganGp => "wgan_gp",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|f| f.name() == text)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|f| f.name()).collect();
+                format!("unknown family `{text}`; known: {}", names.join(", "))
+            })
+    }
+
+    /// Every field of the family's preset.
+    #[must_use]
+    pub fn specs(self) -> &'static [FieldSpec] {
+        match self {
+            Self::WganGp => wgan_gp::SPECS,
+        }
+    }
+
+    /// The family's default preset.
+    #[must_use]
+    pub fn default_preset(self) -> AnyPreset {
+        match self {
+            Self::WganGp => AnyPreset::WganGp(WganGpPreset::default()),
+        }
+    }
+}
+
+/// How long a phase runs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhaseLength {
+    Steps(u64),
+    Epochs(u64),
+    Minutes(f64),
+}
+
+impl fmt::Display for PhaseLength {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Steps(n) => write!(f, "{n} steps"),
+            Self::Epochs(n) => write!(f, "{n} epochs"),
+            Self::Minutes(m) => write!(f, "{m} minutes"),
+        }
+    }
+}
+
+/// A value in a phase's overrides.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum OverrideValue {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+impl OverrideValue {
+    #[must_use]
+    pub fn to_json(&self) -> Value {
+        match self {
+            Self::Bool(b) => Value::Bool(*b),
+            Self::Int(i) => Value::from(*i),
+            Self::Float(x) => serde_json::Number::from_f64(*x).map_or(Value::Null, Value::Number),
+            Self::Text(s) => Value::String(s.clone()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for OverrideValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = OverrideValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number, a boolean or a string")
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<OverrideValue, E> {
+                Ok(OverrideValue::Bool(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<OverrideValue, E> {
+                Ok(OverrideValue::Int(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<OverrideValue, E> {
+                i64::try_from(v)
+                    .map(OverrideValue::Int)
+                    .map_err(|_| E::custom("integer too large"))
+            }
+            // RON hands over short decimals as f32; widen through the shortest decimal so that
+            // `5e-5` stays 5e-5 and does not become 5.0000000807e-5.
+            fn visit_f32<E>(self, v: f32) -> Result<OverrideValue, E> {
+                Ok(OverrideValue::Float(v.to_string().parse().unwrap_or(f64::from(v))))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<OverrideValue, E> {
+                Ok(OverrideValue::Float(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<OverrideValue, E> {
+                Ok(OverrideValue::Text(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// One phase of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Phase {
+    pub name: String,
+    pub length: PhaseLength,
+    /// Dotted field path to value, e.g. `"train.lr_g": 5e-5`.
+    #[serde(default)]
+    pub overrides: BTreeMap<String, OverrideValue>,
+    /// Start from the best checkpoint of the previous phase (its weights and optimizer state).
+    #[serde(default)]
+    pub start_from_best: bool,
+}
+
+/// Logging and validation cadences.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingConfig {
+    pub log_every_steps: u64,
+    pub sample_every_steps: u64,
+    /// 0 turns validation (and "best" checkpoints) off.
+    pub validate_every_steps: u64,
+}
+
+/// Checkpoint cadence and retention.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// 0 writes checkpoints only at phase ends, on request and at the end of the run.
+    pub every_steps: u64,
+    /// How many of the latest checkpoints to keep (the best of each phase is always kept).
+    pub keep_last: u64,
+}
+
+/// One problem found by validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub value: String,
+    pub allowed: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} = {}: {}", self.path, self.value, self.allowed)
+    }
+}
+
+/// Why a preset could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PresetError {
+    #[error("{file}: {source}")]
+    Io {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}:{column}: {message}")]
+    Parse {
+        file: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{file}: {} problem(s):\n{}", problems.len(), problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid { file: String, problems: Vec<Problem> },
+}
+
+/// A preset of any family.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AnyPreset {
+    WganGp(WganGpPreset),
+}
+
+impl AnyPreset {
+    #[must_use]
+    pub fn family(&self) -> Family {
+        match self {
+            Self::WganGp(_) => Family::WganGp,
+        }
+    }
+
+    #[must_use]
+    pub fn name(&self) -> &str {
+        match self {
+            Self::WganGp(p) => &p.name,
+        }
+    }
+
+    #[must_use]
+    pub fn seed(&self) -> u64 {
+        match self {
+            Self::WganGp(p) => p.seed,
+        }
+    }
+
+    #[must_use]
+    pub fn device(&self) -> &str {
+        match self {
+            Self::WganGp(p) => &p.device,
+        }
+    }
+
+    #[must_use]
+    pub fn phases(&self) -> &[Phase] {
+        match self {
+            Self::WganGp(p) => &p.phases,
+        }
+    }
+
+    /// The preset as a JSON tree (lossless).
+    #[must_use]
+    pub fn to_tree(&self) -> Value {
+        let tree = match self {
+            Self::WganGp(p) => serde_json::to_value(p),
+        };
+        tree.unwrap_or(Value::Null)
+    }
+
+    /// Rebuilds a preset of `family` from a tree; errors name the field.
+    pub fn from_tree(family: Family, tree: Value) -> Result<Self, Problem> {
+        let problem = |e: serde_path_to_error::Error<serde_json::Error>| Problem {
+            path: e.path().to_string(),
+            value: String::new(),
+            allowed: e.into_inner().to_string(),
+        };
+        match family {
+            Family::WganGp => serde_path_to_error::deserialize(tree)
+                .map(Self::WganGp)
+                .map_err(problem),
+        }
+    }
+
+    /// Pretty RON, as written to `preset.ron` and exported.
+    pub fn to_ron(&self) -> String {
+        let cfg = ron::ser::PrettyConfig::new().depth_limit(4);
+        let text = match self {
+            Self::WganGp(p) => ron::ser::to_string_pretty(p, cfg),
+        };
+        text.unwrap_or_else(|e| format!("// could not serialise preset: {e}"))
+    }
+
+    /// Applies dotted `path = value` overrides, each checked against the field specs.
+    pub fn with_overrides<'a>(
+        &self,
+        overrides: impl IntoIterator<Item = (&'a str, Value)>,
+    ) -> Result<Self, Vec<Problem>> {
+        let specs = self.family().specs();
+        let mut tree = self.to_tree();
+        let mut problems = Vec::new();
+        for (path, value) in overrides {
+            match schema::find_spec(specs, path) {
+                Err(msg) => problems.push(Problem {
+                    path: path.to_string(),
+                    value: schema::show_value(&value),
+                    allowed: msg,
+                }),
+                Ok(spec) => {
+                    // Integers given for float fields are fine; the reverse is not.
+                    let value = match (spec.kind, &value) {
+                        (FieldKind::Float { .. }, Value::Number(n)) => {
+                            n.as_f64().and_then(serde_json::Number::from_f64).map_or(value, Value::Number)
+                        }
+                        _ => value,
+                    };
+                    if let Err(why) = spec.kind.check(&value) {
+                        problems.push(Problem {
+                            path: path.to_string(),
+                            value: schema::show_value(&value),
+                            allowed: format!("{why}; allowed: {}", spec.kind.allowed()),
+                        });
+                    } else if let Err(msg) = schema::set_path(&mut tree, path, value) {
+                        problems.push(Problem {
+                            path: path.to_string(),
+                            value: String::new(),
+                            allowed: msg,
+                        });
+                    }
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Self::from_tree(self.family(), tree).map_err(|p| vec![p])
+    }
+}
+
+/// A preset that passed [`validate`]; the only kind that can start a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidatedPreset {
+    preset: AnyPreset,
+}
+
+impl ValidatedPreset {
+    #[must_use]
+    pub fn preset(&self) -> &AnyPreset {
+        &self.preset
+    }
+
+    /// The preset with phase `index`'s overrides applied (validated already).
+    #[must_use]
+    pub fn for_phase(&self, index: usize) -> AnyPreset {
+        let Some(phase) = self.preset.phases().get(index) else {
+            return self.preset.clone();
+        };
+        self.preset
+            .with_overrides(phase.overrides.iter().map(|(k, v)| (k.as_str(), v.to_json())))
+            .unwrap_or_else(|_| self.preset.clone())
+    }
+}
+
+/// Checks every field and every phase; returns all problems at once.
+pub fn validate(preset: AnyPreset) -> Result<ValidatedPreset, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let specs = preset.family().specs();
+    let tree = preset.to_tree();
+    check_tree(specs, &tree, "", &mut problems);
+    match &preset {
+        AnyPreset::WganGp(p) => p.check(&mut problems),
+    }
+    if let Err(msg) = crate::core::preset::parse_device(preset.device()) {
+        problems.push(Problem {
+            path: "device".into(),
+            value: preset.device().to_string(),
+            allowed: msg,
+        });
+    }
+    check_phases(&preset, &mut problems);
+    if problems.is_empty() {
+        Ok(ValidatedPreset { preset })
+    } else {
+        Err(problems)
+    }
+}
+
+fn check_tree(specs: &[FieldSpec], tree: &Value, prefix: &str, problems: &mut Vec<Problem>) {
+    for spec in specs {
+        let Some(value) = schema::get_path(tree, spec.path) else {
+            continue;
+        };
+        if let Err(why) = spec.kind.check(value) {
+            problems.push(Problem {
+                path: format!("{prefix}{}", spec.path),
+                value: schema::show_value(value),
+                allowed: format!("{why}; allowed: {}", spec.kind.allowed()),
+            });
+        }
+    }
+}
+
+fn check_phases(preset: &AnyPreset, problems: &mut Vec<Problem>) {
+    let phases = preset.phases();
+    if phases.is_empty() {
+        problems.push(Problem {
+            path: "phases".into(),
+            value: "[]".into(),
+            allowed: "at least one phase".into(),
+        });
+    }
+    let specs = preset.family().specs();
+    for (i, phase) in phases.iter().enumerate() {
+        let at = format!("phases[{i}]");
+        if phase.name.trim().is_empty() {
+            problems.push(Problem {
+                path: format!("{at}.name"),
+                value: format!("{:?}", phase.name),
+                allowed: "a non-empty name".into(),
+            });
+        }
+        if phases[..i].iter().any(|p| p.name == phase.name) {
+            problems.push(Problem {
+                path: format!("{at}.name"),
+                value: phase.name.clone(),
+                allowed: "a name no earlier phase uses".into(),
+            });
+        }
+        let bad_length = match phase.length {
+            PhaseLength::Steps(n) | PhaseLength::Epochs(n) => n == 0,
+            PhaseLength::Minutes(m) => !(m.is_finite() && m > 0.0),
+        };
+        if bad_length {
+            problems.push(Problem {
+                path: format!("{at}.length"),
+                value: phase.length.to_string(),
+                allowed: "a positive length".into(),
+            });
+        }
+        if i == 0 && phase.start_from_best {
+            problems.push(Problem {
+                path: format!("{at}.start_from_best"),
+                value: "true".into(),
+                allowed: "false: the first phase has no previous phase".into(),
+            });
+        }
+        let mut pairs = Vec::new();
+        for (path, value) in &phase.overrides {
+            match schema::find_spec(specs, path) {
+                Ok(spec) if spec.phase => pairs.push((path.as_str(), value.to_json())),
+                Ok(_) => problems.push(Problem {
+                    path: format!("{at}.overrides.\"{path}\""),
+                    value: schema::show_value(&value.to_json()),
+                    allowed: "a field a phase may change (model shape, data source and seed are fixed for a run)".into(),
+                }),
+                Err(msg) => problems.push(Problem {
+                    path: format!("{at}.overrides.\"{path}\""),
+                    value: schema::show_value(&value.to_json()),
+                    allowed: msg,
+                }),
+            }
+        }
+        match preset.with_overrides(pairs) {
+            Err(list) => problems.extend(list.into_iter().map(|p| Problem {
+                path: format!("{at}.overrides.\"{}\"", p.path),
+                ..p
+            })),
+            Ok(merged) => {
+                // Cross-field rules on the merged preset (e.g. batch size vs dataset size).
+                let mut inner = Vec::new();
+                match &merged {
+                    AnyPreset::WganGp(p) => p.check(&mut inner),
+                }
+                problems.extend(inner.into_iter().map(|p| Problem {
+                    path: format!("{at} -> {}", p.path),
+                    ..p
+                }));
+            }
+        }
+    }
+}
+
+/// Where training runs: `auto`, `cpu`, `cuda` or `cuda:N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceRequest {
+    Auto,
+    Cpu,
+    Cuda(usize),
+}
+
+/// Parses a device string.
+pub fn parse_device(text: &str) -> Result<DeviceRequest, String> {
+    match text.trim() {
+        "auto" => Ok(DeviceRequest::Auto),
+        "cpu" => Ok(DeviceRequest::Cpu),
+        "cuda" => Ok(DeviceRequest::Cuda(0)),
+        other => other
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse().ok())
+            .map(DeviceRequest::Cuda)
+            .ok_or_else(|| "one of auto, cpu, cuda, cuda:N".to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+struct Header {
+    schema_version: u32,
+    family: Family,
+}
+
+/// Parses preset text; `file` names it in errors.
+pub fn parse_str(text: &str, file: &str) -> Result<(AnyPreset, Vec<String>), PresetError> {
+    let header: Header = ron::from_str(text).map_err(|e| ron_error(file, &e))?;
+    if header.schema_version > SCHEMA_VERSION {
+        return Err(PresetError::Invalid {
+            file: file.to_string(),
+            problems: vec![Problem {
+                path: "schema_version".into(),
+                value: header.schema_version.to_string(),
+                allowed: format!("at most {SCHEMA_VERSION}: this preset was written by a newer workbench"),
+            }],
+        });
+    }
+    match header.family {
+        Family::WganGp => wgan_gp::parse_versioned(text, header.schema_version, file)
+            .map(|(p, notes)| (AnyPreset::WganGp(p), notes)),
+    }
+}
+
+/// Typed parse of RON text with the failing field's path in the message.
+pub(crate) fn parse_typed<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Result<T, PresetError> {
+    let mut de = ron::Deserializer::from_str(text).map_err(|e| ron_error(file, &e))?;
+    let result: Result<T, _> = serde_path_to_error::deserialize(&mut de);
+    match result {
+        Ok(value) => {
+            de.end().map_err(|e| ron_error(file, &de.span_error(e)))?;
+            Ok(value)
+        }
+        Err(e) => {
+            let path = e.path().to_string();
+            let spanned = de.span_error(e.into_inner());
+            let mut err = ron_error(file, &spanned);
+            if let PresetError::Parse { message, .. } = &mut err {
+                if !(path.is_empty() || path == ".") {
+                    *message = format!("at field `{path}`: {message}");
+                }
+            }
+            Err(err)
+        }
+    }
+}
+
+fn ron_error(file: &str, e: &ron::error::SpannedError) -> PresetError {
+    PresetError::Parse {
+        file: file.to_string(),
+        line: e.span.start.line,
+        column: e.span.start.col,
+        message: e.code.to_string(),
+    }
+}
+
+/// Loads and validates a preset file. Migration notes are returned alongside.
+pub fn load_file(path: &Path) -> Result<(ValidatedPreset, Vec<String>), PresetError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| PresetError::Io {
+        file: file.clone(),
+        source,
+    })?;
+    let (preset, notes) = parse_str(&text, &file)?;
+    let validated = validate(preset).map_err(|problems| PresetError::Invalid {
+        file: file.clone(),
+        problems,
+    })?;
+    Ok((validated, notes))
+}
+
+/// Every `.ron` file under a folder, sorted.
+pub fn preset_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "ron"))
+        .collect();
+    files.sort();
+    Ok(files)
+}

@@ -1,0 +1,189 @@
+//! The messages between the UI (or the CLI) and the training worker.
+//!
+//! # Order contract
+//! - A run is started by spawning a worker (`engine::worker::spawn`); there is no `Start`
+//!   command because a worker runs exactly one run.
+//! - The first event of a run is [`Event::RunStarted`]; the last is exactly one of
+//!   [`Event::RunFinished`] or [`Event::RunFailed`]. Nothing follows it.
+//! - Steps never decrease between two events, except right after a `RunStarted` whose
+//!   `resumed_from` is set: a resumed run restarts at its checkpoint's step, and a reader
+//!   drops whatever it had recorded beyond that step.
+//! - Commands are applied between training steps, in the order sent. Each is acknowledged by an
+//!   event (`Paused`, `Resumed`, `CheckpointSaved`, `PhaseStarted`, `HyperparameterChanged`),
+//!   or by a `Log` event at warning level that says why it was refused.
+//! - Events are never sent blocking: scalars are batched about every 100 ms, and when the
+//!   channel is full the event is dropped from the channel but is still in the run log, which
+//!   is complete.
+
+use serde::{Deserialize, Serialize};
+
+/// UI or CLI to worker.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Stop stepping; the model stays on its device.
+    Pause,
+    /// Continue after a pause.
+    Resume,
+    /// End the run now without writing a checkpoint.
+    Stop,
+    /// Write a checkpoint, then end the run.
+    StopAndSave,
+    /// Write a checkpoint now and continue.
+    CheckpointNow,
+    /// End the current phase now and start the next one (ends the run after the last phase).
+    SkipPhase,
+    /// Change a live hyperparameter (see the family's `live` fields, e.g. `train.lr_g`).
+    SetHyperparameter { name: String, value: f64 },
+}
+
+/// How a run that did not fail ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every phase ran to its end (or the step limit was reached).
+    Completed,
+    /// Stopped by a command or a signal.
+    Stopped,
+}
+
+/// The severity of a log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    Info,
+    Warning,
+    Error,
+}
+
+/// One logged step's scalars, e.g. `("d_loss", -1.2)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScalarRow {
+    pub step: u64,
+    pub wall_time: f64,
+    pub values: Vec<(String, f64)>,
+}
+
+/// A loss-health finding: what was seen and what to change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthSignal {
+    CriticDominating,
+    GeneratorDominating,
+    WildOscillation,
+    ExplodingLoss,
+    ModeCollapse,
+    NonFiniteLoss,
+}
+
+impl HealthSignal {
+    #[must_use]
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::CriticDominating => "critic dominating",
+            Self::GeneratorDominating => "generator dominating",
+            Self::WildOscillation => "wild oscillation",
+            Self::ExplodingLoss => "exploding loss",
+            Self::ModeCollapse => "suspected mode collapse",
+            Self::NonFiniteLoss => "non-finite loss",
+        }
+    }
+}
+
+/// Worker to UI, and the records of `events.log`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    RunStarted {
+        run_dir: String,
+        name: String,
+        family: String,
+        device: String,
+        /// Total steps when every phase has a step or epoch length; `None` with timed phases.
+        total_steps: Option<u64>,
+        /// The checkpoint step this run resumed from, if any.
+        resumed_from: Option<u64>,
+        wall_time: f64,
+    },
+    /// Scalars of several steps, batched.
+    Scalars { rows: Vec<ScalarRow> },
+    PhaseStarted {
+        step: u64,
+        index: usize,
+        name: String,
+        length: String,
+        /// The checkpoint whose weights the phase started from, if any.
+        loaded_checkpoint: Option<String>,
+    },
+    CheckpointSaved {
+        step: u64,
+        path: String,
+        /// Whether this is now the best checkpoint of its phase.
+        best: bool,
+        metric: Option<f64>,
+    },
+    /// A sample grid; the PNG is at `path` (relative to the run directory).
+    Sample {
+        step: u64,
+        path: String,
+        width: u32,
+        height: u32,
+        /// RGBA8 pixels for live display; not stored in the run log (the PNG is).
+        #[serde(skip)]
+        rgba: Vec<u8>,
+    },
+    Health {
+        step: u64,
+        signal: HealthSignal,
+        message: String,
+        suggestion: String,
+    },
+    Paused { step: u64 },
+    Resumed { step: u64 },
+    HyperparameterChanged {
+        step: u64,
+        name: String,
+        old: f64,
+        new: f64,
+    },
+    Log {
+        step: u64,
+        level: Level,
+        message: String,
+    },
+    RunFinished { step: u64, outcome: Outcome },
+    RunFailed { step: u64, message: String },
+}
+
+impl Event {
+    /// Whether this event ends a run.
+    #[must_use]
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, Self::RunFinished { .. } | Self::RunFailed { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_round_trip_through_json_without_pixels() {
+        let e = Event::Sample {
+            step: 3,
+            path: "media/x.png".into(),
+            width: 2,
+            height: 1,
+            rgba: vec![1; 8],
+        };
+        let text = serde_json::to_string(&e).expect("serialise");
+        assert!(!text.contains("rgba"));
+        let back: Event = serde_json::from_str(&text).expect("parse");
+        match back {
+            Event::Sample { rgba, width, .. } => {
+                assert!(rgba.is_empty());
+                assert_eq!(width, 2);
+            }
+            other => panic!("wrong event {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,362 @@
+//! The run directory: the one source of truth for a run.
+//!
+//! ```text
+//! runs/<name>-<YYYYMMDD-HHMMSS>/
+//!   preset.ron      the validated preset as launched, headed by comments with the git commit,
+//!                   device and library versions
+//!   events.log      framed, checksummed event records (see `runlog`)
+//!   losses.csv      one row per logged step, written as the run goes
+//!   checkpoints/    step-NNNNNNNN/ (everything needed to resume), `latest`, `best.json`
+//!   media/          PNG sample grids referenced by events
+//!   run.lock        the pid of the process writing the run, while it runs
+//! ```
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use crate::core::protocol::{Event, Outcome};
+use crate::core::runlog;
+
+/// Errors of the run directory.
+#[derive(Debug, thiserror::Error)]
+pub enum RunDirError {
+    #[error("{path}: {message}")]
+    Io { path: PathBuf, message: String },
+    #[error("{path}: the run is being written by process {pid}")]
+    Locked { path: PathBuf, pid: u32 },
+}
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> RunDirError + '_ {
+    move |e| RunDirError::Io { path: path.to_path_buf(), message: e.to_string() }
+}
+
+/// Writes a file atomically: a temporary sibling, fsync, rename, fsync of the folder.
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), RunDirError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    {
+        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+        f.write_all(bytes).map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+    }
+    fs::rename(&tmp, path).map_err(io_err(path))?;
+    sync_dir(dir);
+    Ok(())
+}
+
+/// Makes a rename inside `dir` durable. Best effort: some filesystems refuse to fsync folders.
+pub fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// A run directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunDir {
+    root: PathBuf,
+}
+
+impl RunDir {
+    /// Creates `runs_dir/<name>-<timestamp>` (with a numeric suffix if taken) and its folders.
+    pub fn create(runs_dir: &Path, name: &str) -> Result<Self, RunDirError> {
+        fs::create_dir_all(runs_dir).map_err(|e| RunDirError::Io {
+            path: runs_dir.to_path_buf(),
+            message: format!("cannot create the runs directory: {e}"),
+        })?;
+        let stamp = crate::core::timefmt::compact_utc(crate::core::timefmt::unix_now() as u64);
+        let safe: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+        let mut root = runs_dir.join(format!("{safe}-{stamp}"));
+        let mut n = 2;
+        while root.exists() {
+            root = runs_dir.join(format!("{safe}-{stamp}-{n}"));
+            n += 1;
+        }
+        fs::create_dir(&root).map_err(|e| RunDirError::Io {
+            path: root.clone(),
+            message: format!("cannot create the run directory (is the runs directory writable?): {e}"),
+        })?;
+        let dir = Self { root };
+        dir.ensure_layout()?;
+        Ok(dir)
+    }
+
+    /// Opens an existing run directory.
+    pub fn open(root: &Path) -> Result<Self, RunDirError> {
+        if !root.join("preset.ron").is_file() {
+            return Err(RunDirError::Io { path: root.to_path_buf(), message: "not a run directory (no preset.ron)".into() });
+        }
+        Ok(Self { root: root.to_path_buf() })
+    }
+
+    fn ensure_layout(&self) -> Result<(), RunDirError> {
+        for d in [self.checkpoints(), self.media()] {
+            fs::create_dir_all(&d).map_err(io_err(&d))?;
+        }
+        Ok(())
+    }
+
+    #[must_use]
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    #[must_use]
+    pub fn preset_path(&self) -> PathBuf {
+        self.root.join("preset.ron")
+    }
+    #[must_use]
+    pub fn events_path(&self) -> PathBuf {
+        self.root.join("events.log")
+    }
+    #[must_use]
+    pub fn csv_path(&self) -> PathBuf {
+        self.root.join("losses.csv")
+    }
+    #[must_use]
+    pub fn checkpoints(&self) -> PathBuf {
+        self.root.join("checkpoints")
+    }
+    #[must_use]
+    pub fn media(&self) -> PathBuf {
+        self.root.join("media")
+    }
+    #[must_use]
+    pub fn lock_path(&self) -> PathBuf {
+        self.root.join("run.lock")
+    }
+
+    /// Writes `preset.ron`: comment lines with the metadata, then the preset.
+    pub fn write_preset(&self, preset_ron: &str, meta: &[(&str, String)]) -> Result<(), RunDirError> {
+        let mut text = String::new();
+        for (k, v) in meta {
+            text.push_str(&format!("// {k}: {v}\n"));
+        }
+        text.push_str(preset_ron);
+        text.push('\n');
+        atomic_write(&self.preset_path(), text.as_bytes())
+    }
+
+    /// Takes the run's lock for this process; a stale lock (dead process) is replaced.
+    pub fn lock(&self) -> Result<RunLock, RunDirError> {
+        let path = self.lock_path();
+        if let Some(pid) = self.lock_holder() {
+            if pid != std::process::id() {
+                return Err(RunDirError::Locked { path: self.root.clone(), pid });
+            }
+        }
+        atomic_write(&path, std::process::id().to_string().as_bytes())?;
+        Ok(RunLock { path })
+    }
+
+    /// The live process holding the lock, if any.
+    #[must_use]
+    pub fn lock_holder(&self) -> Option<u32> {
+        let pid: u32 = fs::read_to_string(self.lock_path()).ok()?.trim().parse().ok()?;
+        Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+    }
+
+    /// The run's status, from its events and its lock.
+    pub fn status(&self) -> Result<RunSummary, RunDirError> {
+        let contents = runlog::read_all(&self.events_path()).map_err(|e| RunDirError::Io {
+            path: self.events_path(),
+            message: e.to_string(),
+        })?;
+        let mut s = RunSummary { dir: self.root.clone(), ..RunSummary::default() };
+        for e in &contents.events {
+            match e {
+                Event::RunStarted { name, family, device, .. } => {
+                    s.name.clone_from(name);
+                    s.family.clone_from(family);
+                    s.device.clone_from(device);
+                }
+                Event::Scalars { rows } => {
+                    if let Some(r) = rows.last() {
+                        s.last_step = s.last_step.max(r.step);
+                    }
+                }
+                Event::RunFinished { step, outcome } => {
+                    s.last_step = s.last_step.max(*step);
+                    s.status = match outcome {
+                        Outcome::Completed => RunStatus::Finished,
+                        Outcome::Stopped => RunStatus::Stopped,
+                    };
+                }
+                Event::RunFailed { step, message } => {
+                    s.last_step = s.last_step.max(*step);
+                    s.status = RunStatus::Failed;
+                    s.message.clone_from(message);
+                }
+                _ => {}
+            }
+            if matches!(e, Event::RunStarted { .. }) {
+                s.status = RunStatus::Interrupted;
+            }
+        }
+        if s.status == RunStatus::Interrupted && self.lock_holder().is_some() {
+            s.status = RunStatus::Running;
+        }
+        Ok(s)
+    }
+}
+
+/// Removes the lock file when dropped.
+#[derive(Debug)]
+pub struct RunLock {
+    path: PathBuf,
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// Where a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RunStatus {
+    Running,
+    Finished,
+    Stopped,
+    Failed,
+    /// Started but never ended, and no process holds it: killed or crashed (resumable).
+    #[default]
+    Interrupted,
+}
+
+impl RunStatus {
+    #[must_use]
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Finished => "finished",
+            Self::Stopped => "stopped",
+            Self::Failed => "failed",
+            Self::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// One line of `runs list`.
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    pub dir: PathBuf,
+    pub name: String,
+    pub family: String,
+    pub device: String,
+    pub status: RunStatus,
+    pub last_step: u64,
+    pub message: String,
+}
+
+/// Every run directory directly under `runs_dir`, sorted by name.
+pub fn list_runs(runs_dir: &Path) -> Result<Vec<RunSummary>, RunDirError> {
+    let mut out = Vec::new();
+    let entries = fs::read_dir(runs_dir).map_err(io_err(runs_dir))?;
+    let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join("preset.ron").is_file()).collect();
+    dirs.sort();
+    for d in dirs {
+        out.push(RunDir { root: d }.status()?);
+    }
+    Ok(out)
+}
+
+/// `losses.csv`: a header, then one row per logged step, flushed as written.
+#[derive(Debug)]
+pub struct CsvLog {
+    path: PathBuf,
+    file: File,
+    columns: Vec<String>,
+}
+
+impl CsvLog {
+    /// Opens the CSV for appending. Rows beyond `keep_through_step` (left by a run that went
+    /// further than the checkpoint it is resumed from) are dropped first, so a resumed run
+    /// continues the same curve without duplicates.
+    pub fn open(path: &Path, columns: &[&str], keep_through_step: Option<u64>) -> Result<Self, RunDirError> {
+        let header = columns.join(",");
+        if path.exists() {
+            let f = File::open(path).map_err(io_err(path))?;
+            let lines: Vec<String> = BufReader::new(f).lines().map_while(Result::ok).collect();
+            let same_header = lines.first().is_some_and(|h| *h == header);
+            let kept: Vec<&String> = if same_header {
+                lines[1..]
+                    .iter()
+                    .filter(|l| {
+                        let step = l.split(',').next().and_then(|s| s.parse::<u64>().ok());
+                        match (step, keep_through_step) {
+                            (Some(s), Some(k)) => s <= k,
+                            (Some(_), None) => true,
+                            (None, _) => false,
+                        }
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let mut text = header.clone();
+            text.push('\n');
+            for l in kept {
+                text.push_str(l);
+                text.push('\n');
+            }
+            atomic_write(path, text.as_bytes())?;
+        } else {
+            atomic_write(path, format!("{header}\n").as_bytes())?;
+        }
+        let file = OpenOptions::new().append(true).open(path).map_err(io_err(path))?;
+        Ok(Self { path: path.to_path_buf(), file, columns: columns.iter().map(|s| (*s).to_string()).collect() })
+    }
+
+    /// Appends one row; `values` are matched to columns by name (missing ones stay empty).
+    pub fn append(&mut self, values: &[(String, f64)]) -> Result<(), RunDirError> {
+        let mut line = String::new();
+        for (i, c) in self.columns.iter().enumerate() {
+            if i > 0 {
+                line.push(',');
+            }
+            if let Some((_, v)) = values.iter().find(|(k, _)| k == c) {
+                if c == "step" || c == "epoch" || c == "phase" {
+                    line.push_str(&format!("{}", *v as i64));
+                } else {
+                    line.push_str(&format!("{v:.6}"));
+                }
+            }
+        }
+        line.push('\n');
+        self.file.write_all(line.as_bytes()).map_err(io_err(&self.path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_resume_drops_rows_beyond_the_checkpoint() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("losses.csv");
+        let mut csv = CsvLog::open(&p, &["step", "d_loss"], None).expect("open");
+        for s in 1..=5u64 {
+            csv.append(&[("step".into(), s as f64), ("d_loss".into(), 0.5)]).expect("row");
+        }
+        drop(csv);
+        let _ = CsvLog::open(&p, &["step", "d_loss"], Some(3)).expect("reopen");
+        let text = fs::read_to_string(&p).expect("read");
+        assert_eq!(text, "step,d_loss\n1,0.500000\n2,0.500000\n3,0.500000\n");
+    }
+
+    #[test]
+    fn run_dirs_are_unique_and_unwritable_parents_fail_clearly() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let a = RunDir::create(dir.path(), "x y").expect("a");
+        let b = RunDir::create(dir.path(), "x y").expect("b");
+        assert_ne!(a.root(), b.root());
+        assert!(a.root().file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("x_y-")));
+        let file = dir.path().join("file");
+        fs::write(&file, "x").expect("write");
+        let err = RunDir::create(&file.join("sub"), "r").expect_err("must fail");
+        assert!(err.to_string().contains("runs directory"), "{err}");
+    }
+}

@@ -1,0 +1,48 @@
+//! Device selection: CUDA when present, else the CPU; the preset or the CLI can force either.
+
+use tch::Device;
+
+use crate::core::preset::{parse_device, DeviceRequest};
+use crate::engine::EngineError;
+
+/// Resolves a device string (`auto`, `cpu`, `cuda`, `cuda:N`) to a device that exists.
+pub fn resolve(text: &str) -> Result<Device, EngineError> {
+    let request = parse_device(text).map_err(|e| EngineError::BadInput(format!("device `{text}`: {e}")))?;
+    let count = if tch::Cuda::is_available() { tch::Cuda::device_count() } else { 0 };
+    match request {
+        DeviceRequest::Cpu => Ok(Device::Cpu),
+        DeviceRequest::Auto => Ok(if count > 0 { Device::Cuda(0) } else { Device::Cpu }),
+        DeviceRequest::Cuda(n) if (n as i64) < count => Ok(Device::Cuda(n)),
+        DeviceRequest::Cuda(n) => Err(EngineError::BadInput(format!(
+            "device `{text}`: cuda:{n} was asked for but {count} CUDA device(s) are visible; use `auto` or `cpu`"
+        ))),
+    }
+}
+
+/// A human description: the GPU's name when it can be found, else `cuda:N`, or `cpu (N threads)`.
+#[must_use]
+pub fn describe(device: Device) -> String {
+    match device {
+        Device::Cuda(n) => {
+            let name = std::process::Command::new("nvidia-smi")
+                .args(["--query-gpu=name", "--format=csv,noheader", &format!("--id={n}")])
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .and_then(|o| String::from_utf8(o.stdout).ok())
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty());
+            match name {
+                Some(name) => format!("cuda:{n} ({name})"),
+                None => format!("cuda:{n}"),
+            }
+        }
+        _ => format!("cpu ({} threads)", tch::get_num_threads()),
+    }
+}
+
+/// libtorch's version, as the wheel it came from reports it (compiled-in for tch).
+#[must_use]
+pub fn libtorch_version() -> &'static str {
+    "2.13.0"
+}

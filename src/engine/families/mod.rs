@@ -1,0 +1,3 @@
+//! One folder per model family.
+
+pub mod wgan_gp;

@@ -1,0 +1,358 @@
+use tch::{nn, Device, Kind, Tensor};
+
+use super::model::{self, Critic, Generator};
+use crate::core::preset::wgan_gp::{CriticCounter, WganGpPreset};
+use crate::core::preset::AnyPreset;
+use crate::core::rng::{derive_seed, epoch_permutation, Stream};
+use crate::engine::checkpoint::Loaded;
+use crate::engine::data::{augment, Augment, ImageSet};
+use crate::engine::metrics;
+use crate::engine::optim::Adam;
+use crate::engine::session::{Rgba, StepCtx, Trainer, Validation};
+use crate::engine::EngineError;
+
+/// Trains one WGAN-GP.
+#[derive(Debug)]
+pub struct WganGpTrainer {
+    cfg: WganGpPreset,
+    device: Device,
+    seed: u64,
+    g_vs: nn::VarStore,
+    d_vs: nn::VarStore,
+    ema_vs: Option<nn::VarStore>,
+    g: Box<dyn Generator>,
+    d: Box<dyn Critic>,
+    ema: Option<Box<dyn Generator>>,
+    opt_g: Adam,
+    opt_d: Adam,
+    data: ImageSet,
+    fixed_noise: Tensor,
+    epoch_order: Option<(u64, Vec<u32>)>,
+    /// Held-out images, 4x downsampled and flattened, for the validation distance.
+    holdout_eval: Option<Tensor>,
+    projections: Option<Tensor>,
+}
+
+fn seed_torch(seed: u64, stream: Stream, counter: u64) {
+    tch::manual_seed((derive_seed(seed, stream, counter) >> 1) as i64);
+}
+
+impl WganGpTrainer {
+    pub fn new(cfg: &WganGpPreset, device: Device) -> Result<Self, EngineError> {
+        let seed = cfg.seed;
+        let data = ImageSet::load(&cfg.data, seed).map_err(|e| EngineError::Data(e.to_string()))?;
+        let size = cfg.data.image_size;
+        seed_torch(seed, Stream::Init, 0);
+        let g_vs = nn::VarStore::new(device);
+        let d_vs = nn::VarStore::new(device);
+        let g = model::generator(&g_vs.root(), &cfg.model, size);
+        let d = model::critic(&d_vs.root(), &cfg.model, size);
+        let (ema_vs, ema) = if cfg.model.ema_decay > 0.0 {
+            let mut vs = nn::VarStore::new(device);
+            let m = model::generator(&vs.root(), &cfg.model, size);
+            vs.copy(&g_vs).map_err(|e| EngineError::Model(e.to_string()))?;
+            vs.freeze();
+            (Some(vs), Some(m))
+        } else {
+            (None, None)
+        };
+        let opt_g = Adam::new(&g_vs, cfg.train.lr_g, cfg.train.beta1, cfg.train.beta2);
+        let opt_d = Adam::new(&d_vs, cfg.train.lr_d, cfg.train.beta1, cfg.train.beta2);
+        seed_torch(seed, Stream::FixedNoise, 0);
+        let fixed_noise = Tensor::randn([64, i64::from(cfg.model.latent_dim)], (Kind::Float, device));
+        Ok(Self {
+            cfg: cfg.clone(),
+            device,
+            seed,
+            g_vs,
+            d_vs,
+            ema_vs,
+            g,
+            d,
+            ema,
+            opt_g,
+            opt_d,
+            data,
+            fixed_noise,
+            epoch_order: None,
+            holdout_eval: None,
+            projections: None,
+        })
+    }
+
+    fn batch_size(&self) -> usize {
+        self.cfg.train.batch_size as usize
+    }
+
+    fn indices(&mut self, epoch: u64, batch: u64) -> Vec<u32> {
+        let n = self.data.train_len();
+        if self.epoch_order.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            self.epoch_order = Some((epoch, epoch_permutation(self.seed, epoch, n)));
+        }
+        let b = self.batch_size();
+        let start = (batch as usize * b).min(n.saturating_sub(b));
+        self.epoch_order.as_ref().map(|(_, o)| o[start..start + b].to_vec()).unwrap_or_default()
+    }
+
+    fn augment_cfg(&self) -> Augment {
+        let d = &self.cfg.data;
+        Augment {
+            hflip_prob: d.hflip_prob,
+            rotation_deg: d.rotation_deg,
+            brightness: d.jitter_brightness,
+            contrast: d.jitter_contrast,
+            saturation: d.jitter_saturation,
+            hue: d.jitter_hue,
+        }
+    }
+
+    fn gradient_penalty(&self, real: &Tensor, fake: &Tensor) -> Tensor {
+        let b = real.size()[0];
+        let alpha = Tensor::rand([b, 1, 1, 1], (Kind::Float, self.device));
+        let x = (&alpha * real + (-&alpha + 1.0) * fake).detach().set_requires_grad(true);
+        let scores = self.d.forward_t(&x, true);
+        let grads = Tensor::run_backward(&[scores.sum(Kind::Float)], &[&x], true, true);
+        let norms = grads[0].view([b, -1]).norm_scalaropt_dim(2, [1i64].as_slice(), false);
+        (norms - 1.0).square().mean(Kind::Float)
+    }
+
+    fn update_ema(&mut self) {
+        let (Some(ema_vs), decay) = (&self.ema_vs, self.cfg.model.ema_decay) else {
+            return;
+        };
+        let src = self.g_vs.variables();
+        let copy_stats = self.cfg.model.ema_copy_batchnorm_stats;
+        tch::no_grad(|| {
+            for (name, mut dst) in ema_vs.variables() {
+                let Some(p) = src.get(&name) else { continue };
+                if p.requires_grad() {
+                    let _ = dst.lerp_(p, 1.0 - decay);
+                } else if copy_stats {
+                    dst.copy_(p);
+                }
+            }
+        });
+    }
+
+    fn sampler(&self) -> &dyn Generator {
+        self.ema.as_deref().unwrap_or(self.g.as_ref())
+    }
+
+    /// Generates images in [0, 1] from `z` in eval mode, in chunks.
+    fn generate(&self, z: &Tensor) -> Tensor {
+        tch::no_grad(|| {
+            let chunks: Vec<Tensor> = z.split(64, 0).iter().map(|c| self.sampler().forward_t(c, false)).collect();
+            (Tensor::cat(&chunks, 0) + 1.0) / 2.0
+        })
+    }
+
+    fn downsampled(x: &Tensor) -> Tensor {
+        let s = x.size()[2];
+        let k = if s >= 16 { 4 } else { 1 };
+        x.avg_pool2d([k, k], [k, k], [0, 0], false, true, None::<i64>).flatten(1, -1)
+    }
+}
+
+/// Lays out `[N, 3, S, S]` images in [0, 1] as a grid with 2 px white gaps.
+#[must_use]
+pub fn grid_rgba(images: &Tensor, cols: i64) -> Rgba {
+    let (n, _, s, _) = images.size4().unwrap_or((0, 3, 0, 0));
+    let rows = (n + cols - 1) / cols;
+    let pad = 2;
+    let (w, h) = (cols * (s + pad) + pad, rows * (s + pad) + pad);
+    let bytes: Vec<u8> = Vec::try_from((images.clamp(0.0, 1.0) * 255.0).round().to_kind(Kind::Uint8).to_device(Device::Cpu).permute([0, 2, 3, 1]).contiguous().flatten(0, -1)).unwrap_or_default();
+    let mut rgba = vec![255u8; (w * h * 4) as usize];
+    for i in 0..n {
+        let (gx, gy) = ((i % cols) * (s + pad) + pad, (i / cols) * (s + pad) + pad);
+        for y in 0..s {
+            for x in 0..s {
+                let src = (((i * s + y) * s + x) * 3) as usize;
+                let dst = (((gy + y) * w + gx + x) * 4) as usize;
+                if src + 3 <= bytes.len() {
+                    rgba[dst..dst + 3].copy_from_slice(&bytes[src..src + 3]);
+                }
+            }
+        }
+    }
+    Rgba { width: w as u32, height: h as u32, pixels: rgba }
+}
+
+impl Trainer for WganGpTrainer {
+    fn describe(&self) -> String {
+        format!(
+            "WGAN-GP {:?} {}x{}: G {:.2} M params, critic {:.2} M params; data: {}",
+            self.cfg.model.arch,
+            self.cfg.data.image_size,
+            self.cfg.data.image_size,
+            model::parameter_count(&self.g_vs) as f64 / 1e6,
+            model::parameter_count(&self.d_vs) as f64 / 1e6,
+            self.data.description
+        )
+    }
+
+    fn signature(&self) -> String {
+        let m = &self.cfg.model;
+        format!("wgan_gp/{:?}/size{}/z{}/g{}/d{}/ema{}", m.arch, self.cfg.data.image_size, m.latent_dim, m.g_feature_maps, m.d_feature_maps, self.ema.is_some())
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        self.data.skipped.iter().map(|(p, why)| format!("skipped unreadable image {p}: {why}")).collect()
+    }
+
+    fn steps_per_epoch(&self) -> u64 {
+        (self.data.train_len() / self.batch_size()).max(1) as u64
+    }
+
+    fn apply_preset(&mut self, preset: &AnyPreset) {
+        let AnyPreset::WganGp(p) = preset;
+        self.opt_g.lr = p.train.lr_g;
+        self.opt_d.lr = p.train.lr_d;
+        for o in [&mut self.opt_g, &mut self.opt_d] {
+            o.beta1 = p.train.beta1;
+            o.beta2 = p.train.beta2;
+        }
+        self.cfg = p.clone();
+    }
+
+    fn train_step(&mut self, ctx: &StepCtx) -> Vec<(&'static str, f64)> {
+        seed_torch(self.seed, Stream::Step, ctx.step);
+        let idx = self.indices(ctx.epoch, ctx.batch_in_epoch);
+        let b = idx.len() as i64;
+        let real = augment(&self.data.batch(&idx, self.device), &self.augment_cfg()) * 2.0 - 1.0;
+        let z_dim = i64::from(self.cfg.model.latent_dim);
+
+        // Critic step.
+        let z = Tensor::randn([b, z_dim], (Kind::Float, self.device));
+        let fake = tch::no_grad(|| self.g.forward_t(&z, true));
+        let d_real = self.d.forward_t(&real, true).mean(Kind::Float);
+        let d_fake = self.d.forward_t(&fake, true).mean(Kind::Float);
+        let gp = self.gradient_penalty(&real, &fake);
+        let d_loss = &d_fake - &d_real + &gp * self.cfg.train.lambda_gp;
+        self.opt_d.zero_grad();
+        d_loss.backward();
+        self.opt_d.step();
+
+        let mut out = vec![
+            ("d_loss", d_loss.double_value(&[])),
+            ("gp", gp.double_value(&[])),
+            ("wasserstein", (d_real - d_fake).double_value(&[])),
+        ];
+
+        // Generator step every n_critic-th batch.
+        let n_critic = u64::from(self.cfg.train.n_critic.max(1));
+        let counter = match self.cfg.train.critic_counter {
+            CriticCounter::PerEpoch => ctx.batch_in_epoch,
+            CriticCounter::Global => ctx.step,
+        };
+        if (counter + 1) % n_critic == 0 {
+            let z = Tensor::randn([b, z_dim], (Kind::Float, self.device));
+            let g_loss = -self.d.forward_t(&self.g.forward_t(&z, true), true).mean(Kind::Float);
+            self.opt_g.zero_grad();
+            g_loss.backward();
+            self.opt_g.step();
+            self.update_ema();
+            out.push(("g_loss", g_loss.double_value(&[])));
+        }
+        out.push(("lr_g", self.opt_g.lr));
+        out.push(("lr_d", self.opt_d.lr));
+        out
+    }
+
+    fn live_names(&self) -> &'static [&'static str] {
+        &["train.lr_g", "train.lr_d", "train.n_critic", "train.lambda_gp"]
+    }
+
+    fn live_values(&self) -> Vec<(&'static str, f64)> {
+        vec![
+            ("train.lr_g", self.opt_g.lr),
+            ("train.lr_d", self.opt_d.lr),
+            ("train.n_critic", f64::from(self.cfg.train.n_critic)),
+            ("train.lambda_gp", self.cfg.train.lambda_gp),
+        ]
+    }
+
+    fn set_live(&mut self, name: &str, value: f64) -> Result<f64, String> {
+        if !value.is_finite() {
+            return Err(format!("{name} = {value} is not finite"));
+        }
+        let old = match name {
+            "train.lr_g" | "lr_g" => std::mem::replace(&mut self.opt_g.lr, value),
+            "train.lr_d" | "lr_d" => std::mem::replace(&mut self.opt_d.lr, value),
+            "train.n_critic" | "n_critic" => {
+                if value < 1.0 || value.fract() != 0.0 {
+                    return Err(format!("n_critic = {value}: a whole number >= 1"));
+                }
+                f64::from(std::mem::replace(&mut self.cfg.train.n_critic, value as u32))
+            }
+            "train.lambda_gp" | "lambda_gp" => std::mem::replace(&mut self.cfg.train.lambda_gp, value),
+            other => return Err(format!("`{other}` is not a live hyperparameter; live: {}", self.live_names().join(", "))),
+        };
+        self.cfg.train.lr_g = self.opt_g.lr;
+        self.cfg.train.lr_d = self.opt_d.lr;
+        Ok(old)
+    }
+
+    fn sample_grid(&mut self) -> Rgba {
+        let images = self.generate(&self.fixed_noise);
+        grid_rgba(&images, 8)
+    }
+
+    fn validate(&mut self) -> Option<Validation> {
+        let n = self.data.holdout.size()[0].min(512);
+        if n < 2 {
+            return None;
+        }
+        if self.holdout_eval.is_none() {
+            let real = self.data.holdout.narrow(0, 0, n).to_device(self.device).to_kind(Kind::Float) / 255.0;
+            let real = Self::downsampled(&real);
+            seed_torch(self.seed, Stream::Validation, 1);
+            let p = Tensor::randn([real.size()[1], 256], (Kind::Float, self.device));
+            self.projections = Some(&p / p.norm_scalaropt_dim(2, [0i64].as_slice(), true));
+            self.holdout_eval = Some(real);
+        }
+        let (real, proj) = (self.holdout_eval.as_ref()?, self.projections.as_ref()?);
+        seed_torch(self.seed, Stream::Validation, 2);
+        let z = Tensor::randn([n, i64::from(self.cfg.model.latent_dim)], (Kind::Float, self.device));
+        let fake = Self::downsampled(&self.generate(&z));
+        let swd = metrics::sliced_wasserstein(&fake, real, proj);
+        let diversity = metrics::mean_pairwise_distance(&fake) / metrics::mean_pairwise_distance(real).max(1e-12);
+        Some(Validation { scalars: vec![("val_swd", swd), ("val_diversity", diversity)], metric: swd, diversity_ratio: Some(diversity) })
+    }
+
+    fn state_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for (prefix, vs) in [("g", Some(&self.g_vs)), ("d", Some(&self.d_vs)), ("ema", self.ema_vs.as_ref())] {
+            if let Some(vs) = vs {
+                out.extend(vs.variables().into_iter().map(|(n, t)| (format!("{prefix}.{n}"), t)));
+            }
+        }
+        out.extend(self.opt_g.state_tensors("opt_g"));
+        out.extend(self.opt_d.state_tensors("opt_d"));
+        out.push(("fixed_noise".into(), self.fixed_noise.shallow_clone()));
+        out
+    }
+
+    fn load_state(&mut self, ckpt: &Loaded) -> Result<(), String> {
+        let shown = ckpt.dir.display().to_string();
+        for (prefix, vs) in [("g", Some(&self.g_vs)), ("d", Some(&self.d_vs)), ("ema", self.ema_vs.as_ref())] {
+            let Some(vs) = vs else { continue };
+            for (name, mut var) in vs.variables() {
+                let key = format!("{prefix}.{name}");
+                let t = ckpt.get(&key).ok_or_else(|| format!("{shown}: missing tensor `{key}` (a checkpoint of another model?)"))?;
+                if t.size() != var.size() {
+                    return Err(format!("{shown}: tensor `{key}` has shape {:?}, the preset's model needs {:?}", t.size(), var.size()));
+                }
+                tch::no_grad(|| var.copy_(&t));
+            }
+        }
+        let get = |k: &str| ckpt.get(k);
+        self.opt_g.load_state("opt_g", &get).map_err(|e| format!("{shown}: {e}"))?;
+        self.opt_d.load_state("opt_d", &get).map_err(|e| format!("{shown}: {e}"))?;
+        if let Some(noise) = ckpt.get("fixed_noise") {
+            if noise.size() == self.fixed_noise.size() {
+                self.fixed_noise = noise.to_device(self.device);
+            }
+        }
+        Ok(())
+    }
+}

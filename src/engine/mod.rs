@@ -1,0 +1,31 @@
+//! Everything that touches libtorch. Never imports a UI crate.
+
+pub mod checkpoint;
+pub mod data;
+pub mod device;
+pub mod export;
+pub mod families;
+pub mod metrics;
+pub mod nn;
+pub mod optim;
+pub mod session;
+pub mod worker;
+
+/// Errors of the engine. `BadInput` is the user's to fix (exit code 2); the rest fail a run.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    BadInput(String),
+    #[error("data: {0}")]
+    Data(String),
+    #[error("model: {0}")]
+    Model(String),
+    #[error("{0}")]
+    Checkpoint(#[from] checkpoint::CheckpointError),
+    #[error("{0}")]
+    RunDir(#[from] crate::core::rundir::RunDirError),
+    #[error("{0}")]
+    RunLog(#[from] crate::core::runlog::RunLogError),
+    #[error("{0}")]
+    NonFinite(String),
+}

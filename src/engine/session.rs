@@ -1,0 +1,566 @@
+//! The training loop shared by every family: phases, commands between steps, cadences (log,
+//! sample, validate, checkpoint), loss health, exact resume.
+//!
+//! Determinism: every random draw of step N comes from a generator seeded with
+//! `(seed, step N)`, and the data order of epoch E from `(seed, E)`, so a run resumed from a
+//! checkpoint takes exactly the steps an uninterrupted run takes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use serde::{Deserialize, Serialize};
+use tch::{Device, Tensor};
+
+use crate::core::health::{Finding, HealthMonitor};
+use crate::core::preset::{AnyPreset, PhaseLength, ValidatedPreset};
+use crate::core::protocol::{Command, Event, HealthSignal, Level, Outcome, ScalarRow};
+use crate::core::rundir::{CsvLog, RunDir};
+use crate::core::runlog::LogWriter;
+use crate::core::timefmt::unix_now;
+use crate::engine::checkpoint::{self, BestEntry, Loaded};
+use crate::engine::families::wgan_gp::WganGpTrainer;
+use crate::engine::EngineError;
+
+/// RGBA8 pixels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rgba {
+    pub width: u32,
+    pub height: u32,
+    pub pixels: Vec<u8>,
+}
+
+/// Where a step falls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepCtx {
+    pub step: u64,
+    pub epoch: u64,
+    pub batch_in_epoch: u64,
+}
+
+/// The result of a validation pass.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Validation {
+    pub scalars: Vec<(&'static str, f64)>,
+    /// The metric that picks the best checkpoint; lower is better.
+    pub metric: f64,
+    /// Sample diversity relative to real data, for the mode-collapse signal.
+    pub diversity_ratio: Option<f64>,
+}
+
+/// What a family implements to be trained by the session.
+pub trait Trainer: std::fmt::Debug {
+    fn describe(&self) -> String;
+    /// Identifies the model's shape; a checkpoint only loads into an equal signature.
+    fn signature(&self) -> String;
+    fn warnings(&self) -> Vec<String>;
+    fn steps_per_epoch(&self) -> u64;
+    /// Takes a phase's configuration (learning rates, loss weights, augmentation, ...).
+    fn apply_preset(&mut self, preset: &AnyPreset);
+    /// One training step; returns the step's scalars.
+    fn train_step(&mut self, ctx: &StepCtx) -> Vec<(&'static str, f64)>;
+    fn live_names(&self) -> &'static [&'static str];
+    /// Current values of the live hyperparameters (saved in checkpoints).
+    fn live_values(&self) -> Vec<(&'static str, f64)>;
+    /// Changes a live hyperparameter; returns the old value.
+    fn set_live(&mut self, name: &str, value: f64) -> Result<f64, String>;
+    fn sample_grid(&mut self) -> Rgba;
+    fn validate(&mut self) -> Option<Validation>;
+    fn state_tensors(&self) -> Vec<(String, Tensor)>;
+    fn load_state(&mut self, ckpt: &Loaded) -> Result<(), String>;
+}
+
+/// Builds the trainer of a preset's family.
+pub fn make_trainer(preset: &AnyPreset, device: Device) -> Result<Box<dyn Trainer>, EngineError> {
+    match preset {
+        AnyPreset::WganGp(p) => Ok(Box::new(WganGpTrainer::new(p, device)?)),
+    }
+}
+
+/// The model signature a preset builds, without building it.
+#[must_use]
+pub fn signature_of(preset: &AnyPreset) -> String {
+    match preset {
+        AnyPreset::WganGp(p) => {
+            let m = &p.model;
+            format!("wgan_gp/{:?}/size{}/z{}/g{}/d{}/ema{}", m.arch, p.data.image_size, m.latent_dim, m.g_feature_maps, m.d_feature_maps, m.ema_decay > 0.0)
+        }
+    }
+}
+
+/// Counters saved in every checkpoint.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Counters {
+    pub step: u64,
+    pub epoch: u64,
+    pub batch_in_epoch: u64,
+    pub phase: usize,
+    pub phase_start_step: u64,
+    pub phase_end_step: Option<u64>,
+    pub phase_elapsed_secs: f64,
+    /// Sums and counts of the scalars since the last logged step.
+    pub accum: BTreeMap<String, (f64, u64)>,
+}
+
+/// Everything a run needs; built by `worker::prepare`.
+#[derive(Debug)]
+pub struct RunPlan {
+    pub preset: ValidatedPreset,
+    pub run_dir: RunDir,
+    pub device: Device,
+    pub resume_from: Option<PathBuf>,
+    pub step_limit: Option<u64>,
+    /// Live hyperparameters to set right after start (e.g. `--lr-g` on resume).
+    pub live_overrides: Vec<(String, f64)>,
+    pub notes: Vec<String>,
+}
+
+/// Wakes a UI when events arrive.
+pub type Waker = std::sync::Arc<dyn Fn() + Send + Sync>;
+
+/// Sends events to the run log (always) and the channel (never blocking).
+pub struct Emitter {
+    log: LogWriter,
+    tx: Sender<Event>,
+    waker: Option<Waker>,
+    pending: Vec<ScalarRow>,
+    last_flush: Instant,
+    pub dropped: u64,
+}
+
+impl std::fmt::Debug for Emitter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emitter").field("log", &self.log).field("dropped", &self.dropped).finish_non_exhaustive()
+    }
+}
+
+impl Emitter {
+    pub fn new(log: LogWriter, tx: Sender<Event>, waker: Option<Waker>) -> Self {
+        Self { log, tx, waker, pending: Vec::new(), last_flush: Instant::now(), dropped: 0 }
+    }
+
+    fn send(&mut self, event: Event) {
+        match self.tx.try_send(event) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => self.dropped += 1,
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+        if let Some(w) = &self.waker {
+            w();
+        }
+    }
+
+    /// Logs and sends one event (pending scalars first, to keep the order).
+    pub fn emit(&mut self, event: Event) -> Result<(), EngineError> {
+        self.flush()?;
+        self.log.append(&event)?;
+        self.send(event);
+        Ok(())
+    }
+
+    /// Queues a scalar row; rows go out together about every 100 ms.
+    pub fn scalars(&mut self, row: ScalarRow) -> Result<(), EngineError> {
+        self.pending.push(row);
+        if self.last_flush.elapsed() >= Duration::from_millis(100) {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    pub fn flush(&mut self) -> Result<(), EngineError> {
+        self.last_flush = Instant::now();
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let event = Event::Scalars { rows: std::mem::take(&mut self.pending) };
+        self.log.append(&event)?;
+        self.send(event);
+        Ok(())
+    }
+
+    /// The terminal event: logged, synced, and sent with a short wait (the only one that waits).
+    pub fn finish(&mut self, event: Event) {
+        let _ = self.flush();
+        let _ = self.log.append(&event);
+        let _ = self.log.sync();
+        let _ = self.tx.send_timeout(event, Duration::from_secs(2));
+        if let Some(w) = &self.waker {
+            w();
+        }
+    }
+
+    pub fn sync(&mut self) -> Result<(), EngineError> {
+        self.log.sync().map_err(EngineError::from)
+    }
+}
+
+/// One run of the training loop.
+struct Session<'a> {
+    plan: &'a RunPlan,
+    trainer: Box<dyn Trainer>,
+    cfg: AnyPreset,
+    c: Counters,
+    emitter: &'a mut Emitter,
+    csv: CsvLog,
+    health: HealthMonitor,
+    best: checkpoint::BestIndex,
+    last_checkpoint_step: Option<u64>,
+}
+
+const CSV_COLUMNS: &[&str] = &["step", "epoch", "phase", "d_loss", "g_loss", "gp", "wasserstein", "lr_g", "lr_d", "val_swd", "val_diversity"];
+
+fn health_cfg(p: &AnyPreset) -> crate::core::health::HealthConfig {
+    match p {
+        AnyPreset::WganGp(p) => p.health.clone(),
+    }
+}
+
+fn cadences(p: &AnyPreset) -> (u64, u64, u64, u64, u64) {
+    match p {
+        AnyPreset::WganGp(p) => (p.logging.log_every_steps, p.logging.sample_every_steps, p.logging.validate_every_steps, p.checkpoints.every_steps, p.checkpoints.keep_last),
+    }
+}
+
+/// Runs a plan to its end. Returns how it ended; errors fail the run.
+pub fn run(plan: &RunPlan, commands: &Receiver<Command>, emitter: &mut Emitter) -> Result<(u64, Outcome), EngineError> {
+    let mut c = Counters::default();
+    let mut loaded: Option<Loaded> = None;
+    if let Some(dir) = &plan.resume_from {
+        let ckpt = checkpoint::read(dir)?;
+        c = serde_json::from_value(ckpt.state.get("session").cloned().unwrap_or_default())
+            .map_err(|e| EngineError::BadInput(format!("{}: bad session state: {e}", dir.display())))?;
+        loaded = Some(ckpt);
+    }
+    let cfg = plan.preset.for_phase(c.phase);
+    let mut trainer = make_trainer(&cfg, plan.device)?;
+    if let Some(ckpt) = &loaded {
+        trainer.load_state(ckpt).map_err(EngineError::BadInput)?;
+        checkpoint::supersede_after(&plan.run_dir.checkpoints(), c.step)?;
+        if let Some(live) = ckpt.state.get("live").and_then(|v| v.as_object()) {
+            for (k, v) in live {
+                if let Some(v) = v.as_f64() {
+                    let _ = trainer.set_live(k, v);
+                }
+            }
+        }
+    }
+    let csv = CsvLog::open(&plan.run_dir.csv_path(), CSV_COLUMNS, loaded.as_ref().map(|_| c.step))?;
+    let total_steps = estimate_total(&plan.preset, trainer.steps_per_epoch()).map(|t| plan.step_limit.map_or(t, |l| l.min(t)));
+    emitter.emit(Event::RunStarted {
+        run_dir: plan.run_dir.root().display().to_string(),
+        name: plan.preset.preset().name().to_string(),
+        family: plan.preset.preset().family().name().to_string(),
+        device: crate::engine::device::describe(plan.device),
+        total_steps: total_steps.or(plan.step_limit),
+        resumed_from: loaded.as_ref().map(|_| c.step),
+        wall_time: unix_now(),
+    })?;
+    let info = |emitter: &mut Emitter, step, message: String| emitter.emit(Event::Log { step, level: Level::Info, message });
+    info(emitter, c.step, trainer.describe())?;
+    for note in &plan.notes {
+        info(emitter, c.step, note.clone())?;
+    }
+    for w in trainer.warnings() {
+        emitter.emit(Event::Log { step: c.step, level: Level::Warning, message: w })?;
+    }
+    let fresh = loaded.is_none();
+    let mut s = Session {
+        plan,
+        health: HealthMonitor::new(health_cfg(&cfg)),
+        trainer,
+        cfg,
+        c,
+        emitter,
+        csv,
+        best: checkpoint::read_best(&plan.run_dir.checkpoints()),
+        last_checkpoint_step: loaded.as_ref().map(|_| 0).and(None),
+    };
+    drop(loaded);
+    if fresh {
+        s.start_phase(0, false)?;
+    }
+    for (name, value) in &plan.live_overrides {
+        s.set_live(name, *value)?;
+    }
+    s.main_loop(commands)
+}
+
+fn estimate_total(preset: &ValidatedPreset, steps_per_epoch: u64) -> Option<u64> {
+    preset.preset().phases().iter().try_fold(0u64, |acc, p| match p.length {
+        PhaseLength::Steps(n) => Some(acc + n),
+        PhaseLength::Epochs(n) => Some(acc + n * steps_per_epoch),
+        PhaseLength::Minutes(_) => None,
+    })
+}
+
+impl Session<'_> {
+    fn start_phase(&mut self, index: usize, load_best: bool) -> Result<(), EngineError> {
+        let phases = self.plan.preset.preset().phases();
+        let phase = &phases[index];
+        self.cfg = self.plan.preset.for_phase(index);
+        self.trainer.apply_preset(&self.cfg);
+        self.health.set_config(health_cfg(&self.cfg));
+        let mut loaded_from = None;
+        if load_best && phase.start_from_best {
+            let ckpts = self.plan.run_dir.checkpoints();
+            let dir = match self.best.phases.get(&(index - 1)) {
+                Some(b) => ckpts.join(&b.dir),
+                None => {
+                    self.emitter.emit(Event::Log {
+                        step: self.c.step,
+                        level: Level::Warning,
+                        message: format!("phase `{}` starts from the previous phase's best checkpoint, but it had no validation; using its last checkpoint", phase.name),
+                    })?;
+                    checkpoint::resolve(&ckpts)?
+                }
+            };
+            let ckpt = checkpoint::read(&dir)?;
+            self.trainer.load_state(&ckpt).map_err(EngineError::Model)?;
+            self.trainer.apply_preset(&self.cfg);
+            loaded_from = Some(dir.display().to_string());
+        }
+        self.c.phase = index;
+        self.c.phase_start_step = self.c.step;
+        self.c.phase_elapsed_secs = 0.0;
+        self.c.phase_end_step = match phase.length {
+            PhaseLength::Steps(n) => Some(self.c.step + n),
+            PhaseLength::Epochs(n) => Some(self.c.step + n * self.trainer.steps_per_epoch()),
+            PhaseLength::Minutes(_) => None,
+        };
+        self.emitter.emit(Event::PhaseStarted {
+            step: self.c.step,
+            index,
+            name: phase.name.clone(),
+            length: phase.length.to_string(),
+            loaded_checkpoint: loaded_from,
+        })
+    }
+
+    fn phase_done(&self) -> bool {
+        match self.plan.preset.preset().phases()[self.c.phase].length {
+            PhaseLength::Minutes(m) => self.c.phase_elapsed_secs >= m * 60.0,
+            _ => self.c.phase_end_step.is_some_and(|end| self.c.step >= end),
+        }
+    }
+
+    fn main_loop(&mut self, commands: &Receiver<Command>) -> Result<(u64, Outcome), EngineError> {
+        let mut paused = false;
+        let mut skip_phase = false;
+        loop {
+            if skip_phase || self.phase_done() {
+                skip_phase = false;
+                self.checkpoint(false, None)?;
+                let next = self.c.phase + 1;
+                if next >= self.plan.preset.preset().phases().len() {
+                    return self.end(Outcome::Completed);
+                }
+                self.start_phase(next, true)?;
+                continue;
+            }
+            if self.plan.step_limit.is_some_and(|l| self.c.step >= l) {
+                self.checkpoint(false, None)?;
+                return self.end(Outcome::Completed);
+            }
+            // Commands between steps; while paused, wait for them.
+            loop {
+                let cmd = if paused {
+                    match commands.recv_timeout(Duration::from_millis(200)) {
+                        Ok(c) => Some(c),
+                        Err(RecvTimeoutError::Timeout) => None,
+                        Err(RecvTimeoutError::Disconnected) => Some(Command::Stop),
+                    }
+                } else {
+                    commands.try_recv().ok()
+                };
+                let Some(cmd) = cmd else {
+                    if paused {
+                        continue;
+                    }
+                    break;
+                };
+                match cmd {
+                    Command::Pause if !paused => {
+                        paused = true;
+                        self.emitter.emit(Event::Paused { step: self.c.step })?;
+                    }
+                    Command::Resume if paused => {
+                        paused = false;
+                        self.emitter.emit(Event::Resumed { step: self.c.step })?;
+                    }
+                    Command::Pause | Command::Resume => {}
+                    Command::Stop => return self.end(Outcome::Stopped),
+                    Command::StopAndSave => {
+                        self.checkpoint(false, None)?;
+                        return self.end(Outcome::Stopped);
+                    }
+                    Command::CheckpointNow => self.checkpoint(false, None)?,
+                    Command::SkipPhase => {
+                        skip_phase = true;
+                        if paused {
+                            paused = false;
+                            self.emitter.emit(Event::Resumed { step: self.c.step })?;
+                        }
+                        break;
+                    }
+                    Command::SetHyperparameter { name, value } => self.set_live(&name, value)?,
+                }
+            }
+            if skip_phase {
+                continue;
+            }
+            self.step()?;
+        }
+    }
+
+    fn set_live(&mut self, name: &str, value: f64) -> Result<(), EngineError> {
+        match self.trainer.set_live(name, value) {
+            Ok(old) => self.emitter.emit(Event::HyperparameterChanged { step: self.c.step, name: name.to_string(), old, new: value }),
+            Err(why) => self.emitter.emit(Event::Log { step: self.c.step, level: Level::Warning, message: format!("refused: {why}") }),
+        }
+    }
+
+    fn step(&mut self) -> Result<(), EngineError> {
+        let ctx = StepCtx { step: self.c.step, epoch: self.c.epoch, batch_in_epoch: self.c.batch_in_epoch };
+        let t0 = Instant::now();
+        let scalars = self.trainer.train_step(&ctx);
+        self.c.phase_elapsed_secs += t0.elapsed().as_secs_f64();
+        if let Some((name, v)) = scalars.iter().find(|(_, v)| !v.is_finite()) {
+            let last = checkpoint::resolve(&self.plan.run_dir.checkpoints()).map_or_else(|_| "none was written".to_string(), |p| p.display().to_string());
+            let message = format!("{name} became {v} at step {}; the run was stopped. Last good checkpoint: {last}", self.c.step);
+            self.emitter.emit(Event::Health {
+                step: self.c.step,
+                signal: HealthSignal::NonFiniteLoss,
+                message: message.clone(),
+                suggestion: "lower the learning rates 5-10x or raise train.lambda_gp, then resume from the last good checkpoint".into(),
+            })?;
+            return Err(EngineError::NonFinite(message));
+        }
+        for (k, v) in scalars {
+            let e = self.c.accum.entry(k.to_string()).or_insert((0.0, 0));
+            e.0 += v;
+            e.1 += 1;
+        }
+        self.c.step += 1;
+        self.c.batch_in_epoch += 1;
+        if self.c.batch_in_epoch >= self.trainer.steps_per_epoch() {
+            self.c.batch_in_epoch = 0;
+            self.c.epoch += 1;
+        }
+        let (log_every, sample_every, validate_every, ckpt_every, _) = cadences(&self.cfg);
+        let step = self.c.step;
+        if step % log_every.max(1) == 0 {
+            self.log_scalars(Vec::new())?;
+        }
+        if sample_every > 0 && step % sample_every == 0 {
+            self.sample()?;
+        }
+        if validate_every > 0 && step % validate_every == 0 {
+            self.validate()?;
+        }
+        if ckpt_every > 0 && step % ckpt_every == 0 {
+            self.checkpoint(false, None)?;
+        }
+        Ok(())
+    }
+
+    fn log_scalars(&mut self, extra: Vec<(String, f64)>) -> Result<(), EngineError> {
+        let mut values: Vec<(String, f64)> = vec![("epoch".into(), self.c.epoch as f64), ("phase".into(), self.c.phase as f64)];
+        for (k, (sum, n)) in std::mem::take(&mut self.c.accum) {
+            if n > 0 {
+                values.push((k, sum / n as f64));
+            }
+        }
+        values.extend(extra);
+        let get = |k: &str| values.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
+        if let Some(d) = get("d_loss") {
+            let findings = self.health.observe(self.c.step, d, get("g_loss"));
+            self.emit_findings(findings)?;
+        }
+        let mut row = values.clone();
+        row.insert(0, ("step".into(), self.c.step as f64));
+        self.csv.append(&row)?;
+        self.emitter.scalars(ScalarRow { step: self.c.step, wall_time: unix_now(), values })
+    }
+
+    fn emit_findings(&mut self, findings: Vec<Finding>) -> Result<(), EngineError> {
+        for f in findings {
+            self.emitter.emit(Event::Health { step: f.step, signal: f.signal, message: f.message, suggestion: f.suggestion })?;
+        }
+        Ok(())
+    }
+
+    fn sample(&mut self) -> Result<(), EngineError> {
+        let grid = self.trainer.sample_grid();
+        let rel = format!("media/samples-step-{:08}.png", self.c.step);
+        let path = self.plan.run_dir.root().join(&rel);
+        image::save_buffer(&path, &grid.pixels, grid.width, grid.height, image::ExtendedColorType::Rgba8)
+            .map_err(|e| EngineError::RunDir(crate::core::rundir::RunDirError::Io { path: path.clone(), message: e.to_string() }))?;
+        self.emitter.emit(Event::Sample { step: self.c.step, path: rel, width: grid.width, height: grid.height, rgba: grid.pixels })
+    }
+
+    fn validate(&mut self) -> Result<(), EngineError> {
+        let Some(v) = self.trainer.validate() else {
+            return Ok(());
+        };
+        if let Some(ratio) = v.diversity_ratio {
+            if let Some(f) = self.health.observe_diversity(self.c.step, ratio) {
+                self.emit_findings(vec![f])?;
+            }
+        }
+        let row: Vec<(String, f64)> = v.scalars.iter().map(|(k, x)| ((*k).to_string(), *x)).collect();
+        self.emitter.scalars(ScalarRow { step: self.c.step, wall_time: unix_now(), values: row.clone() })?;
+        let mut csv_row = vec![("step".to_string(), self.c.step as f64), ("epoch".into(), self.c.epoch as f64), ("phase".into(), self.c.phase as f64)];
+        csv_row.extend(row);
+        self.csv.append(&csv_row)?;
+        let improved = self.best.phases.get(&self.c.phase).is_none_or(|b| v.metric < b.metric);
+        if improved && v.metric.is_finite() {
+            self.checkpoint(true, Some(v.metric))?;
+        }
+        Ok(())
+    }
+
+    fn checkpoint(&mut self, best: bool, metric: Option<f64>) -> Result<(), EngineError> {
+        let ckpts = self.plan.run_dir.checkpoints();
+        let dir = if self.last_checkpoint_step == Some(self.c.step) {
+            ckpts.join(checkpoint::dir_name(self.c.step))
+        } else {
+            let live: serde_json::Map<String, serde_json::Value> =
+                self.trainer.live_values().into_iter().map(|(k, v)| (k.to_string(), serde_json::Value::from(v))).collect();
+            let state = serde_json::json!({
+                "family": self.cfg.family().name(),
+                "signature": self.trainer.signature(),
+                "session": self.c,
+                "live": live,
+                "written_at": unix_now(),
+            });
+            let dir = checkpoint::write(&ckpts, self.c.step, &self.trainer.state_tensors(), &state)?;
+            self.last_checkpoint_step = Some(self.c.step);
+            dir
+        };
+        let name = checkpoint::dir_name(self.c.step);
+        if best {
+            self.best.phases.insert(self.c.phase, BestEntry { dir: name, step: self.c.step, metric: metric.unwrap_or(f64::NAN) });
+            checkpoint::write_best(&ckpts, &self.best)?;
+        }
+        let (_, _, _, _, keep_last) = cadences(&self.cfg);
+        checkpoint::prune(&ckpts, keep_last as usize)?;
+        self.emitter.emit(Event::CheckpointSaved { step: self.c.step, path: rel_path(self.plan.run_dir.root(), &dir), best, metric })?;
+        self.emitter.sync()
+    }
+
+    fn end(&mut self, outcome: Outcome) -> Result<(u64, Outcome), EngineError> {
+        if self.c.accum.values().any(|(_, n)| *n > 0) {
+            self.log_scalars(Vec::new())?;
+        }
+        let (_, sample_every, _, _, _) = cadences(&self.cfg);
+        if sample_every == 0 || self.c.step % sample_every != 0 {
+            self.sample()?;
+        }
+        Ok((self.c.step, outcome))
+    }
+}
+
+fn rel_path(root: &Path, p: &Path) -> String {
+    p.strip_prefix(root).unwrap_or(p).display().to_string()
+}

@@ -1,0 +1,409 @@
+//! `workbench`: the command line. With no subcommand it trains the embedded default preset
+//! headless (the desktop app will take over this entry point).
+
+mod bench;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use workbench::core::preset::{self, schema, AnyPreset, Family, ValidatedPreset};
+use workbench::core::protocol::{Event, Level, Outcome};
+use workbench::core::rundir::{list_runs, RunDir};
+use workbench::core::timefmt::human_duration;
+use workbench::engine::worker::{self, RunRequest};
+use workbench::engine::{export, EngineError};
+
+/// The embedded default preset: WGAN-GP on the synthetic sprites at 32x32, a few CPU minutes.
+pub const DEFAULT_PRESET: &str = include_str!("../presets/wgan_gp_sprites32.ron");
+
+#[derive(Parser, Debug)]
+#[command(name = "workbench", version, about = "Generative Workbench: train and watch generative models")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+    /// Where runs are written (for the default run with no subcommand).
+    #[arg(long, default_value = "runs", global = true)]
+    runs_dir: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Train a preset headless.
+    Train(TrainArgs),
+    /// Validate and describe presets.
+    #[command(subcommand)]
+    Presets(PresetsCmd),
+    /// List and export runs.
+    #[command(subcommand)]
+    Runs(RunsCmd),
+    /// Benchmarks (steps per second, peak memory, learning checks).
+    Bench(bench::BenchArgs),
+}
+
+#[derive(clap::Args, Debug, Default)]
+struct TrainArgs {
+    /// The preset file (default: the embedded default; with --resume: the run's own preset).
+    #[arg(long)]
+    preset: Option<PathBuf>,
+    /// Stop after this many steps in total.
+    #[arg(long)]
+    steps: Option<u64>,
+    /// cpu, cuda or cuda:N (default: the preset's, normally auto).
+    #[arg(long)]
+    device: Option<String>,
+    /// Train on this image folder instead of the preset's data.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Override a preset field: --set train.lr_g=5e-5 (repeatable).
+    #[arg(long = "set", value_name = "FIELD.PATH=VALUE")]
+    set: Vec<String>,
+    /// Resume a run (its latest checkpoint) or a given checkpoint folder.
+    #[arg(long, value_name = "RUN_OR_CHECKPOINT")]
+    resume: Option<PathBuf>,
+    /// New generator learning rate (applied after loading a checkpoint).
+    #[arg(long)]
+    lr_g: Option<f64>,
+    /// New critic learning rate (applied after loading a checkpoint).
+    #[arg(long)]
+    lr_d: Option<f64>,
+}
+
+#[derive(Subcommand, Debug)]
+enum PresetsCmd {
+    /// Load and validate preset files; every problem is listed.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Every field of a family's preset with its default, range and meaning.
+    Show { family: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum RunsCmd {
+    /// List the runs in a folder with their status.
+    List { dir: Option<PathBuf> },
+    /// Export a run's scalars as CSV or TensorBoard event files.
+    Export {
+        run: PathBuf,
+        #[arg(long, conflicts_with = "tensorboard")]
+        csv: Option<PathBuf>,
+        #[arg(long)]
+        tensorboard: Option<PathBuf>,
+    },
+}
+
+/// A failure with its exit code: 2 for bad input, 1 for a failed run.
+#[derive(Debug)]
+struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+fn bad_input(e: impl Into<anyhow::Error>) -> Failure {
+    Failure { code: 2, error: e.into() }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => train(TrainArgs::default(), &cli.runs_dir),
+        Some(Cmd::Train(args)) => train(args, &cli.runs_dir),
+        Some(Cmd::Presets(cmd)) => presets(cmd),
+        Some(Cmd::Runs(cmd)) => runs(cmd, &cli.runs_dir),
+        Some(Cmd::Bench(args)) => bench::run(&args).map_err(|e| Failure { code: 1, error: e }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {:#}", f.error);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+/// Loads a preset file (or the embedded default) and applies `--data` and `--set`.
+fn load_preset(args: &TrainArgs) -> Result<Option<(ValidatedPreset, Vec<String>)>, Failure> {
+    let (preset, notes, origin) = match &args.preset {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display())).map_err(bad_input)?;
+            let (p, notes) = preset::parse_str(&text, &path.display().to_string()).map_err(bad_input)?;
+            (p, notes, path.display().to_string())
+        }
+        None if args.resume.is_some() => {
+            if args.data.is_some() || !args.set.is_empty() {
+                return Err(bad_input(anyhow::anyhow!("--data and --set with --resume need --preset (the run's preset is used as launched)")));
+            }
+            return Ok(None);
+        }
+        None => {
+            let (p, notes) = preset::parse_str(DEFAULT_PRESET, "<embedded default preset>").map_err(bad_input)?;
+            (p, notes, "<embedded default preset>".to_string())
+        }
+    };
+    let mut pairs: Vec<(String, serde_json::Value)> = Vec::new();
+    if let Some(data) = &args.data {
+        match preset.family() {
+            Family::WganGp => {
+                pairs.push(("data.source".into(), "folder".into()));
+                pairs.push(("data.folder".into(), data.display().to_string().into()));
+            }
+        }
+    }
+    for item in &args.set {
+        let (k, v) = item.split_once('=').ok_or_else(|| bad_input(anyhow::anyhow!("--set {item}: expected FIELD.PATH=VALUE")))?;
+        pairs.push((k.trim().to_string(), schema::parse_cli_value(v)));
+    }
+    let preset = preset
+        .with_overrides(pairs.iter().map(|(k, v)| (k.as_str(), v.clone())))
+        .map_err(|problems| bad_input(preset::PresetError::Invalid { file: format!("{origin} with --set/--data"), problems }))?;
+    let validated = preset::validate(preset).map_err(|problems| bad_input(preset::PresetError::Invalid { file: origin, problems }))?;
+    Ok(Some((validated, notes)))
+}
+
+fn train(args: TrainArgs, runs_dir: &Path) -> Result<(), Failure> {
+    let loaded = load_preset(&args)?;
+    let (preset, notes) = match loaded {
+        Some((p, n)) => (Some(p), n),
+        None => (None, Vec::new()),
+    };
+    for n in &notes {
+        eprintln!("note: {n}");
+    }
+    let req = RunRequest {
+        preset,
+        runs_dir: runs_dir.to_path_buf(),
+        resume: args.resume.clone(),
+        step_limit: args.steps,
+        device: args.device.clone(),
+        lr_g: args.lr_g,
+        lr_d: args.lr_d,
+        notes,
+    };
+    let plan = worker::prepare(req).map_err(|e| match e {
+        EngineError::BadInput(_) => bad_input(e),
+        other => Failure { code: 1, error: other.into() },
+    })?;
+    let handle = worker::spawn(plan, None).map_err(|e| Failure { code: 1, error: e.into() })?;
+    let run_dir = handle.run_dir().to_path_buf();
+    eprintln!("run directory: {}", run_dir.display());
+    let mut progress = Progress::new(std::io::stderr().is_terminal());
+    let end = loop {
+        match handle.events().recv_timeout(Duration::from_millis(500)) {
+            Ok(event) => {
+                if let Some(end) = progress.on_event(&event) {
+                    break end;
+                }
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => progress.redraw(),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break Err("the training thread ended without a final event".to_string()),
+        }
+    };
+    handle.join();
+    progress.finish();
+    match end {
+        Ok(outcome) => {
+            println!("{} after {} steps: {}", if outcome == Outcome::Completed { "finished" } else { "stopped" }, progress.step, run_dir.display());
+            Ok(())
+        }
+        Err(message) => Err(Failure { code: 1, error: anyhow::anyhow!("run failed: {message}\nrun directory: {}", run_dir.display()) }),
+    }
+}
+
+/// Progress display: a bar on a terminal, plain lines otherwise.
+struct Progress {
+    tty: bool,
+    step: u64,
+    total: Option<u64>,
+    started: Instant,
+    first_step: u64,
+    last_values: Vec<(String, f64)>,
+    last_plain: Instant,
+    phase: String,
+}
+
+impl Progress {
+    fn new(tty: bool) -> Self {
+        Self { tty, step: 0, total: None, started: Instant::now(), first_step: 0, last_values: Vec::new(), last_plain: Instant::now(), phase: String::new() }
+    }
+
+    fn line(&self) -> String {
+        let rate = (self.step - self.first_step) as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+        let losses: Vec<String> = self
+            .last_values
+            .iter()
+            .filter(|(k, _)| matches!(k.as_str(), "d_loss" | "g_loss" | "wasserstein" | "val_swd"))
+            .map(|(k, v)| format!("{k} {v:.4}"))
+            .collect();
+        match self.total {
+            Some(total) if total > 0 => {
+                let frac = (self.step as f64 / total as f64).clamp(0.0, 1.0);
+                let width = 24;
+                let filled = (frac * width as f64) as usize;
+                let eta = if rate > 0.0 { human_duration((total.saturating_sub(self.step)) as f64 / rate) } else { "?".into() };
+                format!(
+                    "[{}{}] {}/{} {:.1} it/s ETA {} {} {}",
+                    "#".repeat(filled),
+                    ".".repeat(width - filled),
+                    self.step,
+                    total,
+                    rate,
+                    eta,
+                    self.phase,
+                    losses.join(" ")
+                )
+            }
+            _ => format!("step {} {:.1} it/s {} {}", self.step, rate, self.phase, losses.join(" ")),
+        }
+    }
+
+    fn redraw(&mut self) {
+        if self.tty {
+            eprint!("\r\x1b[2K{}", self.line());
+        } else if self.last_plain.elapsed() >= Duration::from_secs(5) {
+            eprintln!("{}", self.line());
+            self.last_plain = Instant::now();
+        }
+    }
+
+    fn say(&self, text: &str) {
+        if self.tty {
+            eprint!("\r\x1b[2K");
+        }
+        eprintln!("{text}");
+    }
+
+    fn on_event(&mut self, event: &Event) -> Option<Result<Outcome, String>> {
+        match event {
+            Event::RunStarted { device, total_steps, resumed_from, .. } => {
+                self.total = *total_steps;
+                self.first_step = resumed_from.unwrap_or(0);
+                self.step = self.first_step;
+                self.started = Instant::now();
+                self.say(&format!("device: {device}{}", resumed_from.map(|s| format!(", resumed from step {s}")).unwrap_or_default()));
+            }
+            Event::Scalars { rows } => {
+                if let Some(r) = rows.last() {
+                    self.step = r.step;
+                    for (k, v) in &r.values {
+                        if let Some(slot) = self.last_values.iter_mut().find(|(n, _)| n == k) {
+                            slot.1 = *v;
+                        } else {
+                            self.last_values.push((k.clone(), *v));
+                        }
+                    }
+                }
+                self.redraw();
+            }
+            Event::PhaseStarted { index, name, length, loaded_checkpoint, .. } => {
+                self.phase = format!("phase {name}");
+                self.say(&format!("phase {index} `{name}` ({length}){}", loaded_checkpoint.as_ref().map(|c| format!(" from {c}")).unwrap_or_default()));
+            }
+            Event::Health { step, signal, message, suggestion } => self.say(&format!("health at step {step}: {}: {message}; suggestion: {suggestion}", signal.label())),
+            Event::Log { level, message, .. } => self.say(&format!("{}{message}", if *level == Level::Info { "" } else { "warning: " })),
+            Event::HyperparameterChanged { name, old, new, step } => self.say(&format!("step {step}: {name} {old} -> {new}")),
+            Event::CheckpointSaved { path, best, .. } if *best => self.say(&format!("best checkpoint: {path}")),
+            Event::RunFinished { outcome, step } => {
+                self.step = *step;
+                return Some(Ok(*outcome));
+            }
+            Event::RunFailed { message, .. } => return Some(Err(message.clone())),
+            _ => {}
+        }
+        None
+    }
+
+    fn finish(&self) {
+        if self.tty {
+            eprintln!("\r\x1b[2K{}", self.line());
+        }
+    }
+}
+
+fn presets(cmd: PresetsCmd) -> Result<(), Failure> {
+    match cmd {
+        PresetsCmd::Validate { files } => {
+            let mut failed = 0;
+            for f in &files {
+                match preset::load_file(f) {
+                    Ok((p, notes)) => {
+                        println!("ok: {} ({}, {} phase(s))", f.display(), p.preset().family().name(), p.preset().phases().len());
+                        for n in notes {
+                            println!("  migrated: {n}");
+                        }
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("{e}");
+                    }
+                }
+            }
+            if failed > 0 {
+                return Err(bad_input(anyhow::anyhow!("{failed} of {} preset(s) invalid", files.len())));
+            }
+            Ok(())
+        }
+        PresetsCmd::Show { family } => {
+            let family = Family::parse(&family).map_err(|e| bad_input(anyhow::anyhow!(e)))?;
+            let tree = family.default_preset().to_tree();
+            println!("{:<34} {:<18} {:<44} doc", "field", "default", "allowed");
+            for spec in family.specs() {
+                let default = schema::get_path(&tree, spec.path).map(schema::show_value).unwrap_or_default();
+                let mut flags = Vec::new();
+                if spec.phase {
+                    flags.push("phase");
+                }
+                if spec.live {
+                    flags.push("live");
+                }
+                let unit = if spec.unit.is_empty() { String::new() } else { format!(" [{}]", spec.unit) };
+                let flags = if flags.is_empty() { String::new() } else { format!(" ({})", flags.join(", ")) };
+                println!("{:<34} {:<18} {:<44} {}{unit}{flags}", spec.path, default, spec.kind.allowed(), spec.doc);
+            }
+            println!("{:<34} {:<18} {:<44} Ordered phases: name, length steps(N)|epochs(N)|minutes(X), overrides {{\"field\": value}}, start_from_best", "phases", "[main: epochs(1000)]", "at least one phase");
+            Ok(())
+        }
+    }
+}
+
+fn runs(cmd: RunsCmd, default_dir: &Path) -> Result<(), Failure> {
+    match cmd {
+        RunsCmd::List { dir } => {
+            let dir = dir.unwrap_or_else(|| default_dir.to_path_buf());
+            let list = list_runs(&dir).map_err(bad_input)?;
+            if list.is_empty() {
+                println!("no runs in {}", dir.display());
+            }
+            for r in list {
+                let name = r.dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+                println!("{:<12} step {:>8}  {:<8} {:<40} {}{}", r.status.label(), r.last_step, r.family, name, r.device, if r.message.is_empty() { String::new() } else { format!("  ({})", r.message) });
+            }
+            Ok(())
+        }
+        RunsCmd::Export { run, csv, tensorboard } => {
+            let dir = RunDir::open(&run).map_err(bad_input)?;
+            match (csv, tensorboard) {
+                (Some(out), None) => {
+                    let rows = export::export_csv(&dir, &out).map_err(bad_input)?;
+                    println!("wrote {rows} rows to {}", out.display());
+                }
+                (None, Some(out)) => {
+                    let file = export::export_tensorboard(&dir, &out).map_err(bad_input)?;
+                    println!("wrote {}", file.display());
+                }
+                _ => return Err(bad_input(anyhow::anyhow!("give --csv FILE or --tensorboard DIR"))),
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Used by the benchmark to build presets.
+pub fn preset_from_text(text: &str, name: &str) -> anyhow::Result<AnyPreset> {
+    Ok(preset::parse_str(text, name)?.0)
+}
