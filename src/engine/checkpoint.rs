@@ -59,7 +59,7 @@ pub fn write(checkpoints: &Path, step: u64, tensors: &[(String, Tensor)], state:
     let cpu: Vec<(String, Tensor)> = tensors.iter().map(|(n, t)| (n.clone(), t.detach().to_device(tch::Device::Cpu).contiguous())).collect();
     Tensor::write_safetensors(&cpu, &tensor_file).map_err(|e| err(&tensor_file, e))?;
     fs::File::open(&tensor_file).and_then(|f| f.sync_all()).map_err(|e| err(&tensor_file, e))?;
-    if std::env::var("WORKBENCH_FAILPOINT").is_ok_and(|v| v == "checkpoint-mid-write") {
+    if crate::engine::failpoint("checkpoint-mid-write", step) {
         // Test hook: die half-way through a checkpoint, as a kill or power cut would.
         std::process::abort();
     }

@@ -11,6 +11,18 @@ pub mod optim;
 pub mod session;
 pub mod worker;
 
+/// Test hook: `WORKBENCH_FAILPOINT=<name>:<step>` makes the engine fail on purpose at that
+/// point (`checkpoint-mid-write`: abort the process half-way through writing the checkpoint of
+/// that step or later; `nan-loss`: report a NaN loss at that step). Used by the crash-safety
+/// tests; inert unless the variable is set.
+#[must_use]
+pub fn failpoint(name: &str, step: u64) -> bool {
+    std::env::var("WORKBENCH_FAILPOINT").ok().and_then(|v| {
+        let (n, at) = v.split_once(':')?;
+        (n == name).then(|| at.parse::<u64>().ok()).flatten()
+    }).is_some_and(|at| step >= at)
+}
+
 /// Errors of the engine. `BadInput` is the user's to fix (exit code 2); the rest fail a run.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {

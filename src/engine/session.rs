@@ -423,7 +423,10 @@ impl Session<'_> {
     fn step(&mut self) -> Result<(), EngineError> {
         let ctx = StepCtx { step: self.c.step, epoch: self.c.epoch, batch_in_epoch: self.c.batch_in_epoch };
         let t0 = Instant::now();
-        let scalars = self.trainer.train_step(&ctx);
+        let mut scalars = self.trainer.train_step(&ctx);
+        if crate::engine::failpoint("nan-loss", ctx.step) {
+            scalars.insert(0, ("d_loss", f64::NAN));
+        }
         self.c.phase_elapsed_secs += t0.elapsed().as_secs_f64();
         if let Some((name, v)) = scalars.iter().find(|(_, v)| !v.is_finite()) {
             let last = checkpoint::resolve(&self.plan.run_dir.checkpoints()).map_or_else(|_| "none was written".to_string(), |p| p.display().to_string());

@@ -106,16 +106,6 @@ impl WganGpTrainer {
         }
     }
 
-    fn gradient_penalty(&self, real: &Tensor, fake: &Tensor) -> Tensor {
-        let b = real.size()[0];
-        let alpha = Tensor::rand([b, 1, 1, 1], (Kind::Float, self.device));
-        let x = (&alpha * real + (-&alpha + 1.0) * fake).detach().set_requires_grad(true);
-        let scores = self.d.forward_t(&x, true);
-        let grads = Tensor::run_backward(&[scores.sum(Kind::Float)], &[&x], true, true);
-        let norms = grads[0].view([b, -1]).norm_scalaropt_dim(2, [1i64].as_slice(), false);
-        (norms - 1.0).square().mean(Kind::Float)
-    }
-
     fn update_ema(&mut self) {
         let (Some(ema_vs), decay) = (&self.ema_vs, self.cfg.model.ema_decay) else {
             return;
@@ -151,6 +141,19 @@ impl WganGpTrainer {
         let k = if s >= 16 { 4 } else { 1 };
         x.avg_pool2d([k, k], [k, k], [0, 0], false, true, None::<i64>).flatten(1, -1)
     }
+}
+
+/// The gradient penalty of Gulrajani et al.: `mean_b (||dD(x~)/dx~||_2 - 1)^2` at random
+/// interpolates `x~ = a real + (1 - a) fake`, with the graph kept (double backward) so the
+/// penalty trains the critic.
+pub fn gradient_penalty(critic: impl Fn(&Tensor) -> Tensor, real: &Tensor, fake: &Tensor) -> Tensor {
+    let b = real.size()[0];
+    let alpha = Tensor::rand([b, 1, 1, 1], (real.kind(), real.device()));
+    let x = (&alpha * real + (-&alpha + 1.0) * fake).detach().set_requires_grad(true);
+    let scores = critic(&x);
+    let grads = Tensor::run_backward(&[scores.sum(Kind::Float)], &[&x], true, true);
+    let norms = grads[0].view([b, -1]).norm_scalaropt_dim(2, [1i64].as_slice(), false);
+    (norms - 1.0).square().mean(real.kind())
 }
 
 /// Lays out `[N, 3, S, S]` images in [0, 1] as a grid with 2 px white gaps.
@@ -226,7 +229,7 @@ impl Trainer for WganGpTrainer {
         let fake = tch::no_grad(|| self.g.forward_t(&z, true));
         let d_real = self.d.forward_t(&real, true).mean(Kind::Float);
         let d_fake = self.d.forward_t(&fake, true).mean(Kind::Float);
-        let gp = self.gradient_penalty(&real, &fake);
+        let gp = gradient_penalty(|x| self.d.forward_t(x, true), &real, &fake);
         let d_loss = &d_fake - &d_real + &gp * self.cfg.train.lambda_gp;
         self.opt_d.zero_grad();
         d_loss.backward();

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs what the workbench needs and exports the build environment. Sourced by
+# scripts/run.sh and scripts/test.sh; idempotent and fast when everything is in place.
+#
+# - system packages through apt when run as root (otherwise prints the exact apt line and stops)
+# - a virtual environment with torch==2.13.0 from PyPI: the libtorch that tch 0.26 links
+# - a cargo target folder outside the checkout, so fresh clones build warm
+# Heavy things live in $WORKBENCH_CACHE (default ~/.cache/workbench), keyed by version, at a
+# stable absolute path: the libtorch rpath baked into binaries stays valid across clones.
+set -euo pipefail
+
+TORCH_VERSION=2.13.0
+WORKBENCH_CACHE="${WORKBENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/workbench}"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+mkdir -p "$WORKBENCH_CACHE"
+
+say() { echo "== setup: $*" >&2; }
+
+# System packages: a C++ toolchain for torch-sys's wrapper, pkg-config, python3 venv support.
+APT=(g++ pkg-config python3 python3-venv)
+missing=()
+for p in "${APT[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" = 0 ]; then
+    say "installing ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+  else
+    echo "missing system packages; run:  sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)" >&2; exit 1; }
+
+VENV="$WORKBENCH_CACHE/torch-$TORCH_VERSION"
+if ! "$VENV/bin/python" -c "import sys, torch; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
+  say "creating $VENV with torch==$TORCH_VERSION (a few GB, once)"
+  rm -rf "$VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --no-cache-dir "torch==$TORCH_VERSION" >&2
+fi
+[ -e "$ROOT/.venv" ] || ln -s "$VENV" "$ROOT/.venv"
+
+LIBTORCH="$("$VENV/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))')"
+export LIBTORCH LIBTORCH_CXX11_ABI=1
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$WORKBENCH_CACHE/target}"
+# Keep the build cache bounded.
+if [ -d "$CARGO_TARGET_DIR" ] && [ "$(du -sm "$CARGO_TARGET_DIR" | cut -f1)" -gt 20000 ]; then
+  say "build cache over 20 GB: clearing it"
+  rm -rf "$CARGO_TARGET_DIR"
+fi
+export WORKBENCH_BIN="$CARGO_TARGET_DIR/debug/workbench"

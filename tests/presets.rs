@@ -1,0 +1,115 @@
+//! Presets: every shipped file validates, round trips, and bad input is reported precisely.
+
+use std::path::Path;
+
+use workbench::core::preset::{self, AnyPreset, PresetError};
+
+fn presets_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("presets")
+}
+
+#[test]
+fn every_shipped_preset_loads_validates_and_round_trips() {
+    let files = preset::preset_files(&presets_dir()).expect("presets/");
+    assert!(files.len() >= 4, "{files:?}");
+    for f in files {
+        let (validated, notes) = preset::load_file(&f).unwrap_or_else(|e| panic!("{e}"));
+        assert!(notes.is_empty(), "{}: shipped presets are current: {notes:?}", f.display());
+        let text = validated.preset().to_ron();
+        let (again, _) = preset::parse_str(&text, "round trip").unwrap_or_else(|e| panic!("{}: {e}\n{text}", f.display()));
+        assert_eq!(&again, validated.preset(), "{}", f.display());
+    }
+}
+
+#[test]
+fn seed_values_are_in_the_shipped_presets() {
+    let load = |n: &str| match preset::load_file(&presets_dir().join(n)).expect(n).0.preset().clone() {
+        AnyPreset::WganGp(p) => p,
+    };
+    let small = load("wgan_gp_small.ron");
+    assert_eq!((small.train.lr_g, small.train.lr_d, small.train.n_critic, small.train.batch_size), (1e-4, 1e-4, 5, 64));
+    let head = load("wgan_gp_large.ron");
+    assert_eq!((head.train.n_critic, head.train.batch_size, head.model.ema_decay), (3, 32, 0.995));
+    let ttur = load("wgan_gp_large_ttur.ron");
+    assert_eq!((ttur.train.lr_g, ttur.train.lr_d, ttur.train.n_critic, ttur.model.ema_decay), (5e-5, 1e-4, 5, 0.999));
+}
+
+#[test]
+fn validation_reports_every_problem_with_path_value_and_range() {
+    let text = std::fs::read_to_string(presets_dir().join("smoke.ron")).expect("smoke");
+    let text = text.replace("lr_g: 2e-4", "lr_g: 5.0").replace("n_critic: 2", "n_critic: 0").replace("image_size: 16", "image_size: 24");
+    let (p, _) = preset::parse_str(&text, "bad.ron").expect("parses");
+    let problems = preset::validate(p).expect_err("invalid");
+    let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    let find = |path: &str| shown.iter().find(|s| s.starts_with(path)).unwrap_or_else(|| panic!("no {path} in {shown:#?}"));
+    assert!(find("train.lr_g = 5").contains("1e-9"));
+    assert!(find("train.n_critic = 0").contains("1 ..= 100"));
+    assert!(find("data.image_size = 24").contains("power of two"));
+}
+
+#[test]
+fn parse_errors_have_line_column_and_field() {
+    let text = std::fs::read_to_string(presets_dir().join("smoke.ron")).expect("smoke");
+    let unknown = text.replace("lambda_gp: 10.0,", "lambda_gp: 10.0,\n        lamda: 3,");
+    match preset::parse_str(&unknown, "typo.ron") {
+        Err(PresetError::Parse { file, line, message, .. }) => {
+            assert_eq!(file, "typo.ron");
+            assert!(line > 30, "line {line}");
+            assert!(message.contains("lamda"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let wrong_type = text.replace("batch_size: 16", "batch_size: \"big\"");
+    let err = preset::parse_str(&wrong_type, "type.ron").expect_err("type error").to_string();
+    assert!(err.starts_with("type.ron:"), "{err}");
+    assert!(err.contains("train.batch_size"), "{err}");
+}
+
+#[test]
+fn phase_overrides_are_checked_and_applied() {
+    let text = std::fs::read_to_string(presets_dir().join("smoke.ron")).expect("smoke");
+    let (p, _) = preset::parse_str(&text, "smoke").expect("parse");
+    let v = preset::validate(p.clone()).expect("valid");
+    match v.for_phase(1) {
+        AnyPreset::WganGp(p) => assert_eq!((p.train.lr_g, p.train.n_critic), (1e-4, 3)),
+    }
+    let bad = text.replace(r#"{"train.lr_g": 1e-4, "train.n_critic": 3}"#, r#"{"model.latent_dim": 32, "train.lr_gg": 1e-4, "train.lambda_gp": -1.0}"#);
+    let (p, _) = preset::parse_str(&bad, "phases").expect("parse");
+    let shown: Vec<String> = preset::validate(p).expect_err("bad overrides").iter().map(ToString::to_string).collect();
+    assert!(shown.iter().any(|s| s.contains("model.latent_dim") && s.contains("phase may change")), "{shown:#?}");
+    assert!(shown.iter().any(|s| s.contains("train.lr_gg") && s.contains("did you mean")), "{shown:#?}");
+    assert!(shown.iter().any(|s| s.contains("train.lambda_gp") && s.contains("out of range")), "{shown:#?}");
+}
+
+#[test]
+fn cli_style_overrides_validate_like_the_preset() {
+    let p = preset::Family::WganGp.default_preset();
+    let q = p.with_overrides([("train.lr_d", preset::schema::parse_cli_value("3e-4")), ("model.arch", preset::schema::parse_cli_value("large"))]).expect("ok");
+    match &q {
+        AnyPreset::WganGp(w) => assert_eq!((w.train.lr_d, w.model.arch), (3e-4, preset::wgan_gp::Arch::Large)),
+    }
+    let errs = p.with_overrides([("model.arch", preset::schema::parse_cli_value("huge"))]).expect_err("bad choice");
+    assert!(errs[0].to_string().contains("one of small, large"), "{:?}", errs);
+}
+
+#[test]
+fn schema_one_is_migrated_with_notes() {
+    let v1 = r#"(
+        schema_version: 1, family: wgan_gp, name: "old", seed: 1, device: "cpu",
+        data: (source: synthetic_sprites, folder: "", image_size: 32, synthetic_count: 512, holdout: 64,
+               hflip_prob: 0.5, rotation_deg: 10.0, jitter_brightness: 0.1, jitter_contrast: 0.1,
+               jitter_saturation: 0.1, jitter_hue: 0.02, on_bad_image: fail),
+        model: (arch: small, latent_dim: 64, g_feature_maps: 16, d_feature_maps: 16, ema_decay: 0.0, ema_copy_batchnorm_stats: true),
+        train: (batch_size: 32, lr: 3e-4, beta1: 0.0, beta2: 0.9, n_critic: 5, lambda_gp: 10.0),
+        epochs: 7,
+    )"#;
+    let (p, notes) = preset::parse_str(v1, "v1.ron").expect("migrates");
+    assert_eq!(notes.len(), 3, "{notes:?}");
+    assert!(notes[0].contains("train.lr = 0.0003"), "{notes:?}");
+    let AnyPreset::WganGp(w) = &p;
+    assert_eq!((w.train.lr_g, w.train.lr_d, w.schema_version), (3e-4, 3e-4, preset::SCHEMA_VERSION));
+    assert_eq!(w.phases[0].length, preset::PhaseLength::Epochs(7));
+    preset::validate(p).expect("migrated preset is valid");
+    let future = v1.replace("schema_version: 1", "schema_version: 99");
+    assert!(preset::parse_str(&future, "f.ron").expect_err("newer").to_string().contains("newer workbench"));
+}
