@@ -22,7 +22,11 @@ use workbench::engine::{export, EngineError};
 pub const DEFAULT_PRESET: &str = include_str!("../presets/wgan_gp_sprites32.ron");
 
 #[derive(Parser, Debug)]
-#[command(name = "workbench", version, about = "Generative Workbench: train and watch generative models")]
+#[command(
+    name = "workbench",
+    version,
+    about = "Generative Workbench: train and watch generative models"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Cmd>,
@@ -106,14 +110,17 @@ struct Failure {
 }
 
 fn bad_input(e: impl Into<anyhow::Error>) -> Failure {
-    Failure { code: 2, error: e.into() }
+    Failure {
+        code: 2,
+        error: e.into(),
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        None => train(TrainArgs::default(), &cli.runs_dir),
-        Some(Cmd::Train(args)) => train(args, &cli.runs_dir),
+        None => train(&TrainArgs::default(), &cli.runs_dir),
+        Some(Cmd::Train(args)) => train(&args, &cli.runs_dir),
         Some(Cmd::Presets(cmd)) => presets(cmd),
         Some(Cmd::Runs(cmd)) => runs(cmd, &cli.runs_dir),
         Some(Cmd::Bench(args)) => bench::run(&args).map_err(|e| Failure { code: 1, error: e }),
@@ -131,8 +138,11 @@ fn main() -> ExitCode {
 fn load_preset(args: &TrainArgs) -> Result<Option<(ValidatedPreset, Vec<String>)>, Failure> {
     let (preset, notes, origin) = match &args.preset {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display())).map_err(bad_input)?;
-            let (p, notes) = preset::parse_str(&text, &path.display().to_string()).map_err(bad_input)?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("{}: cannot read", path.display()))
+                .map_err(bad_input)?;
+            let (p, notes) =
+                preset::parse_str(&text, &path.display().to_string()).map_err(bad_input)?;
             (p, notes, path.display().to_string())
         }
         None if args.resume.is_some() => {
@@ -142,7 +152,8 @@ fn load_preset(args: &TrainArgs) -> Result<Option<(ValidatedPreset, Vec<String>)
             return Ok(None);
         }
         None => {
-            let (p, notes) = preset::parse_str(DEFAULT_PRESET, "<embedded default preset>").map_err(bad_input)?;
+            let (p, notes) = preset::parse_str(DEFAULT_PRESET, "<embedded default preset>")
+                .map_err(bad_input)?;
             (p, notes, "<embedded default preset>".to_string())
         }
     };
@@ -156,18 +167,30 @@ fn load_preset(args: &TrainArgs) -> Result<Option<(ValidatedPreset, Vec<String>)
         }
     }
     for item in &args.set {
-        let (k, v) = item.split_once('=').ok_or_else(|| bad_input(anyhow::anyhow!("--set {item}: expected FIELD.PATH=VALUE")))?;
+        let (k, v) = item
+            .split_once('=')
+            .ok_or_else(|| bad_input(anyhow::anyhow!("--set {item}: expected FIELD.PATH=VALUE")))?;
         pairs.push((k.trim().to_string(), schema::parse_cli_value(v)));
     }
     let preset = preset
         .with_overrides(pairs.iter().map(|(k, v)| (k.as_str(), v.clone())))
-        .map_err(|problems| bad_input(preset::PresetError::Invalid { file: format!("{origin} with --set/--data"), problems }))?;
-    let validated = preset::validate(preset).map_err(|problems| bad_input(preset::PresetError::Invalid { file: origin, problems }))?;
+        .map_err(|problems| {
+            bad_input(preset::PresetError::Invalid {
+                file: format!("{origin} with --set/--data"),
+                problems,
+            })
+        })?;
+    let validated = preset::validate(preset).map_err(|problems| {
+        bad_input(preset::PresetError::Invalid {
+            file: origin,
+            problems,
+        })
+    })?;
     Ok(Some((validated, notes)))
 }
 
-fn train(args: TrainArgs, runs_dir: &Path) -> Result<(), Failure> {
-    let loaded = load_preset(&args)?;
+fn train(args: &TrainArgs, runs_dir: &Path) -> Result<(), Failure> {
+    let loaded = load_preset(args)?;
     let (preset, notes) = match loaded {
         Some((p, n)) => (Some(p), n),
         None => (None, Vec::new()),
@@ -187,9 +210,15 @@ fn train(args: TrainArgs, runs_dir: &Path) -> Result<(), Failure> {
     };
     let plan = worker::prepare(req).map_err(|e| match e {
         EngineError::BadInput(_) => bad_input(e),
-        other => Failure { code: 1, error: other.into() },
+        other => Failure {
+            code: 1,
+            error: other.into(),
+        },
     })?;
-    let handle = worker::spawn(plan, None).map_err(|e| Failure { code: 1, error: e.into() })?;
+    let handle = worker::spawn(plan, None).map_err(|e| Failure {
+        code: 1,
+        error: e.into(),
+    })?;
     let run_dir = handle.run_dir().to_path_buf();
     eprintln!("run directory: {}", run_dir.display());
     let mut progress = Progress::new(std::io::stderr().is_terminal());
@@ -201,17 +230,34 @@ fn train(args: TrainArgs, runs_dir: &Path) -> Result<(), Failure> {
                 }
             }
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => progress.redraw(),
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break Err("the training thread ended without a final event".to_string()),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                break Err("the training thread ended without a final event".to_string())
+            }
         }
     };
     handle.join();
     progress.finish();
     match end {
         Ok(outcome) => {
-            println!("{} after {} steps: {}", if outcome == Outcome::Completed { "finished" } else { "stopped" }, progress.step, run_dir.display());
+            println!(
+                "{} after {} steps: {}",
+                if outcome == Outcome::Completed {
+                    "finished"
+                } else {
+                    "stopped"
+                },
+                progress.step,
+                run_dir.display()
+            );
             Ok(())
         }
-        Err(message) => Err(Failure { code: 1, error: anyhow::anyhow!("run failed: {message}\nrun directory: {}", run_dir.display()) }),
+        Err(message) => Err(Failure {
+            code: 1,
+            error: anyhow::anyhow!(
+                "run failed: {message}\nrun directory: {}",
+                run_dir.display()
+            ),
+        }),
     }
 }
 
@@ -229,11 +275,21 @@ struct Progress {
 
 impl Progress {
     fn new(tty: bool) -> Self {
-        Self { tty, step: 0, total: None, started: Instant::now(), first_step: 0, last_values: Vec::new(), last_plain: Instant::now(), phase: String::new() }
+        Self {
+            tty,
+            step: 0,
+            total: None,
+            started: Instant::now(),
+            first_step: 0,
+            last_values: Vec::new(),
+            last_plain: Instant::now(),
+            phase: String::new(),
+        }
     }
 
     fn line(&self) -> String {
-        let rate = (self.step - self.first_step) as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+        let rate =
+            (self.step - self.first_step) as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
         let losses: Vec<String> = self
             .last_values
             .iter()
@@ -245,7 +301,11 @@ impl Progress {
                 let frac = (self.step as f64 / total as f64).clamp(0.0, 1.0);
                 let width = 24;
                 let filled = (frac * width as f64) as usize;
-                let eta = if rate > 0.0 { human_duration((total.saturating_sub(self.step)) as f64 / rate) } else { "?".into() };
+                let eta = if rate > 0.0 {
+                    human_duration((total.saturating_sub(self.step)) as f64 / rate)
+                } else {
+                    "?".into()
+                };
                 format!(
                     "[{}{}] {}/{} {:.1} it/s ETA {} {} {}",
                     "#".repeat(filled),
@@ -258,7 +318,13 @@ impl Progress {
                     losses.join(" ")
                 )
             }
-            _ => format!("step {} {:.1} it/s {} {}", self.step, rate, self.phase, losses.join(" ")),
+            _ => format!(
+                "step {} {:.1} it/s {} {}",
+                self.step,
+                rate,
+                self.phase,
+                losses.join(" ")
+            ),
         }
     }
 
@@ -280,12 +346,22 @@ impl Progress {
 
     fn on_event(&mut self, event: &Event) -> Option<Result<Outcome, String>> {
         match event {
-            Event::RunStarted { device, total_steps, resumed_from, .. } => {
+            Event::RunStarted {
+                device,
+                total_steps,
+                resumed_from,
+                ..
+            } => {
                 self.total = *total_steps;
                 self.first_step = resumed_from.unwrap_or(0);
                 self.step = self.first_step;
                 self.started = Instant::now();
-                self.say(&format!("device: {device}{}", resumed_from.map(|s| format!(", resumed from step {s}")).unwrap_or_default()));
+                self.say(&format!(
+                    "device: {device}{}",
+                    resumed_from
+                        .map(|s| format!(", resumed from step {s}"))
+                        .unwrap_or_default()
+                ));
             }
             Event::Scalars { rows } => {
                 if let Some(r) = rows.last() {
@@ -300,14 +376,48 @@ impl Progress {
                 }
                 self.redraw();
             }
-            Event::PhaseStarted { index, name, length, loaded_checkpoint, .. } => {
+            Event::PhaseStarted {
+                index,
+                name,
+                length,
+                loaded_checkpoint,
+                ..
+            } => {
                 self.phase = format!("phase {name}");
-                self.say(&format!("phase {index} `{name}` ({length}){}", loaded_checkpoint.as_ref().map(|c| format!(" from {c}")).unwrap_or_default()));
+                self.say(&format!(
+                    "phase {index} `{name}` ({length}){}",
+                    loaded_checkpoint
+                        .as_ref()
+                        .map(|c| format!(" from {c}"))
+                        .unwrap_or_default()
+                ));
             }
-            Event::Health { step, signal, message, suggestion } => self.say(&format!("health at step {step}: {}: {message}; suggestion: {suggestion}", signal.label())),
-            Event::Log { level, message, .. } => self.say(&format!("{}{message}", if *level == Level::Info { "" } else { "warning: " })),
-            Event::HyperparameterChanged { name, old, new, step } => self.say(&format!("step {step}: {name} {old} -> {new}")),
-            Event::CheckpointSaved { path, best, .. } if *best => self.say(&format!("best checkpoint: {path}")),
+            Event::Health {
+                step,
+                signal,
+                message,
+                suggestion,
+            } => self.say(&format!(
+                "health at step {step}: {}: {message}; suggestion: {suggestion}",
+                signal.label()
+            )),
+            Event::Log { level, message, .. } => self.say(&format!(
+                "{}{message}",
+                if *level == Level::Info {
+                    ""
+                } else {
+                    "warning: "
+                }
+            )),
+            Event::HyperparameterChanged {
+                name,
+                old,
+                new,
+                step,
+            } => self.say(&format!("step {step}: {name} {old} -> {new}")),
+            Event::CheckpointSaved { path, best, .. } if *best => {
+                self.say(&format!("best checkpoint: {path}"));
+            }
             Event::RunFinished { outcome, step } => {
                 self.step = *step;
                 return Some(Ok(*outcome));
@@ -332,7 +442,12 @@ fn presets(cmd: PresetsCmd) -> Result<(), Failure> {
             for f in &files {
                 match preset::load_file(f) {
                     Ok((p, notes)) => {
-                        println!("ok: {} ({}, {} phase(s))", f.display(), p.preset().family().name(), p.preset().phases().len());
+                        println!(
+                            "ok: {} ({}, {} phase(s))",
+                            f.display(),
+                            p.preset().family().name(),
+                            p.preset().phases().len()
+                        );
                         for n in notes {
                             println!("  migrated: {n}");
                         }
@@ -344,7 +459,10 @@ fn presets(cmd: PresetsCmd) -> Result<(), Failure> {
                 }
             }
             if failed > 0 {
-                return Err(bad_input(anyhow::anyhow!("{failed} of {} preset(s) invalid", files.len())));
+                return Err(bad_input(anyhow::anyhow!(
+                    "{failed} of {} preset(s) invalid",
+                    files.len()
+                )));
             }
             Ok(())
         }
@@ -353,7 +471,9 @@ fn presets(cmd: PresetsCmd) -> Result<(), Failure> {
             let tree = family.default_preset().to_tree();
             println!("{:<34} {:<18} {:<44} doc", "field", "default", "allowed");
             for spec in family.specs() {
-                let default = schema::get_path(&tree, spec.path).map(schema::show_value).unwrap_or_default();
+                let default = schema::get_path(&tree, spec.path)
+                    .map(schema::show_value)
+                    .unwrap_or_default();
                 let mut flags = Vec::new();
                 if spec.phase {
                     flags.push("phase");
@@ -361,9 +481,23 @@ fn presets(cmd: PresetsCmd) -> Result<(), Failure> {
                 if spec.live {
                     flags.push("live");
                 }
-                let unit = if spec.unit.is_empty() { String::new() } else { format!(" [{}]", spec.unit) };
-                let flags = if flags.is_empty() { String::new() } else { format!(" ({})", flags.join(", ")) };
-                println!("{:<34} {:<18} {:<44} {}{unit}{flags}", spec.path, default, spec.kind.allowed(), spec.doc);
+                let unit = if spec.unit.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [{}]", spec.unit)
+                };
+                let flags = if flags.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", flags.join(", "))
+                };
+                println!(
+                    "{:<34} {:<18} {:<44} {}{unit}{flags}",
+                    spec.path,
+                    default,
+                    spec.kind.allowed(),
+                    spec.doc
+                );
             }
             println!("{:<34} {:<18} {:<44} Ordered phases: name, length steps(N)|epochs(N)|minutes(X), overrides {{\"field\": value}}, start_from_best", "phases", "[main: epochs(1000)]", "at least one phase");
             Ok(())
@@ -380,12 +514,32 @@ fn runs(cmd: RunsCmd, default_dir: &Path) -> Result<(), Failure> {
                 println!("no runs in {}", dir.display());
             }
             for r in list {
-                let name = r.dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-                println!("{:<12} step {:>8}  {:<8} {:<40} {}{}", r.status.label(), r.last_step, r.family, name, r.device, if r.message.is_empty() { String::new() } else { format!("  ({})", r.message) });
+                let name = r
+                    .dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+                    .unwrap_or_default();
+                println!(
+                    "{:<12} step {:>8}  {:<8} {:<40} {}{}",
+                    r.status.label(),
+                    r.last_step,
+                    r.family,
+                    name,
+                    r.device,
+                    if r.message.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  ({})", r.message)
+                    }
+                );
             }
             Ok(())
         }
-        RunsCmd::Export { run, csv, tensorboard } => {
+        RunsCmd::Export {
+            run,
+            csv,
+            tensorboard,
+        } => {
             let dir = RunDir::open(&run).map_err(bad_input)?;
             match (csv, tensorboard) {
                 (Some(out), None) => {
@@ -396,7 +550,11 @@ fn runs(cmd: RunsCmd, default_dir: &Path) -> Result<(), Failure> {
                     let file = export::export_tensorboard(&dir, &out).map_err(bad_input)?;
                     println!("wrote {}", file.display());
                 }
-                _ => return Err(bad_input(anyhow::anyhow!("give --csv FILE or --tensorboard DIR"))),
+                _ => {
+                    return Err(bad_input(anyhow::anyhow!(
+                        "give --csv FILE or --tensorboard DIR"
+                    )))
+                }
             }
             Ok(())
         }

@@ -1,6 +1,8 @@
 //! Engine tests on CPU libtorch with tiny shapes: exact resume, commands, crash safety,
 //! the gradient penalty, bad input.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
@@ -16,8 +18,10 @@ use workbench::engine::{checkpoint, export, EngineError};
 
 fn smoke(overrides: &[(&str, serde_json::Value)]) -> ValidatedPreset {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/smoke.ron");
-    let (p, _) = preset::parse_str(&std::fs::read_to_string(path).expect("smoke"), "smoke.ron").expect("parse");
-    let mut all: Vec<(&str, serde_json::Value)> = vec![("threads", 1.into()), ("device", "cpu".into())];
+    let (p, _) = preset::parse_str(&std::fs::read_to_string(path).expect("smoke"), "smoke.ron")
+        .expect("parse");
+    let mut all: Vec<(&str, serde_json::Value)> =
+        vec![("threads", 1.into()), ("device", "cpu".into())];
     all.extend(overrides.iter().cloned());
     preset::validate(p.with_overrides(all).expect("overrides")).expect("valid")
 }
@@ -28,7 +32,10 @@ fn run_to_end(req: RunRequest) -> (PathBuf, Vec<Event>) {
     let dir = handle.run_dir().to_path_buf();
     let mut events = Vec::new();
     loop {
-        let e = handle.events().recv_timeout(Duration::from_secs(120)).expect("event");
+        let e = handle
+            .events()
+            .recv_timeout(Duration::from_secs(120))
+            .expect("event");
         let end = e.is_terminal();
         events.push(e);
         if end {
@@ -47,25 +54,61 @@ fn scalars(run: &Path) -> BTreeMap<u64, BTreeMap<String, f64>> {
 #[test]
 fn stopped_and_resumed_run_repeats_the_uninterrupted_losses_exactly() {
     let runs = tempfile::tempdir().expect("tmp");
-    let req = |limit: Option<u64>| RunRequest { preset: Some(smoke(&[])), runs_dir: runs.path().into(), step_limit: limit, ..RunRequest::default() };
+    let req = |limit: Option<u64>| RunRequest {
+        preset: Some(smoke(&[])),
+        runs_dir: runs.path().into(),
+        step_limit: limit,
+        ..RunRequest::default()
+    };
     let (whole, events) = run_to_end(req(None));
-    assert!(matches!(events.last(), Some(Event::RunFinished { step: 40, outcome: Outcome::Completed })), "{:?}", events.last());
+    assert!(
+        matches!(
+            events.last(),
+            Some(Event::RunFinished {
+                step: 40,
+                outcome: Outcome::Completed
+            })
+        ),
+        "{:?}",
+        events.last()
+    );
 
     // Stop at step 15 (mid-phase, mid-logging-interval), then resume to the end. The resumed
     // part crosses the phase boundary that loads the best checkpoint of phase `a`.
     let (part, _) = run_to_end(req(Some(15)));
-    let (again, events) = run_to_end(RunRequest { resume: Some(part.clone()), runs_dir: runs.path().into(), ..RunRequest::default() });
+    let (again, events) = run_to_end(RunRequest {
+        resume: Some(part.clone()),
+        runs_dir: runs.path().into(),
+        ..RunRequest::default()
+    });
     assert_eq!(again, part, "a resume continues in the same run directory");
-    assert!(events.iter().any(|e| matches!(e, Event::RunStarted { resumed_from: Some(15), .. })));
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::RunStarted {
+            resumed_from: Some(15),
+            ..
+        }
+    )));
 
     let a = scalars(&whole);
     let b = scalars(&part);
     assert_eq!(a.len(), 20, "20 logged steps");
-    assert_eq!(a.values().filter(|v| v.contains_key("val_swd")).count(), 4, "4 validations");
+    assert_eq!(
+        a.values().filter(|v| v.contains_key("val_swd")).count(),
+        4,
+        "4 validations"
+    );
     for (step, values) in &a {
-        let other = b.get(step).unwrap_or_else(|| panic!("step {step} missing after resume"));
+        let other = b
+            .get(step)
+            .unwrap_or_else(|| panic!("step {step} missing after resume"));
         for (k, v) in values {
-            assert_eq!(Some(v), other.get(k), "step {step} {k}: uninterrupted {v} vs resumed {:?}", other.get(k));
+            assert_eq!(
+                Some(v),
+                other.get(k),
+                "step {step} {k}: uninterrupted {v} vs resumed {:?}",
+                other.get(k)
+            );
         }
     }
 }
@@ -80,10 +123,19 @@ fn commands_pause_change_checkpoint_and_stop() {
         phase.length = preset::PhaseLength::Steps(1_000_000);
     }
     let long = preset::validate(long).expect("valid");
-    let plan = worker::prepare(RunRequest { preset: Some(long), runs_dir: runs.path().into(), step_limit: Some(100_000), ..RunRequest::default() }).expect("prepare");
+    let plan = worker::prepare(RunRequest {
+        preset: Some(long),
+        runs_dir: runs.path().into(),
+        step_limit: Some(100_000),
+        ..RunRequest::default()
+    })
+    .expect("prepare");
     let handle = worker::spawn(plan, None).expect("spawn");
     let wait_for = |pred: &dyn Fn(&Event) -> bool| loop {
-        let e = handle.events().recv_timeout(Duration::from_secs(60)).expect("event");
+        let e = handle
+            .events()
+            .recv_timeout(Duration::from_secs(60))
+            .expect("event");
         assert!(!matches!(e, Event::RunFailed { .. }), "{e:?}");
         if pred(&e) {
             return e;
@@ -91,30 +143,56 @@ fn commands_pause_change_checkpoint_and_stop() {
     };
     wait_for(&|e| matches!(e, Event::Scalars { .. }));
     assert!(handle.send(Command::Pause));
-    let paused_at = match wait_for(&|e| matches!(e, Event::Paused { .. })) {
-        Event::Paused { step } => step,
-        _ => unreachable!(),
+    let Event::Paused { step: paused_at } = wait_for(&|e| matches!(e, Event::Paused { .. })) else {
+        unreachable!()
     };
-    assert!(handle.send(Command::SetHyperparameter { name: "train.lr_d".into(), value: 5e-5 }));
-    assert!(matches!(wait_for(&|e| matches!(e, Event::HyperparameterChanged { .. })), Event::HyperparameterChanged { new, step, .. } if new == 5e-5 && step == paused_at));
-    assert!(handle.send(Command::SetHyperparameter { name: "model.latent_dim".into(), value: 3.0 }));
-    wait_for(&|e| matches!(e, Event::Log { message, .. } if message.contains("not a live hyperparameter")));
+    assert!(handle.send(Command::SetHyperparameter {
+        name: "train.lr_d".into(),
+        value: 5e-5
+    }));
+    assert!(
+        matches!(wait_for(&|e| matches!(e, Event::HyperparameterChanged { .. })), Event::HyperparameterChanged { new, step, .. } if new == 5e-5 && step == paused_at)
+    );
+    assert!(handle.send(Command::SetHyperparameter {
+        name: "model.latent_dim".into(),
+        value: 3.0
+    }));
+    wait_for(
+        &|e| matches!(e, Event::Log { message, .. } if message.contains("not a live hyperparameter")),
+    );
     assert!(handle.send(Command::CheckpointNow));
-    assert!(matches!(wait_for(&|e| matches!(e, Event::CheckpointSaved { .. })), Event::CheckpointSaved { step, .. } if step == paused_at), "paused: no step taken");
+    assert!(
+        matches!(wait_for(&|e| matches!(e, Event::CheckpointSaved { .. })), Event::CheckpointSaved { step, .. } if step == paused_at),
+        "paused: no step taken"
+    );
     assert!(handle.send(Command::Resume));
     wait_for(&|e| matches!(e, Event::Resumed { .. }));
-    let row = wait_for(&|e| matches!(e, Event::Scalars { rows } if rows.iter().any(|r| r.step > paused_at)));
+    let row = wait_for(
+        &|e| matches!(e, Event::Scalars { rows } if rows.iter().any(|r| r.step > paused_at)),
+    );
     if let Event::Scalars { rows } = row {
         let last = rows.last().expect("row");
-        assert!(last.values.iter().any(|(k, v)| k == "lr_d" && *v == 5e-5), "{last:?}");
+        assert!(
+            last.values.iter().any(|(k, v)| k == "lr_d" && *v == 5e-5),
+            "{last:?}"
+        );
     }
     assert!(handle.send(Command::SkipPhase));
     wait_for(&|e| matches!(e, Event::PhaseStarted { index: 1, .. }));
     assert!(handle.send(Command::StopAndSave));
-    assert!(matches!(wait_for(&|e| e.is_terminal()), Event::RunFinished { outcome: Outcome::Stopped, .. }));
+    assert!(matches!(
+        wait_for(&|e| e.is_terminal()),
+        Event::RunFinished {
+            outcome: Outcome::Stopped,
+            ..
+        }
+    ));
     let dir = handle.run_dir().to_path_buf();
     handle.join();
-    assert!(RunDir::open(&dir).expect("run").lock_holder().is_none(), "the lock is released");
+    assert!(
+        RunDir::open(&dir).expect("run").lock_holder().is_none(),
+        "the lock is released"
+    );
 }
 
 #[test]
@@ -125,7 +203,8 @@ fn gradient_penalty_equals_its_closed_form_on_a_linear_critic() {
     let w = Tensor::randn([1, 3, 4, 4], (Kind::Double, tch::Device::Cpu)).set_requires_grad(true);
     let real = Tensor::randn([5, 3, 4, 4], (Kind::Double, tch::Device::Cpu));
     let fake = Tensor::randn([5, 3, 4, 4], (Kind::Double, tch::Device::Cpu));
-    let critic = |x: &Tensor| (x * &w).sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Double);
+    let critic =
+        |x: &Tensor| (x * &w).sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Double);
     let gp = gradient_penalty(critic, &real, &fake);
     let norm = w.detach().norm().double_value(&[]);
     assert!((gp.double_value(&[]) - (norm - 1.0).powi(2)).abs() < 1e-10);
@@ -153,18 +232,60 @@ fn a_kill_during_a_checkpoint_write_leaves_the_previous_checkpoint_loadable() {
         .output()
         .expect("run");
     assert!(!out.status.success(), "the process must have died");
-    let run = std::fs::read_dir(runs.path()).expect("runs").flatten().next().expect("a run").path();
+    let run = std::fs::read_dir(runs.path())
+        .expect("runs")
+        .flatten()
+        .next()
+        .expect("a run")
+        .path();
     let ckpts = run.join("checkpoints");
-    assert!(std::fs::read_dir(&ckpts).expect("ckpts").flatten().any(|e| e.file_name().to_string_lossy().starts_with(".tmp-")), "a half-written checkpoint is left behind");
+    assert!(
+        std::fs::read_dir(&ckpts)
+            .expect("ckpts")
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(".tmp-")),
+        "a half-written checkpoint is left behind"
+    );
     let latest = checkpoint::resolve(&run).expect("latest resolves");
     assert!(latest.ends_with("step-00000010"), "{}", latest.display());
     checkpoint::read(&latest).expect("the previous checkpoint loads");
-    assert_eq!(RunDir::open(&run).expect("run").status().expect("status").status.label(), "interrupted");
+    assert_eq!(
+        RunDir::open(&run)
+            .expect("run")
+            .status()
+            .expect("status")
+            .status
+            .label(),
+        "interrupted"
+    );
     // And the run resumes from it to the end.
-    let out = workbench().args(["train", "--resume"]).arg(&run).args(["--device", "cpu"]).output().expect("resume");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(!std::fs::read_dir(&ckpts).expect("ckpts").flatten().any(|e| e.file_name().to_string_lossy().starts_with(".tmp-")), "pruned");
-    assert_eq!(RunDir::open(&run).expect("run").status().expect("status").status.label(), "finished");
+    let out = workbench()
+        .args(["train", "--resume"])
+        .arg(&run)
+        .args(["--device", "cpu"])
+        .output()
+        .expect("resume");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !std::fs::read_dir(&ckpts)
+            .expect("ckpts")
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(".tmp-")),
+        "pruned"
+    );
+    assert_eq!(
+        RunDir::open(&run)
+            .expect("run")
+            .status()
+            .expect("status")
+            .status
+            .label(),
+        "finished"
+    );
 }
 
 #[test]
@@ -183,10 +304,21 @@ fn a_nan_loss_stops_the_run_cleanly_with_exit_code_1() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("d_loss became NaN at step 13"), "{stderr}");
-    let run = std::fs::read_dir(runs.path()).expect("runs").flatten().next().expect("a run").path();
+    let run = std::fs::read_dir(runs.path())
+        .expect("runs")
+        .flatten()
+        .next()
+        .expect("a run")
+        .path();
     let dir = RunDir::open(&run).expect("run");
     let log = workbench::core::runlog::read_all(&dir.events_path()).expect("log");
-    assert!(log.events.iter().any(|e| matches!(e, Event::Health { signal: HealthSignal::NonFiniteLoss, .. })));
+    assert!(log.events.iter().any(|e| matches!(
+        e,
+        Event::Health {
+            signal: HealthSignal::NonFiniteLoss,
+            ..
+        }
+    )));
     assert!(matches!(log.events.last(), Some(Event::RunFailed { .. })));
     checkpoint::read(&checkpoint::resolve(&run).expect("last good")).expect("loads");
 }
@@ -197,22 +329,48 @@ fn bad_input_is_named_and_exits_2() {
     let preset = Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/smoke.ron");
     let base = || {
         let mut p = workbench();
-        p.args(["train", "--preset"]).arg(&preset).arg("--runs-dir").arg(runs.path());
+        p.args(["train", "--preset"])
+            .arg(&preset)
+            .arg("--runs-dir")
+            .arg(runs.path());
         p
     };
-    let out = base().args(["--data", "/nonexistent/folder"]).output().expect("run");
+    let out = base()
+        .args(["--data", "/nonexistent/folder"])
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("data.folder: `/nonexistent/folder` is not a folder"));
-    let out = base().args(["--set", "train.lr_g=7"]).output().expect("run");
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("data.folder: `/nonexistent/folder` is not a folder"));
+    let out = base()
+        .args(["--set", "train.lr_g=7"])
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("train.lr_g = 7"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("train.lr_g = 7"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = base().args(["--device", "cuda:7"]).output().expect("run");
     assert_eq!(out.status.code(), Some(2));
     let file = runs.path().join("a-file");
     std::fs::write(&file, "x").expect("write");
-    let out = base().arg("--runs-dir").arg(file.join("sub")).output().expect("run");
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = workbench().args(["presets", "validate", "/nonexistent.ron"]).output().expect("run");
+    let out = base()
+        .arg("--runs-dir")
+        .arg(file.join("sub"))
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = workbench()
+        .args(["presets", "validate", "/nonexistent.ron"])
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.ron"));
 }
@@ -220,17 +378,36 @@ fn bad_input_is_named_and_exits_2() {
 #[test]
 fn a_checkpoint_of_another_shape_is_refused_before_training() {
     let runs = tempfile::tempdir().expect("tmp");
-    let (run, _) = run_to_end(RunRequest { preset: Some(smoke(&[])), runs_dir: runs.path().into(), step_limit: Some(10), ..RunRequest::default() });
+    let (run, _) = run_to_end(RunRequest {
+        preset: Some(smoke(&[])),
+        runs_dir: runs.path().into(),
+        step_limit: Some(10),
+        ..RunRequest::default()
+    });
     let other = smoke(&[("model.latent_dim", 32.into())]);
-    let err = worker::prepare(RunRequest { preset: Some(other), resume: Some(run), runs_dir: runs.path().into(), ..RunRequest::default() }).expect_err("shape mismatch");
+    let err = worker::prepare(RunRequest {
+        preset: Some(other),
+        resume: Some(run),
+        runs_dir: runs.path().into(),
+        ..RunRequest::default()
+    })
+    .expect_err("shape mismatch");
     assert!(matches!(err, EngineError::BadInput(_)));
-    assert!(err.to_string().contains("z16") && err.to_string().contains("z32"), "{err}");
+    assert!(
+        err.to_string().contains("z16") && err.to_string().contains("z32"),
+        "{err}"
+    );
 }
 
 #[test]
 fn exports_write_csv_and_tensorboard() {
     let runs = tempfile::tempdir().expect("tmp");
-    let (run, _) = run_to_end(RunRequest { preset: Some(smoke(&[])), runs_dir: runs.path().into(), step_limit: Some(12), ..RunRequest::default() });
+    let (run, _) = run_to_end(RunRequest {
+        preset: Some(smoke(&[])),
+        runs_dir: runs.path().into(),
+        step_limit: Some(12),
+        ..RunRequest::default()
+    });
     let dir = RunDir::open(&run).expect("run");
     let csv = runs.path().join("all.csv");
     assert!(export::export_csv(&dir, &csv).expect("csv") >= 6);
@@ -240,7 +417,10 @@ fn exports_write_csv_and_tensorboard() {
     let bytes = std::fs::read(tb).expect("tb file");
     assert!(bytes.windows(13).any(|w| w == b"brain.Event:2"));
     assert!(bytes.windows(6).any(|w| w == b"d_loss"));
-    assert!(bytes.windows(4).any(|w| w == b"\x89PNG"), "sample images are embedded");
+    assert!(
+        bytes.windows(4).any(|w| w == b"\x89PNG"),
+        "sample images are embedded"
+    );
     let losses = std::fs::read_to_string(dir.csv_path()).expect("losses.csv");
     assert!(losses.starts_with("step,epoch,phase,d_loss,g_loss"));
     assert!(std::fs::read_dir(dir.media()).expect("media").count() >= 1);

@@ -1,9 +1,13 @@
 //! The layering rule of ARCHITECTURE.md: `src/core` and `src/gui` never mention tch.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::path::Path;
 
 fn scan(dir: &Path, offenders: &mut Vec<String>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
@@ -12,7 +16,8 @@ fn scan(dir: &Path, offenders: &mut Vec<String>) {
             let text = std::fs::read_to_string(&path).unwrap_or_default();
             for (i, line) in text.lines().enumerate() {
                 let code = line.split("//").next().unwrap_or("");
-                if code.contains("tch::") || code.contains("use tch") || code.contains("torch_sys") {
+                if code.contains("tch::") || code.contains("use tch") || code.contains("torch_sys")
+                {
                     offenders.push(format!("{}:{}: {}", path.display(), i + 1, line.trim()));
                 }
             }
@@ -26,7 +31,11 @@ fn core_and_gui_do_not_use_tch() {
     let mut offenders = Vec::new();
     scan(&root.join("core"), &mut offenders);
     scan(&root.join("gui"), &mut offenders);
-    assert!(offenders.is_empty(), "tch used outside the engine:\n{}", offenders.join("\n"));
+    assert!(
+        offenders.is_empty(),
+        "tch used outside the engine:\n{}",
+        offenders.join("\n")
+    );
     // The scan must actually see the core sources.
     assert!(root.join("core/preset/mod.rs").is_file());
 }

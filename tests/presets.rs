@@ -1,5 +1,7 @@
 //! Presets: every shipped file validates, round trips, and bad input is reported precisely.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::path::Path;
 
 use workbench::core::preset::{self, AnyPreset, PresetError};
@@ -14,34 +16,75 @@ fn every_shipped_preset_loads_validates_and_round_trips() {
     assert!(files.len() >= 4, "{files:?}");
     for f in files {
         let (validated, notes) = preset::load_file(&f).unwrap_or_else(|e| panic!("{e}"));
-        assert!(notes.is_empty(), "{}: shipped presets are current: {notes:?}", f.display());
+        assert!(
+            notes.is_empty(),
+            "{}: shipped presets are current: {notes:?}",
+            f.display()
+        );
         let text = validated.preset().to_ron();
-        let (again, _) = preset::parse_str(&text, "round trip").unwrap_or_else(|e| panic!("{}: {e}\n{text}", f.display()));
+        let (again, _) = preset::parse_str(&text, "round trip")
+            .unwrap_or_else(|e| panic!("{}: {e}\n{text}", f.display()));
         assert_eq!(&again, validated.preset(), "{}", f.display());
     }
 }
 
 #[test]
 fn seed_values_are_in_the_shipped_presets() {
-    let load = |n: &str| match preset::load_file(&presets_dir().join(n)).expect(n).0.preset().clone() {
+    let load = |n: &str| match preset::load_file(&presets_dir().join(n))
+        .expect(n)
+        .0
+        .preset()
+        .clone()
+    {
         AnyPreset::WganGp(p) => p,
     };
     let small = load("wgan_gp_small.ron");
-    assert_eq!((small.train.lr_g, small.train.lr_d, small.train.n_critic, small.train.batch_size), (1e-4, 1e-4, 5, 64));
+    assert_eq!(
+        (
+            small.train.lr_g,
+            small.train.lr_d,
+            small.train.n_critic,
+            small.train.batch_size
+        ),
+        (1e-4, 1e-4, 5, 64)
+    );
     let head = load("wgan_gp_large.ron");
-    assert_eq!((head.train.n_critic, head.train.batch_size, head.model.ema_decay), (3, 32, 0.995));
+    assert_eq!(
+        (
+            head.train.n_critic,
+            head.train.batch_size,
+            head.model.ema_decay
+        ),
+        (3, 32, 0.995)
+    );
     let ttur = load("wgan_gp_large_ttur.ron");
-    assert_eq!((ttur.train.lr_g, ttur.train.lr_d, ttur.train.n_critic, ttur.model.ema_decay), (5e-5, 1e-4, 5, 0.999));
+    assert_eq!(
+        (
+            ttur.train.lr_g,
+            ttur.train.lr_d,
+            ttur.train.n_critic,
+            ttur.model.ema_decay
+        ),
+        (5e-5, 1e-4, 5, 0.999)
+    );
 }
 
 #[test]
 fn validation_reports_every_problem_with_path_value_and_range() {
     let text = std::fs::read_to_string(presets_dir().join("smoke.ron")).expect("smoke");
-    let text = text.replace("lr_g: 2e-4", "lr_g: 5.0").replace("n_critic: 2", "n_critic: 0").replace("image_size: 16", "image_size: 24");
+    let text = text
+        .replace("lr_g: 2e-4", "lr_g: 5.0")
+        .replace("n_critic: 2", "n_critic: 0")
+        .replace("image_size: 16", "image_size: 24");
     let (p, _) = preset::parse_str(&text, "bad.ron").expect("parses");
     let problems = preset::validate(p).expect_err("invalid");
     let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
-    let find = |path: &str| shown.iter().find(|s| s.starts_with(path)).unwrap_or_else(|| panic!("no {path} in {shown:#?}"));
+    let find = |path: &str| {
+        shown
+            .iter()
+            .find(|s| s.starts_with(path))
+            .unwrap_or_else(|| panic!("no {path} in {shown:#?}"))
+    };
     assert!(find("train.lr_g = 5").contains("1e-9"));
     assert!(find("train.n_critic = 0").contains("1 ..= 100"));
     assert!(find("data.image_size = 24").contains("power of two"));
@@ -52,7 +95,12 @@ fn parse_errors_have_line_column_and_field() {
     let text = std::fs::read_to_string(presets_dir().join("smoke.ron")).expect("smoke");
     let unknown = text.replace("lambda_gp: 10.0,", "lambda_gp: 10.0,\n        lamda: 3,");
     match preset::parse_str(&unknown, "typo.ron") {
-        Err(PresetError::Parse { file, line, message, .. }) => {
+        Err(PresetError::Parse {
+            file,
+            line,
+            message,
+            ..
+        }) => {
             assert_eq!(file, "typo.ron");
             assert!(line > 30, "line {line}");
             assert!(message.contains("lamda"), "{message}");
@@ -60,7 +108,9 @@ fn parse_errors_have_line_column_and_field() {
         other => panic!("{other:?}"),
     }
     let wrong_type = text.replace("batch_size: 16", "batch_size: \"big\"");
-    let err = preset::parse_str(&wrong_type, "type.ron").expect_err("type error").to_string();
+    let err = preset::parse_str(&wrong_type, "type.ron")
+        .expect_err("type error")
+        .to_string();
     assert!(err.starts_with("type.ron:"), "{err}");
     assert!(err.contains("train.batch_size"), "{err}");
 }
@@ -69,27 +119,63 @@ fn parse_errors_have_line_column_and_field() {
 fn phase_overrides_are_checked_and_applied() {
     let text = std::fs::read_to_string(presets_dir().join("smoke.ron")).expect("smoke");
     let (p, _) = preset::parse_str(&text, "smoke").expect("parse");
-    let v = preset::validate(p.clone()).expect("valid");
+    let v = preset::validate(p).expect("valid");
     match v.for_phase(1) {
         AnyPreset::WganGp(p) => assert_eq!((p.train.lr_g, p.train.n_critic), (1e-4, 3)),
     }
-    let bad = text.replace(r#"{"train.lr_g": 1e-4, "train.n_critic": 3}"#, r#"{"model.latent_dim": 32, "train.lr_gg": 1e-4, "train.lambda_gp": -1.0}"#);
+    let bad = text.replace(
+        r#"{"train.lr_g": 1e-4, "train.n_critic": 3}"#,
+        r#"{"model.latent_dim": 32, "train.lr_gg": 1e-4, "train.lambda_gp": -1.0}"#,
+    );
     let (p, _) = preset::parse_str(&bad, "phases").expect("parse");
-    let shown: Vec<String> = preset::validate(p).expect_err("bad overrides").iter().map(ToString::to_string).collect();
-    assert!(shown.iter().any(|s| s.contains("model.latent_dim") && s.contains("phase may change")), "{shown:#?}");
-    assert!(shown.iter().any(|s| s.contains("train.lr_gg") && s.contains("did you mean")), "{shown:#?}");
-    assert!(shown.iter().any(|s| s.contains("train.lambda_gp") && s.contains("out of range")), "{shown:#?}");
+    let shown: Vec<String> = preset::validate(p)
+        .expect_err("bad overrides")
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        shown
+            .iter()
+            .any(|s| s.contains("model.latent_dim") && s.contains("phase may change")),
+        "{shown:#?}"
+    );
+    assert!(
+        shown
+            .iter()
+            .any(|s| s.contains("train.lr_gg") && s.contains("did you mean")),
+        "{shown:#?}"
+    );
+    assert!(
+        shown
+            .iter()
+            .any(|s| s.contains("train.lambda_gp") && s.contains("out of range")),
+        "{shown:#?}"
+    );
 }
 
 #[test]
 fn cli_style_overrides_validate_like_the_preset() {
     let p = preset::Family::WganGp.default_preset();
-    let q = p.with_overrides([("train.lr_d", preset::schema::parse_cli_value("3e-4")), ("model.arch", preset::schema::parse_cli_value("large"))]).expect("ok");
+    let q = p
+        .with_overrides([
+            ("train.lr_d", preset::schema::parse_cli_value("3e-4")),
+            ("model.arch", preset::schema::parse_cli_value("large")),
+        ])
+        .expect("ok");
     match &q {
-        AnyPreset::WganGp(w) => assert_eq!((w.train.lr_d, w.model.arch), (3e-4, preset::wgan_gp::Arch::Large)),
+        AnyPreset::WganGp(w) => assert_eq!(
+            (w.train.lr_d, w.model.arch),
+            (3e-4, preset::wgan_gp::Arch::Large)
+        ),
     }
-    let errs = p.with_overrides([("model.arch", preset::schema::parse_cli_value("huge"))]).expect_err("bad choice");
-    assert!(errs[0].to_string().contains("one of small, large"), "{:?}", errs);
+    let errs = p
+        .with_overrides([("model.arch", preset::schema::parse_cli_value("huge"))])
+        .expect_err("bad choice");
+    assert!(
+        errs[0].to_string().contains("one of small, large"),
+        "{:?}",
+        errs
+    );
 }
 
 #[test]
@@ -107,9 +193,15 @@ fn schema_one_is_migrated_with_notes() {
     assert_eq!(notes.len(), 3, "{notes:?}");
     assert!(notes[0].contains("train.lr = 0.0003"), "{notes:?}");
     let AnyPreset::WganGp(w) = &p;
-    assert_eq!((w.train.lr_g, w.train.lr_d, w.schema_version), (3e-4, 3e-4, preset::SCHEMA_VERSION));
+    assert_eq!(
+        (w.train.lr_g, w.train.lr_d, w.schema_version),
+        (3e-4, 3e-4, preset::SCHEMA_VERSION)
+    );
     assert_eq!(w.phases[0].length, preset::PhaseLength::Epochs(7));
     preset::validate(p).expect("migrated preset is valid");
     let future = v1.replace("schema_version: 1", "schema_version: 99");
-    assert!(preset::parse_str(&future, "f.ron").expect_err("newer").to_string().contains("newer workbench"));
+    assert!(preset::parse_str(&future, "f.ron")
+        .expect_err("newer")
+        .to_string()
+        .contains("newer workbench"));
 }

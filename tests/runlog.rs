@@ -1,12 +1,18 @@
 //! The event log survives torn writes and can be followed while it is written.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::io::Write;
 
 use workbench::core::protocol::{Event, Level};
 use workbench::core::runlog::{encode_frame, read_all, LogReader, LogWriter};
 
 fn log_event(i: u64) -> Event {
-    Event::Log { step: i, level: Level::Info, message: format!("event {i}") }
+    Event::Log {
+        step: i,
+        level: Level::Info,
+        message: format!("event {i}"),
+    }
 }
 
 #[test]
@@ -20,7 +26,10 @@ fn a_torn_tail_is_ignored_and_cut_by_the_next_writer() {
     drop(w);
     // A crash half-way through the sixth record.
     let frame = encode_frame(&serde_json::to_vec(&log_event(5)).expect("json"));
-    let mut f = std::fs::OpenOptions::new().append(true).open(&path).expect("append");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .expect("append");
     f.write_all(&frame[..frame.len() / 2]).expect("torn write");
     drop(f);
     let contents = read_all(&path).expect("read");
@@ -83,5 +92,8 @@ fn a_writer_thread_and_a_reader_thread_agree() {
     }
     writer.join().expect("writer");
     assert_eq!(got.len(), 2000);
-    assert!(got.iter().enumerate().all(|(i, e)| *e == log_event(i as u64)));
+    assert!(got
+        .iter()
+        .enumerate()
+        .all(|(i, e)| *e == log_event(i as u64)));
 }

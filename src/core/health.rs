@@ -96,7 +96,13 @@ impl HealthMonitor {
                 .is_none_or(|(_, at)| step >= at + self.cfg.cooldown_steps)
     }
 
-    fn fire(&mut self, step: u64, signal: HealthSignal, message: String, suggestion: &str) -> Finding {
+    fn fire(
+        &mut self,
+        step: u64,
+        signal: HealthSignal,
+        message: String,
+        suggestion: &str,
+    ) -> Finding {
         self.last_fired.retain(|(s, _)| *s != signal);
         self.last_fired.push((signal, step));
         Finding {
@@ -136,9 +142,16 @@ impl HealthMonitor {
         }
         let n = self.d_losses.len() as f64;
         let mean = self.d_losses.iter().sum::<f64>() / n;
-        let std = (self.d_losses.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
+        let std = (self
+            .d_losses
+            .iter()
+            .map(|x| (x - mean).powi(2))
+            .sum::<f64>()
+            / n)
+            .sqrt();
 
-        if mean < -self.cfg.critic_dominating && self.may_fire(HealthSignal::CriticDominating, step) {
+        if mean < -self.cfg.critic_dominating && self.may_fire(HealthSignal::CriticDominating, step)
+        {
             found.push(self.fire(
                 step,
                 HealthSignal::CriticDominating,
@@ -163,7 +176,10 @@ impl HealthMonitor {
             found.push(self.fire(
                 step,
                 HealthSignal::WildOscillation,
-                format!("d_loss oscillates wildly (std {std:.2} over {} logged steps)", self.d_losses.len()),
+                format!(
+                    "d_loss oscillates wildly (std {std:.2} over {} logged steps)",
+                    self.d_losses.len()
+                ),
                 "lower the learning rates or raise train.lambda_gp 10 -> 20",
             ));
         }
@@ -207,7 +223,11 @@ mod tests {
     fn signals(m: &mut HealthMonitor, series: &[f64]) -> Vec<HealthSignal> {
         let mut out = Vec::new();
         for (i, &d) in series.iter().enumerate() {
-            out.extend(m.observe(i as u64, d, Some(-d)).into_iter().map(|f| f.signal));
+            out.extend(
+                m.observe(i as u64, d, Some(-d))
+                    .into_iter()
+                    .map(|f| f.signal),
+            );
         }
         out
     }
@@ -215,21 +235,34 @@ mod tests {
     #[test]
     fn healthy_losses_raise_nothing() {
         let mut m = HealthMonitor::new(cfg());
-        let series: Vec<f64> = (0..200).map(|i| -2.0 + (i as f64 * 0.7).sin()).collect();
+        let series: Vec<f64> = (0..200)
+            .map(|i| -2.0 + (f64::from(i) * 0.7).sin())
+            .collect();
         assert!(signals(&mut m, &series).is_empty());
     }
 
     #[test]
     fn each_rule_fires_on_its_pattern_once_per_cooldown() {
         let mut m = HealthMonitor::new(cfg());
-        assert_eq!(signals(&mut m, &[-80.0; 30]), vec![HealthSignal::CriticDominating]);
+        assert_eq!(
+            signals(&mut m, &[-80.0; 30]),
+            vec![HealthSignal::CriticDominating]
+        );
         let mut m = HealthMonitor::new(cfg());
-        assert_eq!(signals(&mut m, &[20.0; 30]), vec![HealthSignal::GeneratorDominating]);
+        assert_eq!(
+            signals(&mut m, &[20.0; 30]),
+            vec![HealthSignal::GeneratorDominating]
+        );
         let mut m = HealthMonitor::new(cfg());
-        let wild: Vec<f64> = (0..30).map(|i| if i % 2 == 0 { 40.0 } else { -40.0 }).collect();
+        let wild: Vec<f64> = (0..30)
+            .map(|i| if i % 2 == 0 { 40.0 } else { -40.0 })
+            .collect();
         assert_eq!(signals(&mut m, &wild), vec![HealthSignal::WildOscillation]);
         let mut m = HealthMonitor::new(cfg());
-        assert_eq!(signals(&mut m, &[1.0, 2.0, 5.0e4]), vec![HealthSignal::ExplodingLoss]);
+        assert_eq!(
+            signals(&mut m, &[1.0, 2.0, 5.0e4]),
+            vec![HealthSignal::ExplodingLoss]
+        );
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! Pure Rust: no `tch`, no UI. Everything here is plain data and deterministic.
 
 pub mod health;
-pub mod rundir;
-pub mod synthetic;
 pub mod preset;
 pub mod protocol;
 pub mod rng;
+pub mod rundir;
 pub mod runlog;
+pub mod synthetic;
 pub mod timefmt;

@@ -105,7 +105,9 @@ pub enum Event {
         wall_time: f64,
     },
     /// Scalars of several steps, batched.
-    Scalars { rows: Vec<ScalarRow> },
+    Scalars {
+        rows: Vec<ScalarRow>,
+    },
     PhaseStarted {
         step: u64,
         index: usize,
@@ -137,8 +139,12 @@ pub enum Event {
         message: String,
         suggestion: String,
     },
-    Paused { step: u64 },
-    Resumed { step: u64 },
+    Paused {
+        step: u64,
+    },
+    Resumed {
+        step: u64,
+    },
     HyperparameterChanged {
         step: u64,
         name: String,
@@ -150,8 +156,14 @@ pub enum Event {
         level: Level,
         message: String,
     },
-    RunFinished { step: u64, outcome: Outcome },
-    RunFailed { step: u64, message: String },
+    RunFinished {
+        step: u64,
+        outcome: Outcome,
+    },
+    RunFailed {
+        step: u64,
+        message: String,
+    },
 }
 
 impl Event {

@@ -28,7 +28,10 @@ pub enum RunDirError {
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> RunDirError + '_ {
-    move |e| RunDirError::Io { path: path.to_path_buf(), message: e.to_string() }
+    move |e| RunDirError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
 }
 
 /// Writes a file atomically: a temporary sibling, fsync, rename, fsync of the folder.
@@ -67,7 +70,16 @@ impl RunDir {
             message: format!("cannot create the runs directory: {e}"),
         })?;
         let stamp = crate::core::timefmt::compact_utc(crate::core::timefmt::unix_now() as u64);
-        let safe: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+        let safe: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
         let mut root = runs_dir.join(format!("{safe}-{stamp}"));
         let mut n = 2;
         while root.exists() {
@@ -76,7 +88,9 @@ impl RunDir {
         }
         fs::create_dir(&root).map_err(|e| RunDirError::Io {
             path: root.clone(),
-            message: format!("cannot create the run directory (is the runs directory writable?): {e}"),
+            message: format!(
+                "cannot create the run directory (is the runs directory writable?): {e}"
+            ),
         })?;
         let dir = Self { root };
         dir.ensure_layout()?;
@@ -86,9 +100,14 @@ impl RunDir {
     /// Opens an existing run directory.
     pub fn open(root: &Path) -> Result<Self, RunDirError> {
         if !root.join("preset.ron").is_file() {
-            return Err(RunDirError::Io { path: root.to_path_buf(), message: "not a run directory (no preset.ron)".into() });
+            return Err(RunDirError::Io {
+                path: root.to_path_buf(),
+                message: "not a run directory (no preset.ron)".into(),
+            });
         }
-        Ok(Self { root: root.to_path_buf() })
+        Ok(Self {
+            root: root.to_path_buf(),
+        })
     }
 
     fn ensure_layout(&self) -> Result<(), RunDirError> {
@@ -128,7 +147,11 @@ impl RunDir {
     }
 
     /// Writes `preset.ron`: comment lines with the metadata, then the preset.
-    pub fn write_preset(&self, preset_ron: &str, meta: &[(&str, String)]) -> Result<(), RunDirError> {
+    pub fn write_preset(
+        &self,
+        preset_ron: &str,
+        meta: &[(&str, String)],
+    ) -> Result<(), RunDirError> {
         let mut text = String::new();
         for (k, v) in meta {
             text.push_str(&format!("// {k}: {v}\n"));
@@ -143,7 +166,10 @@ impl RunDir {
         let path = self.lock_path();
         if let Some(pid) = self.lock_holder() {
             if pid != std::process::id() {
-                return Err(RunDirError::Locked { path: self.root.clone(), pid });
+                return Err(RunDirError::Locked {
+                    path: self.root.clone(),
+                    pid,
+                });
             }
         }
         atomic_write(&path, std::process::id().to_string().as_bytes())?;
@@ -153,7 +179,11 @@ impl RunDir {
     /// The live process holding the lock, if any.
     #[must_use]
     pub fn lock_holder(&self) -> Option<u32> {
-        let pid: u32 = fs::read_to_string(self.lock_path()).ok()?.trim().parse().ok()?;
+        let pid: u32 = fs::read_to_string(self.lock_path())
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
         Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
     }
 
@@ -163,10 +193,18 @@ impl RunDir {
             path: self.events_path(),
             message: e.to_string(),
         })?;
-        let mut s = RunSummary { dir: self.root.clone(), ..RunSummary::default() };
+        let mut s = RunSummary {
+            dir: self.root.clone(),
+            ..RunSummary::default()
+        };
         for e in &contents.events {
             match e {
-                Event::RunStarted { name, family, device, .. } => {
+                Event::RunStarted {
+                    name,
+                    family,
+                    device,
+                    ..
+                } => {
                     s.name.clone_from(name);
                     s.family.clone_from(family);
                     s.device.clone_from(device);
@@ -254,7 +292,10 @@ pub struct RunSummary {
 pub fn list_runs(runs_dir: &Path) -> Result<Vec<RunSummary>, RunDirError> {
     let mut out = Vec::new();
     let entries = fs::read_dir(runs_dir).map_err(io_err(runs_dir))?;
-    let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join("preset.ron").is_file()).collect();
+    let mut dirs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("preset.ron").is_file())
+        .collect();
     dirs.sort();
     for d in dirs {
         out.push(RunDir { root: d }.status()?);
@@ -274,7 +315,11 @@ impl CsvLog {
     /// Opens the CSV for appending. Rows beyond `keep_through_step` (left by a run that went
     /// further than the checkpoint it is resumed from) are dropped first, so a resumed run
     /// continues the same curve without duplicates.
-    pub fn open(path: &Path, columns: &[&str], keep_through_step: Option<u64>) -> Result<Self, RunDirError> {
+    pub fn open(
+        path: &Path,
+        columns: &[&str],
+        keep_through_step: Option<u64>,
+    ) -> Result<Self, RunDirError> {
         let header = columns.join(",");
         if path.exists() {
             let f = File::open(path).map_err(io_err(path))?;
@@ -295,7 +340,7 @@ impl CsvLog {
             } else {
                 Vec::new()
             };
-            let mut text = header.clone();
+            let mut text = header;
             text.push('\n');
             for l in kept {
                 text.push_str(l);
@@ -305,8 +350,15 @@ impl CsvLog {
         } else {
             atomic_write(path, format!("{header}\n").as_bytes())?;
         }
-        let file = OpenOptions::new().append(true).open(path).map_err(io_err(path))?;
-        Ok(Self { path: path.to_path_buf(), file, columns: columns.iter().map(|s| (*s).to_string()).collect() })
+        let file = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(io_err(path))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            columns: columns.iter().map(|s| (*s).to_string()).collect(),
+        })
     }
 
     /// Appends one row; `values` are matched to columns by name (missing ones stay empty).
@@ -325,7 +377,9 @@ impl CsvLog {
             }
         }
         line.push('\n');
-        self.file.write_all(line.as_bytes()).map_err(io_err(&self.path))
+        self.file
+            .write_all(line.as_bytes())
+            .map_err(io_err(&self.path))
     }
 }
 
@@ -339,7 +393,8 @@ mod tests {
         let p = dir.path().join("losses.csv");
         let mut csv = CsvLog::open(&p, &["step", "d_loss"], None).expect("open");
         for s in 1..=5u64 {
-            csv.append(&[("step".into(), s as f64), ("d_loss".into(), 0.5)]).expect("row");
+            csv.append(&[("step".into(), s as f64), ("d_loss".into(), 0.5)])
+                .expect("row");
         }
         drop(csv);
         let _ = CsvLog::open(&p, &["step", "d_loss"], Some(3)).expect("reopen");
@@ -353,7 +408,11 @@ mod tests {
         let a = RunDir::create(dir.path(), "x y").expect("a");
         let b = RunDir::create(dir.path(), "x y").expect("b");
         assert_ne!(a.root(), b.root());
-        assert!(a.root().file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("x_y-")));
+        assert!(a
+            .root()
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("x_y-")));
         let file = dir.path().join("file");
         fs::write(&file, "x").expect("write");
         let err = RunDir::create(&file.join("sub"), "r").expect_err("must fail");

@@ -5,7 +5,13 @@
 use crate::core::rng::{derive_seed, SplitMix64, Stream};
 
 /// Palette of the sprites (RGB).
-pub const PALETTE: [[u8; 3]; 5] = [[220, 40, 40], [40, 110, 220], [40, 170, 70], [240, 180, 20], [140, 60, 180]];
+pub const PALETTE: [[u8; 3]; 5] = [
+    [220, 40, 40],
+    [40, 110, 220],
+    [40, 170, 70],
+    [240, 180, 20],
+    [140, 60, 180],
+];
 
 /// Renders sprite `index` of the set `seed` as RGB8, `size` x `size`, row-major HWC.
 #[must_use]
@@ -45,6 +51,9 @@ mod tests {
         assert_ne!(sprite(1, 5, 32), sprite(1, 6, 32));
         let img = sprite(3, 0, 32);
         let white = img.chunks(3).filter(|p| p == &[255, 255, 255]).count();
-        assert!(white > 32 * 32 / 3 && white < 32 * 32, "background and a shape: {white}");
+        assert!(
+            white > 32 * 32 / 3 && white < 32 * 32,
+            "background and a shape: {white}"
+        );
     }
 }

@@ -16,7 +16,12 @@ pub fn unix_now() -> f64 {
 pub fn compact_utc(unix_secs: u64) -> String {
     let (y, m, d) = civil_from_days((unix_secs / 86_400) as i64);
     let s = unix_secs % 86_400;
-    format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", s / 3600, (s / 60) % 60, s % 60)
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        s / 3600,
+        (s / 60) % 60,
+        s % 60
+    )
 }
 
 /// `YYYY-MM-DD HH:MM:SS` in UTC.
@@ -24,7 +29,12 @@ pub fn compact_utc(unix_secs: u64) -> String {
 pub fn readable_utc(unix_secs: u64) -> String {
     let (y, m, d) = civil_from_days((unix_secs / 86_400) as i64);
     let s = unix_secs % 86_400;
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        s / 3600,
+        (s / 60) % 60,
+        s % 60
+    )
 }
 
 /// Howard Hinnant's days-to-civil algorithm.

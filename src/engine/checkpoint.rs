@@ -27,7 +27,10 @@ pub struct CheckpointError {
 }
 
 fn err(path: &Path, message: impl std::fmt::Display) -> CheckpointError {
-    CheckpointError { path: path.to_path_buf(), message: message.to_string() }
+    CheckpointError {
+        path: path.to_path_buf(),
+        message: message.to_string(),
+    }
 }
 
 /// The best checkpoint of each phase.
@@ -50,15 +53,30 @@ pub fn dir_name(step: u64) -> String {
 }
 
 /// Writes a checkpoint atomically and points `latest` at it. Returns its folder.
-pub fn write(checkpoints: &Path, step: u64, tensors: &[(String, Tensor)], state: &serde_json::Value) -> Result<PathBuf, CheckpointError> {
+pub fn write(
+    checkpoints: &Path,
+    step: u64,
+    tensors: &[(String, Tensor)],
+    state: &serde_json::Value,
+) -> Result<PathBuf, CheckpointError> {
     let name = dir_name(step);
     let tmp = checkpoints.join(format!(".tmp-{name}-{}", std::process::id()));
     let _ = fs::remove_dir_all(&tmp);
     fs::create_dir_all(&tmp).map_err(|e| err(&tmp, e))?;
     let tensor_file = tmp.join("tensors.safetensors");
-    let cpu: Vec<(String, Tensor)> = tensors.iter().map(|(n, t)| (n.clone(), t.detach().to_device(tch::Device::Cpu).contiguous())).collect();
+    let cpu: Vec<(String, Tensor)> = tensors
+        .iter()
+        .map(|(n, t)| {
+            (
+                n.clone(),
+                t.detach().to_device(tch::Device::Cpu).contiguous(),
+            )
+        })
+        .collect();
     Tensor::write_safetensors(&cpu, &tensor_file).map_err(|e| err(&tensor_file, e))?;
-    fs::File::open(&tensor_file).and_then(|f| f.sync_all()).map_err(|e| err(&tensor_file, e))?;
+    fs::File::open(&tensor_file)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| err(&tensor_file, e))?;
     if crate::engine::failpoint("checkpoint-mid-write", step) {
         // Test hook: die half-way through a checkpoint, as a kill or power cut would.
         std::process::abort();
@@ -94,7 +112,8 @@ impl Loaded {
 /// Reads the state of a checkpoint folder without its tensors.
 pub fn read_state(dir: &Path) -> Result<serde_json::Value, CheckpointError> {
     let path = dir.join("state.json");
-    let text = fs::read(&path).map_err(|e| err(&path, format!("not a complete checkpoint: {e}")))?;
+    let text =
+        fs::read(&path).map_err(|e| err(&path, format!("not a complete checkpoint: {e}")))?;
     serde_json::from_slice(&text).map_err(|e| err(&path, e))
 }
 
@@ -102,8 +121,15 @@ pub fn read_state(dir: &Path) -> Result<serde_json::Value, CheckpointError> {
 pub fn read(dir: &Path) -> Result<Loaded, CheckpointError> {
     let state = read_state(dir)?;
     let path = dir.join("tensors.safetensors");
-    let tensors = Tensor::read_safetensors(&path).map_err(|e| err(&path, e))?.into_iter().collect();
-    Ok(Loaded { dir: dir.to_path_buf(), tensors, state })
+    let tensors = Tensor::read_safetensors(&path)
+        .map_err(|e| err(&path, e))?
+        .into_iter()
+        .collect();
+    Ok(Loaded {
+        dir: dir.to_path_buf(),
+        tensors,
+        state,
+    })
 }
 
 /// Turns a run folder (its latest checkpoint) or a checkpoint folder into a checkpoint folder.
@@ -111,9 +137,18 @@ pub fn resolve(path: &Path) -> Result<PathBuf, CheckpointError> {
     if path.join("state.json").is_file() {
         return Ok(path.to_path_buf());
     }
-    let ckpts = if path.join("checkpoints").is_dir() { path.join("checkpoints") } else { path.to_path_buf() };
+    let ckpts = if path.join("checkpoints").is_dir() {
+        path.join("checkpoints")
+    } else {
+        path.to_path_buf()
+    };
     let latest = ckpts.join("latest");
-    let name = fs::read_to_string(&latest).map_err(|_| err(path, "neither a checkpoint nor a run with checkpoints (no checkpoints/latest)"))?;
+    let name = fs::read_to_string(&latest).map_err(|_| {
+        err(
+            path,
+            "neither a checkpoint nor a run with checkpoints (no checkpoints/latest)",
+        )
+    })?;
     let dir = ckpts.join(name.trim());
     if dir.join("state.json").is_file() {
         Ok(dir)
@@ -125,7 +160,10 @@ pub fn resolve(path: &Path) -> Result<PathBuf, CheckpointError> {
 /// Reads `best.json` (empty when absent).
 #[must_use]
 pub fn read_best(checkpoints: &Path) -> BestIndex {
-    fs::read(checkpoints.join("best.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+    fs::read(checkpoints.join("best.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
 }
 
 /// Writes `best.json`.
@@ -140,10 +178,17 @@ pub fn prune(checkpoints: &Path, keep_last: usize) -> Result<(), CheckpointError
     let best = read_best(checkpoints);
     let protected: Vec<&str> = best.phases.values().map(|b| b.dir.as_str()).collect();
     let mut steps: Vec<String> = Vec::new();
-    for entry in fs::read_dir(checkpoints).map_err(|e| err(checkpoints, e))?.flatten() {
+    for entry in fs::read_dir(checkpoints)
+        .map_err(|e| err(checkpoints, e))?
+        .flatten()
+    {
         let name = entry.file_name().to_string_lossy().to_string();
         if name.starts_with(".tmp-") {
-            let pid_alive = name.rsplit('-').next().and_then(|p| p.parse::<u32>().ok()).is_some_and(|p| p == std::process::id());
+            let pid_alive = name
+                .rsplit('-')
+                .next()
+                .and_then(|p| p.parse::<u32>().ok())
+                .is_some_and(|p| p == std::process::id());
             if !pid_alive {
                 let _ = fs::remove_dir_all(entry.path());
             }
@@ -166,7 +211,10 @@ pub fn prune(checkpoints: &Path, keep_last: usize) -> Result<(), CheckpointError
 pub fn supersede_after(checkpoints: &Path, step: u64) -> Result<(), CheckpointError> {
     let target = dir_name(step);
     let mut moved = false;
-    for entry in fs::read_dir(checkpoints).map_err(|e| err(checkpoints, e))?.flatten() {
+    for entry in fs::read_dir(checkpoints)
+        .map_err(|e| err(checkpoints, e))?
+        .flatten()
+    {
         let name = entry.file_name().to_string_lossy().to_string();
         if name.starts_with("step-") && name > target {
             let dest = checkpoints.join("superseded");
@@ -176,7 +224,8 @@ pub fn supersede_after(checkpoints: &Path, step: u64) -> Result<(), CheckpointEr
         }
     }
     if moved {
-        atomic_write(&checkpoints.join("latest"), target.as_bytes()).map_err(|e| err(checkpoints, e))?;
+        atomic_write(&checkpoints.join("latest"), target.as_bytes())
+            .map_err(|e| err(checkpoints, e))?;
         let mut best = read_best(checkpoints);
         best.phases.retain(|_, b| b.step <= step);
         write_best(checkpoints, &best)?;

@@ -7,8 +7,13 @@ use crate::engine::EngineError;
 
 /// Resolves a device string (`auto`, `cpu`, `cuda`, `cuda:N`) to a device that exists.
 pub fn resolve(text: &str) -> Result<Device, EngineError> {
-    let request = parse_device(text).map_err(|e| EngineError::BadInput(format!("device `{text}`: {e}")))?;
-    let count = if tch::Cuda::is_available() { tch::Cuda::device_count() } else { 0 };
+    let request =
+        parse_device(text).map_err(|e| EngineError::BadInput(format!("device `{text}`: {e}")))?;
+    let count = if tch::Cuda::is_available() {
+        tch::Cuda::device_count()
+    } else {
+        0
+    };
     match request {
         DeviceRequest::Cpu => Ok(Device::Cpu),
         DeviceRequest::Auto => Ok(if count > 0 { Device::Cuda(0) } else { Device::Cpu }),
@@ -25,7 +30,11 @@ pub fn describe(device: Device) -> String {
     match device {
         Device::Cuda(n) => {
             let name = std::process::Command::new("nvidia-smi")
-                .args(["--query-gpu=name", "--format=csv,noheader", &format!("--id={n}")])
+                .args([
+                    "--query-gpu=name",
+                    "--format=csv,noheader",
+                    &format!("--id={n}"),
+                ])
                 .output()
                 .ok()
                 .filter(|o| o.status.success())

@@ -18,21 +18,32 @@ pub struct ExportError {
 }
 
 fn err(path: &Path, m: impl std::fmt::Display) -> ExportError {
-    ExportError { path: path.to_path_buf(), message: m.to_string() }
+    ExportError {
+        path: path.to_path_buf(),
+        message: m.to_string(),
+    }
 }
 
+/// Scalars by step: the wall time and the named values.
+pub type ScalarsByStep = BTreeMap<u64, (f64, BTreeMap<String, f64>)>;
+
 /// The run's scalars by step (a resumed run's replaced history is dropped).
-pub fn scalars_by_step(run: &RunDir) -> Result<(BTreeMap<u64, (f64, BTreeMap<String, f64>)>, Vec<Event>), ExportError> {
+pub fn scalars_by_step(run: &RunDir) -> Result<(ScalarsByStep, Vec<Event>), ExportError> {
     let log = runlog::read_all(&run.events_path()).map_err(|e| err(&run.events_path(), e))?;
-    let mut by_step: BTreeMap<u64, (f64, BTreeMap<String, f64>)> = BTreeMap::new();
+    let mut by_step = ScalarsByStep::new();
     for e in &log.events {
         match e {
-            Event::RunStarted { resumed_from: Some(from), .. } => {
+            Event::RunStarted {
+                resumed_from: Some(from),
+                ..
+            } => {
                 by_step.retain(|s, _| s <= from);
             }
             Event::Scalars { rows } => {
                 for r in rows {
-                    let entry = by_step.entry(r.step).or_insert((r.wall_time, BTreeMap::new()));
+                    let entry = by_step
+                        .entry(r.step)
+                        .or_insert((r.wall_time, BTreeMap::new()));
                     entry.1.extend(r.values.iter().cloned());
                 }
             }
@@ -139,9 +150,21 @@ pub fn export_tensorboard(run: &RunDir, out_dir: &Path) -> Result<PathBuf, Expor
         }
     }
     for e in &events {
-        if let Event::Sample { step, path, width, height, .. } = e {
-            let Ok(png) = std::fs::read(run.root().join(path)) else { continue };
-            let wall = by_step.range(..=step).next_back().map_or(start, |(_, (w, _))| *w);
+        if let Event::Sample {
+            step,
+            path,
+            width,
+            height,
+            ..
+        } = e
+        {
+            let Ok(png) = std::fs::read(run.root().join(path)) else {
+                continue;
+            };
+            let wall = by_step
+                .range(..=step)
+                .next_back()
+                .map_or(start, |(_, (w, _))| *w);
             let s = summary_value("samples", |val| {
                 let mut img = Vec::new();
                 field_varint(1, u64::from(*height), &mut img);
@@ -171,7 +194,10 @@ mod tests {
         let mut out = Vec::new();
         record(b"", &mut out);
         assert_eq!(&out[..8], &[0u8; 8]);
-        assert_eq!(u32::from_le_bytes([out[8], out[9], out[10], out[11]]), masked_crc(&[0u8; 8]));
+        assert_eq!(
+            u32::from_le_bytes([out[8], out[9], out[10], out[11]]),
+            masked_crc(&[0u8; 8])
+        );
         assert_eq!(masked_crc(b""), 0xa282_ead8);
     }
 

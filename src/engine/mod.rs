@@ -17,10 +17,13 @@ pub mod worker;
 /// tests; inert unless the variable is set.
 #[must_use]
 pub fn failpoint(name: &str, step: u64) -> bool {
-    std::env::var("WORKBENCH_FAILPOINT").ok().and_then(|v| {
-        let (n, at) = v.split_once(':')?;
-        (n == name).then(|| at.parse::<u64>().ok()).flatten()
-    }).is_some_and(|at| step >= at)
+    std::env::var("WORKBENCH_FAILPOINT")
+        .ok()
+        .and_then(|v| {
+            let (n, at) = v.split_once(':')?;
+            (n == name).then(|| at.parse::<u64>().ok()).flatten()
+        })
+        .is_some_and(|at| step >= at)
 }
 
 /// Errors of the engine. `BadInput` is the user's to fix (exit code 2); the rest fail a run.

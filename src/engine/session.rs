@@ -84,7 +84,15 @@ pub fn signature_of(preset: &AnyPreset) -> String {
     match preset {
         AnyPreset::WganGp(p) => {
             let m = &p.model;
-            format!("wgan_gp/{:?}/size{}/z{}/g{}/d{}/ema{}", m.arch, p.data.image_size, m.latent_dim, m.g_feature_maps, m.d_feature_maps, m.ema_decay > 0.0)
+            format!(
+                "wgan_gp/{:?}/size{}/z{}/g{}/d{}/ema{}",
+                m.arch,
+                p.data.image_size,
+                m.latent_dim,
+                m.g_feature_maps,
+                m.d_feature_maps,
+                m.ema_decay > 0.0
+            )
         }
     }
 }
@@ -131,13 +139,23 @@ pub struct Emitter {
 
 impl std::fmt::Debug for Emitter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Emitter").field("log", &self.log).field("dropped", &self.dropped).finish_non_exhaustive()
+        f.debug_struct("Emitter")
+            .field("log", &self.log)
+            .field("dropped", &self.dropped)
+            .finish_non_exhaustive()
     }
 }
 
 impl Emitter {
     pub fn new(log: LogWriter, tx: Sender<Event>, waker: Option<Waker>) -> Self {
-        Self { log, tx, waker, pending: Vec::new(), last_flush: Instant::now(), dropped: 0 }
+        Self {
+            log,
+            tx,
+            waker,
+            pending: Vec::new(),
+            last_flush: Instant::now(),
+            dropped: 0,
+        }
     }
 
     fn send(&mut self, event: Event) {
@@ -173,7 +191,9 @@ impl Emitter {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let event = Event::Scalars { rows: std::mem::take(&mut self.pending) };
+        let event = Event::Scalars {
+            rows: std::mem::take(&mut self.pending),
+        };
         self.log.append(&event)?;
         self.send(event);
         Ok(())
@@ -208,7 +228,19 @@ struct Session<'a> {
     last_checkpoint_step: Option<u64>,
 }
 
-const CSV_COLUMNS: &[&str] = &["step", "epoch", "phase", "d_loss", "g_loss", "gp", "wasserstein", "lr_g", "lr_d", "val_swd", "val_diversity"];
+const CSV_COLUMNS: &[&str] = &[
+    "step",
+    "epoch",
+    "phase",
+    "d_loss",
+    "g_loss",
+    "gp",
+    "wasserstein",
+    "lr_g",
+    "lr_d",
+    "val_swd",
+    "val_diversity",
+];
 
 fn health_cfg(p: &AnyPreset) -> crate::core::health::HealthConfig {
     match p {
@@ -218,18 +250,30 @@ fn health_cfg(p: &AnyPreset) -> crate::core::health::HealthConfig {
 
 fn cadences(p: &AnyPreset) -> (u64, u64, u64, u64, u64) {
     match p {
-        AnyPreset::WganGp(p) => (p.logging.log_every_steps, p.logging.sample_every_steps, p.logging.validate_every_steps, p.checkpoints.every_steps, p.checkpoints.keep_last),
+        AnyPreset::WganGp(p) => (
+            p.logging.log_every_steps,
+            p.logging.sample_every_steps,
+            p.logging.validate_every_steps,
+            p.checkpoints.every_steps,
+            p.checkpoints.keep_last,
+        ),
     }
 }
 
 /// Runs a plan to its end. Returns how it ended; errors fail the run.
-pub fn run(plan: &RunPlan, commands: &Receiver<Command>, emitter: &mut Emitter) -> Result<(u64, Outcome), EngineError> {
+pub fn run(
+    plan: &RunPlan,
+    commands: &Receiver<Command>,
+    emitter: &mut Emitter,
+) -> Result<(u64, Outcome), EngineError> {
     let mut c = Counters::default();
     let mut loaded: Option<Loaded> = None;
     if let Some(dir) = &plan.resume_from {
         let ckpt = checkpoint::read(dir)?;
         c = serde_json::from_value(ckpt.state.get("session").cloned().unwrap_or_default())
-            .map_err(|e| EngineError::BadInput(format!("{}: bad session state: {e}", dir.display())))?;
+            .map_err(|e| {
+                EngineError::BadInput(format!("{}: bad session state: {e}", dir.display()))
+            })?;
         loaded = Some(ckpt);
     }
     let cfg = plan.preset.for_phase(c.phase);
@@ -245,8 +289,13 @@ pub fn run(plan: &RunPlan, commands: &Receiver<Command>, emitter: &mut Emitter) 
             }
         }
     }
-    let csv = CsvLog::open(&plan.run_dir.csv_path(), CSV_COLUMNS, loaded.as_ref().map(|_| c.step))?;
-    let total_steps = estimate_total(&plan.preset, trainer.steps_per_epoch()).map(|t| plan.step_limit.map_or(t, |l| l.min(t)));
+    let csv = CsvLog::open(
+        &plan.run_dir.csv_path(),
+        CSV_COLUMNS,
+        loaded.as_ref().map(|_| c.step),
+    )?;
+    let total_steps = estimate_total(&plan.preset, trainer.steps_per_epoch())
+        .map(|t| plan.step_limit.map_or(t, |l| l.min(t)));
     emitter.emit(Event::RunStarted {
         run_dir: plan.run_dir.root().display().to_string(),
         name: plan.preset.preset().name().to_string(),
@@ -256,13 +305,23 @@ pub fn run(plan: &RunPlan, commands: &Receiver<Command>, emitter: &mut Emitter) 
         resumed_from: loaded.as_ref().map(|_| c.step),
         wall_time: unix_now(),
     })?;
-    let info = |emitter: &mut Emitter, step, message: String| emitter.emit(Event::Log { step, level: Level::Info, message });
+    let info = |emitter: &mut Emitter, step, message: String| {
+        emitter.emit(Event::Log {
+            step,
+            level: Level::Info,
+            message,
+        })
+    };
     info(emitter, c.step, trainer.describe())?;
     for note in &plan.notes {
         info(emitter, c.step, note.clone())?;
     }
     for w in trainer.warnings() {
-        emitter.emit(Event::Log { step: c.step, level: Level::Warning, message: w })?;
+        emitter.emit(Event::Log {
+            step: c.step,
+            level: Level::Warning,
+            message: w,
+        })?;
     }
     let fresh = loaded.is_none();
     let mut s = Session {
@@ -287,11 +346,15 @@ pub fn run(plan: &RunPlan, commands: &Receiver<Command>, emitter: &mut Emitter) 
 }
 
 fn estimate_total(preset: &ValidatedPreset, steps_per_epoch: u64) -> Option<u64> {
-    preset.preset().phases().iter().try_fold(0u64, |acc, p| match p.length {
-        PhaseLength::Steps(n) => Some(acc + n),
-        PhaseLength::Epochs(n) => Some(acc + n * steps_per_epoch),
-        PhaseLength::Minutes(_) => None,
-    })
+    preset
+        .preset()
+        .phases()
+        .iter()
+        .try_fold(0u64, |acc, p| match p.length {
+            PhaseLength::Steps(n) => Some(acc + n),
+            PhaseLength::Epochs(n) => Some(acc + n * steps_per_epoch),
+            PhaseLength::Minutes(_) => None,
+        })
 }
 
 impl Session<'_> {
@@ -415,13 +478,26 @@ impl Session<'_> {
 
     fn set_live(&mut self, name: &str, value: f64) -> Result<(), EngineError> {
         match self.trainer.set_live(name, value) {
-            Ok(old) => self.emitter.emit(Event::HyperparameterChanged { step: self.c.step, name: name.to_string(), old, new: value }),
-            Err(why) => self.emitter.emit(Event::Log { step: self.c.step, level: Level::Warning, message: format!("refused: {why}") }),
+            Ok(old) => self.emitter.emit(Event::HyperparameterChanged {
+                step: self.c.step,
+                name: name.to_string(),
+                old,
+                new: value,
+            }),
+            Err(why) => self.emitter.emit(Event::Log {
+                step: self.c.step,
+                level: Level::Warning,
+                message: format!("refused: {why}"),
+            }),
         }
     }
 
     fn step(&mut self) -> Result<(), EngineError> {
-        let ctx = StepCtx { step: self.c.step, epoch: self.c.epoch, batch_in_epoch: self.c.batch_in_epoch };
+        let ctx = StepCtx {
+            step: self.c.step,
+            epoch: self.c.epoch,
+            batch_in_epoch: self.c.batch_in_epoch,
+        };
         let t0 = Instant::now();
         let mut scalars = self.trainer.train_step(&ctx);
         if crate::engine::failpoint("nan-loss", ctx.step) {
@@ -429,8 +505,14 @@ impl Session<'_> {
         }
         self.c.phase_elapsed_secs += t0.elapsed().as_secs_f64();
         if let Some((name, v)) = scalars.iter().find(|(_, v)| !v.is_finite()) {
-            let last = checkpoint::resolve(&self.plan.run_dir.checkpoints()).map_or_else(|_| "none was written".to_string(), |p| p.display().to_string());
-            let message = format!("{name} became {v} at step {}; the run was stopped. Last good checkpoint: {last}", self.c.step);
+            let last = checkpoint::resolve(&self.plan.run_dir.checkpoints()).map_or_else(
+                |_| "none was written".to_string(),
+                |p| p.display().to_string(),
+            );
+            let message = format!(
+                "{name} became {v} at step {}; the run was stopped. Last good checkpoint: {last}",
+                self.c.step
+            );
             self.emitter.emit(Event::Health {
                 step: self.c.step,
                 signal: HealthSignal::NonFiniteLoss,
@@ -452,23 +534,26 @@ impl Session<'_> {
         }
         let (log_every, sample_every, validate_every, ckpt_every, _) = cadences(&self.cfg);
         let step = self.c.step;
-        if step % log_every.max(1) == 0 {
+        if step.is_multiple_of(log_every.max(1)) {
             self.log_scalars(Vec::new())?;
         }
-        if sample_every > 0 && step % sample_every == 0 {
+        if sample_every > 0 && step.is_multiple_of(sample_every) {
             self.sample()?;
         }
-        if validate_every > 0 && step % validate_every == 0 {
+        if validate_every > 0 && step.is_multiple_of(validate_every) {
             self.validate()?;
         }
-        if ckpt_every > 0 && step % ckpt_every == 0 {
+        if ckpt_every > 0 && step.is_multiple_of(ckpt_every) {
             self.checkpoint(false, None)?;
         }
         Ok(())
     }
 
     fn log_scalars(&mut self, extra: Vec<(String, f64)>) -> Result<(), EngineError> {
-        let mut values: Vec<(String, f64)> = vec![("epoch".into(), self.c.epoch as f64), ("phase".into(), self.c.phase as f64)];
+        let mut values: Vec<(String, f64)> = vec![
+            ("epoch".into(), self.c.epoch as f64),
+            ("phase".into(), self.c.phase as f64),
+        ];
         for (k, (sum, n)) in std::mem::take(&mut self.c.accum) {
             if n > 0 {
                 values.push((k, sum / n as f64));
@@ -483,12 +568,21 @@ impl Session<'_> {
         let mut row = values.clone();
         row.insert(0, ("step".into(), self.c.step as f64));
         self.csv.append(&row)?;
-        self.emitter.scalars(ScalarRow { step: self.c.step, wall_time: unix_now(), values })
+        self.emitter.scalars(ScalarRow {
+            step: self.c.step,
+            wall_time: unix_now(),
+            values,
+        })
     }
 
     fn emit_findings(&mut self, findings: Vec<Finding>) -> Result<(), EngineError> {
         for f in findings {
-            self.emitter.emit(Event::Health { step: f.step, signal: f.signal, message: f.message, suggestion: f.suggestion })?;
+            self.emitter.emit(Event::Health {
+                step: f.step,
+                signal: f.signal,
+                message: f.message,
+                suggestion: f.suggestion,
+            })?;
         }
         Ok(())
     }
@@ -497,9 +591,26 @@ impl Session<'_> {
         let grid = self.trainer.sample_grid();
         let rel = format!("media/samples-step-{:08}.png", self.c.step);
         let path = self.plan.run_dir.root().join(&rel);
-        image::save_buffer(&path, &grid.pixels, grid.width, grid.height, image::ExtendedColorType::Rgba8)
-            .map_err(|e| EngineError::RunDir(crate::core::rundir::RunDirError::Io { path: path.clone(), message: e.to_string() }))?;
-        self.emitter.emit(Event::Sample { step: self.c.step, path: rel, width: grid.width, height: grid.height, rgba: grid.pixels })
+        image::save_buffer(
+            &path,
+            &grid.pixels,
+            grid.width,
+            grid.height,
+            image::ExtendedColorType::Rgba8,
+        )
+        .map_err(|e| {
+            EngineError::RunDir(crate::core::rundir::RunDirError::Io {
+                path: path.clone(),
+                message: e.to_string(),
+            })
+        })?;
+        self.emitter.emit(Event::Sample {
+            step: self.c.step,
+            path: rel,
+            width: grid.width,
+            height: grid.height,
+            rgba: grid.pixels,
+        })
     }
 
     fn validate(&mut self) -> Result<(), EngineError> {
@@ -511,12 +622,28 @@ impl Session<'_> {
                 self.emit_findings(vec![f])?;
             }
         }
-        let row: Vec<(String, f64)> = v.scalars.iter().map(|(k, x)| ((*k).to_string(), *x)).collect();
-        self.emitter.scalars(ScalarRow { step: self.c.step, wall_time: unix_now(), values: row.clone() })?;
-        let mut csv_row = vec![("step".to_string(), self.c.step as f64), ("epoch".into(), self.c.epoch as f64), ("phase".into(), self.c.phase as f64)];
+        let row: Vec<(String, f64)> = v
+            .scalars
+            .iter()
+            .map(|(k, x)| ((*k).to_string(), *x))
+            .collect();
+        self.emitter.scalars(ScalarRow {
+            step: self.c.step,
+            wall_time: unix_now(),
+            values: row.clone(),
+        })?;
+        let mut csv_row = vec![
+            ("step".to_string(), self.c.step as f64),
+            ("epoch".into(), self.c.epoch as f64),
+            ("phase".into(), self.c.phase as f64),
+        ];
         csv_row.extend(row);
         self.csv.append(&csv_row)?;
-        let improved = self.best.phases.get(&self.c.phase).is_none_or(|b| v.metric < b.metric);
+        let improved = self
+            .best
+            .phases
+            .get(&self.c.phase)
+            .is_none_or(|b| v.metric < b.metric);
         if improved && v.metric.is_finite() {
             self.checkpoint(true, Some(v.metric))?;
         }
@@ -528,8 +655,12 @@ impl Session<'_> {
         let dir = if self.last_checkpoint_step == Some(self.c.step) {
             ckpts.join(checkpoint::dir_name(self.c.step))
         } else {
-            let live: serde_json::Map<String, serde_json::Value> =
-                self.trainer.live_values().into_iter().map(|(k, v)| (k.to_string(), serde_json::Value::from(v))).collect();
+            let live: serde_json::Map<String, serde_json::Value> = self
+                .trainer
+                .live_values()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), serde_json::Value::from(v)))
+                .collect();
             let state = serde_json::json!({
                 "family": self.cfg.family().name(),
                 "signature": self.trainer.signature(),
@@ -537,18 +668,31 @@ impl Session<'_> {
                 "live": live,
                 "written_at": unix_now(),
             });
-            let dir = checkpoint::write(&ckpts, self.c.step, &self.trainer.state_tensors(), &state)?;
+            let dir =
+                checkpoint::write(&ckpts, self.c.step, &self.trainer.state_tensors(), &state)?;
             self.last_checkpoint_step = Some(self.c.step);
             dir
         };
         let name = checkpoint::dir_name(self.c.step);
         if best {
-            self.best.phases.insert(self.c.phase, BestEntry { dir: name, step: self.c.step, metric: metric.unwrap_or(f64::NAN) });
+            self.best.phases.insert(
+                self.c.phase,
+                BestEntry {
+                    dir: name,
+                    step: self.c.step,
+                    metric: metric.unwrap_or(f64::NAN),
+                },
+            );
             checkpoint::write_best(&ckpts, &self.best)?;
         }
         let (_, _, _, _, keep_last) = cadences(&self.cfg);
         checkpoint::prune(&ckpts, keep_last as usize)?;
-        self.emitter.emit(Event::CheckpointSaved { step: self.c.step, path: rel_path(self.plan.run_dir.root(), &dir), best, metric })?;
+        self.emitter.emit(Event::CheckpointSaved {
+            step: self.c.step,
+            path: rel_path(self.plan.run_dir.root(), &dir),
+            best,
+            metric,
+        })?;
         self.emitter.sync()
     }
 
@@ -557,7 +701,7 @@ impl Session<'_> {
             self.log_scalars(Vec::new())?;
         }
         let (_, sample_every, _, _, _) = cadences(&self.cfg);
-        if sample_every == 0 || self.c.step % sample_every != 0 {
+        if sample_every == 0 || !self.c.step.is_multiple_of(sample_every) {
             self.sample()?;
         }
         Ok((self.c.step, outcome))

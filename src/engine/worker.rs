@@ -47,32 +47,58 @@ pub fn prepare(req: RunRequest) -> Result<RunPlan, EngineError> {
     let (preset, run_dir, resume_from) = match &req.resume {
         Some(path) => {
             let ckpt = checkpoint::resolve(path).map_err(|e| bad(e.to_string()))?;
-            let run_root = ckpt.parent().and_then(Path::parent).ok_or_else(|| bad(format!("{}: not inside a run's checkpoints folder", ckpt.display())))?;
+            let run_root = ckpt.parent().and_then(Path::parent).ok_or_else(|| {
+                bad(format!(
+                    "{}: not inside a run's checkpoints folder",
+                    ckpt.display()
+                ))
+            })?;
             let run_dir = RunDir::open(run_root).map_err(|e| bad(e.to_string()))?;
             let preset = match req.preset.clone() {
                 Some(p) => p,
-                None => crate::core::preset::load_file(&run_dir.preset_path()).map_err(|e| bad(e.to_string()))?.0,
+                None => {
+                    crate::core::preset::load_file(&run_dir.preset_path())
+                        .map_err(|e| bad(e.to_string()))?
+                        .0
+                }
             };
             let state = checkpoint::read_state(&ckpt).map_err(|e| bad(e.to_string()))?;
             let family = state.get("family").and_then(|v| v.as_str()).unwrap_or("?");
             if family != preset.preset().family().name() {
-                return Err(bad(format!("{}: a `{family}` checkpoint cannot resume a `{}` preset", ckpt.display(), preset.preset().family().name())));
+                return Err(bad(format!(
+                    "{}: a `{family}` checkpoint cannot resume a `{}` preset",
+                    ckpt.display(),
+                    preset.preset().family().name()
+                )));
             }
             let want = session::signature_of(preset.preset());
-            let have = state.get("signature").and_then(|v| v.as_str()).unwrap_or("?");
+            let have = state
+                .get("signature")
+                .and_then(|v| v.as_str())
+                .unwrap_or("?");
             if want != have {
-                return Err(bad(format!("{}: the checkpoint's model is {have}, the preset builds {want}", ckpt.display())));
+                return Err(bad(format!(
+                    "{}: the checkpoint's model is {have}, the preset builds {want}",
+                    ckpt.display()
+                )));
             }
             (preset, run_dir, Some(ckpt))
         }
         None => {
-            let preset = req.preset.clone().ok_or_else(|| bad("no preset given".into()))?;
+            let preset = req
+                .preset
+                .clone()
+                .ok_or_else(|| bad("no preset given".into()))?;
             check_data(preset.preset())?;
-            let run_dir = RunDir::create(&req.runs_dir, preset.preset().name()).map_err(|e| bad(e.to_string()))?;
+            let run_dir = RunDir::create(&req.runs_dir, preset.preset().name())
+                .map_err(|e| bad(e.to_string()))?;
             (preset, run_dir, None)
         }
     };
-    let device_text = req.device.clone().unwrap_or_else(|| preset.preset().device().to_string());
+    let device_text = req
+        .device
+        .clone()
+        .unwrap_or_else(|| preset.preset().device().to_string());
     let device = device::resolve(&device_text)?;
     let threads = match preset.preset() {
         AnyPreset::WganGp(p) => p.threads,
@@ -87,9 +113,15 @@ pub fn prepare(req: RunRequest) -> Result<RunPlan, EngineError> {
             ("libtorch", device::libtorch_version().to_string()),
             ("device", device::describe(device)),
             ("seed", preset.preset().seed().to_string()),
-            ("launched", crate::core::timefmt::readable_utc(crate::core::timefmt::unix_now() as u64) + " UTC"),
+            (
+                "launched",
+                crate::core::timefmt::readable_utc(crate::core::timefmt::unix_now() as u64)
+                    + " UTC",
+            ),
         ];
-        run_dir.write_preset(&preset.preset().to_ron(), &meta).map_err(|e| bad(e.to_string()))?;
+        run_dir
+            .write_preset(&preset.preset().to_ron(), &meta)
+            .map_err(|e| bad(e.to_string()))?;
     }
     let mut live_overrides = Vec::new();
     if let Some(lr) = req.lr_g {
@@ -98,7 +130,15 @@ pub fn prepare(req: RunRequest) -> Result<RunPlan, EngineError> {
     if let Some(lr) = req.lr_d {
         live_overrides.push(("train.lr_d".to_string(), lr));
     }
-    Ok(RunPlan { preset, run_dir, device, resume_from, step_limit: req.step_limit, live_overrides, notes: req.notes })
+    Ok(RunPlan {
+        preset,
+        run_dir,
+        device,
+        resume_from,
+        step_limit: req.step_limit,
+        live_overrides,
+        notes: req.notes,
+    })
 }
 
 fn check_data(preset: &AnyPreset) -> Result<(), EngineError> {
@@ -107,7 +147,10 @@ fn check_data(preset: &AnyPreset) -> Result<(), EngineError> {
             if Path::new(&p.data.folder).is_dir() {
                 Ok(())
             } else {
-                Err(EngineError::BadInput(format!("data.folder: `{}` is not a folder", p.data.folder)))
+                Err(EngineError::BadInput(format!(
+                    "data.folder: `{}` is not a folder",
+                    p.data.folder
+                )))
             }
         }
         AnyPreset::WganGp(_) => Ok(()),
@@ -161,30 +204,46 @@ pub fn spawn(plan: RunPlan, waker: Option<Waker>) -> Result<WorkerHandle, Engine
     let (cmd_tx, cmd_rx) = bounded(COMMAND_CAPACITY);
     let (ev_tx, ev_rx) = bounded(EVENT_CAPACITY);
     let run_dir = plan.run_dir.root().to_path_buf();
-    let lock = plan.run_dir.lock().map_err(|e| EngineError::BadInput(e.to_string()))?;
+    let lock = plan
+        .run_dir
+        .lock()
+        .map_err(|e| EngineError::BadInput(e.to_string()))?;
     let log = LogWriter::open(&plan.run_dir.events_path())?;
     let thread = std::thread::Builder::new()
         .name("workbench-trainer".into())
         .spawn(move || {
             let _lock = lock;
             let mut emitter = Emitter::new(log, ev_tx, waker);
-            let result = catch_unwind(AssertUnwindSafe(|| session::run(&plan, &cmd_rx, &mut emitter)));
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                session::run(&plan, &cmd_rx, &mut emitter)
+            }));
             let end = match result {
                 Ok(Ok((step, outcome))) => Event::RunFinished { step, outcome },
-                Ok(Err(e)) => Event::RunFailed { step: 0, message: e.to_string() },
+                Ok(Err(e)) => Event::RunFailed {
+                    step: 0,
+                    message: e.to_string(),
+                },
                 Err(panic) => {
                     let message = panic
                         .downcast_ref::<String>()
                         .cloned()
                         .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()))
                         .unwrap_or_else(|| "the training thread panicked".to_string());
-                    Event::RunFailed { step: 0, message: format!("internal error: {message}") }
+                    Event::RunFailed {
+                        step: 0,
+                        message: format!("internal error: {message}"),
+                    }
                 }
             };
             emitter.finish(end);
         })
         .map_err(|e| EngineError::Model(format!("cannot start the training thread: {e}")))?;
-    Ok(WorkerHandle { commands: cmd_tx, events: ev_rx, thread: Some(thread), run_dir })
+    Ok(WorkerHandle {
+        commands: cmd_tx,
+        events: ev_rx,
+        thread: Some(thread),
+        run_dir,
+    })
 }
 
 /// Outcome of a run followed to its end.

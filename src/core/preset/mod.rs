@@ -131,7 +131,9 @@ impl<'de> Deserialize<'de> for OverrideValue {
             // RON hands over short decimals as f32; widen through the shortest decimal so that
             // `5e-5` stays 5e-5 and does not become 5.0000000807e-5.
             fn visit_f32<E>(self, v: f32) -> Result<OverrideValue, E> {
-                Ok(OverrideValue::Float(v.to_string().parse().unwrap_or(f64::from(v))))
+                Ok(OverrideValue::Float(
+                    v.to_string().parse().unwrap_or(f64::from(v)),
+                ))
             }
             fn visit_f64<E>(self, v: f64) -> Result<OverrideValue, E> {
                 Ok(OverrideValue::Float(v))
@@ -209,7 +211,10 @@ pub enum PresetError {
         message: String,
     },
     #[error("{file}: {} problem(s):\n{}", problems.len(), problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
-    Invalid { file: String, problems: Vec<Problem> },
+    Invalid {
+        file: String,
+        problems: Vec<Problem>,
+    },
 }
 
 /// A preset of any family.
@@ -304,9 +309,10 @@ impl AnyPreset {
                 Ok(spec) => {
                     // Integers given for float fields are fine; the reverse is not.
                     let value = match (spec.kind, &value) {
-                        (FieldKind::Float { .. }, Value::Number(n)) => {
-                            n.as_f64().and_then(serde_json::Number::from_f64).map_or(value, Value::Number)
-                        }
+                        (FieldKind::Float { .. }, Value::Number(n)) => n
+                            .as_f64()
+                            .and_then(serde_json::Number::from_f64)
+                            .map_or(value, Value::Number),
                         _ => value,
                     };
                     if let Err(why) = spec.kind.check(&value) {
@@ -351,7 +357,12 @@ impl ValidatedPreset {
             return self.preset.clone();
         };
         self.preset
-            .with_overrides(phase.overrides.iter().map(|(k, v)| (k.as_str(), v.to_json())))
+            .with_overrides(
+                phase
+                    .overrides
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.to_json())),
+            )
             .unwrap_or_else(|_| self.preset.clone())
     }
 }
@@ -512,7 +523,9 @@ pub fn parse_str(text: &str, file: &str) -> Result<(AnyPreset, Vec<String>), Pre
             problems: vec![Problem {
                 path: "schema_version".into(),
                 value: header.schema_version.to_string(),
-                allowed: format!("at most {SCHEMA_VERSION}: this preset was written by a newer workbench"),
+                allowed: format!(
+                    "at most {SCHEMA_VERSION}: this preset was written by a newer workbench"
+                ),
             }],
         });
     }
@@ -523,7 +536,10 @@ pub fn parse_str(text: &str, file: &str) -> Result<(AnyPreset, Vec<String>), Pre
 }
 
 /// Typed parse of RON text with the failing field's path in the message.
-pub(crate) fn parse_typed<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Result<T, PresetError> {
+pub(crate) fn parse_typed<T: serde::de::DeserializeOwned>(
+    text: &str,
+    file: &str,
+) -> Result<T, PresetError> {
     let mut de = ron::Deserializer::from_str(text).map_err(|e| ron_error(file, &e))?;
     let result: Result<T, _> = serde_path_to_error::deserialize(&mut de);
     match result {

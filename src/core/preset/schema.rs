@@ -47,24 +47,32 @@ impl FieldKind {
     /// Checks a value against the kind; `Err` holds what is wrong.
     pub fn check(&self, value: &Value) -> Result<(), String> {
         match self {
-            Self::Int { min, max } => match value.as_i64().or_else(|| value.as_u64().map(|_| i64::MAX)) {
-                Some(v) if v >= *min && v <= *max => Ok(()),
-                Some(_) => Err("out of range".to_string()),
-                None => Err("not an integer".to_string()),
-            },
+            Self::Int { min, max } => {
+                match value.as_i64().or_else(|| value.as_u64().map(|_| i64::MAX)) {
+                    Some(v) if v >= *min && v <= *max => Ok(()),
+                    Some(_) => Err("out of range".to_string()),
+                    None => Err("not an integer".to_string()),
+                }
+            }
             Self::Float { min, max } => match value.as_f64() {
                 Some(v) if !v.is_finite() => Err("not finite".to_string()),
                 Some(v) if v >= *min && v <= *max => Ok(()),
                 Some(_) => Err("out of range".to_string()),
                 None => Err("not a number".to_string()),
             },
-            Self::Bool => value.as_bool().map(|_| ()).ok_or_else(|| "not true/false".to_string()),
+            Self::Bool => value
+                .as_bool()
+                .map(|_| ())
+                .ok_or_else(|| "not true/false".to_string()),
             Self::Choice(choices) => match value.as_str() {
                 Some(s) if choices.contains(&s) => Ok(()),
                 Some(_) => Err("not an allowed choice".to_string()),
                 None => Err("not a choice".to_string()),
             },
-            Self::Text | Self::Path => value.as_str().map(|_| ()).ok_or_else(|| "not text".to_string()),
+            Self::Text | Self::Path => value
+                .as_str()
+                .map(|_| ())
+                .ok_or_else(|| "not text".to_string()),
         }
     }
 }
@@ -100,7 +108,8 @@ pub fn show_value(value: &Value) -> String {
 /// Parses a command-line value: JSON numbers, booleans and quoted strings, else the bare text.
 #[must_use]
 pub fn parse_cli_value(text: &str) -> Value {
-    serde_json::from_str::<Value>(text.trim()).unwrap_or_else(|_| Value::String(text.trim().to_string()))
+    serde_json::from_str::<Value>(text.trim())
+        .unwrap_or_else(|_| Value::String(text.trim().to_string()))
 }
 
 /// Finds the spec of a path, suggesting near names when there is none.
@@ -111,14 +120,23 @@ pub fn find_spec<'a>(specs: &'a [FieldSpec], path: &str) -> Result<&'a FieldSpec
     let leaf = path.rsplit('.').next().unwrap_or(path);
     let near: Vec<&str> = specs
         .iter()
-        .filter(|s| s.path.ends_with(leaf) || s.path.contains(leaf) || leaf.contains(s.path.rsplit('.').next().unwrap_or("")))
+        .filter(|s| {
+            s.path.ends_with(leaf)
+                || s.path.contains(leaf)
+                || leaf.contains(s.path.rsplit('.').next().unwrap_or(""))
+        })
         .map(|s| s.path)
         .take(5)
         .collect();
     if near.is_empty() {
-        Err(format!("unknown field `{path}` (see `workbench presets show FAMILY`)"))
+        Err(format!(
+            "unknown field `{path}` (see `workbench presets show FAMILY`)"
+        ))
     } else {
-        Err(format!("unknown field `{path}`; did you mean {}?", near.join(", ")))
+        Err(format!(
+            "unknown field `{path}`; did you mean {}?",
+            near.join(", ")
+        ))
     }
 }
 

@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::schema::{FieldKind as K, FieldSpec};
 use super::{
-    CheckpointConfig, Family, LoggingConfig, Phase, PhaseLength, PresetError, Problem, SCHEMA_VERSION,
+    CheckpointConfig, Family, LoggingConfig, Phase, PhaseLength, PresetError, Problem,
+    SCHEMA_VERSION,
 };
 use crate::core::health::HealthConfig;
 
@@ -179,7 +180,10 @@ impl Default for WganGpPreset {
     }
 }
 
-const LR: K = K::Float { min: 1e-9, max: 1.0 };
+const LR: K = K::Float {
+    min: 1e-9,
+    max: 1.0,
+};
 const UNIT: K = K::Float { min: 0.0, max: 1.0 };
 
 /// Every field of the WGAN-GP preset.
@@ -242,17 +246,29 @@ impl WganGpPreset {
         };
         let size = self.data.image_size;
         if !size.is_power_of_two() {
-            bad("data.image_size", size.to_string(), "a power of two (16, 32, 64, 128, 256)");
+            bad(
+                "data.image_size",
+                size.to_string(),
+                "a power of two (16, 32, 64, 128, 256)",
+            );
         }
         if self.family != Family::WganGp {
             bad("family", format!("{:?}", self.family), "wgan_gp");
         }
         if self.schema_version != SCHEMA_VERSION {
-            bad("schema_version", self.schema_version.to_string(), "the current schema version");
+            bad(
+                "schema_version",
+                self.schema_version.to_string(),
+                "the current schema version",
+            );
         }
         match self.data.source {
             ImageSource::Folder if self.data.folder.trim().is_empty() => {
-                bad("data.folder", "\"\"".into(), "a folder path when data.source is folder");
+                bad(
+                    "data.folder",
+                    "\"\"".into(),
+                    "a folder path when data.source is folder",
+                );
             }
             ImageSource::SyntheticSprites => {
                 let train = i64::from(self.data.synthetic_count) - i64::from(self.data.holdout);
@@ -260,7 +276,9 @@ impl WganGpPreset {
                     bad(
                         "train.batch_size",
                         self.train.batch_size.to_string(),
-                        &format!("at most the training set size (synthetic_count - holdout = {train})"),
+                        &format!(
+                            "at most the training set size (synthetic_count - holdout = {train})"
+                        ),
                     );
                 }
             }
@@ -274,7 +292,11 @@ impl WganGpPreset {
             );
         }
         if self.model.arch == Arch::Small && self.model.ema_decay > 0.0 {
-            bad("model.ema_decay", self.model.ema_decay.to_string(), "0 for the small architecture (EMA is a large-model feature)");
+            bad(
+                "model.ema_decay",
+                self.model.ema_decay.to_string(),
+                "0 for the small architecture (EMA is a large-model feature)",
+            );
         }
     }
 }

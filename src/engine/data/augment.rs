@@ -21,12 +21,13 @@ fn uniform(b: i64, lo: f64, hi: f64, like: &Tensor) -> Tensor {
 }
 
 fn grey(x: &Tensor) -> Tensor {
-    let w = Tensor::from_slice(&[0.299f32, 0.587, 0.114]).to_device(x.device()).view([1, 3, 1, 1]);
+    let w = Tensor::from_slice(&[0.299f32, 0.587, 0.114])
+        .to_device(x.device())
+        .view([1, 3, 1, 1]);
     (x * w).sum_dim_intlist([1i64].as_slice(), true, Kind::Float)
 }
 
 /// Augments `x` (`[B, 3, H, W]` in [0, 1]).
-#[must_use]
 pub fn augment(x: &Tensor, a: &Augment) -> Tensor {
     let b = x.size()[0];
     let mut x = x.shallow_clone();
@@ -35,10 +36,17 @@ pub fn augment(x: &Tensor, a: &Augment) -> Tensor {
         x = x.flip([3]).where_self(&flip, &x);
     }
     if a.rotation_deg > 0.0 {
-        let angle = uniform(b, -a.rotation_deg, a.rotation_deg, &x).view([b]) * (std::f64::consts::PI / 180.0);
+        let angle = uniform(b, -a.rotation_deg, a.rotation_deg, &x).view([b])
+            * (std::f64::consts::PI / 180.0);
         let (c, s) = (angle.cos(), angle.sin());
         let zero = c.zeros_like();
-        let theta = Tensor::stack(&[Tensor::stack(&[&c, &(-&s), &zero], 1), Tensor::stack(&[&s, &c, &zero], 1)], 1);
+        let theta = Tensor::stack(
+            &[
+                Tensor::stack(&[&c, &(-&s), &zero], 1),
+                Tensor::stack(&[&s, &c, &zero], 1),
+            ],
+            1,
+        );
         let grid = Tensor::affine_grid_generator(&theta, x.size(), false);
         // Sample (x - 1) with zero padding, then add 1: the area outside becomes white.
         x = (x - 1.0).grid_sampler(&grid, 0, 0, false) + 1.0;
@@ -48,11 +56,13 @@ pub fn augment(x: &Tensor, a: &Augment) -> Tensor {
     }
     if a.contrast > 0.0 {
         let mean = grey(&x).mean_dim([1i64, 2, 3].as_slice(), true, Kind::Float);
-        x = ((&x - &mean) * uniform(b, 1.0 - a.contrast, 1.0 + a.contrast, &x) + &mean).clamp(0.0, 1.0);
+        x = ((&x - &mean) * uniform(b, 1.0 - a.contrast, 1.0 + a.contrast, &x) + &mean)
+            .clamp(0.0, 1.0);
     }
     if a.saturation > 0.0 {
         let g = grey(&x);
-        x = ((&x - &g) * uniform(b, 1.0 - a.saturation, 1.0 + a.saturation, &x) + &g).clamp(0.0, 1.0);
+        x = ((&x - &g) * uniform(b, 1.0 - a.saturation, 1.0 + a.saturation, &x) + &g)
+            .clamp(0.0, 1.0);
     }
     if a.hue > 0.0 {
         x = shift_hue(&x, &uniform(b, -a.hue, a.hue, &x));
@@ -75,7 +85,10 @@ fn shift_hue(x: &Tensor, shift: &Tensor) -> Tensor {
     let h_r = &bc - &gc;
     let h_g = (&rc - &bc) + 2.0;
     let h_b = (&gc - &rc) + 4.0;
-    let h = h_b.where_self(&maxc.ne_tensor(&g).logical_and(&maxc.ne_tensor(&r)), &h_g.where_self(&maxc.eq_tensor(&g).logical_and(&maxc.ne_tensor(&r)), &h_r));
+    let h = h_b.where_self(
+        &maxc.ne_tensor(&g).logical_and(&maxc.ne_tensor(&r)),
+        &h_g.where_self(&maxc.eq_tensor(&g).logical_and(&maxc.ne_tensor(&r)), &h_r),
+    );
     let h = ((h / 6.0).remainder(1.0) + shift).remainder(1.0);
     let s = &delta / maxc.clamp_min(1e-8);
     let v = maxc;
@@ -99,7 +112,10 @@ mod tests {
         tch::manual_seed(0);
         let x = Tensor::rand([4, 3, 8, 8], (Kind::Float, tch::Device::Cpu));
         for turn in [0.0, 1.0] {
-            let y = shift_hue(&x, &Tensor::full([4, 1, 1, 1], turn, (Kind::Float, tch::Device::Cpu)));
+            let y = shift_hue(
+                &x,
+                &Tensor::full([4, 1, 1, 1], turn, (Kind::Float, tch::Device::Cpu)),
+            );
             let err = f64::try_from((y - &x).abs().max()).unwrap_or(1.0);
             assert!(err < 1e-5, "turn {turn}: {err}");
         }
@@ -108,21 +124,44 @@ mod tests {
     #[test]
     fn pure_red_shifted_a_third_is_green() {
         let red = Tensor::from_slice(&[1.0f32, 0.0, 0.0]).view([1, 3, 1, 1]);
-        let y = shift_hue(&red, &Tensor::full([1, 1, 1, 1], 1.0 / 3.0, (Kind::Float, tch::Device::Cpu)));
+        let y = shift_hue(
+            &red,
+            &Tensor::full([1, 1, 1, 1], 1.0 / 3.0, (Kind::Float, tch::Device::Cpu)),
+        );
         let v: Vec<f32> = Vec::try_from(y.flatten(0, -1)).unwrap_or_default();
-        assert!((v[0]).abs() < 1e-5 && (v[1] - 1.0).abs() < 1e-5 && v[2].abs() < 1e-5, "{v:?}");
+        assert!(
+            (v[0]).abs() < 1e-5 && (v[1] - 1.0).abs() < 1e-5 && v[2].abs() < 1e-5,
+            "{v:?}"
+        );
     }
 
     #[test]
     fn rotation_fills_white_and_flip_mirrors() {
         tch::manual_seed(1);
         let x = Tensor::zeros([2, 3, 16, 16], (Kind::Float, tch::Device::Cpu));
-        let a = Augment { hflip_prob: 0.0, rotation_deg: 45.0, brightness: 0.0, contrast: 0.0, saturation: 0.0, hue: 0.0 };
+        let a = Augment {
+            hflip_prob: 0.0,
+            rotation_deg: 45.0,
+            brightness: 0.0,
+            contrast: 0.0,
+            saturation: 0.0,
+            hue: 0.0,
+        };
         let y = augment(&x, &a);
         // A black image rotated by up to 45 degrees shows white corners unless the angle is ~0.
         assert!(f64::try_from(y.max()).unwrap_or(0.0) > 0.5);
-        let ramp = Tensor::arange(16, (Kind::Float, tch::Device::Cpu)).view([1, 1, 1, 16]).expand([1, 3, 16, 16], false) / 15.0;
-        let f = augment(&ramp, &Augment { hflip_prob: 1.0, rotation_deg: 0.0, ..a });
+        let ramp = Tensor::arange(16, (Kind::Float, tch::Device::Cpu))
+            .view([1, 1, 1, 16])
+            .expand([1, 3, 16, 16], false)
+            / 15.0;
+        let f = augment(
+            &ramp,
+            &Augment {
+                hflip_prob: 1.0,
+                rotation_deg: 0.0,
+                ..a
+            },
+        );
         assert!(f64::try_from((f - ramp.flip([3])).abs().max()).unwrap_or(1.0) < 1e-6);
     }
 }

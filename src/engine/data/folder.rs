@@ -41,10 +41,16 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 pub fn load_folder(dir: &Path, size: u32, on_bad: OnBadImage) -> Result<FolderImages, DataError> {
     let shown = dir.display().to_string();
     if !dir.is_dir() {
-        return Err(DataError::File { path: shown, message: "not a folder (data.folder)".into() });
+        return Err(DataError::File {
+            path: shown,
+            message: "not a folder (data.folder)".into(),
+        });
     }
     let mut files = Vec::new();
-    collect(dir, &mut files).map_err(|e| DataError::File { path: shown.clone(), message: e.to_string() })?;
+    collect(dir, &mut files).map_err(|e| DataError::File {
+        path: shown.clone(),
+        message: e.to_string(),
+    })?;
     files.sort();
     let mut out = FolderImages::default();
     for file in files {
@@ -55,26 +61,37 @@ pub fn load_folder(dir: &Path, size: u32, on_bad: OnBadImage) -> Result<FolderIm
             }
             Err(message) => match on_bad {
                 OnBadImage::Fail => {
-                    return Err(DataError::File { path: file.display().to_string(), message });
+                    return Err(DataError::File {
+                        path: file.display().to_string(),
+                        message,
+                    });
                 }
                 OnBadImage::Skip => out.skipped.push((file.display().to_string(), message)),
             },
         }
     }
     if out.count == 0 {
-        return Err(DataError::File { path: shown, message: "no readable PNG or JPEG images".into() });
+        return Err(DataError::File {
+            path: shown,
+            message: "no readable PNG or JPEG images".into(),
+        });
     }
     Ok(out)
 }
 
 fn load_one(path: &Path, size: u32) -> Result<Vec<u8>, String> {
-    let img = image::open(path).map_err(|e| format!("cannot decode image: {e}"))?.to_rgba8();
+    let img = image::open(path)
+        .map_err(|e| format!("cannot decode image: {e}"))?
+        .to_rgba8();
     let (w, h) = img.dimensions();
     if w == 0 || h == 0 {
         return Err("empty image".into());
     }
     let scale = f64::from(size) / f64::from(w.min(h));
-    let (nw, nh) = (((f64::from(w) * scale).round() as u32).max(size), ((f64::from(h) * scale).round() as u32).max(size));
+    let (nw, nh) = (
+        ((f64::from(w) * scale).round() as u32).max(size),
+        ((f64::from(h) * scale).round() as u32).max(size),
+    );
     let resized = image::imageops::resize(&img, nw, nh, FilterType::Triangle);
     let (x0, y0) = ((nw - size) / 2, (nh - size) / 2);
     let mut rgb = Vec::with_capacity((size * size * 3) as usize);

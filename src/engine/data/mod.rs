@@ -44,13 +44,16 @@ impl ImageSet {
                     bytes.extend(synthetic::sprite(seed, i as u64, size));
                 }
                 let all = hwc_to_tensor(&bytes, n, size);
-                let hold = cfg.holdout as i64;
+                let hold = i64::from(cfg.holdout);
                 let n = n as i64;
                 Ok(Self {
                     train: all.narrow(0, 0, n - hold),
                     holdout: all.narrow(0, n - hold, hold),
                     skipped: Vec::new(),
-                    description: format!("synthetic sprites {size}x{size}: {} train, {hold} held out", n - hold),
+                    description: format!(
+                        "synthetic sprites {size}x{size}: {} train, {hold} held out",
+                        n - hold
+                    ),
                 })
             }
             ImageSource::Folder => {
@@ -65,16 +68,28 @@ impl ImageSet {
                 }
                 // Hold out a fixed, seed-chosen subset so validation never sees training images.
                 let mut order: Vec<u32> = (0..n as u32).collect();
-                crate::core::rng::SplitMix64::new(crate::core::rng::derive_seed(seed, crate::core::rng::Stream::Validation, 0)).shuffle(&mut order);
+                crate::core::rng::SplitMix64::new(crate::core::rng::derive_seed(
+                    seed,
+                    crate::core::rng::Stream::Validation,
+                    0,
+                ))
+                .shuffle(&mut order);
                 let all = hwc_to_tensor(&imgs.rgb, n, size);
-                let idx = |v: &[u32]| Tensor::from_slice(&v.iter().map(|&i| i64::from(i)).collect::<Vec<_>>());
+                let idx = |v: &[u32]| {
+                    Tensor::from_slice(&v.iter().map(|&i| i64::from(i)).collect::<Vec<_>>())
+                };
                 let (h, t) = order.split_at(hold);
                 let skipped_count = imgs.skipped_count();
                 Ok(Self {
                     train: all.index_select(0, &idx(t)),
                     holdout: all.index_select(0, &idx(h)),
                     skipped: imgs.skipped,
-                    description: format!("{}: {} train, {hold} held out, {} skipped", cfg.folder, n - hold, skipped_count),
+                    description: format!(
+                        "{}: {} train, {hold} held out, {} skipped",
+                        cfg.folder,
+                        n - hold,
+                        skipped_count
+                    ),
                 })
             }
         }
@@ -86,14 +101,20 @@ impl ImageSet {
     }
 
     /// Training images by index, as floats in [0, 1] on `device`.
-    #[must_use]
     pub fn batch(&self, indices: &[u32], device: Device) -> Tensor {
         let idx = Tensor::from_slice(&indices.iter().map(|&i| i64::from(i)).collect::<Vec<_>>());
-        self.train.index_select(0, &idx).to_device(device).to_kind(Kind::Float) / 255.0
+        self.train
+            .index_select(0, &idx)
+            .to_device(device)
+            .to_kind(Kind::Float)
+            / 255.0
     }
 }
 
 fn hwc_to_tensor(bytes: &[u8], n: usize, size: u32) -> Tensor {
     let s = i64::from(size);
-    Tensor::from_slice(bytes).view([n as i64, s, s, 3]).permute([0, 3, 1, 2]).contiguous()
+    Tensor::from_slice(bytes)
+        .view([n as i64, s, s, 3])
+        .permute([0, 3, 1, 2])
+        .contiguous()
 }

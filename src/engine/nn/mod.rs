@@ -5,9 +5,15 @@ use tch::nn::{self, Init, Module};
 use tch::Tensor;
 
 /// DCGAN initialisation of conv weights: N(0, 0.02).
-pub const DCGAN_CONV: Init = Init::Randn { mean: 0.0, stdev: 0.02 };
+pub const DCGAN_CONV: Init = Init::Randn {
+    mean: 0.0,
+    stdev: 0.02,
+};
 /// DCGAN initialisation of norm weights: N(1, 0.02).
-pub const DCGAN_NORM: Init = Init::Randn { mean: 1.0, stdev: 0.02 };
+pub const DCGAN_NORM: Init = Init::Randn {
+    mean: 1.0,
+    stdev: 0.02,
+};
 
 /// A 2D convolution without bias whose weight is divided by its largest singular value,
 /// estimated with one power iteration per training-mode forward.
@@ -21,10 +27,24 @@ pub struct SpectralNormConv2d {
 }
 
 impl SpectralNormConv2d {
-    pub fn new(vs: &nn::Path<'_>, c_in: i64, c_out: i64, k: i64, stride: i64, padding: i64) -> Self {
+    pub fn new(
+        vs: &nn::Path<'_>,
+        c_in: i64,
+        c_out: i64,
+        k: i64,
+        stride: i64,
+        padding: i64,
+    ) -> Self {
         // PyTorch's default conv init (kaiming_uniform with a = sqrt(5)) is U(+-1/sqrt(fan_in)).
         let bound = 1.0 / ((c_in * k * k) as f64).sqrt();
-        let weight_orig = vs.var("weight_orig", &[c_out, c_in, k, k], Init::Uniform { lo: -bound, up: bound });
+        let weight_orig = vs.var(
+            "weight_orig",
+            &[c_out, c_in, k, k],
+            Init::Uniform {
+                lo: -bound,
+                up: bound,
+            },
+        );
         let u = vs.zeros_no_train("u", &[c_out]);
         let v = vs.zeros_no_train("v", &[c_in * k * k]);
         tch::no_grad(|| {
@@ -35,7 +55,13 @@ impl SpectralNormConv2d {
             u.copy_(&normalize(&ru));
             v.copy_(&normalize(&rv));
         });
-        Self { weight_orig, u, v, stride, padding }
+        Self {
+            weight_orig,
+            u,
+            v,
+            stride,
+            padding,
+        }
     }
 
     /// The normalised weight; advances the power iteration when `train` is set.
@@ -57,7 +83,14 @@ impl SpectralNormConv2d {
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        x.conv2d(&self.weight(train), None::<Tensor>, [self.stride], [self.padding], [1], 1)
+        x.conv2d(
+            &self.weight(train),
+            None::<Tensor>,
+            [self.stride],
+            [self.padding],
+            [1],
+            1,
+        )
     }
 }
 
@@ -76,7 +109,10 @@ pub struct SelfAttention {
 
 impl SelfAttention {
     pub fn new(vs: &nn::Path<'_>, channels: i64) -> Self {
-        let cfg = nn::ConvConfig { ws_init: DCGAN_CONV, ..Default::default() };
+        let cfg = nn::ConvConfig {
+            ws_init: DCGAN_CONV,
+            ..Default::default()
+        };
         let inner = (channels / 8).max(1);
         Self {
             query: nn::conv2d(vs / "query", channels, inner, 1, cfg),

@@ -79,21 +79,41 @@ impl Adam {
     pub fn state_tensors(&self, prefix: &str) -> Vec<(String, Tensor)> {
         let mut out = Vec::with_capacity(self.params.len() * 2 + 1);
         for (i, (name, _)) in self.params.iter().enumerate() {
-            out.push((format!("{prefix}.{name}.exp_avg"), self.exp_avg[i].shallow_clone()));
-            out.push((format!("{prefix}.{name}.exp_avg_sq"), self.exp_avg_sq[i].shallow_clone()));
+            out.push((
+                format!("{prefix}.{name}.exp_avg"),
+                self.exp_avg[i].shallow_clone(),
+            ));
+            out.push((
+                format!("{prefix}.{name}.exp_avg_sq"),
+                self.exp_avg_sq[i].shallow_clone(),
+            ));
         }
-        out.push((format!("{prefix}.step"), Tensor::from_slice(&[self.step as i64])));
+        out.push((
+            format!("{prefix}.step"),
+            Tensor::from_slice(&[self.step as i64]),
+        ));
         out
     }
 
     /// Restores state written by [`Adam::state_tensors`]; `get` finds a tensor by name.
-    pub fn load_state(&mut self, prefix: &str, get: &dyn Fn(&str) -> Option<Tensor>) -> Result<(), String> {
+    pub fn load_state(
+        &mut self,
+        prefix: &str,
+        get: &dyn Fn(&str) -> Option<Tensor>,
+    ) -> Result<(), String> {
         for (i, (name, p)) in self.params.iter().enumerate() {
-            for (suffix, slot) in [("exp_avg", &mut self.exp_avg[i]), ("exp_avg_sq", &mut self.exp_avg_sq[i])] {
+            for (suffix, slot) in [
+                ("exp_avg", &mut self.exp_avg[i]),
+                ("exp_avg_sq", &mut self.exp_avg_sq[i]),
+            ] {
                 let key = format!("{prefix}.{name}.{suffix}");
                 let t = get(&key).ok_or_else(|| format!("missing optimizer state `{key}`"))?;
                 if t.size() != p.size() {
-                    return Err(format!("`{key}` has shape {:?}, the model needs {:?}", t.size(), p.size()));
+                    return Err(format!(
+                        "`{key}` has shape {:?}, the model needs {:?}",
+                        t.size(),
+                        p.size()
+                    ));
                 }
                 tch::no_grad(|| slot.copy_(&t.to_kind(Kind::Float)));
             }

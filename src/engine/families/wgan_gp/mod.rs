@@ -3,4 +3,4 @@
 pub mod model;
 mod trainer;
 
-pub use trainer::{grid_rgba, gradient_penalty, WganGpTrainer};
+pub use trainer::{gradient_penalty, grid_rgba, WganGpTrainer};

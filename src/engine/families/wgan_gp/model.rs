@@ -8,15 +8,37 @@ use crate::core::preset::wgan_gp::{Arch, Model};
 use crate::engine::nn::{SelfAttention, SpectralNormConv2d, DCGAN_CONV, DCGAN_NORM};
 
 fn conv_cfg(stride: i64, padding: i64) -> nn::ConvConfig {
-    nn::ConvConfig { stride, padding, bias: false, ws_init: DCGAN_CONV, ..Default::default() }
+    nn::ConvConfig {
+        stride,
+        padding,
+        bias: false,
+        ws_init: DCGAN_CONV,
+        ..Default::default()
+    }
 }
 
 fn bn(vs: nn::Path<'_>, c: i64) -> nn::BatchNorm {
-    nn::batch_norm2d(vs, c, nn::BatchNormConfig { ws_init: DCGAN_NORM, bs_init: nn::Init::Const(0.0), ..Default::default() })
+    nn::batch_norm2d(
+        vs,
+        c,
+        nn::BatchNormConfig {
+            ws_init: DCGAN_NORM,
+            bs_init: nn::Init::Const(0.0),
+            ..Default::default()
+        },
+    )
 }
 
 fn ln(vs: nn::Path<'_>, shape: Vec<i64>) -> nn::LayerNorm {
-    nn::layer_norm(vs, shape, nn::LayerNormConfig { ws_init: DCGAN_NORM, bs_init: nn::Init::Const(0.0), ..Default::default() })
+    nn::layer_norm(
+        vs,
+        shape,
+        nn::LayerNormConfig {
+            ws_init: DCGAN_NORM,
+            bs_init: nn::Init::Const(0.0),
+            ..Default::default()
+        },
+    )
 }
 
 /// LeakyReLU with slope 0.2 (tch's `leaky_relu` has a fixed 0.01 slope).
@@ -67,19 +89,39 @@ impl SmallGenerator {
         let z = i64::from(cfg.latent_dim);
         let ups = log2(size) - 2; // stride-2 layers after the 4x4 projection
         let mut c = ngf << (ups - 1);
-        let ct = |stride, padding| nn::ConvTransposeConfig { stride, padding, bias: false, ws_init: DCGAN_CONV, ..Default::default() };
+        let ct = |stride, padding| nn::ConvTransposeConfig {
+            stride,
+            padding,
+            bias: false,
+            ws_init: DCGAN_CONV,
+            ..Default::default()
+        };
         let mut net = nn::seq_t()
             .add(nn::conv_transpose2d(vs / "l0", z, c, 4, ct(1, 0)))
             .add(bn(vs / "bn0", c))
             .add_fn(|x| x.relu());
         for i in 1..ups {
             net = net
-                .add(nn::conv_transpose2d(vs / format!("l{i}"), c, c / 2, 4, ct(2, 1)))
+                .add(nn::conv_transpose2d(
+                    vs / format!("l{i}"),
+                    c,
+                    c / 2,
+                    4,
+                    ct(2, 1),
+                ))
                 .add(bn(vs / format!("bn{i}"), c / 2))
                 .add_fn(|x| x.relu());
             c /= 2;
         }
-        net = net.add(nn::conv_transpose2d(vs / format!("l{ups}"), c, 3, 4, ct(2, 1))).add_fn(|x| x.tanh());
+        net = net
+            .add(nn::conv_transpose2d(
+                vs / format!("l{ups}"),
+                c,
+                3,
+                4,
+                ct(2, 1),
+            ))
+            .add_fn(|x| x.tanh());
         Self { latent: z, net }
     }
 }
@@ -101,17 +143,27 @@ impl SmallCritic {
         let ndf = i64::from(cfg.d_feature_maps);
         let downs = log2(size) - 2; // down to 4x4
         let mut s = i64::from(size) / 2;
-        let mut net = nn::seq_t().add(nn::conv2d(vs / "l0", 3, ndf, 4, conv_cfg(2, 1))).add_fn(lrelu);
+        let mut net = nn::seq_t()
+            .add(nn::conv2d(vs / "l0", 3, ndf, 4, conv_cfg(2, 1)))
+            .add_fn(lrelu);
         let mut c = ndf;
         for i in 1..downs {
             s /= 2;
             net = net
-                .add(nn::conv2d(vs / format!("l{i}"), c, c * 2, 4, conv_cfg(2, 1)))
+                .add(nn::conv2d(
+                    vs / format!("l{i}"),
+                    c,
+                    c * 2,
+                    4,
+                    conv_cfg(2, 1),
+                ))
                 .add(ln(vs / format!("ln{i}"), vec![c * 2, s, s]))
                 .add_fn(lrelu);
             c *= 2;
         }
-        net = net.add(nn::conv2d(vs / "out", c, 1, 4, conv_cfg(1, 0))).add_fn(|x| x.flatten(1, -1));
+        net = net
+            .add(nn::conv2d(vs / "out", c, 1, 4, conv_cfg(1, 0)))
+            .add_fn(|x| x.flatten(1, -1));
         Self { net }
     }
 }
@@ -165,14 +217,24 @@ impl LargeGenerator {
         let z = i64::from(cfg.latent_dim);
         let n_stages = (log2(size) - 3).max(1); // 4x4 -> S/2
         let mut c = ngf * 8;
-        let ct = nn::ConvTransposeConfig { stride: 1, padding: 0, bias: false, ws_init: DCGAN_CONV, ..Default::default() };
+        let ct = nn::ConvTransposeConfig {
+            stride: 1,
+            padding: 0,
+            bias: false,
+            ws_init: DCGAN_CONV,
+            ..Default::default()
+        };
         let project = nn::conv_transpose2d(vs / "project", z, c, 4, ct);
         let project_bn = bn(vs / "project_bn", c);
         let mut stages = Vec::new();
         for i in 0..n_stages {
             let p = vs / format!("stage{i}");
             let out = c / 2;
-            stages.push((nn::conv2d(&p / "conv", c, out, 3, conv_cfg(1, 1)), bn(&p / "bn", out), ResBlockG::new(&(&p / "res"), out)));
+            stages.push((
+                nn::conv2d(&p / "conv", c, out, 3, conv_cfg(1, 1)),
+                bn(&p / "bn", out),
+                ResBlockG::new(&(&p / "res"), out),
+            ));
             c = out;
         }
         Self {
@@ -193,7 +255,13 @@ fn upsample2(x: &Tensor) -> Tensor {
 
 impl Generator for LargeGenerator {
     fn forward_t(&self, z: &Tensor, train: bool) -> Tensor {
-        let mut x = self.project_bn.forward_t(&self.project.forward(&z.view([-1, self.latent, 1, 1])), train).relu();
+        let mut x = self
+            .project_bn
+            .forward_t(
+                &self.project.forward(&z.view([-1, self.latent, 1, 1])),
+                train,
+            )
+            .relu();
         for (conv, norm, res) in &self.stages {
             x = norm.forward_t(&conv.forward(&upsample2(&x)), train).relu();
             x = res.forward_t(&x, train);
@@ -252,11 +320,21 @@ impl LargeCritic {
         while s > 4 {
             s /= 2;
             let p = vs / format!("down{i}");
-            downs.push((SpectralNormConv2d::new(&(&p / "conv"), c, c * 2, 4, 2, 1), ln(&p / "ln", vec![c * 2, s, s]), ResBlockD::new(&(&p / "res"), c * 2, s)));
+            downs.push((
+                SpectralNormConv2d::new(&(&p / "conv"), c, c * 2, 4, 2, 1),
+                ln(&p / "ln", vec![c * 2, s, s]),
+                ResBlockD::new(&(&p / "res"), c * 2, s),
+            ));
             c *= 2;
             i += 1;
         }
-        Self { down1, res1, attention, downs, out: SpectralNormConv2d::new(&(vs / "out"), c, 1, 4, 1, 0) }
+        Self {
+            down1,
+            res1,
+            attention,
+            downs,
+            out: SpectralNormConv2d::new(&(vs / "out"), c, 1, 4, 1, 0),
+        }
     }
 }
 
@@ -276,7 +354,12 @@ impl Critic for LargeCritic {
 /// Number of elements of the trainable variables of `vs`.
 #[must_use]
 pub fn parameter_count(vs: &nn::VarStore) -> i64 {
-    vs.variables().values().filter(|t| t.requires_grad()).map(Tensor::numel).map(|n| n as i64).sum()
+    vs.variables()
+        .values()
+        .filter(|t| t.requires_grad())
+        .map(Tensor::numel)
+        .map(|n| n as i64)
+        .sum()
 }
 
 #[cfg(test)]
@@ -293,10 +376,18 @@ mod tests {
         let dvs = nn::VarStore::new(tch::Device::Cpu);
         let g = generator(&gvs.root(), &cfg, size);
         let d = critic(&dvs.root(), &cfg, size);
-        let z = Tensor::randn([2, i64::from(cfg.latent_dim)], (tch::Kind::Float, tch::Device::Cpu));
+        let z = Tensor::randn(
+            [2, i64::from(cfg.latent_dim)],
+            (tch::Kind::Float, tch::Device::Cpu),
+        );
         let x = g.forward_t(&z, true);
         let y = d.forward_t(&x, true);
-        (parameter_count(&gvs), parameter_count(&dvs), x.size(), y.size())
+        (
+            parameter_count(&gvs),
+            parameter_count(&dvs),
+            x.size(),
+            y.size(),
+        )
     }
 
     #[test]

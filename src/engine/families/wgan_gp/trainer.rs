@@ -50,7 +50,8 @@ impl WganGpTrainer {
         let (ema_vs, ema) = if cfg.model.ema_decay > 0.0 {
             let mut vs = nn::VarStore::new(device);
             let m = model::generator(&vs.root(), &cfg.model, size);
-            vs.copy(&g_vs).map_err(|e| EngineError::Model(e.to_string()))?;
+            vs.copy(&g_vs)
+                .map_err(|e| EngineError::Model(e.to_string()))?;
             vs.freeze();
             (Some(vs), Some(m))
         } else {
@@ -59,7 +60,8 @@ impl WganGpTrainer {
         let opt_g = Adam::new(&g_vs, cfg.train.lr_g, cfg.train.beta1, cfg.train.beta2);
         let opt_d = Adam::new(&d_vs, cfg.train.lr_d, cfg.train.beta1, cfg.train.beta2);
         seed_torch(seed, Stream::FixedNoise, 0);
-        let fixed_noise = Tensor::randn([64, i64::from(cfg.model.latent_dim)], (Kind::Float, device));
+        let fixed_noise =
+            Tensor::randn([64, i64::from(cfg.model.latent_dim)], (Kind::Float, device));
         Ok(Self {
             cfg: cfg.clone(),
             device,
@@ -91,7 +93,10 @@ impl WganGpTrainer {
         }
         let b = self.batch_size();
         let start = (batch as usize * b).min(n.saturating_sub(b));
-        self.epoch_order.as_ref().map(|(_, o)| o[start..start + b].to_vec()).unwrap_or_default()
+        self.epoch_order
+            .as_ref()
+            .map(|(_, o)| o[start..start + b].to_vec())
+            .unwrap_or_default()
     }
 
     fn augment_cfg(&self) -> Augment {
@@ -131,7 +136,11 @@ impl WganGpTrainer {
     /// Generates images in [0, 1] from `z` in eval mode, in chunks.
     fn generate(&self, z: &Tensor) -> Tensor {
         tch::no_grad(|| {
-            let chunks: Vec<Tensor> = z.split(64, 0).iter().map(|c| self.sampler().forward_t(c, false)).collect();
+            let chunks: Vec<Tensor> = z
+                .split(64, 0)
+                .iter()
+                .map(|c| self.sampler().forward_t(c, false))
+                .collect();
             (Tensor::cat(&chunks, 0) + 1.0) / 2.0
         })
     }
@@ -139,20 +148,29 @@ impl WganGpTrainer {
     fn downsampled(x: &Tensor) -> Tensor {
         let s = x.size()[2];
         let k = if s >= 16 { 4 } else { 1 };
-        x.avg_pool2d([k, k], [k, k], [0, 0], false, true, None::<i64>).flatten(1, -1)
+        x.avg_pool2d([k, k], [k, k], [0, 0], false, true, None::<i64>)
+            .flatten(1, -1)
     }
 }
 
 /// The gradient penalty of Gulrajani et al.: `mean_b (||dD(x~)/dx~||_2 - 1)^2` at random
 /// interpolates `x~ = a real + (1 - a) fake`, with the graph kept (double backward) so the
 /// penalty trains the critic.
-pub fn gradient_penalty(critic: impl Fn(&Tensor) -> Tensor, real: &Tensor, fake: &Tensor) -> Tensor {
+pub fn gradient_penalty(
+    critic: impl Fn(&Tensor) -> Tensor,
+    real: &Tensor,
+    fake: &Tensor,
+) -> Tensor {
     let b = real.size()[0];
     let alpha = Tensor::rand([b, 1, 1, 1], (real.kind(), real.device()));
-    let x = (&alpha * real + (-&alpha + 1.0) * fake).detach().set_requires_grad(true);
+    let x = (&alpha * real + (-&alpha + 1.0) * fake)
+        .detach()
+        .set_requires_grad(true);
     let scores = critic(&x);
     let grads = Tensor::run_backward(&[scores.sum(Kind::Float)], &[&x], true, true);
-    let norms = grads[0].view([b, -1]).norm_scalaropt_dim(2, [1i64].as_slice(), false);
+    let norms = grads[0]
+        .view([b, -1])
+        .norm_scalaropt_dim(2, [1i64].as_slice(), false);
     (norms - 1.0).square().mean(real.kind())
 }
 
@@ -163,7 +181,16 @@ pub fn grid_rgba(images: &Tensor, cols: i64) -> Rgba {
     let rows = (n + cols - 1) / cols;
     let pad = 2;
     let (w, h) = (cols * (s + pad) + pad, rows * (s + pad) + pad);
-    let bytes: Vec<u8> = Vec::try_from((images.clamp(0.0, 1.0) * 255.0).round().to_kind(Kind::Uint8).to_device(Device::Cpu).permute([0, 2, 3, 1]).contiguous().flatten(0, -1)).unwrap_or_default();
+    let bytes: Vec<u8> = Vec::try_from(
+        (images.clamp(0.0, 1.0) * 255.0)
+            .round()
+            .to_kind(Kind::Uint8)
+            .to_device(Device::Cpu)
+            .permute([0, 2, 3, 1])
+            .contiguous()
+            .flatten(0, -1),
+    )
+    .unwrap_or_default();
     let mut rgba = vec![255u8; (w * h * 4) as usize];
     for i in 0..n {
         let (gx, gy) = ((i % cols) * (s + pad) + pad, (i / cols) * (s + pad) + pad);
@@ -177,7 +204,11 @@ pub fn grid_rgba(images: &Tensor, cols: i64) -> Rgba {
             }
         }
     }
-    Rgba { width: w as u32, height: h as u32, pixels: rgba }
+    Rgba {
+        width: w as u32,
+        height: h as u32,
+        pixels: rgba,
+    }
 }
 
 impl Trainer for WganGpTrainer {
@@ -195,11 +226,23 @@ impl Trainer for WganGpTrainer {
 
     fn signature(&self) -> String {
         let m = &self.cfg.model;
-        format!("wgan_gp/{:?}/size{}/z{}/g{}/d{}/ema{}", m.arch, self.cfg.data.image_size, m.latent_dim, m.g_feature_maps, m.d_feature_maps, self.ema.is_some())
+        format!(
+            "wgan_gp/{:?}/size{}/z{}/g{}/d{}/ema{}",
+            m.arch,
+            self.cfg.data.image_size,
+            m.latent_dim,
+            m.g_feature_maps,
+            m.d_feature_maps,
+            self.ema.is_some()
+        )
     }
 
     fn warnings(&self) -> Vec<String> {
-        self.data.skipped.iter().map(|(p, why)| format!("skipped unreadable image {p}: {why}")).collect()
+        self.data
+            .skipped
+            .iter()
+            .map(|(p, why)| format!("skipped unreadable image {p}: {why}"))
+            .collect()
     }
 
     fn steps_per_epoch(&self) -> u64 {
@@ -249,7 +292,10 @@ impl Trainer for WganGpTrainer {
         };
         if (counter + 1) % n_critic == 0 {
             let z = Tensor::randn([b, z_dim], (Kind::Float, self.device));
-            let g_loss = -self.d.forward_t(&self.g.forward_t(&z, true), true).mean(Kind::Float);
+            let g_loss = -self
+                .d
+                .forward_t(&self.g.forward_t(&z, true), true)
+                .mean(Kind::Float);
             self.opt_g.zero_grad();
             g_loss.backward();
             self.opt_g.step();
@@ -262,7 +308,12 @@ impl Trainer for WganGpTrainer {
     }
 
     fn live_names(&self) -> &'static [&'static str] {
-        &["train.lr_g", "train.lr_d", "train.n_critic", "train.lambda_gp"]
+        &[
+            "train.lr_g",
+            "train.lr_d",
+            "train.n_critic",
+            "train.lambda_gp",
+        ]
     }
 
     fn live_values(&self) -> Vec<(&'static str, f64)> {
@@ -285,10 +336,20 @@ impl Trainer for WganGpTrainer {
                 if value < 1.0 || value.fract() != 0.0 {
                     return Err(format!("n_critic = {value}: a whole number >= 1"));
                 }
-                f64::from(std::mem::replace(&mut self.cfg.train.n_critic, value as u32))
+                f64::from(std::mem::replace(
+                    &mut self.cfg.train.n_critic,
+                    value as u32,
+                ))
             }
-            "train.lambda_gp" | "lambda_gp" => std::mem::replace(&mut self.cfg.train.lambda_gp, value),
-            other => return Err(format!("`{other}` is not a live hyperparameter; live: {}", self.live_names().join(", "))),
+            "train.lambda_gp" | "lambda_gp" => {
+                std::mem::replace(&mut self.cfg.train.lambda_gp, value)
+            }
+            other => {
+                return Err(format!(
+                    "`{other}` is not a live hyperparameter; live: {}",
+                    self.live_names().join(", ")
+                ))
+            }
         };
         self.cfg.train.lr_g = self.opt_g.lr;
         self.cfg.train.lr_d = self.opt_d.lr;
@@ -306,7 +367,13 @@ impl Trainer for WganGpTrainer {
             return None;
         }
         if self.holdout_eval.is_none() {
-            let real = self.data.holdout.narrow(0, 0, n).to_device(self.device).to_kind(Kind::Float) / 255.0;
+            let real = self
+                .data
+                .holdout
+                .narrow(0, 0, n)
+                .to_device(self.device)
+                .to_kind(Kind::Float)
+                / 255.0;
             let real = Self::downsampled(&real);
             seed_torch(self.seed, Stream::Validation, 1);
             let p = Tensor::randn([real.size()[1], 256], (Kind::Float, self.device));
@@ -315,18 +382,34 @@ impl Trainer for WganGpTrainer {
         }
         let (real, proj) = (self.holdout_eval.as_ref()?, self.projections.as_ref()?);
         seed_torch(self.seed, Stream::Validation, 2);
-        let z = Tensor::randn([n, i64::from(self.cfg.model.latent_dim)], (Kind::Float, self.device));
+        let z = Tensor::randn(
+            [n, i64::from(self.cfg.model.latent_dim)],
+            (Kind::Float, self.device),
+        );
         let fake = Self::downsampled(&self.generate(&z));
         let swd = metrics::sliced_wasserstein(&fake, real, proj);
-        let diversity = metrics::mean_pairwise_distance(&fake) / metrics::mean_pairwise_distance(real).max(1e-12);
-        Some(Validation { scalars: vec![("val_swd", swd), ("val_diversity", diversity)], metric: swd, diversity_ratio: Some(diversity) })
+        let diversity = metrics::mean_pairwise_distance(&fake)
+            / metrics::mean_pairwise_distance(real).max(1e-12);
+        Some(Validation {
+            scalars: vec![("val_swd", swd), ("val_diversity", diversity)],
+            metric: swd,
+            diversity_ratio: Some(diversity),
+        })
     }
 
     fn state_tensors(&self) -> Vec<(String, Tensor)> {
         let mut out = Vec::new();
-        for (prefix, vs) in [("g", Some(&self.g_vs)), ("d", Some(&self.d_vs)), ("ema", self.ema_vs.as_ref())] {
+        for (prefix, vs) in [
+            ("g", Some(&self.g_vs)),
+            ("d", Some(&self.d_vs)),
+            ("ema", self.ema_vs.as_ref()),
+        ] {
             if let Some(vs) = vs {
-                out.extend(vs.variables().into_iter().map(|(n, t)| (format!("{prefix}.{n}"), t)));
+                out.extend(
+                    vs.variables()
+                        .into_iter()
+                        .map(|(n, t)| (format!("{prefix}.{n}"), t)),
+                );
             }
         }
         out.extend(self.opt_g.state_tensors("opt_g"));
@@ -337,20 +420,34 @@ impl Trainer for WganGpTrainer {
 
     fn load_state(&mut self, ckpt: &Loaded) -> Result<(), String> {
         let shown = ckpt.dir.display().to_string();
-        for (prefix, vs) in [("g", Some(&self.g_vs)), ("d", Some(&self.d_vs)), ("ema", self.ema_vs.as_ref())] {
+        for (prefix, vs) in [
+            ("g", Some(&self.g_vs)),
+            ("d", Some(&self.d_vs)),
+            ("ema", self.ema_vs.as_ref()),
+        ] {
             let Some(vs) = vs else { continue };
             for (name, mut var) in vs.variables() {
                 let key = format!("{prefix}.{name}");
-                let t = ckpt.get(&key).ok_or_else(|| format!("{shown}: missing tensor `{key}` (a checkpoint of another model?)"))?;
+                let t = ckpt.get(&key).ok_or_else(|| {
+                    format!("{shown}: missing tensor `{key}` (a checkpoint of another model?)")
+                })?;
                 if t.size() != var.size() {
-                    return Err(format!("{shown}: tensor `{key}` has shape {:?}, the preset's model needs {:?}", t.size(), var.size()));
+                    return Err(format!(
+                        "{shown}: tensor `{key}` has shape {:?}, the preset's model needs {:?}",
+                        t.size(),
+                        var.size()
+                    ));
                 }
                 tch::no_grad(|| var.copy_(&t));
             }
         }
         let get = |k: &str| ckpt.get(k);
-        self.opt_g.load_state("opt_g", &get).map_err(|e| format!("{shown}: {e}"))?;
-        self.opt_d.load_state("opt_d", &get).map_err(|e| format!("{shown}: {e}"))?;
+        self.opt_g
+            .load_state("opt_g", &get)
+            .map_err(|e| format!("{shown}: {e}"))?;
+        self.opt_d
+            .load_state("opt_d", &get)
+            .map_err(|e| format!("{shown}: {e}"))?;
         if let Some(noise) = ckpt.get("fixed_noise") {
             if noise.size() == self.fixed_noise.size() {
                 self.fixed_noise = noise.to_device(self.device);
