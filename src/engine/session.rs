@@ -523,8 +523,13 @@ impl Session<'_> {
         }
         for (k, v) in scalars {
             let e = self.c.accum.entry(k.to_string()).or_insert((0.0, 0));
-            e.0 += v;
-            e.1 += 1;
+            if k.starts_with("lr") {
+                // Settings are logged as their current value, not averaged over the interval.
+                *e = (v, 1);
+            } else {
+                e.0 += v;
+                e.1 += 1;
+            }
         }
         self.c.step += 1;
         self.c.batch_in_epoch += 1;
