@@ -11,30 +11,25 @@ pub fn unix_now() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// `(year, month, day, hour, minute, second)` in UTC.
+fn utc_parts(unix_secs: u64) -> (i64, u32, u32, u64, u64, u64) {
+    let (y, m, d) = civil_from_days((unix_secs / 86_400) as i64);
+    let s = unix_secs % 86_400;
+    (y, m, d, s / 3600, (s / 60) % 60, s % 60)
+}
+
 /// `YYYYMMDD-HHMMSS` in UTC, used in run directory names.
 #[must_use]
 pub fn compact_utc(unix_secs: u64) -> String {
-    let (y, m, d) = civil_from_days((unix_secs / 86_400) as i64);
-    let s = unix_secs % 86_400;
-    format!(
-        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
-        s / 3600,
-        (s / 60) % 60,
-        s % 60
-    )
+    let (y, m, d, h, mi, s) = utc_parts(unix_secs);
+    format!("{y:04}{m:02}{d:02}-{h:02}{mi:02}{s:02}")
 }
 
 /// `YYYY-MM-DD HH:MM:SS` in UTC.
 #[must_use]
 pub fn readable_utc(unix_secs: u64) -> String {
-    let (y, m, d) = civil_from_days((unix_secs / 86_400) as i64);
-    let s = unix_secs % 86_400;
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        s / 3600,
-        (s / 60) % 60,
-        s % 60
-    )
+    let (y, m, d, h, mi, s) = utc_parts(unix_secs);
+    format!("{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02}")
 }
 
 /// Howard Hinnant's days-to-civil algorithm.
