@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use workbench::core::preset::{self, schema, AnyPreset, Family, ValidatedPreset};
+use workbench::core::preset::{self, schema, Family, ValidatedPreset};
 use workbench::core::protocol::{Event, Level, Outcome};
 use workbench::core::rundir::{list_runs, RunDir};
 use workbench::core::timefmt::human_duration;
@@ -559,9 +559,4 @@ fn runs(cmd: RunsCmd, default_dir: &Path) -> Result<(), Failure> {
             Ok(())
         }
     }
-}
-
-/// Used by the benchmark to build presets.
-pub fn preset_from_text(text: &str, name: &str) -> anyhow::Result<AnyPreset> {
-    Ok(preset::parse_str(text, name)?.0)
 }

@@ -218,16 +218,22 @@ fn workbench() -> Process {
     Process::new(env!("CARGO_BIN_EXE_workbench"))
 }
 
+/// `workbench train` on the smoke preset into `runs`, on the CPU.
+fn train_smoke(runs: &Path) -> Process {
+    let mut p = workbench();
+    p.args(["train", "--preset"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/smoke.ron"))
+        .arg("--runs-dir")
+        .arg(runs)
+        .args(["--device", "cpu"]);
+    p
+}
+
 #[test]
 fn a_kill_during_a_checkpoint_write_leaves_the_previous_checkpoint_loadable() {
     let runs = tempfile::tempdir().expect("tmp");
-    let preset = Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/smoke.ron");
-    let out = workbench()
-        .args(["train", "--preset"])
-        .arg(&preset)
-        .arg("--runs-dir")
-        .arg(runs.path())
-        .args(["--device", "cpu", "--set", "threads=1"])
+    let out = train_smoke(runs.path())
+        .args(["--set", "threads=1"])
         .env("WORKBENCH_FAILPOINT", "checkpoint-mid-write:20")
         .output()
         .expect("run");
@@ -291,13 +297,7 @@ fn a_kill_during_a_checkpoint_write_leaves_the_previous_checkpoint_loadable() {
 #[test]
 fn a_nan_loss_stops_the_run_cleanly_with_exit_code_1() {
     let runs = tempfile::tempdir().expect("tmp");
-    let preset = Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/smoke.ron");
-    let out = workbench()
-        .args(["train", "--preset"])
-        .arg(&preset)
-        .arg("--runs-dir")
-        .arg(runs.path())
-        .args(["--device", "cpu"])
+    let out = train_smoke(runs.path())
         .env("WORKBENCH_FAILPOINT", "nan-loss:13")
         .output()
         .expect("run");

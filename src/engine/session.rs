@@ -333,7 +333,7 @@ pub fn run(
         emitter,
         csv,
         best: checkpoint::read_best(&plan.run_dir.checkpoints()),
-        last_checkpoint_step: loaded.as_ref().map(|_| 0).and(None),
+        last_checkpoint_step: None,
     };
     drop(loaded);
     if fresh {

@@ -12,7 +12,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::core::preset::wgan_gp::ImageSource;
 use crate::core::preset::{AnyPreset, ValidatedPreset};
-use crate::core::protocol::{Command, Event, Outcome};
+use crate::core::protocol::{Command, Event};
 use crate::core::rundir::RunDir;
 use crate::core::runlog::LogWriter;
 use crate::engine::checkpoint;
@@ -244,11 +244,4 @@ pub fn spawn(plan: RunPlan, waker: Option<Waker>) -> Result<WorkerHandle, Engine
         thread: Some(thread),
         run_dir,
     })
-}
-
-/// Outcome of a run followed to its end.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Ended {
-    Finished(Outcome),
-    Failed(String),
 }

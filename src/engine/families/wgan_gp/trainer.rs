@@ -225,16 +225,7 @@ impl Trainer for WganGpTrainer {
     }
 
     fn signature(&self) -> String {
-        let m = &self.cfg.model;
-        format!(
-            "wgan_gp/{:?}/size{}/z{}/g{}/d{}/ema{}",
-            m.arch,
-            self.cfg.data.image_size,
-            m.latent_dim,
-            m.g_feature_maps,
-            m.d_feature_maps,
-            self.ema.is_some()
-        )
+        crate::engine::session::signature_of(&AnyPreset::WganGp(self.cfg.clone()))
     }
 
     fn warnings(&self) -> Vec<String> {
