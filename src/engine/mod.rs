@@ -7,6 +7,7 @@ pub mod export;
 pub mod families;
 pub mod metrics;
 pub mod nn;
+pub mod ops;
 pub mod optim;
 pub mod session;
 pub mod worker;

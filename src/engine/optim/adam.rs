@@ -40,12 +40,16 @@ impl Adam {
         }
     }
 
-    /// Clears the gradients of the optimised parameters.
+    /// Drops the gradients of the optimised parameters (set to none, as PyTorch does by
+    /// default): the next backward writes them afresh.
     pub fn zero_grad(&mut self) {
         for (_, p) in &mut self.params {
-            let mut g = p.grad();
-            if g.defined() {
-                let _ = g.detach_().zero_();
+            if crate::engine::ops::clear_grad(p).is_err() {
+                // Not expected for a live parameter; zero-filling is equivalent, only slower.
+                let mut g = p.grad();
+                if g.defined() {
+                    let _ = g.detach_().zero_();
+                }
             }
         }
     }

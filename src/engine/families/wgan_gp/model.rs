@@ -41,9 +41,9 @@ fn ln(vs: nn::Path<'_>, shape: Vec<i64>) -> nn::LayerNorm {
     )
 }
 
-/// LeakyReLU with slope 0.2 (tch's `leaky_relu` has a fixed 0.01 slope).
+/// LeakyReLU with slope 0.2 as one fused kernel (see `engine::ops`).
 fn lrelu(x: &Tensor) -> Tensor {
-    x.maximum(&(x * 0.2))
+    crate::engine::ops::leaky_relu(x, 0.2)
 }
 
 fn log2(size: u32) -> i64 {

@@ -1,0 +1,128 @@
+//! Operators that tch's generated bindings cannot express, called through a small C++ shim
+//! (`ops.cpp`, compiled by `build.rs` against the same libtorch). This is the crate's only
+//! `unsafe` code: each function hands a borrowed tensor pointer to ATen and takes ownership
+//! of the tensor it returns.
+
+#![allow(unsafe_code)]
+
+use std::ffi::{c_char, CStr};
+
+use tch::{TchError, Tensor};
+use torch_sys::C_tensor;
+
+extern "C" {
+    fn wb_leaky_relu(
+        x: *const C_tensor,
+        negative_slope: f64,
+        error: *mut *mut c_char,
+    ) -> *mut C_tensor;
+    fn wb_clear_grad(x: *mut C_tensor, error: *mut *mut c_char) -> bool;
+    fn wb_free_error(error: *mut c_char);
+}
+
+/// The message of a failed shim call.
+fn error_message(error: *mut c_char) -> TchError {
+    if error.is_null() {
+        return TchError::Torch("ATen call failed without a message".to_string());
+    }
+    // SAFETY: the shim sets `error` to a NUL-terminated malloc'd string on failure, and it is
+    // freed exactly once, here.
+    let message = unsafe { CStr::from_ptr(error) }
+        .to_string_lossy()
+        .into_owned();
+    unsafe { wb_free_error(error) };
+    TchError::Torch(message)
+}
+
+/// Takes the result of a shim call: the tensor, or the message ATen threw.
+fn take(result: *mut C_tensor, error: *mut c_char) -> Result<Tensor, TchError> {
+    if result.is_null() {
+        return Err(error_message(error));
+    }
+    // SAFETY: a non-null result is a fresh `new at::Tensor` that nobody else owns; tch frees
+    // it with `delete` when the Tensor drops.
+    Ok(unsafe { Tensor::from_ptr(result) })
+}
+
+/// `leaky_relu(x, negative_slope)` as one fused ATen kernel, with autograd and double
+/// backward (the gradient penalty differentiates through it twice).
+pub fn f_leaky_relu(x: &Tensor, negative_slope: f64) -> Result<Tensor, TchError> {
+    let mut error: *mut c_char = std::ptr::null_mut();
+    // SAFETY: `x` outlives the call; the shim only reads it.
+    let result = unsafe { wb_leaky_relu(x.as_ptr(), negative_slope, &mut error) };
+    take(result, error)
+}
+
+/// [`f_leaky_relu`] for model code, which, like tch's own operators, treats an ATen error as
+/// a bug that fails the run (the worker turns the panic into a `RunFailed` event).
+pub fn leaky_relu(x: &Tensor, negative_slope: f64) -> Tensor {
+    match f_leaky_relu(x, negative_slope) {
+        Ok(t) => t,
+        Err(e) => panic!("leaky_relu: {e}"),
+    }
+}
+
+/// Drops `x`'s accumulated gradient so the next backward writes a fresh one, as PyTorch's
+/// `zero_grad(set_to_none=True)` does: no zero fill, no accumulation. Afterwards
+/// `x.grad().defined()` is false until a backward pass reaches `x`.
+pub fn clear_grad(x: &mut Tensor) -> Result<(), TchError> {
+    let mut error: *mut c_char = std::ptr::null_mut();
+    // SAFETY: `x` is a live tensor, borrowed mutably for the call.
+    if unsafe { wb_clear_grad(x.as_mut_ptr(), &mut error) } {
+        Ok(())
+    } else {
+        Err(error_message(error))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    #[test]
+    fn matches_the_definition_with_first_and_second_derivatives() {
+        let x = Tensor::from_slice(&[-2.0f64, -0.5, 0.25, 3.0]).set_requires_grad(true);
+        let y = leaky_relu(&(&x * &x * &x), 0.2);
+        let want = [-1.6, -0.025, 0.015625, 27.0];
+        let got: Vec<f64> = Vec::try_from(&y.detach()).unwrap();
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < 1e-12, "{got:?}");
+        }
+        // d/dx lrelu(x^3) = slope(x) * 3x^2; differentiate once more through the graph.
+        let g = Tensor::run_backward(&[y.sum(Kind::Double)], &[&x], true, true);
+        let g1: Vec<f64> = Vec::try_from(&g[0].detach()).unwrap();
+        for (g, x) in g1.iter().zip([-2.0f64, -0.5, 0.25, 3.0]) {
+            let s = if x > 0.0 { 1.0 } else { 0.2 };
+            assert!((g - s * 3.0 * x * x).abs() < 1e-12, "{g1:?}");
+        }
+        let g2 = Tensor::run_backward(&[g[0].sum(Kind::Double)], &[&x], false, false);
+        let g2: Vec<f64> = Vec::try_from(&g2[0]).unwrap();
+        for (g, x) in g2.iter().zip([-2.0f64, -0.5, 0.25, 3.0]) {
+            let s = if x > 0.0 { 1.0 } else { 0.2 };
+            assert!((g - s * 6.0 * x).abs() < 1e-12, "{g2:?}");
+        }
+    }
+
+    #[test]
+    fn clear_grad_drops_the_gradient_and_backward_writes_a_fresh_one() {
+        let mut w = Tensor::from_slice(&[1.0f32, 2.0]).set_requires_grad(true);
+        (&w * 3.0).sum(Kind::Float).backward();
+        assert!(w.grad().defined());
+        clear_grad(&mut w).unwrap();
+        assert!(!w.grad().defined());
+        (&w * 5.0).sum(Kind::Float).backward();
+        let g: Vec<f32> = Vec::try_from(&w.grad()).unwrap();
+        assert_eq!(g, vec![5.0, 5.0]);
+    }
+
+    #[test]
+    fn reports_aten_errors_as_values() {
+        let ints = Tensor::from_slice(&[1i64, -2]).to_device(Device::Cpu);
+        let err = f_leaky_relu(&ints, 0.2);
+        assert!(
+            err.is_err(),
+            "leaky_relu on int64 should be refused by ATen"
+        );
+    }
+}

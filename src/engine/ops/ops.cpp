@@ -1,0 +1,48 @@
+// ATen calls that tch cannot express. Operators whose tch bindings lose an argument: tch's generated API drops defaulted
+// scalar arguments, so `Tensor::leaky_relu` is fixed at slope 0.01. These entry points call
+// the same dispatcher functions (autograd included, double backward included) with the
+// argument given. Each returns a new heap tensor that tch takes ownership of, or null with
+// `*error` set to a malloc'd message that the caller frees with `wb_free_error`.
+#include <ATen/ATen.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+
+namespace {
+char *copy_message(const char *message) {
+  const size_t len = std::strlen(message);
+  char *out = static_cast<char *>(std::malloc(len + 1));
+  if (out != nullptr) {
+    std::memcpy(out, message, len + 1);
+  }
+  return out;
+}
+} // namespace
+
+extern "C" {
+
+at::Tensor *wb_leaky_relu(const at::Tensor *x, double negative_slope, char **error) {
+  try {
+    return new at::Tensor(at::leaky_relu(*x, negative_slope));
+  } catch (const std::exception &e) {
+    *error = copy_message(e.what());
+    return nullptr;
+  }
+}
+
+// Drops the accumulated gradient (PyTorch's `zero_grad(set_to_none=True)`): the next backward
+// then writes a fresh gradient instead of zero-filling and accumulating into the old one.
+bool wb_clear_grad(at::Tensor *x, char **error) {
+  try {
+    x->mutable_grad().reset();
+    return true;
+  } catch (const std::exception &e) {
+    *error = copy_message(e.what());
+    return false;
+  }
+}
+
+void wb_free_error(char *error) { std::free(error); }
+
+} // extern "C"
