@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Sets up, builds, and runs the workbench. With no arguments it trains the embedded default
-# preset (WGAN-GP on synthetic sprites) with a progress bar and prints where the run went.
+# Sets up, builds, and runs the workbench. With no arguments it opens the desktop app on the
+# embedded default preset (WGAN-GP on synthetic sprites); `train` trains headless.
 # Any arguments are passed to the `workbench` binary, e.g. `scripts/run.sh presets show wgan_gp`.
 set -euo pipefail
 cd "$(dirname "$0")/.."

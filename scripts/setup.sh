@@ -16,8 +16,13 @@ mkdir -p "$WORKBENCH_CACHE"
 
 say() { echo "== setup: $*" >&2; }
 
-# System packages: a C++ toolchain for torch-sys's wrapper, pkg-config, python3 venv support.
-APT=(g++ pkg-config python3 python3-venv)
+# System packages: a C++ toolchain for torch-sys's wrapper and the ATen shim, pkg-config,
+# python3 venv support, and software rendering (lavapipe Vulkan, llvmpipe GL/EGL) so the app and
+# its snapshot tests draw on machines without a GPU. WORKBENCH_EXTRA_APT adds more (the
+# screenshot script asks for xvfb and xauth).
+APT=(g++ pkg-config python3 python3-venv mesa-vulkan-drivers libvulkan1 libgl1-mesa-dri libegl-mesa0)
+read -r -a extra <<<"${WORKBENCH_EXTRA_APT:-}"
+APT+=("${extra[@]}")
 missing=()
 for p in "${APT[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
@@ -43,7 +48,7 @@ if ! "$VENV/bin/python" -c "import sys, torch; sys.exit(torch.__version__.split(
 fi
 [ -e "$ROOT/.venv" ] || ln -s "$VENV" "$ROOT/.venv"
 
-LIBTORCH="$("$VENV/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))')"
+LIBTORCH="$("$VENV/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))' 2>/dev/null)"
 export LIBTORCH LIBTORCH_CXX11_ABI=1
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$WORKBENCH_CACHE/target}"
 # Keep the build cache bounded.
@@ -52,3 +57,8 @@ if [ -d "$CARGO_TARGET_DIR" ] && [ "$(du -sm "$CARGO_TARGET_DIR" | cut -f1)" -gt
   rm -rf "$CARGO_TARGET_DIR"
 fi
 export WORKBENCH_BIN="$CARGO_TARGET_DIR/debug/workbench"
+# Silences winit's Wayland probe warning under Xvfb and in GUI tests.
+if [ -z "${XDG_RUNTIME_DIR:-}" ] || [ ! -d "$XDG_RUNTIME_DIR" ]; then
+  export XDG_RUNTIME_DIR="$WORKBENCH_CACHE/xdg-runtime"
+  mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
+fi

@@ -11,7 +11,8 @@ use workbench::engine::session::{make_trainer, StepCtx};
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// wgan-gp (step time vs PyTorch) or wgan-gp-learning (SWD and Wasserstein estimate).
+    /// wgan-gp (step time vs PyTorch), wgan-gp-learning (SWD and Wasserstein estimate) or
+    /// dashboard (GUI frame time against history length).
     which: String,
     /// Timed steps per round (after 3 warm-up steps).
     #[arg(long, default_value_t = 10)]
@@ -47,7 +48,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     match args.which.as_str() {
         "wgan-gp" => step_rate(args),
         "wgan-gp-learning" => learning(args),
-        other => bail!("unknown benchmark `{other}`; known: wgan-gp, wgan-gp-learning"),
+        "dashboard" => dashboard(),
+        other => bail!("unknown benchmark `{other}`; known: wgan-gp, wgan-gp-learning, dashboard"),
     }
 }
 
@@ -271,5 +273,81 @@ fn learning(args: &BenchArgs) -> anyhow::Result<()> {
          ending at step {peak_step}, {last:.3} at the end ({:.1}% below the peak)",
         (1.0 - last / peak) * 100.0
     );
+    Ok(())
+}
+
+/// Frame time of the dashboard (layout and tessellation, no GPU) with 8 scalars of growing
+/// history: the level-of-detail drawing should keep it flat, because each frame draws
+/// O(pixels) points whatever the history holds. Also times folding events into the view.
+fn dashboard() -> anyhow::Result<()> {
+    use workbench::core::protocol::{Event, ScalarRow};
+    use workbench::core::runview::RunView;
+    use workbench::gui::{LaunchOptions, Tab, WorkbenchApp};
+
+    const SERIES: usize = 8;
+    const FRAMES: usize = 30;
+    let tmp = std::env::temp_dir().join(format!("workbench-bench-{}", std::process::id()));
+    println!(
+        "dashboard: {SERIES} scalars, 1400x900 points, {FRAMES} frames each, layout + tessellation"
+    );
+    let mut base = f64::NAN;
+    for n in [1_000u64, 100_000, 1_000_000] {
+        let mut view = RunView::default();
+        view.name = format!("bench-{n}");
+        let t0 = Instant::now();
+        let names: Vec<String> = (0..SERIES).map(|i| format!("scalar_{i}")).collect();
+        for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+            let rows = chunk
+                .iter()
+                .map(|&s| ScalarRow {
+                    step: s,
+                    wall_time: 0.0,
+                    values: names
+                        .iter()
+                        .enumerate()
+                        .map(|(i, k)| (k.clone(), ((s as f64) * 0.001 * (i + 1) as f64).sin()))
+                        .collect(),
+                })
+                .collect();
+            view.apply(Event::Scalars { rows }, None);
+        }
+        let fold = t0.elapsed().as_secs_f64();
+        let mut opts = LaunchOptions::new(&tmp);
+        opts.tab = Tab::Dashboard;
+        let mut app = WorkbenchApp::with_waker(opts, None);
+        app.show_view(view);
+        app.dashboard.columns = 2;
+        let ctx = egui::Context::default();
+        let input = || egui::RawInput {
+            screen_rect: Some(egui::Rect::from_min_size(
+                egui::Pos2::ZERO,
+                egui::vec2(1400.0, 900.0),
+            )),
+            ..Default::default()
+        };
+        let mut times = Vec::new();
+        for frame in 0..FRAMES + 3 {
+            let t = Instant::now();
+            let mut out = ctx.run_ui(input(), |ui| app.show(ui));
+            let _meshes = ctx.tessellate(out.shapes, out.pixels_per_point);
+            // No renderer here: the font atlas uploads are dropped on purpose.
+            out.textures_delta.clear();
+            if frame >= 3 {
+                times.push(t.elapsed().as_secs_f64());
+            }
+        }
+        let med = median(&mut times);
+        if base.is_nan() {
+            base = med;
+        }
+        println!(
+            "  {n:>9} points/scalar: fold {:>6.0} ns/row, frame median {:>6.2} ms ({:.2}x the 1k frame), {} points drawn",
+            fold / n as f64 * 1e9,
+            med * 1e3,
+            med / base,
+            app.dashboard.points_drawn
+        );
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
     Ok(())
 }

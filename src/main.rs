@@ -1,5 +1,5 @@
-//! `workbench`: the command line. With no subcommand it trains the embedded default preset
-//! headless (the desktop app will take over this entry point).
+//! `workbench`: with no subcommand, the desktop app (on the embedded default preset unless
+//! told otherwise); `train`, `presets`, `runs` and `bench` are headless.
 
 mod bench;
 
@@ -30,9 +30,37 @@ pub const DEFAULT_PRESET: &str = include_str!("../presets/wgan_gp_sprites32.ron"
 struct Cli {
     #[command(subcommand)]
     command: Option<Cmd>,
-    /// Where runs are written (for the default run with no subcommand).
+    /// Where runs are written and listed.
     #[arg(long, default_value = "runs", global = true)]
     runs_dir: PathBuf,
+    #[command(flatten)]
+    app: AppArgs,
+}
+
+/// Options of the desktop app (no subcommand).
+#[derive(clap::Args, Debug, Default)]
+struct AppArgs {
+    /// Open this preset instead of the embedded default.
+    #[arg(long)]
+    preset: Option<PathBuf>,
+    /// Start training the preset at launch.
+    #[arg(long)]
+    start: bool,
+    /// Open and follow a run folder (repeatable).
+    #[arg(long = "open", value_name = "RUN")]
+    open: Vec<PathBuf>,
+    /// The tab to show first: presets, phases, dashboard, samples, runs.
+    #[arg(long, default_value = "presets")]
+    tab: String,
+    /// Close the app after this many seconds (scripted checks).
+    #[arg(long, value_name = "SECONDS")]
+    quit_after: Option<f64>,
+    /// With --quit-after: screenshot every tab into this folder before closing.
+    #[arg(long, value_name = "DIR")]
+    screenshot_dir: Option<PathBuf>,
+    /// Stop a run started by --start after this many steps.
+    #[arg(long)]
+    steps: Option<u64>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -116,10 +144,52 @@ fn bad_input(e: impl Into<anyhow::Error>) -> Failure {
     }
 }
 
+fn app(args: AppArgs, runs_dir: &Path) -> Result<(), Failure> {
+    let tab = workbench::gui::Tab::parse(&args.tab).map_err(|e| bad_input(anyhow::anyhow!(e)))?;
+    let preset = match &args.preset {
+        Some(path) => {
+            let (p, _) = preset::load_file(path).map_err(bad_input)?;
+            Some((p.preset().clone(), Some(path.clone())))
+        }
+        None => None,
+    };
+    if let Some(q) = args.quit_after.filter(|q| !(q.is_finite() && *q >= 0.0)) {
+        return Err(bad_input(anyhow::anyhow!(
+            "--quit-after {q}: a number of seconds >= 0"
+        )));
+    }
+    let opts = workbench::gui::LaunchOptions {
+        runs_dir: runs_dir.to_path_buf(),
+        presets_dir: PathBuf::from("presets"),
+        user_presets_dir: workbench::gui::user_presets_dir(),
+        preset,
+        start: args.start,
+        open: args.open,
+        tab,
+        quit_after: args.quit_after.map(Duration::from_secs_f64),
+        screenshot_dir: args.screenshot_dir,
+        step_limit: args.steps,
+    };
+    workbench::gui::run(opts).map_err(|e| {
+        let no_display =
+            std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none();
+        let hint = if no_display {
+            "\nno display (DISPLAY and WAYLAND_DISPLAY are unset): run under a desktop or Xvfb, \
+             or train headless with `workbench train`"
+        } else {
+            ""
+        };
+        Failure {
+            code: 1,
+            error: anyhow::anyhow!("cannot open the app window: {e}{hint}"),
+        }
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        None => train(&TrainArgs::default(), &cli.runs_dir),
+        None => app(cli.app, &cli.runs_dir),
         Some(Cmd::Train(args)) => train(&args, &cli.runs_dir),
         Some(Cmd::Presets(cmd)) => presets(cmd),
         Some(Cmd::Runs(cmd)) => runs(cmd, &cli.runs_dir),

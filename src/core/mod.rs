@@ -6,5 +6,7 @@ pub mod protocol;
 pub mod rng;
 pub mod rundir;
 pub mod runlog;
+pub mod runview;
+pub mod series;
 pub mod synthetic;
 pub mod timefmt;

@@ -8,6 +8,7 @@
 //! Overrides (a phase's, or `--set a.b=v` on the command line) work on a lossless JSON tree of
 //! the typed preset and are checked against the same field specs.
 
+pub mod schedule;
 pub mod schema;
 pub mod wgan_gp;
 

@@ -1,0 +1,448 @@
+//! A run as the GUI sees it: every event folded into plottable series, labelled markers, the
+//! sample list and the run's status. Fed the same way from a live worker's channel and from
+//! an `events.log` being followed, so a run started elsewhere looks exactly like one started
+//! here.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use crate::core::protocol::{Event, Level, Outcome};
+use crate::core::series::Series;
+
+/// What kind of moment a marker is; decides its colour and whether it is drawn on plots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkerKind {
+    Phase,
+    Checkpoint,
+    Health,
+    Hyperparameter,
+    Pause,
+    Log,
+    End,
+}
+
+/// A labelled moment of the run: drawn on every plot and listed in the event list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Marker {
+    pub step: u64,
+    pub kind: MarkerKind,
+    /// Short, for the plot.
+    pub label: String,
+    /// Full, for the event list.
+    pub detail: String,
+}
+
+/// A logged sample grid. `rgba` is present when it came live over the channel; otherwise
+/// the PNG at `path` (relative to the run directory) is loaded when first shown.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleRef {
+    pub step: u64,
+    pub path: String,
+    pub width: u32,
+    pub height: u32,
+    pub rgba: Vec<u8>,
+}
+
+/// Where the run stands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunState {
+    /// No event yet.
+    Waiting,
+    Running,
+    Paused,
+    Finished(Outcome),
+    Failed(String),
+}
+
+impl RunState {
+    #[must_use]
+    pub fn is_over(&self) -> bool {
+        matches!(self, Self::Finished(_) | Self::Failed(_))
+    }
+
+    #[must_use]
+    pub fn label(&self) -> String {
+        match self {
+            Self::Waiting => "starting".into(),
+            Self::Running => "running".into(),
+            Self::Paused => "paused".into(),
+            Self::Finished(Outcome::Completed) => "finished".into(),
+            Self::Finished(Outcome::Stopped) => "stopped".into(),
+            Self::Failed(_) => "failed".into(),
+        }
+    }
+}
+
+/// One run's history, built from its events.
+#[derive(Debug)]
+pub struct RunView {
+    pub name: String,
+    pub family: String,
+    pub device: String,
+    pub run_dir: String,
+    pub total_steps: Option<u64>,
+    pub state: RunState,
+    pub step: u64,
+    pub phase: Option<(usize, String)>,
+    /// Every scalar by name, in the order first seen.
+    pub series: BTreeMap<String, Series>,
+    pub markers: Vec<Marker>,
+    pub samples: Vec<SampleRef>,
+    /// Bumped on every change, so views can cache derived data (smoothed curves).
+    pub revision: u64,
+    rate: RateMeter,
+}
+
+impl Default for RunView {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            family: String::new(),
+            device: String::new(),
+            run_dir: String::new(),
+            total_steps: None,
+            state: RunState::Waiting,
+            step: 0,
+            phase: None,
+            series: BTreeMap::new(),
+            markers: Vec::new(),
+            samples: Vec::new(),
+            revision: 0,
+            rate: RateMeter::default(),
+        }
+    }
+}
+
+impl RunView {
+    /// Folds one event in. `now` times the step rate (pass `None` when replaying a log).
+    pub fn apply(&mut self, event: Event, now: Option<Instant>) {
+        self.revision += 1;
+        match event {
+            Event::RunStarted {
+                run_dir,
+                name,
+                family,
+                device,
+                total_steps,
+                resumed_from,
+                ..
+            } => {
+                self.name = name;
+                self.family = family;
+                self.device = device;
+                // Where the run was opened wins: a log written on another machine names
+                // that machine's path.
+                if self.run_dir.is_empty() {
+                    self.run_dir = run_dir;
+                }
+                self.total_steps = total_steps;
+                self.state = RunState::Running;
+                if let Some(step) = resumed_from {
+                    // The run rewinds to its checkpoint: drop what was logged beyond it.
+                    self.rewind(step);
+                    self.marker(
+                        step,
+                        MarkerKind::Phase,
+                        "resumed",
+                        format!("resumed from the checkpoint of step {step}"),
+                    );
+                }
+            }
+            Event::Scalars { rows } => {
+                for row in rows {
+                    for (name, value) in row.values {
+                        self.series
+                            .entry(name)
+                            .or_default()
+                            .push(row.step as f64, value);
+                    }
+                    self.step = self.step.max(row.step);
+                    if let Some(now) = now {
+                        self.rate.observe(row.step, now);
+                    }
+                }
+            }
+            Event::PhaseStarted {
+                step,
+                index,
+                name,
+                length,
+                loaded_checkpoint,
+            } => {
+                let detail = match &loaded_checkpoint {
+                    Some(c) => format!("phase {index} `{name}` ({length}), from {c}"),
+                    None => format!("phase {index} `{name}` ({length})"),
+                };
+                self.marker(step, MarkerKind::Phase, &format!("phase {name}"), detail);
+                self.phase = Some((index, name));
+            }
+            Event::CheckpointSaved {
+                step,
+                path,
+                best,
+                metric,
+            } => {
+                let label = if best { "best ckpt" } else { "ckpt" };
+                let detail = match metric {
+                    Some(m) => format!(
+                        "checkpoint {path} (metric {m:.4}{})",
+                        if best { ", best" } else { "" }
+                    ),
+                    None => format!("checkpoint {path}"),
+                };
+                self.marker(step, MarkerKind::Checkpoint, label, detail);
+            }
+            Event::Sample {
+                step,
+                path,
+                width,
+                height,
+                rgba,
+            } => {
+                self.samples.push(SampleRef {
+                    step,
+                    path,
+                    width,
+                    height,
+                    rgba,
+                });
+            }
+            Event::Health {
+                step,
+                signal,
+                message,
+                suggestion,
+            } => {
+                self.marker(
+                    step,
+                    MarkerKind::Health,
+                    signal.label(),
+                    format!("{message}. {suggestion}"),
+                );
+            }
+            Event::Paused { step } => {
+                self.state = RunState::Paused;
+                self.marker(step, MarkerKind::Pause, "paused", "paused".into());
+            }
+            Event::Resumed { step } => {
+                self.state = RunState::Running;
+                self.rate = RateMeter::default();
+                self.marker(step, MarkerKind::Pause, "resumed", "resumed".into());
+            }
+            Event::HyperparameterChanged {
+                step,
+                name,
+                old,
+                new,
+            } => {
+                self.marker(
+                    step,
+                    MarkerKind::Hyperparameter,
+                    &format!("{name}={new:.3e}"),
+                    format!("{name}: {old:e} -> {new:e}"),
+                );
+            }
+            Event::Log {
+                step,
+                level,
+                message,
+            } => {
+                if level != Level::Info {
+                    self.marker(step, MarkerKind::Log, "warning", message);
+                }
+            }
+            Event::RunFinished { step, outcome } => {
+                self.state = RunState::Finished(outcome);
+                self.step = self.step.max(step);
+                let label = match outcome {
+                    Outcome::Completed => "finished",
+                    Outcome::Stopped => "stopped",
+                };
+                self.marker(
+                    step,
+                    MarkerKind::End,
+                    label,
+                    format!("run {label} at step {step}"),
+                );
+            }
+            Event::RunFailed { step, message } => {
+                self.state = RunState::Failed(message.clone());
+                self.marker(step.max(self.step), MarkerKind::End, "failed", message);
+            }
+        }
+    }
+
+    fn marker(&mut self, step: u64, kind: MarkerKind, label: &str, detail: String) {
+        self.markers.push(Marker {
+            step,
+            kind,
+            label: label.to_string(),
+            detail,
+        });
+    }
+
+    fn rewind(&mut self, step: u64) {
+        for s in self.series.values_mut() {
+            s.truncate_from(step as f64 + 0.5);
+        }
+        self.markers.retain(|m| m.step <= step);
+        self.samples.retain(|s| s.step <= step);
+        self.step = step;
+    }
+
+    /// Steps per second over the last few seconds of a live run.
+    #[must_use]
+    pub fn steps_per_second(&self) -> Option<f64> {
+        self.rate.rate()
+    }
+
+    /// Seconds to the end, when the run's length is known and it is moving.
+    #[must_use]
+    pub fn eta_seconds(&self) -> Option<f64> {
+        let total = self.total_steps?;
+        let rate = self.steps_per_second()?;
+        (rate > 0.0).then(|| total.saturating_sub(self.step) as f64 / rate)
+    }
+
+    /// The sample logged nearest to `step` (the one at or before it, else the first after).
+    #[must_use]
+    pub fn sample_near(&self, step: u64) -> Option<usize> {
+        if self.samples.is_empty() {
+            return None;
+        }
+        let i = self.samples.partition_point(|s| s.step <= step);
+        Some(i.saturating_sub(1))
+    }
+}
+
+/// Step rate over a sliding window of (step, time) observations.
+#[derive(Debug, Default, Clone)]
+struct RateMeter {
+    window: std::collections::VecDeque<(u64, Instant)>,
+}
+
+impl RateMeter {
+    const SPAN_SECS: f64 = 5.0;
+
+    fn observe(&mut self, step: u64, now: Instant) {
+        self.window.push_back((step, now));
+        while self.window.len() > 2
+            && now.duration_since(self.window[0].1).as_secs_f64() > Self::SPAN_SECS
+        {
+            self.window.pop_front();
+        }
+    }
+
+    fn rate(&self) -> Option<f64> {
+        let (s0, t0) = *self.window.front()?;
+        let (s1, t1) = *self.window.back()?;
+        let dt = t1.duration_since(t0).as_secs_f64();
+        (dt > 0.05 && s1 > s0).then(|| (s1 - s0) as f64 / dt)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::protocol::ScalarRow;
+    use std::time::Duration;
+
+    fn started(resumed_from: Option<u64>) -> Event {
+        Event::RunStarted {
+            run_dir: "runs/x".into(),
+            name: "x".into(),
+            family: "wgan_gp".into(),
+            device: "cpu".into(),
+            total_steps: Some(100),
+            resumed_from,
+            wall_time: 0.0,
+        }
+    }
+
+    fn scalars(from: u64, to: u64) -> Event {
+        Event::Scalars {
+            rows: (from..to)
+                .map(|s| ScalarRow {
+                    step: s,
+                    wall_time: 0.0,
+                    values: vec![("d_loss".into(), s as f64)],
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn folds_a_run_and_rewinds_on_resume() {
+        let mut v = RunView::default();
+        v.apply(started(None), None);
+        v.apply(scalars(0, 50), None);
+        v.apply(
+            Event::CheckpointSaved {
+                step: 20,
+                path: "checkpoints/step-20".into(),
+                best: true,
+                metric: Some(0.3),
+            },
+            None,
+        );
+        v.apply(
+            Event::Sample {
+                step: 40,
+                path: "media/40.png".into(),
+                width: 1,
+                height: 1,
+                rgba: vec![0; 4],
+            },
+            None,
+        );
+        assert_eq!(v.series["d_loss"].len(), 50);
+        assert_eq!(v.step, 49);
+        // Killed, then resumed from step 20: the tail beyond it is dropped.
+        v.apply(started(Some(20)), None);
+        assert_eq!(v.series["d_loss"].len(), 21);
+        assert!(v.samples.is_empty());
+        assert_eq!(
+            v.markers
+                .iter()
+                .filter(|m| m.kind == MarkerKind::Checkpoint)
+                .count(),
+            1
+        );
+        v.apply(
+            Event::RunFailed {
+                step: 30,
+                message: "boom".into(),
+            },
+            None,
+        );
+        assert_eq!(v.state, RunState::Failed("boom".into()));
+        assert!(v.state.is_over());
+    }
+
+    #[test]
+    fn rate_eta_and_nearest_sample() {
+        let mut v = RunView::default();
+        v.apply(started(None), None);
+        let t0 = Instant::now();
+        v.apply(scalars(0, 1), Some(t0));
+        v.apply(scalars(1, 11), Some(t0 + Duration::from_secs(2)));
+        let rate = v.steps_per_second().unwrap();
+        assert!((rate - 5.0).abs() < 1e-9, "{rate}");
+        assert!((v.eta_seconds().unwrap() - 90.0 / 5.0).abs() < 1e-9);
+        for step in [10, 20, 30] {
+            v.apply(
+                Event::Sample {
+                    step,
+                    path: String::new(),
+                    width: 1,
+                    height: 1,
+                    rgba: Vec::new(),
+                },
+                None,
+            );
+        }
+        assert_eq!(v.sample_near(0), Some(0));
+        assert_eq!(v.sample_near(25), Some(1));
+        assert_eq!(v.sample_near(99), Some(2));
+    }
+}

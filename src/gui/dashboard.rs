@@ -1,0 +1,408 @@
+//! Live plots of every scalar: level-of-detail drawing (O(pixels) points a frame, spikes
+//! kept), EMA smoothing with the raw curve faint behind it, log-scale y, linked x axes, a
+//! hover readout, the run's events as labelled markers, and the shared step cursor.
+
+use std::collections::HashMap;
+
+use egui::{Color32, Rect, RichText, Ui};
+use egui_plot::{Legend, Line, Plot, PlotPoint, PlotPoints, VLine};
+
+use crate::core::runview::{MarkerKind, RunView};
+use crate::core::series::{EmaCache, Series};
+
+/// A run drawn on the dashboard, with its colour. The first is the primary run, whose
+/// events are drawn as markers.
+#[derive(Debug, Clone, Copy)]
+pub struct Shown<'a> {
+    pub key: usize,
+    pub view: &'a RunView,
+    pub color: Color32,
+}
+
+/// What the user asked the dashboard for, applied by the app after drawing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DashAction {
+    ExportCsv(String),
+    ExportPng(String),
+}
+
+/// Dashboard settings and caches.
+#[derive(Debug)]
+pub struct Dashboard {
+    /// EMA weight in [0, 0.99].
+    pub smoothing: f64,
+    pub log_y: bool,
+    pub show_raw: bool,
+    pub columns: usize,
+    pub filter: String,
+    pub show_markers: bool,
+    ema: HashMap<(usize, String), EmaCache>,
+    /// Where each plot was drawn last frame (for PNG export).
+    pub plot_rects: HashMap<String, Rect>,
+    /// Points drawn last frame, summed over plots: the LOD's work (for the bench and tests).
+    pub points_drawn: usize,
+}
+
+impl Default for Dashboard {
+    fn default() -> Self {
+        Self {
+            smoothing: 0.6,
+            log_y: false,
+            show_raw: true,
+            columns: 2,
+            filter: String::new(),
+            show_markers: true,
+            ema: HashMap::new(),
+            plot_rects: HashMap::new(),
+            points_drawn: 0,
+        }
+    }
+}
+
+/// Colour of a marker kind.
+#[must_use]
+pub fn marker_color(kind: MarkerKind) -> Color32 {
+    match kind {
+        MarkerKind::Phase => Color32::from_rgb(110, 170, 240),
+        MarkerKind::Checkpoint => Color32::from_rgb(120, 200, 120),
+        MarkerKind::Health => Color32::from_rgb(240, 110, 90),
+        MarkerKind::Hyperparameter => Color32::from_rgb(230, 200, 90),
+        MarkerKind::Pause => Color32::GRAY,
+        MarkerKind::Log => Color32::from_rgb(230, 150, 60),
+        MarkerKind::End => Color32::WHITE,
+    }
+}
+
+impl Dashboard {
+    /// The toolbar: smoothing, log scale, raw curve, layout, filter.
+    pub fn toolbar_ui(&mut self, ui: &mut Ui) {
+        ui.horizontal_wrapped(|ui| {
+            let l = ui.label("Smoothing").id;
+            ui.add(egui::Slider::new(&mut self.smoothing, 0.0..=0.99).fixed_decimals(2))
+                .labelled_by(l)
+                .on_hover_text("EMA weight, debiased (0 = raw)");
+            ui.checkbox(&mut self.show_raw, "raw curve");
+            ui.checkbox(&mut self.log_y, "log y")
+                .on_hover_text("log10 scale; values <= 0 are left out");
+            ui.checkbox(&mut self.show_markers, "event markers");
+            let l = ui.label("Columns").id;
+            ui.add(egui::DragValue::new(&mut self.columns).range(1..=4))
+                .labelled_by(l);
+            let l = ui.label("Filter").id;
+            ui.add(
+                egui::TextEdit::singleline(&mut self.filter)
+                    .desired_width(120.0)
+                    .hint_text("d_loss"),
+            )
+            .labelled_by(l);
+        });
+    }
+
+    /// Every scalar of the shown runs, one plot each. Clicking a plot moves `cursor`.
+    pub fn plots_ui(
+        &mut self,
+        ui: &mut Ui,
+        runs: &[Shown<'_>],
+        cursor: &mut Option<u64>,
+    ) -> Vec<DashAction> {
+        let mut actions = Vec::new();
+        let mut names: Vec<&String> = runs
+            .iter()
+            .flat_map(|r| r.view.series.keys())
+            .filter(|n| self.filter.is_empty() || n.contains(self.filter.trim()))
+            .collect();
+        names.sort();
+        names.dedup();
+        self.points_drawn = 0;
+        if names.is_empty() {
+            ui.label(
+                RichText::new("No scalars yet: start a run or open one from the Runs tab.").weak(),
+            );
+            return actions;
+        }
+        let cols = self.columns.max(1);
+        let width = (ui.available_width() - 8.0 * (cols as f32 - 1.0)) / cols as f32;
+        let group = egui::Id::unique("dash-x-link");
+        egui::ScrollArea::vertical()
+            .id_salt("dash-scroll")
+            .show(ui, |ui| {
+                for row in names.chunks(cols) {
+                    ui.horizontal_top(|ui| {
+                        for name in row {
+                            ui.allocate_ui(egui::vec2(width, 230.0), |ui| {
+                                ui.vertical(|ui| {
+                                    if let Some(a) =
+                                        self.plot_ui(ui, name, runs, cursor, group, width)
+                                    {
+                                        actions.push(a);
+                                    }
+                                });
+                            });
+                        }
+                    });
+                }
+            });
+        actions
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn plot_ui(
+        &mut self,
+        ui: &mut Ui,
+        name: &str,
+        runs: &[Shown<'_>],
+        cursor: &mut Option<u64>,
+        group: egui::Id,
+        width: f32,
+    ) -> Option<DashAction> {
+        let mut action = None;
+        ui.horizontal(|ui| {
+            ui.label(RichText::new(name).strong());
+            if let Some((_, y)) = runs
+                .first()
+                .and_then(|r| r.view.series.get(name))
+                .and_then(Series::last)
+            {
+                ui.label(RichText::new(format!("{y:.5}")).weak());
+            }
+            if ui
+                .small_button("CSV")
+                .on_hover_text("export this plot's data as CSV")
+                .clicked()
+            {
+                action = Some(DashAction::ExportCsv(name.to_string()));
+            }
+            if ui
+                .small_button("PNG")
+                .on_hover_text("export this plot as PNG")
+                .clicked()
+            {
+                action = Some(DashAction::ExportPng(name.to_string()));
+            }
+        });
+        let log_y = self.log_y;
+        let ty = move |y: f64| {
+            if log_y {
+                (y > 0.0).then(|| y.log10())
+            } else {
+                Some(y)
+            }
+        };
+        // Smooth incrementally (only new points), then draw from borrowed series: nothing
+        // proportional to the history is copied per frame.
+        for r in runs {
+            if let Some(series) = r.view.series.get(name) {
+                let cache = self.ema.entry((r.key, name.to_string())).or_default();
+                cache.update(series, self.smoothing);
+            }
+        }
+        let ema = &self.ema;
+        let prepared: Vec<(&Shown<'_>, &Series, &Series)> = runs
+            .iter()
+            .filter_map(|r| {
+                let series = r.view.series.get(name)?;
+                let smooth = &ema.get(&(r.key, name.to_string()))?.smoothed;
+                Some((r, series, smooth))
+            })
+            .collect();
+        let markers = self.show_markers;
+        let show_raw = self.show_raw && self.smoothing > 0.0;
+        let mut drawn = 0usize;
+        let label_name = name.to_string();
+        // A constant (a learning rate between changes) would otherwise be scaled up until
+        // rounding noise fills the plot: give flat curves a visible band around their value.
+        let (lo, hi) = prepared
+            .iter()
+            .filter_map(|(_, s, _)| s.bounds())
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), (_, y)| {
+                (a.min(y[0]), b.max(y[1]))
+            });
+        let mut plot = Plot::new(("scalar", name));
+        if lo.is_finite() && hi - lo <= 1e-6 * lo.abs().max(hi.abs()).max(1e-30) {
+            let pad = 0.1 * lo.abs().max(1e-12);
+            for y in [lo - pad, hi + pad] {
+                if let Some(y) = ty(y) {
+                    plot = plot.include_y(y);
+                }
+            }
+        }
+        let resp = plot
+            .width(width)
+            .height(200.0)
+            .link_axis(group, [true, false])
+            .link_cursor(group, [true, false])
+            .allow_scroll(false)
+            .legend(Legend::default().follow_insertion_order(true))
+            .y_axis_formatter(move |m, _| {
+                if log_y {
+                    format!("1e{:.1}", m.value)
+                } else {
+                    tick_label(m.value)
+                }
+            })
+            .label_formatter(move |pos| {
+                let p = match pos {
+                    egui_plot::HoverPosition::NearDataPoint { position, .. }
+                    | egui_plot::HoverPosition::Elsewhere { position } => *position,
+                };
+                let y = if log_y { 10f64.powf(p.y) } else { p.y };
+                Some(format!("{label_name}\nstep {:.0}\n{y:.5}", p.x))
+            })
+            .show(ui, |pu| {
+                let bounds = pu.plot_bounds();
+                let px = pu.response().rect.width().max(50.0) as usize;
+                for (r, series, smooth) in &prepared {
+                    let (x0, x1) = if pu.auto_bounds().x {
+                        series.bounds().map_or((0.0, 1.0), |(x, _)| (x[0], x[1]))
+                    } else {
+                        (bounds.min()[0], bounds.max()[0])
+                    };
+                    let map = |pts: Vec<[f64; 2]>| -> Vec<[f64; 2]> {
+                        pts.into_iter()
+                            .filter_map(|[x, y]| ty(y).map(|y| [x, y]))
+                            .collect()
+                    };
+                    let run_label = if runs.len() > 1 {
+                        r.view.name.clone()
+                    } else {
+                        name.to_string()
+                    };
+                    if show_raw {
+                        let raw = map(series.visible(x0, x1, px));
+                        drawn += raw.len();
+                        // Same name as the smoothed line: one legend entry toggles both.
+                        pu.line(
+                            Line::new(run_label.clone(), PlotPoints::from(raw))
+                                .color(r.color.gamma_multiply(0.25))
+                                .width(1.0),
+                        );
+                    }
+                    let pts = map(smooth.visible(x0, x1, px));
+                    drawn += pts.len();
+                    pu.line(
+                        Line::new(run_label, PlotPoints::from(pts))
+                            .color(r.color)
+                            .width(1.6),
+                    );
+                }
+                // Marker lines only; their labels are painted in screen space below, so they
+                // never feed back into the auto bounds.
+                if markers {
+                    if let Some(primary) = runs.first() {
+                        for m in primary
+                            .view
+                            .markers
+                            .iter()
+                            .filter(|m| m.kind != MarkerKind::Pause)
+                        {
+                            let c = marker_color(m.kind).gamma_multiply(0.6);
+                            pu.vline(VLine::new("", m.step as f64).color(c).width(1.0));
+                        }
+                    }
+                }
+                if let Some(c) = *cursor {
+                    pu.vline(VLine::new("", c as f64).color(Color32::WHITE).width(1.5));
+                }
+                if pu.response().clicked() {
+                    pu.pointer_coordinate().map(|p| p.x)
+                } else {
+                    None
+                }
+            });
+        self.points_drawn += drawn;
+        self.plot_rects.insert(name.to_string(), resp.response.rect);
+        if markers {
+            marker_labels(ui, &resp.response.rect, &resp.transform, runs);
+        }
+        if let Some(x) = resp.inner {
+            *cursor = Some(x.max(0.0).round() as u64);
+        }
+        action
+    }
+
+    /// The primary run's events as a list; clicking a row moves the cursor to its step.
+    pub fn events_ui(ui: &mut Ui, view: &RunView, cursor: &mut Option<u64>) {
+        egui::ScrollArea::vertical()
+            .id_salt("event-list")
+            .show(ui, |ui| {
+                egui::Grid::new("events")
+                    .num_columns(3)
+                    .striped(true)
+                    .show(ui, |ui| {
+                        for m in view.markers.iter().rev() {
+                            let selected = *cursor == Some(m.step);
+                            if ui
+                                .selectable_label(selected, format!("{:>7}", m.step))
+                                .clicked()
+                            {
+                                *cursor = Some(m.step);
+                            }
+                            ui.colored_label(
+                                marker_color(m.kind),
+                                format!("{:?}", m.kind).to_lowercase(),
+                            );
+                            ui.label(&m.detail);
+                            ui.end_row();
+                        }
+                    });
+            });
+    }
+}
+
+/// A tick label readable from learning rates (1e-5) to step counts (1e6).
+fn tick_label(v: f64) -> String {
+    let a = v.abs();
+    if a == 0.0 {
+        "0".into()
+    } else if !(1e-3..1e5).contains(&a) {
+        format!("{v:.1e}")
+    } else if a >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// Paints the primary run's marker labels along the top of a plot, skipping a label that
+/// would overlap the previous one.
+fn marker_labels(ui: &Ui, rect: &Rect, transform: &egui_plot::PlotTransform, runs: &[Shown<'_>]) {
+    let Some(primary) = runs.first() else { return };
+    let painter = ui.painter_at(*rect);
+    let font = egui::FontId::proportional(10.0);
+    let mut free_from = f32::NEG_INFINITY;
+    for m in primary
+        .view
+        .markers
+        .iter()
+        .filter(|m| m.kind != MarkerKind::Pause)
+    {
+        let x = transform
+            .position_from_point(&PlotPoint::new(m.step as f64, 0.0))
+            .x;
+        if x < rect.left() || x > rect.right() || x < free_from {
+            continue;
+        }
+        let r = painter.text(
+            egui::pos2(x + 2.0, rect.top() + 2.0),
+            egui::Align2::LEFT_TOP,
+            &m.label,
+            font.clone(),
+            marker_color(m.kind),
+        );
+        free_from = r.right() + 4.0;
+    }
+}
+
+/// The series of `name` of several runs as CSV: `run,step,value`.
+#[must_use]
+pub fn series_csv(name: &str, runs: &[Shown<'_>]) -> String {
+    let mut out = String::from("run,step,value\n");
+    for r in runs {
+        if let Some(s) = r.view.series.get(name) {
+            for (x, y) in s.points() {
+                out.push_str(&format!("{},{x},{y}\n", r.view.name));
+            }
+        }
+    }
+    out
+}

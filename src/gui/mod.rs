@@ -1,0 +1,45 @@
+//! The desktop workbench: eframe + egui + egui_plot + rfd. It talks to training only through
+//! the worker handle and its events, or by following a run's `events.log`; it never touches
+//! tensors.
+//!
+//! [`app::WorkbenchApp`] holds the state; `logic()` drains events within a time budget and
+//! `ui()` draws the panels. The panels live in their own modules and draw into a `&mut Ui`,
+//! so the app and the kittest tests share them.
+
+pub mod app;
+pub mod dashboard;
+pub mod dialogs;
+pub mod editor;
+pub mod samples;
+
+use std::path::PathBuf;
+
+pub use app::{LaunchOptions, Tab, WorkbenchApp};
+
+/// Opens the app window and runs until it is closed (or `--quit-after` elapses).
+pub fn run(options: LaunchOptions) -> Result<(), eframe::Error> {
+    let native = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("Generative Workbench")
+            .with_inner_size([1400.0, 900.0])
+            .with_min_inner_size([800.0, 500.0]),
+        renderer: eframe::Renderer::Wgpu,
+        ..Default::default()
+    };
+    eframe::run_native(
+        "Generative Workbench",
+        native,
+        Box::new(move |cc| Ok(Box::new(WorkbenchApp::new(&cc.egui_ctx, options)))),
+    )
+}
+
+/// The user's preset folder: `$XDG_CONFIG_HOME/workbench/presets` (or `~/.config/...`).
+#[must_use]
+pub fn user_presets_dir() -> PathBuf {
+    std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("workbench")
+        .join("presets")
+}

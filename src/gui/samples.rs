@@ -1,0 +1,250 @@
+//! Sample grids and frames: a step slider with play, following the shared step cursor, zoom
+//! with crisp pixels, and region boxes drawn over any image with index, colour, opacity and
+//! coordinates on hover. One texture per view, updated in place when the shown image changes.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use egui::{Color32, ColorImage, RichText, TextureHandle, TextureOptions, Ui};
+
+use crate::core::runview::{RunView, SampleRef};
+
+/// A region box in image pixels: `[x1, y1, x2, y2]`.
+pub type RegionBox = [f32; 4];
+
+/// The sample view's state.
+pub struct SampleViewer {
+    /// Index into the run's samples; follows the cursor unless the user moved the slider.
+    pub index: usize,
+    pub follow_cursor: bool,
+    pub playing: bool,
+    pub zoom: f32,
+    pub overlay_opacity: f32,
+    pub show_boxes: bool,
+    last_advance: Instant,
+    texture: Option<TextureHandle>,
+    /// The image key shown last frame, and why an image could not be shown.
+    pub shown: Option<String>,
+    pub error: Option<String>,
+}
+
+impl std::fmt::Debug for SampleViewer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SampleViewer")
+            .field("index", &self.index)
+            .field("shown", &self.shown)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for SampleViewer {
+    fn default() -> Self {
+        Self {
+            index: 0,
+            follow_cursor: true,
+            playing: false,
+            zoom: 2.0,
+            overlay_opacity: 0.8,
+            show_boxes: true,
+            last_advance: Instant::now(),
+            texture: None,
+            shown: None,
+            error: None,
+        }
+    }
+}
+
+/// Decodes a sample's pixels: live RGBA when it came over the channel, else its PNG.
+fn sample_image(run_dir: &str, s: &SampleRef) -> Result<ColorImage, String> {
+    if !s.rgba.is_empty() && s.rgba.len() == (s.width * s.height * 4) as usize {
+        return Ok(ColorImage::from_rgba_unmultiplied(
+            [s.width as usize, s.height as usize],
+            &s.rgba,
+        ));
+    }
+    let path = Path::new(run_dir).join(&s.path);
+    let img = image::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let rgba = img.to_rgba8();
+    Ok(ColorImage::from_rgba_unmultiplied(
+        [rgba.width() as usize, rgba.height() as usize],
+        rgba.as_raw(),
+    ))
+}
+
+impl SampleViewer {
+    /// The sample to show for the cursor (or the slider), if the run has any.
+    pub fn pick<'a>(&mut self, view: &'a RunView, cursor: Option<u64>) -> Option<&'a SampleRef> {
+        if view.samples.is_empty() {
+            return None;
+        }
+        if self.follow_cursor && !self.playing {
+            self.index = match cursor {
+                Some(c) => view.sample_near(c).unwrap_or(0),
+                None => view.samples.len() - 1,
+            };
+        }
+        self.index = self.index.min(view.samples.len() - 1);
+        view.samples.get(self.index)
+    }
+
+    /// The controls and the image with its overlay. Moving the slider moves the cursor.
+    pub fn ui(
+        &mut self,
+        ui: &mut Ui,
+        view: &RunView,
+        cursor: &mut Option<u64>,
+        boxes: &[RegionBox],
+    ) {
+        let n = view.samples.len();
+        if n == 0 {
+            ui.label(
+                RichText::new(
+                    "No samples yet (the preset's logging.sample_every_steps sets how often).",
+                )
+                .weak(),
+            );
+            return;
+        }
+        if self.playing {
+            if self.last_advance.elapsed() >= Duration::from_millis(300) {
+                self.index = (self.index + 1) % n;
+                self.last_advance = Instant::now();
+                *cursor = view.samples.get(self.index).map(|s| s.step);
+            }
+            ui.ctx().request_repaint_after(Duration::from_millis(300));
+        }
+        let Some(sample) = self.pick(view, *cursor).cloned() else {
+            return;
+        };
+        ui.horizontal_wrapped(|ui| {
+            let mut idx = self.index;
+            let slider = ui.add(
+                egui::Slider::new(&mut idx, 0..=n - 1)
+                    .text(format!("step {}", sample.step))
+                    .show_value(false),
+            );
+            if slider.changed() {
+                self.index = idx;
+                self.follow_cursor = true;
+                *cursor = view.samples.get(idx).map(|s| s.step);
+            }
+            if ui
+                .button(if self.playing { "Pause" } else { "Play" })
+                .clicked()
+            {
+                self.playing = !self.playing;
+            }
+            ui.checkbox(&mut self.follow_cursor, "follow cursor");
+            let l = ui.label("Zoom").id;
+            ui.add(egui::Slider::new(&mut self.zoom, 0.5..=8.0).step_by(0.5))
+                .labelled_by(l);
+            if !boxes.is_empty() {
+                ui.checkbox(&mut self.show_boxes, "regions");
+                ui.add(egui::Slider::new(&mut self.overlay_opacity, 0.0..=1.0).text("opacity"));
+            }
+        });
+        let key = format!("{}#{}", view.run_dir, sample.step);
+        if self.shown.as_deref() != Some(key.as_str()) {
+            match sample_image(&view.run_dir, &sample) {
+                Ok(img) => {
+                    // One texture, updated in place when the shown sample changes.
+                    match &mut self.texture {
+                        Some(t) => t.set(img, TextureOptions::NEAREST),
+                        None => {
+                            self.texture = Some(ui.ctx().load_texture(
+                                "sample-view",
+                                img,
+                                TextureOptions::NEAREST,
+                            ));
+                        }
+                    }
+                    self.error = None;
+                }
+                Err(e) => self.error = Some(e),
+            }
+            self.shown = Some(key);
+        }
+        if let Some(e) = &self.error {
+            ui.colored_label(Color32::from_rgb(235, 80, 80), e);
+            return;
+        }
+        let Some(tex) = &self.texture else { return };
+        ui.label(
+            RichText::new(format!(
+                "sample {} of {n}, step {}, {}x{} px, {}",
+                self.index + 1,
+                sample.step,
+                sample.width,
+                sample.height,
+                sample.path
+            ))
+            .weak(),
+        );
+        egui::ScrollArea::both()
+            .id_salt("sample-scroll")
+            .show(ui, |ui| {
+                let size = tex.size_vec2() * self.zoom;
+                let resp = ui.add(egui::Image::new((tex.id(), size)).sense(egui::Sense::hover()));
+                let opacity = if self.show_boxes {
+                    self.overlay_opacity
+                } else {
+                    0.0
+                };
+                region_overlay(ui, resp.rect, self.zoom, boxes, opacity, &resp);
+            });
+    }
+}
+
+/// A distinct colour per region index.
+#[must_use]
+pub fn region_color(i: usize) -> Color32 {
+    // Golden-angle hues: neighbours in index order get far-apart colours.
+    let h = (i as f32 * 0.618_034).fract();
+    let c = egui::ecolor::Hsva::new(h, 0.85, 1.0, 1.0);
+    Color32::from(c)
+}
+
+/// Draws region boxes (image pixels) over an image drawn at `rect` with `zoom`, numbered in
+/// order; hovering shows the pixel under the pointer and the boxes that contain it.
+pub fn region_overlay(
+    ui: &Ui,
+    rect: egui::Rect,
+    zoom: f32,
+    boxes: &[RegionBox],
+    opacity: f32,
+    resp: &egui::Response,
+) {
+    let painter = ui.painter_at(rect);
+    if opacity > 0.0 {
+        for (i, b) in boxes.iter().enumerate() {
+            let r = egui::Rect::from_min_max(
+                rect.min + egui::vec2(b[0], b[1]) * zoom,
+                rect.min + egui::vec2(b[2], b[3]) * zoom,
+            );
+            let c = region_color(i).gamma_multiply(opacity);
+            painter.rect_stroke(r, 0.0, egui::Stroke::new(1.5, c), egui::StrokeKind::Inside);
+            painter.text(
+                r.min + egui::vec2(3.0, 2.0),
+                egui::Align2::LEFT_TOP,
+                i.to_string(),
+                egui::FontId::monospace(11.0),
+                c,
+            );
+        }
+    }
+    if let Some(p) = resp.hover_pos() {
+        let px = (p - rect.min) / zoom;
+        let inside: Vec<String> = boxes
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| px.x >= b[0] && px.x < b[2] && px.y >= b[1] && px.y < b[3])
+            .map(|(i, b)| format!("#{i} [{:.1}, {:.1}, {:.1}, {:.1}]", b[0], b[1], b[2], b[3]))
+            .collect();
+        let mut text = format!("x {:.1}, y {:.1}", px.x, px.y);
+        if !inside.is_empty() {
+            text.push('\n');
+            text.push_str(&inside.join("\n"));
+        }
+        resp.clone().on_hover_text_at_pointer(text);
+    }
+}

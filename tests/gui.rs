@@ -1,0 +1,398 @@
+//! GUI tests with egui_kittest: the app's logic driven through its widgets (no renderer), and
+//! a few image snapshots rendered with software wgpu (lavapipe or llvmpipe).
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use egui_kittest::kittest::Queryable;
+use egui_kittest::Harness;
+use serde_json::json;
+
+use workbench::core::preset::{self, Phase, PhaseLength};
+use workbench::core::protocol::{Event, ScalarRow};
+use workbench::core::runview::RunState;
+use workbench::gui::{LaunchOptions, Tab, WorkbenchApp};
+
+fn smoke_options(runs: &Path) -> LaunchOptions {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/smoke.ron");
+    let (p, _) = preset::load_file(&path).expect("smoke");
+    let p = p
+        .preset()
+        .with_overrides([("threads", 1.into()), ("device", "cpu".into())])
+        .expect("overrides");
+    LaunchOptions {
+        preset: Some((p, Some(path))),
+        ..LaunchOptions::new(runs)
+    }
+}
+
+fn harness(app: WorkbenchApp) -> Harness<'static, WorkbenchApp> {
+    Harness::builder()
+        .with_size(egui::vec2(1280.0, 860.0))
+        .build_ui_state(
+            |ui, app: &mut WorkbenchApp| {
+                app.logic(&ui.ctx().clone());
+                app.show(ui);
+            },
+            app,
+        )
+}
+
+/// Steps frames until `done` holds (the worker runs on its own thread).
+fn step_until(h: &mut Harness<'_, WorkbenchApp>, what: &str, done: impl Fn(&WorkbenchApp) -> bool) {
+    let t0 = Instant::now();
+    while !done(h.state()) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(180),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        h.step();
+    }
+    h.run_steps(2);
+}
+
+#[test]
+fn an_invalid_field_disables_start_and_says_why_beside_the_field() {
+    let runs = tempfile::tempdir().unwrap();
+    let mut h = harness(WorkbenchApp::with_waker(smoke_options(runs.path()), None));
+    h.run_steps(2);
+    h.state_mut()
+        .editor
+        .set_field("train.lr_g", json!(-1.0))
+        .unwrap();
+    h.run_steps(2);
+    let why = h.state().editor.start_blocker().expect("blocked");
+    assert!(why.contains("train.lr_g"), "{why}");
+    // The problem is shown beside the field and in the top bar.
+    let spec = preset::Family::WganGp
+        .specs()
+        .iter()
+        .find(|s| s.path == "train.lr_g")
+        .unwrap();
+    h.get_by_label(&format!("out of range; allowed: {}", spec.kind.allowed()));
+    h.get_by_label_contains("cannot start: fix train.lr_g");
+    // Clicking the disabled Start does nothing.
+    h.get_by_label("Start").click();
+    h.run_steps(2);
+    assert!(h.state().runs.is_empty());
+    // Fixing it enables Start again.
+    h.state_mut()
+        .editor
+        .set_field("train.lr_g", json!(2e-4))
+        .unwrap();
+    h.run_steps(1);
+    assert!(h.state().editor.start_blocker().is_none());
+}
+
+#[test]
+fn phases_are_added_and_reordered_by_clicking_and_the_preview_follows() {
+    let runs = tempfile::tempdir().unwrap();
+    let mut opts = smoke_options(runs.path());
+    opts.tab = Tab::Phases;
+    let mut h = harness(WorkbenchApp::with_waker(opts, None));
+    h.run_steps(2);
+    let before = h.state().editor.schedule().phases.len();
+    h.get_by_label("Add phase").click();
+    h.run_steps(2);
+    let s = h.state().editor.schedule().clone();
+    assert_eq!(s.phases.len(), before + 1);
+    assert_eq!(
+        s.phases.last().unwrap().end - s.phases.last().unwrap().start,
+        1000
+    );
+    // The new phase is selected; move it earlier.
+    h.get_by_label("Move earlier").click();
+    h.run_steps(2);
+    let names: Vec<String> = h
+        .state()
+        .editor
+        .schedule()
+        .phases
+        .iter()
+        .map(|p| p.name.clone())
+        .collect();
+    assert_eq!(names[before - 1], format!("phase{before}"));
+    assert!(h.state().editor.start_blocker().is_none());
+    // An override added to a phase shows up as a step in the scheduled quantity.
+    h.state_mut().editor.push_phase(Phase {
+        name: "slow".into(),
+        length: PhaseLength::Steps(50),
+        overrides: [("train.lr_g".to_string(), preset::OverrideValue::Float(1e-5))].into(),
+        start_from_best: true,
+    });
+    h.run_steps(2);
+    let sched = h.state().editor.schedule();
+    let lr = sched
+        .quantities
+        .iter()
+        .find(|q| q.path == "train.lr_g")
+        .unwrap();
+    assert_eq!(*lr.values.last().unwrap(), 1e-5);
+}
+
+#[test]
+fn start_trains_on_the_worker_and_the_dashboard_fills_in() {
+    let runs = tempfile::tempdir().unwrap();
+    let mut h = harness(WorkbenchApp::with_waker(smoke_options(runs.path()), None));
+    h.run_steps(2);
+    h.get_by_label("Start").click();
+    h.run_steps(2);
+    assert_eq!(h.state().tab, Tab::Dashboard);
+    assert!(h.state().runs[0].is_live());
+    step_until(&mut h, "the run to finish", |a| {
+        a.current_run().is_some_and(|r| r.view.state.is_over())
+    });
+    let run = h.state().current_run().unwrap();
+    assert_eq!(
+        run.view.state,
+        RunState::Finished(workbench::core::protocol::Outcome::Completed)
+    );
+    assert!(run.view.series["d_loss"].len() >= 10);
+    assert!(!run.view.samples.is_empty());
+    // Every scalar has a plot, and the event list has the phase starts.
+    assert!(h.get_all_by_label("d_loss").next().is_some());
+    h.get_by_label_contains("phase 1 `b` (");
+    // Clicking an event row (the newest is at the top) moves the cursor; the sample view
+    // then shows the sample logged nearest to it.
+    let newest = run.view.markers.last().unwrap().step;
+    h.get_all_by_label(&format!("{newest:>7}"))
+        .next()
+        .unwrap()
+        .click();
+    h.run_steps(2);
+    assert_eq!(h.state().cursor, Some(newest));
+    h.state_mut().tab = Tab::Samples;
+    h.run_steps(3);
+    let view = &h.state().current_run().unwrap().view;
+    let want = &view.samples[view.sample_near(newest).unwrap()];
+    let shown = h.state().samples.shown.clone().expect("a sample is shown");
+    assert!(
+        shown.ends_with(&format!("#{}", want.step)),
+        "{shown} vs step {}",
+        want.step
+    );
+}
+
+#[test]
+fn a_run_written_elsewhere_is_opened_and_followed_from_its_log() {
+    let runs = tempfile::tempdir().unwrap();
+    // Write a run directory the way `workbench train` in another process would.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_workbench"))
+        .args(["train", "--preset"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/smoke.ron"))
+        .arg("--runs-dir")
+        .arg(runs.path())
+        .args(["--device", "cpu", "--set", "threads=1", "--steps", "25"])
+        .output()
+        .expect("train");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = std::fs::read_dir(runs.path())
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let mut opts = smoke_options(runs.path());
+    opts.tab = Tab::Runs;
+    let mut h = harness(WorkbenchApp::with_waker(opts, None));
+    h.run_steps(2);
+    // The runs list shows it with its status; Open follows it.
+    h.get_by_label("finished");
+    h.get_by_label("Open").click();
+    h.run_steps(2);
+    let run = h.state().current_run().unwrap();
+    assert_eq!(run.dir, dir);
+    assert!(!run.is_live());
+    assert!(run.view.series["d_loss"].len() > 5);
+    // Samples come from the PNGs under media/.
+    h.state_mut().tab = Tab::Samples;
+    h.run_steps(3);
+    assert!(
+        h.state().samples.error.is_none(),
+        "{:?}",
+        h.state().samples.error
+    );
+    assert!(h.state().samples.shown.is_some());
+}
+
+#[test]
+fn draining_a_flood_of_events_stays_within_the_frame_budget() {
+    let runs = tempfile::tempdir().unwrap();
+    let dir = runs.path().join("flood");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut w = workbench::core::runlog::LogWriter::open(&dir.join("events.log")).unwrap();
+    w.append(&Event::RunStarted {
+        run_dir: dir.display().to_string(),
+        name: "flood".into(),
+        family: "wgan_gp".into(),
+        device: "cpu".into(),
+        total_steps: None,
+        resumed_from: None,
+        wall_time: 0.0,
+    })
+    .unwrap();
+    for chunk in 0..200u64 {
+        let rows = (0..1000u64)
+            .map(|i| ScalarRow {
+                step: chunk * 1000 + i,
+                wall_time: 0.0,
+                values: vec![
+                    ("d_loss".into(), ((chunk * 1000 + i) as f64).sin()),
+                    ("g_loss".into(), 1.0),
+                ],
+            })
+            .collect();
+        w.append(&Event::Scalars { rows }).unwrap();
+    }
+    w.sync().unwrap();
+    let mut opts = LaunchOptions::new(runs.path());
+    opts.open = vec![dir];
+    opts.tab = Tab::Dashboard;
+    let mut h = harness(WorkbenchApp::with_waker(opts, None));
+    h.run_steps(3);
+    let view = &h.state().current_run().unwrap().view;
+    assert_eq!(view.series["d_loss"].len(), 200_000);
+    // Every point is kept, but each frame draws O(pixels) of them.
+    let drawn = h.state().dashboard.points_drawn;
+    assert!(drawn > 0 && drawn < 20_000, "drew {drawn} points");
+}
+
+/// A run folder with `n` steps of d_loss (scaled by `k`) in its event log.
+fn synthetic_run(runs: &Path, name: &str, n: u64, k: f64) -> std::path::PathBuf {
+    let dir = runs.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("preset.ron"), "").unwrap();
+    let mut w = workbench::core::runlog::LogWriter::open(&dir.join("events.log")).unwrap();
+    w.append(&Event::RunStarted {
+        run_dir: name.into(),
+        name: name.into(),
+        family: "wgan_gp".into(),
+        device: "cpu".into(),
+        total_steps: Some(n),
+        resumed_from: None,
+        wall_time: 0.0,
+    })
+    .unwrap();
+    let rows = (0..n)
+        .map(|s| ScalarRow {
+            step: s,
+            wall_time: 0.0,
+            values: vec![("d_loss".into(), k * s as f64)],
+        })
+        .collect();
+    w.append(&Event::Scalars { rows }).unwrap();
+    w.append(&Event::RunFinished {
+        step: n - 1,
+        outcome: workbench::core::protocol::Outcome::Completed,
+    })
+    .unwrap();
+    w.sync().unwrap();
+    dir
+}
+
+#[test]
+fn runs_overlay_on_one_plot_and_a_plot_exports_as_csv() {
+    let runs = tempfile::tempdir().unwrap();
+    let a = synthetic_run(runs.path(), "run-a", 100, 1.0);
+    let b = synthetic_run(runs.path(), "run-b", 50, -2.0);
+    let mut opts = LaunchOptions::new(runs.path());
+    opts.tab = Tab::Runs;
+    let mut h = harness(WorkbenchApp::with_waker(opts, None));
+    h.run_steps(2);
+    // Both are listed as finished; open both, then overlay b on a.
+    assert_eq!(h.get_all_by_label("finished").count(), 2);
+    h.state_mut().open_run(&b);
+    h.state_mut().open_run(&a);
+    h.state_mut().tab = Tab::Runs;
+    h.run_steps(2);
+    let bi = h.state().runs.iter().position(|r| r.dir == b).unwrap();
+    h.get_all_by_label("overlay").nth(bi).unwrap().click();
+    h.run_steps(2);
+    assert!(h.state().runs[bi].overlay);
+    h.state_mut().tab = Tab::Dashboard;
+    h.run_steps(3);
+    // With two runs the legend names the runs.
+    assert!(h.get_all_by_label("run-a").next().is_some());
+    assert!(h.get_all_by_label("run-b").next().is_some());
+    // CSV export through the (scripted) save dialog holds both runs' points.
+    let out = runs.path().join("d_loss.csv");
+    h.state_mut().dialogs.answer(
+        workbench::gui::dialogs::Purpose::ExportPlotCsv("d_loss".into()),
+        Some(out.clone()),
+    );
+    h.get_all_by_label("CSV").next().unwrap().click();
+    h.run_steps(3);
+    let csv = std::fs::read_to_string(&out).expect("csv written");
+    assert_eq!(csv.lines().count(), 1 + 100 + 50);
+    assert!(csv.contains("run-b,49,-98"));
+}
+
+#[test]
+fn snapshot_presets_tab() {
+    let runs = tempfile::tempdir().unwrap();
+    let mut h = harness(WorkbenchApp::with_waker(smoke_options(runs.path()), None));
+    h.run_steps(3);
+    h.snapshot("presets_tab");
+}
+
+#[test]
+fn snapshot_dashboard_with_markers_and_cursor() {
+    let runs = tempfile::tempdir().unwrap();
+    let dir = runs.path().join("synthetic-run");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut w = workbench::core::runlog::LogWriter::open(&dir.join("events.log")).unwrap();
+    w.append(&Event::RunStarted {
+        run_dir: "synthetic-run".into(),
+        name: "synthetic-run".into(),
+        family: "wgan_gp".into(),
+        device: "cpu".into(),
+        total_steps: Some(2000),
+        resumed_from: None,
+        wall_time: 0.0,
+    })
+    .unwrap();
+    let rows = (0..2000u64)
+        .map(|s| {
+            let x = s as f64;
+            let spike = if s == 1234 { 8.0 } else { 0.0 };
+            ScalarRow {
+                step: s,
+                wall_time: 0.0,
+                values: vec![
+                    (
+                        "d_loss".into(),
+                        -3.0 * (-x / 600.0).exp() + 0.3 * (x / 7.0).sin() + spike,
+                    ),
+                    ("g_loss".into(), 1.0 + 0.5 * (x / 300.0).cos()),
+                ],
+            }
+        })
+        .collect();
+    w.append(&Event::Scalars { rows }).unwrap();
+    w.append(&Event::PhaseStarted {
+        step: 1000,
+        index: 1,
+        name: "b".into(),
+        length: "1000 steps".into(),
+        loaded_checkpoint: None,
+    })
+    .unwrap();
+    w.sync().unwrap();
+    let mut opts = LaunchOptions::new(runs.path());
+    opts.open = vec![dir];
+    opts.tab = Tab::Dashboard;
+    let mut app = WorkbenchApp::with_waker(opts, None);
+    app.cursor = Some(1500);
+    let mut h = harness(app);
+    // Many frames: anything that fed back into the auto bounds (as marker labels once did)
+    // would have blown the y axis up by now.
+    h.run_steps(30);
+    h.snapshot("dashboard");
+}
