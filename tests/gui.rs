@@ -22,8 +22,9 @@ fn smoke_options(runs: &Path) -> LaunchOptions {
         .preset()
         .with_overrides([("threads", 1.into()), ("device", "cpu".into())])
         .expect("overrides");
+    // Shown as the source, so relative: snapshots must not depend on the checkout's path.
     LaunchOptions {
-        preset: Some((p, Some(path))),
+        preset: Some((p, Some(std::path::PathBuf::from("presets/smoke.ron")))),
         ..LaunchOptions::new(runs)
     }
 }
