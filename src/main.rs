@@ -75,6 +75,8 @@ enum Cmd {
     Runs(RunsCmd),
     /// Benchmarks (steps per second, peak memory, learning checks).
     Bench(bench::BenchArgs),
+    /// GAAD regions of a frame: print them, or draw them numbered over an image.
+    Gaad(GaadArgs),
 }
 
 #[derive(clap::Args, Debug, Default)]
@@ -186,6 +188,93 @@ fn app(args: AppArgs, runs_dir: &Path) -> Result<(), Failure> {
     })
 }
 
+#[derive(clap::Args, Debug)]
+struct GaadArgs {
+    /// Frame width in pixels (default: the image's).
+    #[arg(long)]
+    width: Option<u32>,
+    /// Frame height in pixels (default: the image's).
+    #[arg(long)]
+    height: Option<u32>,
+    /// Number of regions.
+    #[arg(long)]
+    regions: usize,
+    /// subdivide, spiral or hybrid.
+    #[arg(long, default_value = "hybrid")]
+    kind: String,
+    /// Smallest side a subdivision box may have, in pixels.
+    #[arg(long, default_value_t = 4.0)]
+    min_size: f64,
+    /// Print a JSON array of [x1, y1, x2, y2].
+    #[arg(long)]
+    json: bool,
+    /// Draw the regions over this image (PNG or JPEG)...
+    #[arg(long, requires = "out")]
+    image: Option<PathBuf>,
+    /// ...into this PNG.
+    #[arg(long, requires = "image")]
+    out: Option<PathBuf>,
+}
+
+fn gaad(args: &GaadArgs) -> Result<(), Failure> {
+    use workbench::core::gaad;
+    let kind = gaad::Kind::parse(&args.kind).map_err(bad_input)?;
+    let image = match &args.image {
+        Some(path) => Some(
+            image::open(path)
+                .with_context(|| format!("{}: cannot read the image", path.display()))
+                .map_err(bad_input)?
+                .to_rgba8(),
+        ),
+        None => None,
+    };
+    let width = args.width.or(image.as_ref().map(image::RgbaImage::width));
+    let height = args.height.or(image.as_ref().map(image::RgbaImage::height));
+    let (Some(width), Some(height)) = (width, height) else {
+        return Err(bad_input(anyhow::anyhow!(
+            "--width and --height are needed without --image"
+        )));
+    };
+    if let Some(img) = &image {
+        if (img.width(), img.height()) != (width, height) {
+            return Err(bad_input(anyhow::anyhow!(
+                "--width/--height {width}x{height} differ from the image's {}x{}",
+                img.width(),
+                img.height()
+            )));
+        }
+    }
+    let boxes =
+        gaad::decompose(kind, width, height, args.regions, args.min_size).map_err(bad_input)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&boxes).map_err(|e| bad_input(anyhow::anyhow!(e)))?
+        );
+    } else {
+        for (i, b) in boxes.iter().enumerate() {
+            println!(
+                "{i:>3}: [{:.2}, {:.2}, {:.2}, {:.2}]",
+                b[0], b[1], b[2], b[3]
+            );
+        }
+    }
+    if let (Some(mut img), Some(out)) = (image, &args.out) {
+        let (w, h) = (img.width(), img.height());
+        let mut canvas = workbench::core::draw::Canvas {
+            width: w,
+            height: h,
+            rgba: &mut img,
+        };
+        workbench::core::draw::regions(&mut canvas, &boxes);
+        img.save(out)
+            .with_context(|| format!("{}: cannot write the PNG", out.display()))
+            .map_err(|e| Failure { code: 1, error: e })?;
+        eprintln!("wrote {}", out.display());
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -194,6 +283,7 @@ fn main() -> ExitCode {
         Some(Cmd::Presets(cmd)) => presets(cmd),
         Some(Cmd::Runs(cmd)) => runs(cmd, &cli.runs_dir),
         Some(Cmd::Bench(args)) => bench::run(&args).map_err(|e| Failure { code: 1, error: e }),
+        Some(Cmd::Gaad(args)) => gaad(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,7 @@
 //! Pure Rust: no `tch`, no UI. Everything here is plain data and deterministic.
 
+pub mod draw;
+pub mod gaad;
 pub mod health;
 pub mod preset;
 pub mod protocol;
