@@ -38,7 +38,7 @@ pub enum Stream {
 }
 
 /// A small, fast generator (SplitMix64) for data generation and shuffles.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SplitMix64 {
     state: u64,
 }
