@@ -114,6 +114,86 @@ fn stopped_and_resumed_run_repeats_the_uninterrupted_losses_exactly() {
 }
 
 #[test]
+fn q_controlled_learning_rates_decide_steer_and_resume_exactly() {
+    let runs = tempfile::tempdir().expect("tmp");
+    let control = [
+        ("lr_control.enabled", true.into()),
+        ("lr_control.every_steps", 4.into()),
+        ("lr_control.metric", "d_loss".into()),
+    ];
+    let req = |limit: Option<u64>| RunRequest {
+        preset: Some(smoke(&control)),
+        runs_dir: runs.path().into(),
+        step_limit: limit,
+        ..RunRequest::default()
+    };
+    let (whole, events) = run_to_end(req(None));
+    let decisions: Vec<&Event> = events
+        .iter()
+        .filter(|e| matches!(e, Event::Controller { .. }))
+        .collect();
+    assert_eq!(decisions.len(), 10, "40 steps, a decision every 4");
+    for d in &decisions {
+        let Event::Controller {
+            actions,
+            q_values,
+            state,
+            epsilon,
+            ..
+        } = d
+        else {
+            unreachable!()
+        };
+        assert_eq!(actions.len(), 2, "lr_g and lr_d");
+        assert!(actions
+            .iter()
+            .all(|(_, s)| [0.7, 0.85, 1.0, 1.15, 1.3].contains(s)));
+        assert_eq!(q_values.len(), 2);
+        assert_eq!(state.len(), 4);
+        assert!(*epsilon > 0.0 && *epsilon <= 0.6);
+    }
+    // The logged learning rate is the phase's value times the chosen scale.
+    let a = scalars(&whole);
+    // (Phase b overrides lr_g to 1e-4.)
+    let base_a = smoke(&[]).preset().to_tree()["train"]["lr_g"]
+        .as_f64()
+        .unwrap();
+    let lrs: std::collections::BTreeSet<u64> = a
+        .values()
+        .filter_map(|v| {
+            let base = if v.get("phase") == Some(&1.0) {
+                1e-4
+            } else {
+                base_a
+            };
+            v.get("lr_g").map(|lr| (lr / base * 100.0).round() as u64)
+        })
+        .collect();
+    assert!(
+        lrs.iter().all(|s| [70, 85, 100, 115, 130].contains(s)),
+        "{lrs:?}"
+    );
+    assert!(
+        lrs.len() > 1,
+        "the controller moved the learning rate: {lrs:?}"
+    );
+
+    // Stopped mid-interval and resumed: the same decisions and losses.
+    let (part, _) = run_to_end(req(Some(15)));
+    run_to_end(RunRequest {
+        resume: Some(part.clone()),
+        runs_dir: runs.path().into(),
+        ..RunRequest::default()
+    });
+    let b = scalars(&part);
+    for (step, values) in &a {
+        for (k, v) in values {
+            assert_eq!(Some(v), b[step].get(k), "step {step} {k}");
+        }
+    }
+}
+
+#[test]
 fn commands_pause_change_checkpoint_and_stop() {
     let runs = tempfile::tempdir().expect("tmp");
     // Long phases, so that only the commands end the run.

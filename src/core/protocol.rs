@@ -151,6 +151,21 @@ pub enum Event {
         old: f64,
         new: f64,
     },
+    /// A Q-learning controller's decision (see `core::control`).
+    Controller {
+        step: u64,
+        name: String,
+        /// The discretised state, one bin per feature.
+        state: Vec<u8>,
+        /// `(steered field, chosen scale)`.
+        actions: Vec<(String, f64)>,
+        /// The reward credited to the previous decision.
+        reward: Option<f64>,
+        epsilon: f64,
+        /// The state's Q-values per action set, after the update.
+        q_values: Vec<Vec<f64>>,
+        explored: Vec<bool>,
+    },
     Log {
         step: u64,
         level: Level,

@@ -35,6 +35,8 @@ pub enum Stream {
     FixedNoise = 5,
     /// Validation draws.
     Validation = 6,
+    /// Controller exploration.
+    Control = 7,
 }
 
 /// A small, fast generator (SplitMix64) for data generation and shuffles.

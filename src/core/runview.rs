@@ -242,6 +242,8 @@ impl RunView {
                     format!("{name}: {old:e} -> {new:e}"),
                 );
             }
+            // Controller decisions reach the plots as `ctl_*` scalars; each is in the run log.
+            Event::Controller { .. } => {}
             Event::Log {
                 step,
                 level,

@@ -226,6 +226,52 @@ struct Session<'a> {
     health: HealthMonitor,
     best: checkpoint::BestIndex,
     last_checkpoint_step: Option<u64>,
+    ctl: Option<LrControl>,
+}
+
+/// Q-learning control of the learning rates (`lr_control` in the preset). Saved in every
+/// checkpoint, so a resumed run continues its decisions exactly.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct LrControl {
+    q: crate::core::control::QController,
+    metric: crate::core::control::MetricHistory,
+    d_history: Vec<f64>,
+    /// Sums over the current interval: (metric, d_loss).
+    sums: [(f64, u64); 2],
+    /// `(live field, the phase's value)`: the controller scales these.
+    bases: Vec<(String, f64)>,
+    scales: Vec<f64>,
+}
+
+impl LrControl {
+    fn new(
+        cfg: &crate::core::preset::LrControlConfig,
+        fields: Vec<(String, f64)>,
+        seed: u64,
+    ) -> Result<Self, EngineError> {
+        use crate::core::control::{ActionSet, QConfig, QController};
+        let sets = fields
+            .iter()
+            .map(|(f, _)| ActionSet {
+                name: f.clone(),
+                ..ActionSet::lr()
+            })
+            .collect();
+        let qcfg = QConfig {
+            probation_steps: cfg.probation_steps,
+            ..QConfig::default()
+        };
+        let q = QController::new("lr", qcfg, sets, seed)
+            .map_err(|e| EngineError::BadInput(e.to_string()))?;
+        Ok(Self {
+            q,
+            metric: Default::default(),
+            d_history: Vec::new(),
+            sums: [(0.0, 0); 2],
+            scales: vec![1.0; fields.len()],
+            bases: fields,
+        })
+    }
 }
 
 const CSV_COLUMNS: &[&str] = &[
@@ -334,7 +380,20 @@ pub fn run(
         csv,
         best: checkpoint::read_best(&plan.run_dir.checkpoints()),
         last_checkpoint_step: None,
+        ctl: None,
     };
+    if let Some(saved) = loaded
+        .as_ref()
+        .and_then(|l| l.state.get("controller"))
+        .filter(|v| !v.is_null())
+    {
+        s.ctl = Some(serde_json::from_value(saved.clone()).map_err(|e| {
+            EngineError::BadInput(format!("checkpoint: bad controller state: {e}"))
+        })?);
+    } else if !fresh {
+        // A checkpoint from before control was enabled: start a controller now.
+        s.setup_control()?;
+    }
     drop(loaded);
     if fresh {
         s.start_phase(0, false)?;
@@ -343,6 +402,10 @@ pub fn run(
         s.set_live(name, *value)?;
     }
     s.main_loop(commands)
+}
+
+fn decision_name(metric: &str) -> String {
+    format!("lr (rewarded by {metric})")
 }
 
 fn estimate_total(preset: &ValidatedPreset, steps_per_epoch: u64) -> Option<u64> {
@@ -383,6 +446,7 @@ impl Session<'_> {
             self.trainer.apply_preset(&self.cfg);
             loaded_from = Some(dir.display().to_string());
         }
+        self.setup_control()?;
         self.c.phase = index;
         self.c.phase_start_step = self.c.step;
         self.c.phase_elapsed_secs = 0.0;
@@ -397,6 +461,118 @@ impl Session<'_> {
             name: phase.name.clone(),
             length: phase.length.to_string(),
             loaded_checkpoint: loaded_from,
+        })
+    }
+
+    /// Creates the controller when the phase enables it (keeping a running one, whose bases
+    /// become the new phase's learning rates), or drops it when the phase disables it.
+    fn setup_control(&mut self) -> Result<(), EngineError> {
+        let cfg = self.cfg.lr_control().clone();
+        if !cfg.enabled {
+            self.ctl = None;
+            return Ok(());
+        }
+        let fields: Vec<(String, f64)> = self
+            .trainer
+            .live_values()
+            .into_iter()
+            .filter(|(k, _)| {
+                k.rsplit('.')
+                    .next()
+                    .is_some_and(|leaf| leaf.starts_with("lr"))
+            })
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        match &mut self.ctl {
+            Some(c) if c.bases.iter().map(|b| &b.0).eq(fields.iter().map(|f| &f.0)) => {
+                c.bases = fields;
+                c.scales.fill(1.0);
+            }
+            _ => {
+                let seed = crate::core::rng::derive_seed(
+                    self.cfg.seed(),
+                    crate::core::rng::Stream::Control,
+                    0,
+                );
+                self.ctl = Some(LrControl::new(&cfg, fields, seed)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Feeds one step's scalars to the controller; every `every_steps` it decides new scales,
+    /// applies them, and emits the decision.
+    fn control(&mut self, scalars: &[(&'static str, f64)]) -> Result<(), EngineError> {
+        use crate::core::control::{bin, trend_bin};
+        let cfg = self.cfg.lr_control().clone();
+        let Some(ctl) = self.ctl.as_mut() else {
+            return Ok(());
+        };
+        for (i, key) in [cfg.metric.as_str(), "d_loss"].into_iter().enumerate() {
+            if let Some((_, v)) = scalars.iter().find(|(k, _)| *k == key) {
+                ctl.sums[i].0 += v;
+                ctl.sums[i].1 += 1;
+            }
+        }
+        if !(self.c.step + 1).is_multiple_of(cfg.every_steps.max(1)) || ctl.sums[0].1 == 0 {
+            return Ok(());
+        }
+        let mean = |(s, n): (f64, u64)| if n > 0 { s / n as f64 } else { f64::NAN };
+        let (value, d) = (mean(ctl.sums[0]), mean(ctl.sums[1]));
+        ctl.sums = [(0.0, 0); 2];
+        let len = ctl.q.cfg.history_len;
+        let state = vec![
+            trend_bin(&ctl.metric.values, value),
+            trend_bin(&ctl.d_history, d),
+            bin(
+                ctl.scales.first().copied().unwrap_or(1.0),
+                &[0.8, 0.95, 1.05, 1.2],
+            ),
+            bin(
+                ctl.q.epsilon,
+                &[2.0 * ctl.q.cfg.epsilon_min, 0.6 * ctl.q.cfg.epsilon_start],
+            ),
+        ];
+        let first = ctl.metric.values.is_empty();
+        let reward = ctl.metric.reward(value, cfg.better, len);
+        ctl.d_history.push(d);
+        if ctl.d_history.len() > len {
+            ctl.d_history.remove(0);
+        }
+        let decision = ctl.q.decide(Some(state), (!first).then_some(reward));
+        let mut applied = Vec::new();
+        for (i, (_, _, scale)) in decision.actions.iter().enumerate() {
+            ctl.scales[i] = *scale;
+            let (field, base) = ctl.bases[i].clone();
+            let lr = (base * scale).clamp(1e-8, 1.0);
+            self.trainer
+                .set_live(&field, lr)
+                .map_err(EngineError::Model)?;
+            applied.push((field, *scale));
+        }
+        let step = self.c.step + 1;
+        let mut extra = vec![("ctl_epsilon".to_string(), decision.epsilon)];
+        if let Some(r) = decision.reward {
+            extra.push(("ctl_reward".to_string(), r));
+        }
+        for (field, scale) in &applied {
+            extra.push((
+                format!("ctl_{}_scale", field.rsplit('.').next().unwrap_or(field)),
+                *scale,
+            ));
+        }
+        for (k, v) in extra {
+            self.c.accum.insert(k, (v, 1));
+        }
+        self.emitter.emit(Event::Controller {
+            step,
+            name: decision_name(&cfg.metric),
+            state: decision.state.unwrap_or_default(),
+            actions: applied,
+            reward: decision.reward,
+            epsilon: decision.epsilon,
+            q_values: decision.q_values,
+            explored: decision.explored,
         })
     }
 
@@ -477,7 +653,13 @@ impl Session<'_> {
     }
 
     fn set_live(&mut self, name: &str, value: f64) -> Result<(), EngineError> {
-        match self.trainer.set_live(name, value) {
+        // A controlled learning rate set by hand becomes the controller's new base.
+        let scaled = self.ctl.as_mut().and_then(|c| {
+            let i = c.bases.iter().position(|(f, _)| f == name)?;
+            c.bases[i].1 = value;
+            Some(value * c.scales[i])
+        });
+        match self.trainer.set_live(name, scaled.unwrap_or(value)) {
             Ok(old) => self.emitter.emit(Event::HyperparameterChanged {
                 step: self.c.step,
                 name: name.to_string(),
@@ -521,9 +703,10 @@ impl Session<'_> {
             })?;
             return Err(EngineError::NonFinite(message));
         }
+        self.control(&scalars)?;
         for (k, v) in scalars {
             let e = self.c.accum.entry(k.to_string()).or_insert((0.0, 0));
-            if k.starts_with("lr") {
+            if k.starts_with("lr") || k.starts_with("ctl_") {
                 // Settings are logged as their current value, not averaged over the interval.
                 *e = (v, 1);
             } else {
@@ -671,6 +854,7 @@ impl Session<'_> {
                 "signature": self.trainer.signature(),
                 "session": self.c,
                 "live": live,
+                "controller": self.ctl,
                 "written_at": unix_now(),
             });
             let dir =

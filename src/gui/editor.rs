@@ -195,21 +195,15 @@ impl PresetEditor {
     pub fn form_ui(&mut self, ui: &mut Ui) {
         let specs = self.family.specs();
         let mut changed = false;
-        let mut section = "";
-        let groups: Vec<(&str, Vec<&FieldSpec>)> = {
-            let mut g: Vec<(&str, Vec<&FieldSpec>)> = Vec::new();
-            for s in specs {
-                let sec = s.path.split_once('.').map_or("run", |(a, _)| a);
-                if sec != section || g.is_empty() {
-                    section = sec;
-                    g.push((sec, Vec::new()));
-                }
-                if let Some(last) = g.last_mut() {
-                    last.1.push(s);
-                }
+        // One section per first path segment, in order of first appearance.
+        let mut groups: Vec<(&str, Vec<&FieldSpec>)> = Vec::new();
+        for s in specs {
+            let sec = s.path.split_once('.').map_or("run", |(a, _)| a);
+            match groups.iter_mut().find(|(name, _)| *name == sec) {
+                Some((_, fields)) => fields.push(s),
+                None => groups.push((sec, vec![s])),
             }
-            g
-        };
+        }
         for (sec, fields) in groups {
             egui::CollapsingHeader::new(RichText::new(sec).strong())
                 .id_salt(("form", sec))

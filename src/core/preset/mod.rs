@@ -161,6 +161,33 @@ pub struct Phase {
     pub start_from_best: bool,
 }
 
+/// Q-learning control of the learning rates (spec section 5), for any family: every
+/// `every_steps` steps a controller scales each learning rate by one of the seed's factors
+/// (0.7 .. 1.3 of the phase's value), rewarded by how `metric` moved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LrControlConfig {
+    pub enabled: bool,
+    pub every_steps: u64,
+    /// A logged scalar, e.g. `wasserstein` or `g_loss`.
+    pub metric: String,
+    pub better: crate::core::control::Better,
+    /// Decisions at the start that keep the phase's learning rates.
+    pub probation_steps: u64,
+}
+
+impl Default for LrControlConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            every_steps: 50,
+            metric: "g_loss".into(),
+            better: crate::core::control::Better::Lower,
+            probation_steps: 0,
+        }
+    }
+}
+
 /// Logging and validation cadences.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -250,6 +277,13 @@ impl AnyPreset {
     pub fn device(&self) -> &str {
         match self {
             Self::WganGp(p) => &p.device,
+        }
+    }
+
+    #[must_use]
+    pub fn lr_control(&self) -> &LrControlConfig {
+        match self {
+            Self::WganGp(p) => &p.lr_control,
         }
     }
 

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::schema::{FieldKind as K, FieldSpec};
 use super::{
-    CheckpointConfig, Family, LoggingConfig, Phase, PhaseLength, PresetError, Problem,
-    SCHEMA_VERSION,
+    CheckpointConfig, Family, LoggingConfig, LrControlConfig, Phase, PhaseLength, PresetError,
+    Problem, SCHEMA_VERSION,
 };
 use crate::core::health::HealthConfig;
 
@@ -115,6 +115,9 @@ pub struct WganGpPreset {
     pub health: HealthConfig,
     pub logging: LoggingConfig,
     pub checkpoints: CheckpointConfig,
+    /// Off unless set: presets written before it existed still load.
+    #[serde(default)]
+    pub lr_control: LrControlConfig,
     pub phases: Vec<Phase>,
 }
 
@@ -170,6 +173,7 @@ impl Default for WganGpPreset {
                 every_steps: 2000,
                 keep_last: 3,
             },
+            lr_control: LrControlConfig::default(),
             phases: vec![Phase {
                 name: "main".into(),
                 length: PhaseLength::Epochs(1000),
@@ -232,6 +236,11 @@ pub const SPECS: &[FieldSpec] = &[
     FieldSpec { path: "logging.validate_every_steps", kind: K::Int { min: 0, max: 10_000_000 }, unit: "steps", phase: true, live: false, doc: "Validation (sliced Wasserstein distance to held-out images) cadence; 0 = off" },
     FieldSpec { path: "checkpoints.every_steps", kind: K::Int { min: 0, max: 100_000_000 }, unit: "steps", phase: true, live: false, doc: "Checkpoint cadence; 0 = at phase ends and on request only" },
     FieldSpec { path: "checkpoints.keep_last", kind: K::Int { min: 1, max: 10_000 }, unit: "checkpoints", phase: false, live: false, doc: "Latest checkpoints kept (each phase's best is always kept)" },
+    FieldSpec { path: "lr_control.enabled", kind: K::Bool, unit: "", phase: true, live: false, doc: "Let a Q-learning controller scale the learning rates (0.7..1.3 of the phase's values)" },
+    FieldSpec { path: "lr_control.every_steps", kind: K::Int { min: 1, max: 1_000_000 }, unit: "steps", phase: true, live: false, doc: "Steps between controller decisions" },
+    FieldSpec { path: "lr_control.metric", kind: K::Choice(&["g_loss", "d_loss", "wasserstein", "gp"]), unit: "", phase: true, live: false, doc: "The scalar whose movement rewards the controller" },
+    FieldSpec { path: "lr_control.better", kind: K::Choice(&["lower", "higher"]), unit: "", phase: true, live: false, doc: "Whether a lower or a higher metric is better" },
+    FieldSpec { path: "lr_control.probation_steps", kind: K::Int { min: 0, max: 1_000_000 }, unit: "decisions", phase: true, live: false, doc: "Decisions at the start that keep the phase's learning rates" },
 ];
 
 impl WganGpPreset {
