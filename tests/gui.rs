@@ -336,6 +336,47 @@ fn runs_overlay_on_one_plot_and_a_plot_exports_as_csv() {
 }
 
 #[test]
+fn the_gaad_inspector_numbers_the_regions_of_a_frame() {
+    let runs = tempfile::tempdir().unwrap();
+    let mut opts = LaunchOptions::new(runs.path());
+    opts.tab = Tab::Gaad;
+    let mut h = harness(WorkbenchApp::with_waker(opts, None));
+    h.run_steps(3);
+    let want =
+        workbench::core::gaad::decompose(workbench::core::gaad::Kind::Hybrid, 256, 256, 16, 4.0)
+            .unwrap();
+    assert_eq!(h.state().gaad.boxes, want);
+    h.get_by_label("#15");
+    h.get_by_label("[0.00, 0.00, 256.00, 256.00]");
+    // A different kind and count recompute the boxes.
+    h.state_mut().gaad.kind = workbench::core::gaad::Kind::Subdivide;
+    h.state_mut().gaad.regions = 8;
+    h.run_steps(2);
+    assert_eq!(h.state().gaad.boxes.len(), 8);
+    h.get_by_label("[158.22, 158.22, 256.00, 256.00]");
+    // An unreadable image is reported by path, not a panic.
+    h.state_mut().gaad.open_image("/no/such/frame.png".into());
+    h.run_steps(2);
+    assert!(h
+        .state()
+        .gaad
+        .error
+        .as_deref()
+        .unwrap_or("")
+        .contains("/no/such/frame.png"));
+}
+
+#[test]
+fn snapshot_gaad_tab() {
+    let runs = tempfile::tempdir().unwrap();
+    let mut opts = LaunchOptions::new(runs.path());
+    opts.tab = Tab::Gaad;
+    let mut h = harness(WorkbenchApp::with_waker(opts, None));
+    h.run_steps(3);
+    h.snapshot("gaad_tab");
+}
+
+#[test]
 fn snapshot_presets_tab() {
     let runs = tempfile::tempdir().unwrap();
     let mut h = harness(WorkbenchApp::with_waker(smoke_options(runs.path()), None));

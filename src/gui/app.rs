@@ -33,15 +33,17 @@ pub enum Tab {
     Phases,
     Dashboard,
     Samples,
+    Gaad,
     Runs,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 5] = [
+    pub const ALL: [Tab; 6] = [
         Tab::Presets,
         Tab::Phases,
         Tab::Dashboard,
         Tab::Samples,
+        Tab::Gaad,
         Tab::Runs,
     ];
 
@@ -52,6 +54,7 @@ impl Tab {
             Self::Phases => "Phases",
             Self::Dashboard => "Dashboard",
             Self::Samples => "Samples",
+            Self::Gaad => "GAAD",
             Self::Runs => "Runs",
         }
     }
@@ -61,7 +64,9 @@ impl Tab {
             .into_iter()
             .find(|t| t.label().eq_ignore_ascii_case(text))
             .ok_or_else(|| {
-                format!("unknown tab `{text}`; known: presets, phases, dashboard, samples, runs")
+                format!(
+                    "unknown tab `{text}`; known: presets, phases, dashboard, samples, gaad, runs"
+                )
             })
     }
 }
@@ -170,6 +175,7 @@ pub struct WorkbenchApp {
     pub cursor: Option<u64>,
     pub dashboard: Dashboard,
     pub samples: SampleViewer,
+    pub gaad: super::gaad::GaadInspector,
     pub dialogs: Dialogs,
     pub run_list: Vec<RunSummary>,
     run_list_at: Option<Instant>,
@@ -229,6 +235,7 @@ impl WorkbenchApp {
             cursor: None,
             dashboard: Dashboard::default(),
             samples: SampleViewer::default(),
+            gaad: super::gaad::GaadInspector::default(),
             dialogs: Dialogs::default(),
             run_list: Vec::new(),
             run_list_at: None,
@@ -538,6 +545,10 @@ impl WorkbenchApp {
                 Ok(format!("writing {}", path.display()))
             }
             Purpose::ExportSample => self.export_sample(path),
+            Purpose::GaadImage => {
+                self.gaad.open_image(path.to_path_buf());
+                Ok(format!("inspecting {}", path.display()))
+            }
         };
         self.message = Some(match result {
             Ok(m) => (false, m),
@@ -616,6 +627,11 @@ impl WorkbenchApp {
             }
             Tab::Dashboard => self.dashboard_tab_ui(ui),
             Tab::Samples => self.samples_tab_ui(ui),
+            Tab::Gaad => {
+                if self.gaad.ui(ui) {
+                    self.dialogs.open(Purpose::GaadImage, "");
+                }
+            }
             Tab::Runs => self.runs_tab_ui(ui),
         });
     }

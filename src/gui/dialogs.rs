@@ -15,6 +15,7 @@ pub enum Purpose {
     ExportPlotCsv(String),
     ExportPlotPng(String),
     ExportSample,
+    GaadImage,
 }
 
 impl Purpose {
@@ -26,6 +27,7 @@ impl Purpose {
             Self::ExportPlotCsv(_) => "Export the plot's data as CSV",
             Self::ExportPlotPng(_) => "Export the plot as PNG",
             Self::ExportSample => "Export the sample grid as PNG",
+            Self::GaadImage => "Open an image to decompose",
         }
     }
 }
@@ -77,6 +79,7 @@ impl Dialogs {
             Purpose::ExportPlotCsv(_) => Some(("CSV", &["csv"])),
             Purpose::ExportPlotPng(_) | Purpose::ExportSample => Some(("PNG", &["png"])),
             Purpose::OpenRun => None,
+            Purpose::GaadImage => Some(("Images", &["png", "jpg", "jpeg"])),
         };
         let spawned = std::thread::Builder::new()
             .name("workbench-dialog".into())

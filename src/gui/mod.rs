@@ -10,6 +10,7 @@ pub mod app;
 pub mod dashboard;
 pub mod dialogs;
 pub mod editor;
+pub mod gaad;
 pub mod samples;
 
 use std::path::PathBuf;

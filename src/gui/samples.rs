@@ -216,6 +216,9 @@ pub fn region_overlay(
 ) {
     let painter = ui.painter_at(rect);
     if opacity > 0.0 {
+        let font = egui::FontId::monospace(11.0);
+        // Labels of boxes that share a corner (box 0 is often the whole frame) sit side by side.
+        let mut placed: Vec<egui::Rect> = Vec::new();
         for (i, b) in boxes.iter().enumerate() {
             let r = egui::Rect::from_min_max(
                 rect.min + egui::vec2(b[0], b[1]) * zoom,
@@ -223,13 +226,13 @@ pub fn region_overlay(
             );
             let c = region_color(i).gamma_multiply(opacity);
             painter.rect_stroke(r, 0.0, egui::Stroke::new(1.5, c), egui::StrokeKind::Inside);
-            painter.text(
-                r.min + egui::vec2(3.0, 2.0),
-                egui::Align2::LEFT_TOP,
-                i.to_string(),
-                egui::FontId::monospace(11.0),
-                c,
-            );
+            let galley = painter.layout_no_wrap(i.to_string(), font.clone(), c);
+            let mut at = egui::Rect::from_min_size(r.min + egui::vec2(3.0, 2.0), galley.size());
+            while let Some(o) = placed.iter().find(|o| o.intersects(at)) {
+                at = at.translate(egui::vec2(o.right() - at.left() + 4.0, 0.0));
+            }
+            placed.push(at);
+            painter.galley(at.min, galley, c);
         }
     }
     if let Some(p) = resp.hover_pos() {

@@ -1,0 +1,239 @@
+//! The GAAD inspector: a frame (a synthetic sprite, or an image file), a decomposition kind
+//! and a region count, and the regions numbered in order over it, with their coordinates on
+//! hover and in a table.
+
+use std::path::PathBuf;
+
+use egui::{Color32, ColorImage, RichText, TextureHandle, TextureOptions, Ui};
+
+use crate::core::gaad::{self, Kind, Region};
+
+/// Where the inspected frame comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FrameSource {
+    /// Sprite `index` of the synthetic set, at `size` px.
+    Synthetic {
+        index: u64,
+        size: u32,
+    },
+    Image(PathBuf),
+}
+
+/// The inspector's state.
+pub struct GaadInspector {
+    pub source: FrameSource,
+    pub kind: Kind,
+    pub regions: usize,
+    pub min_size: f64,
+    pub opacity: f32,
+    pub zoom: f32,
+    pub boxes: Vec<Region>,
+    pub error: Option<String>,
+    frame: Option<(u32, u32)>,
+    texture: Option<TextureHandle>,
+    /// The inputs the shown boxes were computed from; any change recomputes them.
+    computed: Option<(FrameSource, Kind, usize, u64)>,
+}
+
+impl std::fmt::Debug for GaadInspector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GaadInspector")
+            .field("source", &self.source)
+            .field("kind", &self.kind)
+            .field("regions", &self.regions)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for GaadInspector {
+    fn default() -> Self {
+        Self {
+            source: FrameSource::Synthetic {
+                index: 0,
+                size: 256,
+            },
+            kind: Kind::Hybrid,
+            regions: 16,
+            min_size: 4.0,
+            opacity: 0.9,
+            zoom: 2.0,
+            boxes: Vec::new(),
+            error: None,
+            frame: None,
+            texture: None,
+            computed: None,
+        }
+    }
+}
+
+impl GaadInspector {
+    /// Shows `path` next (from the app's file dialog).
+    pub fn open_image(&mut self, path: PathBuf) {
+        self.source = FrameSource::Image(path);
+    }
+
+    fn load_frame(&self) -> Result<ColorImage, String> {
+        match &self.source {
+            FrameSource::Synthetic { index, size } => {
+                let rgb = crate::core::synthetic::sprite(7, *index, *size);
+                let rgba: Vec<u8> = rgb
+                    .chunks(3)
+                    .flat_map(|p| [p[0], p[1], p[2], 255])
+                    .collect();
+                Ok(ColorImage::from_rgba_unmultiplied(
+                    [*size as usize, *size as usize],
+                    &rgba,
+                ))
+            }
+            FrameSource::Image(path) => {
+                let img = image::open(path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?
+                    .to_rgba8();
+                Ok(ColorImage::from_rgba_unmultiplied(
+                    [img.width() as usize, img.height() as usize],
+                    img.as_raw(),
+                ))
+            }
+        }
+    }
+
+    /// Recomputes the frame and boxes after a change.
+    fn refresh(&mut self, ctx: &egui::Context) {
+        match self.load_frame() {
+            Ok(img) => {
+                let [w, h] = img.size;
+                self.frame = Some((w as u32, h as u32));
+                match &mut self.texture {
+                    Some(t) => t.set(img, TextureOptions::NEAREST),
+                    None => {
+                        self.texture =
+                            Some(ctx.load_texture("gaad-frame", img, TextureOptions::NEAREST))
+                    }
+                }
+                self.error = None;
+            }
+            Err(e) => {
+                self.error = Some(e);
+                self.frame = None;
+            }
+        }
+        if let Some((w, h)) = self.frame {
+            match gaad::decompose(self.kind, w, h, self.regions, self.min_size) {
+                Ok(b) => self.boxes = b,
+                Err(e) => {
+                    self.boxes.clear();
+                    self.error = Some(e.to_string());
+                }
+            }
+        }
+    }
+
+    /// Controls, the frame with its regions, and the box table. Returns true when the user
+    /// asks to open an image (the app runs the dialog).
+    pub fn ui(&mut self, ui: &mut Ui) -> bool {
+        let mut open_image = false;
+        ui.horizontal_wrapped(|ui| {
+            ui.heading("GAAD regions");
+            let l = ui.label("Decomposition").id;
+            let _ = egui::ComboBox::from_id_salt("gaad-kind")
+                .selected_text(format!("{:?}", self.kind).to_lowercase())
+                .show_ui(ui, |ui| {
+                    for k in [Kind::Subdivide, Kind::Spiral, Kind::Hybrid] {
+                        ui.selectable_value(&mut self.kind, k, format!("{k:?}").to_lowercase());
+                    }
+                })
+                .response
+                .labelled_by(l);
+            let l = ui.label("Regions").id;
+            ui.add(egui::DragValue::new(&mut self.regions).range(1..=512))
+                .labelled_by(l);
+            let l = ui.label("Min size px").id;
+            ui.add(egui::DragValue::new(&mut self.min_size).range(1.0..=256.0))
+                .labelled_by(l);
+            if let FrameSource::Synthetic { index, .. } = &mut self.source {
+                let l = ui.label("Sprite").id;
+                ui.add(egui::DragValue::new(index).range(0..=9999))
+                    .labelled_by(l);
+            }
+            if ui.button("Synthetic frame").clicked() {
+                self.source = FrameSource::Synthetic {
+                    index: 0,
+                    size: 256,
+                };
+            }
+            if ui.button("Open image...").clicked() {
+                open_image = true;
+            }
+            let l = ui.label("Opacity").id;
+            ui.add(egui::Slider::new(&mut self.opacity, 0.0..=1.0))
+                .labelled_by(l);
+            let l = ui.label("Zoom").id;
+            ui.add(egui::Slider::new(&mut self.zoom, 0.25..=6.0))
+                .labelled_by(l);
+        });
+        let inputs = (
+            self.source.clone(),
+            self.kind,
+            self.regions,
+            self.min_size.to_bits(),
+        );
+        if self.computed.as_ref() != Some(&inputs) {
+            self.refresh(ui.ctx());
+            self.computed = Some(inputs);
+        }
+        if let Some(e) = &self.error {
+            ui.colored_label(Color32::from_rgb(235, 80, 80), e);
+        }
+        let (Some(tex), Some((w, h))) = (&self.texture, self.frame) else {
+            return open_image;
+        };
+        ui.label(
+            RichText::new(format!(
+                "{w}x{h} px, {} regions, in order",
+                self.boxes.len()
+            ))
+            .weak(),
+        );
+        egui::Panel::right("gaad-table")
+            .resizable(true)
+            .default_size(300.0)
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical()
+                    .id_salt("gaad-boxes")
+                    .show(ui, |ui| {
+                        egui::Grid::new("gaad-box-grid")
+                            .striped(true)
+                            .num_columns(2)
+                            .show(ui, |ui| {
+                                for (i, b) in self.boxes.iter().enumerate() {
+                                    ui.colored_label(
+                                        super::samples::region_color(i),
+                                        format!("#{i}"),
+                                    );
+                                    ui.label(format!(
+                                        "[{:.2}, {:.2}, {:.2}, {:.2}]",
+                                        b[0], b[1], b[2], b[3]
+                                    ));
+                                    ui.end_row();
+                                }
+                            });
+                    });
+            });
+        egui::ScrollArea::both()
+            .id_salt("gaad-frame")
+            .show(ui, |ui| {
+                let size = tex.size_vec2() * self.zoom;
+                let resp = ui.add(egui::Image::new((tex.id(), size)).sense(egui::Sense::hover()));
+                let boxes: Vec<[f32; 4]> = self.boxes.iter().map(|b| b.map(|v| v as f32)).collect();
+                super::samples::region_overlay(
+                    ui,
+                    resp.rect,
+                    self.zoom,
+                    &boxes,
+                    self.opacity,
+                    &resp,
+                );
+            });
+        open_image
+    }
+}
