@@ -107,7 +107,7 @@ impl GaadInspector {
                     Some(t) => t.set(img, TextureOptions::NEAREST),
                     None => {
                         self.texture =
-                            Some(ctx.load_texture("gaad-frame", img, TextureOptions::NEAREST))
+                            Some(ctx.load_texture("gaad-frame", img, TextureOptions::NEAREST));
                     }
                 }
                 self.error = None;
