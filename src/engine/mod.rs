@@ -10,6 +10,7 @@ pub mod nn;
 pub mod ops;
 pub mod optim;
 pub mod session;
+pub mod spectral;
 pub mod worker;
 
 /// Test hook: `WORKBENCH_FAILPOINT=<name>:<step>` makes the engine fail on purpose at that
