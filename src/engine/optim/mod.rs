@@ -2,5 +2,7 @@
 //! hyperparameters steered every step.
 
 mod adam;
+mod rsgd;
 
 pub use adam::Adam;
+pub use rsgd::RiemannianSgd;

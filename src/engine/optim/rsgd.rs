@@ -1,0 +1,291 @@
+use tch::{Kind, Tensor};
+
+use crate::engine::hyperbolic::{egrad2rgrad, project};
+
+/// The seed's RiemannianEnhancedSGD (spec 5.8): momentum SGD with each parameter's gradient
+/// clipped to its own norm limit, and Riemannian steps for parameters that live on a Poincaré
+/// ball (gradient rescaled by the inverse conformal factor, then a retraction back inside).
+///
+/// Differences from the seed, on purpose: clipping does not modify `p.grad` in place, and
+/// weight decay is not applied to points on a ball (pulling them towards the Euclidean origin
+/// has no meaning there; spec 11.21).
+#[derive(Debug)]
+pub struct RiemannianSgd {
+    params: Vec<Param>,
+    /// Steps taken.
+    pub step: u64,
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    /// Each parameter's gradient norm is clipped to this (0 turns clipping off).
+    pub max_grad_norm: f64,
+}
+
+#[derive(Debug)]
+struct Param {
+    name: String,
+    tensor: Tensor,
+    /// The ball's curvature for hyperbolic parameters (rows are points).
+    curvature: Option<f64>,
+    buf: Option<Tensor>,
+}
+
+impl RiemannianSgd {
+    /// `params`: `(name, tensor, curvature)`, curvature `Some(c)` for points on a ball.
+    #[must_use]
+    pub fn new(
+        params: Vec<(String, Tensor, Option<f64>)>,
+        lr: f64,
+        momentum: f64,
+        weight_decay: f64,
+    ) -> Self {
+        Self {
+            params: params
+                .into_iter()
+                .map(|(name, tensor, curvature)| Param {
+                    name,
+                    tensor,
+                    curvature,
+                    buf: None,
+                })
+                .collect(),
+            step: 0,
+            lr,
+            momentum,
+            weight_decay,
+            max_grad_norm: 2.0,
+        }
+    }
+
+    /// Drops the gradients (set to none).
+    pub fn zero_grad(&mut self) {
+        for p in &mut self.params {
+            if crate::engine::ops::clear_grad(&mut p.tensor).is_err() {
+                let mut g = p.tensor.grad();
+                if g.defined() {
+                    let _ = g.detach_().zero_();
+                }
+            }
+        }
+    }
+
+    /// One update with the current `lr` and `momentum`. Returns the names of parameters whose
+    /// gradient was not finite (skipped, their momentum dropped).
+    pub fn step(&mut self) -> Vec<String> {
+        self.step += 1;
+        let (lr, m, wd, clip) = (
+            self.lr,
+            self.momentum,
+            self.weight_decay,
+            self.max_grad_norm,
+        );
+        let mut skipped = Vec::new();
+        tch::no_grad(|| {
+            for p in &mut self.params {
+                let grad = p.tensor.grad();
+                if !grad.defined() {
+                    continue;
+                }
+                if grad.isfinite().all().int64_value(&[]) == 0 {
+                    p.buf = None;
+                    skipped.push(p.name.clone());
+                    continue;
+                }
+                let mut g = grad.detach();
+                if clip > 0.0 {
+                    let n = g.norm().double_value(&[]);
+                    if n > clip {
+                        // Out of place: `g` shares storage with `p.grad`, which stays untouched.
+                        g = &g * (clip / (n + 1e-6));
+                    }
+                }
+                match p.curvature {
+                    Some(c) => {
+                        let ct = Tensor::from(c)
+                            .to_kind(p.tensor.kind())
+                            .to_device(p.tensor.device());
+                        let x = project(&p.tensor, &ct);
+                        let rgrad = egrad2rgrad(&x, &g, &ct);
+                        let buf = match p.buf.take() {
+                            Some(b) => b * m + &rgrad,
+                            None => rgrad,
+                        };
+                        let next = project(&(&x - &buf * lr), &ct);
+                        let next = if next.isfinite().all().int64_value(&[]) == 1 {
+                            next
+                        } else {
+                            next.zeros_like()
+                        };
+                        p.tensor.copy_(&next);
+                        p.buf = Some(buf);
+                    }
+                    None => {
+                        if wd > 0.0 {
+                            g = &g + &p.tensor * wd;
+                        }
+                        let buf = match p.buf.take() {
+                            Some(b) => b * m + &g,
+                            None => g,
+                        };
+                        let next = (&p.tensor - &buf * lr).nan_to_num(0.0, 1e5, -1e5);
+                        p.tensor.copy_(&next);
+                        p.buf = Some(buf);
+                    }
+                }
+            }
+        });
+        skipped
+    }
+
+    /// Named momentum buffers (`<prefix>.<param>.momentum`) and the step.
+    pub fn state_tensors(&self, prefix: &str) -> Vec<(String, Tensor)> {
+        let mut out: Vec<(String, Tensor)> = self
+            .params
+            .iter()
+            .filter_map(|p| {
+                p.buf
+                    .as_ref()
+                    .map(|b| (format!("{prefix}.{}.momentum", p.name), b.shallow_clone()))
+            })
+            .collect();
+        out.push((
+            format!("{prefix}.step"),
+            Tensor::from_slice(&[self.step as i64]),
+        ));
+        out
+    }
+
+    /// Restores state written by [`RiemannianSgd::state_tensors`]; a parameter without a
+    /// saved buffer starts without momentum, as it had none.
+    pub fn load_state(
+        &mut self,
+        prefix: &str,
+        get: &dyn Fn(&str) -> Option<Tensor>,
+    ) -> Result<(), String> {
+        for p in &mut self.params {
+            let key = format!("{prefix}.{}.momentum", p.name);
+            p.buf = match get(&key) {
+                Some(t) if t.size() == p.tensor.size() => {
+                    Some(t.to_kind(p.tensor.kind()).to_device(p.tensor.device()))
+                }
+                Some(t) => {
+                    return Err(format!(
+                        "`{key}` has shape {:?}, the parameter {:?}",
+                        t.size(),
+                        p.tensor.size()
+                    ));
+                }
+                None => None,
+            };
+        }
+        let key = format!("{prefix}.step");
+        let step = get(&key).ok_or_else(|| format!("missing optimizer state `{key}`"))?;
+        self.step = step.to_kind(Kind::Int64).int64_value(&[0]).max(0) as u64;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn var(v: &[f64]) -> Tensor {
+        Tensor::from_slice(v).set_requires_grad(true)
+    }
+
+    #[test]
+    fn euclidean_steps_are_momentum_sgd_with_per_parameter_clipping() {
+        let w = var(&[1.0, 2.0]);
+        let mut opt =
+            RiemannianSgd::new(vec![("w".into(), w.shallow_clone(), None)], 0.1, 0.9, 0.0);
+        opt.max_grad_norm = 0.0;
+        for _ in 0..2 {
+            opt.zero_grad();
+            (&w * Tensor::from_slice(&[3.0f64, -1.0]))
+                .sum(Kind::Double)
+                .backward();
+            opt.step();
+        }
+        // buf1 = g, buf2 = 0.9 g + g = 1.9 g; w = w0 - 0.1 (g + 1.9 g) = w0 - 0.29 g.
+        let got: Vec<f64> = Vec::try_from(&w.detach()).unwrap();
+        assert!(
+            (got[0] - (1.0 - 0.29 * 3.0)).abs() < 1e-12 && (got[1] - (2.0 + 0.29)).abs() < 1e-12,
+            "{got:?}"
+        );
+        // Clipping: a gradient of norm 50 moves the parameter by lr * 2 at most.
+        let v = var(&[0.0, 0.0]);
+        let mut opt =
+            RiemannianSgd::new(vec![("v".into(), v.shallow_clone(), None)], 1.0, 0.0, 0.0);
+        (&v * Tensor::from_slice(&[30.0f64, 40.0]))
+            .sum(Kind::Double)
+            .backward();
+        opt.step();
+        assert!((v.detach().norm().double_value(&[]) - 2.0).abs() < 1e-5);
+        assert!(
+            (v.grad().norm().double_value(&[]) - 50.0).abs() < 1e-9,
+            "the gradient itself is untouched"
+        );
+    }
+
+    #[test]
+    fn hyperbolic_parameters_stay_in_the_ball_and_descend() {
+        let c = 1.0;
+        let p = var(&[0.5, 0.0, -0.3, 0.2])
+            .view([2, 2])
+            .detach()
+            .set_requires_grad(true);
+        let target = Tensor::from_slice(&[0.9f64, 0.3, -0.9, 0.3]).view([2, 2]);
+        let mut opt = RiemannianSgd::new(
+            vec![("p".into(), p.shallow_clone(), Some(c))],
+            0.5,
+            0.9,
+            0.0,
+        );
+        let loss = |p: &Tensor| (p - &target).square().sum(Kind::Double);
+        let l0 = loss(&p).double_value(&[]);
+        for _ in 0..200 {
+            opt.zero_grad();
+            loss(&p).backward();
+            opt.step();
+            let n = p
+                .detach()
+                .square()
+                .sum_dim_intlist([1i64].as_slice(), false, Kind::Double)
+                .sqrt();
+            assert!(n.max().double_value(&[]) < 1.0, "left the ball");
+        }
+        assert!(loss(&p).double_value(&[]) < l0 * 0.5);
+    }
+
+    #[test]
+    fn non_finite_gradients_are_skipped_and_state_round_trips() {
+        let a = var(&[1.0]);
+        let b = var(&[1.0]);
+        let mut opt = RiemannianSgd::new(
+            vec![
+                ("a".into(), a.shallow_clone(), None),
+                ("b".into(), b.shallow_clone(), None),
+            ],
+            0.1,
+            0.9,
+            0.01,
+        );
+        ((&a * f64::NAN) + &b * 2.0).sum(Kind::Double).backward();
+        assert_eq!(opt.step(), vec!["a".to_string()]);
+        assert_eq!(a.double_value(&[0]), 1.0);
+        let saved = opt.state_tensors("rsgd");
+        let mut other = RiemannianSgd::new(
+            vec![
+                ("a".into(), a.copy().set_requires_grad(true), None),
+                ("b".into(), b.copy().set_requires_grad(true), None),
+            ],
+            0.1,
+            0.9,
+            0.01,
+        );
+        let lookup = |k: &str| saved.iter().find(|(n, _)| n == k).map(|(_, t)| t.copy());
+        other.load_state("rsgd", &lookup).unwrap();
+        assert_eq!(other.step, 1);
+        assert!(other.params[0].buf.is_none() && other.params[1].buf.is_some());
+    }
+}
