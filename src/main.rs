@@ -49,7 +49,7 @@ struct AppArgs {
     /// Open and follow a run folder (repeatable).
     #[arg(long = "open", value_name = "RUN")]
     open: Vec<PathBuf>,
-    /// The tab to show first: presets, phases, dashboard, samples, gaad, runs.
+    /// The tab to show first: presets, phases, dashboard, samples, gaad, controller, runs.
     #[arg(long, default_value = "presets")]
     tab: String,
     /// Close the app after this many seconds (scripted checks).

@@ -377,6 +377,57 @@ fn snapshot_gaad_tab() {
 }
 
 #[test]
+fn the_controller_view_shows_the_decision_in_force_at_the_cursor() {
+    let runs = tempfile::tempdir().unwrap();
+    let dir = synthetic_run(runs.path(), "controlled", 20, 1.0);
+    let mut w = workbench::core::runlog::LogWriter::open(&dir.join("events.log")).unwrap();
+    for (step, scale) in [(4u64, 0.85), (8, 1.3)] {
+        w.append(&Event::Controller {
+            step,
+            name: "lr (rewarded by g_loss)".into(),
+            state: vec![2, 1, 2, 2],
+            actions: vec![("train.lr_g".into(), scale), ("train.lr_d".into(), 1.0)],
+            reward: Some(0.5),
+            epsilon: 0.59,
+            q_values: vec![vec![0.0, 0.1, 0.0, 0.0, 0.2], vec![0.0; 5]],
+            explored: vec![true, false],
+        })
+        .unwrap();
+        w.append(&Event::Scalars {
+            rows: vec![ScalarRow {
+                step,
+                wall_time: 0.0,
+                values: vec![
+                    ("ctl_lr_g_scale".into(), scale),
+                    ("lr_g".into(), 2e-4 * scale),
+                ],
+            }],
+        })
+        .unwrap();
+    }
+    w.sync().unwrap();
+    let mut opts = LaunchOptions::new(runs.path());
+    opts.open = vec![dir];
+    opts.tab = Tab::Controller;
+    let mut app = WorkbenchApp::with_waker(opts, None);
+    app.cursor = Some(6);
+    let mut h = harness(app);
+    h.run_steps(3);
+    h.get_by_label("Decision at step 4");
+    h.get_by_label("x0.85 (explored)");
+    h.get_by_label("Q [+0.000, +0.100, +0.000, +0.000, +0.200]");
+    assert!(h.get_all_by_label("ctl_lr_g_scale").next().is_some());
+    assert!(h.get_all_by_label("lr_g").next().is_some());
+    assert!(
+        h.query_by_label("d_loss").is_none(),
+        "only controller scalars"
+    );
+    h.state_mut().cursor = Some(19);
+    h.run_steps(2);
+    h.get_by_label("Decision at step 8");
+}
+
+#[test]
 fn snapshot_presets_tab() {
     let runs = tempfile::tempdir().unwrap();
     let mut h = harness(WorkbenchApp::with_waker(smoke_options(runs.path()), None));

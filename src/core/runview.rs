@@ -43,6 +43,19 @@ pub struct SampleRef {
     pub rgba: Vec<u8>,
 }
 
+/// One controller decision, as the controller view shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ControllerDecision {
+    pub step: u64,
+    pub name: String,
+    pub state: Vec<u8>,
+    pub actions: Vec<(String, f64)>,
+    pub reward: Option<f64>,
+    pub epsilon: f64,
+    pub q_values: Vec<Vec<f64>>,
+    pub explored: Vec<bool>,
+}
+
 /// Where the run stands.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunState {
@@ -88,6 +101,8 @@ pub struct RunView {
     pub series: BTreeMap<String, Series>,
     pub markers: Vec<Marker>,
     pub samples: Vec<SampleRef>,
+    /// Q-controller decisions, in step order.
+    pub decisions: Vec<ControllerDecision>,
     /// Bumped on every change, so views can cache derived data (smoothed curves).
     pub revision: u64,
     rate: RateMeter,
@@ -107,6 +122,7 @@ impl Default for RunView {
             series: BTreeMap::new(),
             markers: Vec::new(),
             samples: Vec::new(),
+            decisions: Vec::new(),
             revision: 0,
             rate: RateMeter::default(),
         }
@@ -242,8 +258,26 @@ impl RunView {
                     format!("{name}: {old:e} -> {new:e}"),
                 );
             }
-            // Controller decisions reach the plots as `ctl_*` scalars; each is in the run log.
-            Event::Controller { .. } => {}
+            // Decisions also reach the plots as `ctl_*` scalars.
+            Event::Controller {
+                step,
+                name,
+                state,
+                actions,
+                reward,
+                epsilon,
+                q_values,
+                explored,
+            } => self.decisions.push(ControllerDecision {
+                step,
+                name,
+                state,
+                actions,
+                reward,
+                epsilon,
+                q_values,
+                explored,
+            }),
             Event::Log {
                 step,
                 level,
@@ -289,6 +323,7 @@ impl RunView {
         }
         self.markers.retain(|m| m.step <= step);
         self.samples.retain(|s| s.step <= step);
+        self.decisions.retain(|d| d.step <= step);
         self.step = step;
     }
 
@@ -304,6 +339,13 @@ impl RunView {
         let total = self.total_steps?;
         let rate = self.steps_per_second()?;
         (rate > 0.0).then(|| total.saturating_sub(self.step) as f64 / rate)
+    }
+
+    /// The controller decision in force at `step` (the last one at or before it).
+    #[must_use]
+    pub fn decision_at(&self, step: u64) -> Option<&ControllerDecision> {
+        let i = self.decisions.partition_point(|d| d.step <= step);
+        i.checked_sub(1).and_then(|i| self.decisions.get(i))
     }
 
     /// The sample logged nearest to `step` (the one at or before it, else the first after).

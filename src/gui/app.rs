@@ -34,16 +34,18 @@ pub enum Tab {
     Dashboard,
     Samples,
     Gaad,
+    Controller,
     Runs,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 6] = [
+    pub const ALL: [Tab; 7] = [
         Tab::Presets,
         Tab::Phases,
         Tab::Dashboard,
         Tab::Samples,
         Tab::Gaad,
+        Tab::Controller,
         Tab::Runs,
     ];
 
@@ -55,6 +57,7 @@ impl Tab {
             Self::Dashboard => "Dashboard",
             Self::Samples => "Samples",
             Self::Gaad => "GAAD",
+            Self::Controller => "Controller",
             Self::Runs => "Runs",
         }
     }
@@ -65,7 +68,7 @@ impl Tab {
             .find(|t| t.label().eq_ignore_ascii_case(text))
             .ok_or_else(|| {
                 format!(
-                    "unknown tab `{text}`; known: presets, phases, dashboard, samples, gaad, runs"
+                    "unknown tab `{text}`; known: presets, phases, dashboard, samples, gaad, controller, runs"
                 )
             })
     }
@@ -632,6 +635,7 @@ impl WorkbenchApp {
                     self.dialogs.open(Purpose::GaadImage, "");
                 }
             }
+            Tab::Controller => self.controller_tab_ui(ui),
             Tab::Runs => self.runs_tab_ui(ui),
         });
     }
@@ -1057,6 +1061,71 @@ impl WorkbenchApp {
         let view = &self.runs[i].view;
         // The WGAN-GP family has no regions; GAAD families send theirs with each frame.
         self.samples.ui(ui, view, &mut cursor, &[]);
+        self.cursor = cursor;
+    }
+
+    /// The Q-controller of the primary run: the decision in force at the cursor (state,
+    /// actions, reward, epsilon, Q-values) above the plots of its scalars and the rates it
+    /// steers, which share the dashboard's cursor.
+    fn controller_tab_ui(&mut self, ui: &mut Ui) {
+        let Some(i) = self.current else {
+            ui.label(RichText::new("No run: start one or open one from the Runs tab.").weak());
+            return;
+        };
+        let view = &self.runs[i].view;
+        if view.decisions.is_empty() {
+            ui.label(
+                RichText::new(
+                    "No controller decisions in this run (enable lr_control in the preset).",
+                )
+                .weak(),
+            );
+            return;
+        }
+        let at = self.cursor.unwrap_or(view.step);
+        if let Some(d) = view.decision_at(at).or(view.decisions.first()) {
+            ui.horizontal_wrapped(|ui| {
+                ui.heading(format!("Decision at step {}", d.step));
+                ui.label(RichText::new(&d.name).weak());
+                ui.label(format!("epsilon {:.3}", d.epsilon));
+                match d.reward {
+                    Some(r) => ui.label(format!("reward {r:+.3}")),
+                    None => ui.label("no reward yet"),
+                };
+                ui.label(format!("state {:?}", d.state));
+            });
+            egui::Grid::new("decision")
+                .striped(true)
+                .num_columns(3)
+                .show(ui, |ui| {
+                    for (k, (field, scale)) in d.actions.iter().enumerate() {
+                        let explored = d.explored.get(k).copied().unwrap_or(false);
+                        ui.label(field);
+                        ui.label(format!(
+                            "x{scale}{}",
+                            if explored { " (explored)" } else { "" }
+                        ));
+                        let q: Vec<String> = d
+                            .q_values
+                            .get(k)
+                            .map(|q| q.iter().map(|v| format!("{v:+.3}")).collect())
+                            .unwrap_or_default();
+                        ui.label(format!("Q [{}]", q.join(", ")));
+                        ui.end_row();
+                    }
+                });
+        }
+        ui.separator();
+        let shown = [Shown {
+            key: self.runs[i].key,
+            view,
+            color: self.runs[i].color,
+        }];
+        let filter = std::mem::take(&mut self.dashboard.filter);
+        self.dashboard.filter = "ctl_, lr".into();
+        let mut cursor = self.cursor;
+        let _ = self.dashboard.plots_ui(ui, &shown, &mut cursor);
+        self.dashboard.filter = filter;
         self.cursor = cursor;
     }
 

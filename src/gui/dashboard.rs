@@ -109,7 +109,16 @@ impl Dashboard {
         let mut names: Vec<&String> = runs
             .iter()
             .flat_map(|r| r.view.series.keys())
-            .filter(|n| self.filter.is_empty() || n.contains(self.filter.trim()))
+            .filter(|n| {
+                // Comma-separated alternatives: `ctl_, lr_` shows both families of scalars.
+                let mut parts = self
+                    .filter
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|f| !f.is_empty())
+                    .peekable();
+                parts.peek().is_none() || parts.any(|f| n.contains(f))
+            })
             .collect();
         names.sort();
         names.dedup();

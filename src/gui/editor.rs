@@ -639,7 +639,8 @@ fn value_widget(
                 .add(
                     egui::TextEdit::singleline(&mut text)
                         .id_salt(id)
-                        .desired_width(220.0),
+                        .desired_width(220.0)
+                        .min_size(egui::vec2(220.0, 0.0)),
                 )
                 .labelled_by(label);
             if r.changed() {
@@ -653,7 +654,8 @@ fn value_widget(
                 .add(
                     egui::TextEdit::singleline(&mut text)
                         .id_salt(id)
-                        .desired_width(120.0),
+                        .desired_width(120.0)
+                        .min_size(egui::vec2(120.0, 0.0)),
                 )
                 .labelled_by(label);
             if !r.changed() {
