@@ -211,6 +211,33 @@ pub fn box_from_point(width: u32, height: u32, p: &SpiralPoint) -> Region {
     [x1, y1, x2, y2]
 }
 
+/// `n` regions of `kind` from a subdivision and a spiral source: hybrid takes `floor(n/2)`
+/// subdivision boxes, then the rest from the spiral; padded or truncated to `n`.
+fn combine(
+    kind: Kind,
+    n: usize,
+    w: f64,
+    h: f64,
+    subdivide: impl Fn(usize) -> Result<Vec<Region>, GaadError>,
+    spiral: impl Fn(usize) -> Result<Vec<Region>, GaadError>,
+) -> Result<Vec<Region>, GaadError> {
+    let boxes = match kind {
+        Kind::Subdivide => subdivide(n)?,
+        Kind::Spiral => spiral(n)?,
+        Kind::Hybrid => {
+            let n_sub = n / 2;
+            let mut b = if n_sub > 0 {
+                subdivide(n_sub)?
+            } else {
+                Vec::new()
+            };
+            b.extend(spiral(n - n_sub)?);
+            b
+        }
+    };
+    Ok(fit(boxes, n, w, h))
+}
+
 /// Regions of a static decomposition.
 pub fn decompose(
     kind: Kind,
@@ -226,21 +253,14 @@ pub fn decompose(
             .map(|p| box_from_point(width, height, p))
             .collect())
     };
-    let boxes = match kind {
-        Kind::Subdivide => golden_subdivide(width, height, n, min_size)?,
-        Kind::Spiral => spiral(n)?,
-        Kind::Hybrid => {
-            let n_sub = n / 2;
-            let mut b = if n_sub > 0 {
-                golden_subdivide(width, height, n_sub, min_size)?
-            } else {
-                Vec::new()
-            };
-            b.extend(spiral(n - n_sub)?);
-            b
-        }
-    };
-    Ok(fit(boxes, n, w, h))
+    combine(
+        kind,
+        n,
+        w,
+        h,
+        |k| golden_subdivide(width, height, k, min_size),
+        spiral,
+    )
 }
 
 /// A per-pixel energy map (the motion branch uses optical-flow magnitude), row-major.
@@ -583,21 +603,14 @@ pub fn decompose_motion(
             .map(|p| box_from_point(map.width, map.height, p))
             .collect())
     };
-    let boxes = match kind {
-        Kind::Subdivide => golden_subdivide_motion(map, n, min_size, threshold)?,
-        Kind::Spiral => spiral_boxes(n)?,
-        Kind::Hybrid => {
-            let n_sub = n / 2;
-            let mut b = if n_sub > 0 {
-                golden_subdivide_motion(map, n_sub, min_size, threshold)?
-            } else {
-                Vec::new()
-            };
-            b.extend(spiral_boxes(n - n_sub)?);
-            b
-        }
-    };
-    Ok(fit(boxes, n, w, h))
+    combine(
+        kind,
+        n,
+        w,
+        h,
+        |k| golden_subdivide_motion(map, k, min_size, threshold),
+        spiral_boxes,
+    )
 }
 
 #[cfg(test)]

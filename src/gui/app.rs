@@ -158,15 +158,6 @@ impl Tracked {
     }
 }
 
-const RUN_COLORS: [Color32; 6] = [
-    Color32::from_rgb(90, 170, 255),
-    Color32::from_rgb(255, 150, 60),
-    Color32::from_rgb(110, 210, 120),
-    Color32::from_rgb(230, 100, 200),
-    Color32::from_rgb(240, 220, 90),
-    Color32::from_rgb(160, 140, 255),
-];
-
 /// The workbench app.
 pub struct WorkbenchApp {
     pub tab: Tab,
@@ -361,7 +352,7 @@ impl WorkbenchApp {
             view,
             source,
             overlay: false,
-            color: RUN_COLORS[key % RUN_COLORS.len()],
+            color: super::palette(key),
         });
         self.current = Some(self.runs.len() - 1);
     }
@@ -583,24 +574,7 @@ impl WorkbenchApp {
     }
 
     fn shown_runs(&self) -> Vec<Shown<'_>> {
-        let mut out = Vec::new();
-        if let Some(r) = self.current_run() {
-            out.push(Shown {
-                key: r.key,
-                view: &r.view,
-                color: r.color,
-            });
-        }
-        for (i, r) in self.runs.iter().enumerate() {
-            if r.overlay && Some(i) != self.current {
-                out.push(Shown {
-                    key: r.key,
-                    view: &r.view,
-                    color: r.color,
-                });
-            }
-        }
-        out
+        shown_runs(&self.runs, self.current)
     }
 
     /// Re-reads the runs folder at most every two seconds.
@@ -987,26 +961,7 @@ impl WorkbenchApp {
                     Dashboard::events_ui(ui, view, &mut cursor);
                 });
         }
-        let shown = {
-            let mut out = Vec::new();
-            if let Some(r) = self.current.and_then(|i| self.runs.get(i)) {
-                out.push(Shown {
-                    key: r.key,
-                    view: &r.view,
-                    color: r.color,
-                });
-            }
-            for (i, r) in self.runs.iter().enumerate() {
-                if r.overlay && Some(i) != self.current {
-                    out.push(Shown {
-                        key: r.key,
-                        view: &r.view,
-                        color: r.color,
-                    });
-                }
-            }
-            out
-        };
+        let shown = shown_runs(&self.runs, self.current);
         let actions = self.dashboard.plots_ui(ui, &shown, &mut cursor);
         self.cursor = cursor;
         for a in actions {
@@ -1197,6 +1152,28 @@ impl WorkbenchApp {
             self.tab = Tab::Dashboard;
         }
     }
+}
+
+/// The primary run first, then the runs ticked for overlay.
+fn shown_runs(runs: &[Tracked], current: Option<usize>) -> Vec<Shown<'_>> {
+    fn shown(r: &Tracked) -> Shown<'_> {
+        Shown {
+            key: r.key,
+            view: &r.view,
+            color: r.color,
+        }
+    }
+    current
+        .and_then(|i| runs.get(i))
+        .into_iter()
+        .chain(
+            runs.iter()
+                .enumerate()
+                .filter(|(i, r)| r.overlay && Some(*i) != current)
+                .map(|(_, r)| r),
+        )
+        .map(shown)
+        .collect()
 }
 
 /// The live fields of a preset, with their current values.

@@ -679,18 +679,10 @@ fn value_widget(
     }
 }
 
-/// Phase colours, shared by the timeline, the preview and the dashboard markers.
+/// Phase colours on the timeline.
 #[must_use]
 pub fn phase_color(i: usize) -> Color32 {
-    const C: [Color32; 6] = [
-        Color32::from_rgb(110, 170, 240),
-        Color32::from_rgb(240, 170, 90),
-        Color32::from_rgb(120, 200, 120),
-        Color32::from_rgb(220, 120, 180),
-        Color32::from_rgb(180, 160, 240),
-        Color32::from_rgb(230, 210, 100),
-    ];
-    C[i % C.len()]
+    super::palette(i)
 }
 
 /// Every scheduled quantity over the whole run, each normalised to its own range so they

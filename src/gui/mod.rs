@@ -34,6 +34,20 @@ pub fn run(options: LaunchOptions) -> Result<(), eframe::Error> {
     )
 }
 
+/// The app's categorical colours (runs, phases), cycling.
+#[must_use]
+pub fn palette(i: usize) -> egui::Color32 {
+    const C: [egui::Color32; 6] = [
+        egui::Color32::from_rgb(90, 170, 255),
+        egui::Color32::from_rgb(255, 150, 60),
+        egui::Color32::from_rgb(110, 210, 120),
+        egui::Color32::from_rgb(230, 100, 200),
+        egui::Color32::from_rgb(240, 220, 90),
+        egui::Color32::from_rgb(160, 140, 255),
+    ];
+    C[i % C.len()]
+}
+
 /// The user's preset folder: `$XDG_CONFIG_HOME/workbench/presets` (or `~/.config/...`).
 #[must_use]
 pub fn user_presets_dir() -> PathBuf {
