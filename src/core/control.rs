@@ -676,3 +676,316 @@ mod tests {
         ));
     }
 }
+
+/// The seed's three controllers' inputs and rewards (spec 5.3 and 5.6), as pure functions of
+/// numbers, so any family with the same losses can use them. `prev_*` values are the medians
+/// of the histories without the newest entry.
+pub mod seed {
+    use super::{bin, trend_bin, Better, State};
+
+    /// Relative change `(prev − cur)/|prev|`, 0 when there is no usable previous value.
+    fn improvement(prev: Option<f64>, cur: f64) -> f64 {
+        match prev {
+            Some(p) if p.is_finite() && cur.is_finite() && p.abs() > 1e-12 => (p - cur) / p.abs(),
+            _ => 0.0,
+        }
+    }
+
+    /// The loss-problem flag of the generator state: 1 when the weighted KL dwarfs the
+    /// reconstruction, 2 when the raw KL is large, else 0.
+    #[must_use]
+    pub fn kl_problem(lambda_kl: f64, kl: f64, recon: f64) -> u8 {
+        if lambda_kl * kl > 5.0 * recon && recon > 0.10 && lambda_kl > 5e-4 {
+            1
+        } else if kl > 150.0 && recon > 0.15 && lambda_kl > 5e-3 {
+            2
+        } else {
+            0
+        }
+    }
+
+    /// The epsilon bin shared by every state.
+    #[must_use]
+    pub fn epsilon_bin(epsilon: f64, epsilon_min: f64, epsilon_start: f64) -> u8 {
+        bin(epsilon, &[2.0 * epsilon_min, 0.6 * epsilon_start])
+    }
+
+    /// One step of the generator's (or encoder's) losses and settings.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    pub struct GenStep {
+        pub g_total: f64,
+        pub d_total: f64,
+        pub recon: f64,
+        pub kl: f64,
+        pub adv: f64,
+        pub lambda_kl: f64,
+        pub lr: f64,
+        pub momentum: f64,
+    }
+
+    /// Histories the trends are taken against (without the current step).
+    #[derive(Debug, Clone, Default, PartialEq)]
+    pub struct GenHistory {
+        pub g_total: Vec<f64>,
+        pub d_total: Vec<f64>,
+        pub recon: Vec<f64>,
+        pub adv: Vec<f64>,
+    }
+
+    /// The generator state ("LRM_G").
+    #[must_use]
+    pub fn gen_state(h: &GenHistory, s: &GenStep, eps_bin: u8) -> State {
+        vec![
+            trend_bin(&h.g_total, s.g_total),
+            trend_bin(&h.d_total, s.d_total),
+            trend_bin(&h.recon, s.recon),
+            kl_problem(s.lambda_kl, s.kl, s.recon),
+            bin(s.adv, &[0.3, 0.6, 1.0]),
+            bin(s.lr, &[1e-5, 5e-5, 2e-4]),
+            bin(s.momentum, &[0.85, 0.95]),
+            eps_bin,
+        ]
+    }
+
+    fn median(v: &[f64]) -> Option<f64> {
+        let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        Some(if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            0.5 * (v[n / 2 - 1] + v[n / 2])
+        })
+    }
+
+    /// The generator's reward: reconstruction gains (weighted up while it is still high),
+    /// adversarial gains, a KL penalty, a bonus for a balanced critic, and total-loss gains.
+    #[must_use]
+    pub fn gen_reward(h: &GenHistory, s: &GenStep) -> f64 {
+        let mut r = 0.0;
+        if let Some(prev) = median(&h.recon) {
+            let weight = 1.0 + (1.0 + 20.0 * (s.recon - 0.02).max(0.0)).ln();
+            r += 2.5 * ((prev - s.recon) / (prev.abs() + 0.01) * weight).tanh();
+        }
+        r += 1.2 * improvement(median(&h.adv), s.adv).tanh();
+        if s.kl > 100.0 && s.lambda_kl >= 5e-4 && s.recon > 0.1 {
+            r -= 0.3 * ((s.kl - 100.0) / 200.0).min(1.0);
+        }
+        if s.d_total > 0.4 && s.d_total < 0.75 {
+            r += 0.3;
+        } else if s.d_total <= 0.3 {
+            r -= 0.45;
+        }
+        r + 0.1 * improvement(median(&h.g_total), s.g_total).tanh()
+    }
+
+    /// One step of a critic's losses and settings.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    pub struct CriticStep {
+        pub d_total: f64,
+        pub g_total: f64,
+        pub d_real: f64,
+        pub d_fake: f64,
+        pub g_adv: f64,
+        pub lr: f64,
+        pub momentum: f64,
+    }
+
+    /// The critic state ("LRM_D").
+    #[must_use]
+    pub fn critic_state(d_hist: &[f64], g_hist: &[f64], s: &CriticStep, eps_bin: u8) -> State {
+        let ratio = if s.d_real.abs() > 1e-12 {
+            s.d_fake / s.d_real
+        } else {
+            1.0
+        };
+        vec![
+            trend_bin(d_hist, s.d_total),
+            trend_bin(g_hist, s.g_total),
+            bin(s.d_total, &[0.35, 0.65, 0.85]),
+            bin(ratio, &[0.8, 1.2, 2.0]),
+            bin(s.g_adv, &[0.2, 0.5]),
+            bin(s.lr, &[1e-5, 5e-5, 2e-4]),
+            bin(s.momentum, &[0.85, 0.95]),
+            eps_bin,
+        ]
+    }
+
+    /// The critic's reward: a balanced loss band, confident real and fake scores while the
+    /// generator is still fooled, and total-loss gains.
+    #[must_use]
+    pub fn critic_reward(d_hist: &[f64], s: &CriticStep) -> f64 {
+        let d = s.d_total;
+        let mut r = if d > 0.4 && d < 0.65 {
+            1.5
+        } else if d < 0.3 {
+            -0.75
+        } else if d > 0.8 {
+            -1.125
+        } else {
+            0.0
+        };
+        if s.d_real < 0.3 {
+            r += 0.7 * (0.3 - s.d_real) / 0.3;
+        }
+        if s.d_fake < 0.3 && s.g_adv > 0.4 {
+            r += 0.7 * (0.3 - s.d_fake) / 0.3;
+        }
+        if s.g_adv < 0.25 {
+            r -= 0.3;
+        }
+        r + 0.1 * improvement(median(d_hist), d).tanh()
+    }
+
+    /// One lambda_KL interval's averages.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    pub struct KlInterval {
+        pub recon: f64,
+        pub kl: f64,
+        pub val_metric: f64,
+        pub lambda_kl: f64,
+        pub d_total: f64,
+    }
+
+    /// The lambda_KL state ("LKL"): `None` until every input is finite (the seed's controller
+    /// does nothing before the first validation).
+    #[must_use]
+    pub fn kl_state(prev: &[KlInterval], cur: &KlInterval, eps_bin: u8) -> Option<State> {
+        let vals = [
+            cur.recon,
+            cur.kl,
+            cur.val_metric,
+            cur.lambda_kl,
+            cur.d_total,
+        ];
+        if vals.iter().any(|v| !v.is_finite()) {
+            return None;
+        }
+        let col = |f: fn(&KlInterval) -> f64| prev.iter().map(f).collect::<Vec<_>>();
+        Some(vec![
+            trend_bin(&col(|k| k.recon), cur.recon),
+            trend_bin(&col(|k| k.kl), cur.kl),
+            trend_bin(&col(|k| k.val_metric), cur.val_metric),
+            bin(cur.lambda_kl, &[5e-4, 5e-3, 5e-2]),
+            bin(cur.d_total, &[0.35, 0.65, 0.85]),
+            eps_bin,
+        ])
+    }
+
+    /// The lambda_KL reward against the previous interval; the validation metric's direction
+    /// comes from `better` (the seed assumed higher is better).
+    #[must_use]
+    pub fn kl_reward(prev: &KlInterval, cur: &KlInterval, better: Better) -> f64 {
+        let dv = cur.val_metric - prev.val_metric;
+        let mut r = 2.0 * (5.0 * if better == Better::Higher { dv } else { -dv }).tanh();
+        let dr = prev.recon - cur.recon;
+        let factor = if dr >= -0.05 {
+            1.0
+        } else {
+            1.0 + 10.0 * dr.abs()
+        };
+        r += 1.5 * (10.0 * dr / factor).tanh();
+        if cur.kl > 100.0 {
+            r += ((prev.kl - cur.kl) / 50.0).tanh();
+        } else if cur.kl < 20.0 && cur.recon > 0.05 {
+            r -= 0.5;
+        }
+        let dd = (cur.d_total - prev.d_total).abs();
+        if dd > 0.2 {
+            r -= 0.5 * dd / 0.2;
+        }
+        if cur.lambda_kl > 0.5 && cur.recon > 0.15 {
+            r -= 0.5;
+        }
+        if r.is_finite() {
+            r
+        } else {
+            -2.5
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn generator_state_and_reward_follow_the_spec() {
+            let h = GenHistory {
+                g_total: vec![1.0; 5],
+                d_total: vec![0.5; 5],
+                recon: vec![0.2; 5],
+                adv: vec![0.7; 5],
+            };
+            let s = GenStep {
+                g_total: 0.8,
+                d_total: 0.5,
+                recon: 0.1,
+                kl: 50.0,
+                adv: 0.7,
+                lambda_kl: 1e-3,
+                lr: 1e-4,
+                momentum: 0.9,
+            };
+            assert_eq!(gen_state(&h, &s, 2), vec![0, 2, 0, 0, 2, 2, 1, 2]);
+            // Recon halved (+), adv flat, balanced critic (+0.3), total down 20%.
+            let w = 1.0 + (1.0 + 20.0 * 0.08f64).ln();
+            let want = 2.5 * (0.1 / 0.21 * w).tanh() + 0.3 + 0.1 * (0.2f64).tanh();
+            assert!((gen_reward(&h, &s) - want).abs() < 1e-12);
+            assert_eq!(kl_problem(0.1, 100.0, 0.2), 1);
+            assert_eq!(kl_problem(0.006, 160.0, 0.2), 2);
+            assert_eq!(kl_problem(1e-4, 200.0, 0.2), 0);
+        }
+
+        #[test]
+        fn critic_reward_prefers_the_balanced_band() {
+            let calm = CriticStep {
+                d_total: 0.5,
+                g_total: 1.0,
+                d_real: 0.4,
+                d_fake: 0.4,
+                g_adv: 0.5,
+                lr: 1e-4,
+                momentum: 0.9,
+            };
+            let over = CriticStep {
+                d_total: 0.9,
+                ..calm
+            };
+            let under = CriticStep {
+                d_total: 0.2,
+                g_adv: 0.1,
+                ..calm
+            };
+            assert!(critic_reward(&[0.5], &calm) > critic_reward(&[0.5], &over));
+            assert!(critic_reward(&[0.5], &over) > critic_reward(&[0.5], &under) - 1.0);
+            assert_eq!(critic_state(&[0.5], &[1.0], &calm, 0)[2], 1);
+        }
+
+        #[test]
+        fn the_kl_controller_waits_for_finite_inputs_and_reads_the_metric_direction() {
+            let prev = KlInterval {
+                recon: 0.2,
+                kl: 50.0,
+                val_metric: 20.0,
+                lambda_kl: 0.01,
+                d_total: 0.5,
+            };
+            let not_yet = KlInterval {
+                val_metric: f64::NAN,
+                ..prev
+            };
+            assert!(kl_state(&[prev], &not_yet, 1).is_none());
+            let better_psnr = KlInterval {
+                val_metric: 21.0,
+                ..prev
+            };
+            assert!(kl_reward(&prev, &better_psnr, Better::Higher) > 1.5);
+            assert!(kl_reward(&prev, &better_psnr, Better::Lower) < -1.5);
+            let collapse = KlInterval { kl: 5.0, ..prev };
+            assert!(kl_reward(&prev, &collapse, Better::Higher) <= -0.5 + 1e-12);
+        }
+    }
+}
