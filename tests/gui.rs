@@ -428,6 +428,16 @@ fn the_controller_view_shows_the_decision_in_force_at_the_cursor() {
 }
 
 #[test]
+fn snapshot_phases_tab_with_schedule_preview() {
+    let runs = tempfile::tempdir().unwrap();
+    let mut opts = smoke_options(runs.path());
+    opts.tab = Tab::Phases;
+    let mut h = harness(WorkbenchApp::with_waker(opts, None));
+    h.run_steps(3);
+    h.snapshot("phases_tab");
+}
+
+#[test]
 fn snapshot_presets_tab() {
     let runs = tempfile::tempdir().unwrap();
     let mut h = harness(WorkbenchApp::with_waker(smoke_options(runs.path()), None));

@@ -283,15 +283,20 @@ impl Dashboard {
                         pu.line(
                             Line::new(run_label.clone(), PlotPoints::from(raw))
                                 .color(r.color.gamma_multiply(0.25))
-                                .width(1.0),
+                                .width(1.0)
+                                .allow_band(false),
                         );
                     }
                     let pts = map(smooth.visible(x0, x1, px));
                     drawn += pts.len();
                     pu.line(
+                        // egui_plot's own band drawing joins same-column points into
+                        // filled shapes that misdraw step changes; the LOD already bounds
+                        // the points to about two per pixel.
                         Line::new(run_label, PlotPoints::from(pts))
                             .color(r.color)
-                            .width(1.6),
+                            .width(1.6)
+                            .allow_band(false),
                     );
                 }
                 // Marker lines only; their labels are painted in screen space below, so they

@@ -731,7 +731,12 @@ fn schedule_plot_ui(ui: &mut Ui, s: &Schedule) {
                 }
                 let values: Vec<String> = q.values.iter().map(|v| format!("{v}")).collect();
                 let name = format!("{} [{}]", q.path, values.join(" -> "));
-                plot_ui.line(Line::new(name, PlotPoints::from(pts)).width(2.0));
+                // Step functions: no band drawing (it fills between same-x points).
+                plot_ui.line(
+                    Line::new(name, PlotPoints::from(pts))
+                        .width(2.0)
+                        .allow_band(false),
+                );
             }
         });
 }
