@@ -17,10 +17,12 @@ mkdir -p "$WORKBENCH_CACHE"
 say() { echo "== setup: $*" >&2; }
 
 # System packages: a C++ toolchain for torch-sys's wrapper and the ATen shim, pkg-config,
-# python3 venv support, and software rendering (lavapipe Vulkan, llvmpipe GL/EGL) so the app and
-# its snapshot tests draw on machines without a GPU. WORKBENCH_EXTRA_APT adds more (the
+# python3 venv support, software rendering (lavapipe Vulkan, llvmpipe GL/EGL) so the app and
+# its snapshot tests draw on machines without a GPU, and FFmpeg's libraries with libclang for
+# ffmpeg-next's bindings (video frames). WORKBENCH_EXTRA_APT adds more (the
 # screenshot script asks for xvfb and xauth).
-APT=(g++ pkg-config python3 python3-venv mesa-vulkan-drivers libvulkan1 libgl1-mesa-dri libegl-mesa0)
+APT=(g++ pkg-config python3 python3-venv mesa-vulkan-drivers libvulkan1 libgl1-mesa-dri libegl-mesa0
+  libclang-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev)
 read -r -a extra <<<"${WORKBENCH_EXTRA_APT:-}"
 APT+=("${extra[@]}")
 missing=()

@@ -354,6 +354,23 @@ fn the_gaad_inspector_numbers_the_regions_of_a_frame() {
     h.run_steps(2);
     assert_eq!(h.state().gaad.boxes.len(), 8);
     h.get_by_label("[158.22, 158.22, 256.00, 256.00]");
+    // A video's frames, by index.
+    let video = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/testsrc_64x48_10f.avi");
+    h.state_mut().gaad.open_image(video);
+    h.run_steps(2);
+    assert!(h.state().gaad.error.is_none(), "{:?}", h.state().gaad.error);
+    h.get_by_label_contains("64x48 px");
+    if let workbench::gui::gaad::FrameSource::Video { index, .. } = &mut h.state_mut().gaad.source {
+        *index = 12;
+    }
+    h.run_steps(2);
+    assert!(h
+        .state()
+        .gaad
+        .error
+        .as_deref()
+        .unwrap_or("")
+        .contains("frame 12 asked for"));
     // An unreadable image is reported by path, not a panic.
     h.state_mut().gaad.open_image("/no/such/frame.png".into());
     h.run_steps(2);

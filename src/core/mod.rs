@@ -13,3 +13,4 @@ pub mod runview;
 pub mod series;
 pub mod synthetic;
 pub mod timefmt;
+pub mod video;

@@ -27,7 +27,7 @@ impl Purpose {
             Self::ExportPlotCsv(_) => "Export the plot's data as CSV",
             Self::ExportPlotPng(_) => "Export the plot as PNG",
             Self::ExportSample => "Export the sample grid as PNG",
-            Self::GaadImage => "Open an image to decompose",
+            Self::GaadImage => "Open an image or a video to decompose",
         }
     }
 }
@@ -79,7 +79,12 @@ impl Dialogs {
             Purpose::ExportPlotCsv(_) => Some(("CSV", &["csv"])),
             Purpose::ExportPlotPng(_) | Purpose::ExportSample => Some(("PNG", &["png"])),
             Purpose::OpenRun => None,
-            Purpose::GaadImage => Some(("Images", &["png", "jpg", "jpeg"])),
+            Purpose::GaadImage => Some((
+                "Images and videos",
+                &[
+                    "png", "jpg", "jpeg", "mp4", "avi", "mkv", "webm", "mov", "m4v",
+                ],
+            )),
         };
         let spawned = std::thread::Builder::new()
             .name("workbench-dialog".into())

@@ -17,7 +17,15 @@ pub enum FrameSource {
         size: u32,
     },
     Image(PathBuf),
+    /// Frame `index` of a video (decoded with FFmpeg).
+    Video {
+        path: PathBuf,
+        index: usize,
+    },
 }
+
+/// File extensions opened as videos.
+pub const VIDEO_EXTENSIONS: &[&str] = &["mp4", "avi", "mkv", "webm", "mov", "m4v"];
 
 /// The inspector's state.
 pub struct GaadInspector {
@@ -67,9 +75,17 @@ impl Default for GaadInspector {
 }
 
 impl GaadInspector {
-    /// Shows `path` next (from the app's file dialog).
+    /// Shows `path` next (from the app's file dialog): an image, or a video's first frame.
     pub fn open_image(&mut self, path: PathBuf) {
-        self.source = FrameSource::Image(path);
+        let video = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| VIDEO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
+        self.source = if video {
+            FrameSource::Video { path, index: 0 }
+        } else {
+            FrameSource::Image(path)
+        };
     }
 
     fn load_frame(&self) -> Result<ColorImage, String> {
@@ -83,6 +99,13 @@ impl GaadInspector {
                 Ok(ColorImage::from_rgba_unmultiplied(
                     [*size as usize, *size as usize],
                     &rgba,
+                ))
+            }
+            FrameSource::Video { path, index } => {
+                let f = crate::core::video::read_frame(path, *index).map_err(|e| e.to_string())?;
+                Ok(ColorImage::from_rgba_unmultiplied(
+                    [f.width as usize, f.height as usize],
+                    &f.rgba,
                 ))
             }
             FrameSource::Image(path) => {
@@ -161,9 +184,16 @@ impl GaadInspector {
                     size: 256,
                 };
             }
-            if ui.button("Open image...").clicked() {
+            if let FrameSource::Video { index, .. } = &mut self.source {
+                let l = ui.label("Frame").id;
+                ui.add(egui::DragValue::new(index).range(0..=1_000_000))
+                    .labelled_by(l);
+            }
+            if ui.button("Open image or video...").clicked() {
                 open_image = true;
             }
+        });
+        ui.horizontal(|ui| {
             let l = ui.label("Opacity").id;
             ui.add(egui::Slider::new(&mut self.opacity, 0.0..=1.0))
                 .labelled_by(l);
