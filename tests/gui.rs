@@ -335,6 +335,11 @@ fn runs_overlay_on_one_plot_and_a_plot_exports_as_csv() {
     assert!(csv.contains("run-b,49,-98"));
 }
 
+/// Video frames decode on their own thread: step frames until it is done.
+fn wait_for_frame(h: &mut Harness<'_, WorkbenchApp>) {
+    step_until(h, "the video frame", |a| !a.gaad.is_loading());
+}
+
 #[test]
 fn the_gaad_inspector_numbers_the_regions_of_a_frame() {
     let runs = tempfile::tempdir().unwrap();
@@ -357,13 +362,15 @@ fn the_gaad_inspector_numbers_the_regions_of_a_frame() {
     // A video's frames, by index.
     let video = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/testsrc_64x48_10f.avi");
     h.state_mut().gaad.open_image(video);
-    h.run_steps(2);
+    h.run_steps(1);
+    wait_for_frame(&mut h);
     assert!(h.state().gaad.error.is_none(), "{:?}", h.state().gaad.error);
     h.get_by_label_contains("64x48 px");
     if let workbench::gui::gaad::FrameSource::Video { index, .. } = &mut h.state_mut().gaad.source {
         *index = 12;
     }
-    h.run_steps(2);
+    h.run_steps(1);
+    wait_for_frame(&mut h);
     assert!(h
         .state()
         .gaad

@@ -41,6 +41,8 @@ pub struct GaadInspector {
     texture: Option<TextureHandle>,
     /// The inputs the shown boxes were computed from; any change recomputes them.
     computed: Option<(FrameSource, Kind, usize, u64)>,
+    /// A video frame being decoded on its own thread.
+    loading: Option<crossbeam_channel::Receiver<Result<ColorImage, String>>>,
 }
 
 impl std::fmt::Debug for GaadInspector {
@@ -70,6 +72,7 @@ impl Default for GaadInspector {
             frame: None,
             texture: None,
             computed: None,
+            loading: None,
         }
     }
 }
@@ -88,8 +91,8 @@ impl GaadInspector {
         };
     }
 
-    fn load_frame(&self) -> Result<ColorImage, String> {
-        match &self.source {
+    fn load_frame(source: &FrameSource) -> Result<ColorImage, String> {
+        match source {
             FrameSource::Synthetic { index, size } => {
                 let rgb = crate::core::synthetic::sprite(7, *index, *size);
                 let rgba: Vec<u8> = rgb
@@ -121,8 +124,32 @@ impl GaadInspector {
     }
 
     /// Recomputes the frame and boxes after a change.
+    /// Loads the frame for the current inputs: images and sprites at once, video frames on a
+    /// named thread (seeking can take a while; the UI keeps drawing the previous frame).
     fn refresh(&mut self, ctx: &egui::Context) {
-        match self.load_frame() {
+        if matches!(self.source, FrameSource::Video { .. }) {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            let source = self.source.clone();
+            let c = ctx.clone();
+            let spawned = std::thread::Builder::new()
+                .name("workbench-video".into())
+                .spawn(move || {
+                    let _ = tx.send(Self::load_frame(&source));
+                    c.request_repaint();
+                });
+            match spawned {
+                Ok(_) => self.loading = Some(rx),
+                Err(e) => self.error = Some(format!("cannot start the decoding thread: {e}")),
+            }
+            return;
+        }
+        let frame = Self::load_frame(&self.source);
+        self.show_frame(ctx, frame);
+    }
+
+    /// Shows a loaded frame (or its error) and recomputes the boxes for it.
+    fn show_frame(&mut self, ctx: &egui::Context, frame: Result<ColorImage, String>) {
+        match frame {
             Ok(img) => {
                 let [w, h] = img.size;
                 self.frame = Some((w as u32, h as u32));
@@ -140,6 +167,10 @@ impl GaadInspector {
                 self.frame = None;
             }
         }
+        self.recompute_boxes();
+    }
+
+    fn recompute_boxes(&mut self) {
         if let Some((w, h)) = self.frame {
             match gaad::decompose(self.kind, w, h, self.regions, self.min_size) {
                 Ok(b) => self.boxes = b,
@@ -149,6 +180,12 @@ impl GaadInspector {
                 }
             }
         }
+    }
+
+    /// Whether a video frame is being decoded.
+    #[must_use]
+    pub fn is_loading(&self) -> bool {
+        self.loading.is_some()
     }
 
     /// Controls, the frame with its regions, and the box table. Returns true when the user
@@ -207,9 +244,29 @@ impl GaadInspector {
             self.regions,
             self.min_size.to_bits(),
         );
-        if self.computed.as_ref() != Some(&inputs) {
+        if self.computed.as_ref().map(|c| &c.0) != Some(&inputs.0) {
             self.refresh(ui.ctx());
-            self.computed = Some(inputs);
+        } else if self.computed.as_ref() != Some(&inputs) {
+            // Same frame, other decomposition: no need to load it again.
+            self.recompute_boxes();
+        }
+        self.computed = Some(inputs);
+        if let Some(rx) = &self.loading {
+            match rx.try_recv() {
+                Ok(frame) => {
+                    self.loading = None;
+                    self.show_frame(ui.ctx(), frame);
+                }
+                Err(crossbeam_channel::TryRecvError::Empty) => {
+                    ui.label(RichText::new("decoding the frame...").weak());
+                    ui.ctx()
+                        .request_repaint_after(std::time::Duration::from_millis(50));
+                }
+                Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    self.loading = None;
+                    self.error = Some("the decoding thread ended without a frame".into());
+                }
+            }
         }
         if let Some(e) = &self.error {
             ui.colored_label(Color32::from_rgb(235, 80, 80), e);
