@@ -41,6 +41,16 @@ fn harness(app: WorkbenchApp) -> Harness<'static, WorkbenchApp> {
         )
 }
 
+/// The app following the run at `dir`, on `tab`, with the step cursor at `cursor`.
+fn following(runs: &Path, dir: std::path::PathBuf, tab: Tab, cursor: Option<u64>) -> WorkbenchApp {
+    let mut opts = LaunchOptions::new(runs);
+    opts.open = vec![dir];
+    opts.tab = tab;
+    let mut app = WorkbenchApp::with_waker(opts, None);
+    app.cursor = cursor;
+    app
+}
+
 /// Steps frames until `done` holds (the worker runs on its own thread).
 fn step_until(h: &mut Harness<'_, WorkbenchApp>, what: &str, done: impl Fn(&WorkbenchApp) -> bool) {
     let t0 = Instant::now();
@@ -430,12 +440,7 @@ fn the_controller_view_shows_the_decision_in_force_at_the_cursor() {
         .unwrap();
     }
     w.sync().unwrap();
-    let mut opts = LaunchOptions::new(runs.path());
-    opts.open = vec![dir];
-    opts.tab = Tab::Controller;
-    let mut app = WorkbenchApp::with_waker(opts, None);
-    app.cursor = Some(6);
-    let mut h = harness(app);
+    let mut h = harness(following(runs.path(), dir, Tab::Controller, Some(6)));
     h.run_steps(3);
     h.get_by_label("Decision at step 4");
     h.get_by_label("x0.85 (explored)");
@@ -512,12 +517,7 @@ fn snapshot_dashboard_with_markers_and_cursor() {
     })
     .unwrap();
     w.sync().unwrap();
-    let mut opts = LaunchOptions::new(runs.path());
-    opts.open = vec![dir];
-    opts.tab = Tab::Dashboard;
-    let mut app = WorkbenchApp::with_waker(opts, None);
-    app.cursor = Some(1500);
-    let mut h = harness(app);
+    let mut h = harness(following(runs.path(), dir, Tab::Dashboard, Some(1500)));
     // Many frames: anything that fed back into the auto bounds (as marker labels once did)
     // would have blown the y axis up by now.
     h.run_steps(30);

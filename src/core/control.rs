@@ -681,7 +681,7 @@ mod tests {
 /// numbers, so any family with the same losses can use them. `prev_*` values are the medians
 /// of the histories without the newest entry.
 pub mod seed {
-    use super::{bin, trend_bin, Better, State};
+    use super::{bin, median, trend_bin, Better, State};
 
     /// Relative change `(prev − cur)/|prev|`, 0 when there is no usable previous value.
     fn improvement(prev: Option<f64>, cur: f64) -> f64 {
@@ -745,20 +745,6 @@ pub mod seed {
             bin(s.momentum, &[0.85, 0.95]),
             eps_bin,
         ]
-    }
-
-    fn median(v: &[f64]) -> Option<f64> {
-        let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
-        if v.is_empty() {
-            return None;
-        }
-        v.sort_by(f64::total_cmp);
-        let n = v.len();
-        Some(if n % 2 == 1 {
-            v[n / 2]
-        } else {
-            0.5 * (v[n / 2 - 1] + v[n / 2])
-        })
     }
 
     /// The generator's reward: reconstruction gains (weighted up while it is still high),
