@@ -214,6 +214,7 @@ fn a_run_written_elsewhere_is_opened_and_followed_from_its_log() {
     opts.tab = Tab::Runs;
     let mut h = harness(WorkbenchApp::with_waker(opts, None));
     h.run_steps(2);
+    step_until(&mut h, "the runs list", |a| !a.run_list_pending());
     // The runs list shows it with its status; Open follows it.
     h.get_by_label("finished");
     h.get_by_label("Open").click();
@@ -317,6 +318,7 @@ fn runs_overlay_on_one_plot_and_a_plot_exports_as_csv() {
     opts.tab = Tab::Runs;
     let mut h = harness(WorkbenchApp::with_waker(opts, None));
     h.run_steps(2);
+    step_until(&mut h, "the runs list", |a| !a.run_list_pending());
     // Both are listed as finished; open both, then overlay b on a.
     assert_eq!(h.get_all_by_label("finished").count(), 2);
     h.state_mut().open_run(&b);

@@ -173,6 +173,7 @@ pub struct WorkbenchApp {
     pub dialogs: Dialogs,
     pub run_list: Vec<RunSummary>,
     run_list_at: Option<Instant>,
+    run_list_rx: Option<Receiver<Vec<RunSummary>>>,
     /// The last error to show in the status bar (failed start, bad import, ...).
     pub message: Option<(bool, String)>,
     pub live_values: Vec<(String, f64)>,
@@ -233,6 +234,7 @@ impl WorkbenchApp {
             dialogs: Dialogs::default(),
             run_list: Vec::new(),
             run_list_at: None,
+            run_list_rx: None,
             message: None,
             live_values: Vec::new(),
             started_at: Instant::now(),
@@ -250,10 +252,6 @@ impl WorkbenchApp {
             app.start_run();
         }
         app
-    }
-
-    fn opts_runs_dir(&self) -> &Path {
-        &self.opts.runs_dir
     }
 
     /// The primary run.
@@ -579,6 +577,16 @@ impl WorkbenchApp {
 
     /// Re-reads the runs folder at most every two seconds.
     pub fn refresh_run_list(&mut self, force: bool) {
+        if let Some(rx) = &self.run_list_rx {
+            match rx.try_recv() {
+                Ok(list) => {
+                    self.run_list = list;
+                    self.run_list_rx = None;
+                }
+                Err(crossbeam_channel::TryRecvError::Empty) => return,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => self.run_list_rx = None,
+            }
+        }
         if !force
             && self
                 .run_list_at
@@ -587,8 +595,29 @@ impl WorkbenchApp {
             return;
         }
         self.run_list_at = Some(Instant::now());
-        self.run_list = list_runs(self.opts_runs_dir()).unwrap_or_default();
-        self.run_list.reverse();
+        // Each run's status comes from reading its whole event log: never on the UI thread.
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let dir = self.opts.runs_dir.clone();
+        let waker = self.waker.clone();
+        let spawned = std::thread::Builder::new()
+            .name("workbench-runs".into())
+            .spawn(move || {
+                let mut list = list_runs(&dir).unwrap_or_default();
+                list.reverse();
+                let _ = tx.send(list);
+                if let Some(w) = waker {
+                    w();
+                }
+            });
+        if spawned.is_ok() {
+            self.run_list_rx = Some(rx);
+        }
+    }
+
+    /// Whether the runs folder is being read.
+    #[must_use]
+    pub fn run_list_pending(&self) -> bool {
+        self.run_list_rx.is_some()
     }
 
     /// The whole window.
@@ -1086,6 +1115,9 @@ impl WorkbenchApp {
 
     fn runs_tab_ui(&mut self, ui: &mut Ui) {
         self.refresh_run_list(false);
+        if self.run_list_pending() {
+            ui.ctx().request_repaint_after(Duration::from_millis(50));
+        }
         ui.horizontal(|ui| {
             ui.heading("Runs");
             ui.label(RichText::new(self.opts.runs_dir.display().to_string()).weak());
