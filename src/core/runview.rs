@@ -103,8 +103,6 @@ pub struct RunView {
     pub samples: Vec<SampleRef>,
     /// Q-controller decisions, in step order.
     pub decisions: Vec<ControllerDecision>,
-    /// Bumped on every change, so views can cache derived data (smoothed curves).
-    pub revision: u64,
     rate: RateMeter,
 }
 
@@ -123,7 +121,6 @@ impl Default for RunView {
             markers: Vec::new(),
             samples: Vec::new(),
             decisions: Vec::new(),
-            revision: 0,
             rate: RateMeter::default(),
         }
     }
@@ -132,7 +129,6 @@ impl Default for RunView {
 impl RunView {
     /// Folds one event in. `now` times the step rate (pass `None` when replaying a log).
     pub fn apply(&mut self, event: Event, now: Option<Instant>) {
-        self.revision += 1;
         match event {
             Event::RunStarted {
                 run_dir,

@@ -164,12 +164,14 @@ impl Series {
     pub fn visible(&self, x_min: f64, x_max: f64, max_buckets: usize) -> Vec<[f64; 2]> {
         let max_buckets = max_buckets.max(1);
         let mut out = Vec::new();
-        for level in &self.levels {
+        let top = self.levels.len().saturating_sub(1);
+        for (k, level) in self.levels.iter().enumerate() {
             let lo = level
                 .partition_point(|b| b.x_last < x_min)
                 .saturating_sub(1);
             let hi = (level.partition_point(|b| b.x_first <= x_max) + 1).min(level.len());
-            if hi.saturating_sub(lo) > max_buckets && !std::ptr::eq(level, self.top()) {
+            // The finest level that fits the budget; the top level always does.
+            if hi.saturating_sub(lo) > max_buckets && k < top {
                 continue;
             }
             out.reserve(2 * (hi - lo));
@@ -187,11 +189,6 @@ impl Series {
             break;
         }
         out
-    }
-
-    fn top(&self) -> &Vec<Bucket> {
-        // Only called while iterating `levels`, so it is non-empty.
-        &self.levels[self.levels.len() - 1]
     }
 }
 

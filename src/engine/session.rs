@@ -504,10 +504,11 @@ impl Session<'_> {
     /// applies them, and emits the decision.
     fn control(&mut self, scalars: &[(&'static str, f64)]) -> Result<(), EngineError> {
         use crate::core::control::{bin, trend_bin};
-        let cfg = self.cfg.lr_control().clone();
+        // Called every step: nothing is cloned unless a controller runs.
         let Some(ctl) = self.ctl.as_mut() else {
             return Ok(());
         };
+        let cfg = self.cfg.lr_control();
         for (i, key) in [cfg.metric.as_str(), "d_loss"].into_iter().enumerate() {
             if let Some((_, v)) = scalars.iter().find(|(k, _)| *k == key) {
                 ctl.sums[i].0 += v;

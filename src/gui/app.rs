@@ -915,11 +915,12 @@ impl WorkbenchApp {
             }
             None => {}
         }
-        let other = self.editor.compare_with.as_ref().map_or_else(
-            || self.editor.family.default_preset().to_tree(),
-            |(_, t)| t.clone(),
-        );
-        let rows = self.editor.diff(&other);
+        let rows = match &self.editor.compare_with {
+            Some((_, tree)) => self.editor.diff(tree),
+            None => self
+                .editor
+                .diff(&self.editor.family.default_preset().to_tree()),
+        };
         if rows.is_empty() {
             ui.label(RichText::new("no differences").weak());
         }

@@ -38,7 +38,6 @@ pub struct Dialogs {
     pending: Option<(Purpose, Receiver<Option<PathBuf>>)>,
     /// Answers queued by tests (or scripted runs) instead of opening a native dialog.
     scripted: Vec<(Purpose, Option<PathBuf>)>,
-    pub headless: bool,
 }
 
 impl Dialogs {
@@ -56,11 +55,6 @@ impl Dialogs {
         let (tx, rx) = bounded(1);
         if self.scripted.iter().any(|(p, _)| *p == purpose) {
             // Answered by a script: no native dialog.
-            self.pending = Some((purpose, rx));
-            return;
-        }
-        if self.headless {
-            let _ = tx.try_send(None);
             self.pending = Some((purpose, rx));
             return;
         }

@@ -113,7 +113,8 @@ impl SampleViewer {
             }
             ui.ctx().request_repaint_after(Duration::from_millis(300));
         }
-        let Some(sample) = self.pick(view, *cursor).cloned() else {
+        // Borrowed from the view: a live sample's pixels are not copied every frame.
+        let Some(sample) = self.pick(view, *cursor) else {
             return;
         };
         ui.horizontal_wrapped(|ui| {
@@ -145,7 +146,7 @@ impl SampleViewer {
         });
         let key = format!("{}#{}", view.run_dir, sample.step);
         if self.shown.as_deref() != Some(key.as_str()) {
-            match sample_image(&view.run_dir, &sample) {
+            match sample_image(&view.run_dir, sample) {
                 Ok(img) => {
                     // One texture, updated in place when the shown sample changes.
                     match &mut self.texture {

@@ -326,6 +326,22 @@ impl AnyPreset {
         text.unwrap_or_else(|e| format!("// could not serialise preset: {e}"))
     }
 
+    /// The preset with phase `index`'s overrides applied (unchanged when there is no such
+    /// phase, or when an override does not apply: validation reports those).
+    #[must_use]
+    pub fn for_phase(&self, index: usize) -> AnyPreset {
+        let Some(phase) = self.phases().get(index) else {
+            return self.clone();
+        };
+        self.with_overrides(
+            phase
+                .overrides
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.to_json())),
+        )
+        .unwrap_or_else(|_| self.clone())
+    }
+
     /// Applies dotted `path = value` overrides, each checked against the field specs.
     pub fn with_overrides<'a>(
         &self,
@@ -388,17 +404,7 @@ impl ValidatedPreset {
     /// The preset with phase `index`'s overrides applied (validated already).
     #[must_use]
     pub fn for_phase(&self, index: usize) -> AnyPreset {
-        let Some(phase) = self.preset.phases().get(index) else {
-            return self.preset.clone();
-        };
-        self.preset
-            .with_overrides(
-                phase
-                    .overrides
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.to_json())),
-            )
-            .unwrap_or_else(|_| self.preset.clone())
+        self.preset.for_phase(index)
     }
 }
 

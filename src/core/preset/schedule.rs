@@ -79,17 +79,9 @@ pub fn schedule(preset: &AnyPreset) -> Schedule {
         });
         at += len;
     }
-    let base = preset.to_tree();
-    let per_phase: Vec<Value> = preset
-        .phases()
-        .iter()
-        .map(|p| {
-            let mut tree = base.clone();
-            for (path, v) in &p.overrides {
-                let _ = super::schema::set_path(&mut tree, path, v.to_json());
-            }
-            tree
-        })
+    // Each phase's settings as the engine will apply them.
+    let per_phase: Vec<Value> = (0..preset.phases().len())
+        .map(|i| preset.for_phase(i).to_tree())
         .collect();
     let mut quantities = Vec::new();
     for spec in preset.family().specs() {

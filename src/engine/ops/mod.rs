@@ -75,6 +75,19 @@ pub fn clear_grad(x: &mut Tensor) -> Result<(), TchError> {
     }
 }
 
+/// Drops the gradient of every tensor, as `zero_grad(set_to_none=True)`; zero-fills one whose
+/// gradient cannot be dropped (not expected for a live parameter; equivalent, only slower).
+pub fn drop_grads<'a>(params: impl IntoIterator<Item = &'a mut Tensor>) {
+    for p in params {
+        if clear_grad(p).is_err() {
+            let mut g = p.grad();
+            if g.defined() {
+                let _ = g.detach_().zero_();
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

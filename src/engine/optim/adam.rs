@@ -43,15 +43,7 @@ impl Adam {
     /// Drops the gradients of the optimised parameters (set to none, as PyTorch does by
     /// default): the next backward writes them afresh.
     pub fn zero_grad(&mut self) {
-        for (_, p) in &mut self.params {
-            if crate::engine::ops::clear_grad(p).is_err() {
-                // Not expected for a live parameter; zero-filling is equivalent, only slower.
-                let mut g = p.grad();
-                if g.defined() {
-                    let _ = g.detach_().zero_();
-                }
-            }
-        }
+        crate::engine::ops::drop_grads(self.params.iter_mut().map(|(_, p)| p));
     }
 
     /// One update with the current hyperparameters. Parameters without a gradient are skipped.

@@ -59,14 +59,7 @@ impl RiemannianSgd {
 
     /// Drops the gradients (set to none).
     pub fn zero_grad(&mut self) {
-        for p in &mut self.params {
-            if crate::engine::ops::clear_grad(&mut p.tensor).is_err() {
-                let mut g = p.tensor.grad();
-                if g.defined() {
-                    let _ = g.detach_().zero_();
-                }
-            }
-        }
+        crate::engine::ops::drop_grads(self.params.iter_mut().map(|p| &mut p.tensor));
     }
 
     /// One update with the current `lr` and `momentum`. Returns the names of parameters whose
