@@ -219,6 +219,7 @@ fn a_run_written_elsewhere_is_opened_and_followed_from_its_log() {
     h.get_by_label("finished");
     h.get_by_label("Open").click();
     h.run_steps(2);
+    wait_for_logs(&mut h);
     let run = h.state().current_run().unwrap();
     assert_eq!(run.dir, dir);
     assert!(!run.is_live());
@@ -269,6 +270,7 @@ fn draining_a_flood_of_events_stays_within_the_frame_budget() {
     opts.tab = Tab::Dashboard;
     let mut h = harness(WorkbenchApp::with_waker(opts, None));
     h.run_steps(3);
+    wait_for_logs(&mut h);
     let view = &h.state().current_run().unwrap().view;
     assert_eq!(view.series["d_loss"].len(), 200_000);
     // Every point is kept, but each frame draws O(pixels) of them.
@@ -325,6 +327,7 @@ fn runs_overlay_on_one_plot_and_a_plot_exports_as_csv() {
     h.state_mut().open_run(&a);
     h.state_mut().tab = Tab::Runs;
     h.run_steps(2);
+    wait_for_logs(&mut h);
     let bi = h.state().runs.iter().position(|r| r.dir == b).unwrap();
     h.get_all_by_label("overlay").nth(bi).unwrap().click();
     h.run_steps(2);
@@ -345,6 +348,11 @@ fn runs_overlay_on_one_plot_and_a_plot_exports_as_csv() {
     let csv = std::fs::read_to_string(&out).expect("csv written");
     assert_eq!(csv.lines().count(), 1 + 100 + 50);
     assert!(csv.contains("run-b,49,-98"));
+}
+
+/// Opened runs are read on their own threads: step frames until every view has caught up.
+fn wait_for_logs(h: &mut Harness<'_, WorkbenchApp>) {
+    step_until(h, "the run logs", |a| !a.is_catching_up());
 }
 
 /// Video frames decode on their own thread: step frames until it is done.
@@ -443,7 +451,7 @@ fn the_controller_view_shows_the_decision_in_force_at_the_cursor() {
     }
     w.sync().unwrap();
     let mut h = harness(following(runs.path(), dir, Tab::Controller, Some(6)));
-    h.run_steps(3);
+    wait_for_logs(&mut h);
     h.get_by_label("Decision at step 4");
     h.get_by_label("x0.85 (explored)");
     h.get_by_label("Q [+0.000, +0.100, +0.000, +0.000, +0.200]");
@@ -520,6 +528,7 @@ fn snapshot_dashboard_with_markers_and_cursor() {
     .unwrap();
     w.sync().unwrap();
     let mut h = harness(following(runs.path(), dir, Tab::Dashboard, Some(1500)));
+    wait_for_logs(&mut h);
     // Many frames: anything that fed back into the auto bounds (as marker labels once did)
     // would have blown the y axis up by now.
     h.run_steps(30);

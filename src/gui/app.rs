@@ -116,15 +116,77 @@ impl LaunchOptions {
     }
 }
 
+/// Reads a run's `events.log` on its own thread ("workbench-follow") and sends the events,
+/// so a long log never stalls a frame; keeps following it while it grows. Dropping it stops
+/// the thread.
+struct Follower {
+    events: Receiver<crate::core::protocol::Event>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    /// Set once everything in the log at the last read has been sent.
+    read_once: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Follower {
+    fn spawn(log: PathBuf, waker: Option<crate::engine::session::Waker>) -> std::io::Result<Self> {
+        use std::sync::atomic::Ordering;
+        let (tx, events) = crossbeam_channel::bounded(crate::engine::worker::EVENT_CAPACITY);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let read_once = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = Arc::clone(&read_once);
+        std::thread::Builder::new()
+            .name("workbench-follow".into())
+            .spawn(move || {
+                let mut reader = LogReader::new(&log);
+                while !stopped.load(Ordering::Relaxed) {
+                    let batch = match reader.poll() {
+                        Ok(batch) => batch,
+                        Err(e) => {
+                            let _ = tx.send(crate::core::protocol::Event::RunFailed {
+                                step: 0,
+                                message: format!("reading {}: {e}", log.display()),
+                            });
+                            if let Some(w) = &waker {
+                                w();
+                            }
+                            return;
+                        }
+                    };
+                    let any = !batch.is_empty();
+                    // Blocking sends: the UI drains within its frame budget, and this thread
+                    // waits for it rather than holding a whole log in memory.
+                    for e in batch {
+                        if tx.send(e).is_err() {
+                            return;
+                        }
+                    }
+                    done.store(true, Ordering::Relaxed);
+                    if let (true, Some(w)) = (any, &waker) {
+                        w();
+                    }
+                    std::thread::sleep(FOLLOW_POLL);
+                }
+            })?;
+        Ok(Self {
+            events,
+            stop,
+            read_once,
+        })
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Where a run's events come from.
 enum Source {
     /// Started here: the worker's channel (the run log is written too).
     Live(WorkerHandle),
-    /// Opened from disk: its `events.log`, followed while it grows.
-    Follow {
-        reader: LogReader,
-        last_poll: Option<Instant>,
-    },
+    /// Opened from disk: its `events.log`, read and followed on a named thread.
+    Follow(Follower),
     /// A view with nothing behind it (benchmarks, tests).
     Detached,
 }
@@ -133,7 +195,7 @@ impl std::fmt::Debug for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Live(_) => f.write_str("Live"),
-            Self::Follow { .. } => f.write_str("Follow"),
+            Self::Follow(_) => f.write_str("Follow"),
             Self::Detached => f.write_str("Detached"),
         }
     }
@@ -314,16 +376,21 @@ impl WorkbenchApp {
             ));
             return;
         }
-        let reader = LogReader::new(&log);
-        self.add_run(
-            dir.to_path_buf(),
-            Source::Follow {
-                reader,
-                last_poll: None,
-            },
-        );
-        // Read what is there now, so the run shows at once.
-        self.drain(Duration::from_millis(200));
+        match Follower::spawn(log, self.waker.clone()) {
+            Ok(f) => self.add_run(dir.to_path_buf(), Source::Follow(f)),
+            Err(e) => self.message = Some((true, format!("cannot follow {}: {e}", dir.display()))),
+        }
+    }
+
+    /// Whether an opened run's log is still being read into its view.
+    #[must_use]
+    pub fn is_catching_up(&self) -> bool {
+        self.runs.iter().any(|r| match &r.source {
+            Source::Follow(f) => {
+                !f.read_once.load(std::sync::atomic::Ordering::Relaxed) || !f.events.is_empty()
+            }
+            _ => false,
+        })
     }
 
     /// Shows an already built view as the primary run (benchmarks, tests).
@@ -374,32 +441,16 @@ impl WorkbenchApp {
         let mut any = false;
         for run in &mut self.runs {
             match &mut run.source {
-                Source::Live(h) => {
+                Source::Live(_) | Source::Follow(_) => {
+                    let rx = match &run.source {
+                        Source::Live(h) => h.events(),
+                        Source::Follow(f) => &f.events,
+                        Source::Detached => continue,
+                    };
                     while t0.elapsed() < budget {
-                        let Ok(ev) = h.events().try_recv() else { break };
+                        let Ok(ev) = rx.try_recv() else { break };
                         run.view.apply(ev, Some(Instant::now()));
                         any = true;
-                    }
-                }
-                Source::Follow { reader, last_poll } => {
-                    if last_poll.is_some_and(|t| t.elapsed() < FOLLOW_POLL)
-                        || t0.elapsed() >= budget
-                    {
-                        continue;
-                    }
-                    *last_poll = Some(Instant::now());
-                    match reader.poll() {
-                        Ok(events) => {
-                            let now = Instant::now();
-                            for ev in events {
-                                run.view.apply(ev, Some(now));
-                                any = true;
-                            }
-                        }
-                        Err(e) => {
-                            run.view.state =
-                                RunState::Failed(format!("reading {}: {e}", run.dir.display()));
-                        }
                     }
                 }
                 Source::Detached => {}
@@ -413,12 +464,13 @@ impl WorkbenchApp {
         if self.drain(EVENT_BUDGET) {
             ctx.request_repaint();
         }
-        if self
-            .runs
-            .iter()
-            .any(|r| matches!(r.source, Source::Follow { .. }) && !r.view.state.is_over())
-        {
-            ctx.request_repaint_after(FOLLOW_POLL);
+        // Events left over after the frame budget: come back for them.
+        if self.runs.iter().any(|r| match &r.source {
+            Source::Live(h) => !h.events().is_empty(),
+            Source::Follow(f) => !f.events.is_empty(),
+            Source::Detached => false,
+        }) {
+            ctx.request_repaint();
         }
         if let Some((purpose, path)) = self.dialogs.poll() {
             self.on_dialog(ctx, purpose, &path);
