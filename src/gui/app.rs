@@ -191,6 +191,17 @@ enum Source {
     Detached,
 }
 
+impl Source {
+    /// The channel the run's events arrive on.
+    fn events(&self) -> Option<&Receiver<crate::core::protocol::Event>> {
+        match self {
+            Self::Live(h) => Some(h.events()),
+            Self::Follow(f) => Some(&f.events),
+            Self::Detached => None,
+        }
+    }
+}
+
 impl std::fmt::Debug for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -440,20 +451,13 @@ impl WorkbenchApp {
         let t0 = Instant::now();
         let mut any = false;
         for run in &mut self.runs {
-            match &mut run.source {
-                Source::Live(_) | Source::Follow(_) => {
-                    let rx = match &run.source {
-                        Source::Live(h) => h.events(),
-                        Source::Follow(f) => &f.events,
-                        Source::Detached => continue,
-                    };
-                    while t0.elapsed() < budget {
-                        let Ok(ev) = rx.try_recv() else { break };
-                        run.view.apply(ev, Some(Instant::now()));
-                        any = true;
-                    }
-                }
-                Source::Detached => {}
+            let Some(rx) = run.source.events() else {
+                continue;
+            };
+            while t0.elapsed() < budget {
+                let Ok(ev) = rx.try_recv() else { break };
+                run.view.apply(ev, Some(Instant::now()));
+                any = true;
             }
         }
         any
@@ -465,11 +469,11 @@ impl WorkbenchApp {
             ctx.request_repaint();
         }
         // Events left over after the frame budget: come back for them.
-        if self.runs.iter().any(|r| match &r.source {
-            Source::Live(h) => !h.events().is_empty(),
-            Source::Follow(f) => !f.events.is_empty(),
-            Source::Detached => false,
-        }) {
+        if self
+            .runs
+            .iter()
+            .any(|r| r.source.events().is_some_and(|rx| !rx.is_empty()))
+        {
             ctx.request_repaint();
         }
         if let Some((purpose, path)) = self.dialogs.poll() {
