@@ -324,6 +324,10 @@ fn load_preset(args: &TrainArgs) -> Result<Option<(ValidatedPreset, Vec<String>)
                 pairs.push(("data.source".into(), "folder".into()));
                 pairs.push(("data.folder".into(), data.display().to_string().into()));
             }
+            Family::WubuGaad => {
+                pairs.push(("data.source".into(), "file".into()));
+                pairs.push(("data.path".into(), data.display().to_string().into()));
+            }
         }
     }
     for item in &args.set {

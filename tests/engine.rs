@@ -198,7 +198,9 @@ fn commands_pause_change_checkpoint_and_stop() {
     let runs = tempfile::tempdir().expect("tmp");
     // Long phases, so that only the commands end the run.
     let mut long = smoke(&[]).preset().clone();
-    let preset::AnyPreset::WganGp(p) = &mut long;
+    let preset::AnyPreset::WganGp(p) = &mut long else {
+        panic!("smoke is WGAN-GP")
+    };
     for phase in &mut p.phases {
         phase.length = preset::PhaseLength::Steps(1_000_000);
     }

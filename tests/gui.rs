@@ -435,6 +435,10 @@ fn the_controller_view_shows_the_decision_in_force_at_the_cursor() {
             epsilon: 0.59,
             q_values: vec![vec![0.0, 0.1, 0.0, 0.0, 0.2], vec![0.0; 5]],
             explored: vec![true, false],
+            applied: vec![
+                ("train.lr_g".into(), 1e-4 * scale),
+                ("train.lr_d".into(), 1e-4),
+            ],
         })
         .unwrap();
         w.append(&Event::Scalars {

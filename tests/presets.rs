@@ -37,6 +37,7 @@ fn seed_values_are_in_the_shipped_presets() {
         .clone()
     {
         AnyPreset::WganGp(p) => p,
+        AnyPreset::WubuGaad(_) => panic!("{n} is not a WGAN-GP preset"),
     };
     let small = load("wgan_gp_small.ron");
     assert_eq!(
@@ -122,6 +123,7 @@ fn phase_overrides_are_checked_and_applied() {
     let v = preset::validate(p).expect("valid");
     match v.for_phase(1) {
         AnyPreset::WganGp(p) => assert_eq!((p.train.lr_g, p.train.n_critic), (1e-4, 3)),
+        AnyPreset::WubuGaad(_) => panic!("smoke is WGAN-GP"),
     }
     let bad = text.replace(
         r#"{"train.lr_g": 1e-4, "train.n_critic": 3}"#,
@@ -167,6 +169,7 @@ fn cli_style_overrides_validate_like_the_preset() {
             (w.train.lr_d, w.model.arch),
             (3e-4, preset::wgan_gp::Arch::Large)
         ),
+        AnyPreset::WubuGaad(_) => panic!("not WGAN-GP"),
     }
     let errs = p
         .with_overrides([("model.arch", preset::schema::parse_cli_value("huge"))])
@@ -192,7 +195,9 @@ fn schema_one_is_migrated_with_notes() {
     let (p, notes) = preset::parse_str(v1, "v1.ron").expect("migrates");
     assert_eq!(notes.len(), 3, "{notes:?}");
     assert!(notes[0].contains("train.lr = 0.0003"), "{notes:?}");
-    let AnyPreset::WganGp(w) = &p;
+    let AnyPreset::WganGp(w) = &p else {
+        panic!("not WGAN-GP")
+    };
     assert_eq!(
         (w.train.lr_g, w.train.lr_d, w.schema_version),
         (3e-4, 3e-4, preset::SCHEMA_VERSION)
@@ -204,4 +209,69 @@ fn schema_one_is_migrated_with_notes() {
         .expect_err("newer")
         .to_string()
         .contains("newer workbench"));
+}
+
+/// The WuBu-GAAD presets shipped in `presets/` are the constructors' output, so the files and
+/// the code cannot drift apart. `UPDATE_PRESETS=1` rewrites them.
+#[test]
+#[allow(clippy::field_reassign_with_default)]
+fn wubu_gaad_presets_are_the_constructors() {
+    use workbench::core::preset::WubuGaadPreset;
+    let tiny = {
+        let mut p = WubuGaadPreset::default();
+        p.name = "wubu_gaad_tiny".into();
+        p.data.image_h = 32;
+        p.data.image_w = 32;
+        p.data.synthetic_frames = 120;
+        p.model.latent_dim = 32;
+        p.model.regions = 4;
+        p.model.motion_regions = 4;
+        p.model.patch_size = 8;
+        p.model.tangent_dim = 32;
+        p.model.wubu_s.dims = "24 16".into();
+        p.model.wubu_s.curvatures = "1.0 0.8".into();
+        p.model.wubu_m.dims = "16".into();
+        p.model.wubu_m.curvatures = "0.7".into();
+        p.model.wubu_t.dims = "32".into();
+        p.model.wubu_t.curvatures = "0.5".into();
+        p.model.wubu_d.dims = "32 16".into();
+        p.model.wubu_d.curvatures = "0.8 0.6".into();
+        p.model.gen_head_hidden = 64;
+        p.model.disc_base_channels = 8;
+        p.model.disc_max_channels = 32;
+        p.model.disc_feature_tangent_dim = 32;
+        p.train.batch_size = 2;
+        p.logging.log_every_steps = 2;
+        p.logging.sample_every_steps = 10;
+        p.logging.validate_every_steps = 10;
+        p.validation.windows = 4;
+        p.heuristics.check_every_steps = 2;
+        p.switching.min_steps_between = 4;
+        p.checkpoints.every_steps = 0;
+        p.phases[0].length = preset::PhaseLength::Steps(20);
+        p
+    };
+    let files = [
+        ("wubu_gaad.ron", "// WuBu-GAAD hybrid VAE-GAN (seeds 000/001) at the original's defaults, 64x64, on the synthetic moving shapes.", WubuGaadPreset::default()),
+        ("wubu_gaad_phased.ron", "// Guide 000's phases 0 to 5 in one preset; each phase starts from the previous phase's best checkpoint.", WubuGaadPreset::phased()),
+        ("wubu_gaad_bat.ron", "// The original launcher's (.bat) configuration: 256x256, 12+3 frames, 96 regions. Needs a GPU; set data.path to a video.", WubuGaadPreset::bat()),
+        ("wubu_gaad_tiny.ron", "// A tiny WuBu-GAAD run on 32x32 synthetic shapes: seconds on a CPU. Used by the test suite.", tiny),
+    ];
+    for (file, header, p) in files {
+        let path = presets_dir().join(file);
+        let text = format!(
+            "{header}\n{}\n",
+            preset::AnyPreset::WubuGaad(p.clone()).to_ron()
+        );
+        if std::env::var_os("UPDATE_PRESETS").is_some() {
+            std::fs::write(&path, &text).unwrap();
+        }
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+        let (parsed, _) = preset::parse_str(&on_disk, file).unwrap();
+        assert_eq!(
+            parsed,
+            preset::AnyPreset::WubuGaad(p),
+            "{file} differs; UPDATE_PRESETS=1 rewrites it"
+        );
+    }
 }

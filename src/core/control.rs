@@ -224,6 +224,16 @@ impl QController {
         })
     }
 
+    /// Forgets everything learned (table, epsilon, boost, last decision); the exploration
+    /// stream goes on. What the seed does to a critic's controller when it becomes active.
+    pub fn reset(&mut self) {
+        self.table.clear();
+        self.epsilon = self.cfg.epsilon_start;
+        self.boost = None;
+        self.prev = None;
+        self.decisions = 0;
+    }
+
     /// States in the table.
     #[must_use]
     pub fn states(&self) -> usize {
@@ -396,7 +406,8 @@ pub fn bin(x: f64, edges: &[f64]) -> u8 {
     edges.iter().take_while(|e| x >= **e).count() as u8
 }
 
-fn median(values: &[f64]) -> Option<f64> {
+/// The median of finite-or-not values (NaN-safe ordering); `None` when empty.
+pub fn median(values: &[f64]) -> Option<f64> {
     let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
     if v.is_empty() {
         return None;

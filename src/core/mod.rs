@@ -4,6 +4,7 @@ pub mod control;
 pub mod draw;
 pub mod gaad;
 pub mod health;
+pub mod heuristics;
 pub mod preset;
 pub mod protocol;
 pub mod rng;

@@ -165,6 +165,46 @@ pub enum Event {
         /// The state's Q-values per action set, after the update.
         q_values: Vec<Vec<f64>>,
         explored: Vec<bool>,
+        /// The settings the decision resulted in, e.g. `("lr", 8.5e-5)`.
+        #[serde(default)]
+        applied: Vec<(String, f64)>,
+    },
+    /// A heuristic intervention turned on or off (WuBu-GAAD, spec section 6), with the
+    /// values its condition read.
+    Intervention {
+        step: u64,
+        name: String,
+        on: bool,
+        values: Vec<(String, f64)>,
+    },
+    /// The active discriminator changed (spec section 7).
+    DiscriminatorSwitch {
+        step: u64,
+        from: String,
+        to: String,
+        reason: String,
+        values: Vec<(String, f64)>,
+    },
+    /// Ground truth and reconstruction of the same frames (each a row of frames, equal size),
+    /// with the regions the model used.
+    Reconstruction {
+        step: u64,
+        /// `train` or `validation`.
+        split: String,
+        truth: String,
+        recon: String,
+        width: u32,
+        height: u32,
+        /// Frames side by side in each image.
+        frames: u32,
+        /// Appearance regions `[x1, y1, x2, y2]` of one frame, in frame pixels.
+        boxes: Vec<[f32; 4]>,
+        /// Motion regions of the last frame pair.
+        motion_boxes: Vec<[f32; 4]>,
+        #[serde(skip)]
+        truth_rgba: Vec<u8>,
+        #[serde(skip)]
+        recon_rgba: Vec<u8>,
     },
     Log {
         step: u64,

@@ -19,6 +19,10 @@ pub enum MarkerKind {
     Pause,
     Log,
     End,
+    /// A heuristic intervention turned on or off.
+    Intervention,
+    /// The active discriminator changed.
+    Switch,
 }
 
 /// A labelled moment of the run: drawn on every plot and listed in the event list.
@@ -54,6 +58,20 @@ pub struct ControllerDecision {
     pub epsilon: f64,
     pub q_values: Vec<Vec<f64>>,
     pub explored: Vec<bool>,
+    /// The settings it resulted in (learning rate, momentum, lambda_KL).
+    pub applied: Vec<(String, f64)>,
+}
+
+/// A logged ground truth / reconstruction pair; pixels as for [`SampleRef`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReconRef {
+    pub step: u64,
+    pub split: String,
+    pub truth: SampleRef,
+    pub recon: SampleRef,
+    pub frames: u32,
+    pub boxes: Vec<[f32; 4]>,
+    pub motion_boxes: Vec<[f32; 4]>,
 }
 
 /// Where the run stands.
@@ -103,6 +121,9 @@ pub struct RunView {
     pub samples: Vec<SampleRef>,
     /// Q-controller decisions, in step order.
     pub decisions: Vec<ControllerDecision>,
+    pub reconstructions: Vec<ReconRef>,
+    /// The active discriminator, for families that switch.
+    pub active_critic: Option<String>,
     rate: RateMeter,
 }
 
@@ -121,6 +142,8 @@ impl Default for RunView {
             markers: Vec::new(),
             samples: Vec::new(),
             decisions: Vec::new(),
+            reconstructions: Vec::new(),
+            active_critic: None,
             rate: RateMeter::default(),
         }
     }
@@ -264,6 +287,7 @@ impl RunView {
                 epsilon,
                 q_values,
                 explored,
+                applied,
             } => self.decisions.push(ControllerDecision {
                 step,
                 name,
@@ -273,7 +297,67 @@ impl RunView {
                 epsilon,
                 q_values,
                 explored,
+                applied,
             }),
+            Event::Intervention {
+                step,
+                name,
+                on,
+                values,
+            } => {
+                let state = if on { "on" } else { "off" };
+                self.marker(
+                    step,
+                    MarkerKind::Intervention,
+                    &format!("{name} {state}"),
+                    format!("{name} {state}: {}", show_values(&values)),
+                );
+            }
+            Event::DiscriminatorSwitch {
+                step,
+                from,
+                to,
+                reason,
+                values,
+            } => {
+                self.marker(
+                    step,
+                    MarkerKind::Switch,
+                    &format!("critic -> {}", to.split(' ').next().unwrap_or(&to)),
+                    format!("critic {from} -> {to}: {reason}; {}", show_values(&values)),
+                );
+                self.active_critic = Some(to);
+            }
+            Event::Reconstruction {
+                step,
+                split,
+                truth,
+                recon,
+                width,
+                height,
+                frames,
+                boxes,
+                motion_boxes,
+                truth_rgba,
+                recon_rgba,
+            } => {
+                let image = |path: String, rgba: Vec<u8>| SampleRef {
+                    step,
+                    path,
+                    width,
+                    height,
+                    rgba,
+                };
+                self.reconstructions.push(ReconRef {
+                    step,
+                    split,
+                    truth: image(truth, truth_rgba),
+                    recon: image(recon, recon_rgba),
+                    frames,
+                    boxes,
+                    motion_boxes,
+                });
+            }
             Event::Log {
                 step,
                 level,
@@ -320,6 +404,7 @@ impl RunView {
         self.markers.retain(|m| m.step <= step);
         self.samples.retain(|s| s.step <= step);
         self.decisions.retain(|d| d.step <= step);
+        self.reconstructions.retain(|r| r.step <= step);
         self.step = step;
     }
 
@@ -344,6 +429,17 @@ impl RunView {
         i.checked_sub(1).and_then(|i| self.decisions.get(i))
     }
 
+    /// The reconstruction of `split` logged nearest to `step` (at or before it, else the
+    /// first after).
+    #[must_use]
+    pub fn reconstruction_near(&self, split: &str, step: u64) -> Option<&ReconRef> {
+        let of_split = || self.reconstructions.iter().filter(|r| r.split == split);
+        of_split()
+            .take_while(|r| r.step <= step)
+            .last()
+            .or_else(|| of_split().next())
+    }
+
     /// The sample logged nearest to `step` (the one at or before it, else the first after).
     #[must_use]
     pub fn sample_near(&self, step: u64) -> Option<usize> {
@@ -353,6 +449,14 @@ impl RunView {
         let i = self.samples.partition_point(|s| s.step <= step);
         Some(i.saturating_sub(1))
     }
+}
+
+fn show_values(values: &[(String, f64)]) -> String {
+    values
+        .iter()
+        .map(|(k, v)| format!("{k}={v:.4}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Step rate over a sliding window of (step, time) observations.

@@ -5,6 +5,7 @@ pub mod data;
 pub mod device;
 pub mod export;
 pub mod families;
+pub mod flow;
 pub mod hyperbolic;
 pub mod metrics;
 pub mod nn;

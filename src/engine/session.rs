@@ -21,6 +21,7 @@ use crate::core::runlog::LogWriter;
 use crate::core::timefmt::unix_now;
 use crate::engine::checkpoint::{self, BestEntry, Loaded};
 use crate::engine::families::wgan_gp::WganGpTrainer;
+use crate::engine::families::wubu_gaad::WubuGaadTrainer;
 use crate::engine::EngineError;
 
 /// RGBA8 pixels.
@@ -49,6 +50,17 @@ pub struct Validation {
     pub diversity_ratio: Option<f64>,
 }
 
+/// Ground truth and reconstruction of the same frames (see [`Event::Reconstruction`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reconstruction {
+    pub split: String,
+    pub frames: u32,
+    pub truth: Rgba,
+    pub recon: Rgba,
+    pub boxes: Vec<[f32; 4]>,
+    pub motion_boxes: Vec<[f32; 4]>,
+}
+
 /// What a family implements to be trained by the session.
 pub trait Trainer: std::fmt::Debug {
     fn describe(&self) -> String;
@@ -69,12 +81,34 @@ pub trait Trainer: std::fmt::Debug {
     fn validate(&mut self) -> Option<Validation>;
     fn state_tensors(&self) -> Vec<(String, Tensor)>;
     fn load_state(&mut self, ckpt: &Loaded) -> Result<(), String>;
+    /// The columns of `scalars.csv`.
+    fn csv_columns(&self) -> &'static [&'static str] {
+        CSV_COLUMNS
+    }
+    /// Events the family produced since the last call (controller decisions, interventions,
+    /// discriminator switches, warnings).
+    fn drain_events(&mut self) -> Vec<Event> {
+        Vec::new()
+    }
+    /// A training reconstruction, taken at the sample cadence (reconstruction families).
+    fn reconstruction(&mut self) -> Option<Reconstruction> {
+        None
+    }
+    /// The reconstruction the last validation produced, once.
+    fn pending_reconstruction(&mut self) -> Option<Reconstruction> {
+        None
+    }
+    /// Non-tensor state a checkpoint must hold (saved as `family_state`).
+    fn family_state(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
 }
 
 /// Builds the trainer of a preset's family.
 pub fn make_trainer(preset: &AnyPreset, device: Device) -> Result<Box<dyn Trainer>, EngineError> {
     match preset {
         AnyPreset::WganGp(p) => Ok(Box::new(WganGpTrainer::new(p, device)?)),
+        AnyPreset::WubuGaad(p) => Ok(Box::new(WubuGaadTrainer::new(p, device)?)),
     }
 }
 
@@ -92,6 +126,25 @@ pub fn signature_of(preset: &AnyPreset) -> String {
                 m.g_feature_maps,
                 m.d_feature_maps,
                 m.ema_decay > 0.0
+            )
+        }
+        AnyPreset::WubuGaad(p) => {
+            let (m, d) = (&p.model, &p.data);
+            let stack = |s: &crate::core::preset::wubu_gaad::WubuStack| {
+                format!(
+                    "[{}|{}|{}|{}]",
+                    s.dims, s.curvatures, s.boundary_points, s.rotation
+                )
+            };
+            format!(
+                "wubu_gaad/{}x{}/f{}+{}/r{}{}/rm{}/p{}/z{}/t{}/dft{}/dct{}/roi{}{}/motion{}{}/film{}/h{}/S{}M{}T{}D{}/d{:?}+{:?}/sn{}/c{}-{}k{}/dfilm{}/dt{}/aux{}",
+                d.image_w, d.image_h, d.input_frames, d.predict_frames, m.regions, m.decomposition,
+                m.motion_regions, m.patch_size, m.latent_dim, m.tangent_dim, m.use_dft, m.use_dct,
+                m.encoder_roi_align, m.encoder_cnn_channels, m.motion, m.flow_stats, m.gen_film,
+                m.gen_head_hidden, stack(&m.wubu_s), stack(&m.wubu_m), stack(&m.wubu_t),
+                stack(&m.wubu_d), m.disc_primary, m.disc_alternative, m.disc_spectral_norm,
+                m.disc_base_channels, m.disc_max_channels, m.disc_temporal_kernel, m.disc_film,
+                m.disc_feature_tangent_dim, m.disc_feature_stats_aux
             )
         }
     }
@@ -274,7 +327,8 @@ impl LrControl {
     }
 }
 
-const CSV_COLUMNS: &[&str] = &[
+/// WGAN-GP's `scalars.csv` columns (the default).
+pub const CSV_COLUMNS: &[&str] = &[
     "step",
     "epoch",
     "phase",
@@ -289,21 +343,18 @@ const CSV_COLUMNS: &[&str] = &[
 ];
 
 fn health_cfg(p: &AnyPreset) -> crate::core::health::HealthConfig {
-    match p {
-        AnyPreset::WganGp(p) => p.health.clone(),
-    }
+    p.health().clone()
 }
 
 fn cadences(p: &AnyPreset) -> (u64, u64, u64, u64, u64) {
-    match p {
-        AnyPreset::WganGp(p) => (
-            p.logging.log_every_steps,
-            p.logging.sample_every_steps,
-            p.logging.validate_every_steps,
-            p.checkpoints.every_steps,
-            p.checkpoints.keep_last,
-        ),
-    }
+    let (l, c) = (p.logging(), p.checkpoints());
+    (
+        l.log_every_steps,
+        l.sample_every_steps,
+        l.validate_every_steps,
+        c.every_steps,
+        c.keep_last,
+    )
 }
 
 /// Runs a plan to its end. Returns how it ended; errors fail the run.
@@ -337,7 +388,7 @@ pub fn run(
     }
     let csv = CsvLog::open(
         &plan.run_dir.csv_path(),
-        CSV_COLUMNS,
+        trainer.csv_columns(),
         loaded.as_ref().map(|_| c.step),
     )?;
     let total_steps = estimate_total(&plan.preset, trainer.steps_per_epoch())
@@ -542,6 +593,7 @@ impl Session<'_> {
         }
         let decision = ctl.q.decide(Some(state), (!first).then_some(reward));
         let mut applied = Vec::new();
+        let mut applied_values = Vec::new();
         for (i, (_, _, scale)) in decision.actions.iter().enumerate() {
             ctl.scales[i] = *scale;
             let (field, base) = ctl.bases[i].clone();
@@ -549,6 +601,7 @@ impl Session<'_> {
             self.trainer
                 .set_live(&field, lr)
                 .map_err(EngineError::Model)?;
+            applied_values.push((field.clone(), lr));
             applied.push((field, *scale));
         }
         let step = self.c.step + 1;
@@ -574,6 +627,7 @@ impl Session<'_> {
             epsilon: decision.epsilon,
             q_values: decision.q_values,
             explored: decision.explored,
+            applied: applied_values,
         })
     }
 
@@ -705,9 +759,13 @@ impl Session<'_> {
             return Err(EngineError::NonFinite(message));
         }
         self.control(&scalars)?;
+        self.emit_family_events()?;
         for (k, v) in scalars {
             let e = self.c.accum.entry(k.to_string()).or_insert((0.0, 0));
-            if k.starts_with("lr") || k.starts_with("ctl_") {
+            if ["lr", "ctl_", "momentum", "lambda_", "heur_", "active_"]
+                .iter()
+                .any(|p| k.starts_with(p))
+            {
                 // Settings are logged as their current value, not averaged over the interval.
                 *e = (v, 1);
             } else {
@@ -764,6 +822,51 @@ impl Session<'_> {
         })
     }
 
+    fn emit_family_events(&mut self) -> Result<(), EngineError> {
+        for event in self.trainer.drain_events() {
+            self.emitter.emit(event)?;
+        }
+        Ok(())
+    }
+
+    /// Writes a reconstruction's two images and emits its event.
+    fn emit_reconstruction(&mut self, r: Reconstruction) -> Result<(), EngineError> {
+        let mut paths = Vec::new();
+        for (kind, img) in [("truth", &r.truth), ("recon", &r.recon)] {
+            let rel = format!("media/{}-{kind}-step-{:08}.png", r.split, self.c.step);
+            let path = self.plan.run_dir.root().join(&rel);
+            image::save_buffer(
+                &path,
+                &img.pixels,
+                img.width,
+                img.height,
+                image::ExtendedColorType::Rgba8,
+            )
+            .map_err(|e| {
+                EngineError::RunDir(crate::core::rundir::RunDirError::Io {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })
+            })?;
+            paths.push(rel);
+        }
+        let recon_path = paths.pop().unwrap_or_default();
+        let truth_path = paths.pop().unwrap_or_default();
+        self.emitter.emit(Event::Reconstruction {
+            step: self.c.step,
+            split: r.split,
+            truth: truth_path,
+            recon: recon_path,
+            width: r.truth.width,
+            height: r.truth.height,
+            frames: r.frames,
+            boxes: r.boxes,
+            motion_boxes: r.motion_boxes,
+            truth_rgba: r.truth.pixels,
+            recon_rgba: r.recon.pixels,
+        })
+    }
+
     fn emit_findings(&mut self, findings: Vec<Finding>) -> Result<(), EngineError> {
         for f in findings {
             self.emitter.emit(Event::Health {
@@ -799,13 +902,21 @@ impl Session<'_> {
             width: grid.width,
             height: grid.height,
             rgba: grid.pixels,
-        })
+        })?;
+        if let Some(r) = self.trainer.reconstruction() {
+            self.emit_reconstruction(r)?;
+        }
+        Ok(())
     }
 
     fn validate(&mut self) -> Result<(), EngineError> {
         let Some(v) = self.trainer.validate() else {
-            return Ok(());
+            return self.emit_family_events();
         };
+        self.emit_family_events()?;
+        if let Some(r) = self.trainer.pending_reconstruction() {
+            self.emit_reconstruction(r)?;
+        }
         if let Some(ratio) = v.diversity_ratio {
             if let Some(f) = self.health.observe_diversity(self.c.step, ratio) {
                 self.emit_findings(vec![f])?;
@@ -856,6 +967,7 @@ impl Session<'_> {
                 "session": self.c,
                 "live": live,
                 "controller": self.ctl,
+                "family_state": self.trainer.family_state(),
                 "written_at": unix_now(),
             });
             let dir =

@@ -100,9 +100,7 @@ pub fn prepare(req: RunRequest) -> Result<RunPlan, EngineError> {
         .clone()
         .unwrap_or_else(|| preset.preset().device().to_string());
     let device = device::resolve(&device_text)?;
-    let threads = match preset.preset() {
-        AnyPreset::WganGp(p) => p.threads,
-    };
+    let threads = preset.preset().threads();
     if threads > 0 {
         tch::set_num_threads(threads as i32);
     }
@@ -154,6 +152,30 @@ fn check_data(preset: &AnyPreset) -> Result<(), EngineError> {
             }
         }
         AnyPreset::WganGp(_) => Ok(()),
+        AnyPreset::WubuGaad(p) => {
+            use crate::core::preset::wubu_gaad::{FlowMethod, VideoSource};
+            let mut files = Vec::new();
+            if p.data.source == VideoSource::File {
+                files.push(("data.path", p.data.path.as_str()));
+            }
+            if !p.data.validation_path.trim().is_empty() {
+                files.push(("data.validation_path", p.data.validation_path.as_str()));
+            }
+            if p.model.motion && p.model.flow == FlowMethod::Torchscript {
+                files.push(("model.flow_model", p.model.flow_model.as_str()));
+            }
+            if !p.validation.lpips_model.trim().is_empty() {
+                files.push(("validation.lpips_model", p.validation.lpips_model.as_str()));
+            }
+            for (field, path) in files {
+                if !Path::new(path).exists() {
+                    return Err(EngineError::BadInput(format!(
+                        "{field}: `{path}` does not exist"
+                    )));
+                }
+            }
+            Ok(())
+        }
     }
 }
 

@@ -70,6 +70,8 @@ pub fn marker_color(kind: MarkerKind) -> Color32 {
         MarkerKind::Pause => Color32::GRAY,
         MarkerKind::Log => Color32::from_rgb(230, 150, 60),
         MarkerKind::End => Color32::WHITE,
+        MarkerKind::Intervention => Color32::from_rgb(200, 130, 230),
+        MarkerKind::Switch => Color32::from_rgb(240, 90, 200),
     }
 }
 

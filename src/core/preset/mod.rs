@@ -11,6 +11,7 @@
 pub mod schedule;
 pub mod schema;
 pub mod wgan_gp;
+pub mod wubu_gaad;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -21,6 +22,7 @@ use serde_json::Value;
 
 pub use schema::{FieldKind, FieldSpec};
 pub use wgan_gp::WganGpPreset;
+pub use wubu_gaad::WubuGaadPreset;
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = 2;
@@ -30,15 +32,17 @@ pub const SCHEMA_VERSION: u32 = 2;
 #[serde(rename_all = "snake_case")]
 pub enum Family {
     WganGp,
+    WubuGaad,
 }
 
 impl Family {
-    pub const ALL: [Family; 1] = [Family::WganGp];
+    pub const ALL: [Family; 2] = [Family::WganGp, Family::WubuGaad];
 
     #[must_use]
     pub fn name(self) -> &'static str {
         match self {
             Self::WganGp => "wgan_gp",
+            Self::WubuGaad => "wubu_gaad",
         }
     }
 
@@ -57,6 +61,7 @@ impl Family {
     pub fn specs(self) -> &'static [FieldSpec] {
         match self {
             Self::WganGp => wgan_gp::SPECS,
+            Self::WubuGaad => wubu_gaad::SPECS.as_slice(),
         }
     }
 
@@ -65,6 +70,7 @@ impl Family {
     pub fn default_preset(self) -> AnyPreset {
         match self {
             Self::WganGp => AnyPreset::WganGp(WganGpPreset::default()),
+            Self::WubuGaad => AnyPreset::WubuGaad(WubuGaadPreset::default()),
         }
     }
 }
@@ -246,16 +252,30 @@ pub enum PresetError {
 }
 
 /// A preset of any family.
+// Presets are cloned when a run starts or a phase begins, never in a loop: boxing the larger
+// variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum AnyPreset {
     WganGp(WganGpPreset),
+    WubuGaad(WubuGaadPreset),
 }
+
+/// Learning-rate control as a family without it reports it.
+static LR_CONTROL_OFF: LrControlConfig = LrControlConfig {
+    enabled: false,
+    every_steps: 50,
+    metric: String::new(),
+    better: crate::core::control::Better::Lower,
+    probation_steps: 0,
+};
 
 impl AnyPreset {
     #[must_use]
     pub fn family(&self) -> Family {
         match self {
             Self::WganGp(_) => Family::WganGp,
+            Self::WubuGaad(_) => Family::WubuGaad,
         }
     }
 
@@ -263,6 +283,7 @@ impl AnyPreset {
     pub fn name(&self) -> &str {
         match self {
             Self::WganGp(p) => &p.name,
+            Self::WubuGaad(p) => &p.name,
         }
     }
 
@@ -270,6 +291,7 @@ impl AnyPreset {
     pub fn seed(&self) -> u64 {
         match self {
             Self::WganGp(p) => p.seed,
+            Self::WubuGaad(p) => p.seed,
         }
     }
 
@@ -277,6 +299,7 @@ impl AnyPreset {
     pub fn device(&self) -> &str {
         match self {
             Self::WganGp(p) => &p.device,
+            Self::WubuGaad(p) => &p.device,
         }
     }
 
@@ -284,6 +307,7 @@ impl AnyPreset {
     pub fn lr_control(&self) -> &LrControlConfig {
         match self {
             Self::WganGp(p) => &p.lr_control,
+            Self::WubuGaad(_) => &LR_CONTROL_OFF,
         }
     }
 
@@ -291,6 +315,48 @@ impl AnyPreset {
     pub fn phases(&self) -> &[Phase] {
         match self {
             Self::WganGp(p) => &p.phases,
+            Self::WubuGaad(p) => &p.phases,
+        }
+    }
+
+    /// Libtorch CPU threads; 0 keeps libtorch's default.
+    #[must_use]
+    pub fn threads(&self) -> u32 {
+        match self {
+            Self::WganGp(p) => p.threads,
+            Self::WubuGaad(p) => p.threads,
+        }
+    }
+
+    #[must_use]
+    pub fn health(&self) -> &crate::core::health::HealthConfig {
+        match self {
+            Self::WganGp(p) => &p.health,
+            Self::WubuGaad(p) => &p.health,
+        }
+    }
+
+    #[must_use]
+    pub fn logging(&self) -> &LoggingConfig {
+        match self {
+            Self::WganGp(p) => &p.logging,
+            Self::WubuGaad(p) => &p.logging,
+        }
+    }
+
+    #[must_use]
+    pub fn checkpoints(&self) -> &CheckpointConfig {
+        match self {
+            Self::WganGp(p) => &p.checkpoints,
+            Self::WubuGaad(p) => &p.checkpoints,
+        }
+    }
+
+    /// The family's cross-field rules.
+    pub fn check(&self, problems: &mut Vec<Problem>) {
+        match self {
+            Self::WganGp(p) => p.check(problems),
+            Self::WubuGaad(p) => p.check(problems),
         }
     }
 
@@ -299,6 +365,7 @@ impl AnyPreset {
     pub fn to_tree(&self) -> Value {
         let tree = match self {
             Self::WganGp(p) => serde_json::to_value(p),
+            Self::WubuGaad(p) => serde_json::to_value(p),
         };
         tree.unwrap_or(Value::Null)
     }
@@ -314,6 +381,9 @@ impl AnyPreset {
             Family::WganGp => serde_path_to_error::deserialize(tree)
                 .map(Self::WganGp)
                 .map_err(problem),
+            Family::WubuGaad => serde_path_to_error::deserialize(tree)
+                .map(Self::WubuGaad)
+                .map_err(problem),
         }
     }
 
@@ -322,6 +392,7 @@ impl AnyPreset {
         let cfg = ron::ser::PrettyConfig::new().depth_limit(4);
         let text = match self {
             Self::WganGp(p) => ron::ser::to_string_pretty(p, cfg),
+            Self::WubuGaad(p) => ron::ser::to_string_pretty(p, cfg),
         };
         text.unwrap_or_else(|e| format!("// could not serialise preset: {e}"))
     }
@@ -414,9 +485,7 @@ pub fn validate(preset: AnyPreset) -> Result<ValidatedPreset, Vec<Problem>> {
     let specs = preset.family().specs();
     let tree = preset.to_tree();
     check_tree(specs, &tree, "", &mut problems);
-    match &preset {
-        AnyPreset::WganGp(p) => p.check(&mut problems),
-    }
+    preset.check(&mut problems);
     if let Err(msg) = crate::core::preset::parse_device(preset.device()) {
         problems.push(Problem {
             path: "device".into(),
@@ -515,9 +584,7 @@ fn check_phases(preset: &AnyPreset, problems: &mut Vec<Problem>) {
             Ok(merged) => {
                 // Cross-field rules on the merged preset (e.g. batch size vs dataset size).
                 let mut inner = Vec::new();
-                match &merged {
-                    AnyPreset::WganGp(p) => p.check(&mut inner),
-                }
+                merged.check(&mut inner);
                 problems.extend(inner.into_iter().map(|p| Problem {
                     path: format!("{at} -> {}", p.path),
                     ..p
@@ -573,6 +640,17 @@ pub fn parse_str(text: &str, file: &str) -> Result<(AnyPreset, Vec<String>), Pre
     match header.family {
         Family::WganGp => wgan_gp::parse_versioned(text, header.schema_version, file)
             .map(|(p, notes)| (AnyPreset::WganGp(p), notes)),
+        Family::WubuGaad if header.schema_version == SCHEMA_VERSION => {
+            Ok((AnyPreset::WubuGaad(parse_typed(text, file)?), Vec::new()))
+        }
+        Family::WubuGaad => Err(PresetError::Invalid {
+            file: file.to_string(),
+            problems: vec![Problem {
+                path: "schema_version".into(),
+                value: header.schema_version.to_string(),
+                allowed: format!("{SCHEMA_VERSION} (the first version with this family)"),
+            }],
+        }),
     }
 }
 

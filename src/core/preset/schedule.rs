@@ -55,6 +55,15 @@ pub fn steps_per_epoch_hint(preset: &AnyPreset) -> Option<u64> {
             }
             super::wgan_gp::ImageSource::Folder => None,
         },
+        AnyPreset::WubuGaad(p) => match p.data.source {
+            super::wubu_gaad::VideoSource::SyntheticShapes => {
+                let frames = u64::from(p.data.synthetic_frames);
+                let train = frames - (frames as f64 * p.data.validation_fraction) as u64;
+                let windows = train.saturating_sub(p.window_span() - 1);
+                Some((windows / u64::from(p.train.batch_size.max(1))).max(1))
+            }
+            super::wubu_gaad::VideoSource::File => None,
+        },
     }
 }
 
@@ -117,7 +126,9 @@ mod tests {
     fn phases_lay_out_in_steps_and_overrides_become_steps_of_the_curve() {
         let text = include_str!("../../../presets/smoke.ron");
         let (mut p, _) = parse_str(text, "smoke.ron").unwrap();
-        let AnyPreset::WganGp(w) = &mut p;
+        let AnyPreset::WganGp(w) = &mut p else {
+            panic!("smoke.ron is a WGAN-GP preset")
+        };
         w.phases = vec![
             Phase {
                 name: "warm".into(),

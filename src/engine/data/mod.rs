@@ -3,9 +3,11 @@
 
 mod augment;
 mod folder;
+pub mod video;
 
 pub use augment::{augment, Augment};
 pub use folder::{load_folder, FolderImages};
+pub use video::VideoSet;
 
 use tch::{Device, Kind, Tensor};
 

@@ -1,3 +1,4 @@
 //! One folder per model family.
 
 pub mod wgan_gp;
+pub mod wubu_gaad;

@@ -57,6 +57,39 @@ impl RiemannianSgd {
         }
     }
 
+    /// Drops every momentum buffer (a critic that becomes active again starts afresh).
+    pub fn reset_momentum(&mut self) {
+        for p in &mut self.params {
+            p.buf = None;
+        }
+    }
+
+    /// Scales every gradient so that their joint norm is at most `max` (0 = off); returns the
+    /// norm before clipping. Non-finite gradients are left to [`RiemannianSgd::step`].
+    pub fn clip_global(&mut self, max: f64) -> f64 {
+        let grads: Vec<Tensor> = self
+            .params
+            .iter()
+            .map(|p| p.tensor.grad())
+            .filter(Tensor::defined)
+            .collect();
+        if grads.is_empty() {
+            return 0.0;
+        }
+        let norms: Vec<Tensor> = grads
+            .iter()
+            .map(|g| g.norm().to_kind(Kind::Float))
+            .collect();
+        let total = Tensor::stack(&norms, 0).norm().double_value(&[]);
+        if max > 0.0 && total.is_finite() && total > max {
+            let scale = max / (total + 1e-6);
+            for mut g in grads {
+                let _ = g.g_mul_scalar_(scale);
+            }
+        }
+        total
+    }
+
     /// Drops the gradients (set to none).
     pub fn zero_grad(&mut self) {
         crate::engine::ops::drop_grads(self.params.iter_mut().map(|p| &mut p.tensor));

@@ -241,7 +241,9 @@ impl Trainer for WganGpTrainer {
     }
 
     fn apply_preset(&mut self, preset: &AnyPreset) {
-        let AnyPreset::WganGp(p) = preset;
+        let AnyPreset::WganGp(p) = preset else {
+            return;
+        };
         self.opt_g.lr = p.train.lr_g;
         self.opt_d.lr = p.train.lr_d;
         for o in [&mut self.opt_g, &mut self.opt_d] {

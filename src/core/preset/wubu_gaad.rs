@@ -1,0 +1,1845 @@
+//! The WuBu-GAAD hybrid VAE-GAN preset (seeds 000 and 001; spec `wubu_gaad_spec.md`).
+//!
+//! Defaults are the original's command-line defaults (spec section 10) except where section 11
+//! lists a defect; each such field's doc says what differs. [`WubuGaadPreset::bat`] is the
+//! original launcher's configuration and [`WubuGaadPreset::phased`] guide 000's phases 0 to 5.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::schema::{FieldKind as K, FieldSpec};
+use super::{
+    CheckpointConfig, Family, LoggingConfig, OverrideValue, Phase, PhaseLength, Problem,
+    SCHEMA_VERSION,
+};
+use crate::core::health::HealthConfig;
+
+/// Where the frames come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VideoSource {
+    /// Moving coloured shapes generated in memory, deterministic by seed (the embedded default).
+    SyntheticShapes,
+    /// One video file, or a folder of videos, in any format FFmpeg decodes.
+    File,
+}
+
+/// How frames are brought to the preset's size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resize {
+    /// Resize to exactly `image_w x image_h`, as the original (the aspect ratio changes).
+    Stretch,
+    /// Crop the centre to the target aspect ratio, then resize.
+    CenterCrop,
+}
+
+/// The two discriminator designs of section 1.1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiscKind {
+    /// A 3D CNN on the assembled predicted frames (`default_pixel_cnn`).
+    PixelCnn,
+    /// The global WuBu discriminator on the regions' spectral coefficients
+    /// (`global_wubu_video_feature`).
+    WubuFeature,
+}
+
+/// Which discriminator trains first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InitialDisc {
+    Primary,
+    Alternative,
+}
+
+/// The validation metric that picks the best checkpoint and rewards the lambda_KL controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValMetric {
+    Psnr,
+    Ssim,
+    Lpips,
+    PixelMse,
+}
+
+impl ValMetric {
+    /// The scalar's name in the run log.
+    #[must_use]
+    pub fn scalar(self) -> &'static str {
+        match self {
+            Self::Psnr => "val_psnr",
+            Self::Ssim => "val_ssim",
+            Self::Lpips => "val_lpips",
+            Self::PixelMse => "val_mse",
+        }
+    }
+
+    #[must_use]
+    pub fn better(self) -> crate::core::control::Better {
+        match self {
+            Self::Psnr | Self::Ssim => crate::core::control::Better::Higher,
+            Self::Lpips | Self::PixelMse => crate::core::control::Better::Lower,
+        }
+    }
+}
+
+/// How optical flow is computed for the motion branch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlowMethod {
+    /// Coarse-to-fine Lucas-Kanade in the engine: no weights to download.
+    LucasKanade,
+    /// A TorchScript module `(frame_a, frame_b) -> flow [B, 2, H, W]` loaded from `flow_model`.
+    Torchscript,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VideoData {
+    pub source: VideoSource,
+    /// A video file or a folder of videos when `source` is `file`.
+    pub path: String,
+    /// A separate validation video; empty takes the end of the training frames instead.
+    pub validation_path: String,
+    /// Of the training frames, the final fraction kept for validation (no window crosses).
+    pub validation_fraction: f64,
+    pub image_h: u32,
+    pub image_w: u32,
+    pub resize: Resize,
+    /// Frames skipped between the frames of a window, plus one (1 = consecutive).
+    pub frame_skip: u32,
+    pub input_frames: u32,
+    pub predict_frames: u32,
+    /// Length of the synthetic video.
+    pub synthetic_frames: u32,
+    /// Read at most this many frames of each video (0 = all).
+    pub max_frames: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WubuStack {
+    /// Level widths, space-separated (`"128 96 64"`); empty for no levels.
+    pub dims: String,
+    /// Initial curvature per level, space-separated; one value is repeated.
+    pub curvatures: String,
+    pub boundary_points: u32,
+    pub rotation: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WubuModel {
+    pub latent_dim: u32,
+    pub regions: u32,
+    pub decomposition: String,
+    pub min_region_px: f64,
+    pub patch_size: u32,
+    pub use_dft: bool,
+    pub use_dct: bool,
+    pub encoder_roi_align: bool,
+    pub encoder_cnn_channels: u32,
+    pub tangent_dim: u32,
+    pub wubu_dropout: f64,
+    pub wubu_s: WubuStack,
+    pub wubu_m: WubuStack,
+    pub wubu_t: WubuStack,
+    pub wubu_d: WubuStack,
+    pub motion: bool,
+    pub motion_regions: u32,
+    pub motion_decomposition: String,
+    pub flow: FlowMethod,
+    pub flow_model: String,
+    /// Space-separated: mag_mean, angle_mean (cos and sin), mag_std, angle_std.
+    pub flow_stats: String,
+    pub gen_temporal_kernel: u32,
+    pub gen_film: bool,
+    /// Hidden width of the generator's spectral heads (the original: half the RoI feature,
+    /// 4096 at 16x16 patches; spec 11.16).
+    pub gen_head_hidden: u32,
+    pub disc_primary: DiscKind,
+    pub disc_alternative: DiscKind,
+    pub disc_spectral_norm: bool,
+    pub disc_base_channels: u32,
+    pub disc_max_channels: u32,
+    pub disc_temporal_kernel: u32,
+    pub disc_film: bool,
+    pub disc_feature_tangent_dim: u32,
+    pub disc_feature_stats_aux: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WubuTrain {
+    pub batch_size: u32,
+    pub lr_gen: f64,
+    pub lr_disc_primary: f64,
+    pub lr_disc_alternative: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub global_clip: f64,
+    pub param_clip: f64,
+    pub lambda_recon_dft: f64,
+    pub lambda_recon_dct: f64,
+    pub lambda_recon_pixel: f64,
+    pub lambda_kl: f64,
+    pub lambda_gan: f64,
+    pub lambda_fm: f64,
+    /// bf16 autocast on CUDA for the convolutional parts (hyperbolic maps stay in f32).
+    pub mixed_precision: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QControl {
+    pub enabled: bool,
+    /// Steps between learning-rate decisions of the generator and active-critic controllers.
+    pub every_steps: u64,
+    /// Steps between lambda_KL decisions; 0 turns that controller off.
+    pub lkl_every_steps: u64,
+    pub lkl_min: f64,
+    pub lkl_max: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heuristics {
+    pub enabled: bool,
+    pub check_every_steps: u64,
+    pub short_history: u32,
+    pub trigger_count: u32,
+    pub d_strong: f64,
+    pub d_very_weak: f64,
+    pub g_stalled: f64,
+    pub g_winning: f64,
+    pub g_very_much_winning: f64,
+    pub kl_high: f64,
+    pub recon_stagnation_rel: f64,
+    pub good_recon: f64,
+    pub q_reward_stagnation: f64,
+    pub recon_boost: f64,
+    pub easy_win_weight: f64,
+    pub easy_win_max: f64,
+    pub d_lr_boost: f64,
+    pub explore_epsilon: f64,
+    pub explore_decisions: u32,
+    pub gan_factor_min: f64,
+    pub gan_factor_max: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Switching {
+    pub enabled: bool,
+    pub initial: InitialDisc,
+    pub min_steps_between: u64,
+    pub trigger_count: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WubuValidation {
+    pub metric: ValMetric,
+    /// Validation windows per pass.
+    pub windows: u32,
+    /// A TorchScript LPIPS module `(x, y) in [-1, 1] -> distance [B]`; empty turns LPIPS off.
+    pub lpips_model: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WubuGaadPreset {
+    pub schema_version: u32,
+    pub family: Family,
+    pub name: String,
+    pub seed: u64,
+    pub device: String,
+    pub threads: u32,
+    pub data: VideoData,
+    pub model: WubuModel,
+    pub train: WubuTrain,
+    pub q_control: QControl,
+    pub heuristics: Heuristics,
+    pub switching: Switching,
+    pub validation: WubuValidation,
+    pub health: HealthConfig,
+    pub logging: LoggingConfig,
+    pub checkpoints: CheckpointConfig,
+    pub phases: Vec<Phase>,
+}
+
+fn stack(dims: &str, curvatures: &str, boundary_points: u32) -> WubuStack {
+    WubuStack {
+        dims: dims.into(),
+        curvatures: curvatures.into(),
+        boundary_points,
+        rotation: false,
+    }
+}
+
+impl Default for WubuGaadPreset {
+    /// The original's defaults at 64x64 on the synthetic shapes video, sized for a CPU: 2
+    /// input + 1 predicted frames, 8 regions, batch 4.
+    fn default() -> Self {
+        Self {
+            schema_version: SCHEMA_VERSION,
+            family: Family::WubuGaad,
+            name: "wubu_gaad".into(),
+            seed: 1337,
+            device: "auto".into(),
+            threads: 0,
+            data: VideoData {
+                source: VideoSource::SyntheticShapes,
+                path: String::new(),
+                validation_path: String::new(),
+                validation_fraction: 0.1,
+                image_h: 64,
+                image_w: 64,
+                resize: Resize::Stretch,
+                frame_skip: 1,
+                input_frames: 2,
+                predict_frames: 1,
+                synthetic_frames: 2000,
+                max_frames: 0,
+            },
+            model: WubuModel {
+                latent_dim: 512,
+                regions: 8,
+                decomposition: "hybrid".into(),
+                min_region_px: 4.0,
+                patch_size: 16,
+                use_dft: true,
+                use_dct: true,
+                encoder_roi_align: false,
+                encoder_cnn_channels: 32,
+                tangent_dim: 256,
+                wubu_dropout: 0.1,
+                wubu_s: stack("128 96 64", "1.0 0.8 0.6", 4),
+                wubu_m: stack("64 48", "0.7 0.5", 0),
+                wubu_t: stack("256 128", "0.5 0.3", 0),
+                wubu_d: stack("256 128 64", "0.8 0.6 0.4", 0),
+                motion: true,
+                motion_regions: 8,
+                motion_decomposition: "hybrid".into(),
+                flow: FlowMethod::LucasKanade,
+                flow_model: String::new(),
+                flow_stats: "mag_mean angle_mean mag_std".into(),
+                gen_temporal_kernel: 3,
+                gen_film: true,
+                gen_head_hidden: 512,
+                disc_primary: DiscKind::PixelCnn,
+                disc_alternative: DiscKind::WubuFeature,
+                disc_spectral_norm: true,
+                disc_base_channels: 64,
+                disc_max_channels: 512,
+                disc_temporal_kernel: 3,
+                disc_film: true,
+                disc_feature_tangent_dim: 512,
+                disc_feature_stats_aux: true,
+            },
+            train: WubuTrain {
+                batch_size: 4,
+                lr_gen: 1e-4,
+                lr_disc_primary: 2e-4,
+                lr_disc_alternative: 1.5e-4,
+                momentum: 0.9,
+                weight_decay: 0.01,
+                global_clip: 5.0,
+                param_clip: 2.0,
+                lambda_recon_dft: 7.0,
+                lambda_recon_dct: 7.0,
+                lambda_recon_pixel: 10.0,
+                lambda_kl: 0.001,
+                lambda_gan: 1.0,
+                lambda_fm: 0.1,
+                mixed_precision: false,
+            },
+            q_control: QControl {
+                enabled: true,
+                every_steps: 1,
+                lkl_every_steps: 10,
+                lkl_min: 1e-5,
+                lkl_max: 0.1,
+            },
+            heuristics: Heuristics {
+                enabled: true,
+                check_every_steps: 10,
+                short_history: 7,
+                trigger_count: 2,
+                d_strong: 0.20,
+                d_very_weak: 2.0,
+                g_stalled: 1.8,
+                g_winning: 0.15,
+                g_very_much_winning: 0.03,
+                kl_high: 15.0,
+                recon_stagnation_rel: 0.001,
+                good_recon: 0.015,
+                q_reward_stagnation: -0.3,
+                recon_boost: 1.5,
+                easy_win_weight: 1.0,
+                easy_win_max: 10.0,
+                d_lr_boost: 2.0,
+                explore_epsilon: 0.75,
+                explore_decisions: 15,
+                gan_factor_min: 0.5,
+                gan_factor_max: 1.5,
+            },
+            switching: Switching {
+                enabled: true,
+                initial: InitialDisc::Primary,
+                min_steps_between: 50,
+                trigger_count: 2,
+            },
+            validation: WubuValidation {
+                metric: ValMetric::Psnr,
+                windows: 16,
+                lpips_model: String::new(),
+            },
+            health: HealthConfig {
+                enabled: false,
+                ..HealthConfig::default()
+            },
+            logging: LoggingConfig {
+                log_every_steps: 10,
+                sample_every_steps: 100,
+                validate_every_steps: 200,
+            },
+            checkpoints: CheckpointConfig {
+                every_steps: 1000,
+                keep_last: 3,
+            },
+            phases: vec![Phase {
+                name: "main".into(),
+                length: PhaseLength::Epochs(1000),
+                overrides: BTreeMap::new(),
+                start_from_best: false,
+            }],
+        }
+    }
+}
+
+fn overrides(pairs: &[(&str, OverrideValue)]) -> BTreeMap<String, OverrideValue> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), v.clone()))
+        .collect()
+}
+
+impl WubuGaadPreset {
+    /// Guide 000's phased strategy as one preset with six phases, each after the first
+    /// starting from the previous phase's best checkpoint. Phase 0's low-capacity sanity check
+    /// becomes a short phase at full capacity (a model's shape is fixed for a run).
+    #[must_use]
+    pub fn phased() -> Self {
+        use OverrideValue::{Bool, Float, Int};
+        let phase = |name: &str, steps: u64, best: bool, o: &[(&str, OverrideValue)]| Phase {
+            name: name.into(),
+            length: PhaseLength::Steps(steps),
+            overrides: overrides(o),
+            start_from_best: best,
+        };
+        Self {
+            name: "wubu_gaad_phased".into(),
+            phases: vec![
+                phase(
+                    "0 sanity",
+                    50,
+                    false,
+                    &[
+                        ("q_control.enabled", Bool(false)),
+                        ("heuristics.enabled", Bool(false)),
+                        ("switching.enabled", Bool(false)),
+                        ("logging.validate_every_steps", Int(50)),
+                    ],
+                ),
+                phase(
+                    "1 vae recon",
+                    3000,
+                    true,
+                    &[
+                        ("train.lambda_kl", Float(1e-5)),
+                        ("train.lambda_gan", Float(0.0)),
+                        ("heuristics.enabled", Bool(false)),
+                        ("switching.enabled", Bool(false)),
+                        ("q_control.lkl_every_steps", Int(0)),
+                    ],
+                ),
+                phase(
+                    "2 gan primary",
+                    3000,
+                    true,
+                    &[
+                        ("train.lambda_kl", Float(1e-4)),
+                        ("train.lambda_gan", Float(0.5)),
+                        ("heuristics.enabled", Bool(false)),
+                        ("switching.enabled", Bool(false)),
+                        ("q_control.lkl_every_steps", Int(0)),
+                    ],
+                ),
+                phase(
+                    "3 kl and heuristics",
+                    3000,
+                    true,
+                    &[
+                        ("train.lambda_kl", Float(1e-3)),
+                        ("train.lambda_gan", Float(1.0)),
+                        ("switching.enabled", Bool(false)),
+                        ("q_control.lkl_every_steps", Int(50)),
+                    ],
+                ),
+                phase("4 dual discriminators", 5000, true, &[]),
+                phase(
+                    "5 fine tune",
+                    10000,
+                    true,
+                    &[
+                        ("train.lr_gen", Float(5e-5)),
+                        ("train.lr_disc_primary", Float(1e-4)),
+                        ("train.lr_disc_alternative", Float(7.5e-5)),
+                    ],
+                ),
+            ],
+            ..Self::default()
+        }
+    }
+
+    /// The original launcher's configuration (spec 10, "The .bat run"), made valid: 256x256,
+    /// 12 input + 3 predicted frames, 96 regions, RoIAlign encoder, feature critic primary.
+    /// Switching works with the feature critic primary here (the original's type-ordered
+    /// triggers could never fire in this configuration; spec 11.7).
+    #[must_use]
+    pub fn bat() -> Self {
+        let d = Self::default();
+        Self {
+            name: "wubu_gaad_bat".into(),
+            device: "cuda".into(),
+            data: VideoData {
+                image_h: 256,
+                image_w: 256,
+                input_frames: 12,
+                predict_frames: 3,
+                ..d.data.clone()
+            },
+            model: WubuModel {
+                latent_dim: 768,
+                regions: 96,
+                min_region_px: 8.0,
+                patch_size: 8,
+                encoder_roi_align: true,
+                encoder_cnn_channels: 96,
+                tangent_dim: 512,
+                wubu_s: WubuStack {
+                    rotation: true,
+                    ..stack("768 512 256 128", "1.0 0.8 0.6 0.4", 8)
+                },
+                wubu_m: stack("256 128", "1.0 0.8", 4),
+                wubu_t: stack("512 256", "1.0 0.8", 4),
+                wubu_d: stack("256 128", "0.9 0.7", 0),
+                motion_regions: 64,
+                flow_stats: "mag_mean angle_mean mag_std angle_std".into(),
+                gen_head_hidden: 1024,
+                disc_primary: DiscKind::WubuFeature,
+                disc_alternative: DiscKind::PixelCnn,
+                disc_spectral_norm: true,
+                disc_base_channels: 128,
+                disc_max_channels: 768,
+                disc_temporal_kernel: 5,
+                ..d.model.clone()
+            },
+            train: WubuTrain {
+                batch_size: 2,
+                lr_gen: 1e-4,
+                lr_disc_primary: 3e-5,
+                lr_disc_alternative: 3e-5,
+                global_clip: 3.0,
+                param_clip: 3.0,
+                lambda_recon_pixel: 30.0,
+                lambda_kl: 0.15,
+                lambda_gan: 2.0,
+                lambda_fm: 0.15,
+                mixed_precision: true,
+                ..d.train.clone()
+            },
+            q_control: QControl {
+                lkl_min: 0.1,
+                lkl_max: 0.9,
+                ..d.q_control.clone()
+            },
+            heuristics: Heuristics {
+                trigger_count: 5,
+                d_strong: 0.10,
+                kl_high: 45.0,
+                recon_stagnation_rel: 3e-4,
+                good_recon: 0.010,
+                explore_decisions: 50,
+                gan_factor_min: 0.75,
+                gan_factor_max: 1.25,
+                ..d.heuristics.clone()
+            },
+            validation: WubuValidation {
+                metric: ValMetric::Lpips,
+                ..d.validation.clone()
+            },
+            logging: LoggingConfig {
+                log_every_steps: 1,
+                sample_every_steps: 50,
+                validate_every_steps: 1000,
+            },
+            ..d
+        }
+    }
+
+    /// Window length in source frames.
+    #[must_use]
+    pub fn window_span(&self) -> u64 {
+        let n = u64::from(self.data.input_frames + self.data.predict_frames);
+        (n - 1) * u64::from(self.data.frame_skip.max(1)) + 1
+    }
+
+    /// Cross-field rules the per-field ranges cannot express.
+    pub fn check(&self, problems: &mut Vec<Problem>) {
+        let mut bad = |path: &str, value: String, allowed: &str| {
+            problems.push(Problem {
+                path: path.to_string(),
+                value,
+                allowed: allowed.to_string(),
+            });
+        };
+        if self.family != Family::WubuGaad {
+            bad("family", format!("{:?}", self.family), "wubu_gaad");
+        }
+        if self.schema_version != SCHEMA_VERSION {
+            bad(
+                "schema_version",
+                self.schema_version.to_string(),
+                "the current schema version",
+            );
+        }
+        if self.data.source == VideoSource::File && self.data.path.trim().is_empty() {
+            bad(
+                "data.path",
+                "\"\"".into(),
+                "a video file or folder when data.source is file",
+            );
+        }
+        let m = &self.model;
+        for (path, text) in [
+            ("model.decomposition", &m.decomposition),
+            ("model.motion_decomposition", &m.motion_decomposition),
+        ] {
+            if crate::core::gaad::Kind::parse(text).is_err() {
+                bad(path, text.clone(), "one of subdivide, spiral, hybrid");
+            }
+        }
+        for (name, s) in [
+            ("wubu_s", &m.wubu_s),
+            ("wubu_m", &m.wubu_m),
+            ("wubu_t", &m.wubu_t),
+            ("wubu_d", &m.wubu_d),
+        ] {
+            if let Err(why) = parse_stack(s) {
+                bad(&format!("model.{name}.{}", why.0), why.1, &why.2);
+            }
+        }
+        if let Err(bad_stat) = parse_flow_stats(&m.flow_stats) {
+            bad(
+                "model.flow_stats",
+                bad_stat,
+                "space-separated names among mag_mean, angle_mean, mag_std, angle_std (at least one)",
+            );
+        }
+        if m.motion && m.flow == FlowMethod::Torchscript && m.flow_model.trim().is_empty() {
+            bad(
+                "model.flow_model",
+                "\"\"".into(),
+                "a TorchScript file when model.flow is torchscript",
+            );
+        }
+        if m.disc_primary == m.disc_alternative && self.switching.enabled {
+            bad(
+                "model.disc_alternative",
+                format!("{:?}", m.disc_alternative),
+                "a kind other than disc_primary while switching is enabled",
+            );
+        }
+        if self.q_control.lkl_min > self.q_control.lkl_max {
+            bad(
+                "q_control.lkl_min",
+                self.q_control.lkl_min.to_string(),
+                "at most q_control.lkl_max",
+            );
+        }
+        if self.heuristics.gan_factor_min > self.heuristics.gan_factor_max {
+            bad(
+                "heuristics.gan_factor_min",
+                self.heuristics.gan_factor_min.to_string(),
+                "at most heuristics.gan_factor_max",
+            );
+        }
+        if self.validation.metric == ValMetric::Lpips
+            && self.validation.lpips_model.trim().is_empty()
+            && self.logging.validate_every_steps > 0
+        {
+            // Allowed: LPIPS is off without weights, and the run log says so; the best
+            // checkpoint then follows PSNR. Nothing to report here.
+        }
+        if !(m.use_dft || m.use_dct) && self.train.lambda_recon_pixel <= 0.0 {
+            bad(
+                "train.lambda_recon_pixel",
+                self.train.lambda_recon_pixel.to_string(),
+                "above 0 when neither model.use_dft nor model.use_dct is on (the pixel head)",
+            );
+        }
+    }
+}
+
+/// A stack's levels as `(dim, curvature)`; `Err((field, value, allowed))`.
+pub fn parse_stack(s: &WubuStack) -> Result<Vec<(i64, f64)>, (String, String, String)> {
+    let dims: Vec<i64> = s
+        .dims
+        .split_whitespace()
+        .map(|t| t.parse::<i64>().ok().filter(|d| (2..=8192).contains(d)))
+        .collect::<Option<_>>()
+        .ok_or_else(|| {
+            (
+                "dims".to_string(),
+                s.dims.clone(),
+                "space-separated integers 2 ..= 8192".to_string(),
+            )
+        })?;
+    let curv: Vec<f64> = s
+        .curvatures
+        .split_whitespace()
+        .map(|t| {
+            t.parse::<f64>()
+                .ok()
+                .filter(|c| c.is_finite() && *c > 0.0 && *c <= 100.0)
+        })
+        .collect::<Option<_>>()
+        .ok_or_else(|| {
+            (
+                "curvatures".to_string(),
+                s.curvatures.clone(),
+                "space-separated numbers in (0, 100]".to_string(),
+            )
+        })?;
+    if dims.is_empty() {
+        return Ok(Vec::new());
+    }
+    let curv = match curv.len() {
+        1 => vec![curv[0]; dims.len()],
+        n if n == dims.len() => curv,
+        _ => {
+            return Err((
+                "curvatures".into(),
+                s.curvatures.clone(),
+                format!("one value, or one per level ({})", dims.len()),
+            ))
+        }
+    };
+    Ok(dims.into_iter().zip(curv).collect())
+}
+
+/// The motion statistics, in a fixed order; `Err(the bad name)`.
+pub fn parse_flow_stats(text: &str) -> Result<Vec<&'static str>, String> {
+    const ALL: [&str; 4] = ["mag_mean", "angle_mean", "mag_std", "angle_std"];
+    let mut out = Vec::new();
+    for t in text.split_whitespace() {
+        match ALL.iter().find(|a| **a == t) {
+            Some(a) if !out.contains(a) => out.push(*a),
+            Some(_) => {}
+            None => return Err(t.to_string()),
+        }
+    }
+    if out.is_empty() {
+        return Err(text.to_string());
+    }
+    Ok(out)
+}
+
+const LR: K = K::Float {
+    min: 1e-9,
+    max: 1.0,
+};
+const POS: K = K::Float { min: 0.0, max: 1e6 };
+const DIM: K = K::Int { min: 1, max: 8192 };
+const STEPS: K = K::Int {
+    min: 0,
+    max: 100_000_000,
+};
+const DISC: K = K::Choice(&["pixel_cnn", "wubu_feature"]);
+const DECOMP: K = K::Choice(&["subdivide", "spiral", "hybrid"]);
+
+macro_rules! spec {
+    ($path:expr, $kind:expr, $unit:expr, $phase:expr, $live:expr, $doc:expr) => {
+        FieldSpec {
+            path: $path,
+            kind: $kind,
+            unit: $unit,
+            phase: $phase,
+            live: $live,
+            doc: $doc,
+        }
+    };
+}
+
+macro_rules! stack_specs {
+    ($p:literal, $what:literal) => {
+        [
+            spec!(
+                concat!("model.", $p, ".dims"),
+                K::Text,
+                "",
+                false,
+                false,
+                concat!($what, ": level widths, space-separated")
+            ),
+            spec!(
+                concat!("model.", $p, ".curvatures"),
+                K::Text,
+                "",
+                false,
+                false,
+                concat!(
+                    $what,
+                    ": initial curvature per level (one value is repeated)"
+                )
+            ),
+            spec!(
+                concat!("model.", $p, ".boundary_points"),
+                K::Int { min: 0, max: 256 },
+                "points",
+                false,
+                false,
+                concat!($what, ": boundary points per level")
+            ),
+            spec!(
+                concat!("model.", $p, ".rotation"),
+                K::Bool,
+                "",
+                false,
+                false,
+                concat!($what, ": SO(n) rotation in the inter-level transforms")
+            ),
+        ]
+    };
+}
+
+const S_SPECS: [FieldSpec; 4] = stack_specs!("wubu_s", "WuBu-S (appearance regions)");
+const M_SPECS: [FieldSpec; 4] = stack_specs!("wubu_m", "WuBu-M (motion regions)");
+const T_SPECS: [FieldSpec; 4] = stack_specs!("wubu_t", "WuBu-T (across the window's frames)");
+const D_SPECS: [FieldSpec; 4] = stack_specs!("wubu_d", "WuBu-D (feature discriminator)");
+
+const MAIN_SPECS: &[FieldSpec] = &[
+    spec!(
+        "name",
+        K::Text,
+        "",
+        false,
+        false,
+        "Name of the preset; runs are named after it"
+    ),
+    spec!(
+        "seed",
+        K::Int {
+            min: 0,
+            max: i64::MAX
+        },
+        "",
+        false,
+        false,
+        "Seed of every random draw (init, data order, noise, controllers)"
+    ),
+    spec!(
+        "device",
+        K::Text,
+        "",
+        false,
+        false,
+        "auto (CUDA when present), cpu, cuda or cuda:N"
+    ),
+    spec!(
+        "threads",
+        K::Int { min: 0, max: 1024 },
+        "threads",
+        false,
+        false,
+        "libtorch CPU threads; 0 keeps libtorch's default"
+    ),
+    spec!(
+        "data.source",
+        K::Choice(&["synthetic_shapes", "file"]),
+        "",
+        false,
+        false,
+        "Frames: moving shapes generated in memory, or a video file or folder"
+    ),
+    spec!(
+        "data.path",
+        K::Path,
+        "",
+        false,
+        false,
+        "Video file, or a folder of videos, when source is file"
+    ),
+    spec!(
+        "data.validation_path",
+        K::Path,
+        "",
+        false,
+        false,
+        "A separate validation video; empty: the end of the training frames"
+    ),
+    spec!(
+        "data.validation_fraction",
+        K::Float { min: 0.0, max: 0.9 },
+        "",
+        false,
+        false,
+        "Final fraction of the frames held out for validation (windows never cross it)"
+    ),
+    spec!(
+        "data.image_h",
+        K::Int { min: 16, max: 1024 },
+        "px",
+        false,
+        false,
+        "Frame height"
+    ),
+    spec!(
+        "data.image_w",
+        K::Int { min: 16, max: 1024 },
+        "px",
+        false,
+        false,
+        "Frame width"
+    ),
+    spec!(
+        "data.resize",
+        K::Choice(&["stretch", "center_crop"]),
+        "",
+        false,
+        false,
+        "stretch to the size (the original), or crop the centre to keep the aspect"
+    ),
+    spec!(
+        "data.frame_skip",
+        K::Int { min: 1, max: 100 },
+        "frames",
+        false,
+        false,
+        "Source frames between consecutive frames of a window"
+    ),
+    spec!(
+        "data.input_frames",
+        K::Int { min: 1, max: 64 },
+        "frames",
+        false,
+        false,
+        "Context frames per window"
+    ),
+    spec!(
+        "data.predict_frames",
+        K::Int { min: 1, max: 16 },
+        "frames",
+        false,
+        false,
+        "Predicted frames per window (Np)"
+    ),
+    spec!(
+        "data.synthetic_frames",
+        K::Int {
+            min: 8,
+            max: 1_000_000
+        },
+        "frames",
+        false,
+        false,
+        "Length of the synthetic video"
+    ),
+    spec!(
+        "data.max_frames",
+        K::Int {
+            min: 0,
+            max: 100_000_000
+        },
+        "frames",
+        false,
+        false,
+        "Read at most this many frames per video; 0 = all"
+    ),
+    spec!("model.latent_dim", DIM, "", false, false, "Latent size L"),
+    spec!(
+        "model.regions",
+        K::Int { min: 1, max: 512 },
+        "regions",
+        false,
+        false,
+        "GAAD appearance regions R"
+    ),
+    spec!(
+        "model.decomposition",
+        DECOMP,
+        "",
+        false,
+        false,
+        "Appearance GAAD: golden subdivision, phi-spiral or both"
+    ),
+    spec!(
+        "model.min_region_px",
+        K::Float {
+            min: 1.0,
+            max: 256.0
+        },
+        "px",
+        false,
+        false,
+        "Smallest region side"
+    ),
+    spec!(
+        "model.patch_size",
+        K::Int { min: 2, max: 64 },
+        "px",
+        false,
+        false,
+        "Spectral patch size ph = pw"
+    ),
+    spec!(
+        "model.use_dft",
+        K::Bool,
+        "",
+        false,
+        false,
+        "DFT (real and imaginary) features and head"
+    ),
+    spec!(
+        "model.use_dct",
+        K::Bool,
+        "",
+        false,
+        false,
+        "DCT-II features and head; with neither, a pixel head"
+    ),
+    spec!(
+        "model.encoder_roi_align",
+        K::Bool,
+        "",
+        false,
+        false,
+        "Shallow CNN + RoIAlign feeds WuBu-S (else the pixel patches' spectra)"
+    ),
+    spec!(
+        "model.encoder_cnn_channels",
+        DIM,
+        "channels",
+        false,
+        false,
+        "Shallow CNN width Ce"
+    ),
+    spec!(
+        "model.tangent_dim",
+        DIM,
+        "",
+        false,
+        false,
+        "Patch and motion embedding width"
+    ),
+    spec!(
+        "model.wubu_dropout",
+        K::Float { min: 0.0, max: 0.9 },
+        "",
+        false,
+        false,
+        "Dropout in every WuBu level"
+    ),
+    spec!(
+        "model.motion",
+        K::Bool,
+        "",
+        false,
+        false,
+        "Optical-flow motion branch (WuBu-M)"
+    ),
+    spec!(
+        "model.motion_regions",
+        K::Int { min: 1, max: 512 },
+        "regions",
+        false,
+        false,
+        "Motion GAAD regions Rm, placed on the flow magnitude"
+    ),
+    spec!(
+        "model.motion_decomposition",
+        DECOMP,
+        "",
+        false,
+        false,
+        "Motion GAAD decomposition"
+    ),
+    spec!(
+        "model.flow",
+        K::Choice(&["lucas_kanade", "torchscript"]),
+        "",
+        false,
+        false,
+        "Optical flow: coarse-to-fine Lucas-Kanade, or a TorchScript network"
+    ),
+    spec!(
+        "model.flow_model",
+        K::Path,
+        "",
+        false,
+        false,
+        "TorchScript flow network (frame_a, frame_b in [-1,1]) -> [B,2,H,W]"
+    ),
+    spec!(
+        "model.flow_stats",
+        K::Text,
+        "",
+        false,
+        false,
+        "Per-region flow statistics: mag_mean angle_mean mag_std angle_std"
+    ),
+    spec!(
+        "model.gen_temporal_kernel",
+        K::Int { min: 1, max: 9 },
+        "frames",
+        false,
+        false,
+        "Generator's temporal kernel size"
+    ),
+    spec!(
+        "model.gen_film",
+        K::Bool,
+        "",
+        false,
+        false,
+        "FiLM-condition the generator on the boxes"
+    ),
+    spec!(
+        "model.gen_head_hidden",
+        DIM,
+        "",
+        false,
+        false,
+        "Hidden width of the spectral heads (the original: half the RoI feature)"
+    ),
+    spec!(
+        "model.disc_primary",
+        DISC,
+        "",
+        false,
+        false,
+        "Primary discriminator"
+    ),
+    spec!(
+        "model.disc_alternative",
+        DISC,
+        "",
+        false,
+        false,
+        "Alternative discriminator"
+    ),
+    spec!(
+        "model.disc_spectral_norm",
+        K::Bool,
+        "",
+        false,
+        false,
+        "Spectral normalisation in both discriminators"
+    ),
+    spec!(
+        "model.disc_base_channels",
+        DIM,
+        "channels",
+        false,
+        false,
+        "Pixel discriminator's first width"
+    ),
+    spec!(
+        "model.disc_max_channels",
+        DIM,
+        "channels",
+        false,
+        false,
+        "Pixel discriminator's widest layer"
+    ),
+    spec!(
+        "model.disc_temporal_kernel",
+        K::Int { min: 1, max: 9 },
+        "frames",
+        false,
+        false,
+        "Pixel discriminator's temporal kernel"
+    ),
+    spec!(
+        "model.disc_film",
+        K::Bool,
+        "",
+        false,
+        false,
+        "FiLM-condition the pixel discriminator on the boxes"
+    ),
+    spec!(
+        "model.disc_feature_tangent_dim",
+        DIM,
+        "",
+        false,
+        false,
+        "Feature discriminator's projection width"
+    ),
+    spec!(
+        "model.disc_feature_stats_aux",
+        K::Bool,
+        "",
+        false,
+        false,
+        "Feature discriminator's mean/std side input"
+    ),
+    spec!(
+        "train.batch_size",
+        K::Int { min: 1, max: 1024 },
+        "windows",
+        true,
+        false,
+        "Windows per step"
+    ),
+    spec!(
+        "train.lr_gen",
+        LR,
+        "",
+        true,
+        true,
+        "Encoder and generator learning rate (the Q-controller scales it 0.7..1.3)"
+    ),
+    spec!(
+        "train.lr_disc_primary",
+        LR,
+        "",
+        true,
+        true,
+        "Primary discriminator learning rate"
+    ),
+    spec!(
+        "train.lr_disc_alternative",
+        LR,
+        "",
+        true,
+        true,
+        "Alternative discriminator learning rate"
+    ),
+    spec!(
+        "train.momentum",
+        K::Float {
+            min: 0.0,
+            max: 0.999
+        },
+        "",
+        true,
+        false,
+        "Riemannian SGD momentum (the Q-controller scales it)"
+    ),
+    spec!(
+        "train.weight_decay",
+        K::Float { min: 0.0, max: 1.0 },
+        "",
+        true,
+        false,
+        "Weight decay of Euclidean parameters"
+    ),
+    spec!(
+        "train.global_clip",
+        POS,
+        "",
+        true,
+        false,
+        "Global gradient-norm clip per network; 0 = off"
+    ),
+    spec!(
+        "train.param_clip",
+        POS,
+        "",
+        true,
+        false,
+        "Per-parameter gradient-norm clip in the optimizer; 0 = off"
+    ),
+    spec!(
+        "train.lambda_recon_dft",
+        POS,
+        "",
+        true,
+        true,
+        "Weight of the DFT path's patch reconstruction MSE"
+    ),
+    spec!(
+        "train.lambda_recon_dct",
+        POS,
+        "",
+        true,
+        true,
+        "Weight of the DCT path's patch reconstruction MSE"
+    ),
+    spec!(
+        "train.lambda_recon_pixel",
+        POS,
+        "",
+        true,
+        true,
+        "Weight of the assembled frames' pixel MSE"
+    ),
+    spec!(
+        "train.lambda_kl",
+        K::Float {
+            min: 0.0,
+            max: 100.0
+        },
+        "",
+        true,
+        true,
+        "Base KL weight (the lambda_KL controller moves it within its bounds)"
+    ),
+    spec!(
+        "train.lambda_gan",
+        POS,
+        "",
+        true,
+        true,
+        "Adversarial weight"
+    ),
+    spec!(
+        "train.lambda_fm",
+        POS,
+        "",
+        true,
+        true,
+        "Feature-matching weight (when the heuristic turns it on)"
+    ),
+    spec!(
+        "train.mixed_precision",
+        K::Bool,
+        "",
+        true,
+        false,
+        "bf16 autocast on CUDA (hyperbolic maps stay f32); ignored on CPU"
+    ),
+    spec!(
+        "q_control.enabled",
+        K::Bool,
+        "",
+        true,
+        false,
+        "Q-learning control of the learning rates and momenta"
+    ),
+    spec!(
+        "q_control.every_steps",
+        K::Int {
+            min: 1,
+            max: 1_000_000
+        },
+        "steps",
+        true,
+        false,
+        "Steps between LR/momentum decisions"
+    ),
+    spec!(
+        "q_control.lkl_every_steps",
+        STEPS,
+        "steps",
+        true,
+        false,
+        "Steps between lambda_KL decisions; 0 = off"
+    ),
+    spec!(
+        "q_control.lkl_min",
+        K::Float {
+            min: 0.0,
+            max: 100.0
+        },
+        "",
+        true,
+        false,
+        "Lower bound of the controlled lambda_KL"
+    ),
+    spec!(
+        "q_control.lkl_max",
+        K::Float {
+            min: 0.0,
+            max: 100.0
+        },
+        "",
+        true,
+        false,
+        "Upper bound of the controlled lambda_KL"
+    ),
+    spec!(
+        "heuristics.enabled",
+        K::Bool,
+        "",
+        true,
+        false,
+        "Heuristic interventions (section 6)"
+    ),
+    spec!(
+        "heuristics.check_every_steps",
+        K::Int {
+            min: 1,
+            max: 1_000_000
+        },
+        "steps",
+        true,
+        false,
+        "Steps between heuristic and switch checks"
+    ),
+    spec!(
+        "heuristics.short_history",
+        K::Int {
+            min: 1,
+            max: 10_000
+        },
+        "steps",
+        true,
+        false,
+        "Recent values whose median the checks read"
+    ),
+    spec!(
+        "heuristics.trigger_count",
+        K::Int { min: 1, max: 1000 },
+        "checks",
+        true,
+        false,
+        "Consecutive checks a condition must hold"
+    ),
+    spec!(
+        "heuristics.d_strong",
+        POS,
+        "",
+        true,
+        false,
+        "d_total below this: the critic is strong"
+    ),
+    spec!(
+        "heuristics.d_very_weak",
+        POS,
+        "",
+        true,
+        false,
+        "d_total above this: the critic is very weak"
+    ),
+    spec!(
+        "heuristics.g_stalled",
+        POS,
+        "",
+        true,
+        false,
+        "g_adv above this: the generator is stalled"
+    ),
+    spec!(
+        "heuristics.g_winning",
+        POS,
+        "",
+        true,
+        false,
+        "g_adv below this gates the easy-win penalty"
+    ),
+    spec!(
+        "heuristics.g_very_much_winning",
+        POS,
+        "",
+        true,
+        false,
+        "g_adv below this: the generator wins very easily"
+    ),
+    spec!(
+        "heuristics.kl_high",
+        POS,
+        "",
+        true,
+        false,
+        "KL median above this: KL is high"
+    ),
+    spec!(
+        "heuristics.recon_stagnation_rel",
+        K::Float { min: 0.0, max: 1.0 },
+        "",
+        true,
+        false,
+        "Relative recon improvement below this counts as stagnant"
+    ),
+    spec!(
+        "heuristics.good_recon",
+        POS,
+        "",
+        true,
+        false,
+        "Recon below 1.25x this is never called stagnant"
+    ),
+    spec!(
+        "heuristics.q_reward_stagnation",
+        K::Float {
+            min: -10.0,
+            max: 10.0
+        },
+        "",
+        true,
+        false,
+        "Active critic's median reward below this: its controller is stagnant"
+    ),
+    spec!(
+        "heuristics.recon_boost",
+        K::Float {
+            min: 1.0,
+            max: 100.0
+        },
+        "x",
+        true,
+        false,
+        "Recon factor while rebalancing or reducing KL"
+    ),
+    spec!(
+        "heuristics.easy_win_weight",
+        POS,
+        "",
+        true,
+        false,
+        "Weight of the easy-win penalty"
+    ),
+    spec!(
+        "heuristics.easy_win_max",
+        POS,
+        "",
+        true,
+        false,
+        "Cap of the easy-win penalty"
+    ),
+    spec!(
+        "heuristics.d_lr_boost",
+        K::Float {
+            min: 1.0,
+            max: 100.0
+        },
+        "x",
+        true,
+        false,
+        "Active critic's LR multiplier while its controller is stagnant"
+    ),
+    spec!(
+        "heuristics.explore_epsilon",
+        K::Float { min: 0.0, max: 1.0 },
+        "",
+        true,
+        false,
+        "Epsilon of a forced exploration of the critic's controller"
+    ),
+    spec!(
+        "heuristics.explore_decisions",
+        K::Int {
+            min: 0,
+            max: 100_000
+        },
+        "decisions",
+        true,
+        false,
+        "Length of a forced exploration"
+    ),
+    spec!(
+        "heuristics.gan_factor_min",
+        K::Float {
+            min: 0.0,
+            max: 10.0
+        },
+        "x",
+        true,
+        false,
+        "Lowest GAN factor"
+    ),
+    spec!(
+        "heuristics.gan_factor_max",
+        K::Float {
+            min: 0.0,
+            max: 10.0
+        },
+        "x",
+        true,
+        false,
+        "Highest GAN factor"
+    ),
+    spec!(
+        "switching.enabled",
+        K::Bool,
+        "",
+        true,
+        false,
+        "Switch between the two discriminators (section 7)"
+    ),
+    spec!(
+        "switching.initial",
+        K::Choice(&["primary", "alternative"]),
+        "",
+        false,
+        false,
+        "The discriminator a fresh run starts with"
+    ),
+    spec!(
+        "switching.min_steps_between",
+        STEPS,
+        "steps",
+        true,
+        false,
+        "Steps after a switch before the next"
+    ),
+    spec!(
+        "switching.trigger_count",
+        K::Int { min: 1, max: 1000 },
+        "checks",
+        true,
+        false,
+        "Consecutive checks a switch condition must hold"
+    ),
+    spec!(
+        "validation.metric",
+        K::Choice(&["psnr", "ssim", "lpips", "pixel_mse"]),
+        "",
+        true,
+        false,
+        "Picks the best checkpoint and rewards lambda_KL, in its own direction"
+    ),
+    spec!(
+        "validation.windows",
+        K::Int {
+            min: 1,
+            max: 100_000
+        },
+        "windows",
+        true,
+        false,
+        "Validation windows per pass"
+    ),
+    spec!(
+        "validation.lpips_model",
+        K::Path,
+        "",
+        false,
+        false,
+        "TorchScript LPIPS (x, y in [-1,1]) -> [B]; empty: LPIPS off"
+    ),
+    spec!(
+        "health.enabled",
+        K::Bool,
+        "",
+        true,
+        false,
+        "Watch the losses for failure modes"
+    ),
+    spec!(
+        "health.warmup_steps",
+        K::Int {
+            min: 0,
+            max: i64::MAX
+        },
+        "steps",
+        true,
+        false,
+        "Steps before any health signal may fire"
+    ),
+    spec!(
+        "health.window",
+        K::Int {
+            min: 2,
+            max: 100_000
+        },
+        "logged steps",
+        true,
+        false,
+        "Logged values the loss rules look at"
+    ),
+    spec!(
+        "health.critic_dominating",
+        POS,
+        "",
+        true,
+        false,
+        "Mean d_loss below minus this: critic dominating"
+    ),
+    spec!(
+        "health.generator_dominating",
+        POS,
+        "",
+        true,
+        false,
+        "Mean d_loss above this: generator dominating"
+    ),
+    spec!(
+        "health.oscillation_std",
+        POS,
+        "",
+        true,
+        false,
+        "d_loss standard deviation above this: wild oscillation"
+    ),
+    spec!(
+        "health.explode_abs",
+        K::Float {
+            min: 0.0,
+            max: 1e30
+        },
+        "",
+        true,
+        false,
+        "A loss magnitude above this: exploding"
+    ),
+    spec!(
+        "health.collapse_diversity_ratio",
+        K::Float { min: 0.0, max: 1.0 },
+        "",
+        true,
+        false,
+        "Unused by this family"
+    ),
+    spec!(
+        "health.cooldown_steps",
+        K::Int {
+            min: 0,
+            max: i64::MAX
+        },
+        "steps",
+        true,
+        false,
+        "Steps before the same signal may fire again"
+    ),
+    spec!(
+        "logging.log_every_steps",
+        K::Int {
+            min: 1,
+            max: 1_000_000
+        },
+        "steps",
+        true,
+        false,
+        "Scalar logging cadence"
+    ),
+    spec!(
+        "logging.sample_every_steps",
+        STEPS,
+        "steps",
+        true,
+        false,
+        "Fixed-noise samples and a training reconstruction; 0 = at the end"
+    ),
+    spec!(
+        "logging.validate_every_steps",
+        STEPS,
+        "steps",
+        true,
+        false,
+        "Validation (PSNR, SSIM, LPIPS) cadence; 0 = off"
+    ),
+    spec!(
+        "checkpoints.every_steps",
+        STEPS,
+        "steps",
+        true,
+        false,
+        "Checkpoint cadence; 0 = at phase ends and on request only"
+    ),
+    spec!(
+        "checkpoints.keep_last",
+        K::Int {
+            min: 1,
+            max: 10_000
+        },
+        "checkpoints",
+        false,
+        false,
+        "Latest checkpoints kept (each phase's best is always kept)"
+    ),
+];
+
+/// Every field of the WuBu-GAAD preset.
+pub static SPECS: std::sync::LazyLock<Vec<FieldSpec>> = std::sync::LazyLock::new(|| {
+    let mut v = MAIN_SPECS.to_vec();
+    for s in [S_SPECS, M_SPECS, T_SPECS, D_SPECS] {
+        v.extend(s);
+    }
+    v
+});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::preset::{validate, AnyPreset};
+
+    #[test]
+    fn defaults_bat_and_phased_presets_validate() {
+        for p in [
+            WubuGaadPreset::default(),
+            WubuGaadPreset::bat(),
+            WubuGaadPreset::phased(),
+        ] {
+            let name = p.name.clone();
+            if let Err(problems) = validate(AnyPreset::WubuGaad(p)) {
+                panic!("{name}: {problems:?}");
+            }
+        }
+        assert_eq!(WubuGaadPreset::phased().phases.len(), 6);
+    }
+
+    #[test]
+    fn bad_stacks_and_stats_name_the_field() {
+        let mut p = WubuGaadPreset::default();
+        p.model.wubu_s.dims = "128 x".into();
+        p.model.wubu_t.curvatures = "1 2 3".into();
+        p.model.flow_stats = "mag_mean speed".into();
+        let problems = validate(AnyPreset::WubuGaad(p)).unwrap_err();
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert!(paths.contains(&"model.wubu_s.dims"), "{paths:?}");
+        assert!(paths.contains(&"model.wubu_t.curvatures"), "{paths:?}");
+        assert!(paths.contains(&"model.flow_stats"), "{paths:?}");
+        assert_eq!(
+            parse_stack(&stack("8 4", "0.5", 0)).unwrap(),
+            vec![(8, 0.5), (4, 0.5)]
+        );
+        assert_eq!(
+            parse_flow_stats("mag_std mag_mean").unwrap(),
+            vec!["mag_std", "mag_mean"]
+        );
+    }
+
+    #[test]
+    fn every_field_has_a_spec_and_every_spec_a_field() {
+        let tree = serde_json::to_value(WubuGaadPreset::default()).unwrap();
+        for spec in SPECS.iter() {
+            assert!(
+                crate::core::preset::schema::get_path(&tree, spec.path).is_some(),
+                "{} has no field",
+                spec.path
+            );
+        }
+        fn leaves(v: &serde_json::Value, prefix: String, out: &mut Vec<String>) {
+            if let serde_json::Value::Object(m) = v {
+                for (k, v) in m {
+                    let p = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    leaves(v, p, out);
+                }
+            } else {
+                out.push(prefix);
+            }
+        }
+        let mut all = Vec::new();
+        leaves(&tree, String::new(), &mut all);
+        for leaf in all {
+            if ["schema_version", "family", "phases"].contains(&leaf.as_str()) {
+                continue;
+            }
+            assert!(
+                SPECS.iter().any(|s| s.path == leaf),
+                "field {leaf} has no spec"
+            );
+        }
+    }
+}

@@ -1,0 +1,396 @@
+//! Video windows for the WuBu-GAAD family: frames decoded by FFmpeg on a named thread through a
+//! bounded channel, resized to the preset's size, and kept in memory as u8 (as the original
+//! keeps its clip in RAM). A window is `input + predict` frames `frame_skip` apart; training
+//! and validation windows come from disjoint frame ranges, so they never share a frame.
+
+use std::path::{Path, PathBuf};
+
+use crossbeam_channel::bounded;
+use tch::{Device, Kind, Tensor};
+
+use super::DataError;
+use crate::core::preset::wubu_gaad::{Resize, VideoData, VideoSource};
+use crate::core::video::{VideoError, VideoReader};
+
+/// Frames in memory and the windows over them.
+#[derive(Debug)]
+pub struct VideoSet {
+    /// `[T, 3, H, W]` u8 on the CPU: every segment one after another.
+    frames: Tensor,
+    /// First frame of each training window.
+    pub train: Vec<i64>,
+    /// First frame of each validation window.
+    pub val: Vec<i64>,
+    skip: i64,
+    len: i64,
+    pub description: String,
+    /// Files of a folder that FFmpeg could not open as video, with the reason.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// One decoded clip.
+struct Segment {
+    name: String,
+    frames: Vec<u8>,
+    count: usize,
+    validation_only: bool,
+}
+
+fn resize(frame: crate::core::video::Frame, cfg: &VideoData) -> Option<Vec<u8>> {
+    let img = image::RgbaImage::from_raw(frame.width, frame.height, frame.rgba)?;
+    let mut img = image::DynamicImage::ImageRgba8(img);
+    let (tw, th) = (cfg.image_w, cfg.image_h);
+    if cfg.resize == Resize::CenterCrop {
+        let (w, h) = (f64::from(frame.width), f64::from(frame.height));
+        let target = f64::from(tw) / f64::from(th);
+        let (cw, ch) = if w / h > target {
+            ((h * target).round(), h)
+        } else {
+            (w, (w / target).round())
+        };
+        let (cw, ch) = (cw.max(1.0) as u32, ch.max(1.0) as u32);
+        img = img.crop_imm((frame.width - cw) / 2, (frame.height - ch) / 2, cw, ch);
+    }
+    let out = if img.width() == tw && img.height() == th {
+        img.to_rgb8()
+    } else {
+        img.resize_exact(tw, th, image::imageops::FilterType::Triangle)
+            .to_rgb8()
+    };
+    Some(out.into_raw())
+}
+
+/// The video files of a path: the file itself, or a folder's regular files, sorted.
+fn video_files(path: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let file_err = |message: String| DataError::File {
+        path: path.display().to_string(),
+        message,
+    };
+    if path.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    if !path.is_dir() {
+        return Err(file_err("no such file or folder".into()));
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(|e| file_err(e.to_string()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(file_err("the folder has no files".into()));
+    }
+    Ok(files)
+}
+
+enum Msg {
+    Start { name: String, validation_only: bool },
+    Frame(Vec<u8>),
+    Skipped(String, String),
+}
+
+/// `(file, reason)` of files a folder held that are not video.
+type Skipped = Vec<(String, String)>;
+
+/// Decodes `jobs` on the `workbench-decode` thread; frames come back through a bounded
+/// channel (at most 16 frames in flight).
+fn decode(
+    jobs: Vec<(PathBuf, bool, bool)>,
+    cfg: &VideoData,
+) -> Result<(Vec<Segment>, Skipped), DataError> {
+    let (tx, rx) = bounded::<Result<Msg, DataError>>(16);
+    let cfg_t = cfg.clone();
+    let handle = std::thread::Builder::new()
+        .name("workbench-decode".into())
+        .spawn(move || {
+            for (path, validation_only, in_folder) in jobs {
+                let name = path.display().to_string();
+                let mut reader = match VideoReader::open(&path) {
+                    Ok(r) => r,
+                    Err(e @ (VideoError::Open { .. } | VideoError::NoVideo { .. }))
+                        if in_folder =>
+                    {
+                        let _ = tx.send(Ok(Msg::Skipped(name, e.to_string())));
+                        continue;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(DataError::Other(e.to_string())));
+                        return;
+                    }
+                };
+                if tx
+                    .send(Ok(Msg::Start {
+                        name: name.clone(),
+                        validation_only,
+                    }))
+                    .is_err()
+                {
+                    return;
+                }
+                let mut index = 0usize;
+                loop {
+                    if cfg_t.max_frames > 0 && index >= cfg_t.max_frames as usize {
+                        break;
+                    }
+                    match reader.next_frame() {
+                        Ok(Some(frame)) => {
+                            let msg = resize(frame, &cfg_t).map(Msg::Frame).ok_or_else(|| {
+                                DataError::File {
+                                    path: name.clone(),
+                                    message: format!("frame {index}: bad frame size"),
+                                }
+                            });
+                            if tx.send(msg).is_err() {
+                                return;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            let _ = tx.send(Err(DataError::Other(e.to_string())));
+                            return;
+                        }
+                    }
+                    index += 1;
+                }
+            }
+        })
+        .map_err(|e| DataError::Other(format!("cannot start the decoding thread: {e}")))?;
+    let mut segments: Vec<Segment> = Vec::new();
+    let mut skipped = Vec::new();
+    let frame_bytes = (cfg.image_w * cfg.image_h * 3) as usize;
+    for msg in rx {
+        match msg? {
+            Msg::Start {
+                name,
+                validation_only,
+            } => segments.push(Segment {
+                name,
+                frames: Vec::new(),
+                count: 0,
+                validation_only,
+            }),
+            Msg::Frame(f) => {
+                if let Some(s) = segments.last_mut() {
+                    debug_assert_eq!(f.len(), frame_bytes);
+                    s.frames.extend_from_slice(&f);
+                    s.count += 1;
+                }
+            }
+            Msg::Skipped(name, why) => skipped.push((name, why)),
+        }
+    }
+    handle
+        .join()
+        .map_err(|_| DataError::Other("the decoding thread panicked".into()))?;
+    Ok((segments, skipped))
+}
+
+impl VideoSet {
+    /// Loads the frames the preset describes and lays out the windows.
+    pub fn load(cfg: &VideoData, seed: u64) -> Result<Self, DataError> {
+        let (w, h) = (cfg.image_w, cfg.image_h);
+        let mut skipped = Vec::new();
+        let mut segments = match cfg.source {
+            VideoSource::SyntheticShapes => vec![Segment {
+                name: "synthetic shapes".into(),
+                frames: crate::core::synthetic::moving_shapes(seed, cfg.synthetic_frames, w, h),
+                count: cfg.synthetic_frames as usize,
+                validation_only: false,
+            }],
+            VideoSource::File => {
+                let root = Path::new(&cfg.path);
+                let files = video_files(root)?;
+                let in_folder = root.is_dir();
+                let (segs, skip) = decode(
+                    files.into_iter().map(|p| (p, false, in_folder)).collect(),
+                    cfg,
+                )?;
+                skipped.extend(skip);
+                if segs.is_empty() {
+                    return Err(DataError::File {
+                        path: cfg.path.clone(),
+                        message: "no file FFmpeg can decode as video".into(),
+                    });
+                }
+                segs
+            }
+        };
+        if !cfg.validation_path.trim().is_empty() {
+            let root = Path::new(&cfg.validation_path);
+            let in_folder = root.is_dir();
+            let files = video_files(root)?;
+            let (segs, skip) = decode(
+                files.into_iter().map(|p| (p, true, in_folder)).collect(),
+                cfg,
+            )?;
+            skipped.extend(skip);
+            segments.extend(segs);
+        }
+        let skip = i64::from(cfg.frame_skip.max(1));
+        let n = i64::from(cfg.input_frames + cfg.predict_frames);
+        let span = (n - 1) * skip + 1;
+        let separate_val = !cfg.validation_path.trim().is_empty();
+        let (mut train, mut val) = (Vec::new(), Vec::new());
+        let mut offset = 0i64;
+        let mut shortest: Option<(String, usize)> = None;
+        for s in &segments {
+            let count = s.count as i64;
+            if count < span {
+                shortest = Some((s.name.clone(), s.count));
+            }
+            let (train_end, val_start) = if s.validation_only {
+                (0, 0)
+            } else if separate_val {
+                (count, count)
+            } else {
+                let held = (count as f64 * cfg.validation_fraction).round() as i64;
+                (count - held, count - held)
+            };
+            for start in 0..=(train_end - span).max(-1) {
+                train.push(offset + start);
+            }
+            for start in val_start..=(count - span).max(val_start - 1) {
+                val.push(offset + start);
+            }
+            offset += count;
+        }
+        if train.is_empty() {
+            let (name, frames) = shortest.unwrap_or_else(|| {
+                (
+                    segments.first().map(|s| s.name.clone()).unwrap_or_default(),
+                    segments.first().map_or(0, |s| s.count),
+                )
+            });
+            return Err(DataError::File {
+                path: name,
+                message: format!(
+                    "{frames} frame(s) are too few: one window needs {span} ({} input + {} predicted frames, frame_skip {skip}){}",
+                    cfg.input_frames,
+                    cfg.predict_frames,
+                    if separate_val { "" } else { ", after the validation fraction is held out" }
+                ),
+            });
+        }
+        let total: usize = segments.iter().map(|s| s.count).sum();
+        let mut bytes = Vec::with_capacity(total * (w * h * 3) as usize);
+        for s in &segments {
+            bytes.extend_from_slice(&s.frames);
+        }
+        let frames = Tensor::from_slice(&bytes)
+            .view([total as i64, i64::from(h), i64::from(w), 3])
+            .permute([0, 3, 1, 2])
+            .contiguous();
+        let description = format!(
+            "{} ({} clip(s), {total} frames at {w}x{h}; {} training and {} validation windows of {n} frames)",
+            match cfg.source {
+                VideoSource::SyntheticShapes => "synthetic moving shapes".to_string(),
+                VideoSource::File => cfg.path.clone(),
+            },
+            segments.len(),
+            train.len(),
+            val.len()
+        );
+        Ok(Self {
+            frames,
+            train,
+            val,
+            skip,
+            len: n,
+            description,
+            skipped,
+        })
+    }
+
+    /// Windows starting at `starts` as `[B, N, 3, H, W]` floats in [-1, 1] on `device`.
+    pub fn batch(&self, starts: &[i64], device: Device) -> Tensor {
+        let idx: Vec<i64> = starts
+            .iter()
+            .flat_map(|&s| (0..self.len).map(move |i| s + i * self.skip))
+            .collect();
+        let (_, c, h, w) = self.frames.size4().unwrap_or((0, 3, 0, 0));
+        self.frames
+            .index_select(0, &Tensor::from_slice(&idx))
+            .view([starts.len() as i64, self.len, c, h, w])
+            .to_device(device)
+            .to_kind(Kind::Float)
+            / 127.5
+            - 1.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::preset::wubu_gaad::WubuGaadPreset;
+
+    fn fixture() -> String {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/testsrc_64x48_10f.avi")
+            .display()
+            .to_string()
+    }
+
+    #[test]
+    fn windows_split_without_sharing_a_frame() {
+        let mut cfg = WubuGaadPreset::default().data;
+        cfg.synthetic_frames = 100;
+        cfg.image_w = 32;
+        cfg.image_h = 16;
+        cfg.frame_skip = 2;
+        let set = VideoSet::load(&cfg, 1).unwrap();
+        let span = 5; // 3 frames, 2 apart
+        let last_train = set.train.iter().max().unwrap() + span - 1;
+        let first_val = *set.val.iter().min().unwrap();
+        assert!(last_train < first_val, "{last_train} vs {first_val}");
+        assert_eq!(set.train.len(), 90 - span as usize + 1);
+        assert_eq!(set.val.len(), 10 - span as usize + 1);
+        let b = set.batch(&[0, 3], Device::Cpu);
+        assert_eq!(b.size(), vec![2, 3, 3, 16, 32]);
+        assert!(b.max().double_value(&[]) <= 1.0 && b.min().double_value(&[]) >= -1.0);
+    }
+
+    #[test]
+    fn a_real_video_decodes_resized_and_errors_name_the_file() {
+        let mut cfg = WubuGaadPreset::default().data;
+        cfg.source = VideoSource::File;
+        cfg.path = fixture();
+        cfg.image_w = 32;
+        cfg.image_h = 32;
+        cfg.validation_fraction = 0.3;
+        let set = VideoSet::load(&cfg, 1).unwrap();
+        assert_eq!(set.frames.size(), vec![10, 3, 32, 32]);
+        assert_eq!(set.train.len(), 5);
+        assert_eq!(set.val.len(), 1);
+        cfg.resize = Resize::CenterCrop;
+        assert!(VideoSet::load(&cfg, 1).is_ok());
+        // Too short for one window.
+        cfg.input_frames = 12;
+        let e = VideoSet::load(&cfg, 1).unwrap_err().to_string();
+        assert!(
+            e.contains("testsrc_64x48_10f.avi") && e.contains("too few"),
+            "{e}"
+        );
+        // Missing.
+        cfg.path = "/no/such/clip.mp4".into();
+        let e = VideoSet::load(&cfg, 1).unwrap_err().to_string();
+        assert!(e.starts_with("/no/such/clip.mp4"), "{e}");
+    }
+
+    #[test]
+    fn a_truncated_video_fails_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = std::fs::read(fixture()).unwrap();
+        let cut = dir.path().join("cut.avi");
+        std::fs::write(&cut, &bytes[..bytes.len() / 3]).unwrap();
+        let mut cfg = WubuGaadPreset::default().data;
+        cfg.source = VideoSource::File;
+        cfg.path = cut.display().to_string();
+        cfg.validation_fraction = 0.0;
+        match VideoSet::load(&cfg, 1) {
+            // FFmpeg stops at the cut: fewer frames than a window, or a decode error at a frame.
+            Err(e) => assert!(e.to_string().contains("cut.avi"), "{e}"),
+            Ok(set) => assert!(set.frames.size()[0] < 10),
+        }
+    }
+}

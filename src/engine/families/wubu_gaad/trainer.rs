@@ -1,0 +1,1384 @@
+use serde::{Deserialize, Serialize};
+use tch::{nn, Device, Kind, Reduction, Tensor};
+
+use super::model::{
+    self, box_condition, region_major, roi_boxes, Critic, CriticInput, Dims, Encoder, Generator,
+};
+use crate::core::control::seed::{self as qs, CriticStep, GenHistory, GenStep, KlInterval};
+use crate::core::control::{ActionSet, Better, QConfig, QController};
+use crate::core::gaad::{self, EnergyMap, MotionSpiral, Region};
+use crate::core::heuristics::{HeuristicState, StepValues};
+use crate::core::preset::wubu_gaad::{
+    DiscKind, FlowMethod, InitialDisc, ValMetric, WubuGaadPreset,
+};
+use crate::core::preset::AnyPreset;
+use crate::core::protocol::Event;
+use crate::core::rng::{derive_seed, epoch_permutation, Stream};
+use crate::engine::checkpoint::Loaded;
+use crate::engine::data::VideoSet;
+use crate::engine::flow::{self, LkConfig};
+use crate::engine::optim::RiemannianSgd;
+use crate::engine::session::{Reconstruction, Rgba, StepCtx, Trainer, Validation};
+use crate::engine::EngineError;
+
+fn seed_torch(seed: u64, stream: Stream, counter: u64) {
+    tch::manual_seed((derive_seed(seed, stream, counter) >> 1) as i64);
+}
+
+/// Bounded histories, as the seed's controllers keep them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+struct Hist {
+    g_total: Vec<f64>,
+    d_total: Vec<f64>,
+    recon: Vec<f64>,
+    adv: Vec<f64>,
+}
+
+impl Hist {
+    fn gen(&self) -> GenHistory {
+        GenHistory {
+            g_total: self.g_total.clone(),
+            d_total: self.d_total.clone(),
+            recon: self.recon.clone(),
+            adv: self.adv.clone(),
+        }
+    }
+
+    fn push(&mut self, g_total: f64, d_total: f64, recon: f64, adv: f64, len: usize) {
+        for (v, x) in [
+            (&mut self.g_total, g_total),
+            (&mut self.d_total, d_total),
+            (&mut self.recon, recon),
+            (&mut self.adv, adv),
+        ] {
+            v.push(x);
+            if v.len() > len {
+                v.remove(0);
+            }
+        }
+    }
+}
+
+/// Everything besides tensors that a checkpoint must hold for an exact resume.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct FamilyState {
+    /// 0 = primary, 1 = alternative.
+    active: usize,
+    lambda_kl_base: f64,
+    heur: HeuristicState,
+    q_gen: QController,
+    q_d: [QController; 2],
+    q_lkl: QController,
+    gen_hist: Hist,
+    d_hist: [Hist; 2],
+    /// Sums of (recon, kl, d_total) and the count over the current lambda_KL interval.
+    lkl_sums: [f64; 3],
+    lkl_count: u64,
+    /// Previous intervals `[recon, kl, val, lambda, d_total]`.
+    lkl_prev: Vec<[f64; 5]>,
+    lkl_acted: bool,
+    /// Latest validation metric (none before the first validation).
+    last_val: Option<f64>,
+    /// The generator's last `(g_total, g_adv)`, for the critic's state.
+    last_g: (f64, f64),
+    last_d_reward: [Option<f64>; 2],
+    lr_scale: [f64; 3],
+    mom_scale: [f64; 3],
+}
+
+/// Trains the WuBu-GAAD hybrid VAE-GAN.
+#[derive(Debug)]
+pub struct WubuGaadTrainer {
+    cfg: WubuGaadPreset,
+    device: Device,
+    seed: u64,
+    d: Dims,
+    data: VideoSet,
+    g_vs: nn::VarStore,
+    d_vs: [nn::VarStore; 2],
+    enc: Encoder,
+    gen: Generator,
+    critics: [Box<dyn Critic>; 2],
+    opt_g: RiemannianSgd,
+    opt_d: [RiemannianSgd; 2],
+    boxes: Vec<Region>,
+    cond: Tensor,
+    flow_net: Option<tch::CModule>,
+    lpips: Option<tch::CModule>,
+    fixed_noise: Tensor,
+    epoch_order: Option<(u64, Vec<u32>)>,
+    st: FamilyState,
+    events: Vec<Event>,
+    pending_val_recon: Option<Reconstruction>,
+    notes: Vec<String>,
+    step: u64,
+}
+
+/// Parameters of a var store for the Riemannian optimizer; points on a ball (level
+/// descriptors and boundary points) carry their level's curvature.
+fn rsgd_params(
+    vs: &nn::VarStore,
+    stacks: &[(&str, &crate::core::preset::wubu_gaad::WubuStack)],
+) -> Vec<(String, Tensor, Option<f64>)> {
+    let mut vars: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .filter(|(_, t)| t.requires_grad())
+        .collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    vars.into_iter()
+        .map(|(name, t)| {
+            let on_ball = name.ends_with(".descriptor") || name.ends_with(".boundaries");
+            let c = on_ball
+                .then(|| {
+                    stacks.iter().find_map(|(prefix, s)| {
+                        let rest = name.split(&format!("{prefix}.level")).nth(1)?;
+                        let level: usize = rest.split('.').next()?.parse().ok()?;
+                        crate::core::preset::wubu_gaad::parse_stack(s)
+                            .ok()?
+                            .get(level)
+                            .map(|(_, c)| *c)
+                    })
+                })
+                .flatten();
+            (name, t, c)
+        })
+        .collect()
+}
+
+fn new_q(
+    name: &str,
+    sets: Vec<ActionSet>,
+    seed: u64,
+    index: u64,
+) -> Result<QController, EngineError> {
+    QController::new(
+        name,
+        QConfig::default(),
+        sets,
+        derive_seed(seed, Stream::Control, index),
+    )
+    .map_err(|e| EngineError::Model(e.to_string()))
+}
+
+const DISC_NAMES: [&str; 2] = ["primary", "alternative"];
+
+fn bce(logits: &Tensor, target: f64) -> Tensor {
+    logits.binary_cross_entropy_with_logits::<Tensor>(
+        &logits.full_like(target),
+        None,
+        None,
+        Reduction::Mean,
+    )
+}
+
+fn value(t: &Tensor) -> f64 {
+    t.double_value(&[])
+}
+
+/// One forward pass's products.
+struct Forward {
+    frames: Tensor,
+    enc: model::Encoded,
+    gen: model::Generated,
+    real_pred: Tensor,
+    real_coeffs: Tensor,
+    fake_coeffs: Tensor,
+    motion_boxes: Vec<Region>,
+}
+
+impl WubuGaadTrainer {
+    pub fn new(cfg: &WubuGaadPreset, device: Device) -> Result<Self, EngineError> {
+        let seed = cfg.seed;
+        let data = VideoSet::load(&cfg.data, seed).map_err(|e| EngineError::Data(e.to_string()))?;
+        let d = Dims::new(cfg);
+        let kind = gaad::Kind::parse(&cfg.model.decomposition)
+            .map_err(|e| EngineError::BadInput(format!("model.decomposition: {e}")))?;
+        let boxes = gaad::decompose(
+            kind,
+            cfg.data.image_w,
+            cfg.data.image_h,
+            d.regions as usize,
+            cfg.model.min_region_px,
+        )
+        .map_err(|e| EngineError::BadInput(format!("GAAD: {e}")))?;
+        seed_torch(seed, Stream::Init, 0);
+        let g_vs = nn::VarStore::new(device);
+        let enc = Encoder::new(&(g_vs.root() / "encoder"), cfg, &d);
+        let gen = Generator::new(&(g_vs.root() / "generator"), cfg, &d);
+        let d_vs = [nn::VarStore::new(device), nn::VarStore::new(device)];
+        let critics = [
+            model::critic(&d_vs[0].root(), cfg.model.disc_primary, cfg, &d),
+            model::critic(&d_vs[1].root(), cfg.model.disc_alternative, cfg, &d),
+        ];
+        let m = &cfg.model;
+        let stacks = [
+            ("encoder.wubu_s", &m.wubu_s),
+            ("encoder.wubu_m", &m.wubu_m),
+            ("encoder.wubu_t", &m.wubu_t),
+            ("wubu_d", &m.wubu_d),
+        ];
+        let t = &cfg.train;
+        let mut opt_g = RiemannianSgd::new(
+            rsgd_params(&g_vs, &stacks),
+            t.lr_gen,
+            t.momentum,
+            t.weight_decay,
+        );
+        opt_g.max_grad_norm = t.param_clip;
+        let mut opt_d = [
+            RiemannianSgd::new(
+                rsgd_params(&d_vs[0], &stacks),
+                t.lr_disc_primary,
+                t.momentum,
+                t.weight_decay,
+            ),
+            RiemannianSgd::new(
+                rsgd_params(&d_vs[1], &stacks),
+                t.lr_disc_alternative,
+                t.momentum,
+                t.weight_decay,
+            ),
+        ];
+        for o in &mut opt_d {
+            o.max_grad_norm = t.param_clip;
+        }
+        let flow_net = match (m.motion, m.flow) {
+            (true, FlowMethod::Torchscript) => Some(
+                tch::CModule::load_on_device(&m.flow_model, device).map_err(|e| {
+                    EngineError::BadInput(format!("model.flow_model: {}: {e}", m.flow_model))
+                })?,
+            ),
+            _ => None,
+        };
+        let mut notes = Vec::new();
+        let lpips = if cfg.validation.lpips_model.trim().is_empty() {
+            notes.push(
+                "LPIPS is off: validation.lpips_model names no TorchScript LPIPS file".to_string(),
+            );
+            None
+        } else {
+            Some(
+                tch::CModule::load_on_device(&cfg.validation.lpips_model, device).map_err(|e| {
+                    EngineError::BadInput(format!(
+                        "validation.lpips_model: {}: {e}",
+                        cfg.validation.lpips_model
+                    ))
+                })?,
+            )
+        };
+        if cfg.validation.metric == ValMetric::Lpips && lpips.is_none() {
+            notes.push("validation.metric is lpips but LPIPS is off: the best checkpoint and lambda_KL follow PSNR instead".into());
+        }
+        if cfg.train.mixed_precision && !device.is_cuda() {
+            notes.push("train.mixed_precision applies on CUDA only; this run is f32".into());
+        }
+        seed_torch(seed, Stream::FixedNoise, 0);
+        let fixed_noise = Tensor::randn([8, d.latent], (Kind::Float, device));
+        let active = match cfg.switching.initial {
+            InitialDisc::Primary => 0,
+            InitialDisc::Alternative => 1,
+        };
+        let lr_sets = || vec![ActionSet::lr(), ActionSet::momentum()];
+        let st = FamilyState {
+            active,
+            lambda_kl_base: cfg.train.lambda_kl,
+            heur: HeuristicState::default(),
+            q_gen: new_q("generator", lr_sets(), seed, 1)?,
+            q_d: [
+                new_q("critic primary", lr_sets(), seed, 2)?,
+                new_q("critic alternative", lr_sets(), seed, 3)?,
+            ],
+            q_lkl: new_q("lambda_kl", vec![ActionSet::lambda_kl()], seed, 4)?,
+            gen_hist: Hist::default(),
+            d_hist: [Hist::default(), Hist::default()],
+            lkl_sums: [0.0; 3],
+            lkl_count: 0,
+            lkl_prev: Vec::new(),
+            lkl_acted: false,
+            last_val: None,
+            last_g: (1.0, 0.7),
+            last_d_reward: [None, None],
+            lr_scale: [1.0; 3],
+            mom_scale: [1.0; 3],
+        };
+        let cond = box_condition(&boxes, d.w, d.h, device);
+        Ok(Self {
+            cfg: cfg.clone(),
+            device,
+            seed,
+            d,
+            data,
+            g_vs,
+            d_vs,
+            enc,
+            gen,
+            critics,
+            opt_g,
+            opt_d,
+            boxes,
+            cond,
+            flow_net,
+            lpips,
+            fixed_noise,
+            epoch_order: None,
+            st,
+            events: Vec::new(),
+            pending_val_recon: None,
+            notes,
+            step: 0,
+        })
+    }
+
+    fn batch_size(&self) -> usize {
+        (self.cfg.train.batch_size as usize)
+            .min(self.data.train.len())
+            .max(1)
+    }
+
+    fn starts(&mut self, epoch: u64, batch: u64) -> Vec<i64> {
+        let n = self.data.train.len();
+        if self.epoch_order.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            self.epoch_order = Some((epoch, epoch_permutation(self.seed, epoch, n)));
+        }
+        let bs = self.batch_size();
+        let order = self
+            .epoch_order
+            .as_ref()
+            .map(|(_, o)| o.as_slice())
+            .unwrap_or(&[]);
+        (0..bs)
+            .map(|i| {
+                let k = (batch as usize * bs + i) % n.max(1);
+                self.data.train[order.get(k).copied().unwrap_or(0) as usize]
+            })
+            .collect()
+    }
+
+    /// Flow of consecutive frames, motion-aware GAAD on its magnitude, and per-region
+    /// statistics `[B, N−1, Rm, S]`; also the last pair's motion boxes of sample 0.
+    fn motion(&self, frames: &Tensor) -> Result<(Tensor, Vec<Region>), String> {
+        let d = &self.d;
+        let b = frames.size()[0];
+        let n = d.frames();
+        let pairs = b * (n - 1);
+        let a = frames.narrow(1, 0, n - 1).reshape([pairs, d.c, d.h, d.w]);
+        let bb = frames.narrow(1, 1, n - 1).reshape([pairs, d.c, d.h, d.w]);
+        let flow = match &self.flow_net {
+            Some(net) => tch::no_grad(|| net.forward_ts(&[&a, &bb]))
+                .map_err(|e| format!("flow network: {e}"))?
+                .to_kind(Kind::Float),
+            None => flow::lucas_kanade(&a, &bb, &LkConfig::default()),
+        };
+        if flow.size() != [pairs, 2, d.h, d.w] {
+            return Err(format!(
+                "flow network returned {:?}, expected {:?}",
+                flow.size(),
+                [pairs, 2, d.h, d.w]
+            ));
+        }
+        tch::no_grad(|| {
+            let (dx, dy) = (flow.select(1, 0), flow.select(1, 1));
+            let mag = (&dx * &dx + &dy * &dy + 1e-12).sqrt();
+            let cos = &dx / &mag;
+            let sin = &dy / &mag;
+            let maps = Tensor::stack(&[&mag, &cos, &sin], 1);
+            let mag_cpu: Vec<f32> =
+                Vec::try_from(mag.to_device(Device::Cpu).contiguous().view([-1]))
+                    .map_err(|e: tch::TchError| e.to_string())?;
+            let kind = gaad::Kind::parse(&self.cfg.model.motion_decomposition)
+                .map_err(|e| e.to_string())?;
+            let rm = d.motion_regions as usize;
+            let plane = (d.h * d.w) as usize;
+            let mut rois = Vec::with_capacity(pairs as usize * rm * 5);
+            let mut last = Vec::new();
+            for i in 0..pairs as usize {
+                let map = EnergyMap::new(
+                    d.w as u32,
+                    d.h as u32,
+                    mag_cpu[i * plane..(i + 1) * plane].to_vec(),
+                )
+                .map_err(|e| format!("motion GAAD: pair {i}: {e}"))?;
+                let regions = gaad::decompose_motion(
+                    kind,
+                    &map,
+                    rm,
+                    self.cfg.model.min_region_px,
+                    0.1,
+                    &MotionSpiral::default(),
+                )
+                .map_err(|e| format!("motion GAAD: pair {i}: {e}"))?;
+                for r in &regions {
+                    rois.extend_from_slice(&[
+                        i as f32,
+                        r[0] as f32,
+                        r[1] as f32,
+                        r[2] as f32,
+                        r[3] as f32,
+                    ]);
+                }
+                if i as i64 == n - 2 {
+                    last = regions;
+                }
+            }
+            let rois = Tensor::from_slice(&rois)
+                .view([-1, 5])
+                .to_device(self.device);
+            let crops = crate::engine::spectral::roi_align(&maps, &rois, 4, 4, 1.0).view([
+                pairs * rm as i64,
+                3,
+                16,
+            ]);
+            let (m, c, s) = (crops.select(1, 0), crops.select(1, 1), crops.select(1, 2));
+            let dims = [1i64];
+            let mut stats = Vec::new();
+            for name in &d.flow_stats {
+                match *name {
+                    "mag_mean" => stats.push(m.mean_dim(dims.as_slice(), false, Kind::Float)),
+                    "mag_std" => stats.push(m.std_correction(dims.as_slice(), 0, false)),
+                    "angle_mean" => {
+                        stats.push(c.mean_dim(dims.as_slice(), false, Kind::Float));
+                        stats.push(s.mean_dim(dims.as_slice(), false, Kind::Float));
+                    }
+                    _ => {
+                        // Circular standard deviation sqrt(−2 ln R) (the original took the raw
+                        // std of angles, which jumps at ±π).
+                        let r = (c.mean_dim(dims.as_slice(), false, Kind::Float).square()
+                            + s.mean_dim(dims.as_slice(), false, Kind::Float).square())
+                        .sqrt()
+                        .clamp(1e-6, 1.0);
+                        stats.push((r.log() * -2.0).clamp_min(0.0).sqrt());
+                    }
+                }
+            }
+            let stats = Tensor::stack(&stats, 1).view([b, n - 1, rm as i64, d.stats_dim()]);
+            Ok((stats, if b > 0 { last } else { Vec::new() }))
+        })
+    }
+
+    /// Encoder and generator on a batch of windows.
+    fn forward(&self, frames: Tensor, train: bool, sample: bool) -> Result<Forward, String> {
+        let d = &self.d;
+        let b = frames.size()[0];
+        let rois = roi_boxes(&self.boxes, b * d.frames(), self.device);
+        let (stats, motion_boxes) = if d.motion && d.frames() > 1 {
+            let (s, mb) = self.motion(&frames)?;
+            (Some(s), mb)
+        } else {
+            (None, Vec::new())
+        };
+        let enc = self.enc.forward_t(&frames, &rois, stats.as_ref(), train);
+        let z = if sample {
+            &enc.mu + (&enc.logvar * 0.5).exp() * enc.mu.randn_like()
+        } else {
+            enc.mu.shallow_clone()
+        };
+        let gen_rois = roi_boxes(&self.boxes, b * d.n_pred, self.device);
+        let amp = self.cfg.train.mixed_precision && self.device.is_cuda();
+        let gen = tch::autocast(amp, || {
+            self.gen.forward(&z, &self.boxes, &self.cond, &gen_rois)
+        });
+        let gen = model::Generated {
+            frames: gen.frames.to_kind(Kind::Float),
+            dft: gen.dft.map(|t| t.to_kind(Kind::Float)),
+            dct: gen.dct.map(|t| t.to_kind(Kind::Float)),
+            patches: gen
+                .patches
+                .into_iter()
+                .map(|t| t.to_kind(Kind::Float))
+                .collect(),
+        };
+        let real_pred = frames.narrow(1, d.n_in, d.n_pred);
+        let targets = enc.targets.detach();
+        let real_coeffs = if d.use_dft || d.use_dct {
+            let dft = d.use_dft.then(|| crate::engine::spectral::dft(&targets));
+            let dct = d.use_dct.then(|| crate::engine::spectral::dct2(&targets));
+            region_major(dft.as_ref(), dct.as_ref(), None)
+        } else {
+            region_major(None, None, Some(&targets))
+        };
+        let fake_coeffs = if d.use_dft || d.use_dct {
+            // DFT coefficients projected onto spectra of real patches (spec 11.17).
+            let dft = gen.dft.as_ref().map(|f| {
+                crate::engine::spectral::dft(&crate::engine::spectral::idft(f, d.ph, d.pw))
+            });
+            region_major(dft.as_ref(), gen.dct.as_ref(), None)
+        } else {
+            let flat = gen.frames.reshape([b * d.n_pred, d.c, d.h, d.w]);
+            let patches = crate::engine::spectral::roi_align(&flat, &gen_rois, d.ph, d.pw, 1.0)
+                .view([b, d.n_pred, d.regions, d.c, d.ph, d.pw]);
+            region_major(None, None, Some(&patches))
+        };
+        Ok(Forward {
+            frames,
+            enc,
+            gen,
+            real_pred,
+            real_coeffs,
+            fake_coeffs,
+            motion_boxes,
+        })
+    }
+
+    /// `(recon, [dft, dct, pixel] MSEs)`: the mean of the weighted terms in use, each weight
+    /// applied once (spec 11.6).
+    fn recon_loss(&self, f: &Forward) -> (Tensor, [f64; 3]) {
+        let t = &self.cfg.train;
+        let mut terms = Vec::new();
+        let mut mses = [f64::NAN; 3];
+        let targets = f.enc.targets.detach();
+        let mut path = 0;
+        for (on, w, slot) in [
+            (self.d.use_dft, t.lambda_recon_dft, 0),
+            (self.d.use_dct, t.lambda_recon_dct, 1),
+        ] {
+            if on {
+                let mse = f.gen.patches[path].mse_loss(&targets, Reduction::Mean);
+                mses[slot] = value(&mse);
+                if w > 0.0 {
+                    terms.push(mse * w);
+                }
+                path += 1;
+            }
+        }
+        let pix = f.gen.frames.mse_loss(&f.real_pred, Reduction::Mean);
+        mses[2] = value(&pix);
+        if t.lambda_recon_pixel > 0.0 {
+            terms.push(pix * t.lambda_recon_pixel);
+        }
+        let n = terms.len().max(1) as f64;
+        let sum = terms
+            .into_iter()
+            .reduce(|a, b| a + b)
+            .unwrap_or_else(|| Tensor::zeros([], (Kind::Float, self.device)));
+        (sum / n, mses)
+    }
+
+    fn critic_input<'a>(&'a self, frames: &'a Tensor, coeffs: &'a Tensor) -> CriticInput<'a> {
+        CriticInput {
+            frames,
+            coeffs,
+            cond: &self.cond,
+        }
+    }
+
+    fn lr_base(&self, i: usize) -> f64 {
+        let t = &self.cfg.train;
+        [t.lr_gen, t.lr_disc_primary, t.lr_disc_alternative][i]
+    }
+
+    /// Applies a controller's decision (or neutral scales) to optimizer `i` (0 = generator,
+    /// 1/2 = critics), with the heuristic LR boost for the active critic.
+    fn apply_scales(&mut self, i: usize) {
+        let base = self.lr_base(i);
+        let on = self.cfg.q_control.enabled;
+        let (ls, ms) = if on {
+            (self.st.lr_scale[i], self.st.mom_scale[i])
+        } else {
+            (1.0, 1.0)
+        };
+        let mut lr = (base * ls).clamp(1e-8, 1.0);
+        if i > 0 && i - 1 == self.st.active && self.st.heur.d_lr_boost {
+            lr = (lr * self.cfg.heuristics.d_lr_boost).min(1.0);
+        }
+        let momentum = (self.cfg.train.momentum * ms).clamp(0.0, 0.999);
+        let opt = if i == 0 {
+            &mut self.opt_g
+        } else {
+            &mut self.opt_d[i - 1]
+        };
+        opt.lr = lr;
+        opt.momentum = momentum;
+    }
+
+    fn controller_event(
+        &mut self,
+        step: u64,
+        name: &str,
+        decision: crate::core::control::Decision,
+        applied: Vec<(String, f64)>,
+    ) {
+        self.events.push(Event::Controller {
+            step,
+            name: name.to_string(),
+            state: decision.state.unwrap_or_default(),
+            actions: decision
+                .actions
+                .iter()
+                .map(|(n, _, s)| (n.clone(), *s))
+                .collect(),
+            reward: decision.reward,
+            epsilon: decision.epsilon,
+            q_values: decision.q_values,
+            explored: decision.explored,
+            applied,
+        });
+    }
+
+    fn eps_bin(q: &QController) -> u8 {
+        qs::epsilon_bin(q.epsilon, q.cfg.epsilon_min, q.cfg.epsilon_start)
+    }
+
+    fn val_better(&self) -> (ValMetric, Better) {
+        let m = match self.cfg.validation.metric {
+            ValMetric::Lpips if self.lpips.is_none() => ValMetric::Psnr,
+            m => m,
+        };
+        (m, m.better())
+    }
+
+    fn check_heuristics(&mut self, step: u64) {
+        let active_is_feature = self.critics[self.st.active].kind() == DiscKind::WubuFeature;
+        let out = self.st.heur.check(
+            &self.cfg.heuristics,
+            &self.cfg.switching,
+            active_is_feature,
+            self.cfg.train.lambda_fm,
+            self.st.lambda_kl_base,
+        );
+        for (name, on) in &out.changes {
+            self.events.push(Event::Intervention {
+                step,
+                name: (*name).to_string(),
+                on: *on,
+                values: out.values.clone(),
+            });
+        }
+        if let Some(reason) = out.switch {
+            let from = self.st.active;
+            let to = 1 - from;
+            self.st.active = to;
+            // The newly active critic starts with a fresh controller and no stale momentum.
+            self.st.q_d[to].reset();
+            self.st.d_hist[to] = Hist::default();
+            self.st.last_d_reward[to] = None;
+            self.st.lr_scale[to + 1] = 1.0;
+            self.st.mom_scale[to + 1] = 1.0;
+            self.opt_d[to].reset_momentum();
+            let label =
+                |i: usize| format!("{} ({})", DISC_NAMES[i], kind_name(self.critics[i].kind()));
+            self.events.push(Event::DiscriminatorSwitch {
+                step,
+                from: label(from),
+                to: label(to),
+                reason,
+                values: out.values,
+            });
+        }
+        if self.st.heur.force_explore && self.cfg.q_control.enabled {
+            let h = &self.cfg.heuristics;
+            self.st.q_d[self.st.active]
+                .boost_exploration(u64::from(h.explore_decisions), h.explore_epsilon);
+        }
+    }
+
+    fn lkl_control(&mut self, step: u64) {
+        let n = self.st.lkl_count.max(1) as f64;
+        let cur = KlInterval {
+            recon: self.st.lkl_sums[0] / n,
+            kl: self.st.lkl_sums[1] / n,
+            val_metric: self.st.last_val.unwrap_or(f64::NAN),
+            lambda_kl: self.st.lambda_kl_base,
+            d_total: self.st.lkl_sums[2] / n,
+        };
+        self.st.lkl_sums = [0.0; 3];
+        self.st.lkl_count = 0;
+        let prev: Vec<KlInterval> = self
+            .st
+            .lkl_prev
+            .iter()
+            .map(|a| KlInterval {
+                recon: a[0],
+                kl: a[1],
+                val_metric: a[2],
+                lambda_kl: a[3],
+                d_total: a[4],
+            })
+            .collect();
+        let eps = Self::eps_bin(&self.st.q_lkl);
+        let Some(state) = qs::kl_state(&prev, &cur, eps) else {
+            return;
+        };
+        let (_, better) = self.val_better();
+        let reward = match (self.st.lkl_acted, prev.last()) {
+            (true, Some(p)) => Some(qs::kl_reward(p, &cur, better)),
+            _ => None,
+        };
+        let decision = self.st.q_lkl.decide(Some(state), reward);
+        self.st.lkl_acted = true;
+        let scale = decision.actions.first().map_or(1.0, |a| a.2);
+        let q = &self.cfg.q_control;
+        self.st.lambda_kl_base = (self.st.lambda_kl_base * scale).clamp(q.lkl_min, q.lkl_max);
+        self.st.lkl_prev.push([
+            cur.recon,
+            cur.kl,
+            cur.val_metric,
+            cur.lambda_kl,
+            cur.d_total,
+        ]);
+        let keep = self.st.q_lkl.cfg.history_len.max(2);
+        if self.st.lkl_prev.len() > keep {
+            self.st.lkl_prev.remove(0);
+        }
+        let applied = vec![("lambda_kl".to_string(), self.st.lambda_kl_base)];
+        self.controller_event(step, "lambda_kl", decision, applied);
+    }
+
+    /// Frames `[F, C, H, W]` in [-1, 1] side by side as RGBA.
+    fn strip(frames: &Tensor) -> Rgba {
+        let (f, _, h, w) = frames.size4().unwrap_or((0, 3, 0, 0));
+        let img = ((frames
+            .detach()
+            .to_device(Device::Cpu)
+            .to_kind(Kind::Float)
+            .clamp(-1.0, 1.0)
+            + 1.0)
+            * 127.5)
+            .round()
+            .to_kind(Kind::Uint8)
+            .permute([2, 0, 3, 1])
+            .reshape([h, f * w, 3]);
+        let alpha = Tensor::full([h, f * w, 1], 255, (Kind::Uint8, Device::Cpu));
+        let rgba = Tensor::cat(&[img, alpha], 2).contiguous().view([-1]);
+        Rgba {
+            width: (f * w) as u32,
+            height: h as u32,
+            pixels: Vec::try_from(rgba).unwrap_or_default(),
+        }
+    }
+
+    fn reconstruct(&mut self, split: &str, start: i64) -> Option<Reconstruction> {
+        let frames = self.data.batch(&[start], self.device);
+        let f = tch::no_grad(|| self.forward(frames, false, false)).ok()?;
+        let truth = Self::strip(&f.real_pred.select(0, 0));
+        let recon = Self::strip(&f.gen.frames.select(0, 0));
+        let to_f32 = |v: &[Region]| {
+            v.iter()
+                .map(|b| [b[0] as f32, b[1] as f32, b[2] as f32, b[3] as f32])
+                .collect()
+        };
+        Some(Reconstruction {
+            split: split.to_string(),
+            frames: self.d.n_pred as u32,
+            truth,
+            recon,
+            boxes: to_f32(&self.boxes),
+            motion_boxes: to_f32(&f.motion_boxes),
+        })
+    }
+
+    fn ssim_frames(x: &Tensor, y: &Tensor) -> Tensor {
+        // x, y: [F, C, H, W] in [0, 1]; Gaussian window 11, sigma 1.5; returns [F].
+        let (_, c, h, w) = x.size4().unwrap_or((0, 3, 0, 0));
+        let k = 11.min(h).min(w) | 1;
+        let g: Vec<f32> = (0..k)
+            .map(|i| {
+                let t = i as f64 - (k / 2) as f64;
+                (-t * t / (2.0 * 1.5 * 1.5)).exp() as f32
+            })
+            .collect();
+        let g = Tensor::from_slice(&g).to_device(x.device());
+        let g = &g / g.sum(Kind::Float);
+        let win = g
+            .view([k, 1])
+            .matmul(&g.view([1, k]))
+            .view([1, 1, k, k])
+            .expand([c, 1, k, k], false)
+            .contiguous();
+        let blur = |t: &Tensor| t.conv2d(&win, None::<Tensor>, [1, 1], [0, 0], [1, 1], c);
+        let (mx, my) = (blur(x), blur(y));
+        let sxx = blur(&(x * x)) - &mx * &mx;
+        let syy = blur(&(y * y)) - &my * &my;
+        let sxy = blur(&(x * y)) - &mx * &my;
+        let (c1, c2) = (0.01f64.powi(2), 0.03f64.powi(2));
+        let map = ((&mx * &my * 2.0 + c1) * (sxy * 2.0 + c2))
+            / ((&mx * &mx + &my * &my + c1) * (sxx + syy + c2));
+        map.mean_dim([1i64, 2, 3].as_slice(), false, Kind::Float)
+    }
+}
+
+fn kind_name(k: DiscKind) -> &'static str {
+    match k {
+        DiscKind::PixelCnn => "pixel_cnn",
+        DiscKind::WubuFeature => "wubu_feature",
+    }
+}
+
+const CSV: &[&str] = &[
+    "step",
+    "epoch",
+    "phase",
+    "g_loss",
+    "d_loss",
+    "d_real",
+    "d_fake",
+    "recon",
+    "kl",
+    "g_adv",
+    "mse_dft",
+    "mse_dct",
+    "mse_pixel",
+    "feature_match",
+    "easy_win_penalty",
+    "lr_gen",
+    "lr_disc_primary",
+    "lr_disc_alternative",
+    "lambda_kl_eff",
+    "heur_gan_factor",
+    "heur_recon_factor",
+    "heur_kl_factor",
+    "active_critic",
+    "val_psnr",
+    "val_ssim",
+    "val_mse",
+    "val_lpips",
+];
+
+const LIVE: &[&str] = &[
+    "train.lr_gen",
+    "train.lr_disc_primary",
+    "train.lr_disc_alternative",
+    "train.lambda_recon_dft",
+    "train.lambda_recon_dct",
+    "train.lambda_recon_pixel",
+    "train.lambda_kl",
+    "train.lambda_gan",
+    "train.lambda_fm",
+];
+
+impl Trainer for WubuGaadTrainer {
+    fn describe(&self) -> String {
+        let count = |vs: &nn::VarStore| -> i64 {
+            vs.trainable_variables()
+                .iter()
+                .map(Tensor::numel)
+                .map(|n| n as i64)
+                .sum()
+        };
+        format!(
+            "WuBu-GAAD VAE-GAN {}x{}, {}+{} frames, {} regions, patches {}, L {}; encoder+generator {} params, critics {} ({}) / {} ({}); data: {}",
+            self.d.w,
+            self.d.h,
+            self.d.n_in,
+            self.d.n_pred,
+            self.d.regions,
+            self.d.ph,
+            self.d.latent,
+            count(&self.g_vs),
+            count(&self.d_vs[0]),
+            kind_name(self.critics[0].kind()),
+            count(&self.d_vs[1]),
+            kind_name(self.critics[1].kind()),
+            self.data.description
+        )
+    }
+
+    fn signature(&self) -> String {
+        crate::engine::session::signature_of(&AnyPreset::WubuGaad(self.cfg.clone()))
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        let mut w = self.notes.clone();
+        w.extend(
+            self.data
+                .skipped
+                .iter()
+                .map(|(f, why)| format!("skipped {f}: {why}")),
+        );
+        if self.data.val.is_empty() && self.cfg.logging.validate_every_steps > 0 {
+            w.push("no validation windows (validation_fraction too small for one window); validation is off".into());
+        }
+        w
+    }
+
+    fn steps_per_epoch(&self) -> u64 {
+        (self.data.train.len() / self.batch_size()).max(1) as u64
+    }
+
+    fn apply_preset(&mut self, preset: &AnyPreset) {
+        let AnyPreset::WubuGaad(p) = preset else {
+            return;
+        };
+        // The model's shape is fixed for a run; everything a phase may change is taken.
+        let lambda_changed = (p.train.lambda_kl - self.cfg.train.lambda_kl).abs() > 0.0;
+        self.cfg.train = p.train.clone();
+        self.cfg.q_control = p.q_control.clone();
+        self.cfg.heuristics = p.heuristics.clone();
+        // The starting critic belongs to the run, not to a phase.
+        self.cfg.switching = crate::core::preset::wubu_gaad::Switching {
+            initial: self.cfg.switching.initial,
+            ..p.switching.clone()
+        };
+        self.cfg.validation.metric = p.validation.metric;
+        self.cfg.validation.windows = p.validation.windows;
+        self.cfg.logging = p.logging.clone();
+        self.cfg.checkpoints = p.checkpoints.clone();
+        self.cfg.health = p.health.clone();
+        if lambda_changed || self.step == 0 {
+            self.st.lambda_kl_base = p.train.lambda_kl;
+        }
+        self.opt_g.max_grad_norm = p.train.param_clip;
+        self.opt_g.weight_decay = p.train.weight_decay;
+        for o in &mut self.opt_d {
+            o.max_grad_norm = p.train.param_clip;
+            o.weight_decay = p.train.weight_decay;
+        }
+        for i in 0..3 {
+            self.apply_scales(i);
+        }
+    }
+
+    #[allow(clippy::too_many_lines)]
+    fn train_step(&mut self, ctx: &StepCtx) -> Vec<(&'static str, f64)> {
+        self.step = ctx.step;
+        seed_torch(self.seed, Stream::Step, ctx.step);
+        let starts = self.starts(ctx.epoch, ctx.batch_in_epoch);
+        let frames = self.data.batch(&starts, self.device);
+        let f = match self.forward(frames, true, true) {
+            Ok(f) => f,
+            Err(e) => {
+                self.events.push(Event::Log {
+                    step: ctx.step,
+                    level: crate::core::protocol::Level::Error,
+                    message: e,
+                });
+                return vec![("g_loss", f64::NAN)];
+            }
+        };
+        let a = self.st.active;
+        let step_no = ctx.step + 1;
+        let t = self.cfg.train.clone();
+        let gan_on = t.lambda_gan > 0.0;
+        let q_on = self.cfg.q_control.enabled
+            && step_no.is_multiple_of(self.cfg.q_control.every_steps.max(1));
+
+        // Critic step on detached fakes.
+        let (d_total, d_real, d_fake, d_norm) = {
+            let critic = &self.critics[a];
+            let real_in = self.critic_input(&f.real_pred, &f.real_coeffs);
+            let fake_frames = f.gen.frames.detach();
+            let fake_coeffs = f.fake_coeffs.detach();
+            let fake_in = self.critic_input(&fake_frames, &fake_coeffs);
+            let (lr_real, _) = critic.forward_t(&real_in, true);
+            let (lr_fake, _) = critic.forward_t(&fake_in, true);
+            let (l_real, l_fake) = (bce(&lr_real, 1.0), bce(&lr_fake, 0.0));
+            let loss = (&l_real + &l_fake) * 0.5;
+            let (dt, dr, df) = (value(&loss), value(&l_real), value(&l_fake));
+            self.opt_d[a].zero_grad();
+            let mut norm = 0.0;
+            if gan_on {
+                loss.backward();
+                norm = self.opt_d[a].clip_global(t.global_clip);
+            }
+            (dt, dr, df, norm)
+        };
+        if gan_on && q_on {
+            let s = CriticStep {
+                d_total,
+                g_total: self.st.last_g.0,
+                d_real,
+                d_fake,
+                g_adv: self.st.last_g.1,
+                lr: self.opt_d[a].lr,
+                momentum: self.opt_d[a].momentum,
+            };
+            let h = &self.st.d_hist[a];
+            let state =
+                qs::critic_state(&h.d_total, &h.g_total, &s, Self::eps_bin(&self.st.q_d[a]));
+            let reward = (!h.d_total.is_empty()).then(|| qs::critic_reward(&h.d_total, &s));
+            let len = self.st.q_d[a].cfg.history_len;
+            self.st.d_hist[a].push(s.g_total, d_total, 0.0, s.g_adv, len);
+            let decision = self.st.q_d[a].decide(Some(state), reward);
+            self.st.last_d_reward[a] = decision.reward;
+            self.st.lr_scale[a + 1] = decision.actions.first().map_or(1.0, |x| x.2);
+            self.st.mom_scale[a + 1] = decision.actions.get(1).map_or(1.0, |x| x.2);
+            self.apply_scales(a + 1);
+            let applied = vec![
+                ("lr".to_string(), self.opt_d[a].lr),
+                ("momentum".to_string(), self.opt_d[a].momentum),
+            ];
+            self.controller_event(
+                step_no,
+                &format!("critic {}", DISC_NAMES[a]),
+                decision,
+                applied,
+            );
+        } else {
+            self.apply_scales(a + 1);
+        }
+        if gan_on {
+            self.opt_d[a].step();
+        }
+
+        // Generator and encoder step.
+        let (recon, mses) = self.recon_loss(&f);
+        let kl = ((&f.enc.mu * &f.enc.mu + f.enc.logvar.exp() - &f.enc.logvar - 1.0)
+            .sum_dim_intlist([1i64].as_slice(), false, Kind::Float)
+            * 0.5)
+            .mean(Kind::Float);
+        let h = self.st.heur.clone();
+        let lambda_kl = self.st.lambda_kl_base * h.kl_factor;
+        let mut g_loss = &recon * h.recon_factor + &kl * lambda_kl;
+        let fake_in = self.critic_input(&f.gen.frames, &f.fake_coeffs);
+        let (logits, fake_feats) = self.critics[a].forward_t(&fake_in, true);
+        let adv = bce(&logits, 1.0);
+        let (adv_v, recon_v) = (value(&adv), value(&recon));
+        let mut fm_v = 0.0;
+        let mut penalty_v = 0.0;
+        if gan_on {
+            g_loss += &adv * (t.lambda_gan * h.gan_factor);
+            if h.feature_matching && t.lambda_fm > 0.0 {
+                if let Some(fake_feats) = fake_feats {
+                    let real_in = self.critic_input(&f.real_pred, &f.real_coeffs);
+                    let (_, real_feats) =
+                        tch::no_grad(|| self.critics[a].forward_t(&real_in, false));
+                    if let Some(real_feats) = real_feats {
+                        let fm = fake_feats.mse_loss(&real_feats.detach(), Reduction::Mean);
+                        fm_v = value(&fm);
+                        g_loss += fm * t.lambda_fm;
+                    }
+                }
+            }
+            let hc = &self.cfg.heuristics;
+            if h.penalize_easy_win
+                && crate::core::heuristics::easy_win_penalty(adv_v, recon_v, hc) > 0.0
+            {
+                // The same formula as tensors: it pushes recon down and the critic's score of
+                // the fakes towards "fooled less easily" (the original's was a constant).
+                let p = ((&recon - hc.good_recon) / (&adv + 1e-5) * hc.easy_win_weight)
+                    .clamp(0.0, hc.easy_win_max);
+                penalty_v = value(&p);
+                g_loss += p;
+            }
+        }
+        let g_total = value(&g_loss);
+        self.opt_g.zero_grad();
+        g_loss.backward();
+        let g_norm = self.opt_g.clip_global(t.global_clip);
+        let kl_v = value(&kl);
+        if q_on {
+            let s = GenStep {
+                g_total,
+                d_total,
+                recon: recon_v,
+                kl: kl_v,
+                adv: adv_v,
+                lambda_kl,
+                lr: self.opt_g.lr,
+                momentum: self.opt_g.momentum,
+            };
+            let hist = self.st.gen_hist.gen();
+            let state = qs::gen_state(&hist, &s, Self::eps_bin(&self.st.q_gen));
+            let reward = (!hist.g_total.is_empty()).then(|| qs::gen_reward(&hist, &s));
+            let len = self.st.q_gen.cfg.history_len;
+            self.st.gen_hist.push(g_total, d_total, recon_v, adv_v, len);
+            let decision = self.st.q_gen.decide(Some(state), reward);
+            self.st.lr_scale[0] = decision.actions.first().map_or(1.0, |x| x.2);
+            self.st.mom_scale[0] = decision.actions.get(1).map_or(1.0, |x| x.2);
+            self.apply_scales(0);
+            let applied = vec![
+                ("lr".to_string(), self.opt_g.lr),
+                ("momentum".to_string(), self.opt_g.momentum),
+            ];
+            self.controller_event(step_no, "generator", decision, applied);
+        } else {
+            self.apply_scales(0);
+        }
+        let skipped = self.opt_g.step();
+        // Critic grads from the generator's backward are dropped at the critic's next step.
+        self.st.last_g = (g_total, adv_v);
+
+        // Heuristics, switching, lambda_KL.
+        self.st.heur.observe(
+            &StepValues {
+                g_adv: adv_v,
+                kl: kl_v,
+                recon: recon_v,
+                d_total,
+                d_reward: self.st.last_d_reward[a],
+            },
+            &self.cfg.heuristics,
+        );
+        if step_no.is_multiple_of(self.cfg.heuristics.check_every_steps.max(1)) {
+            self.check_heuristics(step_no);
+        }
+        self.st.lkl_sums[0] += recon_v;
+        self.st.lkl_sums[1] += kl_v;
+        self.st.lkl_sums[2] += d_total;
+        self.st.lkl_count += 1;
+        let lkl_every = self.cfg.q_control.lkl_every_steps;
+        if self.cfg.q_control.enabled && lkl_every > 0 && step_no.is_multiple_of(lkl_every) {
+            self.lkl_control(step_no);
+        }
+        if !skipped.is_empty() {
+            self.events.push(Event::Log {
+                step: ctx.step,
+                level: crate::core::protocol::Level::Warning,
+                message: format!("non-finite gradients skipped: {}", skipped.join(", ")),
+            });
+        }
+        drop(f.frames);
+        let mut out = vec![
+            ("g_loss", g_total),
+            ("d_loss", d_total),
+            ("d_real", d_real),
+            ("d_fake", d_fake),
+            ("recon", recon_v),
+            ("kl", kl_v),
+            ("g_adv", adv_v),
+            ("lr_gen", self.opt_g.lr),
+            ("lr_disc_primary", self.opt_d[0].lr),
+            ("lr_disc_alternative", self.opt_d[1].lr),
+            ("momentum_gen", self.opt_g.momentum),
+            ("lambda_kl_eff", lambda_kl),
+            ("heur_gan_factor", self.st.heur.gan_factor),
+            ("heur_recon_factor", self.st.heur.recon_factor),
+            ("heur_kl_factor", self.st.heur.kl_factor),
+            ("active_critic", self.st.active as f64),
+            ("grad_norm_g", g_norm),
+            ("grad_norm_d", d_norm),
+        ];
+        for (name, v) in [
+            ("mse_dft", mses[0]),
+            ("mse_dct", mses[1]),
+            ("mse_pixel", mses[2]),
+        ] {
+            if v.is_finite() {
+                out.push((name, v));
+            }
+        }
+        if fm_v > 0.0 {
+            out.push(("feature_match", fm_v));
+        }
+        if penalty_v > 0.0 {
+            out.push(("easy_win_penalty", penalty_v));
+        }
+        if q_on {
+            out.push(("ctl_epsilon_gen", self.st.q_gen.epsilon));
+            out.push(("ctl_epsilon_critic", self.st.q_d[a].epsilon));
+        }
+        out
+    }
+
+    fn live_names(&self) -> &'static [&'static str] {
+        LIVE
+    }
+
+    fn live_values(&self) -> Vec<(&'static str, f64)> {
+        let t = &self.cfg.train;
+        vec![
+            ("train.lr_gen", t.lr_gen),
+            ("train.lr_disc_primary", t.lr_disc_primary),
+            ("train.lr_disc_alternative", t.lr_disc_alternative),
+            ("train.lambda_recon_dft", t.lambda_recon_dft),
+            ("train.lambda_recon_dct", t.lambda_recon_dct),
+            ("train.lambda_recon_pixel", t.lambda_recon_pixel),
+            ("train.lambda_kl", self.st.lambda_kl_base),
+            ("train.lambda_gan", t.lambda_gan),
+            ("train.lambda_fm", t.lambda_fm),
+        ]
+    }
+
+    fn set_live(&mut self, name: &str, value: f64) -> Result<f64, String> {
+        let t = &mut self.cfg.train;
+        let slot = match name.strip_prefix("train.").unwrap_or(name) {
+            "lr_gen" => &mut t.lr_gen,
+            "lr_disc_primary" => &mut t.lr_disc_primary,
+            "lr_disc_alternative" => &mut t.lr_disc_alternative,
+            "lambda_recon_dft" => &mut t.lambda_recon_dft,
+            "lambda_recon_dct" => &mut t.lambda_recon_dct,
+            "lambda_recon_pixel" => &mut t.lambda_recon_pixel,
+            "lambda_gan" => &mut t.lambda_gan,
+            "lambda_fm" => &mut t.lambda_fm,
+            "lambda_kl" => {
+                t.lambda_kl = value;
+                return Ok(std::mem::replace(&mut self.st.lambda_kl_base, value));
+            }
+            other => {
+                return Err(format!(
+                    "`{other}` is not a live hyperparameter; live: {}",
+                    LIVE.join(", ")
+                ));
+            }
+        };
+        if !(value.is_finite() && value >= 0.0) {
+            return Err(format!("{name} = {value}: must be finite and >= 0"));
+        }
+        let old = std::mem::replace(slot, value);
+        for i in 0..3 {
+            self.apply_scales(i);
+        }
+        Ok(old)
+    }
+
+    fn sample_grid(&mut self) -> Rgba {
+        let z = self.fixed_noise.shallow_clone();
+        let n = z.size()[0];
+        let rois = roi_boxes(&self.boxes, n * self.d.n_pred, self.device);
+        let frames = tch::no_grad(|| self.gen.forward(&z, &self.boxes, &self.cond, &rois).frames);
+        let cols = if self.d.n_pred == 1 { 4 } else { self.d.n_pred };
+        let images = frames.reshape([n * self.d.n_pred, self.d.c, self.d.h, self.d.w]);
+        crate::engine::families::wgan_gp::grid_rgba(&images, cols)
+    }
+
+    fn reconstruction(&mut self) -> Option<Reconstruction> {
+        let start = self.data.train[self.data.train.len() / 2];
+        self.reconstruct("train", start)
+    }
+
+    fn validate(&mut self) -> Option<Validation> {
+        if self.data.val.is_empty() {
+            return None;
+        }
+        let want = (self.cfg.validation.windows as usize)
+            .min(self.data.val.len())
+            .max(1);
+        let stride = self.data.val.len() as f64 / want as f64;
+        let starts: Vec<i64> = (0..want)
+            .map(|i| self.data.val[(i as f64 * stride) as usize])
+            .collect();
+        let bs = self.batch_size();
+        let (mut psnr, mut ssim, mut mse, mut lp, mut frames_seen, mut lp_n) =
+            (0.0, 0.0, 0.0, 0.0, 0usize, 0usize);
+        for chunk in starts.chunks(bs) {
+            let batch = self.data.batch(chunk, self.device);
+            let Ok(f) = tch::no_grad(|| self.forward(batch, false, false)) else {
+                return None;
+            };
+            tch::no_grad(|| {
+                let d = &self.d;
+                let fake = f.gen.frames.reshape([-1, d.c, d.h, d.w]);
+                let real = f.real_pred.reshape([-1, d.c, d.h, d.w]);
+                let (f01, r01) = ((&fake + 1.0) * 0.5, (&real + 1.0) * 0.5);
+                let per =
+                    (&f01 - &r01)
+                        .square()
+                        .mean_dim([1i64, 2, 3].as_slice(), false, Kind::Float);
+                let p = ((&per + 1e-10).reciprocal().log10() * 10.0).clamp(0.0, 100.0);
+                psnr += value(&p.sum(Kind::Float));
+                mse += value(&per.sum(Kind::Float));
+                ssim += value(&Self::ssim_frames(&f01, &r01).sum(Kind::Float));
+                frames_seen += per.size()[0] as usize;
+                if let Some(net) = &self.lpips {
+                    if let Ok(dist) = net.forward_ts(&[&fake, &real]) {
+                        lp += value(&dist.to_kind(Kind::Float).sum(Kind::Float));
+                        lp_n += dist.numel();
+                    }
+                }
+            });
+        }
+        let n = frames_seen.max(1) as f64;
+        let mut scalars = vec![
+            ("val_psnr", psnr / n),
+            ("val_ssim", ssim / n),
+            ("val_mse", mse / n),
+        ];
+        if lp_n > 0 {
+            scalars.push(("val_lpips", lp / lp_n as f64));
+        }
+        let (metric, better) = self.val_better();
+        let v = scalars
+            .iter()
+            .find(|(k, _)| *k == metric.scalar())
+            .map_or(f64::NAN, |(_, v)| *v);
+        self.st.last_val = v.is_finite().then_some(v);
+        if let Some(r) = self.reconstruct("validation", starts[0]) {
+            self.pending_val_recon = Some(r);
+        }
+        Some(Validation {
+            scalars,
+            metric: if better == Better::Higher { -v } else { v },
+            diversity_ratio: None,
+        })
+    }
+
+    fn csv_columns(&self) -> &'static [&'static str] {
+        CSV
+    }
+
+    fn drain_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    fn pending_reconstruction(&mut self) -> Option<Reconstruction> {
+        self.pending_val_recon.take()
+    }
+
+    fn family_state(&self) -> serde_json::Value {
+        serde_json::to_value(&self.st).unwrap_or(serde_json::Value::Null)
+    }
+
+    fn state_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for (prefix, vs) in [
+            ("g", &self.g_vs),
+            ("d0", &self.d_vs[0]),
+            ("d1", &self.d_vs[1]),
+        ] {
+            out.extend(
+                vs.variables()
+                    .into_iter()
+                    .map(|(n, t)| (format!("{prefix}.{n}"), t)),
+            );
+        }
+        out.extend(self.opt_g.state_tensors("opt_g"));
+        out.extend(self.opt_d[0].state_tensors("opt_d0"));
+        out.extend(self.opt_d[1].state_tensors("opt_d1"));
+        out.push(("fixed_noise".into(), self.fixed_noise.shallow_clone()));
+        out
+    }
+
+    fn load_state(&mut self, ckpt: &Loaded) -> Result<(), String> {
+        let shown = ckpt.dir.display().to_string();
+        for (prefix, vs) in [
+            ("g", &self.g_vs),
+            ("d0", &self.d_vs[0]),
+            ("d1", &self.d_vs[1]),
+        ] {
+            for (name, mut var) in vs.variables() {
+                let key = format!("{prefix}.{name}");
+                let t = ckpt.get(&key).ok_or_else(|| {
+                    format!("{shown}: missing tensor `{key}` (a checkpoint of another model?)")
+                })?;
+                if t.size() != var.size() {
+                    return Err(format!(
+                        "{shown}: tensor `{key}` has shape {:?}, the preset's model needs {:?}",
+                        t.size(),
+                        var.size()
+                    ));
+                }
+                tch::no_grad(|| var.copy_(&t));
+            }
+        }
+        let get = |k: &str| ckpt.get(k);
+        self.opt_g
+            .load_state("opt_g", &get)
+            .map_err(|e| format!("{shown}: {e}"))?;
+        self.opt_d[0]
+            .load_state("opt_d0", &get)
+            .map_err(|e| format!("{shown}: {e}"))?;
+        self.opt_d[1]
+            .load_state("opt_d1", &get)
+            .map_err(|e| format!("{shown}: {e}"))?;
+        if let Some(noise) = ckpt.get("fixed_noise") {
+            if noise.size() == self.fixed_noise.size() {
+                self.fixed_noise = noise.to_device(self.device);
+            }
+        }
+        match ckpt.state.get("family_state") {
+            Some(v) if !v.is_null() => {
+                self.st = serde_json::from_value(v.clone())
+                    .map_err(|e| format!("{shown}: bad family state: {e}"))?;
+            }
+            _ => {
+                return Err(format!(
+                    "{shown}: no family_state (controllers, heuristics, active critic)"
+                ))
+            }
+        }
+        for i in 0..3 {
+            self.apply_scales(i);
+        }
+        Ok(())
+    }
+}

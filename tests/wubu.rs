@@ -1,0 +1,388 @@
+//! The WuBu-GAAD family on CPU with tiny shapes: finite losses, gradients reaching every
+//! parameter group (curvatures and scales included, the generator through the pixel critic),
+//! phases that load the previous phase's best checkpoint, and an exact resume.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tch::{nn, Device, Kind, Tensor};
+use workbench::core::gaad;
+use workbench::core::preset::{self, AnyPreset, PhaseLength, ValidatedPreset, WubuGaadPreset};
+use workbench::core::protocol::{Event, Outcome};
+use workbench::core::rundir::RunDir;
+use workbench::engine::families::wubu_gaad::model::{
+    box_condition, critic, region_major, roi_boxes, CriticInput, Dims, Encoder, Generator,
+};
+use workbench::engine::worker::{self, RunRequest};
+use workbench::engine::{checkpoint, export};
+
+/// libtorch's random generator is global: tests that draw from it run one at a time, so a
+/// run's draws are the ones its seed implies.
+static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    TORCH_RNG
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn tiny() -> WubuGaadPreset {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/wubu_gaad_tiny.ron");
+    let (p, _) = preset::parse_str(&std::fs::read_to_string(path).unwrap(), "tiny").unwrap();
+    let AnyPreset::WubuGaad(mut p) = p else {
+        panic!("tiny is WuBu-GAAD")
+    };
+    p.device = "cpu".into();
+    p.threads = 1;
+    p
+}
+
+fn validated(p: WubuGaadPreset) -> ValidatedPreset {
+    preset::validate(AnyPreset::WubuGaad(p)).unwrap()
+}
+
+fn run_to_end(req: RunRequest) -> (PathBuf, Vec<Event>) {
+    let handle = worker::spawn(worker::prepare(req).expect("prepare"), None).expect("spawn");
+    let dir = handle.run_dir().to_path_buf();
+    let mut events = Vec::new();
+    loop {
+        let e = handle
+            .events()
+            .recv_timeout(Duration::from_secs(300))
+            .expect("event");
+        let end = e.is_terminal();
+        events.push(e);
+        if end {
+            break;
+        }
+    }
+    handle.join();
+    (dir, events)
+}
+
+fn scalars(run: &Path) -> BTreeMap<u64, BTreeMap<String, f64>> {
+    let (by_step, _) = export::scalars_by_step(&RunDir::open(run).unwrap()).unwrap();
+    by_step.into_iter().map(|(s, (_, v))| (s, v)).collect()
+}
+
+#[test]
+fn a_tiny_run_trains_with_finite_losses_and_logs_everything_the_gui_shows() {
+    let _rng = rng_lock();
+    let runs = tempfile::tempdir().unwrap();
+    let (dir, events) = run_to_end(RunRequest {
+        preset: Some(validated(tiny())),
+        runs_dir: runs.path().into(),
+        ..RunRequest::default()
+    });
+    assert!(
+        matches!(
+            events.last(),
+            Some(Event::RunFinished {
+                step: 20,
+                outcome: Outcome::Completed
+            })
+        ),
+        "{:?}",
+        events.last()
+    );
+    let s = scalars(&dir);
+    let names = [
+        "g_loss",
+        "d_loss",
+        "recon",
+        "kl",
+        "g_adv",
+        "mse_dft",
+        "mse_dct",
+        "mse_pixel",
+    ];
+    for (step, row) in &s {
+        for n in names {
+            if let Some(v) = row.get(n) {
+                assert!(v.is_finite(), "{n} at step {step} is {v}");
+            }
+        }
+    }
+    assert!(names.iter().all(|n| s.values().any(|r| r.contains_key(*n))));
+    let psnr: Vec<f64> = s
+        .values()
+        .filter_map(|r| r.get("val_psnr").copied())
+        .collect();
+    let ssim: Vec<f64> = s
+        .values()
+        .filter_map(|r| r.get("val_ssim").copied())
+        .collect();
+    assert_eq!(psnr.len(), 2, "validations at steps 10 and 20");
+    assert!(psnr.iter().all(|p| *p > 0.0 && *p < 60.0), "{psnr:?}");
+    assert!(ssim.iter().all(|v| *v > -1.0 && *v <= 1.0), "{ssim:?}");
+    // Controllers of the generator, the active critic and lambda_KL decided and said so.
+    let names: std::collections::BTreeSet<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Controller { name, applied, .. } => {
+                assert!(!applied.is_empty());
+                Some(name.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(
+        names.contains("generator") && names.contains("critic primary"),
+        "{names:?}"
+    );
+    // Reconstructions of training and validation windows, with their regions.
+    type Boxes = Vec<[f32; 4]>;
+    let recons: Vec<(&String, &Boxes, &Boxes)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Reconstruction {
+                split,
+                boxes,
+                motion_boxes,
+                truth,
+                recon,
+                ..
+            } => {
+                assert!(dir.join(truth).is_file() && dir.join(recon).is_file());
+                Some((split, boxes, motion_boxes))
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(recons.iter().any(|r| r.0 == "train") && recons.iter().any(|r| r.0 == "validation"));
+    assert!(recons.iter().all(|r| r.1.len() == 4 && r.2.len() == 4));
+}
+
+/// Sum of |grad| of the variables whose name contains `part`; `None` if none matched.
+fn grad_mass(vs: &nn::VarStore, part: &str) -> Option<f64> {
+    let mut seen = false;
+    let mut total = 0.0;
+    for (name, t) in vs.variables() {
+        if name.contains(part) && t.requires_grad() {
+            seen = true;
+            let g = t.grad();
+            if g.defined() {
+                total += g.abs().sum(Kind::Double).double_value(&[]);
+            }
+        }
+    }
+    seen.then_some(total)
+}
+
+#[test]
+fn gradients_reach_every_group_and_the_pixel_critic_trains_the_generator() {
+    let _rng = rng_lock();
+    tch::manual_seed(3);
+    let p = tiny();
+    let d = Dims::new(&p);
+    let boxes = gaad::decompose(gaad::Kind::Hybrid, 32, 32, 4, 4.0).unwrap();
+    let vs = nn::VarStore::new(Device::Cpu);
+    let enc = Encoder::new(&(vs.root() / "encoder"), &p, &d);
+    let gen = Generator::new(&(vs.root() / "generator"), &p, &d);
+    let dvs = nn::VarStore::new(Device::Cpu);
+    let pixel = critic(&dvs.root(), preset::wubu_gaad::DiscKind::PixelCnn, &p, &d);
+    let frames = Tensor::rand([2, 3, 3, 32, 32], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+    let motion = Tensor::rand([2, 2, 4, d.stats_dim()], (Kind::Float, Device::Cpu));
+    let enc_out = enc.forward_t(
+        &frames,
+        &roi_boxes(&boxes, 6, Device::Cpu),
+        Some(&motion),
+        true,
+    );
+    let z = &enc_out.mu + (&enc_out.logvar * 0.5).exp() * enc_out.mu.randn_like();
+    let cond = box_condition(&boxes, 32, 32, Device::Cpu);
+    let out = gen.forward(&z, &boxes, &cond, &roi_boxes(&boxes, 2, Device::Cpu));
+
+    // The adversarial term alone, through the pixel critic: the generator, the encoder and
+    // every WuBu level's geometry (curvature, scale) get gradients.
+    let coeffs = region_major(out.dft.as_ref(), out.dct.as_ref(), None);
+    let (logits, _) = pixel.forward_t(
+        &CriticInput {
+            frames: &out.frames,
+            coeffs: &coeffs,
+            cond: &cond,
+        },
+        true,
+    );
+    logits
+        .binary_cross_entropy_with_logits::<Tensor>(
+            &logits.ones_like(),
+            None,
+            None,
+            tch::Reduction::Mean,
+        )
+        .backward();
+    for part in [
+        "generator.fc",
+        "generator.block0",
+        "generator.dft_head",
+        "generator.dct_head",
+        "generator.cond1",
+        "encoder.patch_embed",
+        "encoder.motion_embed",
+        "encoder.wubu_t",
+        "encoder.fc_mu",
+        "encoder.fc_logvar",
+    ] {
+        let g = grad_mass(&vs, part).unwrap_or_else(|| panic!("no parameter {part}"));
+        assert!(g > 0.0, "{part} gets no gradient through the pixel critic");
+    }
+    for stack in ["wubu_s", "wubu_m", "wubu_t"] {
+        for level in ["level0"] {
+            for geo in ["curvature", "scale"] {
+                let part = format!("encoder.{stack}.{level}.{geo}");
+                let g = grad_mass(&vs, &part).unwrap_or_else(|| panic!("no parameter {part}"));
+                assert!(g > 0.0, "{part} gets no gradient");
+            }
+        }
+    }
+    assert!(grad_mass(&vs, "encoder.wubu_s.level0.descriptor").unwrap() > 0.0);
+    assert!(grad_mass(&vs, "encoder.wubu_s.level0.boundaries").unwrap() > 0.0);
+    assert!(grad_mass(&dvs, "layer0").unwrap() > 0.0, "the critic too");
+
+    // The feature critic's WuBu-D geometry trains.
+    let fvs = nn::VarStore::new(Device::Cpu);
+    let feature = critic(
+        &fvs.root(),
+        preset::wubu_gaad::DiscKind::WubuFeature,
+        &p,
+        &d,
+    );
+    let (logits, feats) = feature.forward_t(
+        &CriticInput {
+            frames: &out.frames,
+            coeffs: &coeffs.detach(),
+            cond: &cond,
+        },
+        true,
+    );
+    assert_eq!(
+        feats.unwrap().size(),
+        vec![2, 48],
+        "features: the sum of the level dims"
+    );
+    logits.sum(Kind::Float).backward();
+    for part in [
+        "wubu_d.level0.curvature",
+        "wubu_d.level1.scale",
+        "region",
+        "out",
+    ] {
+        assert!(grad_mass(&fvs, part).unwrap() > 0.0, "{part}");
+    }
+}
+
+#[test]
+fn the_latent_depends_on_the_context_frames() {
+    let _rng = rng_lock();
+    tch::manual_seed(5);
+    let p = tiny();
+    let d = Dims::new(&p);
+    let boxes = gaad::decompose(gaad::Kind::Hybrid, 32, 32, 4, 4.0).unwrap();
+    let vs = nn::VarStore::new(Device::Cpu);
+    let enc = Encoder::new(&(vs.root() / "encoder"), &p, &d);
+    let frames = Tensor::rand([1, 3, 3, 32, 32], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+    let changed = frames.copy();
+    let _ = changed.narrow(1, 0, 1).fill_(0.3);
+    let rois = roi_boxes(&boxes, 3, Device::Cpu);
+    // The same motion statistics for both: only the first context frame's appearance differs.
+    let motion = Tensor::rand([1, 2, 4, d.stats_dim()], (Kind::Float, Device::Cpu));
+    let a = enc.forward_t(&frames, &rois, Some(&motion), false).mu;
+    let b = enc.forward_t(&changed, &rois, Some(&motion), false).mu;
+    let diff = (a - b).abs().max().double_value(&[]);
+    assert!(
+        diff > 1e-4,
+        "changing context frame 0 must move mu ({diff})"
+    );
+}
+
+#[test]
+fn each_phase_starts_from_the_previous_phases_best_checkpoint() {
+    let _rng = rng_lock();
+    let runs = tempfile::tempdir().unwrap();
+    let mut p = tiny();
+    p.phases = vec![
+        preset::Phase {
+            name: "recon".into(),
+            length: PhaseLength::Steps(10),
+            overrides: [(
+                "train.lambda_gan".to_string(),
+                preset::OverrideValue::Float(0.0),
+            )]
+            .into(),
+            start_from_best: false,
+        },
+        preset::Phase {
+            name: "gan".into(),
+            length: PhaseLength::Steps(4),
+            overrides: Default::default(),
+            start_from_best: true,
+        },
+    ];
+    p.logging.validate_every_steps = 5;
+    let (dir, events) = run_to_end(RunRequest {
+        preset: Some(validated(p)),
+        runs_dir: runs.path().into(),
+        ..RunRequest::default()
+    });
+    let best = checkpoint::read_best(&dir.join("checkpoints"));
+    let best0 = best.phases.get(&0).expect("phase 0 had a best checkpoint");
+    let loaded = events.iter().find_map(|e| match e {
+        Event::PhaseStarted {
+            index: 1,
+            loaded_checkpoint,
+            ..
+        } => loaded_checkpoint.clone(),
+        _ => None,
+    });
+    let loaded = loaded.expect("phase 1 loaded a checkpoint");
+    assert!(loaded.ends_with(&best0.dir), "{loaded} vs {}", best0.dir);
+    // Phase 0 trained without the adversarial term: the critic's optimizer never stepped.
+    let s = scalars(&dir);
+    assert!(s.values().any(|r| r.get("phase") == Some(&1.0)));
+}
+
+#[test]
+fn a_stopped_and_resumed_run_continues_bit_identically() {
+    let _rng = rng_lock();
+    let runs = tempfile::tempdir().unwrap();
+    let mut p = tiny();
+    p.logging.log_every_steps = 1;
+    let req = |limit: Option<u64>| RunRequest {
+        preset: Some(validated(p.clone())),
+        runs_dir: runs.path().into(),
+        step_limit: limit,
+        ..RunRequest::default()
+    };
+    let (whole, _) = run_to_end(req(None));
+    // Stopped at step 7: mid heuristic interval (checks every 2), mid lambda_KL interval (10).
+    let (part, _) = run_to_end(req(Some(7)));
+    let (again, events) = run_to_end(RunRequest {
+        resume: Some(part.clone()),
+        runs_dir: runs.path().into(),
+        ..RunRequest::default()
+    });
+    assert_eq!(again, part);
+    assert!(
+        matches!(events.last(), Some(Event::RunFinished { step: 20, .. })),
+        "{:?}",
+        events.last()
+    );
+    let (a, b) = (scalars(&whole), scalars(&part));
+    assert_eq!(a.len(), b.len());
+    for (step, row) in &a {
+        let other = b.get(step).unwrap_or_else(|| panic!("step {step} missing"));
+        for (k, v) in row {
+            let w = other
+                .get(k)
+                .unwrap_or_else(|| panic!("step {step}: {k} missing"));
+            assert!(
+                v.to_bits() == w.to_bits() || (v.is_nan() && w.is_nan()),
+                "step {step} {k}: uninterrupted {v} vs resumed {w}"
+            );
+        }
+    }
+}
