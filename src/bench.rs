@@ -30,6 +30,9 @@ pub struct BenchArgs {
     /// Skip the PyTorch side.
     #[arg(long)]
     no_python: bool,
+    /// wubu-gaad: hidden width of the generator's spectral heads (the original's is 4096).
+    #[arg(long, default_value_t = 512)]
+    head_hidden: u32,
 }
 
 fn peak_rss_mib() -> f64 {
@@ -49,7 +52,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         "wgan-gp" => step_rate(args),
         "wgan-gp-learning" => learning(args),
         "dashboard" => dashboard(),
-        other => bail!("unknown benchmark `{other}`; known: wgan-gp, wgan-gp-learning, dashboard"),
+        "wubu-gaad" | "wubu-gaad-bat" => wubu_gaad(args),
+        other => bail!("unknown benchmark `{other}`; known: wgan-gp, wgan-gp-learning, dashboard, wubu-gaad, wubu-gaad-bat"),
     }
 }
 
@@ -152,6 +156,95 @@ fn step_rate(args: &BenchArgs) -> anyhow::Result<()> {
         "  step-time ratio workbench/PyTorch: median {:.3} (rounds {lo:.3}..{hi:.3}), target <= 1.0",
         median(&mut ratios)
     );
+    Ok(())
+}
+
+/// WuBu-GAAD step time and peak memory. `wubu-gaad`: the CPU configuration (128x128,
+/// batch 2, 2 input + 1 predicted frames, 8 regions, motion on, the rest at the original's
+/// defaults); `wubu-gaad-bat`: the original launcher's configuration on synthetic frames.
+fn wubu_gaad(args: &BenchArgs) -> anyhow::Result<()> {
+    use workbench::core::preset::wubu_gaad::WubuGaadPreset;
+    let device = workbench::engine::device::resolve(&args.device)?;
+    let mut p = if args.which == "wubu-gaad-bat" {
+        WubuGaadPreset::bat()
+    } else {
+        let mut p = WubuGaadPreset::default();
+        p.data.image_h = 128;
+        p.data.image_w = 128;
+        p.data.input_frames = 2;
+        p.data.predict_frames = 1;
+        p.model.regions = 8;
+        p.model.motion = true;
+        p.train.batch_size = args.batch;
+        p.model.gen_head_hidden = args.head_hidden;
+        p
+    };
+    p.device = args.device.clone();
+    p.data.synthetic_frames = 200;
+    let preset = preset::validate(AnyPreset::WubuGaad(p.clone()))
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?
+        .preset()
+        .clone();
+    let mut trainer = make_trainer(&preset, device)?;
+    println!("{}", trainer.describe());
+    println!(
+        "device {}, batch {}, heads {}, {} rounds of {} timed steps after 3 warm-up steps",
+        workbench::engine::device::describe(device),
+        p.train.batch_size,
+        p.model.gen_head_hidden,
+        args.rounds,
+        args.steps
+    );
+    let spe = trainer.steps_per_epoch();
+    let ctx = |i: u64| StepCtx {
+        step: i,
+        epoch: i / spe,
+        batch_in_epoch: i % spe,
+    };
+    let sync = || {
+        if let tch::Device::Cuda(i) = device {
+            tch::Cuda::synchronize(i as i64);
+        }
+    };
+    let mut step = 0;
+    for _ in 0..3 {
+        trainer.train_step(&ctx(step));
+        step += 1;
+    }
+    sync();
+    let mut rounds = Vec::new();
+    for round in 0..args.rounds {
+        let t0 = Instant::now();
+        for _ in 0..args.steps {
+            let s = trainer.train_step(&ctx(step));
+            if let Some((k, v)) = s.iter().find(|(_, v)| !v.is_finite()) {
+                bail!("{k} became {v} at step {step}");
+            }
+            step += 1;
+        }
+        sync();
+        let per = t0.elapsed().as_secs_f64() / args.steps as f64;
+        println!("  round {round}: {:.1} ms/step", per * 1e3);
+        rounds.push(per);
+    }
+    let lo = rounds.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = rounds.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let med = median(&mut rounds);
+    println!(
+        "  median {:.1} ms/step (rounds {:.1}..{:.1}), peak RSS {:.0} MiB",
+        med * 1e3,
+        lo * 1e3,
+        hi * 1e3,
+        peak_rss_mib()
+    );
+    if device.is_cuda() {
+        println!("  (GPU memory: see nvidia-smi's peak for this process)");
+    } else if args.which == "wubu-gaad" {
+        println!(
+            "  against the original's 2.9 s/step on this machine kind's CPU (the issue's figure): {:.2}x faster, target >= 3x",
+            2.9 / med
+        );
+    }
     Ok(())
 }
 

@@ -28,6 +28,9 @@ struct Param {
     /// The ball's curvature for hyperbolic parameters (rows are points).
     curvature: Option<f64>,
     buf: Option<Tensor>,
+    /// The gradient's norm as [`RiemannianSgd::clip_global`] left it, so `step` need not
+    /// read the gradient again to clip it.
+    grad_norm: Option<f64>,
 }
 
 impl RiemannianSgd {
@@ -47,6 +50,7 @@ impl RiemannianSgd {
                     tensor,
                     curvature,
                     buf: None,
+                    grad_norm: None,
                 })
                 .collect(),
             step: 0,
@@ -67,31 +71,41 @@ impl RiemannianSgd {
     /// Scales every gradient so that their joint norm is at most `max` (0 = off); returns the
     /// norm before clipping. Non-finite gradients are left to [`RiemannianSgd::step`].
     pub fn clip_global(&mut self, max: f64) -> f64 {
-        let grads: Vec<Tensor> = self
+        let grads: Vec<(usize, Tensor)> = self
             .params
             .iter()
-            .map(|p| p.tensor.grad())
-            .filter(Tensor::defined)
+            .enumerate()
+            .map(|(i, p)| (i, p.tensor.grad()))
+            .filter(|(_, g)| g.defined())
             .collect();
         if grads.is_empty() {
             return 0.0;
         }
         let norms: Vec<Tensor> = grads
             .iter()
-            .map(|g| g.norm().to_kind(Kind::Float))
+            .map(|(_, g)| g.norm().to_kind(Kind::Double))
             .collect();
-        let total = Tensor::stack(&norms, 0).norm().double_value(&[]);
-        if max > 0.0 && total.is_finite() && total > max {
-            let scale = max / (total + 1e-6);
-            for mut g in grads {
+        let norms = Vec::<f64>::try_from(Tensor::stack(&norms, 0)).unwrap_or_default();
+        let total = norms.iter().map(|n| n * n).sum::<f64>().sqrt();
+        let scale = if max > 0.0 && total.is_finite() && total > max {
+            max / (total + 1e-6)
+        } else {
+            1.0
+        };
+        for ((i, mut g), n) in grads.into_iter().zip(norms) {
+            if scale < 1.0 {
                 let _ = g.g_mul_scalar_(scale);
             }
+            self.params[i].grad_norm = Some(n * scale);
         }
         total
     }
 
     /// Drops the gradients (set to none).
     pub fn zero_grad(&mut self) {
+        for p in &mut self.params {
+            p.grad_norm = None;
+        }
         crate::engine::ops::drop_grads(self.params.iter_mut().map(|p| &mut p.tensor));
     }
 
@@ -112,26 +126,31 @@ impl RiemannianSgd {
                 if !grad.defined() {
                     continue;
                 }
-                if grad.isfinite().all().int64_value(&[]) == 0 {
+                // One pass and one sync (none after `clip_global`): the norm is finite exactly
+                // when every element is.
+                let n = p
+                    .grad_norm
+                    .take()
+                    .unwrap_or_else(|| grad.norm().double_value(&[]));
+                if !n.is_finite() {
                     p.buf = None;
                     skipped.push(p.name.clone());
                     continue;
                 }
-                let mut g = grad.detach();
-                if clip > 0.0 {
-                    let n = g.norm().double_value(&[]);
-                    if n > clip {
-                        // Out of place: `g` shares storage with `p.grad`, which stays untouched.
-                        g = &g * (clip / (n + 1e-6));
-                    }
-                }
+                // `grad` shares storage with `p.grad`, which stays untouched: every update below
+                // writes to the momentum buffer or the parameter only.
+                let scale = if clip > 0.0 && n > clip {
+                    clip / (n + 1e-6)
+                } else {
+                    1.0
+                };
                 match p.curvature {
                     Some(c) => {
                         let ct = Tensor::from(c)
                             .to_kind(p.tensor.kind())
                             .to_device(p.tensor.device());
                         let x = project(&p.tensor, &ct);
-                        let rgrad = egrad2rgrad(&x, &g, &ct);
+                        let rgrad = egrad2rgrad(&x, &(&grad * scale), &ct);
                         let buf = match p.buf.take() {
                             Some(b) => b * m + &rgrad,
                             None => rgrad,
@@ -146,15 +165,21 @@ impl RiemannianSgd {
                         p.buf = Some(buf);
                     }
                     None => {
-                        if wd > 0.0 {
-                            g = &g + &p.tensor * wd;
-                        }
-                        let buf = match p.buf.take() {
-                            Some(b) => b * m + &g,
-                            None => g,
+                        // buf = m·buf + (scale·g + wd·p); p -= lr·buf, in place: `addcmul_`
+                        // with a 0-d factor is an axpy without a temporary.
+                        let opts = (p.tensor.kind(), p.tensor.device());
+                        let mut buf = match p.buf.take() {
+                            Some(mut b) => {
+                                let _ = b.g_mul_scalar_(m);
+                                let _ = b.addcmul_(&grad, &Tensor::scalar_tensor(scale, opts));
+                                b
+                            }
+                            None => &grad * scale,
                         };
-                        let next = (&p.tensor - &buf * lr).nan_to_num(0.0, 1e5, -1e5);
-                        p.tensor.copy_(&next);
+                        if wd > 0.0 {
+                            let _ = buf.addcmul_(&p.tensor, &Tensor::scalar_tensor(wd, opts));
+                        }
+                        let _ = p.tensor.addcmul_(&buf, &Tensor::scalar_tensor(-lr, opts));
                         p.buf = Some(buf);
                     }
                 }
