@@ -538,3 +538,152 @@ fn snapshot_dashboard_with_markers_and_cursor() {
     h.run_steps(30);
     h.snapshot("dashboard");
 }
+
+/// A finished WuBu-GAAD run written by the real engine (tiny shapes, 20 steps).
+fn wubu_run(runs: &Path) -> std::path::PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/wubu_gaad_tiny.ron");
+    let (p, _) = preset::load_file(&path).unwrap();
+    let p = p
+        .preset()
+        .with_overrides([("threads", 1.into()), ("device", "cpu".into())])
+        .unwrap();
+    let req = workbench::engine::worker::RunRequest {
+        preset: Some(preset::validate(p).unwrap()),
+        runs_dir: runs.into(),
+        ..Default::default()
+    };
+    let handle = workbench::engine::worker::spawn(
+        workbench::engine::worker::prepare(req).unwrap(),
+        None,
+    )
+    .unwrap();
+    let dir = handle.run_dir().to_path_buf();
+    while let Ok(e) = handle.events().recv_timeout(Duration::from_secs(120)) {
+        if e.is_terminal() {
+            break;
+        }
+    }
+    handle.join();
+    dir
+}
+
+#[test]
+fn a_wubu_gaad_run_shows_truth_reconstruction_difference_controllers_and_the_critic() {
+    let runs = tempfile::tempdir().unwrap();
+    let dir = wubu_run(runs.path());
+    let mut h = harness(following(runs.path(), dir, Tab::Samples, Some(10)));
+    wait_for_logs(&mut h);
+    h.get_by_label("Reconstruction: ground truth | reconstruction | difference");
+    for l in ["ground truth", "reconstruction", "|difference|"] {
+        h.get_by_label(l);
+    }
+    h.get_by_label_contains("train window, step 10, 1 predicted frame(s), 4 regions");
+    h.get_by_label("critic: primary");
+    let view = &h.state().runs[0].view;
+    let r = view.reconstruction_near("train", 10).unwrap();
+    assert_eq!((r.truth.width, r.truth.height), (32, 32));
+    // The validation windows' reconstruction, with the motion regions over it.
+    h.get_by_label("validation windows").click();
+    h.get_by_label("motion regions").click();
+    h.run_steps(2);
+    h.get_by_label_contains("validation window, step 10");
+    h.get_by_label_contains("4 motion regions (last frame pair)");
+
+    // The Controller tab lists every controller and shows the chosen one's timeline.
+    h.state_mut().tab = Tab::Controller;
+    h.run_steps(2);
+    h.get_by_label("critic primary").click();
+    h.run_steps(2);
+    h.get_by_label_contains("Decision at step");
+    assert!(h.get_all_by_label("ctl/critic primary/epsilon").next().is_some());
+    assert!(h.get_all_by_label("ctl/critic primary/lr").next().is_some());
+    assert!(h.query_by_label("ctl/generator/lr").is_none(), "one controller at a time");
+    // The dashboard keeps controller timelines to the Controller tab.
+    h.state_mut().tab = Tab::Dashboard;
+    h.run_steps(2);
+    assert!(h.get_all_by_label("recon").next().is_some());
+    assert!(h.query_by_label("ctl/generator/epsilon").is_none());
+}
+
+/// Types into a text field labelled `label`, replacing its content.
+fn type_into(h: &mut Harness<'_, WorkbenchApp>, label: &str, text: &str) {
+    h.get_by_label(label).focus();
+    h.run_steps(1);
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    h.run_steps(1);
+    h.get_by_label(label).type_text(text);
+    h.run_steps(1);
+    h.key_press(egui::Key::Enter); // done typing: the field gives up focus
+    h.run_steps(2);
+}
+
+/// Adds an override of `field` to the selected phase through the "Override a field" menu.
+fn add_override(h: &mut Harness<'_, WorkbenchApp>, field: &str) {
+    h.get_by_label("Override a field").click_accesskit();
+    h.run_steps(2);
+    // The menu scrolls: click through accesskit, as a screen reader would, so an entry
+    // below the fold is clicked too.
+    h.get_by_label(field).click_accesskit();
+    h.run_steps(1);
+    h.key_press(egui::Key::Escape); // the menu stays open after an accesskit click
+    h.run_steps(2);
+}
+
+#[test]
+fn seed_000_phases_0_to_5_are_set_up_by_pointing_and_clicking() {
+    let runs = tempfile::tempdir().unwrap();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/wubu_gaad.ron");
+    let (p, _) = preset::load_file(&path).unwrap();
+    let mut opts = LaunchOptions::new(runs.path());
+    opts.preset = Some((
+        p.preset().clone(),
+        Some(std::path::PathBuf::from("presets/wubu_gaad.ron")),
+    ));
+    opts.tab = Tab::Phases;
+    let mut h = harness(WorkbenchApp::with_waker(opts, None));
+    h.run_steps(3);
+    // Guide 000: what each phase turns off or changes (booleans are on in the preset).
+    let plan: [(&str, &[&str], &[(&str, &str)]); 6] = [
+        ("0 sanity", &["q_control.enabled", "heuristics.enabled", "switching.enabled"], &[]),
+        ("1 vae recon", &["heuristics.enabled", "switching.enabled"], &[("train.lambda_kl", "1e-5"), ("train.lambda_gan", "0")]),
+        ("2 gan primary", &["heuristics.enabled", "switching.enabled"], &[("train.lambda_gan", "0.5")]),
+        ("3 kl and heuristics", &["switching.enabled"], &[("q_control.lkl_every_steps", "50")]),
+        ("4 dual discriminators", &[], &[]),
+        ("5 fine tune", &[], &[("train.lr_gen", "5e-5")]),
+    ];
+    for (i, (name, off, values)) in plan.iter().enumerate() {
+        if i > 0 {
+            h.get_by_label("Add phase").click();
+            h.run_steps(2);
+            h.get_by_label("start from best").click();
+            h.run_steps(1);
+        }
+        type_into(&mut h, "name", name);
+        for field in *off {
+            add_override(&mut h, field);
+            h.get_by_label(field).click(); // the override's checkbox: on -> off
+            h.run_steps(1);
+        }
+        for (field, v) in *values {
+            add_override(&mut h, field);
+            type_into(&mut h, field, v);
+        }
+    }
+    let p = h.state().editor.preset().expect("the preset parses");
+    let phases = p.phases();
+    assert_eq!(phases.len(), 6);
+    for (i, (name, off, values)) in plan.iter().enumerate() {
+        let ph = &phases[i];
+        assert_eq!(ph.name, *name);
+        assert_eq!(ph.start_from_best, i > 0, "{name}");
+        for f in *off {
+            assert_eq!(ph.overrides.get(*f), Some(&preset::OverrideValue::Bool(false)), "{name} {f}");
+        }
+        for (f, v) in *values {
+            let got = ph.overrides.get(*f).map(|o| o.to_json().as_f64().unwrap());
+            assert_eq!(got, Some(v.parse::<f64>().unwrap()), "{name} {f}");
+        }
+    }
+    preset::validate(p.clone()).expect("the clicked preset is valid");
+    assert!(h.state().editor.start_blocker().is_none());
+}

@@ -121,6 +121,8 @@ pub struct RunView {
     pub samples: Vec<SampleRef>,
     /// Q-controller decisions, in step order.
     pub decisions: Vec<ControllerDecision>,
+    /// The controllers' names, in order of their first decision.
+    pub controllers: Vec<String>,
     pub reconstructions: Vec<ReconRef>,
     /// The active discriminator, for families that switch.
     pub active_critic: Option<String>,
@@ -142,6 +144,7 @@ impl Default for RunView {
             markers: Vec::new(),
             samples: Vec::new(),
             decisions: Vec::new(),
+            controllers: Vec::new(),
             reconstructions: Vec::new(),
             active_critic: None,
             rate: RateMeter::default(),
@@ -288,17 +291,38 @@ impl RunView {
                 q_values,
                 explored,
                 applied,
-            } => self.decisions.push(ControllerDecision {
-                step,
-                name,
-                state,
-                actions,
-                reward,
-                epsilon,
-                q_values,
-                explored,
-                applied,
-            }),
+            } => {
+                // Each controller's timeline as scalars `ctl/<name>/<what>`: epsilon, reward
+                // and the settings it applied, with the dashboard's LOD and cursor.
+                let x = step as f64;
+                let mut put = |what: &str, v: f64| {
+                    self.series
+                        .entry(format!("ctl/{name}/{what}"))
+                        .or_default()
+                        .push(x, v);
+                };
+                put("epsilon", epsilon);
+                if let Some(r) = reward {
+                    put("reward", r);
+                }
+                for (field, v) in &applied {
+                    put(field, *v);
+                }
+                if !self.controllers.contains(&name) {
+                    self.controllers.push(name.clone());
+                }
+                self.decisions.push(ControllerDecision {
+                    step,
+                    name,
+                    state,
+                    actions,
+                    reward,
+                    epsilon,
+                    q_values,
+                    explored,
+                    applied,
+                });
+            }
             Event::Intervention {
                 step,
                 name,
@@ -422,11 +446,16 @@ impl RunView {
         (rate > 0.0).then(|| total.saturating_sub(self.step) as f64 / rate)
     }
 
-    /// The controller decision in force at `step` (the last one at or before it).
+    /// The decision of controller `name` in force at `step` (its last one at or before it,
+    /// else its first).
     #[must_use]
-    pub fn decision_at(&self, step: u64) -> Option<&ControllerDecision> {
+    pub fn decision_at(&self, name: &str, step: u64) -> Option<&ControllerDecision> {
         let i = self.decisions.partition_point(|d| d.step <= step);
-        i.checked_sub(1).and_then(|i| self.decisions.get(i))
+        self.decisions[..i]
+            .iter()
+            .rev()
+            .find(|d| d.name == name)
+            .or_else(|| self.decisions.iter().find(|d| d.name == name))
     }
 
     /// The reconstruction of `split` logged nearest to `step` (at or before it, else the

@@ -19,7 +19,7 @@ use crate::engine::worker::{self, RunRequest, WorkerHandle};
 use super::dashboard::{series_csv, DashAction, Dashboard, Shown};
 use super::dialogs::{Dialogs, Purpose};
 use super::editor::{scan_library, LibraryEntry, PresetEditor};
-use super::samples::SampleViewer;
+use super::samples::{ReconViewer, SampleViewer};
 
 /// How long `logic()` may spend folding events per frame.
 pub const EVENT_BUDGET: Duration = Duration::from_millis(8);
@@ -242,6 +242,9 @@ pub struct WorkbenchApp {
     pub cursor: Option<u64>,
     pub dashboard: Dashboard,
     pub samples: SampleViewer,
+    pub recon: ReconViewer,
+    /// The controller the Controller tab shows (the first one when unset).
+    pub controller: Option<String>,
     pub gaad: super::gaad::GaadInspector,
     pub dialogs: Dialogs,
     pub run_list: Vec<RunSummary>,
@@ -303,6 +306,8 @@ impl WorkbenchApp {
             cursor: None,
             dashboard: Dashboard::default(),
             samples: SampleViewer::default(),
+            recon: ReconViewer::default(),
+            controller: None,
             gaad: super::gaad::GaadInspector::default(),
             dialogs: Dialogs::default(),
             run_list: Vec::new(),
@@ -801,6 +806,16 @@ impl WorkbenchApp {
                 if let Some((i, name)) = &v.phase {
                     ui.label(format!("phase {i} `{name}`"));
                 }
+                // The active critic of families that switch: the last switch, else the
+                // logged `active_critic` (0 = primary).
+                let critic = v.active_critic.clone().or_else(|| {
+                    v.series.get("active_critic").and_then(|s| s.last()).map(|(_, a)| {
+                        if a < 0.5 { "primary" } else { "alternative" }.to_string()
+                    })
+                });
+                if let Some(c) = critic {
+                    ui.label(format!("critic: {c}"));
+                }
                 if !v.state.is_over() {
                     if let Some(rate) = v.steps_per_second() {
                         ui.label(format!("{rate:.2} steps/s"));
@@ -1100,14 +1115,25 @@ impl WorkbenchApp {
             }
         });
         let view = &self.runs[i].view;
-        // The WGAN-GP family has no regions; GAAD families send theirs with each frame.
+        let has_recon = !view.reconstructions.is_empty();
+        self.samples.max_height = if has_recon {
+            (ui.available_height() * 0.4).max(120.0)
+        } else {
+            f32::INFINITY
+        };
+        // Fixed-noise samples carry no regions; reconstructions bring theirs.
         self.samples.ui(ui, view, &mut cursor, &[]);
+        if has_recon {
+            ui.separator();
+            ui.heading("Reconstruction: ground truth | reconstruction | difference");
+            self.recon.ui(ui, view, cursor);
+        }
         self.cursor = cursor;
     }
 
-    /// The Q-controller of the primary run: the decision in force at the cursor (state,
-    /// actions, reward, epsilon, Q-values) above the plots of its scalars and the rates it
-    /// steers, which share the dashboard's cursor.
+    /// One Q-controller of the primary run (chosen among all of the run's controllers): the
+    /// decision in force at the cursor (state, actions, reward, epsilon, Q-values) above its
+    /// timeline (epsilon, reward and the settings it applied), which shares the cursor.
     fn controller_tab_ui(&mut self, ui: &mut Ui) {
         let Some(i) = self.current else {
             ui.label(RichText::new("No run: start one or open one from the Runs tab.").weak());
@@ -1117,23 +1143,40 @@ impl WorkbenchApp {
         if view.decisions.is_empty() {
             ui.label(
                 RichText::new(
-                    "No controller decisions in this run (enable lr_control in the preset).",
+                    "No controller decisions in this run (enable lr_control, or q_control for WuBu-GAAD).",
                 )
                 .weak(),
             );
             return;
         }
+        let name = match &self.controller {
+            Some(n) if view.controllers.contains(n) => n.clone(),
+            _ => view.controllers.first().cloned().unwrap_or_default(),
+        };
+        if view.controllers.len() > 1 {
+            ui.horizontal_wrapped(|ui| {
+                ui.label("Controller");
+                for c in &view.controllers {
+                    if ui.selectable_label(*c == name, c).clicked() {
+                        self.controller = Some(c.clone());
+                    }
+                }
+            });
+        }
         let at = self.cursor.unwrap_or(view.step);
-        if let Some(d) = view.decision_at(at).or(view.decisions.first()) {
+        if let Some(d) = view.decision_at(&name, at) {
             ui.horizontal_wrapped(|ui| {
                 ui.heading(format!("Decision at step {}", d.step));
-                ui.label(RichText::new(&d.name).weak());
+                ui.label(RichText::new(format!("controller: {}", d.name)).weak());
                 ui.label(format!("epsilon {:.3}", d.epsilon));
                 match d.reward {
                     Some(r) => ui.label(format!("reward {r:+.3}")),
                     None => ui.label("no reward yet"),
                 };
                 ui.label(format!("state {:?}", d.state));
+                for (field, v) in &d.applied {
+                    ui.label(format!("{field} = {v:.4e}"));
+                }
             });
             egui::Grid::new("decision")
                 .striped(true)
@@ -1163,7 +1206,13 @@ impl WorkbenchApp {
             color: self.runs[i].color,
         }];
         let filter = std::mem::take(&mut self.dashboard.filter);
-        self.dashboard.filter = "ctl_, lr".into();
+        // The learning-rate controller of any family also logs `ctl_*` scale scalars and
+        // the rates it steers.
+        self.dashboard.filter = if name.starts_with("lr (") {
+            format!("ctl_, lr, ctl/{name}/")
+        } else {
+            format!("ctl/{name}/")
+        };
         let mut cursor = self.cursor;
         let _ = self.dashboard.plots_ui(ui, &shown, &mut cursor);
         self.dashboard.filter = filter;

@@ -119,7 +119,11 @@ impl Dashboard {
                     .map(str::trim)
                     .filter(|f| !f.is_empty())
                     .peekable();
-                parts.peek().is_none() || parts.any(|f| n.contains(f))
+                // Controller timelines (`ctl/...`) live on the Controller tab unless asked for.
+                match parts.peek() {
+                    None => !n.starts_with("ctl/"),
+                    Some(_) => parts.any(|f| n.contains(f)),
+                }
             })
             .collect();
         names.sort();
@@ -329,6 +333,7 @@ impl Dashboard {
         self.plot_rects.insert(name.to_string(), resp.response.rect);
         if markers {
             marker_labels(ui, &resp.response.rect, &resp.transform, runs);
+            marker_hover(&resp.response, &resp.transform, runs);
         }
         if let Some(x) = resp.inner {
             *cursor = Some(x.max(0.0).round() as u64);
@@ -406,6 +411,31 @@ fn marker_labels(ui: &Ui, rect: &Rect, transform: &egui_plot::PlotTransform, run
             marker_color(m.kind),
         );
         free_from = r.right() + 4.0;
+    }
+}
+
+/// Hovering within a few pixels of a marker shows its full text (an intervention's or a
+/// switch's triggering values, a checkpoint's metric, ...).
+fn marker_hover(resp: &egui::Response, transform: &egui_plot::PlotTransform, runs: &[Shown<'_>]) {
+    let (Some(primary), Some(p)) = (runs.first(), resp.hover_pos()) else {
+        return;
+    };
+    let near: Vec<String> = primary
+        .view
+        .markers
+        .iter()
+        .filter(|m| m.kind != MarkerKind::Pause)
+        .filter(|m| {
+            let x = transform
+                .position_from_point(&PlotPoint::new(m.step as f64, 0.0))
+                .x;
+            (x - p.x).abs() <= 4.0
+        })
+        .take(6)
+        .map(|m| format!("step {}: {}", m.step, m.detail))
+        .collect();
+    if !near.is_empty() {
+        resp.clone().on_hover_text_at_pointer(near.join("\n"));
     }
 }
 

@@ -21,6 +21,8 @@ pub struct SampleViewer {
     pub zoom: f32,
     pub overlay_opacity: f32,
     pub show_boxes: bool,
+    /// Largest height of the image area (the reconstruction view shares the tab).
+    pub max_height: f32,
     last_advance: Instant,
     texture: Option<TextureHandle>,
     /// The image key shown last frame, and why an image could not be shown.
@@ -46,6 +48,7 @@ impl Default for SampleViewer {
             zoom: 2.0,
             overlay_opacity: 0.8,
             show_boxes: true,
+            max_height: f32::INFINITY,
             last_advance: Instant::now(),
             texture: None,
             shown: None,
@@ -183,6 +186,7 @@ impl SampleViewer {
         );
         egui::ScrollArea::both()
             .id_salt("sample-scroll")
+            .max_height(self.max_height)
             .show(ui, |ui| {
                 let size = tex.size_vec2() * self.zoom;
                 let resp = ui.add(egui::Image::new((tex.id(), size)).sense(egui::Sense::hover()));
@@ -250,5 +254,171 @@ pub fn region_overlay(
             text.push_str(&inside.join("\n"));
         }
         resp.clone().on_hover_text_at_pointer(text);
+    }
+}
+
+/// Boxes of one frame repeated over `frames` frames laid side by side, `frame_w` apart.
+#[must_use]
+pub fn boxes_over_frames(boxes: &[RegionBox], frames: u32, frame_w: f32) -> Vec<RegionBox> {
+    (0..frames)
+        .flat_map(|f| {
+            let dx = f as f32 * frame_w;
+            boxes
+                .iter()
+                .map(move |b| [b[0] + dx, b[1], b[2] + dx, b[3]])
+        })
+        .collect()
+}
+
+/// `|a − b|` per channel, times `gain`, opaque.
+#[must_use]
+pub fn abs_diff(a: &ColorImage, b: &ColorImage, gain: f32) -> ColorImage {
+    let pixels = a
+        .pixels
+        .iter()
+        .zip(&b.pixels)
+        .map(|(p, q)| {
+            let d = |x: u8, y: u8| ((f32::from(x.abs_diff(y)) * gain).min(255.0)) as u8;
+            Color32::from_rgb(d(p.r(), q.r()), d(p.g(), q.g()), d(p.b(), q.b()))
+        })
+        .collect();
+    ColorImage {
+        size: a.size,
+        pixels,
+        source_size: a.source_size,
+    }
+}
+
+/// Ground truth | reconstruction | absolute difference of the logged reconstruction nearest
+/// the step cursor, with the appearance and motion regions drawn over each.
+pub struct ReconViewer {
+    pub validation: bool,
+    pub zoom: f32,
+    pub gain: f32,
+    pub show_boxes: bool,
+    pub show_motion: bool,
+    pub opacity: f32,
+    textures: Option<[TextureHandle; 3]>,
+    /// What the textures show: run, step, split and gain.
+    pub shown: Option<String>,
+    pub error: Option<String>,
+}
+
+impl std::fmt::Debug for ReconViewer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReconViewer")
+            .field("shown", &self.shown)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ReconViewer {
+    fn default() -> Self {
+        Self {
+            validation: false,
+            zoom: 3.0,
+            gain: 2.0,
+            show_boxes: true,
+            show_motion: false,
+            opacity: 0.6,
+            textures: None,
+            shown: None,
+            error: None,
+        }
+    }
+}
+
+impl ReconViewer {
+    pub fn ui(&mut self, ui: &mut Ui, view: &RunView, cursor: Option<u64>) {
+        let split = if self.validation { "validation" } else { "train" };
+        let Some(r) = view.reconstruction_near(split, cursor.unwrap_or(view.step)) else {
+            ui.label(RichText::new(format!("No {split} reconstruction logged yet.")).weak());
+            ui.checkbox(&mut self.validation, "validation windows");
+            return;
+        };
+        ui.horizontal_wrapped(|ui| {
+            ui.checkbox(&mut self.validation, "validation windows");
+            ui.checkbox(&mut self.show_boxes, "appearance regions");
+            ui.checkbox(&mut self.show_motion, "motion regions");
+            ui.add(egui::Slider::new(&mut self.opacity, 0.0..=1.0).text("opacity"));
+            ui.add(egui::Slider::new(&mut self.gain, 1.0..=8.0).text("diff gain"));
+            let l = ui.label("Zoom").id;
+            ui.add(egui::Slider::new(&mut self.zoom, 0.5..=8.0).step_by(0.5))
+                .labelled_by(l);
+        });
+        let key = format!("{}#{}#{split}#{}", view.run_dir, r.step, self.gain);
+        if self.shown.as_deref() != Some(key.as_str()) {
+            match (
+                sample_image(&view.run_dir, &r.truth),
+                sample_image(&view.run_dir, &r.recon),
+            ) {
+                (Ok(t), Ok(rc)) if t.size == rc.size => {
+                    let d = abs_diff(&t, &rc, self.gain);
+                    let images = [t, rc, d];
+                    match &mut self.textures {
+                        Some(tex) => {
+                            for (tex, img) in tex.iter_mut().zip(images) {
+                                tex.set(img, TextureOptions::NEAREST);
+                            }
+                        }
+                        None => {
+                            let [a, b, c] = images;
+                            let load = |name: &str, img| {
+                                ui.ctx().load_texture(name, img, TextureOptions::NEAREST)
+                            };
+                            self.textures = Some([
+                                load("recon-truth", a),
+                                load("recon-recon", b),
+                                load("recon-diff", c),
+                            ]);
+                        }
+                    }
+                    self.error = None;
+                }
+                (Ok(_), Ok(_)) => self.error = Some("truth and reconstruction differ in size".into()),
+                (Err(e), _) | (_, Err(e)) => self.error = Some(e),
+            }
+            self.shown = Some(key);
+        }
+        if let Some(e) = &self.error {
+            ui.colored_label(Color32::from_rgb(235, 80, 80), e);
+            return;
+        }
+        let Some(tex) = &self.textures else { return };
+        ui.label(
+            RichText::new(format!(
+                "{split} window, step {}, {} predicted frame(s), {} regions{}",
+                r.step,
+                r.frames,
+                r.boxes.len(),
+                if r.motion_boxes.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} motion regions (last frame pair)", r.motion_boxes.len())
+                }
+            ))
+            .weak(),
+        );
+        let frame_w = r.truth.width as f32 / r.frames.max(1) as f32;
+        let mut boxes = Vec::new();
+        if self.show_boxes {
+            boxes.extend(boxes_over_frames(&r.boxes, r.frames, frame_w));
+        }
+        if self.show_motion {
+            boxes.extend(boxes_over_frames(&r.motion_boxes, r.frames, frame_w));
+        }
+        egui::ScrollArea::both().id_salt("recon-scroll").show(ui, |ui| {
+            ui.horizontal(|ui| {
+                for (t, label) in tex.iter().zip(["ground truth", "reconstruction", "|difference|"]) {
+                    ui.vertical(|ui| {
+                        ui.label(label);
+                        let size = t.size_vec2() * self.zoom;
+                        let resp =
+                            ui.add(egui::Image::new((t.id(), size)).sense(egui::Sense::hover()));
+                        region_overlay(ui, resp.rect, self.zoom, &boxes, self.opacity, &resp);
+                    });
+                }
+            });
+        });
     }
 }
