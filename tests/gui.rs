@@ -552,11 +552,9 @@ fn wubu_run(runs: &Path) -> std::path::PathBuf {
         runs_dir: runs.into(),
         ..Default::default()
     };
-    let handle = workbench::engine::worker::spawn(
-        workbench::engine::worker::prepare(req).unwrap(),
-        None,
-    )
-    .unwrap();
+    let handle =
+        workbench::engine::worker::spawn(workbench::engine::worker::prepare(req).unwrap(), None)
+            .unwrap();
     let dir = handle.run_dir().to_path_buf();
     while let Ok(e) = handle.events().recv_timeout(Duration::from_secs(120)) {
         if e.is_terminal() {
@@ -595,9 +593,15 @@ fn a_wubu_gaad_run_shows_truth_reconstruction_difference_controllers_and_the_cri
     h.get_by_label("critic primary").click();
     h.run_steps(2);
     h.get_by_label_contains("Decision at step");
-    assert!(h.get_all_by_label("ctl/critic primary/epsilon").next().is_some());
+    assert!(h
+        .get_all_by_label("ctl/critic primary/epsilon")
+        .next()
+        .is_some());
     assert!(h.get_all_by_label("ctl/critic primary/lr").next().is_some());
-    assert!(h.query_by_label("ctl/generator/lr").is_none(), "one controller at a time");
+    assert!(
+        h.query_by_label("ctl/generator/lr").is_none(),
+        "one controller at a time"
+    );
     // The dashboard keeps controller timelines to the Controller tab.
     h.state_mut().tab = Tab::Dashboard;
     h.run_steps(2);
@@ -644,10 +648,30 @@ fn seed_000_phases_0_to_5_are_set_up_by_pointing_and_clicking() {
     h.run_steps(3);
     // Guide 000: what each phase turns off or changes (booleans are on in the preset).
     let plan: [(&str, &[&str], &[(&str, &str)]); 6] = [
-        ("0 sanity", &["q_control.enabled", "heuristics.enabled", "switching.enabled"], &[]),
-        ("1 vae recon", &["heuristics.enabled", "switching.enabled"], &[("train.lambda_kl", "1e-5"), ("train.lambda_gan", "0")]),
-        ("2 gan primary", &["heuristics.enabled", "switching.enabled"], &[("train.lambda_gan", "0.5")]),
-        ("3 kl and heuristics", &["switching.enabled"], &[("q_control.lkl_every_steps", "50")]),
+        (
+            "0 sanity",
+            &[
+                "q_control.enabled",
+                "heuristics.enabled",
+                "switching.enabled",
+            ],
+            &[],
+        ),
+        (
+            "1 vae recon",
+            &["heuristics.enabled", "switching.enabled"],
+            &[("train.lambda_kl", "1e-5"), ("train.lambda_gan", "0")],
+        ),
+        (
+            "2 gan primary",
+            &["heuristics.enabled", "switching.enabled"],
+            &[("train.lambda_gan", "0.5")],
+        ),
+        (
+            "3 kl and heuristics",
+            &["switching.enabled"],
+            &[("q_control.lkl_every_steps", "50")],
+        ),
         ("4 dual discriminators", &[], &[]),
         ("5 fine tune", &[], &[("train.lr_gen", "5e-5")]),
     ];
@@ -677,7 +701,11 @@ fn seed_000_phases_0_to_5_are_set_up_by_pointing_and_clicking() {
         assert_eq!(ph.name, *name);
         assert_eq!(ph.start_from_best, i > 0, "{name}");
         for f in *off {
-            assert_eq!(ph.overrides.get(*f), Some(&preset::OverrideValue::Bool(false)), "{name} {f}");
+            assert_eq!(
+                ph.overrides.get(*f),
+                Some(&preset::OverrideValue::Bool(false)),
+                "{name} {f}"
+            );
         }
         for (f, v) in *values {
             let got = ph.overrides.get(*f).map(|o| o.to_json().as_f64().unwrap());

@@ -318,11 +318,18 @@ fn each_phase_starts_from_the_previous_phases_best_checkpoint() {
         preset::Phase {
             name: "gan".into(),
             length: PhaseLength::Steps(4),
-            overrides: Default::default(),
+            overrides: [(
+                "train.lambda_kl".to_string(),
+                preset::OverrideValue::Float(0.05),
+            )]
+            .into(),
             start_from_best: true,
         },
     ];
     p.logging.validate_every_steps = 5;
+    p.logging.log_every_steps = 1;
+    p.heuristics.enabled = false;
+    p.switching.enabled = false;
     let (dir, events) = run_to_end(RunRequest {
         preset: Some(validated(p)),
         runs_dir: runs.path().into(),
@@ -340,9 +347,25 @@ fn each_phase_starts_from_the_previous_phases_best_checkpoint() {
     });
     let loaded = loaded.expect("phase 1 loaded a checkpoint");
     assert!(loaded.ends_with(&best0.dir), "{loaded} vs {}", best0.dir);
-    // Phase 0 trained without the adversarial term: the critic's optimizer never stepped.
+    // The second phase's lambda_KL holds although the checkpoint it loaded had another.
     let s = scalars(&dir);
-    assert!(s.values().any(|r| r.get("phase") == Some(&1.0)));
+    let kl: Vec<(u64, f64)> = s
+        .iter()
+        .filter_map(|(step, r)| Some((*step, *r.get("lambda_kl_eff")?)))
+        .collect();
+    assert!(
+        kl.iter()
+            .filter(|(st, _)| *st <= 10)
+            .all(|(_, v)| (*v - 0.001).abs() < 1e-12),
+        "{kl:?}"
+    );
+    assert!(
+        kl.iter()
+            .filter(|(st, _)| *st > 10)
+            .all(|(_, v)| (*v - 0.05).abs() < 1e-12),
+        "{kl:?}"
+    );
+    assert!(kl.iter().any(|(st, _)| *st > 10));
 }
 
 #[test]
@@ -385,4 +408,69 @@ fn a_stopped_and_resumed_run_continues_bit_identically() {
             );
         }
     }
+}
+
+fn fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn torchscript_flow_and_lpips_load_from_files_and_lpips_picks_the_best_lower() {
+    let _rng = rng_lock();
+    let runs = tempfile::tempdir().unwrap();
+    let mut p = tiny();
+    p.model.flow = preset::wubu_gaad::FlowMethod::Torchscript;
+    p.model.flow_model = fixture("flow_standin.pt");
+    p.validation.lpips_model = fixture("lpips_standin.pt");
+    p.validation.metric = preset::wubu_gaad::ValMetric::Lpips;
+    let (dir, events) = run_to_end(RunRequest {
+        preset: Some(validated(p.clone())),
+        runs_dir: runs.path().into(),
+        ..RunRequest::default()
+    });
+    assert!(
+        matches!(events.last(), Some(Event::RunFinished { .. })),
+        "{:?}",
+        events.last()
+    );
+    let s = scalars(&dir);
+    let lp: Vec<f64> = s
+        .values()
+        .filter_map(|r| r.get("val_lpips").copied())
+        .collect();
+    assert_eq!(lp.len(), 2);
+    // The best checkpoint holds the lower LPIPS, recorded as it is (lower is better).
+    let best = checkpoint::read_best(&dir.join("checkpoints"));
+    let b = best.phases.get(&0).unwrap();
+    assert!((b.metric - lp.iter().copied().fold(f64::INFINITY, f64::min)).abs() < 1e-9);
+
+    // A flow model that is not TorchScript is refused naming the field and the file.
+    p.model.flow_model = fixture("testsrc_frame3.png");
+    let e = worker::prepare(RunRequest {
+        preset: Some(validated(p)),
+        runs_dir: runs.path().into(),
+        ..RunRequest::default()
+    })
+    .and_then(|plan| {
+        let h = worker::spawn(plan, None)?;
+        let mut last = None;
+        while let Ok(e) = h.events().recv_timeout(Duration::from_secs(60)) {
+            let end = e.is_terminal();
+            last = Some(e);
+            if end {
+                break;
+            }
+        }
+        h.join();
+        Ok(last)
+    });
+    let text = format!("{e:?}");
+    assert!(
+        text.contains("model.flow_model") && text.contains("testsrc_frame3.png"),
+        "{text}"
+    );
 }

@@ -809,9 +809,10 @@ impl WorkbenchApp {
                 // The active critic of families that switch: the last switch, else the
                 // logged `active_critic` (0 = primary).
                 let critic = v.active_critic.clone().or_else(|| {
-                    v.series.get("active_critic").and_then(|s| s.last()).map(|(_, a)| {
-                        if a < 0.5 { "primary" } else { "alternative" }.to_string()
-                    })
+                    v.series
+                        .get("active_critic")
+                        .and_then(|s| s.last())
+                        .map(|(_, a)| if a < 0.5 { "primary" } else { "alternative" }.to_string())
                 });
                 if let Some(c) = critic {
                     ui.label(format!("critic: {c}"));

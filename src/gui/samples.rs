@@ -330,7 +330,11 @@ impl Default for ReconViewer {
 
 impl ReconViewer {
     pub fn ui(&mut self, ui: &mut Ui, view: &RunView, cursor: Option<u64>) {
-        let split = if self.validation { "validation" } else { "train" };
+        let split = if self.validation {
+            "validation"
+        } else {
+            "train"
+        };
         let Some(r) = view.reconstruction_near(split, cursor.unwrap_or(view.step)) else {
             ui.label(RichText::new(format!("No {split} reconstruction logged yet.")).weak());
             ui.checkbox(&mut self.validation, "validation windows");
@@ -375,7 +379,9 @@ impl ReconViewer {
                     }
                     self.error = None;
                 }
-                (Ok(_), Ok(_)) => self.error = Some("truth and reconstruction differ in size".into()),
+                (Ok(_), Ok(_)) => {
+                    self.error = Some("truth and reconstruction differ in size".into())
+                }
                 (Err(e), _) | (_, Err(e)) => self.error = Some(e),
             }
             self.shown = Some(key);
@@ -394,7 +400,10 @@ impl ReconViewer {
                 if r.motion_boxes.is_empty() {
                     String::new()
                 } else {
-                    format!(", {} motion regions (last frame pair)", r.motion_boxes.len())
+                    format!(
+                        ", {} motion regions (last frame pair)",
+                        r.motion_boxes.len()
+                    )
                 }
             ))
             .weak(),
@@ -407,18 +416,23 @@ impl ReconViewer {
         if self.show_motion {
             boxes.extend(boxes_over_frames(&r.motion_boxes, r.frames, frame_w));
         }
-        egui::ScrollArea::both().id_salt("recon-scroll").show(ui, |ui| {
-            ui.horizontal(|ui| {
-                for (t, label) in tex.iter().zip(["ground truth", "reconstruction", "|difference|"]) {
-                    ui.vertical(|ui| {
-                        ui.label(label);
-                        let size = t.size_vec2() * self.zoom;
-                        let resp =
-                            ui.add(egui::Image::new((t.id(), size)).sense(egui::Sense::hover()));
-                        region_overlay(ui, resp.rect, self.zoom, &boxes, self.opacity, &resp);
-                    });
-                }
+        egui::ScrollArea::both()
+            .id_salt("recon-scroll")
+            .show(ui, |ui| {
+                ui.horizontal(|ui| {
+                    for (t, label) in
+                        tex.iter()
+                            .zip(["ground truth", "reconstruction", "|difference|"])
+                    {
+                        ui.vertical(|ui| {
+                            ui.label(label);
+                            let size = t.size_vec2() * self.zoom;
+                            let resp = ui
+                                .add(egui::Image::new((t.id(), size)).sense(egui::Sense::hover()));
+                            region_overlay(ui, resp.rect, self.zoom, &boxes, self.opacity, &resp);
+                        });
+                    }
+                });
             });
-        });
     }
 }

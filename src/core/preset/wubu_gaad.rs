@@ -559,7 +559,8 @@ impl WubuGaadPreset {
                 lambda_kl: 0.15,
                 lambda_gan: 2.0,
                 lambda_fm: 0.15,
-                mixed_precision: true,
+                // The launcher asked for AMP; it stays off here until checked on a GPU.
+                mixed_precision: false,
                 ..d.train.clone()
             },
             q_control: QControl {

@@ -65,6 +65,9 @@ struct FamilyState {
     /// 0 = primary, 1 = alternative.
     active: usize,
     lambda_kl_base: f64,
+    /// The preset's `train.lambda_kl` the base last started from: a phase that sets another
+    /// value restarts the base there, even after loading a checkpoint of an earlier phase.
+    phase_lambda_kl: f64,
     heur: HeuristicState,
     q_gen: QController,
     q_d: [QController; 2],
@@ -283,6 +286,7 @@ impl WubuGaadTrainer {
         let st = FamilyState {
             active,
             lambda_kl_base: cfg.train.lambda_kl,
+            phase_lambda_kl: cfg.train.lambda_kl,
             heur: HeuristicState::default(),
             q_gen: new_q("generator", lr_sets(), seed, 1)?,
             q_d: [
@@ -900,7 +904,10 @@ impl Trainer for WubuGaadTrainer {
             return;
         };
         // The model's shape is fixed for a run; everything a phase may change is taken.
-        let lambda_changed = (p.train.lambda_kl - self.cfg.train.lambda_kl).abs() > 0.0;
+        if p.train.lambda_kl.to_bits() != self.st.phase_lambda_kl.to_bits() {
+            self.st.lambda_kl_base = p.train.lambda_kl;
+            self.st.phase_lambda_kl = p.train.lambda_kl;
+        }
         self.cfg.train = p.train.clone();
         self.cfg.q_control = p.q_control.clone();
         self.cfg.heuristics = p.heuristics.clone();
@@ -914,9 +921,6 @@ impl Trainer for WubuGaadTrainer {
         self.cfg.logging = p.logging.clone();
         self.cfg.checkpoints = p.checkpoints.clone();
         self.cfg.health = p.health.clone();
-        if lambda_changed || self.step == 0 {
-            self.st.lambda_kl_base = p.train.lambda_kl;
-        }
         self.opt_g.max_grad_norm = p.train.param_clip;
         self.opt_g.weight_decay = p.train.weight_decay;
         for o in &mut self.opt_d {
@@ -1191,7 +1195,11 @@ impl Trainer for WubuGaadTrainer {
             "lambda_gan" => &mut t.lambda_gan,
             "lambda_fm" => &mut t.lambda_fm,
             "lambda_kl" => {
+                if !(value.is_finite() && value >= 0.0) {
+                    return Err(format!("{name} = {value}: must be finite and >= 0"));
+                }
                 t.lambda_kl = value;
+                self.st.phase_lambda_kl = value;
                 return Ok(std::mem::replace(&mut self.st.lambda_kl_base, value));
             }
             other => {
