@@ -647,7 +647,9 @@ fn seed_000_phases_0_to_5_are_set_up_by_pointing_and_clicking() {
     let mut h = harness(WorkbenchApp::with_waker(opts, None));
     h.run_steps(3);
     // Guide 000: what each phase turns off or changes (booleans are on in the preset).
-    let plan: [(&str, &[&str], &[(&str, &str)]); 6] = [
+    /// A phase: its name, the switches it turns off, and the values it types.
+    type PhasePlan<'a> = (&'a str, &'a [&'a str], &'a [(&'a str, &'a str)]);
+    let plan: [PhasePlan<'_>; 6] = [
         (
             "0 sanity",
             &[

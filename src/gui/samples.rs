@@ -380,7 +380,7 @@ impl ReconViewer {
                     self.error = None;
                 }
                 (Ok(_), Ok(_)) => {
-                    self.error = Some("truth and reconstruction differ in size".into())
+                    self.error = Some("truth and reconstruction differ in size".into());
                 }
                 (Err(e), _) | (_, Err(e)) => self.error = Some(e),
             }
