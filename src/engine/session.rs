@@ -44,8 +44,10 @@ pub struct StepCtx {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Validation {
     pub scalars: Vec<(&'static str, f64)>,
-    /// The metric that picks the best checkpoint; lower is better.
+    /// The metric that picks the best checkpoint, as logged.
     pub metric: f64,
+    /// Whether a higher `metric` is better (PSNR) or a lower one (a distance).
+    pub higher_is_better: bool,
     /// Sample diversity relative to real data, for the mode-collapse signal.
     pub diversity_ratio: Option<f64>,
 }
@@ -939,11 +941,13 @@ impl Session<'_> {
         ];
         csv_row.extend(row);
         self.csv.append(&csv_row)?;
-        let improved = self
-            .best
-            .phases
-            .get(&self.c.phase)
-            .is_none_or(|b| v.metric < b.metric);
+        let improved = self.best.phases.get(&self.c.phase).is_none_or(|b| {
+            if v.higher_is_better {
+                v.metric > b.metric
+            } else {
+                v.metric < b.metric
+            }
+        });
         if improved && v.metric.is_finite() {
             self.checkpoint(true, Some(v.metric))?;
         }

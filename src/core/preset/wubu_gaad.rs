@@ -85,6 +85,16 @@ impl ValMetric {
     }
 }
 
+/// The update rule of every network's optimizer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Optimizer {
+    /// The original's RiemannianEnhancedSGD: momentum SGD with Riemannian steps on the balls.
+    RiemannianSgd,
+    /// Riemannian Adam: the same clipping and Riemannian gradients, with Adam's moments.
+    RiemannianAdam,
+}
+
 /// How optical flow is computed for the motion branch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -174,6 +184,9 @@ pub struct WubuModel {
 #[serde(deny_unknown_fields)]
 pub struct WubuTrain {
     pub batch_size: u32,
+    pub optimizer: Optimizer,
+    /// Riemannian Adam's beta2 (its beta1 is `momentum`).
+    pub adam_beta2: f64,
     pub lr_gen: f64,
     pub lr_disc_primary: f64,
     pub lr_disc_alternative: f64,
@@ -341,6 +354,8 @@ impl Default for WubuGaadPreset {
             },
             train: WubuTrain {
                 batch_size: 4,
+                optimizer: Optimizer::RiemannianSgd,
+                adam_beta2: 0.999,
                 lr_gen: 1e-4,
                 lr_disc_primary: 2e-4,
                 lr_disc_alternative: 1.5e-4,
@@ -828,933 +843,126 @@ macro_rules! stack_specs {
     };
 }
 
+#[rustfmt::skip]
 const S_SPECS: [FieldSpec; 4] = stack_specs!("wubu_s", "WuBu-S (appearance regions)");
+#[rustfmt::skip]
 const M_SPECS: [FieldSpec; 4] = stack_specs!("wubu_m", "WuBu-M (motion regions)");
+#[rustfmt::skip]
 const T_SPECS: [FieldSpec; 4] = stack_specs!("wubu_t", "WuBu-T (across the window's frames)");
+#[rustfmt::skip]
 const D_SPECS: [FieldSpec; 4] = stack_specs!("wubu_d", "WuBu-D (feature discriminator)");
 
+#[rustfmt::skip]
 const MAIN_SPECS: &[FieldSpec] = &[
-    spec!(
-        "name",
-        K::Text,
-        "",
-        false,
-        false,
-        "Name of the preset; runs are named after it"
-    ),
-    spec!(
-        "seed",
-        K::Int {
-            min: 0,
-            max: i64::MAX
-        },
-        "",
-        false,
-        false,
-        "Seed of every random draw (init, data order, noise, controllers)"
-    ),
-    spec!(
-        "device",
-        K::Text,
-        "",
-        false,
-        false,
-        "auto (CUDA when present), cpu, cuda or cuda:N"
-    ),
-    spec!(
-        "threads",
-        K::Int { min: 0, max: 1024 },
-        "threads",
-        false,
-        false,
-        "libtorch CPU threads; 0 keeps libtorch's default"
-    ),
-    spec!(
-        "data.source",
-        K::Choice(&["synthetic_shapes", "file"]),
-        "",
-        false,
-        false,
-        "Frames: moving shapes generated in memory, or a video file or folder"
-    ),
-    spec!(
-        "data.path",
-        K::Path,
-        "",
-        false,
-        false,
-        "Video file, or a folder of videos, when source is file"
-    ),
-    spec!(
-        "data.validation_path",
-        K::Path,
-        "",
-        false,
-        false,
-        "A separate validation video; empty: the end of the training frames"
-    ),
-    spec!(
-        "data.validation_fraction",
-        K::Float { min: 0.0, max: 0.9 },
-        "",
-        false,
-        false,
-        "Final fraction of the frames held out for validation (windows never cross it)"
-    ),
-    spec!(
-        "data.image_h",
-        K::Int { min: 16, max: 1024 },
-        "px",
-        false,
-        false,
-        "Frame height"
-    ),
-    spec!(
-        "data.image_w",
-        K::Int { min: 16, max: 1024 },
-        "px",
-        false,
-        false,
-        "Frame width"
-    ),
-    spec!(
-        "data.resize",
-        K::Choice(&["stretch", "center_crop"]),
-        "",
-        false,
-        false,
-        "stretch to the size (the original), or crop the centre to keep the aspect"
-    ),
-    spec!(
-        "data.frame_skip",
-        K::Int { min: 1, max: 100 },
-        "frames",
-        false,
-        false,
-        "Source frames between consecutive frames of a window"
-    ),
-    spec!(
-        "data.input_frames",
-        K::Int { min: 1, max: 64 },
-        "frames",
-        false,
-        false,
-        "Context frames per window"
-    ),
-    spec!(
-        "data.predict_frames",
-        K::Int { min: 1, max: 16 },
-        "frames",
-        false,
-        false,
-        "Predicted frames per window (Np)"
-    ),
-    spec!(
-        "data.synthetic_frames",
-        K::Int {
-            min: 8,
-            max: 1_000_000
-        },
-        "frames",
-        false,
-        false,
-        "Length of the synthetic video"
-    ),
-    spec!(
-        "data.max_frames",
-        K::Int {
-            min: 0,
-            max: 100_000_000
-        },
-        "frames",
-        false,
-        false,
-        "Read at most this many frames per video; 0 = all"
-    ),
+    spec!("name", K::Text, "", false, false, "Name of the preset; runs are named after it"),
+    spec!("seed", K::Int { min: 0, max: i64::MAX }, "", false, false, "Seed of every random draw (init, data order, noise, controllers)"),
+    spec!("device", K::Text, "", false, false, "auto (CUDA when present), cpu, cuda or cuda:N"),
+    spec!("threads", K::Int { min: 0, max: 1024 }, "threads", false, false, "libtorch CPU threads; 0 keeps libtorch's default"),
+    spec!("data.source", K::Choice(&["synthetic_shapes", "file"]), "", false, false, "Frames: moving shapes generated in memory, or a video file or folder"),
+    spec!("data.path", K::Path, "", false, false, "Video file, or a folder of videos, when source is file"),
+    spec!("data.validation_path", K::Path, "", false, false, "A separate validation video; empty: the end of the training frames"),
+    spec!("data.validation_fraction", K::Float { min: 0.0, max: 0.9 }, "", false, false, "Final fraction of the frames held out for validation (windows never cross it)"),
+    spec!("data.image_h", K::Int { min: 16, max: 1024 }, "px", false, false, "Frame height"),
+    spec!("data.image_w", K::Int { min: 16, max: 1024 }, "px", false, false, "Frame width"),
+    spec!("data.resize", K::Choice(&["stretch", "center_crop"]), "", false, false, "stretch to the size (the original), or crop the centre to keep the aspect"),
+    spec!("data.frame_skip", K::Int { min: 1, max: 100 }, "frames", false, false, "Source frames between consecutive frames of a window"),
+    spec!("data.input_frames", K::Int { min: 1, max: 64 }, "frames", false, false, "Context frames per window"),
+    spec!("data.predict_frames", K::Int { min: 1, max: 16 }, "frames", false, false, "Predicted frames per window (Np)"),
+    spec!("data.synthetic_frames", K::Int { min: 8, max: 1_000_000 }, "frames", false, false, "Length of the synthetic video"),
+    spec!("data.max_frames", K::Int { min: 0, max: 100_000_000 }, "frames", false, false, "Read at most this many frames per video; 0 = all"),
     spec!("model.latent_dim", DIM, "", false, false, "Latent size L"),
-    spec!(
-        "model.regions",
-        K::Int { min: 1, max: 512 },
-        "regions",
-        false,
-        false,
-        "GAAD appearance regions R"
-    ),
-    spec!(
-        "model.decomposition",
-        DECOMP,
-        "",
-        false,
-        false,
-        "Appearance GAAD: golden subdivision, phi-spiral or both"
-    ),
-    spec!(
-        "model.min_region_px",
-        K::Float {
-            min: 1.0,
-            max: 256.0
-        },
-        "px",
-        false,
-        false,
-        "Smallest region side"
-    ),
-    spec!(
-        "model.patch_size",
-        K::Int { min: 2, max: 64 },
-        "px",
-        false,
-        false,
-        "Spectral patch size ph = pw"
-    ),
-    spec!(
-        "model.use_dft",
-        K::Bool,
-        "",
-        false,
-        false,
-        "DFT (real and imaginary) features and head"
-    ),
-    spec!(
-        "model.use_dct",
-        K::Bool,
-        "",
-        false,
-        false,
-        "DCT-II features and head; with neither, a pixel head"
-    ),
-    spec!(
-        "model.encoder_roi_align",
-        K::Bool,
-        "",
-        false,
-        false,
-        "Shallow CNN + RoIAlign feeds WuBu-S (else the pixel patches' spectra)"
-    ),
-    spec!(
-        "model.encoder_cnn_channels",
-        DIM,
-        "channels",
-        false,
-        false,
-        "Shallow CNN width Ce"
-    ),
-    spec!(
-        "model.tangent_dim",
-        DIM,
-        "",
-        false,
-        false,
-        "Patch and motion embedding width"
-    ),
-    spec!(
-        "model.wubu_dropout",
-        K::Float { min: 0.0, max: 0.9 },
-        "",
-        false,
-        false,
-        "Dropout in every WuBu level"
-    ),
-    spec!(
-        "model.motion",
-        K::Bool,
-        "",
-        false,
-        false,
-        "Optical-flow motion branch (WuBu-M)"
-    ),
-    spec!(
-        "model.motion_regions",
-        K::Int { min: 1, max: 512 },
-        "regions",
-        false,
-        false,
-        "Motion GAAD regions Rm, placed on the flow magnitude"
-    ),
-    spec!(
-        "model.motion_decomposition",
-        DECOMP,
-        "",
-        false,
-        false,
-        "Motion GAAD decomposition"
-    ),
-    spec!(
-        "model.flow",
-        K::Choice(&["lucas_kanade", "torchscript"]),
-        "",
-        false,
-        false,
-        "Optical flow: coarse-to-fine Lucas-Kanade, or a TorchScript network"
-    ),
-    spec!(
-        "model.flow_model",
-        K::Path,
-        "",
-        false,
-        false,
-        "TorchScript flow network (frame_a, frame_b in [-1,1]) -> [B,2,H,W]"
-    ),
-    spec!(
-        "model.flow_stats",
-        K::Text,
-        "",
-        false,
-        false,
-        "Per-region flow statistics: mag_mean angle_mean mag_std angle_std"
-    ),
-    spec!(
-        "model.gen_temporal_kernel",
-        K::Int { min: 1, max: 9 },
-        "frames",
-        false,
-        false,
-        "Generator's temporal kernel size"
-    ),
-    spec!(
-        "model.gen_film",
-        K::Bool,
-        "",
-        false,
-        false,
-        "FiLM-condition the generator on the boxes"
-    ),
-    spec!(
-        "model.gen_head_hidden",
-        DIM,
-        "",
-        false,
-        false,
-        "Hidden width of the spectral heads (the original: half the RoI feature)"
-    ),
-    spec!(
-        "model.disc_primary",
-        DISC,
-        "",
-        false,
-        false,
-        "Primary discriminator"
-    ),
-    spec!(
-        "model.disc_alternative",
-        DISC,
-        "",
-        false,
-        false,
-        "Alternative discriminator"
-    ),
-    spec!(
-        "model.disc_spectral_norm",
-        K::Bool,
-        "",
-        false,
-        false,
-        "Spectral normalisation in both discriminators"
-    ),
-    spec!(
-        "model.disc_base_channels",
-        DIM,
-        "channels",
-        false,
-        false,
-        "Pixel discriminator's first width"
-    ),
-    spec!(
-        "model.disc_max_channels",
-        DIM,
-        "channels",
-        false,
-        false,
-        "Pixel discriminator's widest layer"
-    ),
-    spec!(
-        "model.disc_temporal_kernel",
-        K::Int { min: 1, max: 9 },
-        "frames",
-        false,
-        false,
-        "Pixel discriminator's temporal kernel"
-    ),
-    spec!(
-        "model.disc_film",
-        K::Bool,
-        "",
-        false,
-        false,
-        "FiLM-condition the pixel discriminator on the boxes"
-    ),
-    spec!(
-        "model.disc_feature_tangent_dim",
-        DIM,
-        "",
-        false,
-        false,
-        "Feature discriminator's projection width"
-    ),
-    spec!(
-        "model.disc_feature_stats_aux",
-        K::Bool,
-        "",
-        false,
-        false,
-        "Feature discriminator's mean/std side input"
-    ),
-    spec!(
-        "train.batch_size",
-        K::Int { min: 1, max: 1024 },
-        "windows",
-        true,
-        false,
-        "Windows per step"
-    ),
-    spec!(
-        "train.lr_gen",
-        LR,
-        "",
-        true,
-        true,
-        "Encoder and generator learning rate (the Q-controller scales it 0.7..1.3)"
-    ),
-    spec!(
-        "train.lr_disc_primary",
-        LR,
-        "",
-        true,
-        true,
-        "Primary discriminator learning rate"
-    ),
-    spec!(
-        "train.lr_disc_alternative",
-        LR,
-        "",
-        true,
-        true,
-        "Alternative discriminator learning rate"
-    ),
-    spec!(
-        "train.momentum",
-        K::Float {
-            min: 0.0,
-            max: 0.999
-        },
-        "",
-        true,
-        false,
-        "Riemannian SGD momentum (the Q-controller scales it)"
-    ),
-    spec!(
-        "train.weight_decay",
-        K::Float { min: 0.0, max: 1.0 },
-        "",
-        true,
-        false,
-        "Weight decay of Euclidean parameters"
-    ),
-    spec!(
-        "train.global_clip",
-        POS,
-        "",
-        true,
-        false,
-        "Global gradient-norm clip per network; 0 = off"
-    ),
-    spec!(
-        "train.param_clip",
-        POS,
-        "",
-        true,
-        false,
-        "Per-parameter gradient-norm clip in the optimizer; 0 = off"
-    ),
-    spec!(
-        "train.lambda_recon_dft",
-        POS,
-        "",
-        true,
-        true,
-        "Weight of the DFT path's patch reconstruction MSE"
-    ),
-    spec!(
-        "train.lambda_recon_dct",
-        POS,
-        "",
-        true,
-        true,
-        "Weight of the DCT path's patch reconstruction MSE"
-    ),
-    spec!(
-        "train.lambda_recon_pixel",
-        POS,
-        "",
-        true,
-        true,
-        "Weight of the assembled frames' pixel MSE"
-    ),
-    spec!(
-        "train.lambda_kl",
-        K::Float {
-            min: 0.0,
-            max: 100.0
-        },
-        "",
-        true,
-        true,
-        "Base KL weight (the lambda_KL controller moves it within its bounds)"
-    ),
-    spec!(
-        "train.lambda_gan",
-        POS,
-        "",
-        true,
-        true,
-        "Adversarial weight"
-    ),
-    spec!(
-        "train.lambda_fm",
-        POS,
-        "",
-        true,
-        true,
-        "Feature-matching weight (when the heuristic turns it on)"
-    ),
-    spec!(
-        "train.mixed_precision",
-        K::Bool,
-        "",
-        true,
-        false,
-        "bf16 autocast on CUDA (hyperbolic maps stay f32); ignored on CPU"
-    ),
-    spec!(
-        "q_control.enabled",
-        K::Bool,
-        "",
-        true,
-        false,
-        "Q-learning control of the learning rates and momenta"
-    ),
-    spec!(
-        "q_control.every_steps",
-        K::Int {
-            min: 1,
-            max: 1_000_000
-        },
-        "steps",
-        true,
-        false,
-        "Steps between LR/momentum decisions"
-    ),
-    spec!(
-        "q_control.lkl_every_steps",
-        STEPS,
-        "steps",
-        true,
-        false,
-        "Steps between lambda_KL decisions; 0 = off"
-    ),
-    spec!(
-        "q_control.lkl_min",
-        K::Float {
-            min: 0.0,
-            max: 100.0
-        },
-        "",
-        true,
-        false,
-        "Lower bound of the controlled lambda_KL"
-    ),
-    spec!(
-        "q_control.lkl_max",
-        K::Float {
-            min: 0.0,
-            max: 100.0
-        },
-        "",
-        true,
-        false,
-        "Upper bound of the controlled lambda_KL"
-    ),
-    spec!(
-        "heuristics.enabled",
-        K::Bool,
-        "",
-        true,
-        false,
-        "Heuristic interventions (section 6)"
-    ),
-    spec!(
-        "heuristics.check_every_steps",
-        K::Int {
-            min: 1,
-            max: 1_000_000
-        },
-        "steps",
-        true,
-        false,
-        "Steps between heuristic and switch checks"
-    ),
-    spec!(
-        "heuristics.short_history",
-        K::Int {
-            min: 1,
-            max: 10_000
-        },
-        "steps",
-        true,
-        false,
-        "Recent values whose median the checks read"
-    ),
-    spec!(
-        "heuristics.trigger_count",
-        K::Int { min: 1, max: 1000 },
-        "checks",
-        true,
-        false,
-        "Consecutive checks a condition must hold"
-    ),
-    spec!(
-        "heuristics.d_strong",
-        POS,
-        "",
-        true,
-        false,
-        "d_total below this: the critic is strong"
-    ),
-    spec!(
-        "heuristics.d_very_weak",
-        POS,
-        "",
-        true,
-        false,
-        "d_total above this: the critic is very weak"
-    ),
-    spec!(
-        "heuristics.g_stalled",
-        POS,
-        "",
-        true,
-        false,
-        "g_adv above this: the generator is stalled"
-    ),
-    spec!(
-        "heuristics.g_winning",
-        POS,
-        "",
-        true,
-        false,
-        "g_adv below this gates the easy-win penalty"
-    ),
-    spec!(
-        "heuristics.g_very_much_winning",
-        POS,
-        "",
-        true,
-        false,
-        "g_adv below this: the generator wins very easily"
-    ),
-    spec!(
-        "heuristics.kl_high",
-        POS,
-        "",
-        true,
-        false,
-        "KL median above this: KL is high"
-    ),
-    spec!(
-        "heuristics.recon_stagnation_rel",
-        K::Float { min: 0.0, max: 1.0 },
-        "",
-        true,
-        false,
-        "Relative recon improvement below this counts as stagnant"
-    ),
-    spec!(
-        "heuristics.good_recon",
-        POS,
-        "",
-        true,
-        false,
-        "Recon below 1.25x this is never called stagnant"
-    ),
-    spec!(
-        "heuristics.q_reward_stagnation",
-        K::Float {
-            min: -10.0,
-            max: 10.0
-        },
-        "",
-        true,
-        false,
-        "Active critic's median reward below this: its controller is stagnant"
-    ),
-    spec!(
-        "heuristics.recon_boost",
-        K::Float {
-            min: 1.0,
-            max: 100.0
-        },
-        "x",
-        true,
-        false,
-        "Recon factor while rebalancing or reducing KL"
-    ),
-    spec!(
-        "heuristics.easy_win_weight",
-        POS,
-        "",
-        true,
-        false,
-        "Weight of the easy-win penalty"
-    ),
-    spec!(
-        "heuristics.easy_win_max",
-        POS,
-        "",
-        true,
-        false,
-        "Cap of the easy-win penalty"
-    ),
-    spec!(
-        "heuristics.d_lr_boost",
-        K::Float {
-            min: 1.0,
-            max: 100.0
-        },
-        "x",
-        true,
-        false,
-        "Active critic's LR multiplier while its controller is stagnant"
-    ),
-    spec!(
-        "heuristics.explore_epsilon",
-        K::Float { min: 0.0, max: 1.0 },
-        "",
-        true,
-        false,
-        "Epsilon of a forced exploration of the critic's controller"
-    ),
-    spec!(
-        "heuristics.explore_decisions",
-        K::Int {
-            min: 0,
-            max: 100_000
-        },
-        "decisions",
-        true,
-        false,
-        "Length of a forced exploration"
-    ),
-    spec!(
-        "heuristics.gan_factor_min",
-        K::Float {
-            min: 0.0,
-            max: 10.0
-        },
-        "x",
-        true,
-        false,
-        "Lowest GAN factor"
-    ),
-    spec!(
-        "heuristics.gan_factor_max",
-        K::Float {
-            min: 0.0,
-            max: 10.0
-        },
-        "x",
-        true,
-        false,
-        "Highest GAN factor"
-    ),
-    spec!(
-        "switching.enabled",
-        K::Bool,
-        "",
-        true,
-        false,
-        "Switch between the two discriminators (section 7)"
-    ),
-    spec!(
-        "switching.initial",
-        K::Choice(&["primary", "alternative"]),
-        "",
-        false,
-        false,
-        "The discriminator a fresh run starts with"
-    ),
-    spec!(
-        "switching.min_steps_between",
-        STEPS,
-        "steps",
-        true,
-        false,
-        "Steps after a switch before the next"
-    ),
-    spec!(
-        "switching.trigger_count",
-        K::Int { min: 1, max: 1000 },
-        "checks",
-        true,
-        false,
-        "Consecutive checks a switch condition must hold"
-    ),
-    spec!(
-        "validation.metric",
-        K::Choice(&["psnr", "ssim", "lpips", "pixel_mse"]),
-        "",
-        true,
-        false,
-        "Picks the best checkpoint and rewards lambda_KL, in its own direction"
-    ),
-    spec!(
-        "validation.windows",
-        K::Int {
-            min: 1,
-            max: 100_000
-        },
-        "windows",
-        true,
-        false,
-        "Validation windows per pass"
-    ),
-    spec!(
-        "validation.lpips_model",
-        K::Path,
-        "",
-        false,
-        false,
-        "TorchScript LPIPS (x, y in [-1,1]) -> [B]; empty: LPIPS off"
-    ),
-    spec!(
-        "health.enabled",
-        K::Bool,
-        "",
-        true,
-        false,
-        "Watch the losses for failure modes"
-    ),
-    spec!(
-        "health.warmup_steps",
-        K::Int {
-            min: 0,
-            max: i64::MAX
-        },
-        "steps",
-        true,
-        false,
-        "Steps before any health signal may fire"
-    ),
-    spec!(
-        "health.window",
-        K::Int {
-            min: 2,
-            max: 100_000
-        },
-        "logged steps",
-        true,
-        false,
-        "Logged values the loss rules look at"
-    ),
-    spec!(
-        "health.critic_dominating",
-        POS,
-        "",
-        true,
-        false,
-        "Mean d_loss below minus this: critic dominating"
-    ),
-    spec!(
-        "health.generator_dominating",
-        POS,
-        "",
-        true,
-        false,
-        "Mean d_loss above this: generator dominating"
-    ),
-    spec!(
-        "health.oscillation_std",
-        POS,
-        "",
-        true,
-        false,
-        "d_loss standard deviation above this: wild oscillation"
-    ),
-    spec!(
-        "health.explode_abs",
-        K::Float {
-            min: 0.0,
-            max: 1e30
-        },
-        "",
-        true,
-        false,
-        "A loss magnitude above this: exploding"
-    ),
-    spec!(
-        "health.collapse_diversity_ratio",
-        K::Float { min: 0.0, max: 1.0 },
-        "",
-        true,
-        false,
-        "Unused by this family"
-    ),
-    spec!(
-        "health.cooldown_steps",
-        K::Int {
-            min: 0,
-            max: i64::MAX
-        },
-        "steps",
-        true,
-        false,
-        "Steps before the same signal may fire again"
-    ),
-    spec!(
-        "logging.log_every_steps",
-        K::Int {
-            min: 1,
-            max: 1_000_000
-        },
-        "steps",
-        true,
-        false,
-        "Scalar logging cadence"
-    ),
-    spec!(
-        "logging.sample_every_steps",
-        STEPS,
-        "steps",
-        true,
-        false,
-        "Fixed-noise samples and a training reconstruction; 0 = at the end"
-    ),
-    spec!(
-        "logging.validate_every_steps",
-        STEPS,
-        "steps",
-        true,
-        false,
-        "Validation (PSNR, SSIM, LPIPS) cadence; 0 = off"
-    ),
-    spec!(
-        "checkpoints.every_steps",
-        STEPS,
-        "steps",
-        true,
-        false,
-        "Checkpoint cadence; 0 = at phase ends and on request only"
-    ),
-    spec!(
-        "checkpoints.keep_last",
-        K::Int {
-            min: 1,
-            max: 10_000
-        },
-        "checkpoints",
-        false,
-        false,
-        "Latest checkpoints kept (each phase's best is always kept)"
-    ),
+    spec!("model.regions", K::Int { min: 1, max: 512 }, "regions", false, false, "GAAD appearance regions R"),
+    spec!("model.decomposition", DECOMP, "", false, false, "Appearance GAAD: golden subdivision, phi-spiral or both"),
+    spec!("model.min_region_px", K::Float { min: 1.0, max: 256.0 }, "px", false, false, "Smallest region side"),
+    spec!("model.patch_size", K::Int { min: 2, max: 64 }, "px", false, false, "Spectral patch size ph = pw"),
+    spec!("model.use_dft", K::Bool, "", false, false, "DFT (real and imaginary) features and head"),
+    spec!("model.use_dct", K::Bool, "", false, false, "DCT-II features and head; with neither, a pixel head"),
+    spec!("model.encoder_roi_align", K::Bool, "", false, false, "Shallow CNN + RoIAlign feeds WuBu-S (else the pixel patches' spectra)"),
+    spec!("model.encoder_cnn_channels", DIM, "channels", false, false, "Shallow CNN width Ce"),
+    spec!("model.tangent_dim", DIM, "", false, false, "Patch and motion embedding width"),
+    spec!("model.wubu_dropout", K::Float { min: 0.0, max: 0.9 }, "", false, false, "Dropout in every WuBu level"),
+    spec!("model.motion", K::Bool, "", false, false, "Optical-flow motion branch (WuBu-M)"),
+    spec!("model.motion_regions", K::Int { min: 1, max: 512 }, "regions", false, false, "Motion GAAD regions Rm, placed on the flow magnitude"),
+    spec!("model.motion_decomposition", DECOMP, "", false, false, "Motion GAAD decomposition"),
+    spec!("model.flow", K::Choice(&["lucas_kanade", "torchscript"]), "", false, false, "Optical flow: coarse-to-fine Lucas-Kanade, or a TorchScript network"),
+    spec!("model.flow_model", K::Path, "", false, false, "TorchScript flow network (frame_a, frame_b in [-1,1]) -> [B,2,H,W]"),
+    spec!("model.flow_stats", K::Text, "", false, false, "Per-region flow statistics: mag_mean angle_mean mag_std angle_std"),
+    spec!("model.gen_temporal_kernel", K::Int { min: 1, max: 9 }, "frames", false, false, "Generator's temporal kernel size"),
+    spec!("model.gen_film", K::Bool, "", false, false, "FiLM-condition the generator on the boxes"),
+    spec!("model.gen_head_hidden", DIM, "", false, false, "Hidden width of the spectral heads (the original: half the RoI feature)"),
+    spec!("model.disc_primary", DISC, "", false, false, "Primary discriminator"),
+    spec!("model.disc_alternative", DISC, "", false, false, "Alternative discriminator"),
+    spec!("model.disc_spectral_norm", K::Bool, "", false, false, "Spectral normalisation in both discriminators"),
+    spec!("model.disc_base_channels", DIM, "channels", false, false, "Pixel discriminator's first width"),
+    spec!("model.disc_max_channels", DIM, "channels", false, false, "Pixel discriminator's widest layer"),
+    spec!("model.disc_temporal_kernel", K::Int { min: 1, max: 9 }, "frames", false, false, "Pixel discriminator's temporal kernel"),
+    spec!("model.disc_film", K::Bool, "", false, false, "FiLM-condition the pixel discriminator on the boxes"),
+    spec!("model.disc_feature_tangent_dim", DIM, "", false, false, "Feature discriminator's projection width"),
+    spec!("model.disc_feature_stats_aux", K::Bool, "", false, false, "Feature discriminator's mean/std side input"),
+    spec!("train.batch_size", K::Int { min: 1, max: 1024 }, "windows", true, false, "Windows per step"),
+    spec!("train.lr_gen", LR, "", true, true, "Encoder and generator learning rate (the Q-controller scales it 0.7..1.3)"),
+    spec!("train.lr_disc_primary", LR, "", true, true, "Primary discriminator learning rate"),
+    spec!("train.lr_disc_alternative", LR, "", true, true, "Alternative discriminator learning rate"),
+    spec!("train.optimizer", K::Choice(&["riemannian_sgd", "riemannian_adam"]), "", true, false, "riemannian_sgd (the original) or riemannian_adam, for every network"),
+    spec!("train.adam_beta2", K::Float { min: 0.0, max: 0.99999 }, "", true, false, "Riemannian Adam's beta2"),
+    spec!("train.momentum", K::Float { min: 0.0, max: 0.999 }, "", true, false, "SGD momentum, or Adam's beta1 (the Q-controller scales it)"),
+    spec!("train.weight_decay", K::Float { min: 0.0, max: 1.0 }, "", true, false, "Weight decay of Euclidean parameters"),
+    spec!("train.global_clip", POS, "", true, false, "Global gradient-norm clip per network; 0 = off"),
+    spec!("train.param_clip", POS, "", true, false, "Per-parameter gradient-norm clip in the optimizer; 0 = off"),
+    spec!("train.lambda_recon_dft", POS, "", true, true, "Weight of the DFT path's patch reconstruction MSE"),
+    spec!("train.lambda_recon_dct", POS, "", true, true, "Weight of the DCT path's patch reconstruction MSE"),
+    spec!("train.lambda_recon_pixel", POS, "", true, true, "Weight of the assembled frames' pixel MSE"),
+    spec!("train.lambda_kl", K::Float { min: 0.0, max: 100.0 }, "", true, true, "Base KL weight (the lambda_KL controller moves it within its bounds)"),
+    spec!("train.lambda_gan", POS, "", true, true, "Adversarial weight"),
+    spec!("train.lambda_fm", POS, "", true, true, "Feature-matching weight (when the heuristic turns it on)"),
+    spec!("train.mixed_precision", K::Bool, "", true, false, "bf16 autocast on CUDA (hyperbolic maps stay f32); ignored on CPU"),
+    spec!("q_control.enabled", K::Bool, "", true, false, "Q-learning control of the learning rates and momenta"),
+    spec!("q_control.every_steps", K::Int { min: 1, max: 1_000_000 }, "steps", true, false, "Steps between LR/momentum decisions"),
+    spec!("q_control.lkl_every_steps", STEPS, "steps", true, false, "Steps between lambda_KL decisions; 0 = off"),
+    spec!("q_control.lkl_min", K::Float { min: 0.0, max: 100.0 }, "", true, false, "Lower bound of the controlled lambda_KL"),
+    spec!("q_control.lkl_max", K::Float { min: 0.0, max: 100.0 }, "", true, false, "Upper bound of the controlled lambda_KL"),
+    spec!("heuristics.enabled", K::Bool, "", true, false, "Heuristic interventions (section 6)"),
+    spec!("heuristics.check_every_steps", K::Int { min: 1, max: 1_000_000 }, "steps", true, false, "Steps between heuristic and switch checks"),
+    spec!("heuristics.short_history", K::Int { min: 1, max: 10_000 }, "steps", true, false, "Recent values whose median the checks read"),
+    spec!("heuristics.trigger_count", K::Int { min: 1, max: 1000 }, "checks", true, false, "Consecutive checks a condition must hold"),
+    spec!("heuristics.d_strong", POS, "", true, false, "d_total below this: the critic is strong"),
+    spec!("heuristics.d_very_weak", POS, "", true, false, "d_total above this: the critic is very weak"),
+    spec!("heuristics.g_stalled", POS, "", true, false, "g_adv above this: the generator is stalled"),
+    spec!("heuristics.g_winning", POS, "", true, false, "g_adv below this gates the easy-win penalty"),
+    spec!("heuristics.g_very_much_winning", POS, "", true, false, "g_adv below this: the generator wins very easily"),
+    spec!("heuristics.kl_high", POS, "", true, false, "KL median above this: KL is high"),
+    spec!("heuristics.recon_stagnation_rel", K::Float { min: 0.0, max: 1.0 }, "", true, false, "Relative recon improvement below this counts as stagnant"),
+    spec!("heuristics.good_recon", POS, "", true, false, "Recon below 1.25x this is never called stagnant"),
+    spec!("heuristics.q_reward_stagnation", K::Float { min: -10.0, max: 10.0 }, "", true, false, "Active critic's median reward below this: its controller is stagnant"),
+    spec!("heuristics.recon_boost", K::Float { min: 1.0, max: 100.0 }, "x", true, false, "Recon factor while rebalancing or reducing KL"),
+    spec!("heuristics.easy_win_weight", POS, "", true, false, "Weight of the easy-win penalty"),
+    spec!("heuristics.easy_win_max", POS, "", true, false, "Cap of the easy-win penalty"),
+    spec!("heuristics.d_lr_boost", K::Float { min: 1.0, max: 100.0 }, "x", true, false, "Active critic's LR multiplier while its controller is stagnant"),
+    spec!("heuristics.explore_epsilon", K::Float { min: 0.0, max: 1.0 }, "", true, false, "Epsilon of a forced exploration of the critic's controller"),
+    spec!("heuristics.explore_decisions", K::Int { min: 0, max: 100_000 }, "decisions", true, false, "Length of a forced exploration"),
+    spec!("heuristics.gan_factor_min", K::Float { min: 0.0, max: 10.0 }, "x", true, false, "Lowest GAN factor"),
+    spec!("heuristics.gan_factor_max", K::Float { min: 0.0, max: 10.0 }, "x", true, false, "Highest GAN factor"),
+    spec!("switching.enabled", K::Bool, "", true, false, "Switch between the two discriminators (section 7)"),
+    spec!("switching.initial", K::Choice(&["primary", "alternative"]), "", false, false, "The discriminator a fresh run starts with"),
+    spec!("switching.min_steps_between", STEPS, "steps", true, false, "Steps after a switch before the next"),
+    spec!("switching.trigger_count", K::Int { min: 1, max: 1000 }, "checks", true, false, "Consecutive checks a switch condition must hold"),
+    spec!("validation.metric", K::Choice(&["psnr", "ssim", "lpips", "pixel_mse"]), "", true, false, "Picks the best checkpoint and rewards lambda_KL, in its own direction"),
+    spec!("validation.windows", K::Int { min: 1, max: 100_000 }, "windows", true, false, "Validation windows per pass"),
+    spec!("validation.lpips_model", K::Path, "", false, false, "TorchScript LPIPS (x, y in [-1,1]) -> [B]; empty: LPIPS off"),
+    spec!("health.enabled", K::Bool, "", true, false, "Watch the losses for failure modes"),
+    spec!("health.warmup_steps", K::Int { min: 0, max: i64::MAX }, "steps", true, false, "Steps before any health signal may fire"),
+    spec!("health.window", K::Int { min: 2, max: 100_000 }, "logged steps", true, false, "Logged values the loss rules look at"),
+    spec!("health.critic_dominating", POS, "", true, false, "Mean d_loss below minus this: critic dominating"),
+    spec!("health.generator_dominating", POS, "", true, false, "Mean d_loss above this: generator dominating"),
+    spec!("health.oscillation_std", POS, "", true, false, "d_loss standard deviation above this: wild oscillation"),
+    spec!("health.explode_abs", K::Float { min: 0.0, max: 1e30 }, "", true, false, "A loss magnitude above this: exploding"),
+    spec!("health.collapse_diversity_ratio", K::Float { min: 0.0, max: 1.0 }, "", true, false, "Unused by this family"),
+    spec!("health.cooldown_steps", K::Int { min: 0, max: i64::MAX }, "steps", true, false, "Steps before the same signal may fire again"),
+    spec!("logging.log_every_steps", K::Int { min: 1, max: 1_000_000 }, "steps", true, false, "Scalar logging cadence"),
+    spec!("logging.sample_every_steps", STEPS, "steps", true, false, "Fixed-noise samples and a training reconstruction; 0 = at the end"),
+    spec!("logging.validate_every_steps", STEPS, "steps", true, false, "Validation (PSNR, SSIM, LPIPS) cadence; 0 = off"),
+    spec!("checkpoints.every_steps", STEPS, "steps", true, false, "Checkpoint cadence; 0 = at phase ends and on request only"),
+    spec!("checkpoints.keep_last", K::Int { min: 1, max: 10_000 }, "checkpoints", false, false, "Latest checkpoints kept (each phase's best is always kept)"),
 ];
 
 /// Every field of the WuBu-GAAD preset.

@@ -5,4 +5,4 @@ mod adam;
 mod rsgd;
 
 pub use adam::Adam;
-pub use rsgd::RiemannianSgd;
+pub use rsgd::{AdamRule, RiemannianSgd};

@@ -9,16 +9,30 @@ use crate::engine::hyperbolic::{egrad2rgrad, project};
 /// Differences from the seed, on purpose: clipping does not modify `p.grad` in place, and
 /// weight decay is not applied to points on a ball (pulling them towards the Euclidean origin
 /// has no meaning there; spec 11.21).
+///
+/// With [`RiemannianSgd::adam`] set, the update is Riemannian Adam instead (Bécigneul and
+/// Ganea 2019, without parallel transport of the moments, as geoopt's): the same clipping and
+/// Riemannian gradient, first and second moments with bias correction, `momentum` as beta1,
+/// and decoupled weight decay on Euclidean parameters.
 #[derive(Debug)]
 pub struct RiemannianSgd {
     params: Vec<Param>,
     /// Steps taken.
     pub step: u64,
     pub lr: f64,
+    /// SGD momentum, or Adam's beta1.
     pub momentum: f64,
     pub weight_decay: f64,
     /// Each parameter's gradient norm is clipped to this (0 turns clipping off).
     pub max_grad_norm: f64,
+    pub adam: Option<AdamRule>,
+}
+
+/// Riemannian Adam's second-moment settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamRule {
+    pub beta2: f64,
+    pub eps: f64,
 }
 
 #[derive(Debug)]
@@ -28,6 +42,8 @@ struct Param {
     /// The ball's curvature for hyperbolic parameters (rows are points).
     curvature: Option<f64>,
     buf: Option<Tensor>,
+    /// Adam's second moment.
+    sq: Option<Tensor>,
     /// The gradient's norm as [`RiemannianSgd::clip_global`] left it, so `step` need not
     /// read the gradient again to clip it.
     grad_norm: Option<f64>,
@@ -50,6 +66,7 @@ impl RiemannianSgd {
                     tensor,
                     curvature,
                     buf: None,
+                    sq: None,
                     grad_norm: None,
                 })
                 .collect(),
@@ -58,6 +75,7 @@ impl RiemannianSgd {
             momentum,
             weight_decay,
             max_grad_norm: 2.0,
+            adam: None,
         }
     }
 
@@ -65,6 +83,7 @@ impl RiemannianSgd {
     pub fn reset_momentum(&mut self) {
         for p in &mut self.params {
             p.buf = None;
+            p.sq = None;
         }
     }
 
@@ -120,6 +139,10 @@ impl RiemannianSgd {
             self.max_grad_norm,
         );
         let mut skipped = Vec::new();
+        if let Some(rule) = self.adam {
+            self.adam_step(rule, &mut skipped);
+            return skipped;
+        }
         tch::no_grad(|| {
             for p in &mut self.params {
                 let grad = p.tensor.grad();
@@ -134,6 +157,7 @@ impl RiemannianSgd {
                     .unwrap_or_else(|| grad.norm().double_value(&[]));
                 if !n.is_finite() {
                     p.buf = None;
+                    p.sq = None;
                     skipped.push(p.name.clone());
                     continue;
                 }
@@ -188,6 +212,86 @@ impl RiemannianSgd {
         skipped
     }
 
+    fn adam_step(&mut self, rule: AdamRule, skipped: &mut Vec<String>) {
+        let (lr, b1, wd, clip) = (
+            self.lr,
+            self.momentum.clamp(0.0, 0.999_999),
+            self.weight_decay,
+            self.max_grad_norm,
+        );
+        let b2 = rule.beta2;
+        let t = self.step.min(i32::MAX as u64) as i32;
+        let (bc1, bc2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
+        tch::no_grad(|| {
+            for p in &mut self.params {
+                let grad = p.tensor.grad();
+                if !grad.defined() {
+                    continue;
+                }
+                let n = p
+                    .grad_norm
+                    .take()
+                    .unwrap_or_else(|| grad.norm().double_value(&[]));
+                if !n.is_finite() {
+                    p.buf = None;
+                    p.sq = None;
+                    skipped.push(p.name.clone());
+                    continue;
+                }
+                let scale = if clip > 0.0 && n > clip {
+                    clip / (n + 1e-6)
+                } else {
+                    1.0
+                };
+                let opts = (p.tensor.kind(), p.tensor.device());
+                let ct = p
+                    .curvature
+                    .map(|c| Tensor::from(c).to_kind(opts.0).to_device(opts.1));
+                let x = ct.as_ref().map(|c| project(&p.tensor, c));
+                let g = match (&x, &ct) {
+                    (Some(x), Some(c)) => egrad2rgrad(x, &(&grad * scale), c),
+                    _ => &grad * scale,
+                };
+                let m = match p.buf.take() {
+                    Some(mut b) => {
+                        let _ = b.g_mul_scalar_(b1);
+                        let _ = b.addcmul_(&g, &Tensor::scalar_tensor(1.0 - b1, opts));
+                        b
+                    }
+                    None => &g * (1.0 - b1),
+                };
+                let v = match p.sq.take() {
+                    Some(mut s) => {
+                        let _ = s.g_mul_scalar_(b2);
+                        let _ = s.addcmul_(&g, &(&g * (1.0 - b2)));
+                        s
+                    }
+                    None => &g * &g * (1.0 - b2),
+                };
+                let dir = (&m / bc1) / ((&v / bc2).sqrt() + rule.eps);
+                match (&x, &ct) {
+                    (Some(x), Some(c)) => {
+                        let next = project(&(x - &dir * lr), c);
+                        let next = if next.isfinite().all().int64_value(&[]) == 1 {
+                            next
+                        } else {
+                            next.zeros_like()
+                        };
+                        p.tensor.copy_(&next);
+                    }
+                    _ => {
+                        if wd > 0.0 {
+                            let _ = p.tensor.g_mul_scalar_(1.0 - lr * wd);
+                        }
+                        let _ = p.tensor.addcmul_(&dir, &Tensor::scalar_tensor(-lr, opts));
+                    }
+                }
+                p.buf = Some(m);
+                p.sq = Some(v);
+            }
+        });
+    }
+
     /// Named momentum buffers (`<prefix>.<param>.momentum`) and the step.
     pub fn state_tensors(&self, prefix: &str) -> Vec<(String, Tensor)> {
         let mut out: Vec<(String, Tensor)> = self
@@ -198,6 +302,14 @@ impl RiemannianSgd {
                     .as_ref()
                     .map(|b| (format!("{prefix}.{}.momentum", p.name), b.shallow_clone()))
             })
+            .chain(self.params.iter().filter_map(|p| {
+                p.sq.as_ref().map(|s| {
+                    (
+                        format!("{prefix}.{}.second_moment", p.name),
+                        s.shallow_clone(),
+                    )
+                })
+            }))
             .collect();
         out.push((
             format!("{prefix}.step"),
@@ -213,21 +325,22 @@ impl RiemannianSgd {
         prefix: &str,
         get: &dyn Fn(&str) -> Option<Tensor>,
     ) -> Result<(), String> {
+        let load = |key: String, like: &Tensor| -> Result<Option<Tensor>, String> {
+            match get(&key) {
+                Some(t) if t.size() == like.size() => {
+                    Ok(Some(t.to_kind(like.kind()).to_device(like.device())))
+                }
+                Some(t) => Err(format!(
+                    "`{key}` has shape {:?}, the parameter {:?}",
+                    t.size(),
+                    like.size()
+                )),
+                None => Ok(None),
+            }
+        };
         for p in &mut self.params {
-            let key = format!("{prefix}.{}.momentum", p.name);
-            p.buf = match get(&key) {
-                Some(t) if t.size() == p.tensor.size() => {
-                    Some(t.to_kind(p.tensor.kind()).to_device(p.tensor.device()))
-                }
-                Some(t) => {
-                    return Err(format!(
-                        "`{key}` has shape {:?}, the parameter {:?}",
-                        t.size(),
-                        p.tensor.size()
-                    ));
-                }
-                None => None,
-            };
+            p.buf = load(format!("{prefix}.{}.momentum", p.name), &p.tensor)?;
+            p.sq = load(format!("{prefix}.{}.second_moment", p.name), &p.tensor)?;
         }
         let key = format!("{prefix}.step");
         let step = get(&key).ok_or_else(|| format!("missing optimizer state `{key}`"))?;
@@ -242,6 +355,53 @@ mod tests {
 
     fn var(v: &[f64]) -> Tensor {
         Tensor::from_slice(v).set_requires_grad(true)
+    }
+
+    #[test]
+    fn adam_steps_match_the_closed_form_and_stay_in_the_ball() {
+        // Euclidean: the first Adam step moves each coordinate by lr·sign(g) (bias-corrected
+        // moments of one gradient), whatever its size.
+        let w = var(&[1.0, 2.0]);
+        let mut opt =
+            RiemannianSgd::new(vec![("w".into(), w.shallow_clone(), None)], 0.1, 0.9, 0.0);
+        opt.max_grad_norm = 0.0;
+        opt.adam = Some(AdamRule {
+            beta2: 0.999,
+            eps: 1e-12,
+        });
+        (&w * Tensor::from_slice(&[3.0f64, -0.01]))
+            .sum(Kind::Double)
+            .backward();
+        opt.step();
+        let after: Vec<f64> = Vec::try_from(w.detach()).unwrap();
+        assert!(
+            (after[0] - 0.9).abs() < 1e-9 && (after[1] - 2.1).abs() < 1e-9,
+            "{after:?}"
+        );
+        // Hyperbolic points stay inside their ball however large the step.
+        let x = var(&[0.5, 0.5]);
+        let mut opt = RiemannianSgd::new(
+            vec![("x".into(), x.shallow_clone(), Some(1.0))],
+            10.0,
+            0.9,
+            0.0,
+        );
+        opt.adam = Some(AdamRule {
+            beta2: 0.999,
+            eps: 1e-8,
+        });
+        for _ in 0..3 {
+            opt.zero_grad();
+            (&x * Tensor::from_slice(&[-1.0f64, -1.0]))
+                .sum(Kind::Double)
+                .backward();
+            opt.step();
+        }
+        let norm = x.detach().norm().double_value(&[]);
+        assert!(norm < 1.0, "{norm}");
+        // Both moments are saved and restored.
+        let saved = opt.state_tensors("o");
+        assert!(saved.iter().any(|(k, _)| k == "o.x.second_moment"));
     }
 
     #[test]

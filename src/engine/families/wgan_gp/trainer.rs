@@ -386,6 +386,7 @@ impl Trainer for WganGpTrainer {
         Some(Validation {
             scalars: vec![("val_swd", swd), ("val_diversity", diversity)],
             metric: swd,
+            higher_is_better: false,
             diversity_ratio: Some(diversity),
         })
     }

@@ -9,7 +9,7 @@
 //!   generator's DFT coefficients projected onto real spectra, so the free imaginary parts of
 //!   self-conjugate bins cannot give fakes away (11.17).
 
-use tch::nn::{self, Module};
+use tch::nn::{self, Module, ModuleT};
 use tch::{Kind, Tensor};
 
 use crate::core::preset::wubu_gaad::{parse_stack, DiscKind, WubuGaadPreset, WubuStack};
@@ -196,6 +196,8 @@ pub struct Encoder {
     wubu_m: Option<Stack>,
     m_out: i64,
     wubu_t: Stack,
+    /// Standardises the window features over the batch before the heads.
+    feature_norm: nn::BatchNorm,
     fc_mu: nn::Linear,
     fc_logvar: nn::Linear,
 }
@@ -257,8 +259,20 @@ impl Encoder {
             wubu_m,
             m_out,
             wubu_t,
+            feature_norm: nn::batch_norm1d(vs / "feature_norm", t_out, Default::default()),
             fc_mu: nn::linear(vs / "fc_mu", t_out, d.latent, Default::default()),
-            fc_logvar: nn::linear(vs / "fc_logvar", t_out, d.latent, Default::default()),
+            // The posterior starts narrow (sigma = e^-3 = 0.05): the encoder's first outputs
+            // vary little between windows, and unit-variance noise would drown them so the
+            // decoder learns to ignore z (posterior collapse from the first step).
+            fc_logvar: nn::linear(
+                vs / "fc_logvar",
+                t_out,
+                d.latent,
+                nn::LinearConfig {
+                    bs_init: Some(nn::Init::Const(-6.0)),
+                    ..Default::default()
+                },
+            ),
         }
     }
 
@@ -303,6 +317,7 @@ impl Encoder {
             _ => s,
         };
         let t = self.wubu_t.forward_t(&per_frame.reshape([b, -1]), train);
+        let t = self.feature_norm.forward_t(&t, train && b > 1);
         let targets = pixel_patches
             .view([b, n, d.regions, d.c, d.ph, d.pw])
             .narrow(1, d.n_in, d.n_pred);
@@ -577,13 +592,20 @@ impl Generator {
             .reshape([b * d.n_pred * d.regions, -1]);
         let run = |h: &(nn::Linear, nn::Linear)| h.1.forward(&h.0.forward(&feats).gelu("none"));
         let lead = [b, d.n_pred, d.regions, d.c];
+        // The orthonormal transforms put a patch's mean, times sqrt(ph·pw), in the DC
+        // coefficient: up to ±16 at 16x16 while the rest are small (spec 11.17). The heads
+        // predict the mean there instead, scaled up by a fixed gain, so one output scale
+        // serves every coefficient.
+        let dc_gain = ((d.ph * d.pw) as f64).sqrt();
         let dft = self.dft_head.as_ref().map(|h| {
-            run(h).view([lead[0], lead[1], lead[2], lead[3], 2, d.ph, d.pw / 2 + 1].as_slice())
+            let f =
+                run(h).view([lead[0], lead[1], lead[2], lead[3], 2, d.ph, d.pw / 2 + 1].as_slice());
+            &f * dc_gain_mask(&[2, d.ph, d.pw / 2 + 1], dc_gain, f.device())
         });
-        let dct = self
-            .dct_head
-            .as_ref()
-            .map(|h| run(h).view([lead[0], lead[1], lead[2], lead[3], d.ph, d.pw]));
+        let dct = self.dct_head.as_ref().map(|h| {
+            let f = run(h).view([lead[0], lead[1], lead[2], lead[3], d.ph, d.pw]);
+            &f * dc_gain_mask(&[d.ph, d.pw], dc_gain, f.device())
+        });
         let mut patches = Vec::new();
         if let Some(f) = &dft {
             patches.push(spectral::idft(f, d.ph, d.pw));
@@ -603,6 +625,16 @@ impl Generator {
             patches,
         }
     }
+}
+
+/// Ones of `shape` with `gain` at index 0 (the DC coefficient; for the DFT, its real part).
+fn dc_gain_mask(shape: &[i64], gain: f64, device: tch::Device) -> Tensor {
+    let mask = Tensor::ones(shape, (Kind::Float, device));
+    let mut first = shape
+        .iter()
+        .fold(mask.shallow_clone(), |t, _| t.select(0, 0));
+    let _ = first.fill_(gain);
+    mask
 }
 
 /// `[B, Np, R, C, ph, pw]` patches pasted into `[B, Np, C, H, W]` frames.

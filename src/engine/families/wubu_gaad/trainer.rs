@@ -17,7 +17,7 @@ use crate::core::rng::{derive_seed, epoch_permutation, Stream};
 use crate::engine::checkpoint::Loaded;
 use crate::engine::data::VideoSet;
 use crate::engine::flow::{self, LkConfig};
-use crate::engine::optim::RiemannianSgd;
+use crate::engine::optim::{AdamRule, RiemannianSgd};
 use crate::engine::session::{Reconstruction, Rgba, StepCtx, Trainer, Validation};
 use crate::engine::EngineError;
 
@@ -149,6 +149,13 @@ fn rsgd_params(
         .collect()
 }
 
+fn adam_rule(t: &crate::core::preset::wubu_gaad::WubuTrain) -> Option<AdamRule> {
+    (t.optimizer == crate::core::preset::wubu_gaad::Optimizer::RiemannianAdam).then_some(AdamRule {
+        beta2: t.adam_beta2,
+        eps: 1e-8,
+    })
+}
+
 fn new_q(
     name: &str,
     sets: Vec<ActionSet>,
@@ -228,7 +235,6 @@ impl WubuGaadTrainer {
             t.momentum,
             t.weight_decay,
         );
-        opt_g.max_grad_norm = t.param_clip;
         let mut opt_d = [
             RiemannianSgd::new(
                 rsgd_params(&d_vs[0], &stacks),
@@ -243,8 +249,9 @@ impl WubuGaadTrainer {
                 t.weight_decay,
             ),
         ];
-        for o in &mut opt_d {
+        for o in std::iter::once(&mut opt_g).chain(opt_d.iter_mut()) {
             o.max_grad_norm = t.param_clip;
+            o.adam = adam_rule(t);
         }
         let flow_net = match (m.motion, m.flow) {
             (true, FlowMethod::Torchscript) => Some(
@@ -921,11 +928,11 @@ impl Trainer for WubuGaadTrainer {
         self.cfg.logging = p.logging.clone();
         self.cfg.checkpoints = p.checkpoints.clone();
         self.cfg.health = p.health.clone();
-        self.opt_g.max_grad_norm = p.train.param_clip;
-        self.opt_g.weight_decay = p.train.weight_decay;
-        for o in &mut self.opt_d {
+        let rule = adam_rule(&p.train);
+        for o in std::iter::once(&mut self.opt_g).chain(self.opt_d.iter_mut()) {
             o.max_grad_norm = p.train.param_clip;
             o.weight_decay = p.train.weight_decay;
+            o.adam = rule;
         }
         for i in 0..3 {
             self.apply_scales(i);
@@ -1295,7 +1302,8 @@ impl Trainer for WubuGaadTrainer {
         }
         Some(Validation {
             scalars,
-            metric: if better == Better::Higher { -v } else { v },
+            metric: v,
+            higher_is_better: better == Better::Higher,
             diversity_ratio: None,
         })
     }
