@@ -53,7 +53,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         "wgan-gp-learning" => learning(args),
         "dashboard" => dashboard(),
         "wubu-gaad" | "wubu-gaad-bat" => wubu_gaad(args),
-        other => bail!("unknown benchmark `{other}`; known: wgan-gp, wgan-gp-learning, dashboard, wubu-gaad, wubu-gaad-bat"),
+        "gui-overhead" => gui_overhead(args),
+        other => bail!("unknown benchmark `{other}`; known: wgan-gp, wgan-gp-learning, dashboard, gui-overhead, wubu-gaad, wubu-gaad-bat"),
     }
 }
 
@@ -248,6 +249,115 @@ fn wubu_gaad(args: &BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One frame's input: a 1400x900 window, nothing else.
+fn screen_input() -> egui::RawInput {
+    egui::RawInput {
+        screen_rect: Some(egui::Rect::from_min_size(
+            egui::Pos2::ZERO,
+            egui::vec2(1400.0, 900.0),
+        )),
+        ..Default::default()
+    }
+}
+
+/// The `q` quantile (nearest rank).
+fn percentile(v: &mut [f64], q: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
+    v[i]
+}
+
+/// The worker's steps per second with the app attached (draining events and drawing the
+/// dashboard at 60 frames a second on this thread) against headless, in alternating rounds.
+fn gui_overhead(args: &BenchArgs) -> anyhow::Result<()> {
+    use workbench::gui::{LaunchOptions, Tab, WorkbenchApp};
+    let text = std::fs::read_to_string("presets/wgan_gp_sprites32.ron")
+        .context("presets/wgan_gp_sprites32.ron")?;
+    let (p, _) = preset::parse_str(&text, "presets/wgan_gp_sprites32.ron")?;
+    let p = p
+        .with_overrides([
+            ("device", args.device.clone().into()),
+            ("threads", 1.into()),
+            ("logging.log_every_steps", 1.into()),
+        ])
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let steps = args.steps.max(50);
+    let runs = std::env::temp_dir().join(format!("workbench-gui-bench-{}", std::process::id()));
+    println!(
+        "worker steps/s, WGAN-GP sprites32 on 1 libtorch thread, {steps} steps a run, logging every step; \
+         the app drains and draws the dashboard at 60 fps on this thread"
+    );
+    let headless = |runs: &std::path::Path| -> anyhow::Result<f64> {
+        let req = workbench::engine::worker::RunRequest {
+            preset: Some(preset::validate(p.clone()).map_err(|e| anyhow::anyhow!("{e:?}"))?),
+            runs_dir: runs.into(),
+            step_limit: Some(steps),
+            ..Default::default()
+        };
+        let h = workbench::engine::worker::spawn(workbench::engine::worker::prepare(req)?, None)?;
+        let t0 = Instant::now();
+        while let Ok(e) = h.events().recv() {
+            if e.is_terminal() {
+                break;
+            }
+        }
+        let dt = t0.elapsed().as_secs_f64();
+        h.join();
+        Ok(steps as f64 / dt)
+    };
+    let attached = |runs: &std::path::Path| -> anyhow::Result<f64> {
+        let mut opts = LaunchOptions::new(runs);
+        opts.preset = Some((p.clone(), None));
+        opts.tab = Tab::Dashboard;
+        opts.step_limit = Some(steps);
+        let mut app = WorkbenchApp::with_waker(opts, None);
+        let ctx = egui::Context::default();
+        app.start_run();
+        let t0 = Instant::now();
+        let frame = std::time::Duration::from_micros(16_667);
+        loop {
+            let t = Instant::now();
+            app.logic(&ctx);
+            let mut out = ctx.run_ui(screen_input(), |ui| app.show(ui));
+            let _meshes = ctx.tessellate(out.shapes, out.pixels_per_point);
+            out.textures_delta.clear();
+            if app
+                .current_run()
+                .is_some_and(|r| r.view.state.is_over() && !app.is_catching_up())
+            {
+                break;
+            }
+            if let Some(rest) = frame.checked_sub(t.elapsed()) {
+                std::thread::sleep(rest);
+            }
+        }
+        Ok(steps as f64 / t0.elapsed().as_secs_f64())
+    };
+    let (mut h, mut g, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..args.rounds {
+        let a = headless(&runs)?;
+        let b = attached(&runs)?;
+        println!(
+            "  round {round}: headless {a:.2} steps/s, with the app {b:.2} steps/s, ratio {:.3}",
+            b / a
+        );
+        h.push(a);
+        g.push(b);
+        ratios.push(b / a);
+    }
+    let _ = std::fs::remove_dir_all(&runs);
+    println!(
+        "  median: headless {:.2}, with the app {:.2} steps/s; ratio median {:.3} (target >= 0.98)",
+        median(&mut h),
+        median(&mut g),
+        median(&mut ratios)
+    );
+    Ok(())
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     match v.len() {
@@ -377,8 +487,8 @@ fn dashboard() -> anyhow::Result<()> {
     use workbench::core::runview::RunView;
     use workbench::gui::{LaunchOptions, Tab, WorkbenchApp};
 
-    const SERIES: usize = 8;
-    const FRAMES: usize = 30;
+    const SERIES: usize = 12;
+    const FRAMES: usize = 100;
     let tmp = std::env::temp_dir().join(format!("workbench-bench-{}", std::process::id()));
     println!(
         "dashboard: {SERIES} scalars, 1400x900 points, {FRAMES} frames each, layout + tessellation"
@@ -411,17 +521,10 @@ fn dashboard() -> anyhow::Result<()> {
         app.show_view(view);
         app.dashboard.columns = 2;
         let ctx = egui::Context::default();
-        let input = || egui::RawInput {
-            screen_rect: Some(egui::Rect::from_min_size(
-                egui::Pos2::ZERO,
-                egui::vec2(1400.0, 900.0),
-            )),
-            ..Default::default()
-        };
         let mut times = Vec::new();
         for frame in 0..FRAMES + 3 {
             let t = Instant::now();
-            let mut out = ctx.run_ui(input(), |ui| app.show(ui));
+            let mut out = ctx.run_ui(screen_input(), |ui| app.show(ui));
             let _meshes = ctx.tessellate(out.shapes, out.pixels_per_point);
             // No renderer here: the font atlas uploads are dropped on purpose.
             out.textures_delta.clear();
@@ -429,14 +532,16 @@ fn dashboard() -> anyhow::Result<()> {
                 times.push(t.elapsed().as_secs_f64());
             }
         }
+        let p99 = percentile(&mut times, 0.99);
         let med = median(&mut times);
         if base.is_nan() {
             base = med;
         }
         println!(
-            "  {n:>9} points/scalar: fold {:>6.0} ns/row, frame median {:>6.2} ms ({:.2}x the 1k frame), {} points drawn",
+            "  {n:>9} points/scalar: fold {:>6.0} ns/row, frame median {:>6.2} ms, p99 {:>6.2} ms ({:.2}x the 1k median), {} points drawn",
             fold / n as f64 * 1e9,
             med * 1e3,
+            p99 * 1e3,
             med / base,
             app.dashboard.points_drawn
         );

@@ -3,11 +3,13 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command as Process;
 use std::time::Duration;
 
+use common::{run_to_end, scalars};
 use tch::{Kind, Tensor};
 use workbench::core::preset::{self, ValidatedPreset};
 use workbench::core::protocol::{Command, Event, HealthSignal, Outcome};
@@ -24,31 +26,6 @@ fn smoke(overrides: &[(&str, serde_json::Value)]) -> ValidatedPreset {
         vec![("threads", 1.into()), ("device", "cpu".into())];
     all.extend(overrides.iter().cloned());
     preset::validate(p.with_overrides(all).expect("overrides")).expect("valid")
-}
-
-/// Runs to the end and returns every event.
-fn run_to_end(req: RunRequest) -> (PathBuf, Vec<Event>) {
-    let handle = worker::spawn(worker::prepare(req).expect("prepare"), None).expect("spawn");
-    let dir = handle.run_dir().to_path_buf();
-    let mut events = Vec::new();
-    loop {
-        let e = handle
-            .events()
-            .recv_timeout(Duration::from_secs(120))
-            .expect("event");
-        let end = e.is_terminal();
-        events.push(e);
-        if end {
-            break;
-        }
-    }
-    handle.join();
-    (dir, events)
-}
-
-fn scalars(run: &Path) -> BTreeMap<u64, BTreeMap<String, f64>> {
-    let (by_step, _) = export::scalars_by_step(&RunDir::open(run).expect("run")).expect("scalars");
-    by_step.into_iter().map(|(s, (_, v))| (s, v)).collect()
 }
 
 #[test]

@@ -4,20 +4,21 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::time::Duration;
 
+use common::{run_to_end, scalars};
 use tch::{nn, Device, Kind, Tensor};
 use workbench::core::gaad;
 use workbench::core::preset::{self, AnyPreset, PhaseLength, ValidatedPreset, WubuGaadPreset};
 use workbench::core::protocol::{Event, Outcome};
-use workbench::core::rundir::RunDir;
+use workbench::engine::checkpoint;
 use workbench::engine::families::wubu_gaad::model::{
     box_condition, critic, region_major, roi_boxes, CriticInput, Dims, Encoder, Generator,
 };
 use workbench::engine::worker::{self, RunRequest};
-use workbench::engine::{checkpoint, export};
 
 /// libtorch's random generator is global: tests that draw from it run one at a time, so a
 /// run's draws are the ones its seed implies.
@@ -42,30 +43,6 @@ fn tiny() -> WubuGaadPreset {
 
 fn validated(p: WubuGaadPreset) -> ValidatedPreset {
     preset::validate(AnyPreset::WubuGaad(p)).unwrap()
-}
-
-fn run_to_end(req: RunRequest) -> (PathBuf, Vec<Event>) {
-    let handle = worker::spawn(worker::prepare(req).expect("prepare"), None).expect("spawn");
-    let dir = handle.run_dir().to_path_buf();
-    let mut events = Vec::new();
-    loop {
-        let e = handle
-            .events()
-            .recv_timeout(Duration::from_secs(300))
-            .expect("event");
-        let end = e.is_terminal();
-        events.push(e);
-        if end {
-            break;
-        }
-    }
-    handle.join();
-    (dir, events)
-}
-
-fn scalars(run: &Path) -> BTreeMap<u64, BTreeMap<String, f64>> {
-    let (by_step, _) = export::scalars_by_step(&RunDir::open(run).unwrap()).unwrap();
-    by_step.into_iter().map(|(s, (_, v))| (s, v)).collect()
 }
 
 #[test]

@@ -831,29 +831,30 @@ impl Session<'_> {
         Ok(())
     }
 
+    /// Writes `img` as PNG at `rel` in the run directory.
+    fn save_png(&self, rel: &str, img: &Rgba) -> Result<(), EngineError> {
+        let path = self.plan.run_dir.root().join(rel);
+        image::save_buffer(
+            &path,
+            &img.pixels,
+            img.width,
+            img.height,
+            image::ExtendedColorType::Rgba8,
+        )
+        .map_err(|e| {
+            EngineError::RunDir(crate::core::rundir::RunDirError::Io {
+                path: path.clone(),
+                message: e.to_string(),
+            })
+        })
+    }
+
     /// Writes a reconstruction's two images and emits its event.
     fn emit_reconstruction(&mut self, r: Reconstruction) -> Result<(), EngineError> {
-        let mut paths = Vec::new();
-        for (kind, img) in [("truth", &r.truth), ("recon", &r.recon)] {
-            let rel = format!("media/{}-{kind}-step-{:08}.png", r.split, self.c.step);
-            let path = self.plan.run_dir.root().join(&rel);
-            image::save_buffer(
-                &path,
-                &img.pixels,
-                img.width,
-                img.height,
-                image::ExtendedColorType::Rgba8,
-            )
-            .map_err(|e| {
-                EngineError::RunDir(crate::core::rundir::RunDirError::Io {
-                    path: path.clone(),
-                    message: e.to_string(),
-                })
-            })?;
-            paths.push(rel);
-        }
-        let recon_path = paths.pop().unwrap_or_default();
-        let truth_path = paths.pop().unwrap_or_default();
+        let truth_path = format!("media/{}-truth-step-{:08}.png", r.split, self.c.step);
+        let recon_path = format!("media/{}-recon-step-{:08}.png", r.split, self.c.step);
+        self.save_png(&truth_path, &r.truth)?;
+        self.save_png(&recon_path, &r.recon)?;
         self.emitter.emit(Event::Reconstruction {
             step: self.c.step,
             split: r.split,
@@ -884,20 +885,7 @@ impl Session<'_> {
     fn sample(&mut self) -> Result<(), EngineError> {
         let grid = self.trainer.sample_grid();
         let rel = format!("media/samples-step-{:08}.png", self.c.step);
-        let path = self.plan.run_dir.root().join(&rel);
-        image::save_buffer(
-            &path,
-            &grid.pixels,
-            grid.width,
-            grid.height,
-            image::ExtendedColorType::Rgba8,
-        )
-        .map_err(|e| {
-            EngineError::RunDir(crate::core::rundir::RunDirError::Io {
-                path: path.clone(),
-                message: e.to_string(),
-            })
-        })?;
+        self.save_png(&rel, &grid)?;
         self.emitter.emit(Event::Sample {
             step: self.c.step,
             path: rel,

@@ -352,11 +352,31 @@ impl AnyPreset {
         }
     }
 
-    /// The family's cross-field rules.
+    /// The family's cross-field rules, and the header every family shares.
     pub fn check(&self, problems: &mut Vec<Problem>) {
-        match self {
-            Self::WganGp(p) => p.check(problems),
-            Self::WubuGaad(p) => p.check(problems),
+        let (family, version) = match self {
+            Self::WganGp(p) => {
+                p.check(problems);
+                (p.family, p.schema_version)
+            }
+            Self::WubuGaad(p) => {
+                p.check(problems);
+                (p.family, p.schema_version)
+            }
+        };
+        if family != self.family() {
+            problems.push(Problem {
+                path: "family".into(),
+                value: family.name().into(),
+                allowed: self.family().name().into(),
+            });
+        }
+        if version != SCHEMA_VERSION {
+            problems.push(Problem {
+                path: "schema_version".into(),
+                value: version.to_string(),
+                allowed: "the current schema version".into(),
+            });
         }
     }
 

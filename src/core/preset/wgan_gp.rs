@@ -261,16 +261,6 @@ impl WganGpPreset {
                 "a power of two (16, 32, 64, 128, 256)",
             );
         }
-        if self.family != Family::WganGp {
-            bad("family", format!("{:?}", self.family), "wgan_gp");
-        }
-        if self.schema_version != SCHEMA_VERSION {
-            bad(
-                "schema_version",
-                self.schema_version.to_string(),
-                "the current schema version",
-            );
-        }
         match self.data.source {
             ImageSource::Folder if self.data.folder.trim().is_empty() => {
                 bad(

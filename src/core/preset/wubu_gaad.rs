@@ -623,16 +623,6 @@ impl WubuGaadPreset {
                 allowed: allowed.to_string(),
             });
         };
-        if self.family != Family::WubuGaad {
-            bad("family", format!("{:?}", self.family), "wubu_gaad");
-        }
-        if self.schema_version != SCHEMA_VERSION {
-            bad(
-                "schema_version",
-                self.schema_version.to_string(),
-                "the current schema version",
-            );
-        }
         if self.data.source == VideoSource::File && self.data.path.trim().is_empty() {
             bad(
                 "data.path",

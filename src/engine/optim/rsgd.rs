@@ -49,6 +49,42 @@ struct Param {
     grad_norm: Option<f64>,
 }
 
+/// A parameter's gradient as a step sees it.
+enum Grad {
+    Absent,
+    /// Not finite: the parameter is skipped and its moments dropped.
+    NonFinite,
+    /// The gradient (sharing storage with `p.grad`, which stays untouched) and the factor
+    /// that clips it to the per-parameter limit.
+    Use(Tensor, f64),
+}
+
+impl Param {
+    fn clipped_grad(&mut self, clip: f64) -> Grad {
+        let grad = self.tensor.grad();
+        if !grad.defined() {
+            return Grad::Absent;
+        }
+        // One pass and one sync (none after `clip_global`): the norm is finite exactly when
+        // every element is.
+        let n = self
+            .grad_norm
+            .take()
+            .unwrap_or_else(|| grad.norm().double_value(&[]));
+        if !n.is_finite() {
+            self.buf = None;
+            self.sq = None;
+            return Grad::NonFinite;
+        }
+        let scale = if clip > 0.0 && n > clip {
+            clip / (n + 1e-6)
+        } else {
+            1.0
+        };
+        Grad::Use(grad, scale)
+    }
+}
+
 impl RiemannianSgd {
     /// `params`: `(name, tensor, curvature)`, curvature `Some(c)` for points on a ball.
     #[must_use]
@@ -145,28 +181,13 @@ impl RiemannianSgd {
         }
         tch::no_grad(|| {
             for p in &mut self.params {
-                let grad = p.tensor.grad();
-                if !grad.defined() {
-                    continue;
-                }
-                // One pass and one sync (none after `clip_global`): the norm is finite exactly
-                // when every element is.
-                let n = p
-                    .grad_norm
-                    .take()
-                    .unwrap_or_else(|| grad.norm().double_value(&[]));
-                if !n.is_finite() {
-                    p.buf = None;
-                    p.sq = None;
-                    skipped.push(p.name.clone());
-                    continue;
-                }
-                // `grad` shares storage with `p.grad`, which stays untouched: every update below
-                // writes to the momentum buffer or the parameter only.
-                let scale = if clip > 0.0 && n > clip {
-                    clip / (n + 1e-6)
-                } else {
-                    1.0
+                let (grad, scale) = match p.clipped_grad(clip) {
+                    Grad::Absent => continue,
+                    Grad::NonFinite => {
+                        skipped.push(p.name.clone());
+                        continue;
+                    }
+                    Grad::Use(g, scale) => (g, scale),
                 };
                 match p.curvature {
                     Some(c) => {
@@ -224,24 +245,13 @@ impl RiemannianSgd {
         let (bc1, bc2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
         tch::no_grad(|| {
             for p in &mut self.params {
-                let grad = p.tensor.grad();
-                if !grad.defined() {
-                    continue;
-                }
-                let n = p
-                    .grad_norm
-                    .take()
-                    .unwrap_or_else(|| grad.norm().double_value(&[]));
-                if !n.is_finite() {
-                    p.buf = None;
-                    p.sq = None;
-                    skipped.push(p.name.clone());
-                    continue;
-                }
-                let scale = if clip > 0.0 && n > clip {
-                    clip / (n + 1e-6)
-                } else {
-                    1.0
+                let (grad, scale) = match p.clipped_grad(clip) {
+                    Grad::Absent => continue,
+                    Grad::NonFinite => {
+                        skipped.push(p.name.clone());
+                        continue;
+                    }
+                    Grad::Use(g, scale) => (g, scale),
                 };
                 let opts = (p.tensor.kind(), p.tensor.device());
                 let ct = p

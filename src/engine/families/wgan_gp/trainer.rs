@@ -419,20 +419,8 @@ impl Trainer for WganGpTrainer {
             ("d", Some(&self.d_vs)),
             ("ema", self.ema_vs.as_ref()),
         ] {
-            let Some(vs) = vs else { continue };
-            for (name, mut var) in vs.variables() {
-                let key = format!("{prefix}.{name}");
-                let t = ckpt.get(&key).ok_or_else(|| {
-                    format!("{shown}: missing tensor `{key}` (a checkpoint of another model?)")
-                })?;
-                if t.size() != var.size() {
-                    return Err(format!(
-                        "{shown}: tensor `{key}` has shape {:?}, the preset's model needs {:?}",
-                        t.size(),
-                        var.size()
-                    ));
-                }
-                tch::no_grad(|| var.copy_(&t));
+            if let Some(vs) = vs {
+                ckpt.load_vars(prefix, vs)?;
             }
         }
         let get = |k: &str| ckpt.get(k);

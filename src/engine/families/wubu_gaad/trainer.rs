@@ -1351,20 +1351,7 @@ impl Trainer for WubuGaadTrainer {
             ("d0", &self.d_vs[0]),
             ("d1", &self.d_vs[1]),
         ] {
-            for (name, mut var) in vs.variables() {
-                let key = format!("{prefix}.{name}");
-                let t = ckpt.get(&key).ok_or_else(|| {
-                    format!("{shown}: missing tensor `{key}` (a checkpoint of another model?)")
-                })?;
-                if t.size() != var.size() {
-                    return Err(format!(
-                        "{shown}: tensor `{key}` has shape {:?}, the preset's model needs {:?}",
-                        t.size(),
-                        var.size()
-                    ));
-                }
-                tch::no_grad(|| var.copy_(&t));
-            }
+            ckpt.load_vars(prefix, vs)?;
         }
         let get = |k: &str| ckpt.get(k);
         self.opt_g

@@ -1,0 +1,38 @@
+//! Helpers the engine-level test files share.
+
+#![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use workbench::core::protocol::Event;
+use workbench::core::rundir::RunDir;
+use workbench::engine::export;
+use workbench::engine::worker::{self, RunRequest};
+
+/// Runs to the end and returns the run's folder and every event.
+pub fn run_to_end(req: RunRequest) -> (PathBuf, Vec<Event>) {
+    let handle = worker::spawn(worker::prepare(req).expect("prepare"), None).expect("spawn");
+    let dir = handle.run_dir().to_path_buf();
+    let mut events = Vec::new();
+    loop {
+        let e = handle
+            .events()
+            .recv_timeout(Duration::from_secs(300))
+            .expect("event");
+        let end = e.is_terminal();
+        events.push(e);
+        if end {
+            break;
+        }
+    }
+    handle.join();
+    (dir, events)
+}
+
+/// Every logged scalar by step.
+pub fn scalars(run: &Path) -> BTreeMap<u64, BTreeMap<String, f64>> {
+    let (by_step, _) = export::scalars_by_step(&RunDir::open(run).expect("run")).expect("scalars");
+    by_step.into_iter().map(|(s, (_, v))| (s, v)).collect()
+}
