@@ -465,7 +465,8 @@ impl Stack {
             input_norm: nn::layer_norm(vs / "input_norm", vec![d0], Default::default()),
             levels,
             transforms,
-            output: (total != cfg.output_dim)
+            // Without levels the stack is its input projection and norm alone.
+            output: (!cfg.levels.is_empty() && total != cfg.output_dim)
                 .then(|| nn::linear(vs / "output", total, cfg.output_dim, Default::default())),
         }
     }
