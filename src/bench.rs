@@ -252,7 +252,8 @@ fn wubu_gaad(args: &BenchArgs) -> anyhow::Result<()> {
 
 /// Which encoder lets the WuBu-GAAD generator learn: the same generator (pixel head) and
 /// Adam, trained as a plain autoencoder on random batches of the synthetic video, fed by the
-/// regional GAAD/WuBu encoder, by the same without WuBu levels, and by a small conv encoder.
+/// regional GAAD/WuBu encoder (regions averaged, as the original, or side by side), by the
+/// same without WuBu levels, and by a small conv encoder.
 /// The figure is the pixel MSE against the dataset's mean image (what a model that ignores its
 /// input reaches).
 fn wubu_gaad_encoder(args: &BenchArgs) -> anyhow::Result<()> {
@@ -274,14 +275,23 @@ fn wubu_gaad_encoder(args: &BenchArgs) -> anyhow::Result<()> {
     println!(
         "autoencoder on the synthetic video, 64x64, batch 4, Adam 1e-3, {steps} steps; validation pixel MSE ([-1,1]); the mean image gives {floor:.4}"
     );
-    for which in ["gaad_wubu", "gaad_no_levels", "conv"] {
+    for which in [
+        "gaad_wubu",
+        "gaad_no_levels",
+        "gaad_wubu_concat",
+        "gaad_no_levels_concat",
+        "conv",
+    ] {
         tch::manual_seed(0);
         let mut p = base.clone();
         p.model.motion = false;
         p.model.use_dft = false;
         p.model.use_dct = false;
         p.model.wubu_dropout = 0.0;
-        if which == "gaad_no_levels" {
+        if which.ends_with("_concat") {
+            p.model.region_pooling = workbench::core::preset::wubu_gaad::RegionPooling::Concat;
+        }
+        if which.starts_with("gaad_no_levels") {
             p.model.wubu_s.dims = String::new();
             p.model.wubu_t.dims = String::new();
         }
@@ -353,7 +363,7 @@ fn wubu_gaad_encoder(args: &BenchArgs) -> anyhow::Result<()> {
                 .double_value(&[])
         });
         println!(
-            "  {which:<15} validation MSE {mse:.4} ({:.2}x the mean image's), {:.0} s",
+            "  {which:<22} validation MSE {mse:.4} ({:.2}x the mean image's), {:.0} s",
             mse / floor,
             t0.elapsed().as_secs_f64()
         );

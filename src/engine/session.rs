@@ -139,8 +139,8 @@ pub fn signature_of(preset: &AnyPreset) -> String {
                 )
             };
             format!(
-                "wubu_gaad/{}x{}/f{}+{}/r{}{}/rm{}/p{}/z{}/t{}/dft{}/dct{}/roi{}{}/motion{}{}/film{}/h{}/S{}M{}T{}D{}/d{:?}+{:?}/sn{}/c{}-{}k{}/dfilm{}/dt{}/aux{}",
-                d.image_w, d.image_h, d.input_frames, d.predict_frames, m.regions, m.decomposition,
+                "wubu_gaad/{}x{}/f{}+{}/r{}{}{:?}/rm{}/p{}/z{}/t{}/dft{}/dct{}/roi{}{}/motion{}{}/film{}/h{}/S{}M{}T{}D{}/d{:?}+{:?}/sn{}/c{}-{}k{}/dfilm{}/dt{}/aux{}",
+                d.image_w, d.image_h, d.input_frames, d.predict_frames, m.regions, m.decomposition, m.region_pooling,
                 m.motion_regions, m.patch_size, m.latent_dim, m.tangent_dim, m.use_dft, m.use_dct,
                 m.encoder_roi_align, m.encoder_cnn_channels, m.motion, m.flow_stats, m.gen_film,
                 m.gen_head_hidden, stack(&m.wubu_s), stack(&m.wubu_m), stack(&m.wubu_t),

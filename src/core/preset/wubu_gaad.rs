@@ -85,6 +85,16 @@ impl ValMetric {
     }
 }
 
+/// How the encoder joins a frame's regions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegionPooling {
+    /// The mean over regions, as the original (the regions' layout is lost).
+    Mean,
+    /// The regions side by side (WuBu-T's input grows with the region count).
+    Concat,
+}
+
 /// The update rule of every network's optimizer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -152,6 +162,7 @@ pub struct WubuModel {
     pub encoder_roi_align: bool,
     pub encoder_cnn_channels: u32,
     pub tangent_dim: u32,
+    pub region_pooling: RegionPooling,
     pub wubu_dropout: f64,
     pub wubu_s: WubuStack,
     pub wubu_m: WubuStack,
@@ -328,6 +339,7 @@ impl Default for WubuGaadPreset {
                 encoder_roi_align: false,
                 encoder_cnn_channels: 32,
                 tangent_dim: 256,
+                region_pooling: RegionPooling::Mean,
                 wubu_dropout: 0.1,
                 wubu_s: stack("128 96 64", "1.0 0.8 0.6", 4),
                 wubu_m: stack("64 48", "0.7 0.5", 0),
@@ -870,6 +882,7 @@ const MAIN_SPECS: &[FieldSpec] = &[
     spec!("model.encoder_roi_align", K::Bool, "", false, false, "Shallow CNN + RoIAlign feeds WuBu-S (else the pixel patches' spectra)"),
     spec!("model.encoder_cnn_channels", DIM, "channels", false, false, "Shallow CNN width Ce"),
     spec!("model.tangent_dim", DIM, "", false, false, "Patch and motion embedding width"),
+    spec!("model.region_pooling", K::Choice(&["mean", "concat"]), "", false, false, "Join a frame's regions by their mean (the original) or side by side (keeps the layout)"),
     spec!("model.wubu_dropout", K::Float { min: 0.0, max: 0.9 }, "", false, false, "Dropout in every WuBu level"),
     spec!("model.motion", K::Bool, "", false, false, "Optical-flow motion branch (WuBu-M)"),
     spec!("model.motion_regions", K::Int { min: 1, max: 512 }, "regions", false, false, "Motion GAAD regions Rm, placed on the flow magnitude"),

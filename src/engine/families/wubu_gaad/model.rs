@@ -12,7 +12,9 @@
 use tch::nn::{self, Module, ModuleT};
 use tch::{Kind, Tensor};
 
-use crate::core::preset::wubu_gaad::{parse_stack, DiscKind, WubuGaadPreset, WubuStack};
+use crate::core::preset::wubu_gaad::{
+    parse_stack, DiscKind, RegionPooling, WubuGaadPreset, WubuStack,
+};
 use crate::engine::hyperbolic::{LevelConfig, Stack, StackConfig};
 use crate::engine::ops::leaky_relu;
 use crate::engine::spectral;
@@ -190,6 +192,7 @@ pub struct Encoder {
     d: Dims,
     cnn: Option<(nn::Conv2D, nn::GroupNorm)>,
     embed: nn::Linear,
+    concat_regions: bool,
     wubu_s: Stack,
     s_out: i64,
     motion_embed: Option<nn::Linear>,
@@ -246,13 +249,16 @@ impl Encoder {
         } else {
             (None, None, 0)
         };
-        let t_in = d.frames() * (s_out + m_out);
+        let concat = p.model.region_pooling == RegionPooling::Concat;
+        let per_frame_s = if concat { s_out * d.regions } else { s_out };
+        let t_in = d.frames() * (per_frame_s + m_out);
         let (t_cfg, t_out) = stack_cfg(&m.wubu_t, t_in, None, m.wubu_dropout);
         let wubu_t = Stack::new(&(vs / "wubu_t"), &t_cfg);
         Self {
             d: d.clone(),
             cnn,
             embed,
+            concat_regions: concat,
             wubu_s,
             s_out,
             motion_embed,
@@ -301,8 +307,12 @@ impl Encoder {
         let s = self
             .wubu_s
             .forward_t(&self.embed.forward(&feats), train)
-            .view([b, n, d.regions, self.s_out])
-            .mean_dim([2i64].as_slice(), false, Kind::Float);
+            .view([b, n, d.regions, self.s_out]);
+        let s = if self.concat_regions {
+            s.reshape([b, n, -1])
+        } else {
+            s.mean_dim([2i64].as_slice(), false, Kind::Float)
+        };
         let per_frame = match (motion, &self.motion_embed, &self.wubu_m) {
             (Some(stats), Some(embed), Some(wubu_m)) => {
                 let rm = stats.size()[2];
