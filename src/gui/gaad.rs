@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use egui::{Color32, ColorImage, RichText, TextureHandle, TextureOptions, Ui};
+use egui::{Color32, ColorImage, RichText, TextureHandle, Ui};
 
 use crate::core::gaad::{self, Kind, Region};
 
@@ -153,13 +153,7 @@ impl GaadInspector {
             Ok(img) => {
                 let [w, h] = img.size;
                 self.frame = Some((w as u32, h as u32));
-                match &mut self.texture {
-                    Some(t) => t.set(img, TextureOptions::NEAREST),
-                    None => {
-                        self.texture =
-                            Some(ctx.load_texture("gaad-frame", img, TextureOptions::NEAREST));
-                    }
-                }
+                super::samples::show_in(&mut self.texture, ctx, "gaad-frame", img);
                 self.error = None;
             }
             Err(e) => {

@@ -151,17 +151,7 @@ impl SampleViewer {
         if self.shown.as_deref() != Some(key.as_str()) {
             match sample_image(&view.run_dir, sample) {
                 Ok(img) => {
-                    // One texture, updated in place when the shown sample changes.
-                    match &mut self.texture {
-                        Some(t) => t.set(img, TextureOptions::NEAREST),
-                        None => {
-                            self.texture = Some(ui.ctx().load_texture(
-                                "sample-view",
-                                img,
-                                TextureOptions::NEAREST,
-                            ));
-                        }
-                    }
+                    show_in(&mut self.texture, ui.ctx(), "sample-view", img);
                     self.error = None;
                 }
                 Err(e) => self.error = Some(e),
@@ -197,6 +187,15 @@ impl SampleViewer {
                 };
                 region_overlay(ui, resp.rect, self.zoom, boxes, opacity, &resp);
             });
+    }
+}
+
+/// Shows `img` in the texture `slot`: updated in place when it exists, loaded once otherwise
+/// (crisp pixels when zoomed).
+pub fn show_in(slot: &mut Option<TextureHandle>, ctx: &egui::Context, name: &str, img: ColorImage) {
+    match slot {
+        Some(t) => t.set(img, TextureOptions::NEAREST),
+        None => *slot = Some(ctx.load_texture(name, img, TextureOptions::NEAREST)),
     }
 }
 
@@ -298,7 +297,7 @@ pub struct ReconViewer {
     pub show_boxes: bool,
     pub show_motion: bool,
     pub opacity: f32,
-    textures: Option<[TextureHandle; 3]>,
+    textures: [Option<TextureHandle>; 3],
     /// What the textures show: run, step, split and gain.
     pub shown: Option<String>,
     pub error: Option<String>,
@@ -321,7 +320,7 @@ impl Default for ReconViewer {
             show_boxes: true,
             show_motion: false,
             opacity: 0.6,
-            textures: None,
+            textures: [None, None, None],
             shown: None,
             error: None,
         }
@@ -358,24 +357,9 @@ impl ReconViewer {
             ) {
                 (Ok(t), Ok(rc)) if t.size == rc.size => {
                     let d = abs_diff(&t, &rc, self.gain);
-                    let images = [t, rc, d];
-                    match &mut self.textures {
-                        Some(tex) => {
-                            for (tex, img) in tex.iter_mut().zip(images) {
-                                tex.set(img, TextureOptions::NEAREST);
-                            }
-                        }
-                        None => {
-                            let [a, b, c] = images;
-                            let load = |name: &str, img| {
-                                ui.ctx().load_texture(name, img, TextureOptions::NEAREST)
-                            };
-                            self.textures = Some([
-                                load("recon-truth", a),
-                                load("recon-recon", b),
-                                load("recon-diff", c),
-                            ]);
-                        }
+                    let names = ["recon-truth", "recon-recon", "recon-diff"];
+                    for ((tex, name), img) in self.textures.iter_mut().zip(names).zip([t, rc, d]) {
+                        show_in(tex, ui.ctx(), name, img);
                     }
                     self.error = None;
                 }
@@ -390,7 +374,10 @@ impl ReconViewer {
             ui.colored_label(Color32::from_rgb(235, 80, 80), e);
             return;
         }
-        let Some(tex) = &self.textures else { return };
+        let [Some(truth), Some(recon), Some(diff)] = &self.textures else {
+            return;
+        };
+        let tex = [truth, recon, diff];
         ui.label(
             RichText::new(format!(
                 "{split} window, step {}, {} predicted frame(s), {} regions{}",

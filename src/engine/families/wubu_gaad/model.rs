@@ -447,6 +447,8 @@ pub struct Generator {
     dft_head: Option<(nn::Linear, nn::Linear)>,
     dct_head: Option<(nn::Linear, nn::Linear)>,
     pixel_head: Option<nn::Conv3D>,
+    /// Multipliers of the DFT and DCT heads' outputs: the DC gain, ones elsewhere.
+    dc_gain: (Tensor, Tensor),
 }
 
 impl Generator {
@@ -544,6 +546,13 @@ impl Generator {
             dft_head,
             dct_head,
             pixel_head,
+            dc_gain: {
+                let gain = ((d.ph * d.pw) as f64).sqrt();
+                (
+                    dc_gain_mask(&[2, d.ph, d.pw / 2 + 1], gain, vs.device()),
+                    dc_gain_mask(&[d.ph, d.pw], gain, vs.device()),
+                )
+            },
         }
     }
 
@@ -606,15 +615,14 @@ impl Generator {
         // coefficient: up to ±16 at 16x16 while the rest are small (spec 11.17). The heads
         // predict the mean there instead, scaled up by a fixed gain, so one output scale
         // serves every coefficient.
-        let dc_gain = ((d.ph * d.pw) as f64).sqrt();
         let dft = self.dft_head.as_ref().map(|h| {
             let f =
                 run(h).view([lead[0], lead[1], lead[2], lead[3], 2, d.ph, d.pw / 2 + 1].as_slice());
-            &f * dc_gain_mask(&[2, d.ph, d.pw / 2 + 1], dc_gain, f.device())
+            &f * &self.dc_gain.0
         });
         let dct = self.dct_head.as_ref().map(|h| {
             let f = run(h).view([lead[0], lead[1], lead[2], lead[3], d.ph, d.pw]);
-            &f * dc_gain_mask(&[d.ph, d.pw], dc_gain, f.device())
+            &f * &self.dc_gain.1
         });
         let mut patches = Vec::new();
         if let Some(f) = &dft {

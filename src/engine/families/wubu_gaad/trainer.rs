@@ -114,7 +114,6 @@ pub struct WubuGaadTrainer {
     events: Vec<Event>,
     pending_val_recon: Option<Reconstruction>,
     notes: Vec<String>,
-    step: u64,
 }
 
 /// Parameters of a var store for the Riemannian optimizer; points on a ball (level
@@ -188,7 +187,6 @@ fn value(t: &Tensor) -> f64 {
 
 /// One forward pass's products.
 struct Forward {
-    frames: Tensor,
     enc: model::Encoded,
     gen: model::Generated,
     real_pred: Tensor,
@@ -337,7 +335,6 @@ impl WubuGaadTrainer {
             events: Vec::new(),
             pending_val_recon: None,
             notes,
-            step: 0,
         })
     }
 
@@ -468,17 +465,17 @@ impl WubuGaadTrainer {
     }
 
     /// Encoder and generator on a batch of windows.
-    fn forward(&self, frames: Tensor, train: bool, sample: bool) -> Result<Forward, String> {
+    fn forward(&self, frames: &Tensor, train: bool, sample: bool) -> Result<Forward, String> {
         let d = &self.d;
         let b = frames.size()[0];
         let rois = roi_boxes(&self.boxes, b * d.frames(), self.device);
         let (stats, motion_boxes) = if d.motion && d.frames() > 1 {
-            let (s, mb) = self.motion(&frames)?;
+            let (s, mb) = self.motion(frames)?;
             (Some(s), mb)
         } else {
             (None, Vec::new())
         };
-        let enc = self.enc.forward_t(&frames, &rois, stats.as_ref(), train);
+        let enc = self.enc.forward_t(frames, &rois, stats.as_ref(), train);
         let z = if sample {
             &enc.mu + (&enc.logvar * 0.5).exp() * enc.mu.randn_like()
         } else {
@@ -521,7 +518,6 @@ impl WubuGaadTrainer {
             region_major(None, None, Some(&patches))
         };
         Ok(Forward {
-            frames,
             enc,
             gen,
             real_pred,
@@ -760,7 +756,7 @@ impl WubuGaadTrainer {
 
     fn reconstruct(&mut self, split: &str, start: i64) -> Option<Reconstruction> {
         let frames = self.data.batch(&[start], self.device);
-        let f = tch::no_grad(|| self.forward(frames, false, false)).ok()?;
+        let f = tch::no_grad(|| self.forward(&frames, false, false)).ok()?;
         let truth = Self::strip(&f.real_pred.select(0, 0));
         let recon = Self::strip(&f.gen.frames.select(0, 0));
         let to_f32 = |v: &[Region]| {
@@ -941,11 +937,10 @@ impl Trainer for WubuGaadTrainer {
 
     #[allow(clippy::too_many_lines)]
     fn train_step(&mut self, ctx: &StepCtx) -> Vec<(&'static str, f64)> {
-        self.step = ctx.step;
         seed_torch(self.seed, Stream::Step, ctx.step);
         let starts = self.starts(ctx.epoch, ctx.batch_in_epoch);
         let frames = self.data.batch(&starts, self.device);
-        let f = match self.forward(frames, true, true) {
+        let f = match self.forward(&frames, true, true) {
             Ok(f) => f,
             Err(e) => {
                 self.events.push(Event::Log {
@@ -958,8 +953,11 @@ impl Trainer for WubuGaadTrainer {
         };
         let a = self.st.active;
         let step_no = ctx.step + 1;
-        let t = self.cfg.train.clone();
-        let gan_on = t.lambda_gan > 0.0;
+        let (lambda_gan, lambda_fm, clip) = {
+            let t = &self.cfg.train;
+            (t.lambda_gan, t.lambda_fm, t.global_clip)
+        };
+        let gan_on = lambda_gan > 0.0;
         let q_on = self.cfg.q_control.enabled
             && step_no.is_multiple_of(self.cfg.q_control.every_steps.max(1));
 
@@ -979,7 +977,7 @@ impl Trainer for WubuGaadTrainer {
             let mut norm = 0.0;
             if gan_on {
                 loss.backward();
-                norm = self.opt_d[a].clip_global(t.global_clip);
+                norm = self.opt_d[a].clip_global(clip);
             }
             (dt, dr, df, norm)
         };
@@ -1027,7 +1025,7 @@ impl Trainer for WubuGaadTrainer {
             .sum_dim_intlist([1i64].as_slice(), false, Kind::Float)
             * 0.5)
             .mean(Kind::Float);
-        let h = self.st.heur.clone();
+        let h = &self.st.heur;
         let lambda_kl = self.st.lambda_kl_base * h.kl_factor;
         let mut g_loss = &recon * h.recon_factor + &kl * lambda_kl;
         let fake_in = self.critic_input(&f.gen.frames, &f.fake_coeffs);
@@ -1037,8 +1035,8 @@ impl Trainer for WubuGaadTrainer {
         let mut fm_v = 0.0;
         let mut penalty_v = 0.0;
         if gan_on {
-            g_loss += &adv * (t.lambda_gan * h.gan_factor);
-            if h.feature_matching && t.lambda_fm > 0.0 {
+            g_loss += &adv * (lambda_gan * h.gan_factor);
+            if h.feature_matching && lambda_fm > 0.0 {
                 if let Some(fake_feats) = fake_feats {
                     let real_in = self.critic_input(&f.real_pred, &f.real_coeffs);
                     let (_, real_feats) =
@@ -1046,7 +1044,7 @@ impl Trainer for WubuGaadTrainer {
                     if let Some(real_feats) = real_feats {
                         let fm = fake_feats.mse_loss(&real_feats.detach(), Reduction::Mean);
                         fm_v = value(&fm);
-                        g_loss += fm * t.lambda_fm;
+                        g_loss += fm * lambda_fm;
                     }
                 }
             }
@@ -1065,7 +1063,7 @@ impl Trainer for WubuGaadTrainer {
         let g_total = value(&g_loss);
         self.opt_g.zero_grad();
         g_loss.backward();
-        let g_norm = self.opt_g.clip_global(t.global_clip);
+        let g_norm = self.opt_g.clip_global(clip);
         let kl_v = value(&kl);
         if q_on {
             let s = GenStep {
@@ -1128,7 +1126,6 @@ impl Trainer for WubuGaadTrainer {
                 message: format!("non-finite gradients skipped: {}", skipped.join(", ")),
             });
         }
-        drop(f.frames);
         let mut out = vec![
             ("g_loss", g_total),
             ("d_loss", d_total),
@@ -1257,7 +1254,7 @@ impl Trainer for WubuGaadTrainer {
             (0.0, 0.0, 0.0, 0.0, 0usize, 0usize);
         for chunk in starts.chunks(bs) {
             let batch = self.data.batch(chunk, self.device);
-            let Ok(f) = tch::no_grad(|| self.forward(batch, false, false)) else {
+            let Ok(f) = tch::no_grad(|| self.forward(&batch, false, false)) else {
                 return None;
             };
             tch::no_grad(|| {
