@@ -172,10 +172,17 @@ pub fn tanh_denormalise(y: &Tensor, scale: f64) -> Tensor {
     y.clamp(-lim, lim).atanh() * scale
 }
 
+/// `x` clamped to [-1, 1] with the identity's gradient: a pixel driven out of range is still
+/// pulled back by its loss, where a plain clamp would give it no gradient at all and leave it
+/// stuck (a generator that overshoots early would never recover).
+pub fn straight_through_clamp(x: &Tensor) -> Tensor {
+    x + (x.clamp(-1.0, 1.0) - x).detach()
+}
+
 /// Pastes patches (`[R, C, ph, pw]`) into an `[C, H, W]` frame: each patch is resized
 /// (bilinear) to its box rounded to whole pixels and clamped to the frame, summed, and the
 /// sum divided by how many boxes cover each pixel; uncovered pixels are 0; the result is
-/// clamped to [-1, 1]. Differentiable with respect to the patches.
+/// clamped to [-1, 1] by [`straight_through_clamp`]. Differentiable with respect to the patches.
 pub fn assemble(patches: &Tensor, boxes: &[[f64; 4]], h: i64, w: i64) -> Tensor {
     let (r, c, _, _) = patches.size4().unwrap_or((0, 0, 0, 0));
     let opts = (patches.kind(), patches.device());
@@ -208,9 +215,7 @@ pub fn assemble(patches: &Tensor, boxes: &[[f64; 4]], h: i64, w: i64) -> Tensor 
     let sum = pasted.sum_dim_intlist([0i64].as_slice(), false, patches.kind());
     let count = mask.sum_dim_intlist([0i64].as_slice(), false, patches.kind());
     let covered = count.gt(0.0).to_kind(patches.kind());
-    ((sum / (count + 1e-8)) * covered)
-        .clamp(-1.0, 1.0)
-        .view([c, h, w])
+    straight_through_clamp(&((sum / (count + 1e-8)) * covered)).view([c, h, w])
 }
 
 #[cfg(test)]
@@ -220,6 +225,19 @@ mod tests {
 
     fn max_abs(a: &Tensor, b: &Tensor) -> f64 {
         (a - b).abs().max().double_value(&[])
+    }
+
+    #[test]
+    fn the_straight_through_clamp_clamps_values_but_not_gradients() {
+        let x = Tensor::from_slice(&[-3.0f32, -0.5, 0.25, 2.0]).set_requires_grad(true);
+        let y = straight_through_clamp(&x);
+        assert_eq!(Vec::<f32>::try_from(&y).unwrap(), [-1.0, -0.5, 0.25, 1.0]);
+        // d/dx of sum((y - 0)^2) = 2y for every element, the saturated ones included.
+        y.square().sum(Kind::Float).backward();
+        assert_eq!(
+            Vec::<f32>::try_from(x.grad()).unwrap(),
+            [-2.0, -1.0, 0.5, 2.0]
+        );
     }
 
     #[test]
