@@ -197,6 +197,7 @@ fn gradients_reach_every_group_and_the_pixel_critic_trains_the_generator() {
         "generator.block0",
         "generator.dft_head",
         "generator.dct_head",
+        "generator.head_skip",
         "generator.cond1",
         "encoder.patch_embed",
         "encoder.motion_embed",

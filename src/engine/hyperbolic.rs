@@ -12,7 +12,11 @@
 //! - the stack's output reads each level's output point mapped back to its tangent space,
 //!   not the vector before scaling, so every level's scale matters;
 //! - tangent vectors leave LayerNorm divided by √d, so expmap0 does not saturate and the ball
-//!   is more than a sphere of fixed radius (spec 11.12).
+//!   is more than a sphere of fixed radius (spec 11.12);
+//! - a level may be residual: its combiner's output moves the incoming point's tangent vector
+//!   instead of replacing it, so a stack starts close to a linear map of its input and learns
+//!   as fast as one (the original's levels replace it, and a stack of them learns slowly);
+//! - the combiner's hidden width is a setting (the original: 32 for any level width, 11.16).
 
 use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
@@ -138,6 +142,8 @@ pub struct LevelConfig {
     pub boundary_points: i64,
     pub use_descriptor: bool,
     pub combiner_hidden: Vec<i64>,
+    /// The combiner's output is added to the incoming point's tangent vector.
+    pub residual: bool,
     pub dropout: f64,
     /// Intra-level tangent flow `v + flow_scale·F(v)` (off in the seed's defaults).
     pub tangent_flow: bool,
@@ -273,8 +279,13 @@ impl Level {
         }
         // LayerNorm leaves ‖v‖ ≈ √d, which saturates tanh in expmap0 and flattens the ball
         // to a sphere (spec 11.12); unit-norm tangents keep the geometry, and the scale, live.
-        let v =
+        let step =
             self.combiner.forward_t(&Tensor::cat(&parts, -1), train) / (self.cfg.dim as f64).sqrt();
+        let v = if self.cfg.residual {
+            step + &parts[0]
+        } else {
+            step
+        };
         let mut out = &v * &s;
         if let Some(f) = &self.flow {
             out += f.forward_t(&v, train) * self.cfg.flow_scale;
@@ -380,6 +391,7 @@ impl StackConfig {
                 boundary_points: boundaries,
                 use_descriptor: true,
                 combiner_hidden: vec![32],
+                residual: false,
                 dropout: 0.1,
                 tangent_flow: false,
                 flow_scale: 1.0,
@@ -670,5 +682,34 @@ mod tests {
             let c0 = stack.levels[0].geometry().0.double_value(&[0]);
             assert!((c0 - cfg.levels[0].curvature).abs() < 1e-5, "{c0}");
         }
+    }
+
+    #[test]
+    fn a_residual_level_adds_its_step_to_the_incoming_tangent_vector() {
+        let cfg = StackConfig::seed_s().levels[1].clone();
+        let level = |residual: bool| {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let l = Level::new(
+                &vs.root(),
+                &LevelConfig {
+                    residual,
+                    ..cfg.clone()
+                },
+                true,
+                true,
+            );
+            (vs, l)
+        };
+        let ((a, plain), (mut b, residual)) = (level(false), level(true));
+        b.copy(&a).unwrap();
+        let c = c(cfg.curvature, Kind::Float);
+        let opts = (Kind::Float, Device::Cpu);
+        let point = expmap0(&(Tensor::randn([4, cfg.dim], opts) * 0.1), &c);
+        let rel = Tensor::randn([4, cfg.dim], opts);
+        let desc = expmap0(&(Tensor::randn([4, cfg.dim], opts) * 0.1), &c);
+        let p = plain.forward_t(&point, Some(&rel), Some(&desc), false);
+        let r = residual.forward_t(&point, Some(&rel), Some(&desc), false);
+        let moved = r.tangent - p.tangent;
+        assert!((moved - logmap0(&point, &c)).abs().max().double_value(&[]) < 1e-5);
     }
 }

@@ -134,16 +134,21 @@ pub fn signature_of(preset: &AnyPreset) -> String {
             let (m, d) = (&p.model, &p.data);
             let stack = |s: &crate::core::preset::wubu_gaad::WubuStack| {
                 format!(
-                    "[{}|{}|{}|{}]",
-                    s.dims, s.curvatures, s.boundary_points, s.rotation
+                    "[{}|{}|{}|{}|{}|{}]",
+                    s.dims,
+                    s.curvatures,
+                    s.boundary_points,
+                    s.rotation,
+                    s.combiner_hidden,
+                    s.residual
                 )
             };
             format!(
-                "wubu_gaad/{}x{}/f{}+{}/r{}{}{:?}/rm{}/p{}/z{}/t{}/dft{}/dct{}/roi{}{}/motion{}{}/film{}/h{}/S{}M{}T{}D{}/d{:?}+{:?}/sn{}/c{}-{}k{}/dfilm{}/dt{}/aux{}",
+                "wubu_gaad/{}x{}/f{}+{}/r{}{}{:?}/rm{}/p{}/z{}/t{}/dft{}/dct{}/roi{}{}/motion{}{}/film{}/h{}{}/S{}M{}T{}D{}/d{:?}+{:?}/sn{}/c{}-{}k{}/dfilm{}/dt{}/aux{}",
                 d.image_w, d.image_h, d.input_frames, d.predict_frames, m.regions, m.decomposition, m.region_pooling,
                 m.motion_regions, m.patch_size, m.latent_dim, m.tangent_dim, m.use_dft, m.use_dct,
                 m.encoder_roi_align, m.encoder_cnn_channels, m.motion, m.flow_stats, m.gen_film,
-                m.gen_head_hidden, stack(&m.wubu_s), stack(&m.wubu_m), stack(&m.wubu_t),
+                m.gen_head_hidden, if m.gen_head_skip { "+skip" } else { "" }, stack(&m.wubu_s), stack(&m.wubu_m), stack(&m.wubu_t),
                 stack(&m.wubu_d), m.disc_primary, m.disc_alternative, m.disc_spectral_norm,
                 m.disc_base_channels, m.disc_max_channels, m.disc_temporal_kernel, m.disc_film,
                 m.disc_feature_tangent_dim, m.disc_feature_stats_aux

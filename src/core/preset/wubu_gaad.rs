@@ -147,6 +147,12 @@ pub struct WubuStack {
     pub curvatures: String,
     pub boundary_points: u32,
     pub rotation: bool,
+    /// Hidden width of each level's tangent combiner; 0: the level's own width (the
+    /// original: 32 for every level, spec 11.16).
+    pub combiner_hidden: u32,
+    /// Each level adds its combiner's output to the incoming point's tangent vector instead
+    /// of replacing it (the original replaces it).
+    pub residual: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -180,6 +186,10 @@ pub struct WubuModel {
     /// Hidden width of the generator's spectral heads (the original: half the RoI feature,
     /// 4096 at 16x16 patches; spec 11.16).
     pub gen_head_hidden: u32,
+    /// Add the transform of a per-pixel colour projection of the RoI features to the spectral
+    /// heads' outputs: a locality prior the dense heads otherwise learn slowly (the original:
+    /// the dense heads alone).
+    pub gen_head_skip: bool,
     pub disc_primary: DiscKind,
     pub disc_alternative: DiscKind,
     pub disc_spectral_norm: bool,
@@ -300,6 +310,8 @@ fn stack(dims: &str, curvatures: &str, boundary_points: u32) -> WubuStack {
         curvatures: curvatures.into(),
         boundary_points,
         rotation: false,
+        combiner_hidden: 0,
+        residual: true,
     }
 }
 
@@ -354,6 +366,7 @@ impl Default for WubuGaadPreset {
                 gen_temporal_kernel: 3,
                 gen_film: true,
                 gen_head_hidden: 512,
+                gen_head_skip: true,
                 disc_primary: DiscKind::PixelCnn,
                 disc_alternative: DiscKind::WubuFeature,
                 disc_spectral_norm: true,
@@ -841,18 +854,40 @@ macro_rules! stack_specs {
                 false,
                 concat!($what, ": SO(n) rotation in the inter-level transforms")
             ),
+            spec!(
+                concat!("model.", $p, ".combiner_hidden"),
+                K::Int { min: 0, max: 8192 },
+                "",
+                false,
+                false,
+                concat!(
+                    $what,
+                    ": hidden width of each level's tangent combiner; 0 = the level's width (the original: 32)"
+                )
+            ),
+            spec!(
+                concat!("model.", $p, ".residual"),
+                K::Bool,
+                "",
+                false,
+                false,
+                concat!(
+                    $what,
+                    ": levels add to the incoming tangent vector instead of replacing it (the original replaces it)"
+                )
+            ),
         ]
     };
 }
 
 #[rustfmt::skip]
-const S_SPECS: [FieldSpec; 4] = stack_specs!("wubu_s", "WuBu-S (appearance regions)");
+const S_SPECS: [FieldSpec; 6] = stack_specs!("wubu_s", "WuBu-S (appearance regions)");
 #[rustfmt::skip]
-const M_SPECS: [FieldSpec; 4] = stack_specs!("wubu_m", "WuBu-M (motion regions)");
+const M_SPECS: [FieldSpec; 6] = stack_specs!("wubu_m", "WuBu-M (motion regions)");
 #[rustfmt::skip]
-const T_SPECS: [FieldSpec; 4] = stack_specs!("wubu_t", "WuBu-T (across the window's frames)");
+const T_SPECS: [FieldSpec; 6] = stack_specs!("wubu_t", "WuBu-T (across the window's frames)");
 #[rustfmt::skip]
-const D_SPECS: [FieldSpec; 4] = stack_specs!("wubu_d", "WuBu-D (feature discriminator)");
+const D_SPECS: [FieldSpec; 6] = stack_specs!("wubu_d", "WuBu-D (feature discriminator)");
 
 #[rustfmt::skip]
 const MAIN_SPECS: &[FieldSpec] = &[
@@ -893,6 +928,7 @@ const MAIN_SPECS: &[FieldSpec] = &[
     spec!("model.gen_temporal_kernel", K::Int { min: 1, max: 9 }, "frames", false, false, "Generator's temporal kernel size"),
     spec!("model.gen_film", K::Bool, "", false, false, "FiLM-condition the generator on the boxes"),
     spec!("model.gen_head_hidden", DIM, "", false, false, "Hidden width of the spectral heads (the original: half the RoI feature)"),
+    spec!("model.gen_head_skip", K::Bool, "", false, false, "Add a per-pixel colour projection's transform to the spectral heads (a locality prior; the original: off)"),
     spec!("model.disc_primary", DISC, "", false, false, "Primary discriminator"),
     spec!("model.disc_alternative", DISC, "", false, false, "Alternative discriminator"),
     spec!("model.disc_spectral_norm", K::Bool, "", false, false, "Spectral normalisation in both discriminators"),

@@ -103,7 +103,12 @@ fn stack_cfg(s: &WubuStack, input: i64, output: Option<i64>, dropout: f64) -> (S
             spread: 0.1,
             boundary_points: i64::from(s.boundary_points),
             use_descriptor: true,
-            combiner_hidden: vec![32],
+            combiner_hidden: vec![if s.combiner_hidden == 0 {
+                dim
+            } else {
+                i64::from(s.combiner_hidden)
+            }],
+            residual: s.residual,
             dropout,
             tangent_flow: false,
             flow_scale: 1.0,
@@ -447,6 +452,9 @@ pub struct Generator {
     dft_head: Option<(nn::Linear, nn::Linear)>,
     dct_head: Option<(nn::Linear, nn::Linear)>,
     pixel_head: Option<nn::Conv3D>,
+    /// Per-pixel projection of the RoI features to colour, whose transform is added to the
+    /// spectral heads' outputs.
+    head_skip: Option<nn::Linear>,
     /// Multipliers of the DFT and DCT heads' outputs: the DC gain, ones elsewhere.
     dc_gain: (Tensor, Tensor),
 }
@@ -529,10 +537,13 @@ impl Generator {
                 },
             )
         });
+        let head_skip = (m.gen_head_skip && (d.use_dft || d.use_dct))
+            .then(|| nn::linear(vs / "head_skip", last_c, d.c, Default::default()));
         Self {
             d: d.clone(),
             start,
             c0,
+            head_skip,
             fc: nn::linear(
                 vs / "fc",
                 d.latent,
@@ -607,8 +618,13 @@ impl Generator {
         let maps = x
             .permute([0, 2, 1, 3, 4])
             .reshape([b * d.n_pred, self.min_c, d.h, d.w]);
-        let feats = spectral::roi_align(&maps, rois, d.ph, d.pw, 1.0)
-            .reshape([b * d.n_pred * d.regions, -1]);
+        let roi = spectral::roi_align(&maps, rois, d.ph, d.pw, 1.0);
+        let feats = roi.reshape([b * d.n_pred * d.regions, -1]);
+        let skip = self.head_skip.as_ref().map(|l| {
+            l.forward(&roi.permute([0, 2, 3, 1]))
+                .permute([0, 3, 1, 2])
+                .reshape([b, d.n_pred, d.regions, d.c, d.ph, d.pw])
+        });
         let run = |h: &(nn::Linear, nn::Linear)| h.1.forward(&h.0.forward(&feats).gelu("none"));
         let lead = [b, d.n_pred, d.regions, d.c];
         // The orthonormal transforms put a patch's mean, times sqrt(ph·pw), in the DC
@@ -618,11 +634,19 @@ impl Generator {
         let dft = self.dft_head.as_ref().map(|h| {
             let f =
                 run(h).view([lead[0], lead[1], lead[2], lead[3], 2, d.ph, d.pw / 2 + 1].as_slice());
-            &f * &self.dc_gain.0
+            let f = &f * &self.dc_gain.0;
+            match &skip {
+                Some(s) => f + spectral::dft(s),
+                None => f,
+            }
         });
         let dct = self.dct_head.as_ref().map(|h| {
             let f = run(h).view([lead[0], lead[1], lead[2], lead[3], d.ph, d.pw]);
-            &f * &self.dc_gain.1
+            let f = &f * &self.dc_gain.1;
+            match &skip {
+                Some(s) => f + spectral::dct2(s),
+                None => f,
+            }
         });
         let mut patches = Vec::new();
         if let Some(f) = &dft {
