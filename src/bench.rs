@@ -33,6 +33,9 @@ pub struct BenchArgs {
     /// wubu-gaad: hidden width of the generator's spectral heads (the original's is 4096).
     #[arg(long, default_value_t = 512)]
     head_hidden: u32,
+    /// wubu-gaad-encoder: only the variants whose name contains this.
+    #[arg(long)]
+    only: Option<String>,
 }
 
 fn peak_rss_mib() -> f64 {
@@ -252,8 +255,9 @@ fn wubu_gaad(args: &BenchArgs) -> anyhow::Result<()> {
 
 /// Which encoder lets the WuBu-GAAD generator learn: the same generator (pixel head) and
 /// Adam, trained as a plain autoencoder on random batches of the synthetic video, fed by the
-/// regional GAAD/WuBu encoder (regions averaged, as the original, or side by side), by the
-/// same without WuBu levels, and by a small conv encoder.
+/// regional GAAD/WuBu encoder (regions averaged, as the original, or side by side; WuBu levels
+/// as the original's, residual and as wide as the level, or none), and by a small conv encoder;
+/// with the pixel head, or with the spectral heads with and without their locality prior.
 /// The figure is the pixel MSE against the dataset's mean image (what a model that ignores its
 /// input reaches).
 fn wubu_gaad_encoder(args: &BenchArgs) -> anyhow::Result<()> {
@@ -272,31 +276,90 @@ fn wubu_gaad_encoder(args: &BenchArgs) -> anyhow::Result<()> {
     let mean = all.mean_dim([0i64].as_slice(), true, Kind::Float);
     let val = set.batch(&set.val, Device::Cpu).narrow(1, 2, 1);
     let floor = (&val - &mean).square().mean(Kind::Float).double_value(&[]);
+    // What the regions' patches can hold: the true frames cut into the 8 regions' patches
+    // and pasted back (the spectral generator's output space).
+    let boxes = gaad::decompose(gaad::Kind::Hybrid, 64, 64, 8, 4.0)?;
+    let pasted = {
+        let v = val.squeeze_dim(1);
+        let n = v.size()[0];
+        let patches = workbench::engine::spectral::roi_align(
+            &v,
+            &roi_boxes(&boxes, n, Device::Cpu),
+            16,
+            16,
+            1.0,
+        )
+        .view([n, 8, 3, 16, 16])
+        .permute([1, 0, 2, 3, 4])
+        .reshape([8, n * 3, 16, 16]);
+        let frames = workbench::engine::spectral::assemble(&patches, &boxes, 64, 64);
+        (frames.view([n, 3, 64, 64]) - v)
+            .square()
+            .mean(Kind::Float)
+            .double_value(&[])
+    };
     println!(
-        "autoencoder on the synthetic video, 64x64, batch 4, Adam 1e-3, {steps} steps; validation pixel MSE ([-1,1]); the mean image gives {floor:.4}"
+        "autoencoder on the synthetic video, 64x64, batch 4, Adam 1e-3, {steps} steps; validation pixel MSE ([-1,1]); \
+         the mean image gives {floor:.4}; the true frames through the 8 regions' 16x16 patches give {pasted:.4} ({:.2}x)",
+        pasted / floor
     );
-    for which in [
-        "gaad_wubu",
-        "gaad_no_levels",
-        "gaad_wubu_concat",
-        "gaad_no_levels_concat",
-        "conv",
-    ] {
+    use workbench::core::preset::wubu_gaad::RegionPooling;
+    /// What the generator ends in, and what the encoder reads.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Head {
+        /// Pixel patches in, the pixel head out.
+        Pixel,
+        /// DFT and DCT features in, the spectral heads with their locality prior out.
+        Spectral,
+        /// The same with the original's dense spectral heads alone.
+        Dense,
+    }
+    // (name, regions side by side, WuBu levels: None = none, Some(residual and wide), head)
+    let variants: [(&str, bool, Option<bool>, Head); 11] = [
+        ("mean, original levels", false, Some(false), Head::Pixel),
+        ("mean, residual levels", false, Some(true), Head::Pixel),
+        ("mean, no levels", false, None, Head::Pixel),
+        ("concat, original levels", true, Some(false), Head::Pixel),
+        ("concat, residual levels", true, Some(true), Head::Pixel),
+        ("concat, no levels", true, None, Head::Pixel),
+        ("conv", false, None, Head::Pixel),
+        (
+            "spectral concat, residual",
+            true,
+            Some(true),
+            Head::Spectral,
+        ),
+        ("dense concat, residual", true, Some(true), Head::Dense),
+        ("spectral conv", false, None, Head::Spectral),
+        ("dense conv", false, None, Head::Dense),
+    ];
+    for (which, concat, levels, head) in variants {
+        if !args
+            .only
+            .as_ref()
+            .is_none_or(|o| which.contains(o.as_str()))
+        {
+            continue;
+        }
         tch::manual_seed(0);
         let mut p = base.clone();
         p.model.motion = false;
-        p.model.use_dft = false;
-        p.model.use_dct = false;
+        p.model.use_dft = head != Head::Pixel;
+        p.model.use_dct = head != Head::Pixel;
+        p.model.gen_head_skip = head == Head::Spectral;
         p.model.wubu_dropout = 0.0;
-        if which.ends_with("_concat") {
-            p.model.region_pooling = workbench::core::preset::wubu_gaad::RegionPooling::Concat;
+        if concat {
+            p.model.region_pooling = RegionPooling::Concat;
         }
-        if which.starts_with("gaad_no_levels") {
-            p.model.wubu_s.dims = String::new();
-            p.model.wubu_t.dims = String::new();
+        for s in [&mut p.model.wubu_s, &mut p.model.wubu_t] {
+            match levels {
+                None => s.dims = String::new(),
+                // The original's combiner: 32 wide, replacing the tangent vector.
+                Some(false) => (s.combiner_hidden, s.residual) = (32, false),
+                Some(true) => (s.combiner_hidden, s.residual) = (0, true),
+            }
         }
         let d = Dims::new(&p);
-        let boxes = gaad::decompose(gaad::Kind::Hybrid, 64, 64, 8, 4.0)?;
         let cond = box_condition(&boxes, 64, 64, Device::Cpu);
         let vs = nn::VarStore::new(Device::Cpu);
         let enc = Encoder::new(&(vs.root() / "encoder"), &p, &d);
@@ -325,7 +388,7 @@ fn wubu_gaad_encoder(args: &BenchArgs) -> anyhow::Result<()> {
         let mut rng = workbench::core::rng::SplitMix64::new(5);
         let encode = |frames: &Tensor, train: bool| {
             let b = frames.size()[0];
-            if which == "conv" {
+            if which.ends_with("conv") {
                 conv.forward(&frames.reshape([b, 9, 64, 64]))
             } else {
                 enc.forward_t(frames, &roi_boxes(&boxes, b * 3, Device::Cpu), None, train)
@@ -344,10 +407,10 @@ fn wubu_gaad_encoder(args: &BenchArgs) -> anyhow::Result<()> {
                 &cond,
                 &roi_boxes(&boxes, 4, Device::Cpu),
             );
-            opt.backward_step(
-                &out.frames
-                    .mse_loss(&frames.narrow(1, 2, 1), tch::Reduction::Mean),
-            );
+            let loss = out
+                .frames
+                .mse_loss(&frames.narrow(1, 2, 1), tch::Reduction::Mean);
+            opt.backward_step(&loss);
         }
         let starts: Vec<i64> = set.val.iter().copied().step_by(4).take(32).collect();
         let frames = set.batch(&starts, Device::Cpu);
@@ -363,7 +426,7 @@ fn wubu_gaad_encoder(args: &BenchArgs) -> anyhow::Result<()> {
                 .double_value(&[])
         });
         println!(
-            "  {which:<22} validation MSE {mse:.4} ({:.2}x the mean image's), {:.0} s",
+            "  {which:<24} validation MSE {mse:.4} ({:.2}x the mean image's), {:.0} s",
             mse / floor,
             t0.elapsed().as_secs_f64()
         );
