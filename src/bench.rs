@@ -264,11 +264,12 @@ fn wubu_gaad_encoder(args: &BenchArgs) -> anyhow::Result<()> {
     use tch::nn::{self, Module, OptimizerConfig};
     use tch::{Device, Kind, Tensor};
     use workbench::core::gaad;
-    use workbench::core::preset::wubu_gaad::WubuGaadPreset;
+    use workbench::core::preset::wubu_gaad::{RegionPooling, WubuGaadPreset};
     use workbench::engine::data::VideoSet;
     use workbench::engine::families::wubu_gaad::model::{
-        box_condition, roi_boxes, Dims, Encoder, Generator,
+        assemble, box_condition, roi_boxes, Dims, Encoder, Generator,
     };
+    use workbench::engine::spectral::roi_align;
     let steps = args.steps.max(50);
     let base = WubuGaadPreset::default();
     let set = VideoSet::load(&base.data, base.seed)?;
@@ -280,20 +281,12 @@ fn wubu_gaad_encoder(args: &BenchArgs) -> anyhow::Result<()> {
     // and pasted back (the spectral generator's output space).
     let boxes = gaad::decompose(gaad::Kind::Hybrid, 64, 64, 8, 4.0)?;
     let pasted = {
+        let d = Dims::new(&base);
         let v = val.squeeze_dim(1);
         let n = v.size()[0];
-        let patches = workbench::engine::spectral::roi_align(
-            &v,
-            &roi_boxes(&boxes, n, Device::Cpu),
-            16,
-            16,
-            1.0,
-        )
-        .view([n, 8, 3, 16, 16])
-        .permute([1, 0, 2, 3, 4])
-        .reshape([8, n * 3, 16, 16]);
-        let frames = workbench::engine::spectral::assemble(&patches, &boxes, 64, 64);
-        (frames.view([n, 3, 64, 64]) - v)
+        let patches = roi_align(&v, &roi_boxes(&boxes, n, Device::Cpu), d.ph, d.pw, 1.0)
+            .view([n, 1, d.regions, d.c, d.ph, d.pw]);
+        (assemble(&patches, &boxes, &d).squeeze_dim(1) - v)
             .square()
             .mean(Kind::Float)
             .double_value(&[])
@@ -303,7 +296,6 @@ fn wubu_gaad_encoder(args: &BenchArgs) -> anyhow::Result<()> {
          the mean image gives {floor:.4}; the true frames through the 8 regions' 16x16 patches give {pasted:.4} ({:.2}x)",
         pasted / floor
     );
-    use workbench::core::preset::wubu_gaad::RegionPooling;
     /// What the generator ends in, and what the encoder reads.
     #[derive(Clone, Copy, PartialEq)]
     enum Head {

@@ -49,21 +49,14 @@ struct Param {
     grad_norm: Option<f64>,
 }
 
-/// A parameter's gradient as a step sees it.
-enum Grad {
-    Absent,
-    /// Not finite: the parameter is skipped and its moments dropped.
-    NonFinite,
-    /// The gradient (sharing storage with `p.grad`, which stays untouched) and the factor
-    /// that clips it to the per-parameter limit.
-    Use(Tensor, f64),
-}
-
 impl Param {
-    fn clipped_grad(&mut self, clip: f64) -> Grad {
+    /// The gradient (sharing storage with `p.grad`, which stays untouched) and the factor that
+    /// clips it to the per-parameter limit; `None` without a gradient, or with a non-finite
+    /// one, which also drops the moments and adds the name to `skipped`.
+    fn clipped_grad(&mut self, clip: f64, skipped: &mut Vec<String>) -> Option<(Tensor, f64)> {
         let grad = self.tensor.grad();
         if !grad.defined() {
-            return Grad::Absent;
+            return None;
         }
         // One pass and one sync (none after `clip_global`): the norm is finite exactly when
         // every element is.
@@ -74,14 +67,36 @@ impl Param {
         if !n.is_finite() {
             self.buf = None;
             self.sq = None;
-            return Grad::NonFinite;
+            skipped.push(self.name.clone());
+            return None;
         }
         let scale = if clip > 0.0 && n > clip {
             clip / (n + 1e-6)
         } else {
             1.0
         };
-        Grad::Use(grad, scale)
+        Some((grad, scale))
+    }
+
+    /// The curvature as a tensor like the parameter's, for points on a ball.
+    fn curvature_tensor(&self) -> Option<Tensor> {
+        self.curvature.map(|c| {
+            Tensor::from(c)
+                .to_kind(self.tensor.kind())
+                .to_device(self.tensor.device())
+        })
+    }
+
+    /// Moves a ball parameter to `x − lr·dir`, projected back into the ball (to the origin
+    /// if that is not finite).
+    fn retract(&mut self, x: &Tensor, dir: &Tensor, lr: f64, c: &Tensor) {
+        let next = project(&(x - dir * lr), c);
+        let next = if next.isfinite().all().int64_value(&[]) == 1 {
+            next
+        } else {
+            next.zeros_like()
+        };
+        self.tensor.copy_(&next);
     }
 }
 
@@ -181,32 +196,18 @@ impl RiemannianSgd {
         }
         tch::no_grad(|| {
             for p in &mut self.params {
-                let (grad, scale) = match p.clipped_grad(clip) {
-                    Grad::Absent => continue,
-                    Grad::NonFinite => {
-                        skipped.push(p.name.clone());
-                        continue;
-                    }
-                    Grad::Use(g, scale) => (g, scale),
+                let Some((grad, scale)) = p.clipped_grad(clip, &mut skipped) else {
+                    continue;
                 };
-                match p.curvature {
-                    Some(c) => {
-                        let ct = Tensor::from(c)
-                            .to_kind(p.tensor.kind())
-                            .to_device(p.tensor.device());
+                match p.curvature_tensor() {
+                    Some(ct) => {
                         let x = project(&p.tensor, &ct);
                         let rgrad = egrad2rgrad(&x, &(&grad * scale), &ct);
                         let buf = match p.buf.take() {
                             Some(b) => b * m + &rgrad,
                             None => rgrad,
                         };
-                        let next = project(&(&x - &buf * lr), &ct);
-                        let next = if next.isfinite().all().int64_value(&[]) == 1 {
-                            next
-                        } else {
-                            next.zeros_like()
-                        };
-                        p.tensor.copy_(&next);
+                        p.retract(&x, &buf, lr, &ct);
                         p.buf = Some(buf);
                     }
                     None => {
@@ -245,18 +246,11 @@ impl RiemannianSgd {
         let (bc1, bc2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
         tch::no_grad(|| {
             for p in &mut self.params {
-                let (grad, scale) = match p.clipped_grad(clip) {
-                    Grad::Absent => continue,
-                    Grad::NonFinite => {
-                        skipped.push(p.name.clone());
-                        continue;
-                    }
-                    Grad::Use(g, scale) => (g, scale),
+                let Some((grad, scale)) = p.clipped_grad(clip, skipped) else {
+                    continue;
                 };
                 let opts = (p.tensor.kind(), p.tensor.device());
-                let ct = p
-                    .curvature
-                    .map(|c| Tensor::from(c).to_kind(opts.0).to_device(opts.1));
+                let ct = p.curvature_tensor();
                 let x = ct.as_ref().map(|c| project(&p.tensor, c));
                 let g = match (&x, &ct) {
                     (Some(x), Some(c)) => egrad2rgrad(x, &(&grad * scale), c),
@@ -280,15 +274,7 @@ impl RiemannianSgd {
                 };
                 let dir = (&m / bc1) / ((&v / bc2).sqrt() + rule.eps);
                 match (&x, &ct) {
-                    (Some(x), Some(c)) => {
-                        let next = project(&(x - &dir * lr), c);
-                        let next = if next.isfinite().all().int64_value(&[]) == 1 {
-                            next
-                        } else {
-                            next.zeros_like()
-                        };
-                        p.tensor.copy_(&next);
-                    }
+                    (Some(x), Some(c)) => p.retract(x, &dir, lr, c),
                     _ => {
                         if wd > 0.0 {
                             let _ = p.tensor.g_mul_scalar_(1.0 - lr * wd);
@@ -367,14 +353,20 @@ mod tests {
         Tensor::from_slice(v).set_requires_grad(true)
     }
 
+    /// One Euclidean parameter, lr 0.1, momentum (beta1) 0.9, no decay and no clipping.
+    fn unclipped(w: &Tensor) -> RiemannianSgd {
+        let mut opt =
+            RiemannianSgd::new(vec![("w".into(), w.shallow_clone(), None)], 0.1, 0.9, 0.0);
+        opt.max_grad_norm = 0.0;
+        opt
+    }
+
     #[test]
     fn adam_steps_match_the_closed_form_and_stay_in_the_ball() {
         // Euclidean: the first Adam step moves each coordinate by lr·sign(g) (bias-corrected
         // moments of one gradient), whatever its size.
         let w = var(&[1.0, 2.0]);
-        let mut opt =
-            RiemannianSgd::new(vec![("w".into(), w.shallow_clone(), None)], 0.1, 0.9, 0.0);
-        opt.max_grad_norm = 0.0;
+        let mut opt = unclipped(&w);
         opt.adam = Some(AdamRule {
             beta2: 0.999,
             eps: 1e-12,
@@ -417,9 +409,7 @@ mod tests {
     #[test]
     fn euclidean_steps_are_momentum_sgd_with_per_parameter_clipping() {
         let w = var(&[1.0, 2.0]);
-        let mut opt =
-            RiemannianSgd::new(vec![("w".into(), w.shallow_clone(), None)], 0.1, 0.9, 0.0);
-        opt.max_grad_norm = 0.0;
+        let mut opt = unclipped(&w);
         for _ in 0..2 {
             opt.zero_grad();
             (&w * Tensor::from_slice(&[3.0f64, -1.0]))

@@ -631,22 +631,19 @@ impl Generator {
         // coefficient: up to ±16 at 16x16 while the rest are small (spec 11.17). The heads
         // predict the mean there instead, scaled up by a fixed gain, so one output scale
         // serves every coefficient.
+        // The locality prior: the transform of the per-pixel colour projection.
+        let plus_skip = |f: Tensor, transform: fn(&Tensor) -> Tensor| match &skip {
+            Some(s) => f + transform(s),
+            None => f,
+        };
         let dft = self.dft_head.as_ref().map(|h| {
             let f =
                 run(h).view([lead[0], lead[1], lead[2], lead[3], 2, d.ph, d.pw / 2 + 1].as_slice());
-            let f = &f * &self.dc_gain.0;
-            match &skip {
-                Some(s) => f + spectral::dft(s),
-                None => f,
-            }
+            plus_skip(f * &self.dc_gain.0, spectral::dft)
         });
         let dct = self.dct_head.as_ref().map(|h| {
             let f = run(h).view([lead[0], lead[1], lead[2], lead[3], d.ph, d.pw]);
-            let f = &f * &self.dc_gain.1;
-            match &skip {
-                Some(s) => f + spectral::dct2(s),
-                None => f,
-            }
+            plus_skip(f * &self.dc_gain.1, spectral::dct2)
         });
         let mut patches = Vec::new();
         if let Some(f) = &dft {
