@@ -106,7 +106,7 @@ fn step_rate(args: &BenchArgs) -> anyhow::Result<()> {
     // multiple of 5, so generator steps are counted fairly.
     let mut step = 0u64;
     for _ in 0..3 {
-        trainer.train_step(&ctx(step));
+        trainer.train_step(&ctx(step))?;
         step += 1;
     }
     let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
@@ -114,7 +114,7 @@ fn step_rate(args: &BenchArgs) -> anyhow::Result<()> {
     for round in 0..args.rounds {
         let t0 = Instant::now();
         for _ in 0..args.steps {
-            trainer.train_step(&ctx(step));
+            trainer.train_step(&ctx(step))?;
             step += 1;
         }
         let rust_step = t0.elapsed().as_secs_f64() / args.steps as f64;
@@ -213,7 +213,7 @@ fn wubu_gaad(args: &BenchArgs) -> anyhow::Result<()> {
     };
     let mut step = 0;
     for _ in 0..3 {
-        trainer.train_step(&ctx(step));
+        trainer.train_step(&ctx(step))?;
         step += 1;
     }
     sync();
@@ -221,7 +221,7 @@ fn wubu_gaad(args: &BenchArgs) -> anyhow::Result<()> {
     for round in 0..args.rounds {
         let t0 = Instant::now();
         for _ in 0..args.steps {
-            let s = trainer.train_step(&ctx(step));
+            let s = trainer.train_step(&ctx(step))?;
             if let Some((k, v)) = s.iter().find(|(_, v)| !v.is_finite()) {
                 bail!("{k} became {v} at step {step}");
             }
@@ -606,7 +606,7 @@ fn learning(args: &BenchArgs) -> anyhow::Result<()> {
             step: i,
             epoch: i / spe,
             batch_in_epoch: i % spe,
-        });
+        })?;
         if let Some((_, w)) = s.iter().find(|(k, _)| *k == "wasserstein") {
             w_window.push(*w);
         }

@@ -565,6 +565,11 @@ impl Progress {
                 "health at step {step}: {}: {message}; suggestion: {suggestion}",
                 signal.label()
             )),
+            // An error's one line comes with the run's end; its detail stays in the run log.
+            Event::Log {
+                level: Level::Error,
+                ..
+            } => {}
             Event::Log { level, message, .. } => self.say(&format!(
                 "{}{message}",
                 if *level == Level::Info {

@@ -126,7 +126,7 @@ fn q_controlled_learning_rates_decide_steer_and_resume_exactly() {
             .iter()
             .all(|(_, s)| [0.7, 0.85, 1.0, 1.15, 1.3].contains(s)));
         assert_eq!(q_values.len(), 2);
-        assert_eq!(state.len(), 4);
+        assert_eq!(state.len(), 2, "the metric's and the critic's trends");
         assert!(*epsilon > 0.0 && *epsilon <= 0.6);
     }
     // The logged learning rate is the phase's value times the chosen scale.
@@ -264,13 +264,41 @@ fn gradient_penalty_equals_its_closed_form_on_a_linear_critic() {
     let fake = Tensor::randn([5, 3, 4, 4], (Kind::Double, tch::Device::Cpu));
     let critic =
         |x: &Tensor| (x * &w).sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Double);
-    let gp = gradient_penalty(critic, &real, &fake);
+    let gp = gradient_penalty(critic, &real, &fake).unwrap();
     let norm = w.detach().norm().double_value(&[]);
     assert!((gp.double_value(&[]) - (norm - 1.0).powi(2)).abs() < 1e-10);
     gp.backward();
     let want = w.detach() * (2.0 * (norm - 1.0) / norm);
     let err = (w.grad() - want).abs().max().double_value(&[]);
     assert!(err < 1e-10, "double-backward gradient off by {err}");
+}
+
+/// The one run folder under `runs`.
+fn only_run(runs: &Path) -> std::path::PathBuf {
+    std::fs::read_dir(runs)
+        .expect("runs")
+        .flatten()
+        .next()
+        .expect("a run")
+        .path()
+}
+
+/// `workbench train` on the smoke preset with a failpoint set, on one thread.
+fn smoke_failing_at(runs: &Path, failpoint: &str) -> std::process::Output {
+    train_smoke(runs)
+        .args(["--set", "threads=1"])
+        .env("WORKBENCH_FAILPOINT", failpoint)
+        .output()
+        .expect("run")
+}
+
+/// Asserts a process exited 0, showing its standard error otherwise.
+fn assert_success(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn workbench() -> Process {
@@ -291,18 +319,9 @@ fn train_smoke(runs: &Path) -> Process {
 #[test]
 fn a_kill_during_a_checkpoint_write_leaves_the_previous_checkpoint_loadable() {
     let runs = tempfile::tempdir().expect("tmp");
-    let out = train_smoke(runs.path())
-        .args(["--set", "threads=1"])
-        .env("WORKBENCH_FAILPOINT", "checkpoint-mid-write:20")
-        .output()
-        .expect("run");
+    let out = smoke_failing_at(runs.path(), "checkpoint-mid-write:20");
     assert!(!out.status.success(), "the process must have died");
-    let run = std::fs::read_dir(runs.path())
-        .expect("runs")
-        .flatten()
-        .next()
-        .expect("a run")
-        .path();
+    let run = only_run(runs.path());
     let ckpts = run.join("checkpoints");
     assert!(
         std::fs::read_dir(&ckpts)
@@ -330,11 +349,7 @@ fn a_kill_during_a_checkpoint_write_leaves_the_previous_checkpoint_loadable() {
         .args(["--device", "cpu"])
         .output()
         .expect("resume");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert!(
         !std::fs::read_dir(&ckpts)
             .expect("ckpts")
@@ -363,12 +378,7 @@ fn a_nan_loss_stops_the_run_cleanly_with_exit_code_1() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("d_loss became NaN at step 13"), "{stderr}");
-    let run = std::fs::read_dir(runs.path())
-        .expect("runs")
-        .flatten()
-        .next()
-        .expect("a run")
-        .path();
+    let run = only_run(runs.path());
     let dir = RunDir::open(&run).expect("run");
     let log = workbench::core::runlog::read_all(&dir.events_path()).expect("log");
     assert!(log.events.iter().any(|e| matches!(
@@ -483,4 +493,243 @@ fn exports_write_csv_and_tensorboard() {
     let losses = std::fs::read_to_string(dir.csv_path()).expect("losses.csv");
     assert!(losses.starts_with("step,epoch,phase,d_loss,g_loss"));
     assert!(std::fs::read_dir(dir.media()).expect("media").count() >= 1);
+}
+
+/// The command of the report that found the large critic's in-place bug: it trains.
+#[test]
+fn the_large_architecture_trains_from_the_command_line() {
+    let runs = tempfile::tempdir().expect("tmp");
+    let out = workbench()
+        .args(["train", "--preset"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/wgan_gp_large.ron"))
+        .arg("--runs-dir")
+        .arg(runs.path())
+        .args(["--steps", "3", "--device", "cpu"])
+        .args(["--set", "data.image_size=32", "--set", "threads=1"])
+        .args([
+            "--set",
+            "data.synthetic_count=128",
+            "--set",
+            "data.holdout=16",
+        ])
+        .output()
+        .expect("run");
+    assert_success(&out);
+}
+
+/// A step that fails in libtorch, through a fallible call or through a panic, fails the run
+/// with one line naming the step, the phase, what failed and libtorch's first line; the
+/// whole message is in the run log, and nothing else reaches the terminal.
+#[test]
+fn a_failed_step_is_one_clear_line_and_its_detail_goes_to_the_log() {
+    for (failpoint, what) in [
+        ("torch-error:4", "the injected matmul failed"),
+        ("torch-panic:4", "the training step failed"),
+    ] {
+        let runs = tempfile::tempdir().expect("tmp");
+        let out = train_smoke(runs.path())
+            .args(["--set", "threads=1"])
+            .env("WORKBENCH_FAILPOINT", failpoint)
+            .env("RUST_BACKTRACE", "1")
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(1), "{failpoint}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let want = format!("error: run failed: step 4 (phase `a`): {what}: ");
+        let line = stderr
+            .lines()
+            .find(|l| l.starts_with("error:"))
+            .unwrap_or_else(|| panic!("{failpoint}: no error line in {stderr}"));
+        assert!(line.starts_with(&want), "{failpoint}: {line}");
+        assert!(line.contains("cannot be multiplied"), "{failpoint}: {line}");
+        for noise in [
+            "panicked",
+            "Exception raised from",
+            "frame #",
+            "backtrace",
+            "Torch(",
+        ] {
+            assert!(
+                !stderr.contains(noise),
+                "{failpoint}: `{noise}` in {stderr}"
+            );
+        }
+        let run = only_run(runs.path());
+        let log =
+            workbench::core::runlog::read_all(&RunDir::open(&run).expect("run").events_path())
+                .expect("log");
+        assert!(log.events.iter().any(|e| matches!(e,
+            Event::Log { level: workbench::core::protocol::Level::Error, message, .. }
+                if message.contains("cannot be multiplied") && message.contains("step 4"))));
+        match log.events.last() {
+            Some(Event::RunFailed { step, message }) => {
+                assert_eq!(*step, 4);
+                assert!(!message.contains('\n'), "{message}");
+            }
+            other => panic!("{failpoint}: ends with {other:?}"),
+        }
+    }
+}
+
+/// Every data problem that can be found before training is exit code 2, names the field and
+/// the file, and leaves no run directory behind.
+#[test]
+fn data_problems_are_exit_2_before_any_run_directory_exists() {
+    let runs = tempfile::tempdir().expect("tmp");
+    let data = tempfile::tempdir().expect("tmp");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let train = |preset: &str, data: &Path, sets: &[&str]| {
+        let mut p = workbench();
+        p.args(["train", "--preset"])
+            .arg(root.join("presets").join(preset))
+            .arg("--runs-dir")
+            .arg(runs.path())
+            .args(["--device", "cpu", "--data"])
+            .arg(data);
+        for s in sets {
+            p.args(["--set", s]);
+        }
+        p.output().expect("run")
+    };
+    let empty = data.path().join("empty");
+    std::fs::create_dir(&empty).expect("dir");
+    let corrupt = data.path().join("corrupt");
+    std::fs::create_dir(&corrupt).expect("dir");
+    std::fs::write(corrupt.join("bad.png"), b"not a png").expect("write");
+    let few = data.path().join("few");
+    std::fs::create_dir(&few).expect("dir");
+    for i in 0..3 {
+        image::RgbImage::from_pixel(8, 8, image::Rgb([i * 80, 10, 10]))
+            .save(few.join(format!("{i}.png")))
+            .expect("png");
+    }
+    let text_video = data.path().join("clip.mp4");
+    std::fs::write(&text_video, b"this is not a video").expect("write");
+    let short = root.join("tests/fixtures/testsrc_64x48_10f.avi");
+    let cases: Vec<(std::process::Output, Vec<String>)> = vec![
+        (
+            train("smoke.ron", &empty, &[]),
+            vec!["data.folder".into(), "holds no PNG or JPEG images".into()],
+        ),
+        (
+            train("smoke.ron", &corrupt, &[]),
+            vec!["data.folder".into(), "bad.png".into()],
+        ),
+        (
+            train("smoke.ron", &corrupt, &["data.on_bad_image=fail"]),
+            vec!["bad.png: cannot read the image".into()],
+        ),
+        (
+            train("smoke.ron", &few, &[]),
+            vec!["fewer than one batch (train.batch_size 16)".into()],
+        ),
+        (
+            train("wubu_gaad_tiny.ron", &text_video, &[]),
+            vec!["data.path".into(), "clip.mp4".into()],
+        ),
+        (
+            train("wubu_gaad_tiny.ron", &short, &["data.frame_skip=5"]),
+            vec![
+                "testsrc_64x48_10f.avi".into(),
+                "frame(s) are too few: one window needs 11".into(),
+            ],
+        ),
+    ];
+    for (out, wants) in cases {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        for w in wants {
+            assert!(stderr.contains(&w), "`{w}` not in {stderr}");
+        }
+    }
+    let left: Vec<_> = std::fs::read_dir(runs.path())
+        .map_or_else(|_| Vec::new(), |d| d.flatten().map(|e| e.path()).collect());
+    assert!(left.is_empty(), "run directories left behind: {left:?}");
+    // The same checks pass real data: the fixture clip trains at its own length.
+    let out = workbench()
+        .args(["train", "--preset"])
+        .arg(root.join("presets/wubu_gaad_tiny.ron"))
+        .arg("--runs-dir")
+        .arg(runs.path())
+        .args([
+            "--device",
+            "cpu",
+            "--steps",
+            "2",
+            "--set",
+            "threads=1",
+            "--data",
+        ])
+        .arg(&short)
+        .output()
+        .expect("run");
+    assert_success(&out);
+}
+
+/// A run killed or failed before its first checkpoint is resumed by training it again from
+/// step 0 in its own folder, with its own preset.
+#[test]
+fn a_run_without_a_checkpoint_resumes_from_step_zero_in_its_own_folder() {
+    let runs = tempfile::tempdir().expect("tmp");
+    let out = smoke_failing_at(runs.path(), "nan-loss:3");
+    assert_eq!(out.status.code(), Some(1));
+    let run = only_run(runs.path());
+    assert!(checkpoint::resolve(&run).is_err(), "no checkpoint yet");
+    let out = workbench()
+        .args(["train", "--resume"])
+        .arg(&run)
+        .args(["--device", "cpu"])
+        .output()
+        .expect("resume");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("training starts again from step 0"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_dir(runs.path()).expect("runs").count(), 1);
+    let dir = RunDir::open(&run).expect("run");
+    assert_eq!(dir.status().expect("status").status.label(), "finished");
+    let csv = std::fs::read_to_string(dir.csv_path()).expect("csv");
+    let steps: Vec<u64> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(steps.first(), Some(&2));
+    assert!(steps.windows(2).all(|w| w[0] < w[1]), "{steps:?}");
+    assert_eq!(steps.last(), Some(&40));
+}
+
+/// `losses.csv` has one row per logged step; validated steps carry the validation columns
+/// in the same row.
+#[test]
+fn losses_csv_has_one_row_per_step_with_validation_in_it() {
+    let runs = tempfile::tempdir().expect("tmp");
+    let (run, _) = run_to_end(RunRequest {
+        preset: Some(smoke(&[])),
+        runs_dir: runs.path().into(),
+        step_limit: Some(20),
+        ..RunRequest::default()
+    });
+    let csv = std::fs::read_to_string(run.join("losses.csv")).expect("csv");
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+    let val = header
+        .iter()
+        .position(|c| *c == "val_swd")
+        .expect("val_swd");
+    let d = header.iter().position(|c| *c == "d_loss").expect("d_loss");
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let steps: Vec<&str> = rows.iter().map(|r| r[0]).collect();
+    assert_eq!(
+        steps,
+        ["2", "4", "6", "8", "10", "12", "14", "16", "18", "20"],
+        "{csv}"
+    );
+    for r in &rows {
+        assert!(!r[d].is_empty(), "{r:?}");
+        let validated = r[0] == "10" || r[0] == "20";
+        assert_eq!(!r[val].is_empty(), validated, "{r:?}");
+    }
 }

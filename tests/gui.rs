@@ -439,6 +439,16 @@ fn the_controller_view_shows_the_decision_in_force_at_the_cursor() {
                 ("train.lr_g".into(), 1e-4 * scale),
                 ("train.lr_d".into(), 1e-4),
             ],
+            updated: Some(workbench::core::control::Update {
+                state: vec![1, 1],
+                chosen: vec![3, 2],
+                q_values: vec![
+                    vec![0.0, 0.0, 0.0, 0.025, 0.0],
+                    vec![0.0, 0.0, 0.025, 0.0, 0.0],
+                ],
+            }),
+            visits: step / 4,
+            table_size: 3,
         })
         .unwrap();
         w.append(&Event::Scalars {
@@ -459,6 +469,10 @@ fn the_controller_view_shows_the_decision_in_force_at_the_cursor() {
     h.get_by_label("Decision at step 4");
     h.get_by_label("x0.85 (explored)");
     h.get_by_label("Q [+0.000, +0.100, +0.000, +0.000, +0.200]");
+    // What was learned is visible even when this state's row is still all zeros.
+    h.get_by_label("visited 1 time(s); 3 state(s) in the table");
+    h.get_by_label("The reward +0.500 updated the row of state [1, 1]:");
+    h.get_by_label("Q +0.000, +0.000, +0.000, [+0.025], +0.000");
     assert!(h.get_all_by_label("ctl_lr_g_scale").next().is_some());
     assert!(h.get_all_by_label("lr_g").next().is_some());
     assert!(

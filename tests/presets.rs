@@ -2,9 +2,13 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod common;
+
 use std::path::Path;
 
-use workbench::core::preset::{self, AnyPreset, PresetError};
+use workbench::core::preset::{self, AnyPreset, Family, PhaseLength, PresetError};
+use workbench::core::protocol::{Event, Outcome};
+use workbench::engine::worker::RunRequest;
 
 fn presets_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("presets")
@@ -300,4 +304,132 @@ fn wubu_gaad_presets_are_the_constructors() {
             "{file} differs; UPDATE_PRESETS=1 rewrites it"
         );
     }
+}
+
+/// Every preset shipped in `presets/` trains: each of its phases for two steps, at a tiny size
+/// set through the same overrides as `--set` (frame size, region count, data), with samples,
+/// validation and checkpoints on the way. The architecture, losses, controllers and phases
+/// are the preset's own, so a preset that cannot train can never ship again.
+#[test]
+fn every_shipped_preset_trains_each_phase_at_a_tiny_size() {
+    let runs = tempfile::tempdir().expect("tmp");
+    for f in preset::preset_files(&presets_dir()).expect("presets/") {
+        let (validated, _) = preset::load_file(&f).unwrap_or_else(|e| panic!("{e}"));
+        let base = validated.preset().clone();
+        let mut sets: Vec<(&str, serde_json::Value)> = vec![
+            ("device", "cpu".into()),
+            ("threads", 1.into()),
+            ("logging.log_every_steps", 1.into()),
+            ("logging.sample_every_steps", 2.into()),
+            ("logging.validate_every_steps", 2.into()),
+            ("checkpoints.every_steps", 2.into()),
+        ];
+        sets.extend(match base.family() {
+            Family::WganGp => vec![
+                ("data.source", "synthetic_sprites".into()),
+                ("data.image_size", 32.into()),
+                ("data.synthetic_count", 48.into()),
+                ("data.holdout", 16.into()),
+                ("train.batch_size", 4.into()),
+            ],
+            Family::WubuGaad => vec![
+                ("data.source", "synthetic_shapes".into()),
+                ("data.image_h", 32.into()),
+                ("data.image_w", 32.into()),
+                ("data.synthetic_frames", 80.into()),
+                ("data.validation_fraction", 0.3.into()),
+                ("model.regions", 4.into()),
+                ("model.motion_regions", 4.into()),
+                ("model.min_region_px", 4.0.into()),
+                ("model.patch_size", 8.into()),
+                ("train.batch_size", 2.into()),
+                ("validation.windows", 2.into()),
+            ],
+        });
+        let mut p = base
+            .with_overrides(sets)
+            .unwrap_or_else(|e| panic!("{}: {e:?}", f.display()));
+        let phases = match &mut p {
+            AnyPreset::WganGp(p) => &mut p.phases,
+            AnyPreset::WubuGaad(p) => &mut p.phases,
+        };
+        for phase in phases.iter_mut() {
+            phase.length = PhaseLength::Steps(2);
+            phase.overrides.retain(|k, _| !k.starts_with("logging."));
+        }
+        let count = phases.len();
+        let p = preset::validate(p).unwrap_or_else(|e| panic!("{}: {e:?}", f.display()));
+        let (dir, events) = common::run_to_end(RunRequest {
+            preset: Some(p),
+            runs_dir: runs.path().into(),
+            ..RunRequest::default()
+        });
+        let shown = f.display();
+        match events.last() {
+            Some(Event::RunFinished { step, outcome }) => {
+                assert_eq!(*outcome, Outcome::Completed, "{shown}");
+                assert_eq!(*step, 2 * count as u64, "{shown}");
+            }
+            other => panic!("{shown}: the run ended with {other:?}"),
+        }
+        let count_of = |f: fn(&Event) -> bool| events.iter().filter(|e| f(e)).count();
+        assert_eq!(
+            count_of(|e| matches!(e, Event::PhaseStarted { .. })),
+            count,
+            "{shown}"
+        );
+        assert!(
+            count_of(|e| matches!(e, Event::Sample { .. })) >= count,
+            "{shown}"
+        );
+        assert!(
+            count_of(|e| matches!(e, Event::CheckpointSaved { .. })) >= count,
+            "{shown}"
+        );
+        let scalars = common::scalars(&dir);
+        let validated_steps = scalars
+            .values()
+            .filter(|row| row.keys().any(|k| k.starts_with("val_")))
+            .count();
+        assert!(validated_steps >= 1, "{shown}: no validation");
+        for (step, row) in &scalars {
+            for (k, v) in row {
+                assert!(v.is_finite(), "{shown}: {k} = {v} at step {step}");
+            }
+        }
+    }
+}
+
+/// Schema 2 compared `heuristics.kl_high` with KL summed over the latent dimensions; loading
+/// such a preset says so and takes the per-dimension default.
+#[test]
+fn schema_two_wubu_presets_migrate_their_kl_threshold_with_a_note() {
+    let text = std::fs::read_to_string(presets_dir().join("wubu_gaad_tiny.ron"))
+        .expect("tiny")
+        .replace("schema_version: 3,", "schema_version: 2,")
+        .replace("kl_high: 3.0,", "kl_high: 15.0,");
+    let (p, notes) = preset::parse_str(&text, "old.ron").expect("migrates");
+    let AnyPreset::WubuGaad(p) = p else {
+        panic!("WuBu-GAAD")
+    };
+    assert_eq!(p.schema_version, preset::SCHEMA_VERSION);
+    assert_eq!(p.heuristics.kl_high, preset::wubu_gaad::KL_HIGH_PER_DIM);
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("kl_high = 15") && n.contains("per dimension")),
+        "{notes:?}"
+    );
+    preset::validate(AnyPreset::WubuGaad(p)).expect("valid");
+}
+
+/// The learning-rate controller is rewarded by the Wasserstein estimate (lower is better) by
+/// default: `g_loss` is measured against a critic that moves.
+#[test]
+fn the_lr_controller_defaults_to_the_wasserstein_estimate() {
+    let c = preset::LrControlConfig::default();
+    assert_eq!(
+        (c.metric.as_str(), c.better),
+        ("wasserstein", workbench::core::control::Better::Lower)
+    );
 }

@@ -219,6 +219,18 @@ fn gradients_reach_every_group_and_the_pixel_critic_trains_the_generator() {
     }
     assert!(grad_mass(&vs, "encoder.wubu_s.level0.descriptor").unwrap() > 0.0);
     assert!(grad_mass(&vs, "encoder.wubu_s.level0.boundaries").unwrap() > 0.0);
+    // No parameter is left without a gradient (the level spread was one: computed, never used).
+    let dead: Vec<String> = vs
+        .variables()
+        .into_iter()
+        .filter(|(_, t)| t.requires_grad())
+        .filter(|(_, t)| {
+            let g = t.grad();
+            !g.defined() || g.abs().sum(Kind::Double).double_value(&[]) == 0.0
+        })
+        .map(|(n, _)| n)
+        .collect();
+    assert!(dead.is_empty(), "parameters without a gradient: {dead:?}");
     assert!(grad_mass(&dvs, "layer0").unwrap() > 0.0, "the critic too");
 
     // The feature critic's WuBu-D geometry trains.

@@ -7,6 +7,12 @@
 //!   critic is too strong" each switch away from the active one, whatever its kind.
 //! - Switching runs whether or not the other interventions are enabled.
 //! - The minimum distance between switches is counted in optimizer steps.
+//! - KL is read per latent dimension (nats), the unit of `heuristics.kl_high`: the seed
+//!   compared a KL summed over 512 dimensions with 15, so "KL high" always held and the
+//!   strong-critic switch (KL below 1.5 times it) could never fire.
+//! - KL reduction always cuts the KL factor by 30% (`max(0.5, factor·0.7)`); the seed's
+//!   "1.05 when feature matching fired" is that cut applied to feature matching's 1.5 boost,
+//!   not a value to set when there was no boost.
 
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +23,7 @@ use crate::core::preset::wubu_gaad::{Heuristics, Switching};
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StepValues {
     pub g_adv: f64,
+    /// KL per latent dimension (nats).
     pub kl: f64,
     pub recon: f64,
     /// The active discriminator's total loss.
@@ -276,11 +283,8 @@ impl HeuristicState {
         self.kl_count = if klr { self.kl_count + 1 } else { 0 };
         self.kl_reduction = self.kl_count >= need;
         if self.kl_reduction {
-            self.kl_factor = if self.feature_matching {
-                1.05
-            } else {
-                (self.kl_factor * 0.7).max(0.5)
-            };
+            // From feature matching's boost (1.5) when it gave one, else from 1.0.
+            self.kl_factor = (self.kl_factor * 0.7).max(0.5);
             self.recon_factor = cfg.recon_boost;
         } else if prev_kl_factor < 1.0 && !self.feature_matching {
             self.kl_factor = (prev_kl_factor * 1.02).min(1.0);
@@ -347,6 +351,21 @@ mod tests {
         v: StepValues,
         recon_drop: f64,
     ) -> Vec<Outcome> {
+        run_kl(st, h, sw, feature, checks, v, recon_drop, 1e-3)
+    }
+
+    /// [`run`] with the base lambda_KL given.
+    #[allow(clippy::too_many_arguments)]
+    fn run_kl(
+        st: &mut HeuristicState,
+        h: &Heuristics,
+        sw: &Switching,
+        feature: bool,
+        checks: usize,
+        v: StepValues,
+        recon_drop: f64,
+        lambda_kl: f64,
+    ) -> Vec<Outcome> {
         let mut out = Vec::new();
         let mut recon = v.recon;
         for _ in 0..checks {
@@ -354,9 +373,165 @@ mod tests {
                 st.observe(&StepValues { recon, ..v }, h);
                 recon -= recon_drop;
             }
-            out.push(st.check(h, sw, feature, 0.1, 1e-3));
+            out.push(st.check(h, sw, feature, 0.1, lambda_kl));
         }
         out
+    }
+
+    fn fired(out: &[Outcome], name: &str, on: bool) -> bool {
+        out.iter()
+            .any(|o| o.changes.contains(&(name_static(name), on)))
+    }
+
+    fn name_static(name: &str) -> &'static str {
+        [
+            "easy-win penalty",
+            "feature matching",
+            "kl reduction",
+            "critic lr boost",
+            "forced exploration",
+        ]
+        .into_iter()
+        .find(|n| *n == name)
+        .unwrap_or("?")
+    }
+
+    /// KL per dimension of the default preset's encoder at initialisation: KL summed over
+    /// its latent dimensions starts near 1,300 (log-variance bias −6).
+    fn kl_at_start() -> f64 {
+        1300.0 / f64::from(WubuGaadPreset::default().model.latent_dim)
+    }
+
+    /// With the default preset's thresholds and the KL the default model really has, each
+    /// switch direction and each intervention fires when its condition holds and stops when
+    /// it ends. The screenshot run that found the scale bug (critic dominant: d_total 0.031,
+    /// g_adv 3.54, KL as at the start) must switch.
+    #[test]
+    fn default_scales_fire_and_stop_every_switch_and_intervention() {
+        let (h, sw) = cfgs();
+        let kl = kl_at_start();
+        assert!(kl < h.kl_high, "the start is not 'KL high': {kl}");
+        // Too strong a critic: switches.
+        let dominant = StepValues {
+            g_adv: 3.54,
+            kl,
+            recon: 0.05,
+            d_total: 0.031,
+            d_reward: Some(0.2),
+        };
+        let mut st = HeuristicState::default();
+        let out = run(&mut st, &h, &sw, false, 12, dominant, 0.0);
+        let reason = out.iter().find_map(|o| o.switch.clone());
+        assert!(
+            reason.as_deref().is_some_and(|r| r.contains("too strong")),
+            "{out:?}"
+        );
+        // Too weak a critic (generator fools it, recon stuck): switches the other way.
+        let weak = StepValues {
+            g_adv: 0.01,
+            kl,
+            recon: 0.05,
+            d_total: 2.5,
+            d_reward: Some(-1.0),
+        };
+        let mut st = HeuristicState::default();
+        let out = run(&mut st, &h, &sw, false, 12, weak, 0.0);
+        assert!(out
+            .iter()
+            .any(|o| o.switch.as_deref().is_some_and(|r| r.contains("too weak"))));
+        // With switching off, the same conditions fire the interventions, which stop when the
+        // conditions end.
+        let mut sw_off = sw.clone();
+        sw_off.enabled = false;
+        let calm = StepValues {
+            g_adv: 0.7,
+            kl,
+            recon: 0.05,
+            d_total: 0.6,
+            d_reward: Some(0.5),
+        };
+        let mut st = HeuristicState::default();
+        let on = run(&mut st, &h, &sw_off, false, 8, weak, 0.0);
+        for name in ["easy-win penalty", "critic lr boost", "forced exploration"] {
+            assert!(fired(&on, name, true), "{name} never fired: {on:?}");
+        }
+        let off = run(&mut st, &h, &sw_off, false, 2, calm, 0.0);
+        for name in ["easy-win penalty", "critic lr boost", "forced exploration"] {
+            assert!(fired(&off, name, false), "{name} never stopped: {off:?}");
+        }
+        // Feature matching: a strong feature critic while recon is stuck.
+        let strong_feature = StepValues {
+            g_adv: 0.9,
+            d_total: 0.1,
+            ..calm
+        };
+        let mut st = HeuristicState::default();
+        let on = run(&mut st, &h, &sw_off, true, 8, strong_feature, 0.0);
+        assert!(fired(&on, "feature matching", true), "{on:?}");
+        let off = run(
+            &mut st,
+            &h,
+            &sw_off,
+            true,
+            2,
+            StepValues {
+                g_adv: 0.01,
+                ..calm
+            },
+            0.0,
+        );
+        assert!(fired(&off, "feature matching", false), "{off:?}");
+        // KL reduction: the posterior drifted to twice the start's KL per dimension.
+        let mut st = HeuristicState::default();
+        let on = run(
+            &mut st,
+            &h,
+            &sw_off,
+            false,
+            8,
+            StepValues {
+                kl: 2.0 * kl,
+                ..calm
+            },
+            0.0,
+        );
+        assert!(fired(&on, "kl reduction", true), "{on:?}");
+        assert!((st.kl_factor - 0.7).abs() < 1e-12);
+        let off = run(&mut st, &h, &sw_off, false, 2, calm, 0.0);
+        assert!(fired(&off, "kl reduction", false), "{off:?}");
+        assert!(st.kl_factor > 0.7, "the factor recovers towards 1");
+        // Balanced training at the start's KL changes nothing.
+        let mut st = HeuristicState::default();
+        let out = run(&mut st, &h, &sw, false, 20, calm, 0.0);
+        assert!(
+            out.iter()
+                .all(|o| o.changes.is_empty() && o.switch.is_none()),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn kl_reduction_cuts_feature_matchings_boost_and_never_raises_the_factor() {
+        let (h, mut sw) = cfgs();
+        sw.enabled = false;
+        // A strong feature critic with stuck recon (feature matching) and high KL.
+        let v = StepValues {
+            g_adv: 0.9,
+            kl: 2.0 * kl_at_start(),
+            recon: 0.5,
+            d_total: 0.1,
+            d_reward: Some(0.5),
+        };
+        // lambda_KL large enough that feature matching gives no boost: a plain 30% cut.
+        let mut st = HeuristicState::default();
+        run_kl(&mut st, &h, &sw, true, 8, v, 0.0, 1e-3);
+        assert!(st.feature_matching && st.kl_reduction);
+        assert!((st.kl_factor - 0.7).abs() < 1e-12, "{}", st.kl_factor);
+        // A tiny lambda_KL: feature matching boosts to 1.5, KL reduction cuts that to 1.05.
+        let mut st = HeuristicState::default();
+        run_kl(&mut st, &h, &sw, true, 8, v, 0.0, 1e-5);
+        assert!(st.feature_matching && st.kl_reduction);
+        assert!((st.kl_factor - 1.05).abs() < 1e-12, "{}", st.kl_factor);
     }
 
     const G_WINS_D_WEAK: StepValues = StepValues {
@@ -457,7 +632,7 @@ mod tests {
         assert!(st.kl_reduction);
         assert!((st.kl_factor - 0.7).abs() < 1e-12);
         let mut st = HeuristicState::default();
-        run(&mut st, &h, &sw, false, 6, StepValues { kl: 5.0, ..v }, 0.0);
+        run(&mut st, &h, &sw, false, 6, StepValues { kl: 2.5, ..v }, 0.0);
         assert!(!st.kl_reduction);
         assert!((st.kl_factor - 1.0).abs() < 1e-12);
     }

@@ -168,6 +168,16 @@ pub enum Event {
         /// The settings the decision resulted in, e.g. `("lr", 8.5e-5)`.
         #[serde(default)]
         applied: Vec<(String, f64)>,
+        /// The row the reward updated: the previous decision's state, its chosen options and
+        /// its Q-values after the update.
+        #[serde(default)]
+        updated: Option<crate::core::control::Update>,
+        /// How often this state has been decided in, this decision included.
+        #[serde(default)]
+        visits: u64,
+        /// States in the controller's table.
+        #[serde(default)]
+        table_size: u64,
     },
     /// A heuristic intervention turned on or off (WuBu-GAAD, spec section 6), with the
     /// values its condition read.

@@ -60,6 +60,11 @@ pub struct ControllerDecision {
     pub explored: Vec<bool>,
     /// The settings it resulted in (learning rate, momentum, lambda_KL).
     pub applied: Vec<(String, f64)>,
+    /// The row the reward updated.
+    pub updated: Option<crate::core::control::Update>,
+    /// Visits of this decision's state, and the table's size.
+    pub visits: u64,
+    pub table_size: u64,
 }
 
 /// A logged ground truth / reconstruction pair; pixels as for [`SampleRef`].
@@ -291,6 +296,9 @@ impl RunView {
                 q_values,
                 explored,
                 applied,
+                updated,
+                visits,
+                table_size,
             } => {
                 // Each controller's timeline as scalars `ctl/<name>/<what>`: epsilon, reward
                 // and the settings it applied, with the dashboard's LOD and cursor.
@@ -302,6 +310,9 @@ impl RunView {
                         .push(x, v);
                 };
                 put("epsilon", epsilon);
+                if table_size > 0 {
+                    put("states", table_size as f64);
+                }
                 if let Some(r) = reward {
                     put("reward", r);
                 }
@@ -321,6 +332,9 @@ impl RunView {
                     q_values,
                     explored,
                     applied,
+                    updated,
+                    visits,
+                    table_size,
                 });
             }
             Event::Intervention {

@@ -45,6 +45,7 @@ pub struct VideoReader {
     pending: std::collections::VecDeque<Frame>,
     decoded: usize,
     eof: bool,
+    frames_hint: Option<u64>,
 }
 
 impl std::fmt::Debug for VideoReader {
@@ -69,6 +70,7 @@ impl VideoReader {
             .best(ffmpeg::media::Type::Video)
             .ok_or_else(|| VideoError::NoVideo { path: path.into() })?;
         let index = stream.index();
+        let frames_hint = frame_count_hint(&stream);
         let ctx = ffmpeg::codec::context::Context::from_parameters(stream.parameters())
             .map_err(open_err)?;
         let decoder = ctx.decoder().video().map_err(open_err)?;
@@ -91,7 +93,15 @@ impl VideoReader {
             pending: Default::default(),
             decoded: 0,
             eof: false,
+            frames_hint,
         })
+    }
+
+    /// The number of frames the container declares, or its duration times its frame rate;
+    /// `None` when it says neither (then only decoding to the end tells).
+    #[must_use]
+    pub fn frames_hint(&self) -> Option<u64> {
+        self.frames_hint
     }
 
     /// `(width, height)` of the frames.
@@ -161,6 +171,20 @@ impl VideoReader {
     }
 }
 
+/// What a stream declares of its length, in frames.
+fn frame_count_hint(stream: &ffmpeg::format::stream::Stream<'_>) -> Option<u64> {
+    if stream.frames() > 0 {
+        return Some(stream.frames() as u64);
+    }
+    let (tb, rate) = (stream.time_base(), stream.avg_frame_rate());
+    if stream.duration() > 0 && tb.denominator() != 0 && rate.denominator() != 0 {
+        let seconds = stream.duration() as f64 * f64::from(tb);
+        let frames = (seconds * f64::from(rate)).round();
+        return (frames.is_finite() && frames > 0.0).then_some(frames as u64);
+    }
+    None
+}
+
 /// Frame `index` (0-based) of a video.
 pub fn read_frame(path: &Path, index: usize) -> Result<Frame, VideoError> {
     let mut r = VideoReader::open(path)?;
@@ -196,6 +220,10 @@ mod tests {
             frames.push(f);
         }
         assert_eq!(frames.len(), 10);
+        assert_eq!(
+            VideoReader::open(&fixture()).unwrap().frames_hint(),
+            Some(10)
+        );
         assert_ne!(frames[0], frames[9], "testsrc moves");
         // Frame 3 as the ffmpeg command line converted it (tests/fixtures/testsrc_frame3.png).
         let want = image::open(

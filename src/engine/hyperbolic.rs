@@ -2,8 +2,10 @@
 //! levels, SO(n) inter-level rotations and stacks configured like the seed's S, M, T and D.
 //!
 //! Differences from the original, on purpose:
-//! - curvature, scale and spread are computed as tensors from their raw parameters on every
-//!   forward, so they really receive gradients (the original read them with `.item()`);
+//! - curvature and scale are computed as tensors from their raw parameters on every forward,
+//!   so they really receive gradients (the original read them with `.item()`);
+//! - there is no level spread: the original computes one per level and never uses it, so it
+//!   could learn nothing; it is left out rather than kept as a parameter without a gradient;
 //! - the inter-level rotation is `exp(A − Aᵀ)`, a true SO(n) rotation initialised to the
 //!   identity (the original's was an unconstrained Linear whose identity init was overwritten);
 //! - Möbius addition is used: each level's descriptor is a hyperbolic bias added to its output,
@@ -138,7 +140,6 @@ pub struct LevelConfig {
     pub dim: i64,
     pub curvature: f64,
     pub scale: f64,
-    pub spread: f64,
     pub boundary_points: i64,
     pub use_descriptor: bool,
     pub combiner_hidden: Vec<i64>,
@@ -172,7 +173,6 @@ pub struct Level {
     cfg: LevelConfig,
     curvature: Positive,
     scale: Bounded,
-    spread: Positive,
     descriptor: Option<Tensor>,
     boundaries: Option<Tensor>,
     combiner: nn::SequentialT,
@@ -189,7 +189,6 @@ impl Level {
         let d = cfg.dim;
         let curvature = Positive::new(&(vs / "curvature"), "u", cfg.curvature, C_MIN);
         let scale = Bounded::new(&(vs / "scale"), "u", cfg.scale, 1e-5, 10.0);
-        let spread = Positive::new(&(vs / "spread"), "u", cfg.spread, 1e-5);
         let descriptor = cfg.use_descriptor.then(|| {
             vs.var(
                 "descriptor",
@@ -248,7 +247,6 @@ impl Level {
             cfg: cfg.clone(),
             curvature,
             scale,
-            spread,
             descriptor,
             boundaries,
             combiner,
@@ -256,9 +254,9 @@ impl Level {
         }
     }
 
-    /// Curvature, scale and spread as tensors (they carry gradients).
-    pub fn geometry(&self) -> (Tensor, Tensor, Tensor) {
-        (self.curvature.get(), self.scale.get(), self.spread.get())
+    /// Curvature and scale as tensors (they carry gradients).
+    pub fn geometry(&self) -> (Tensor, Tensor) {
+        (self.curvature.get(), self.scale.get())
     }
 
     pub fn forward_t(
@@ -268,7 +266,7 @@ impl Level {
         descriptor_in: Option<&Tensor>,
         train: bool,
     ) -> LevelOut {
-        let (c, s, _spread) = self.geometry();
+        let (c, s) = self.geometry();
         let rows = point.size()[0];
         let mut parts = vec![logmap0(point, &c)];
         if let Some(r) = relative {
@@ -387,7 +385,6 @@ impl StackConfig {
                 dim,
                 curvature,
                 scale: 1.0,
-                spread: 0.1,
                 boundary_points: boundaries,
                 use_descriptor: true,
                 combiner_hidden: vec![32],
@@ -493,7 +490,7 @@ impl Stack {
         let Some(first) = self.levels.first() else {
             return h;
         };
-        let (c0, _, _) = first.geometry();
+        let (c0, _) = first.geometry();
         let mut point = expmap0(&h, &c0);
         let mut relative: Option<Tensor> = None;
         let mut descriptor: Option<Tensor> = None;
@@ -505,7 +502,7 @@ impl Stack {
             // (the seed's last-level scale reached nothing).
             tangents.push(logmap0(&out.point, &out.curvature));
             if let (Some(t), Some(next)) = (self.transforms.get(i), self.levels.get(i + 1)) {
-                let (c_next, _, _) = next.geometry();
+                let (c_next, _) = next.geometry();
                 point = t.forward(&out.point, &out.curvature, &c_next);
                 descriptor = Some(t.forward(&out.descriptor, &out.curvature, &c_next));
                 // The point seen from each boundary point, (−b) ⊕ p, in the tangent space,

@@ -17,7 +17,8 @@ pub mod worker;
 
 /// Test hook: `WORKBENCH_FAILPOINT=<name>:<step>` makes the engine fail on purpose at that
 /// point (`checkpoint-mid-write`: abort the process half-way through writing the checkpoint of
-/// that step or later; `nan-loss`: report a NaN loss at that step). Used by the crash-safety
+/// that step or later; `nan-loss`: report a NaN loss at that step; `torch-error` and
+/// `torch-panic`: fail the step through libtorch, see `session`). Used by the crash-safety
 /// tests; inert unless the variable is set.
 #[must_use]
 pub fn failpoint(name: &str, step: u64) -> bool {
@@ -47,4 +48,7 @@ pub enum EngineError {
     RunLog(#[from] crate::core::runlog::RunLogError),
     #[error("{0}")]
     NonFinite(String),
+    /// A training step failed (one line: step, phase, what failed and libtorch's first line).
+    #[error("{0}")]
+    Step(String),
 }

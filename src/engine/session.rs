@@ -63,6 +63,83 @@ pub struct Reconstruction {
     pub motion_boxes: Vec<[f32; 4]>,
 }
 
+/// Why a training step failed: which part of the step, and libtorch's (or the family's)
+/// message. The session adds the step and phase and fails the run with one line; the whole
+/// message goes to the run log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} failed: {}", first_line(.detail))]
+pub struct StepError {
+    /// The part of the step that failed ("critic backward", "forward", ...).
+    pub what: String,
+    /// The full message (libtorch's includes its C++ backtrace).
+    pub detail: String,
+}
+
+impl StepError {
+    pub fn new(what: impl Into<String>, detail: impl std::fmt::Display) -> Self {
+        Self {
+            what: what.into(),
+            detail: detail.to_string(),
+        }
+    }
+
+    /// Adapts a fallible tch call: `t.f_backward().map_err(StepError::at("critic backward"))?`.
+    pub fn at(what: &'static str) -> impl Fn(tch::TchError) -> Self {
+        move |e| Self::new(what, torch_message(&e))
+    }
+}
+
+/// A libtorch error's text without tch's wrapping (`Torch("...")`).
+fn torch_message(e: &tch::TchError) -> String {
+    match e {
+        tch::TchError::Torch(m) => m.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The text of a panic's payload; a tch error's `Torch("...")` wrapping is taken off and its
+/// escaped line breaks restored, so [`first_line`] finds libtorch's own first line.
+#[must_use]
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    let raw = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_string()))
+        .unwrap_or_else(|| "a panic without a message".to_string());
+    match raw.split_once("Torch(\"") {
+        Some((_, inner)) => inner
+            .trim_end_matches("\")")
+            .replace("\\n", "\n")
+            .replace("\\\"", "\""),
+        None => raw,
+    }
+}
+
+/// Test hooks (see [`crate::engine::failpoint`]): `torch-error:N` fails step N through a
+/// fallible libtorch call, `torch-panic:N` through an infallible one that panics, as a bug in
+/// a trainer would.
+fn injected_failure(step: u64) -> Result<(), StepError> {
+    let mismatched = || Tensor::zeros([2, 3], (tch::Kind::Float, Device::Cpu));
+    if crate::engine::failpoint("torch-error", step) {
+        let _ = mismatched()
+            .f_matmul(&mismatched())
+            .map_err(StepError::at("the injected matmul"))?;
+    }
+    if crate::engine::failpoint("torch-panic", step) {
+        let _ = mismatched().matmul(&mismatched());
+    }
+    Ok(())
+}
+
+/// The first non-empty line of a message (libtorch's messages carry a C++ backtrace after it).
+#[must_use]
+pub fn first_line(text: &str) -> &str {
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("(no message)")
+}
+
 /// What a family implements to be trained by the session.
 pub trait Trainer: std::fmt::Debug {
     fn describe(&self) -> String;
@@ -72,8 +149,13 @@ pub trait Trainer: std::fmt::Debug {
     fn steps_per_epoch(&self) -> u64;
     /// Takes a phase's configuration (learning rates, loss weights, augmentation, ...).
     fn apply_preset(&mut self, preset: &AnyPreset);
-    /// One training step; returns the step's scalars.
-    fn train_step(&mut self, ctx: &StepCtx) -> Vec<(&'static str, f64)>;
+    /// One training step; returns the step's scalars. Errors fail the run (use tch's
+    /// fallible calls, `f_backward` and friends, for what can fail).
+    fn train_step(&mut self, ctx: &StepCtx) -> Result<Vec<(&'static str, f64)>, StepError>;
+    /// What to try when a loss becomes NaN or infinite, in the family's own fields.
+    fn non_finite_advice(&self) -> &'static str {
+        "lower the learning rates 5-10x, then resume from the last good checkpoint"
+    }
     fn live_names(&self) -> &'static [&'static str];
     /// Current values of the live hyperparameters (saved in checkpoints).
     fn live_values(&self) -> Vec<(&'static str, f64)>;
@@ -182,6 +264,9 @@ pub struct RunPlan {
     /// Live hyperparameters to set right after start (e.g. `--lr-g` on resume).
     pub live_overrides: Vec<(String, f64)>,
     pub notes: Vec<String>,
+    /// Trains an existing run folder again from step 0 (it has no checkpoint to resume from):
+    /// its `losses.csv` starts afresh and views rewind to step 0.
+    pub restart: bool,
 }
 
 /// Wakes a UI when events arrive.
@@ -195,6 +280,8 @@ pub struct Emitter {
     pending: Vec<ScalarRow>,
     last_flush: Instant,
     pub dropped: u64,
+    /// The step being trained, for the final event of a failed run.
+    pub step: u64,
 }
 
 impl std::fmt::Debug for Emitter {
@@ -215,6 +302,7 @@ impl Emitter {
             pending: Vec::new(),
             last_flush: Instant::now(),
             dropped: 0,
+            step: 0,
         }
     }
 
@@ -287,6 +375,9 @@ struct Session<'a> {
     best: checkpoint::BestIndex,
     last_checkpoint_step: Option<u64>,
     ctl: Option<LrControl>,
+    /// This step's `losses.csv` row: its logged scalars and, on validated steps, the
+    /// validation's, written as one row once the step is done.
+    csv_row: Vec<(String, f64)>,
 }
 
 /// Q-learning control of the learning rates (`lr_control` in the preset). Saved in every
@@ -393,11 +484,11 @@ pub fn run(
             }
         }
     }
-    let csv = CsvLog::open(
-        &plan.run_dir.csv_path(),
-        trainer.csv_columns(),
-        loaded.as_ref().map(|_| c.step),
-    )?;
+    let rewind_to = loaded
+        .as_ref()
+        .map(|_| c.step)
+        .or(plan.restart.then_some(0));
+    let csv = CsvLog::open(&plan.run_dir.csv_path(), trainer.csv_columns(), rewind_to)?;
     let total_steps = estimate_total(&plan.preset, trainer.steps_per_epoch())
         .map(|t| plan.step_limit.map_or(t, |l| l.min(t)));
     emitter.emit(Event::RunStarted {
@@ -406,7 +497,7 @@ pub fn run(
         family: plan.preset.preset().family().name().to_string(),
         device: crate::engine::device::describe(plan.device),
         total_steps: total_steps.or(plan.step_limit),
-        resumed_from: loaded.as_ref().map(|_| c.step),
+        resumed_from: rewind_to,
         wall_time: unix_now(),
     })?;
     let info = |emitter: &mut Emitter, step, message: String| {
@@ -439,6 +530,7 @@ pub fn run(
         best: checkpoint::read_best(&plan.run_dir.checkpoints()),
         last_checkpoint_step: None,
         ctl: None,
+        csv_row: Vec::new(),
     };
     if let Some(saved) = loaded
         .as_ref()
@@ -561,7 +653,7 @@ impl Session<'_> {
     /// Feeds one step's scalars to the controller; every `every_steps` it decides new scales,
     /// applies them, and emits the decision.
     fn control(&mut self, scalars: &[(&'static str, f64)]) -> Result<(), EngineError> {
-        use crate::core::control::{bin, trend_bin};
+        use crate::core::control::trend3;
         // Called every step: nothing is cloned unless a controller runs.
         let Some(ctl) = self.ctl.as_mut() else {
             return Ok(());
@@ -580,24 +672,12 @@ impl Session<'_> {
         let (value, d) = (mean(ctl.sums[0]), mean(ctl.sums[1]));
         ctl.sums = [(0.0, 0); 2];
         let len = ctl.q.cfg.history_len;
-        let state = vec![
-            trend_bin(&ctl.metric.values, value),
-            trend_bin(&ctl.d_history, d),
-            bin(
-                ctl.scales.first().copied().unwrap_or(1.0),
-                &[0.8, 0.95, 1.05, 1.2],
-            ),
-            bin(
-                ctl.q.epsilon,
-                &[2.0 * ctl.q.cfg.epsilon_min, 0.6 * ctl.q.cfg.epsilon_start],
-            ),
-        ];
+        // What the controller observes, coarsely, so states repeat and the table learns: no
+        // bins of its own last scales or of epsilon (spec 11.20).
+        let state = vec![trend3(&ctl.metric.values, value), trend3(&ctl.d_history, d)];
         let first = ctl.metric.values.is_empty();
         let reward = ctl.metric.reward(value, cfg.better, len);
-        ctl.d_history.push(d);
-        if ctl.d_history.len() > len {
-            ctl.d_history.remove(0);
-        }
+        crate::core::control::push_bounded(&mut ctl.d_history, d, len);
         let decision = ctl.q.decide(Some(state), (!first).then_some(reward));
         let mut applied = Vec::new();
         let mut applied_values = Vec::new();
@@ -625,17 +705,12 @@ impl Session<'_> {
         for (k, v) in extra {
             self.c.accum.insert(k, (v, 1));
         }
-        self.emitter.emit(Event::Controller {
-            step,
-            name: decision_name(&cfg.metric),
-            state: decision.state.unwrap_or_default(),
-            actions: applied,
-            reward: decision.reward,
-            epsilon: decision.epsilon,
-            q_values: decision.q_values,
-            explored: decision.explored,
-            applied: applied_values,
-        })
+        let mut event = decision.into_event(step, &decision_name(&cfg.metric), applied_values);
+        if let Event::Controller { actions, .. } = &mut event {
+            // The steered fields by name, rather than the action sets'.
+            *actions = applied;
+        }
+        self.emitter.emit(event)
     }
 
     fn phase_done(&self) -> bool {
@@ -743,7 +818,22 @@ impl Session<'_> {
             batch_in_epoch: self.c.batch_in_epoch,
         };
         let t0 = Instant::now();
-        let mut scalars = self.trainer.train_step(&ctx);
+        self.emitter.step = ctx.step;
+        // A panic inside a step (an infallible tch call that met a libtorch error) fails the
+        // run like an error does; the panic hook keeps it off the terminal.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            injected_failure(ctx.step)?;
+            self.trainer.train_step(&ctx)
+        }));
+        let failed = match result {
+            Ok(Ok(scalars)) => Ok(scalars),
+            Ok(Err(e)) => Err(e),
+            Err(panic) => Err(StepError::new("the training step", panic_text(&*panic))),
+        };
+        let mut scalars = match failed {
+            Ok(s) => s,
+            Err(e) => return Err(self.step_failed(&e)),
+        };
         if crate::engine::failpoint("nan-loss", ctx.step) {
             scalars.insert(0, ("d_loss", f64::NAN));
         }
@@ -761,7 +851,7 @@ impl Session<'_> {
                 step: self.c.step,
                 signal: HealthSignal::NonFiniteLoss,
                 message: message.clone(),
-                suggestion: "lower the learning rates 5-10x or raise train.lambda_gp, then resume from the last good checkpoint".into(),
+                suggestion: self.trainer.non_finite_advice().into(),
             })?;
             return Err(EngineError::NonFinite(message));
         }
@@ -800,7 +890,45 @@ impl Session<'_> {
         if ckpt_every > 0 && step.is_multiple_of(ckpt_every) {
             self.checkpoint(false, None)?;
         }
-        Ok(())
+        self.csv_flush()
+    }
+
+    /// Adds values to this step's `losses.csv` row.
+    fn csv_merge(&mut self, values: &[(String, f64)]) {
+        if self.csv_row.is_empty() {
+            self.csv_row = vec![
+                ("step".into(), self.c.step as f64),
+                ("epoch".into(), self.c.epoch as f64),
+                ("phase".into(), self.c.phase as f64),
+            ];
+        }
+        for (k, v) in values {
+            match self.csv_row.iter_mut().find(|(n, _)| n == k) {
+                Some(slot) => slot.1 = *v,
+                None => self.csv_row.push((k.clone(), *v)),
+            }
+        }
+    }
+
+    /// Writes this step's row, if it has one.
+    fn csv_flush(&mut self) -> Result<(), EngineError> {
+        if self.csv_row.is_empty() {
+            return Ok(());
+        }
+        let row = std::mem::take(&mut self.csv_row);
+        self.csv.append(&row).map_err(EngineError::from)
+    }
+
+    /// Logs a failed step in full and returns the one line that fails the run.
+    fn step_failed(&mut self, e: &StepError) -> EngineError {
+        let phase = &self.plan.preset.preset().phases()[self.c.phase].name;
+        let at = format!("step {} (phase `{phase}`)", self.c.step);
+        let _ = self.emitter.emit(Event::Log {
+            step: self.c.step,
+            level: Level::Error,
+            message: format!("{at}: {} failed: {}", e.what, e.detail),
+        });
+        EngineError::Step(format!("{at}: {e}"))
     }
 
     fn log_scalars(&mut self, extra: Vec<(String, f64)>) -> Result<(), EngineError> {
@@ -819,9 +947,7 @@ impl Session<'_> {
             let findings = self.health.observe(self.c.step, d, get("g_loss"));
             self.emit_findings(findings)?;
         }
-        let mut row = values.clone();
-        row.insert(0, ("step".into(), self.c.step as f64));
-        self.csv.append(&row)?;
+        self.csv_merge(&values);
         self.emitter.scalars(ScalarRow {
             step: self.c.step,
             wall_time: unix_now(),
@@ -927,13 +1053,7 @@ impl Session<'_> {
             wall_time: unix_now(),
             values: row.clone(),
         })?;
-        let mut csv_row = vec![
-            ("step".to_string(), self.c.step as f64),
-            ("epoch".into(), self.c.epoch as f64),
-            ("phase".into(), self.c.phase as f64),
-        ];
-        csv_row.extend(row);
-        self.csv.append(&csv_row)?;
+        self.csv_merge(&row);
         let improved = self.best.phases.get(&self.c.phase).is_none_or(|b| {
             if v.higher_is_better {
                 v.metric > b.metric
@@ -948,6 +1068,8 @@ impl Session<'_> {
     }
 
     fn checkpoint(&mut self, best: bool, metric: Option<f64>) -> Result<(), EngineError> {
+        // The rows up to this step are on disk before the checkpoint that a resume rewinds to.
+        self.csv_flush()?;
         let ckpts = self.plan.run_dir.checkpoints();
         let dir = if self.last_checkpoint_step == Some(self.c.step) {
             ckpts.join(checkpoint::dir_name(self.c.step))
@@ -1003,6 +1125,7 @@ impl Session<'_> {
         if sample_every == 0 || !self.c.step.is_multiple_of(sample_every) {
             self.sample()?;
         }
+        self.csv_flush()?;
         Ok((self.c.step, outcome))
     }
 }

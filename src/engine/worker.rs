@@ -10,7 +10,6 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use crate::core::preset::wgan_gp::ImageSource;
 use crate::core::preset::{AnyPreset, ValidatedPreset};
 use crate::core::protocol::{Command, Event};
 use crate::core::rundir::RunDir;
@@ -44,7 +43,22 @@ pub struct RunRequest {
 /// Checks a request and lays out the run directory. Errors here are the user's to fix.
 pub fn prepare(req: RunRequest) -> Result<RunPlan, EngineError> {
     let bad = EngineError::BadInput;
+    let mut notes = req.notes;
+    let mut restart = false;
     let (preset, run_dir, resume_from) = match &req.resume {
+        Some(path) if run_without_checkpoint(path) => {
+            // Nothing to resume from: train it again from step 0 in its own folder, with its
+            // own preset unless one was given.
+            let run_dir = RunDir::open(path).map_err(|e| bad(e.to_string()))?;
+            let preset = preset_or_runs(req.preset.clone(), &run_dir)?;
+            check_data(preset.preset())?;
+            notes.push(format!(
+                "{}: no checkpoint was written before the run stopped; training starts again from step 0 in the same folder",
+                path.display()
+            ));
+            restart = true;
+            (preset, run_dir, None)
+        }
         Some(path) => {
             let ckpt = checkpoint::resolve(path).map_err(|e| bad(e.to_string()))?;
             let run_root = ckpt.parent().and_then(Path::parent).ok_or_else(|| {
@@ -54,14 +68,7 @@ pub fn prepare(req: RunRequest) -> Result<RunPlan, EngineError> {
                 ))
             })?;
             let run_dir = RunDir::open(run_root).map_err(|e| bad(e.to_string()))?;
-            let preset = match req.preset.clone() {
-                Some(p) => p,
-                None => {
-                    crate::core::preset::load_file(&run_dir.preset_path())
-                        .map_err(|e| bad(e.to_string()))?
-                        .0
-                }
-            };
+            let preset = preset_or_runs(req.preset.clone(), &run_dir)?;
             let state = checkpoint::read_state(&ckpt).map_err(|e| bad(e.to_string()))?;
             let family = state.get("family").and_then(|v| v.as_str()).unwrap_or("?");
             if family != preset.preset().family().name() {
@@ -90,16 +97,14 @@ pub fn prepare(req: RunRequest) -> Result<RunPlan, EngineError> {
                 .clone()
                 .ok_or_else(|| bad("no preset given".into()))?;
             check_data(preset.preset())?;
+            // The device is checked before the folder exists, like the data.
+            resolve_device(req.device.as_deref(), &preset)?;
             let run_dir = RunDir::create(&req.runs_dir, preset.preset().name())
                 .map_err(|e| bad(e.to_string()))?;
             (preset, run_dir, None)
         }
     };
-    let device_text = req
-        .device
-        .clone()
-        .unwrap_or_else(|| preset.preset().device().to_string());
-    let device = device::resolve(&device_text)?;
+    let device = resolve_device(req.device.as_deref(), &preset)?;
     let threads = preset.preset().threads();
     if threads > 0 {
         tch::set_num_threads(threads as i32);
@@ -135,48 +140,40 @@ pub fn prepare(req: RunRequest) -> Result<RunPlan, EngineError> {
         resume_from,
         step_limit: req.step_limit,
         live_overrides,
-        notes: req.notes,
+        notes,
+        restart,
     })
 }
 
-fn check_data(preset: &AnyPreset) -> Result<(), EngineError> {
-    match preset {
-        AnyPreset::WganGp(p) if p.data.source == ImageSource::Folder => {
-            if Path::new(&p.data.folder).is_dir() {
-                Ok(())
-            } else {
-                Err(EngineError::BadInput(format!(
-                    "data.folder: `{}` is not a folder",
-                    p.data.folder
-                )))
-            }
-        }
-        AnyPreset::WganGp(_) => Ok(()),
-        AnyPreset::WubuGaad(p) => {
-            use crate::core::preset::wubu_gaad::{FlowMethod, VideoSource};
-            let mut files = Vec::new();
-            if p.data.source == VideoSource::File {
-                files.push(("data.path", p.data.path.as_str()));
-            }
-            if !p.data.validation_path.trim().is_empty() {
-                files.push(("data.validation_path", p.data.validation_path.as_str()));
-            }
-            if p.model.motion && p.model.flow == FlowMethod::Torchscript {
-                files.push(("model.flow_model", p.model.flow_model.as_str()));
-            }
-            if !p.validation.lpips_model.trim().is_empty() {
-                files.push(("validation.lpips_model", p.validation.lpips_model.as_str()));
-            }
-            for (field, path) in files {
-                if !Path::new(path).exists() {
-                    return Err(EngineError::BadInput(format!(
-                        "{field}: `{path}` does not exist"
-                    )));
-                }
-            }
-            Ok(())
-        }
+/// The preset given, or the run's own `preset.ron`.
+fn preset_or_runs(
+    given: Option<ValidatedPreset>,
+    run_dir: &RunDir,
+) -> Result<ValidatedPreset, EngineError> {
+    match given {
+        Some(p) => Ok(p),
+        None => crate::core::preset::load_file(&run_dir.preset_path())
+            .map(|(p, _)| p)
+            .map_err(|e| EngineError::BadInput(e.to_string())),
     }
+}
+
+/// The request's device, or the preset's.
+fn resolve_device(
+    device: Option<&str>,
+    preset: &ValidatedPreset,
+) -> Result<tch::Device, EngineError> {
+    device::resolve(device.unwrap_or_else(|| preset.preset().device()))
+}
+
+/// The data preflight as the user's error (exit code 2), before any run directory exists.
+fn check_data(preset: &AnyPreset) -> Result<(), EngineError> {
+    crate::engine::data::preflight(preset).map_err(EngineError::BadInput)
+}
+
+/// Whether `path` is a run folder that never wrote a checkpoint (killed or failed early).
+fn run_without_checkpoint(path: &Path) -> bool {
+    path.join("preset.ron").is_file() && !path.join("checkpoints").join("latest").is_file()
 }
 
 /// The UI's end of a running worker. Dropping it stops the run and joins the thread.
@@ -221,6 +218,24 @@ impl Drop for WorkerHandle {
     }
 }
 
+/// The name of the training threads.
+pub const TRAINER_THREAD: &str = "workbench-trainer";
+
+/// Keeps panics of training threads off the terminal: the session catches them and fails the
+/// run with one line, and the whole text (with libtorch's C++ backtrace) goes to the run log.
+/// Panics of every other thread reach the previous hook as before.
+fn quiet_trainer_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if std::thread::current().name() != Some(TRAINER_THREAD) {
+                previous(info);
+            }
+        }));
+    });
+}
+
 /// Starts the worker thread on a prepared plan.
 pub fn spawn(plan: RunPlan, waker: Option<Waker>) -> Result<WorkerHandle, EngineError> {
     let (cmd_tx, cmd_rx) = bounded(COMMAND_CAPACITY);
@@ -231,29 +246,32 @@ pub fn spawn(plan: RunPlan, waker: Option<Waker>) -> Result<WorkerHandle, Engine
         .lock()
         .map_err(|e| EngineError::BadInput(e.to_string()))?;
     let log = LogWriter::open(&plan.run_dir.events_path())?;
+    quiet_trainer_panics();
     let thread = std::thread::Builder::new()
-        .name("workbench-trainer".into())
+        .name(TRAINER_THREAD.into())
         .spawn(move || {
             let _lock = lock;
             let mut emitter = Emitter::new(log, ev_tx, waker);
             let result = catch_unwind(AssertUnwindSafe(|| {
                 session::run(&plan, &cmd_rx, &mut emitter)
             }));
+            let step = emitter.step;
             let end = match result {
                 Ok(Ok((step, outcome))) => Event::RunFinished { step, outcome },
                 Ok(Err(e)) => Event::RunFailed {
-                    step: 0,
-                    message: e.to_string(),
+                    step,
+                    message: session::first_line(&e.to_string()).to_string(),
                 },
                 Err(panic) => {
-                    let message = panic
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()))
-                        .unwrap_or_else(|| "the training thread panicked".to_string());
+                    let text = session::panic_text(&*panic);
+                    let _ = emitter.emit(Event::Log {
+                        step,
+                        level: crate::core::protocol::Level::Error,
+                        message: format!("internal error: {text}"),
+                    });
                     Event::RunFailed {
-                        step: 0,
-                        message: format!("internal error: {message}"),
+                        step,
+                        message: format!("internal error: {}", session::first_line(&text)),
                     }
                 }
             };

@@ -1175,6 +1175,12 @@ impl WorkbenchApp {
                     None => ui.label("no reward yet"),
                 };
                 ui.label(format!("state {:?}", d.state));
+                if d.table_size > 0 {
+                    ui.label(format!(
+                        "visited {} time(s); {} state(s) in the table",
+                        d.visits, d.table_size
+                    ));
+                }
                 for (field, v) in &d.applied {
                     ui.label(format!("{field} = {v:.4e}"));
                 }
@@ -1199,6 +1205,49 @@ impl WorkbenchApp {
                         ui.end_row();
                     }
                 });
+            match &d.updated {
+                Some(u) => {
+                    ui.label(format!(
+                        "The reward {} updated the row of state {:?}:",
+                        d.reward.map_or_else(String::new, |r| format!("{r:+.3}")),
+                        u.state
+                    ));
+                    egui::Grid::new("updated-row")
+                        .striped(true)
+                        .num_columns(2)
+                        .show(ui, |ui| {
+                            for (k, (field, _)) in d.actions.iter().enumerate() {
+                                ui.label(field);
+                                let chosen = u.chosen.get(k).copied();
+                                let q: Vec<String> = u
+                                    .q_values
+                                    .get(k)
+                                    .map(|q| {
+                                        q.iter()
+                                            .enumerate()
+                                            .map(|(j, v)| {
+                                                if Some(j) == chosen {
+                                                    format!("[{v:+.3}]")
+                                                } else {
+                                                    format!("{v:+.3}")
+                                                }
+                                            })
+                                            .collect()
+                                    })
+                                    .unwrap_or_default();
+                                ui.label(format!("Q {}", q.join(", ")))
+                                    .on_hover_text("the bracketed value is the option that decision chose; it is the one the reward moved");
+                                ui.end_row();
+                            }
+                        });
+                }
+                None => {
+                    ui.label(
+                        RichText::new("No row was updated at this decision (the first, or one without a reward).")
+                            .weak(),
+                    );
+                }
+            }
         }
         ui.separator();
         let shown = [Shown {

@@ -25,7 +25,7 @@ pub use wgan_gp::WganGpPreset;
 pub use wubu_gaad::WubuGaadPreset;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Model families.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -187,7 +187,9 @@ impl Default for LrControlConfig {
         Self {
             enabled: false,
             every_steps: 50,
-            metric: "g_loss".into(),
+            // The Wasserstein estimate, lower being better: `g_loss` is measured against a
+            // critic that moves, so its movement says little about the generator.
+            metric: "wasserstein".into(),
             better: crate::core::control::Better::Lower,
             probation_steps: 0,
         }
@@ -660,17 +662,8 @@ pub fn parse_str(text: &str, file: &str) -> Result<(AnyPreset, Vec<String>), Pre
     match header.family {
         Family::WganGp => wgan_gp::parse_versioned(text, header.schema_version, file)
             .map(|(p, notes)| (AnyPreset::WganGp(p), notes)),
-        Family::WubuGaad if header.schema_version == SCHEMA_VERSION => {
-            Ok((AnyPreset::WubuGaad(parse_typed(text, file)?), Vec::new()))
-        }
-        Family::WubuGaad => Err(PresetError::Invalid {
-            file: file.to_string(),
-            problems: vec![Problem {
-                path: "schema_version".into(),
-                value: header.schema_version.to_string(),
-                allowed: format!("{SCHEMA_VERSION} (the first version with this family)"),
-            }],
-        }),
+        Family::WubuGaad => wubu_gaad::parse_versioned(text, header.schema_version, file)
+            .map(|(p, notes)| (AnyPreset::WubuGaad(p), notes)),
     }
 }
 

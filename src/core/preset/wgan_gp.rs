@@ -337,16 +337,22 @@ pub(super) fn parse_versioned(
 ) -> Result<(WganGpPreset, Vec<String>), PresetError> {
     match version {
         SCHEMA_VERSION => Ok((super::parse_typed(text, file)?, Vec::new())),
+        // Schema 3 changed only WuBu-GAAD fields.
+        2 => {
+            let mut p: WganGpPreset = super::parse_typed(text, file)?;
+            p.schema_version = SCHEMA_VERSION;
+            Ok((p, Vec::new()))
+        }
         1 => {
             let old: WganGpPresetV1 = super::parse_typed(text, file)?;
             let d = WganGpPreset::default();
             let notes = vec![
                 format!(
-                    "schema 1 -> 2: train.lr = {} became train.lr_g and train.lr_d (separate learning rates)",
+                    "schema 1 -> 3: train.lr = {} became train.lr_g and train.lr_d (separate learning rates)",
                     old.train.lr
                 ),
-                format!("schema 1 -> 2: epochs = {} became one phase `main` of {} epochs", old.epochs, old.epochs),
-                "schema 1 -> 2: threads, health, logging, checkpoints and train.critic_counter took their defaults".to_string(),
+                format!("schema 1 -> 3: epochs = {} became one phase `main` of {} epochs", old.epochs, old.epochs),
+                "schema 1 -> 3: threads, health, logging, checkpoints and train.critic_counter took their defaults".to_string(),
             ];
             let preset = WganGpPreset {
                 schema_version: SCHEMA_VERSION,

@@ -15,6 +15,50 @@ use super::{
 };
 use crate::core::health::HealthConfig;
 
+/// The default of `heuristics.kl_high`, in nats per latent dimension. The encoder starts at
+/// about 2.5 nats per dimension (its log-variance bias is −6, a posterior deviation of e^−3),
+/// so "high" means the posterior has drifted tighter or further from the prior than it
+/// started; the strong-critic switch, which needs KL below 1.5 times this, can fire from the
+/// first steps.
+pub const KL_HIGH_PER_DIM: f64 = 3.0;
+
+/// Parses a WuBu-GAAD preset of any known schema version, migrating older ones.
+pub(super) fn parse_versioned(
+    text: &str,
+    version: u32,
+    file: &str,
+) -> Result<(WubuGaadPreset, Vec<String>), super::PresetError> {
+    match version {
+        SCHEMA_VERSION => Ok((super::parse_typed(text, file)?, Vec::new())),
+        2 => {
+            let mut p: WubuGaadPreset = super::parse_typed(text, file)?;
+            let mut notes = vec![format!(
+                "schema 2 -> 3: heuristics.kl_high = {} was compared with KL summed over all {} latent dimensions, which always exceeded it; it now counts nats per dimension and took the default {KL_HIGH_PER_DIM}",
+                p.heuristics.kl_high, p.model.latent_dim
+            )];
+            p.heuristics.kl_high = KL_HIGH_PER_DIM;
+            for phase in &mut p.phases {
+                if phase.overrides.remove("heuristics.kl_high").is_some() {
+                    notes.push(format!(
+                        "schema 2 -> 3: phase `{}`: its heuristics.kl_high override (summed KL) was dropped",
+                        phase.name
+                    ));
+                }
+            }
+            p.schema_version = SCHEMA_VERSION;
+            Ok((p, notes))
+        }
+        other => Err(super::PresetError::Invalid {
+            file: file.to_string(),
+            problems: vec![Problem {
+                path: "schema_version".into(),
+                value: other.to_string(),
+                allowed: format!("2 ..= {SCHEMA_VERSION}"),
+            }],
+        }),
+    }
+}
+
 /// Where the frames come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -249,6 +293,7 @@ pub struct Heuristics {
     pub g_stalled: f64,
     pub g_winning: f64,
     pub g_very_much_winning: f64,
+    /// KL per latent dimension (nats) above which KL counts as high.
     pub kl_high: f64,
     pub recon_stagnation_rel: f64,
     pub good_recon: f64,
@@ -413,7 +458,7 @@ impl Default for WubuGaadPreset {
                 g_stalled: 1.8,
                 g_winning: 0.15,
                 g_very_much_winning: 0.03,
-                kl_high: 15.0,
+                kl_high: KL_HIGH_PER_DIM,
                 recon_stagnation_rel: 0.001,
                 good_recon: 0.015,
                 q_reward_stagnation: -0.3,
@@ -611,7 +656,6 @@ impl WubuGaadPreset {
             heuristics: Heuristics {
                 trigger_count: 5,
                 d_strong: 0.10,
-                kl_high: 45.0,
                 recon_stagnation_rel: 3e-4,
                 good_recon: 0.010,
                 explore_decisions: 50,
@@ -969,7 +1013,7 @@ const MAIN_SPECS: &[FieldSpec] = &[
     spec!("heuristics.g_stalled", POS, "", true, false, "g_adv above this: the generator is stalled"),
     spec!("heuristics.g_winning", POS, "", true, false, "g_adv below this gates the easy-win penalty"),
     spec!("heuristics.g_very_much_winning", POS, "", true, false, "g_adv below this: the generator wins very easily"),
-    spec!("heuristics.kl_high", POS, "", true, false, "KL median above this: KL is high"),
+    spec!("heuristics.kl_high", POS, "nats/dim", true, false, "KL per latent dimension above this is high (KL reduction; the strong-critic switch needs less than 1.5x it)"),
     spec!("heuristics.recon_stagnation_rel", K::Float { min: 0.0, max: 1.0 }, "", true, false, "Relative recon improvement below this counts as stagnant"),
     spec!("heuristics.good_recon", POS, "", true, false, "Recon below 1.25x this is never called stagnant"),
     spec!("heuristics.q_reward_stagnation", K::Float { min: -10.0, max: 10.0 }, "", true, false, "Active critic's median reward below this: its controller is stagnant"),

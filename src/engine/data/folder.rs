@@ -36,6 +36,17 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The PNG and JPEG files under `dir`, recursively, in path order.
+pub(super) fn image_files(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let mut files = Vec::new();
+    collect(dir, &mut files).map_err(|e| DataError::File {
+        path: dir.display().to_string(),
+        message: e.to_string(),
+    })?;
+    files.sort();
+    Ok(files)
+}
+
 /// Loads every PNG and JPEG under `dir` (recursively, in path order): alpha composited over
 /// white, the shorter side resized to `size`, then centre-cropped (seed 004's pipeline).
 pub fn load_folder(dir: &Path, size: u32, on_bad: OnBadImage) -> Result<FolderImages, DataError> {
@@ -46,12 +57,7 @@ pub fn load_folder(dir: &Path, size: u32, on_bad: OnBadImage) -> Result<FolderIm
             message: "not a folder (data.folder)".into(),
         });
     }
-    let mut files = Vec::new();
-    collect(dir, &mut files).map_err(|e| DataError::File {
-        path: shown.clone(),
-        message: e.to_string(),
-    })?;
-    files.sort();
+    let files = image_files(dir)?;
     let mut out = FolderImages::default();
     for file in files {
         match load_one(&file, size) {

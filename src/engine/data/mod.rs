@@ -3,10 +3,12 @@
 
 mod augment;
 mod folder;
+mod preflight;
 pub mod video;
 
 pub use augment::{augment, Augment};
 pub use folder::{load_folder, FolderImages};
+pub use preflight::preflight;
 pub use video::VideoSet;
 
 use tch::{Device, Kind, Tensor};

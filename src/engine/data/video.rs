@@ -60,8 +60,40 @@ fn resize(frame: crate::core::video::Frame, cfg: &VideoData) -> Option<Vec<u8>> 
     Some(out.into_raw())
 }
 
+/// The frames one window spans: `input + predict` frames `frame_skip` apart.
+pub(super) fn window_span(cfg: &VideoData) -> i64 {
+    let n = i64::from(cfg.input_frames + cfg.predict_frames);
+    (n - 1) * i64::from(cfg.frame_skip.max(1)) + 1
+}
+
+/// The frames of a clip that training windows may use: all of them when validation has its
+/// own source, else those before the held-out validation fraction.
+pub(super) fn train_frames(count: i64, cfg: &VideoData) -> i64 {
+    if cfg.validation_path.trim().is_empty() {
+        count - (count as f64 * cfg.validation_fraction).round() as i64
+    } else {
+        count
+    }
+}
+
+/// Why `frames` frames hold no training window.
+pub(super) fn too_short(frames: usize, cfg: &VideoData) -> String {
+    format!(
+        "{frames} frame(s) are too few: one window needs {} ({} input + {} predicted frames, frame_skip {}){}",
+        window_span(cfg),
+        cfg.input_frames,
+        cfg.predict_frames,
+        cfg.frame_skip.max(1),
+        if cfg.validation_path.trim().is_empty() {
+            ", after the validation fraction is held out"
+        } else {
+            ""
+        }
+    )
+}
+
 /// The video files of a path: the file itself, or a folder's regular files, sorted.
-fn video_files(path: &Path) -> Result<Vec<PathBuf>, DataError> {
+pub(super) fn video_files(path: &Path) -> Result<Vec<PathBuf>, DataError> {
     let file_err = |message: String| DataError::File {
         path: path.display().to_string(),
         message,
@@ -229,8 +261,7 @@ impl VideoSet {
         }
         let skip = i64::from(cfg.frame_skip.max(1));
         let n = i64::from(cfg.input_frames + cfg.predict_frames);
-        let span = (n - 1) * skip + 1;
-        let separate_val = !cfg.validation_path.trim().is_empty();
+        let span = window_span(cfg);
         let (mut train, mut val) = (Vec::new(), Vec::new());
         let mut offset = 0i64;
         let mut shortest: Option<(String, usize)> = None;
@@ -241,11 +272,9 @@ impl VideoSet {
             }
             let (train_end, val_start) = if s.validation_only {
                 (0, 0)
-            } else if separate_val {
-                (count, count)
             } else {
-                let held = (count as f64 * cfg.validation_fraction).round() as i64;
-                (count - held, count - held)
+                let end = train_frames(count, cfg);
+                (end, end)
             };
             for start in 0..=(train_end - span).max(-1) {
                 train.push(offset + start);
@@ -264,12 +293,7 @@ impl VideoSet {
             });
             return Err(DataError::File {
                 path: name,
-                message: format!(
-                    "{frames} frame(s) are too few: one window needs {span} ({} input + {} predicted frames, frame_skip {skip}){}",
-                    cfg.input_frames,
-                    cfg.predict_frames,
-                    if separate_val { "" } else { ", after the validation fraction is held out" }
-                ),
+                message: too_short(frames, cfg),
             });
         }
         let total: usize = segments.iter().map(|s| s.count).sum();

@@ -78,7 +78,11 @@ impl SpectralNormConv2d {
                 u.copy_(&nu);
             });
         }
-        let sigma = self.u.dot(&w_mat.mv(&self.v));
+        // Copies, as PyTorch's spectral norm takes: the graph of this forward must not hold
+        // the buffers that the next training forward of the same step updates in place (the
+        // real, fake and gradient-penalty passes of one critic step share them).
+        let (u, v) = (self.u.copy(), self.v.copy());
+        let sigma = u.dot(&w_mat.mv(&v));
         &self.weight_orig / sigma
     }
 

@@ -8,7 +8,7 @@ use crate::engine::checkpoint::Loaded;
 use crate::engine::data::{augment, Augment, ImageSet};
 use crate::engine::metrics;
 use crate::engine::optim::Adam;
-use crate::engine::session::{Rgba, StepCtx, Trainer, Validation};
+use crate::engine::session::{Rgba, StepCtx, StepError, Trainer, Validation};
 use crate::engine::EngineError;
 
 /// Trains one WGAN-GP.
@@ -156,22 +156,25 @@ impl WganGpTrainer {
 /// The gradient penalty of Gulrajani et al.: `mean_b (||dD(x~)/dx~||_2 - 1)^2` at random
 /// interpolates `x~ = a real + (1 - a) fake`, with the graph kept (double backward) so the
 /// penalty trains the critic.
+///
+/// # Errors
+/// libtorch's, when the double backward fails.
 pub fn gradient_penalty(
     critic: impl Fn(&Tensor) -> Tensor,
     real: &Tensor,
     fake: &Tensor,
-) -> Tensor {
+) -> Result<Tensor, tch::TchError> {
     let b = real.size()[0];
     let alpha = Tensor::rand([b, 1, 1, 1], (real.kind(), real.device()));
     let x = (&alpha * real + (-&alpha + 1.0) * fake)
         .detach()
         .set_requires_grad(true);
     let scores = critic(&x);
-    let grads = Tensor::run_backward(&[scores.sum(Kind::Float)], &[&x], true, true);
+    let grads = Tensor::f_run_backward(&[scores.sum(Kind::Float)], &[&x], true, true)?;
     let norms = grads[0]
         .view([b, -1])
         .norm_scalaropt_dim(2, [1i64].as_slice(), false);
-    (norms - 1.0).square().mean(real.kind())
+    Ok((norms - 1.0).square().mean(real.kind()))
 }
 
 /// Lays out `[N, 3, S, S]` images in [0, 1] as a grid with 2 px white gaps.
@@ -253,7 +256,11 @@ impl Trainer for WganGpTrainer {
         self.cfg = p.clone();
     }
 
-    fn train_step(&mut self, ctx: &StepCtx) -> Vec<(&'static str, f64)> {
+    fn non_finite_advice(&self) -> &'static str {
+        "lower train.lr_g and train.lr_d 5-10x or raise train.lambda_gp, then resume from the last good checkpoint"
+    }
+
+    fn train_step(&mut self, ctx: &StepCtx) -> Result<Vec<(&'static str, f64)>, StepError> {
         seed_torch(self.seed, Stream::Step, ctx.step);
         let idx = self.indices(ctx.epoch, ctx.batch_in_epoch);
         let b = idx.len() as i64;
@@ -265,10 +272,13 @@ impl Trainer for WganGpTrainer {
         let fake = tch::no_grad(|| self.g.forward_t(&z, true));
         let d_real = self.d.forward_t(&real, true).mean(Kind::Float);
         let d_fake = self.d.forward_t(&fake, true).mean(Kind::Float);
-        let gp = gradient_penalty(|x| self.d.forward_t(x, true), &real, &fake);
+        let gp = gradient_penalty(|x| self.d.forward_t(x, true), &real, &fake)
+            .map_err(StepError::at("gradient penalty"))?;
         let d_loss = &d_fake - &d_real + &gp * self.cfg.train.lambda_gp;
         self.opt_d.zero_grad();
-        d_loss.backward();
+        d_loss
+            .f_backward()
+            .map_err(StepError::at("critic backward"))?;
         self.opt_d.step();
 
         let mut out = vec![
@@ -290,14 +300,16 @@ impl Trainer for WganGpTrainer {
                 .forward_t(&self.g.forward_t(&z, true), true)
                 .mean(Kind::Float);
             self.opt_g.zero_grad();
-            g_loss.backward();
+            g_loss
+                .f_backward()
+                .map_err(StepError::at("generator backward"))?;
             self.opt_g.step();
             self.update_ema();
             out.push(("g_loss", g_loss.double_value(&[])));
         }
         out.push(("lr_g", self.opt_g.lr));
         out.push(("lr_d", self.opt_d.lr));
-        out
+        Ok(out)
     }
 
     fn live_names(&self) -> &'static [&'static str] {

@@ -100,7 +100,6 @@ fn stack_cfg(s: &WubuStack, input: i64, output: Option<i64>, dropout: f64) -> (S
             dim,
             curvature,
             scale: 1.0,
-            spread: 0.1,
             boundary_points: i64::from(s.boundary_points),
             use_descriptor: true,
             combiner_hidden: vec![if s.combiner_hidden == 0 {

@@ -5,7 +5,7 @@ use super::model::{
     self, box_condition, region_major, roi_boxes, Critic, CriticInput, Dims, Encoder, Generator,
 };
 use crate::core::control::seed::{self as qs, CriticStep, GenHistory, GenStep, KlInterval};
-use crate::core::control::{ActionSet, Better, QConfig, QController};
+use crate::core::control::{push_bounded, ActionSet, Better, QConfig, QController};
 use crate::core::gaad::{self, EnergyMap, MotionSpiral, Region};
 use crate::core::heuristics::{HeuristicState, StepValues};
 use crate::core::preset::wubu_gaad::{
@@ -18,44 +18,45 @@ use crate::engine::checkpoint::Loaded;
 use crate::engine::data::VideoSet;
 use crate::engine::flow::{self, LkConfig};
 use crate::engine::optim::{AdamRule, RiemannianSgd};
-use crate::engine::session::{Reconstruction, Rgba, StepCtx, Trainer, Validation};
+use crate::engine::session::{Reconstruction, Rgba, StepCtx, StepError, Trainer, Validation};
 use crate::engine::EngineError;
 
 fn seed_torch(seed: u64, stream: Stream, counter: u64) {
     tch::manual_seed((derive_seed(seed, stream, counter) >> 1) as i64);
 }
 
-/// Bounded histories, as the seed's controllers keep them.
+/// A critic controller's bounded histories of interval means and of its rewards.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-struct Hist {
-    g_total: Vec<f64>,
+struct CriticHist {
     d_total: Vec<f64>,
-    recon: Vec<f64>,
-    adv: Vec<f64>,
+    rewards: Vec<f64>,
 }
 
-impl Hist {
-    fn gen(&self) -> GenHistory {
-        GenHistory {
-            g_total: self.g_total.clone(),
-            d_total: self.d_total.clone(),
-            recon: self.recon.clone(),
-            adv: self.adv.clone(),
+/// Sums of some values over the current decision interval: controllers decide on interval
+/// means, not on the one step that happens to end the interval.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+struct Interval {
+    sums: Vec<f64>,
+    count: u64,
+}
+
+impl Interval {
+    fn add(&mut self, values: &[f64]) {
+        if self.sums.len() != values.len() {
+            self.sums = vec![0.0; values.len()];
+            self.count = 0;
         }
+        for (s, v) in self.sums.iter_mut().zip(values) {
+            *s += v;
+        }
+        self.count += 1;
     }
 
-    fn push(&mut self, g_total: f64, d_total: f64, recon: f64, adv: f64, len: usize) {
-        for (v, x) in [
-            (&mut self.g_total, g_total),
-            (&mut self.d_total, d_total),
-            (&mut self.recon, recon),
-            (&mut self.adv, adv),
-        ] {
-            v.push(x);
-            if v.len() > len {
-                v.remove(0);
-            }
-        }
+    /// The means since the last call; `None` when nothing was added.
+    fn take_means(&mut self) -> Option<Vec<f64>> {
+        let n = std::mem::take(&mut self.count);
+        let sums = std::mem::take(&mut self.sums);
+        (n > 0).then(|| sums.iter().map(|s| s / n as f64).collect())
     }
 }
 
@@ -72,8 +73,12 @@ struct FamilyState {
     q_gen: QController,
     q_d: [QController; 2],
     q_lkl: QController,
-    gen_hist: Hist,
-    d_hist: [Hist; 2],
+    gen_hist: GenHistory,
+    d_hist: [CriticHist; 2],
+    /// The generator's `[g_total, d_total, recon, kl, g_adv]` over the current interval.
+    gen_interval: Interval,
+    /// Each critic's `[d_total, d_real, d_fake, g_adv]` over the current interval.
+    d_interval: [Interval; 2],
     /// Sums of (recon, kl, d_total) and the count over the current lambda_KL interval.
     lkl_sums: [f64; 3],
     lkl_count: u64,
@@ -82,8 +87,6 @@ struct FamilyState {
     lkl_acted: bool,
     /// Latest validation metric (none before the first validation).
     last_val: Option<f64>,
-    /// The generator's last `(g_total, g_adv)`, for the critic's state.
-    last_g: (f64, f64),
     last_d_reward: [Option<f64>; 2],
     lr_scale: [f64; 3],
     mom_scale: [f64; 3],
@@ -116,36 +119,20 @@ pub struct WubuGaadTrainer {
     notes: Vec<String>,
 }
 
-/// Parameters of a var store for the Riemannian optimizer; points on a ball (level
-/// descriptors and boundary points) carry their level's curvature.
-fn rsgd_params(
-    vs: &nn::VarStore,
-    stacks: &[(&str, &crate::core::preset::wubu_gaad::WubuStack)],
-) -> Vec<(String, Tensor, Option<f64>)> {
-    let mut vars: Vec<(String, Tensor)> = vs
+/// The trainable parameters of a var store for the optimizer, sorted by name. All are
+/// Euclidean: level descriptors and boundary points are tangent vectors at the origin, which
+/// the model maps onto its level's ball with the learned curvature (`expmap0`), so they are
+/// optimised as the vectors they are, at the full learning rate. (Optimised as points on the
+/// ball, they took a quarter of the rate, a capped norm and the initial curvature.)
+fn params(vs: &nn::VarStore) -> Vec<(String, Tensor, Option<f64>)> {
+    let mut vars: Vec<(String, Tensor, Option<f64>)> = vs
         .variables()
         .into_iter()
         .filter(|(_, t)| t.requires_grad())
+        .map(|(name, t)| (name, t, None))
         .collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
-    vars.into_iter()
-        .map(|(name, t)| {
-            let on_ball = name.ends_with(".descriptor") || name.ends_with(".boundaries");
-            let c = on_ball
-                .then(|| {
-                    stacks.iter().find_map(|(prefix, s)| {
-                        let rest = name.split(&format!("{prefix}.level")).nth(1)?;
-                        let level: usize = rest.split('.').next()?.parse().ok()?;
-                        crate::core::preset::wubu_gaad::parse_stack(s)
-                            .ok()?
-                            .get(level)
-                            .map(|(_, c)| *c)
-                    })
-                })
-                .flatten();
-            (name, t, c)
-        })
-        .collect()
+    vars
 }
 
 fn adam_rule(t: &crate::core::preset::wubu_gaad::WubuTrain) -> Option<AdamRule> {
@@ -220,28 +207,17 @@ impl WubuGaadTrainer {
             model::critic(&d_vs[1].root(), cfg.model.disc_alternative, cfg, &d),
         ];
         let m = &cfg.model;
-        let stacks = [
-            ("encoder.wubu_s", &m.wubu_s),
-            ("encoder.wubu_m", &m.wubu_m),
-            ("encoder.wubu_t", &m.wubu_t),
-            ("wubu_d", &m.wubu_d),
-        ];
         let t = &cfg.train;
-        let mut opt_g = RiemannianSgd::new(
-            rsgd_params(&g_vs, &stacks),
-            t.lr_gen,
-            t.momentum,
-            t.weight_decay,
-        );
+        let mut opt_g = RiemannianSgd::new(params(&g_vs), t.lr_gen, t.momentum, t.weight_decay);
         let mut opt_d = [
             RiemannianSgd::new(
-                rsgd_params(&d_vs[0], &stacks),
+                params(&d_vs[0]),
                 t.lr_disc_primary,
                 t.momentum,
                 t.weight_decay,
             ),
             RiemannianSgd::new(
-                rsgd_params(&d_vs[1], &stacks),
+                params(&d_vs[1]),
                 t.lr_disc_alternative,
                 t.momentum,
                 t.weight_decay,
@@ -299,14 +275,15 @@ impl WubuGaadTrainer {
                 new_q("critic alternative", lr_sets(), seed, 3)?,
             ],
             q_lkl: new_q("lambda_kl", vec![ActionSet::lambda_kl()], seed, 4)?,
-            gen_hist: Hist::default(),
-            d_hist: [Hist::default(), Hist::default()],
+            gen_hist: GenHistory::default(),
+            d_hist: [CriticHist::default(), CriticHist::default()],
+            gen_interval: Interval::default(),
+            d_interval: [Interval::default(), Interval::default()],
             lkl_sums: [0.0; 3],
             lkl_count: 0,
             lkl_prev: Vec::new(),
             lkl_acted: false,
             last_val: None,
-            last_g: (1.0, 0.7),
             last_d_reward: [None, None],
             lr_scale: [1.0; 3],
             mom_scale: [1.0; 3],
@@ -527,8 +504,9 @@ impl WubuGaadTrainer {
         })
     }
 
-    /// `(recon, [dft, dct, pixel] MSEs)`: the mean of the weighted terms in use, each weight
-    /// applied once (spec 11.6).
+    /// `(recon, [dft, dct, pixel] MSEs)`: the weighted sum of the terms in use, each weight
+    /// applied once (spec 11.6). A plain sum, so turning one term off leaves the others'
+    /// weights as they are (a mean over the active terms raised them).
     fn recon_loss(&self, f: &Forward) -> (Tensor, [f64; 3]) {
         let t = &self.cfg.train;
         let mut terms = Vec::new();
@@ -553,12 +531,19 @@ impl WubuGaadTrainer {
         if t.lambda_recon_pixel > 0.0 {
             terms.push(pix * t.lambda_recon_pixel);
         }
-        let n = terms.len().max(1) as f64;
         let sum = terms
             .into_iter()
             .reduce(|a, b| a + b)
             .unwrap_or_else(|| Tensor::zeros([], (Kind::Float, self.device)));
-        (sum / n, mses)
+        (sum, mses)
+    }
+
+    /// The active critic's features of the real frames for feature matching, taken in the
+    /// mode the fakes' features are taken in (training: dropout on), so both sides are the
+    /// same function of their input; no gradient.
+    fn real_features(&self, a: usize, f: &Forward) -> Option<Tensor> {
+        let real_in = self.critic_input(&f.real_pred, &f.real_coeffs);
+        tch::no_grad(|| self.critics[a].forward_t(&real_in, true).1)
     }
 
     fn critic_input<'a>(&'a self, frames: &'a Tensor, coeffs: &'a Tensor) -> CriticInput<'a> {
@@ -598,40 +583,84 @@ impl WubuGaadTrainer {
         opt.momentum = momentum;
     }
 
-    fn controller_event(
-        &mut self,
-        step: u64,
-        name: &str,
-        decision: crate::core::control::Decision,
-        applied: Vec<(String, f64)>,
-    ) {
-        self.events.push(Event::Controller {
-            step,
-            name: name.to_string(),
-            state: decision.state.unwrap_or_default(),
-            actions: decision
-                .actions
-                .iter()
-                .map(|(n, _, s)| (n.clone(), *s))
-                .collect(),
-            reward: decision.reward,
-            epsilon: decision.epsilon,
-            q_values: decision.q_values,
-            explored: decision.explored,
-            applied,
-        });
-    }
-
-    fn eps_bin(q: &QController) -> u8 {
-        qs::epsilon_bin(q.epsilon, q.cfg.epsilon_min, q.cfg.epsilon_start)
-    }
-
     fn val_better(&self) -> (ValMetric, Better) {
         let m = match self.cfg.validation.metric {
             ValMetric::Lpips if self.lpips.is_none() => ValMetric::Psnr,
             m => m,
         };
         (m, m.better())
+    }
+
+    /// The generator's controller at the end of an interval: state and reward from the
+    /// interval's means, then new learning-rate and momentum scales.
+    fn gen_decision(&mut self, step: u64, lambda_kl: f64) {
+        let Some(m) = self.st.gen_interval.take_means() else {
+            return;
+        };
+        let s = GenStep {
+            g_total: m[0],
+            d_total: m[1],
+            recon: m[2],
+            kl: m[3],
+            kl_per_dim: m[3] / self.d.latent as f64,
+            adv: m[4],
+            lambda_kl,
+            kl_high: self.cfg.heuristics.kl_high,
+        };
+        let h = &self.st.gen_hist;
+        let state = qs::gen_state(h, &s);
+        let reward = (!h.recon.is_empty()).then(|| qs::gen_reward(h, &s));
+        let len = self.st.q_gen.cfg.history_len;
+        let h = &mut self.st.gen_hist;
+        push_bounded(&mut h.g_total, s.g_total, len);
+        push_bounded(&mut h.recon, s.recon, len);
+        push_bounded(&mut h.adv, s.adv, len);
+        if let Some(r) = reward {
+            push_bounded(&mut h.rewards, r, len);
+        }
+        let decision = self.st.q_gen.decide(Some(state), reward);
+        self.st.lr_scale[0] = decision.actions.first().map_or(1.0, |x| x.2);
+        self.st.mom_scale[0] = decision.actions.get(1).map_or(1.0, |x| x.2);
+        self.apply_scales(0);
+        let applied = vec![
+            ("lr".to_string(), self.opt_g.lr),
+            ("momentum".to_string(), self.opt_g.momentum),
+        ];
+        self.events
+            .push(decision.into_event(step, "generator", applied));
+    }
+
+    /// The active critic's controller at the end of an interval.
+    fn critic_decision(&mut self, step: u64, a: usize) {
+        let Some(m) = self.st.d_interval[a].take_means() else {
+            return;
+        };
+        let s = CriticStep {
+            d_total: m[0],
+            d_real: m[1],
+            d_fake: m[2],
+            g_adv: m[3],
+        };
+        let h = &self.st.d_hist[a];
+        let state = qs::critic_state(&h.d_total, &s);
+        let reward = (!h.d_total.is_empty()).then(|| qs::critic_reward(&h.d_total, &h.rewards, &s));
+        let len = self.st.q_d[a].cfg.history_len;
+        let h = &mut self.st.d_hist[a];
+        push_bounded(&mut h.d_total, s.d_total, len);
+        if let Some(r) = reward {
+            push_bounded(&mut h.rewards, r, len);
+        }
+        let decision = self.st.q_d[a].decide(Some(state), reward);
+        self.st.last_d_reward[a] = decision.reward;
+        self.st.lr_scale[a + 1] = decision.actions.first().map_or(1.0, |x| x.2);
+        self.st.mom_scale[a + 1] = decision.actions.get(1).map_or(1.0, |x| x.2);
+        self.apply_scales(a + 1);
+        let applied = vec![
+            ("lr".to_string(), self.opt_d[a].lr),
+            ("momentum".to_string(), self.opt_d[a].momentum),
+        ];
+        self.events
+            .push(decision.into_event(step, &format!("critic {}", DISC_NAMES[a]), applied));
     }
 
     fn check_heuristics(&mut self, step: u64) {
@@ -657,7 +686,8 @@ impl WubuGaadTrainer {
             self.st.active = to;
             // The newly active critic starts with a fresh controller and no stale momentum.
             self.st.q_d[to].reset();
-            self.st.d_hist[to] = Hist::default();
+            self.st.d_hist[to] = CriticHist::default();
+            self.st.d_interval[to] = Interval::default();
             self.st.last_d_reward[to] = None;
             self.st.lr_scale[to + 1] = 1.0;
             self.st.mom_scale[to + 1] = 1.0;
@@ -702,13 +732,13 @@ impl WubuGaadTrainer {
                 d_total: a[4],
             })
             .collect();
-        let eps = Self::eps_bin(&self.st.q_lkl);
-        let Some(state) = qs::kl_state(&prev, &cur, eps) else {
+        let Some(state) = qs::kl_state(&prev, &cur) else {
             return;
         };
         let (_, better) = self.val_better();
+        let kl_high = self.cfg.heuristics.kl_high;
         let reward = match (self.st.lkl_acted, prev.last()) {
-            (true, Some(p)) => Some(qs::kl_reward(p, &cur, better)),
+            (true, Some(p)) => Some(qs::kl_reward(p, &cur, better, kl_high)),
             _ => None,
         };
         let decision = self.st.q_lkl.decide(Some(state), reward);
@@ -728,7 +758,8 @@ impl WubuGaadTrainer {
             self.st.lkl_prev.remove(0);
         }
         let applied = vec![("lambda_kl".to_string(), self.st.lambda_kl_base)];
-        self.controller_event(step, "lambda_kl", decision, applied);
+        self.events
+            .push(decision.into_event(step, "lambda_kl", applied));
     }
 
     /// Frames `[F, C, H, W]` in [-1, 1] side by side as RGBA.
@@ -777,7 +808,9 @@ impl WubuGaadTrainer {
     fn ssim_frames(x: &Tensor, y: &Tensor) -> Tensor {
         // x, y: [F, C, H, W] in [0, 1]; Gaussian window 11, sigma 1.5; returns [F].
         let (_, c, h, w) = x.size4().unwrap_or((0, 3, 0, 0));
-        let k = 11.min(h).min(w) | 1;
+        // The largest odd window up to 11 that fits (an even frame side below 11 gave an even
+        // size rounded up past the frame).
+        let k = ssim_window(h, w);
         let g: Vec<f32> = (0..k)
             .map(|i| {
                 let t = i as f64 - (k / 2) as f64;
@@ -804,6 +837,29 @@ impl WubuGaadTrainer {
     }
 }
 
+/// The easy-win penalty (spec 8) as a tensor: `(recon − good)/adv · weight`, clipped. The
+/// adversarial loss in the denominator is detached, so the penalty pushes the reconstruction
+/// down; through the denominator its gradient (about 90 times the GAN term's at the seed's
+/// scales) taught the generator to stop fooling the critic.
+fn easy_win_term(
+    recon: &Tensor,
+    adv: &Tensor,
+    hc: &crate::core::preset::wubu_gaad::Heuristics,
+) -> Tensor {
+    ((recon - hc.good_recon) / (adv.detach() + 1e-5) * hc.easy_win_weight)
+        .clamp(0.0, hc.easy_win_max)
+}
+
+/// The SSIM window side: 11, or the largest odd size that fits a smaller frame.
+fn ssim_window(h: i64, w: i64) -> i64 {
+    let k = 11.min(h).min(w).max(1);
+    if k % 2 == 0 {
+        k - 1
+    } else {
+        k
+    }
+}
+
 fn kind_name(k: DiscKind) -> &'static str {
     match k {
         DiscKind::PixelCnn => "pixel_cnn",
@@ -821,6 +877,7 @@ const CSV: &[&str] = &[
     "d_fake",
     "recon",
     "kl",
+    "kl_per_dim",
     "g_adv",
     "mse_dft",
     "mse_dct",
@@ -835,6 +892,9 @@ const CSV: &[&str] = &[
     "heur_recon_factor",
     "heur_kl_factor",
     "active_critic",
+    "momentum_gen",
+    "grad_norm_g",
+    "grad_norm_d",
     "val_psnr",
     "val_ssim",
     "val_mse",
@@ -935,22 +995,18 @@ impl Trainer for WubuGaadTrainer {
         }
     }
 
+    fn non_finite_advice(&self) -> &'static str {
+        "lower train.lr_gen and the critics' rates 5-10x or tighten train.global_clip, then resume from the last good checkpoint"
+    }
+
     #[allow(clippy::too_many_lines)]
-    fn train_step(&mut self, ctx: &StepCtx) -> Vec<(&'static str, f64)> {
+    fn train_step(&mut self, ctx: &StepCtx) -> Result<Vec<(&'static str, f64)>, StepError> {
         seed_torch(self.seed, Stream::Step, ctx.step);
         let starts = self.starts(ctx.epoch, ctx.batch_in_epoch);
         let frames = self.data.batch(&starts, self.device);
-        let f = match self.forward(&frames, true, true) {
-            Ok(f) => f,
-            Err(e) => {
-                self.events.push(Event::Log {
-                    step: ctx.step,
-                    level: crate::core::protocol::Level::Error,
-                    message: e,
-                });
-                return vec![("g_loss", f64::NAN)];
-            }
-        };
+        let f = self
+            .forward(&frames, true, true)
+            .map_err(|e| StepError::new("forward", e))?;
         let a = self.st.active;
         let step_no = ctx.step + 1;
         let (lambda_gan, lambda_fm, clip) = {
@@ -976,45 +1032,13 @@ impl Trainer for WubuGaadTrainer {
             self.opt_d[a].zero_grad();
             let mut norm = 0.0;
             if gan_on {
-                loss.backward();
+                loss.f_backward()
+                    .map_err(StepError::at("critic backward"))?;
                 norm = self.opt_d[a].clip_global(clip);
             }
             (dt, dr, df, norm)
         };
-        if gan_on && q_on {
-            let s = CriticStep {
-                d_total,
-                g_total: self.st.last_g.0,
-                d_real,
-                d_fake,
-                g_adv: self.st.last_g.1,
-                lr: self.opt_d[a].lr,
-                momentum: self.opt_d[a].momentum,
-            };
-            let h = &self.st.d_hist[a];
-            let state =
-                qs::critic_state(&h.d_total, &h.g_total, &s, Self::eps_bin(&self.st.q_d[a]));
-            let reward = (!h.d_total.is_empty()).then(|| qs::critic_reward(&h.d_total, &s));
-            let len = self.st.q_d[a].cfg.history_len;
-            self.st.d_hist[a].push(s.g_total, d_total, 0.0, s.g_adv, len);
-            let decision = self.st.q_d[a].decide(Some(state), reward);
-            self.st.last_d_reward[a] = decision.reward;
-            self.st.lr_scale[a + 1] = decision.actions.first().map_or(1.0, |x| x.2);
-            self.st.mom_scale[a + 1] = decision.actions.get(1).map_or(1.0, |x| x.2);
-            self.apply_scales(a + 1);
-            let applied = vec![
-                ("lr".to_string(), self.opt_d[a].lr),
-                ("momentum".to_string(), self.opt_d[a].momentum),
-            ];
-            self.controller_event(
-                step_no,
-                &format!("critic {}", DISC_NAMES[a]),
-                decision,
-                applied,
-            );
-        } else {
-            self.apply_scales(a + 1);
-        }
+        self.apply_scales(a + 1);
         if gan_on {
             self.opt_d[a].step();
         }
@@ -1038,10 +1062,7 @@ impl Trainer for WubuGaadTrainer {
             g_loss += &adv * (lambda_gan * h.gan_factor);
             if h.feature_matching && lambda_fm > 0.0 {
                 if let Some(fake_feats) = fake_feats {
-                    let real_in = self.critic_input(&f.real_pred, &f.real_coeffs);
-                    let (_, real_feats) =
-                        tch::no_grad(|| self.critics[a].forward_t(&real_in, false));
-                    if let Some(real_feats) = real_feats {
+                    if let Some(real_feats) = self.real_features(a, &f) {
                         let fm = fake_feats.mse_loss(&real_feats.detach(), Reduction::Mean);
                         fm_v = value(&fm);
                         g_loss += fm * lambda_fm;
@@ -1052,56 +1073,43 @@ impl Trainer for WubuGaadTrainer {
             if h.penalize_easy_win
                 && crate::core::heuristics::easy_win_penalty(adv_v, recon_v, hc) > 0.0
             {
-                // The same formula as tensors: it pushes recon down and the critic's score of
-                // the fakes towards "fooled less easily" (the original's was a constant).
-                let p = ((&recon - hc.good_recon) / (&adv + 1e-5) * hc.easy_win_weight)
-                    .clamp(0.0, hc.easy_win_max);
+                let p = easy_win_term(&recon, &adv, hc);
                 penalty_v = value(&p);
                 g_loss += p;
             }
         }
         let g_total = value(&g_loss);
         self.opt_g.zero_grad();
-        g_loss.backward();
+        g_loss
+            .f_backward()
+            .map_err(StepError::at("generator backward"))?;
         let g_norm = self.opt_g.clip_global(clip);
-        let kl_v = value(&kl);
-        if q_on {
-            let s = GenStep {
-                g_total,
-                d_total,
-                recon: recon_v,
-                kl: kl_v,
-                adv: adv_v,
-                lambda_kl,
-                lr: self.opt_g.lr,
-                momentum: self.opt_g.momentum,
-            };
-            let hist = self.st.gen_hist.gen();
-            let state = qs::gen_state(&hist, &s, Self::eps_bin(&self.st.q_gen));
-            let reward = (!hist.g_total.is_empty()).then(|| qs::gen_reward(&hist, &s));
-            let len = self.st.q_gen.cfg.history_len;
-            self.st.gen_hist.push(g_total, d_total, recon_v, adv_v, len);
-            let decision = self.st.q_gen.decide(Some(state), reward);
-            self.st.lr_scale[0] = decision.actions.first().map_or(1.0, |x| x.2);
-            self.st.mom_scale[0] = decision.actions.get(1).map_or(1.0, |x| x.2);
-            self.apply_scales(0);
-            let applied = vec![
-                ("lr".to_string(), self.opt_g.lr),
-                ("momentum".to_string(), self.opt_g.momentum),
-            ];
-            self.controller_event(step_no, "generator", decision, applied);
-        } else {
-            self.apply_scales(0);
-        }
+        self.apply_scales(0);
         let skipped = self.opt_g.step();
         // Critic grads from the generator's backward are dropped at the critic's next step.
-        self.st.last_g = (g_total, adv_v);
+        let kl_v = value(&kl);
+        let kl_per_dim = kl_v / self.d.latent as f64;
+
+        // Controllers decide on the means of their interval; new scales apply from the next
+        // step.
+        self.st
+            .gen_interval
+            .add(&[g_total, d_total, recon_v, kl_v, adv_v]);
+        if gan_on {
+            self.st.d_interval[a].add(&[d_total, d_real, d_fake, adv_v]);
+        }
+        if q_on {
+            if gan_on {
+                self.critic_decision(step_no, a);
+            }
+            self.gen_decision(step_no, lambda_kl);
+        }
 
         // Heuristics, switching, lambda_KL.
         self.st.heur.observe(
             &StepValues {
                 g_adv: adv_v,
-                kl: kl_v,
+                kl: kl_per_dim,
                 recon: recon_v,
                 d_total,
                 d_reward: self.st.last_d_reward[a],
@@ -1112,7 +1120,7 @@ impl Trainer for WubuGaadTrainer {
             self.check_heuristics(step_no);
         }
         self.st.lkl_sums[0] += recon_v;
-        self.st.lkl_sums[1] += kl_v;
+        self.st.lkl_sums[1] += kl_per_dim;
         self.st.lkl_sums[2] += d_total;
         self.st.lkl_count += 1;
         let lkl_every = self.cfg.q_control.lkl_every_steps;
@@ -1133,6 +1141,7 @@ impl Trainer for WubuGaadTrainer {
             ("d_fake", d_fake),
             ("recon", recon_v),
             ("kl", kl_v),
+            ("kl_per_dim", kl_per_dim),
             ("g_adv", adv_v),
             ("lr_gen", self.opt_g.lr),
             ("lr_disc_primary", self.opt_d[0].lr),
@@ -1165,7 +1174,7 @@ impl Trainer for WubuGaadTrainer {
             out.push(("ctl_epsilon_gen", self.st.q_gen.epsilon));
             out.push(("ctl_epsilon_critic", self.st.q_d[a].epsilon));
         }
-        out
+        Ok(out)
     }
 
     fn live_names(&self) -> &'static [&'static str] {
@@ -1380,5 +1389,128 @@ impl Trainer for WubuGaadTrainer {
             self.apply_scales(i);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::preset::{parse_str, wubu_gaad::WubuGaadPreset};
+
+    fn tiny() -> WubuGaadPreset {
+        let text = include_str!("../../../../presets/wubu_gaad_tiny.ron");
+        match parse_str(text, "tiny").expect("tiny").0 {
+            AnyPreset::WubuGaad(mut p) => {
+                p.device = "cpu".into();
+                p
+            }
+            AnyPreset::WganGp(_) => panic!("tiny is WuBu-GAAD"),
+        }
+    }
+
+    fn trainer(p: &WubuGaadPreset) -> WubuGaadTrainer {
+        WubuGaadTrainer::new(p, Device::Cpu).expect("trainer")
+    }
+
+    #[test]
+    fn the_ssim_window_fits_every_frame_size() {
+        assert_eq!(ssim_window(64, 64), 11);
+        assert_eq!(ssim_window(8, 8), 7);
+        assert_eq!(ssim_window(10, 12), 9);
+        assert_eq!(ssim_window(9, 30), 9);
+        assert_eq!(ssim_window(1, 1), 1);
+        for side in [4i64, 6, 8, 10] {
+            let x = Tensor::rand([2, 3, side, side], (Kind::Float, Device::Cpu));
+            let s = WubuGaadTrainer::ssim_frames(&x, &x);
+            assert!(
+                (s - 1.0).abs().max().double_value(&[]) < 1e-4,
+                "side {side}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_easy_win_penalty_trains_recon_not_the_adversarial_loss() {
+        let hc = WubuGaadPreset::default().heuristics;
+        let recon = Tensor::from(0.115f32).set_requires_grad(true);
+        let adv = Tensor::from(0.1f32).set_requires_grad(true);
+        let p = easy_win_term(&recon, &adv, &hc);
+        let v = p.double_value(&[]);
+        assert!(v > 0.0 && v < hc.easy_win_max, "{v}: not clipped");
+        p.backward();
+        assert!(recon.grad().double_value(&[]) > 0.0);
+        assert!(!adv.grad().defined(), "no gradient through the denominator");
+    }
+
+    #[test]
+    fn every_parameter_is_euclidean() {
+        let t = trainer(&tiny());
+        let ps = params(&t.g_vs);
+        assert!(ps.iter().any(|(n, _, _)| n.ends_with(".descriptor")));
+        assert!(ps.iter().any(|(n, _, _)| n.ends_with(".boundaries")));
+        assert!(ps.iter().all(|(_, _, c)| c.is_none()));
+        // One plain SGD step moves a descriptor by exactly lr times its gradient.
+        let mut p = tiny();
+        p.train.momentum = 0.0;
+        p.train.weight_decay = 0.0;
+        p.train.param_clip = 0.0;
+        p.train.optimizer = crate::core::preset::wubu_gaad::Optimizer::RiemannianSgd;
+        let mut t = trainer(&p);
+        let (name, x, _) = params(&t.g_vs)
+            .into_iter()
+            .find(|(n, _, _)| n.ends_with(".descriptor"))
+            .expect("a descriptor");
+        let before = x.detach().copy();
+        t.opt_g.zero_grad();
+        (x.square().sum(Kind::Float)).backward();
+        let grad = x.grad().copy();
+        t.opt_g.lr = 0.1;
+        t.opt_g.step();
+        let want = &before - grad * 0.1;
+        let err = (x.detach() - want).abs().max().double_value(&[]);
+        assert!(err < 1e-6, "{name}: off by {err}");
+    }
+
+    #[test]
+    fn recon_is_the_plain_weighted_sum_of_its_terms() {
+        let _ = tch::no_grad_guard();
+        let mut p = tiny();
+        p.train.lambda_recon_dft = 0.7;
+        p.train.lambda_recon_dct = 0.2;
+        p.train.lambda_recon_pixel = 1.3;
+        let t = trainer(&p);
+        let frames = t.data.batch(&[t.data.train[0]], Device::Cpu);
+        let f = t.forward(&frames, false, false).expect("forward");
+        let (recon, mses) = t.recon_loss(&f);
+        let want = 0.7 * mses[0] + 0.2 * mses[1] + 1.3 * mses[2];
+        assert!((recon.double_value(&[]) - want).abs() < 1e-5 * want.max(1.0));
+        // Turning one term off leaves the others' weights as they were.
+        let mut q = p;
+        q.train.lambda_recon_pixel = 0.0;
+        let t2 = WubuGaadTrainer { cfg: q, ..t };
+        let (recon2, _) = t2.recon_loss(&f);
+        let want2 = 0.7 * mses[0] + 0.2 * mses[1];
+        assert!((recon2.double_value(&[]) - want2).abs() < 1e-5 * want2.max(1.0));
+    }
+
+    #[test]
+    fn feature_matching_reads_real_features_in_the_fakes_mode() {
+        let _ = tch::no_grad_guard();
+        let mut p = tiny();
+        p.model.wubu_dropout = 0.5;
+        let t = trainer(&p);
+        let frames = t
+            .data
+            .batch(&[t.data.train[0], t.data.train[1]], Device::Cpu);
+        let f = t.forward(&frames, false, false).expect("forward");
+        let feature = (0..2)
+            .find(|&i| t.critics[i].kind() == DiscKind::WubuFeature)
+            .expect("a feature critic");
+        // Dropout on: two draws differ, as the fakes' training-mode features do.
+        tch::manual_seed(1);
+        let a = t.real_features(feature, &f).expect("features");
+        tch::manual_seed(2);
+        let b = t.real_features(feature, &f).expect("features");
+        assert!((a - b).abs().max().double_value(&[]) > 0.0);
     }
 }
