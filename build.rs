@@ -1,9 +1,11 @@
 //! Embeds an rpath to libtorch so binaries and test executables run without LD_LIBRARY_PATH,
 //! and force-links libtorch_cuda so CUDA is found on GPU machines (rustc links --as-needed,
 //! which would otherwise drop it because nothing references its symbols directly).
-//! Also compiles the ATen shim `src/engine/ops/ops.cpp` against the same libtorch.
+//! Also compiles the ATen shim `src/engine/ops/ops.cpp` against the same libtorch, and embeds
+//! every preset of `presets/` in the binary (`core::preset::shipped`).
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    embed_presets();
     println!("cargo:rerun-if-env-changed=TCH_NO_CUDA_LINK");
     // torch-sys declares `links = "tch"`, so a direct dependent sees DEP_TCH_LIBTORCH_LIB.
     let Ok(dir) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
@@ -49,4 +51,30 @@ fn compile_ops(lib_dir: &std::path::Path) {
         .flag("-DGLOG_USE_GLOG_EXPORT")
         .warnings(false)
         .compile("workbench_ops");
+}
+
+/// Writes `$OUT_DIR/shipped_presets.rs`: every `presets/*.ron` as `(file stem, text)`, sorted,
+/// so the app lists the shipped presets wherever it starts and a new file ships by itself.
+fn embed_presets() {
+    println!("cargo:rerun-if-changed=presets");
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir("presets")
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "ron"));
+    files.sort();
+    let mut out = String::from("pub static SHIPPED: &[(&str, &str)] = &[\n");
+    for f in &files {
+        let stem = f.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+        let abs = std::fs::canonicalize(f).unwrap_or_else(|_| f.clone());
+        out.push_str(&format!(
+            "    ({stem:?}, include_str!({:?})),\n",
+            abs.display().to_string()
+        ));
+    }
+    out.push_str("];\n");
+    let dir = std::env::var("OUT_DIR").unwrap_or_else(|_| ".".to_string());
+    let path = std::path::Path::new(&dir).join("shipped_presets.rs");
+    if let Err(e) = std::fs::write(&path, out) {
+        println!("cargo:warning=cannot write {}: {e}", path.display());
+    }
 }

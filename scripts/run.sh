@@ -5,5 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
+echo "== $WORKBENCH_BUILD_NOTE" >&2
 cargo build --locked --bin workbench >&2
 exec "$WORKBENCH_BIN" "$@"

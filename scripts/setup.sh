@@ -15,6 +15,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 mkdir -p "$WORKBENCH_CACHE"
 
 say() { echo "== setup: $*" >&2; }
+say "checking system packages, the torch environment and the build folder"
+
 
 # System packages: a C++ toolchain for torch-sys's wrapper and the ATen shim, pkg-config,
 # python3 venv support, software rendering (lavapipe Vulkan, llvmpipe GL/EGL) so the app and
@@ -31,7 +33,7 @@ for p in "${APT[@]}"; do
 done
 if ((${#missing[@]})); then
   if [ "$(id -u)" = 0 ]; then
-    say "installing ${missing[*]}"
+    say "installing system packages (about 1 minute, once): ${missing[*]}"
     DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
   else
@@ -43,7 +45,7 @@ command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)" >&
 
 VENV="$WORKBENCH_CACHE/torch-$TORCH_VERSION"
 if ! "$VENV/bin/python" -c "import sys, torch; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
-  say "creating $VENV with torch==$TORCH_VERSION (a few GB, once)"
+  say "creating the torch environment $VENV with torch==$TORCH_VERSION (about 2 minutes and 4.7 GB, once)"
   rm -rf "$VENV"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --no-cache-dir "torch==$TORCH_VERSION" >&2
@@ -59,6 +61,13 @@ if [ -d "$CARGO_TARGET_DIR" ] && [ "$(du -sm "$CARGO_TARGET_DIR" | cut -f1)" -gt
   rm -rf "$CARGO_TARGET_DIR"
 fi
 export WORKBENCH_BIN="$CARGO_TARGET_DIR/debug/workbench"
+# One line before the build, so a first build is not mistaken for a hang.
+if [ -x "$WORKBENCH_BIN" ]; then
+  WORKBENCH_BUILD_NOTE="build: under a minute when little changed"
+else
+  WORKBENCH_BUILD_NOTE="build: the first build compiles about 500 crates, about 28 minutes on 2 cores (later builds: under a minute)"
+fi
+export WORKBENCH_BUILD_NOTE
 # Silences winit's Wayland probe warning under Xvfb and in GUI tests.
 if [ -z "${XDG_RUNTIME_DIR:-}" ] || [ ! -d "$XDG_RUNTIME_DIR" ]; then
   export XDG_RUNTIME_DIR="$WORKBENCH_CACHE/xdg-runtime"

@@ -30,9 +30,10 @@ pub const DEFAULT_PRESET: &str = include_str!("../presets/wgan_gp_sprites32.ron"
 struct Cli {
     #[command(subcommand)]
     command: Option<Cmd>,
-    /// Where runs are written and listed.
-    #[arg(long, default_value = "runs", global = true)]
-    runs_dir: PathBuf,
+    /// Where runs are written and listed [default: ~/.local/share/workbench/runs, or under
+    /// $XDG_DATA_HOME].
+    #[arg(long, global = true)]
+    runs_dir: Option<PathBuf>,
     #[command(flatten)]
     app: AppArgs,
 }
@@ -150,8 +151,10 @@ fn app(args: AppArgs, runs_dir: &Path) -> Result<(), Failure> {
     let tab = workbench::gui::Tab::parse(&args.tab).map_err(|e| bad_input(anyhow::anyhow!(e)))?;
     let preset = match &args.preset {
         Some(path) => {
-            let (p, _) = preset::load_file(path).map_err(bad_input)?;
-            Some((p.preset().clone(), Some(path.clone())))
+            let (text, origin) = preset_text(path)?;
+            let (p, _) =
+                preset::parse_str(&text, &origin.display().to_string()).map_err(bad_input)?;
+            Some((p, Some(origin)))
         }
         None => None,
     };
@@ -162,7 +165,6 @@ fn app(args: AppArgs, runs_dir: &Path) -> Result<(), Failure> {
     }
     let opts = workbench::gui::LaunchOptions {
         runs_dir: runs_dir.to_path_buf(),
-        presets_dir: PathBuf::from("presets"),
         user_presets_dir: workbench::gui::user_presets_dir(),
         preset,
         start: args.start,
@@ -277,11 +279,14 @@ fn gaad(args: &GaadArgs) -> Result<(), Failure> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let runs_dir = cli
+        .runs_dir
+        .unwrap_or_else(workbench::core::rundir::default_runs_dir);
     let result = match cli.command {
-        None => app(cli.app, &cli.runs_dir),
-        Some(Cmd::Train(args)) => train(&args, &cli.runs_dir),
+        None => app(cli.app, &runs_dir),
+        Some(Cmd::Train(args)) => train(&args, &runs_dir),
         Some(Cmd::Presets(cmd)) => presets(cmd),
-        Some(Cmd::Runs(cmd)) => runs(cmd, &cli.runs_dir),
+        Some(Cmd::Runs(cmd)) => runs(cmd, &runs_dir),
         Some(Cmd::Bench(args)) => bench::run(&args).map_err(|e| Failure { code: 1, error: e }),
         Some(Cmd::Gaad(args)) => gaad(&args),
     };
@@ -294,16 +299,39 @@ fn main() -> ExitCode {
     }
 }
 
+/// The text of `--preset`: the file, or, when no such file exists, the shipped preset of that
+/// name (`wgan_gp_small`, `presets/wgan_gp_small.ron`), which is built into the binary, so the
+/// README's commands work from any folder. Returns the text and where it came from.
+fn preset_text(path: &Path) -> Result<(String, PathBuf), Failure> {
+    if !path.exists() {
+        let in_presets = path
+            .parent()
+            .is_none_or(|p| p.as_os_str().is_empty() || p.ends_with("presets"));
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
+        if let Some(text) = preset::shipped::get(name).filter(|_| in_presets) {
+            return Ok((
+                text.to_string(),
+                PathBuf::from(format!("built in: {name}.ron")),
+            ));
+        }
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read", path.display()))
+        .map_err(bad_input)?;
+    Ok((text, path.to_path_buf()))
+}
+
 /// Loads a preset file (or the embedded default) and applies `--data` and `--set`.
 fn load_preset(args: &TrainArgs) -> Result<Option<(ValidatedPreset, Vec<String>)>, Failure> {
     let (preset, notes, origin) = match &args.preset {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("{}: cannot read", path.display()))
-                .map_err(bad_input)?;
-            let (p, notes) =
-                preset::parse_str(&text, &path.display().to_string()).map_err(bad_input)?;
-            (p, notes, path.display().to_string())
+            let (text, origin) = preset_text(path)?;
+            let origin = origin.display().to_string();
+            let (p, notes) = preset::parse_str(&text, &origin).map_err(bad_input)?;
+            (p, notes, origin)
         }
         None if args.resume.is_some() => {
             if args.data.is_some() || !args.set.is_empty() {

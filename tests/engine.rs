@@ -69,11 +69,15 @@ fn stopped_and_resumed_run_repeats_the_uninterrupted_losses_exactly() {
 
     let a = scalars(&whole);
     let b = scalars(&part);
-    assert_eq!(a.len(), 20, "20 logged steps");
+    assert_eq!(
+        a.len(),
+        22,
+        "20 logged steps and the early validations at 1 and 5"
+    );
     assert_eq!(
         a.values().filter(|v| v.contains_key("val_swd")).count(),
-        4,
-        "4 validations"
+        7,
+        "4 validations and the early ones at 1, 2 and 5"
     );
     for (step, values) in &a {
         let other = b
@@ -696,7 +700,7 @@ fn a_run_without_a_checkpoint_resumes_from_step_zero_in_its_own_folder() {
         .skip(1)
         .map(|l| l.split(',').next().unwrap().parse().unwrap())
         .collect();
-    assert_eq!(steps.first(), Some(&2));
+    assert_eq!(steps.first(), Some(&1), "validated at step 1");
     assert!(steps.windows(2).all(|w| w[0] < w[1]), "{steps:?}");
     assert_eq!(steps.last(), Some(&40));
 }
@@ -722,14 +726,16 @@ fn losses_csv_has_one_row_per_step_with_validation_in_it() {
     let d = header.iter().position(|c| *c == "d_loss").expect("d_loss");
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     let steps: Vec<&str> = rows.iter().map(|r| r[0]).collect();
+    // Logged every 2 steps; validated every 10 and early, at 1, 2 and 5.
     assert_eq!(
         steps,
-        ["2", "4", "6", "8", "10", "12", "14", "16", "18", "20"],
+        ["1", "2", "4", "5", "6", "8", "10", "12", "14", "16", "18", "20"],
         "{csv}"
     );
     for r in &rows {
-        assert!(!r[d].is_empty(), "{r:?}");
-        let validated = r[0] == "10" || r[0] == "20";
+        let step: u64 = r[0].parse().unwrap();
+        assert_eq!(!r[d].is_empty(), step.is_multiple_of(2), "{r:?}");
+        let validated = [1, 2, 5, 10, 20].contains(&step);
         assert_eq!(!r[val].is_empty(), validated, "{r:?}");
     }
 }

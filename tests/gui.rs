@@ -731,3 +731,62 @@ fn seed_000_phases_0_to_5_are_set_up_by_pointing_and_clicking() {
     preset::validate(p.clone()).expect("the clicked preset is valid");
     assert!(h.state().editor.start_blocker().is_none());
 }
+
+/// Started from a folder without `presets/`, the library lists every shipped preset (they are
+/// built into the binary) and opens one. The check runs in a child process started in an
+/// empty folder: changing this process's folder would move the other tests' snapshots.
+#[test]
+fn the_library_lists_the_shipped_presets_from_any_folder() {
+    const CHILD: &str = "WORKBENCH_TEST_LIBRARY_CHILD";
+    if std::env::var_os(CHILD).is_none() {
+        let cwd = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "the_library_lists_the_shipped_presets_from_any_folder",
+                "--exact",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .current_dir(cwd.path())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("1 passed"),
+            "{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return;
+    }
+    assert!(!Path::new("presets").exists(), "runs outside the checkout");
+    let runs = tempfile::tempdir().unwrap();
+    let mut h = harness(WorkbenchApp::with_waker(
+        LaunchOptions::new(runs.path()),
+        None,
+    ));
+    h.run_steps(2);
+    let shipped: Vec<String> =
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("presets"))
+            .unwrap()
+            .flatten()
+            .filter_map(|e| {
+                let p = e.path();
+                (p.extension()? == "ron")
+                    .then(|| p.file_stem().unwrap().to_string_lossy().into_owned())
+            })
+            .collect();
+    assert!(shipped.len() >= 8, "{shipped:?}");
+    for name in &shipped {
+        assert!(
+            h.get_all_by_label(name).next().is_some(),
+            "{name} is not listed"
+        );
+    }
+    h.get_all_by_label("wgan_gp_large").next().unwrap().click();
+    h.run_steps(2);
+    assert_eq!(
+        h.state().editor.source.as_deref(),
+        Some(Path::new("built in: wgan_gp_large.ron"))
+    );
+    assert!(h.state().editor.validated.is_some());
+}

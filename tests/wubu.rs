@@ -92,7 +92,11 @@ fn a_tiny_run_trains_with_finite_losses_and_logs_everything_the_gui_shows() {
         .values()
         .filter_map(|r| r.get("val_ssim").copied())
         .collect();
-    assert_eq!(psnr.len(), 2, "validations at steps 10 and 20");
+    assert_eq!(
+        psnr.len(),
+        5,
+        "validations at steps 10 and 20, and early at 1, 2 and 5"
+    );
     assert!(psnr.iter().all(|p| *p > 0.0 && *p < 60.0), "{psnr:?}");
     assert!(ssim.iter().all(|v| *v > -1.0 && *v <= 1.0), "{ssim:?}");
     // Controllers of the generator, the active critic and lambda_KL decided and said so.
@@ -428,15 +432,22 @@ fn torchscript_flow_and_lpips_load_from_files_and_lpips_picks_the_best_lower() {
         events.last()
     );
     let s = scalars(&dir);
-    let lp: Vec<f64> = s
-        .values()
-        .filter_map(|r| r.get("val_lpips").copied())
+    let lp: Vec<(u64, f64)> = s
+        .iter()
+        .filter_map(|(step, r)| r.get("val_lpips").map(|v| (*step, *v)))
         .collect();
-    assert_eq!(lp.len(), 2);
-    // The best checkpoint holds the lower LPIPS, recorded as it is (lower is better).
+    assert_eq!(lp.len(), 5, "at 10 and 20, and early at 1, 2 and 5");
+    // The best checkpoint holds the lower LPIPS of the regular validations, recorded as it is
+    // (lower is better); the early ones write no checkpoint.
     let best = checkpoint::read_best(&dir.join("checkpoints"));
     let b = best.phases.get(&0).unwrap();
-    assert!((b.metric - lp.iter().copied().fold(f64::INFINITY, f64::min)).abs() < 1e-9);
+    let regular = lp
+        .iter()
+        .filter(|(step, _)| step.is_multiple_of(10))
+        .map(|(_, v)| *v)
+        .fold(f64::INFINITY, f64::min);
+    assert!((b.metric - regular).abs() < 1e-9);
+    assert!(b.step == 10 || b.step == 20, "{}", b.step);
 
     // A flow model that is not TorchScript is refused naming the field and the file.
     p.model.flow_model = fixture("testsrc_frame3.png");

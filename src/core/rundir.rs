@@ -34,6 +34,21 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> RunDirError + '_ {
     }
 }
 
+/// Where runs go unless `--runs-dir` says otherwise, the same wherever the program starts:
+/// `$XDG_DATA_HOME/workbench/runs`, else `~/.local/share/workbench/runs` (`./runs` without a
+/// home).
+#[must_use]
+pub fn default_runs_dir() -> PathBuf {
+    std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .map_or_else(
+            || PathBuf::from("runs"),
+            |d| d.join("workbench").join("runs"),
+        )
+}
+
 /// Writes a file atomically: a temporary sibling, fsync, rename, fsync of the folder.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), RunDirError> {
     let dir = path.parent().unwrap_or(Path::new("."));

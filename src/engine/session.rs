@@ -13,6 +13,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
+use crate::core::cadence::{due, Due};
 use crate::core::health::{Finding, HealthMonitor};
 use crate::core::preset::{AnyPreset, PhaseLength, ValidatedPreset};
 use crate::core::protocol::{Command, Event, HealthSignal, Level, Outcome, ScalarRow};
@@ -881,11 +882,13 @@ impl Session<'_> {
         if step.is_multiple_of(log_every.max(1)) {
             self.log_scalars(Vec::new())?;
         }
-        if sample_every > 0 && step.is_multiple_of(sample_every) {
+        // Dense early, then every N (`core::cadence`): a new run shows samples and a
+        // validation point within its first steps.
+        if due(step, sample_every).is_some() {
             self.sample()?;
         }
-        if validate_every > 0 && step.is_multiple_of(validate_every) {
-            self.validate()?;
+        if let Some(when) = due(step, validate_every) {
+            self.validate(when == Due::Regular)?;
         }
         if ckpt_every > 0 && step.is_multiple_of(ckpt_every) {
             self.checkpoint(false, None)?;
@@ -1030,7 +1033,9 @@ impl Session<'_> {
         Ok(())
     }
 
-    fn validate(&mut self) -> Result<(), EngineError> {
+    /// Validates; `may_keep_best`: whether an improvement writes the phase's best checkpoint
+    /// (the early points do not, so the first seconds write no checkpoints).
+    fn validate(&mut self, may_keep_best: bool) -> Result<(), EngineError> {
         let Some(v) = self.trainer.validate() else {
             return self.emit_family_events();
         };
@@ -1061,7 +1066,7 @@ impl Session<'_> {
                 v.metric < b.metric
             }
         });
-        if improved && v.metric.is_finite() {
+        if may_keep_best && improved && v.metric.is_finite() {
             self.checkpoint(true, Some(v.metric))?;
         }
         Ok(())
@@ -1122,7 +1127,7 @@ impl Session<'_> {
             self.log_scalars(Vec::new())?;
         }
         let (_, sample_every, _, _, _) = cadences(&self.cfg);
-        if sample_every == 0 || !self.c.step.is_multiple_of(sample_every) {
+        if due(self.c.step, sample_every).is_none() {
             self.sample()?;
         }
         self.csv_flush()?;

@@ -78,8 +78,7 @@ impl Tab {
 #[derive(Debug, Clone)]
 pub struct LaunchOptions {
     pub runs_dir: PathBuf,
-    /// The shipped presets folder.
-    pub presets_dir: PathBuf,
+    /// The user's preset folder (listed beside the shipped presets, which are built in).
     pub user_presets_dir: PathBuf,
     /// The preset to open; `None` opens the embedded default.
     pub preset: Option<(AnyPreset, Option<PathBuf>)>,
@@ -98,12 +97,11 @@ pub struct LaunchOptions {
 
 impl LaunchOptions {
     /// The app on the embedded default preset, writing runs under `runs_dir`, with the user
-    /// preset folder inside it (tests) and the shipped `presets/` of the working directory.
+    /// preset folder inside it (tests).
     #[must_use]
     pub fn new(runs_dir: &Path) -> Self {
         Self {
             runs_dir: runs_dir.to_path_buf(),
-            presets_dir: PathBuf::from("presets"),
             user_presets_dir: runs_dir.join("user-presets"),
             preset: None,
             start: false,
@@ -300,7 +298,7 @@ impl WorkbenchApp {
         let mut app = Self {
             tab: opts.tab,
             editor: PresetEditor::new(&preset, source),
-            library: scan_library(&opts.presets_dir, &opts.user_presets_dir),
+            library: scan_library(&opts.user_presets_dir),
             runs: Vec::new(),
             current: None,
             cursor: None,
@@ -852,24 +850,30 @@ impl WorkbenchApp {
             .default_size(230.0)
             .show(ui, |ui| {
                 ui.heading("Library");
+                ui.label(RichText::new("built in, then yours").weak().small())
+                    .on_hover_text(format!(
+                        "The shipped presets are built into the app; yours are the .ron files in {}",
+                        self.opts.user_presets_dir.display()
+                    ));
                 let mut load = None;
                 egui::ScrollArea::vertical()
                     .id_salt("library-scroll")
                     .show(ui, |ui| {
                         for (i, e) in self.library.iter().enumerate() {
-                            let label = if e.user {
+                            let label = if e.user() {
                                 format!("{} (yours)", e.name)
                             } else {
                                 e.name.clone()
                             };
+                            let origin = e.origin();
                             let mut r = ui.selectable_label(
-                                self.editor.source.as_deref() == Some(e.path.as_path()),
+                                self.editor.source.as_deref() == Some(origin.as_path()),
                                 label,
                             );
                             if let Some(err) = &e.error {
                                 r = r.on_hover_text(err);
                             } else {
-                                r = r.on_hover_text(e.path.display().to_string());
+                                r = r.on_hover_text(origin.display().to_string());
                             }
                             if r.clicked() {
                                 load = Some(i);
@@ -909,12 +913,13 @@ impl WorkbenchApp {
                 });
                 if let Some(i) = load {
                     let e = &self.library[i];
-                    match std::fs::read_to_string(&e.path)
-                        .map_err(|err| format!("{}: {err}", e.path.display()))
-                        .and_then(|t| PresetEditor::load_text(&t, &e.path.display().to_string()))
+                    let origin = e.origin();
+                    match e
+                        .text()
+                        .and_then(|t| PresetEditor::load_text(&t, &origin.display().to_string()))
                     {
                         Ok(mut ed) => {
-                            ed.source = Some(e.path.clone());
+                            ed.source = Some(origin);
                             self.editor = ed;
                             self.message = None;
                         }
@@ -981,8 +986,8 @@ impl WorkbenchApp {
             Some(None) => self.editor.compare_with = None,
             Some(Some(i)) => {
                 let e = &self.library[i];
-                if let Ok((v, _)) = crate::core::preset::load_file(&e.path) {
-                    self.editor.compare_with = Some((e.name.clone(), v.preset().to_tree()));
+                if let Ok(p) = e.load() {
+                    self.editor.compare_with = Some((e.name.clone(), p.to_tree()));
                 }
             }
             None => {}
@@ -1041,7 +1046,7 @@ impl WorkbenchApp {
             Ok(()) => {
                 self.message = Some((false, format!("saved {}", path.display())));
                 self.editor.source = Some(path);
-                self.library = scan_library(&self.opts.presets_dir, &self.opts.user_presets_dir);
+                self.library = scan_library(&self.opts.user_presets_dir);
             }
             Err(m) => self.message = Some((true, m)),
         }

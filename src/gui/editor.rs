@@ -14,34 +14,82 @@ use crate::core::preset::{
     self, AnyPreset, Family, OverrideValue, Phase, PhaseLength, Problem, ValidatedPreset,
 };
 
-/// A preset on disk, for the library list.
+/// Where a library preset comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LibrarySource {
+    /// Shipped with the workbench, embedded in the binary.
+    Shipped(&'static str),
+    /// A file in the user's preset folder.
+    File(PathBuf),
+}
+
+/// A preset of the library list.
 #[derive(Debug, Clone)]
 pub struct LibraryEntry {
-    pub path: PathBuf,
     pub name: String,
-    /// From the user folder (writable) rather than the shipped `presets/`.
-    pub user: bool,
+    pub source: LibrarySource,
     /// Why it does not load, if it does not.
     pub error: Option<String>,
 }
 
-/// Scans the shipped and the user preset folders.
-#[must_use]
-pub fn scan_library(shipped: &Path, user: &Path) -> Vec<LibraryEntry> {
-    let mut out = Vec::new();
-    for (dir, is_user) in [(shipped, false), (user, true)] {
-        for path in preset::preset_files(dir).unwrap_or_default() {
-            let error = preset::load_file(&path).err().map(|e| e.to_string());
-            out.push(LibraryEntry {
-                name: path
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                path,
-                user: is_user,
-                error,
-            });
+impl LibraryEntry {
+    /// From the user folder (writable) rather than shipped.
+    #[must_use]
+    pub fn user(&self) -> bool {
+        matches!(self.source, LibrarySource::File(_))
+    }
+
+    /// Where it comes from, as shown and as the editor's source.
+    #[must_use]
+    pub fn origin(&self) -> PathBuf {
+        match &self.source {
+            LibrarySource::Shipped(_) => PathBuf::from(format!("built in: {}.ron", self.name)),
+            LibrarySource::File(p) => p.clone(),
         }
+    }
+
+    /// Its text.
+    pub fn text(&self) -> Result<String, String> {
+        match &self.source {
+            LibrarySource::Shipped(t) => Ok((*t).to_string()),
+            LibrarySource::File(p) => {
+                std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))
+            }
+        }
+    }
+
+    /// The preset, parsed and migrated.
+    pub fn load(&self) -> Result<AnyPreset, String> {
+        let text = self.text()?;
+        preset::parse_str(&text, &self.origin().display().to_string())
+            .map(|(p, _)| p)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The shipped presets (embedded, so listed wherever the app starts), then the user's folder.
+#[must_use]
+pub fn scan_library(user: &Path) -> Vec<LibraryEntry> {
+    let mut out: Vec<LibraryEntry> = preset::shipped::SHIPPED
+        .iter()
+        .map(|(name, text)| LibraryEntry {
+            name: (*name).to_string(),
+            source: LibrarySource::Shipped(text),
+            error: None,
+        })
+        .collect();
+    for path in preset::preset_files(user).unwrap_or_default() {
+        out.push(LibraryEntry {
+            name: path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            source: LibrarySource::File(path),
+            error: None,
+        });
+    }
+    for e in &mut out {
+        e.error = e.load().err();
     }
     out
 }

@@ -27,6 +27,19 @@ pub use wubu_gaad::WubuGaadPreset;
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = 3;
 
+/// The presets shipped in `presets/`, embedded in the binary, so the library lists them
+/// wherever the app starts.
+pub mod shipped {
+    // `SHIPPED: &[(file stem, RON text)]`, sorted by name, written by `build.rs`.
+    include!(concat!(env!("OUT_DIR"), "/shipped_presets.rs"));
+
+    /// A shipped preset's text by its name (the file stem, e.g. `wgan_gp_small`).
+    #[must_use]
+    pub fn get(name: &str) -> Option<&'static str> {
+        SHIPPED.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
+    }
+}
+
 /// Model families.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
