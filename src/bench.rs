@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use workbench::core::preset::{self, AnyPreset};
-use workbench::engine::session::{make_trainer, StepCtx};
+use workbench::engine::families::make_trainer;
+use workbench::engine::trainer::StepCtx;
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
@@ -594,7 +595,7 @@ fn learning(args: &BenchArgs) -> anyhow::Result<()> {
     let v0 = trainer
         .validate()
         .context("validation needs held-out images")?;
-    println!("critic step {:>5}: SWD {:.4}", 0, v0.metric);
+    println!("critic step {:>5}: SWD {:.4}", 0, v0.best_value());
     // The Wasserstein estimate is averaged over windows of 25 critic steps (its rise comes in
     // the first few dozen steps); SWD is measured every 250.
     const W_WINDOW: u64 = 25;
@@ -627,14 +628,14 @@ fn learning(args: &BenchArgs) -> anyhow::Result<()> {
             println!(
                 "critic step {:>5}: SWD {:.4}  W estimate per {W_WINDOW} steps: {}  ({:.0} s)",
                 i + 1,
-                v.metric,
+                v.best_value(),
                 recent.join(" "),
                 t0.elapsed().as_secs_f64()
             );
         }
     }
     let v1 = trainer.validate().context("validation")?;
-    let drop = 1.0 - v1.metric / v0.metric;
+    let drop = 1.0 - v1.best_value() / v0.best_value();
     let (peak_step, peak) =
         w_curve
             .iter()
@@ -644,8 +645,8 @@ fn learning(args: &BenchArgs) -> anyhow::Result<()> {
     let last = w_curve.last().map_or(f64::NAN, |w| w.1);
     println!(
         "SWD {:.4} -> {:.4}: fell {:.1}% (target >= 15%)",
-        v0.metric,
-        v1.metric,
+        v0.best_value(),
+        v1.best_value(),
         drop * 100.0
     );
     println!(

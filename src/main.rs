@@ -347,16 +347,14 @@ fn load_preset(args: &TrainArgs) -> Result<Option<(ValidatedPreset, Vec<String>)
     };
     let mut pairs: Vec<(String, serde_json::Value)> = Vec::new();
     if let Some(data) = &args.data {
-        match preset.family() {
-            Family::WganGp => {
-                pairs.push(("data.source".into(), "folder".into()));
-                pairs.push(("data.folder".into(), data.display().to_string().into()));
-            }
-            Family::WubuGaad => {
-                pairs.push(("data.source".into(), "file".into()));
-                pairs.push(("data.path".into(), data.display().to_string().into()));
-            }
-        }
+        let path = data.display().to_string();
+        pairs.extend(
+            preset
+                .front()
+                .data_override(&path)
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v)),
+        );
     }
     for item in &args.set {
         let (k, v) = item
@@ -463,6 +461,8 @@ struct Progress {
     last_values: Vec<(String, f64)>,
     last_plain: Instant,
     phase: String,
+    /// The family's main metrics, as the run declared them: what the line shows.
+    main: Vec<String>,
 }
 
 impl Progress {
@@ -474,6 +474,7 @@ impl Progress {
             started: Instant::now(),
             first_step: 0,
             last_values: Vec::new(),
+            main: Vec::new(),
             last_plain: Instant::now(),
             phase: String::new(),
         }
@@ -482,11 +483,14 @@ impl Progress {
     fn line(&self) -> String {
         let rate =
             (self.step - self.first_step) as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+        // The declared main metrics, in their declared order.
         let losses: Vec<String> = self
-            .last_values
+            .main
             .iter()
-            .filter(|(k, _)| matches!(k.as_str(), "d_loss" | "g_loss" | "wasserstein" | "val_swd"))
-            .map(|(k, v)| format!("{k} {v:.4}"))
+            .filter_map(|k| {
+                let (_, v) = self.last_values.iter().find(|(n, _)| n == k)?;
+                Some(format!("{k} {v:.4}"))
+            })
             .collect();
         match self.total {
             Some(total) if total > 0 => {
@@ -542,8 +546,14 @@ impl Progress {
                 device,
                 total_steps,
                 resumed_from,
+                metrics,
                 ..
             } => {
+                self.main = metrics
+                    .iter()
+                    .filter(|m| m.main)
+                    .map(|m| m.name.clone())
+                    .collect();
                 self.total = *total_steps;
                 self.first_step = resumed_from.unwrap_or(0);
                 self.step = self.first_step;

@@ -249,6 +249,7 @@ fn draining_a_flood_of_events_stays_within_the_frame_budget() {
         total_steps: None,
         resumed_from: None,
         wall_time: 0.0,
+        metrics: Vec::new(),
     })
     .unwrap();
     for chunk in 0..200u64 {
@@ -292,6 +293,7 @@ fn synthetic_run(runs: &Path, name: &str, n: u64, k: f64) -> std::path::PathBuf 
         total_steps: Some(n),
         resumed_from: None,
         wall_time: 0.0,
+        metrics: Vec::new(),
     })
     .unwrap();
     let rows = (0..n)
@@ -516,6 +518,7 @@ fn snapshot_dashboard_with_markers_and_cursor() {
         total_steps: Some(2000),
         resumed_from: None,
         wall_time: 0.0,
+        metrics: Vec::new(),
     })
     .unwrap();
     let rows = (0..2000u64)

@@ -386,6 +386,26 @@ fn every_shipped_preset_trains_each_phase_at_a_tiny_size() {
             count_of(|e| matches!(e, Event::CheckpointSaved { .. })) >= count,
             "{shown}"
         );
+        // Every scalar the run logged was declared when it started.
+        let declared: Vec<String> = events
+            .iter()
+            .find_map(|e| match e {
+                Event::RunStarted { metrics, .. } => {
+                    Some(metrics.iter().map(|m| m.name.clone()).collect())
+                }
+                _ => None,
+            })
+            .unwrap_or_default();
+        for e in &events {
+            if let Event::Scalars { rows } = e {
+                for (k, _) in rows.iter().flat_map(|r| &r.values) {
+                    assert!(declared.contains(k), "{shown}: `{k}` is not declared");
+                }
+            }
+            if let Event::Log { message, .. } = e {
+                assert!(!message.contains("without declaring"), "{shown}: {message}");
+            }
+        }
         let scalars = common::scalars(&dir);
         let validated_steps = scalars
             .values()

@@ -103,6 +103,9 @@ pub enum Event {
         /// The checkpoint step this run resumed from, if any.
         resumed_from: Option<u64>,
         wall_time: f64,
+        /// What each scalar of the run is (empty in logs written before declarations).
+        #[serde(default)]
+        metrics: Vec<MetricDef>,
     },
     /// Scalars of several steps, batched.
     Scalars {
@@ -264,3 +267,166 @@ mod tests {
         }
     }
 }
+
+/// What a logged scalar is. Trainers declare theirs (the session adds its own); the run log
+/// records the declarations when the run starts, and `losses.csv`, the progress line, the
+/// health checks, the best-checkpoint choice and the dashboard all read them: no name has a
+/// meaning of its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricDef {
+    pub name: String,
+    pub kind: MetricKind,
+    /// How the values of the steps between two log points combine.
+    pub aggregate: Aggregate,
+    /// Written to `losses.csv`.
+    pub csv: bool,
+    /// Among the family's main numbers: first on the dashboard and on the progress line.
+    pub main: bool,
+    /// What the health checks read it as, if anything.
+    #[serde(default)]
+    pub role: Option<HealthRole>,
+}
+
+/// What kind of number a metric is; it decides the dashboard group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricKind {
+    /// A training loss or a term of one.
+    Loss,
+    /// A validation metric, better higher or lower.
+    Validation { higher_is_better: bool },
+    /// A setting in force: a learning rate, a momentum, a loss weight or factor.
+    Setting,
+    /// A controller's output or internals (epsilon, reward, chosen scale).
+    Controller,
+    /// A count or an index: epoch, phase, the active critic.
+    Counter,
+    /// A diagnostic: gradient norms, per-path errors.
+    Diagnostic,
+}
+
+impl MetricKind {
+    /// The dashboard group, in the order groups are shown.
+    #[must_use]
+    pub fn group(self) -> (u8, &'static str) {
+        match self {
+            Self::Loss => (0, "losses"),
+            Self::Validation { .. } => (1, "validation"),
+            Self::Diagnostic => (2, "diagnostics"),
+            Self::Setting => (3, "settings"),
+            Self::Controller => (4, "controllers"),
+            Self::Counter => (5, "counters"),
+        }
+    }
+
+    /// Settings, controller internals and counters start collapsed on the dashboard.
+    #[must_use]
+    pub fn collapsed(self) -> bool {
+        matches!(self, Self::Setting | Self::Controller | Self::Counter)
+    }
+}
+
+/// How values between log points combine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Aggregate {
+    /// The mean of the interval's values (losses).
+    Mean,
+    /// The latest value (settings, counters, controller outputs).
+    Last,
+}
+
+/// The losses the health checks watch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthRole {
+    /// The critic's (discriminator's) loss.
+    CriticLoss,
+    /// The generator's loss.
+    GeneratorLoss,
+}
+
+impl MetricDef {
+    /// A loss, averaged between log points and written to `losses.csv`.
+    #[must_use]
+    pub fn loss(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            kind: MetricKind::Loss,
+            aggregate: Aggregate::Mean,
+            csv: true,
+            main: false,
+            role: None,
+        }
+    }
+
+    /// A validation metric.
+    #[must_use]
+    pub fn validation(name: &str, higher_is_better: bool) -> Self {
+        Self {
+            kind: MetricKind::Validation { higher_is_better },
+            ..Self::loss(name)
+        }
+    }
+
+    /// A setting in force (its latest value is logged).
+    #[must_use]
+    pub fn setting(name: &str) -> Self {
+        Self {
+            kind: MetricKind::Setting,
+            aggregate: Aggregate::Last,
+            ..Self::loss(name)
+        }
+    }
+
+    /// A controller output (its latest value is logged).
+    #[must_use]
+    pub fn controller(name: &str) -> Self {
+        Self {
+            kind: MetricKind::Controller,
+            ..Self::setting(name)
+        }
+    }
+
+    /// A counter or index (its latest value is logged).
+    #[must_use]
+    pub fn counter(name: &str) -> Self {
+        Self {
+            kind: MetricKind::Counter,
+            ..Self::setting(name)
+        }
+    }
+
+    /// A diagnostic, averaged between log points.
+    #[must_use]
+    pub fn diagnostic(name: &str) -> Self {
+        Self {
+            kind: MetricKind::Diagnostic,
+            ..Self::loss(name)
+        }
+    }
+
+    /// Marks it as one of the family's main numbers.
+    #[must_use]
+    pub fn main(self) -> Self {
+        Self { main: true, ..self }
+    }
+
+    /// Gives it a role in the health checks.
+    #[must_use]
+    pub fn role(self, role: HealthRole) -> Self {
+        Self {
+            role: Some(role),
+            ..self
+        }
+    }
+
+    /// Keeps it out of `losses.csv`.
+    #[must_use]
+    pub fn no_csv(self) -> Self {
+        Self { csv: false, ..self }
+    }
+}
+
+/// Wakes a UI when events arrive.
+pub type Waker = std::sync::Arc<dyn Fn() + Send + Sync>;

@@ -131,6 +131,8 @@ pub struct RunView {
     pub reconstructions: Vec<ReconRef>,
     /// The active discriminator, for families that switch.
     pub active_critic: Option<String>,
+    /// What each scalar is, as the run declared it (empty for logs written before).
+    pub metrics: Vec<crate::core::protocol::MetricDef>,
     rate: RateMeter,
 }
 
@@ -152,6 +154,7 @@ impl Default for RunView {
             controllers: Vec::new(),
             reconstructions: Vec::new(),
             active_critic: None,
+            metrics: Vec::new(),
             rate: RateMeter::default(),
         }
     }
@@ -168,8 +171,12 @@ impl RunView {
                 device,
                 total_steps,
                 resumed_from,
+                metrics,
                 ..
             } => {
+                if !metrics.is_empty() {
+                    self.metrics = metrics;
+                }
                 self.name = name;
                 self.family = family;
                 self.device = device;
@@ -543,6 +550,7 @@ mod tests {
             total_steps: Some(100),
             resumed_from,
             wall_time: 0.0,
+            metrics: Vec::new(),
         }
     }
 

@@ -1,18 +1,22 @@
 //! Everything that touches libtorch. Never imports a UI crate.
 
 pub mod checkpoint;
+pub mod convert;
 pub mod data;
 pub mod device;
+pub mod emitter;
 pub mod export;
 pub mod families;
 pub mod flow;
 pub mod hyperbolic;
+pub mod lr_control;
 pub mod metrics;
 pub mod nn;
 pub mod ops;
 pub mod optim;
 pub mod session;
 pub mod spectral;
+pub mod trainer;
 pub mod worker;
 
 /// Test hook: `WORKBENCH_FAILPOINT=<name>:<step>` makes the engine fail on purpose at that

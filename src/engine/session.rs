@@ -9,236 +9,27 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 use serde::{Deserialize, Serialize};
-use tch::{Device, Tensor};
+use tch::Device;
 
 use crate::core::cadence::{due, Due};
 use crate::core::health::{Finding, HealthMonitor};
 use crate::core::preset::{AnyPreset, PhaseLength, ValidatedPreset};
-use crate::core::protocol::{Command, Event, HealthSignal, Level, Outcome, ScalarRow};
+use crate::core::protocol::{
+    Aggregate, Command, Event, HealthRole, HealthSignal, Level, MetricDef, MetricKind, Outcome,
+    ScalarRow,
+};
 use crate::core::rundir::{CsvLog, RunDir};
-use crate::core::runlog::LogWriter;
 use crate::core::timefmt::unix_now;
 use crate::engine::checkpoint::{self, BestEntry, Loaded};
-use crate::engine::families::wgan_gp::WganGpTrainer;
-use crate::engine::families::wubu_gaad::WubuGaadTrainer;
+use crate::engine::emitter::Emitter;
+use crate::engine::families::make_trainer;
+use crate::engine::lr_control::{self, LrControl};
+use crate::engine::trainer::{
+    injected_failure, panic_text, Reconstruction, Rgba, StepCtx, StepError, Trainer,
+};
 use crate::engine::EngineError;
-
-/// RGBA8 pixels.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rgba {
-    pub width: u32,
-    pub height: u32,
-    pub pixels: Vec<u8>,
-}
-
-/// Where a step falls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StepCtx {
-    pub step: u64,
-    pub epoch: u64,
-    pub batch_in_epoch: u64,
-}
-
-/// The result of a validation pass.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Validation {
-    pub scalars: Vec<(&'static str, f64)>,
-    /// The metric that picks the best checkpoint, as logged.
-    pub metric: f64,
-    /// Whether a higher `metric` is better (PSNR) or a lower one (a distance).
-    pub higher_is_better: bool,
-    /// Sample diversity relative to real data, for the mode-collapse signal.
-    pub diversity_ratio: Option<f64>,
-}
-
-/// Ground truth and reconstruction of the same frames (see [`Event::Reconstruction`]).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Reconstruction {
-    pub split: String,
-    pub frames: u32,
-    pub truth: Rgba,
-    pub recon: Rgba,
-    pub boxes: Vec<[f32; 4]>,
-    pub motion_boxes: Vec<[f32; 4]>,
-}
-
-/// Why a training step failed: which part of the step, and libtorch's (or the family's)
-/// message. The session adds the step and phase and fails the run with one line; the whole
-/// message goes to the run log.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{what} failed: {}", first_line(.detail))]
-pub struct StepError {
-    /// The part of the step that failed ("critic backward", "forward", ...).
-    pub what: String,
-    /// The full message (libtorch's includes its C++ backtrace).
-    pub detail: String,
-}
-
-impl StepError {
-    pub fn new(what: impl Into<String>, detail: impl std::fmt::Display) -> Self {
-        Self {
-            what: what.into(),
-            detail: detail.to_string(),
-        }
-    }
-
-    /// Adapts a fallible tch call: `t.f_backward().map_err(StepError::at("critic backward"))?`.
-    pub fn at(what: &'static str) -> impl Fn(tch::TchError) -> Self {
-        move |e| Self::new(what, torch_message(&e))
-    }
-}
-
-/// A libtorch error's text without tch's wrapping (`Torch("...")`).
-fn torch_message(e: &tch::TchError) -> String {
-    match e {
-        tch::TchError::Torch(m) => m.clone(),
-        other => other.to_string(),
-    }
-}
-
-/// The text of a panic's payload; a tch error's `Torch("...")` wrapping is taken off and its
-/// escaped line breaks restored, so [`first_line`] finds libtorch's own first line.
-#[must_use]
-pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    let raw = payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_string()))
-        .unwrap_or_else(|| "a panic without a message".to_string());
-    match raw.split_once("Torch(\"") {
-        Some((_, inner)) => inner
-            .trim_end_matches("\")")
-            .replace("\\n", "\n")
-            .replace("\\\"", "\""),
-        None => raw,
-    }
-}
-
-/// Test hooks (see [`crate::engine::failpoint`]): `torch-error:N` fails step N through a
-/// fallible libtorch call, `torch-panic:N` through an infallible one that panics, as a bug in
-/// a trainer would.
-fn injected_failure(step: u64) -> Result<(), StepError> {
-    let mismatched = || Tensor::zeros([2, 3], (tch::Kind::Float, Device::Cpu));
-    if crate::engine::failpoint("torch-error", step) {
-        let _ = mismatched()
-            .f_matmul(&mismatched())
-            .map_err(StepError::at("the injected matmul"))?;
-    }
-    if crate::engine::failpoint("torch-panic", step) {
-        let _ = mismatched().matmul(&mismatched());
-    }
-    Ok(())
-}
-
-/// The first non-empty line of a message (libtorch's messages carry a C++ backtrace after it).
-#[must_use]
-pub fn first_line(text: &str) -> &str {
-    text.lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("(no message)")
-}
-
-/// What a family implements to be trained by the session.
-pub trait Trainer: std::fmt::Debug {
-    fn describe(&self) -> String;
-    /// Identifies the model's shape; a checkpoint only loads into an equal signature.
-    fn signature(&self) -> String;
-    fn warnings(&self) -> Vec<String>;
-    fn steps_per_epoch(&self) -> u64;
-    /// Takes a phase's configuration (learning rates, loss weights, augmentation, ...).
-    fn apply_preset(&mut self, preset: &AnyPreset);
-    /// One training step; returns the step's scalars. Errors fail the run (use tch's
-    /// fallible calls, `f_backward` and friends, for what can fail).
-    fn train_step(&mut self, ctx: &StepCtx) -> Result<Vec<(&'static str, f64)>, StepError>;
-    /// What to try when a loss becomes NaN or infinite, in the family's own fields.
-    fn non_finite_advice(&self) -> &'static str {
-        "lower the learning rates 5-10x, then resume from the last good checkpoint"
-    }
-    fn live_names(&self) -> &'static [&'static str];
-    /// Current values of the live hyperparameters (saved in checkpoints).
-    fn live_values(&self) -> Vec<(&'static str, f64)>;
-    /// Changes a live hyperparameter; returns the old value.
-    fn set_live(&mut self, name: &str, value: f64) -> Result<f64, String>;
-    fn sample_grid(&mut self) -> Rgba;
-    fn validate(&mut self) -> Option<Validation>;
-    fn state_tensors(&self) -> Vec<(String, Tensor)>;
-    fn load_state(&mut self, ckpt: &Loaded) -> Result<(), String>;
-    /// The columns of `scalars.csv`.
-    fn csv_columns(&self) -> &'static [&'static str] {
-        CSV_COLUMNS
-    }
-    /// Events the family produced since the last call (controller decisions, interventions,
-    /// discriminator switches, warnings).
-    fn drain_events(&mut self) -> Vec<Event> {
-        Vec::new()
-    }
-    /// A training reconstruction, taken at the sample cadence (reconstruction families).
-    fn reconstruction(&mut self) -> Option<Reconstruction> {
-        None
-    }
-    /// The reconstruction the last validation produced, once.
-    fn pending_reconstruction(&mut self) -> Option<Reconstruction> {
-        None
-    }
-    /// Non-tensor state a checkpoint must hold (saved as `family_state`).
-    fn family_state(&self) -> serde_json::Value {
-        serde_json::Value::Null
-    }
-}
-
-/// Builds the trainer of a preset's family.
-pub fn make_trainer(preset: &AnyPreset, device: Device) -> Result<Box<dyn Trainer>, EngineError> {
-    match preset {
-        AnyPreset::WganGp(p) => Ok(Box::new(WganGpTrainer::new(p, device)?)),
-        AnyPreset::WubuGaad(p) => Ok(Box::new(WubuGaadTrainer::new(p, device)?)),
-    }
-}
-
-/// The model signature a preset builds, without building it.
-#[must_use]
-pub fn signature_of(preset: &AnyPreset) -> String {
-    match preset {
-        AnyPreset::WganGp(p) => {
-            let m = &p.model;
-            format!(
-                "wgan_gp/{:?}/size{}/z{}/g{}/d{}/ema{}",
-                m.arch,
-                p.data.image_size,
-                m.latent_dim,
-                m.g_feature_maps,
-                m.d_feature_maps,
-                m.ema_decay > 0.0
-            )
-        }
-        AnyPreset::WubuGaad(p) => {
-            let (m, d) = (&p.model, &p.data);
-            let stack = |s: &crate::core::preset::wubu_gaad::WubuStack| {
-                format!(
-                    "[{}|{}|{}|{}|{}|{}]",
-                    s.dims,
-                    s.curvatures,
-                    s.boundary_points,
-                    s.rotation,
-                    s.combiner_hidden,
-                    s.residual
-                )
-            };
-            format!(
-                "wubu_gaad/{}x{}/f{}+{}/r{}{}{:?}/rm{}/p{}/z{}/t{}/dft{}/dct{}/roi{}{}/motion{}{}/film{}/h{}{}/S{}M{}T{}D{}/d{:?}+{:?}/sn{}/c{}-{}k{}/dfilm{}/dt{}/aux{}",
-                d.image_w, d.image_h, d.input_frames, d.predict_frames, m.regions, m.decomposition, m.region_pooling,
-                m.motion_regions, m.patch_size, m.latent_dim, m.tangent_dim, m.use_dft, m.use_dct,
-                m.encoder_roi_align, m.encoder_cnn_channels, m.motion, m.flow_stats, m.gen_film,
-                m.gen_head_hidden, if m.gen_head_skip { "+skip" } else { "" }, stack(&m.wubu_s), stack(&m.wubu_m), stack(&m.wubu_t),
-                stack(&m.wubu_d), m.disc_primary, m.disc_alternative, m.disc_spectral_norm,
-                m.disc_base_channels, m.disc_max_channels, m.disc_temporal_kernel, m.disc_film,
-                m.disc_feature_tangent_dim, m.disc_feature_stats_aux
-            )
-        }
-    }
-}
 
 /// Counters saved in every checkpoint.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -270,100 +61,6 @@ pub struct RunPlan {
     pub restart: bool,
 }
 
-/// Wakes a UI when events arrive.
-pub type Waker = std::sync::Arc<dyn Fn() + Send + Sync>;
-
-/// Sends events to the run log (always) and the channel (never blocking).
-pub struct Emitter {
-    log: LogWriter,
-    tx: Sender<Event>,
-    waker: Option<Waker>,
-    pending: Vec<ScalarRow>,
-    last_flush: Instant,
-    pub dropped: u64,
-    /// The step being trained, for the final event of a failed run.
-    pub step: u64,
-}
-
-impl std::fmt::Debug for Emitter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Emitter")
-            .field("log", &self.log)
-            .field("dropped", &self.dropped)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Emitter {
-    pub fn new(log: LogWriter, tx: Sender<Event>, waker: Option<Waker>) -> Self {
-        Self {
-            log,
-            tx,
-            waker,
-            pending: Vec::new(),
-            last_flush: Instant::now(),
-            dropped: 0,
-            step: 0,
-        }
-    }
-
-    fn send(&mut self, event: Event) {
-        match self.tx.try_send(event) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => self.dropped += 1,
-            Err(TrySendError::Disconnected(_)) => {}
-        }
-        if let Some(w) = &self.waker {
-            w();
-        }
-    }
-
-    /// Logs and sends one event (pending scalars first, to keep the order).
-    pub fn emit(&mut self, event: Event) -> Result<(), EngineError> {
-        self.flush()?;
-        self.log.append(&event)?;
-        self.send(event);
-        Ok(())
-    }
-
-    /// Queues a scalar row; rows go out together about every 100 ms.
-    pub fn scalars(&mut self, row: ScalarRow) -> Result<(), EngineError> {
-        self.pending.push(row);
-        if self.last_flush.elapsed() >= Duration::from_millis(100) {
-            self.flush()?;
-        }
-        Ok(())
-    }
-
-    pub fn flush(&mut self) -> Result<(), EngineError> {
-        self.last_flush = Instant::now();
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let event = Event::Scalars {
-            rows: std::mem::take(&mut self.pending),
-        };
-        self.log.append(&event)?;
-        self.send(event);
-        Ok(())
-    }
-
-    /// The terminal event: logged, synced, and sent with a short wait (the only one that waits).
-    pub fn finish(&mut self, event: Event) {
-        let _ = self.flush();
-        let _ = self.log.append(&event);
-        let _ = self.log.sync();
-        let _ = self.tx.send_timeout(event, Duration::from_secs(2));
-        if let Some(w) = &self.waker {
-            w();
-        }
-    }
-
-    pub fn sync(&mut self) -> Result<(), EngineError> {
-        self.log.sync().map_err(EngineError::from)
-    }
-}
-
 /// One run of the training loop.
 struct Session<'a> {
     plan: &'a RunPlan,
@@ -379,67 +76,39 @@ struct Session<'a> {
     /// This step's `losses.csv` row: its logged scalars and, on validated steps, the
     /// validation's, written as one row once the step is done.
     csv_row: Vec<(String, f64)>,
+    /// Every scalar of the run: the session's, the trainer's and the controller's.
+    metrics: Vec<MetricDef>,
+    /// Scalars reported without a declaration, said once in the log.
+    undeclared: Vec<String>,
 }
 
-/// Q-learning control of the learning rates (`lr_control` in the preset). Saved in every
-/// checkpoint, so a resumed run continues its decisions exactly.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct LrControl {
-    q: crate::core::control::QController,
-    metric: crate::core::control::MetricHistory,
-    d_history: Vec<f64>,
-    /// Sums over the current interval: (metric, d_loss).
-    sums: [(f64, u64); 2],
-    /// `(live field, the phase's value)`: the controller scales these.
-    bases: Vec<(String, f64)>,
-    scales: Vec<f64>,
+/// The scalars the session itself logs.
+fn session_metrics() -> Vec<MetricDef> {
+    vec![MetricDef::counter("epoch"), MetricDef::counter("phase")]
 }
 
-impl LrControl {
-    fn new(
-        cfg: &crate::core::preset::LrControlConfig,
-        fields: Vec<(String, f64)>,
-        seed: u64,
-    ) -> Result<Self, EngineError> {
-        use crate::core::control::{ActionSet, QConfig, QController};
-        let sets = fields
-            .iter()
-            .map(|(f, _)| ActionSet {
-                name: f.clone(),
-                ..ActionSet::lr()
-            })
-            .collect();
-        let qcfg = QConfig {
-            probation_steps: cfg.probation_steps,
-            ..QConfig::default()
-        };
-        let q = QController::new("lr", qcfg, sets, seed)
-            .map_err(|e| EngineError::BadInput(e.to_string()))?;
-        Ok(Self {
-            q,
-            metric: Default::default(),
-            d_history: Vec::new(),
-            sums: [(0.0, 0); 2],
-            scales: vec![1.0; fields.len()],
-            bases: fields,
-        })
+/// The learning-rate fields the session's controller scales, as live names.
+fn lr_fields(preset: &AnyPreset) -> Vec<String> {
+    let f = preset.front().lr_fields();
+    std::iter::once(f.generator)
+        .chain(f.critic.iter().copied())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Every scalar of a run, in the order of `losses.csv`'s columns.
+fn declared_metrics(preset: &ValidatedPreset, trainer: &dyn Trainer) -> Vec<MetricDef> {
+    let mut all = session_metrics();
+    all.extend(trainer.metrics());
+    let controlled = (0..preset.preset().phases().len().max(1))
+        .any(|i| preset.for_phase(i).lr_control().enabled);
+    if controlled {
+        let fields = lr_fields(preset.preset());
+        let names: Vec<&str> = fields.iter().map(String::as_str).collect();
+        all.extend(lr_control::metrics(&names));
     }
+    all
 }
-
-/// WGAN-GP's `scalars.csv` columns (the default).
-pub const CSV_COLUMNS: &[&str] = &[
-    "step",
-    "epoch",
-    "phase",
-    "d_loss",
-    "g_loss",
-    "gp",
-    "wasserstein",
-    "lr_g",
-    "lr_d",
-    "val_swd",
-    "val_diversity",
-];
 
 fn health_cfg(p: &AnyPreset) -> crate::core::health::HealthConfig {
     p.health().clone()
@@ -474,6 +143,7 @@ pub fn run(
     }
     let cfg = plan.preset.for_phase(c.phase);
     let mut trainer = make_trainer(&cfg, plan.device)?;
+    let metrics = declared_metrics(&plan.preset, trainer.as_ref());
     if let Some(ckpt) = &loaded {
         trainer.load_state(ckpt).map_err(EngineError::BadInput)?;
         checkpoint::supersede_after(&plan.run_dir.checkpoints(), c.step)?;
@@ -489,7 +159,10 @@ pub fn run(
         .as_ref()
         .map(|_| c.step)
         .or(plan.restart.then_some(0));
-    let csv = CsvLog::open(&plan.run_dir.csv_path(), trainer.csv_columns(), rewind_to)?;
+    let columns: Vec<&str> = std::iter::once("step")
+        .chain(metrics.iter().filter(|m| m.csv).map(|m| m.name.as_str()))
+        .collect();
+    let csv = CsvLog::open(&plan.run_dir.csv_path(), &columns, rewind_to)?;
     let total_steps = estimate_total(&plan.preset, trainer.steps_per_epoch())
         .map(|t| plan.step_limit.map_or(t, |l| l.min(t)));
     emitter.emit(Event::RunStarted {
@@ -500,6 +173,7 @@ pub fn run(
         total_steps: total_steps.or(plan.step_limit),
         resumed_from: rewind_to,
         wall_time: unix_now(),
+        metrics: metrics.clone(),
     })?;
     let info = |emitter: &mut Emitter, step, message: String| {
         emitter.emit(Event::Log {
@@ -532,15 +206,18 @@ pub fn run(
         last_checkpoint_step: None,
         ctl: None,
         csv_row: Vec::new(),
+        metrics,
+        undeclared: Vec::new(),
     };
     if let Some(saved) = loaded
         .as_ref()
         .and_then(|l| l.state.get("controller"))
         .filter(|v| !v.is_null())
     {
-        s.ctl = Some(serde_json::from_value(saved.clone()).map_err(|e| {
-            EngineError::BadInput(format!("checkpoint: bad controller state: {e}"))
-        })?);
+        let mut ctl: LrControl = serde_json::from_value(saved.clone())
+            .map_err(|e| EngineError::BadInput(format!("checkpoint: bad controller state: {e}")))?;
+        ctl.apply(s.trainer.as_mut(), false)?;
+        s.ctl = Some(ctl);
     } else if !fresh {
         // A checkpoint from before control was enabled: start a controller now.
         s.setup_control()?;
@@ -553,10 +230,6 @@ pub fn run(
         s.set_live(name, *value)?;
     }
     s.main_loop(commands)
-}
-
-fn decision_name(metric: &str) -> String {
-    format!("lr (rewarded by {metric})")
 }
 
 fn estimate_total(preset: &ValidatedPreset, steps_per_epoch: u64) -> Option<u64> {
@@ -615,103 +288,65 @@ impl Session<'_> {
         })
     }
 
-    /// Creates the controller when the phase enables it (keeping a running one, whose bases
-    /// become the new phase's learning rates), or drops it when the phase disables it.
+    /// Creates the controller when the phase enables it (keeping a running one, whose scales
+    /// start again at 1 on the new phase's learning rates), or drops it when the phase
+    /// disables it (the rates are then the phase's own).
     fn setup_control(&mut self) -> Result<(), EngineError> {
         let cfg = self.cfg.lr_control().clone();
         if !cfg.enabled {
-            self.ctl = None;
+            if let Some(mut ctl) = self.ctl.take() {
+                ctl.apply(self.trainer.as_mut(), true)?;
+            }
             return Ok(());
         }
-        let fields: Vec<(String, f64)> = self
-            .trainer
-            .live_values()
-            .into_iter()
-            .filter(|(k, _)| {
-                k.rsplit('.')
-                    .next()
-                    .is_some_and(|leaf| leaf.starts_with("lr"))
-            })
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
+        let fields = lr_fields(&self.cfg);
         match &mut self.ctl {
-            Some(c) if c.bases.iter().map(|b| &b.0).eq(fields.iter().map(|f| &f.0)) => {
-                c.bases = fields;
-                c.scales.fill(1.0);
-            }
+            Some(c) if c.scales_fields(&fields) => c.apply(self.trainer.as_mut(), true)?,
             _ => {
                 let seed = crate::core::rng::derive_seed(
                     self.cfg.seed(),
                     crate::core::rng::Stream::Control,
                     0,
                 );
-                self.ctl = Some(LrControl::new(&cfg, fields, seed)?);
+                let mut ctl = LrControl::new(&cfg, fields, seed)?;
+                ctl.apply(self.trainer.as_mut(), true)?;
+                self.ctl = Some(ctl);
             }
         }
         Ok(())
     }
 
-    /// Feeds one step's scalars to the controller; every `every_steps` it decides new scales,
-    /// applies them, and emits the decision.
+    /// The name of the declared metric with a health role.
+    fn role(&self, role: HealthRole) -> Option<&str> {
+        self.metrics
+            .iter()
+            .find(|m| m.role == Some(role))
+            .map(|m| m.name.as_str())
+    }
+
+    /// Feeds one step's scalars to the controller; at the end of its interval it decides new
+    /// scales, the trainer applies them, and the decision is emitted.
     fn control(&mut self, scalars: &[(&'static str, f64)]) -> Result<(), EngineError> {
-        use crate::core::control::trend3;
         // Called every step: nothing is cloned unless a controller runs.
-        let Some(ctl) = self.ctl.as_mut() else {
+        let Some(mut ctl) = self.ctl.take() else {
             return Ok(());
         };
-        let cfg = self.cfg.lr_control();
-        for (i, key) in [cfg.metric.as_str(), "d_loss"].into_iter().enumerate() {
-            if let Some((_, v)) = scalars.iter().find(|(k, _)| *k == key) {
-                ctl.sums[i].0 += v;
-                ctl.sums[i].1 += 1;
-            }
-        }
-        if !(self.c.step + 1).is_multiple_of(cfg.every_steps.max(1)) || ctl.sums[0].1 == 0 {
+        let critic = self.role(HealthRole::CriticLoss).map(str::to_string);
+        let decided = ctl.step(
+            self.cfg.lr_control(),
+            self.c.step,
+            scalars,
+            critic.as_deref(),
+            self.trainer.as_mut(),
+        );
+        self.ctl = Some(ctl);
+        let Some(decided) = decided? else {
             return Ok(());
-        }
-        let mean = |(s, n): (f64, u64)| if n > 0 { s / n as f64 } else { f64::NAN };
-        let (value, d) = (mean(ctl.sums[0]), mean(ctl.sums[1]));
-        ctl.sums = [(0.0, 0); 2];
-        let len = ctl.q.cfg.history_len;
-        // What the controller observes, coarsely, so states repeat and the table learns: no
-        // bins of its own last scales or of epsilon (spec 11.20).
-        let state = vec![trend3(&ctl.metric.values, value), trend3(&ctl.d_history, d)];
-        let first = ctl.metric.values.is_empty();
-        let reward = ctl.metric.reward(value, cfg.better, len);
-        crate::core::control::push_bounded(&mut ctl.d_history, d, len);
-        let decision = ctl.q.decide(Some(state), (!first).then_some(reward));
-        let mut applied = Vec::new();
-        let mut applied_values = Vec::new();
-        for (i, (_, _, scale)) in decision.actions.iter().enumerate() {
-            ctl.scales[i] = *scale;
-            let (field, base) = ctl.bases[i].clone();
-            let lr = (base * scale).clamp(1e-8, 1.0);
-            self.trainer
-                .set_live(&field, lr)
-                .map_err(EngineError::Model)?;
-            applied_values.push((field.clone(), lr));
-            applied.push((field, *scale));
-        }
-        let step = self.c.step + 1;
-        let mut extra = vec![("ctl_epsilon".to_string(), decision.epsilon)];
-        if let Some(r) = decision.reward {
-            extra.push(("ctl_reward".to_string(), r));
-        }
-        for (field, scale) in &applied {
-            extra.push((
-                format!("ctl_{}_scale", field.rsplit('.').next().unwrap_or(field)),
-                *scale,
-            ));
-        }
-        for (k, v) in extra {
+        };
+        for (k, v) in decided.scalars {
             self.c.accum.insert(k, (v, 1));
         }
-        let mut event = decision.into_event(step, &decision_name(&cfg.metric), applied_values);
-        if let Event::Controller { actions, .. } = &mut event {
-            // The steered fields by name, rather than the action sets'.
-            *actions = applied;
-        }
-        self.emitter.emit(event)
+        self.emitter.emit(decided.event)
     }
 
     fn phase_done(&self) -> bool {
@@ -791,13 +426,8 @@ impl Session<'_> {
     }
 
     fn set_live(&mut self, name: &str, value: f64) -> Result<(), EngineError> {
-        // A controlled learning rate set by hand becomes the controller's new base.
-        let scaled = self.ctl.as_mut().and_then(|c| {
-            let i = c.bases.iter().position(|(f, _)| f == name)?;
-            c.bases[i].1 = value;
-            Some(value * c.scales[i])
-        });
-        match self.trainer.set_live(name, scaled.unwrap_or(value)) {
+        // A learning rate set by hand is its new base: a controller's scale stays on it.
+        match self.trainer.set_live(name, value) {
             Ok(old) => self.emitter.emit(Event::HyperparameterChanged {
                 step: self.c.step,
                 name: name.to_string(),
@@ -836,7 +466,15 @@ impl Session<'_> {
             Err(e) => return Err(self.step_failed(&e)),
         };
         if crate::engine::failpoint("nan-loss", ctx.step) {
-            scalars.insert(0, ("d_loss", f64::NAN));
+            // The first of the family's main losses.
+            let main = |k: &str| {
+                self.metrics
+                    .iter()
+                    .any(|m| m.name == k && m.main && m.kind == MetricKind::Loss)
+            };
+            if let Some(slot) = scalars.iter_mut().find(|(k, _)| main(k)) {
+                slot.1 = f64::NAN;
+            }
         }
         self.c.phase_elapsed_secs += t0.elapsed().as_secs_f64();
         if let Some((name, v)) = scalars.iter().find(|(_, v)| !v.is_finite()) {
@@ -859,16 +497,21 @@ impl Session<'_> {
         self.control(&scalars)?;
         self.emit_family_events()?;
         for (k, v) in scalars {
+            let aggregate = match self.metrics.iter().find(|m| m.name == k) {
+                Some(m) => m.aggregate,
+                None => {
+                    self.undeclared(k)?;
+                    Aggregate::Mean
+                }
+            };
             let e = self.c.accum.entry(k.to_string()).or_insert((0.0, 0));
-            if ["lr", "ctl_", "momentum", "lambda_", "heur_", "active_"]
-                .iter()
-                .any(|p| k.starts_with(p))
-            {
+            match aggregate {
                 // Settings are logged as their current value, not averaged over the interval.
-                *e = (v, 1);
-            } else {
-                e.0 += v;
-                e.1 += 1;
+                Aggregate::Last => *e = (v, 1),
+                Aggregate::Mean => {
+                    e.0 += v;
+                    e.1 += 1;
+                }
             }
         }
         self.c.step += 1;
@@ -894,6 +537,20 @@ impl Session<'_> {
             self.checkpoint(false, None)?;
         }
         self.csv_flush()
+    }
+
+    /// Says once that a trainer reported a scalar it did not declare (it is logged, averaged,
+    /// but not in `losses.csv`).
+    fn undeclared(&mut self, name: &str) -> Result<(), EngineError> {
+        if self.undeclared.iter().any(|n| n == name) {
+            return Ok(());
+        }
+        self.undeclared.push(name.to_string());
+        self.emitter.emit(Event::Log {
+            step: self.c.step,
+            level: Level::Warning,
+            message: format!("the trainer reported `{name}` without declaring it: it is averaged and left out of losses.csv"),
+        })
     }
 
     /// Adds values to this step's `losses.csv` row.
@@ -946,8 +603,10 @@ impl Session<'_> {
         }
         values.extend(extra);
         let get = |k: &str| values.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
-        if let Some(d) = get("d_loss") {
-            let findings = self.health.observe(self.c.step, d, get("g_loss"));
+        let critic = self.role(HealthRole::CriticLoss).and_then(get);
+        let generator = self.role(HealthRole::GeneratorLoss).and_then(get);
+        if let Some(d) = critic {
+            let findings = self.health.observe(self.c.step, d, generator);
             self.emit_findings(findings)?;
         }
         self.csv_merge(&values);
@@ -1059,15 +718,24 @@ impl Session<'_> {
             values: row.clone(),
         })?;
         self.csv_merge(&row);
+        // The metric that picks the best checkpoint, in its declared direction.
+        let metric = v.best_value();
+        let higher_is_better = self.metrics.iter().any(|m| {
+            m.name == v.best_by
+                && m.kind
+                    == MetricKind::Validation {
+                        higher_is_better: true,
+                    }
+        });
         let improved = self.best.phases.get(&self.c.phase).is_none_or(|b| {
-            if v.higher_is_better {
-                v.metric > b.metric
+            if higher_is_better {
+                metric > b.metric
             } else {
-                v.metric < b.metric
+                metric < b.metric
             }
         });
-        if may_keep_best && improved && v.metric.is_finite() {
-            self.checkpoint(true, Some(v.metric))?;
+        if may_keep_best && improved && metric.is_finite() {
+            self.checkpoint(true, Some(metric))?;
         }
         Ok(())
     }
@@ -1087,7 +755,7 @@ impl Session<'_> {
                 .collect();
             let state = serde_json::json!({
                 "family": self.cfg.family().name(),
-                "signature": self.trainer.signature(),
+                "signature": self.cfg.front().signature(),
                 "session": self.c,
                 "live": live,
                 "controller": self.ctl,

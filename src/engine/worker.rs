@@ -11,11 +11,14 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::core::preset::{AnyPreset, ValidatedPreset};
+use crate::core::protocol::Waker;
 use crate::core::protocol::{Command, Event};
 use crate::core::rundir::RunDir;
 use crate::core::runlog::LogWriter;
 use crate::engine::checkpoint;
-use crate::engine::session::{self, Emitter, RunPlan, Waker};
+use crate::engine::emitter::Emitter;
+use crate::engine::session::{self, RunPlan};
+use crate::engine::trainer::{first_line, panic_text};
 use crate::engine::{device, EngineError};
 
 /// Capacity of the event channel; beyond it events are dropped from the channel (never from
@@ -78,7 +81,7 @@ pub fn prepare(req: RunRequest) -> Result<RunPlan, EngineError> {
                     preset.preset().family().name()
                 )));
             }
-            let want = session::signature_of(preset.preset());
+            let want = preset.preset().front().signature();
             let have = state
                 .get("signature")
                 .and_then(|v| v.as_str())
@@ -127,11 +130,13 @@ pub fn prepare(req: RunRequest) -> Result<RunPlan, EngineError> {
             .map_err(|e| bad(e.to_string()))?;
     }
     let mut live_overrides = Vec::new();
-    if let Some(lr) = req.lr_g {
-        live_overrides.push(("train.lr_g".to_string(), lr));
+    // The family says which fields are its learning rates.
+    let lr = preset.preset().front().lr_fields();
+    if let Some(v) = req.lr_g {
+        live_overrides.push((lr.generator.to_string(), v));
     }
-    if let Some(lr) = req.lr_d {
-        live_overrides.push(("train.lr_d".to_string(), lr));
+    if let Some(v) = req.lr_d {
+        live_overrides.extend(lr.critic.iter().map(|f| ((*f).to_string(), v)));
     }
     Ok(RunPlan {
         preset,
@@ -260,10 +265,10 @@ pub fn spawn(plan: RunPlan, waker: Option<Waker>) -> Result<WorkerHandle, Engine
                 Ok(Ok((step, outcome))) => Event::RunFinished { step, outcome },
                 Ok(Err(e)) => Event::RunFailed {
                     step,
-                    message: session::first_line(&e.to_string()).to_string(),
+                    message: first_line(&e.to_string()).to_string(),
                 },
                 Err(panic) => {
-                    let text = session::panic_text(&*panic);
+                    let text = panic_text(&*panic);
                     let _ = emitter.emit(Event::Log {
                         step,
                         level: crate::core::protocol::Level::Error,
@@ -271,7 +276,7 @@ pub fn spawn(plan: RunPlan, waker: Option<Waker>) -> Result<WorkerHandle, Engine
                     });
                     Event::RunFailed {
                         step,
-                        message: format!("internal error: {}", session::first_line(&text)),
+                        message: format!("internal error: {}", first_line(&text)),
                     }
                 }
             };

@@ -125,7 +125,7 @@ struct Follower {
 }
 
 impl Follower {
-    fn spawn(log: PathBuf, waker: Option<crate::engine::session::Waker>) -> std::io::Result<Self> {
+    fn spawn(log: PathBuf, waker: Option<crate::core::protocol::Waker>) -> std::io::Result<Self> {
         use std::sync::atomic::Ordering;
         let (tx, events) = crossbeam_channel::bounded(crate::engine::worker::EVENT_CAPACITY);
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -253,7 +253,7 @@ pub struct WorkbenchApp {
     pub live_values: Vec<(String, f64)>,
     opts: LaunchOptions,
     started_at: Instant,
-    waker: Option<crate::engine::session::Waker>,
+    waker: Option<crate::core::protocol::Waker>,
     next_key: usize,
     screenshots: ScreenshotTour,
     pending_plot_png: Option<(String, PathBuf)>,
@@ -284,13 +284,13 @@ impl WorkbenchApp {
     #[must_use]
     pub fn new(ctx: &egui::Context, opts: LaunchOptions) -> Self {
         let ctx = ctx.clone();
-        let waker: crate::engine::session::Waker = Arc::new(move || ctx.request_repaint());
+        let waker: crate::core::protocol::Waker = Arc::new(move || ctx.request_repaint());
         Self::with_waker(opts, Some(waker))
     }
 
     /// Builds the app with an optional waker (tests drive frames themselves).
     #[must_use]
-    pub fn with_waker(opts: LaunchOptions, waker: Option<crate::engine::session::Waker>) -> Self {
+    pub fn with_waker(opts: LaunchOptions, waker: Option<crate::core::protocol::Waker>) -> Self {
         let (preset, source) = opts
             .preset
             .clone()

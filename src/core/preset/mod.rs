@@ -8,6 +8,8 @@
 //! Overrides (a phase's, or `--set a.b=v` on the command line) work on a lossless JSON tree of
 //! the typed preset and are checked against the same field specs.
 
+pub mod data;
+pub mod family;
 pub mod schedule;
 pub mod schema;
 pub mod wgan_gp;
@@ -20,6 +22,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use family::{Common, FamilyPreset, LrFields};
 pub use schema::{FieldKind, FieldSpec};
 pub use wgan_gp::WganGpPreset;
 pub use wubu_gaad::WubuGaadPreset;
@@ -294,102 +297,83 @@ impl AnyPreset {
         }
     }
 
+    /// The family's front door: everything shared code asks of a preset.
+    #[must_use]
+    pub fn front(&self) -> &dyn FamilyPreset {
+        match self {
+            Self::WganGp(p) => p,
+            Self::WubuGaad(p) => p,
+        }
+    }
+
+    /// The shared run header.
+    #[must_use]
+    pub fn common(&self) -> Common<'_> {
+        self.front().common()
+    }
+
     #[must_use]
     pub fn name(&self) -> &str {
-        match self {
-            Self::WganGp(p) => &p.name,
-            Self::WubuGaad(p) => &p.name,
-        }
+        self.common().name
     }
 
     #[must_use]
     pub fn seed(&self) -> u64 {
-        match self {
-            Self::WganGp(p) => p.seed,
-            Self::WubuGaad(p) => p.seed,
-        }
+        self.common().seed
     }
 
     #[must_use]
     pub fn device(&self) -> &str {
-        match self {
-            Self::WganGp(p) => &p.device,
-            Self::WubuGaad(p) => &p.device,
-        }
+        self.common().device
     }
 
+    /// The learning-rate control; off for a family without it.
     #[must_use]
     pub fn lr_control(&self) -> &LrControlConfig {
-        match self {
-            Self::WganGp(p) => &p.lr_control,
-            Self::WubuGaad(_) => &LR_CONTROL_OFF,
-        }
+        self.common().lr_control.unwrap_or(&LR_CONTROL_OFF)
     }
 
     #[must_use]
     pub fn phases(&self) -> &[Phase] {
-        match self {
-            Self::WganGp(p) => &p.phases,
-            Self::WubuGaad(p) => &p.phases,
-        }
+        self.common().phases
     }
 
     /// Libtorch CPU threads; 0 keeps libtorch's default.
     #[must_use]
     pub fn threads(&self) -> u32 {
-        match self {
-            Self::WganGp(p) => p.threads,
-            Self::WubuGaad(p) => p.threads,
-        }
+        self.common().threads
     }
 
     #[must_use]
     pub fn health(&self) -> &crate::core::health::HealthConfig {
-        match self {
-            Self::WganGp(p) => &p.health,
-            Self::WubuGaad(p) => &p.health,
-        }
+        self.common().health
     }
 
     #[must_use]
     pub fn logging(&self) -> &LoggingConfig {
-        match self {
-            Self::WganGp(p) => &p.logging,
-            Self::WubuGaad(p) => &p.logging,
-        }
+        self.common().logging
     }
 
     #[must_use]
     pub fn checkpoints(&self) -> &CheckpointConfig {
-        match self {
-            Self::WganGp(p) => &p.checkpoints,
-            Self::WubuGaad(p) => &p.checkpoints,
-        }
+        self.common().checkpoints
     }
 
     /// The family's cross-field rules, and the header every family shares.
     pub fn check(&self, problems: &mut Vec<Problem>) {
-        let (family, version) = match self {
-            Self::WganGp(p) => {
-                p.check(problems);
-                (p.family, p.schema_version)
-            }
-            Self::WubuGaad(p) => {
-                p.check(problems);
-                (p.family, p.schema_version)
-            }
-        };
-        if family != self.family() {
+        self.front().check(problems);
+        let common = self.common();
+        if common.family != self.family() {
             problems.push(Problem {
                 path: "family".into(),
-                value: family.name().into(),
+                value: common.family.name().into(),
                 allowed: self.family().name().into(),
             });
         }
-        if version != SCHEMA_VERSION {
+        if common.schema_version != SCHEMA_VERSION {
             problems.push(Problem {
                 path: "schema_version".into(),
-                value: version.to_string(),
+                value: common.schema_version.to_string(),
                 allowed: "the current schema version".into(),
             });
         }

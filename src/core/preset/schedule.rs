@@ -47,24 +47,7 @@ pub const NOMINAL_PHASE_STEPS: u64 = 1000;
 /// Steps in one epoch as the preset's data implies, when that is known before training.
 #[must_use]
 pub fn steps_per_epoch_hint(preset: &AnyPreset) -> Option<u64> {
-    match preset {
-        AnyPreset::WganGp(p) => match p.data.source {
-            super::wgan_gp::ImageSource::SyntheticSprites => {
-                let train = p.data.synthetic_count.saturating_sub(p.data.holdout);
-                Some((u64::from(train) / u64::from(p.train.batch_size.max(1))).max(1))
-            }
-            super::wgan_gp::ImageSource::Folder => None,
-        },
-        AnyPreset::WubuGaad(p) => match p.data.source {
-            super::wubu_gaad::VideoSource::SyntheticShapes => {
-                let frames = u64::from(p.data.synthetic_frames);
-                let train = frames - (frames as f64 * p.data.validation_fraction) as u64;
-                let windows = train.saturating_sub(p.window_span() - 1);
-                Some((windows / u64::from(p.train.batch_size.max(1))).max(1))
-            }
-            super::wubu_gaad::VideoSource::File => None,
-        },
-    }
+    preset.front().steps_per_epoch_hint()
 }
 
 /// Lays the phases on the step axis and lists every numeric field that a phase may override

@@ -4,32 +4,13 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::data::{ImageData, ImageSource, OnBadImage};
 use super::schema::{FieldKind as K, FieldSpec};
 use super::{
     CheckpointConfig, Family, LoggingConfig, LrControlConfig, Phase, PhaseLength, PresetError,
     Problem, SCHEMA_VERSION,
 };
 use crate::core::health::HealthConfig;
-
-/// Where the training images come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ImageSource {
-    /// Procedural coloured sprites on white, deterministic by seed (the embedded default).
-    SyntheticSprites,
-    /// A folder of PNG and JPEG files, searched recursively.
-    Folder,
-}
-
-/// What to do with an image that cannot be decoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OnBadImage {
-    /// Skip it, count it, and report the paths.
-    Skip,
-    /// Fail the run naming the file.
-    Fail,
-}
 
 /// The two architectures of seed 004.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,26 +30,6 @@ pub enum CriticCounter {
     PerEpoch,
     /// Over the whole run: G steps every n_critic-th step.
     Global,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ImageData {
-    pub source: ImageSource,
-    /// The image folder when `source` is `folder`.
-    pub folder: String,
-    pub image_size: u32,
-    /// Number of synthetic training images.
-    pub synthetic_count: u32,
-    /// Images held out from training for validation (sliced Wasserstein distance).
-    pub holdout: u32,
-    pub hflip_prob: f64,
-    pub rotation_deg: f64,
-    pub jitter_brightness: f64,
-    pub jitter_contrast: f64,
-    pub jitter_saturation: f64,
-    pub jitter_hue: f64,
-    pub on_bad_image: OnBadImage,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -245,7 +206,7 @@ pub const SPECS: &[FieldSpec] = &[
 
 impl WganGpPreset {
     /// Cross-field rules the per-field ranges cannot express.
-    pub fn check(&self, problems: &mut Vec<Problem>) {
+    fn check_rules(&self, problems: &mut Vec<Problem>) {
         let mut bad = |path: &str, value: String, allowed: &str| {
             problems.push(Problem {
                 path: path.to_string(),
@@ -327,6 +288,73 @@ struct WganGpPresetV1 {
     model: Model,
     train: TrainV1,
     epochs: u64,
+}
+
+impl super::FamilyPreset for WganGpPreset {
+    fn common(&self) -> super::Common<'_> {
+        super::Common {
+            schema_version: self.schema_version,
+            family: self.family,
+            name: &self.name,
+            seed: self.seed,
+            device: &self.device,
+            threads: self.threads,
+            health: &self.health,
+            logging: &self.logging,
+            checkpoints: &self.checkpoints,
+            phases: &self.phases,
+            lr_control: Some(&self.lr_control),
+        }
+    }
+
+    fn specs(&self) -> &'static [FieldSpec] {
+        SPECS
+    }
+
+    fn check(&self, problems: &mut Vec<Problem>) {
+        self.check_rules(problems);
+    }
+
+    fn signature(&self) -> String {
+        let m = &self.model;
+        format!(
+            "wgan_gp/{:?}/size{}/z{}/g{}/d{}/ema{}",
+            m.arch,
+            self.data.image_size,
+            m.latent_dim,
+            m.g_feature_maps,
+            m.d_feature_maps,
+            m.ema_decay > 0.0
+        )
+    }
+
+    fn data_needs(&self) -> Vec<super::data::DataNeed<'_>> {
+        vec![super::data::DataNeed::Images {
+            cfg: &self.data,
+            batch_size: self.train.batch_size,
+        }]
+    }
+
+    fn data_override(&self, path: &str) -> Vec<(&'static str, serde_json::Value)> {
+        vec![
+            ("data.source", "folder".into()),
+            ("data.folder", path.into()),
+        ]
+    }
+
+    fn lr_fields(&self) -> super::LrFields {
+        super::LrFields {
+            generator: "train.lr_g",
+            critic: &["train.lr_d"],
+        }
+    }
+
+    fn steps_per_epoch_hint(&self) -> Option<u64> {
+        (self.data.source == ImageSource::SyntheticSprites).then(|| {
+            let train = self.data.synthetic_count.saturating_sub(self.data.holdout);
+            (u64::from(train) / u64::from(self.train.batch_size.max(1))).max(1)
+        })
+    }
 }
 
 /// Parses a WGAN-GP preset of any known schema version, migrating older ones.

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::data::{Resize, VideoData, VideoSource};
 use super::schema::{FieldKind as K, FieldSpec};
 use super::{
     CheckpointConfig, Family, LoggingConfig, OverrideValue, Phase, PhaseLength, Problem,
@@ -21,6 +22,91 @@ use crate::core::health::HealthConfig;
 /// started; the strong-critic switch, which needs KL below 1.5 times this, can fire from the
 /// first steps.
 pub const KL_HIGH_PER_DIM: f64 = 3.0;
+
+impl super::FamilyPreset for WubuGaadPreset {
+    fn common(&self) -> super::Common<'_> {
+        super::Common {
+            schema_version: self.schema_version,
+            family: self.family,
+            name: &self.name,
+            seed: self.seed,
+            device: &self.device,
+            threads: self.threads,
+            health: &self.health,
+            logging: &self.logging,
+            checkpoints: &self.checkpoints,
+            phases: &self.phases,
+            lr_control: None,
+        }
+    }
+
+    fn specs(&self) -> &'static [FieldSpec] {
+        SPECS.as_slice()
+    }
+
+    fn check(&self, problems: &mut Vec<Problem>) {
+        self.check_rules(problems);
+    }
+
+    fn signature(&self) -> String {
+        let (m, d) = (&self.model, &self.data);
+        let stack = |s: &WubuStack| {
+            format!(
+                "[{}|{}|{}|{}|{}|{}]",
+                s.dims, s.curvatures, s.boundary_points, s.rotation, s.combiner_hidden, s.residual
+            )
+        };
+        format!(
+            "wubu_gaad/{}x{}/f{}+{}/r{}{}{:?}/rm{}/p{}/z{}/t{}/dft{}/dct{}/roi{}{}/motion{}{}/film{}/h{}{}/S{}M{}T{}D{}/d{:?}+{:?}/sn{}/c{}-{}k{}/dfilm{}/dt{}/aux{}",
+            d.image_w, d.image_h, d.input_frames, d.predict_frames, m.regions, m.decomposition, m.region_pooling,
+            m.motion_regions, m.patch_size, m.latent_dim, m.tangent_dim, m.use_dft, m.use_dct,
+            m.encoder_roi_align, m.encoder_cnn_channels, m.motion, m.flow_stats, m.gen_film,
+            m.gen_head_hidden, if m.gen_head_skip { "+skip" } else { "" }, stack(&m.wubu_s), stack(&m.wubu_m), stack(&m.wubu_t),
+            stack(&m.wubu_d), m.disc_primary, m.disc_alternative, m.disc_spectral_norm,
+            m.disc_base_channels, m.disc_max_channels, m.disc_temporal_kernel, m.disc_film,
+            m.disc_feature_tangent_dim, m.disc_feature_stats_aux
+        )
+    }
+
+    fn data_needs(&self) -> Vec<super::data::DataNeed<'_>> {
+        use super::data::DataNeed;
+        let mut needs = Vec::new();
+        if self.model.motion && self.model.flow == FlowMethod::Torchscript {
+            needs.push(DataNeed::File {
+                field: "model.flow_model",
+                path: &self.model.flow_model,
+            });
+        }
+        if !self.validation.lpips_model.trim().is_empty() {
+            needs.push(DataNeed::File {
+                field: "validation.lpips_model",
+                path: &self.validation.lpips_model,
+            });
+        }
+        needs.push(DataNeed::Video(&self.data));
+        needs
+    }
+
+    fn data_override(&self, path: &str) -> Vec<(&'static str, serde_json::Value)> {
+        vec![("data.source", "file".into()), ("data.path", path.into())]
+    }
+
+    fn lr_fields(&self) -> super::LrFields {
+        super::LrFields {
+            generator: "train.lr_gen",
+            critic: &["train.lr_disc_primary", "train.lr_disc_alternative"],
+        }
+    }
+
+    fn steps_per_epoch_hint(&self) -> Option<u64> {
+        (self.data.source == VideoSource::SyntheticShapes).then(|| {
+            let frames = u64::from(self.data.synthetic_frames);
+            let train = frames - (frames as f64 * self.data.validation_fraction) as u64;
+            let windows = train.saturating_sub(self.window_span() - 1);
+            (windows / u64::from(self.train.batch_size.max(1))).max(1)
+        })
+    }
+}
 
 /// Parses a WuBu-GAAD preset of any known schema version, migrating older ones.
 pub(super) fn parse_versioned(
@@ -57,26 +143,6 @@ pub(super) fn parse_versioned(
             }],
         }),
     }
-}
-
-/// Where the frames come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum VideoSource {
-    /// Moving coloured shapes generated in memory, deterministic by seed (the embedded default).
-    SyntheticShapes,
-    /// One video file, or a folder of videos, in any format FFmpeg decodes.
-    File,
-}
-
-/// How frames are brought to the preset's size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Resize {
-    /// Resize to exactly `image_w x image_h`, as the original (the aspect ratio changes).
-    Stretch,
-    /// Crop the centre to the target aspect ratio, then resize.
-    CenterCrop,
 }
 
 /// The two discriminator designs of section 1.1.
@@ -157,29 +223,6 @@ pub enum FlowMethod {
     LucasKanade,
     /// A TorchScript module `(frame_a, frame_b) -> flow [B, 2, H, W]` loaded from `flow_model`.
     Torchscript,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VideoData {
-    pub source: VideoSource,
-    /// A video file or a folder of videos when `source` is `file`.
-    pub path: String,
-    /// A separate validation video; empty takes the end of the training frames instead.
-    pub validation_path: String,
-    /// Of the training frames, the final fraction kept for validation (no window crosses).
-    pub validation_fraction: f64,
-    pub image_h: u32,
-    pub image_w: u32,
-    pub resize: Resize,
-    /// Frames skipped between the frames of a window, plus one (1 = consecutive).
-    pub frame_skip: u32,
-    pub input_frames: u32,
-    pub predict_frames: u32,
-    /// Length of the synthetic video.
-    pub synthetic_frames: u32,
-    /// Read at most this many frames of each video (0 = all).
-    pub max_frames: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -684,7 +727,7 @@ impl WubuGaadPreset {
     }
 
     /// Cross-field rules the per-field ranges cannot express.
-    pub fn check(&self, problems: &mut Vec<Problem>) {
+    fn check_rules(&self, problems: &mut Vec<Problem>) {
         let mut bad = |path: &str, value: String, allowed: &str| {
             problems.push(Problem {
                 path: path.to_string(),

@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 use image::imageops::FilterType;
 
 use super::DataError;
-use crate::core::preset::wgan_gp::OnBadImage;
+use crate::core::preset::data::OnBadImage;
 
 /// Decoded images of a folder, RGB8, `size` x `size`.
 #[derive(Debug, Default)]

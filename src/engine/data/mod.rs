@@ -13,7 +13,7 @@ pub use video::VideoSet;
 
 use tch::{Device, Kind, Tensor};
 
-use crate::core::preset::wgan_gp::{ImageData, ImageSource};
+use crate::core::preset::data::{ImageData, ImageSource};
 use crate::core::synthetic;
 
 /// A dataset in memory: training and held-out images as `[N, 3, S, S]` u8 on the CPU.

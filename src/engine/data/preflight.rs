@@ -7,32 +7,27 @@ use std::path::Path;
 
 use super::folder::image_files;
 use super::video::{too_short, train_frames, video_files, window_span};
-use crate::core::preset::wgan_gp::{ImageData, ImageSource, OnBadImage};
-use crate::core::preset::wubu_gaad::{FlowMethod, VideoData, VideoSource};
+use crate::core::preset::data::{
+    DataNeed, ImageData, ImageSource, OnBadImage, VideoData, VideoSource,
+};
 use crate::core::preset::AnyPreset;
 use crate::core::video::VideoReader;
 
 /// Every data problem of `preset` that can be found without training, as one line naming the
 /// field and the file.
 pub fn preflight(preset: &AnyPreset) -> Result<(), String> {
-    match preset {
-        AnyPreset::WganGp(p) => images(&p.data, p.train.batch_size),
-        AnyPreset::WubuGaad(p) => {
-            let mut files = Vec::new();
-            if p.model.motion && p.model.flow == FlowMethod::Torchscript {
-                files.push(("model.flow_model", p.model.flow_model.as_str()));
-            }
-            if !p.validation.lpips_model.trim().is_empty() {
-                files.push(("validation.lpips_model", p.validation.lpips_model.as_str()));
-            }
-            for (field, path) in files {
+    for need in preset.front().data_needs() {
+        match need {
+            DataNeed::File { field, path } => {
                 if !Path::new(path).is_file() {
                     return Err(format!("{field}: `{path}` does not exist"));
                 }
             }
-            video(&p.data)
+            DataNeed::Images { cfg, batch_size } => images(cfg, batch_size)?,
+            DataNeed::Video(cfg) => video(cfg)?,
         }
     }
+    Ok(())
 }
 
 fn images(cfg: &ImageData, batch: u32) -> Result<(), String> {

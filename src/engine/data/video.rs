@@ -9,7 +9,7 @@ use crossbeam_channel::bounded;
 use tch::{Device, Kind, Tensor};
 
 use super::DataError;
-use crate::core::preset::wubu_gaad::{Resize, VideoData, VideoSource};
+use crate::core::preset::data::{Resize, VideoData, VideoSource};
 use crate::core::video::{VideoError, VideoReader};
 
 /// Frames in memory and the windows over them.

@@ -1,4 +1,19 @@
-//! One folder per model family.
+//! One folder per model family, and the engine's one match on the family: a family's
+//! preset (`core::preset::<family>`) and its trainer here are its whole front door.
 
 pub mod wgan_gp;
 pub mod wubu_gaad;
+
+use tch::Device;
+
+use crate::core::preset::AnyPreset;
+use crate::engine::trainer::Trainer;
+use crate::engine::EngineError;
+
+/// Builds the trainer of a preset's family.
+pub fn make_trainer(preset: &AnyPreset, device: Device) -> Result<Box<dyn Trainer>, EngineError> {
+    match preset {
+        AnyPreset::WganGp(p) => Ok(Box::new(wgan_gp::WganGpTrainer::new(p, device)?)),
+        AnyPreset::WubuGaad(p) => Ok(Box::new(wubu_gaad::WubuGaadTrainer::new(p, device)?)),
+    }
+}

@@ -3,4 +3,4 @@
 pub mod model;
 mod trainer;
 
-pub use trainer::{gradient_penalty, grid_rgba, WganGpTrainer};
+pub use trainer::{gradient_penalty, WganGpTrainer};

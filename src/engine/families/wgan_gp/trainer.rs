@@ -3,12 +3,13 @@ use tch::{nn, Device, Kind, Tensor};
 use super::model::{self, Critic, Generator};
 use crate::core::preset::wgan_gp::{CriticCounter, WganGpPreset};
 use crate::core::preset::AnyPreset;
+use crate::core::protocol::{HealthRole, MetricDef};
 use crate::core::rng::{derive_seed, epoch_permutation, Stream};
 use crate::engine::checkpoint::Loaded;
 use crate::engine::data::{augment, Augment, ImageSet};
 use crate::engine::metrics;
 use crate::engine::optim::Adam;
-use crate::engine::session::{Rgba, StepCtx, StepError, Trainer, Validation};
+use crate::engine::trainer::{Rgba, StepCtx, StepError, Trainer, Validation};
 use crate::engine::EngineError;
 
 /// Trains one WGAN-GP.
@@ -31,6 +32,9 @@ pub struct WganGpTrainer {
     /// Held-out images, 4x downsampled and flattened, for the validation distance.
     holdout_eval: Option<Tensor>,
     projections: Option<Tensor>,
+    /// The session controller's scales of `train.lr_g` and `train.lr_d`: the rates in force
+    /// are the preset's (or live) bases times these.
+    lr_scale: [f64; 2],
 }
 
 fn seed_torch(seed: u64, stream: Stream, counter: u64) {
@@ -79,6 +83,7 @@ impl WganGpTrainer {
             epoch_order: None,
             holdout_eval: None,
             projections: None,
+            lr_scale: [1.0; 2],
         })
     }
 
@@ -109,6 +114,19 @@ impl WganGpTrainer {
             saturation: d.jitter_saturation,
             hue: d.jitter_hue,
         }
+    }
+
+    /// The rates in force: each base times its controller scale.
+    fn apply_lrs(&mut self) {
+        let rate = |base: f64, scale: f64| {
+            if scale == 1.0 {
+                base
+            } else {
+                (base * scale).clamp(1e-8, 1.0)
+            }
+        };
+        self.opt_g.lr = rate(self.cfg.train.lr_g, self.lr_scale[0]);
+        self.opt_d.lr = rate(self.cfg.train.lr_d, self.lr_scale[1]);
     }
 
     fn update_ema(&mut self) {
@@ -177,43 +195,6 @@ pub fn gradient_penalty(
     Ok((norms - 1.0).square().mean(real.kind()))
 }
 
-/// Lays out `[N, 3, S, S]` images in [0, 1] as a grid with 2 px white gaps.
-#[must_use]
-pub fn grid_rgba(images: &Tensor, cols: i64) -> Rgba {
-    let (n, _, s, _) = images.size4().unwrap_or((0, 3, 0, 0));
-    let rows = (n + cols - 1) / cols;
-    let pad = 2;
-    let (w, h) = (cols * (s + pad) + pad, rows * (s + pad) + pad);
-    let bytes: Vec<u8> = Vec::try_from(
-        (images.clamp(0.0, 1.0) * 255.0)
-            .round()
-            .to_kind(Kind::Uint8)
-            .to_device(Device::Cpu)
-            .permute([0, 2, 3, 1])
-            .contiguous()
-            .flatten(0, -1),
-    )
-    .unwrap_or_default();
-    let mut rgba = vec![255u8; (w * h * 4) as usize];
-    for i in 0..n {
-        let (gx, gy) = ((i % cols) * (s + pad) + pad, (i / cols) * (s + pad) + pad);
-        for y in 0..s {
-            for x in 0..s {
-                let src = (((i * s + y) * s + x) * 3) as usize;
-                let dst = (((gy + y) * w + gx + x) * 4) as usize;
-                if src + 3 <= bytes.len() {
-                    rgba[dst..dst + 3].copy_from_slice(&bytes[src..src + 3]);
-                }
-            }
-        }
-    }
-    Rgba {
-        width: w as u32,
-        height: h as u32,
-        pixels: rgba,
-    }
-}
-
 impl Trainer for WganGpTrainer {
     fn describe(&self) -> String {
         format!(
@@ -227,8 +208,21 @@ impl Trainer for WganGpTrainer {
         )
     }
 
-    fn signature(&self) -> String {
-        crate::engine::session::signature_of(&AnyPreset::WganGp(self.cfg.clone()))
+    fn metrics(&self) -> Vec<MetricDef> {
+        vec![
+            MetricDef::loss("d_loss")
+                .main()
+                .role(HealthRole::CriticLoss),
+            MetricDef::loss("g_loss")
+                .main()
+                .role(HealthRole::GeneratorLoss),
+            MetricDef::loss("gp"),
+            MetricDef::loss("wasserstein").main(),
+            MetricDef::setting("lr_g"),
+            MetricDef::setting("lr_d"),
+            MetricDef::validation("val_swd", false).main(),
+            MetricDef::validation("val_diversity", true),
+        ]
     }
 
     fn warnings(&self) -> Vec<String> {
@@ -247,13 +241,12 @@ impl Trainer for WganGpTrainer {
         let AnyPreset::WganGp(p) = preset else {
             return;
         };
-        self.opt_g.lr = p.train.lr_g;
-        self.opt_d.lr = p.train.lr_d;
         for o in [&mut self.opt_g, &mut self.opt_d] {
             o.beta1 = p.train.beta1;
             o.beta2 = p.train.beta2;
         }
         self.cfg = p.clone();
+        self.apply_lrs();
     }
 
     fn non_finite_advice(&self) -> &'static str {
@@ -323,8 +316,8 @@ impl Trainer for WganGpTrainer {
 
     fn live_values(&self) -> Vec<(&'static str, f64)> {
         vec![
-            ("train.lr_g", self.opt_g.lr),
-            ("train.lr_d", self.opt_d.lr),
+            ("train.lr_g", self.cfg.train.lr_g),
+            ("train.lr_d", self.cfg.train.lr_d),
             ("train.n_critic", f64::from(self.cfg.train.n_critic)),
             ("train.lambda_gp", self.cfg.train.lambda_gp),
         ]
@@ -335,8 +328,8 @@ impl Trainer for WganGpTrainer {
             return Err(format!("{name} = {value} is not finite"));
         }
         let old = match name {
-            "train.lr_g" | "lr_g" => std::mem::replace(&mut self.opt_g.lr, value),
-            "train.lr_d" | "lr_d" => std::mem::replace(&mut self.opt_d.lr, value),
+            "train.lr_g" | "lr_g" => std::mem::replace(&mut self.cfg.train.lr_g, value),
+            "train.lr_d" | "lr_d" => std::mem::replace(&mut self.cfg.train.lr_d, value),
             "train.n_critic" | "n_critic" => {
                 if value < 1.0 || value.fract() != 0.0 {
                     return Err(format!("n_critic = {value}: a whole number >= 1"));
@@ -356,14 +349,24 @@ impl Trainer for WganGpTrainer {
                 ))
             }
         };
-        self.cfg.train.lr_g = self.opt_g.lr;
-        self.cfg.train.lr_d = self.opt_d.lr;
+        self.apply_lrs();
         Ok(old)
+    }
+
+    fn set_lr_scale(&mut self, field: &str, scale: f64) -> Result<(), String> {
+        let i = match field {
+            "train.lr_g" => 0,
+            "train.lr_d" => 1,
+            other => return Err(format!("`{other}` is not a learning rate of WGAN-GP")),
+        };
+        self.lr_scale[i] = scale;
+        self.apply_lrs();
+        Ok(())
     }
 
     fn sample_grid(&mut self) -> Rgba {
         let images = self.generate(&self.fixed_noise);
-        grid_rgba(&images, 8)
+        crate::engine::convert::grid_rgba(&images, 8)
     }
 
     fn validate(&mut self) -> Option<Validation> {
@@ -397,8 +400,7 @@ impl Trainer for WganGpTrainer {
             / metrics::mean_pairwise_distance(real).max(1e-12);
         Some(Validation {
             scalars: vec![("val_swd", swd), ("val_diversity", diversity)],
-            metric: swd,
-            higher_is_better: false,
+            best_by: "val_swd",
             diversity_ratio: Some(diversity),
         })
     }

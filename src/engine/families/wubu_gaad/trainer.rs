@@ -13,12 +13,13 @@ use crate::core::preset::wubu_gaad::{
 };
 use crate::core::preset::AnyPreset;
 use crate::core::protocol::Event;
+use crate::core::protocol::{HealthRole, MetricDef};
 use crate::core::rng::{derive_seed, epoch_permutation, Stream};
 use crate::engine::checkpoint::Loaded;
 use crate::engine::data::VideoSet;
 use crate::engine::flow::{self, LkConfig};
 use crate::engine::optim::{AdamRule, RiemannianSgd};
-use crate::engine::session::{Reconstruction, Rgba, StepCtx, StepError, Trainer, Validation};
+use crate::engine::trainer::{Reconstruction, Rgba, StepCtx, StepError, Trainer, Validation};
 use crate::engine::EngineError;
 
 fn seed_torch(seed: u64, stream: Stream, counter: u64) {
@@ -762,34 +763,11 @@ impl WubuGaadTrainer {
             .push(decision.into_event(step, "lambda_kl", applied));
     }
 
-    /// Frames `[F, C, H, W]` in [-1, 1] side by side as RGBA.
-    fn strip(frames: &Tensor) -> Rgba {
-        let (f, _, h, w) = frames.size4().unwrap_or((0, 3, 0, 0));
-        let img = ((frames
-            .detach()
-            .to_device(Device::Cpu)
-            .to_kind(Kind::Float)
-            .clamp(-1.0, 1.0)
-            + 1.0)
-            * 127.5)
-            .round()
-            .to_kind(Kind::Uint8)
-            .permute([2, 0, 3, 1])
-            .reshape([h, f * w, 3]);
-        let alpha = Tensor::full([h, f * w, 1], 255, (Kind::Uint8, Device::Cpu));
-        let rgba = Tensor::cat(&[img, alpha], 2).contiguous().view([-1]);
-        Rgba {
-            width: (f * w) as u32,
-            height: h as u32,
-            pixels: Vec::try_from(rgba).unwrap_or_default(),
-        }
-    }
-
     fn reconstruct(&mut self, split: &str, start: i64) -> Option<Reconstruction> {
         let frames = self.data.batch(&[start], self.device);
         let f = tch::no_grad(|| self.forward(&frames, false, false)).ok()?;
-        let truth = Self::strip(&f.real_pred.select(0, 0));
-        let recon = Self::strip(&f.gen.frames.select(0, 0));
+        let truth = crate::engine::convert::strip(&f.real_pred.select(0, 0));
+        let recon = crate::engine::convert::strip(&f.gen.frames.select(0, 0));
         let to_f32 = |v: &[Region]| {
             v.iter()
                 .map(|b| [b[0] as f32, b[1] as f32, b[2] as f32, b[3] as f32])
@@ -867,40 +845,6 @@ fn kind_name(k: DiscKind) -> &'static str {
     }
 }
 
-const CSV: &[&str] = &[
-    "step",
-    "epoch",
-    "phase",
-    "g_loss",
-    "d_loss",
-    "d_real",
-    "d_fake",
-    "recon",
-    "kl",
-    "kl_per_dim",
-    "g_adv",
-    "mse_dft",
-    "mse_dct",
-    "mse_pixel",
-    "feature_match",
-    "easy_win_penalty",
-    "lr_gen",
-    "lr_disc_primary",
-    "lr_disc_alternative",
-    "lambda_kl_eff",
-    "heur_gan_factor",
-    "heur_recon_factor",
-    "heur_kl_factor",
-    "active_critic",
-    "momentum_gen",
-    "grad_norm_g",
-    "grad_norm_d",
-    "val_psnr",
-    "val_ssim",
-    "val_mse",
-    "val_lpips",
-];
-
 const LIVE: &[&str] = &[
     "train.lr_gen",
     "train.lr_disc_primary",
@@ -940,8 +884,48 @@ impl Trainer for WubuGaadTrainer {
         )
     }
 
-    fn signature(&self) -> String {
-        crate::engine::session::signature_of(&AnyPreset::WubuGaad(self.cfg.clone()))
+    fn metrics(&self) -> Vec<MetricDef> {
+        let mut m = vec![
+            MetricDef::loss("g_loss")
+                .main()
+                .role(HealthRole::GeneratorLoss),
+            MetricDef::loss("d_loss").role(HealthRole::CriticLoss),
+            MetricDef::loss("d_real"),
+            MetricDef::loss("d_fake"),
+            MetricDef::loss("recon").main(),
+            MetricDef::loss("kl"),
+            MetricDef::loss("kl_per_dim"),
+            MetricDef::loss("g_adv"),
+            MetricDef::diagnostic("mse_dft"),
+            MetricDef::diagnostic("mse_dct"),
+            MetricDef::diagnostic("mse_pixel"),
+            MetricDef::loss("feature_match"),
+            MetricDef::loss("easy_win_penalty"),
+            MetricDef::setting("lr_gen"),
+            MetricDef::setting("lr_disc_primary"),
+            MetricDef::setting("lr_disc_alternative"),
+            MetricDef::setting("lambda_kl_eff"),
+            MetricDef::setting("heur_gan_factor"),
+            MetricDef::setting("heur_recon_factor"),
+            MetricDef::setting("heur_kl_factor"),
+            MetricDef::counter("active_critic"),
+            MetricDef::setting("momentum_gen"),
+            MetricDef::diagnostic("grad_norm_g"),
+            MetricDef::diagnostic("grad_norm_d"),
+            MetricDef::controller("ctl_epsilon_gen"),
+            MetricDef::controller("ctl_epsilon_critic"),
+        ];
+        let (best, _) = self.val_better();
+        for v in [
+            ValMetric::Psnr,
+            ValMetric::Ssim,
+            ValMetric::PixelMse,
+            ValMetric::Lpips,
+        ] {
+            let def = MetricDef::validation(v.scalar(), v.better() == Better::Higher);
+            m.push(if v == best { def.main() } else { def });
+        }
+        m
     }
 
     fn warnings(&self) -> Vec<String> {
@@ -1239,7 +1223,7 @@ impl Trainer for WubuGaadTrainer {
         let frames = tch::no_grad(|| self.gen.forward(&z, &self.boxes, &self.cond, &rois).frames);
         let cols = if self.d.n_pred == 1 { 4 } else { self.d.n_pred };
         let images = frames.reshape([n * self.d.n_pred, self.d.c, self.d.h, self.d.w]);
-        crate::engine::families::wgan_gp::grid_rgba(&images, cols)
+        crate::engine::convert::grid_rgba(&images, cols)
     }
 
     fn reconstruction(&mut self) -> Option<Reconstruction> {
@@ -1297,7 +1281,7 @@ impl Trainer for WubuGaadTrainer {
         if lp_n > 0 {
             scalars.push(("val_lpips", lp / lp_n as f64));
         }
-        let (metric, better) = self.val_better();
+        let (metric, _) = self.val_better();
         let v = scalars
             .iter()
             .find(|(k, _)| *k == metric.scalar())
@@ -1308,14 +1292,9 @@ impl Trainer for WubuGaadTrainer {
         }
         Some(Validation {
             scalars,
-            metric: v,
-            higher_is_better: better == Better::Higher,
+            best_by: metric.scalar(),
             diversity_ratio: None,
         })
-    }
-
-    fn csv_columns(&self) -> &'static [&'static str] {
-        CSV
     }
 
     fn drain_events(&mut self) -> Vec<Event> {

@@ -1,0 +1,188 @@
+//! The contract between the session and a family's trainer, and the plain data a step hands
+//! back: scalars, images, reconstructions, validation, typed errors.
+
+use tch::{Device, Tensor};
+
+use crate::core::preset::AnyPreset;
+use crate::core::protocol::{Event, MetricDef};
+use crate::engine::checkpoint::Loaded;
+
+/// RGBA8 pixels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rgba {
+    pub width: u32,
+    pub height: u32,
+    pub pixels: Vec<u8>,
+}
+
+/// Where a step falls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepCtx {
+    pub step: u64,
+    pub epoch: u64,
+    pub batch_in_epoch: u64,
+}
+
+/// The result of a validation pass.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Validation {
+    /// Validation metrics, each declared in [`Trainer::metrics`].
+    pub scalars: Vec<(&'static str, f64)>,
+    /// The metric (one of `scalars`) that picks the best checkpoint, in its declared direction.
+    pub best_by: &'static str,
+    /// Sample diversity relative to real data, for the mode-collapse signal.
+    pub diversity_ratio: Option<f64>,
+}
+
+impl Validation {
+    /// The value of the metric that picks the best checkpoint (NaN when it is missing).
+    #[must_use]
+    pub fn best_value(&self) -> f64 {
+        self.scalars
+            .iter()
+            .find(|(k, _)| *k == self.best_by)
+            .map_or(f64::NAN, |(_, x)| *x)
+    }
+}
+
+/// Ground truth and reconstruction of the same frames (see [`Event::Reconstruction`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reconstruction {
+    pub split: String,
+    pub frames: u32,
+    pub truth: Rgba,
+    pub recon: Rgba,
+    pub boxes: Vec<[f32; 4]>,
+    pub motion_boxes: Vec<[f32; 4]>,
+}
+
+/// Why a training step failed: which part of the step, and libtorch's (or the family's)
+/// message. The session adds the step and phase and fails the run with one line; the whole
+/// message goes to the run log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} failed: {}", first_line(.detail))]
+pub struct StepError {
+    /// The part of the step that failed ("critic backward", "forward", ...).
+    pub what: String,
+    /// The full message (libtorch's includes its C++ backtrace).
+    pub detail: String,
+}
+
+impl StepError {
+    pub fn new(what: impl Into<String>, detail: impl std::fmt::Display) -> Self {
+        Self {
+            what: what.into(),
+            detail: detail.to_string(),
+        }
+    }
+
+    /// Adapts a fallible tch call: `t.f_backward().map_err(StepError::at("critic backward"))?`.
+    pub fn at(what: &'static str) -> impl Fn(tch::TchError) -> Self {
+        move |e| Self::new(what, torch_message(&e))
+    }
+}
+
+/// A libtorch error's text without tch's wrapping (`Torch("...")`).
+fn torch_message(e: &tch::TchError) -> String {
+    match e {
+        tch::TchError::Torch(m) => m.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The text of a panic's payload; a tch error's `Torch("...")` wrapping is taken off and its
+/// escaped line breaks restored, so [`first_line`] finds libtorch's own first line.
+#[must_use]
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    let raw = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_string()))
+        .unwrap_or_else(|| "a panic without a message".to_string());
+    match raw.split_once("Torch(\"") {
+        Some((_, inner)) => inner
+            .trim_end_matches("\")")
+            .replace("\\n", "\n")
+            .replace("\\\"", "\""),
+        None => raw,
+    }
+}
+
+/// Test hooks (see [`crate::engine::failpoint`]): `torch-error:N` fails step N through a
+/// fallible libtorch call, `torch-panic:N` through an infallible one that panics, as a bug in
+/// a trainer would.
+pub(crate) fn injected_failure(step: u64) -> Result<(), StepError> {
+    let mismatched = || Tensor::zeros([2, 3], (tch::Kind::Float, Device::Cpu));
+    if crate::engine::failpoint("torch-error", step) {
+        let _ = mismatched()
+            .f_matmul(&mismatched())
+            .map_err(StepError::at("the injected matmul"))?;
+    }
+    if crate::engine::failpoint("torch-panic", step) {
+        let _ = mismatched().matmul(&mismatched());
+    }
+    Ok(())
+}
+
+/// The first non-empty line of a message (libtorch's messages carry a C++ backtrace after it).
+#[must_use]
+pub fn first_line(text: &str) -> &str {
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("(no message)")
+}
+
+/// What a family implements to be trained by the session. The family's preset is its
+/// other half ([`crate::core::preset::FamilyPreset`]); `engine::families::make_trainer` builds
+/// one from the other.
+pub trait Trainer: std::fmt::Debug {
+    fn describe(&self) -> String;
+    fn warnings(&self) -> Vec<String>;
+    fn steps_per_epoch(&self) -> u64;
+    /// What each scalar the trainer reports is: every name [`Self::train_step`] and
+    /// [`Self::validate`] return must be declared here.
+    fn metrics(&self) -> Vec<MetricDef>;
+    /// Takes a phase's configuration (learning rates, loss weights, augmentation, ...).
+    fn apply_preset(&mut self, preset: &AnyPreset);
+    /// One training step; returns the step's scalars. Errors fail the run (use tch's
+    /// fallible calls, `f_backward` and friends, for what can fail).
+    fn train_step(&mut self, ctx: &StepCtx) -> Result<Vec<(&'static str, f64)>, StepError>;
+    /// What to try when a loss becomes NaN or infinite, in the family's own fields.
+    fn non_finite_advice(&self) -> &'static str {
+        "lower the learning rates 5-10x, then resume from the last good checkpoint"
+    }
+    fn live_names(&self) -> &'static [&'static str];
+    /// Current values of the live hyperparameters (saved in checkpoints). A learning rate's
+    /// value is its base: the rate in force is the base times its controller's scale.
+    fn live_values(&self) -> Vec<(&'static str, f64)>;
+    /// Changes a live hyperparameter; returns the old value.
+    fn set_live(&mut self, name: &str, value: f64) -> Result<f64, String>;
+    /// Scales a learning-rate field (a live name) for the session's learning-rate
+    /// controller: the rate in force becomes its base times `scale`. The trainer is the one
+    /// owner of its rates; the controller and live edits only ever ask it.
+    fn set_lr_scale(&mut self, field: &str, _scale: f64) -> Result<(), String> {
+        Err(format!("`{field}` cannot be scaled by a controller"))
+    }
+    fn sample_grid(&mut self) -> Rgba;
+    fn validate(&mut self) -> Option<Validation>;
+    fn state_tensors(&self) -> Vec<(String, Tensor)>;
+    fn load_state(&mut self, ckpt: &Loaded) -> Result<(), String>;
+    /// Events the family produced since the last call (controller decisions, interventions,
+    /// discriminator switches, warnings).
+    fn drain_events(&mut self) -> Vec<Event> {
+        Vec::new()
+    }
+    /// A training reconstruction, taken at the sample cadence (reconstruction families).
+    fn reconstruction(&mut self) -> Option<Reconstruction> {
+        None
+    }
+    /// The reconstruction the last validation produced, once.
+    fn pending_reconstruction(&mut self) -> Option<Reconstruction> {
+        None
+    }
+    /// Non-tensor state a checkpoint must hold (saved as `family_state`).
+    fn family_state(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+}
