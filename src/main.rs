@@ -75,7 +75,8 @@ enum Cmd {
     #[command(subcommand)]
     Runs(RunsCmd),
     /// Benchmarks (steps per second, peak memory, learning checks).
-    Bench(bench::BenchArgs),
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
     /// GAAD regions of a frame: print them, or draw them numbered over an image.
     Gaad(GaadArgs),
 }

@@ -5,7 +5,6 @@ pub mod control;
 pub mod draw;
 pub mod gaad;
 pub mod health;
-pub mod heuristics;
 pub mod preset;
 pub mod protocol;
 pub mod rng;

@@ -1439,7 +1439,7 @@ pub fn default_preset() -> AnyPreset {
     const TEXT: &str = include_str!("../../presets/wgan_gp_sprites32.ron");
     crate::core::preset::parse_str(TEXT, "presets/wgan_gp_sprites32.ron")
         .map(|(p, _)| p)
-        .unwrap_or_else(|_| Family::WganGp.default_preset())
+        .unwrap_or_else(|_| Family::ALL[0].default_preset())
 }
 
 impl eframe::App for WorkbenchApp {

@@ -89,6 +89,46 @@ pub struct VideoData {
     pub max_frames: u32,
 }
 
+impl Default for ImageData {
+    /// Seed 004's data at 64x64, on the synthetic sprites.
+    fn default() -> Self {
+        Self {
+            source: ImageSource::SyntheticSprites,
+            folder: String::new(),
+            image_size: 64,
+            synthetic_count: 2048,
+            holdout: 256,
+            hflip_prob: 0.5,
+            rotation_deg: 10.0,
+            jitter_brightness: 0.1,
+            jitter_contrast: 0.1,
+            jitter_saturation: 0.1,
+            jitter_hue: 0.02,
+            on_bad_image: OnBadImage::Skip,
+        }
+    }
+}
+
+impl Default for VideoData {
+    /// 64x64 synthetic moving shapes, 2 input and 1 predicted frame.
+    fn default() -> Self {
+        Self {
+            source: VideoSource::SyntheticShapes,
+            path: String::new(),
+            validation_path: String::new(),
+            validation_fraction: 0.1,
+            image_h: 64,
+            image_w: 64,
+            resize: Resize::Stretch,
+            frame_skip: 1,
+            input_frames: 2,
+            predict_frames: 1,
+            synthetic_frames: 2000,
+            max_frames: 0,
+        }
+    }
+}
+
 /// What a run will read, for the checks made before its folder is written.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum DataNeed<'a> {

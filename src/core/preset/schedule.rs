@@ -108,11 +108,8 @@ mod tests {
     #[test]
     fn phases_lay_out_in_steps_and_overrides_become_steps_of_the_curve() {
         let text = include_str!("../../../presets/smoke.ron");
-        let (mut p, _) = parse_str(text, "smoke.ron").unwrap();
-        let AnyPreset::WganGp(w) = &mut p else {
-            panic!("smoke.ron is a WGAN-GP preset")
-        };
-        w.phases = vec![
+        let (p, _) = parse_str(text, "smoke.ron").unwrap();
+        let phases = vec![
             Phase {
                 name: "warm".into(),
                 length: PhaseLength::Steps(100),
@@ -132,7 +129,10 @@ mod tests {
                 start_from_best: false,
             },
         ];
-        let base_lr = w.train.lr_g;
+        let mut tree = p.to_tree();
+        tree["phases"] = serde_json::to_value(&phases).unwrap();
+        let base_lr = tree["train"]["lr_g"].as_f64().unwrap();
+        let p = AnyPreset::from_tree(p.family(), tree).unwrap();
         let spe = steps_per_epoch_hint(&p).unwrap();
         let s = schedule(&p);
         assert_eq!(s.phases[0].end, 100);

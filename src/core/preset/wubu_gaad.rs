@@ -14,14 +14,10 @@ use super::{
     CheckpointConfig, Family, LoggingConfig, OverrideValue, Phase, PhaseLength, Problem,
     SCHEMA_VERSION,
 };
+pub use crate::core::control::heuristics::{Heuristics, InitialDisc, Switching};
 use crate::core::health::HealthConfig;
 
-/// The default of `heuristics.kl_high`, in nats per latent dimension. The encoder starts at
-/// about 2.5 nats per dimension (its log-variance bias is −6, a posterior deviation of e^−3),
-/// so "high" means the posterior has drifted tighter or further from the prior than it
-/// started; the strong-critic switch, which needs KL below 1.5 times this, can fire from the
-/// first steps.
-pub const KL_HIGH_PER_DIM: f64 = 3.0;
+pub use crate::core::control::heuristics::KL_HIGH_PER_DIM;
 
 impl super::FamilyPreset for WubuGaadPreset {
     fn common(&self) -> super::Common<'_> {
@@ -154,14 +150,6 @@ pub enum DiscKind {
     /// The global WuBu discriminator on the regions' spectral coefficients
     /// (`global_wubu_video_feature`).
     WubuFeature,
-}
-
-/// Which discriminator trains first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum InitialDisc {
-    Primary,
-    Alternative,
 }
 
 /// The validation metric that picks the best checkpoint and rewards the lambda_KL controller.
@@ -326,42 +314,6 @@ pub struct QControl {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Heuristics {
-    pub enabled: bool,
-    pub check_every_steps: u64,
-    pub short_history: u32,
-    pub trigger_count: u32,
-    pub d_strong: f64,
-    pub d_very_weak: f64,
-    pub g_stalled: f64,
-    pub g_winning: f64,
-    pub g_very_much_winning: f64,
-    /// KL per latent dimension (nats) above which KL counts as high.
-    pub kl_high: f64,
-    pub recon_stagnation_rel: f64,
-    pub good_recon: f64,
-    pub q_reward_stagnation: f64,
-    pub recon_boost: f64,
-    pub easy_win_weight: f64,
-    pub easy_win_max: f64,
-    pub d_lr_boost: f64,
-    pub explore_epsilon: f64,
-    pub explore_decisions: u32,
-    pub gan_factor_min: f64,
-    pub gan_factor_max: f64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Switching {
-    pub enabled: bool,
-    pub initial: InitialDisc,
-    pub min_steps_between: u64,
-    pub trigger_count: u32,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct WubuValidation {
     pub metric: ValMetric,
     /// Validation windows per pass.
@@ -414,20 +366,7 @@ impl Default for WubuGaadPreset {
             seed: 1337,
             device: "auto".into(),
             threads: 0,
-            data: VideoData {
-                source: VideoSource::SyntheticShapes,
-                path: String::new(),
-                validation_path: String::new(),
-                validation_fraction: 0.1,
-                image_h: 64,
-                image_w: 64,
-                resize: Resize::Stretch,
-                frame_skip: 1,
-                input_frames: 2,
-                predict_frames: 1,
-                synthetic_frames: 2000,
-                max_frames: 0,
-            },
+            data: VideoData::default(),
             model: WubuModel {
                 latent_dim: 512,
                 regions: 8,
@@ -491,35 +430,8 @@ impl Default for WubuGaadPreset {
                 lkl_min: 1e-5,
                 lkl_max: 0.1,
             },
-            heuristics: Heuristics {
-                enabled: true,
-                check_every_steps: 10,
-                short_history: 7,
-                trigger_count: 2,
-                d_strong: 0.20,
-                d_very_weak: 2.0,
-                g_stalled: 1.8,
-                g_winning: 0.15,
-                g_very_much_winning: 0.03,
-                kl_high: KL_HIGH_PER_DIM,
-                recon_stagnation_rel: 0.001,
-                good_recon: 0.015,
-                q_reward_stagnation: -0.3,
-                recon_boost: 1.5,
-                easy_win_weight: 1.0,
-                easy_win_max: 10.0,
-                d_lr_boost: 2.0,
-                explore_epsilon: 0.75,
-                explore_decisions: 15,
-                gan_factor_min: 0.5,
-                gan_factor_max: 1.5,
-            },
-            switching: Switching {
-                enabled: true,
-                initial: InitialDisc::Primary,
-                min_steps_between: 50,
-                trigger_count: 2,
-            },
+            heuristics: Heuristics::default(),
+            switching: Switching::default(),
             validation: WubuValidation {
                 metric: ValMetric::Psnr,
                 windows: 16,

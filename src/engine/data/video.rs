@@ -346,7 +346,6 @@ impl VideoSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::preset::wubu_gaad::WubuGaadPreset;
 
     fn fixture() -> String {
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -357,11 +356,13 @@ mod tests {
 
     #[test]
     fn windows_split_without_sharing_a_frame() {
-        let mut cfg = WubuGaadPreset::default().data;
-        cfg.synthetic_frames = 100;
-        cfg.image_w = 32;
-        cfg.image_h = 16;
-        cfg.frame_skip = 2;
+        let cfg = VideoData {
+            synthetic_frames: 100,
+            image_w: 32,
+            image_h: 16,
+            frame_skip: 2,
+            ..VideoData::default()
+        };
         let set = VideoSet::load(&cfg, 1).unwrap();
         let span = 5; // 3 frames, 2 apart
         let last_train = set.train.iter().max().unwrap() + span - 1;
@@ -376,12 +377,14 @@ mod tests {
 
     #[test]
     fn a_real_video_decodes_resized_and_errors_name_the_file() {
-        let mut cfg = WubuGaadPreset::default().data;
-        cfg.source = VideoSource::File;
-        cfg.path = fixture();
-        cfg.image_w = 32;
-        cfg.image_h = 32;
-        cfg.validation_fraction = 0.3;
+        let mut cfg = VideoData {
+            source: VideoSource::File,
+            path: fixture(),
+            image_w: 32,
+            image_h: 32,
+            validation_fraction: 0.3,
+            ..VideoData::default()
+        };
         let set = VideoSet::load(&cfg, 1).unwrap();
         assert_eq!(set.frames.size(), vec![10, 3, 32, 32]);
         assert_eq!(set.train.len(), 5);
@@ -407,10 +410,12 @@ mod tests {
         let bytes = std::fs::read(fixture()).unwrap();
         let cut = dir.path().join("cut.avi");
         std::fs::write(&cut, &bytes[..bytes.len() / 3]).unwrap();
-        let mut cfg = WubuGaadPreset::default().data;
-        cfg.source = VideoSource::File;
-        cfg.path = cut.display().to_string();
-        cfg.validation_fraction = 0.0;
+        let cfg = VideoData {
+            source: VideoSource::File,
+            path: cut.display().to_string(),
+            validation_fraction: 0.0,
+            ..VideoData::default()
+        };
         match VideoSet::load(&cfg, 1) {
             // FFmpeg stops at the cut: fewer frames than a window, or a decode error at a frame.
             Err(e) => assert!(e.to_string().contains("cut.avi"), "{e}"),

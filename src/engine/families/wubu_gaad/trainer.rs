@@ -4,10 +4,10 @@ use tch::{nn, Device, Kind, Reduction, Tensor};
 use super::model::{
     self, box_condition, region_major, roi_boxes, Critic, CriticInput, Dims, Encoder, Generator,
 };
+use crate::core::control::heuristics::{HeuristicState, StepValues};
 use crate::core::control::seed::{self as qs, CriticStep, GenHistory, GenStep, KlInterval};
 use crate::core::control::{push_bounded, ActionSet, Better, QConfig, QController};
 use crate::core::gaad::{self, EnergyMap, MotionSpiral, Region};
-use crate::core::heuristics::{HeuristicState, StepValues};
 use crate::core::preset::wubu_gaad::{
     DiscKind, FlowMethod, InitialDisc, ValMetric, WubuGaadPreset,
 };
@@ -1055,7 +1055,7 @@ impl Trainer for WubuGaadTrainer {
             }
             let hc = &self.cfg.heuristics;
             if h.penalize_easy_win
-                && crate::core::heuristics::easy_win_penalty(adv_v, recon_v, hc) > 0.0
+                && crate::core::control::heuristics::easy_win_penalty(adv_v, recon_v, hc) > 0.0
             {
                 let p = easy_win_term(&recon, &adv, hc);
                 penalty_v = value(&p);
@@ -1378,13 +1378,11 @@ mod tests {
 
     fn tiny() -> WubuGaadPreset {
         let text = include_str!("../../../../presets/wubu_gaad_tiny.ron");
-        match parse_str(text, "tiny").expect("tiny").0 {
-            AnyPreset::WubuGaad(mut p) => {
-                p.device = "cpu".into();
-                p
-            }
-            AnyPreset::WganGp(_) => panic!("tiny is WuBu-GAAD"),
-        }
+        let AnyPreset::WubuGaad(mut p) = parse_str(text, "tiny").expect("tiny").0 else {
+            panic!("tiny is WuBu-GAAD")
+        };
+        p.device = "cpu".into();
+        p
     }
 
     fn trainer(p: &WubuGaadPreset) -> WubuGaadTrainer {

@@ -17,7 +17,97 @@
 use serde::{Deserialize, Serialize};
 
 use crate::core::control::median;
-use crate::core::preset::wubu_gaad::{Heuristics, Switching};
+
+/// The default of `heuristics.kl_high`, in nats per latent dimension. The encoder starts at
+/// about 2.5 nats per dimension (its log-variance bias is −6, a posterior deviation of e^−3),
+/// so "high" means the posterior has drifted tighter or further from the prior than it
+/// started; the strong-critic switch, which needs KL below 1.5 times this, can fire from the
+/// first steps.
+pub const KL_HIGH_PER_DIM: f64 = 3.0;
+
+/// Which discriminator trains first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InitialDisc {
+    Primary,
+    Alternative,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heuristics {
+    pub enabled: bool,
+    pub check_every_steps: u64,
+    pub short_history: u32,
+    pub trigger_count: u32,
+    pub d_strong: f64,
+    pub d_very_weak: f64,
+    pub g_stalled: f64,
+    pub g_winning: f64,
+    pub g_very_much_winning: f64,
+    /// KL per latent dimension (nats) above which KL counts as high.
+    pub kl_high: f64,
+    pub recon_stagnation_rel: f64,
+    pub good_recon: f64,
+    pub q_reward_stagnation: f64,
+    pub recon_boost: f64,
+    pub easy_win_weight: f64,
+    pub easy_win_max: f64,
+    pub d_lr_boost: f64,
+    pub explore_epsilon: f64,
+    pub explore_decisions: u32,
+    pub gan_factor_min: f64,
+    pub gan_factor_max: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Switching {
+    pub enabled: bool,
+    pub initial: InitialDisc,
+    pub min_steps_between: u64,
+    pub trigger_count: u32,
+}
+
+impl Default for Heuristics {
+    /// The original's command-line defaults, KL per latent dimension.
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            check_every_steps: 10,
+            short_history: 7,
+            trigger_count: 2,
+            d_strong: 0.20,
+            d_very_weak: 2.0,
+            g_stalled: 1.8,
+            g_winning: 0.15,
+            g_very_much_winning: 0.03,
+            kl_high: KL_HIGH_PER_DIM,
+            recon_stagnation_rel: 0.001,
+            good_recon: 0.015,
+            q_reward_stagnation: -0.3,
+            recon_boost: 1.5,
+            easy_win_weight: 1.0,
+            easy_win_max: 10.0,
+            d_lr_boost: 2.0,
+            explore_epsilon: 0.75,
+            explore_decisions: 15,
+            gan_factor_min: 0.5,
+            gan_factor_max: 1.5,
+        }
+    }
+}
+
+impl Default for Switching {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            initial: InitialDisc::Primary,
+            min_steps_between: 50,
+            trigger_count: 2,
+        }
+    }
+}
 
 /// One step's values the checks read.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -334,11 +424,9 @@ pub fn easy_win_penalty(adv: f64, recon: f64, cfg: &Heuristics) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::preset::wubu_gaad::WubuGaadPreset;
 
     fn cfgs() -> (Heuristics, Switching) {
-        let p = WubuGaadPreset::default();
-        (p.heuristics, p.switching)
+        (Heuristics::default(), Switching::default())
     }
 
     /// Feeds `checks` checks of `every` identical steps; recon falls by `recon_drop` per step.
@@ -396,10 +484,10 @@ mod tests {
         .unwrap_or("?")
     }
 
-    /// KL per dimension of the default preset's encoder at initialisation: KL summed over
-    /// its latent dimensions starts near 1,300 (log-variance bias −6).
+    /// KL per dimension of the default encoder at initialisation: KL summed over its 512
+    /// latent dimensions starts near 1,300 (log-variance bias −6).
     fn kl_at_start() -> f64 {
-        1300.0 / f64::from(WubuGaadPreset::default().model.latent_dim)
+        1300.0 / 512.0
     }
 
     /// With the default preset's thresholds and the KL the default model really has, each

@@ -1,0 +1,166 @@
+//! The GUI's costs: the dashboard's frame time against history length, and the worker's
+//! steps per second with the app attached against headless.
+
+use std::time::Instant;
+
+use super::{median, percentile, screen_input, Opts};
+
+/// The worker's steps per second with the app attached (draining events and drawing the
+/// dashboard at 60 frames a second on this thread) against headless, in alternating rounds.
+pub fn overhead(args: &Opts) -> anyhow::Result<()> {
+    use workbench::gui::{LaunchOptions, Tab, WorkbenchApp};
+    let p = super::shipped(
+        "wgan_gp_sprites32",
+        vec![
+            ("device", args.device.clone().into()),
+            ("threads", 1.into()),
+            ("logging.log_every_steps", 1.into()),
+        ],
+    )?;
+    let steps = args.steps.max(50);
+    let runs = std::env::temp_dir().join(format!("workbench-gui-bench-{}", std::process::id()));
+    println!(
+        "worker steps/s, WGAN-GP sprites32 on 1 libtorch thread, {steps} steps a run, logging every step; \
+         the app drains and draws the dashboard at 60 fps on this thread"
+    );
+    let headless = |runs: &std::path::Path| -> anyhow::Result<f64> {
+        let req = workbench::engine::worker::RunRequest {
+            preset: Some(
+                workbench::core::preset::validate(p.clone())
+                    .map_err(|e| anyhow::anyhow!("{e:?}"))?,
+            ),
+            runs_dir: runs.into(),
+            step_limit: Some(steps),
+            ..Default::default()
+        };
+        let h = workbench::engine::worker::spawn(workbench::engine::worker::prepare(req)?, None)?;
+        let t0 = Instant::now();
+        while let Ok(e) = h.events().recv() {
+            if e.is_terminal() {
+                break;
+            }
+        }
+        let dt = t0.elapsed().as_secs_f64();
+        h.join();
+        Ok(steps as f64 / dt)
+    };
+    let attached = |runs: &std::path::Path| -> anyhow::Result<f64> {
+        let mut opts = LaunchOptions::new(runs);
+        opts.preset = Some((p.clone(), None));
+        opts.tab = Tab::Dashboard;
+        opts.step_limit = Some(steps);
+        let mut app = WorkbenchApp::with_waker(opts, None);
+        let ctx = egui::Context::default();
+        app.start_run();
+        let t0 = Instant::now();
+        let frame = std::time::Duration::from_micros(16_667);
+        loop {
+            let t = Instant::now();
+            app.logic(&ctx);
+            let mut out = ctx.run_ui(screen_input(), |ui| app.show(ui));
+            let _meshes = ctx.tessellate(out.shapes, out.pixels_per_point);
+            out.textures_delta.clear();
+            if app
+                .current_run()
+                .is_some_and(|r| r.view.state.is_over() && !app.is_catching_up())
+            {
+                break;
+            }
+            if let Some(rest) = frame.checked_sub(t.elapsed()) {
+                std::thread::sleep(rest);
+            }
+        }
+        Ok(steps as f64 / t0.elapsed().as_secs_f64())
+    };
+    let (mut h, mut g, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..args.rounds {
+        let a = headless(&runs)?;
+        let b = attached(&runs)?;
+        println!(
+            "  round {round}: headless {a:.2} steps/s, with the app {b:.2} steps/s, ratio {:.3}",
+            b / a
+        );
+        h.push(a);
+        g.push(b);
+        ratios.push(b / a);
+    }
+    let _ = std::fs::remove_dir_all(&runs);
+    println!(
+        "  median: headless {:.2}, with the app {:.2} steps/s; ratio median {:.3} (target >= 0.98)",
+        median(&mut h),
+        median(&mut g),
+        median(&mut ratios)
+    );
+    Ok(())
+}
+
+/// Frame time of the dashboard (layout and tessellation, no GPU) with 8 scalars of growing
+/// history: the level-of-detail drawing should keep it flat, because each frame draws
+/// O(pixels) points whatever the history holds. Also times folding events into the view.
+pub fn dashboard() -> anyhow::Result<()> {
+    use workbench::core::protocol::{Event, ScalarRow};
+    use workbench::core::runview::RunView;
+    use workbench::gui::{LaunchOptions, Tab, WorkbenchApp};
+
+    const SERIES: usize = 12;
+    const FRAMES: usize = 100;
+    let tmp = std::env::temp_dir().join(format!("workbench-bench-{}", std::process::id()));
+    println!(
+        "dashboard: {SERIES} scalars, 1400x900 points, {FRAMES} frames each, layout + tessellation"
+    );
+    let mut base = f64::NAN;
+    for n in [1_000u64, 100_000, 1_000_000] {
+        let mut view = RunView::default();
+        view.name = format!("bench-{n}");
+        let t0 = Instant::now();
+        let names: Vec<String> = (0..SERIES).map(|i| format!("scalar_{i}")).collect();
+        for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+            let rows = chunk
+                .iter()
+                .map(|&s| ScalarRow {
+                    step: s,
+                    wall_time: 0.0,
+                    values: names
+                        .iter()
+                        .enumerate()
+                        .map(|(i, k)| (k.clone(), ((s as f64) * 0.001 * (i + 1) as f64).sin()))
+                        .collect(),
+                })
+                .collect();
+            view.apply(Event::Scalars { rows }, None);
+        }
+        let fold = t0.elapsed().as_secs_f64();
+        let mut opts = LaunchOptions::new(&tmp);
+        opts.tab = Tab::Dashboard;
+        let mut app = WorkbenchApp::with_waker(opts, None);
+        app.show_view(view);
+        app.dashboard.columns = 2;
+        let ctx = egui::Context::default();
+        let mut times = Vec::new();
+        for frame in 0..FRAMES + 3 {
+            let t = Instant::now();
+            let mut out = ctx.run_ui(screen_input(), |ui| app.show(ui));
+            let _meshes = ctx.tessellate(out.shapes, out.pixels_per_point);
+            // No renderer here: the font atlas uploads are dropped on purpose.
+            out.textures_delta.clear();
+            if frame >= 3 {
+                times.push(t.elapsed().as_secs_f64());
+            }
+        }
+        let p99 = percentile(&mut times, 0.99);
+        let med = median(&mut times);
+        if base.is_nan() {
+            base = med;
+        }
+        println!(
+            "  {n:>9} points/scalar: fold {:>6.0} ns/row, frame median {:>6.2} ms, p99 {:>6.2} ms ({:.2}x the 1k median), {} points drawn",
+            fold / n as f64 * 1e9,
+            med * 1e3,
+            p99 * 1e3,
+            med / base,
+            app.dashboard.points_drawn
+        );
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
+}

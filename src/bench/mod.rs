@@ -1,0 +1,115 @@
+//! `workbench bench`: step rate and peak memory side by side with a PyTorch script of the same
+//! computation, the learning check, and the GUI's frame time and overhead, one subcommand each.
+//! Benchmarks, never timed tests. The WuBu-GAAD encoder ablation is an example:
+//! `cargo run --release --example wubu_gaad_encoder`.
+
+mod gui;
+mod learning;
+mod step_time;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use workbench::core::preset::{self, AnyPreset};
+
+/// The benchmarks.
+#[derive(clap::Subcommand, Debug)]
+pub enum BenchCmd {
+    /// WGAN-GP small: step time and peak memory beside PyTorch eager (bench/wgan_gp_small.py).
+    WganGp(Opts),
+    /// WGAN-GP: sliced Wasserstein distance and Wasserstein estimate over 1500 critic steps.
+    WganGpLearning(Opts),
+    /// GUI frame time (layout and tessellation) against 1k, 100k and 1M points per scalar.
+    Dashboard,
+    /// Worker steps/s with the app attached (draining and drawing at 60 fps) against headless.
+    GuiOverhead(Opts),
+    /// WuBu-GAAD step time and peak RSS at 128x128, 2+1 frames, 8 regions, motion on.
+    WubuGaad(Opts),
+    /// WuBu-GAAD at the original launcher's configuration (256x256, 12+3 frames, 96 regions).
+    WubuGaadBat(Opts),
+}
+
+/// Options the benchmarks share.
+#[derive(clap::Args, Debug)]
+pub struct Opts {
+    /// Timed steps per round (after 3 warm-up steps).
+    #[arg(long, default_value_t = 10)]
+    steps: u64,
+    /// Rounds; wgan-gp alternates a round of ours with a round of PyTorch's.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+    #[arg(long, default_value_t = 64)]
+    batch: u32,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// The Python with torch for the side-by-side run.
+    #[arg(long, default_value = ".venv/bin/python")]
+    python: PathBuf,
+    /// Skip the PyTorch side.
+    #[arg(long)]
+    no_python: bool,
+    /// wubu-gaad: hidden width of the generator's spectral heads (the original's is 4096).
+    #[arg(long, default_value_t = 512)]
+    head_hidden: u32,
+}
+
+pub fn run(cmd: &BenchCmd) -> anyhow::Result<()> {
+    match cmd {
+        BenchCmd::WganGp(o) => step_time::wgan_gp(o),
+        BenchCmd::WganGpLearning(o) => learning::wgan_gp(o),
+        BenchCmd::Dashboard => gui::dashboard(),
+        BenchCmd::GuiOverhead(o) => gui::overhead(o),
+        BenchCmd::WubuGaad(o) => step_time::wubu_gaad(o, false),
+        BenchCmd::WubuGaadBat(o) => step_time::wubu_gaad(o, true),
+    }
+}
+
+/// A shipped preset (built into the binary) with overrides.
+fn shipped(name: &str, overrides: Vec<(&str, serde_json::Value)>) -> anyhow::Result<AnyPreset> {
+    let text = preset::shipped::get(name).with_context(|| format!("no shipped preset `{name}`"))?;
+    let (p, _) = preset::parse_str(text, name)?;
+    p.with_overrides(overrides)
+        .map_err(|e| anyhow::anyhow!("{name}: {e:?}"))
+}
+
+pub(crate) fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+pub(crate) fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => 0.5 * (v[n / 2 - 1] + v[n / 2]),
+    }
+}
+
+/// The `q` quantile (nearest rank).
+pub(crate) fn percentile(v: &mut [f64], q: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
+    v[i]
+}
+
+/// One frame's input: a 1400x900 window, nothing else.
+pub(crate) fn screen_input() -> egui::RawInput {
+    egui::RawInput {
+        screen_rect: Some(egui::Rect::from_min_size(
+            egui::Pos2::ZERO,
+            egui::vec2(1400.0, 900.0),
+        )),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,237 @@
+//! Step time and peak memory: WGAN-GP small beside PyTorch eager running the same
+//! computation, and WuBu-GAAD at the CPU configuration or the original launcher's.
+
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use workbench::core::preset::AnyPreset;
+use workbench::engine::families::make_trainer;
+use workbench::engine::trainer::StepCtx;
+
+use super::{median, peak_rss_mib, Opts};
+
+fn small_preset(batch: u32, device: &str) -> anyhow::Result<AnyPreset> {
+    super::shipped(
+        "wgan_gp_small",
+        vec![
+            ("train.batch_size", batch.into()),
+            ("device", device.into()),
+            ("data.synthetic_count", 1024.into()),
+            ("data.holdout", 64.into()),
+            ("data.hflip_prob", 0.0.into()),
+            ("data.rotation_deg", 0.0.into()),
+            ("data.jitter_brightness", 0.0.into()),
+            ("data.jitter_contrast", 0.0.into()),
+            ("data.jitter_saturation", 0.0.into()),
+            ("data.jitter_hue", 0.0.into()),
+        ],
+    )
+}
+
+pub fn wgan_gp(args: &Opts) -> anyhow::Result<()> {
+    let p = small_preset(args.batch, &args.device)?;
+    let device = workbench::engine::device::resolve(&args.device)?;
+    let mut trainer = make_trainer(&p, device)?;
+    let spe = trainer.steps_per_epoch();
+    let ctx = |i: u64| StepCtx {
+        step: i,
+        epoch: i / spe,
+        batch_in_epoch: i % spe,
+    };
+    println!(
+        "WGAN-GP small 64x64, batch {}, n_critic 5, device {}, {} rounds of {} timed steps, \
+         the two sides alternating",
+        args.batch,
+        workbench::engine::device::describe(device),
+        args.rounds,
+        args.steps
+    );
+    // Warm-up, then alternate: a round of ours, a round of PyTorch's, so drift in the
+    // machine's speed hits both sides alike. Rounds are whole n_critic cycles when steps is a
+    // multiple of 5, so generator steps are counted fairly.
+    let mut step = 0u64;
+    for _ in 0..3 {
+        trainer.train_step(&ctx(step))?;
+        step += 1;
+    }
+    let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let mut py_mem = f64::NAN;
+    for round in 0..args.rounds {
+        let t0 = Instant::now();
+        for _ in 0..args.steps {
+            trainer.train_step(&ctx(step))?;
+            step += 1;
+        }
+        let rust_step = t0.elapsed().as_secs_f64() / args.steps as f64;
+        ours.push(rust_step);
+        let line = if args.no_python {
+            format!("  round {round}: workbench {:.1} ms/step", rust_step * 1e3)
+        } else {
+            let (py_step, mem) = python_round(args)?;
+            py_mem = py_mem.max(mem); // f64::max ignores the initial NaN
+            theirs.push(py_step);
+            ratios.push(rust_step / py_step);
+            format!(
+                "  round {round}: workbench {:.1} ms/step, PyTorch {:.1} ms/step, ratio {:.3}",
+                rust_step * 1e3,
+                py_step * 1e3,
+                rust_step / py_step
+            )
+        };
+        println!("{line}");
+    }
+    let rust_mem = peak_rss_mib();
+    let rust_med = median(&mut ours);
+    println!(
+        "  workbench (tch): median {:.1} ms/step  {:.2} steps/s  peak RSS {:.0} MiB",
+        rust_med * 1e3,
+        1.0 / rust_med,
+        rust_mem
+    );
+    if args.no_python {
+        return Ok(());
+    }
+    let py_med = median(&mut theirs);
+    println!(
+        "  PyTorch eager:   median {:.1} ms/step  {:.2} steps/s  peak RSS {:.0} MiB",
+        py_med * 1e3,
+        1.0 / py_med,
+        py_mem
+    );
+    let (lo, hi) = (
+        ratios.iter().copied().fold(f64::INFINITY, f64::min),
+        ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+    );
+    println!(
+        "  step-time ratio workbench/PyTorch: median {:.3} (rounds {lo:.3}..{hi:.3}), target <= 1.0",
+        median(&mut ratios)
+    );
+    Ok(())
+}
+
+/// WuBu-GAAD step time and peak memory. `wubu-gaad`: the issue's CPU configuration (128x128,
+/// batch 2, 2 input + 1 predicted frames, 8 regions, motion on, the rest at the original's
+/// defaults); `wubu-gaad-bat`: the original launcher's configuration on synthetic frames.
+pub fn wubu_gaad(args: &Opts, bat: bool) -> anyhow::Result<()> {
+    let device = workbench::engine::device::resolve(&args.device)?;
+    let mut sets: Vec<(&str, serde_json::Value)> = vec![
+        ("device", args.device.as_str().into()),
+        ("data.synthetic_frames", 200.into()),
+    ];
+    if !bat {
+        sets.extend([
+            ("data.image_h", 128.into()),
+            ("data.image_w", 128.into()),
+            ("data.input_frames", 2.into()),
+            ("data.predict_frames", 1.into()),
+            ("model.regions", 8.into()),
+            ("model.motion", true.into()),
+            ("train.batch_size", args.batch.into()),
+            ("model.gen_head_hidden", args.head_hidden.into()),
+        ]);
+    }
+    let preset = super::shipped(if bat { "wubu_gaad_bat" } else { "wubu_gaad" }, sets)?;
+    let tree = preset.to_tree();
+    let (batch, heads) = (
+        tree["train"]["batch_size"].as_u64().unwrap_or(0),
+        tree["model"]["gen_head_hidden"].as_u64().unwrap_or(0),
+    );
+    let mut trainer = make_trainer(&preset, device)?;
+    println!("{}", trainer.describe());
+    println!(
+        "device {}, batch {}, heads {}, {} rounds of {} timed steps after 3 warm-up steps",
+        workbench::engine::device::describe(device),
+        batch,
+        heads,
+        args.rounds,
+        args.steps
+    );
+    let spe = trainer.steps_per_epoch();
+    let ctx = |i: u64| StepCtx {
+        step: i,
+        epoch: i / spe,
+        batch_in_epoch: i % spe,
+    };
+    let sync = || {
+        if let tch::Device::Cuda(i) = device {
+            tch::Cuda::synchronize(i as i64);
+        }
+    };
+    let mut step = 0;
+    for _ in 0..3 {
+        trainer.train_step(&ctx(step))?;
+        step += 1;
+    }
+    sync();
+    let mut rounds = Vec::new();
+    for round in 0..args.rounds {
+        let t0 = Instant::now();
+        for _ in 0..args.steps {
+            let s = trainer.train_step(&ctx(step))?;
+            if let Some((k, v)) = s.iter().find(|(_, v)| !v.is_finite()) {
+                bail!("{k} became {v} at step {step}");
+            }
+            step += 1;
+        }
+        sync();
+        let per = t0.elapsed().as_secs_f64() / args.steps as f64;
+        println!("  round {round}: {:.1} ms/step", per * 1e3);
+        rounds.push(per);
+    }
+    let lo = rounds.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = rounds.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let med = median(&mut rounds);
+    println!(
+        "  median {:.1} ms/step (rounds {:.1}..{:.1}), peak RSS {:.0} MiB",
+        med * 1e3,
+        lo * 1e3,
+        hi * 1e3,
+        peak_rss_mib()
+    );
+    if device.is_cuda() {
+        println!("  (GPU memory: see nvidia-smi's peak for this process)");
+    } else if !bat {
+        println!(
+            "  against the original's 2.9 s/step on this machine kind's CPU (the issue's figure): {:.2}x faster, target >= 3x",
+            2.9 / med
+        );
+    }
+    Ok(())
+}
+
+/// One round of the PyTorch script (its own warm-up, then `steps` timed steps): seconds per
+/// step and the process's peak RSS in MiB.
+fn python_round(args: &Opts) -> anyhow::Result<(f64, f64)> {
+    let out = Command::new(&args.python)
+        .args([
+            "bench/wgan_gp_small.py",
+            "--steps",
+            &args.steps.to_string(),
+            "--batch",
+            &args.batch.to_string(),
+            "--device",
+            &args.device,
+            "--threads",
+            &tch::get_num_threads().to_string(),
+        ])
+        .output()
+        .with_context(|| format!("running {} bench/wgan_gp_small.py", args.python.display()))?;
+    if !out.status.success() {
+        bail!(
+            "the PyTorch script failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .context("no JSON line from the PyTorch script")?;
+    let v: serde_json::Value = serde_json::from_str(line)?;
+    Ok((
+        v["step_s"].as_f64().unwrap_or(f64::NAN),
+        v["peak_rss_mib"].as_f64().unwrap_or(f64::NAN),
+    ))
+}
