@@ -150,7 +150,11 @@ fn start_trains_on_the_worker_and_the_dashboard_fills_in() {
     let mut h = harness(WorkbenchApp::with_waker(smoke_options(runs.path()), None));
     h.run_steps(2);
     h.get_by_label("Start").click();
+    // The run is prepared off the UI thread (device probe, data checks, run folder): the
+    // frame after the click returns at once, and a later frame picks the run up.
     h.run_steps(2);
+    assert!(h.state().is_starting() || !h.state().runs.is_empty());
+    step_until(&mut h, "the run to start", |a| !a.runs.is_empty());
     assert_eq!(h.state().tab, Tab::Dashboard);
     assert!(h.state().runs[0].is_live());
     step_until(&mut h, "the run to finish", |a| {
@@ -346,7 +350,12 @@ fn runs_overlay_on_one_plot_and_a_plot_exports_as_csv() {
         Some(out.clone()),
     );
     h.get_all_by_label("CSV").next().unwrap().click();
-    h.run_steps(3);
+    // Written on a background thread: the status bar says when.
+    step_until(&mut h, "the CSV to be written", |a| {
+        a.message
+            .as_ref()
+            .is_some_and(|(_, m)| m.starts_with("wrote"))
+    });
     let csv = std::fs::read_to_string(&out).expect("csv written");
     assert_eq!(csv.lines().count(), 1 + 100 + 50);
     assert!(csv.contains("run-b,49,-98"));
@@ -786,7 +795,7 @@ fn the_library_lists_the_shipped_presets_from_any_folder() {
         );
     }
     h.get_all_by_label("wgan_gp_large").next().unwrap().click();
-    h.run_steps(2);
+    step_until(&mut h, "the preset to load", |a| a.editor.source.is_some());
     assert_eq!(
         h.state().editor.source.as_deref(),
         Some(Path::new("built in: wgan_gp_large.ron"))

@@ -3,19 +3,24 @@
 //! tensors.
 //!
 //! [`app::WorkbenchApp`] holds the state; `logic()` drains events within a time budget and
-//! `ui()` draws the panels. The panels live in their own modules and draw into a `&mut Ui`,
-//! so the app and the kittest tests share them.
+//! applies the actions the panels returned; `show()` draws the panels (`panels/`), which ask
+//! for changes through [`actions::UiAction`] instead of making them while drawing.
 
+pub mod actions;
 pub mod app;
 pub mod dashboard;
 pub mod dialogs;
 pub mod editor;
 pub mod gaad;
+mod panels;
 pub mod samples;
+pub mod sources;
+mod tour;
 
 use std::path::PathBuf;
 
-pub use app::{LaunchOptions, Tab, WorkbenchApp};
+pub use actions::{LaunchOptions, Tab, UiAction};
+pub use app::WorkbenchApp;
 
 /// Opens the app window and runs until it is closed (or `--quit-after` elapses).
 pub fn run(options: LaunchOptions) -> Result<(), eframe::Error> {

@@ -1,0 +1,159 @@
+//! Where a run's events come from: a live worker's channel, or a run log followed on its own
+//! thread; and the runs the app tracks.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::Receiver;
+use egui::Color32;
+
+use crate::core::runlog::LogReader;
+use crate::core::runview::RunView;
+use crate::engine::worker::WorkerHandle;
+
+use super::dashboard::Shown;
+
+/// How often followed run logs are read.
+const FOLLOW_POLL: Duration = Duration::from_millis(250);
+
+/// Reads a run's `events.log` on its own thread ("workbench-follow") and sends the events,
+/// so a long log never stalls a frame; keeps following it while it grows. Dropping it stops
+/// the thread.
+#[derive(Debug)]
+pub struct Follower {
+    pub(crate) events: Receiver<crate::core::protocol::Event>,
+    pub(crate) stop: Arc<std::sync::atomic::AtomicBool>,
+    /// Set once everything in the log at the last read has been sent.
+    pub(crate) read_once: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Follower {
+    pub fn spawn(
+        log: PathBuf,
+        waker: Option<crate::core::protocol::Waker>,
+    ) -> std::io::Result<Self> {
+        use std::sync::atomic::Ordering;
+        let (tx, events) = crossbeam_channel::bounded(crate::engine::worker::EVENT_CAPACITY);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let read_once = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = Arc::clone(&read_once);
+        std::thread::Builder::new()
+            .name("workbench-follow".into())
+            .spawn(move || {
+                let mut reader = LogReader::new(&log);
+                while !stopped.load(Ordering::Relaxed) {
+                    let batch = match reader.poll() {
+                        Ok(batch) => batch,
+                        Err(e) => {
+                            let _ = tx.send(crate::core::protocol::Event::RunFailed {
+                                step: 0,
+                                message: format!("reading {}: {e}", log.display()),
+                            });
+                            if let Some(w) = &waker {
+                                w();
+                            }
+                            return;
+                        }
+                    };
+                    let any = !batch.is_empty();
+                    // Blocking sends: the UI drains within its frame budget, and this thread
+                    // waits for it rather than holding a whole log in memory.
+                    for e in batch {
+                        if tx.send(e).is_err() {
+                            return;
+                        }
+                    }
+                    done.store(true, Ordering::Relaxed);
+                    if let (true, Some(w)) = (any, &waker) {
+                        w();
+                    }
+                    std::thread::sleep(FOLLOW_POLL);
+                }
+            })?;
+        Ok(Self {
+            events,
+            stop,
+            read_once,
+        })
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Where a run's events come from.
+pub enum Source {
+    /// Started here: the worker's channel (the run log is written too).
+    Live(WorkerHandle),
+    /// Opened from disk: its `events.log`, read and followed on a named thread.
+    Follow(Follower),
+    /// A view with nothing behind it (benchmarks, tests).
+    Detached,
+}
+
+impl Source {
+    /// The channel the run's events arrive on.
+    pub fn events(&self) -> Option<&Receiver<crate::core::protocol::Event>> {
+        match self {
+            Self::Live(h) => Some(h.events()),
+            Self::Follow(f) => Some(&f.events),
+            Self::Detached => None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Live(_) => f.write_str("Live"),
+            Self::Follow(_) => f.write_str("Follow"),
+            Self::Detached => f.write_str("Detached"),
+        }
+    }
+}
+
+/// A run the app shows.
+#[derive(Debug)]
+pub struct Tracked {
+    pub key: usize,
+    pub dir: PathBuf,
+    pub view: RunView,
+    pub(crate) source: Source,
+    /// Drawn on the dashboard beside the primary run.
+    pub overlay: bool,
+    pub color: Color32,
+}
+
+impl Tracked {
+    #[must_use]
+    pub fn is_live(&self) -> bool {
+        matches!(self.source, Source::Live(_))
+    }
+}
+
+/// The primary run first, then the runs ticked for overlay.
+pub fn shown_runs(runs: &[Tracked], current: Option<usize>) -> Vec<Shown<'_>> {
+    fn shown(r: &Tracked) -> Shown<'_> {
+        Shown {
+            key: r.key,
+            view: &r.view,
+            color: r.color,
+        }
+    }
+    current
+        .and_then(|i| runs.get(i))
+        .into_iter()
+        .chain(
+            runs.iter()
+                .enumerate()
+                .filter(|(i, r)| r.overlay && Some(*i) != current)
+                .map(|(_, r)| r),
+        )
+        .map(shown)
+        .collect()
+}
