@@ -802,3 +802,73 @@ fn the_library_lists_the_shipped_presets_from_any_folder() {
     );
     assert!(h.state().editor.validated.is_some());
 }
+
+/// The dashboard puts the family's main numbers first and settings and counters in
+/// collapsed groups, from the run's declarations; a pinned plot comes first, and the layout is
+/// remembered for the family by the next app.
+#[test]
+fn the_dashboard_puts_what_matters_first_and_remembers_the_layout() {
+    use workbench::core::protocol::MetricDef;
+    let runs = tempfile::tempdir().unwrap();
+    let dir = runs.path().join("declared");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("preset.ron"), "").unwrap();
+    let mut w = workbench::core::runlog::LogWriter::open(&dir.join("events.log")).unwrap();
+    w.append(&Event::RunStarted {
+        run_dir: "declared".into(),
+        name: "declared".into(),
+        family: "wgan_gp".into(),
+        device: "cpu".into(),
+        total_steps: Some(20),
+        resumed_from: None,
+        wall_time: 0.0,
+        metrics: vec![
+            MetricDef::counter("epoch"),
+            MetricDef::setting("lr_d"),
+            MetricDef::loss("gp"),
+            MetricDef::loss("d_loss").main(),
+        ],
+    })
+    .unwrap();
+    let rows = (0..20u64)
+        .map(|s| ScalarRow {
+            step: s,
+            wall_time: 0.0,
+            values: ["epoch", "lr_d", "gp", "d_loss"]
+                .iter()
+                .map(|k| ((*k).to_string(), s as f64))
+                .collect(),
+        })
+        .collect();
+    w.append(&Event::Scalars { rows }).unwrap();
+    w.sync().unwrap();
+    let app = || following(runs.path(), dir.clone(), Tab::Dashboard, None);
+    let mut h = harness(app());
+    wait_for_logs(&mut h);
+    h.get_by_label("main (1)");
+    h.get_by_label("losses (1)");
+    h.get_by_label("settings (1)");
+    h.get_by_label("counters (1)");
+    // Settings and counters start collapsed: their plots are not drawn.
+    assert!(h.query_by_label("lr_d").is_none() && h.query_by_label("epoch").is_none());
+    // The first plot is the main loss; pin the loss term instead, and it comes first.
+    let pins: Vec<_> = h.get_all_by_label("pin").collect();
+    assert_eq!(pins.len(), 2, "d_loss and gp are drawn");
+    pins[1].click();
+    h.run_steps(3);
+    assert_eq!(
+        h.state().dashboard.layouts["wgan_gp"].pinned,
+        vec!["gp".to_string()]
+    );
+    h.get_by_label("pinned (1)");
+    let saved = runs.path().join("dashboard.json");
+    step_until(&mut h, "the layout to be saved", |_| saved.is_file());
+    // The next app remembers it for the family.
+    let mut again = harness(app());
+    wait_for_logs(&mut again);
+    again.get_by_label("pinned (1)");
+    assert_eq!(
+        again.state().dashboard.layouts["wgan_gp"].pinned,
+        vec!["gp".to_string()]
+    );
+}

@@ -111,6 +111,8 @@ pub enum UiAction {
     SavePreset,
     /// Compare the edited preset with the family defaults (`None`) or a library preset.
     CompareWith(Option<usize>),
+    /// Save the dashboard layouts (they changed).
+    SaveLayout,
 }
 
 /// Runs `job` on a named thread and hands its result back through a channel; `waker` asks

@@ -119,6 +119,22 @@ impl WorkbenchApp {
             io: Vec::new(),
             opts,
         };
+        // Remembered layouts (read before the first frame); a damaged file is said once and
+        // replaced at the next change.
+        if let Ok(text) = std::fs::read_to_string(app.layout_path()) {
+            match serde_json::from_str(&text) {
+                Ok(layouts) => app.dashboard.layouts = layouts,
+                Err(e) => {
+                    app.message = Some((
+                        true,
+                        format!(
+                            "{}: not a dashboard layout ({e}); using the defaults",
+                            app.layout_path().display()
+                        ),
+                    ));
+                }
+            }
+        }
         for dir in app.opts.open.clone() {
             app.open_run(&dir);
         }
@@ -171,6 +187,16 @@ impl WorkbenchApp {
             },
         ));
         self.message = Some((false, "starting: checking the device and the data".into()));
+    }
+
+    /// Where the dashboard layouts are remembered: beside the user's preset folder
+    /// (`~/.config/workbench/dashboard.json`).
+    fn layout_path(&self) -> PathBuf {
+        self.opts
+            .user_presets_dir
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("dashboard.json")
     }
 
     /// Whether a run is being prepared.
@@ -239,6 +265,24 @@ impl WorkbenchApp {
                     }));
             }
             UiAction::SavePreset => self.save_as(),
+            UiAction::SaveLayout => {
+                let path = self.layout_path();
+                let text =
+                    serde_json::to_string_pretty(&self.dashboard.layouts).unwrap_or_default();
+                self.io
+                    .push(background("workbench-io", self.waker.clone(), move || {
+                        // Quietly: a layout is not worth a message in the status bar.
+                        let saved = path
+                            .parent()
+                            .map_or(Ok(()), std::fs::create_dir_all)
+                            .map_err(|e| e.to_string())
+                            .and_then(|()| {
+                                crate::core::rundir::atomic_write(&path, text.as_bytes())
+                                    .map_err(|e| e.to_string())
+                            });
+                        IoDone::Quiet(saved.map_err(|e| format!("{}: {e}", path.display())))
+                    }));
+            }
             UiAction::CompareWith(None) => self.editor.compare_with = None,
             UiAction::CompareWith(Some(i)) => {
                 let Some(e) = self.library.get(i).cloned() else {
@@ -291,6 +335,8 @@ impl WorkbenchApp {
             }
             IoDone::Saved(Err(m)) => Err(m),
             IoDone::Written(r) => r,
+            IoDone::Quiet(Ok(())) => return,
+            IoDone::Quiet(Err(m)) => Err(m),
         };
         self.message = Some(match message {
             Ok(m) => (false, m),
@@ -591,6 +637,8 @@ pub(crate) enum IoDone {
     Compare(Result<(String, serde_json::Value), String>),
     /// A file written (exports).
     Written(Result<String, String>),
+    /// A file written that only speaks up when it failed.
+    Quiet(Result<(), String>),
 }
 
 /// A sample to export: its file in the run folder, or its pixels when the file is gone.

@@ -2,11 +2,13 @@
 //! kept), EMA smoothing with the raw curve faint behind it, log-scale y, linked x axes, a
 //! hover readout, the run's events as labelled markers, and the shared step cursor.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use egui::{Color32, Rect, RichText, Ui};
 use egui_plot::{Legend, Line, Plot, PlotPoint, PlotPoints, VLine};
+use serde::{Deserialize, Serialize};
 
+use crate::core::protocol::MetricDef;
 use crate::core::runview::{MarkerKind, RunView};
 use crate::core::series::{EmaCache, Series};
 
@@ -24,6 +26,84 @@ pub struct Shown<'a> {
 pub enum DashAction {
     ExportCsv(String),
     ExportPng(String),
+    /// The layout changed (pin, hide, reorder, a group opened or closed): save it.
+    LayoutChanged,
+}
+
+/// A family's dashboard layout, remembered across sessions: pinned plots first in the user's
+/// order, hidden plots left out, and the groups the user opened or closed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Layout {
+    pub pinned: Vec<String>,
+    pub hidden: BTreeSet<String>,
+    /// Groups whose open/closed state differs from the default (closed for settings,
+    /// controllers and counters, open otherwise).
+    pub toggled: BTreeSet<String>,
+}
+
+/// One group of plots, in the order they are shown.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Section {
+    pub title: String,
+    pub names: Vec<String>,
+    pub open_by_default: bool,
+}
+
+/// Orders a run's scalars for the dashboard from its declarations: the pinned plots, then
+/// the family's main metrics, then every group in a fixed order (losses, validation,
+/// diagnostics, then the collapsed settings, controllers and counters), each in declaration
+/// order; scalars nobody declared (older logs) come last, alphabetically. Hidden plots are
+/// left out.
+#[must_use]
+pub fn sections(names: &[&str], metrics: &[MetricDef], layout: &Layout) -> Vec<Section> {
+    let present = |n: &str| names.contains(&n) && !layout.hidden.contains(n);
+    let mut taken: BTreeSet<String> = BTreeSet::new();
+    let mut out = Vec::new();
+    let mut push = |title: &str, list: Vec<String>, open: bool, taken: &mut BTreeSet<String>| {
+        let list: Vec<String> = list
+            .into_iter()
+            .filter(|n| taken.insert(n.clone()))
+            .collect();
+        if !list.is_empty() {
+            out.push(Section {
+                title: title.to_string(),
+                names: list,
+                open_by_default: open,
+            });
+        }
+    };
+    let pinned: Vec<String> = layout
+        .pinned
+        .iter()
+        .filter(|n| present(n))
+        .cloned()
+        .collect();
+    push("pinned", pinned, true, &mut taken);
+    let main: Vec<String> = metrics
+        .iter()
+        .filter(|m| m.main && present(&m.name))
+        .map(|m| m.name.clone())
+        .collect();
+    push("main", main, true, &mut taken);
+    let mut groups: BTreeMap<(u8, &str), (bool, Vec<String>)> = BTreeMap::new();
+    for m in metrics.iter().filter(|m| present(&m.name)) {
+        let g = groups
+            .entry(m.kind.group())
+            .or_insert_with(|| (!m.kind.collapsed(), Vec::new()));
+        g.1.push(m.name.clone());
+    }
+    for ((_, title), (open, list)) in groups {
+        push(title, list, open, &mut taken);
+    }
+    let mut other: Vec<String> = names
+        .iter()
+        .filter(|n| present(n) && !metrics.iter().any(|m| m.name == **n))
+        .map(|n| (*n).to_string())
+        .collect();
+    other.sort();
+    push("other", other, true, &mut taken);
+    out
 }
 
 /// Dashboard settings and caches.
@@ -41,6 +121,8 @@ pub struct Dashboard {
     pub plot_rects: HashMap<String, Rect>,
     /// Points drawn last frame, summed over plots: the LOD's work (for the bench and tests).
     pub points_drawn: usize,
+    /// Each family's layout (by family name), saved by the app when it changes.
+    pub layouts: BTreeMap<String, Layout>,
 }
 
 impl Default for Dashboard {
@@ -55,6 +137,7 @@ impl Default for Dashboard {
             ema: HashMap::new(),
             plot_rects: HashMap::new(),
             points_drawn: 0,
+            layouts: BTreeMap::new(),
         }
     }
 }
@@ -108,56 +191,113 @@ impl Dashboard {
         cursor: &mut Option<u64>,
     ) -> Vec<DashAction> {
         let mut actions = Vec::new();
-        let mut names: Vec<&String> = runs
-            .iter()
-            .flat_map(|r| r.view.series.keys())
-            .filter(|n| {
-                // Comma-separated alternatives: `ctl_, lr_` shows both families of scalars.
-                let mut parts = self
-                    .filter
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|f| !f.is_empty())
-                    .peekable();
-                // Controller timelines (`ctl/...`) live on the Controller tab unless asked for.
-                match parts.peek() {
-                    None => !n.starts_with("ctl/"),
-                    Some(_) => parts.any(|f| n.contains(f)),
-                }
-            })
-            .collect();
-        names.sort();
-        names.dedup();
+        let filtered: Vec<&str> = {
+            let mut names: Vec<&str> = runs
+                .iter()
+                .flat_map(|r| r.view.series.keys())
+                .map(String::as_str)
+                .filter(|n| self.matches_filter(n))
+                .collect();
+            names.sort_unstable();
+            names.dedup();
+            names
+        };
         self.points_drawn = 0;
-        if names.is_empty() {
+        if filtered.is_empty() {
             ui.label(
                 RichText::new("No scalars yet: start a run or open one from the Runs tab.").weak(),
             );
             return actions;
         }
+        let (family, metrics) = runs.first().map_or(("", &[][..]), |r| {
+            (r.view.family.as_str(), &r.view.metrics[..])
+        });
+        let layout = self.layouts.get(family).cloned().unwrap_or_default();
+        // A filter (or the Controller tab) shows its matches in one flat list.
+        let sections = if self.filter.trim().is_empty() {
+            sections(&filtered, metrics, &layout)
+        } else {
+            vec![Section {
+                title: String::new(),
+                names: sections(&filtered, metrics, &Layout::default())
+                    .into_iter()
+                    .flat_map(|s| s.names)
+                    .collect(),
+                open_by_default: true,
+            }]
+        };
+        let hidden = layout.hidden.len();
         let cols = self.columns.max(1);
         let width = (ui.available_width() - 8.0 * (cols as f32 - 1.0)) / cols as f32;
         let group = egui::Id::unique("dash-x-link");
+        let mut edit: Option<LayoutEdit> = None;
         egui::ScrollArea::vertical()
             .id_salt("dash-scroll")
             .show(ui, |ui| {
-                for row in names.chunks(cols) {
-                    ui.horizontal_top(|ui| {
-                        for name in row {
-                            ui.allocate_ui(egui::vec2(width, 230.0), |ui| {
-                                ui.vertical(|ui| {
-                                    if let Some(a) =
-                                        self.plot_ui(ui, name, runs, cursor, group, width)
-                                    {
-                                        actions.push(a);
-                                    }
-                                });
+                for section in &sections {
+                    let mut draw = |ui: &mut Ui, edit: &mut Option<LayoutEdit>| {
+                        for row in section.names.chunks(cols) {
+                            ui.horizontal_top(|ui| {
+                                for name in row {
+                                    ui.allocate_ui(egui::vec2(width, 230.0), |ui| {
+                                        ui.vertical(|ui| {
+                                            let pinned = layout.pinned.contains(name);
+                                            if let Some(a) = self.plot_ui(
+                                                ui, name, runs, cursor, group, width, pinned, edit,
+                                            ) {
+                                                actions.push(a);
+                                            }
+                                        });
+                                    });
+                                }
                             });
                         }
-                    });
+                    };
+                    if section.title.is_empty() {
+                        draw(ui, &mut edit);
+                        continue;
+                    }
+                    let open = section.open_by_default != layout.toggled.contains(&section.title);
+                    let resp = egui::CollapsingHeader::new(format!(
+                        "{} ({})",
+                        section.title,
+                        section.names.len()
+                    ))
+                    .id_salt(("dash-section", &section.title))
+                    .open(Some(open))
+                    .show(ui, |ui| draw(ui, &mut edit));
+                    if resp.header_response.clicked() {
+                        edit = Some(LayoutEdit::Toggle(section.title.clone()));
+                    }
+                }
+                if hidden > 0
+                    && self.filter.trim().is_empty()
+                    && ui.button(format!("Show {hidden} hidden plot(s)")).clicked()
+                {
+                    edit = Some(LayoutEdit::ShowHidden);
                 }
             });
+        if let Some(e) = edit {
+            let layout = self.layouts.entry(family.to_string()).or_default();
+            e.apply(layout);
+            actions.push(DashAction::LayoutChanged);
+        }
         actions
+    }
+
+    /// Whether a scalar passes the filter (comma-separated alternatives; controller timelines
+    /// `ctl/...` live on the Controller tab unless asked for).
+    fn matches_filter(&self, name: &str) -> bool {
+        let mut parts = self
+            .filter
+            .split(',')
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+            .peekable();
+        match parts.peek() {
+            None => !name.starts_with("ctl/"),
+            Some(_) => parts.any(|f| name.contains(f)),
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -169,10 +309,31 @@ impl Dashboard {
         cursor: &mut Option<u64>,
         group: egui::Id,
         width: f32,
+        pinned: bool,
+        edit: &mut Option<LayoutEdit>,
     ) -> Option<DashAction> {
         let mut action = None;
         ui.horizontal(|ui| {
             ui.label(RichText::new(name).strong());
+            let pin = if pinned { "unpin" } else { "pin" };
+            if ui
+                .small_button(pin)
+                .on_hover_text("pinned plots come first, in the order you pin them")
+                .clicked()
+            {
+                *edit = Some(LayoutEdit::Pin(name.to_string(), !pinned));
+            }
+            if pinned
+                && ui
+                    .small_button("up")
+                    .on_hover_text("move it earlier")
+                    .clicked()
+            {
+                *edit = Some(LayoutEdit::Earlier(name.to_string()));
+            }
+            if ui.small_button("hide").clicked() {
+                *edit = Some(LayoutEdit::Hide(name.to_string()));
+            }
             if let Some((_, y)) = runs
                 .first()
                 .and_then(|r| r.view.series.get(name))
@@ -451,4 +612,102 @@ pub fn series_csv(name: &str, runs: &[Shown<'_>]) -> String {
         }
     }
     out
+}
+
+/// A change to a family's layout, made from the dashboard.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LayoutEdit {
+    Pin(String, bool),
+    Earlier(String),
+    Hide(String),
+    ShowHidden,
+    Toggle(String),
+}
+
+impl LayoutEdit {
+    pub fn apply(self, layout: &mut Layout) {
+        match self {
+            Self::Pin(name, true) => {
+                if !layout.pinned.contains(&name) {
+                    layout.pinned.push(name);
+                }
+            }
+            Self::Pin(name, false) => layout.pinned.retain(|n| *n != name),
+            Self::Earlier(name) => {
+                if let Some(i) = layout.pinned.iter().position(|n| *n == name) {
+                    if i > 0 {
+                        layout.pinned.swap(i, i - 1);
+                    }
+                }
+            }
+            Self::Hide(name) => {
+                layout.pinned.retain(|n| *n != name);
+                layout.hidden.insert(name);
+            }
+            Self::ShowHidden => layout.hidden.clear(),
+            Self::Toggle(group) => {
+                if !layout.toggled.remove(&group) {
+                    layout.toggled.insert(group);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+    use crate::core::protocol::MetricDef;
+
+    #[test]
+    fn what_matters_comes_first_and_the_layout_reorders_and_hides() {
+        let metrics = vec![
+            MetricDef::counter("epoch"),
+            MetricDef::loss("d_loss").main(),
+            MetricDef::setting("lr_d"),
+            MetricDef::loss("gp"),
+            MetricDef::validation("val_swd", false).main(),
+            MetricDef::controller("ctl_epsilon"),
+        ];
+        let names = [
+            "active_x",
+            "ctl_epsilon",
+            "d_loss",
+            "epoch",
+            "gp",
+            "lr_d",
+            "val_swd",
+        ];
+        let s = sections(&names, &metrics, &Layout::default());
+        let titles: Vec<&str> = s.iter().map(|s| s.title.as_str()).collect();
+        assert_eq!(
+            titles,
+            [
+                "main",
+                "losses",
+                "settings",
+                "controllers",
+                "counters",
+                "other"
+            ]
+        );
+        assert_eq!(s[0].names, ["d_loss", "val_swd"]);
+        assert_eq!(s[1].names, ["gp"]);
+        assert!(!s[2].open_by_default && !s[3].open_by_default && !s[4].open_by_default);
+        assert_eq!(s[5].names, ["active_x"], "undeclared scalars last");
+        let mut layout = Layout::default();
+        LayoutEdit::Pin("lr_d".into(), true).apply(&mut layout);
+        LayoutEdit::Pin("gp".into(), true).apply(&mut layout);
+        LayoutEdit::Earlier("gp".into()).apply(&mut layout);
+        LayoutEdit::Hide("epoch".into()).apply(&mut layout);
+        let s = sections(&names, &metrics, &layout);
+        assert_eq!(s[0].title, "pinned");
+        assert_eq!(s[0].names, ["gp", "lr_d"]);
+        assert!(s.iter().all(|s| !s.names.contains(&"epoch".to_string())));
+        assert!(s.iter().all(|s| s.title != "counters"));
+        LayoutEdit::ShowHidden.apply(&mut layout);
+        assert!(sections(&names, &metrics, &layout)
+            .iter()
+            .any(|s| s.names.contains(&"epoch".to_string())));
+    }
 }

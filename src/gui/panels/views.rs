@@ -4,6 +4,7 @@ use crate::gui::dashboard::Dashboard;
 use crate::gui::sources::shown_runs;
 use egui::{RichText, Ui};
 
+use crate::gui::actions::UiAction;
 use crate::gui::app::WorkbenchApp;
 use crate::gui::dashboard::DashAction;
 use crate::gui::dialogs::Purpose;
@@ -36,6 +37,7 @@ impl WorkbenchApp {
                 DashAction::ExportPng(n) => self
                     .dialogs
                     .open(Purpose::ExportPlotPng(n.clone()), &format!("{n}.png")),
+                DashAction::LayoutChanged => self.actions.push(UiAction::SaveLayout),
             }
         }
     }
