@@ -27,6 +27,49 @@ pub fn mean_pairwise_distance(x: &Tensor) -> f64 {
     })
 }
 
+/// SSIM per frame of `x` and `y` (`[F, C, H, W]` in [0, 1]): a Gaussian window of 11 (sigma
+/// 1.5), or the largest odd window that fits a smaller frame; returns `[F]`.
+pub fn ssim_frames(x: &Tensor, y: &Tensor) -> Tensor {
+    // x, y: [F, C, H, W] in [0, 1]; Gaussian window 11, sigma 1.5; returns [F].
+    let (_, c, h, w) = x.size4().unwrap_or((0, 3, 0, 0));
+    // The largest odd window up to 11 that fits (an even frame side below 11 gave an even
+    // size rounded up past the frame).
+    let k = ssim_window(h, w);
+    let g: Vec<f32> = (0..k)
+        .map(|i| {
+            let t = i as f64 - (k / 2) as f64;
+            (-t * t / (2.0 * 1.5 * 1.5)).exp() as f32
+        })
+        .collect();
+    let g = Tensor::from_slice(&g).to_device(x.device());
+    let g = &g / g.sum(Kind::Float);
+    let win = g
+        .view([k, 1])
+        .matmul(&g.view([1, k]))
+        .view([1, 1, k, k])
+        .expand([c, 1, k, k], false)
+        .contiguous();
+    let blur = |t: &Tensor| t.conv2d(&win, None::<Tensor>, [1, 1], [0, 0], [1, 1], c);
+    let (mx, my) = (blur(x), blur(y));
+    let sxx = blur(&(x * x)) - &mx * &mx;
+    let syy = blur(&(y * y)) - &my * &my;
+    let sxy = blur(&(x * y)) - &mx * &my;
+    let (c1, c2) = (0.01f64.powi(2), 0.03f64.powi(2));
+    let map = ((&mx * &my * 2.0 + c1) * (sxy * 2.0 + c2))
+        / ((&mx * &mx + &my * &my + c1) * (sxx + syy + c2));
+    map.mean_dim([1i64, 2, 3].as_slice(), false, Kind::Float)
+}
+
+/// The SSIM window side: 11, or the largest odd size that fits a smaller frame.
+pub fn ssim_window(h: i64, w: i64) -> i64 {
+    let k = 11.min(h).min(w).max(1);
+    if k % 2 == 0 {
+        k - 1
+    } else {
+        k
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,96 +1,32 @@
-use serde::{Deserialize, Serialize};
-use tch::{nn, Device, Kind, Reduction, Tensor};
+use tch::{nn, Device, Kind, Tensor};
 
 use super::model::{
-    self, box_condition, region_major, roi_boxes, Critic, CriticInput, Dims, Encoder, Generator,
+    self, box_condition, region_major, roi_boxes, Critic, Dims, Encoder, Generator,
 };
-use crate::core::control::heuristics::{HeuristicState, StepValues};
-use crate::core::control::seed::{self as qs, CriticStep, GenHistory, GenStep, KlInterval};
-use crate::core::control::{push_bounded, ActionSet, Better, QConfig, QController};
-use crate::core::gaad::{self, EnergyMap, MotionSpiral, Region};
-use crate::core::preset::wubu_gaad::{
-    DiscKind, FlowMethod, InitialDisc, ValMetric, WubuGaadPreset,
-};
+use crate::core::control::heuristics::HeuristicState;
+use crate::core::control::seed::GenHistory;
+use crate::core::control::{ActionSet, Better};
+use crate::core::gaad::{self, Region};
+use crate::core::preset::wubu_gaad::{FlowMethod, InitialDisc, ValMetric, WubuGaadPreset};
 use crate::core::preset::AnyPreset;
 use crate::core::protocol::Event;
 use crate::core::protocol::{HealthRole, MetricDef};
 use crate::core::rng::{derive_seed, epoch_permutation, Stream};
 use crate::engine::checkpoint::Loaded;
 use crate::engine::data::VideoSet;
-use crate::engine::flow::{self, LkConfig};
 use crate::engine::optim::{AdamRule, RiemannianSgd};
 use crate::engine::trainer::{Reconstruction, Rgba, StepCtx, StepError, Trainer, Validation};
 use crate::engine::EngineError;
 
+mod control;
+mod losses;
+mod motion;
+mod step;
+
+use control::{kind_name, new_q, CriticHist, FamilyState, Interval};
+
 fn seed_torch(seed: u64, stream: Stream, counter: u64) {
     tch::manual_seed((derive_seed(seed, stream, counter) >> 1) as i64);
-}
-
-/// A critic controller's bounded histories of interval means and of its rewards.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-struct CriticHist {
-    d_total: Vec<f64>,
-    rewards: Vec<f64>,
-}
-
-/// Sums of some values over the current decision interval: controllers decide on interval
-/// means, not on the one step that happens to end the interval.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-struct Interval {
-    sums: Vec<f64>,
-    count: u64,
-}
-
-impl Interval {
-    fn add(&mut self, values: &[f64]) {
-        if self.sums.len() != values.len() {
-            self.sums = vec![0.0; values.len()];
-            self.count = 0;
-        }
-        for (s, v) in self.sums.iter_mut().zip(values) {
-            *s += v;
-        }
-        self.count += 1;
-    }
-
-    /// The means since the last call; `None` when nothing was added.
-    fn take_means(&mut self) -> Option<Vec<f64>> {
-        let n = std::mem::take(&mut self.count);
-        let sums = std::mem::take(&mut self.sums);
-        (n > 0).then(|| sums.iter().map(|s| s / n as f64).collect())
-    }
-}
-
-/// Everything besides tensors that a checkpoint must hold for an exact resume.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct FamilyState {
-    /// 0 = primary, 1 = alternative.
-    active: usize,
-    lambda_kl_base: f64,
-    /// The preset's `train.lambda_kl` the base last started from: a phase that sets another
-    /// value restarts the base there, even after loading a checkpoint of an earlier phase.
-    phase_lambda_kl: f64,
-    heur: HeuristicState,
-    q_gen: QController,
-    q_d: [QController; 2],
-    q_lkl: QController,
-    gen_hist: GenHistory,
-    d_hist: [CriticHist; 2],
-    /// The generator's `[g_total, d_total, recon, kl, g_adv]` over the current interval.
-    gen_interval: Interval,
-    /// Each critic's `[d_total, d_real, d_fake, g_adv]` over the current interval.
-    d_interval: [Interval; 2],
-    /// Sums of (recon, kl, d_total) and the count over the current lambda_KL interval.
-    lkl_sums: [f64; 3],
-    lkl_count: u64,
-    /// Previous intervals `[recon, kl, val, lambda, d_total]`.
-    lkl_prev: Vec<[f64; 5]>,
-    lkl_acted: bool,
-    /// Latest validation metric (none before the first validation).
-    last_val: Option<f64>,
-    last_d_reward: [Option<f64>; 2],
-    lr_scale: [f64; 3],
-    mom_scale: [f64; 3],
 }
 
 /// Trains the WuBu-GAAD hybrid VAE-GAN.
@@ -141,32 +77,6 @@ fn adam_rule(t: &crate::core::preset::wubu_gaad::WubuTrain) -> Option<AdamRule> 
         beta2: t.adam_beta2,
         eps: 1e-8,
     })
-}
-
-fn new_q(
-    name: &str,
-    sets: Vec<ActionSet>,
-    seed: u64,
-    index: u64,
-) -> Result<QController, EngineError> {
-    QController::new(
-        name,
-        QConfig::default(),
-        sets,
-        derive_seed(seed, Stream::Control, index),
-    )
-    .map_err(|e| EngineError::Model(e.to_string()))
-}
-
-const DISC_NAMES: [&str; 2] = ["primary", "alternative"];
-
-fn bce(logits: &Tensor, target: f64) -> Tensor {
-    logits.binary_cross_entropy_with_logits::<Tensor>(
-        &logits.full_like(target),
-        None,
-        None,
-        Reduction::Mean,
-    )
 }
 
 fn value(t: &Tensor) -> f64 {
@@ -341,107 +251,6 @@ impl WubuGaadTrainer {
             .collect()
     }
 
-    /// Flow of consecutive frames, motion-aware GAAD on its magnitude, and per-region
-    /// statistics `[B, N−1, Rm, S]`; also the last pair's motion boxes of sample 0.
-    fn motion(&self, frames: &Tensor) -> Result<(Tensor, Vec<Region>), String> {
-        let d = &self.d;
-        let b = frames.size()[0];
-        let n = d.frames();
-        let pairs = b * (n - 1);
-        let a = frames.narrow(1, 0, n - 1).reshape([pairs, d.c, d.h, d.w]);
-        let bb = frames.narrow(1, 1, n - 1).reshape([pairs, d.c, d.h, d.w]);
-        let flow = match &self.flow_net {
-            Some(net) => tch::no_grad(|| net.forward_ts(&[&a, &bb]))
-                .map_err(|e| format!("flow network: {e}"))?
-                .to_kind(Kind::Float),
-            None => flow::lucas_kanade(&a, &bb, &LkConfig::default()),
-        };
-        if flow.size() != [pairs, 2, d.h, d.w] {
-            return Err(format!(
-                "flow network returned {:?}, expected {:?}",
-                flow.size(),
-                [pairs, 2, d.h, d.w]
-            ));
-        }
-        tch::no_grad(|| {
-            let (dx, dy) = (flow.select(1, 0), flow.select(1, 1));
-            let mag = (&dx * &dx + &dy * &dy + 1e-12).sqrt();
-            let cos = &dx / &mag;
-            let sin = &dy / &mag;
-            let maps = Tensor::stack(&[&mag, &cos, &sin], 1);
-            let mag_cpu: Vec<f32> =
-                Vec::try_from(mag.to_device(Device::Cpu).contiguous().view([-1]))
-                    .map_err(|e: tch::TchError| e.to_string())?;
-            let kind = gaad::Kind::parse(&self.cfg.model.motion_decomposition)
-                .map_err(|e| e.to_string())?;
-            let rm = d.motion_regions as usize;
-            let plane = (d.h * d.w) as usize;
-            let mut rois = Vec::with_capacity(pairs as usize * rm * 5);
-            let mut last = Vec::new();
-            for i in 0..pairs as usize {
-                let map = EnergyMap::new(
-                    d.w as u32,
-                    d.h as u32,
-                    mag_cpu[i * plane..(i + 1) * plane].to_vec(),
-                )
-                .map_err(|e| format!("motion GAAD: pair {i}: {e}"))?;
-                let regions = gaad::decompose_motion(
-                    kind,
-                    &map,
-                    rm,
-                    self.cfg.model.min_region_px,
-                    0.1,
-                    &MotionSpiral::default(),
-                )
-                .map_err(|e| format!("motion GAAD: pair {i}: {e}"))?;
-                for r in &regions {
-                    rois.extend_from_slice(&[
-                        i as f32,
-                        r[0] as f32,
-                        r[1] as f32,
-                        r[2] as f32,
-                        r[3] as f32,
-                    ]);
-                }
-                if i as i64 == n - 2 {
-                    last = regions;
-                }
-            }
-            let rois = Tensor::from_slice(&rois)
-                .view([-1, 5])
-                .to_device(self.device);
-            let crops = crate::engine::spectral::roi_align(&maps, &rois, 4, 4, 1.0).view([
-                pairs * rm as i64,
-                3,
-                16,
-            ]);
-            let (m, c, s) = (crops.select(1, 0), crops.select(1, 1), crops.select(1, 2));
-            let dims = [1i64];
-            let mut stats = Vec::new();
-            for name in &d.flow_stats {
-                match *name {
-                    "mag_mean" => stats.push(m.mean_dim(dims.as_slice(), false, Kind::Float)),
-                    "mag_std" => stats.push(m.std_correction(dims.as_slice(), 0, false)),
-                    "angle_mean" => {
-                        stats.push(c.mean_dim(dims.as_slice(), false, Kind::Float));
-                        stats.push(s.mean_dim(dims.as_slice(), false, Kind::Float));
-                    }
-                    _ => {
-                        // Circular standard deviation sqrt(−2 ln R) (the original took the raw
-                        // std of angles, which jumps at ±π).
-                        let r = (c.mean_dim(dims.as_slice(), false, Kind::Float).square()
-                            + s.mean_dim(dims.as_slice(), false, Kind::Float).square())
-                        .sqrt()
-                        .clamp(1e-6, 1.0);
-                        stats.push((r.log() * -2.0).clamp_min(0.0).sqrt());
-                    }
-                }
-            }
-            let stats = Tensor::stack(&stats, 1).view([b, n - 1, rm as i64, d.stats_dim()]);
-            Ok((stats, if b > 0 { last } else { Vec::new() }))
-        })
-    }
-
     /// Encoder and generator on a batch of windows.
     fn forward(&self, frames: &Tensor, train: bool, sample: bool) -> Result<Forward, String> {
         let d = &self.d;
@@ -505,264 +314,6 @@ impl WubuGaadTrainer {
         })
     }
 
-    /// `(recon, [dft, dct, pixel] MSEs)`: the weighted sum of the terms in use, each weight
-    /// applied once (spec 11.6). A plain sum, so turning one term off leaves the others'
-    /// weights as they are (a mean over the active terms raised them).
-    fn recon_loss(&self, f: &Forward) -> (Tensor, [f64; 3]) {
-        let t = &self.cfg.train;
-        let mut terms = Vec::new();
-        let mut mses = [f64::NAN; 3];
-        let targets = f.enc.targets.detach();
-        let mut path = 0;
-        for (on, w, slot) in [
-            (self.d.use_dft, t.lambda_recon_dft, 0),
-            (self.d.use_dct, t.lambda_recon_dct, 1),
-        ] {
-            if on {
-                let mse = f.gen.patches[path].mse_loss(&targets, Reduction::Mean);
-                mses[slot] = value(&mse);
-                if w > 0.0 {
-                    terms.push(mse * w);
-                }
-                path += 1;
-            }
-        }
-        let pix = f.gen.frames.mse_loss(&f.real_pred, Reduction::Mean);
-        mses[2] = value(&pix);
-        if t.lambda_recon_pixel > 0.0 {
-            terms.push(pix * t.lambda_recon_pixel);
-        }
-        let sum = terms
-            .into_iter()
-            .reduce(|a, b| a + b)
-            .unwrap_or_else(|| Tensor::zeros([], (Kind::Float, self.device)));
-        (sum, mses)
-    }
-
-    /// The active critic's features of the real frames for feature matching, taken in the
-    /// mode the fakes' features are taken in (training: dropout on), so both sides are the
-    /// same function of their input; no gradient.
-    fn real_features(&self, a: usize, f: &Forward) -> Option<Tensor> {
-        let real_in = self.critic_input(&f.real_pred, &f.real_coeffs);
-        tch::no_grad(|| self.critics[a].forward_t(&real_in, true).1)
-    }
-
-    fn critic_input<'a>(&'a self, frames: &'a Tensor, coeffs: &'a Tensor) -> CriticInput<'a> {
-        CriticInput {
-            frames,
-            coeffs,
-            cond: &self.cond,
-        }
-    }
-
-    fn lr_base(&self, i: usize) -> f64 {
-        let t = &self.cfg.train;
-        [t.lr_gen, t.lr_disc_primary, t.lr_disc_alternative][i]
-    }
-
-    /// Applies a controller's decision (or neutral scales) to optimizer `i` (0 = generator,
-    /// 1/2 = critics), with the heuristic LR boost for the active critic.
-    fn apply_scales(&mut self, i: usize) {
-        let base = self.lr_base(i);
-        let on = self.cfg.q_control.enabled;
-        let (ls, ms) = if on {
-            (self.st.lr_scale[i], self.st.mom_scale[i])
-        } else {
-            (1.0, 1.0)
-        };
-        let mut lr = (base * ls).clamp(1e-8, 1.0);
-        if i > 0 && i - 1 == self.st.active && self.st.heur.d_lr_boost {
-            lr = (lr * self.cfg.heuristics.d_lr_boost).min(1.0);
-        }
-        let momentum = (self.cfg.train.momentum * ms).clamp(0.0, 0.999);
-        let opt = if i == 0 {
-            &mut self.opt_g
-        } else {
-            &mut self.opt_d[i - 1]
-        };
-        opt.lr = lr;
-        opt.momentum = momentum;
-    }
-
-    fn val_better(&self) -> (ValMetric, Better) {
-        let m = match self.cfg.validation.metric {
-            ValMetric::Lpips if self.lpips.is_none() => ValMetric::Psnr,
-            m => m,
-        };
-        (m, m.better())
-    }
-
-    /// The generator's controller at the end of an interval: state and reward from the
-    /// interval's means, then new learning-rate and momentum scales.
-    fn gen_decision(&mut self, step: u64, lambda_kl: f64) {
-        let Some(m) = self.st.gen_interval.take_means() else {
-            return;
-        };
-        let s = GenStep {
-            g_total: m[0],
-            d_total: m[1],
-            recon: m[2],
-            kl: m[3],
-            kl_per_dim: m[3] / self.d.latent as f64,
-            adv: m[4],
-            lambda_kl,
-            kl_high: self.cfg.heuristics.kl_high,
-        };
-        let h = &self.st.gen_hist;
-        let state = qs::gen_state(h, &s);
-        let reward = (!h.recon.is_empty()).then(|| qs::gen_reward(h, &s));
-        let len = self.st.q_gen.cfg.history_len;
-        let h = &mut self.st.gen_hist;
-        push_bounded(&mut h.g_total, s.g_total, len);
-        push_bounded(&mut h.recon, s.recon, len);
-        push_bounded(&mut h.adv, s.adv, len);
-        if let Some(r) = reward {
-            push_bounded(&mut h.rewards, r, len);
-        }
-        let decision = self.st.q_gen.decide(Some(state), reward);
-        self.st.lr_scale[0] = decision.actions.first().map_or(1.0, |x| x.2);
-        self.st.mom_scale[0] = decision.actions.get(1).map_or(1.0, |x| x.2);
-        self.apply_scales(0);
-        let applied = vec![
-            ("lr".to_string(), self.opt_g.lr),
-            ("momentum".to_string(), self.opt_g.momentum),
-        ];
-        self.events
-            .push(decision.into_event(step, "generator", applied));
-    }
-
-    /// The active critic's controller at the end of an interval.
-    fn critic_decision(&mut self, step: u64, a: usize) {
-        let Some(m) = self.st.d_interval[a].take_means() else {
-            return;
-        };
-        let s = CriticStep {
-            d_total: m[0],
-            d_real: m[1],
-            d_fake: m[2],
-            g_adv: m[3],
-        };
-        let h = &self.st.d_hist[a];
-        let state = qs::critic_state(&h.d_total, &s);
-        let reward = (!h.d_total.is_empty()).then(|| qs::critic_reward(&h.d_total, &h.rewards, &s));
-        let len = self.st.q_d[a].cfg.history_len;
-        let h = &mut self.st.d_hist[a];
-        push_bounded(&mut h.d_total, s.d_total, len);
-        if let Some(r) = reward {
-            push_bounded(&mut h.rewards, r, len);
-        }
-        let decision = self.st.q_d[a].decide(Some(state), reward);
-        self.st.last_d_reward[a] = decision.reward;
-        self.st.lr_scale[a + 1] = decision.actions.first().map_or(1.0, |x| x.2);
-        self.st.mom_scale[a + 1] = decision.actions.get(1).map_or(1.0, |x| x.2);
-        self.apply_scales(a + 1);
-        let applied = vec![
-            ("lr".to_string(), self.opt_d[a].lr),
-            ("momentum".to_string(), self.opt_d[a].momentum),
-        ];
-        self.events
-            .push(decision.into_event(step, &format!("critic {}", DISC_NAMES[a]), applied));
-    }
-
-    fn check_heuristics(&mut self, step: u64) {
-        let active_is_feature = self.critics[self.st.active].kind() == DiscKind::WubuFeature;
-        let out = self.st.heur.check(
-            &self.cfg.heuristics,
-            &self.cfg.switching,
-            active_is_feature,
-            self.cfg.train.lambda_fm,
-            self.st.lambda_kl_base,
-        );
-        for (name, on) in &out.changes {
-            self.events.push(Event::Intervention {
-                step,
-                name: (*name).to_string(),
-                on: *on,
-                values: out.values.clone(),
-            });
-        }
-        if let Some(reason) = out.switch {
-            let from = self.st.active;
-            let to = 1 - from;
-            self.st.active = to;
-            // The newly active critic starts with a fresh controller and no stale momentum.
-            self.st.q_d[to].reset();
-            self.st.d_hist[to] = CriticHist::default();
-            self.st.d_interval[to] = Interval::default();
-            self.st.last_d_reward[to] = None;
-            self.st.lr_scale[to + 1] = 1.0;
-            self.st.mom_scale[to + 1] = 1.0;
-            self.opt_d[to].reset_momentum();
-            let label =
-                |i: usize| format!("{} ({})", DISC_NAMES[i], kind_name(self.critics[i].kind()));
-            self.events.push(Event::DiscriminatorSwitch {
-                step,
-                from: label(from),
-                to: label(to),
-                reason,
-                values: out.values,
-            });
-        }
-        if self.st.heur.force_explore && self.cfg.q_control.enabled {
-            let h = &self.cfg.heuristics;
-            self.st.q_d[self.st.active]
-                .boost_exploration(u64::from(h.explore_decisions), h.explore_epsilon);
-        }
-    }
-
-    fn lkl_control(&mut self, step: u64) {
-        let n = self.st.lkl_count.max(1) as f64;
-        let cur = KlInterval {
-            recon: self.st.lkl_sums[0] / n,
-            kl: self.st.lkl_sums[1] / n,
-            val_metric: self.st.last_val.unwrap_or(f64::NAN),
-            lambda_kl: self.st.lambda_kl_base,
-            d_total: self.st.lkl_sums[2] / n,
-        };
-        self.st.lkl_sums = [0.0; 3];
-        self.st.lkl_count = 0;
-        let prev: Vec<KlInterval> = self
-            .st
-            .lkl_prev
-            .iter()
-            .map(|a| KlInterval {
-                recon: a[0],
-                kl: a[1],
-                val_metric: a[2],
-                lambda_kl: a[3],
-                d_total: a[4],
-            })
-            .collect();
-        let Some(state) = qs::kl_state(&prev, &cur) else {
-            return;
-        };
-        let (_, better) = self.val_better();
-        let kl_high = self.cfg.heuristics.kl_high;
-        let reward = match (self.st.lkl_acted, prev.last()) {
-            (true, Some(p)) => Some(qs::kl_reward(p, &cur, better, kl_high)),
-            _ => None,
-        };
-        let decision = self.st.q_lkl.decide(Some(state), reward);
-        self.st.lkl_acted = true;
-        let scale = decision.actions.first().map_or(1.0, |a| a.2);
-        let q = &self.cfg.q_control;
-        self.st.lambda_kl_base = (self.st.lambda_kl_base * scale).clamp(q.lkl_min, q.lkl_max);
-        self.st.lkl_prev.push([
-            cur.recon,
-            cur.kl,
-            cur.val_metric,
-            cur.lambda_kl,
-            cur.d_total,
-        ]);
-        let keep = self.st.q_lkl.cfg.history_len.max(2);
-        if self.st.lkl_prev.len() > keep {
-            self.st.lkl_prev.remove(0);
-        }
-        let applied = vec![("lambda_kl".to_string(), self.st.lambda_kl_base)];
-        self.events
-            .push(decision.into_event(step, "lambda_kl", applied));
-    }
-
     fn reconstruct(&mut self, split: &str, start: i64) -> Option<Reconstruction> {
         let frames = self.data.batch(&[start], self.device);
         let f = tch::no_grad(|| self.forward(&frames, false, false)).ok()?;
@@ -781,67 +332,6 @@ impl WubuGaadTrainer {
             boxes: to_f32(&self.boxes),
             motion_boxes: to_f32(&f.motion_boxes),
         })
-    }
-
-    fn ssim_frames(x: &Tensor, y: &Tensor) -> Tensor {
-        // x, y: [F, C, H, W] in [0, 1]; Gaussian window 11, sigma 1.5; returns [F].
-        let (_, c, h, w) = x.size4().unwrap_or((0, 3, 0, 0));
-        // The largest odd window up to 11 that fits (an even frame side below 11 gave an even
-        // size rounded up past the frame).
-        let k = ssim_window(h, w);
-        let g: Vec<f32> = (0..k)
-            .map(|i| {
-                let t = i as f64 - (k / 2) as f64;
-                (-t * t / (2.0 * 1.5 * 1.5)).exp() as f32
-            })
-            .collect();
-        let g = Tensor::from_slice(&g).to_device(x.device());
-        let g = &g / g.sum(Kind::Float);
-        let win = g
-            .view([k, 1])
-            .matmul(&g.view([1, k]))
-            .view([1, 1, k, k])
-            .expand([c, 1, k, k], false)
-            .contiguous();
-        let blur = |t: &Tensor| t.conv2d(&win, None::<Tensor>, [1, 1], [0, 0], [1, 1], c);
-        let (mx, my) = (blur(x), blur(y));
-        let sxx = blur(&(x * x)) - &mx * &mx;
-        let syy = blur(&(y * y)) - &my * &my;
-        let sxy = blur(&(x * y)) - &mx * &my;
-        let (c1, c2) = (0.01f64.powi(2), 0.03f64.powi(2));
-        let map = ((&mx * &my * 2.0 + c1) * (sxy * 2.0 + c2))
-            / ((&mx * &mx + &my * &my + c1) * (sxx + syy + c2));
-        map.mean_dim([1i64, 2, 3].as_slice(), false, Kind::Float)
-    }
-}
-
-/// The easy-win penalty (spec 8) as a tensor: `(recon − good)/adv · weight`, clipped. The
-/// adversarial loss in the denominator is detached, so the penalty pushes the reconstruction
-/// down; through the denominator its gradient (about 90 times the GAN term's at the seed's
-/// scales) taught the generator to stop fooling the critic.
-fn easy_win_term(
-    recon: &Tensor,
-    adv: &Tensor,
-    hc: &crate::core::preset::wubu_gaad::Heuristics,
-) -> Tensor {
-    ((recon - hc.good_recon) / (adv.detach() + 1e-5) * hc.easy_win_weight)
-        .clamp(0.0, hc.easy_win_max)
-}
-
-/// The SSIM window side: 11, or the largest odd size that fits a smaller frame.
-fn ssim_window(h: i64, w: i64) -> i64 {
-    let k = 11.min(h).min(w).max(1);
-    if k % 2 == 0 {
-        k - 1
-    } else {
-        k
-    }
-}
-
-fn kind_name(k: DiscKind) -> &'static str {
-    match k {
-        DiscKind::PixelCnn => "pixel_cnn",
-        DiscKind::WubuFeature => "wubu_feature",
     }
 }
 
@@ -983,7 +473,6 @@ impl Trainer for WubuGaadTrainer {
         "lower train.lr_gen and the critics' rates 5-10x or tighten train.global_clip, then resume from the last good checkpoint"
     }
 
-    #[allow(clippy::too_many_lines)]
     fn train_step(&mut self, ctx: &StepCtx) -> Result<Vec<(&'static str, f64)>, StepError> {
         seed_torch(self.seed, Stream::Step, ctx.step);
         let starts = self.starts(ctx.epoch, ctx.batch_in_epoch);
@@ -991,174 +480,10 @@ impl Trainer for WubuGaadTrainer {
         let f = self
             .forward(&frames, true, true)
             .map_err(|e| StepError::new("forward", e))?;
-        let a = self.st.active;
-        let step_no = ctx.step + 1;
-        let (lambda_gan, lambda_fm, clip) = {
-            let t = &self.cfg.train;
-            (t.lambda_gan, t.lambda_fm, t.global_clip)
-        };
-        let gan_on = lambda_gan > 0.0;
-        let q_on = self.cfg.q_control.enabled
-            && step_no.is_multiple_of(self.cfg.q_control.every_steps.max(1));
-
-        // Critic step on detached fakes.
-        let (d_total, d_real, d_fake, d_norm) = {
-            let critic = &self.critics[a];
-            let real_in = self.critic_input(&f.real_pred, &f.real_coeffs);
-            let fake_frames = f.gen.frames.detach();
-            let fake_coeffs = f.fake_coeffs.detach();
-            let fake_in = self.critic_input(&fake_frames, &fake_coeffs);
-            let (lr_real, _) = critic.forward_t(&real_in, true);
-            let (lr_fake, _) = critic.forward_t(&fake_in, true);
-            let (l_real, l_fake) = (bce(&lr_real, 1.0), bce(&lr_fake, 0.0));
-            let loss = (&l_real + &l_fake) * 0.5;
-            let (dt, dr, df) = (value(&loss), value(&l_real), value(&l_fake));
-            self.opt_d[a].zero_grad();
-            let mut norm = 0.0;
-            if gan_on {
-                loss.f_backward()
-                    .map_err(StepError::at("critic backward"))?;
-                norm = self.opt_d[a].clip_global(clip);
-            }
-            (dt, dr, df, norm)
-        };
-        self.apply_scales(a + 1);
-        if gan_on {
-            self.opt_d[a].step();
-        }
-
-        // Generator and encoder step.
-        let (recon, mses) = self.recon_loss(&f);
-        let kl = ((&f.enc.mu * &f.enc.mu + f.enc.logvar.exp() - &f.enc.logvar - 1.0)
-            .sum_dim_intlist([1i64].as_slice(), false, Kind::Float)
-            * 0.5)
-            .mean(Kind::Float);
-        let h = &self.st.heur;
-        let lambda_kl = self.st.lambda_kl_base * h.kl_factor;
-        let mut g_loss = &recon * h.recon_factor + &kl * lambda_kl;
-        let fake_in = self.critic_input(&f.gen.frames, &f.fake_coeffs);
-        let (logits, fake_feats) = self.critics[a].forward_t(&fake_in, true);
-        let adv = bce(&logits, 1.0);
-        let (adv_v, recon_v) = (value(&adv), value(&recon));
-        let mut fm_v = 0.0;
-        let mut penalty_v = 0.0;
-        if gan_on {
-            g_loss += &adv * (lambda_gan * h.gan_factor);
-            if h.feature_matching && lambda_fm > 0.0 {
-                if let Some(fake_feats) = fake_feats {
-                    if let Some(real_feats) = self.real_features(a, &f) {
-                        let fm = fake_feats.mse_loss(&real_feats.detach(), Reduction::Mean);
-                        fm_v = value(&fm);
-                        g_loss += fm * lambda_fm;
-                    }
-                }
-            }
-            let hc = &self.cfg.heuristics;
-            if h.penalize_easy_win
-                && crate::core::control::heuristics::easy_win_penalty(adv_v, recon_v, hc) > 0.0
-            {
-                let p = easy_win_term(&recon, &adv, hc);
-                penalty_v = value(&p);
-                g_loss += p;
-            }
-        }
-        let g_total = value(&g_loss);
-        self.opt_g.zero_grad();
-        g_loss
-            .f_backward()
-            .map_err(StepError::at("generator backward"))?;
-        let g_norm = self.opt_g.clip_global(clip);
-        self.apply_scales(0);
-        let skipped = self.opt_g.step();
-        // Critic grads from the generator's backward are dropped at the critic's next step.
-        let kl_v = value(&kl);
-        let kl_per_dim = kl_v / self.d.latent as f64;
-
-        // Controllers decide on the means of their interval; new scales apply from the next
-        // step.
-        self.st
-            .gen_interval
-            .add(&[g_total, d_total, recon_v, kl_v, adv_v]);
-        if gan_on {
-            self.st.d_interval[a].add(&[d_total, d_real, d_fake, adv_v]);
-        }
-        if q_on {
-            if gan_on {
-                self.critic_decision(step_no, a);
-            }
-            self.gen_decision(step_no, lambda_kl);
-        }
-
-        // Heuristics, switching, lambda_KL.
-        self.st.heur.observe(
-            &StepValues {
-                g_adv: adv_v,
-                kl: kl_per_dim,
-                recon: recon_v,
-                d_total,
-                d_reward: self.st.last_d_reward[a],
-            },
-            &self.cfg.heuristics,
-        );
-        if step_no.is_multiple_of(self.cfg.heuristics.check_every_steps.max(1)) {
-            self.check_heuristics(step_no);
-        }
-        self.st.lkl_sums[0] += recon_v;
-        self.st.lkl_sums[1] += kl_per_dim;
-        self.st.lkl_sums[2] += d_total;
-        self.st.lkl_count += 1;
-        let lkl_every = self.cfg.q_control.lkl_every_steps;
-        if self.cfg.q_control.enabled && lkl_every > 0 && step_no.is_multiple_of(lkl_every) {
-            self.lkl_control(step_no);
-        }
-        if !skipped.is_empty() {
-            self.events.push(Event::Log {
-                step: ctx.step,
-                level: crate::core::protocol::Level::Warning,
-                message: format!("non-finite gradients skipped: {}", skipped.join(", ")),
-            });
-        }
-        let mut out = vec![
-            ("g_loss", g_total),
-            ("d_loss", d_total),
-            ("d_real", d_real),
-            ("d_fake", d_fake),
-            ("recon", recon_v),
-            ("kl", kl_v),
-            ("kl_per_dim", kl_per_dim),
-            ("g_adv", adv_v),
-            ("lr_gen", self.opt_g.lr),
-            ("lr_disc_primary", self.opt_d[0].lr),
-            ("lr_disc_alternative", self.opt_d[1].lr),
-            ("momentum_gen", self.opt_g.momentum),
-            ("lambda_kl_eff", lambda_kl),
-            ("heur_gan_factor", self.st.heur.gan_factor),
-            ("heur_recon_factor", self.st.heur.recon_factor),
-            ("heur_kl_factor", self.st.heur.kl_factor),
-            ("active_critic", self.st.active as f64),
-            ("grad_norm_g", g_norm),
-            ("grad_norm_d", d_norm),
-        ];
-        for (name, v) in [
-            ("mse_dft", mses[0]),
-            ("mse_dct", mses[1]),
-            ("mse_pixel", mses[2]),
-        ] {
-            if v.is_finite() {
-                out.push((name, v));
-            }
-        }
-        if fm_v > 0.0 {
-            out.push(("feature_match", fm_v));
-        }
-        if penalty_v > 0.0 {
-            out.push(("easy_win_penalty", penalty_v));
-        }
-        if q_on {
-            out.push(("ctl_epsilon_gen", self.st.q_gen.epsilon));
-            out.push(("ctl_epsilon_critic", self.st.q_d[a].epsilon));
-        }
-        Ok(out)
+        let critic = self.critic_step(&f)?;
+        let gen = self.generator_step(&f)?;
+        self.control_step(ctx.step, &critic, &gen);
+        Ok(self.step_scalars(ctx.step, &critic, &gen))
     }
 
     fn live_names(&self) -> &'static [&'static str] {
@@ -1262,7 +587,7 @@ impl Trainer for WubuGaadTrainer {
                 let p = ((&per + 1e-10).reciprocal().log10() * 10.0).clamp(0.0, 100.0);
                 psnr += value(&p.sum(Kind::Float));
                 mse += value(&per.sum(Kind::Float));
-                ssim += value(&Self::ssim_frames(&f01, &r01).sum(Kind::Float));
+                ssim += value(&crate::engine::metrics::ssim_frames(&f01, &r01).sum(Kind::Float));
                 frames_seen += per.size()[0] as usize;
                 if let Some(net) = &self.lpips {
                     if let Ok(dist) = net.forward_ts(&[&fake, &real]) {
@@ -1391,14 +716,14 @@ mod tests {
 
     #[test]
     fn the_ssim_window_fits_every_frame_size() {
-        assert_eq!(ssim_window(64, 64), 11);
-        assert_eq!(ssim_window(8, 8), 7);
-        assert_eq!(ssim_window(10, 12), 9);
-        assert_eq!(ssim_window(9, 30), 9);
-        assert_eq!(ssim_window(1, 1), 1);
+        assert_eq!(crate::engine::metrics::ssim_window(64, 64), 11);
+        assert_eq!(crate::engine::metrics::ssim_window(8, 8), 7);
+        assert_eq!(crate::engine::metrics::ssim_window(10, 12), 9);
+        assert_eq!(crate::engine::metrics::ssim_window(9, 30), 9);
+        assert_eq!(crate::engine::metrics::ssim_window(1, 1), 1);
         for side in [4i64, 6, 8, 10] {
             let x = Tensor::rand([2, 3, side, side], (Kind::Float, Device::Cpu));
-            let s = WubuGaadTrainer::ssim_frames(&x, &x);
+            let s = crate::engine::metrics::ssim_frames(&x, &x);
             assert!(
                 (s - 1.0).abs().max().double_value(&[]) < 1e-4,
                 "side {side}"
@@ -1411,7 +736,7 @@ mod tests {
         let hc = WubuGaadPreset::default().heuristics;
         let recon = Tensor::from(0.115f32).set_requires_grad(true);
         let adv = Tensor::from(0.1f32).set_requires_grad(true);
-        let p = easy_win_term(&recon, &adv, &hc);
+        let p = losses::easy_win_term(&recon, &adv, &hc);
         let v = p.double_value(&[]);
         assert!(v > 0.0 && v < hc.easy_win_max, "{v}: not clipped");
         p.backward();
@@ -1481,7 +806,7 @@ mod tests {
             .batch(&[t.data.train[0], t.data.train[1]], Device::Cpu);
         let f = t.forward(&frames, false, false).expect("forward");
         let feature = (0..2)
-            .find(|&i| t.critics[i].kind() == DiscKind::WubuFeature)
+            .find(|&i| t.critics[i].kind() == crate::core::preset::wubu_gaad::DiscKind::WubuFeature)
             .expect("a feature critic");
         // Dropout on: two draws differ, as the fakes' training-mode features do.
         tch::manual_seed(1);
