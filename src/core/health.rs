@@ -12,30 +12,33 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
+use crate::core::preset::schema::FieldKind as K;
 use crate::core::protocol::HealthSignal;
 
-/// Thresholds of the health rules; part of every adversarial preset.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HealthConfig {
-    /// Turns the rules on.
-    pub enabled: bool,
-    /// Steps before any rule may fire (the first steps are always wild).
-    pub warmup_steps: u64,
-    /// Logged values the rules look at.
-    pub window: usize,
-    /// Mean `d_loss` below `-critic_dominating` over the window: the critic dominates.
-    pub critic_dominating: f64,
-    /// Mean `d_loss` above `generator_dominating`: the generator dominates.
-    pub generator_dominating: f64,
-    /// Standard deviation of `d_loss` over the window above this: wild oscillation.
-    pub oscillation_std: f64,
-    /// Any loss magnitude above this: the run is exploding.
-    pub explode_abs: f64,
-    /// Sample diversity divided by the real data's diversity below this: mode collapse.
-    pub collapse_diversity_ratio: f64,
-    /// Steps after a finding before the same signal may fire again.
-    pub cooldown_steps: u64,
+crate::preset_section! {
+    /// Thresholds of the health rules; part of every adversarial preset.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct HealthConfig {
+        /// Turns the rules on.
+        pub enabled: bool => field(K::Bool, "", [phase], "Watch the losses (and the samples' diversity) for failure modes"),
+        /// Steps before any rule may fire (the first steps are always wild).
+        pub warmup_steps: u64 => field(K::Int { min: 0, max: 9223372036854775807 }, "steps", [phase], "Steps before any health signal may fire"),
+        /// Logged values the rules look at.
+        pub window: usize => field(K::Int { min: 2, max: 100000 }, "logged steps", [phase], "Logged values the loss rules look at"),
+        /// Mean `d_loss` below `-critic_dominating` over the window: the critic dominates.
+        pub critic_dominating: f64 => field(K::Float { min: 0.0, max: 1000000000.0 }, "", [phase], "Mean d_loss below minus this: critic dominating"),
+        /// Mean `d_loss` above `generator_dominating`: the generator dominates.
+        pub generator_dominating: f64 => field(K::Float { min: 0.0, max: 1000000000.0 }, "", [phase], "Mean d_loss above this: generator dominating"),
+        /// Standard deviation of `d_loss` over the window above this: wild oscillation.
+        pub oscillation_std: f64 => field(K::Float { min: 0.0, max: 1000000000.0 }, "", [phase], "d_loss standard deviation above this: wild oscillation"),
+        /// Any loss magnitude above this: the run is exploding.
+        pub explode_abs: f64 => field(K::Float { min: 0.0, max: 1e30 }, "", [phase], "A loss magnitude above this: exploding"),
+        /// Sample diversity divided by the real data's diversity below this: mode collapse.
+        pub collapse_diversity_ratio: f64 => field(K::Float { min: 0.0, max: 1.0 }, "", [phase], "Sample diversity / real diversity below this: mode collapse (families with samples)"),
+        /// Steps after a finding before the same signal may fire again.
+        pub cooldown_steps: u64 => field(K::Int { min: 0, max: 9223372036854775807 }, "steps", [phase], "Steps before the same signal may fire again"),
+    }
 }
 
 impl Default for HealthConfig {

@@ -16,6 +16,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::core::preset::schema::FieldKind as K;
+
 use crate::core::control::median;
 
 /// The default of `heuristics.kl_high`, in nats per latent dimension. The encoder starts at
@@ -33,40 +35,44 @@ pub enum InitialDisc {
     Alternative,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Heuristics {
-    pub enabled: bool,
-    pub check_every_steps: u64,
-    pub short_history: u32,
-    pub trigger_count: u32,
-    pub d_strong: f64,
-    pub d_very_weak: f64,
-    pub g_stalled: f64,
-    pub g_winning: f64,
-    pub g_very_much_winning: f64,
-    /// KL per latent dimension (nats) above which KL counts as high.
-    pub kl_high: f64,
-    pub recon_stagnation_rel: f64,
-    pub good_recon: f64,
-    pub q_reward_stagnation: f64,
-    pub recon_boost: f64,
-    pub easy_win_weight: f64,
-    pub easy_win_max: f64,
-    pub d_lr_boost: f64,
-    pub explore_epsilon: f64,
-    pub explore_decisions: u32,
-    pub gan_factor_min: f64,
-    pub gan_factor_max: f64,
+crate::preset_section! {
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Heuristics {
+        pub enabled: bool => field(K::Bool, "", [phase], "Heuristic interventions (section 6)"),
+        pub check_every_steps: u64 => field(K::Int { min: 1, max: 1000000 }, "steps", [phase], "Steps between heuristic and switch checks"),
+        pub short_history: u32 => field(K::Int { min: 1, max: 10000 }, "steps", [phase], "Recent values whose median the checks read"),
+        pub trigger_count: u32 => field(K::Int { min: 1, max: 1000 }, "checks", [phase], "Consecutive checks a condition must hold"),
+        pub d_strong: f64 => field(K::Float { min: 0.0, max: 1000000.0 }, "", [phase], "d_total below this: the critic is strong"),
+        pub d_very_weak: f64 => field(K::Float { min: 0.0, max: 1000000.0 }, "", [phase], "d_total above this: the critic is very weak"),
+        pub g_stalled: f64 => field(K::Float { min: 0.0, max: 1000000.0 }, "", [phase], "g_adv above this: the generator is stalled"),
+        pub g_winning: f64 => field(K::Float { min: 0.0, max: 1000000.0 }, "", [phase], "g_adv below this gates the easy-win penalty"),
+        pub g_very_much_winning: f64 => field(K::Float { min: 0.0, max: 1000000.0 }, "", [phase], "g_adv below this: the generator wins very easily"),
+        /// KL per latent dimension (nats) above which KL counts as high.
+        pub kl_high: f64 => field(K::Float { min: 0.0, max: 1000000.0 }, "nats/dim", [phase], "KL per latent dimension above this is high (KL reduction; the strong-critic switch needs less than 1.5x it)"),
+        pub recon_stagnation_rel: f64 => field(K::Float { min: 0.0, max: 1.0 }, "", [phase], "Relative recon improvement below this counts as stagnant"),
+        pub good_recon: f64 => field(K::Float { min: 0.0, max: 1000000.0 }, "", [phase], "Recon below 1.25x this is never called stagnant"),
+        pub q_reward_stagnation: f64 => field(K::Float { min: -10.0, max: 10.0 }, "", [phase], "Active critic's median reward below this: its controller is stagnant"),
+        pub recon_boost: f64 => field(K::Float { min: 1.0, max: 100.0 }, "x", [phase], "Recon factor while rebalancing or reducing KL"),
+        pub easy_win_weight: f64 => field(K::Float { min: 0.0, max: 1000000.0 }, "", [phase], "Weight of the easy-win penalty"),
+        pub easy_win_max: f64 => field(K::Float { min: 0.0, max: 1000000.0 }, "", [phase], "Cap of the easy-win penalty"),
+        pub d_lr_boost: f64 => field(K::Float { min: 1.0, max: 100.0 }, "x", [phase], "Active critic's LR multiplier while its controller is stagnant"),
+        pub explore_epsilon: f64 => field(K::Float { min: 0.0, max: 1.0 }, "", [phase], "Epsilon of a forced exploration of the critic's controller"),
+        pub explore_decisions: u32 => field(K::Int { min: 0, max: 100000 }, "decisions", [phase], "Length of a forced exploration"),
+        pub gan_factor_min: f64 => field(K::Float { min: 0.0, max: 10.0 }, "x", [phase], "Lowest GAN factor"),
+        pub gan_factor_max: f64 => field(K::Float { min: 0.0, max: 10.0 }, "x", [phase], "Highest GAN factor"),
+    }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Switching {
-    pub enabled: bool,
-    pub initial: InitialDisc,
-    pub min_steps_between: u64,
-    pub trigger_count: u32,
+crate::preset_section! {
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Switching {
+        pub enabled: bool => field(K::Bool, "", [phase], "Switch between the two discriminators (section 7)"),
+        pub initial: InitialDisc => field(K::Choice(&["primary", "alternative"]), "", [], "The discriminator a fresh run starts with"),
+        pub min_steps_between: u64 => field(K::Int { min: 0, max: 100000000 }, "steps", [phase], "Steps after a switch before the next"),
+        pub trigger_count: u32 => field(K::Int { min: 1, max: 1000 }, "checks", [phase], "Consecutive checks a switch condition must hold"),
+    }
 }
 
 impl Default for Heuristics {

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::core::preset::schema::FieldKind as K;
+
 /// Where the training images come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -24,25 +26,27 @@ pub enum OnBadImage {
     Fail,
 }
 
-/// The images a run trains on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ImageData {
-    pub source: ImageSource,
-    /// The image folder when `source` is `folder`.
-    pub folder: String,
-    pub image_size: u32,
-    /// Number of synthetic training images.
-    pub synthetic_count: u32,
-    /// Images held out from training for validation (sliced Wasserstein distance).
-    pub holdout: u32,
-    pub hflip_prob: f64,
-    pub rotation_deg: f64,
-    pub jitter_brightness: f64,
-    pub jitter_contrast: f64,
-    pub jitter_saturation: f64,
-    pub jitter_hue: f64,
-    pub on_bad_image: OnBadImage,
+crate::preset_section! {
+    /// The images a run trains on.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct ImageData {
+        pub source: ImageSource => field(K::Choice(&["synthetic_sprites", "folder"]), "", [], "Training images: procedural sprites or a folder of PNG/JPEG"),
+        /// The image folder when `source` is `folder`.
+        pub folder: String => field(K::Path, "", [], "Image folder (searched recursively) when source is folder"),
+        pub image_size: u32 => field(K::Int { min: 16, max: 256 }, "px", [], "Square training resolution; a power of two"),
+        /// Number of synthetic training images.
+        pub synthetic_count: u32 => field(K::Int { min: 16, max: 1000000 }, "images", [], "Synthetic training set size"),
+        /// Images held out from training for validation (sliced Wasserstein distance).
+        pub holdout: u32 => field(K::Int { min: 0, max: 100000 }, "images", [], "Images held out of training for the validation distance"),
+        pub hflip_prob: f64 => field(K::Float { min: 0.0, max: 1.0 }, "", [phase], "Probability of a horizontal flip"),
+        pub rotation_deg: f64 => field(K::Float { min: 0.0, max: 180.0 }, "deg", [phase], "Random rotation range, +-degrees, white fill"),
+        pub jitter_brightness: f64 => field(K::Float { min: 0.0, max: 1.0 }, "", [phase], "Colour jitter: brightness factor range 1 +- x"),
+        pub jitter_contrast: f64 => field(K::Float { min: 0.0, max: 1.0 }, "", [phase], "Colour jitter: contrast factor range 1 +- x"),
+        pub jitter_saturation: f64 => field(K::Float { min: 0.0, max: 1.0 }, "", [phase], "Colour jitter: saturation factor range 1 +- x"),
+        pub jitter_hue: f64 => field(K::Float { min: 0.0, max: 0.5 }, "turns", [phase], "Colour jitter: hue shift range +- x"),
+        pub on_bad_image: OnBadImage => field(K::Choice(&["skip", "fail"]), "", [], "An unreadable image: skip it with a counted warning, or fail"),
+    }
 }
 
 /// Where the frames come from.
@@ -65,28 +69,30 @@ pub enum Resize {
     CenterCrop,
 }
 
-/// The video a run trains on, cut into windows of `input_frames + predict_frames`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VideoData {
-    pub source: VideoSource,
-    /// A video file or a folder of videos when `source` is `file`.
-    pub path: String,
-    /// A separate validation video; empty takes the end of the training frames instead.
-    pub validation_path: String,
-    /// Of the training frames, the final fraction kept for validation (no window crosses).
-    pub validation_fraction: f64,
-    pub image_h: u32,
-    pub image_w: u32,
-    pub resize: Resize,
-    /// Frames skipped between the frames of a window, plus one (1 = consecutive).
-    pub frame_skip: u32,
-    pub input_frames: u32,
-    pub predict_frames: u32,
-    /// Length of the synthetic video.
-    pub synthetic_frames: u32,
-    /// Read at most this many frames of each video (0 = all).
-    pub max_frames: u32,
+crate::preset_section! {
+    /// The video a run trains on, cut into windows of `input_frames + predict_frames`.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct VideoData {
+        pub source: VideoSource => field(K::Choice(&["synthetic_shapes", "file"]), "", [], "Frames: moving shapes generated in memory, or a video file or folder"),
+        /// A video file or a folder of videos when `source` is `file`.
+        pub path: String => field(K::Path, "", [], "Video file, or a folder of videos, when source is file"),
+        /// A separate validation video; empty takes the end of the training frames instead.
+        pub validation_path: String => field(K::Path, "", [], "A separate validation video; empty: the end of the training frames"),
+        /// Of the training frames, the final fraction kept for validation (no window crosses).
+        pub validation_fraction: f64 => field(K::Float { min: 0.0, max: 0.9 }, "", [], "Final fraction of the frames held out for validation (windows never cross it)"),
+        pub image_h: u32 => field(K::Int { min: 16, max: 1024 }, "px", [], "Frame height"),
+        pub image_w: u32 => field(K::Int { min: 16, max: 1024 }, "px", [], "Frame width"),
+        pub resize: Resize => field(K::Choice(&["stretch", "center_crop"]), "", [], "stretch to the size (the original), or crop the centre to keep the aspect"),
+        /// Frames skipped between the frames of a window, plus one (1 = consecutive).
+        pub frame_skip: u32 => field(K::Int { min: 1, max: 100 }, "frames", [], "Source frames between consecutive frames of a window"),
+        pub input_frames: u32 => field(K::Int { min: 1, max: 64 }, "frames", [], "Context frames per window"),
+        pub predict_frames: u32 => field(K::Int { min: 1, max: 16 }, "frames", [], "Predicted frames per window (Np)"),
+        /// Length of the synthetic video.
+        pub synthetic_frames: u32 => field(K::Int { min: 8, max: 1000000 }, "frames", [], "Length of the synthetic video"),
+        /// Read at most this many frames of each video (0 = all).
+        pub max_frames: u32 => field(K::Int { min: 0, max: 100000000 }, "frames", [], "Read at most this many frames per video; 0 = all"),
+    }
 }
 
 impl Default for ImageData {

@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use schema::FieldKind as K;
+
 pub use family::{Common, FamilyPreset, LrFields};
 pub use schema::{FieldKind, FieldSpec};
 pub use wgan_gp::WganGpPreset;
@@ -76,7 +78,7 @@ impl Family {
     #[must_use]
     pub fn specs(self) -> &'static [FieldSpec] {
         match self {
-            Self::WganGp => wgan_gp::SPECS,
+            Self::WganGp => wgan_gp::SPECS.as_slice(),
             Self::WubuGaad => wubu_gaad::SPECS.as_slice(),
         }
     }
@@ -183,19 +185,21 @@ pub struct Phase {
     pub start_from_best: bool,
 }
 
-/// Q-learning control of the learning rates (spec section 5), for any family: every
-/// `every_steps` steps a controller scales each learning rate by one of the seed's factors
-/// (0.7 .. 1.3 of the phase's value), rewarded by how `metric` moved.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LrControlConfig {
-    pub enabled: bool,
-    pub every_steps: u64,
-    /// A logged scalar, e.g. `wasserstein` or `g_loss`.
-    pub metric: String,
-    pub better: crate::core::control::Better,
-    /// Decisions at the start that keep the phase's learning rates.
-    pub probation_steps: u64,
+crate::preset_section! {
+    /// Q-learning control of the learning rates (spec section 5), for any family: every
+    /// `every_steps` steps a controller scales each learning rate by one of the seed's factors
+    /// (0.7 .. 1.3 of the phase's value), rewarded by how `metric` moved.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    pub struct LrControlConfig {
+        pub enabled: bool => field(K::Bool, "", [phase], "Let a Q-learning controller scale the learning rates (0.7..1.3 of the phase's values)"),
+        pub every_steps: u64 => field(K::Int { min: 1, max: 1000000 }, "steps", [phase], "Steps between controller decisions"),
+        /// A logged scalar, e.g. `wasserstein` or `g_loss`.
+        pub metric: String => field(K::Choice(&["g_loss", "d_loss", "wasserstein", "gp"]), "", [phase], "The scalar whose movement rewards the controller"),
+        pub better: crate::core::control::Better => field(K::Choice(&["lower", "higher"]), "", [phase], "Whether a lower or a higher metric is better"),
+        /// Decisions at the start that keep the phase's learning rates.
+        pub probation_steps: u64 => field(K::Int { min: 0, max: 1000000 }, "decisions", [phase], "Decisions at the start that keep the phase's learning rates"),
+    }
 }
 
 impl Default for LrControlConfig {
@@ -212,24 +216,28 @@ impl Default for LrControlConfig {
     }
 }
 
-/// Logging and validation cadences.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LoggingConfig {
-    pub log_every_steps: u64,
-    pub sample_every_steps: u64,
-    /// 0 turns validation (and "best" checkpoints) off.
-    pub validate_every_steps: u64,
+crate::preset_section! {
+    /// Logging and validation cadences.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct LoggingConfig {
+        pub log_every_steps: u64 => field(K::Int { min: 1, max: 1000000 }, "steps", [phase], "Scalar logging cadence"),
+        pub sample_every_steps: u64 => field(K::Int { min: 0, max: 100000000 }, "steps", [phase], "Fixed-noise samples (and a reconstruction, for reconstruction families) cadence; 0 = only at the end"),
+        /// 0 turns validation (and "best" checkpoints) off.
+        pub validate_every_steps: u64 => field(K::Int { min: 0, max: 100000000 }, "steps", [phase], "Validation cadence (the family's validation metrics); 0 = off"),
+    }
 }
 
-/// Checkpoint cadence and retention.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CheckpointConfig {
-    /// 0 writes checkpoints only at phase ends, on request and at the end of the run.
-    pub every_steps: u64,
-    /// How many of the latest checkpoints to keep (the best of each phase is always kept).
-    pub keep_last: u64,
+crate::preset_section! {
+    /// Checkpoint cadence and retention.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct CheckpointConfig {
+        /// 0 writes checkpoints only at phase ends, on request and at the end of the run.
+        pub every_steps: u64 => field(K::Int { min: 0, max: 100000000 }, "steps", [phase], "Checkpoint cadence; 0 = at phase ends and on request only"),
+        /// How many of the latest checkpoints to keep (the best of each phase is always kept).
+        pub keep_last: u64 => field(K::Int { min: 1, max: 10000 }, "checkpoints", [], "Latest checkpoints kept (each phase's best is always kept)"),
+    }
 }
 
 /// One problem found by validation.

@@ -140,6 +140,114 @@ pub fn find_spec<'a>(specs: &'a [FieldSpec], path: &str) -> Result<&'a FieldSpec
     }
 }
 
+/// A preset, or one section of it, whose fields carry their specs ([`preset_section!`]).
+pub trait Fields {
+    /// Appends its fields' specs, paths under `prefix` (`""` or `"train."`); a non-empty
+    /// `label` starts each doc (one struct used for several sections, WuBu's stacks).
+    fn field_specs(prefix: &str, label: &str, out: &mut Vec<FieldSpec>);
+}
+
+/// Every spec of a preset type, with `'static` paths and docs (built once per type).
+#[must_use]
+pub fn specs_of<T: Fields>() -> Vec<FieldSpec> {
+    let mut out = Vec::new();
+    T::field_specs("", "", &mut out);
+    out
+}
+
+/// A spec of a generated path: the strings live as long as the program (specs are built
+/// once, in a `LazyLock`, per family).
+#[doc(hidden)]
+#[must_use]
+pub fn leaf_spec(
+    prefix: &str,
+    field: &str,
+    label: &str,
+    (kind, unit, flags, doc): (FieldKind, &'static str, &[&str], &'static str),
+) -> FieldSpec {
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    FieldSpec {
+        path: leak(format!("{prefix}{field}")),
+        kind,
+        unit,
+        phase: flags.contains(&"phase"),
+        live: flags.contains(&"live"),
+        doc: if label.is_empty() {
+            doc
+        } else {
+            leak(format!("{label}: {doc}"))
+        },
+    }
+}
+
+/// Declares a preset section once: the serde struct and, from the same lines, its fields'
+/// specs (kind and range, unit, whether a phase or a live command may change it, a one-line
+/// doc). Each field ends with `=> field(KIND, "unit", [phase live], "doc")`, `=> section`
+/// (a nested section, `section("label")` to start its docs with a label), or `=> skip` (no
+/// spec: the schema version, the family, the phases).
+#[macro_export]
+macro_rules! preset_section {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $(
+                $(#[$fmeta:meta])*
+                pub $field:ident : $ty:ty => $what:ident $( ( $($args:tt)* ) )?
+            ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        pub struct $name {
+            $(
+                $(#[$fmeta])*
+                pub $field: $ty,
+            )*
+        }
+
+        impl $crate::core::preset::schema::Fields for $name {
+            fn field_specs(
+                prefix: &str,
+                label: &str,
+                out: &mut Vec<$crate::core::preset::schema::FieldSpec>,
+            ) {
+                let _ = (prefix, label, &out);
+                $(
+                    $crate::preset_field!(out, prefix, label, $field, $ty, $what $( ( $($args)* ) )?);
+                )*
+            }
+        }
+    };
+}
+
+/// One field's spec (see [`preset_section!`]).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! preset_field {
+    ($out:ident, $prefix:ident, $label:ident, $field:ident, $ty:ty, field($kind:expr, $unit:expr, [$($flag:ident)*], $doc:expr)) => {
+        $out.push($crate::core::preset::schema::leaf_spec(
+            $prefix,
+            stringify!($field),
+            $label,
+            ($kind, $unit, &[$(stringify!($flag)),*], $doc),
+        ));
+    };
+    ($out:ident, $prefix:ident, $label:ident, $field:ident, $ty:ty, section) => {
+        <$ty as $crate::core::preset::schema::Fields>::field_specs(
+            &format!("{}{}.", $prefix, stringify!($field)),
+            "",
+            $out,
+        );
+    };
+    ($out:ident, $prefix:ident, $label:ident, $field:ident, $ty:ty, section($section_label:expr)) => {
+        <$ty as $crate::core::preset::schema::Fields>::field_specs(
+            &format!("{}{}.", $prefix, stringify!($field)),
+            $section_label,
+            $out,
+        );
+    };
+    ($out:ident, $prefix:ident, $label:ident, $field:ident, $ty:ty, skip) => {};
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,5 +272,50 @@ mod tests {
         assert!(c.check(&serde_json::json!("huge")).is_err());
         assert_eq!(parse_cli_value("1e-4"), serde_json::json!(1e-4));
         assert_eq!(parse_cli_value("large"), serde_json::json!("large"));
+    }
+
+    crate::preset_section! {
+        #[derive(Debug)]
+        pub struct Inner {
+            pub width: u32 => field(FieldKind::Int { min: 1, max: 8 }, "px", [phase], "its width"),
+        }
+    }
+
+    crate::preset_section! {
+        #[derive(Debug)]
+        pub struct Outer {
+            pub version: u32 => skip,
+            pub lr: f64 => field(FieldKind::Float { min: 0.0, max: 1.0 }, "", [phase live], "a rate"),
+            pub a: Inner => section,
+            pub b: Inner => section("B"),
+        }
+    }
+
+    /// One declaration gives the struct and its specs: paths under sections, flags, docs
+    /// (labelled for a section that says so), and nothing for a skipped field.
+    #[test]
+    fn a_section_declares_its_fields_and_their_specs_once() {
+        let specs = specs_of::<Outer>();
+        let got: Vec<(&str, bool, bool, &str)> = specs
+            .iter()
+            .map(|s| (s.path, s.phase, s.live, s.doc))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("lr", true, true, "a rate"),
+                ("a.width", true, false, "its width"),
+                ("b.width", true, false, "B: its width"),
+            ]
+        );
+        assert_eq!(specs[1].unit, "px");
+        let o = Outer {
+            version: 1,
+            lr: 0.5,
+            a: Inner { width: 2 },
+            b: Inner { width: 3 },
+        };
+        assert_eq!(o.version + o.a.width + o.b.width, 6);
+        assert!((o.lr - 0.5).abs() < 1e-12);
     }
 }

@@ -32,54 +32,60 @@ pub enum CriticCounter {
     Global,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Model {
-    pub arch: Arch,
-    pub latent_dim: u32,
-    pub g_feature_maps: u32,
-    pub d_feature_maps: u32,
-    /// EMA decay of the large generator's weights; 0 disables the EMA generator.
-    pub ema_decay: f64,
-    /// Also copy BatchNorm running statistics into the EMA generator (the seed did not, so its
-    /// EMA samples used stale statistics).
-    pub ema_copy_batchnorm_stats: bool,
+crate::preset_section! {
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Model {
+        pub arch: Arch => field(K::Choice(&["small", "large"]), "", [], "small: ConvT+BN G, LayerNorm critic; large: residual+attention G, spectral-norm critic, EMA"),
+        pub latent_dim: u32 => field(K::Int { min: 1, max: 4096 }, "", [], "Size of the generator's noise vector"),
+        pub g_feature_maps: u32 => field(K::Int { min: 4, max: 1024 }, "channels", [], "Generator width (ngf)"),
+        pub d_feature_maps: u32 => field(K::Int { min: 4, max: 1024 }, "channels", [], "Critic width (ndf)"),
+        /// EMA decay of the large generator's weights; 0 disables the EMA generator.
+        pub ema_decay: f64 => field(K::Float { min: 0.0, max: 0.99999 }, "", [], "EMA decay of the large generator; 0 turns the EMA generator off"),
+        /// Also copy BatchNorm running statistics into the EMA generator (the seed did not, so its
+        /// EMA samples used stale statistics).
+        pub ema_copy_batchnorm_stats: bool => field(K::Bool, "", [], "Copy BatchNorm running stats into the EMA generator (the seed did not)"),
+    }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Train {
-    pub batch_size: u32,
-    pub lr_g: f64,
-    pub lr_d: f64,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub n_critic: u32,
-    pub critic_counter: CriticCounter,
-    pub lambda_gp: f64,
+crate::preset_section! {
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Train {
+        pub batch_size: u32 => field(K::Int { min: 1, max: 4096 }, "images", [phase], "Images per step"),
+        pub lr_g: f64 => field(K::Float { min: 1e-9, max: 1.0 }, "", [phase live], "Generator Adam learning rate (TTUR: usually <= lr_d)"),
+        pub lr_d: f64 => field(K::Float { min: 1e-9, max: 1.0 }, "", [phase live], "Critic Adam learning rate"),
+        pub beta1: f64 => field(K::Float { min: 0.0, max: 0.999 }, "", [phase], "Adam beta1; 0 for WGAN-GP"),
+        pub beta2: f64 => field(K::Float { min: 0.0, max: 0.99999 }, "", [phase], "Adam beta2; 0.9 for WGAN-GP"),
+        pub n_critic: u32 => field(K::Int { min: 1, max: 100 }, "steps", [phase live], "Critic steps per generator step"),
+        pub critic_counter: CriticCounter => field(K::Choice(&["per_epoch", "global"]), "", [phase], "per_epoch: the seed's counter that restarts each epoch; global: over the run"),
+        pub lambda_gp: f64 => field(K::Float { min: 0.0, max: 1000.0 }, "", [phase live], "Gradient penalty weight"),
+    }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WganGpPreset {
-    pub schema_version: u32,
-    pub family: Family,
-    pub name: String,
-    pub seed: u64,
-    /// `auto`, `cpu`, `cuda` or `cuda:N`.
-    pub device: String,
-    /// libtorch intra-op threads; 0 keeps libtorch's default.
-    pub threads: u32,
-    pub data: ImageData,
-    pub model: Model,
-    pub train: Train,
-    pub health: HealthConfig,
-    pub logging: LoggingConfig,
-    pub checkpoints: CheckpointConfig,
-    /// Off unless set: presets written before it existed still load.
-    #[serde(default)]
-    pub lr_control: LrControlConfig,
-    pub phases: Vec<Phase>,
+crate::preset_section! {
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct WganGpPreset {
+        pub schema_version: u32 => skip,
+        pub family: Family => skip,
+        pub name: String => field(K::Text, "", [], "Name of the preset; runs are named after it"),
+        pub seed: u64 => field(K::Int { min: 0, max: 9223372036854775807 }, "", [], "Seed of every random draw (init, data order, noise, augmentation)"),
+        /// `auto`, `cpu`, `cuda` or `cuda:N`.
+        pub device: String => field(K::Text, "", [], "auto (CUDA when present), cpu, cuda or cuda:N"),
+        /// libtorch intra-op threads; 0 keeps libtorch's default.
+        pub threads: u32 => field(K::Int { min: 0, max: 1024 }, "threads", [], "libtorch CPU threads; 0 keeps libtorch's default"),
+        pub data: ImageData => section,
+        pub model: Model => section,
+        pub train: Train => section,
+        pub health: HealthConfig => section,
+        pub logging: LoggingConfig => section,
+        pub checkpoints: CheckpointConfig => section,
+        /// Off unless set: presets written before it existed still load.
+        #[serde(default)]
+        pub lr_control: LrControlConfig => section,
+        pub phases: Vec<Phase> => skip,
+    }
 }
 
 impl Default for WganGpPreset {
@@ -132,64 +138,9 @@ impl Default for WganGpPreset {
     }
 }
 
-const LR: K = K::Float {
-    min: 1e-9,
-    max: 1.0,
-};
-const UNIT: K = K::Float { min: 0.0, max: 1.0 };
-
-/// Every field of the WGAN-GP preset.
-pub const SPECS: &[FieldSpec] = &[
-    FieldSpec { path: "name", kind: K::Text, unit: "", phase: false, live: false, doc: "Name of the preset; runs are named after it" },
-    FieldSpec { path: "seed", kind: K::Int { min: 0, max: i64::MAX }, unit: "", phase: false, live: false, doc: "Seed of every random draw (init, data order, noise, augmentation)" },
-    FieldSpec { path: "device", kind: K::Text, unit: "", phase: false, live: false, doc: "auto (CUDA when present), cpu, cuda or cuda:N" },
-    FieldSpec { path: "threads", kind: K::Int { min: 0, max: 1024 }, unit: "threads", phase: false, live: false, doc: "libtorch CPU threads; 0 keeps libtorch's default" },
-    FieldSpec { path: "data.source", kind: K::Choice(&["synthetic_sprites", "folder"]), unit: "", phase: false, live: false, doc: "Training images: procedural sprites or a folder of PNG/JPEG" },
-    FieldSpec { path: "data.folder", kind: K::Path, unit: "", phase: false, live: false, doc: "Image folder (searched recursively) when source is folder" },
-    FieldSpec { path: "data.image_size", kind: K::Int { min: 16, max: 256 }, unit: "px", phase: false, live: false, doc: "Square training resolution; a power of two" },
-    FieldSpec { path: "data.synthetic_count", kind: K::Int { min: 16, max: 1_000_000 }, unit: "images", phase: false, live: false, doc: "Synthetic training set size" },
-    FieldSpec { path: "data.holdout", kind: K::Int { min: 0, max: 100_000 }, unit: "images", phase: false, live: false, doc: "Images held out of training for the validation distance" },
-    FieldSpec { path: "data.hflip_prob", kind: UNIT, unit: "", phase: true, live: false, doc: "Probability of a horizontal flip" },
-    FieldSpec { path: "data.rotation_deg", kind: K::Float { min: 0.0, max: 180.0 }, unit: "deg", phase: true, live: false, doc: "Random rotation range, +-degrees, white fill" },
-    FieldSpec { path: "data.jitter_brightness", kind: UNIT, unit: "", phase: true, live: false, doc: "Colour jitter: brightness factor range 1 +- x" },
-    FieldSpec { path: "data.jitter_contrast", kind: UNIT, unit: "", phase: true, live: false, doc: "Colour jitter: contrast factor range 1 +- x" },
-    FieldSpec { path: "data.jitter_saturation", kind: UNIT, unit: "", phase: true, live: false, doc: "Colour jitter: saturation factor range 1 +- x" },
-    FieldSpec { path: "data.jitter_hue", kind: K::Float { min: 0.0, max: 0.5 }, unit: "turns", phase: true, live: false, doc: "Colour jitter: hue shift range +- x" },
-    FieldSpec { path: "data.on_bad_image", kind: K::Choice(&["skip", "fail"]), unit: "", phase: false, live: false, doc: "An unreadable image: skip it with a counted warning, or fail" },
-    FieldSpec { path: "model.arch", kind: K::Choice(&["small", "large"]), unit: "", phase: false, live: false, doc: "small: ConvT+BN G, LayerNorm critic; large: residual+attention G, spectral-norm critic, EMA" },
-    FieldSpec { path: "model.latent_dim", kind: K::Int { min: 1, max: 4096 }, unit: "", phase: false, live: false, doc: "Size of the generator's noise vector" },
-    FieldSpec { path: "model.g_feature_maps", kind: K::Int { min: 4, max: 1024 }, unit: "channels", phase: false, live: false, doc: "Generator width (ngf)" },
-    FieldSpec { path: "model.d_feature_maps", kind: K::Int { min: 4, max: 1024 }, unit: "channels", phase: false, live: false, doc: "Critic width (ndf)" },
-    FieldSpec { path: "model.ema_decay", kind: K::Float { min: 0.0, max: 0.99999 }, unit: "", phase: false, live: false, doc: "EMA decay of the large generator; 0 turns the EMA generator off" },
-    FieldSpec { path: "model.ema_copy_batchnorm_stats", kind: K::Bool, unit: "", phase: false, live: false, doc: "Copy BatchNorm running stats into the EMA generator (the seed did not)" },
-    FieldSpec { path: "train.batch_size", kind: K::Int { min: 1, max: 4096 }, unit: "images", phase: true, live: false, doc: "Images per step" },
-    FieldSpec { path: "train.lr_g", kind: LR, unit: "", phase: true, live: true, doc: "Generator Adam learning rate (TTUR: usually <= lr_d)" },
-    FieldSpec { path: "train.lr_d", kind: LR, unit: "", phase: true, live: true, doc: "Critic Adam learning rate" },
-    FieldSpec { path: "train.beta1", kind: K::Float { min: 0.0, max: 0.999 }, unit: "", phase: true, live: false, doc: "Adam beta1; 0 for WGAN-GP" },
-    FieldSpec { path: "train.beta2", kind: K::Float { min: 0.0, max: 0.99999 }, unit: "", phase: true, live: false, doc: "Adam beta2; 0.9 for WGAN-GP" },
-    FieldSpec { path: "train.n_critic", kind: K::Int { min: 1, max: 100 }, unit: "steps", phase: true, live: true, doc: "Critic steps per generator step" },
-    FieldSpec { path: "train.critic_counter", kind: K::Choice(&["per_epoch", "global"]), unit: "", phase: true, live: false, doc: "per_epoch: the seed's counter that restarts each epoch; global: over the run" },
-    FieldSpec { path: "train.lambda_gp", kind: K::Float { min: 0.0, max: 1000.0 }, unit: "", phase: true, live: true, doc: "Gradient penalty weight" },
-    FieldSpec { path: "health.enabled", kind: K::Bool, unit: "", phase: true, live: false, doc: "Watch the losses and samples for failure modes" },
-    FieldSpec { path: "health.warmup_steps", kind: K::Int { min: 0, max: i64::MAX }, unit: "steps", phase: true, live: false, doc: "Steps before any health signal may fire" },
-    FieldSpec { path: "health.window", kind: K::Int { min: 2, max: 100_000 }, unit: "logged steps", phase: true, live: false, doc: "Logged values the loss rules look at" },
-    FieldSpec { path: "health.critic_dominating", kind: K::Float { min: 0.0, max: 1e9 }, unit: "", phase: true, live: false, doc: "Mean d_loss below minus this: critic dominating" },
-    FieldSpec { path: "health.generator_dominating", kind: K::Float { min: 0.0, max: 1e9 }, unit: "", phase: true, live: false, doc: "Mean d_loss above this: generator dominating" },
-    FieldSpec { path: "health.oscillation_std", kind: K::Float { min: 0.0, max: 1e9 }, unit: "", phase: true, live: false, doc: "d_loss standard deviation above this: wild oscillation" },
-    FieldSpec { path: "health.explode_abs", kind: K::Float { min: 0.0, max: 1e30 }, unit: "", phase: true, live: false, doc: "A loss magnitude above this: exploding" },
-    FieldSpec { path: "health.collapse_diversity_ratio", kind: UNIT, unit: "", phase: true, live: false, doc: "Sample diversity / real diversity below this: mode collapse" },
-    FieldSpec { path: "health.cooldown_steps", kind: K::Int { min: 0, max: i64::MAX }, unit: "steps", phase: true, live: false, doc: "Steps before the same signal may fire again" },
-    FieldSpec { path: "logging.log_every_steps", kind: K::Int { min: 1, max: 1_000_000 }, unit: "steps", phase: true, live: false, doc: "Scalar logging cadence" },
-    FieldSpec { path: "logging.sample_every_steps", kind: K::Int { min: 0, max: 10_000_000 }, unit: "steps", phase: true, live: false, doc: "Fixed-noise 8x8 sample grid cadence; 0 = only at the end" },
-    FieldSpec { path: "logging.validate_every_steps", kind: K::Int { min: 0, max: 10_000_000 }, unit: "steps", phase: true, live: false, doc: "Validation (sliced Wasserstein distance to held-out images) cadence; 0 = off" },
-    FieldSpec { path: "checkpoints.every_steps", kind: K::Int { min: 0, max: 100_000_000 }, unit: "steps", phase: true, live: false, doc: "Checkpoint cadence; 0 = at phase ends and on request only" },
-    FieldSpec { path: "checkpoints.keep_last", kind: K::Int { min: 1, max: 10_000 }, unit: "checkpoints", phase: false, live: false, doc: "Latest checkpoints kept (each phase's best is always kept)" },
-    FieldSpec { path: "lr_control.enabled", kind: K::Bool, unit: "", phase: true, live: false, doc: "Let a Q-learning controller scale the learning rates (0.7..1.3 of the phase's values)" },
-    FieldSpec { path: "lr_control.every_steps", kind: K::Int { min: 1, max: 1_000_000 }, unit: "steps", phase: true, live: false, doc: "Steps between controller decisions" },
-    FieldSpec { path: "lr_control.metric", kind: K::Choice(&["g_loss", "d_loss", "wasserstein", "gp"]), unit: "", phase: true, live: false, doc: "The scalar whose movement rewards the controller" },
-    FieldSpec { path: "lr_control.better", kind: K::Choice(&["lower", "higher"]), unit: "", phase: true, live: false, doc: "Whether a lower or a higher metric is better" },
-    FieldSpec { path: "lr_control.probation_steps", kind: K::Int { min: 0, max: 1_000_000 }, unit: "decisions", phase: true, live: false, doc: "Decisions at the start that keep the phase's learning rates" },
-];
+/// Every field of the WGAN-GP preset, from its declarations.
+pub static SPECS: std::sync::LazyLock<Vec<FieldSpec>> =
+    std::sync::LazyLock::new(super::schema::specs_of::<WganGpPreset>);
 
 impl WganGpPreset {
     /// Cross-field rules the per-field ranges cannot express.
@@ -295,7 +246,7 @@ impl super::FamilyPreset for WganGpPreset {
     }
 
     fn specs(&self) -> &'static [FieldSpec] {
-        SPECS
+        SPECS.as_slice()
     }
 
     fn check(&self, problems: &mut Vec<Problem>) {

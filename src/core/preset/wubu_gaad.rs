@@ -213,135 +213,147 @@ pub enum FlowMethod {
     Torchscript,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WubuStack {
-    /// Level widths, space-separated (`"128 96 64"`); empty for no levels.
-    pub dims: String,
-    /// Initial curvature per level, space-separated; one value is repeated.
-    pub curvatures: String,
-    pub boundary_points: u32,
-    pub rotation: bool,
-    /// Hidden width of each level's tangent combiner; 0: the level's own width (the
-    /// original: 32 for every level, spec 11.16).
-    pub combiner_hidden: u32,
-    /// Each level adds its combiner's output to the incoming point's tangent vector instead
-    /// of replacing it (the original replaces it).
-    pub residual: bool,
+crate::preset_section! {
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct WubuStack {
+        /// Level widths, space-separated (`"128 96 64"`); empty for no levels.
+        pub dims: String => field(K::Text, "", [], "level widths, space-separated"),
+        /// Initial curvature per level, space-separated; one value is repeated.
+        pub curvatures: String => field(K::Text, "", [], "initial curvature per level (one value is repeated)"),
+        pub boundary_points: u32 => field(K::Int { min: 0, max: 256 }, "points", [], "boundary points per level"),
+        pub rotation: bool => field(K::Bool, "", [], "SO(n) rotation in the inter-level transforms"),
+        /// Hidden width of each level's tangent combiner; 0: the level's own width (the
+        /// original: 32 for every level, spec 11.16).
+        pub combiner_hidden: u32 => field(K::Int { min: 0, max: 8192 }, "", [], "hidden width of each level's tangent combiner; 0 = the level's width (the original: 32)"),
+        /// Each level adds its combiner's output to the incoming point's tangent vector instead
+        /// of replacing it (the original replaces it).
+        pub residual: bool => field(K::Bool, "", [], "levels add to the incoming tangent vector instead of replacing it (the original replaces it)"),
+    }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WubuModel {
-    pub latent_dim: u32,
-    pub regions: u32,
-    pub decomposition: String,
-    pub min_region_px: f64,
-    pub patch_size: u32,
-    pub use_dft: bool,
-    pub use_dct: bool,
-    pub encoder_roi_align: bool,
-    pub encoder_cnn_channels: u32,
-    pub tangent_dim: u32,
-    pub region_pooling: RegionPooling,
-    pub wubu_dropout: f64,
-    pub wubu_s: WubuStack,
-    pub wubu_m: WubuStack,
-    pub wubu_t: WubuStack,
-    pub wubu_d: WubuStack,
-    pub motion: bool,
-    pub motion_regions: u32,
-    pub motion_decomposition: String,
-    pub flow: FlowMethod,
-    pub flow_model: String,
-    /// Space-separated: mag_mean, angle_mean (cos and sin), mag_std, angle_std.
-    pub flow_stats: String,
-    pub gen_temporal_kernel: u32,
-    pub gen_film: bool,
-    /// Hidden width of the generator's spectral heads (the original: half the RoI feature,
-    /// 4096 at 16x16 patches; spec 11.16).
-    pub gen_head_hidden: u32,
-    /// Add the transform of a per-pixel colour projection of the RoI features to the spectral
-    /// heads' outputs: a locality prior the dense heads otherwise learn slowly (the original:
-    /// the dense heads alone).
-    pub gen_head_skip: bool,
-    pub disc_primary: DiscKind,
-    pub disc_alternative: DiscKind,
-    pub disc_spectral_norm: bool,
-    pub disc_base_channels: u32,
-    pub disc_max_channels: u32,
-    pub disc_temporal_kernel: u32,
-    pub disc_film: bool,
-    pub disc_feature_tangent_dim: u32,
-    pub disc_feature_stats_aux: bool,
+crate::preset_section! {
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct WubuModel {
+        pub latent_dim: u32 => field(K::Int { min: 1, max: 8192 }, "", [], "Latent size L"),
+        pub regions: u32 => field(K::Int { min: 1, max: 512 }, "regions", [], "GAAD appearance regions R"),
+        pub decomposition: String => field(K::Choice(&["subdivide", "spiral", "hybrid"]), "", [], "Appearance GAAD: golden subdivision, phi-spiral or both"),
+        pub min_region_px: f64 => field(K::Float { min: 1.0, max: 256.0 }, "px", [], "Smallest region side"),
+        pub patch_size: u32 => field(K::Int { min: 2, max: 64 }, "px", [], "Spectral patch size ph = pw"),
+        pub use_dft: bool => field(K::Bool, "", [], "DFT (real and imaginary) features and head"),
+        pub use_dct: bool => field(K::Bool, "", [], "DCT-II features and head; with neither, a pixel head"),
+        pub encoder_roi_align: bool => field(K::Bool, "", [], "Shallow CNN + RoIAlign feeds WuBu-S (else the pixel patches' spectra)"),
+        pub encoder_cnn_channels: u32 => field(K::Int { min: 1, max: 8192 }, "channels", [], "Shallow CNN width Ce"),
+        pub tangent_dim: u32 => field(K::Int { min: 1, max: 8192 }, "", [], "Patch and motion embedding width"),
+        pub region_pooling: RegionPooling => field(K::Choice(&["mean", "concat"]), "", [], "Join a frame's regions by their mean (the original) or side by side (keeps the layout)"),
+        pub wubu_dropout: f64 => field(K::Float { min: 0.0, max: 0.9 }, "", [], "Dropout in every WuBu level"),
+        pub wubu_s: WubuStack => section("WuBu-S (appearance regions)"),
+        pub wubu_m: WubuStack => section("WuBu-M (motion regions)"),
+        pub wubu_t: WubuStack => section("WuBu-T (across the window's frames)"),
+        pub wubu_d: WubuStack => section("WuBu-D (feature discriminator)"),
+        pub motion: bool => field(K::Bool, "", [], "Optical-flow motion branch (WuBu-M)"),
+        pub motion_regions: u32 => field(K::Int { min: 1, max: 512 }, "regions", [], "Motion GAAD regions Rm, placed on the flow magnitude"),
+        pub motion_decomposition: String => field(K::Choice(&["subdivide", "spiral", "hybrid"]), "", [], "Motion GAAD decomposition"),
+        pub flow: FlowMethod => field(K::Choice(&["lucas_kanade", "torchscript"]), "", [], "Optical flow: coarse-to-fine Lucas-Kanade, or a TorchScript network"),
+        pub flow_model: String => field(K::Path, "", [], "TorchScript flow network (frame_a, frame_b in [-1,1]) -> [B,2,H,W]"),
+        /// Space-separated: mag_mean, angle_mean (cos and sin), mag_std, angle_std.
+        pub flow_stats: String => field(K::Text, "", [], "Per-region flow statistics: mag_mean angle_mean mag_std angle_std"),
+        pub gen_temporal_kernel: u32 => field(K::Int { min: 1, max: 9 }, "frames", [], "Generator's temporal kernel size"),
+        pub gen_film: bool => field(K::Bool, "", [], "FiLM-condition the generator on the boxes"),
+        /// Hidden width of the generator's spectral heads (the original: half the RoI feature,
+        /// 4096 at 16x16 patches; spec 11.16).
+        pub gen_head_hidden: u32 => field(K::Int { min: 1, max: 8192 }, "", [], "Hidden width of the spectral heads (the original: half the RoI feature)"),
+        /// Add the transform of a per-pixel colour projection of the RoI features to the spectral
+        /// heads' outputs: a locality prior the dense heads otherwise learn slowly (the original:
+        /// the dense heads alone).
+        pub gen_head_skip: bool => field(K::Bool, "", [], "Add a per-pixel colour projection's transform to the spectral heads (a locality prior; the original: off)"),
+        pub disc_primary: DiscKind => field(K::Choice(&["pixel_cnn", "wubu_feature"]), "", [], "Primary discriminator"),
+        pub disc_alternative: DiscKind => field(K::Choice(&["pixel_cnn", "wubu_feature"]), "", [], "Alternative discriminator"),
+        pub disc_spectral_norm: bool => field(K::Bool, "", [], "Spectral normalisation in both discriminators"),
+        pub disc_base_channels: u32 => field(K::Int { min: 1, max: 8192 }, "channels", [], "Pixel discriminator's first width"),
+        pub disc_max_channels: u32 => field(K::Int { min: 1, max: 8192 }, "channels", [], "Pixel discriminator's widest layer"),
+        pub disc_temporal_kernel: u32 => field(K::Int { min: 1, max: 9 }, "frames", [], "Pixel discriminator's temporal kernel"),
+        pub disc_film: bool => field(K::Bool, "", [], "FiLM-condition the pixel discriminator on the boxes"),
+        pub disc_feature_tangent_dim: u32 => field(K::Int { min: 1, max: 8192 }, "", [], "Feature discriminator's projection width"),
+        pub disc_feature_stats_aux: bool => field(K::Bool, "", [], "Feature discriminator's mean/std side input"),
+    }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WubuTrain {
-    pub batch_size: u32,
-    pub optimizer: Optimizer,
-    /// Riemannian Adam's beta2 (its beta1 is `momentum`).
-    pub adam_beta2: f64,
-    pub lr_gen: f64,
-    pub lr_disc_primary: f64,
-    pub lr_disc_alternative: f64,
-    pub momentum: f64,
-    pub weight_decay: f64,
-    pub global_clip: f64,
-    pub param_clip: f64,
-    pub lambda_recon_dft: f64,
-    pub lambda_recon_dct: f64,
-    pub lambda_recon_pixel: f64,
-    pub lambda_kl: f64,
-    pub lambda_gan: f64,
-    pub lambda_fm: f64,
-    /// bf16 autocast on CUDA for the convolutional parts (hyperbolic maps stay in f32).
-    pub mixed_precision: bool,
+crate::preset_section! {
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct WubuTrain {
+        pub batch_size: u32 => field(K::Int { min: 1, max: 1024 }, "windows", [phase], "Windows per step"),
+        pub optimizer: Optimizer => field(K::Choice(&["riemannian_sgd", "riemannian_adam"]), "", [phase], "riemannian_sgd (the original) or riemannian_adam, for every network"),
+        /// Riemannian Adam's beta2 (its beta1 is `momentum`).
+        pub adam_beta2: f64 => field(K::Float { min: 0.0, max: 0.99999 }, "", [phase], "Riemannian Adam's beta2"),
+        pub lr_gen: f64 => field(K::Float { min: 1e-9, max: 1.0 }, "", [phase live], "Encoder and generator learning rate (the Q-controller scales it 0.7..1.3)"),
+        pub lr_disc_primary: f64 => field(K::Float { min: 1e-9, max: 1.0 }, "", [phase live], "Primary discriminator learning rate"),
+        pub lr_disc_alternative: f64 => field(K::Float { min: 1e-9, max: 1.0 }, "", [phase live], "Alternative discriminator learning rate"),
+        pub momentum: f64 => field(K::Float { min: 0.0, max: 0.999 }, "", [phase], "SGD momentum, or Adam's beta1 (the Q-controller scales it)"),
+        pub weight_decay: f64 => field(K::Float { min: 0.0, max: 1.0 }, "", [phase], "Weight decay of Euclidean parameters"),
+        pub global_clip: f64 => field(K::Float { min: 0.0, max: 1000000.0 }, "", [phase], "Global gradient-norm clip per network; 0 = off"),
+        pub param_clip: f64 => field(K::Float { min: 0.0, max: 1000000.0 }, "", [phase], "Per-parameter gradient-norm clip in the optimizer; 0 = off"),
+        pub lambda_recon_dft: f64 => field(K::Float { min: 0.0, max: 1000000.0 }, "", [phase live], "Weight of the DFT path's patch reconstruction MSE"),
+        pub lambda_recon_dct: f64 => field(K::Float { min: 0.0, max: 1000000.0 }, "", [phase live], "Weight of the DCT path's patch reconstruction MSE"),
+        pub lambda_recon_pixel: f64 => field(K::Float { min: 0.0, max: 1000000.0 }, "", [phase live], "Weight of the assembled frames' pixel MSE"),
+        pub lambda_kl: f64 => field(K::Float { min: 0.0, max: 100.0 }, "", [phase live], "Base KL weight (the lambda_KL controller moves it within its bounds)"),
+        pub lambda_gan: f64 => field(K::Float { min: 0.0, max: 1000000.0 }, "", [phase live], "Adversarial weight"),
+        pub lambda_fm: f64 => field(K::Float { min: 0.0, max: 1000000.0 }, "", [phase live], "Feature-matching weight (when the heuristic turns it on)"),
+        /// bf16 autocast on CUDA for the convolutional parts (hyperbolic maps stay in f32).
+        pub mixed_precision: bool => field(K::Bool, "", [phase], "bf16 autocast on CUDA (hyperbolic maps stay f32); ignored on CPU"),
+    }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct QControl {
-    pub enabled: bool,
-    /// Steps between learning-rate decisions of the generator and active-critic controllers.
-    pub every_steps: u64,
-    /// Steps between lambda_KL decisions; 0 turns that controller off.
-    pub lkl_every_steps: u64,
-    pub lkl_min: f64,
-    pub lkl_max: f64,
+crate::preset_section! {
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct QControl {
+        pub enabled: bool => field(K::Bool, "", [phase], "Q-learning control of the learning rates and momenta"),
+        /// Steps between learning-rate decisions of the generator and active-critic controllers.
+        pub every_steps: u64 => field(K::Int { min: 1, max: 1000000 }, "steps", [phase], "Steps between LR/momentum decisions"),
+        /// Steps between lambda_KL decisions; 0 turns that controller off.
+        pub lkl_every_steps: u64 => field(K::Int { min: 0, max: 100000000 }, "steps", [phase], "Steps between lambda_KL decisions; 0 = off"),
+        pub lkl_min: f64 => field(K::Float { min: 0.0, max: 100.0 }, "", [phase], "Lower bound of the controlled lambda_KL"),
+        pub lkl_max: f64 => field(K::Float { min: 0.0, max: 100.0 }, "", [phase], "Upper bound of the controlled lambda_KL"),
+    }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WubuValidation {
-    pub metric: ValMetric,
-    /// Validation windows per pass.
-    pub windows: u32,
-    /// A TorchScript LPIPS module `(x, y) in [-1, 1] -> distance [B]`; empty turns LPIPS off.
-    pub lpips_model: String,
+crate::preset_section! {
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct WubuValidation {
+        pub metric: ValMetric => field(K::Choice(&["psnr", "ssim", "lpips", "pixel_mse"]), "", [phase], "Picks the best checkpoint and rewards lambda_KL, in its own direction"),
+        /// Validation windows per pass.
+        pub windows: u32 => field(K::Int { min: 1, max: 100000 }, "windows", [phase], "Validation windows per pass"),
+        /// A TorchScript LPIPS module `(x, y) in [-1, 1] -> distance [B]`; empty turns LPIPS off.
+        pub lpips_model: String => field(K::Path, "", [], "TorchScript LPIPS (x, y in [-1,1]) -> [B]; empty: LPIPS off"),
+    }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WubuGaadPreset {
-    pub schema_version: u32,
-    pub family: Family,
-    pub name: String,
-    pub seed: u64,
-    pub device: String,
-    pub threads: u32,
-    pub data: VideoData,
-    pub model: WubuModel,
-    pub train: WubuTrain,
-    pub q_control: QControl,
-    pub heuristics: Heuristics,
-    pub switching: Switching,
-    pub validation: WubuValidation,
-    pub health: HealthConfig,
-    pub logging: LoggingConfig,
-    pub checkpoints: CheckpointConfig,
-    pub phases: Vec<Phase>,
+crate::preset_section! {
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct WubuGaadPreset {
+        pub schema_version: u32 => skip,
+        pub family: Family => skip,
+        pub name: String => field(K::Text, "", [], "Name of the preset; runs are named after it"),
+        pub seed: u64 => field(K::Int { min: 0, max: 9223372036854775807 }, "", [], "Seed of every random draw (init, data order, noise, controllers)"),
+        pub device: String => field(K::Text, "", [], "auto (CUDA when present), cpu, cuda or cuda:N"),
+        pub threads: u32 => field(K::Int { min: 0, max: 1024 }, "threads", [], "libtorch CPU threads; 0 keeps libtorch's default"),
+        pub data: VideoData => section,
+        pub model: WubuModel => section,
+        pub train: WubuTrain => section,
+        pub q_control: QControl => section,
+        pub heuristics: Heuristics => section,
+        pub switching: Switching => section,
+        pub validation: WubuValidation => section,
+        pub health: HealthConfig => section,
+        pub logging: LoggingConfig => section,
+        pub checkpoints: CheckpointConfig => section,
+        pub phases: Vec<Phase> => skip,
+    }
 }
 
 fn stack(dims: &str, curvatures: &str, boundary_points: u32) -> WubuStack {
@@ -789,228 +801,9 @@ pub fn parse_flow_stats(text: &str) -> Result<Vec<&'static str>, String> {
     Ok(out)
 }
 
-const LR: K = K::Float {
-    min: 1e-9,
-    max: 1.0,
-};
-const POS: K = K::Float { min: 0.0, max: 1e6 };
-const DIM: K = K::Int { min: 1, max: 8192 };
-const STEPS: K = K::Int {
-    min: 0,
-    max: 100_000_000,
-};
-const DISC: K = K::Choice(&["pixel_cnn", "wubu_feature"]);
-const DECOMP: K = K::Choice(&["subdivide", "spiral", "hybrid"]);
-
-macro_rules! spec {
-    ($path:expr, $kind:expr, $unit:expr, $phase:expr, $live:expr, $doc:expr) => {
-        FieldSpec {
-            path: $path,
-            kind: $kind,
-            unit: $unit,
-            phase: $phase,
-            live: $live,
-            doc: $doc,
-        }
-    };
-}
-
-macro_rules! stack_specs {
-    ($p:literal, $what:literal) => {
-        [
-            spec!(
-                concat!("model.", $p, ".dims"),
-                K::Text,
-                "",
-                false,
-                false,
-                concat!($what, ": level widths, space-separated")
-            ),
-            spec!(
-                concat!("model.", $p, ".curvatures"),
-                K::Text,
-                "",
-                false,
-                false,
-                concat!(
-                    $what,
-                    ": initial curvature per level (one value is repeated)"
-                )
-            ),
-            spec!(
-                concat!("model.", $p, ".boundary_points"),
-                K::Int { min: 0, max: 256 },
-                "points",
-                false,
-                false,
-                concat!($what, ": boundary points per level")
-            ),
-            spec!(
-                concat!("model.", $p, ".rotation"),
-                K::Bool,
-                "",
-                false,
-                false,
-                concat!($what, ": SO(n) rotation in the inter-level transforms")
-            ),
-            spec!(
-                concat!("model.", $p, ".combiner_hidden"),
-                K::Int { min: 0, max: 8192 },
-                "",
-                false,
-                false,
-                concat!(
-                    $what,
-                    ": hidden width of each level's tangent combiner; 0 = the level's width (the original: 32)"
-                )
-            ),
-            spec!(
-                concat!("model.", $p, ".residual"),
-                K::Bool,
-                "",
-                false,
-                false,
-                concat!(
-                    $what,
-                    ": levels add to the incoming tangent vector instead of replacing it (the original replaces it)"
-                )
-            ),
-        ]
-    };
-}
-
-#[rustfmt::skip]
-const S_SPECS: [FieldSpec; 6] = stack_specs!("wubu_s", "WuBu-S (appearance regions)");
-#[rustfmt::skip]
-const M_SPECS: [FieldSpec; 6] = stack_specs!("wubu_m", "WuBu-M (motion regions)");
-#[rustfmt::skip]
-const T_SPECS: [FieldSpec; 6] = stack_specs!("wubu_t", "WuBu-T (across the window's frames)");
-#[rustfmt::skip]
-const D_SPECS: [FieldSpec; 6] = stack_specs!("wubu_d", "WuBu-D (feature discriminator)");
-
-#[rustfmt::skip]
-const MAIN_SPECS: &[FieldSpec] = &[
-    spec!("name", K::Text, "", false, false, "Name of the preset; runs are named after it"),
-    spec!("seed", K::Int { min: 0, max: i64::MAX }, "", false, false, "Seed of every random draw (init, data order, noise, controllers)"),
-    spec!("device", K::Text, "", false, false, "auto (CUDA when present), cpu, cuda or cuda:N"),
-    spec!("threads", K::Int { min: 0, max: 1024 }, "threads", false, false, "libtorch CPU threads; 0 keeps libtorch's default"),
-    spec!("data.source", K::Choice(&["synthetic_shapes", "file"]), "", false, false, "Frames: moving shapes generated in memory, or a video file or folder"),
-    spec!("data.path", K::Path, "", false, false, "Video file, or a folder of videos, when source is file"),
-    spec!("data.validation_path", K::Path, "", false, false, "A separate validation video; empty: the end of the training frames"),
-    spec!("data.validation_fraction", K::Float { min: 0.0, max: 0.9 }, "", false, false, "Final fraction of the frames held out for validation (windows never cross it)"),
-    spec!("data.image_h", K::Int { min: 16, max: 1024 }, "px", false, false, "Frame height"),
-    spec!("data.image_w", K::Int { min: 16, max: 1024 }, "px", false, false, "Frame width"),
-    spec!("data.resize", K::Choice(&["stretch", "center_crop"]), "", false, false, "stretch to the size (the original), or crop the centre to keep the aspect"),
-    spec!("data.frame_skip", K::Int { min: 1, max: 100 }, "frames", false, false, "Source frames between consecutive frames of a window"),
-    spec!("data.input_frames", K::Int { min: 1, max: 64 }, "frames", false, false, "Context frames per window"),
-    spec!("data.predict_frames", K::Int { min: 1, max: 16 }, "frames", false, false, "Predicted frames per window (Np)"),
-    spec!("data.synthetic_frames", K::Int { min: 8, max: 1_000_000 }, "frames", false, false, "Length of the synthetic video"),
-    spec!("data.max_frames", K::Int { min: 0, max: 100_000_000 }, "frames", false, false, "Read at most this many frames per video; 0 = all"),
-    spec!("model.latent_dim", DIM, "", false, false, "Latent size L"),
-    spec!("model.regions", K::Int { min: 1, max: 512 }, "regions", false, false, "GAAD appearance regions R"),
-    spec!("model.decomposition", DECOMP, "", false, false, "Appearance GAAD: golden subdivision, phi-spiral or both"),
-    spec!("model.min_region_px", K::Float { min: 1.0, max: 256.0 }, "px", false, false, "Smallest region side"),
-    spec!("model.patch_size", K::Int { min: 2, max: 64 }, "px", false, false, "Spectral patch size ph = pw"),
-    spec!("model.use_dft", K::Bool, "", false, false, "DFT (real and imaginary) features and head"),
-    spec!("model.use_dct", K::Bool, "", false, false, "DCT-II features and head; with neither, a pixel head"),
-    spec!("model.encoder_roi_align", K::Bool, "", false, false, "Shallow CNN + RoIAlign feeds WuBu-S (else the pixel patches' spectra)"),
-    spec!("model.encoder_cnn_channels", DIM, "channels", false, false, "Shallow CNN width Ce"),
-    spec!("model.tangent_dim", DIM, "", false, false, "Patch and motion embedding width"),
-    spec!("model.region_pooling", K::Choice(&["mean", "concat"]), "", false, false, "Join a frame's regions by their mean (the original) or side by side (keeps the layout)"),
-    spec!("model.wubu_dropout", K::Float { min: 0.0, max: 0.9 }, "", false, false, "Dropout in every WuBu level"),
-    spec!("model.motion", K::Bool, "", false, false, "Optical-flow motion branch (WuBu-M)"),
-    spec!("model.motion_regions", K::Int { min: 1, max: 512 }, "regions", false, false, "Motion GAAD regions Rm, placed on the flow magnitude"),
-    spec!("model.motion_decomposition", DECOMP, "", false, false, "Motion GAAD decomposition"),
-    spec!("model.flow", K::Choice(&["lucas_kanade", "torchscript"]), "", false, false, "Optical flow: coarse-to-fine Lucas-Kanade, or a TorchScript network"),
-    spec!("model.flow_model", K::Path, "", false, false, "TorchScript flow network (frame_a, frame_b in [-1,1]) -> [B,2,H,W]"),
-    spec!("model.flow_stats", K::Text, "", false, false, "Per-region flow statistics: mag_mean angle_mean mag_std angle_std"),
-    spec!("model.gen_temporal_kernel", K::Int { min: 1, max: 9 }, "frames", false, false, "Generator's temporal kernel size"),
-    spec!("model.gen_film", K::Bool, "", false, false, "FiLM-condition the generator on the boxes"),
-    spec!("model.gen_head_hidden", DIM, "", false, false, "Hidden width of the spectral heads (the original: half the RoI feature)"),
-    spec!("model.gen_head_skip", K::Bool, "", false, false, "Add a per-pixel colour projection's transform to the spectral heads (a locality prior; the original: off)"),
-    spec!("model.disc_primary", DISC, "", false, false, "Primary discriminator"),
-    spec!("model.disc_alternative", DISC, "", false, false, "Alternative discriminator"),
-    spec!("model.disc_spectral_norm", K::Bool, "", false, false, "Spectral normalisation in both discriminators"),
-    spec!("model.disc_base_channels", DIM, "channels", false, false, "Pixel discriminator's first width"),
-    spec!("model.disc_max_channels", DIM, "channels", false, false, "Pixel discriminator's widest layer"),
-    spec!("model.disc_temporal_kernel", K::Int { min: 1, max: 9 }, "frames", false, false, "Pixel discriminator's temporal kernel"),
-    spec!("model.disc_film", K::Bool, "", false, false, "FiLM-condition the pixel discriminator on the boxes"),
-    spec!("model.disc_feature_tangent_dim", DIM, "", false, false, "Feature discriminator's projection width"),
-    spec!("model.disc_feature_stats_aux", K::Bool, "", false, false, "Feature discriminator's mean/std side input"),
-    spec!("train.batch_size", K::Int { min: 1, max: 1024 }, "windows", true, false, "Windows per step"),
-    spec!("train.lr_gen", LR, "", true, true, "Encoder and generator learning rate (the Q-controller scales it 0.7..1.3)"),
-    spec!("train.lr_disc_primary", LR, "", true, true, "Primary discriminator learning rate"),
-    spec!("train.lr_disc_alternative", LR, "", true, true, "Alternative discriminator learning rate"),
-    spec!("train.optimizer", K::Choice(&["riemannian_sgd", "riemannian_adam"]), "", true, false, "riemannian_sgd (the original) or riemannian_adam, for every network"),
-    spec!("train.adam_beta2", K::Float { min: 0.0, max: 0.99999 }, "", true, false, "Riemannian Adam's beta2"),
-    spec!("train.momentum", K::Float { min: 0.0, max: 0.999 }, "", true, false, "SGD momentum, or Adam's beta1 (the Q-controller scales it)"),
-    spec!("train.weight_decay", K::Float { min: 0.0, max: 1.0 }, "", true, false, "Weight decay of Euclidean parameters"),
-    spec!("train.global_clip", POS, "", true, false, "Global gradient-norm clip per network; 0 = off"),
-    spec!("train.param_clip", POS, "", true, false, "Per-parameter gradient-norm clip in the optimizer; 0 = off"),
-    spec!("train.lambda_recon_dft", POS, "", true, true, "Weight of the DFT path's patch reconstruction MSE"),
-    spec!("train.lambda_recon_dct", POS, "", true, true, "Weight of the DCT path's patch reconstruction MSE"),
-    spec!("train.lambda_recon_pixel", POS, "", true, true, "Weight of the assembled frames' pixel MSE"),
-    spec!("train.lambda_kl", K::Float { min: 0.0, max: 100.0 }, "", true, true, "Base KL weight (the lambda_KL controller moves it within its bounds)"),
-    spec!("train.lambda_gan", POS, "", true, true, "Adversarial weight"),
-    spec!("train.lambda_fm", POS, "", true, true, "Feature-matching weight (when the heuristic turns it on)"),
-    spec!("train.mixed_precision", K::Bool, "", true, false, "bf16 autocast on CUDA (hyperbolic maps stay f32); ignored on CPU"),
-    spec!("q_control.enabled", K::Bool, "", true, false, "Q-learning control of the learning rates and momenta"),
-    spec!("q_control.every_steps", K::Int { min: 1, max: 1_000_000 }, "steps", true, false, "Steps between LR/momentum decisions"),
-    spec!("q_control.lkl_every_steps", STEPS, "steps", true, false, "Steps between lambda_KL decisions; 0 = off"),
-    spec!("q_control.lkl_min", K::Float { min: 0.0, max: 100.0 }, "", true, false, "Lower bound of the controlled lambda_KL"),
-    spec!("q_control.lkl_max", K::Float { min: 0.0, max: 100.0 }, "", true, false, "Upper bound of the controlled lambda_KL"),
-    spec!("heuristics.enabled", K::Bool, "", true, false, "Heuristic interventions (section 6)"),
-    spec!("heuristics.check_every_steps", K::Int { min: 1, max: 1_000_000 }, "steps", true, false, "Steps between heuristic and switch checks"),
-    spec!("heuristics.short_history", K::Int { min: 1, max: 10_000 }, "steps", true, false, "Recent values whose median the checks read"),
-    spec!("heuristics.trigger_count", K::Int { min: 1, max: 1000 }, "checks", true, false, "Consecutive checks a condition must hold"),
-    spec!("heuristics.d_strong", POS, "", true, false, "d_total below this: the critic is strong"),
-    spec!("heuristics.d_very_weak", POS, "", true, false, "d_total above this: the critic is very weak"),
-    spec!("heuristics.g_stalled", POS, "", true, false, "g_adv above this: the generator is stalled"),
-    spec!("heuristics.g_winning", POS, "", true, false, "g_adv below this gates the easy-win penalty"),
-    spec!("heuristics.g_very_much_winning", POS, "", true, false, "g_adv below this: the generator wins very easily"),
-    spec!("heuristics.kl_high", POS, "nats/dim", true, false, "KL per latent dimension above this is high (KL reduction; the strong-critic switch needs less than 1.5x it)"),
-    spec!("heuristics.recon_stagnation_rel", K::Float { min: 0.0, max: 1.0 }, "", true, false, "Relative recon improvement below this counts as stagnant"),
-    spec!("heuristics.good_recon", POS, "", true, false, "Recon below 1.25x this is never called stagnant"),
-    spec!("heuristics.q_reward_stagnation", K::Float { min: -10.0, max: 10.0 }, "", true, false, "Active critic's median reward below this: its controller is stagnant"),
-    spec!("heuristics.recon_boost", K::Float { min: 1.0, max: 100.0 }, "x", true, false, "Recon factor while rebalancing or reducing KL"),
-    spec!("heuristics.easy_win_weight", POS, "", true, false, "Weight of the easy-win penalty"),
-    spec!("heuristics.easy_win_max", POS, "", true, false, "Cap of the easy-win penalty"),
-    spec!("heuristics.d_lr_boost", K::Float { min: 1.0, max: 100.0 }, "x", true, false, "Active critic's LR multiplier while its controller is stagnant"),
-    spec!("heuristics.explore_epsilon", K::Float { min: 0.0, max: 1.0 }, "", true, false, "Epsilon of a forced exploration of the critic's controller"),
-    spec!("heuristics.explore_decisions", K::Int { min: 0, max: 100_000 }, "decisions", true, false, "Length of a forced exploration"),
-    spec!("heuristics.gan_factor_min", K::Float { min: 0.0, max: 10.0 }, "x", true, false, "Lowest GAN factor"),
-    spec!("heuristics.gan_factor_max", K::Float { min: 0.0, max: 10.0 }, "x", true, false, "Highest GAN factor"),
-    spec!("switching.enabled", K::Bool, "", true, false, "Switch between the two discriminators (section 7)"),
-    spec!("switching.initial", K::Choice(&["primary", "alternative"]), "", false, false, "The discriminator a fresh run starts with"),
-    spec!("switching.min_steps_between", STEPS, "steps", true, false, "Steps after a switch before the next"),
-    spec!("switching.trigger_count", K::Int { min: 1, max: 1000 }, "checks", true, false, "Consecutive checks a switch condition must hold"),
-    spec!("validation.metric", K::Choice(&["psnr", "ssim", "lpips", "pixel_mse"]), "", true, false, "Picks the best checkpoint and rewards lambda_KL, in its own direction"),
-    spec!("validation.windows", K::Int { min: 1, max: 100_000 }, "windows", true, false, "Validation windows per pass"),
-    spec!("validation.lpips_model", K::Path, "", false, false, "TorchScript LPIPS (x, y in [-1,1]) -> [B]; empty: LPIPS off"),
-    spec!("health.enabled", K::Bool, "", true, false, "Watch the losses for failure modes"),
-    spec!("health.warmup_steps", K::Int { min: 0, max: i64::MAX }, "steps", true, false, "Steps before any health signal may fire"),
-    spec!("health.window", K::Int { min: 2, max: 100_000 }, "logged steps", true, false, "Logged values the loss rules look at"),
-    spec!("health.critic_dominating", POS, "", true, false, "Mean d_loss below minus this: critic dominating"),
-    spec!("health.generator_dominating", POS, "", true, false, "Mean d_loss above this: generator dominating"),
-    spec!("health.oscillation_std", POS, "", true, false, "d_loss standard deviation above this: wild oscillation"),
-    spec!("health.explode_abs", K::Float { min: 0.0, max: 1e30 }, "", true, false, "A loss magnitude above this: exploding"),
-    spec!("health.collapse_diversity_ratio", K::Float { min: 0.0, max: 1.0 }, "", true, false, "Unused by this family"),
-    spec!("health.cooldown_steps", K::Int { min: 0, max: i64::MAX }, "steps", true, false, "Steps before the same signal may fire again"),
-    spec!("logging.log_every_steps", K::Int { min: 1, max: 1_000_000 }, "steps", true, false, "Scalar logging cadence"),
-    spec!("logging.sample_every_steps", STEPS, "steps", true, false, "Fixed-noise samples and a training reconstruction; 0 = at the end"),
-    spec!("logging.validate_every_steps", STEPS, "steps", true, false, "Validation (PSNR, SSIM, LPIPS) cadence; 0 = off"),
-    spec!("checkpoints.every_steps", STEPS, "steps", true, false, "Checkpoint cadence; 0 = at phase ends and on request only"),
-    spec!("checkpoints.keep_last", K::Int { min: 1, max: 10_000 }, "checkpoints", false, false, "Latest checkpoints kept (each phase's best is always kept)"),
-];
-
-/// Every field of the WuBu-GAAD preset.
-pub static SPECS: std::sync::LazyLock<Vec<FieldSpec>> = std::sync::LazyLock::new(|| {
-    let mut v = MAIN_SPECS.to_vec();
-    for s in [S_SPECS, M_SPECS, T_SPECS, D_SPECS] {
-        v.extend(s);
-    }
-    v
-});
+/// Every field of the WuBu-GAAD preset, from its declarations.
+pub static SPECS: std::sync::LazyLock<Vec<FieldSpec>> =
+    std::sync::LazyLock::new(super::schema::specs_of::<WubuGaadPreset>);
 
 #[cfg(test)]
 mod tests {

@@ -12,6 +12,15 @@ use crate::engine::optim::Adam;
 use crate::engine::trainer::{Rgba, StepCtx, StepError, Trainer, Validation};
 use crate::engine::EngineError;
 
+/// The live fields, as the preset declares them.
+static LIVE: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+    crate::core::preset::wgan_gp::SPECS
+        .iter()
+        .filter(|s| s.live)
+        .map(|s| s.path)
+        .collect()
+});
+
 /// Trains one WGAN-GP.
 #[derive(Debug)]
 pub struct WganGpTrainer {
@@ -306,12 +315,7 @@ impl Trainer for WganGpTrainer {
     }
 
     fn live_names(&self) -> &'static [&'static str] {
-        &[
-            "train.lr_g",
-            "train.lr_d",
-            "train.n_critic",
-            "train.lambda_gp",
-        ]
+        LIVE.as_slice()
     }
 
     fn live_values(&self) -> Vec<(&'static str, f64)> {

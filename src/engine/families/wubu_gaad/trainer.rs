@@ -335,17 +335,14 @@ impl WubuGaadTrainer {
     }
 }
 
-const LIVE: &[&str] = &[
-    "train.lr_gen",
-    "train.lr_disc_primary",
-    "train.lr_disc_alternative",
-    "train.lambda_recon_dft",
-    "train.lambda_recon_dct",
-    "train.lambda_recon_pixel",
-    "train.lambda_kl",
-    "train.lambda_gan",
-    "train.lambda_fm",
-];
+/// The live fields, as the preset declares them.
+static LIVE: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+    crate::core::preset::wubu_gaad::SPECS
+        .iter()
+        .filter(|s| s.live)
+        .map(|s| s.path)
+        .collect()
+});
 
 impl Trainer for WubuGaadTrainer {
     fn describe(&self) -> String {
@@ -487,7 +484,7 @@ impl Trainer for WubuGaadTrainer {
     }
 
     fn live_names(&self) -> &'static [&'static str] {
-        LIVE
+        LIVE.as_slice()
     }
 
     fn live_values(&self) -> Vec<(&'static str, f64)> {
