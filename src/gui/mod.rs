@@ -12,6 +12,7 @@ pub mod dashboard;
 pub mod dialogs;
 pub mod editor;
 pub mod gaad;
+mod io;
 mod panels;
 pub mod samples;
 pub mod sources;
