@@ -1,6 +1,17 @@
 //! `workbench`: with no subcommand, the desktop app (on the embedded default preset unless
 //! told otherwise); `train`, `presets`, `runs` and `bench` are headless.
 
+/// `println!` that ends the program quietly when standard output is closed
+/// (`workbench presets show wubu_gaad | head`), as command-line tools do, instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout().lock(), $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 mod bench;
 
 use std::io::IsTerminal;
@@ -250,15 +261,18 @@ fn gaad(args: &GaadArgs) -> Result<(), Failure> {
     let boxes =
         gaad::decompose(kind, width, height, args.regions, args.min_size).map_err(bad_input)?;
     if args.json {
-        println!(
+        out!(
             "{}",
             serde_json::to_string(&boxes).map_err(|e| bad_input(anyhow::anyhow!(e)))?
         );
     } else {
         for (i, b) in boxes.iter().enumerate() {
-            println!(
+            out!(
                 "{i:>3}: [{:.2}, {:.2}, {:.2}, {:.2}]",
-                b[0], b[1], b[2], b[3]
+                b[0],
+                b[1],
+                b[2],
+                b[3]
             );
         }
     }
@@ -430,7 +444,7 @@ fn train(args: &TrainArgs, runs_dir: &Path) -> Result<(), Failure> {
     progress.finish();
     match end {
         Ok(outcome) => {
-            println!(
+            out!(
                 "{} after {} steps: {}",
                 if outcome == Outcome::Completed {
                     "finished"
@@ -650,14 +664,14 @@ fn presets(cmd: PresetsCmd) -> Result<(), Failure> {
             for f in &files {
                 match preset::load_file(f) {
                     Ok((p, notes)) => {
-                        println!(
+                        out!(
                             "ok: {} ({}, {} phase(s))",
                             f.display(),
                             p.preset().family().name(),
                             p.preset().phases().len()
                         );
                         for n in notes {
-                            println!("  migrated: {n}");
+                            out!("  migrated: {n}");
                         }
                     }
                     Err(e) => {
@@ -677,7 +691,7 @@ fn presets(cmd: PresetsCmd) -> Result<(), Failure> {
         PresetsCmd::Show { family } => {
             let family = Family::parse(&family).map_err(|e| bad_input(anyhow::anyhow!(e)))?;
             let tree = family.default_preset().to_tree();
-            println!("{:<34} {:<18} {:<44} doc", "field", "default", "allowed");
+            out!("{:<34} {:<18} {:<44} doc", "field", "default", "allowed");
             for spec in family.specs() {
                 let default = schema::get_path(&tree, spec.path)
                     .map(schema::show_value)
@@ -699,7 +713,7 @@ fn presets(cmd: PresetsCmd) -> Result<(), Failure> {
                 } else {
                     format!(" ({})", flags.join(", "))
                 };
-                println!(
+                out!(
                     "{:<34} {:<18} {:<44} {}{unit}{flags}",
                     spec.path,
                     default,
@@ -707,7 +721,7 @@ fn presets(cmd: PresetsCmd) -> Result<(), Failure> {
                     spec.doc
                 );
             }
-            println!("{:<34} {:<18} {:<44} Ordered phases: name, length steps(N)|epochs(N)|minutes(X), overrides {{\"field\": value}}, start_from_best", "phases", "[main: epochs(1000)]", "at least one phase");
+            out!("{:<34} {:<18} {:<44} Ordered phases: name, length steps(N)|epochs(N)|minutes(X), overrides {{\"field\": value}}, start_from_best", "phases", "[main: epochs(1000)]", "at least one phase");
             Ok(())
         }
     }
@@ -719,7 +733,7 @@ fn runs(cmd: RunsCmd, default_dir: &Path) -> Result<(), Failure> {
             let dir = dir.unwrap_or_else(|| default_dir.to_path_buf());
             let list = list_runs(&dir).map_err(bad_input)?;
             if list.is_empty() {
-                println!("no runs in {}", dir.display());
+                out!("no runs in {}", dir.display());
             }
             for r in list {
                 let name = r
@@ -727,7 +741,7 @@ fn runs(cmd: RunsCmd, default_dir: &Path) -> Result<(), Failure> {
                     .file_name()
                     .map(|n| n.to_string_lossy().to_string())
                     .unwrap_or_default();
-                println!(
+                out!(
                     "{:<12} step {:>8}  {:<8} {:<40} {}{}",
                     r.status.label(),
                     r.last_step,
@@ -752,11 +766,11 @@ fn runs(cmd: RunsCmd, default_dir: &Path) -> Result<(), Failure> {
             match (csv, tensorboard) {
                 (Some(out), None) => {
                     let rows = export::export_csv(&dir, &out).map_err(bad_input)?;
-                    println!("wrote {rows} rows to {}", out.display());
+                    out!("wrote {rows} rows to {}", out.display());
                 }
                 (None, Some(out)) => {
                     let file = export::export_tensorboard(&dir, &out).map_err(bad_input)?;
-                    println!("wrote {}", file.display());
+                    out!("wrote {}", file.display());
                 }
                 _ => {
                     return Err(bad_input(anyhow::anyhow!(

@@ -64,6 +64,8 @@ pub struct WorkbenchApp {
     pub(crate) starting: Option<Receiver<Result<WorkerHandle, String>>>,
     /// File reads and writes under way on background threads.
     pub(crate) io: Vec<Receiver<IoDone>>,
+    /// The window title last asked for.
+    pub title: String,
 }
 
 impl std::fmt::Debug for WorkbenchApp {
@@ -118,6 +120,7 @@ impl WorkbenchApp {
             actions: Vec::new(),
             starting: None,
             io: Vec::new(),
+            title: String::new(),
             opts,
         };
         // Remembered layouts (read before the first frame); a damaged file is said once and
@@ -381,6 +384,16 @@ impl WorkbenchApp {
     pub fn logic(&mut self, ctx: &egui::Context) {
         for action in std::mem::take(&mut self.actions) {
             self.apply(action);
+        }
+        // The title names the run shown, or the preset being edited.
+        let subject = self
+            .current_run()
+            .map(|r| r.view.name.clone())
+            .or_else(|| self.editor.preset().map(|p| p.name().to_string()));
+        let title = super::window_title(subject.as_deref());
+        if title != self.title {
+            ctx.send_viewport_cmd(egui::ViewportCommand::Title(title.clone()));
+            self.title = title;
         }
         self.poll_start();
         self.poll_io();

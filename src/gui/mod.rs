@@ -25,11 +25,16 @@ pub use app::WorkbenchApp;
 
 /// Opens the app window and runs until it is closed (or `--quit-after` elapses).
 pub fn run(options: LaunchOptions) -> Result<(), eframe::Error> {
+    let mut viewport = egui::ViewportBuilder::default()
+        .with_title("Generative Workbench")
+        .with_app_id("workbench")
+        .with_inner_size([1400.0, 900.0])
+        .with_min_inner_size([800.0, 500.0]);
+    if let Some(icon) = icon() {
+        viewport = viewport.with_icon(icon);
+    }
     let native = eframe::NativeOptions {
-        viewport: egui::ViewportBuilder::default()
-            .with_title("Generative Workbench")
-            .with_inner_size([1400.0, 900.0])
-            .with_min_inner_size([800.0, 500.0]),
+        viewport,
         renderer: eframe::Renderer::Wgpu,
         ..Default::default()
     };
@@ -38,6 +43,30 @@ pub fn run(options: LaunchOptions) -> Result<(), eframe::Error> {
         native,
         Box::new(move |cc| Ok(Box::new(WorkbenchApp::new(&cc.egui_ctx, options)))),
     )
+}
+
+/// The window icon, embedded (`assets/icons/workbench-256.png`, rendered from
+/// `assets/icon.svg`).
+#[must_use]
+pub fn icon() -> Option<egui::IconData> {
+    let img = image::load_from_memory(include_bytes!("../../assets/icons/workbench-256.png"))
+        .ok()?
+        .to_rgba8();
+    let (width, height) = img.dimensions();
+    Some(egui::IconData {
+        rgba: img.into_raw(),
+        width,
+        height,
+    })
+}
+
+/// The window title: the app, and the run or preset it shows.
+#[must_use]
+pub fn window_title(subject: Option<&str>) -> String {
+    match subject {
+        Some(s) if !s.is_empty() => format!("{s} - Generative Workbench"),
+        _ => "Generative Workbench".to_string(),
+    }
 }
 
 /// The app's categorical colours (runs, phases), cycling.
