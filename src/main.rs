@@ -178,6 +178,7 @@ fn app(args: AppArgs, runs_dir: &Path) -> Result<(), Failure> {
     let opts = workbench::gui::LaunchOptions {
         runs_dir: runs_dir.to_path_buf(),
         user_presets_dir: workbench::gui::user_presets_dir(),
+        app_log: workbench::gui::app_log_path(),
         preset,
         start: args.start,
         open: args.open,

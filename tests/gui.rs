@@ -872,3 +872,99 @@ fn the_dashboard_puts_what_matters_first_and_remembers_the_layout() {
         vec!["gp".to_string()]
     );
 }
+
+/// The keyboard shortcuts do what the buttons do: start, pause, checkpoint now, switch tabs,
+/// move the step cursor by logged step and by event, undo and redo a preset edit; F1 lists
+/// them, and About says what a bug report needs.
+#[test]
+fn shortcuts_drive_the_same_actions_as_the_buttons() {
+    use egui::{Key, Modifiers};
+    let runs = tempfile::tempdir().unwrap();
+    let mut h = harness(WorkbenchApp::with_waker(smoke_options(runs.path()), None));
+    h.run_steps(2);
+    // Undo and redo an edit of the preset.
+    let before = h.state().editor.tree["train"]["lr_g"].clone();
+    h.state_mut()
+        .editor
+        .set_field("train.lr_g", json!(5e-5))
+        .unwrap();
+    h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
+    h.run_steps(1);
+    assert_eq!(h.state().editor.tree["train"]["lr_g"], before);
+    h.key_press_modifiers(Modifiers::COMMAND.plus(Modifiers::SHIFT), Key::Z);
+    h.run_steps(1);
+    assert_eq!(h.state().editor.tree["train"]["lr_g"], json!(5e-5));
+    // F1 lists the shortcuts.
+    h.key_press(Key::F1);
+    h.run_steps(2);
+    h.get_by_label("Keyboard shortcuts");
+    h.get_by_label("Stop the run and save a checkpoint");
+    h.key_press(Key::F1);
+    // Start, as the Start button does; then pause it.
+    h.key_press_modifiers(Modifiers::COMMAND, Key::Enter);
+    step_until(&mut h, "the run to start", |a| !a.runs.is_empty());
+    assert_eq!(h.state().tab, Tab::Dashboard);
+    h.key_press_modifiers(Modifiers::COMMAND, Key::P);
+    step_until(&mut h, "the run to pause", |a| {
+        a.current_run()
+            .is_some_and(|r| r.view.state == RunState::Paused)
+    });
+    // Checkpoint now, while paused: a checkpoint marker appears.
+    let marks = |a: &WorkbenchApp| {
+        a.current_run().map_or(0, |r| {
+            r.view
+                .markers
+                .iter()
+                .filter(|m| m.label.starts_with("ckpt"))
+                .count()
+        })
+    };
+    let n = marks(h.state());
+    h.key_press_modifiers(Modifiers::COMMAND, Key::K);
+    step_until(&mut h, "the checkpoint", |a| marks(a) > n);
+    h.key_press_modifiers(Modifiers::COMMAND, Key::P);
+    step_until(&mut h, "the run to finish", |a| {
+        a.current_run().is_some_and(|r| r.view.state.is_over())
+    });
+    // The step cursor moves by logged step and by event.
+    h.state_mut().cursor = Some(0);
+    h.key_press(Key::ArrowRight);
+    h.run_steps(1);
+    let first_after_zero = h
+        .state()
+        .current_run()
+        .unwrap()
+        .view
+        .logged_steps()
+        .into_iter()
+        .find(|s| *s > 0);
+    assert_eq!(h.state().cursor, first_after_zero);
+    h.state_mut().cursor = Some(0);
+    h.key_press_modifiers(Modifiers::SHIFT, Key::ArrowRight);
+    h.run_steps(1);
+    let next_event = h
+        .state()
+        .current_run()
+        .unwrap()
+        .view
+        .markers
+        .iter()
+        .map(|m| m.step)
+        .filter(|s| *s > 0)
+        .min();
+    assert_eq!(h.state().cursor, next_event);
+    // Switch tabs.
+    h.key_press_modifiers(Modifiers::COMMAND, Key::Num7);
+    h.run_steps(1);
+    assert_eq!(h.state().tab, Tab::Runs);
+    // About: the version, libtorch, the folders and the app's log, with a Copy button.
+    h.get_by_label("About").click();
+    step_until(&mut h, "the devices to be probed", |a| {
+        a.about_text().contains("devices: cpu")
+    });
+    let about = h.state().about_text();
+    for want in ["libtorch 2.13.0", "git commit", "runs folder:", "app log:"] {
+        assert!(about.contains(want), "{about}");
+    }
+    h.get_by_label("Copy");
+}

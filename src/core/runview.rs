@@ -161,6 +161,20 @@ impl Default for RunView {
 }
 
 impl RunView {
+    /// Every step with a logged scalar, sorted (controller timelines left out).
+    #[must_use]
+    pub fn logged_steps(&self) -> Vec<u64> {
+        let mut steps: Vec<u64> = self
+            .series
+            .iter()
+            .filter(|(name, _)| !name.starts_with("ctl/"))
+            .flat_map(|(_, s)| s.points().map(|(x, _)| x as u64))
+            .collect();
+        steps.sort_unstable();
+        steps.dedup();
+        steps
+    }
+
     /// Folds one event in. `now` times the step rate (pass `None` when replaying a log).
     pub fn apply(&mut self, event: Event, now: Option<Instant>) {
         match event {

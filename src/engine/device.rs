@@ -50,6 +50,37 @@ pub fn describe(device: Device) -> String {
     }
 }
 
+/// Every device training could use: each CUDA device with its name and memory (from
+/// `nvidia-smi`), or the CPU and its threads. Runs a process: call it off the UI thread.
+#[must_use]
+pub fn describe_all() -> String {
+    let count = if tch::Cuda::is_available() {
+        tch::Cuda::device_count()
+    } else {
+        0
+    };
+    let cpu = format!("cpu ({} threads)", tch::get_num_threads());
+    if count == 0 {
+        return cpu;
+    }
+    let smi = std::process::Command::new("nvidia-smi")
+        .args([
+            "--query-gpu=index,name,memory.total",
+            "--format=csv,noheader",
+        ])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .unwrap_or_default();
+    let mut lines: Vec<String> = smi.lines().map(|l| format!("cuda:{}", l.trim())).collect();
+    if lines.is_empty() {
+        lines = (0..count).map(|i| format!("cuda:{i}")).collect();
+    }
+    lines.push(cpu);
+    lines.join("; ")
+}
+
 /// libtorch's version, as the wheel it came from reports it (compiled-in for tch).
 #[must_use]
 pub fn libtorch_version() -> &'static str {

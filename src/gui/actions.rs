@@ -74,6 +74,8 @@ pub struct LaunchOptions {
     pub screenshot_dir: Option<PathBuf>,
     /// Stop after this many steps (scripted runs).
     pub step_limit: Option<u64>,
+    /// The app's own log (its messages and errors): `$XDG_STATE_HOME/workbench/app.log`.
+    pub app_log: PathBuf,
 }
 
 impl LaunchOptions {
@@ -84,6 +86,7 @@ impl LaunchOptions {
         Self {
             runs_dir: runs_dir.to_path_buf(),
             user_presets_dir: runs_dir.join("user-presets"),
+            app_log: runs_dir.join("app.log"),
             preset: None,
             start: false,
             open: Vec::new(),

@@ -66,6 +66,15 @@ pub struct WorkbenchApp {
     pub(crate) io: Vec<Receiver<IoDone>>,
     /// The window title last asked for.
     pub title: String,
+    /// The keyboard shortcuts' overlay (F1 or `?`) and the About window are open.
+    pub show_help: bool,
+    pub show_about: bool,
+    /// The devices, as the About window shows them (probed off the UI thread when it opens).
+    pub(crate) about_device: Option<String>,
+    pub(crate) about_rx: Option<Receiver<String>>,
+    /// The app's own log (its messages, appended on the `workbench-log` thread).
+    pub(crate) log_tx: Option<Sender<String>>,
+    pub(crate) logged: Option<(bool, String)>,
 }
 
 impl std::fmt::Debug for WorkbenchApp {
@@ -121,8 +130,15 @@ impl WorkbenchApp {
             starting: None,
             io: Vec::new(),
             title: String::new(),
+            show_help: false,
+            show_about: false,
+            about_device: None,
+            about_rx: None,
+            log_tx: None,
+            logged: None,
             opts,
         };
+        app.log_tx = app_log(&app.opts.app_log);
         // Remembered layouts (read before the first frame); a damaged file is said once and
         // replaced at the next change.
         if let Ok(text) = std::fs::read_to_string(app.layout_path()) {
@@ -191,6 +207,42 @@ impl WorkbenchApp {
             },
         ));
         self.message = Some((false, "starting: checking the device and the data".into()));
+    }
+
+    /// What the About window says, as text to copy into a bug report.
+    #[must_use]
+    pub fn about_text(&self) -> String {
+        [
+            format!("workbench {}", env!("CARGO_PKG_VERSION")),
+            format!("git commit {}", env!("WORKBENCH_GIT_COMMIT")),
+            format!("libtorch {}", crate::engine::device::libtorch_version()),
+            format!(
+                "devices: {}",
+                self.about_device.as_deref().unwrap_or("(probing...)")
+            ),
+            format!("runs folder: {}", self.opts.runs_dir.display()),
+            format!("your presets: {}", self.opts.user_presets_dir.display()),
+            format!("app log: {}", self.opts.app_log.display()),
+        ]
+        .join("\n")
+    }
+
+    /// Probes the devices once, off the UI thread, when the About window first opens.
+    fn poll_about(&mut self, ctx: &egui::Context) {
+        if self.show_about && self.about_device.is_none() && self.about_rx.is_none() {
+            self.about_rx = Some(background(
+                "workbench-devices",
+                self.waker.clone(),
+                crate::engine::device::describe_all,
+            ));
+            ctx.request_repaint_after(Duration::from_millis(100));
+        }
+        if let Some(rx) = &self.about_rx {
+            if let Ok(d) = rx.try_recv() {
+                self.about_device = Some(d);
+                self.about_rx = None;
+            }
+        }
     }
 
     /// Whether a run is being prepared.
@@ -397,6 +449,16 @@ impl WorkbenchApp {
         }
         self.poll_start();
         self.poll_io();
+        self.poll_about(ctx);
+        if self.message != self.logged {
+            if let (Some(tx), Some((error, text))) = (&self.log_tx, &self.message) {
+                let level = if *error { "error" } else { "info" };
+                let stamp =
+                    crate::core::timefmt::readable_utc(crate::core::timefmt::unix_now() as u64);
+                let _ = tx.try_send(format!("{stamp} UTC {level}: {text}"));
+            }
+            self.logged = self.message.clone();
+        }
         if self.starting.is_some() || !self.io.is_empty() {
             ctx.request_repaint_after(Duration::from_millis(50));
         }
@@ -446,6 +508,10 @@ impl WorkbenchApp {
     }
 
     fn show_panels(&mut self, ui: &mut Ui) {
+        let ctx = ui.ctx().clone();
+        self.shortcuts(&ctx);
+        self.help_ui(&ctx);
+        self.about_ui(&ctx);
         egui::Panel::top("top-bar").show(ui, |ui| self.top_bar_ui(ui));
         egui::Panel::bottom("status-bar").show(ui, |ui| self.status_bar_ui(ui));
         egui::CentralPanel::default().show(ui, |ui| match self.tab {
@@ -466,6 +532,33 @@ impl WorkbenchApp {
             Tab::Runs => self.runs_tab_ui(ui),
         });
     }
+}
+
+/// Starts the app's log writer: lines arrive on a bounded channel and are appended on the
+/// `workbench-log` thread, so the UI never waits on the file.
+fn app_log(path: &Path) -> Option<Sender<String>> {
+    let (tx, rx) = crossbeam_channel::bounded::<String>(256);
+    let path = path.to_path_buf();
+    std::thread::Builder::new()
+        .name("workbench-log".into())
+        .spawn(move || {
+            use std::io::Write as _;
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            let Ok(mut file) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+            else {
+                return;
+            };
+            for line in rx {
+                let _ = writeln!(file, "{line}");
+            }
+        })
+        .ok()?;
+    Some(tx)
 }
 
 /// The live fields of a preset, with their current values.

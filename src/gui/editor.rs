@@ -94,6 +94,9 @@ pub fn scan_library(user: &Path) -> Vec<LibraryEntry> {
     out
 }
 
+/// Edits the preset editor remembers for undo.
+pub const UNDO_DEPTH: usize = 200;
+
 /// The preset being edited, as a JSON tree the form writes into, and its validation.
 #[derive(Debug)]
 pub struct PresetEditor {
@@ -111,6 +114,11 @@ pub struct PresetEditor {
     pub save_as_name: String,
     schedule: Schedule,
     pub notes: Vec<String>,
+    /// Earlier trees, for undo (at most [`UNDO_DEPTH`]), and undone ones, for redo.
+    undo: Vec<Value>,
+    redo: Vec<Value>,
+    /// The tree as last validated: a change against it is one undo step.
+    committed: Value,
 }
 
 impl PresetEditor {
@@ -128,6 +136,9 @@ impl PresetEditor {
             save_as_name: preset.name().to_string(),
             schedule: Schedule::default(),
             notes: Vec::new(),
+            undo: Vec::new(),
+            redo: Vec::new(),
+            committed: Value::Null,
         };
         e.revalidate();
         e
@@ -141,8 +152,46 @@ impl PresetEditor {
         Ok(e)
     }
 
-    /// Re-reads the tree into a preset and validates it.
+    /// Undoes the last edit; false when there is nothing to undo.
+    pub fn undo(&mut self) -> bool {
+        let Some(tree) = self.undo.pop() else {
+            return false;
+        };
+        self.redo.push(std::mem::replace(&mut self.tree, tree));
+        self.after_history_move();
+        true
+    }
+
+    /// Redoes the last undone edit; false when there is nothing to redo.
+    pub fn redo(&mut self) -> bool {
+        let Some(tree) = self.redo.pop() else {
+            return false;
+        };
+        self.undo.push(std::mem::replace(&mut self.tree, tree));
+        self.after_history_move();
+        true
+    }
+
+    fn after_history_move(&mut self) {
+        self.drafts.clear();
+        self.committed = self.tree.clone();
+        self.revalidate();
+    }
+
+    /// Re-reads the tree into a preset and validates it; a changed tree is one undo step.
     pub fn revalidate(&mut self) {
+        if self.tree != self.committed {
+            if !self.committed.is_null() {
+                self.undo
+                    .push(std::mem::replace(&mut self.committed, self.tree.clone()));
+                if self.undo.len() > UNDO_DEPTH {
+                    self.undo.remove(0);
+                }
+                self.redo.clear();
+            } else {
+                self.committed = self.tree.clone();
+            }
+        }
         match AnyPreset::from_tree(self.family, self.tree.clone()) {
             Ok(p) => {
                 self.schedule = schedule(&p);

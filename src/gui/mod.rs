@@ -83,6 +83,18 @@ pub fn palette(i: usize) -> egui::Color32 {
     C[i % C.len()]
 }
 
+/// The app's own log: `$XDG_STATE_HOME/workbench/app.log` (or `~/.local/state/...`).
+#[must_use]
+pub fn app_log_path() -> PathBuf {
+    std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("workbench")
+        .join("app.log")
+}
+
 /// The user's preset folder: `$XDG_CONFIG_HOME/workbench/presets` (or `~/.config/...`).
 #[must_use]
 pub fn user_presets_dir() -> PathBuf {

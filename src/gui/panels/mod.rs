@@ -5,4 +5,5 @@ mod controller;
 mod presets;
 mod run_controls;
 mod runs;
+pub mod shortcuts;
 mod views;

@@ -85,6 +85,17 @@ impl WorkbenchApp {
 
     pub(crate) fn status_bar_ui(&mut self, ui: &mut Ui) {
         ui.horizontal_wrapped(|ui| {
+            if ui
+                .small_button("?")
+                .on_hover_text("keyboard shortcuts (F1)")
+                .clicked()
+            {
+                self.show_help = !self.show_help;
+            }
+            if ui.small_button("About").clicked() {
+                self.show_about = !self.show_about;
+            }
+            ui.separator();
             if let Some(r) = self.current_run() {
                 let v = &r.view;
                 let state_color = match &v.state {
