@@ -61,9 +61,10 @@ struct AppArgs {
     /// Open and follow a run folder (repeatable).
     #[arg(long = "open", value_name = "RUN")]
     open: Vec<PathBuf>,
-    /// The tab to show first: presets, phases, dashboard, samples, gaad, controller, runs.
-    #[arg(long, default_value = "presets")]
-    tab: String,
+    /// The tab to show first: presets, phases, dashboard, samples, gaad, controller, runs
+    /// (default: the tab the app was closed on).
+    #[arg(long)]
+    tab: Option<String>,
     /// Close the app after this many seconds (scripted checks).
     #[arg(long, value_name = "SECONDS")]
     quit_after: Option<f64>,
@@ -159,8 +160,9 @@ fn bad_input(e: impl Into<anyhow::Error>) -> Failure {
     }
 }
 
-fn app(args: AppArgs, runs_dir: &Path) -> Result<(), Failure> {
-    let tab = workbench::gui::Tab::parse(&args.tab).map_err(|e| bad_input(anyhow::anyhow!(e)))?;
+fn app(args: AppArgs, runs_dir: &Path, explicit_runs_dir: bool) -> Result<(), Failure> {
+    let tab = workbench::gui::Tab::parse(args.tab.as_deref().unwrap_or("presets"))
+        .map_err(|e| bad_input(anyhow::anyhow!(e)))?;
     let preset = match &args.preset {
         Some(path) => {
             let (text, origin) = preset_text(path)?;
@@ -179,6 +181,9 @@ fn app(args: AppArgs, runs_dir: &Path) -> Result<(), Failure> {
         runs_dir: runs_dir.to_path_buf(),
         user_presets_dir: workbench::gui::user_presets_dir(),
         app_log: workbench::gui::app_log_path(),
+        remember: true,
+        explicit_tab: args.tab.is_some(),
+        explicit_runs_dir,
         preset,
         start: args.start,
         open: args.open,
@@ -295,11 +300,12 @@ fn gaad(args: &GaadArgs) -> Result<(), Failure> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let explicit_runs_dir = cli.runs_dir.is_some();
     let runs_dir = cli
         .runs_dir
         .unwrap_or_else(workbench::core::rundir::default_runs_dir);
     let result = match cli.command {
-        None => app(cli.app, &runs_dir),
+        None => app(cli.app, &runs_dir, explicit_runs_dir),
         Some(Cmd::Train(args)) => train(&args, &runs_dir),
         Some(Cmd::Presets(cmd)) => presets(cmd),
         Some(Cmd::Runs(cmd)) => runs(cmd, &runs_dir),

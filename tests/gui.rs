@@ -968,3 +968,107 @@ fn shortcuts_drive_the_same_actions_as_the_buttons() {
     }
     h.get_by_label("Copy");
 }
+
+/// What the app remembers survives a restart: the tab, the preset, the dashboard settings;
+/// a damaged state, or one written by a newer app, gives the defaults and one notice; a
+/// remembered preset whose file is gone gives the default preset and says so.
+#[test]
+fn the_app_remembers_its_state_and_survives_a_bad_state_file() {
+    use workbench::gui::app::{Remembered, STATE_VERSION};
+    let runs = tempfile::tempdir().unwrap();
+    let opts = || {
+        let mut o = LaunchOptions::new(runs.path());
+        o.remember = true;
+        o
+    };
+    let mut a = WorkbenchApp::with_waker(opts(), None);
+    a.tab = Tab::Controller;
+    a.dashboard.smoothing = 0.9;
+    a.dashboard.log_y = true;
+    a.dashboard.columns = 3;
+    a.dashboard.filter = "loss".into();
+    let preset = runs.path().join("mine.ron");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/smoke.ron"),
+        &preset,
+    )
+    .unwrap();
+    a.editor = workbench::gui::editor::PresetEditor::load_text(
+        &std::fs::read_to_string(&preset).unwrap(),
+        &preset.display().to_string(),
+    )
+    .unwrap();
+    a.editor.source = Some(preset.clone());
+    let saved = serde_json::to_string(&a.remembered()).unwrap();
+
+    let mut b = WorkbenchApp::with_waker(opts(), None);
+    b.restore(Some(&saved));
+    assert_eq!(b.tab, Tab::Controller);
+    assert_eq!(b.editor.source.as_deref(), Some(preset.as_path()));
+    assert_eq!(b.editor.preset().unwrap().name(), "smoke");
+    assert_eq!(
+        (
+            b.dashboard.smoothing,
+            b.dashboard.log_y,
+            b.dashboard.columns
+        ),
+        (0.9, true, 3)
+    );
+    assert_eq!(b.dashboard.filter, "loss");
+    assert!(b.message.is_none(), "{:?}", b.message);
+    // The runs folder last used comes back too, unless the command line names one.
+    let other_runs = tempfile::tempdir().unwrap();
+    let used = WorkbenchApp::with_waker(
+        LaunchOptions {
+            remember: true,
+            ..LaunchOptions::new(other_runs.path())
+        },
+        None,
+    );
+    let with_runs = serde_json::to_string(&used.remembered()).unwrap();
+    let mut f = WorkbenchApp::with_waker(opts(), None);
+    f.restore(Some(&with_runs));
+    assert_eq!(f.remembered().runs_dir, used.remembered().runs_dir);
+    let mut g = WorkbenchApp::with_waker(
+        LaunchOptions {
+            explicit_runs_dir: true,
+            ..opts()
+        },
+        None,
+    );
+    g.restore(Some(&with_runs));
+    assert_ne!(g.remembered().runs_dir, used.remembered().runs_dir);
+    assert_eq!(b.remembered(), a.remembered());
+
+    // The preset's file is gone: the default preset, and a note.
+    std::fs::remove_file(&preset).unwrap();
+    let mut c = WorkbenchApp::with_waker(opts(), None);
+    c.restore(Some(&saved));
+    assert_eq!(c.tab, Tab::Controller, "the rest is still restored");
+    assert!(c.message.as_ref().unwrap().1.contains("mine.ron"));
+
+    // Damaged, or from a newer app: defaults and one notice.
+    for bad in [
+        "{not json".to_string(),
+        serde_json::to_string(&Remembered {
+            version: STATE_VERSION + 1,
+            tab: "runs".into(),
+            ..Remembered::default()
+        })
+        .unwrap(),
+    ] {
+        let mut d = WorkbenchApp::with_waker(opts(), None);
+        d.restore(Some(&bad));
+        assert_eq!(d.tab, Tab::Presets);
+        assert_eq!(d.dashboard.smoothing, 0.6);
+        assert!(d
+            .message
+            .as_ref()
+            .is_some_and(|(_, m)| m.contains("starting from the defaults")));
+    }
+    // An older state (fewer fields) still loads: missing fields take their defaults.
+    let mut e = WorkbenchApp::with_waker(opts(), None);
+    e.restore(Some(r#"{"version":1,"tab":"samples"}"#));
+    assert_eq!(e.tab, Tab::Samples);
+    assert!(e.message.is_none());
+}

@@ -96,3 +96,33 @@ fn the_test_build_and_the_app_build_resolve_the_same_features() {
         differ.join("\n")
     );
 }
+
+/// The launcher entry passes `desktop-file-validate` (where it is installed), and the icon
+/// exists at the sizes a desktop asks for, each of its own size.
+#[test]
+fn the_launcher_entry_is_valid_and_the_icon_has_every_size() {
+    let entry = root().join("assets/workbench.desktop");
+    let text = std::fs::read_to_string(&entry).unwrap();
+    assert!(text.contains("Icon=workbench") && text.contains("Exec=workbench"));
+    if let Ok(out) = Command::new("desktop-file-validate").arg(&entry).output() {
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for size in [16u32, 24, 32, 48, 64, 128, 256, 512] {
+        let png = root().join(format!("assets/icons/workbench-{size}.png"));
+        let bytes = std::fs::read(&png).unwrap();
+        // PNG header, then IHDR's width and height.
+        assert_eq!(&bytes[1..4], b"PNG", "{}", png.display());
+        let w = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
+        let h = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
+        assert_eq!((w, h), (size, size), "{}", png.display());
+    }
+    assert!(
+        root().join("assets/icon.svg").is_file(),
+        "the icon's source"
+    );
+}

@@ -76,6 +76,12 @@ pub struct LaunchOptions {
     pub step_limit: Option<u64>,
     /// The app's own log (its messages and errors): `$XDG_STATE_HOME/workbench/app.log`.
     pub app_log: PathBuf,
+    /// Restore what the app remembers (the tab, the preset, the dashboard settings) from
+    /// eframe's storage; `explicit_tab`: the command line named a tab, which wins.
+    pub remember: bool,
+    pub explicit_tab: bool,
+    /// The command line named the runs folder, which wins over the remembered one.
+    pub explicit_runs_dir: bool,
 }
 
 impl LaunchOptions {
@@ -87,6 +93,9 @@ impl LaunchOptions {
             runs_dir: runs_dir.to_path_buf(),
             user_presets_dir: runs_dir.join("user-presets"),
             app_log: runs_dir.join("app.log"),
+            remember: false,
+            explicit_tab: false,
+            explicit_runs_dir: false,
             preset: None,
             start: false,
             open: Vec::new(),

@@ -41,7 +41,15 @@ pub fn run(options: LaunchOptions) -> Result<(), eframe::Error> {
     eframe::run_native(
         "Generative Workbench",
         native,
-        Box::new(move |cc| Ok(Box::new(WorkbenchApp::new(&cc.egui_ctx, options)))),
+        Box::new(move |cc| {
+            let remember = options.remember;
+            let mut app = WorkbenchApp::new(&cc.egui_ctx, options);
+            if remember {
+                let saved = cc.storage.and_then(|s| s.get_string(app::STATE_KEY));
+                app.restore(saved.as_deref());
+            }
+            Ok(Box::new(app))
+        }),
     )
 }
 

@@ -193,37 +193,37 @@ impl WorkbenchApp {
 
     /// Moves the step cursor to the next (or previous) logged step of the primary run.
     fn move_cursor_step(&mut self, forward: bool) {
-        let Some(run) = self.current_run() else {
-            return;
-        };
-        let at = self.cursor.unwrap_or(run.view.step);
-        let steps = run.view.logged_steps();
-        let next = if forward {
-            steps.into_iter().find(|s| *s > at)
-        } else {
-            steps.into_iter().rev().find(|s| *s < at)
-        };
-        if let Some(s) = next {
-            self.cursor = Some(s);
-        }
+        let steps = self
+            .current_run()
+            .map(|r| r.view.logged_steps())
+            .unwrap_or_default();
+        self.move_cursor(forward, &steps);
     }
 
     /// Moves the step cursor to the next (or previous) event of the primary run.
     fn move_cursor_event(&mut self, forward: bool) {
+        let mut steps: Vec<u64> = self
+            .current_run()
+            .map(|r| r.view.markers.iter().map(|m| m.step).collect())
+            .unwrap_or_default();
+        steps.sort_unstable();
+        steps.dedup();
+        self.move_cursor(forward, &steps);
+    }
+
+    /// Moves the step cursor to the next (or previous) of `steps` (sorted).
+    fn move_cursor(&mut self, forward: bool, steps: &[u64]) {
         let Some(run) = self.current_run() else {
             return;
         };
         let at = self.cursor.unwrap_or(run.view.step);
-        let mut steps: Vec<u64> = run.view.markers.iter().map(|m| m.step).collect();
-        steps.sort_unstable();
-        steps.dedup();
         let next = if forward {
-            steps.into_iter().find(|s| *s > at)
+            steps.iter().find(|s| **s > at)
         } else {
-            steps.into_iter().rev().find(|s| *s < at)
+            steps.iter().rev().find(|s| **s < at)
         };
         if let Some(s) = next {
-            self.cursor = Some(s);
+            self.cursor = Some(*s);
         }
     }
 
