@@ -739,3 +739,36 @@ fn losses_csv_has_one_row_per_step_with_validation_in_it() {
         assert_eq!(!r[val].is_empty(), validated, "{r:?}");
     }
 }
+
+/// With fewer batches in an epoch than n_critic, the seed's per-epoch counter never steps the
+/// generator: the run says so at its start (found on a real folder of 600 icons).
+#[test]
+fn a_generator_that_would_never_step_is_said_at_the_start() {
+    let runs = tempfile::tempdir().expect("tmp");
+    let data = tempfile::tempdir().expect("tmp");
+    for i in 0..24u8 {
+        image::RgbImage::from_pixel(16, 16, image::Rgb([i * 10, 100, 200]))
+            .save(data.path().join(format!("{i}.png")))
+            .expect("png");
+    }
+    let warned = |counter: &str| {
+        let (_, events) = run_to_end(RunRequest {
+            preset: Some(smoke(&[
+                ("data.source", "folder".into()),
+                ("data.folder", data.path().display().to_string().into()),
+                ("data.holdout", 0.into()),
+                ("logging.validate_every_steps", 0.into()),
+                ("train.critic_counter", counter.into()),
+            ])),
+            runs_dir: runs.path().into(),
+            step_limit: Some(4),
+            ..RunRequest::default()
+        });
+        events.iter().any(|e| {
+            matches!(e, Event::Log { message, .. } if message.contains("the generator never steps"))
+        })
+    };
+    // 24 images in batches of 16: one batch an epoch, and smoke's n_critic is 2.
+    assert!(warned("per_epoch"));
+    assert!(!warned("global"));
+}

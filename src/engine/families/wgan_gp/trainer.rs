@@ -235,11 +235,24 @@ impl Trainer for WganGpTrainer {
     }
 
     fn warnings(&self) -> Vec<String> {
-        self.data
+        let mut w: Vec<String> = self
+            .data
             .skipped
             .iter()
             .map(|(p, why)| format!("skipped unreadable image {p}: {why}"))
-            .collect()
+            .collect();
+        // The seed's per-epoch counter restarts every epoch: with fewer batches in an epoch
+        // than n_critic, the generator never takes a step.
+        let (spe, n) = (
+            self.steps_per_epoch(),
+            u64::from(self.cfg.train.n_critic.max(1)),
+        );
+        if self.cfg.train.critic_counter == CriticCounter::PerEpoch && spe < n {
+            w.push(format!(
+                "an epoch has {spe} batch(es), fewer than train.n_critic = {n}: with train.critic_counter = per_epoch the generator never steps; set it to global, or use more images or a smaller batch"
+            ));
+        }
+        w
     }
 
     fn steps_per_epoch(&self) -> u64 {
