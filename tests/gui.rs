@@ -909,6 +909,12 @@ fn shortcuts_drive_the_same_actions_as_the_buttons() {
         a.current_run()
             .is_some_and(|r| r.view.state == RunState::Paused)
     });
+    // Start again while the run is live (paused): nothing new starts, as the disabled
+    // Start button says.
+    h.key_press_modifiers(Modifiers::COMMAND, Key::Enter);
+    h.run_steps(3);
+    assert_eq!(h.state().runs.len(), 1);
+    assert!(!h.state().is_starting());
     // Checkpoint now, while paused: a checkpoint marker appears.
     let marks = |a: &WorkbenchApp| {
         a.current_run().map_or(0, |r| {

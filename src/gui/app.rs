@@ -66,6 +66,8 @@ pub struct WorkbenchApp {
     pub(crate) io: Vec<Receiver<IoDone>>,
     /// The window title last asked for.
     pub title: String,
+    /// Start at the first frame (`--start`).
+    pub(crate) start_pending: bool,
     /// The keyboard shortcuts' overlay (F1 or `?`) and the About window are open.
     pub show_help: bool,
     pub show_about: bool,
@@ -130,6 +132,7 @@ impl WorkbenchApp {
             starting: None,
             io: Vec::new(),
             title: String::new(),
+            start_pending: false,
             show_help: false,
             show_about: false,
             about_device: None,
@@ -158,9 +161,8 @@ impl WorkbenchApp {
         for dir in app.opts.open.clone() {
             app.open_run(&dir);
         }
-        if app.opts.start {
-            app.start_run();
-        }
+        // `--start` waits for the first frame, after a remembered state has been restored.
+        app.start_pending = app.opts.start;
         app
     }
 
@@ -180,7 +182,9 @@ impl WorkbenchApp {
     /// Starts training the edited preset: the run is prepared (device probe, data checks, run
     /// folder) and its worker spawned on a background thread; `logic()` picks the run up.
     pub fn start_run(&mut self) {
-        if self.starting.is_some() {
+        // Every way of starting (button, shortcut, --start) goes through here: one run at a
+        // time, and none while one is being prepared.
+        if self.starting.is_some() || self.live_handle().is_some() {
             return;
         }
         if let Some(why) = self.editor.start_blocker() {
@@ -434,6 +438,9 @@ impl WorkbenchApp {
 
     /// Everything between frames: events, dialogs, scripted quit and screenshots.
     pub fn logic(&mut self, ctx: &egui::Context) {
+        if std::mem::take(&mut self.start_pending) {
+            self.start_run();
+        }
         for action in std::mem::take(&mut self.actions) {
             self.apply(action);
         }

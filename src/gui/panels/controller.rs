@@ -138,8 +138,9 @@ impl WorkbenchApp {
             format!("ctl/{name}/")
         };
         let mut cursor = self.cursor;
-        let _ = self.dashboard.plots_ui(ui, &shown, &mut cursor);
+        let actions = self.dashboard.plots_ui(ui, &shown, &mut cursor);
         self.dashboard.filter = filter;
         self.cursor = cursor;
+        self.dash_actions(actions);
     }
 }

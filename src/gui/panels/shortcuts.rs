@@ -134,8 +134,9 @@ impl WorkbenchApp {
         let mut fired = Vec::new();
         ctx.input_mut(|i| {
             for (what, keys, _) in SHORTCUTS {
+                // A focused text field keeps its own keys, and its own undo.
                 let plain = keys.modifiers.is_none() || keys.modifiers == Modifiers::SHIFT;
-                if typing && plain {
+                if typing && (plain || matches!(what, Shortcut::Undo | Shortcut::Redo)) {
                     continue;
                 }
                 if i.consume_shortcut(keys) {

@@ -29,6 +29,11 @@ impl WorkbenchApp {
         let shown = shown_runs(&self.runs, self.current);
         let actions = self.dashboard.plots_ui(ui, &shown, &mut cursor);
         self.cursor = cursor;
+        self.dash_actions(actions);
+    }
+
+    /// What a plot asked for: an export dialog, or saving the layout.
+    pub(crate) fn dash_actions(&mut self, actions: Vec<DashAction>) {
         for a in actions {
             match a {
                 DashAction::ExportCsv(n) => self
