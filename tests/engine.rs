@@ -172,6 +172,28 @@ fn q_controlled_learning_rates_decide_steer_and_resume_exactly() {
             assert_eq!(Some(v), b[step].get(k), "step {step} {k}");
         }
     }
+
+    // Resumed with control switched off in the preset: no more decisions. The controller's
+    // columns leave losses.csv; its earlier rows stay, and the old file is kept beside it.
+    let (part, _) = run_to_end(req(Some(15)));
+    let (_, events) = run_to_end(RunRequest {
+        resume: Some(part.clone()),
+        preset: Some(smoke(&[])),
+        runs_dir: runs.path().into(),
+        ..RunRequest::default()
+    });
+    assert!(!events.iter().any(|e| matches!(e, Event::Controller { .. })));
+    let csv = std::fs::read_to_string(part.join("losses.csv")).expect("csv");
+    assert!(!csv.lines().next().unwrap().contains("ctl_"));
+    let steps: Vec<u64> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(steps.windows(2).all(|w| w[0] < w[1]), "{steps:?}");
+    assert!(steps.contains(&14) && steps.contains(&16) && steps.ends_with(&[40]));
+    let old = std::fs::read_to_string(part.join("losses.previous.csv")).expect("kept");
+    assert!(old.lines().next().unwrap().contains("ctl_lr_g_scale"));
 }
 
 #[test]
@@ -610,7 +632,23 @@ fn data_problems_are_exit_2_before_any_run_directory_exists() {
     let text_video = data.path().join("clip.mp4");
     std::fs::write(&text_video, b"this is not a video").expect("write");
     let short = root.join("tests/fixtures/testsrc_64x48_10f.avi");
+    // Phase b trains on a batch of 4: the two training images fit the preset's batch of 2,
+    // not phase b's.
+    let bigger_b = data.path().join("bigger_b.ron");
+    let smoke_text = std::fs::read_to_string(root.join("presets/smoke.ron")).expect("smoke");
+    std::fs::write(
+        &bigger_b,
+        smoke_text.replace(
+            "\"train.n_critic\": 3}",
+            "\"train.n_critic\": 3, \"train.batch_size\": 4}",
+        ),
+    )
+    .expect("write");
     let cases: Vec<(std::process::Output, Vec<String>)> = vec![
+        (
+            train(bigger_b.to_str().unwrap(), &few, &["train.batch_size=2"]),
+            vec!["fewer than one batch (train.batch_size 4)".into()],
+        ),
         (
             train("smoke.ron", &empty, &[]),
             vec!["data.folder".into(), "holds no PNG or JPEG images".into()],
@@ -679,6 +717,32 @@ fn a_run_without_a_checkpoint_resumes_from_step_zero_in_its_own_folder() {
     assert_eq!(out.status.code(), Some(1));
     let run = only_run(runs.path());
     assert!(checkpoint::resolve(&run).is_err(), "no checkpoint yet");
+    // While another live process holds the run's lock, the run is left alone.
+    let dir = RunDir::open(&run).expect("run");
+    let preset_before = std::fs::read_to_string(dir.preset_path()).expect("preset");
+    let mut holder = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .expect("sleep");
+    std::fs::write(dir.lock_path(), holder.id().to_string()).expect("lock");
+    let out = workbench()
+        .args(["train", "--resume"])
+        .arg(&run)
+        .args(["--device", "cpu"])
+        .output()
+        .expect("resume");
+    holder.kill().expect("kill");
+    holder.wait().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("being written by process {}", holder.id())),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.preset_path()).expect("preset"),
+        preset_before
+    );
     let out = workbench()
         .args(["train", "--resume"])
         .arg(&run)

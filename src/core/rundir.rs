@@ -53,7 +53,10 @@ pub fn default_runs_dir() -> PathBuf {
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), RunDirError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    // Unique per write: two writers of one file in this process never share a temporary.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.tmp-{}-{n}", std::process::id()));
     {
         let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
         f.write_all(bytes).map_err(io_err(&tmp))?;
@@ -329,42 +332,50 @@ pub struct CsvLog {
 impl CsvLog {
     /// Opens the CSV for appending. Rows beyond `keep_through_step` (left by a run that went
     /// further than the checkpoint it is resumed from) are dropped first, so a resumed run
-    /// continues the same curve without duplicates.
+    /// continues the same curve without duplicates. When the columns changed (a resume with
+    /// other logged values), the old rows are carried over by column name and the old file
+    /// is kept beside it as `<name>.previous.csv`: no logged value is lost.
     pub fn open(
         path: &Path,
         columns: &[&str],
         keep_through_step: Option<u64>,
     ) -> Result<Self, RunDirError> {
         let header = columns.join(",");
+        let mut text = format!("{header}\n");
         if path.exists() {
             let f = File::open(path).map_err(io_err(path))?;
             let lines: Vec<String> = BufReader::new(f).lines().map_while(Result::ok).collect();
-            let same_header = lines.first().is_some_and(|h| *h == header);
-            let kept: Vec<&String> = if same_header {
-                lines[1..]
+            let old: Vec<&str> = lines.first().map_or(Vec::new(), |h| h.split(',').collect());
+            // Where each new column was in the old rows.
+            let from: Vec<Option<usize>> = columns
+                .iter()
+                .map(|c| old.iter().position(|o| o == c))
+                .collect();
+            if old != columns && !lines.is_empty() {
+                let stem = path.file_stem().and_then(|n| n.to_str()).unwrap_or("log");
+                let kept = path.with_file_name(format!("{stem}.previous.csv"));
+                fs::copy(path, &kept).map_err(io_err(&kept))?;
+            }
+            for l in lines.iter().skip(1) {
+                let cells: Vec<&str> = l.split(',').collect();
+                let step = cells.first().and_then(|s| s.parse::<u64>().ok());
+                let keep = match (step, keep_through_step) {
+                    (Some(s), Some(k)) => s <= k,
+                    (Some(_), None) => true,
+                    (None, _) => false,
+                };
+                if !keep {
+                    continue;
+                }
+                let row: Vec<&str> = from
                     .iter()
-                    .filter(|l| {
-                        let step = l.split(',').next().and_then(|s| s.parse::<u64>().ok());
-                        match (step, keep_through_step) {
-                            (Some(s), Some(k)) => s <= k,
-                            (Some(_), None) => true,
-                            (None, _) => false,
-                        }
-                    })
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            let mut text = header;
-            text.push('\n');
-            for l in kept {
-                text.push_str(l);
+                    .map(|i| i.and_then(|i| cells.get(i).copied()).unwrap_or(""))
+                    .collect();
+                text.push_str(&row.join(","));
                 text.push('\n');
             }
-            atomic_write(path, text.as_bytes())?;
-        } else {
-            atomic_write(path, format!("{header}\n").as_bytes())?;
         }
+        atomic_write(path, text.as_bytes())?;
         let file = OpenOptions::new()
             .append(true)
             .open(path)
@@ -401,6 +412,42 @@ impl CsvLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn concurrent_atomic_writes_of_one_file_leave_one_whole_version() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("layout.json");
+        std::thread::scope(|s| {
+            for t in 0..4u8 {
+                let p = &p;
+                s.spawn(move || {
+                    for _ in 0..50 {
+                        atomic_write(p, &[b'a' + t; 4096]).expect("write");
+                    }
+                });
+            }
+        });
+        let bytes = fs::read(&p).expect("read");
+        assert_eq!(bytes.len(), 4096);
+        assert!(bytes.iter().all(|b| *b == bytes[0]), "a torn file");
+        let left: Vec<_> = fs::read_dir(dir.path()).expect("ls").collect();
+        assert_eq!(left.len(), 1, "temporaries left behind");
+    }
+
+    #[test]
+    fn csv_resume_with_other_columns_carries_rows_over_by_name_and_keeps_the_old_file() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("losses.csv");
+        fs::write(&p, "step,d_loss,gone\n1,0.5,7\n2,0.4,8\n3,0.3,9\n").expect("write");
+        let mut csv = CsvLog::open(&p, &["step", "new", "d_loss"], Some(2)).expect("open");
+        csv.append(&[("step".into(), 3.0), ("new".into(), 1.0)])
+            .expect("row");
+        drop(csv);
+        let text = fs::read_to_string(&p).expect("read");
+        assert_eq!(text, "step,new,d_loss\n1,,0.5\n2,,0.4\n3,1.000000,\n");
+        let old = fs::read_to_string(dir.path().join("losses.previous.csv")).expect("kept");
+        assert_eq!(old, "step,d_loss,gone\n1,0.5,7\n2,0.4,8\n3,0.3,9\n");
+    }
 
     #[test]
     fn csv_resume_drops_rows_beyond_the_checkpoint() {

@@ -204,12 +204,16 @@ impl RunView {
                 if let Some(step) = resumed_from {
                     // The run rewinds to its checkpoint: drop what was logged beyond it.
                     self.rewind(step);
-                    self.marker(
-                        step,
-                        MarkerKind::Phase,
-                        "resumed",
-                        format!("resumed from the checkpoint of step {step}"),
-                    );
+                    // Step 0 is a run trained again from the start, having no checkpoint.
+                    let (label, text) = if step == 0 {
+                        ("restarted", "trained again from step 0".to_string())
+                    } else {
+                        (
+                            "resumed",
+                            format!("resumed from the checkpoint of step {step}"),
+                        )
+                    };
+                    self.marker(step, MarkerKind::Phase, label, text);
                 }
             }
             Event::Scalars { rows } => {
@@ -626,6 +630,11 @@ mod tests {
         );
         assert_eq!(v.state, RunState::Failed("boom".into()));
         assert!(v.state.is_over());
+        // Failed before any checkpoint, then trained again from the start.
+        v.apply(started(Some(0)), None);
+        let last = v.markers.last().unwrap();
+        assert_eq!((last.label.as_str(), last.step), ("restarted", 0));
+        assert!(v.series["d_loss"].len() <= 1);
     }
 
     #[test]

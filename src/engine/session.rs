@@ -155,6 +155,17 @@ pub fn run(
             }
         }
     }
+    // Read before anything is written, so a bad checkpoint leaves the run's logs as they were.
+    let saved_ctl: Option<LrControl> = match loaded
+        .as_ref()
+        .and_then(|l| l.state.get("controller"))
+        .filter(|v| !v.is_null())
+    {
+        Some(v) => Some(serde_json::from_value(v.clone()).map_err(|e| {
+            EngineError::BadInput(format!("checkpoint: bad controller state: {e}"))
+        })?),
+        None => None,
+    };
     let rewind_to = loaded
         .as_ref()
         .map(|_| c.step)
@@ -209,18 +220,16 @@ pub fn run(
         metrics,
         undeclared: Vec::new(),
     };
-    if let Some(saved) = loaded
-        .as_ref()
-        .and_then(|l| l.state.get("controller"))
-        .filter(|v| !v.is_null())
-    {
-        let mut ctl: LrControl = serde_json::from_value(saved.clone())
-            .map_err(|e| EngineError::BadInput(format!("checkpoint: bad controller state: {e}")))?;
-        ctl.apply(s.trainer.as_mut(), false)?;
-        s.ctl = Some(ctl);
-    } else if !fresh {
-        // A checkpoint from before control was enabled: start a controller now.
-        s.setup_control()?;
+    match saved_ctl {
+        // The controller goes on where it was, when the phase still has it on the same rates.
+        Some(mut ctl) if s.cfg.lr_control().enabled && ctl.scales_fields(&lr_fields(&s.cfg)) => {
+            ctl.apply(s.trainer.as_mut(), false)?;
+            s.ctl = Some(ctl);
+        }
+        // Control was switched off or changed since the checkpoint (or came after it): the
+        // phase's own rates, and a new controller if it asks for one.
+        _ if !fresh => s.setup_control()?,
+        _ => {}
     }
     drop(loaded);
     if fresh {

@@ -53,6 +53,14 @@ pub fn prepare(req: RunRequest) -> Result<RunPlan, EngineError> {
             // Nothing to resume from: train it again from step 0 in its own folder, with its
             // own preset unless one was given.
             let run_dir = RunDir::open(path).map_err(|e| bad(e.to_string()))?;
+            // Its preset.ron is rewritten below, before the session takes the lock: a run
+            // another process is still writing is left alone.
+            if let Some(pid) = run_dir.lock_holder().filter(|p| *p != std::process::id()) {
+                return Err(bad(format!(
+                    "{}: the run is being written by process {pid}",
+                    path.display()
+                )));
+            }
             let preset = preset_or_runs(req.preset.clone(), &run_dir)?;
             check_data(preset.preset())?;
             notes.push(format!(

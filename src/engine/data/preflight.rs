@@ -16,6 +16,21 @@ use crate::core::video::VideoReader;
 /// Every data problem of `preset` that can be found without training, as one line naming the
 /// field and the file.
 pub fn preflight(preset: &AnyPreset) -> Result<(), String> {
+    // A phase may ask for a bigger batch than the preset's own: the largest must fit.
+    let largest_batch = (0..preset.phases().len())
+        .filter_map(|i| {
+            preset
+                .for_phase(i)
+                .front()
+                .data_needs()
+                .iter()
+                .find_map(|n| match n {
+                    DataNeed::Images { batch_size, .. } => Some(*batch_size),
+                    _ => None,
+                })
+        })
+        .max()
+        .unwrap_or(0);
     for need in preset.front().data_needs() {
         match need {
             DataNeed::File { field, path } => {
@@ -23,7 +38,7 @@ pub fn preflight(preset: &AnyPreset) -> Result<(), String> {
                     return Err(format!("{field}: `{path}` does not exist"));
                 }
             }
-            DataNeed::Images { cfg, batch_size } => images(cfg, batch_size)?,
+            DataNeed::Images { cfg, batch_size } => images(cfg, batch_size.max(largest_batch))?,
             DataNeed::Video(cfg) => video(cfg)?,
         }
     }
