@@ -369,12 +369,7 @@ fn a_kill_during_a_checkpoint_write_leaves_the_previous_checkpoint_loadable() {
         "interrupted"
     );
     // And the run resumes from it to the end.
-    let out = workbench()
-        .args(["train", "--resume"])
-        .arg(&run)
-        .args(["--device", "cpu"])
-        .output()
-        .expect("resume");
+    let out = resume_on_cpu(&run);
     assert_success(&out);
     assert!(
         !std::fs::read_dir(&ckpts)
@@ -597,6 +592,16 @@ fn a_failed_step_is_one_clear_line_and_its_detail_goes_to_the_log() {
     }
 }
 
+/// `workbench train --resume RUN --device cpu`.
+fn resume_on_cpu(run: &Path) -> std::process::Output {
+    workbench()
+        .args(["train", "--resume"])
+        .arg(run)
+        .args(["--device", "cpu"])
+        .output()
+        .expect("resume")
+}
+
 /// Every data problem that can be found before training is exit code 2, names the field and
 /// the file, and leaves no run directory behind.
 #[test]
@@ -725,12 +730,7 @@ fn a_run_without_a_checkpoint_resumes_from_step_zero_in_its_own_folder() {
         .spawn()
         .expect("sleep");
     std::fs::write(dir.lock_path(), holder.id().to_string()).expect("lock");
-    let out = workbench()
-        .args(["train", "--resume"])
-        .arg(&run)
-        .args(["--device", "cpu"])
-        .output()
-        .expect("resume");
+    let out = resume_on_cpu(&run);
     holder.kill().expect("kill");
     holder.wait().expect("wait");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -743,12 +743,7 @@ fn a_run_without_a_checkpoint_resumes_from_step_zero_in_its_own_folder() {
         std::fs::read_to_string(dir.preset_path()).expect("preset"),
         preset_before
     );
-    let out = workbench()
-        .args(["train", "--resume"])
-        .arg(&run)
-        .args(["--device", "cpu"])
-        .output()
-        .expect("resume");
+    let out = resume_on_cpu(&run);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
