@@ -68,16 +68,17 @@ impl Dialogs {
         let title = purpose.title();
         let name = default_name.to_string();
         let folder = matches!(purpose, Purpose::OpenRun);
-        let filter: Option<(&str, &[&str])> = match &purpose {
-            Purpose::ImportPreset | Purpose::ExportPreset => Some(("RON preset", &["ron"])),
-            Purpose::ExportPlotCsv(_) => Some(("CSV", &["csv"])),
-            Purpose::ExportPlotPng(_) | Purpose::ExportSample => Some(("PNG", &["png"])),
+        let filter: Option<(&str, Vec<&str>)> = match &purpose {
+            Purpose::ImportPreset | Purpose::ExportPreset => Some(("RON preset", vec!["ron"])),
+            Purpose::ExportPlotCsv(_) => Some(("CSV", vec!["csv"])),
+            Purpose::ExportPlotPng(_) | Purpose::ExportSample => Some(("PNG", vec!["png"])),
             Purpose::OpenRun => None,
             Purpose::GaadImage => Some((
                 "Images and videos",
-                &[
-                    "png", "jpg", "jpeg", "mp4", "avi", "mkv", "webm", "mov", "m4v",
-                ],
+                ["png", "jpg", "jpeg"]
+                    .into_iter()
+                    .chain(crate::gui::gaad::VIDEO_EXTENSIONS.iter().copied())
+                    .collect(),
             )),
         };
         let spawned = std::thread::Builder::new()
@@ -85,7 +86,7 @@ impl Dialogs {
             .spawn(move || {
                 let mut d = rfd::FileDialog::new().set_title(title);
                 if let Some((label, ext)) = filter {
-                    d = d.add_filter(label, ext);
+                    d = d.add_filter(label, &ext);
                 }
                 let chosen = if folder {
                     d.pick_folder()

@@ -24,8 +24,10 @@ pub enum FrameSource {
     },
 }
 
-/// File extensions opened as videos.
-pub const VIDEO_EXTENSIONS: &[&str] = &["mp4", "avi", "mkv", "webm", "mov", "m4v"];
+/// File extensions opened as videos (an animated GIF too: FFmpeg gives all its frames).
+pub const VIDEO_EXTENSIONS: &[&str] = &[
+    "mp4", "avi", "mkv", "webm", "mov", "m4v", "ogv", "mpg", "mpeg", "gif",
+];
 
 /// The inspector's state.
 pub struct GaadInspector {

@@ -354,6 +354,85 @@ mod tests {
             .to_string()
     }
 
+    /// An animated GIF of `frames` frames, `w` x `h`, written without compression (a clear
+    /// code every 250 codes keeps the LZW codes 9 bits wide): pixel `(x, y)` of frame `k` is
+    /// palette entry `(k * 40 + x * 4 + y) % 256`, whose colour is `(i, 255 - i, 0)`.
+    fn write_gif(path: &Path, w: u16, h: u16, frames: u16) {
+        let mut out = b"GIF89a".to_vec();
+        out.extend(w.to_le_bytes());
+        out.extend(h.to_le_bytes());
+        out.extend([0xF7, 0, 0]);
+        for i in 0..=255u8 {
+            out.extend([i, 255 - i, 0]);
+        }
+        for k in 0..frames {
+            out.extend([0x21, 0xF9, 4, 0x04, 10, 0, 0, 0]);
+            out.push(0x2C);
+            for v in [0, 0, w, h] {
+                out.extend(v.to_le_bytes());
+            }
+            out.extend([0, 8]);
+            let mut codes = vec![256u16];
+            for y in 0..h {
+                for x in 0..w {
+                    if codes.len() % 250 == 0 {
+                        codes.push(256);
+                    }
+                    codes.push((k * 40 + x * 4 + y) % 256);
+                }
+            }
+            codes.push(257);
+            let (mut bits, mut acc, mut n) = (Vec::new(), 0u32, 0);
+            for c in codes {
+                acc |= u32::from(c) << n;
+                n += 9;
+                while n >= 8 {
+                    bits.push((acc & 0xFF) as u8);
+                    acc >>= 8;
+                    n -= 8;
+                }
+            }
+            if n > 0 {
+                bits.push(acc as u8);
+            }
+            for block in bits.chunks(255) {
+                out.push(block.len() as u8);
+                out.extend(block);
+            }
+            out.push(0);
+        }
+        out.push(0x3B);
+        std::fs::write(path, out).unwrap();
+    }
+
+    #[test]
+    fn an_animated_gif_is_a_clip() {
+        let dir = tempfile::tempdir().unwrap();
+        let gif = dir.path().join("screencast.gif");
+        write_gif(&gif, 16, 16, 8);
+        let cfg = VideoData {
+            source: VideoSource::File,
+            path: gif.display().to_string(),
+            image_w: 16,
+            image_h: 16,
+            validation_fraction: 0.25,
+            ..VideoData::default()
+        };
+        let set = VideoSet::load(&cfg, 1).unwrap();
+        assert_eq!(set.frames.size(), vec![8, 3, 16, 16]);
+        // The colours of the palette entries, frame by frame: red is the entry's index.
+        for (k, x, y) in [(0i64, 0i64, 0i64), (1, 3, 5), (7, 15, 15)] {
+            let want = (k * 40 + x * 4 + y) % 256;
+            let red = set.frames.int64_value(&[k, 0, y, x]);
+            let green = set.frames.int64_value(&[k, 1, y, x]);
+            assert!(
+                (red - want).abs() <= 3,
+                "frame {k} ({x},{y}): {red} vs {want}"
+            );
+            assert!((green - (255 - want)).abs() <= 3, "{green}");
+        }
+    }
+
     #[test]
     fn windows_split_without_sharing_a_frame() {
         let cfg = VideoData {
