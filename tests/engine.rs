@@ -722,21 +722,16 @@ fn a_run_without_a_checkpoint_resumes_from_step_zero_in_its_own_folder() {
     assert_eq!(out.status.code(), Some(1));
     let run = only_run(runs.path());
     assert!(checkpoint::resolve(&run).is_err(), "no checkpoint yet");
-    // While another live process holds the run's lock, the run is left alone.
+    // While another process holds the run's lock, the run is left alone.
     let dir = RunDir::open(&run).expect("run");
     let preset_before = std::fs::read_to_string(dir.preset_path()).expect("preset");
-    let mut holder = std::process::Command::new("sleep")
-        .arg("60")
-        .spawn()
-        .expect("sleep");
-    std::fs::write(dir.lock_path(), holder.id().to_string()).expect("lock");
+    let held = dir.lock().expect("lock");
     let out = resume_on_cpu(&run);
-    holder.kill().expect("kill");
-    holder.wait().expect("wait");
+    drop(held);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains(&format!("being written by process {}", holder.id())),
+        stderr.contains(&format!("being written by process {}", std::process::id())),
         "{stderr}"
     );
     assert_eq!(
@@ -752,6 +747,20 @@ fn a_run_without_a_checkpoint_resumes_from_step_zero_in_its_own_folder() {
     );
     assert_eq!(std::fs::read_dir(runs.path()).expect("runs").count(), 1);
     let dir = RunDir::open(&run).expect("run");
+    let log = workbench::core::runlog::read_all(&dir.events_path()).expect("log");
+    let starts: Vec<(Option<u64>, bool)> = log
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::RunStarted {
+                resumed_from,
+                restarted,
+                ..
+            } => Some((*resumed_from, *restarted)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(starts, vec![(None, false), (Some(0), true)]);
     assert_eq!(dir.status().expect("status").status.label(), "finished");
     let csv = std::fs::read_to_string(dir.csv_path()).expect("csv");
     let steps: Vec<u64> = csv

@@ -252,6 +252,7 @@ fn draining_a_flood_of_events_stays_within_the_frame_budget() {
         device: "cpu".into(),
         total_steps: None,
         resumed_from: None,
+        restarted: false,
         wall_time: 0.0,
         metrics: Vec::new(),
     })
@@ -296,6 +297,7 @@ fn synthetic_run(runs: &Path, name: &str, n: u64, k: f64) -> std::path::PathBuf 
         device: "cpu".into(),
         total_steps: Some(n),
         resumed_from: None,
+        restarted: false,
         wall_time: 0.0,
         metrics: Vec::new(),
     })
@@ -526,6 +528,7 @@ fn snapshot_dashboard_with_markers_and_cursor() {
         device: "cpu".into(),
         total_steps: Some(2000),
         resumed_from: None,
+        restarted: false,
         wall_time: 0.0,
         metrics: Vec::new(),
     })
@@ -821,6 +824,7 @@ fn the_dashboard_puts_what_matters_first_and_remembers_the_layout() {
         device: "cpu".into(),
         total_steps: Some(20),
         resumed_from: None,
+        restarted: false,
         wall_time: 0.0,
         metrics: vec![
             MetricDef::counter("epoch"),
@@ -915,6 +919,16 @@ fn shortcuts_drive_the_same_actions_as_the_buttons() {
     h.run_steps(3);
     assert_eq!(h.state().runs.len(), 1);
     assert!(!h.state().is_starting());
+    // Nor while another run is shown.
+    let other = synthetic_run(runs.path(), "other", 5, 1.0);
+    h.state_mut().open_run(&other);
+    h.run_steps(2);
+    assert_eq!(h.state().current, Some(1));
+    h.key_press_modifiers(Modifiers::COMMAND, Key::Enter);
+    h.run_steps(3);
+    assert_eq!(h.state().runs.len(), 2);
+    assert!(!h.state().is_starting());
+    h.state_mut().current = Some(0);
     // Checkpoint now, while paused: a checkpoint marker appears.
     let marks = |a: &WorkbenchApp| {
         a.current_run().map_or(0, |r| {

@@ -100,8 +100,11 @@ pub enum Event {
         device: String,
         /// Total steps when every phase has a step or epoch length; `None` with timed phases.
         total_steps: Option<u64>,
-        /// The checkpoint step this run resumed from, if any.
+        /// The checkpoint step this run resumed from, if any; 0 with `restarted`.
         resumed_from: Option<u64>,
+        /// Trained again from step 0 in its folder, having written no checkpoint before.
+        #[serde(default)]
+        restarted: bool,
         wall_time: f64,
         /// What each scalar of the run is (empty in logs written before declarations).
         #[serde(default)]

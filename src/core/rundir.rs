@@ -8,7 +8,7 @@
 //!   losses.csv      one row per logged step, written as the run goes
 //!   checkpoints/    step-NNNNNNNN/ (everything needed to resume), `latest`, `best.json`
 //!   media/          PNG sample grids referenced by events
-//!   run.lock        the pid of the process writing the run, while it runs
+//!   run.lock        the pid of the process writing the run, locked while it runs
 //! ```
 
 use std::fs::{self, File, OpenOptions};
@@ -179,22 +179,55 @@ impl RunDir {
         atomic_write(&self.preset_path(), text.as_bytes())
     }
 
-    /// Takes the run's lock for this process; a stale lock (dead process) is replaced.
+    /// Takes the run's lock: an advisory lock on `run.lock` held while the returned guard
+    /// lives, with this process's id in the file. The system releases it when the process
+    /// dies, so a killed run leaves no stale lock; of two processes taking it at once, one
+    /// gets it.
     pub fn lock(&self) -> Result<RunLock, RunDirError> {
+        use std::os::unix::fs::MetadataExt;
         let path = self.lock_path();
-        if let Some(pid) = self.lock_holder() {
-            if pid != std::process::id() {
-                return Err(RunDirError::Locked {
-                    path: self.root.clone(),
-                    pid,
-                });
+        for _ in 0..3 {
+            let mut file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(io_err(&path))?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(fs::TryLockError::WouldBlock) => {
+                    let pid = fs::read_to_string(&path)
+                        .ok()
+                        .and_then(|t| t.trim().parse().ok())
+                        .unwrap_or(0);
+                    return Err(RunDirError::Locked {
+                        path: self.root.clone(),
+                        pid,
+                    });
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(io_err(&path)(e)),
             }
+            // The last holder may have removed the file between our open and our lock: the
+            // lock is then on a file nobody else sees, so take the new one.
+            let ours = file.metadata().map_err(io_err(&path))?.ino();
+            if fs::metadata(&path).ok().map(|m| m.ino()) != Some(ours) {
+                continue;
+            }
+            file.set_len(0).map_err(io_err(&path))?;
+            file.write_all(std::process::id().to_string().as_bytes())
+                .and_then(|()| file.sync_all())
+                .map_err(io_err(&path))?;
+            return Ok(RunLock { path, _file: file });
         }
-        atomic_write(&path, std::process::id().to_string().as_bytes())?;
-        Ok(RunLock { path })
+        Err(RunDirError::Io {
+            path,
+            message: "the lock changed hands three times while it was being taken".into(),
+        })
     }
 
-    /// The live process holding the lock, if any.
+    /// The live process named in the lock file, if any: what a run's status shows (taking
+    /// the lock is what decides who writes).
     #[must_use]
     pub fn lock_holder(&self) -> Option<u32> {
         let pid: u32 = fs::read_to_string(self.lock_path())
@@ -257,10 +290,11 @@ impl RunDir {
     }
 }
 
-/// Removes the lock file when dropped.
+/// Holds the run's lock; removes the lock file, then releases the lock, when dropped.
 #[derive(Debug)]
 pub struct RunLock {
     path: PathBuf,
+    _file: File,
 }
 
 impl Drop for RunLock {
@@ -351,15 +385,25 @@ impl CsvLog {
                 .iter()
                 .map(|c| old.iter().position(|o| o == c))
                 .collect();
-            if old != columns && !lines.is_empty() {
+            if old != columns && lines.len() > 1 {
+                // Never over an earlier copy: each change of columns keeps its own.
                 let stem = path.file_stem().and_then(|n| n.to_str()).unwrap_or("log");
-                let kept = path.with_file_name(format!("{stem}.previous.csv"));
+                let kept = (1u32..)
+                    .map(|n| match n {
+                        1 => path.with_file_name(format!("{stem}.previous.csv")),
+                        n => path.with_file_name(format!("{stem}.previous-{n}.csv")),
+                    })
+                    .find(|p| !p.exists())
+                    .unwrap_or_else(|| path.with_extension("previous.csv"));
                 fs::copy(path, &kept).map_err(io_err(&kept))?;
             }
+            let mut last = None;
             for l in lines.iter().skip(1) {
                 let cells: Vec<&str> = l.split(',').collect();
                 let step = cells.first().and_then(|s| s.parse::<u64>().ok());
+                // Steps only go up: a row cut short by a crash (`17,...` left as `1`) goes.
                 let keep = match (step, keep_through_step) {
+                    (Some(s), _) if last.is_some_and(|l| s <= l) => false,
                     (Some(s), Some(k)) => s <= k,
                     (Some(_), None) => true,
                     (None, _) => false,
@@ -367,6 +411,7 @@ impl CsvLog {
                 if !keep {
                     continue;
                 }
+                last = step;
                 let row: Vec<&str> = from
                     .iter()
                     .map(|i| i.and_then(|i| cells.get(i).copied()).unwrap_or(""))
@@ -414,6 +459,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn one_holder_at_a_time_and_a_dead_holders_file_is_no_lock() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let run = RunDir::create(dir.path(), "r").expect("run");
+        // A lock file left by a killed process (no lock held on it) is taken over.
+        fs::write(run.lock_path(), "4000000000").expect("stale");
+        let held = run.lock().expect("lock");
+        assert_eq!(run.lock_holder(), Some(std::process::id()));
+        let again = run.lock().expect_err("held");
+        assert!(
+            again
+                .to_string()
+                .ends_with(&format!("being written by process {}", std::process::id())),
+            "{again}"
+        );
+        drop(held);
+        assert!(!run.lock_path().exists());
+        assert_eq!(run.lock_holder(), None);
+        let taken = std::thread::scope(|s| {
+            let tries: Vec<_> = (0..4).map(|_| s.spawn(|| run.lock())).collect();
+            tries
+                .into_iter()
+                .map(|t| t.join().expect("join"))
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(taken.iter().filter(|t| t.is_ok()).count(), 1);
+    }
+
+    #[test]
     fn concurrent_atomic_writes_of_one_file_leave_one_whole_version() {
         let dir = tempfile::tempdir().expect("tmp");
         let p = dir.path().join("layout.json");
@@ -447,6 +520,17 @@ mod tests {
         assert_eq!(text, "step,new,d_loss\n1,,0.5\n2,,0.4\n3,1.000000,\n");
         let old = fs::read_to_string(dir.path().join("losses.previous.csv")).expect("kept");
         assert_eq!(old, "step,d_loss,gone\n1,0.5,7\n2,0.4,8\n3,0.3,9\n");
+        // Changed back: the copy before is kept too, and a row cut short by a crash goes.
+        fs::write(&p, format!("{text}1")).expect("torn row");
+        drop(CsvLog::open(&p, &["step", "d_loss", "gone"], None).expect("open"));
+        let again = fs::read_to_string(dir.path().join("losses.previous-2.csv")).expect("kept");
+        assert!(again.starts_with("step,new,d_loss\n"));
+        assert_eq!(
+            fs::read_to_string(dir.path().join("losses.previous.csv")).expect("kept"),
+            old
+        );
+        let text = fs::read_to_string(&p).expect("read");
+        assert_eq!(text, "step,d_loss,gone\n1,0.5,\n2,0.4,\n3,,\n");
     }
 
     #[test]

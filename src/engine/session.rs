@@ -59,6 +59,8 @@ pub struct RunPlan {
     /// Trains an existing run folder again from step 0 (it has no checkpoint to resume from):
     /// its `losses.csv` starts afresh and views rewind to step 0.
     pub restart: bool,
+    /// The run folder's lock, held from preparation to the end of the run.
+    pub(crate) _lock: crate::core::rundir::RunLock,
 }
 
 /// One run of the training loop.
@@ -141,6 +143,17 @@ pub fn run(
             })?;
         loaded = Some(ckpt);
     }
+    // Read before anything is written, so a bad checkpoint leaves the run as it was.
+    let saved_ctl: Option<LrControl> = match loaded
+        .as_ref()
+        .and_then(|l| l.state.get("controller"))
+        .filter(|v| !v.is_null())
+    {
+        Some(v) => Some(serde_json::from_value(v.clone()).map_err(|e| {
+            EngineError::BadInput(format!("checkpoint: bad controller state: {e}"))
+        })?),
+        None => None,
+    };
     let cfg = plan.preset.for_phase(c.phase);
     let mut trainer = make_trainer(&cfg, plan.device)?;
     let metrics = declared_metrics(&plan.preset, trainer.as_ref());
@@ -155,17 +168,6 @@ pub fn run(
             }
         }
     }
-    // Read before anything is written, so a bad checkpoint leaves the run's logs as they were.
-    let saved_ctl: Option<LrControl> = match loaded
-        .as_ref()
-        .and_then(|l| l.state.get("controller"))
-        .filter(|v| !v.is_null())
-    {
-        Some(v) => Some(serde_json::from_value(v.clone()).map_err(|e| {
-            EngineError::BadInput(format!("checkpoint: bad controller state: {e}"))
-        })?),
-        None => None,
-    };
     let rewind_to = loaded
         .as_ref()
         .map(|_| c.step)
@@ -183,6 +185,7 @@ pub fn run(
         device: crate::engine::device::describe(plan.device),
         total_steps: total_steps.or(plan.step_limit),
         resumed_from: rewind_to,
+        restarted: plan.restart,
         wall_time: unix_now(),
         metrics: metrics.clone(),
     })?;

@@ -48,19 +48,14 @@ pub fn prepare(req: RunRequest) -> Result<RunPlan, EngineError> {
     let bad = EngineError::BadInput;
     let mut notes = req.notes;
     let mut restart = false;
-    let (preset, run_dir, resume_from) = match &req.resume {
+    let (preset, run_dir, lock, resume_from) = match &req.resume {
         Some(path) if run_without_checkpoint(path) => {
             // Nothing to resume from: train it again from step 0 in its own folder, with its
             // own preset unless one was given.
             let run_dir = RunDir::open(path).map_err(|e| bad(e.to_string()))?;
-            // Its preset.ron is rewritten below, before the session takes the lock: a run
-            // another process is still writing is left alone.
-            if let Some(pid) = run_dir.lock_holder().filter(|p| *p != std::process::id()) {
-                return Err(bad(format!(
-                    "{}: the run is being written by process {pid}",
-                    path.display()
-                )));
-            }
+            // Locked before its preset.ron is rewritten below: a run another process is still
+            // writing is left alone.
+            let lock = run_dir.lock().map_err(|e| bad(e.to_string()))?;
             let preset = preset_or_runs(req.preset.clone(), &run_dir)?;
             check_data(preset.preset())?;
             notes.push(format!(
@@ -68,7 +63,7 @@ pub fn prepare(req: RunRequest) -> Result<RunPlan, EngineError> {
                 path.display()
             ));
             restart = true;
-            (preset, run_dir, None)
+            (preset, run_dir, lock, None)
         }
         Some(path) => {
             let ckpt = checkpoint::resolve(path).map_err(|e| bad(e.to_string()))?;
@@ -79,6 +74,7 @@ pub fn prepare(req: RunRequest) -> Result<RunPlan, EngineError> {
                 ))
             })?;
             let run_dir = RunDir::open(run_root).map_err(|e| bad(e.to_string()))?;
+            let lock = run_dir.lock().map_err(|e| bad(e.to_string()))?;
             let preset = preset_or_runs(req.preset.clone(), &run_dir)?;
             let state = checkpoint::read_state(&ckpt).map_err(|e| bad(e.to_string()))?;
             let family = state.get("family").and_then(|v| v.as_str()).unwrap_or("?");
@@ -100,7 +96,7 @@ pub fn prepare(req: RunRequest) -> Result<RunPlan, EngineError> {
                     ckpt.display()
                 )));
             }
-            (preset, run_dir, Some(ckpt))
+            (preset, run_dir, lock, Some(ckpt))
         }
         None => {
             let preset = req
@@ -112,7 +108,8 @@ pub fn prepare(req: RunRequest) -> Result<RunPlan, EngineError> {
             resolve_device(req.device.as_deref(), &preset)?;
             let run_dir = RunDir::create(&req.runs_dir, preset.preset().name())
                 .map_err(|e| bad(e.to_string()))?;
-            (preset, run_dir, None)
+            let lock = run_dir.lock().map_err(|e| bad(e.to_string()))?;
+            (preset, run_dir, lock, None)
         }
     };
     let device = resolve_device(req.device.as_deref(), &preset)?;
@@ -155,6 +152,7 @@ pub fn prepare(req: RunRequest) -> Result<RunPlan, EngineError> {
         live_overrides,
         notes,
         restart,
+        _lock: lock,
     })
 }
 
@@ -254,16 +252,11 @@ pub fn spawn(plan: RunPlan, waker: Option<Waker>) -> Result<WorkerHandle, Engine
     let (cmd_tx, cmd_rx) = bounded(COMMAND_CAPACITY);
     let (ev_tx, ev_rx) = bounded(EVENT_CAPACITY);
     let run_dir = plan.run_dir.root().to_path_buf();
-    let lock = plan
-        .run_dir
-        .lock()
-        .map_err(|e| EngineError::BadInput(e.to_string()))?;
     let log = LogWriter::open(&plan.run_dir.events_path())?;
     quiet_trainer_panics();
     let thread = std::thread::Builder::new()
         .name(TRAINER_THREAD.into())
         .spawn(move || {
-            let _lock = lock;
             let mut emitter = Emitter::new(log, ev_tx, waker);
             let result = catch_unwind(AssertUnwindSafe(|| {
                 session::run(&plan, &cmd_rx, &mut emitter)

@@ -179,12 +179,20 @@ impl WorkbenchApp {
         }
     }
 
+    /// The run this app is training, if any (shown or not).
+    pub(crate) fn training_run(&self) -> Option<&str> {
+        self.runs
+            .iter()
+            .find(|r| matches!(r.source, Source::Live(_)) && !r.view.state.is_over())
+            .map(|r| r.view.name.as_str())
+    }
+
     /// Starts training the edited preset: the run is prepared (device probe, data checks, run
     /// folder) and its worker spawned on a background thread; `logic()` picks the run up.
     pub fn start_run(&mut self) {
         // Every way of starting (button, shortcut, --start) goes through here: one run at a
         // time, and none while one is being prepared.
-        if self.starting.is_some() || self.live_handle().is_some() {
+        if self.starting.is_some() || self.training_run().is_some() {
             return;
         }
         if let Some(why) = self.editor.start_blocker() {

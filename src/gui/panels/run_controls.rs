@@ -24,18 +24,18 @@ impl WorkbenchApp {
     pub(crate) fn controls_ui(&mut self, ui: &mut Ui) {
         let live = self.live_handle().is_some();
         let state = self.current_run().map(|r| r.view.state.clone());
-        let blocker = self.editor.start_blocker();
+        // One run at a time: the one training may not be the one shown.
+        let blocker = self
+            .training_run()
+            .map(|name| format!("`{name}` is training: one run at a time"))
+            .or_else(|| self.editor.start_blocker());
         let start = ui
-            .add_enabled(!live && blocker.is_none(), egui::Button::new("Start"))
+            .add_enabled(blocker.is_none(), egui::Button::new("Start"))
             .on_hover_text(format!(
                 "train `{}` on a background worker",
                 self.editor.save_as_name
             ))
-            .on_disabled_hover_text(
-                blocker
-                    .clone()
-                    .unwrap_or_else(|| "a run is already going".into()),
-            );
+            .on_disabled_hover_text(blocker.clone().unwrap_or_default());
         if start.clicked() {
             self.actions.push(UiAction::Start);
         }
