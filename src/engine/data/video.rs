@@ -354,6 +354,18 @@ mod tests {
             .to_string()
     }
 
+    /// One video file at `side` x `side`.
+    fn one_file(path: String, side: u32, validation_fraction: f64) -> VideoData {
+        VideoData {
+            source: VideoSource::File,
+            path,
+            image_w: side,
+            image_h: side,
+            validation_fraction,
+            ..VideoData::default()
+        }
+    }
+
     /// An animated GIF of `frames` frames, `w` x `h`, written without compression (a clear
     /// code every 250 codes keeps the LZW codes 9 bits wide): pixel `(x, y)` of frame `k` is
     /// palette entry `(k * 40 + x * 4 + y) % 256`, whose colour is `(i, 255 - i, 0)`.
@@ -410,14 +422,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let gif = dir.path().join("screencast.gif");
         write_gif(&gif, 16, 16, 8);
-        let cfg = VideoData {
-            source: VideoSource::File,
-            path: gif.display().to_string(),
-            image_w: 16,
-            image_h: 16,
-            validation_fraction: 0.25,
-            ..VideoData::default()
-        };
+        let cfg = one_file(gif.display().to_string(), 16, 0.25);
         let set = VideoSet::load(&cfg, 1).unwrap();
         assert_eq!(set.frames.size(), vec![8, 3, 16, 16]);
         // The colours of the palette entries, frame by frame: red is the entry's index.
@@ -456,14 +461,7 @@ mod tests {
 
     #[test]
     fn a_real_video_decodes_resized_and_errors_name_the_file() {
-        let mut cfg = VideoData {
-            source: VideoSource::File,
-            path: fixture(),
-            image_w: 32,
-            image_h: 32,
-            validation_fraction: 0.3,
-            ..VideoData::default()
-        };
+        let mut cfg = one_file(fixture(), 32, 0.3);
         let set = VideoSet::load(&cfg, 1).unwrap();
         assert_eq!(set.frames.size(), vec![10, 3, 32, 32]);
         assert_eq!(set.train.len(), 5);
