@@ -185,6 +185,8 @@ impl RunDir {
     /// gets it.
     pub fn lock(&self) -> Result<RunLock, RunDirError> {
         use std::os::unix::fs::MetadataExt;
+        /// Linux's "no locks available".
+        const ENOLCK: i32 = 37;
         let path = self.lock_path();
         for _ in 0..3 {
             let mut file = OpenOptions::new()
@@ -205,6 +207,19 @@ impl RunDir {
                         path: self.root.clone(),
                         pid,
                     });
+                }
+                // A file system without locks (some FUSE and cluster mounts): the pid in
+                // the file is all there is, as the status shows it.
+                Err(fs::TryLockError::Error(e))
+                    if e.kind() == std::io::ErrorKind::Unsupported
+                        || e.raw_os_error() == Some(ENOLCK) =>
+                {
+                    if let Some(pid) = self.lock_holder().filter(|p| *p != std::process::id()) {
+                        return Err(RunDirError::Locked {
+                            path: self.root.clone(),
+                            pid,
+                        });
+                    }
                 }
                 Err(fs::TryLockError::Error(e)) => return Err(io_err(&path)(e)),
             }
