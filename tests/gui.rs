@@ -11,7 +11,7 @@ use egui_kittest::Harness;
 use serde_json::json;
 
 use workbench::core::preset::{self, Phase, PhaseLength};
-use workbench::core::protocol::{Event, ScalarRow};
+use workbench::core::protocol::{Event, MetricDef, ScalarRow};
 use workbench::core::runview::RunState;
 use workbench::gui::{LaunchOptions, Tab, WorkbenchApp};
 
@@ -244,19 +244,7 @@ fn draining_a_flood_of_events_stays_within_the_frame_budget() {
     let runs = tempfile::tempdir().unwrap();
     let dir = runs.path().join("flood");
     std::fs::create_dir_all(&dir).unwrap();
-    let mut w = workbench::core::runlog::LogWriter::open(&dir.join("events.log")).unwrap();
-    w.append(&Event::RunStarted {
-        run_dir: dir.display().to_string(),
-        name: "flood".into(),
-        family: "wgan_gp".into(),
-        device: "cpu".into(),
-        total_steps: None,
-        resumed_from: None,
-        restarted: false,
-        wall_time: 0.0,
-        metrics: Vec::new(),
-    })
-    .unwrap();
+    let mut w = started_log(&dir, "flood", None, Vec::new());
     for chunk in 0..200u64 {
         let rows = (0..1000u64)
             .map(|i| ScalarRow {
@@ -284,24 +272,35 @@ fn draining_a_flood_of_events_stays_within_the_frame_budget() {
     assert!(drawn > 0 && drawn < 20_000, "drew {drawn} points");
 }
 
-/// A run folder with `n` steps of d_loss (scaled by `k`) in its event log.
-fn synthetic_run(runs: &Path, name: &str, n: u64, k: f64) -> std::path::PathBuf {
-    let dir = runs.join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("preset.ron"), "").unwrap();
+/// A run's event log in `dir`, begun with the run's start (a WGAN-GP run on the CPU).
+fn started_log(
+    dir: &Path,
+    name: &str,
+    total_steps: Option<u64>,
+    metrics: Vec<MetricDef>,
+) -> workbench::core::runlog::LogWriter {
     let mut w = workbench::core::runlog::LogWriter::open(&dir.join("events.log")).unwrap();
     w.append(&Event::RunStarted {
         run_dir: name.into(),
         name: name.into(),
         family: "wgan_gp".into(),
         device: "cpu".into(),
-        total_steps: Some(n),
+        total_steps,
         resumed_from: None,
         restarted: false,
         wall_time: 0.0,
-        metrics: Vec::new(),
+        metrics,
     })
     .unwrap();
+    w
+}
+
+/// A run folder with `n` steps of d_loss (scaled by `k`) in its event log.
+fn synthetic_run(runs: &Path, name: &str, n: u64, k: f64) -> std::path::PathBuf {
+    let dir = runs.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("preset.ron"), "").unwrap();
+    let mut w = started_log(&dir, name, Some(n), Vec::new());
     let rows = (0..n)
         .map(|s| ScalarRow {
             step: s,
@@ -520,19 +519,7 @@ fn snapshot_dashboard_with_markers_and_cursor() {
     let runs = tempfile::tempdir().unwrap();
     let dir = runs.path().join("synthetic-run");
     std::fs::create_dir_all(&dir).unwrap();
-    let mut w = workbench::core::runlog::LogWriter::open(&dir.join("events.log")).unwrap();
-    w.append(&Event::RunStarted {
-        run_dir: "synthetic-run".into(),
-        name: "synthetic-run".into(),
-        family: "wgan_gp".into(),
-        device: "cpu".into(),
-        total_steps: Some(2000),
-        resumed_from: None,
-        restarted: false,
-        wall_time: 0.0,
-        metrics: Vec::new(),
-    })
-    .unwrap();
+    let mut w = started_log(&dir, "synthetic-run", Some(2000), Vec::new());
     let rows = (0..2000u64)
         .map(|s| {
             let x = s as f64;
@@ -811,29 +798,21 @@ fn the_library_lists_the_shipped_presets_from_any_folder() {
 /// remembered for the family by the next app.
 #[test]
 fn the_dashboard_puts_what_matters_first_and_remembers_the_layout() {
-    use workbench::core::protocol::MetricDef;
     let runs = tempfile::tempdir().unwrap();
     let dir = runs.path().join("declared");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("preset.ron"), "").unwrap();
-    let mut w = workbench::core::runlog::LogWriter::open(&dir.join("events.log")).unwrap();
-    w.append(&Event::RunStarted {
-        run_dir: "declared".into(),
-        name: "declared".into(),
-        family: "wgan_gp".into(),
-        device: "cpu".into(),
-        total_steps: Some(20),
-        resumed_from: None,
-        restarted: false,
-        wall_time: 0.0,
-        metrics: vec![
+    let mut w = started_log(
+        &dir,
+        "declared",
+        Some(20),
+        vec![
             MetricDef::counter("epoch"),
             MetricDef::setting("lr_d"),
             MetricDef::loss("gp"),
             MetricDef::loss("d_loss").main(),
         ],
-    })
-    .unwrap();
+    );
     let rows = (0..20u64)
         .map(|s| ScalarRow {
             step: s,

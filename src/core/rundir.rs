@@ -39,14 +39,45 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> RunDirError + '_ {
 /// home).
 #[must_use]
 pub fn default_runs_dir() -> PathBuf {
-    std::env::var_os("XDG_DATA_HOME")
+    xdg_dir("XDG_DATA_HOME", ".local/share").map_or_else(
+        || PathBuf::from("runs"),
+        |d| d.join("workbench").join("runs"),
+    )
+}
+
+/// An XDG base folder: `$var` when set and not empty, else `$HOME/under_home`; `None`
+/// without a home.
+#[must_use]
+pub fn xdg_dir(var: &str, under_home: &str) -> Option<PathBuf> {
+    std::env::var_os(var)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .map_or_else(
-            || PathBuf::from("runs"),
-            |d| d.join("workbench").join("runs"),
-        )
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(under_home)))
+}
+
+/// `dir/{stem}{ext}`, or the first of `dir/{stem}-2{ext}`, `-3`, ... that does not exist.
+fn unused_path(dir: &Path, stem: &str, ext: &str) -> PathBuf {
+    let mut path = dir.join(format!("{stem}{ext}"));
+    let mut n = 2;
+    while path.exists() {
+        path = dir.join(format!("{stem}-{n}{ext}"));
+        n += 1;
+    }
+    path
+}
+
+/// `name` as a file name: ASCII letters, digits, `-` and `_` kept, anything else `_`.
+#[must_use]
+pub fn safe_file_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Writes a file atomically: a temporary sibling, fsync, rename, fsync of the folder.
@@ -88,22 +119,8 @@ impl RunDir {
             message: format!("cannot create the runs directory: {e}"),
         })?;
         let stamp = crate::core::timefmt::compact_utc(crate::core::timefmt::unix_now() as u64);
-        let safe: String = name
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        let mut root = runs_dir.join(format!("{safe}-{stamp}"));
-        let mut n = 2;
-        while root.exists() {
-            root = runs_dir.join(format!("{safe}-{stamp}-{n}"));
-            n += 1;
-        }
+        let safe = safe_file_name(name);
+        let root = unused_path(runs_dir, &format!("{safe}-{stamp}"), "");
         fs::create_dir(&root).map_err(|e| RunDirError::Io {
             path: root.clone(),
             message: format!(
@@ -403,13 +420,8 @@ impl CsvLog {
             if old != columns && lines.len() > 1 {
                 // Never over an earlier copy: each change of columns keeps its own.
                 let stem = path.file_stem().and_then(|n| n.to_str()).unwrap_or("log");
-                let kept = (1u32..)
-                    .map(|n| match n {
-                        1 => path.with_file_name(format!("{stem}.previous.csv")),
-                        n => path.with_file_name(format!("{stem}.previous-{n}.csv")),
-                    })
-                    .find(|p| !p.exists())
-                    .unwrap_or_else(|| path.with_extension("previous.csv"));
+                let dir = path.parent().unwrap_or(Path::new("."));
+                let kept = unused_path(dir, &format!("{stem}.previous"), ".csv");
                 fs::copy(path, &kept).map_err(io_err(&kept))?;
             }
             let mut last = None;

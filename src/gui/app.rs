@@ -66,8 +66,6 @@ pub struct WorkbenchApp {
     pub(crate) io: Vec<Receiver<IoDone>>,
     /// The window title last asked for.
     pub title: String,
-    /// Start at the first frame (`--start`).
-    pub(crate) start_pending: bool,
     /// The keyboard shortcuts' overlay (F1 or `?`) and the About window are open.
     pub show_help: bool,
     pub show_about: bool,
@@ -132,7 +130,6 @@ impl WorkbenchApp {
             starting: None,
             io: Vec::new(),
             title: String::new(),
-            start_pending: false,
             show_help: false,
             show_about: false,
             about_device: None,
@@ -161,8 +158,6 @@ impl WorkbenchApp {
         for dir in app.opts.open.clone() {
             app.open_run(&dir);
         }
-        // `--start` waits for the first frame, after a remembered state has been restored.
-        app.start_pending = app.opts.start;
         app
     }
 
@@ -446,7 +441,8 @@ impl WorkbenchApp {
 
     /// Everything between frames: events, dialogs, scripted quit and screenshots.
     pub fn logic(&mut self, ctx: &egui::Context) {
-        if std::mem::take(&mut self.start_pending) {
+        // `--start` waits for the first frame, after a remembered state has been restored.
+        if std::mem::take(&mut self.opts.start) {
             self.start_run();
         }
         for action in std::mem::take(&mut self.actions) {

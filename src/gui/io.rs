@@ -192,18 +192,7 @@ impl WorkbenchApp {
     /// Saves the edited preset into the user's folder on a background thread, then rescans
     /// the library there.
     pub(crate) fn save_as(&mut self) {
-        let name: String = self
-            .editor
-            .save_as_name
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        let name = crate::core::rundir::safe_file_name(&self.editor.save_as_name);
         let Some(text) = self.editor.to_ron() else {
             self.message = Some((true, "the preset does not parse; nothing saved".into()));
             return;

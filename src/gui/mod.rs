@@ -94,10 +94,7 @@ pub fn palette(i: usize) -> egui::Color32 {
 /// The app's own log: `$XDG_STATE_HOME/workbench/app.log` (or `~/.local/state/...`).
 #[must_use]
 pub fn app_log_path() -> PathBuf {
-    std::env::var_os("XDG_STATE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+    crate::core::rundir::xdg_dir("XDG_STATE_HOME", ".local/state")
         .unwrap_or_else(|| PathBuf::from("."))
         .join("workbench")
         .join("app.log")
@@ -106,9 +103,7 @@ pub fn app_log_path() -> PathBuf {
 /// The user's preset folder: `$XDG_CONFIG_HOME/workbench/presets` (or `~/.config/...`).
 #[must_use]
 pub fn user_presets_dir() -> PathBuf {
-    std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+    crate::core::rundir::xdg_dir("XDG_CONFIG_HOME", ".config")
         .unwrap_or_else(|| PathBuf::from("."))
         .join("workbench")
         .join("presets")

@@ -628,6 +628,15 @@ mod tests {
         assert!((st.kl_factor - 1.05).abs() < 1e-12, "{}", st.kl_factor);
     }
 
+    /// Neither side winning, a moderate KL.
+    const BALANCED: StepValues = StepValues {
+        g_adv: 0.7,
+        kl: 1.0,
+        recon: 0.5,
+        d_total: 0.6,
+        d_reward: Some(0.5),
+    };
+
     const G_WINS_D_WEAK: StepValues = StepValues {
         g_adv: 0.01,
         kl: 1.0,
@@ -695,11 +704,8 @@ mod tests {
         let (h, mut sw) = cfgs();
         sw.enabled = false;
         let v = StepValues {
-            g_adv: 0.7,
-            kl: 1.0,
-            recon: 0.5,
             d_total: 0.1,
-            d_reward: Some(0.5),
+            ..BALANCED
         };
         let mut st = HeuristicState::default();
         run(&mut st, &h, &sw, false, 6, v, 0.0);
@@ -715,11 +721,8 @@ mod tests {
         let (h, mut sw) = cfgs();
         sw.enabled = false;
         let v = StepValues {
-            g_adv: 0.7,
             kl: 40.0,
-            recon: 0.5,
-            d_total: 0.6,
-            d_reward: Some(0.5),
+            ..BALANCED
         };
         let mut st = HeuristicState::default();
         run(&mut st, &h, &sw, false, 6, v, 0.0);
