@@ -994,10 +994,9 @@ fn the_app_remembers_its_state_and_survives_a_bad_state_file() {
     .unwrap();
     a.editor = workbench::gui::editor::PresetEditor::load_text(
         &std::fs::read_to_string(&preset).unwrap(),
-        &preset.display().to_string(),
+        &preset,
     )
     .unwrap();
-    a.editor.source = Some(preset.clone());
     let saved = serde_json::to_string(&a.remembered()).unwrap();
 
     let mut b = WorkbenchApp::with_waker(opts(), None);

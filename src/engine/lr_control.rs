@@ -50,6 +50,12 @@ fn decision_name(metric: &str) -> String {
     format!("lr (rewarded by {metric})")
 }
 
+/// Whether a controller's name is this controller's (its decisions' name).
+#[must_use]
+pub fn is_decision_name(name: &str) -> bool {
+    name.starts_with("lr (rewarded by ")
+}
+
 impl LrControl {
     pub fn new(cfg: &LrControlConfig, fields: Vec<String>, seed: u64) -> Result<Self, EngineError> {
         let sets = fields
@@ -165,5 +171,16 @@ impl LrControl {
             *actions = applied;
         }
         Ok(Some(Decided { event, scalars }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_controller_knows_its_decisions_by_name() {
+        assert!(is_decision_name(&decision_name("wasserstein")));
+        assert!(!is_decision_name("generator"));
     }
 }

@@ -309,12 +309,10 @@ impl WorkbenchApp {
                 self.io
                     .push(background("workbench-io", self.waker.clone(), move || {
                         let origin = e.origin();
-                        IoDone::Loaded(e.text().and_then(|t| {
-                            let mut ed =
-                                PresetEditor::load_text(&t, &origin.display().to_string())?;
-                            ed.source = Some(origin);
-                            Ok(Box::new(ed))
-                        }))
+                        IoDone::Loaded(
+                            e.text()
+                                .and_then(|t| PresetEditor::load_text(&t, &origin).map(Box::new)),
+                        )
                     }));
             }
             UiAction::SavePreset => self.save_as(),
@@ -452,7 +450,7 @@ impl WorkbenchApp {
         let subject = self
             .current_run()
             .map(|r| r.view.name.clone())
-            .or_else(|| self.editor.preset().map(|p| p.name().to_string()));
+            .or_else(|| self.editor.tree["name"].as_str().map(str::to_string));
         let title = super::window_title(subject.as_deref());
         if title != self.title {
             ctx.send_viewport_cmd(egui::ViewportCommand::Title(title.clone()));
@@ -714,11 +712,8 @@ impl WorkbenchApp {
                     .ok_or_else(|| "no longer built in".to_string()),
                 None => std::fs::read_to_string(&origin).map_err(|e| e.to_string()),
             };
-            match text.and_then(|t| PresetEditor::load_text(&t, &origin)) {
-                Ok(mut ed) => {
-                    ed.source = Some(PathBuf::from(&origin));
-                    self.editor = ed;
-                }
+            match text.and_then(|t| PresetEditor::load_text(&t, Path::new(&origin))) {
+                Ok(ed) => self.editor = ed,
                 Err(why) => {
                     self.message = Some((
                         false,

@@ -183,12 +183,14 @@ impl Dashboard {
         });
     }
 
-    /// Every scalar of the shown runs, one plot each. Clicking a plot moves `cursor`.
+    /// Every scalar of the shown runs that passes `filter` (the dashboard's own, or the
+    /// Controller tab's), one plot each. Clicking a plot moves `cursor`.
     pub fn plots_ui(
         &mut self,
         ui: &mut Ui,
         runs: &[Shown<'_>],
         cursor: &mut Option<u64>,
+        filter: &str,
     ) -> Vec<DashAction> {
         let mut actions = Vec::new();
         let filtered: Vec<&str> = {
@@ -196,7 +198,7 @@ impl Dashboard {
                 .iter()
                 .flat_map(|r| r.view.series.keys())
                 .map(String::as_str)
-                .filter(|n| self.matches_filter(n))
+                .filter(|n| matches_filter(filter, n))
                 .collect();
             names.sort_unstable();
             names.dedup();
@@ -214,7 +216,7 @@ impl Dashboard {
         });
         let layout = self.layouts.get(family).cloned().unwrap_or_default();
         // A filter (or the Controller tab) shows its matches in one flat list.
-        let sections = if self.filter.trim().is_empty() {
+        let sections = if filter.trim().is_empty() {
             sections(&filtered, metrics, &layout)
         } else {
             vec![Section {
@@ -271,7 +273,7 @@ impl Dashboard {
                     }
                 }
                 if hidden > 0
-                    && self.filter.trim().is_empty()
+                    && filter.trim().is_empty()
                     && ui.button(format!("Show {hidden} hidden plot(s)")).clicked()
                 {
                     edit = Some(LayoutEdit::ShowHidden);
@@ -283,21 +285,6 @@ impl Dashboard {
             actions.push(DashAction::LayoutChanged);
         }
         actions
-    }
-
-    /// Whether a scalar passes the filter (comma-separated alternatives; controller timelines
-    /// `ctl/...` live on the Controller tab unless asked for).
-    fn matches_filter(&self, name: &str) -> bool {
-        let mut parts = self
-            .filter
-            .split(',')
-            .map(str::trim)
-            .filter(|f| !f.is_empty())
-            .peekable();
-        match parts.peek() {
-            None => !name.starts_with("ctl/"),
-            Some(_) => parts.any(|f| name.contains(f)),
-        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -651,6 +638,20 @@ impl LayoutEdit {
                 }
             }
         }
+    }
+}
+
+/// Whether a scalar passes `filter` (comma-separated alternatives; controller timelines
+/// `ctl/...` live on the Controller tab unless asked for).
+fn matches_filter(filter: &str, name: &str) -> bool {
+    let mut parts = filter
+        .split(',')
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .peekable();
+    match parts.peek() {
+        None => !name.starts_with("ctl/"),
+        Some(_) => parts.any(|f| name.contains(f)),
     }
 }
 

@@ -145,9 +145,10 @@ impl PresetEditor {
     }
 
     /// Loads RON text (any schema version; migrations are listed in `notes`).
-    pub fn load_text(text: &str, file: &str) -> Result<Self, String> {
-        let (p, notes) = preset::parse_str(text, file).map_err(|e| e.to_string())?;
-        let mut e = Self::new(&p, Some(PathBuf::from(file)));
+    pub fn load_text(text: &str, origin: &Path) -> Result<Self, String> {
+        let (p, notes) =
+            preset::parse_str(text, &origin.display().to_string()).map_err(|e| e.to_string())?;
+        let mut e = Self::new(&p, Some(origin.to_path_buf()));
         e.notes = notes;
         Ok(e)
     }

@@ -127,12 +127,7 @@ impl WorkbenchApp {
                 IoDone::Loaded(
                     std::fs::read_to_string(&path)
                         .map_err(|e| format!("{}: {e}", path.display()))
-                        .and_then(|text| {
-                            let mut ed =
-                                PresetEditor::load_text(&text, &path.display().to_string())?;
-                            ed.source = Some(path.clone());
-                            Ok(Box::new(ed))
-                        }),
+                        .and_then(|text| PresetEditor::load_text(&text, &path).map(Box::new)),
                 )
             }),
             Purpose::ExportPreset => match self.editor.to_ron() {

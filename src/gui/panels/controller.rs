@@ -129,17 +129,15 @@ impl WorkbenchApp {
             view,
             color: self.runs[i].color,
         }];
-        let filter = std::mem::take(&mut self.dashboard.filter);
         // The learning-rate controller of any family also logs `ctl_*` scale scalars and
         // the rates it steers.
-        self.dashboard.filter = if name.starts_with("lr (") {
+        let filter = if crate::engine::lr_control::is_decision_name(&name) {
             format!("ctl_, lr, ctl/{name}/")
         } else {
             format!("ctl/{name}/")
         };
         let mut cursor = self.cursor;
-        let actions = self.dashboard.plots_ui(ui, &shown, &mut cursor);
-        self.dashboard.filter = filter;
+        let actions = self.dashboard.plots_ui(ui, &shown, &mut cursor, &filter);
         self.cursor = cursor;
         self.dash_actions(actions);
     }

@@ -102,22 +102,16 @@ impl WorkbenchApp {
         }
         self.run_list_at = Some(Instant::now());
         // Each run's status comes from reading its whole event log: never on the UI thread.
-        let (tx, rx) = crossbeam_channel::bounded(1);
         let dir = self.opts.runs_dir.clone();
-        let waker = self.waker.clone();
-        let spawned = std::thread::Builder::new()
-            .name("workbench-runs".into())
-            .spawn(move || {
+        self.run_list_rx = Some(crate::gui::actions::background(
+            "workbench-runs",
+            self.waker.clone(),
+            move || {
                 let mut list = list_runs(&dir).unwrap_or_default();
                 list.reverse();
-                let _ = tx.send(list);
-                if let Some(w) = waker {
-                    w();
-                }
-            });
-        if spawned.is_ok() {
-            self.run_list_rx = Some(rx);
-        }
+                list
+            },
+        ));
     }
 
     /// Whether the runs folder is being read.

@@ -27,7 +27,8 @@ impl WorkbenchApp {
                 });
         }
         let shown = shown_runs(&self.runs, self.current);
-        let actions = self.dashboard.plots_ui(ui, &shown, &mut cursor);
+        let filter = self.dashboard.filter.clone();
+        let actions = self.dashboard.plots_ui(ui, &shown, &mut cursor, &filter);
         self.cursor = cursor;
         self.dash_actions(actions);
     }
