@@ -112,10 +112,6 @@ fn declared_metrics(preset: &ValidatedPreset, trainer: &dyn Trainer) -> Vec<Metr
     all
 }
 
-fn health_cfg(p: &AnyPreset) -> crate::core::health::HealthConfig {
-    p.health().clone()
-}
-
 fn cadences(p: &AnyPreset) -> (u64, u64, u64, u64, u64) {
     let (l, c) = (p.logging(), p.checkpoints());
     (
@@ -210,7 +206,7 @@ pub fn run(
     let fresh = loaded.is_none();
     let mut s = Session {
         plan,
-        health: HealthMonitor::new(health_cfg(&cfg)),
+        health: HealthMonitor::new(cfg.health().clone()),
         trainer,
         cfg,
         c,
@@ -262,7 +258,7 @@ impl Session<'_> {
         let phase = &phases[index];
         self.cfg = self.plan.preset.for_phase(index);
         self.trainer.apply_preset(&self.cfg);
-        self.health.set_config(health_cfg(&self.cfg));
+        self.health.set_config(self.cfg.health().clone());
         let mut loaded_from = None;
         if load_best && phase.start_from_best {
             let ckpts = self.plan.run_dir.checkpoints();
@@ -535,7 +531,7 @@ impl Session<'_> {
         let (log_every, sample_every, validate_every, ckpt_every, _) = cadences(&self.cfg);
         let step = self.c.step;
         if step.is_multiple_of(log_every.max(1)) {
-            self.log_scalars(Vec::new())?;
+            self.log_scalars()?;
         }
         // Dense early, then every N (`core::cadence`): a new run shows samples and a
         // validation point within its first steps.
@@ -603,7 +599,7 @@ impl Session<'_> {
         EngineError::Step(format!("{at}: {e}"))
     }
 
-    fn log_scalars(&mut self, extra: Vec<(String, f64)>) -> Result<(), EngineError> {
+    fn log_scalars(&mut self) -> Result<(), EngineError> {
         let mut values: Vec<(String, f64)> = vec![
             ("epoch".into(), self.c.epoch as f64),
             ("phase".into(), self.c.phase as f64),
@@ -613,7 +609,6 @@ impl Session<'_> {
                 values.push((k, sum / n as f64));
             }
         }
-        values.extend(extra);
         let get = |k: &str| values.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
         let critic = self.role(HealthRole::CriticLoss).and_then(get);
         let generator = self.role(HealthRole::GeneratorLoss).and_then(get);
@@ -804,7 +799,7 @@ impl Session<'_> {
 
     fn end(&mut self, outcome: Outcome) -> Result<(u64, Outcome), EngineError> {
         if self.c.accum.values().any(|(_, n)| *n > 0) {
-            self.log_scalars(Vec::new())?;
+            self.log_scalars()?;
         }
         let (_, sample_every, _, _, _) = cadences(&self.cfg);
         if due(self.c.step, sample_every).is_none() {
