@@ -225,12 +225,17 @@ impl HeuristicState {
         self.d_reward.clear();
         self.recon_checks.clear();
         self.rec_stagnant = false;
-        self.rebalance_count = 0;
-        self.fm_count = 0;
-        self.kl_count = 0;
         self.weak_count = 0;
         self.strong_count = 0;
         self.steps_since_switch = 0;
+        self.clear_interventions();
+    }
+
+    /// Ends every intervention: counters, factors back to 1 and flags off.
+    fn clear_interventions(&mut self) {
+        self.rebalance_count = 0;
+        self.fm_count = 0;
+        self.kl_count = 0;
         self.gan_factor = 1.0;
         self.recon_factor = 1.0;
         self.kl_factor = 1.0;
@@ -319,17 +324,7 @@ impl HeuristicState {
         }
 
         if !cfg.enabled {
-            self.rebalance_count = 0;
-            self.fm_count = 0;
-            self.kl_count = 0;
-            self.gan_factor = 1.0;
-            self.recon_factor = 1.0;
-            self.kl_factor = 1.0;
-            self.penalize_easy_win = false;
-            self.feature_matching = false;
-            self.kl_reduction = false;
-            self.d_lr_boost = false;
-            self.force_explore = false;
+            self.clear_interventions();
             out.changes = diff(before, self.flags());
             return out;
         }
