@@ -65,10 +65,10 @@ fn embed_presets() {
     let mut out = String::from("pub static SHIPPED: &[(&str, &str)] = &[\n");
     for f in &files {
         let stem = f.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
-        let abs = std::fs::canonicalize(f).unwrap_or_else(|_| f.clone());
+        // Relative to the crate at the include site, not an absolute path: a checkout
+        // elsewhere that shares the target folder (a CI clone) may reuse this output.
         out.push_str(&format!(
-            "    ({stem:?}, include_str!({:?})),\n",
-            abs.display().to_string()
+            "    ({stem:?}, include_str!(concat!(env!(\"CARGO_MANIFEST_DIR\"), \"/presets/{stem}.ron\"))),\n"
         ));
     }
     out.push_str("];\n");
