@@ -24,7 +24,7 @@ say "checking system packages, the torch environment and the build folder"
 # ffmpeg-next's bindings (video frames). WORKBENCH_EXTRA_APT adds more (the
 # screenshot script asks for xvfb and xauth).
 APT=(g++ pkg-config python3 python3-venv mesa-vulkan-drivers libvulkan1 libgl1-mesa-dri libegl-mesa0
-  libclang-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev)
+  libclang-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libhdf5-dev)
 read -r -a extra <<<"${WORKBENCH_EXTRA_APT:-}"
 APT+=("${extra[@]}")
 missing=()

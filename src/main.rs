@@ -91,6 +91,42 @@ enum Cmd {
     Bench(bench::BenchCmd),
     /// GAAD regions of a frame: print them, or draw them numbered over an image.
     Gaad(GaadArgs),
+    /// Latent data for the latent action model: manifests and latents made from video.
+    #[command(subcommand)]
+    Data(DataCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum DataCmd {
+    /// Split a folder of `.h5` latent files by file into train / validation / test and write
+    /// the seed's manifest JSON (default DIR/manifest.json).
+    Manifest {
+        dir: PathBuf,
+        #[arg(long)]
+        output: Option<PathBuf>,
+        #[arg(long, default_value_t = 0.8)]
+        train_ratio: f64,
+        #[arg(long, default_value_t = 0.1)]
+        val_ratio: f64,
+        #[arg(long, default_value_t = 0.1)]
+        test_ratio: f64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Decode videos into the latent layout (`embeddings [N, 3, 1, H, W]`, pixels in [-1, 1]),
+    /// one `.h5` per video, so the latent action model trains without a video VAE.
+    VideoToH5 {
+        #[arg(required = true)]
+        videos: Vec<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+        /// Frame size HxW.
+        #[arg(long, default_value = "64x64")]
+        size: String,
+        /// Keep about this many frames per second (default: every frame).
+        #[arg(long)]
+        fps: Option<f64>,
+    },
 }
 
 #[derive(clap::Args, Debug, Default)]
@@ -236,6 +272,73 @@ struct GaadArgs {
     out: Option<PathBuf>,
 }
 
+fn data(cmd: DataCmd) -> Result<(), Failure> {
+    use workbench::engine::data::latents;
+    match cmd {
+        DataCmd::Manifest {
+            dir,
+            output,
+            train_ratio,
+            val_ratio,
+            test_ratio,
+            seed,
+        } => {
+            let ratios = latents::Ratios {
+                train: train_ratio,
+                validation: val_ratio,
+                test: test_ratio,
+            };
+            let (m, skipped) = latents::make_manifest(&dir, ratios, seed)
+                .map_err(|e| bad_input(anyhow::anyhow!(e)))?;
+            for s in &skipped {
+                eprintln!("skipped {s}");
+            }
+            let out = output.unwrap_or_else(|| dir.join("manifest.json"));
+            latents::write_manifest(&out, &m).map_err(|e| Failure {
+                code: 1,
+                error: anyhow::anyhow!(e),
+            })?;
+            for (split, st) in &m.statistics {
+                out!(
+                    "{split:>10}: {} files, {} chunks, {} latent frames",
+                    st.num_files,
+                    st.num_chunks,
+                    st.num_latent_frames
+                );
+            }
+            eprintln!("wrote {}", out.display());
+            Ok(())
+        }
+        DataCmd::VideoToH5 {
+            videos,
+            out,
+            size,
+            fps,
+        } => {
+            let parsed = size
+                .split_once(['x', 'X'])
+                .and_then(|(h, w)| {
+                    Some((h.trim().parse::<u32>().ok()?, w.trim().parse::<u32>().ok()?))
+                })
+                .filter(|(h, w)| (1..=4096).contains(h) && (1..=4096).contains(w));
+            let Some((h, w)) = parsed else {
+                return Err(bad_input(anyhow::anyhow!(
+                    "--size {size}: expected HxW, e.g. 64x64"
+                )));
+            };
+            if fps.is_some_and(|f| !(f.is_finite() && f > 0.0)) {
+                return Err(bad_input(anyhow::anyhow!("--fps: a positive number")));
+            }
+            for v in &videos {
+                let (path, n) = latents::video_to_h5(v, &out, h, w, fps)
+                    .map_err(|e| bad_input(anyhow::anyhow!(e)))?;
+                out!("{}: {n} frames of 3x{h}x{w}", path.display());
+            }
+            Ok(())
+        }
+    }
+}
+
 fn gaad(args: &GaadArgs) -> Result<(), Failure> {
     use workbench::core::gaad;
     let kind = gaad::Kind::parse(&args.kind).map_err(bad_input)?;
@@ -311,6 +414,7 @@ fn main() -> ExitCode {
         Some(Cmd::Runs(cmd)) => runs(cmd, &runs_dir),
         Some(Cmd::Bench(args)) => bench::run(&args).map_err(|e| Failure { code: 1, error: e }),
         Some(Cmd::Gaad(args)) => gaad(&args),
+        Some(Cmd::Data(cmd)) => data(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -41,7 +41,7 @@ fn seed_values_are_in_the_shipped_presets() {
         .clone()
     {
         AnyPreset::WganGp(p) => p,
-        AnyPreset::WubuGaad(_) => panic!("{n} is not a WGAN-GP preset"),
+        _ => panic!("{n} is not a WGAN-GP preset"),
     };
     let small = load("wgan_gp_small.ron");
     assert_eq!(
@@ -127,7 +127,7 @@ fn phase_overrides_are_checked_and_applied() {
     let v = preset::validate(p).expect("valid");
     match v.for_phase(1) {
         AnyPreset::WganGp(p) => assert_eq!((p.train.lr_g, p.train.n_critic), (1e-4, 3)),
-        AnyPreset::WubuGaad(_) => panic!("smoke is WGAN-GP"),
+        _ => panic!("smoke is WGAN-GP"),
     }
     let bad = text.replace(
         r#"{"train.lr_g": 1e-4, "train.n_critic": 3}"#,
@@ -173,7 +173,7 @@ fn cli_style_overrides_validate_like_the_preset() {
             (w.train.lr_d, w.model.arch),
             (3e-4, preset::wgan_gp::Arch::Large)
         ),
-        AnyPreset::WubuGaad(_) => panic!("not WGAN-GP"),
+        _ => panic!("not WGAN-GP"),
     }
     let errs = p
         .with_overrides([("model.arch", preset::schema::parse_cli_value("huge"))])
@@ -306,6 +306,35 @@ fn wubu_gaad_presets_are_the_constructors() {
     }
 }
 
+/// The latent action presets shipped in `presets/` are the constructors' output.
+/// `UPDATE_PRESETS=1` rewrites them.
+#[test]
+fn latent_action_presets_are_the_constructors() {
+    use workbench::core::preset::LatentActionPreset;
+    let files = [
+        ("latent_action_tiny.ron", "// Seed 002's latent action model at section 4.1's tiny size on synthetic moving blobs with known actions (written as real .h5 files): a few CPU minutes. Add --data DIR for a folder of .h5 latents.", LatentActionPreset::default()),
+        ("latent_action_overfit.ron", "// Seed 002's overfit test at the tiny size: one stored batch of 4, lr 1e-3, dropout off; passes at MSE < 0.01 and MAE < 0.05.", LatentActionPreset::overfit()),
+        ("latent_action_full.ron", "// Seed 002's full configuration (its README command): E 512, depth 3/3, 8 heads, K 12, d_c 128, windows of 8 latent frames, bf16 on CUDA. Needs a GPU. Trains on synthetic blob latents of the seed's size until --data names a folder of .h5 latents (16x64x64 from VideoVAE+, or any size from `workbench data video-to-h5`).", LatentActionPreset::seed_full()),
+    ];
+    for (file, header, p) in files {
+        let path = presets_dir().join(file);
+        let text = format!(
+            "{header}\n{}\n",
+            preset::AnyPreset::LatentAction(p.clone()).to_ron()
+        );
+        if std::env::var_os("UPDATE_PRESETS").is_some() {
+            std::fs::write(&path, &text).unwrap();
+        }
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+        let (parsed, _) = preset::parse_str(&on_disk, file).unwrap();
+        assert_eq!(
+            parsed,
+            preset::AnyPreset::LatentAction(p),
+            "{file} differs; UPDATE_PRESETS=1 rewrites it"
+        );
+    }
+}
+
 /// Every preset shipped in `presets/` trains: each of its phases for two steps, at a tiny size
 /// set through the same overrides as `--set` (frame size, region count, data), with samples,
 /// validation and checkpoints on the way. The architecture, losses, controllers and phases
@@ -332,6 +361,15 @@ fn every_shipped_preset_trains_each_phase_at_a_tiny_size() {
                 ("data.holdout", 16.into()),
                 ("train.batch_size", 4.into()),
             ],
+            Family::LatentAction => vec![
+                ("data.source", "synthetic_blobs".into()),
+                ("data.synthetic_channels", 2.into()),
+                ("data.synthetic_size", 8.into()),
+                ("data.synthetic_files", 10.into()),
+                ("data.synthetic_frames", 8.into()),
+                ("data.sequence_length", 4.into()),
+                ("train.batch_size", 2.into()),
+            ],
             Family::WubuGaad => vec![
                 ("data.source", "synthetic_shapes".into()),
                 ("data.image_h", 32.into()),
@@ -352,6 +390,7 @@ fn every_shipped_preset_trains_each_phase_at_a_tiny_size() {
         let phases = match &mut p {
             AnyPreset::WganGp(p) => &mut p.phases,
             AnyPreset::WubuGaad(p) => &mut p.phases,
+            AnyPreset::LatentAction(p) => &mut p.phases,
         };
         for phase in phases.iter_mut() {
             phase.length = PhaseLength::Steps(2);

@@ -46,6 +46,7 @@ pub struct VideoReader {
     decoded: usize,
     eof: bool,
     frames_hint: Option<u64>,
+    fps: Option<f64>,
 }
 
 impl std::fmt::Debug for VideoReader {
@@ -71,6 +72,9 @@ impl VideoReader {
             .ok_or_else(|| VideoError::NoVideo { path: path.into() })?;
         let index = stream.index();
         let frames_hint = frame_count_hint(&stream);
+        let rate = stream.avg_frame_rate();
+        let fps = (rate.denominator() != 0 && rate.numerator() > 0)
+            .then(|| f64::from(rate.numerator()) / f64::from(rate.denominator()));
         let ctx = ffmpeg::codec::context::Context::from_parameters(stream.parameters())
             .map_err(open_err)?;
         let decoder = ctx.decoder().video().map_err(open_err)?;
@@ -94,7 +98,14 @@ impl VideoReader {
             decoded: 0,
             eof: false,
             frames_hint,
+            fps,
         })
+    }
+
+    /// The stream's average frame rate, when the container says.
+    #[must_use]
+    pub fn fps(&self) -> Option<f64> {
+        self.fps
     }
 
     /// The number of frames the container declares, or its duration times its frame rate;

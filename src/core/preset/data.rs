@@ -144,9 +144,70 @@ pub enum DataNeed<'a> {
         batch_size: u32,
     },
     Video(&'a VideoData),
+    /// Latent frames in `.h5` files, with the largest batch a step needs.
+    Latents {
+        cfg: &'a LatentData,
+        batch_size: u32,
+    },
     /// A file the run loads (a model, weights), by its preset field.
     File {
         field: &'static str,
         path: &'a str,
     },
+}
+
+/// Where the latent video comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LatentSource {
+    /// Gaussian blobs moved by known actions on a torus, written as real `.h5` files in the
+    /// cache, so the HDF5 loader is the path exercised (the embedded default).
+    SyntheticBlobs,
+    /// `.h5` files holding `embeddings [N_chunks, C, T_lat, H, W]`: a folder (its
+    /// `manifest.json` when present, else the seed's split made on the fly) or a manifest.
+    H5,
+}
+
+crate::preset_section! {
+    /// The latent video a latent action model trains on: windows of `sequence_length`
+    /// consecutive latent frames inside one file.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct LatentData {
+        pub source: LatentSource => field(K::Choice(&["synthetic_blobs", "h5"]), "", [], "Latents: synthetic moving blobs with known actions, or .h5 files"),
+        /// A folder of `.h5` files or a `manifest.json` when `source` is `h5`.
+        pub path: String => field(K::Path, "", [], "A folder of .h5 files (its manifest.json when present) or a manifest, when source is h5"),
+        pub sequence_length: u32 => field(K::Int { min: 2, max: 64 }, "frames", [], "Latent frames per window (the seed's context_length; also the model's max_seq_len)"),
+        pub stride_train: u32 => field(K::Int { min: 1, max: 64 }, "frames", [], "Window start stride in training files"),
+        pub stride_val: u32 => field(K::Int { min: 1, max: 64 }, "frames", [], "Window start stride in validation and test files"),
+        /// Of the validation windows, the fraction one validation pass evaluates (a fixed subset).
+        pub validation_fraction: f64 => field(K::Float { min: 0.001, max: 1.0 }, "", [phase], "Fraction of the validation windows a validation pass evaluates (a fixed subset)"),
+        pub synthetic_channels: u32 => field(K::Int { min: 1, max: 64 }, "channels", [], "Synthetic latent channels"),
+        pub synthetic_size: u32 => field(K::Int { min: 4, max: 256 }, "px", [], "Synthetic latent height and width (a torus)"),
+        pub synthetic_files: u32 => field(K::Int { min: 3, max: 10000 }, "files", [], "Synthetic .h5 files (videos); split 80/10/10 by file"),
+        pub synthetic_frames: u32 => field(K::Int { min: 2, max: 100000 }, "frames", [], "Latent frames per synthetic file"),
+        pub synthetic_sigma: f64 => field(K::Float { min: 0.2, max: 64.0 }, "px", [], "Width (sigma) of the synthetic blob"),
+        pub synthetic_move: u32 => field(K::Int { min: 1, max: 64 }, "px", [], "How far one of the 8 synthetic actions moves the blob"),
+    }
+}
+
+impl Default for LatentData {
+    /// Section 4.1's synthetic latents: 4 channels of 16x16, one blob of sigma 1.5 px moved
+    /// 2 px per step by one of 8 actions; windows of 5 frames.
+    fn default() -> Self {
+        Self {
+            source: LatentSource::SyntheticBlobs,
+            path: String::new(),
+            sequence_length: 5,
+            stride_train: 1,
+            stride_val: 2,
+            validation_fraction: 1.0,
+            synthetic_channels: 4,
+            synthetic_size: 16,
+            synthetic_files: 40,
+            synthetic_frames: 64,
+            synthetic_sigma: 1.5,
+            synthetic_move: 2,
+        }
+    }
 }

@@ -10,6 +10,7 @@
 
 pub mod data;
 pub mod family;
+pub mod latent_action;
 pub mod schedule;
 pub mod schema;
 pub mod wgan_gp;
@@ -25,6 +26,7 @@ use serde_json::Value;
 use schema::FieldKind as K;
 
 pub use family::{Common, FamilyPreset, LrFields};
+pub use latent_action::LatentActionPreset;
 pub use schema::{FieldKind, FieldSpec};
 pub use wgan_gp::WganGpPreset;
 pub use wubu_gaad::WubuGaadPreset;
@@ -51,16 +53,18 @@ pub mod shipped {
 pub enum Family {
     WganGp,
     WubuGaad,
+    LatentAction,
 }
 
 impl Family {
-    pub const ALL: [Family; 2] = [Family::WganGp, Family::WubuGaad];
+    pub const ALL: [Family; 3] = [Family::WganGp, Family::WubuGaad, Family::LatentAction];
 
     #[must_use]
     pub fn name(self) -> &'static str {
         match self {
             Self::WganGp => "wgan_gp",
             Self::WubuGaad => "wubu_gaad",
+            Self::LatentAction => "latent_action",
         }
     }
 
@@ -80,6 +84,7 @@ impl Family {
         match self {
             Self::WganGp => wgan_gp::SPECS.as_slice(),
             Self::WubuGaad => wubu_gaad::SPECS.as_slice(),
+            Self::LatentAction => latent_action::SPECS.as_slice(),
         }
     }
 
@@ -89,6 +94,7 @@ impl Family {
         match self {
             Self::WganGp => AnyPreset::WganGp(WganGpPreset::default()),
             Self::WubuGaad => AnyPreset::WubuGaad(WubuGaadPreset::default()),
+            Self::LatentAction => AnyPreset::LatentAction(LatentActionPreset::default()),
         }
     }
 }
@@ -285,6 +291,7 @@ pub enum PresetError {
 pub enum AnyPreset {
     WganGp(WganGpPreset),
     WubuGaad(WubuGaadPreset),
+    LatentAction(LatentActionPreset),
 }
 
 /// Learning-rate control as a family without it reports it.
@@ -302,6 +309,7 @@ impl AnyPreset {
         match self {
             Self::WganGp(_) => Family::WganGp,
             Self::WubuGaad(_) => Family::WubuGaad,
+            Self::LatentAction(_) => Family::LatentAction,
         }
     }
 
@@ -311,6 +319,7 @@ impl AnyPreset {
         match self {
             Self::WganGp(p) => p,
             Self::WubuGaad(p) => p,
+            Self::LatentAction(p) => p,
         }
     }
 
@@ -393,6 +402,7 @@ impl AnyPreset {
         let tree = match self {
             Self::WganGp(p) => serde_json::to_value(p),
             Self::WubuGaad(p) => serde_json::to_value(p),
+            Self::LatentAction(p) => serde_json::to_value(p),
         };
         tree.unwrap_or(Value::Null)
     }
@@ -411,6 +421,9 @@ impl AnyPreset {
             Family::WubuGaad => serde_path_to_error::deserialize(tree)
                 .map(Self::WubuGaad)
                 .map_err(problem),
+            Family::LatentAction => serde_path_to_error::deserialize(tree)
+                .map(Self::LatentAction)
+                .map_err(problem),
         }
     }
 
@@ -420,6 +433,7 @@ impl AnyPreset {
         let text = match self {
             Self::WganGp(p) => ron::ser::to_string_pretty(p, cfg),
             Self::WubuGaad(p) => ron::ser::to_string_pretty(p, cfg),
+            Self::LatentAction(p) => ron::ser::to_string_pretty(p, cfg),
         };
         text.unwrap_or_else(|e| format!("// could not serialise preset: {e}"))
     }
@@ -669,6 +683,8 @@ pub fn parse_str(text: &str, file: &str) -> Result<(AnyPreset, Vec<String>), Pre
             .map(|(p, notes)| (AnyPreset::WganGp(p), notes)),
         Family::WubuGaad => wubu_gaad::parse_versioned(text, header.schema_version, file)
             .map(|(p, notes)| (AnyPreset::WubuGaad(p), notes)),
+        Family::LatentAction => latent_action::parse_versioned(text, header.schema_version, file)
+            .map(|(p, notes)| (AnyPreset::LatentAction(p), notes)),
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod augment;
 mod folder;
+pub mod latents;
 mod preflight;
 pub mod video;
 

@@ -25,7 +25,9 @@ pub fn preflight(preset: &AnyPreset) -> Result<(), String> {
                 .data_needs()
                 .iter()
                 .find_map(|n| match n {
-                    DataNeed::Images { batch_size, .. } => Some(*batch_size),
+                    DataNeed::Images { batch_size, .. } | DataNeed::Latents { batch_size, .. } => {
+                        Some(*batch_size)
+                    }
                     _ => None,
                 })
         })
@@ -40,6 +42,9 @@ pub fn preflight(preset: &AnyPreset) -> Result<(), String> {
             }
             DataNeed::Images { cfg, batch_size } => images(cfg, batch_size.max(largest_batch))?,
             DataNeed::Video(cfg) => video(cfg)?,
+            DataNeed::Latents { cfg, batch_size } => {
+                super::latents::preflight(cfg, batch_size.max(largest_batch), preset.seed())?;
+            }
         }
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! One folder per model family, and the engine's one match on the family: a family's
 //! preset (`core::preset::<family>`) and its trainer here are its whole front door.
 
+pub mod latent_action;
 pub mod wgan_gp;
 pub mod wubu_gaad;
 
@@ -15,5 +16,8 @@ pub fn make_trainer(preset: &AnyPreset, device: Device) -> Result<Box<dyn Traine
     match preset {
         AnyPreset::WganGp(p) => Ok(Box::new(wgan_gp::WganGpTrainer::new(p, device)?)),
         AnyPreset::WubuGaad(p) => Ok(Box::new(wubu_gaad::WubuGaadTrainer::new(p, device)?)),
+        AnyPreset::LatentAction(p) => Ok(Box::new(latent_action::LatentActionTrainer::new(
+            p, device,
+        )?)),
     }
 }

@@ -1,0 +1,447 @@
+//! The latent action model preset (seed 002): a VQ-VAE that infers a discrete action (three
+//! codes of one shared codebook) for every transition of a latent video, and a decoder that
+//! predicts the next latent frame from the past frames and the actions.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use super::data::{LatentData, LatentSource};
+use super::schema::{FieldKind as K, FieldSpec};
+use super::{
+    CheckpointConfig, Family, LoggingConfig, Phase, PhaseLength, PresetError, Problem,
+    SCHEMA_VERSION,
+};
+use crate::core::health::HealthConfig;
+
+/// What the teacher-forced decoder (and the step decoder) may look at to predict frame t+1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecoderContext {
+    /// Frames 0..t and actions 0..t (the seed's block-causal mask).
+    AllFrames,
+    /// Frame t and action t only: the action is the decoder's only source of motion (a lever
+    /// of section 4.1 against the collapse of the action channel).
+    LastFrame,
+}
+
+/// How the codebook learns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CodebookUpdate {
+    /// The seed's: a codebook loss pulls the codes to the encoder's outputs.
+    Loss,
+    /// Exponential moving averages of the assigned outputs, with dead codes restarted from
+    /// the batch (no codebook loss; the commitment loss stays).
+    Ema,
+}
+
+/// The learning-rate schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    /// The base rate throughout (the current trainer without `--scheduler`).
+    Constant,
+    /// From `min_lr_ratio` to 1 over the warmup, then a cosine down to `min_lr_ratio` at
+    /// `cosine_steps` (the current trainer's `--scheduler`; step 0 uses the base rate).
+    WarmupCosine,
+    /// `lr * step / warmup` then constant (the legacy trainer: step 0 has rate 0).
+    LinearWarmup,
+}
+
+/// Where a rollout starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Anchor {
+    Random,
+    Last,
+}
+
+crate::preset_section! {
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Model {
+        pub patch_size: u32 => field(K::Int { min: 1, max: 64 }, "px", [], "Latent pixels per token side (the seed's 4: 64x64 -> 16x16 tokens)"),
+        pub token_dim: u32 => field(K::Int { min: 4, max: 4096 }, "", [], "Token width of the adapters (the seed's 256)"),
+        pub embed_dim: u32 => field(K::Int { min: 8, max: 8192 }, "", [], "Transformer width E"),
+        pub heads: u32 => field(K::Int { min: 1, max: 64 }, "", [], "Attention heads; divides embed_dim"),
+        pub encoder_depth: u32 => field(K::Int { min: 1, max: 48 }, "blocks", [], "Encoder transformer blocks"),
+        pub decoder_depth: u32 => field(K::Int { min: 1, max: 48 }, "blocks", [], "Blocks of each decoder"),
+        pub mlp_ratio: f64 => field(K::Float { min: 0.5, max: 16.0 }, "", [], "MLP width over embed_dim"),
+        pub drop_rate: f64 => field(K::Float { min: 0.0, max: 0.9 }, "", [], "Dropout after the MLP layers (0 in the seed; the overfit test turns it off)"),
+        pub attn_drop_rate: f64 => field(K::Float { min: 0.0, max: 0.9 }, "", [], "Dropout of the attention weights (0 in the seed; the overfit test turns it off)"),
+        pub codebook_size: u32 => field(K::Int { min: 2, max: 65536 }, "codes", [], "Codebook entries K, shared by the code slots"),
+        pub code_dim: u32 => field(K::Int { min: 1, max: 4096 }, "", [], "Width of one code d_c"),
+        pub codes_per_action: u32 => field(K::Int { min: 1, max: 16 }, "codes", [], "Codes per transition (the seed's 3: K^3 actions)"),
+        pub pre_vq_noise: bool => field(K::Bool, "", [], "Add the seed's VAE-style noise exp(logvar/2)*eps before quantising in training"),
+        pub code_layernorm: bool => field(K::Bool, "", [], "LayerNorm on the decoders' code projection (the seed's); off lets the code's scale through"),
+        pub codebook_update: CodebookUpdate => field(K::Choice(&["loss", "ema"]), "", [], "loss: the seed's codebook loss; ema: moving averages with dead-code restart"),
+        pub ema_decay: f64 => field(K::Float { min: 0.0, max: 0.9999 }, "", [], "EMA decay of the codebook (codebook_update ema)"),
+        /// An EMA code whose smoothed count falls below this is restarted from the batch.
+        pub dead_code_threshold: f64 => field(K::Float { min: 0.0, max: 1000.0 }, "assignments", [], "Restart an EMA code whose smoothed use per step falls below this; 0 = never"),
+        pub decoder_context: DecoderContext => field(K::Choice(&["all_frames", "last_frame"]), "", [], "all_frames: the seed's block-causal decoder; last_frame: frame t and action t only"),
+        pub separate_step_decoder: bool => field(K::Bool, "", [], "The seed's separate step decoder for rollout and evaluation (trained only by the rollout); off: the teacher-forced decoder steps"),
+    }
+}
+
+crate::preset_section! {
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Train {
+        pub batch_size: u32 => field(K::Int { min: 1, max: 4096 }, "windows", [phase], "Windows per step"),
+        pub lr: f64 => field(K::Float { min: 1e-9, max: 1.0 }, "", [phase live], "AdamW learning rate"),
+        pub encoder_lr_scale: f64 => field(K::Float { min: 0.01, max: 100.0 }, "", [phase], "The encoder's learning rate over lr (1 in the seed)"),
+        pub beta1: f64 => field(K::Float { min: 0.0, max: 0.999 }, "", [phase], "AdamW beta1"),
+        pub beta2: f64 => field(K::Float { min: 0.0, max: 0.99999 }, "", [phase], "AdamW beta2 (0.999 current trainer, 0.95 legacy)"),
+        pub weight_decay: f64 => field(K::Float { min: 0.0, max: 1.0 }, "", [phase], "Decoupled weight decay on every parameter"),
+        pub schedule: Schedule => field(K::Choice(&["constant", "warmup_cosine", "linear_warmup"]), "", [phase], "constant; warmup_cosine (the seed's --scheduler); linear_warmup (the legacy trainer)"),
+        pub warmup_steps: u64 => field(K::Int { min: 0, max: 100000000 }, "steps", [phase], "Warmup length"),
+        pub cosine_steps: u64 => field(K::Int { min: 1, max: 100000000 }, "steps", [phase], "Step at which the cosine reaches min_lr_ratio (warmup_cosine)"),
+        pub min_lr_ratio: f64 => field(K::Float { min: 0.0, max: 1.0 }, "", [phase], "Floor of the schedule over lr"),
+        pub grad_clip: f64 => field(K::Float { min: 0.0, max: 1000.0 }, "", [phase live], "Global gradient norm clip; 0 = off"),
+        pub reconstruction_weight: f64 => field(K::Float { min: 0.0, max: 1000.0 }, "", [phase live], "Weight of the teacher-forced MSE"),
+        pub commitment_weight: f64 => field(K::Float { min: 0.0, max: 100.0 }, "", [phase live], "beta of the VQ loss"),
+        pub rollout_horizon: u32 => field(K::Int { min: 1, max: 64 }, "frames", [phase], "Rollout horizon H; 1 = no rollout (the step decoder then gets no gradient)"),
+        pub rollout_weight: f64 => field(K::Float { min: 0.0, max: 1000.0 }, "", [phase live], "Weight of the rollout loss"),
+        pub rollout_prob: f64 => field(K::Float { min: 0.0, max: 1.0 }, "", [phase], "Probability of a rollout in a step"),
+        pub detach_rollout_first: bool => field(K::Bool, "", [phase], "Detach the rollout's first prediction (the seed's CLI leaves it attached)"),
+        pub anchor: Anchor => field(K::Choice(&["random", "last"]), "", [phase], "Where a rollout starts"),
+        pub mixed_precision: bool => field(K::Bool, "", [phase], "bfloat16 autocast on CUDA (ignored on the CPU)"),
+        /// The seed's test mode: one stored batch, dropout off.
+        pub overfit_one_batch: bool => field(K::Bool, "", [], "Overfit test: train on the first batch only, dropout off (pass: MSE < 0.01 and MAE < 0.05)"),
+    }
+}
+
+crate::preset_section! {
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct LatentActionPreset {
+        pub schema_version: u32 => skip,
+        pub family: Family => skip,
+        pub name: String => field(K::Text, "", [], "Name of the preset; runs are named after it"),
+        pub seed: u64 => field(K::Int { min: 0, max: 9223372036854775807 }, "", [], "Seed of every random draw (init, data order, noise, rollout anchors)"),
+        pub device: String => field(K::Text, "", [], "auto (CUDA when present), cpu, cuda or cuda:N"),
+        pub threads: u32 => field(K::Int { min: 0, max: 1024 }, "threads", [], "libtorch CPU threads; 0 keeps libtorch's default"),
+        pub data: LatentData => section,
+        pub model: Model => section,
+        pub train: Train => section,
+        pub health: HealthConfig => section,
+        pub logging: LoggingConfig => section,
+        pub checkpoints: CheckpointConfig => section,
+        pub phases: Vec<Phase> => skip,
+    }
+}
+
+impl Default for LatentActionPreset {
+    /// Section 4.1's tiny configuration on the synthetic blobs: a few CPU minutes.
+    fn default() -> Self {
+        Self {
+            schema_version: SCHEMA_VERSION,
+            family: Family::LatentAction,
+            name: "latent_action_tiny".into(),
+            seed: 42,
+            device: "auto".into(),
+            threads: 0,
+            data: LatentData::default(),
+            model: Model {
+                patch_size: 4,
+                token_dim: 32,
+                embed_dim: 64,
+                heads: 4,
+                encoder_depth: 2,
+                decoder_depth: 2,
+                mlp_ratio: 4.0,
+                drop_rate: 0.0,
+                attn_drop_rate: 0.0,
+                codebook_size: 12,
+                code_dim: 16,
+                codes_per_action: 3,
+                pre_vq_noise: true,
+                code_layernorm: true,
+                codebook_update: CodebookUpdate::Loss,
+                ema_decay: 0.99,
+                dead_code_threshold: 0.01,
+                decoder_context: DecoderContext::AllFrames,
+                separate_step_decoder: true,
+            },
+            train: Train {
+                batch_size: 32,
+                lr: 1e-3,
+                encoder_lr_scale: 1.0,
+                beta1: 0.9,
+                beta2: 0.999,
+                weight_decay: 0.01,
+                schedule: Schedule::WarmupCosine,
+                warmup_steps: 100,
+                cosine_steps: 1200,
+                min_lr_ratio: 0.1,
+                grad_clip: 1.0,
+                reconstruction_weight: 1.0,
+                commitment_weight: 0.25,
+                rollout_horizon: 2,
+                rollout_weight: 1.0,
+                rollout_prob: 1.0,
+                detach_rollout_first: false,
+                anchor: Anchor::Random,
+                mixed_precision: false,
+                overfit_one_batch: false,
+            },
+            health: HealthConfig::default(),
+            logging: LoggingConfig {
+                log_every_steps: 10,
+                sample_every_steps: 100,
+                validate_every_steps: 100,
+            },
+            checkpoints: CheckpointConfig {
+                every_steps: 500,
+                keep_last: 3,
+            },
+            phases: vec![Phase {
+                name: "main".into(),
+                length: PhaseLength::Steps(1200),
+                overrides: BTreeMap::new(),
+                start_from_best: false,
+            }],
+        }
+    }
+}
+
+impl LatentActionPreset {
+    /// The seed's full configuration (its README command): E 512, depth 3/3, 8 heads, K 12,
+    /// d_c 128, windows of 8 latent frames of 16x64x64, batch 32, lr 1e-4; on synthetic blob
+    /// latents of the seed's size until `--data` names a folder of `.h5` latents.
+    #[must_use]
+    pub fn seed_full() -> Self {
+        let d = Self::default();
+        Self {
+            name: "latent_action_full".into(),
+            data: LatentData {
+                sequence_length: 8,
+                synthetic_channels: 16,
+                synthetic_size: 64,
+                synthetic_sigma: 6.0,
+                synthetic_move: 8,
+                ..d.data.clone()
+            },
+            model: Model {
+                patch_size: 4,
+                token_dim: 256,
+                embed_dim: 512,
+                heads: 8,
+                encoder_depth: 3,
+                decoder_depth: 3,
+                code_dim: 128,
+                ..d.model.clone()
+            },
+            train: Train {
+                lr: 1e-4,
+                warmup_steps: 1000,
+                cosine_steps: 100_000,
+                detach_rollout_first: false,
+                mixed_precision: true,
+                ..d.train.clone()
+            },
+            logging: LoggingConfig {
+                log_every_steps: 20,
+                sample_every_steps: 1000,
+                validate_every_steps: 1000,
+            },
+            checkpoints: CheckpointConfig {
+                every_steps: 2000,
+                keep_last: 3,
+            },
+            phases: vec![Phase {
+                name: "main".into(),
+                length: PhaseLength::Epochs(100),
+                overrides: BTreeMap::new(),
+                start_from_best: false,
+            }],
+            ..d
+        }
+    }
+
+    /// The seed's overfit command at the tiny size: one stored batch of 4, lr 1e-3, constant.
+    #[must_use]
+    pub fn overfit() -> Self {
+        let d = Self::default();
+        Self {
+            name: "latent_action_overfit".into(),
+            train: Train {
+                batch_size: 4,
+                schedule: Schedule::Constant,
+                overfit_one_batch: true,
+                ..d.train.clone()
+            },
+            logging: LoggingConfig {
+                log_every_steps: 5,
+                sample_every_steps: 100,
+                validate_every_steps: 0,
+            },
+            checkpoints: CheckpointConfig {
+                every_steps: 0,
+                keep_last: 2,
+            },
+            phases: vec![Phase {
+                name: "overfit".into(),
+                length: PhaseLength::Steps(300),
+                overrides: BTreeMap::new(),
+                start_from_best: false,
+            }],
+            ..d
+        }
+    }
+}
+
+/// Every field of the latent action preset, from its declarations.
+pub static SPECS: std::sync::LazyLock<Vec<FieldSpec>> =
+    std::sync::LazyLock::new(super::schema::specs_of::<LatentActionPreset>);
+
+impl LatentActionPreset {
+    fn check_rules(&self, problems: &mut Vec<Problem>) {
+        let mut bad = |path: &str, value: String, allowed: String| {
+            problems.push(Problem {
+                path: path.to_string(),
+                value,
+                allowed,
+            });
+        };
+        let m = &self.model;
+        if !m.embed_dim.is_multiple_of(m.heads) {
+            bad(
+                "model.heads",
+                m.heads.to_string(),
+                format!("a divisor of model.embed_dim ({})", m.embed_dim),
+            );
+        }
+        if self.data.source == LatentSource::SyntheticBlobs
+            && !self.data.synthetic_size.is_multiple_of(m.patch_size)
+        {
+            bad(
+                "model.patch_size",
+                m.patch_size.to_string(),
+                format!(
+                    "a divisor of data.synthetic_size ({})",
+                    self.data.synthetic_size
+                ),
+            );
+        }
+        if self.data.source == LatentSource::H5 && self.data.path.trim().is_empty() {
+            bad(
+                "data.path",
+                "\"\"".into(),
+                "a folder of .h5 files or a manifest when data.source is h5".into(),
+            );
+        }
+        if self.data.source == LatentSource::SyntheticBlobs
+            && self.data.synthetic_frames < self.data.sequence_length
+        {
+            bad(
+                "data.synthetic_frames",
+                self.data.synthetic_frames.to_string(),
+                format!(
+                    "at least data.sequence_length ({})",
+                    self.data.sequence_length
+                ),
+            );
+        }
+        if self.train.rollout_horizon >= self.data.sequence_length {
+            bad(
+                "train.rollout_horizon",
+                self.train.rollout_horizon.to_string(),
+                format!(
+                    "less than data.sequence_length ({}): a rollout needs H + 1 frames",
+                    self.data.sequence_length
+                ),
+            );
+        }
+    }
+}
+
+impl super::FamilyPreset for LatentActionPreset {
+    fn common(&self) -> super::Common<'_> {
+        super::Common {
+            schema_version: self.schema_version,
+            family: self.family,
+            name: &self.name,
+            seed: self.seed,
+            device: &self.device,
+            threads: self.threads,
+            health: &self.health,
+            logging: &self.logging,
+            checkpoints: &self.checkpoints,
+            phases: &self.phases,
+            lr_control: None,
+        }
+    }
+
+    fn specs(&self) -> &'static [FieldSpec] {
+        SPECS.as_slice()
+    }
+
+    fn check(&self, problems: &mut Vec<Problem>) {
+        self.check_rules(problems);
+    }
+
+    fn signature(&self) -> String {
+        let m = &self.model;
+        format!(
+            "latent_action/p{}/d{}/e{}/h{}/depth{}-{}/mlp{}/k{}/c{}x{}/len{}/ema{}/step{}",
+            m.patch_size,
+            m.token_dim,
+            m.embed_dim,
+            m.heads,
+            m.encoder_depth,
+            m.decoder_depth,
+            m.mlp_ratio,
+            m.codebook_size,
+            m.codes_per_action,
+            m.code_dim,
+            self.data.sequence_length,
+            m.codebook_update == CodebookUpdate::Ema,
+            m.separate_step_decoder
+        )
+    }
+
+    fn data_needs(&self) -> Vec<super::data::DataNeed<'_>> {
+        vec![super::data::DataNeed::Latents {
+            cfg: &self.data,
+            batch_size: self.train.batch_size,
+        }]
+    }
+
+    fn data_override(&self, path: &str) -> Vec<(&'static str, serde_json::Value)> {
+        vec![("data.source", "h5".into()), ("data.path", path.into())]
+    }
+
+    fn lr_fields(&self) -> super::LrFields {
+        super::LrFields {
+            generator: "train.lr",
+            critic: &[],
+        }
+    }
+
+    fn steps_per_epoch_hint(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// Parses a latent action preset (new in schema 3).
+pub(super) fn parse_versioned(
+    text: &str,
+    version: u32,
+    file: &str,
+) -> Result<(LatentActionPreset, Vec<String>), PresetError> {
+    match version {
+        SCHEMA_VERSION => Ok((super::parse_typed(text, file)?, Vec::new())),
+        other => Err(PresetError::Invalid {
+            file: file.to_string(),
+            problems: vec![Problem {
+                path: "schema_version".into(),
+                value: other.to_string(),
+                allowed: format!(
+                    "{SCHEMA_VERSION}: the latent action family is new in schema {SCHEMA_VERSION}"
+                ),
+            }],
+        }),
+    }
+}

@@ -1,0 +1,769 @@
+//! The latent action model of seed 002 (spec section 1.3), generalised to any latent size
+//! `C x H x W` and patch size: adapters between latent frames and tokens, the encoder that
+//! infers `A` codes per transition under a shifted-causal frame mask, the quantiser with one
+//! shared codebook, the teacher-forced batched decoder under a block-causal mask, and the
+//! separate step decoder used for rollout and evaluation.
+
+use tch::nn::{self, Module, ModuleT};
+use tch::{Kind, Tensor};
+
+use crate::core::preset::latent_action::{CodebookUpdate, DecoderContext, Model as ModelCfg};
+
+/// Multi-head attention with an additive float mask, as PyTorch's `MultiheadAttention`
+/// (`batch_first`): packed input projection `[3E, E]` (Xavier-uniform, as PyTorch initialises
+/// it; the seed's init touches only `Linear` modules), output projection.
+#[derive(Debug)]
+pub struct Attention {
+    in_w: Tensor,
+    in_b: Tensor,
+    pub out: nn::Linear,
+    heads: i64,
+    dropout: f64,
+}
+
+fn linear(p: nn::Path<'_>, i: i64, o: i64) -> nn::Linear {
+    nn::linear(
+        p,
+        i,
+        o,
+        nn::LinearConfig {
+            ws_init: nn::Init::Randn {
+                mean: 0.0,
+                stdev: 0.02,
+            },
+            bs_init: Some(nn::Init::Const(0.0)),
+            bias: true,
+        },
+    )
+}
+
+fn table(p: &nn::Path<'_>, name: &str, dims: &[i64]) -> Tensor {
+    // Truncated normal at +-2 (absolute, as PyTorch's default) with std 0.02 never truncates.
+    p.var(
+        name,
+        dims,
+        nn::Init::Randn {
+            mean: 0.0,
+            stdev: 0.02,
+        },
+    )
+}
+
+impl Attention {
+    fn new(p: &nn::Path<'_>, e: i64, heads: i64, dropout: f64) -> Self {
+        let bound = (6.0 / (4.0 * e as f64)).sqrt();
+        Self {
+            in_w: p.var(
+                "in_proj_weight",
+                &[3 * e, e],
+                nn::Init::Uniform {
+                    lo: -bound,
+                    up: bound,
+                },
+            ),
+            in_b: p.var("in_proj_bias", &[3 * e], nn::Init::Const(0.0)),
+            out: linear(p / "out_proj", e, e),
+            heads,
+            dropout,
+        }
+    }
+
+    /// `softmax(Q K^T / sqrt(d) + mask) V` over heads; `q_in` `[B, Lq, E]`, `kv_in`
+    /// `[B, Lk, E]`, `mask` `[Lq, Lk]` (0 or -inf).
+    pub fn forward(
+        &self,
+        q_in: &Tensor,
+        kv_in: &Tensor,
+        mask: Option<&Tensor>,
+        train: bool,
+    ) -> Tensor {
+        let e = self.in_w.size()[1];
+        let (b, lq) = (q_in.size()[0], q_in.size()[1]);
+        let lk = kv_in.size()[1];
+        let dh = e / self.heads;
+        let w = self.in_w.split(e, 0);
+        let bias = self.in_b.split(e, 0);
+        let proj = |x: &Tensor, i: usize, l: i64| {
+            x.linear(&w[i], Some(&bias[i]))
+                .view([b, l, self.heads, dh])
+                .transpose(1, 2)
+        };
+        let (q, k, v) = (proj(q_in, 0, lq), proj(kv_in, 1, lk), proj(kv_in, 2, lk));
+        let mask = mask.map(|m| m.to_kind(q.kind()));
+        let att = Tensor::scaled_dot_product_attention(
+            &q,
+            &k,
+            &v,
+            mask.as_ref(),
+            if train { self.dropout } else { 0.0 },
+            false,
+            None,
+            false,
+        );
+        self.out
+            .forward(&att.transpose(1, 2).contiguous().view([b, lq, e]))
+    }
+}
+
+#[derive(Debug)]
+struct Mlp {
+    fc1: nn::Linear,
+    fc2: nn::Linear,
+    dropout: f64,
+}
+
+impl Mlp {
+    fn new(p: &nn::Path<'_>, e: i64, ratio: f64, dropout: f64) -> Self {
+        let hidden = (e as f64 * ratio).round() as i64;
+        Self {
+            fc1: linear(p / "fc1", e, hidden),
+            fc2: linear(p / "fc2", hidden, e),
+            dropout,
+        }
+    }
+
+    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        let h = self
+            .fc1
+            .forward(x)
+            .gelu("none")
+            .dropout(self.dropout, train);
+        self.fc2.forward(&h).dropout(self.dropout, train)
+    }
+}
+
+fn norm(p: nn::Path<'_>, e: i64) -> nn::LayerNorm {
+    nn::layer_norm(p, vec![e], Default::default())
+}
+
+/// LayerNorm without affine parameters.
+fn plain_norm(x: &Tensor) -> Tensor {
+    let e = x.size().last().copied().unwrap_or(1);
+    x.layer_norm([e], None::<Tensor>, None::<Tensor>, 1e-5, false)
+}
+
+/// Divides a block's residual output weights by `sqrt(2 (l + 1))` (spec 1.3 h).
+fn rescale(weights: &[&Tensor], layer: usize) {
+    let s = (2.0 * (layer as f64 + 1.0)).sqrt();
+    tch::no_grad(|| {
+        for w in weights {
+            let _ = (*w).shallow_clone().g_div_scalar_(s);
+        }
+    });
+}
+
+/// A pre-LN transformer block: `x += MHA(LN x)`, `x += MLP(LN x)`.
+#[derive(Debug)]
+struct Block {
+    ln1: nn::LayerNorm,
+    attn: Attention,
+    ln2: nn::LayerNorm,
+    mlp: Mlp,
+}
+
+impl Block {
+    fn new(p: &nn::Path<'_>, cfg: &ModelCfg, layer: usize) -> Self {
+        let e = i64::from(cfg.embed_dim);
+        let b = Self {
+            ln1: norm(p / "ln1", e),
+            attn: Attention::new(&(p / "attn"), e, i64::from(cfg.heads), cfg.attn_drop_rate),
+            ln2: norm(p / "ln2", e),
+            mlp: Mlp::new(&(p / "mlp"), e, cfg.mlp_ratio, cfg.drop_rate),
+        };
+        rescale(&[&b.attn.out.ws, &b.mlp.fc2.ws], layer);
+        b
+    }
+
+    fn forward(&self, x: &Tensor, mask: &Tensor, train: bool) -> Tensor {
+        let h = self.ln1.forward(x);
+        let x = x + self.attn.forward(&h, &h, Some(mask), train);
+        &x + self.mlp.forward(&self.ln2.forward(&x), train)
+    }
+}
+
+/// A cross-attention block of the step decoder: self-attention of the queries, attention
+/// from the queries to the memory (not re-normalised), MLP.
+#[derive(Debug)]
+struct CrossBlock {
+    ln1: nn::LayerNorm,
+    self_attn: Attention,
+    ln2: nn::LayerNorm,
+    cross: Attention,
+    ln3: nn::LayerNorm,
+    mlp: Mlp,
+}
+
+impl CrossBlock {
+    fn new(p: &nn::Path<'_>, cfg: &ModelCfg, layer: usize) -> Self {
+        let e = i64::from(cfg.embed_dim);
+        let h = i64::from(cfg.heads);
+        let b = Self {
+            ln1: norm(p / "ln1", e),
+            self_attn: Attention::new(&(p / "self_attn"), e, h, cfg.attn_drop_rate),
+            ln2: norm(p / "ln2", e),
+            cross: Attention::new(&(p / "cross_attn"), e, h, cfg.attn_drop_rate),
+            ln3: norm(p / "ln3", e),
+            mlp: Mlp::new(&(p / "mlp"), e, cfg.mlp_ratio, cfg.drop_rate),
+        };
+        rescale(
+            &[&b.self_attn.out.ws, &b.cross.out.ws, &b.mlp.fc2.ws],
+            layer,
+        );
+        b
+    }
+
+    fn forward(&self, q: &Tensor, memory: &Tensor, train: bool) -> Tensor {
+        let h = self.ln1.forward(q);
+        let q = q + self.self_attn.forward(&h, &h, None, train);
+        let q = &q
+            + self
+                .cross
+                .forward(&self.ln2.forward(&q), memory, None, train);
+        &q + self.mlp.forward(&self.ln3.forward(&q), train)
+    }
+}
+
+/// An additive mask `[n L, n L]` from a unit-level one `[n, n]` (`true` = may attend), each
+/// unit `size` tokens long.
+pub fn expand_mask(allowed: &Tensor, size: i64) -> Tensor {
+    let tokens = allowed
+        .repeat_interleave_self_int(size, 0, None)
+        .repeat_interleave_self_int(size, 1, None);
+    Tensor::zeros(tokens.size(), (Kind::Float, allowed.device()))
+        .masked_fill(&tokens.logical_not(), f64::NEG_INFINITY)
+}
+
+/// The encoder's frame mask: frame `i` sees frames `j <= i + 1` (its successor, whose change
+/// the action encodes).
+pub fn shifted_causal(frames: i64, device: tch::Device) -> Tensor {
+    let i = Tensor::arange(frames, (Kind::Int64, device));
+    i.unsqueeze(0).le_tensor(&(i.unsqueeze(1) + 1))
+}
+
+/// The batched decoder's chunk mask: chunk `t` sees chunks `<= t` (or only itself).
+pub fn block_causal(chunks: i64, context: DecoderContext, device: tch::Device) -> Tensor {
+    let i = Tensor::arange(chunks, (Kind::Int64, device));
+    let (row, col) = (i.unsqueeze(1), i.unsqueeze(0));
+    match context {
+        DecoderContext::AllFrames => col.le_tensor(&row),
+        DecoderContext::LastFrame => col.eq_tensor(&row),
+    }
+}
+
+/// Latent frame to tokens: `Conv(C -> D, k = s = P)`, BatchNorm, flattened.
+#[derive(Debug)]
+pub struct Adapters {
+    conv: nn::Conv2D,
+    bn: nn::BatchNorm,
+    deconv: nn::ConvTranspose2D,
+    /// Token grid `(h, w)`.
+    pub grid: (i64, i64),
+}
+
+impl Adapters {
+    fn new(p: &nn::Path<'_>, c: i64, d: i64, patch: i64, grid: (i64, i64)) -> Self {
+        let conv_cfg = nn::ConvConfig {
+            stride: patch,
+            ..Default::default()
+        };
+        let deconv_cfg = nn::ConvTransposeConfig {
+            stride: patch,
+            ..Default::default()
+        };
+        Self {
+            conv: nn::conv2d(p / "in_conv", c, d, patch, conv_cfg),
+            bn: nn::batch_norm2d(p / "in_bn", d, Default::default()),
+            deconv: nn::conv_transpose2d(p / "out_deconv", d, c, patch, deconv_cfg),
+            grid,
+        }
+    }
+
+    /// `[B, T, C, H, W]` to tokens `[B, T, N, D]`, frame by frame (BatchNorm statistics per
+    /// frame batch, as the seed's loop).
+    pub fn tokens(&self, x: &Tensor, train: bool) -> Tensor {
+        let frames: Vec<Tensor> = (0..x.size()[1])
+            .map(|t| {
+                self.bn
+                    .forward_t(&self.conv.forward(&x.select(1, t)), train)
+                    .flatten(2, -1)
+                    .transpose(1, 2)
+            })
+            .collect();
+        Tensor::stack(&frames, 1)
+    }
+
+    /// Tokens `[..., N, D]` to latent frames `[..., C, H, W]`.
+    pub fn frames(&self, tokens: &Tensor) -> Tensor {
+        let size = tokens.size();
+        let (n, d) = (size[size.len() - 2], size[size.len() - 1]);
+        let lead = &size[..size.len() - 2];
+        let flat =
+            tokens
+                .reshape([-1, n, d])
+                .transpose(1, 2)
+                .reshape([-1, d, self.grid.0, self.grid.1]);
+        let out = self.deconv.forward(&flat);
+        let mut shape = lead.to_vec();
+        shape.extend_from_slice(&out.size()[1..]);
+        out.reshape(shape)
+    }
+}
+
+/// The encoder: tokens of T frames to `(mu, logvar)` `[B, T-1, A d_c]`.
+#[derive(Debug)]
+pub struct Encoder {
+    proj: nn::Linear,
+    spatial: Tensor,
+    temporal: Tensor,
+    blocks: Vec<Block>,
+    norm: nn::LayerNorm,
+    pool: nn::Linear,
+    mu: nn::Linear,
+    logvar: nn::Linear,
+}
+
+impl Encoder {
+    fn new(p: &nn::Path<'_>, cfg: &ModelCfg, d: i64, n: i64, max_len: i64) -> Self {
+        let e = i64::from(cfg.embed_dim);
+        let out = i64::from(cfg.codes_per_action * cfg.code_dim);
+        Self {
+            proj: linear(p / "proj", d, e),
+            spatial: table(p, "spatial_embed", &[n, e]),
+            temporal: table(p, "temporal_embed", &[max_len, e]),
+            blocks: (0..cfg.encoder_depth as usize)
+                .map(|l| Block::new(&(p / "blocks" / l), cfg, l))
+                .collect(),
+            norm: norm(p / "norm", e),
+            pool: linear(p / "frame_pool", e, e),
+            mu: linear(p / "mu", e, out),
+            logvar: linear(p / "logvar", e, out),
+        }
+    }
+
+    pub fn forward(&self, tokens: &Tensor, train: bool) -> (Tensor, Tensor) {
+        let s = tokens.size();
+        let (b, t, n) = (s[0], s[1], s[2]);
+        let x = plain_norm(&self.proj.forward(tokens))
+            + &self.spatial
+            + self.temporal.narrow(0, 0, t).unsqueeze(1);
+        let e = x.size()[3];
+        let mut x = x.reshape([b, t * n, e]);
+        let mask = expand_mask(&shifted_causal(t, tokens.device()), n);
+        for block in &self.blocks {
+            x = block.forward(&x, &mask, train);
+        }
+        let x = self.norm.forward(&x).reshape([b, t, n, e]);
+        let pooled = self
+            .pool
+            .forward(&x.mean_dim(2, false, Kind::Float))
+            .narrow(1, 0, t - 1);
+        (self.mu.forward(&pooled), self.logvar.forward(&pooled))
+    }
+}
+
+/// What quantising gave.
+#[derive(Debug)]
+pub struct Quantised {
+    /// Straight-through codes `[B, T-1, A, d_c]`.
+    pub z_q_st: Tensor,
+    /// Code indices `[B, T-1, A]`.
+    pub indices: Tensor,
+    pub codebook_loss: Tensor,
+    pub commitment_loss: Tensor,
+}
+
+/// One codebook of K entries shared by the A code slots.
+#[derive(Debug)]
+pub struct Quantiser {
+    pub codebook: Tensor,
+    ema_count: Option<Tensor>,
+    ema_sum: Option<Tensor>,
+    update: CodebookUpdate,
+    decay: f64,
+    dead_threshold: f64,
+    per_action: i64,
+}
+
+impl Quantiser {
+    fn new(p: &nn::Path<'_>, cfg: &ModelCfg) -> Self {
+        let (k, dc) = (i64::from(cfg.codebook_size), i64::from(cfg.code_dim));
+        let bound = 1.0 / k as f64;
+        let init = nn::Init::Uniform {
+            lo: -bound,
+            up: bound,
+        };
+        let ema = cfg.codebook_update == CodebookUpdate::Ema;
+        let codebook = if ema {
+            p.var("codebook", &[k, dc], init).set_requires_grad(false)
+        } else {
+            p.var("codebook", &[k, dc], init)
+        };
+        let (ema_count, ema_sum) = if ema {
+            let count = p.ones_no_train("ema_count", &[k]);
+            let sum = p.zeros_no_train("ema_sum", &[k, dc]);
+            tch::no_grad(|| sum.shallow_clone().copy_(&codebook));
+            (Some(count), Some(sum))
+        } else {
+            (None, None)
+        };
+        Self {
+            codebook,
+            ema_count,
+            ema_sum,
+            update: cfg.codebook_update,
+            decay: cfg.ema_decay,
+            dead_threshold: cfg.dead_code_threshold,
+            per_action: i64::from(cfg.codes_per_action),
+        }
+    }
+
+    /// Nearest codes of `z_e [B, T-1, A d_c]`; in training with the EMA update, moves the codes
+    /// and restarts dead ones from the batch.
+    pub fn quantise(&self, z_e: &Tensor, train: bool) -> Quantised {
+        let s = z_e.size();
+        let dc = self.codebook.size()[1];
+        let z = z_e.reshape([-1, dc]);
+        let indices = self.nearest(&z);
+        if train && self.update == CodebookUpdate::Ema {
+            self.ema_update(&z.detach(), &indices);
+        }
+        let z_q = self.codebook.index_select(0, &indices);
+        let codebook_loss = (&z_q - z.detach()).square().mean(Kind::Float);
+        let commitment_loss = (&z - z_q.detach()).square().mean(Kind::Float);
+        let z_q_st = &z + (&z_q - &z).detach();
+        Quantised {
+            z_q_st: z_q_st.reshape([s[0], s[1], self.per_action, dc]),
+            indices: indices.reshape([s[0], s[1], self.per_action]),
+            codebook_loss,
+            commitment_loss,
+        }
+    }
+
+    fn nearest(&self, z: &Tensor) -> Tensor {
+        let e = self.codebook.detach();
+        let d = z.detach().square().sum_dim_intlist(1, true, Kind::Float)
+            - z.detach().matmul(&e.tr()) * 2.0
+            + e.square()
+                .sum_dim_intlist(1, false, Kind::Float)
+                .unsqueeze(0);
+        d.argmin(1, false)
+    }
+
+    fn ema_update(&self, z: &Tensor, indices: &Tensor) {
+        let (Some(count), Some(sum)) = (&self.ema_count, &self.ema_sum) else {
+            return;
+        };
+        let k = self.codebook.size()[0];
+        tch::no_grad(|| {
+            let onehot = indices.one_hot(k).to_kind(Kind::Float);
+            let n = onehot.sum_dim_intlist(0, false, Kind::Float);
+            let total = onehot.tr().matmul(z);
+            let _ = count.shallow_clone().lerp_(&n, 1.0 - self.decay);
+            let _ = sum.shallow_clone().lerp_(&total, 1.0 - self.decay);
+            // Laplace smoothing keeps a rarely used code's average finite.
+            let all = count.sum(Kind::Float);
+            let smoothed = (count + 1e-5) / (&all + k as f64 * 1e-5) * &all;
+            self.codebook
+                .shallow_clone()
+                .copy_(&(sum / smoothed.unsqueeze(1)));
+            if self.dead_threshold > 0.0 {
+                let dead = count.lt(self.dead_threshold);
+                let n_dead = dead.sum(Kind::Int64).int64_value(&[]);
+                if n_dead > 0 {
+                    let pick = Tensor::randint(z.size()[0], [k], (Kind::Int64, z.device()));
+                    let fresh = z.index_select(0, &pick);
+                    let m = dead.unsqueeze(1);
+                    self.codebook
+                        .shallow_clone()
+                        .copy_(&fresh.where_self(&m, &self.codebook));
+                    sum.shallow_clone().copy_(&fresh.where_self(&m, sum));
+                    count
+                        .shallow_clone()
+                        .copy_(&count.ones_like().where_self(&dead, count));
+                }
+            }
+        });
+    }
+
+    /// The codes of given indices `[..., A]` as `[..., A, d_c]`.
+    pub fn lookup(&self, indices: &Tensor) -> Tensor {
+        let mut shape = indices.size();
+        shape.push(self.codebook.size()[1]);
+        self.codebook
+            .index_select(0, &indices.flatten(0, -1))
+            .reshape(shape)
+    }
+}
+
+/// The teacher-forced decoder: one chunk `[frame t | A codes of t | N queries]` per step under
+/// the block-causal mask; the queries of chunk t predict frame t+1's tokens.
+#[derive(Debug)]
+pub struct BatchedDecoder {
+    frame_proj: nn::Linear,
+    code_proj: nn::Linear,
+    code_norm: bool,
+    query: Tensor,
+    pos: Tensor,
+    blocks: Vec<Block>,
+    norm: nn::LayerNorm,
+    out: nn::Linear,
+    context: DecoderContext,
+}
+
+impl BatchedDecoder {
+    fn new(p: &nn::Path<'_>, cfg: &ModelCfg, d: i64, n: i64, max_len: i64) -> Self {
+        let e = i64::from(cfg.embed_dim);
+        let chunk = 2 * n + i64::from(cfg.codes_per_action);
+        Self {
+            frame_proj: linear(p / "frame_proj", d, e),
+            code_proj: linear(p / "code_proj", i64::from(cfg.code_dim), e),
+            code_norm: cfg.code_layernorm,
+            query: table(p, "query_embed", &[1, n, e]),
+            pos: table(p, "pos_embed", &[1, max_len * chunk, e]),
+            blocks: (0..cfg.decoder_depth as usize)
+                .map(|l| Block::new(&(p / "blocks" / l), cfg, l))
+                .collect(),
+            norm: norm(p / "norm", e),
+            out: linear(p / "out", e, d),
+            context: cfg.decoder_context,
+        }
+    }
+
+    /// Frames `[B, S, N, D]` (0..S-1) and codes `[B, S, A, d_c]` to predicted tokens of
+    /// frames 1..S `[B, S, N, D]`.
+    pub fn forward(&self, frames: &Tensor, codes: &Tensor, train: bool) -> Tensor {
+        let s = frames.size();
+        let (b, steps, n) = (s[0], s[1], s[2]);
+        let f = plain_norm(&self.frame_proj.forward(frames));
+        let c = self.code_proj.forward(codes);
+        let c = if self.code_norm { plain_norm(&c) } else { c };
+        let e = f.size()[3];
+        let q = self.query.unsqueeze(0).expand([b, steps, n, e], false);
+        let a = c.size()[2];
+        let chunk = 2 * n + a;
+        let x = Tensor::cat(&[f, c, q], 2).reshape([b, steps * chunk, e])
+            + self.pos.narrow(1, 0, steps * chunk);
+        let mask = expand_mask(&block_causal(steps, self.context, frames.device()), chunk);
+        let mut x = x;
+        for block in &self.blocks {
+            x = block.forward(&x, &mask, train);
+        }
+        let x = self
+            .norm
+            .forward(&x)
+            .reshape([b, steps, chunk, e])
+            .narrow(2, n + a, n);
+        self.out.forward(&x)
+    }
+}
+
+/// The step decoder: the next frame's tokens from a memory of the past frames and actions.
+#[derive(Debug)]
+pub struct StepDecoder {
+    frame_proj: nn::Linear,
+    code_proj: nn::Linear,
+    code_norm: bool,
+    spatial: Tensor,
+    temporal: Tensor,
+    query: Tensor,
+    query_pos: Tensor,
+    blocks: Vec<CrossBlock>,
+    norm: nn::LayerNorm,
+    out: nn::Linear,
+    context: DecoderContext,
+}
+
+impl StepDecoder {
+    fn new(p: &nn::Path<'_>, cfg: &ModelCfg, d: i64, n: i64, max_len: i64) -> Self {
+        let e = i64::from(cfg.embed_dim);
+        Self {
+            frame_proj: linear(p / "frame_proj", d, e),
+            code_proj: linear(p / "code_proj", i64::from(cfg.code_dim), e),
+            code_norm: cfg.code_layernorm,
+            spatial: table(p, "spatial_pos", &[n, e]),
+            temporal: table(p, "temporal_pos", &[max_len, e]),
+            query: table(p, "query_embed", &[n, e]),
+            query_pos: table(p, "query_pos", &[n, e]),
+            blocks: (0..cfg.decoder_depth as usize)
+                .map(|l| CrossBlock::new(&(p / "blocks" / l), cfg, l))
+                .collect(),
+            norm: norm(p / "norm", e),
+            out: linear(p / "out", e, d),
+            context: cfg.decoder_context,
+        }
+    }
+
+    /// Past frames `[B, S, N, D]` and their actions `[B, S, A, d_c]` to frame S's tokens
+    /// `[B, N, D]`.
+    pub fn forward(&self, frames: &Tensor, codes: &Tensor, train: bool) -> Tensor {
+        let steps = frames.size()[1];
+        let first = match self.context {
+            DecoderContext::AllFrames => 0,
+            DecoderContext::LastFrame => steps - 1,
+        };
+        let (frames, codes) = (
+            frames.narrow(1, first, steps - first),
+            codes.narrow(1, first, steps - first),
+        );
+        let temporal = self.temporal.narrow(0, first, steps - first).unsqueeze(1);
+        let f = plain_norm(&self.frame_proj.forward(&frames)) + &self.spatial + &temporal;
+        let c = self.code_proj.forward(&codes);
+        let c = if self.code_norm { plain_norm(&c) } else { c } + &temporal;
+        let b = f.size()[0];
+        let e = f.size()[3];
+        let memory = Tensor::cat(&[f, c], 2).reshape([b, -1, e]);
+        let mut q = (&self.query + &self.query_pos)
+            .unsqueeze(0)
+            .expand([b, -1, -1], false);
+        for block in &self.blocks {
+            q = block.forward(&q, &memory, train);
+        }
+        self.out.forward(&self.norm.forward(&q))
+    }
+}
+
+/// The whole model. The encoder's parameters live in their own store (its own learning
+/// rate); the rest in `main`.
+#[derive(Debug)]
+pub struct LatentActionModel {
+    pub adapters: Adapters,
+    pub encoder: Encoder,
+    pub quantiser: Quantiser,
+    pub decoder: BatchedDecoder,
+    pub step_decoder: Option<StepDecoder>,
+    pub pre_vq_noise: bool,
+}
+
+impl LatentActionModel {
+    /// `shape` is the latent frame `(C, H, W)`; `max_len` the window length.
+    pub fn new(
+        enc: &nn::Path<'_>,
+        main: &nn::Path<'_>,
+        cfg: &ModelCfg,
+        shape: (i64, i64, i64),
+        max_len: i64,
+    ) -> Self {
+        let (c, h, w) = shape;
+        let patch = i64::from(cfg.patch_size);
+        let grid = (h / patch, w / patch);
+        let n = grid.0 * grid.1;
+        let d = i64::from(cfg.token_dim);
+        Self {
+            adapters: Adapters::new(&(main / "adapters"), c, d, patch, grid),
+            encoder: Encoder::new(&(enc / "encoder"), cfg, d, n, max_len),
+            quantiser: Quantiser::new(&(main / "quantiser"), cfg),
+            decoder: BatchedDecoder::new(&(main / "decoder"), cfg, d, n, max_len),
+            step_decoder: cfg
+                .separate_step_decoder
+                .then(|| StepDecoder::new(&(main / "step_decoder"), cfg, d, n, max_len)),
+            pre_vq_noise: cfg.pre_vq_noise,
+        }
+    }
+
+    /// Encodes tokens `[B, T, N, D]` to quantised actions for the T-1 transitions.
+    pub fn encode(&self, tokens: &Tensor, train: bool) -> Quantised {
+        let (mu, logvar) = self.encoder.forward(tokens, train);
+        let z_e = if train && self.pre_vq_noise {
+            let logvar = logvar.clamp(-5.0, 5.0);
+            &mu + (logvar * 0.5).exp() * mu.randn_like()
+        } else {
+            mu
+        };
+        self.quantiser.quantise(&z_e, train)
+    }
+
+    /// The next frame's tokens from past frames `[B, S, N, D]` and actions `[B, S, A, d_c]`:
+    /// the step decoder, or the batched decoder's last chunk when the weights are tied.
+    pub fn step(&self, frames: &Tensor, codes: &Tensor, train: bool) -> Tensor {
+        match &self.step_decoder {
+            Some(d) => d.forward(frames, codes, train),
+            None => {
+                let s = frames.size()[1];
+                self.decoder.forward(frames, codes, train).select(1, s - 1)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The attention against a direct per-head computation with an explicit softmax.
+    #[test]
+    fn attention_matches_a_direct_reference_under_a_mask() {
+        tch::manual_seed(3);
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let (e, heads, b, lq, lk) = (8i64, 2i64, 2i64, 5i64, 5i64);
+        let att = Attention::new(&vs.root(), e, heads, 0.0);
+        let q_in = Tensor::randn([b, lq, e], (Kind::Float, tch::Device::Cpu));
+        let kv_in = Tensor::randn([b, lk, e], (Kind::Float, tch::Device::Cpu));
+        let mask = expand_mask(
+            &block_causal(5, DecoderContext::AllFrames, tch::Device::Cpu),
+            1,
+        );
+        let got = att.forward(&q_in, &kv_in, Some(&mask), false);
+        let dh = e / heads;
+        let w = att.in_w.split(e, 0);
+        let bias = att.in_b.split(e, 0);
+        let mut outs = Vec::new();
+        for i in 0..b {
+            let mut head_outs = Vec::new();
+            for h in 0..heads {
+                let sl = |t: &Tensor, j: usize| {
+                    t.get(i).linear(&w[j], Some(&bias[j])).narrow(1, h * dh, dh)
+                };
+                let (q, k, v) = (sl(&q_in, 0), sl(&kv_in, 1), sl(&kv_in, 2));
+                let scores = q.matmul(&k.tr()) / (dh as f64).sqrt() + &mask;
+                let p = scores.exp() / scores.exp().sum_dim_intlist(1, true, Kind::Float);
+                head_outs.push(p.matmul(&v));
+            }
+            outs.push(Tensor::cat(&head_outs, 1));
+        }
+        let want = att.out.forward(&Tensor::stack(&outs, 0));
+        let diff = f64::try_from((got - want).abs().max()).unwrap();
+        assert!(diff < 1e-5, "{diff}");
+    }
+
+    /// No token attends where spec 1.3 forbids: the encoder's frame i never sees frame i+2 or
+    /// later; the batched decoder's chunk t never sees a later chunk.
+    #[test]
+    fn masks_forbid_exactly_what_the_spec_forbids() {
+        let dev = tch::Device::Cpu;
+        let (t, n) = (4i64, 3i64);
+        let enc = expand_mask(&shifted_causal(t, dev), n);
+        let dec = expand_mask(&block_causal(t, DecoderContext::AllFrames, dev), n);
+        let last = expand_mask(&block_causal(t, DecoderContext::LastFrame, dev), n);
+        for qi in 0..t * n {
+            for ki in 0..t * n {
+                let (fq, fk) = (qi / n, ki / n);
+                let v = |m: &Tensor| m.double_value(&[qi, ki]);
+                assert_eq!(v(&enc) == 0.0, fk <= fq + 1, "encoder {qi} -> {ki}");
+                assert_eq!(v(&dec) == 0.0, fk <= fq, "decoder {qi} -> {ki}");
+                assert_eq!(v(&last) == 0.0, fk == fq, "last-frame decoder {qi} -> {ki}");
+            }
+        }
+    }
+
+    /// The prediction of frame t+1 does not change when frames after t change: the batched
+    /// decoder is causal end to end.
+    #[test]
+    fn the_batched_decoder_never_reads_the_future() {
+        tch::manual_seed(5);
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let cfg = crate::core::preset::LatentActionPreset::default().model;
+        let model = LatentActionModel::new(&vs.root(), &vs.root(), &cfg, (4, 8, 8), 5);
+        let opts = (Kind::Float, tch::Device::Cpu);
+        let frames = Tensor::randn([2, 4, 4, 32], opts);
+        let codes = Tensor::randn([2, 4, 3, 16], opts);
+        let a = model.decoder.forward(&frames, &codes, false);
+        let later = frames.copy();
+        later
+            .narrow(1, 2, 2)
+            .copy_(&Tensor::randn([2, 2, 4, 32], opts));
+        let b = model.decoder.forward(&later, &codes, false);
+        let same = f64::try_from((a.narrow(1, 0, 2) - b.narrow(1, 0, 2)).abs().max()).unwrap();
+        let moved = f64::try_from((a.narrow(1, 2, 2) - b.narrow(1, 2, 2)).abs().max()).unwrap();
+        assert!(same < 1e-5 && moved > 1e-4, "{same} {moved}");
+    }
+}

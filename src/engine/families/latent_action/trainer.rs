@@ -1,0 +1,845 @@
+use tch::{nn, Device, Kind, Tensor};
+
+use super::model::{LatentActionModel, Quantised};
+use crate::core::preset::latent_action::{Anchor, CodebookUpdate, LatentActionPreset, Schedule};
+use crate::core::preset::AnyPreset;
+use crate::core::protocol::MetricDef;
+use crate::core::rng::{derive_seed, epoch_permutation, SplitMix64, Stream};
+use crate::engine::checkpoint::Loaded;
+use crate::engine::data::latents::{LatentBatch, LatentSet, Split};
+use crate::engine::optim::{clip_global_norm, Adam};
+use crate::engine::trainer::{Reconstruction, Rgba, StepCtx, StepError, Trainer, Validation};
+use crate::engine::EngineError;
+
+static LIVE: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+    crate::core::preset::latent_action::SPECS
+        .iter()
+        .filter(|s| s.live)
+        .map(|s| s.path)
+        .collect()
+});
+
+fn seed_torch(seed: u64, stream: Stream, counter: u64) {
+    tch::manual_seed((derive_seed(seed, stream, counter) >> 1) as i64);
+}
+
+/// A fixed projection of latent channels to RGB for pictures: the identity for 3 channels in
+/// [-1, 1] (video pixels), else the first three principal components of a batch of training
+/// frames, scaled by that batch's range (fixed for the run, so colours compare across steps).
+#[derive(Debug)]
+struct LatentView {
+    mean: Tensor,
+    basis: Tensor,
+    lo: Tensor,
+    hi: Tensor,
+}
+
+impl LatentView {
+    fn new(frames: &Tensor) -> Self {
+        // frames [M, C, H, W] -> pixels [P, C]
+        let c = frames.size()[1];
+        let px = frames
+            .transpose(0, 1)
+            .reshape([c, -1])
+            .tr()
+            .to_kind(Kind::Float);
+        if c == 3 {
+            let dev = frames.device();
+            return Self {
+                mean: Tensor::zeros([3], (Kind::Float, dev)),
+                basis: Tensor::eye(3, (Kind::Float, dev)),
+                lo: Tensor::full([3], -1.0, (Kind::Float, dev)),
+                hi: Tensor::ones([3], (Kind::Float, dev)),
+            };
+        }
+        let mean = px.mean_dim(0, false, Kind::Float);
+        let centred = &px - &mean;
+        let cov = centred.tr().matmul(&centred) / (px.size()[0].max(2) - 1) as f64;
+        let (_, vectors) = cov.linalg_eigh("L");
+        // Largest eigenvalues last; take up to three, pad with zeros.
+        let k = c.min(3);
+        let top = vectors.narrow(1, c - k, k).flip([1]);
+        let basis = if k < 3 {
+            Tensor::cat(
+                &[top, Tensor::zeros([c, 3 - k], (Kind::Float, px.device()))],
+                1,
+            )
+        } else {
+            top
+        };
+        let proj = centred.matmul(&basis);
+        let lo = proj.amin(&[0i64][..], false);
+        let hi = proj.amax(&[0i64][..], false);
+        Self {
+            mean,
+            basis,
+            lo,
+            hi,
+        }
+    }
+
+    /// Frames `[M, C, H, W]` as RGB in [0, 1] `[M, 3, H, W]`.
+    fn rgb(&self, frames: &Tensor) -> Tensor {
+        let s = frames.size();
+        let px = frames.permute([0, 2, 3, 1]).to_kind(Kind::Float) - &self.mean;
+        let proj = (px.matmul(&self.basis) - &self.lo) / (&self.hi - &self.lo).clamp_min(1e-6);
+        proj.clamp(0.0, 1.0)
+            .permute([0, 3, 1, 2])
+            .reshape([s[0], 3, s[2], s[3]])
+    }
+}
+
+/// What one forward pass over a batch gives.
+#[derive(Debug)]
+struct Forward {
+    q: Quantised,
+    tokens: Tensor,
+    pred: Tensor,
+    mse: Tensor,
+    mae: Tensor,
+    vq: Tensor,
+    rollout: Option<(Tensor, Tensor)>,
+}
+
+/// Trains one latent action model.
+#[derive(Debug)]
+pub struct LatentActionTrainer {
+    cfg: LatentActionPreset,
+    device: Device,
+    seed: u64,
+    enc_vs: nn::VarStore,
+    main_vs: nn::VarStore,
+    model: LatentActionModel,
+    opt_enc: Adam,
+    opt_main: Adam,
+    data: LatentSet,
+    view: LatentView,
+    epoch_order: Option<(u64, Vec<u32>)>,
+    overfit: Option<LatentBatch>,
+    /// The validation windows a pass evaluates (a fixed subset).
+    val_windows: Vec<usize>,
+    test_windows: Vec<usize>,
+    /// The learning rate in force (schedule times base).
+    lr_now: f64,
+    pending: Option<Reconstruction>,
+    /// Code use over the last validation pass (`K` counts).
+    pub last_histogram: Vec<u64>,
+}
+
+fn subset(n: usize, fraction: f64, seed: u64) -> Vec<usize> {
+    let keep = ((n as f64 * fraction).ceil() as usize).clamp(n.min(1), n);
+    let mut all: Vec<usize> = (0..n).collect();
+    if keep < n {
+        SplitMix64::new(derive_seed(seed, Stream::Validation, 0)).shuffle(&mut all);
+        all.truncate(keep);
+        all.sort_unstable();
+    }
+    all
+}
+
+fn scalar(t: &Tensor) -> f64 {
+    t.double_value(&[])
+}
+
+impl LatentActionTrainer {
+    pub fn new(cfg: &LatentActionPreset, device: Device) -> Result<Self, EngineError> {
+        let seed = cfg.seed;
+        let data = LatentSet::load(&cfg.data, seed).map_err(EngineError::Data)?;
+        let patch = cfg.model.patch_size as usize;
+        if data.height % patch != 0 || data.width % patch != 0 {
+            return Err(EngineError::BadInput(format!(
+                "model.patch_size = {patch} does not divide the latents' {}x{}",
+                data.height, data.width
+            )));
+        }
+        let b = cfg.train.batch_size as usize;
+        if data.train.windows.len() < b {
+            return Err(EngineError::BadInput(format!(
+                "train.batch_size = {b} is more than the {} training windows",
+                data.train.windows.len()
+            )));
+        }
+        seed_torch(seed, Stream::Init, 0);
+        let enc_vs = nn::VarStore::new(device);
+        let main_vs = nn::VarStore::new(device);
+        let shape = (data.channels as i64, data.height as i64, data.width as i64);
+        let len = i64::from(cfg.data.sequence_length);
+        // The overfit test runs without dropout (spec 1.6).
+        let mut model_cfg = cfg.model.clone();
+        if cfg.train.overfit_one_batch {
+            model_cfg.drop_rate = 0.0;
+            model_cfg.attn_drop_rate = 0.0;
+        }
+        let model = LatentActionModel::new(&enc_vs.root(), &main_vs.root(), &model_cfg, shape, len);
+        let adamw = |vs: &nn::VarStore| {
+            let mut o = Adam::new(vs, cfg.train.lr, cfg.train.beta1, cfg.train.beta2);
+            o.weight_decay = cfg.train.weight_decay;
+            o
+        };
+        let (opt_enc, opt_main) = (adamw(&enc_vs), adamw(&main_vs));
+        let first: Vec<usize> = (0..b.min(data.train.windows.len())).collect();
+        let probe = data
+            .batch(Split::Train, &first, device)
+            .map_err(EngineError::Data)?;
+        let view = LatentView::new(&probe.x.flatten(0, 1));
+        let val_windows = subset(
+            data.validation.windows.len(),
+            cfg.data.validation_fraction,
+            seed,
+        );
+        let test_windows = subset(data.test.windows.len(), cfg.data.validation_fraction, seed);
+        let mut t = Self {
+            cfg: cfg.clone(),
+            device,
+            seed,
+            enc_vs,
+            main_vs,
+            model,
+            opt_enc,
+            opt_main,
+            data,
+            view,
+            epoch_order: None,
+            overfit: None,
+            val_windows,
+            test_windows,
+            lr_now: cfg.train.lr,
+            pending: None,
+            last_histogram: Vec::new(),
+        };
+        if cfg.train.overfit_one_batch {
+            let idx = t.indices(0, 0);
+            t.overfit = Some(
+                t.data
+                    .batch(Split::Train, &idx, device)
+                    .map_err(EngineError::Data)?,
+            );
+        }
+        Ok(t)
+    }
+
+    /// The run's data, for tools and tests.
+    #[must_use]
+    pub fn data(&self) -> &LatentSet {
+        &self.data
+    }
+
+    fn indices(&mut self, epoch: u64, batch: u64) -> Vec<usize> {
+        let n = self.data.train.windows.len();
+        if self.epoch_order.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            self.epoch_order = Some((epoch, epoch_permutation(self.seed, epoch, n)));
+        }
+        let b = self.cfg.train.batch_size as usize;
+        let start = (batch as usize * b).min(n.saturating_sub(b));
+        self.epoch_order
+            .as_ref()
+            .map(|(_, o)| o[start..start + b].iter().map(|&i| i as usize).collect())
+            .unwrap_or_default()
+    }
+
+    /// The schedule's factor at `step`.
+    fn schedule(&self, step: u64) -> f64 {
+        let t = &self.cfg.train;
+        let (w, r) = (t.warmup_steps as f64, t.min_lr_ratio);
+        let s = step as f64;
+        match t.schedule {
+            Schedule::Constant => 1.0,
+            Schedule::LinearWarmup if s < w => s / w,
+            Schedule::LinearWarmup => 1.0,
+            Schedule::WarmupCosine if s < w => r + (1.0 - r) * s / w,
+            Schedule::WarmupCosine => {
+                let span = (t.cosine_steps as f64 - w).max(1.0);
+                let progress = ((s - w) / span).min(1.0);
+                r + (1.0 - r) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+            }
+        }
+    }
+
+    fn set_lrs(&mut self, step: u64) {
+        self.lr_now = self.cfg.train.lr * self.schedule(step);
+        self.opt_main.lr = self.lr_now;
+        self.opt_enc.lr = self.lr_now * self.cfg.train.encoder_lr_scale;
+    }
+
+    /// Teacher-forced prediction, VQ and (optionally) rollout on a batch `[B, T, C, H, W]`.
+    fn forward(&self, x: &Tensor, train: bool, rollout_at: Option<i64>) -> Forward {
+        let t = x.size()[1];
+        let tokens = self.model.adapters.tokens(x, train);
+        let q = self.model.encode(&tokens, train);
+        let pred_tokens = self
+            .model
+            .decoder
+            .forward(&tokens.narrow(1, 0, t - 1), &q.z_q_st, train);
+        let pred = self.model.adapters.frames(&pred_tokens);
+        let target = x.narrow(1, 1, t - 1);
+        let diff = &pred - &target;
+        let mse = diff.square().mean(Kind::Float);
+        let mae = diff.abs().mean(Kind::Float);
+        let vq = match self.cfg.model.codebook_update {
+            CodebookUpdate::Loss => {
+                &q.codebook_loss + &q.commitment_loss * self.cfg.train.commitment_weight
+            }
+            CodebookUpdate::Ema => &q.commitment_loss * self.cfg.train.commitment_weight,
+        };
+        let rollout = rollout_at.map(|t0| self.rollout(x, &tokens, &pred_tokens, &q.z_q_st, t0));
+        Forward {
+            q,
+            tokens,
+            pred,
+            mse,
+            mae,
+            vq,
+            rollout,
+        }
+    }
+
+    /// The rollout of spec 1.4 from anchor `t0`: MSE and MAE over the horizon's steps.
+    fn rollout(
+        &self,
+        x: &Tensor,
+        tokens: &Tensor,
+        pred_tokens: &Tensor,
+        codes: &Tensor,
+        t0: i64,
+    ) -> (Tensor, Tensor) {
+        let h = i64::from(self.cfg.train.rollout_horizon);
+        let mut z = pred_tokens.select(1, t0);
+        if self.cfg.train.detach_rollout_first {
+            z = z.detach();
+        }
+        let mut hist = tokens.narrow(1, 0, t0 + 1);
+        let (mut mse, mut mae) = (Vec::new(), Vec::new());
+        for k in 1..h {
+            hist = Tensor::cat(&[hist, z.unsqueeze(1)], 1);
+            z = self
+                .model
+                .step(&hist, &codes.narrow(1, 0, t0 + 1 + k), true);
+            let diff = self.model.adapters.frames(&z) - x.select(1, t0 + 1 + k);
+            mse.push(diff.square().mean(Kind::Float));
+            mae.push(diff.abs().mean(Kind::Float));
+        }
+        let mean = |v: Vec<Tensor>| Tensor::stack(&v, 0).mean(Kind::Float);
+        (mean(mse), mean(mae))
+    }
+
+    /// Where this step's rollout starts, if it has one.
+    fn rollout_anchor(&self, t: i64, rng: &mut SplitMix64) -> Option<i64> {
+        let tr = &self.cfg.train;
+        let h = i64::from(tr.rollout_horizon);
+        if h <= 1 || t - 1 - h < 0 || rng.next_f64() >= tr.rollout_prob {
+            return None;
+        }
+        Some(match tr.anchor {
+            Anchor::Random => rng.below((t - h) as u64) as i64,
+            Anchor::Last => t - 1 - h,
+        })
+    }
+
+    /// All trainable tensors of both stores.
+    fn trainable(&self) -> Vec<Tensor> {
+        self.enc_vs
+            .trainable_variables()
+            .into_iter()
+            .chain(self.main_vs.trainable_variables())
+            .collect()
+    }
+
+    /// Decodes the last frame of windows `x [B, T, ...]` from frames 0..T-2 with the given
+    /// codes `[B, T-1, A]` through the step decoder; returns the frames `[B, C, H, W]`.
+    fn decode_last(&self, tokens: &Tensor, indices: &Tensor) -> Tensor {
+        let t = tokens.size()[1];
+        let codes = self.model.quantiser.lookup(indices);
+        let z = self.model.step(&tokens.narrow(1, 0, t - 1), &codes, false);
+        self.model.adapters.frames(&z)
+    }
+
+    /// Rolls out `frames` steps from frame 0 of a window under the given action indices
+    /// `[B, >= frames, A]` with the step decoder (open loop): `[B, frames, C, H, W]`.
+    pub fn rollout_from_first(&self, x: &Tensor, indices: &Tensor, frames: i64) -> Tensor {
+        tch::no_grad(|| {
+            let mut hist = self.model.adapters.tokens(&x.narrow(1, 0, 1), false);
+            let codes = self.model.quantiser.lookup(indices);
+            let mut out = Vec::new();
+            for k in 0..frames {
+                let z = self.model.step(&hist, &codes.narrow(1, 0, k + 1), false);
+                out.push(self.model.adapters.frames(&z));
+                hist = Tensor::cat(&[hist, z.unsqueeze(1)], 1);
+            }
+            Tensor::stack(&out, 1)
+        })
+    }
+
+    /// One evaluation pass over `windows` of a split: scalars named `{prefix}_...`.
+    fn evaluate(
+        &mut self,
+        split: Split,
+        windows: &[usize],
+        prefix: &str,
+    ) -> Option<Vec<(String, f64)>> {
+        if windows.is_empty() {
+            return None;
+        }
+        let k = i64::from(self.cfg.model.codebook_size);
+        let a = i64::from(self.cfg.model.codes_per_action);
+        let b = self.cfg.train.batch_size as usize;
+        let mut sums = std::collections::BTreeMap::<&'static str, f64>::new();
+        let mut hist = vec![0u64; k as usize];
+        // (code triple, true action) pairs for the purity.
+        let mut pairs: Vec<(Vec<i64>, i64)> = Vec::new();
+        let mut batches = 0.0;
+        seed_torch(self.seed, Stream::Validation, 7);
+        let mut rng = SplitMix64::new(derive_seed(self.seed, Stream::Validation, 8));
+        for chunk in windows.chunks(b) {
+            let batch = self.data.batch(split, chunk, self.device).ok()?;
+            let x = &batch.x;
+            let t = x.size()[1];
+            let anchor = self.rollout_anchor(t, &mut rng);
+            let f = tch::no_grad(|| self.forward(x, false, anchor));
+            let copy = (x.narrow(1, 0, t - 1) - x.narrow(1, 1, t - 1))
+                .square()
+                .mean(Kind::Float);
+            let mut add = |k: &'static str, v: f64| *sums.entry(k).or_insert(0.0) += v;
+            add("mse", scalar(&f.mse));
+            add("mae", scalar(&f.mae));
+            add("vq_loss", scalar(&f.vq));
+            add("copy_mse", scalar(&copy));
+            let (roll, roll_mae) = f
+                .rollout
+                .as_ref()
+                .map_or((0.0, 0.0), |(m, e)| (scalar(m), scalar(e)));
+            add("rollout_loss", roll);
+            add("rollout_mae", roll_mae);
+            let w = &self.cfg.train;
+            add(
+                "loss",
+                w.reconstruction_weight * scalar(&f.mse) + scalar(&f.vq) + w.rollout_weight * roll,
+            );
+            // Action sensitivity: decode the last frame with the true, random and one-slot
+            // perturbed codes (spec 1.6).
+            let idx = &f.q.indices;
+            let target = x.select(1, t - 1).flatten(1, -1);
+            let sens = tch::no_grad(|| {
+                let rand = Tensor::randint(k, idx.size(), (Kind::Int64, self.device));
+                let slot = Tensor::randint(
+                    a,
+                    [idx.size()[0], idx.size()[1], 1],
+                    (Kind::Int64, self.device),
+                );
+                let slot_mask =
+                    slot.eq_tensor(&Tensor::arange(a, (Kind::Int64, self.device)).view([1, 1, a]));
+                let perturbed = rand.where_self(&slot_mask, idx);
+                let dec = |i: &Tensor| self.decode_last(&f.tokens, i).flatten(1, -1);
+                (dec(idx), dec(&rand), dec(&perturbed))
+            });
+            let dist = |p: &Tensor| {
+                let d = p - &target;
+                (
+                    d.square().sum_dim_intlist(1, false, Kind::Float).sqrt(),
+                    d.abs().sum_dim_intlist(1, false, Kind::Float),
+                    d.abs().mean_dim(1, false, Kind::Float),
+                    -Tensor::cosine_similarity(p, &target, 1, 1e-8) + 1.0,
+                )
+            };
+            let (da, dr, de) = (dist(&sens.0), dist(&sens.1), dist(&sens.2));
+            add("sensitivity_l2", scalar(&(&dr.0 - &da.0).mean(Kind::Float)));
+            add("sensitivity_l1", scalar(&(&dr.1 - &da.1).mean(Kind::Float)));
+            add(
+                "sensitivity_mae",
+                scalar(&(&dr.2 - &da.2).mean(Kind::Float)),
+            );
+            add(
+                "sensitivity_cos",
+                scalar(&(&dr.3 - &da.3).mean(Kind::Float)),
+            );
+            add(
+                "dsnr",
+                scalar(&((&dr.0 - &da.0) / (&de.0 - &da.0 + 1e-8)).mean(Kind::Float)),
+            );
+            let flat: Vec<i64> = Vec::try_from(idx.flatten(0, -1)).unwrap_or_default();
+            for &i in &flat {
+                if let Some(h) = hist.get_mut(i as usize) {
+                    *h += 1;
+                }
+            }
+            if let Some(actions) = &batch.actions {
+                let acts: Vec<i64> = Vec::try_from(actions.flatten(0, -1)).unwrap_or_default();
+                for (triple, act) in flat.chunks(a as usize).zip(acts) {
+                    pairs.push((triple.to_vec(), act));
+                }
+            }
+            batches += 1.0;
+        }
+        let mut out: Vec<(String, f64)> = sums
+            .into_iter()
+            .map(|(k, v)| (format!("{prefix}_{k}"), v / batches))
+            .collect();
+        let used = hist.iter().filter(|&&c| c > 0).count() as f64;
+        out.push((format!("{prefix}_codebook_usage"), used / k as f64));
+        let triples: std::collections::BTreeSet<&Vec<i64>> = pairs.iter().map(|(t, _)| t).collect();
+        if !pairs.is_empty() {
+            out.push((format!("{prefix}_distinct_actions"), triples.len() as f64));
+            out.push((format!("{prefix}_action_purity"), purity(&pairs)));
+        }
+        if prefix == "val" {
+            self.last_histogram = hist;
+        }
+        Some(out)
+    }
+
+    /// The first validation window: truth, teacher-forced prediction and an open-loop rollout
+    /// from frame 0 under the encoded actions, as three rows of RGB frames.
+    fn window_images(&self) -> Option<(Tensor, Tensor, Tensor)> {
+        let split = if self.val_windows.is_empty() {
+            Split::Train
+        } else {
+            Split::Validation
+        };
+        let first = self.val_windows.first().copied().unwrap_or(0);
+        let batch = self.data.batch(split, &[first], self.device).ok()?;
+        let x = &batch.x;
+        let t = x.size()[1];
+        tch::no_grad(|| {
+            let f = self.forward(x, false, None);
+            let roll = self.rollout_from_first(x, &f.q.indices, t - 1);
+            let rgb = |frames: &Tensor| self.view.rgb(&frames.squeeze_dim(0));
+            Some((rgb(&x.narrow(1, 1, t - 1)), rgb(&f.pred), rgb(&roll)))
+        })
+    }
+}
+
+/// Of the transitions, the share whose true action is the most common one among the
+/// transitions with the same code triple (1 = every triple means one action).
+#[must_use]
+pub fn purity(pairs: &[(Vec<i64>, i64)]) -> f64 {
+    let mut by_triple: std::collections::BTreeMap<&[i64], std::collections::BTreeMap<i64, u64>> =
+        std::collections::BTreeMap::new();
+    for (t, a) in pairs {
+        *by_triple.entry(t).or_default().entry(*a).or_default() += 1;
+    }
+    let majority: u64 = by_triple
+        .values()
+        .map(|m| m.values().copied().max().unwrap_or(0))
+        .sum();
+    majority as f64 / pairs.len().max(1) as f64
+}
+
+/// Validation metric names: `val_` and `test_` of each.
+const EVAL: [&str; 17] = [
+    "loss",
+    "mse",
+    "mae",
+    "vq_loss",
+    "copy_mse",
+    "rollout_loss",
+    "rollout_mae",
+    "sensitivity_l2",
+    "sensitivity_l1",
+    "sensitivity_mae",
+    "sensitivity_cos",
+    "dsnr",
+    "codebook_usage",
+    "distinct_actions",
+    "action_purity",
+    "mse_over_copy",
+    "psnr_gain_db",
+];
+
+/// `val_<name>` and `test_<name>` of every [`EVAL`] name, made once: metric names are
+/// `&'static str`.
+static EVAL_NAMES: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+    ["val", "test"]
+        .iter()
+        .flat_map(|p| EVAL.iter().map(move |n| format!("{p}_{n}")))
+        .collect()
+});
+
+/// The static name of an evaluation metric (`val_mse`, ...).
+fn eval_name(name: &str) -> Option<&'static str> {
+    EVAL_NAMES.iter().find(|n| *n == name).map(String::as_str)
+}
+
+impl Trainer for LatentActionTrainer {
+    fn describe(&self) -> String {
+        let count = |vs: &nn::VarStore| {
+            vs.trainable_variables()
+                .iter()
+                .map(Tensor::numel)
+                .sum::<usize>()
+        };
+        let m = &self.cfg.model;
+        format!(
+            "Latent action model: E {}, depth {}/{}, {} heads, K {} x {} codes of {}; {:.2} M params (encoder {:.2} M); data: {}",
+            m.embed_dim,
+            m.encoder_depth,
+            m.decoder_depth,
+            m.heads,
+            m.codebook_size,
+            m.codes_per_action,
+            m.code_dim,
+            (count(&self.enc_vs) + count(&self.main_vs)) as f64 / 1e6,
+            count(&self.enc_vs) as f64 / 1e6,
+            self.data.description
+        )
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if self.cfg.model.separate_step_decoder && self.cfg.train.rollout_horizon <= 1 {
+            w.push("train.rollout_horizon is 1: the separate step decoder gets no gradient, so rollouts and the action sensitivity measure an untrained module (spec 1.4); raise the horizon or set model.separate_step_decoder false".into());
+        }
+        if self.cfg.train.mixed_precision && self.device == Device::Cpu {
+            w.push("train.mixed_precision applies on CUDA only; this run trains in float32".into());
+        }
+        if self.data.validation.windows.is_empty() && self.cfg.logging.validate_every_steps > 0 {
+            w.push("the validation split holds no window: validation is skipped".into());
+        }
+        w
+    }
+
+    fn steps_per_epoch(&self) -> u64 {
+        if self.overfit.is_some() {
+            return 100;
+        }
+        (self.data.train.windows.len() / self.cfg.train.batch_size as usize).max(1) as u64
+    }
+
+    fn metrics(&self) -> Vec<MetricDef> {
+        let mut m = vec![
+            MetricDef::loss("loss").main(),
+            MetricDef::loss("loss_mae"),
+            MetricDef::loss("mse_loss").main(),
+            MetricDef::loss("mae_loss"),
+            MetricDef::loss("vq_loss"),
+            MetricDef::loss("codebook_loss"),
+            MetricDef::loss("commitment_loss"),
+            MetricDef::loss("rollout_loss"),
+            MetricDef::loss("rollout_loss_mae"),
+            MetricDef::diagnostic("codebook_usage"),
+            MetricDef::diagnostic("grad_norm"),
+            MetricDef::setting("lr"),
+        ];
+        for prefix in ["val", "test"] {
+            for name in EVAL {
+                let higher = matches!(
+                    name,
+                    "sensitivity_l2"
+                        | "sensitivity_l1"
+                        | "sensitivity_mae"
+                        | "sensitivity_cos"
+                        | "dsnr"
+                        | "codebook_usage"
+                        | "distinct_actions"
+                        | "action_purity"
+                        | "psnr_gain_db"
+                );
+                let def = MetricDef::validation(&format!("{prefix}_{name}"), higher);
+                let main = prefix == "val" && matches!(name, "mse" | "copy_mse" | "action_purity");
+                m.push(if main { def.main() } else { def });
+            }
+        }
+        m
+    }
+
+    fn apply_preset(&mut self, preset: &AnyPreset) {
+        let AnyPreset::LatentAction(p) = preset else {
+            return;
+        };
+        for o in [&mut self.opt_enc, &mut self.opt_main] {
+            o.beta1 = p.train.beta1;
+            o.beta2 = p.train.beta2;
+            o.weight_decay = p.train.weight_decay;
+        }
+        self.cfg = p.clone();
+    }
+
+    fn non_finite_advice(&self) -> &'static str {
+        "lower train.lr 3-10x or train.grad_clip, then resume from the last good checkpoint"
+    }
+
+    fn train_step(&mut self, ctx: &StepCtx) -> Result<Vec<(&'static str, f64)>, StepError> {
+        crate::engine::trainer::injected_failure(ctx.step)?;
+        seed_torch(self.seed, Stream::Step, ctx.step);
+        let mut rng = SplitMix64::new(derive_seed(self.seed, Stream::Step, ctx.step));
+        self.set_lrs(ctx.step);
+        let x = match &self.overfit {
+            Some(b) => b.x.shallow_clone(),
+            None => {
+                let idx = self.indices(ctx.epoch, ctx.batch_in_epoch);
+                self.data
+                    .batch(Split::Train, &idx, self.device)
+                    .map_err(|e| StepError::new("reading the batch", e))?
+                    .x
+            }
+        };
+        let t = x.size()[1];
+        let anchor = self.rollout_anchor(t, &mut rng);
+        let f = self.forward(&x, true, anchor);
+        let w = &self.cfg.train;
+        let (roll, roll_mae) = match &f.rollout {
+            Some((m, e)) => (m.shallow_clone(), e.shallow_clone()),
+            None => (f.mse.zeros_like(), f.mse.zeros_like()),
+        };
+        let loss = &f.mse * w.reconstruction_weight + &f.vq + &roll * w.rollout_weight;
+        let loss_mae = &f.mae * w.reconstruction_weight + &f.vq + &roll_mae * w.rollout_weight;
+        self.opt_enc.zero_grad();
+        self.opt_main.zero_grad();
+        loss.f_backward().map_err(StepError::at("backward"))?;
+        let grad_norm = clip_global_norm(&self.trainable(), w.grad_clip);
+        self.opt_enc.step();
+        self.opt_main.step();
+        let used =
+            f.q.indices
+                .flatten(0, -1)
+                .unique_dim(0, false, false, false)
+                .0
+                .size()[0];
+        Ok(vec![
+            ("loss", scalar(&loss)),
+            ("loss_mae", scalar(&loss_mae)),
+            ("mse_loss", scalar(&f.mse)),
+            ("mae_loss", scalar(&f.mae)),
+            ("vq_loss", scalar(&f.vq)),
+            ("codebook_loss", scalar(&f.q.codebook_loss)),
+            ("commitment_loss", scalar(&f.q.commitment_loss)),
+            ("rollout_loss", scalar(&roll)),
+            ("rollout_loss_mae", scalar(&roll_mae)),
+            ("codebook_usage", used as f64),
+            ("grad_norm", grad_norm),
+            ("lr", self.lr_now),
+        ])
+    }
+
+    fn live_names(&self) -> &'static [&'static str] {
+        LIVE.as_slice()
+    }
+
+    fn live_values(&self) -> Vec<(&'static str, f64)> {
+        let t = &self.cfg.train;
+        vec![
+            ("train.lr", t.lr),
+            ("train.grad_clip", t.grad_clip),
+            ("train.reconstruction_weight", t.reconstruction_weight),
+            ("train.commitment_weight", t.commitment_weight),
+            ("train.rollout_weight", t.rollout_weight),
+        ]
+    }
+
+    fn set_live(&mut self, name: &str, value: f64) -> Result<f64, String> {
+        if !value.is_finite() || value < 0.0 {
+            return Err(format!("{name} = {value}: a finite value >= 0"));
+        }
+        let t = &mut self.cfg.train;
+        let slot = match name {
+            "train.lr" | "lr" => &mut t.lr,
+            "train.grad_clip" => &mut t.grad_clip,
+            "train.reconstruction_weight" => &mut t.reconstruction_weight,
+            "train.commitment_weight" => &mut t.commitment_weight,
+            "train.rollout_weight" => &mut t.rollout_weight,
+            other => {
+                return Err(format!(
+                    "`{other}` is not a live hyperparameter; live: {}",
+                    LIVE.join(", ")
+                ))
+            }
+        };
+        Ok(std::mem::replace(slot, value))
+    }
+
+    fn sample_grid(&mut self) -> Rgba {
+        match self.window_images() {
+            Some((truth, pred, roll)) => {
+                let rows = Tensor::cat(&[truth, pred, roll], 0);
+                crate::engine::convert::grid_rgba(&rows, rows.size()[0] / 3)
+            }
+            None => Rgba {
+                width: 1,
+                height: 1,
+                pixels: vec![0, 0, 0, 255],
+            },
+        }
+    }
+
+    fn reconstruction(&mut self) -> Option<Reconstruction> {
+        let (truth, pred, _) = self.window_images()?;
+        let frames = truth.size()[0] as u32;
+        Some(Reconstruction {
+            split: "validation".into(),
+            frames,
+            truth: crate::engine::convert::strip(&truth),
+            recon: crate::engine::convert::strip(&pred),
+            boxes: Vec::new(),
+            motion_boxes: Vec::new(),
+        })
+    }
+
+    fn pending_reconstruction(&mut self) -> Option<Reconstruction> {
+        self.pending.take()
+    }
+
+    fn validate(&mut self) -> Option<Validation> {
+        let windows = self.val_windows.clone();
+        let mut scalars = self.evaluate(Split::Validation, &windows, "val")?;
+        let tests = self.test_windows.clone();
+        if let Some(t) = self.evaluate(Split::Test, &tests, "test") {
+            scalars.extend(t);
+        }
+        for prefix in ["val", "test"] {
+            let get = |k: &str| {
+                scalars
+                    .iter()
+                    .find(|(n, _)| n == &format!("{prefix}_{k}"))
+                    .map(|(_, v)| *v)
+            };
+            if let (Some(mse), Some(copy)) = (get("mse"), get("copy_mse")) {
+                scalars.push((format!("{prefix}_mse_over_copy"), mse / copy.max(1e-12)));
+                scalars.push((
+                    format!("{prefix}_psnr_gain_db"),
+                    10.0 * (copy.max(1e-12) / mse.max(1e-12)).log10(),
+                ));
+            }
+        }
+        self.pending = self.reconstruction();
+        Some(Validation {
+            scalars: scalars
+                .into_iter()
+                .filter_map(|(k, v)| eval_name(&k).map(|k| (k, v)))
+                .collect(),
+            best_by: "val_loss",
+            diversity_ratio: None,
+        })
+    }
+
+    fn state_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for (prefix, vs) in [("enc", &self.enc_vs), ("main", &self.main_vs)] {
+            out.extend(
+                vs.variables()
+                    .into_iter()
+                    .map(|(n, t)| (format!("{prefix}.{n}"), t)),
+            );
+        }
+        out.extend(self.opt_enc.state_tensors("opt_enc"));
+        out.extend(self.opt_main.state_tensors("opt_main"));
+        if let Some(b) = &self.overfit {
+            out.push(("overfit_batch".into(), b.x.shallow_clone()));
+        }
+        out
+    }
+
+    fn load_state(&mut self, ckpt: &Loaded) -> Result<(), String> {
+        let shown = ckpt.dir.display().to_string();
+        ckpt.load_vars("enc", &self.enc_vs)?;
+        ckpt.load_vars("main", &self.main_vs)?;
+        let get = |k: &str| ckpt.get(k);
+        self.opt_enc
+            .load_state("opt_enc", &get)
+            .map_err(|e| format!("{shown}: {e}"))?;
+        self.opt_main
+            .load_state("opt_main", &get)
+            .map_err(|e| format!("{shown}: {e}"))?;
+        if let (Some(b), Some(x)) = (&mut self.overfit, ckpt.get("overfit_batch")) {
+            b.x = x.to_device(self.device);
+        }
+        Ok(())
+    }
+}
