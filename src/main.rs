@@ -61,7 +61,7 @@ struct AppArgs {
     /// Open and follow a run folder (repeatable).
     #[arg(long = "open", value_name = "RUN")]
     open: Vec<PathBuf>,
-    /// The tab to show first: presets, phases, dashboard, samples, gaad, controller, runs
+    /// The tab to show first: presets, phases, dashboard, samples, gaad, controller, runs, actions
     /// (default: the tab the app was closed on).
     #[arg(long)]
     tab: Option<String>,

@@ -1070,3 +1070,89 @@ fn the_app_remembers_its_state_and_survives_a_bad_state_file() {
     assert_eq!(e.tab, Tab::Samples);
     assert!(e.message.is_none());
 }
+
+/// A finished tiny latent action run with validations and checkpoints.
+fn latent_action_run(runs: &Path) -> std::path::PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/latent_action_tiny.ron");
+    let (p, _) = preset::load_file(&path).unwrap();
+    let mut p = p
+        .preset()
+        .with_overrides([
+            ("threads", 1.into()),
+            ("device", "cpu".into()),
+            ("data.synthetic_files", 10.into()),
+            ("data.synthetic_frames", 24.into()),
+            ("train.batch_size", 8.into()),
+            ("logging.validate_every_steps", 3.into()),
+            ("logging.sample_every_steps", 3.into()),
+            ("checkpoints.every_steps", 3.into()),
+        ])
+        .unwrap();
+    if let preset::AnyPreset::LatentAction(l) = &mut p {
+        l.phases[0].length = PhaseLength::Steps(6);
+    }
+    let req = workbench::engine::worker::RunRequest {
+        preset: Some(preset::validate(p).unwrap()),
+        runs_dir: runs.into(),
+        ..Default::default()
+    };
+    let handle =
+        workbench::engine::worker::spawn(workbench::engine::worker::prepare(req).unwrap(), None)
+            .unwrap();
+    let dir = handle.run_dir().to_path_buf();
+    while let Ok(e) = handle.events().recv_timeout(Duration::from_secs(120)) {
+        if e.is_terminal() {
+            break;
+        }
+    }
+    handle.join();
+    dir
+}
+
+/// The Actions tab shows the codebook's use, loads the run's latest checkpoint, and decodes a
+/// chosen action beside the truth and the encoded actions' rollout.
+#[test]
+fn the_action_explorer_decodes_a_chosen_action_beside_the_truth() {
+    let runs = tempfile::tempdir().unwrap();
+    let dir = latent_action_run(runs.path());
+    let mut h = harness(following(runs.path(), dir, Tab::Actions, None));
+    wait_for_logs(&mut h);
+    let codes = &h.state().runs[0].view.codes;
+    let steps: Vec<u64> = codes.iter().map(|c| c.step).collect();
+    assert!(steps.len() >= 3 && steps.ends_with(&[3, 6]), "{steps:?}");
+    let last = codes.last().unwrap();
+    assert_eq!(last.counts.len(), 12);
+    // Every transition of every validation window has one action of three codes.
+    let uses: u64 = last.actions.iter().map(|(_, n)| n).sum();
+    assert_eq!(3 * uses, last.counts.iter().sum::<u64>());
+    h.get_by_label_contains("Codebook use at each validation");
+    h.get_by_label_contains("Most used actions at step 6");
+    h.get_by_label("Load the latest checkpoint").click();
+    step_until(&mut h, "the first decode", |a| {
+        a.explorer.error.is_some() || (a.explorer.ready() && a.explorer.shown.is_some())
+    });
+    assert_eq!(h.state().explorer.error, None);
+    h.get_by_label("what followed");
+    h.get_by_label_contains("rollout under the encoded actions");
+    let first = h.state().explorer.shown.clone().unwrap();
+    assert_eq!(first.frames, 4, "windows of 5 frames: 4 steps");
+    assert_eq!(first.truth.width, 4 * 16);
+    assert_eq!(h.state().explorer.action, vec![0, 0, 0]);
+    // Pick code 7 for the first slot from its drop-down: the explorer decodes again.
+    h.get_by_label("slot 0").click();
+    h.run_steps(2);
+    h.get_by_label("code 7").click();
+    step_until(&mut h, "the second decode", |a| {
+        a.explorer.ready()
+            && a.explorer.action == vec![7, 0, 0]
+            && a.explorer.shown.as_ref() != Some(&first)
+    });
+    h.get_by_label("rollout under [7, 0, 0] at every step");
+    let second = h.state().explorer.shown.clone().unwrap();
+    assert_eq!(second.truth, first.truth, "the same window");
+    assert_eq!(second.encoded, first.encoded, "the same encoded actions");
+    assert_ne!(
+        second.chosen, first.chosen,
+        "another action, another rollout"
+    );
+}

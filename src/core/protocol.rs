@@ -222,6 +222,14 @@ pub enum Event {
         #[serde(skip)]
         recon_rgba: Vec<u8>,
     },
+    /// How a validation pass of a family with discrete actions used its codebook.
+    Codes {
+        step: u64,
+        /// Uses of each codebook entry.
+        counts: Vec<u64>,
+        /// The most used actions (one code per slot) with their uses, most used first.
+        actions: Vec<(Vec<u32>, u64)>,
+    },
     Log {
         step: u64,
         level: Level,

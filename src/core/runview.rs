@@ -109,6 +109,14 @@ impl RunState {
     }
 }
 
+/// Codebook use at one validation (see [`Event::Codes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeUse {
+    pub step: u64,
+    pub counts: Vec<u64>,
+    pub actions: Vec<(Vec<u32>, u64)>,
+}
+
 /// One run's history, built from its events.
 #[derive(Debug)]
 pub struct RunView {
@@ -129,6 +137,8 @@ pub struct RunView {
     /// The controllers' names, in order of their first decision.
     pub controllers: Vec<String>,
     pub reconstructions: Vec<ReconRef>,
+    /// Codebook use at each validation, for families with discrete actions.
+    pub codes: Vec<CodeUse>,
     /// The active discriminator, for families that switch.
     pub active_critic: Option<String>,
     /// What each scalar is, as the run declared it (empty for logs written before).
@@ -153,6 +163,7 @@ impl Default for RunView {
             decisions: Vec::new(),
             controllers: Vec::new(),
             reconstructions: Vec::new(),
+            codes: Vec::new(),
             active_critic: None,
             metrics: Vec::new(),
             rate: RateMeter::default(),
@@ -421,6 +432,15 @@ impl RunView {
                     motion_boxes,
                 });
             }
+            Event::Codes {
+                step,
+                counts,
+                actions,
+            } => self.codes.push(CodeUse {
+                step,
+                counts,
+                actions,
+            }),
             Event::Log {
                 step,
                 level,
@@ -468,6 +488,7 @@ impl RunView {
         self.samples.retain(|s| s.step <= step);
         self.decisions.retain(|d| d.step <= step);
         self.reconstructions.retain(|r| r.step <= step);
+        self.codes.retain(|c| c.step <= step);
         self.step = step;
     }
 

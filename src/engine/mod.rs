@@ -5,6 +5,7 @@ pub mod convert;
 pub mod data;
 pub mod device;
 pub mod emitter;
+pub mod explore;
 pub mod export;
 pub mod families;
 pub mod flow;

@@ -17,10 +17,11 @@ pub enum Tab {
     Gaad,
     Controller,
     Runs,
+    Actions,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 7] = [
+    pub const ALL: [Tab; 8] = [
         Tab::Presets,
         Tab::Phases,
         Tab::Dashboard,
@@ -28,6 +29,7 @@ impl Tab {
         Tab::Gaad,
         Tab::Controller,
         Tab::Runs,
+        Tab::Actions,
     ];
 
     #[must_use]
@@ -40,6 +42,7 @@ impl Tab {
             Self::Gaad => "GAAD",
             Self::Controller => "Controller",
             Self::Runs => "Runs",
+            Self::Actions => "Actions",
         }
     }
 
@@ -49,7 +52,7 @@ impl Tab {
             .find(|t| t.label().eq_ignore_ascii_case(text))
             .ok_or_else(|| {
                 format!(
-                    "unknown tab `{text}`; known: presets, phases, dashboard, samples, gaad, controller, runs"
+                    "unknown tab `{text}`; known: presets, phases, dashboard, samples, gaad, controller, runs, actions"
                 )
             })
     }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use egui::Ui;
+use egui::{RichText, Ui};
 
 use crate::core::preset::{AnyPreset, Family};
 use crate::core::protocol::Command;
@@ -44,6 +44,8 @@ pub struct WorkbenchApp {
     /// The controller the Controller tab shows (the first one when unset).
     pub controller: Option<String>,
     pub gaad: super::gaad::GaadInspector,
+    /// The Actions tab: codebook use and the action explorer.
+    pub explorer: super::explorer::ActionsPanel,
     pub dialogs: Dialogs,
     pub run_list: Vec<RunSummary>,
     pub(crate) run_list_at: Option<Instant>,
@@ -114,6 +116,7 @@ impl WorkbenchApp {
             recon: ReconViewer::default(),
             controller: None,
             gaad: super::gaad::GaadInspector::default(),
+            explorer: super::explorer::ActionsPanel::default(),
             dialogs: Dialogs::default(),
             run_list: Vec::new(),
             run_list_at: None,
@@ -539,6 +542,14 @@ impl WorkbenchApp {
             }
             Tab::Controller => self.controller_tab_ui(ui),
             Tab::Runs => self.runs_tab_ui(ui),
+            Tab::Actions => match self.current {
+                Some(i) => self.explorer.ui(ui, &self.runs[i].view, &self.runs[i].dir),
+                None => {
+                    ui.label(
+                        RichText::new("No run: start one or open one from the Runs tab.").weak(),
+                    );
+                }
+            },
         });
     }
 }

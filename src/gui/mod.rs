@@ -1,6 +1,7 @@
 //! The desktop workbench: eframe + egui + egui_plot + rfd. It talks to training only through
 //! the worker handle and its events, or by following a run's `events.log`; it never touches
-//! tensors.
+//! tensors (the action explorer asks an engine object, loaded from a checkpoint on a
+//! background thread, for pictures).
 //!
 //! [`app::WorkbenchApp`] holds the state; `logic()` drains events within a time budget and
 //! applies the actions the panels returned; `show()` draws the panels (`panels/`), which ask
@@ -11,6 +12,7 @@ pub mod app;
 pub mod dashboard;
 pub mod dialogs;
 pub mod editor;
+pub mod explorer;
 pub mod gaad;
 mod io;
 mod panels;

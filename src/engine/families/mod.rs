@@ -21,3 +21,22 @@ pub fn make_trainer(preset: &AnyPreset, device: Device) -> Result<Box<dyn Traine
         )?)),
     }
 }
+
+/// Opens a checkpoint of a family with discrete actions for exploring by hand, on the CPU.
+pub fn make_explorer(
+    preset: &AnyPreset,
+    ckpt: &crate::engine::checkpoint::Loaded,
+) -> Result<Box<dyn crate::engine::explore::ActionExplorer>, String> {
+    match preset {
+        AnyPreset::LatentAction(p) => {
+            let mut t = latent_action::LatentActionTrainer::new(p, Device::Cpu)
+                .map_err(|e| e.to_string())?;
+            t.load_state(ckpt)?;
+            Ok(Box::new(t))
+        }
+        other => Err(format!(
+            "a {} run has no discrete actions to explore",
+            other.family().name()
+        )),
+    }
+}

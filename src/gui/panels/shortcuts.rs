@@ -120,6 +120,11 @@ pub const SHORTCUTS: &[(Shortcut, KeyboardShortcut, &str)] = &[
         "Runs tab",
     ),
     (
+        Shortcut::Tab(7),
+        KeyboardShortcut::new(Modifiers::COMMAND, Key::Num8),
+        "Actions tab (codebook use and the action explorer)",
+    ),
+    (
         Shortcut::Help,
         KeyboardShortcut::new(Modifiers::NONE, Key::F1),
         "This help (also `?`)",

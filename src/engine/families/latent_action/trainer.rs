@@ -3,10 +3,11 @@ use tch::{nn, Device, Kind, Tensor};
 use super::model::{LatentActionModel, Quantised};
 use crate::core::preset::latent_action::{Anchor, CodebookUpdate, LatentActionPreset, Schedule};
 use crate::core::preset::AnyPreset;
-use crate::core::protocol::MetricDef;
+use crate::core::protocol::{Event, MetricDef};
 use crate::core::rng::{derive_seed, epoch_permutation, SplitMix64, Stream};
 use crate::engine::checkpoint::Loaded;
 use crate::engine::data::latents::{LatentBatch, LatentSet, Split};
+use crate::engine::explore::{ActionExplorer, Explored};
 use crate::engine::optim::{clip_global_norm, Adam};
 use crate::engine::trainer::{Reconstruction, Rgba, StepCtx, StepError, Trainer, Validation};
 use crate::engine::EngineError;
@@ -122,8 +123,9 @@ pub struct LatentActionTrainer {
     /// The learning rate in force (schedule times base).
     lr_now: f64,
     pending: Option<Reconstruction>,
-    /// Code use over the last validation pass (`K` counts).
-    pub last_histogram: Vec<u64>,
+    /// Steps taken (the step events of a validation carry).
+    step: u64,
+    events: Vec<Event>,
 }
 
 fn subset(n: usize, fraction: f64, seed: u64) -> Vec<usize> {
@@ -205,7 +207,8 @@ impl LatentActionTrainer {
             test_windows,
             lr_now: cfg.train.lr,
             pending: None,
-            last_histogram: Vec::new(),
+            step: 0,
+            events: Vec::new(),
         };
         if cfg.train.overfit_one_batch {
             let idx = t.indices(0, 0);
@@ -386,6 +389,7 @@ impl LatentActionTrainer {
         let mut hist = vec![0u64; k as usize];
         // (code triple, true action) pairs for the purity.
         let mut pairs: Vec<(Vec<i64>, i64)> = Vec::new();
+        let mut tuples = std::collections::BTreeMap::<Vec<u32>, u64>::new();
         let mut batches = 0.0;
         seed_torch(self.seed, Stream::Validation, 7);
         let mut rng = SplitMix64::new(derive_seed(self.seed, Stream::Validation, 8));
@@ -461,6 +465,11 @@ impl LatentActionTrainer {
                     *h += 1;
                 }
             }
+            for action in flat.chunks(a as usize) {
+                *tuples
+                    .entry(action.iter().map(|&c| c as u32).collect())
+                    .or_default() += 1;
+            }
             if let Some(actions) = &batch.actions {
                 let acts: Vec<i64> = Vec::try_from(actions.flatten(0, -1)).unwrap_or_default();
                 for (triple, act) in flat.chunks(a as usize).zip(acts) {
@@ -481,7 +490,14 @@ impl LatentActionTrainer {
             out.push((format!("{prefix}_action_purity"), purity(&pairs)));
         }
         if prefix == "val" {
-            self.last_histogram = hist;
+            let mut actions: Vec<(Vec<u32>, u64)> = tuples.into_iter().collect();
+            actions.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            actions.truncate(64);
+            self.events.push(Event::Codes {
+                step: self.step,
+                counts: hist,
+                actions,
+            });
         }
         Some(out)
     }
@@ -658,6 +674,7 @@ impl Trainer for LatentActionTrainer {
 
     fn train_step(&mut self, ctx: &StepCtx) -> Result<Vec<(&'static str, f64)>, StepError> {
         crate::engine::trainer::injected_failure(ctx.step)?;
+        self.step = ctx.step + 1;
         seed_torch(self.seed, Stream::Step, ctx.step);
         let mut rng = SplitMix64::new(derive_seed(self.seed, Stream::Step, ctx.step));
         self.set_lrs(ctx.step);
@@ -776,6 +793,10 @@ impl Trainer for LatentActionTrainer {
         self.pending.take()
     }
 
+    fn drain_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
     fn validate(&mut self) -> Option<Validation> {
         let windows = self.val_windows.clone();
         let mut scalars = self.evaluate(Split::Validation, &windows, "val")?;
@@ -841,5 +862,88 @@ impl Trainer for LatentActionTrainer {
             b.x = x.to_device(self.device);
         }
         Ok(())
+    }
+}
+
+impl ActionExplorer for LatentActionTrainer {
+    fn windows(&self) -> usize {
+        self.explore_split().1
+    }
+
+    fn codebook_size(&self) -> usize {
+        self.cfg.model.codebook_size as usize
+    }
+
+    fn slots(&self) -> usize {
+        self.cfg.model.codes_per_action as usize
+    }
+
+    fn max_steps(&self) -> usize {
+        self.data.sequence_length - 1
+    }
+
+    fn explore(&mut self, window: usize, action: &[u32], steps: usize) -> Result<Explored, String> {
+        let (split, n) = self.explore_split();
+        if window >= n {
+            return Err(format!("window {window} of {n}"));
+        }
+        let k = self.codebook_size();
+        if action.len() != self.slots() || action.iter().any(|&c| c as usize >= k) {
+            return Err(format!(
+                "an action is {} codes below {k}; got {action:?}",
+                self.slots()
+            ));
+        }
+        let steps = steps.clamp(1, self.max_steps()) as i64;
+        let x = self.data.batch(split, &[window], self.device)?.x;
+        let (truth, encoded, chosen, codes) = tch::no_grad(|| {
+            let f = self.forward(&x, false, None);
+            let encoded = self.rollout_from_first(&x, &f.q.indices, steps);
+            let a = action.iter().map(|&c| i64::from(c)).collect::<Vec<_>>();
+            let chosen_idx = Tensor::from_slice(&a)
+                .to_device(self.device)
+                .view([1, 1, -1])
+                .expand([1, steps, -1], false)
+                .contiguous();
+            let chosen = self.rollout_from_first(&x, &chosen_idx, steps);
+            let rgb = |frames: &Tensor| self.view.rgb(&frames.squeeze_dim(0));
+            (
+                rgb(&x.narrow(1, 1, steps)),
+                rgb(&encoded),
+                rgb(&chosen),
+                f.q.indices.shallow_clone(),
+            )
+        });
+        let codes: Vec<i64> = Vec::try_from(codes.flatten(0, -1)).unwrap_or_default();
+        Ok(Explored {
+            truth: crate::engine::convert::strip(&truth),
+            encoded: crate::engine::convert::strip(&encoded),
+            chosen: crate::engine::convert::strip(&chosen),
+            encoded_actions: codes
+                .chunks(self.slots())
+                .map(|c| c.iter().map(|&v| v as u32).collect())
+                .collect(),
+            frames: steps as u32,
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} codes x {} slots; {} windows of {} frames",
+            self.codebook_size(),
+            self.slots(),
+            self.windows(),
+            self.data.sequence_length
+        )
+    }
+}
+
+impl LatentActionTrainer {
+    /// The split the explorer starts from: validation, or training when it has no window.
+    fn explore_split(&self) -> (Split, usize) {
+        match self.data.validation.windows.len() {
+            0 => (Split::Train, self.data.train.windows.len()),
+            n => (Split::Validation, n),
+        }
     }
 }

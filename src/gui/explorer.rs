@@ -1,0 +1,360 @@
+//! The Actions tab: how a run with discrete actions uses its codebook (a heat map of each
+//! code's share at every validation, the most used actions), and the action explorer: pick a
+//! validation window and any action and see the model's rollout under it beside the truth and
+//! beside the rollout under the actions its encoder read. The model is loaded from the run's
+//! latest checkpoint on a background thread, on the CPU; decoding also runs off the UI thread.
+
+use crossbeam_channel::Receiver;
+use egui::{Color32, ColorImage, RichText, TextureHandle, Ui};
+
+use crate::core::runview::{CodeUse, RunView};
+use crate::engine::explore::{self, ActionExplorer, Explored};
+use crate::gui::actions::background;
+
+type Opened = Result<Box<dyn ActionExplorer>, String>;
+type Decoded = (Box<dyn ActionExplorer>, Result<Explored, String>);
+
+/// The Actions tab's state.
+#[derive(Default)]
+pub struct ActionsPanel {
+    /// The run folder the explorer was opened on.
+    run_dir: Option<String>,
+    explorer: Option<Box<dyn ActionExplorer>>,
+    opening: Option<Receiver<Opened>>,
+    decoding: Option<Receiver<Decoded>>,
+    pub window: usize,
+    pub action: Vec<u32>,
+    pub steps: usize,
+    /// The last decode, and its textures (truth, encoded, chosen).
+    pub shown: Option<Explored>,
+    textures: [Option<TextureHandle>; 3],
+    pub error: Option<String>,
+    /// A decode is wanted once the explorer is free.
+    want_decode: bool,
+}
+
+impl std::fmt::Debug for ActionsPanel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActionsPanel")
+            .field("run_dir", &self.run_dir)
+            .field("loaded", &self.explorer.is_some())
+            .field("window", &self.window)
+            .field("action", &self.action)
+            .finish_non_exhaustive()
+    }
+}
+
+fn color_image(img: &crate::engine::trainer::Rgba) -> ColorImage {
+    ColorImage::from_rgba_unmultiplied([img.width as usize, img.height as usize], &img.pixels)
+}
+
+impl ActionsPanel {
+    /// Whether the explorer is loaded and idle.
+    #[must_use]
+    pub fn ready(&self) -> bool {
+        self.explorer.is_some()
+    }
+
+    /// Whether a load or a decode is under way.
+    #[must_use]
+    pub fn busy(&self) -> bool {
+        self.opening.is_some() || self.decoding.is_some()
+    }
+
+    /// Takes finished background work.
+    fn poll(&mut self, ctx: &egui::Context) {
+        if let Some(rx) = &self.opening {
+            if let Ok(opened) = rx.try_recv() {
+                self.opening = None;
+                match opened {
+                    Ok(e) => {
+                        self.action = vec![0; e.slots()];
+                        self.steps = e.max_steps();
+                        self.window = self.window.min(e.windows().saturating_sub(1));
+                        self.explorer = Some(e);
+                        self.error = None;
+                        self.want_decode = true;
+                    }
+                    Err(e) => self.error = Some(e),
+                }
+            }
+        }
+        if let Some(rx) = &self.decoding {
+            if let Ok((e, result)) = rx.try_recv() {
+                self.decoding = None;
+                self.explorer = Some(e);
+                match result {
+                    Ok(x) => {
+                        let names = ["explore-truth", "explore-encoded", "explore-chosen"];
+                        for ((slot, name), img) in self
+                            .textures
+                            .iter_mut()
+                            .zip(names)
+                            .zip([&x.truth, &x.encoded, &x.chosen])
+                        {
+                            crate::gui::samples::show_in(slot, ctx, name, color_image(img));
+                        }
+                        self.shown = Some(x);
+                        self.error = None;
+                    }
+                    Err(e) => self.error = Some(e),
+                }
+            }
+        }
+        if self.want_decode && self.decoding.is_none() {
+            if let Some(mut e) = self.explorer.take() {
+                self.want_decode = false;
+                let (window, action, steps) = (self.window, self.action.clone(), self.steps);
+                let waker = Some(waker_of(ctx));
+                self.decoding = Some(background("workbench-explore", waker, move || {
+                    let r = e.explore(window, &action, steps);
+                    (e, r)
+                }));
+            }
+        }
+    }
+
+    /// Opens the explorer on a run folder's latest checkpoint (in the background).
+    pub fn open(&mut self, run_dir: &str, ctx: &egui::Context) {
+        self.run_dir = Some(run_dir.to_string());
+        self.explorer = None;
+        self.shown = None;
+        self.error = None;
+        let dir = std::path::PathBuf::from(run_dir);
+        self.opening = Some(background(
+            "workbench-explore-open",
+            Some(waker_of(ctx)),
+            move || explore::open(&dir),
+        ));
+    }
+
+    /// The tab for the run `view` followed from the folder `dir`.
+    pub fn ui(&mut self, ui: &mut Ui, view: &RunView, dir: &std::path::Path) {
+        self.poll(ui.ctx());
+        ui.heading("Actions");
+        egui::ScrollArea::vertical()
+            .id_salt("actions-tab")
+            .show(ui, |ui| {
+                self.explorer_ui(ui, &dir.display().to_string());
+                ui.separator();
+                if view.codes.is_empty() {
+                    ui.label(
+                        RichText::new(
+                            "No codebook statistics yet: each validation of a run with discrete actions (the latent action model) adds them.",
+                        )
+                        .weak(),
+                    );
+                    return;
+                }
+                ui.horizontal_top(|ui| {
+                    ui.vertical(|ui| {
+                        ui.label(
+                            RichText::new("Codebook use at each validation (share of the code slots)")
+                                .strong(),
+                        );
+                        heat_map(ui, &view.codes);
+                    });
+                    ui.separator();
+                    ui.vertical(|ui| self.top_actions_ui(ui, view));
+                });
+            });
+    }
+
+    fn top_actions_ui(&mut self, ui: &mut Ui, view: &RunView) {
+        let Some(last) = view.codes.last() else {
+            return;
+        };
+        let total: u64 = last.actions.iter().map(|(_, n)| n).sum::<u64>().max(1);
+        ui.label(
+            RichText::new(format!(
+                "Most used actions at step {} ({} distinct); click one to explore it",
+                last.step,
+                last.actions.len()
+            ))
+            .strong(),
+        );
+        egui::ScrollArea::vertical()
+            .id_salt("actions-top")
+            .max_height(220.0)
+            .show(ui, |ui| {
+                for (codes, n) in last.actions.iter().take(32) {
+                    let share = *n as f32 / total as f32;
+                    ui.horizontal(|ui| {
+                        let label = format!("{codes:?}");
+                        let picked = self.action == *codes;
+                        if ui.selectable_label(picked, &label).clicked() {
+                            self.action.clone_from(codes);
+                            self.want_decode = self.explorer.is_some() || self.decoding.is_some();
+                        }
+                        let (rect, _) = ui.allocate_exact_size(
+                            egui::vec2(160.0 * share.max(0.01), 12.0),
+                            egui::Sense::hover(),
+                        );
+                        ui.painter()
+                            .rect_filled(rect, 2.0, Color32::from_rgb(90, 160, 230));
+                        ui.label(format!("{n} ({:.0}%)", share * 100.0));
+                    });
+                }
+            });
+    }
+
+    fn explorer_ui(&mut self, ui: &mut Ui, here: &str) {
+        ui.label(RichText::new("Action explorer").strong());
+        let opened_here = self.run_dir.as_deref() == Some(here);
+        ui.horizontal(|ui| {
+            let label = if opened_here {
+                "Reload the latest checkpoint"
+            } else {
+                "Load the latest checkpoint"
+            };
+            if ui
+                .add_enabled(!self.busy() && !here.is_empty(), egui::Button::new(label))
+                .clicked()
+            {
+                self.open(here, ui.ctx());
+            }
+            if self.opening.is_some() {
+                ui.spinner();
+                ui.label("loading the model on the CPU...");
+            } else if self.decoding.is_some() {
+                ui.spinner();
+            }
+            if let (true, Some(e)) = (opened_here, &self.explorer) {
+                ui.label(RichText::new(e.describe()).weak());
+            }
+        });
+        if let Some(e) = &self.error {
+            ui.colored_label(Color32::from_rgb(235, 80, 80), e);
+        }
+        if !opened_here {
+            return;
+        }
+        let limits = self
+            .explorer
+            .as_ref()
+            .map(|e| (e.windows(), e.codebook_size(), e.max_steps()));
+        if let Some((windows, k, max_steps)) = limits {
+            let mut changed = false;
+            ui.horizontal(|ui| {
+                let l = ui.label("Window").id;
+                changed |= ui
+                    .add(egui::Slider::new(
+                        &mut self.window,
+                        0..=windows.saturating_sub(1),
+                    ))
+                    .labelled_by(l)
+                    .changed();
+                let l = ui.label("Steps").id;
+                changed |= ui
+                    .add(egui::Slider::new(&mut self.steps, 1..=max_steps.max(1)))
+                    .labelled_by(l)
+                    .changed();
+            });
+            ui.horizontal(|ui| {
+                ui.label("Action:");
+                for (slot, code) in self.action.iter_mut().enumerate() {
+                    egui::ComboBox::from_label(format!("slot {slot}"))
+                        .selected_text(format!("code {code}"))
+                        .show_ui(ui, |ui| {
+                            for c in 0..k as u32 {
+                                changed |=
+                                    ui.selectable_value(code, c, format!("code {c}")).changed();
+                            }
+                        });
+                }
+            });
+            if changed {
+                self.want_decode = true;
+            }
+        }
+        let (Some(x), [Some(truth), Some(encoded), Some(chosen)]) = (&self.shown, &self.textures)
+        else {
+            return;
+        };
+        let first = x.encoded_actions.first().cloned().unwrap_or_default();
+        egui::ScrollArea::both()
+            .id_salt("explore-scroll")
+            .show(ui, |ui| {
+                for (tex, label) in [
+                    (truth, "what followed".to_string()),
+                    (
+                        encoded,
+                        format!("rollout under the encoded actions (first {first:?})"),
+                    ),
+                    (
+                        chosen,
+                        format!("rollout under {:?} at every step", self.action),
+                    ),
+                ] {
+                    ui.label(label);
+                    let size =
+                        tex.size_vec2() * (96.0 / tex.size_vec2().y.max(1.0)).clamp(1.0, 8.0);
+                    ui.add(egui::Image::new((tex.id(), size)));
+                }
+            });
+    }
+}
+
+fn waker_of(ctx: &egui::Context) -> crate::core::protocol::Waker {
+    let ctx = ctx.clone();
+    std::sync::Arc::new(move || ctx.request_repaint())
+}
+
+/// Codes (rows) by validations (columns), each cell shaded by the code's share of that
+/// validation's code slots.
+fn heat_map(ui: &mut Ui, codes: &[CodeUse]) {
+    let k = codes
+        .iter()
+        .map(|c| c.counts.len())
+        .max()
+        .unwrap_or(0)
+        .min(256);
+    let cols = codes.len().min(200);
+    let shown = &codes[codes.len() - cols..];
+    let cell = egui::vec2(
+        (480.0 / cols as f32).clamp(3.0, 24.0),
+        (240.0 / k.max(1) as f32).clamp(2.0, 16.0),
+    );
+    let (rect, resp) = ui.allocate_exact_size(
+        egui::vec2(cell.x * cols as f32 + 40.0, cell.y * k as f32),
+        egui::Sense::hover(),
+    );
+    let painter = ui.painter_at(rect);
+    for (j, c) in shown.iter().enumerate() {
+        let total = c.counts.iter().sum::<u64>().max(1) as f32;
+        for (i, n) in c.counts.iter().take(k).enumerate() {
+            let share = *n as f32 / total;
+            let v = (share.sqrt() * 255.0) as u8;
+            let min = rect.min + egui::vec2(40.0 + j as f32 * cell.x, i as f32 * cell.y);
+            painter.rect_filled(
+                egui::Rect::from_min_size(min, cell - egui::vec2(0.5, 0.5)),
+                0.0,
+                Color32::from_rgb(v / 3, v / 2 + 20, v),
+            );
+        }
+    }
+    for i in (0..k).step_by((k / 12).max(1)) {
+        painter.text(
+            rect.min + egui::vec2(2.0, i as f32 * cell.y),
+            egui::Align2::LEFT_TOP,
+            format!("{i}"),
+            egui::FontId::monospace(9.0),
+            ui.visuals().weak_text_color(),
+        );
+    }
+    if let Some(pos) = resp.hover_pos() {
+        let j = ((pos.x - rect.min.x - 40.0) / cell.x).floor();
+        let i = ((pos.y - rect.min.y) / cell.y).floor();
+        if j >= 0.0 && (j as usize) < shown.len() && i >= 0.0 && (i as usize) < k {
+            let c = &shown[j as usize];
+            let n = c.counts.get(i as usize).copied().unwrap_or(0);
+            let total = c.counts.iter().sum::<u64>().max(1);
+            resp.on_hover_text(format!(
+                "step {}: code {} used {n} times ({:.1}%)",
+                c.step,
+                i as usize,
+                100.0 * n as f64 / total as f64
+            ));
+        }
+    }
+}
