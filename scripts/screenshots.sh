@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Real screenshots of the app during a real training run: starts Xvfb, opens the app on a
-# preset (the WuBu-GAAD learning preset, or the arguments' --preset) with --start, lets it train
-# for $SECS seconds (default 75), then the app screenshots every tab into screenshots/ and
-# closes. Software Vulkan (lavapipe) renders.
+# preset (the WuBu-GAAD learning preset, then the latent action levers preset; or the
+# arguments' --preset) with --start, lets it train for $SECS seconds (default 75; $SECS_LAM,
+# 60, for the second), then the app screenshots every tab and closes. Software Vulkan
+# (lavapipe) renders.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export WORKBENCH_EXTRA_APT="xvfb xauth"
@@ -14,8 +15,18 @@ Xvfb "$display" -screen 0 1400x900x24 -nolisten tcp >/dev/null 2>&1 &
 xvfb=$!
 trap 'kill $xvfb 2>/dev/null || true; rm -rf "$runs"' EXIT
 sleep 1
-# The family with the most to show (reconstructions, regions, four controllers) by default.
-if [ "$#" -eq 0 ]; then set -- --preset presets/wubu_gaad_learning.ron; fi
-DISPLAY="$display" "$WORKBENCH_BIN" --runs-dir "$runs" --start \
-  --quit-after "${SECS:-75}" --screenshot-dir screenshots "$@"
-ls -l screenshots/*.png >&2
+# The family with the most to show (reconstructions, regions, four controllers) by default,
+# then the latent action model's Actions tab (codebook use and the action explorer) in
+# screenshots/latent_action/.
+if [ "$#" -eq 0 ]; then
+  DISPLAY="$display" "$WORKBENCH_BIN" --runs-dir "$runs" --start \
+    --quit-after "${SECS:-75}" --screenshot-dir screenshots --preset presets/wubu_gaad_learning.ron
+  mkdir -p screenshots/latent_action
+  DISPLAY="$display" "$WORKBENCH_BIN" --runs-dir "$runs" --start \
+    --quit-after "${SECS_LAM:-60}" --screenshot-dir screenshots/latent_action \
+    --preset presets/latent_action_levers.ron
+else
+  DISPLAY="$display" "$WORKBENCH_BIN" --runs-dir "$runs" --start \
+    --quit-after "${SECS:-75}" --screenshot-dir screenshots "$@"
+fi
+ls -l screenshots/*.png screenshots/*/*.png >&2 || true

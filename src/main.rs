@@ -126,6 +126,10 @@ enum DataCmd {
         /// Keep about this many frames per second (default: every frame).
         #[arg(long)]
         fps: Option<f64>,
+        /// Cut each video into files of this many frames (`<name>_000.h5`, ...), so that one
+        /// long video can be split by file into train, validation and test.
+        #[arg(long, value_name = "FRAMES")]
+        split_every: Option<usize>,
     },
 }
 
@@ -314,6 +318,7 @@ fn data(cmd: DataCmd) -> Result<(), Failure> {
             out,
             size,
             fps,
+            split_every,
         } => {
             let parsed = size
                 .split_once(['x', 'X'])
@@ -329,10 +334,17 @@ fn data(cmd: DataCmd) -> Result<(), Failure> {
             if fps.is_some_and(|f| !(f.is_finite() && f > 0.0)) {
                 return Err(bad_input(anyhow::anyhow!("--fps: a positive number")));
             }
+            if split_every.is_some_and(|n| n < 2) {
+                return Err(bad_input(anyhow::anyhow!(
+                    "--split-every: at least 2 frames"
+                )));
+            }
             for v in &videos {
-                let (path, n) = latents::video_to_h5(v, &out, h, w, fps)
+                let files = latents::video_to_h5(v, &out, h, w, fps, split_every)
                     .map_err(|e| bad_input(anyhow::anyhow!(e)))?;
-                out!("{}: {n} frames of 3x{h}x{w}", path.display());
+                for (path, n) in files {
+                    out!("{}: {n} frames of 3x{h}x{w}", path.display());
+                }
             }
             Ok(())
         }

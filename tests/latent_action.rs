@@ -323,6 +323,29 @@ fn data_tools_and_bad_latents_from_the_command_line() {
         )
         .unwrap();
     }
+    // One video cut into pieces of 4 frames: 4 + 4 + 2.
+    let out = workbench()
+        .args(["data", "video-to-h5"])
+        .arg(root.join("tests/fixtures/testsrc_64x48_10f.avi"))
+        .arg("--out")
+        .arg(data.path().join("pieces"))
+        .args(["--size", "8x8", "--split-every", "4"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let frames: Vec<usize> = (0..3)
+        .map(|i| {
+            let p = data
+                .path()
+                .join(format!("pieces/testsrc_64x48_10f_{i:03}.h5"));
+            LatentFile::open(&p).unwrap().shape.frames()
+        })
+        .collect();
+    assert_eq!(frames, vec![4, 4, 2]);
     let f = LatentFile::open(&clips.join("clip0.h5")).unwrap();
     assert_eq!(
         (f.shape.frames(), f.shape.channels, f.shape.height),

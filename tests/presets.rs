@@ -313,8 +313,9 @@ fn latent_action_presets_are_the_constructors() {
     use workbench::core::preset::LatentActionPreset;
     let files = [
         ("latent_action_tiny.ron", "// Seed 002's latent action model at section 4.1's tiny size on synthetic moving blobs with known actions (written as real .h5 files): a few CPU minutes. Add --data DIR for a folder of .h5 latents.", LatentActionPreset::default()),
+        ("latent_action_levers.ron", "// The tiny configuration with the levers of spec section 4.1 that made actions carry the motion of the synthetic blobs: last-frame decoders, EMA codebook with dead-code restart, no pre-quantiser noise, 8x8 patches, the encoder at 10x the learning rate, commitment 0.05, 3-pixel moves, the step decoder tied to the teacher-forced one.", LatentActionPreset::levers()),
         ("latent_action_overfit.ron", "// Seed 002's overfit test at the tiny size: one stored batch of 4, lr 1e-3, dropout off; passes at MSE < 0.01 and MAE < 0.05.", LatentActionPreset::overfit()),
-        ("latent_action_full.ron", "// Seed 002's full configuration (its README command): E 512, depth 3/3, 8 heads, K 12, d_c 128, windows of 8 latent frames, bf16 on CUDA. Needs a GPU. Trains on synthetic blob latents of the seed's size until --data names a folder of .h5 latents (16x64x64 from VideoVAE+, or any size from `workbench data video-to-h5`).", LatentActionPreset::seed_full()),
+        ("latent_action_full.ron", "// Seed 002's full configuration (its README command): E 512, depth 3/3, 8 heads, K 12, d_c 128, windows of 8 latent frames, float16 autocast on CUDA. Needs a GPU. Trains on synthetic blob latents of the seed's size until --data names a folder of .h5 latents (16x64x64 from VideoVAE+, or any size from `workbench data video-to-h5`).", LatentActionPreset::seed_full()),
     ];
     for (file, header, p) in files {
         let path = presets_dir().join(file);

@@ -27,6 +27,38 @@ pub enum BenchCmd {
     WubuGaad(Opts),
     /// WuBu-GAAD at the original launcher's configuration (256x256, 12+3 frames, 96 regions).
     WubuGaadBat(Opts),
+    /// Latent action model, tiny: step time and peak memory beside PyTorch eager
+    /// (bench/latent_action_tiny.py); `--full` times the seed's full configuration instead.
+    LatentAction {
+        #[command(flatten)]
+        opts: Opts,
+        #[arg(long)]
+        full: bool,
+    },
+    /// Latent action model learning check: train for some minutes, validating as it goes:
+    /// validation MSE against the copy-last-frame baseline, action purity and sensitivity.
+    LatentActionLearning(LearnOpts),
+}
+
+/// Options of a learning check.
+#[derive(clap::Args, Debug)]
+pub struct LearnOpts {
+    /// A shipped preset.
+    #[arg(long, default_value = "latent_action_tiny")]
+    preset: String,
+    #[arg(long, default_value_t = 10.0)]
+    minutes: f64,
+    /// Validate every this many steps.
+    #[arg(long, default_value_t = 200)]
+    every: u64,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// A folder of .h5 latents (or a manifest) instead of the preset's data.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Override a preset field (repeatable).
+    #[arg(long = "set", value_name = "FIELD.PATH=VALUE")]
+    set: Vec<String>,
 }
 
 /// Options the benchmarks share.
@@ -61,6 +93,8 @@ pub fn run(cmd: &BenchCmd) -> anyhow::Result<()> {
         BenchCmd::GuiOverhead(o) => gui::overhead(o),
         BenchCmd::WubuGaad(o) => step_time::wubu_gaad(o, false),
         BenchCmd::WubuGaadBat(o) => step_time::wubu_gaad(o, true),
+        BenchCmd::LatentAction { opts, full } => step_time::latent_action(opts, *full),
+        BenchCmd::LatentActionLearning(o) => learning::latent_action(o),
     }
 }
 

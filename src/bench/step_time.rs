@@ -68,7 +68,7 @@ pub fn wgan_gp(args: &Opts) -> anyhow::Result<()> {
         let line = if args.no_python {
             format!("  round {round}: workbench {:.1} ms/step", rust_step * 1e3)
         } else {
-            let (py_step, mem) = python_round(args)?;
+            let (py_step, mem) = python_round(args, "bench/wgan_gp_small.py")?;
             py_mem = py_mem.max(mem); // f64::max ignores the initial NaN
             theirs.push(py_step);
             ratios.push(rust_step / py_step);
@@ -200,12 +200,115 @@ pub fn wubu_gaad(args: &Opts, bat: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One round of the PyTorch script (its own warm-up, then `steps` timed steps): seconds per
+/// The latent action model's step time beside PyTorch eager at the tiny size (spec 4.1), the
+/// two sides alternating round by round; or, with `full`, the seed's full configuration alone.
+pub fn latent_action(args: &Opts, full: bool) -> anyhow::Result<()> {
+    let device = workbench::engine::device::resolve(&args.device)?;
+    let preset = if full {
+        super::shipped(
+            "latent_action_full",
+            vec![
+                ("device", args.device.as_str().into()),
+                ("train.batch_size", args.batch.into()),
+                ("data.synthetic_files", 10.into()),
+                ("data.synthetic_frames", 40.into()),
+            ],
+        )?
+    } else {
+        super::shipped(
+            "latent_action_tiny",
+            vec![
+                ("device", args.device.as_str().into()),
+                ("train.batch_size", args.batch.into()),
+            ],
+        )?
+    };
+    let mut trainer = make_trainer(&preset, device)?;
+    println!("{}", trainer.describe());
+    println!(
+        "device {}, batch {}, {} rounds of {} timed steps after 3 warm-up steps{}",
+        workbench::engine::device::describe(device),
+        args.batch,
+        args.rounds,
+        args.steps,
+        if full || args.no_python {
+            ""
+        } else {
+            ", alternating with PyTorch eager (bench/latent_action_tiny.py)"
+        }
+    );
+    let spe = trainer.steps_per_epoch();
+    let ctx = |i: u64| StepCtx {
+        step: i,
+        epoch: i / spe,
+        batch_in_epoch: i % spe,
+    };
+    let sync = || {
+        if let tch::Device::Cuda(i) = device {
+            tch::Cuda::synchronize(i as i64);
+        }
+    };
+    let mut step = 0;
+    for _ in 0..3 {
+        trainer.train_step(&ctx(step))?;
+        step += 1;
+    }
+    sync();
+    let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let mut py_mem = f64::NAN;
+    for round in 0..args.rounds {
+        let t0 = Instant::now();
+        for _ in 0..args.steps {
+            trainer.train_step(&ctx(step))?;
+            step += 1;
+        }
+        sync();
+        let per = t0.elapsed().as_secs_f64() / args.steps as f64;
+        ours.push(per);
+        if full || args.no_python {
+            println!("  round {round}: workbench {:.1} ms/step", per * 1e3);
+            continue;
+        }
+        let (py, mem) = python_round(args, "bench/latent_action_tiny.py")?;
+        py_mem = py_mem.max(mem);
+        theirs.push(py);
+        ratios.push(per / py);
+        println!(
+            "  round {round}: workbench {:.1} ms/step, PyTorch {:.1} ms/step, ratio {:.3}",
+            per * 1e3,
+            py * 1e3,
+            per / py
+        );
+    }
+    println!(
+        "  workbench (tch): median {:.1} ms/step, peak RSS {:.0} MiB (with the HDF5 reads of every batch)",
+        median(&mut ours) * 1e3,
+        peak_rss_mib()
+    );
+    if !theirs.is_empty() {
+        println!(
+            "  PyTorch eager:   median {:.1} ms/step, peak RSS {:.0} MiB (batches in memory)",
+            median(&mut theirs) * 1e3,
+            py_mem
+        );
+        let (lo, hi) = (
+            ratios.iter().copied().fold(f64::INFINITY, f64::min),
+            ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        );
+        println!(
+            "  step-time ratio workbench/PyTorch: median {:.3} (rounds {lo:.3}..{hi:.3}), target <= 1.0",
+            median(&mut ratios)
+        );
+    }
+    Ok(())
+}
+
+/// One round of a PyTorch script (its own warm-up, then `steps` timed steps): seconds per
 /// step and the process's peak RSS in MiB.
-fn python_round(args: &Opts) -> anyhow::Result<(f64, f64)> {
+fn python_round(args: &Opts, script: &str) -> anyhow::Result<(f64, f64)> {
     let out = Command::new(&args.python)
         .args([
-            "bench/wgan_gp_small.py",
+            script,
             "--steps",
             &args.steps.to_string(),
             "--batch",
@@ -216,7 +319,7 @@ fn python_round(args: &Opts) -> anyhow::Result<(f64, f64)> {
             &tch::get_num_threads().to_string(),
         ])
         .output()
-        .with_context(|| format!("running {} bench/wgan_gp_small.py", args.python.display()))?;
+        .with_context(|| format!("running {} {script}", args.python.display()))?;
     if !out.status.success() {
         bail!(
             "the PyTorch script failed: {}",

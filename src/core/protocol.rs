@@ -296,6 +296,10 @@ pub struct MetricDef {
     /// What the health checks read it as, if anything.
     #[serde(default)]
     pub role: Option<HealthRole>,
+    /// Another scalar drawn on this one's plot as its reference (a baseline the metric should
+    /// beat, such as the copy-last-frame prediction's error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<String>,
 }
 
 /// What kind of number a metric is; it decides the dashboard group.
@@ -368,6 +372,7 @@ impl MetricDef {
             csv: true,
             main: false,
             role: None,
+            baseline: None,
         }
     }
 
@@ -414,6 +419,15 @@ impl MetricDef {
         Self {
             kind: MetricKind::Diagnostic,
             ..Self::loss(name)
+        }
+    }
+
+    /// Draws `other` on this metric's plot as its reference.
+    #[must_use]
+    pub fn baseline(self, other: &str) -> Self {
+        Self {
+            baseline: Some(other.to_string()),
+            ..self
         }
     }
 

@@ -65,6 +65,8 @@ impl VideoReader {
             message: e.to_string(),
         };
         ffmpeg::init().map_err(open_err)?;
+        // FFmpeg's own notices (a deprecated pixel format, ...) are not the user's business.
+        ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Error);
         let input = ffmpeg::format::input(&path).map_err(open_err)?;
         let stream = input
             .streams()

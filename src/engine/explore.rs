@@ -31,9 +31,17 @@ pub trait ActionExplorer: Send + std::fmt::Debug {
     fn slots(&self) -> usize;
     /// The most steps a rollout can be compared with the truth.
     fn max_steps(&self) -> usize;
+    /// Channels of a frame.
+    fn channels(&self) -> usize;
     /// Rolls out `steps` frames from the first frame of `window`, applying `action` at every
-    /// step.
-    fn explore(&mut self, window: usize, action: &[u32], steps: usize) -> Result<Explored, String>;
+    /// step; frames in colour (a fixed projection of the channels), or one channel in grey.
+    fn explore(
+        &mut self,
+        window: usize,
+        action: &[u32],
+        steps: usize,
+        channel: Option<usize>,
+    ) -> Result<Explored, String>;
     /// A one-line description (model, checkpoint step).
     fn describe(&self) -> String;
 }

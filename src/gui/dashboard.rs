@@ -368,6 +368,17 @@ impl Dashboard {
                 Some((r, series, smooth))
             })
             .collect();
+        // The metric's declared reference (a baseline), drawn dashed for the primary run.
+        let reference = runs.first().and_then(|r| {
+            let other = r
+                .view
+                .metrics
+                .iter()
+                .find(|m| m.name == name)?
+                .baseline
+                .as_deref()?;
+            Some((format!("{other} (baseline)"), r.view.series.get(other)?))
+        });
         let markers = self.show_markers;
         let show_raw = self.show_raw && self.smoothing > 0.0;
         let mut drawn = 0usize;
@@ -450,6 +461,22 @@ impl Dashboard {
                         Line::new(run_label, PlotPoints::from(pts))
                             .color(r.color)
                             .width(1.6)
+                            .allow_band(false),
+                    );
+                }
+                if let Some((label, series)) = &reference {
+                    let (x0, x1) = series.bounds().map_or((0.0, 1.0), |(x, _)| (x[0], x[1]));
+                    let pts: Vec<[f64; 2]> = series
+                        .visible(x0, x1, px)
+                        .into_iter()
+                        .filter_map(|[x, y]| ty(y).map(|y| [x, y]))
+                        .collect();
+                    drawn += pts.len();
+                    pu.line(
+                        Line::new(label.clone(), PlotPoints::from(pts))
+                            .color(Color32::from_gray(170))
+                            .style(egui_plot::LineStyle::dashed_loose())
+                            .width(1.2)
                             .allow_band(false),
                     );
                 }

@@ -25,6 +25,8 @@ pub struct ActionsPanel {
     pub window: usize,
     pub action: Vec<u32>,
     pub steps: usize,
+    /// One latent channel in grey, or (`None`) every channel through a fixed projection to RGB.
+    pub channel: Option<usize>,
     /// The last decode, and its textures (truth, encoded, chosen).
     pub shown: Option<Explored>,
     textures: [Option<TextureHandle>; 3],
@@ -105,9 +107,10 @@ impl ActionsPanel {
             if let Some(mut e) = self.explorer.take() {
                 self.want_decode = false;
                 let (window, action, steps) = (self.window, self.action.clone(), self.steps);
+                let channel = self.channel;
                 let waker = Some(waker_of(ctx));
                 self.decoding = Some(background("workbench-explore", waker, move || {
-                    let r = e.explore(window, &action, steps);
+                    let r = e.explore(window, &action, steps, channel);
                     (e, r)
                 }));
             }
@@ -232,8 +235,8 @@ impl ActionsPanel {
         let limits = self
             .explorer
             .as_ref()
-            .map(|e| (e.windows(), e.codebook_size(), e.max_steps()));
-        if let Some((windows, k, max_steps)) = limits {
+            .map(|e| (e.windows(), e.codebook_size(), e.max_steps(), e.channels()));
+        if let Some((windows, k, max_steps, channels)) = limits {
             let mut changed = false;
             ui.horizontal(|ui| {
                 let l = ui.label("Window").id;
@@ -249,6 +252,30 @@ impl ActionsPanel {
                     .add(egui::Slider::new(&mut self.steps, 1..=max_steps.max(1)))
                     .labelled_by(l)
                     .changed();
+                let shown = match self.channel {
+                    None if channels == 3 => "RGB".to_string(),
+                    None => "all channels (PCA to RGB)".to_string(),
+                    Some(c) => format!("channel {c}"),
+                };
+                egui::ComboBox::from_label("view")
+                    .selected_text(shown)
+                    .show_ui(ui, |ui| {
+                        let all = if channels == 3 {
+                            "RGB"
+                        } else {
+                            "all channels (PCA to RGB)"
+                        };
+                        changed |= ui.selectable_value(&mut self.channel, None, all).changed();
+                        for c in 0..channels {
+                            changed |= ui
+                                .selectable_value(
+                                    &mut self.channel,
+                                    Some(c),
+                                    format!("channel {c}"),
+                                )
+                                .changed();
+                        }
+                    });
             });
             ui.horizontal(|ui| {
                 ui.label("Action:");

@@ -14,6 +14,8 @@ pub(crate) struct ScreenshotTour {
     pub(crate) queue: Vec<Tab>,
     pub(crate) waiting: Option<Tab>,
     pub(crate) frames_on_tab: u32,
+    /// Frames spent waiting for the tab's content (the explorer's first decode).
+    pub(crate) frames_waited: u32,
     pub(crate) done: bool,
 }
 /// A screenshot and what it was asked for.
@@ -78,6 +80,7 @@ impl WorkbenchApp {
                     self.tab = tab;
                     t.waiting = Some(tab);
                     t.frames_on_tab = 0;
+                    t.frames_waited = 0;
                 }
                 None => {
                     t.done = true;
@@ -86,6 +89,30 @@ impl WorkbenchApp {
             }
         }
         t.frames_on_tab += 1;
+        // The Actions tab of a run with code statistics: load its latest checkpoint into the
+        // explorer and wait (up to about 20 s) for the first decode before the screenshot.
+        let mut wait = false;
+        if self.tab == Tab::Actions {
+            if let Some(r) = self.current.and_then(|i| self.runs.get(i)) {
+                let has_codes = !r.view.codes.is_empty();
+                let has_ckpt = r.dir.join("checkpoints/latest").is_file();
+                if has_codes && has_ckpt {
+                    if t.frames_on_tab == 1 && t.frames_waited == 0 {
+                        let dir = r.dir.display().to_string();
+                        self.explorer.open(&dir, ctx);
+                    }
+                    wait = (self.explorer.busy() || self.explorer.shown.is_none())
+                        && self.explorer.error.is_none()
+                        && t.frames_waited < 1200;
+                }
+            }
+        }
+        let t = &mut self.screenshots;
+        if wait {
+            t.frames_waited += 1;
+            t.frames_on_tab = t.frames_on_tab.min(2);
+            std::thread::sleep(std::time::Duration::from_millis(15));
+        }
         // Let the tab lay out for a few frames, then ask for the screenshot once.
         if t.frames_on_tab == 4 {
             self.request_shot(ctx, ShotFor::Tab(self.tab));

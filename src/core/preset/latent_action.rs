@@ -106,7 +106,7 @@ crate::preset_section! {
         pub rollout_prob: f64 => field(K::Float { min: 0.0, max: 1.0 }, "", [phase], "Probability of a rollout in a step"),
         pub detach_rollout_first: bool => field(K::Bool, "", [phase], "Detach the rollout's first prediction (the seed's CLI leaves it attached)"),
         pub anchor: Anchor => field(K::Choice(&["random", "last"]), "", [phase], "Where a rollout starts"),
-        pub mixed_precision: bool => field(K::Bool, "", [phase], "bfloat16 autocast on CUDA (ignored on the CPU)"),
+        pub mixed_precision: bool => field(K::Bool, "", [phase], "float16 autocast with a dynamic loss scale on CUDA, as the seed's --mixed_precision (ignored on the CPU)"),
         /// The seed's test mode: one stored batch, dropout off.
         pub overfit_one_batch: bool => field(K::Bool, "", [], "Overfit test: train on the first batch only, dropout off (pass: MSE < 0.01 and MAE < 0.05)"),
     }
@@ -256,6 +256,39 @@ impl LatentActionPreset {
                 overrides: BTreeMap::new(),
                 start_from_best: false,
             }],
+            ..d
+        }
+    }
+
+    /// The tiny configuration with the levers of section 4.1 that made the actions carry the
+    /// motion on the synthetic blobs: the decoders see only the last frame (the action is
+    /// their only source of motion), an EMA codebook with dead-code restart, no pre-quantiser
+    /// noise, 8x8 patches (4 tokens a frame), the encoder at 10x the learning rate, a lighter
+    /// commitment (0.05), 3-pixel moves, and the step decoder tied to the teacher-forced one
+    /// (the separate one only ever sees predicted frames in training, so decoding from true
+    /// frames, as the sensitivity does, is off its distribution).
+    #[must_use]
+    pub fn levers() -> Self {
+        let d = Self::default();
+        Self {
+            name: "latent_action_levers".into(),
+            data: LatentData {
+                synthetic_move: 3,
+                ..d.data.clone()
+            },
+            model: Model {
+                patch_size: 8,
+                pre_vq_noise: false,
+                codebook_update: CodebookUpdate::Ema,
+                decoder_context: DecoderContext::LastFrame,
+                separate_step_decoder: false,
+                ..d.model.clone()
+            },
+            train: Train {
+                encoder_lr_scale: 10.0,
+                commitment_weight: 0.05,
+                ..d.train.clone()
+            },
             ..d
         }
     }

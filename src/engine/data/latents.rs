@@ -825,15 +825,18 @@ pub fn preflight(cfg: &LatentData, batch: u32, seed: u64) -> Result<(), String> 
 }
 
 /// Video to latent-layout `.h5`: decoded frames resized to `height x width` (stretched), pixels
-/// in [-1, 1] as C = 3 channels, `T_lat` 1; `fps` keeps about that many frames per second.
-/// Returns the file written and its frame count.
+/// in [-1, 1] as C = 3 channels, `T_lat` 1; `fps` keeps about that many frames per second;
+/// `split_every` cuts the video into files of that many frames (`<stem>_000.h5`, ...), so one
+/// long video can be split by file into train, validation and test. Returns the files written
+/// and their frame counts.
 pub fn video_to_h5(
     video: &Path,
     out_dir: &Path,
     height: u32,
     width: u32,
     fps: Option<f64>,
-) -> Result<(PathBuf, usize), String> {
+    split_every: Option<usize>,
+) -> Result<Vec<(PathBuf, usize)>, String> {
     use crate::core::video::VideoReader;
     let mut reader = VideoReader::open(video).map_err(|e| e.to_string())?;
     let source_fps = reader.fps();
@@ -858,7 +861,8 @@ pub fn video_to_h5(
             values.extend(img.pixels().map(|p| f32::from(p.0[ch]) / 127.5 - 1.0));
         }
     }
-    let n = values.len() / (3 * (height * width) as usize);
+    let frame_len = 3 * (height * width) as usize;
+    let n = values.len() / frame_len;
     if n < 2 {
         return Err(named(
             video,
@@ -869,14 +873,28 @@ pub fn video_to_h5(
     let stem = video
         .file_stem()
         .map_or_else(|| "video".into(), |s| s.to_string_lossy().into_owned());
-    let out = out_dir.join(format!("{}.h5", crate::core::rundir::safe_file_name(&stem)));
-    let shape = LatentShape {
-        chunks: n,
-        channels: 3,
-        t_lat: 1,
-        height: height as usize,
-        width: width as usize,
-    };
-    write_latents(&out, &values, shape, None)?;
-    Ok((out, n))
+    let stem = crate::core::rundir::safe_file_name(&stem);
+    let per = split_every.unwrap_or(n).max(2);
+    let mut written = Vec::new();
+    for (i, part) in values.chunks(per * frame_len).enumerate() {
+        let frames = part.len() / frame_len;
+        if frames < 2 {
+            continue; // a last piece of one frame holds no transition
+        }
+        let out = if split_every.is_some() {
+            out_dir.join(format!("{stem}_{i:03}.h5"))
+        } else {
+            out_dir.join(format!("{stem}.h5"))
+        };
+        let shape = LatentShape {
+            chunks: frames,
+            channels: 3,
+            t_lat: 1,
+            height: height as usize,
+            width: width as usize,
+        };
+        write_latents(&out, part, shape, None)?;
+        written.push((out, frames));
+    }
+    Ok(written)
 }

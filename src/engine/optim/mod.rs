@@ -40,6 +40,52 @@ pub fn clip_global_norm(params: &[Tensor], max: f64) -> f64 {
     })
 }
 
+/// Multiplies the gradients of `params` by `factor` (unscaling a scaled loss's gradients).
+pub fn scale_grads(params: &[Tensor], factor: f64) {
+    tch::no_grad(|| {
+        for g in params.iter().map(Tensor::grad).filter(Tensor::defined) {
+            let _ = g.shallow_clone().g_mul_scalar_(factor);
+        }
+    });
+}
+
+/// A dynamic loss scale for float16 autocast, as PyTorch's `GradScaler`: the loss is
+/// multiplied by `scale` before backward and the gradients divided after; a step whose
+/// gradients overflow is skipped and halves the scale, and every `growth_interval` good steps
+/// double it.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LossScale {
+    pub scale: f64,
+    pub good_steps: u64,
+}
+
+impl Default for LossScale {
+    fn default() -> Self {
+        Self {
+            scale: 65536.0,
+            good_steps: 0,
+        }
+    }
+}
+
+impl LossScale {
+    const GROWTH_INTERVAL: u64 = 2000;
+
+    /// After an unscaled gradient norm: whether to step.
+    pub fn update(&mut self, grad_norm: f64) -> bool {
+        if !grad_norm.is_finite() {
+            self.scale = (self.scale / 2.0).max(1.0);
+            self.good_steps = 0;
+            return false;
+        }
+        self.good_steps += 1;
+        if self.good_steps.is_multiple_of(Self::GROWTH_INTERVAL) {
+            self.scale *= 2.0;
+        }
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -454,6 +454,9 @@ impl Quantiser {
             return;
         };
         let k = self.codebook.size()[0];
+        // The statistics stay in float32 under autocast.
+        let z = z.to_kind(Kind::Float);
+        let z = &z;
         tch::no_grad(|| {
             let onehot = indices.one_hot(k).to_kind(Kind::Float);
             let n = onehot.sum_dim_intlist(0, false, Kind::Float);

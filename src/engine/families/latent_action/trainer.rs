@@ -8,7 +8,7 @@ use crate::core::rng::{derive_seed, epoch_permutation, SplitMix64, Stream};
 use crate::engine::checkpoint::Loaded;
 use crate::engine::data::latents::{LatentBatch, LatentSet, Split};
 use crate::engine::explore::{ActionExplorer, Explored};
-use crate::engine::optim::{clip_global_norm, Adam};
+use crate::engine::optim::{clip_global_norm, scale_grads, Adam, LossScale};
 use crate::engine::trainer::{Reconstruction, Rgba, StepCtx, StepError, Trainer, Validation};
 use crate::engine::EngineError;
 
@@ -33,6 +33,9 @@ struct LatentView {
     basis: Tensor,
     lo: Tensor,
     hi: Tensor,
+    /// Each channel's range over the same batch, for one channel in grey.
+    ch_lo: Tensor,
+    ch_hi: Tensor,
 }
 
 impl LatentView {
@@ -44,6 +47,8 @@ impl LatentView {
             .reshape([c, -1])
             .tr()
             .to_kind(Kind::Float);
+        let ch_lo = px.amin(&[0i64][..], false);
+        let ch_hi = px.amax(&[0i64][..], false);
         if c == 3 {
             let dev = frames.device();
             return Self {
@@ -51,6 +56,8 @@ impl LatentView {
                 basis: Tensor::eye(3, (Kind::Float, dev)),
                 lo: Tensor::full([3], -1.0, (Kind::Float, dev)),
                 hi: Tensor::ones([3], (Kind::Float, dev)),
+                ch_lo,
+                ch_hi,
             };
         }
         let mean = px.mean_dim(0, false, Kind::Float);
@@ -76,7 +83,18 @@ impl LatentView {
             basis,
             lo,
             hi,
+            ch_lo,
+            ch_hi,
         }
+    }
+
+    /// Channel `c` of frames `[M, C, H, W]` in grey, scaled by its range: `[M, 3, H, W]`.
+    fn channel(&self, frames: &Tensor, c: i64) -> Tensor {
+        let (lo, hi) = (self.ch_lo.get(c), self.ch_hi.get(c));
+        let x = (frames.select(1, c).to_kind(Kind::Float) - &lo) / (&hi - &lo).clamp_min(1e-6);
+        x.clamp(0.0, 1.0)
+            .unsqueeze(1)
+            .expand([-1, 3, -1, -1], false)
     }
 
     /// Frames `[M, C, H, W]` as RGB in [0, 1] `[M, 3, H, W]`.
@@ -126,6 +144,8 @@ pub struct LatentActionTrainer {
     /// Steps taken (the step events of a validation carry).
     step: u64,
     events: Vec<Event>,
+    /// The float16 loss scale, when mixed precision is on (CUDA).
+    loss_scale: LossScale,
 }
 
 fn subset(n: usize, fraction: f64, seed: u64) -> Vec<usize> {
@@ -209,6 +229,7 @@ impl LatentActionTrainer {
             pending: None,
             step: 0,
             events: Vec::new(),
+            loss_scale: LossScale::default(),
         };
         if cfg.train.overfit_one_batch {
             let idx = t.indices(0, 0);
@@ -394,7 +415,17 @@ impl LatentActionTrainer {
         seed_torch(self.seed, Stream::Validation, 7);
         let mut rng = SplitMix64::new(derive_seed(self.seed, Stream::Validation, 8));
         for chunk in windows.chunks(b) {
-            let batch = self.data.batch(split, chunk, self.device).ok()?;
+            let batch = match self.data.batch(split, chunk, self.device) {
+                Ok(b) => b,
+                Err(e) => {
+                    self.events.push(Event::Log {
+                        step: self.step,
+                        level: crate::core::protocol::Level::Warning,
+                        message: format!("validation skipped: {e}"),
+                    });
+                    return None;
+                }
+            };
             let x = &batch.x;
             let t = x.size()[1];
             let anchor = self.rollout_anchor(t, &mut rng);
@@ -484,9 +515,8 @@ impl LatentActionTrainer {
             .collect();
         let used = hist.iter().filter(|&&c| c > 0).count() as f64;
         out.push((format!("{prefix}_codebook_usage"), used / k as f64));
-        let triples: std::collections::BTreeSet<&Vec<i64>> = pairs.iter().map(|(t, _)| t).collect();
+        out.push((format!("{prefix}_distinct_actions"), tuples.len() as f64));
         if !pairs.is_empty() {
-            out.push((format!("{prefix}_distinct_actions"), triples.len() as f64));
             out.push((format!("{prefix}_action_purity"), purity(&pairs)));
         }
         if prefix == "val" {
@@ -649,7 +679,12 @@ impl Trainer for LatentActionTrainer {
                         | "psnr_gain_db"
                 );
                 let def = MetricDef::validation(&format!("{prefix}_{name}"), higher);
-                let main = prefix == "val" && matches!(name, "mse" | "copy_mse" | "action_purity");
+                let main = prefix == "val" && matches!(name, "mse" | "action_purity");
+                let def = if name == "mse" {
+                    def.baseline(&format!("{prefix}_copy_mse"))
+                } else {
+                    def
+                };
                 m.push(if main { def.main() } else { def });
             }
         }
@@ -664,6 +699,11 @@ impl Trainer for LatentActionTrainer {
             o.beta1 = p.train.beta1;
             o.beta2 = p.train.beta2;
             o.weight_decay = p.train.weight_decay;
+        }
+        if p.data.validation_fraction != self.cfg.data.validation_fraction {
+            let f = p.data.validation_fraction;
+            self.val_windows = subset(self.data.validation.windows.len(), f, self.seed);
+            self.test_windows = subset(self.data.test.windows.len(), f, self.seed);
         }
         self.cfg = p.clone();
     }
@@ -690,7 +730,9 @@ impl Trainer for LatentActionTrainer {
         };
         let t = x.size()[1];
         let anchor = self.rollout_anchor(t, &mut rng);
-        let f = self.forward(&x, true, anchor);
+        // Mixed precision: float16 autocast on CUDA with a dynamic loss scale (GradScaler).
+        let amp = self.cfg.train.mixed_precision && self.device.is_cuda();
+        let f = tch::autocast(amp, || self.forward(&x, true, anchor));
         let w = &self.cfg.train;
         let (roll, roll_mae) = match &f.rollout {
             Some((m, e)) => (m.shallow_clone(), e.shallow_clone()),
@@ -700,10 +742,22 @@ impl Trainer for LatentActionTrainer {
         let loss_mae = &f.mae * w.reconstruction_weight + &f.vq + &roll_mae * w.rollout_weight;
         self.opt_enc.zero_grad();
         self.opt_main.zero_grad();
-        loss.f_backward().map_err(StepError::at("backward"))?;
-        let grad_norm = clip_global_norm(&self.trainable(), w.grad_clip);
-        self.opt_enc.step();
-        self.opt_main.step();
+        let params = self.trainable();
+        if amp {
+            (&loss * self.loss_scale.scale)
+                .f_backward()
+                .map_err(StepError::at("backward"))?;
+            scale_grads(&params, 1.0 / self.loss_scale.scale);
+        } else {
+            loss.f_backward().map_err(StepError::at("backward"))?;
+        }
+        let grad_norm = clip_global_norm(&params, w.grad_clip);
+        // Without mixed precision a non-finite norm steps (and the health check stops the
+        // run on the loss); with it, the step is skipped and the scale halved.
+        if !amp || self.loss_scale.update(grad_norm) {
+            self.opt_enc.step();
+            self.opt_main.step();
+        }
         let used =
             f.q.indices
                 .flatten(0, -1)
@@ -797,6 +851,10 @@ impl Trainer for LatentActionTrainer {
         std::mem::take(&mut self.events)
     }
 
+    fn family_state(&self) -> serde_json::Value {
+        serde_json::json!({ "loss_scale": self.loss_scale })
+    }
+
     fn validate(&mut self) -> Option<Validation> {
         let windows = self.val_windows.clone();
         let mut scalars = self.evaluate(Split::Validation, &windows, "val")?;
@@ -858,6 +916,14 @@ impl Trainer for LatentActionTrainer {
         self.opt_main
             .load_state("opt_main", &get)
             .map_err(|e| format!("{shown}: {e}"))?;
+        if let Some(v) = ckpt
+            .state
+            .get("family_state")
+            .and_then(|f| f.get("loss_scale"))
+        {
+            self.loss_scale = serde_json::from_value(v.clone())
+                .map_err(|e| format!("{shown}: family_state.loss_scale: {e}"))?;
+        }
         if let (Some(b), Some(x)) = (&mut self.overfit, ckpt.get("overfit_batch")) {
             b.x = x.to_device(self.device);
         }
@@ -882,7 +948,20 @@ impl ActionExplorer for LatentActionTrainer {
         self.data.sequence_length - 1
     }
 
-    fn explore(&mut self, window: usize, action: &[u32], steps: usize) -> Result<Explored, String> {
+    fn channels(&self) -> usize {
+        self.data.channels
+    }
+
+    fn explore(
+        &mut self,
+        window: usize,
+        action: &[u32],
+        steps: usize,
+        channel: Option<usize>,
+    ) -> Result<Explored, String> {
+        if let Some(c) = channel.filter(|&c| c >= self.data.channels) {
+            return Err(format!("channel {c} of {}", self.data.channels));
+        }
         let (split, n) = self.explore_split();
         if window >= n {
             return Err(format!("window {window} of {n}"));
@@ -906,7 +985,13 @@ impl ActionExplorer for LatentActionTrainer {
                 .expand([1, steps, -1], false)
                 .contiguous();
             let chosen = self.rollout_from_first(&x, &chosen_idx, steps);
-            let rgb = |frames: &Tensor| self.view.rgb(&frames.squeeze_dim(0));
+            let rgb = |frames: &Tensor| {
+                let f = frames.squeeze_dim(0);
+                match channel {
+                    Some(c) => self.view.channel(&f, c as i64),
+                    None => self.view.rgb(&f),
+                }
+            };
             (
                 rgb(&x.narrow(1, 1, steps)),
                 rgb(&encoded),
