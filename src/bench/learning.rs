@@ -117,9 +117,10 @@ pub fn latent_action(args: &super::LearnOpts) -> anyhow::Result<()> {
             p => format!("{p:.3}"),
         };
         println!(
-            "step {step:>6} ({secs:>5.0} s): val MSE {:.5}  copy-last {:.5}  ratio {:.3}  purity {purity}  distinct actions {:>3}  codebook use {:.2}  sensitivity L2 {:+.4}  DSNR {:.3e}",
+            "step {step:>6} ({secs:>5.0} s): val MSE {:.5}  copy-last {:.5}  zeros {:.5}  ratio {:.3}  purity {purity}  distinct actions {:>3}  codebook use {:.2}  sensitivity L2 {:+.4}  DSNR {:.3e}",
             get("val_mse"),
             get("val_copy_mse"),
+            get("val_zero_mse"),
             get("val_mse_over_copy"),
             get("val_distinct_actions"),
             get("val_codebook_usage"),

@@ -26,7 +26,8 @@ fn seed_torch(seed: u64, stream: Stream, counter: u64) {
 
 /// A fixed projection of latent channels to RGB for pictures: the identity for 3 channels in
 /// [-1, 1] (video pixels), else the first three principal components of a batch of training
-/// frames, scaled by that batch's range (fixed for the run, so colours compare across steps).
+/// frames around grey, all scaled by that batch's largest projection (fixed for the run, so
+/// colours compare across steps).
 #[derive(Debug)]
 struct LatentView {
     mean: Tensor,
@@ -75,9 +76,12 @@ impl LatentView {
         } else {
             top
         };
-        let proj = centred.matmul(&basis);
-        let lo = proj.amin(&[0i64][..], false);
-        let hi = proj.amax(&[0i64][..], false);
+        // One scale for the three components (the largest projection, on the first): a
+        // component with little variance stays near grey instead of having its noise
+        // stretched over the whole range.
+        let scale = centred.matmul(&basis).abs().max().clamp_min(1e-6);
+        let lo = -(&scale).expand([3], false);
+        let hi = (&scale).expand([3], false).copy();
         Self {
             mean,
             basis,
@@ -438,6 +442,11 @@ impl LatentActionTrainer {
             add("mae", scalar(&f.mae));
             add("vq_loss", scalar(&f.vq));
             add("copy_mse", scalar(&copy));
+            // Predicting zeros (about the data's mean): the other baseline spec 4.1 quotes.
+            add(
+                "zero_mse",
+                scalar(&x.narrow(1, 1, t - 1).square().mean(Kind::Float)),
+            );
             let (roll, roll_mae) = f
                 .rollout
                 .as_ref()
@@ -570,12 +579,13 @@ pub fn purity(pairs: &[(Vec<i64>, i64)]) -> f64 {
 }
 
 /// Validation metric names: `val_` and `test_` of each.
-const EVAL: [&str; 17] = [
+const EVAL: [&str; 18] = [
     "loss",
     "mse",
     "mae",
     "vq_loss",
     "copy_mse",
+    "zero_mse",
     "rollout_loss",
     "rollout_mae",
     "sensitivity_l2",
