@@ -80,8 +80,8 @@ impl LatentView {
         // component with little variance stays near grey instead of having its noise
         // stretched over the whole range.
         let scale = centred.matmul(&basis).abs().max().clamp_min(1e-6);
-        let lo = -(&scale).expand([3], false);
-        let hi = (&scale).expand([3], false).copy();
+        let lo = -scale.expand([3], false);
+        let hi = scale.expand([3], false).copy();
         Self {
             mean,
             basis,
