@@ -156,14 +156,21 @@ pub fn latent_action(args: &super::LearnOpts) -> anyhow::Result<()> {
             }
         }
     }
+    let purity = |p: f64| {
+        if p.is_nan() {
+            "n/a".to_string()
+        } else {
+            format!("{p:.3}")
+        }
+    };
     println!(
-        "{step} steps in {:.1} min: best val MSE / copy-last {:.3} (purity {:.3}, sensitivity L2 {:+.4}); last {:.3} (purity {:.3}, sensitivity L2 {:+.4}); {}",
+        "{step} steps in {:.1} min: best val MSE / copy-last {:.3} (purity {}, sensitivity L2 {:+.4}); last {:.3} (purity {}, sensitivity L2 {:+.4}); {}",
         t0.elapsed().as_secs_f64() / 60.0,
         best.0,
-        best.1,
+        purity(best.1),
         best.2,
         last.0,
-        last.1,
+        purity(last.1),
         last.2,
         if best.0 < 0.75 {
             "the dynamics are learned (< 0.75x)"

@@ -108,4 +108,17 @@ mod tests {
             "{ga} {gb}"
         );
     }
+
+    #[test]
+    fn the_loss_scale_halves_on_overflow_and_grows_after_good_steps() {
+        let mut s = LossScale::default();
+        assert!(!s.update(f64::INFINITY));
+        assert_eq!(s.scale, 32768.0);
+        assert!(!s.update(f64::NAN));
+        assert_eq!(s.scale, 16384.0);
+        for _ in 0..LossScale::GROWTH_INTERVAL {
+            assert!(s.update(1.0));
+        }
+        assert_eq!(s.scale, 32768.0);
+    }
 }
