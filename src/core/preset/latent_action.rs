@@ -233,12 +233,16 @@ impl LatentActionPreset {
                 code_dim: 128,
                 ..d.model.clone()
             },
+            // The README command is the legacy trainer's: betas (0.9, 0.95), a linear warmup
+            // over 1000 steps set before each step, full precision.
             train: Train {
                 lr: 1e-4,
+                beta2: 0.95,
+                schedule: Schedule::LinearWarmup,
                 warmup_steps: 1000,
                 cosine_steps: 100_000,
                 detach_rollout_first: false,
-                mixed_precision: true,
+                mixed_precision: false,
                 ..d.train.clone()
             },
             logging: LoggingConfig {

@@ -445,24 +445,30 @@ pub struct LatentSplit {
     pub actions: Option<Vec<Vec<i64>>>,
     /// `(file, first frame)` of every window.
     pub windows: Vec<(usize, usize)>,
+    /// Files passed over for being shorter than one window, with why.
+    pub short: Vec<String>,
 }
 
 impl LatentSplit {
+    /// Opens a split's files; a file shorter than one window gives no window (and is
+    /// named in `short`), as the seed's loader.
     fn open(paths: &[PathBuf], len: usize, stride: usize) -> Result<Self, String> {
         let mut files = Vec::with_capacity(paths.len());
         let mut actions = Some(Vec::new());
         let mut windows = Vec::new();
+        let mut short = Vec::new();
         for p in paths {
             let f = LatentFile::open(p)?;
             let frames = f.shape.frames();
             if frames < len {
-                return Err(named(
+                short.push(named(
                     p,
                     format!(
                         "`{EMBEDDINGS}` {} holds {frames} latent frames, fewer than one window of data.sequence_length {len}",
                         f.shape
                     ),
                 ));
+                continue;
             }
             match (f.actions()?, actions.as_mut()) {
                 (Some(a), Some(all)) => all.push(a),
@@ -476,6 +482,7 @@ impl LatentSplit {
             files,
             actions,
             windows,
+            short,
         })
     }
 }
@@ -537,10 +544,17 @@ impl LatentSet {
         )?;
         let test = LatentSplit::open(&paths(&manifest.splits.test), len, cfg.stride_val as usize)?;
         let Some(first) = train.files.first() else {
-            return Err(format!(
-                "{}: the manifest's train split is empty",
-                manifest_dir.display()
-            ));
+            return Err(match train.short.first() {
+                Some(why) => format!(
+                    "no training file holds one window ({} of {} too short; first: {why})",
+                    train.short.len(),
+                    manifest.splits.train.len()
+                ),
+                None => format!(
+                    "{}: the manifest's train split is empty",
+                    manifest_dir.display()
+                ),
+            });
         };
         let s = first.shape;
         for f in train

@@ -266,10 +266,19 @@ impl LatentActionTrainer {
     }
 
     /// The schedule's factor at `step`.
+    /// The schedule's factor for the step `step`. The seed's scheduler sets the rate after
+    /// the optimizer step, so step 0 trains at the base rate and step s at the factor of s-1;
+    /// the legacy warmup sets it before (step 0 at rate 0).
     fn schedule(&self, step: u64) -> f64 {
         let t = &self.cfg.train;
         let (w, r) = (t.warmup_steps as f64, t.min_lr_ratio);
-        let s = step as f64;
+        if t.schedule == Schedule::WarmupCosine && step == 0 {
+            return 1.0;
+        }
+        let s = match t.schedule {
+            Schedule::WarmupCosine => (step - 1) as f64,
+            _ => step as f64,
+        };
         match t.schedule {
             Schedule::Constant => 1.0,
             Schedule::LinearWarmup if s < w => s / w,
@@ -309,7 +318,8 @@ impl LatentActionTrainer {
             }
             CodebookUpdate::Ema => &q.commitment_loss * self.cfg.train.commitment_weight,
         };
-        let rollout = rollout_at.map(|t0| self.rollout(x, &tokens, &pred_tokens, &q.z_q_st, t0));
+        let rollout =
+            rollout_at.map(|t0| self.rollout(x, &tokens, &pred_tokens, &q.z_q_st, t0, train));
         Forward {
             q,
             tokens,
@@ -329,6 +339,7 @@ impl LatentActionTrainer {
         pred_tokens: &Tensor,
         codes: &Tensor,
         t0: i64,
+        train: bool,
     ) -> (Tensor, Tensor) {
         let h = i64::from(self.cfg.train.rollout_horizon);
         let mut z = pred_tokens.select(1, t0);
@@ -341,7 +352,7 @@ impl LatentActionTrainer {
             hist = Tensor::cat(&[hist, z.unsqueeze(1)], 1);
             z = self
                 .model
-                .step(&hist, &codes.narrow(1, 0, t0 + 1 + k), true);
+                .step(&hist, &codes.narrow(1, 0, t0 + 1 + k), train);
             let diff = self.model.adapters.frames(&z) - x.select(1, t0 + 1 + k);
             mse.push(diff.square().mean(Kind::Float));
             mae.push(diff.abs().mean(Kind::Float));
@@ -464,14 +475,19 @@ impl LatentActionTrainer {
             let target = x.select(1, t - 1).flatten(1, -1);
             let sens = tch::no_grad(|| {
                 let rand = Tensor::randint(k, idx.size(), (Kind::Int64, self.device));
-                let slot = Tensor::randint(
-                    a,
-                    [idx.size()[0], idx.size()[1], 1],
-                    (Kind::Int64, self.device),
-                );
-                let slot_mask =
-                    slot.eq_tensor(&Tensor::arange(a, (Kind::Int64, self.device)).view([1, 1, a]));
-                let perturbed = rand.where_self(&slot_mask, idx);
+                // One slot of the last transition (the action that makes the decoded frame),
+                // replaced by a code that always differs from the true one.
+                let (b, tr) = (idx.size()[0], idx.size()[1]);
+                let slot = Tensor::randint(a, [b, 1, 1], (Kind::Int64, self.device));
+                let at = Tensor::arange(a, (Kind::Int64, self.device)).view([1, 1, a]);
+                let last = Tensor::arange(tr, (Kind::Int64, self.device))
+                    .view([1, tr, 1])
+                    .eq(tr - 1);
+                let mask = slot.eq_tensor(&at).logical_and(&last);
+                let other = (idx
+                    + Tensor::randint_low(1, k, idx.size(), (Kind::Int64, self.device)))
+                .remainder(k);
+                let perturbed = other.where_self(&mask, idx);
                 let dec = |i: &Tensor| self.decode_last(&f.tokens, i).flatten(1, -1);
                 (dec(idx), dec(&rand), dec(&perturbed))
             });
@@ -639,7 +655,11 @@ impl Trainer for LatentActionTrainer {
     }
 
     fn warnings(&self) -> Vec<String> {
-        let mut w = Vec::new();
+        let mut w: Vec<String> = [&self.data.train, &self.data.validation, &self.data.test]
+            .iter()
+            .flat_map(|s| s.short.iter())
+            .map(|why| format!("passed over (no window): {why}"))
+            .collect();
         if self.cfg.model.separate_step_decoder && self.cfg.train.rollout_horizon <= 1 {
             w.push("train.rollout_horizon is 1: the separate step decoder gets no gradient, so rollouts and the action sensitivity measure an untrained module (spec 1.4); raise the horizon or set model.separate_step_decoder false".into());
         }
