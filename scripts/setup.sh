@@ -61,6 +61,29 @@ if [ -d "$CARGO_TARGET_DIR" ] && [ "$(du -sm "$CARGO_TARGET_DIR" | cut -f1)" -gt
   rm -rf "$CARGO_TARGET_DIR"
 fi
 export WORKBENCH_BIN="$CARGO_TARGET_DIR/debug/workbench"
+
+# Real NIfTI volumes no one here made, for the volume reader's tests: nibabel's own test data,
+# from its wheel on PyPI (a zip), extracted once into the cache; never into git.
+WORKBENCH_VOLUMES="$WORKBENCH_CACHE/volumes/nibabel-5.4.2"
+if [ ! -f "$WORKBENCH_VOLUMES/anatomical.nii" ]; then
+  say "fetching nibabel 5.4.2's test volumes (3 MB, once)"
+  tmp="$(mktemp -d)"
+  if "$VENV/bin/pip" download -q --no-deps "nibabel==5.4.2" -d "$tmp" >&2; then
+    mkdir -p "$WORKBENCH_VOLUMES"
+    "$VENV/bin/python" - "$tmp"/nibabel-5.4.2-*.whl "$WORKBENCH_VOLUMES" <<'PY'
+import sys, zipfile, os
+wheel, out = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(wheel) as z:
+    for name in ["anatomical.nii", "example4d.nii.gz", "standard.nii.gz", "example_nifti2.nii.gz"]:
+        with open(os.path.join(out, name), "wb") as f:
+            f.write(z.read("nibabel/tests/data/" + name))
+PY
+  else
+    say "could not download nibabel's wheel: the real-volume tests will say so"
+  fi
+  rm -rf "$tmp"
+fi
+export WORKBENCH_VOLUMES
 # One line before the build, so a first build is not mistaken for a hang.
 if [ -x "$WORKBENCH_BIN" ]; then
   WORKBENCH_BUILD_NOTE="build: under a minute when little changed"

@@ -6,6 +6,7 @@ mod folder;
 pub mod latents;
 mod preflight;
 pub mod video;
+pub mod volumes;
 
 pub use augment::{augment, Augment};
 pub use folder::{load_folder, FolderImages};

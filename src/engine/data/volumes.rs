@@ -1,0 +1,414 @@
+//! 3-D volumes from NIfTI-1 files (`.nii`, `.nii.gz`), as the VQ-GAN family of seed 003 reads
+//! them (spec section 2.2): any scalar data type in either byte order, `scl_slope` and
+//! `scl_inter` applied, the first volume of a 4-D file; then rescaled to [-1, 1] per volume,
+//! cropped or padded (with -1) to a size, flipped on an axis; cut into patches whose last
+//! position is pushed to the end of each axis, and blended back into a whole volume.
+//!
+//! A NIfTI-2 file, a 2-D image, a non-scalar data type and a file that ends before its data are
+//! named with the header field that says so.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use nifti::{NiftiHeader, NiftiObject, NiftiType, ReaderOptions};
+
+/// A volume `[D, H, W]` (NIfTI's z, y, x), x fastest, as NIfTI stores it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Volume {
+    pub dims: [usize; 3],
+    pub data: Vec<f32>,
+}
+
+impl Volume {
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.dims.iter().product()
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn at(&self, z: usize, y: usize, x: usize) -> f32 {
+        self.data[(z * self.dims[1] + y) * self.dims[2] + x]
+    }
+}
+
+fn named(path: &Path, what: impl std::fmt::Display) -> String {
+    format!("{}: {what}", path.display())
+}
+
+/// The first four bytes (`sizeof_hdr`), through gzip for `.gz` files.
+fn sizeof_hdr(path: &Path) -> Result<i32, String> {
+    let file = std::fs::File::open(path).map_err(|e| named(path, e))?;
+    let gz = path.extension().is_some_and(|e| e == "gz");
+    let mut first = [0u8; 4];
+    let read = if gz {
+        flate2::read::GzDecoder::new(file).read_exact(&mut first)
+    } else {
+        std::io::BufReader::new(file).read_exact(&mut first)
+    };
+    read.map_err(|e| named(path, format!("cannot read the header's sizeof_hdr: {e}")))?;
+    Ok(i32::from_le_bytes(first))
+}
+
+/// Reads a NIfTI-1 volume (the first of a 4-D file) as floats, with the header's scaling.
+pub fn read_nifti(path: &Path) -> Result<Volume, String> {
+    let size = sizeof_hdr(path)?;
+    if size == 540 || size.swap_bytes() == 540 {
+        return Err(named(
+            path,
+            "a NIfTI-2 file (sizeof_hdr = 540); only NIfTI-1 (sizeof_hdr = 348) is read: convert it, e.g. nibabel.save(nibabel.Nifti1Image(img.dataobj, img.affine), ...)",
+        ));
+    }
+    if size != 348 && size.swap_bytes() != 348 {
+        return Err(named(
+            path,
+            format!("not a NIfTI-1 file (sizeof_hdr = {size}, expected 348)"),
+        ));
+    }
+    let obj = ReaderOptions::new()
+        .read_file(path)
+        .map_err(|e| named(path, format!("cannot read the volume: {e}")))?;
+    let header: NiftiHeader = obj.header().clone();
+    let rank = header.dim[0];
+    if !(3..=7).contains(&rank) {
+        return Err(named(
+            path,
+            format!(
+                "dim[0] = {rank}: {}; a volume needs 3 dimensions",
+                if rank == 2 {
+                    "a 2-D image".to_string()
+                } else {
+                    format!("{rank} dimensions")
+                }
+            ),
+        ));
+    }
+    let kind = header
+        .data_type()
+        .map_err(|_| named(path, format!("datatype = {} is unknown", header.datatype)))?;
+    let scalar = matches!(
+        kind,
+        NiftiType::Uint8
+            | NiftiType::Int8
+            | NiftiType::Uint16
+            | NiftiType::Int16
+            | NiftiType::Uint32
+            | NiftiType::Int32
+            | NiftiType::Uint64
+            | NiftiType::Int64
+            | NiftiType::Float32
+            | NiftiType::Float64
+    );
+    if !scalar {
+        return Err(named(
+            path,
+            format!(
+                "datatype = {} ({kind:?}) is not a real scalar type",
+                header.datatype
+            ),
+        ));
+    }
+    let dims = [
+        usize::from(header.dim[3]),
+        usize::from(header.dim[2]),
+        usize::from(header.dim[1]),
+    ];
+    let (slope, inter) = (header.scl_slope, header.scl_inter);
+    let n: usize = dims.iter().product();
+    let volume = obj.into_volume();
+    // The reader checks the element type against the header; convert after reading.
+    macro_rules! as_f32 {
+        ($t:ty) => {
+            volume
+                .into_nifti_typed_data::<$t>()
+                .map(|v| v.into_iter().map(|x| x as f32).collect::<Vec<f32>>())
+        };
+    }
+    // `as`: the wide integer and float64 types round to the nearest float32, on purpose.
+    #[allow(clippy::cast_lossless)]
+    let values = match kind {
+        NiftiType::Uint8 => as_f32!(u8),
+        NiftiType::Int8 => as_f32!(i8),
+        NiftiType::Uint16 => as_f32!(u16),
+        NiftiType::Int16 => as_f32!(i16),
+        NiftiType::Uint32 => as_f32!(u32),
+        NiftiType::Int32 => as_f32!(i32),
+        NiftiType::Uint64 => as_f32!(u64),
+        NiftiType::Int64 => as_f32!(i64),
+        NiftiType::Float64 => as_f32!(f64),
+        _ => as_f32!(f32),
+    }
+    .map_err(|e| named(path, format!("cannot read the data as {kind:?}: {e}")))?;
+    if values.len() < n || n == 0 {
+        return Err(named(
+            path,
+            format!(
+                "the data holds {} values; dim = {:?} needs {n}",
+                values.len(),
+                &header.dim[1..=usize::from(rank).min(7)]
+            ),
+        ));
+    }
+    // NIfTI: a slope of 0 means "not scaled".
+    let data = values[..n]
+        .iter()
+        .map(|&v| if slope == 0.0 { v } else { v * slope + inter })
+        .collect();
+    Ok(Volume { dims, data })
+}
+
+/// Min-max rescaling to [-1, 1] (a constant volume becomes -1).
+pub fn rescale(v: &mut Volume) {
+    let (lo, hi) = v
+        .data
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &x| {
+            (a.min(x), b.max(x))
+        });
+    let span = hi - lo;
+    for x in &mut v.data {
+        *x = if span > 0.0 {
+            (*x - lo) / span * 2.0 - 1.0
+        } else {
+            -1.0
+        };
+    }
+}
+
+/// Centre crop or pad (with -1) to `dims`.
+#[must_use]
+pub fn crop_or_pad(v: &Volume, dims: [usize; 3]) -> Volume {
+    // Per axis: the source start (crop) and the target start (pad).
+    let offsets: Vec<(usize, usize)> = (0..3)
+        .map(|a| {
+            let (have, want) = (v.dims[a], dims[a]);
+            if have >= want {
+                ((have - want) / 2, 0)
+            } else {
+                (0, (want - have) / 2)
+            }
+        })
+        .collect();
+    let mut data = vec![-1.0; dims.iter().product()];
+    for z in 0..dims[0] {
+        let Some(sz) = (z + offsets[0].0).checked_sub(offsets[0].1) else {
+            continue;
+        };
+        if sz >= v.dims[0] {
+            continue;
+        }
+        for y in 0..dims[1] {
+            let Some(sy) = (y + offsets[1].0).checked_sub(offsets[1].1) else {
+                continue;
+            };
+            if sy >= v.dims[1] {
+                continue;
+            }
+            for x in 0..dims[2] {
+                let Some(sx) = (x + offsets[2].0).checked_sub(offsets[2].1) else {
+                    continue;
+                };
+                if sx < v.dims[2] {
+                    data[(z * dims[1] + y) * dims[2] + x] = v.at(sz, sy, sx);
+                }
+            }
+        }
+    }
+    Volume { dims, data }
+}
+
+/// Mirrors a volume along `axis` (0: D, 1: H, 2: W).
+#[must_use]
+pub fn flip(v: &Volume, axis: usize) -> Volume {
+    let [d, h, w] = v.dims;
+    let mut data = Vec::with_capacity(v.len());
+    for z in 0..d {
+        for y in 0..h {
+            for x in 0..w {
+                let (z, y, x) = match axis {
+                    0 => (d - 1 - z, y, x),
+                    1 => (z, h - 1 - y, x),
+                    _ => (z, y, w - 1 - x),
+                };
+                data.push(v.at(z, y, x));
+            }
+        }
+    }
+    Volume { dims: v.dims, data }
+}
+
+/// Patch start positions along an axis of `size`: every `stride`, with the last pushed to
+/// `size - patch` so the axis is covered (spec 2.2).
+#[must_use]
+pub fn patch_starts(size: usize, patch: usize, stride: usize) -> Vec<usize> {
+    if patch >= size {
+        return vec![0];
+    }
+    let mut starts: Vec<usize> = (0..=size - patch).step_by(stride.max(1)).collect();
+    if starts.last().is_some_and(|&s| s + patch < size) {
+        starts.push(size - patch);
+    }
+    starts
+}
+
+/// Every patch position `[z, y, x]` of a volume.
+#[must_use]
+pub fn patch_grid(dims: [usize; 3], patch: [usize; 3], stride: [usize; 3]) -> Vec<[usize; 3]> {
+    let axes: Vec<Vec<usize>> = (0..3)
+        .map(|a| patch_starts(dims[a], patch[a], stride[a]))
+        .collect();
+    let mut out = Vec::new();
+    for &z in &axes[0] {
+        for &y in &axes[1] {
+            for &x in &axes[2] {
+                out.push([z, y, x]);
+            }
+        }
+    }
+    out
+}
+
+/// Cuts the patch at `at`.
+#[must_use]
+pub fn extract(v: &Volume, at: [usize; 3], patch: [usize; 3]) -> Volume {
+    let mut data = Vec::with_capacity(patch.iter().product());
+    for z in 0..patch[0] {
+        for y in 0..patch[1] {
+            for x in 0..patch[2] {
+                data.push(v.at(at[0] + z, at[1] + y, at[2] + x));
+            }
+        }
+    }
+    Volume { dims: patch, data }
+}
+
+/// Blends patches back into a volume of `dims`: each voxel is the mean of the patches that
+/// cover it.
+#[must_use]
+pub fn blend(dims: [usize; 3], patches: &[([usize; 3], Volume)]) -> Volume {
+    let n: usize = dims.iter().product();
+    let mut sum = vec![0.0f64; n];
+    let mut count = vec![0u32; n];
+    for (at, p) in patches {
+        for z in 0..p.dims[0] {
+            for y in 0..p.dims[1] {
+                for x in 0..p.dims[2] {
+                    let i = ((at[0] + z) * dims[1] + at[1] + y) * dims[2] + at[2] + x;
+                    sum[i] += f64::from(p.at(z, y, x));
+                    count[i] += 1;
+                }
+            }
+        }
+    }
+    let data = sum
+        .iter()
+        .zip(&count)
+        .map(|(s, &c)| {
+            if c == 0 {
+                0.0
+            } else {
+                (s / f64::from(c)) as f32
+            }
+        })
+        .collect();
+    Volume { dims, data }
+}
+
+/// The `.nii` and `.nii.gz` files of a folder, sorted (a file is itself).
+pub fn nifti_files(path: &Path) -> Result<Vec<PathBuf>, String> {
+    if path.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let entries = std::fs::read_dir(path).map_err(|e| named(path, e))?;
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().map(|n| n.to_string_lossy().to_lowercase());
+            name.is_some_and(|n| n.ends_with(".nii") || n.ends_with(".nii.gz"))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// The seed's 80/20 split by file, after a seeded shuffle: `(train, validation)`; a single
+/// file trains and validates.
+#[must_use]
+pub fn split_files(mut files: Vec<PathBuf>, seed: u64) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    if files.len() < 2 {
+        return (files.clone(), files);
+    }
+    crate::core::rng::SplitMix64::new(seed).shuffle(&mut files);
+    let n_train = ((files.len() as f64 * 0.8).floor() as usize).clamp(1, files.len() - 1);
+    let val = files.split_off(n_train);
+    (files, val)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ramp(dims: [usize; 3]) -> Volume {
+        Volume {
+            dims,
+            data: (0..dims.iter().product::<usize>())
+                .map(|i| i as f32)
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_last_patch_is_pushed_to_the_end_of_each_axis() {
+        assert_eq!(patch_starts(10, 4, 4), vec![0, 4, 6]);
+        assert_eq!(patch_starts(8, 4, 4), vec![0, 4]);
+        assert_eq!(patch_starts(9, 4, 2), vec![0, 2, 4, 5]);
+        assert_eq!(patch_starts(3, 4, 2), vec![0]);
+        assert_eq!(patch_grid([8, 10, 4], [4, 4, 4], [4, 4, 4]).len(), 2 * 3);
+    }
+
+    #[test]
+    fn patches_blend_back_into_the_volume() {
+        let v = ramp([5, 7, 6]);
+        let (patch, stride) = ([4, 4, 4], [2, 3, 2]);
+        let patches: Vec<([usize; 3], Volume)> = patch_grid(v.dims, patch, stride)
+            .into_iter()
+            .map(|at| (at, extract(&v, at, patch)))
+            .collect();
+        assert_eq!(blend(v.dims, &patches), v);
+    }
+
+    #[test]
+    fn crop_pad_flip_and_rescale() {
+        let v = ramp([2, 3, 4]);
+        let padded = crop_or_pad(&v, [4, 3, 2]);
+        // z: padded by 1 before; x: cropped from 1.
+        assert_eq!(padded.data[..6], [-1.0; 6]);
+        assert_eq!(padded.at(1, 0, 0), v.at(0, 0, 1));
+        assert_eq!(padded.at(2, 2, 1), v.at(1, 2, 2));
+        assert_eq!(padded.at(3, 0, 0), -1.0);
+        let f = flip(&v, 2);
+        assert_eq!(f.at(1, 2, 0), v.at(1, 2, 3));
+        assert_eq!(flip(&f, 2), v);
+        let mut r = v;
+        rescale(&mut r);
+        assert_eq!(r.data[0], -1.0);
+        assert_eq!(r.data[r.len() - 1], 1.0);
+    }
+
+    #[test]
+    fn the_split_is_by_file_eighty_twenty() {
+        let files: Vec<PathBuf> = (0..10).map(|i| PathBuf::from(format!("{i}.nii"))).collect();
+        let (train, val) = split_files(files.clone(), 42);
+        assert_eq!((train.len(), val.len()), (8, 2));
+        assert!(val.iter().all(|v| !train.contains(v)));
+        assert_eq!(
+            split_files(files, 42).1,
+            val,
+            "the same seed, the same split"
+        );
+    }
+}
