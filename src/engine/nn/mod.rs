@@ -1,6 +1,8 @@
 //! Layers tch lacks, written on its functional ops: spectral normalisation (PyTorch
 //! `nn.utils.spectral_norm` semantics) and SAGAN self-attention.
 
+pub mod vq3d;
+
 use tch::nn::{self, Init, Module};
 use tch::Tensor;
 
