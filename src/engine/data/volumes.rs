@@ -348,6 +348,43 @@ pub fn split_files(mut files: Vec<PathBuf>, seed: u64) -> (Vec<PathBuf>, Vec<Pat
     (files, val)
 }
 
+/// Spec 4.2's synthetic volume `index`: background -1, one to three random boxes or ellipsoids
+/// (semi-axes 2 to 5 voxels) of intensity `U[-0.5, 1]`, deterministic by seed.
+#[must_use]
+pub fn synthetic_volume(size: usize, seed: u64, index: u64) -> Volume {
+    use crate::core::rng::{derive_seed, SplitMix64, Stream};
+    let mut rng = SplitMix64::new(derive_seed(seed, Stream::Synthetic, index));
+    let mut data = vec![-1.0f32; size * size * size];
+    let shapes = 1 + rng.below(3);
+    let s = size as f64;
+    for _ in 0..shapes {
+        let ellipsoid = rng.below(2) == 0;
+        let centre = [0; 3].map(|_| rng.range_f64(0.0, s));
+        let axes = [0; 3].map(|_| rng.range_f64(2.0, 5.0));
+        let value = rng.range_f64(-0.5, 1.0) as f32;
+        for z in 0..size {
+            for y in 0..size {
+                for x in 0..size {
+                    let at = [z, y, x];
+                    let d: [f64; 3] = [0, 1, 2].map(|i| (at[i] as f64 + 0.5 - centre[i]) / axes[i]);
+                    let inside = if ellipsoid {
+                        d.iter().map(|v| v * v).sum::<f64>() <= 1.0
+                    } else {
+                        d.iter().map(|v| v.abs()).fold(0.0, f64::max) <= 1.0
+                    };
+                    if inside {
+                        data[(z * size + y) * size + x] = value;
+                    }
+                }
+            }
+        }
+    }
+    Volume {
+        dims: [size; 3],
+        data,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -397,6 +434,22 @@ mod tests {
         rescale(&mut r);
         assert_eq!(r.data[0], -1.0);
         assert_eq!(r.data[r.len() - 1], 1.0);
+    }
+
+    #[test]
+    fn synthetic_volumes_have_a_background_and_shapes_in_range() {
+        let a = synthetic_volume(16, 7, 0);
+        assert_eq!(a, synthetic_volume(16, 7, 0), "deterministic");
+        assert_ne!(a, synthetic_volume(16, 7, 1));
+        let background = a.data.iter().filter(|&&v| v == -1.0).count();
+        assert!(
+            background > a.len() / 2 && background < a.len(),
+            "{background}"
+        );
+        assert!(a
+            .data
+            .iter()
+            .all(|&v| v == -1.0 || (-0.5..=1.0).contains(&v)));
     }
 
     #[test]

@@ -127,11 +127,11 @@ impl Module for SameConvTranspose3d {
     }
 }
 
-/// `GroupNorm(32, c, eps 1e-6)`.
-fn normalize(p: nn::Path<'_>, c: i64) -> nn::GroupNorm {
+/// `GroupNorm(groups, c, eps 1e-6)` (the seed's 32 groups; the tiny configuration's 8).
+fn normalize(p: nn::Path<'_>, groups: i64, c: i64) -> nn::GroupNorm {
     nn::group_norm(
         p,
-        32.min(c),
+        groups.min(c),
         c,
         nn::GroupNormConfig {
             eps: 1e-6,
@@ -150,11 +150,11 @@ pub struct ResBlock {
 }
 
 impl ResBlock {
-    pub fn new(p: &nn::Path<'_>, c: i64) -> Self {
+    pub fn new(p: &nn::Path<'_>, groups: i64, c: i64) -> Self {
         Self {
-            n1: normalize(p / "norm1", c),
+            n1: normalize(p / "norm1", groups, c),
             c1: SameConv3d::new(&(p / "conv1"), c, c, 3, [1; 3], Pad::Replicate),
-            n2: normalize(p / "norm2", c),
+            n2: normalize(p / "norm2", groups, c),
             c2: SameConv3d::new(&(p / "conv2"), c, c, 3, [1; 3], Pad::Replicate),
         }
     }
@@ -197,7 +197,14 @@ pub struct Encoder3d {
 }
 
 impl Encoder3d {
-    pub fn new(p: &nn::Path<'_>, c: i64, h: i64, downsample: [i64; 3], pad: Pad) -> Self {
+    pub fn new(
+        p: &nn::Path<'_>,
+        c: i64,
+        h: i64,
+        groups: i64,
+        downsample: [i64; 3],
+        pad: Pad,
+    ) -> Self {
         let strides = stage_strides(downsample);
         let mut ch = h;
         let stages = strides
@@ -207,7 +214,7 @@ impl Encoder3d {
                 let q = p / "down" / i;
                 let stage = (
                     SameConv3d::new(&(&q / "conv"), ch, ch * 2, 4, *s, pad),
-                    ResBlock::new(&(&q / "res"), ch * 2),
+                    ResBlock::new(&(&q / "res"), groups, ch * 2),
                 );
                 ch *= 2;
                 stage
@@ -216,7 +223,7 @@ impl Encoder3d {
         Self {
             first: SameConv3d::new(&(p / "conv_first"), c, h, 3, [1; 3], pad),
             stages,
-            norm: normalize(p / "final_norm", ch),
+            norm: normalize(p / "final_norm", groups, ch),
             out_channels: ch,
         }
     }
@@ -242,7 +249,7 @@ pub struct Decoder3d {
 }
 
 impl Decoder3d {
-    pub fn new(p: &nn::Path<'_>, c: i64, h: i64, downsample: [i64; 3]) -> Self {
+    pub fn new(p: &nn::Path<'_>, c: i64, h: i64, groups: i64, downsample: [i64; 3]) -> Self {
         let strides = stage_strides(downsample);
         let m = strides.len() as u32;
         let top = h * 2i64.pow(m);
@@ -260,14 +267,14 @@ impl Decoder3d {
                 let q = p / "up" / i;
                 (
                     SameConvTranspose3d::new(&(&q / "convt"), c_in, out, 4, *s),
-                    ResBlock::new(&(&q / "res1"), out),
-                    ResBlock::new(&(&q / "res2"), out),
+                    ResBlock::new(&(&q / "res1"), groups, out),
+                    ResBlock::new(&(&q / "res2"), groups, out),
                 )
             })
             .collect();
         let last_in = if m == 0 { top } else { h * 2 };
         Self {
-            norm: normalize(p / "first_norm", top),
+            norm: normalize(p / "first_norm", groups, top),
             stages,
             last: SameConv3d::new(&(p / "conv_last"), last_in, c, 3, [1; 3], Pad::Replicate),
         }
@@ -538,15 +545,15 @@ mod tests {
     fn encoder_and_decoder_shapes() {
         let vs = nn::VarStore::new(Device::Cpu);
         let h = 8;
-        let enc = Encoder3d::new(&(vs.root() / "enc"), 1, h, [4, 4, 4], Pad::Zeros);
-        let dec = Decoder3d::new(&(vs.root() / "dec"), 1, h, [4, 4, 4]);
+        let enc = Encoder3d::new(&(vs.root() / "enc"), 1, h, 8, [4, 4, 4], Pad::Zeros);
+        let dec = Decoder3d::new(&(vs.root() / "dec"), 1, h, 8, [4, 4, 4]);
         let x = Tensor::randn([1, 1, 32, 32, 32], (Kind::Float, Device::Cpu));
         let z = enc.forward(&x);
         assert_eq!(z.size(), vec![1, 4 * h, 8, 8, 8]);
         assert_eq!(enc.out_channels, 4 * h);
         assert_eq!(dec.forward(&z).size(), vec![1, 1, 32, 32, 32]);
-        let enc = Encoder3d::new(&(vs.root() / "enc2"), 3, h, [1, 4, 2], Pad::Replicate);
-        let dec = Decoder3d::new(&(vs.root() / "dec2"), 3, h, [1, 4, 2]);
+        let enc = Encoder3d::new(&(vs.root() / "enc2"), 3, h, 8, [1, 4, 2], Pad::Replicate);
+        let dec = Decoder3d::new(&(vs.root() / "dec2"), 3, h, 8, [1, 4, 2]);
         let x = Tensor::randn([2, 3, 4, 16, 16], (Kind::Float, Device::Cpu));
         let z = enc.forward(&x);
         assert_eq!(z.size(), vec![2, 4 * h, 4, 4, 8]);
