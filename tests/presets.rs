@@ -336,6 +336,35 @@ fn latent_action_presets_are_the_constructors() {
     }
 }
 
+/// The VQ-GAN presets shipped in `presets/` are the constructor's output.
+/// `UPDATE_PRESETS=1` rewrites them.
+#[test]
+fn vq_gan_presets_are_the_constructors() {
+    use workbench::core::preset::VqGanPreset;
+    let files = [(
+        "vq_gan_tiny.ron",
+        "// Seed 003's 3-D VQ-GAN at spec 4.2's tiny size on 16^3 synthetic volumes: h 8, 64 codes of 8, 2-D and 3-D critics from step 500 with feature matching, LPIPS off (set train.perceptual_weight to use the weights setup converts). Add --data for a NIfTI file or folder.",
+        VqGanPreset::default(),
+    )];
+    for (file, header, p) in files {
+        let path = presets_dir().join(file);
+        let text = format!(
+            "{header}\n{}\n",
+            preset::AnyPreset::VqGan(p.clone()).to_ron()
+        );
+        if std::env::var_os("UPDATE_PRESETS").is_some() {
+            std::fs::write(&path, &text).unwrap();
+        }
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+        let (parsed, _) = preset::parse_str(&on_disk, file).unwrap();
+        assert_eq!(
+            parsed,
+            preset::AnyPreset::VqGan(p),
+            "{file} differs; UPDATE_PRESETS=1 rewrites it"
+        );
+    }
+}
+
 /// Every preset shipped in `presets/` trains: each of its phases for two steps, at a tiny size
 /// set through the same overrides as `--set` (frame size, region count, data), with samples,
 /// validation and checkpoints on the way. The architecture, losses, controllers and phases
@@ -361,6 +390,16 @@ fn every_shipped_preset_trains_each_phase_at_a_tiny_size() {
                 ("data.synthetic_count", 48.into()),
                 ("data.holdout", 16.into()),
                 ("train.batch_size", 4.into()),
+            ],
+            Family::VqGan => vec![
+                ("data.source", "synthetic_volumes".into()),
+                ("data.depth", 16.into()),
+                ("data.height", 16.into()),
+                ("data.width", 16.into()),
+                ("data.synthetic_count", 8.into()),
+                ("data.synthetic_holdout", 2.into()),
+                ("train.batch_size", 2.into()),
+                ("train.disc_start", 1.into()),
             ],
             Family::LatentAction => vec![
                 ("data.source", "synthetic_blobs".into()),
@@ -392,6 +431,7 @@ fn every_shipped_preset_trains_each_phase_at_a_tiny_size() {
             AnyPreset::WganGp(p) => &mut p.phases,
             AnyPreset::WubuGaad(p) => &mut p.phases,
             AnyPreset::LatentAction(p) => &mut p.phases,
+            AnyPreset::VqGan(p) => &mut p.phases,
         };
         for phase in phases.iter_mut() {
             phase.length = PhaseLength::Steps(2);

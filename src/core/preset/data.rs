@@ -144,6 +144,8 @@ pub enum DataNeed<'a> {
         batch_size: u32,
     },
     Video(&'a VideoData),
+    /// Volumes in NIfTI files.
+    Volumes(&'a VolumeData),
     /// Latent frames in `.h5` files, with the largest batch a step needs.
     Latents {
         cfg: &'a LatentData,
@@ -208,6 +210,49 @@ impl Default for LatentData {
             synthetic_frames: 64,
             synthetic_sigma: 1.5,
             synthetic_move: 2,
+        }
+    }
+}
+
+/// Where the volumes come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VolumeSource {
+    /// Boxes and ellipsoids on a -1 background, deterministic by seed (the embedded default).
+    SyntheticVolumes,
+    /// A NIfTI-1 file (`.nii`, `.nii.gz`) or a folder of them, split 80/20 by file.
+    Nifti,
+}
+
+crate::preset_section! {
+    /// The volumes a run trains on, `[1, D, H, W]` in [-1, 1].
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct VolumeData {
+        pub source: VolumeSource => field(K::Choice(&["synthetic_volumes", "nifti"]), "", [], "Volumes: synthetic shapes, or NIfTI-1 files"),
+        /// A NIfTI file or a folder of them when `source` is `nifti`.
+        pub path: String => field(K::Path, "", [], "A .nii/.nii.gz file or a folder of them, when source is nifti"),
+        pub depth: u32 => field(K::Int { min: 4, max: 1024 }, "voxels", [], "Depth D (the axis slices are taken across) after crop or pad"),
+        pub height: u32 => field(K::Int { min: 4, max: 1024 }, "voxels", [], "Height H after crop or pad"),
+        pub width: u32 => field(K::Int { min: 4, max: 1024 }, "voxels", [], "Width W after crop or pad"),
+        pub flip_prob: f64 => field(K::Float { min: 0.0, max: 1.0 }, "", [phase], "Probability of a flip on one random axis"),
+        pub synthetic_count: u32 => field(K::Int { min: 2, max: 100000 }, "volumes", [], "Synthetic training volumes"),
+        pub synthetic_holdout: u32 => field(K::Int { min: 1, max: 10000 }, "volumes", [], "Synthetic validation volumes"),
+    }
+}
+
+impl Default for VolumeData {
+    /// Spec 4.2's synthetic volumes: 16^3, 512 for training and 64 for validation.
+    fn default() -> Self {
+        Self {
+            source: VolumeSource::SyntheticVolumes,
+            path: String::new(),
+            depth: 16,
+            height: 16,
+            width: 16,
+            flip_prob: 0.5,
+            synthetic_count: 512,
+            synthetic_holdout: 64,
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod family;
 pub mod latent_action;
 pub mod schedule;
 pub mod schema;
+pub mod vq_gan;
 pub mod wgan_gp;
 pub mod wubu_gaad;
 
@@ -28,6 +29,7 @@ use schema::FieldKind as K;
 pub use family::{Common, FamilyPreset, LrFields};
 pub use latent_action::LatentActionPreset;
 pub use schema::{FieldKind, FieldSpec};
+pub use vq_gan::VqGanPreset;
 pub use wgan_gp::WganGpPreset;
 pub use wubu_gaad::WubuGaadPreset;
 
@@ -54,10 +56,16 @@ pub enum Family {
     WganGp,
     WubuGaad,
     LatentAction,
+    VqGan,
 }
 
 impl Family {
-    pub const ALL: [Family; 3] = [Family::WganGp, Family::WubuGaad, Family::LatentAction];
+    pub const ALL: [Family; 4] = [
+        Family::WganGp,
+        Family::WubuGaad,
+        Family::LatentAction,
+        Family::VqGan,
+    ];
 
     #[must_use]
     pub fn name(self) -> &'static str {
@@ -65,6 +73,7 @@ impl Family {
             Self::WganGp => "wgan_gp",
             Self::WubuGaad => "wubu_gaad",
             Self::LatentAction => "latent_action",
+            Self::VqGan => "vq_gan",
         }
     }
 
@@ -85,6 +94,7 @@ impl Family {
             Self::WganGp => wgan_gp::SPECS.as_slice(),
             Self::WubuGaad => wubu_gaad::SPECS.as_slice(),
             Self::LatentAction => latent_action::SPECS.as_slice(),
+            Self::VqGan => vq_gan::SPECS.as_slice(),
         }
     }
 
@@ -95,6 +105,7 @@ impl Family {
             Self::WganGp => AnyPreset::WganGp(WganGpPreset::default()),
             Self::WubuGaad => AnyPreset::WubuGaad(WubuGaadPreset::default()),
             Self::LatentAction => AnyPreset::LatentAction(LatentActionPreset::default()),
+            Self::VqGan => AnyPreset::VqGan(VqGanPreset::default()),
         }
     }
 }
@@ -292,6 +303,7 @@ pub enum AnyPreset {
     WganGp(WganGpPreset),
     WubuGaad(WubuGaadPreset),
     LatentAction(LatentActionPreset),
+    VqGan(VqGanPreset),
 }
 
 /// Learning-rate control as a family without it reports it.
@@ -310,6 +322,7 @@ impl AnyPreset {
             Self::WganGp(_) => Family::WganGp,
             Self::WubuGaad(_) => Family::WubuGaad,
             Self::LatentAction(_) => Family::LatentAction,
+            Self::VqGan(_) => Family::VqGan,
         }
     }
 
@@ -320,6 +333,7 @@ impl AnyPreset {
             Self::WganGp(p) => p,
             Self::WubuGaad(p) => p,
             Self::LatentAction(p) => p,
+            Self::VqGan(p) => p,
         }
     }
 
@@ -403,6 +417,7 @@ impl AnyPreset {
             Self::WganGp(p) => serde_json::to_value(p),
             Self::WubuGaad(p) => serde_json::to_value(p),
             Self::LatentAction(p) => serde_json::to_value(p),
+            Self::VqGan(p) => serde_json::to_value(p),
         };
         tree.unwrap_or(Value::Null)
     }
@@ -424,6 +439,9 @@ impl AnyPreset {
             Family::LatentAction => serde_path_to_error::deserialize(tree)
                 .map(Self::LatentAction)
                 .map_err(problem),
+            Family::VqGan => serde_path_to_error::deserialize(tree)
+                .map(Self::VqGan)
+                .map_err(problem),
         }
     }
 
@@ -434,6 +452,7 @@ impl AnyPreset {
             Self::WganGp(p) => ron::ser::to_string_pretty(p, cfg),
             Self::WubuGaad(p) => ron::ser::to_string_pretty(p, cfg),
             Self::LatentAction(p) => ron::ser::to_string_pretty(p, cfg),
+            Self::VqGan(p) => ron::ser::to_string_pretty(p, cfg),
         };
         text.unwrap_or_else(|e| format!("// could not serialise preset: {e}"))
     }
@@ -685,6 +704,8 @@ pub fn parse_str(text: &str, file: &str) -> Result<(AnyPreset, Vec<String>), Pre
             .map(|(p, notes)| (AnyPreset::WubuGaad(p), notes)),
         Family::LatentAction => latent_action::parse_versioned(text, header.schema_version, file)
             .map(|(p, notes)| (AnyPreset::LatentAction(p), notes)),
+        Family::VqGan => vq_gan::parse_versioned(text, header.schema_version, file)
+            .map(|(p, notes)| (AnyPreset::VqGan(p), notes)),
     }
 }
 

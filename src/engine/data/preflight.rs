@@ -42,6 +42,7 @@ pub fn preflight(preset: &AnyPreset) -> Result<(), String> {
             }
             DataNeed::Images { cfg, batch_size } => images(cfg, batch_size.max(largest_batch))?,
             DataNeed::Video(cfg) => video(cfg)?,
+            DataNeed::Volumes(cfg) => super::volumes::preflight(cfg)?,
             DataNeed::Latents { cfg, batch_size } => {
                 super::latents::preflight(cfg, batch_size.max(largest_batch), preset.seed())?;
             }

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 use nifti::{NiftiHeader, NiftiObject, NiftiType, ReaderOptions};
 
+use crate::core::preset::data::{VolumeData, VolumeSource};
+
 /// A volume `[D, H, W]` (NIfTI's z, y, x), x fastest, as NIfTI stores it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Volume {
@@ -383,6 +385,94 @@ pub fn synthetic_volume(size: usize, seed: u64, index: u64) -> Volume {
         dims: [size; 3],
         data,
     }
+}
+
+/// Training and validation volumes at the preset's size, in memory, in [-1, 1].
+#[derive(Debug)]
+pub struct VolumeSet {
+    pub train: Vec<Volume>,
+    pub validation: Vec<Volume>,
+    pub description: String,
+}
+
+fn prepared(mut v: Volume, dims: [usize; 3]) -> Volume {
+    rescale(&mut v);
+    crop_or_pad(&v, dims)
+}
+
+impl VolumeSet {
+    /// Loads the volumes a preset names; a file that cannot be read is named.
+    pub fn load(cfg: &VolumeData, seed: u64) -> Result<Self, String> {
+        let dims = [cfg.depth as usize, cfg.height as usize, cfg.width as usize];
+        match cfg.source {
+            VolumeSource::SyntheticVolumes => {
+                let size = dims.iter().copied().max().unwrap_or(16);
+                let make = |i: u64| crop_or_pad(&synthetic_volume(size, seed, i), dims);
+                let n = u64::from(cfg.synthetic_count);
+                let train = (0..n).map(make).collect();
+                let validation = (n..n + u64::from(cfg.synthetic_holdout))
+                    .map(make)
+                    .collect();
+                Ok(Self {
+                    train,
+                    validation,
+                    description: format!(
+                        "{} + {} synthetic volumes of {}x{}x{}",
+                        cfg.synthetic_count, cfg.synthetic_holdout, dims[0], dims[1], dims[2]
+                    ),
+                })
+            }
+            VolumeSource::Nifti => {
+                let files = nifti_files(Path::new(&cfg.path))?;
+                if files.is_empty() {
+                    return Err(format!("`{}` holds no .nii or .nii.gz file", cfg.path));
+                }
+                let n = files.len();
+                let (train, val) = split_files(files, seed);
+                let read = |fs: &[PathBuf]| -> Result<Vec<Volume>, String> {
+                    fs.iter()
+                        .map(|f| read_nifti(f).map(|v| prepared(v, dims)))
+                        .collect()
+                };
+                Ok(Self {
+                    train: read(&train)?,
+                    validation: read(&val)?,
+                    description: format!(
+                        "{n} NIfTI volume(s) from {} ({} / {} by file), rescaled to [-1, 1], cropped or padded to {}x{}x{}",
+                        cfg.path,
+                        train.len(),
+                        val.len(),
+                        dims[0],
+                        dims[1],
+                        dims[2]
+                    ),
+                })
+            }
+        }
+    }
+}
+
+/// Checks a preset's volumes before a run folder exists: every file reads (so a truncated
+/// one is found now, at the cost of reading the data twice).
+pub fn preflight(cfg: &VolumeData) -> Result<(), String> {
+    if cfg.source != VolumeSource::Nifti {
+        return Ok(());
+    }
+    let path = Path::new(&cfg.path);
+    if !path.exists() {
+        return Err(format!("data.path: `{}` does not exist", cfg.path));
+    }
+    let files = nifti_files(path).map_err(|e| format!("data.path: {e}"))?;
+    if files.is_empty() {
+        return Err(format!(
+            "data.path: `{}` holds no .nii or .nii.gz file",
+            cfg.path
+        ));
+    }
+    for f in &files {
+        read_nifti(f).map_err(|e| format!("data.path: {e}"))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! preset (`core::preset::<family>`) and its trainer here are its whole front door.
 
 pub mod latent_action;
+pub mod vq_gan;
 pub mod wgan_gp;
 pub mod wubu_gaad;
 
@@ -19,6 +20,7 @@ pub fn make_trainer(preset: &AnyPreset, device: Device) -> Result<Box<dyn Traine
         AnyPreset::LatentAction(p) => Ok(Box::new(latent_action::LatentActionTrainer::new(
             p, device,
         )?)),
+        AnyPreset::VqGan(p) => Ok(Box::new(vq_gan::VqGanTrainer::new(p, device)?)),
     }
 }
 

@@ -1,0 +1,300 @@
+//! The 3-D VQ-GAN preset (seed 003: TATS, medicaldiffusion and the Xray-to-CTPA port): an
+//! autoencoder with an EMA codebook, trained with L1, commitment, LPIPS on 2-D slices and two
+//! PatchGAN critics (2-D slices and 3-D volumes) with feature matching.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use super::data::{VolumeData, VolumeSource};
+use super::schema::{FieldKind as K, FieldSpec};
+use super::{
+    CheckpointConfig, Family, LoggingConfig, Phase, PhaseLength, PresetError, Problem,
+    SCHEMA_VERSION,
+};
+use crate::core::health::HealthConfig;
+
+/// How the encoder's convolutions pad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Padding {
+    /// TATS and medicaldiffusion.
+    Replicate,
+    /// The Xray configurations (zeros).
+    Constant,
+}
+
+/// How the EMA codebook divides its running sums.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Smoothing {
+    /// TATS: Laplace smoothing.
+    Laplace,
+    /// The Xray port: `max(N, 1)`.
+    AtLeastOne,
+}
+
+/// The critics' loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiscLoss {
+    Hinge,
+    Vanilla,
+}
+
+crate::preset_section! {
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Model {
+        pub n_hiddens: u32 => field(K::Int { min: 1, max: 1024 }, "channels", [], "Encoder and decoder width h (doubling per stage)"),
+        pub embedding_dim: u32 => field(K::Int { min: 1, max: 4096 }, "", [], "Width of a code"),
+        pub n_codes: u32 => field(K::Int { min: 2, max: 65536 }, "codes", [], "Codebook entries"),
+        pub downsample_d: u32 => field(K::Int { min: 1, max: 64 }, "x", [], "Downsampling of the depth axis (a power of two)"),
+        pub downsample_h: u32 => field(K::Int { min: 1, max: 64 }, "x", [], "Downsampling of the height axis (a power of two)"),
+        pub downsample_w: u32 => field(K::Int { min: 1, max: 64 }, "x", [], "Downsampling of the width axis (a power of two)"),
+        pub num_groups: u32 => field(K::Int { min: 1, max: 256 }, "", [], "GroupNorm groups (the seed's 32)"),
+        pub padding: Padding => field(K::Choice(&["replicate", "constant"]), "", [], "Padding of the encoder's convolutions (residual blocks always replicate)"),
+        pub smoothing: Smoothing => field(K::Choice(&["laplace", "at_least_one"]), "", [], "EMA codebook: TATS's Laplace smoothing or the Xray port's max(N, 1)"),
+        pub random_restart: bool => field(K::Bool, "", [], "Restart codes whose smoothed count falls below restart_threshold"),
+        pub restart_threshold: f64 => field(K::Float { min: 0.0, max: 1000.0 }, "", [], "Smoothed count below which a code restarts"),
+        pub clamp_output: bool => field(K::Bool, "", [], "Clamp the reconstruction to [-1, 1] (the Xray port)"),
+        pub disc_channels: u32 => field(K::Int { min: 1, max: 1024 }, "channels", [], "Critics' first width (doubling, at most 512)"),
+        pub disc_layers: u32 => field(K::Int { min: 1, max: 8 }, "", [], "Strided layers of each critic"),
+    }
+}
+
+crate::preset_section! {
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Train {
+        pub batch_size: u32 => field(K::Int { min: 1, max: 4096 }, "volumes", [phase], "Volumes per step"),
+        pub lr: f64 => field(K::Float { min: 1e-9, max: 1.0 }, "", [phase live], "Adam learning rate of the autoencoder and the critics"),
+        pub beta1: f64 => field(K::Float { min: 0.0, max: 0.999 }, "", [phase], "Adam beta1 (0.5)"),
+        pub beta2: f64 => field(K::Float { min: 0.0, max: 0.99999 }, "", [phase], "Adam beta2 (0.9)"),
+        pub grad_clip: f64 => field(K::Float { min: 0.0, max: 1000.0 }, "", [phase live], "Global norm clip of the autoencoder's gradients; 0 = off"),
+        pub l1_weight: f64 => field(K::Float { min: 0.0, max: 1000.0 }, "", [phase live], "Weight of the L1 reconstruction"),
+        pub commitment_weight: f64 => field(K::Float { min: 0.0, max: 100.0 }, "", [phase live], "Commitment factor (0.25 TATS, 2.0 the Xray port)"),
+        pub perceptual_weight: f64 => field(K::Float { min: 0.0, max: 100.0 }, "", [phase live], "LPIPS on slices; needs the LPIPS weights (setup makes them), else 0 with a log line"),
+        pub image_gan_weight: f64 => field(K::Float { min: 0.0, max: 100.0 }, "", [phase live], "Weight of the 2-D slice critic"),
+        pub video_gan_weight: f64 => field(K::Float { min: 0.0, max: 100.0 }, "", [phase live], "Weight of the 3-D volume critic"),
+        pub gan_feat_weight: f64 => field(K::Float { min: 0.0, max: 100.0 }, "", [phase live], "Weight of the critics' feature matching"),
+        pub disc_start: u64 => field(K::Int { min: 0, max: 100000000 }, "steps", [phase], "Generator steps before the critics start (discriminator_iter_start)"),
+        pub disc_loss: DiscLoss => field(K::Choice(&["hinge", "vanilla"]), "", [phase], "The critics' loss"),
+    }
+}
+
+crate::preset_section! {
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct VqGanPreset {
+        pub schema_version: u32 => skip,
+        pub family: Family => skip,
+        pub name: String => field(K::Text, "", [], "Name of the preset; runs are named after it"),
+        pub seed: u64 => field(K::Int { min: 0, max: 9223372036854775807 }, "", [], "Seed of every random draw"),
+        pub device: String => field(K::Text, "", [], "auto (CUDA when present), cpu, cuda or cuda:N"),
+        pub threads: u32 => field(K::Int { min: 0, max: 1024 }, "threads", [], "libtorch CPU threads; 0 keeps libtorch's default"),
+        pub data: VolumeData => section,
+        pub model: Model => section,
+        pub train: Train => section,
+        pub health: HealthConfig => section,
+        pub logging: LoggingConfig => section,
+        pub checkpoints: CheckpointConfig => section,
+        pub phases: Vec<Phase> => skip,
+    }
+}
+
+impl Default for VqGanPreset {
+    /// Spec 4.2's tiny configuration on 16^3 synthetic volumes: a few CPU minutes.
+    fn default() -> Self {
+        Self {
+            schema_version: SCHEMA_VERSION,
+            family: Family::VqGan,
+            name: "vq_gan_tiny".into(),
+            seed: 1234,
+            device: "auto".into(),
+            threads: 0,
+            data: VolumeData::default(),
+            model: Model {
+                n_hiddens: 8,
+                embedding_dim: 8,
+                n_codes: 64,
+                downsample_d: 4,
+                downsample_h: 4,
+                downsample_w: 4,
+                num_groups: 8,
+                padding: Padding::Replicate,
+                smoothing: Smoothing::Laplace,
+                random_restart: true,
+                restart_threshold: 1.0,
+                clamp_output: false,
+                disc_channels: 16,
+                disc_layers: 2,
+            },
+            train: Train {
+                batch_size: 4,
+                lr: 3e-4,
+                beta1: 0.5,
+                beta2: 0.9,
+                grad_clip: 1.0,
+                l1_weight: 1.0,
+                commitment_weight: 0.25,
+                perceptual_weight: 0.0,
+                image_gan_weight: 1.0,
+                video_gan_weight: 0.5,
+                gan_feat_weight: 4.0,
+                disc_start: 500,
+                disc_loss: DiscLoss::Hinge,
+            },
+            health: HealthConfig {
+                enabled: false,
+                ..HealthConfig::default()
+            },
+            logging: LoggingConfig {
+                log_every_steps: 10,
+                sample_every_steps: 100,
+                validate_every_steps: 100,
+            },
+            checkpoints: CheckpointConfig {
+                every_steps: 500,
+                keep_last: 3,
+            },
+            phases: vec![Phase {
+                name: "main".into(),
+                length: PhaseLength::Steps(1500),
+                overrides: BTreeMap::new(),
+                start_from_best: false,
+            }],
+        }
+    }
+}
+
+/// Every field of the VQ-GAN preset, from its declarations.
+pub static SPECS: std::sync::LazyLock<Vec<FieldSpec>> =
+    std::sync::LazyLock::new(super::schema::specs_of::<VqGanPreset>);
+
+impl VqGanPreset {
+    fn check_rules(&self, problems: &mut Vec<Problem>) {
+        let mut bad = |path: &str, value: String, allowed: String| {
+            problems.push(Problem {
+                path: path.to_string(),
+                value,
+                allowed,
+            });
+        };
+        let m = &self.model;
+        let d = &self.data;
+        for (path, f, size) in [
+            ("model.downsample_d", m.downsample_d, d.depth),
+            ("model.downsample_h", m.downsample_h, d.height),
+            ("model.downsample_w", m.downsample_w, d.width),
+        ] {
+            if !f.is_power_of_two() {
+                bad(path, f.to_string(), "a power of two".into());
+            } else if !size.is_multiple_of(f) {
+                bad(
+                    path,
+                    f.to_string(),
+                    format!("a divisor of the volume's {size}"),
+                );
+            }
+        }
+        if d.source == VolumeSource::Nifti && d.path.trim().is_empty() {
+            bad(
+                "data.path",
+                "\"\"".into(),
+                "a NIfTI file or folder when data.source is nifti".into(),
+            );
+        }
+        if d.source == VolumeSource::SyntheticVolumes && self.train.batch_size > d.synthetic_count {
+            bad(
+                "train.batch_size",
+                self.train.batch_size.to_string(),
+                format!("at most data.synthetic_count ({})", d.synthetic_count),
+            );
+        }
+    }
+}
+
+impl super::FamilyPreset for VqGanPreset {
+    fn common(&self) -> super::Common<'_> {
+        super::Common {
+            schema_version: self.schema_version,
+            family: self.family,
+            name: &self.name,
+            seed: self.seed,
+            device: &self.device,
+            threads: self.threads,
+            health: &self.health,
+            logging: &self.logging,
+            checkpoints: &self.checkpoints,
+            phases: &self.phases,
+            lr_control: None,
+        }
+    }
+
+    fn specs(&self) -> &'static [FieldSpec] {
+        SPECS.as_slice()
+    }
+
+    fn check(&self, problems: &mut Vec<Problem>) {
+        self.check_rules(problems);
+    }
+
+    fn signature(&self) -> String {
+        let m = &self.model;
+        format!(
+            "vq_gan/h{}/e{}/k{}/ds{}x{}x{}/g{}/d{}x{}",
+            m.n_hiddens,
+            m.embedding_dim,
+            m.n_codes,
+            m.downsample_d,
+            m.downsample_h,
+            m.downsample_w,
+            m.num_groups,
+            m.disc_channels,
+            m.disc_layers
+        )
+    }
+
+    fn data_needs(&self) -> Vec<super::data::DataNeed<'_>> {
+        vec![super::data::DataNeed::Volumes(&self.data)]
+    }
+
+    fn data_override(&self, path: &str) -> Vec<(&'static str, serde_json::Value)> {
+        vec![("data.source", "nifti".into()), ("data.path", path.into())]
+    }
+
+    fn lr_fields(&self) -> super::LrFields {
+        super::LrFields {
+            generator: "train.lr",
+            critic: &[],
+        }
+    }
+
+    fn steps_per_epoch_hint(&self) -> Option<u64> {
+        (self.data.source == VolumeSource::SyntheticVolumes).then(|| {
+            (u64::from(self.data.synthetic_count) / u64::from(self.train.batch_size.max(1))).max(1)
+        })
+    }
+}
+
+/// Parses a VQ-GAN preset (new in schema 3).
+pub(super) fn parse_versioned(
+    text: &str,
+    version: u32,
+    file: &str,
+) -> Result<(VqGanPreset, Vec<String>), PresetError> {
+    match version {
+        SCHEMA_VERSION => Ok((super::parse_typed(text, file)?, Vec::new())),
+        other => Err(PresetError::Invalid {
+            file: file.to_string(),
+            problems: vec![Problem {
+                path: "schema_version".into(),
+                value: other.to_string(),
+                allowed: format!(
+                    "{SCHEMA_VERSION}: the VQ-GAN family is new in schema {SCHEMA_VERSION}"
+                ),
+            }],
+        }),
+    }
+}

@@ -1,0 +1,619 @@
+use tch::nn::{self, Module};
+use tch::{Device, Kind, Tensor};
+
+use crate::core::preset::vq_gan::{DiscLoss, Padding, Smoothing, VqGanPreset};
+use crate::core::preset::AnyPreset;
+use crate::core::protocol::{Event, Level, MetricDef};
+use crate::core::rng::{derive_seed, epoch_permutation, SplitMix64, Stream};
+use crate::engine::checkpoint::Loaded;
+use crate::engine::data::volumes::{flip, Volume, VolumeSet};
+use crate::engine::lpips::{default_weights, Lpips};
+use crate::engine::nn::vq3d::{self, Decoder3d, EmaCodebook, Encoder3d, NLayerDiscriminator, Pad};
+use crate::engine::optim::{clip_global_norm, Adam};
+use crate::engine::trainer::{Reconstruction, Rgba, StepCtx, StepError, Trainer, Validation};
+use crate::engine::EngineError;
+
+static LIVE: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+    crate::core::preset::vq_gan::SPECS
+        .iter()
+        .filter(|s| s.live)
+        .map(|s| s.path)
+        .collect()
+});
+
+fn seed_torch(seed: u64, stream: Stream, counter: u64) {
+    tch::manual_seed((derive_seed(seed, stream, counter) >> 1) as i64);
+}
+
+fn scalar(t: &Tensor) -> f64 {
+    t.double_value(&[])
+}
+
+/// `PSNR = 10 log10(4 / (MSE + 1e-8))`: data range 2 for [-1, 1].
+fn psnr(mse: f64) -> f64 {
+    10.0 * (4.0 / (mse + 1e-8)).log10()
+}
+
+/// The autoencoder: encoder, 1x1x1 convolutions around the codebook, decoder.
+#[derive(Debug)]
+struct Autoencoder {
+    encoder: Encoder3d,
+    pre: nn::Conv3D,
+    codebook: EmaCodebook,
+    post: nn::Conv3D,
+    decoder: Decoder3d,
+    clamp: bool,
+}
+
+impl Autoencoder {
+    fn forward(&self, x: &Tensor, train: bool) -> (Tensor, vq3d::Quantised) {
+        let z = self.pre.forward(&self.encoder.forward(x));
+        let q = self.codebook.forward(&z, train);
+        let xr = self.decoder.forward(&self.post.forward(&q.z_q));
+        let xr = if self.clamp { xr.clamp(-1.0, 1.0) } else { xr };
+        (xr, q)
+    }
+}
+
+/// Trains one 3-D VQ-GAN.
+#[derive(Debug)]
+pub struct VqGanTrainer {
+    cfg: VqGanPreset,
+    device: Device,
+    seed: u64,
+    ae_vs: nn::VarStore,
+    d_vs: nn::VarStore,
+    ae: Autoencoder,
+    d2: NLayerDiscriminator,
+    d3: NLayerDiscriminator,
+    opt_ae: Adam,
+    opt_d: Adam,
+    lpips: Option<Lpips>,
+    data: VolumeSet,
+    epoch_order: Option<(u64, Vec<u32>)>,
+    events: Vec<Event>,
+    step: u64,
+    pending: Option<Reconstruction>,
+}
+
+impl VqGanTrainer {
+    pub fn new(cfg: &VqGanPreset, device: Device) -> Result<Self, EngineError> {
+        let seed = cfg.seed;
+        let data = VolumeSet::load(&cfg.data, seed).map_err(EngineError::Data)?;
+        if data.train.len() < cfg.train.batch_size as usize {
+            return Err(EngineError::BadInput(format!(
+                "train.batch_size = {} is more than the {} training volumes",
+                cfg.train.batch_size,
+                data.train.len()
+            )));
+        }
+        seed_torch(seed, Stream::Init, 0);
+        let ae_vs = nn::VarStore::new(device);
+        let d_vs = nn::VarStore::new(device);
+        let m = &cfg.model;
+        let (h, g) = (i64::from(m.n_hiddens), i64::from(m.num_groups));
+        let ds = [
+            i64::from(m.downsample_d),
+            i64::from(m.downsample_h),
+            i64::from(m.downsample_w),
+        ];
+        let pad = match m.padding {
+            Padding::Replicate => Pad::Replicate,
+            Padding::Constant => Pad::Zeros,
+        };
+        let root = ae_vs.root();
+        let encoder = Encoder3d::new(&(&root / "encoder"), 1, h, g, ds, pad);
+        let top = encoder.out_channels;
+        let emb = i64::from(m.embedding_dim);
+        let mut codebook = EmaCodebook::new(
+            &(&root / "codebook"),
+            i64::from(m.n_codes),
+            emb,
+            match m.smoothing {
+                Smoothing::Laplace => vq3d::Smoothing::Laplace,
+                Smoothing::AtLeastOne => vq3d::Smoothing::AtLeastOne,
+            },
+        );
+        codebook.random_restart = m.random_restart;
+        codebook.restart_threshold = m.restart_threshold;
+        let ae = Autoencoder {
+            encoder,
+            pre: nn::conv3d(&root / "pre_vq_conv", top, emb, 1, Default::default()),
+            codebook,
+            post: nn::conv3d(&root / "post_vq_conv", emb, top, 1, Default::default()),
+            decoder: Decoder3d::new(&(&root / "decoder"), 1, h, g, ds),
+            clamp: m.clamp_output,
+        };
+        let (ndf, layers) = (i64::from(m.disc_channels), m.disc_layers as usize);
+        let d2 = NLayerDiscriminator::new(&(d_vs.root() / "image"), 1, ndf, layers, false);
+        let d3 = NLayerDiscriminator::new(&(d_vs.root() / "video"), 1, ndf, layers, true);
+        let opt_ae = Adam::new(&ae_vs, cfg.train.lr, cfg.train.beta1, cfg.train.beta2);
+        let opt_d = Adam::new(&d_vs, cfg.train.lr, cfg.train.beta1, cfg.train.beta2);
+        let mut events = Vec::new();
+        let lpips = if cfg.train.perceptual_weight > 0.0 {
+            match Lpips::load(&default_weights(), device) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    events.push(Event::Log {
+                        step: 0,
+                        level: Level::Warning,
+                        message: format!("train.perceptual_weight is taken as 0: {e}"),
+                    });
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        Ok(Self {
+            cfg: cfg.clone(),
+            device,
+            seed,
+            ae_vs,
+            d_vs,
+            ae,
+            d2,
+            d3,
+            opt_ae,
+            opt_d,
+            lpips,
+            data,
+            epoch_order: None,
+            events,
+            step: 0,
+            pending: None,
+        })
+    }
+
+    fn indices(&mut self, epoch: u64, batch: u64) -> Vec<usize> {
+        let n = self.data.train.len();
+        if self.epoch_order.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            self.epoch_order = Some((epoch, epoch_permutation(self.seed, epoch, n)));
+        }
+        let b = self.cfg.train.batch_size as usize;
+        let start = (batch as usize * b).min(n.saturating_sub(b));
+        self.epoch_order
+            .as_ref()
+            .map(|(_, o)| o[start..start + b].iter().map(|&i| i as usize).collect())
+            .unwrap_or_default()
+    }
+
+    /// Volumes as `[B, 1, D, H, W]`.
+    fn stack(&self, vols: &[&Volume]) -> Tensor {
+        let data: Vec<f32> = vols.iter().flat_map(|v| v.data.iter().copied()).collect();
+        let d = vols[0].dims;
+        Tensor::from_slice(&data)
+            .view([vols.len() as i64, 1, d[0] as i64, d[1] as i64, d[2] as i64])
+            .to_device(self.device)
+    }
+
+    /// One depth slice per sample `[B, 1, H, W]` (the same slices of `x` and `xr`).
+    fn slices(x: &Tensor, xr: &Tensor, rng: &mut SplitMix64) -> (Tensor, Tensor) {
+        let (b, depth) = (x.size()[0], x.size()[2]);
+        let t: Vec<i64> = (0..b).map(|_| rng.below(depth as u64) as i64).collect();
+        let pick = |v: &Tensor| {
+            let rows: Vec<Tensor> = t
+                .iter()
+                .enumerate()
+                .map(|(i, &ti)| v.get(i as i64).select(1, ti))
+                .collect();
+            Tensor::stack(&rows, 0)
+        };
+        (pick(x), pick(xr))
+    }
+
+    fn disc_pair(&self, r: &Tensor, g: &Tensor) -> Tensor {
+        match self.cfg.train.disc_loss {
+            DiscLoss::Hinge => {
+                ((-r + 1.0).relu().mean(Kind::Float) + (g + 1.0).relu().mean(Kind::Float)) * 0.5
+            }
+            DiscLoss::Vanilla => {
+                ((-r).softplus().mean(Kind::Float) + g.softplus().mean(Kind::Float)) * 0.5
+            }
+        }
+    }
+
+    /// Feature matching over every stage but the logits, weight `4 / (layers + 1)` each.
+    fn feature_matching(&self, fake: &[Tensor], real: &[Tensor]) -> Tensor {
+        let n = fake.len() - 1;
+        let fw = 4.0 / n as f64;
+        let terms: Vec<Tensor> = fake[..n]
+            .iter()
+            .zip(&real[..n])
+            .map(|(f, r)| (f - r.detach()).abs().mean(Kind::Float) * fw)
+            .collect();
+        Tensor::stack(&terms, 0).sum(Kind::Float)
+    }
+
+    /// The middle depth slices of the first validation volumes: truth and reconstruction.
+    fn slice_pictures(&self, count: usize) -> Option<(Tensor, Tensor)> {
+        let vols: Vec<&Volume> = self.data.validation.iter().take(count).collect();
+        if vols.is_empty() {
+            return None;
+        }
+        let x = self.stack(&vols);
+        let (xr, _) = tch::no_grad(|| self.ae.forward(&x, false));
+        let mid = x.size()[2] / 2;
+        let to01 = |t: &Tensor| {
+            ((t.select(2, mid) + 1.0) / 2.0)
+                .clamp(0.0, 1.0)
+                .expand([-1, 3, -1, -1], false)
+        };
+        Some((to01(&x), to01(&xr)))
+    }
+}
+
+impl Trainer for VqGanTrainer {
+    fn describe(&self) -> String {
+        let count = |vs: &nn::VarStore| {
+            vs.trainable_variables()
+                .iter()
+                .map(Tensor::numel)
+                .sum::<usize>()
+        };
+        let m = &self.cfg.model;
+        format!(
+            "VQ-GAN 3D: h {}, {} codes of {}, downsample {}x{}x{}; autoencoder {:.2} M params, critics {:.2} M; LPIPS {}; data: {}",
+            m.n_hiddens,
+            m.n_codes,
+            m.embedding_dim,
+            m.downsample_d,
+            m.downsample_h,
+            m.downsample_w,
+            count(&self.ae_vs) as f64 / 1e6,
+            count(&self.d_vs) as f64 / 1e6,
+            if self.lpips.is_some() { "on" } else { "off" },
+            self.data.description
+        )
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn steps_per_epoch(&self) -> u64 {
+        (self.data.train.len() / self.cfg.train.batch_size as usize).max(1) as u64
+    }
+
+    fn metrics(&self) -> Vec<MetricDef> {
+        let mut m: Vec<MetricDef> = [
+            "recon_loss",
+            "commitment_loss",
+            "perceptual_loss",
+            "aeloss",
+            "g_image_loss",
+            "g_video_loss",
+            "image_gan_feat_loss",
+            "video_gan_feat_loss",
+            "d_image_loss",
+            "d_video_loss",
+            "discloss",
+        ]
+        .iter()
+        .map(|n| MetricDef::loss(n))
+        .collect();
+        m[0] = MetricDef::loss("recon_loss").main();
+        m.extend(
+            [
+                "logits_image_real",
+                "logits_image_fake",
+                "logits_video_real",
+                "logits_video_fake",
+                "perplexity",
+                "codebook_usage",
+                "psnr",
+                "grad_norm",
+            ]
+            .iter()
+            .map(|n| MetricDef::diagnostic(n)),
+        );
+        m.push(MetricDef::setting("lr"));
+        m.push(
+            MetricDef::validation("val_psnr", true)
+                .main()
+                .baseline("val_mean_volume_psnr"),
+        );
+        m.push(MetricDef::validation("val_mean_volume_psnr", true));
+        m.push(MetricDef::validation("val_recon_loss", false));
+        m.push(MetricDef::validation("val_perplexity", true));
+        m.push(MetricDef::validation("val_codebook_usage", true).main());
+        m.push(MetricDef::validation("val_commitment_loss", false));
+        m.push(MetricDef::validation("val_corr", true));
+        m
+    }
+
+    fn apply_preset(&mut self, preset: &AnyPreset) {
+        let AnyPreset::VqGan(p) = preset else {
+            return;
+        };
+        for o in [&mut self.opt_ae, &mut self.opt_d] {
+            o.lr = p.train.lr;
+            o.beta1 = p.train.beta1;
+            o.beta2 = p.train.beta2;
+        }
+        self.cfg = p.clone();
+    }
+
+    fn non_finite_advice(&self) -> &'static str {
+        "lower train.lr 3-10x, or the GAN weights, then resume from the last good checkpoint"
+    }
+
+    fn train_step(&mut self, ctx: &StepCtx) -> Result<Vec<(&'static str, f64)>, StepError> {
+        crate::engine::trainer::injected_failure(ctx.step)?;
+        self.step = ctx.step + 1;
+        seed_torch(self.seed, Stream::Step, ctx.step);
+        let mut rng = SplitMix64::new(derive_seed(self.seed, Stream::Step, ctx.step));
+        let idx = self.indices(ctx.epoch, ctx.batch_in_epoch);
+        let flipped: Vec<Volume> = idx
+            .iter()
+            .map(|&i| {
+                let v = &self.data.train[i];
+                if rng.next_f64() < self.cfg.data.flip_prob {
+                    flip(v, rng.below(3) as usize)
+                } else {
+                    v.clone()
+                }
+            })
+            .collect();
+        let x = self.stack(&flipped.iter().collect::<Vec<_>>());
+        let t = &self.cfg.train;
+        let disc_on =
+            ctx.step >= t.disc_start && (t.image_gan_weight > 0.0 || t.video_gan_weight > 0.0);
+        let (xr, q) = self.ae.forward(&x, true);
+        let recon = (&xr - &x).abs().mean(Kind::Float) * t.l1_weight;
+        let commitment = &q.commitment * t.commitment_weight;
+        let (f, fr) = Self::slices(&x, &xr, &mut rng);
+        let perceptual = match &self.lpips {
+            Some(l) if t.perceptual_weight > 0.0 => {
+                l.distance(&f, &fr).mean(Kind::Float) * t.perceptual_weight
+            }
+            _ => recon.zeros_like(),
+        };
+        let zero = || recon.zeros_like();
+        let (mut g_img, mut g_vid, mut fm_img, mut fm_vid) = (zero(), zero(), zero(), zero());
+        let mut logits = [0.0f64; 4];
+        if disc_on {
+            if t.image_gan_weight > 0.0 {
+                let (fake_logits, fake_feats) = self.d2.forward_t(&fr, true);
+                g_img = -fake_logits.mean(Kind::Float);
+                if t.gan_feat_weight > 0.0 {
+                    let (_, real_feats) = self.d2.forward_t(&f, true);
+                    fm_img = self.feature_matching(&fake_feats, &real_feats);
+                }
+            }
+            if t.video_gan_weight > 0.0 {
+                let (fake_logits, fake_feats) = self.d3.forward_t(&xr, true);
+                g_vid = -fake_logits.mean(Kind::Float);
+                if t.gan_feat_weight > 0.0 {
+                    let (_, real_feats) = self.d3.forward_t(&x, true);
+                    fm_vid = self.feature_matching(&fake_feats, &real_feats);
+                }
+            }
+        }
+        let adv = &g_img * t.image_gan_weight + &g_vid * t.video_gan_weight;
+        let fm = (&fm_img + &fm_vid) * t.gan_feat_weight;
+        let aeloss = &recon + &commitment + &adv + &perceptual + &fm;
+        self.opt_ae.zero_grad();
+        aeloss
+            .f_backward()
+            .map_err(StepError::at("autoencoder backward"))?;
+        // Clip and step the autoencoder only; the critics' gradients from this loss are dropped.
+        let grad_norm = clip_global_norm(&self.ae_vs.trainable_variables(), t.grad_clip);
+        self.opt_ae.step();
+        let (mut d_img, mut d_vid) = (zero(), zero());
+        if disc_on {
+            self.opt_d.zero_grad();
+            let (f2, fr2) = Self::slices(&x, &xr.detach(), &mut rng);
+            if t.image_gan_weight > 0.0 {
+                let (r, _) = self.d2.forward_t(&f2, true);
+                let (g, _) = self.d2.forward_t(&fr2, true);
+                logits[0] = scalar(&r.mean(Kind::Float));
+                logits[1] = scalar(&g.mean(Kind::Float));
+                d_img = self.disc_pair(&r, &g);
+            }
+            if t.video_gan_weight > 0.0 {
+                let (r, _) = self.d3.forward_t(&x, true);
+                let (g, _) = self.d3.forward_t(&xr.detach(), true);
+                logits[2] = scalar(&r.mean(Kind::Float));
+                logits[3] = scalar(&g.mean(Kind::Float));
+                d_vid = self.disc_pair(&r, &g);
+            }
+            let dloss = &d_img * t.image_gan_weight + &d_vid * t.video_gan_weight;
+            dloss
+                .f_backward()
+                .map_err(StepError::at("critic backward"))?;
+            self.opt_d.step();
+        }
+        let discloss = &d_img * t.image_gan_weight + &d_vid * t.video_gan_weight;
+        let mse = scalar(&(&xr - &x).square().mean(Kind::Float));
+        let mut out = vec![
+            ("recon_loss", scalar(&recon)),
+            ("commitment_loss", scalar(&commitment)),
+            ("perceptual_loss", scalar(&perceptual)),
+            ("aeloss", scalar(&aeloss)),
+            ("perplexity", q.perplexity),
+            ("codebook_usage", q.used as f64),
+            ("psnr", psnr(mse)),
+            ("grad_norm", grad_norm),
+            ("lr", self.opt_ae.lr),
+        ];
+        if disc_on {
+            out.extend([
+                ("g_image_loss", scalar(&g_img)),
+                ("g_video_loss", scalar(&g_vid)),
+                ("image_gan_feat_loss", scalar(&fm_img)),
+                ("video_gan_feat_loss", scalar(&fm_vid)),
+                ("d_image_loss", scalar(&d_img)),
+                ("d_video_loss", scalar(&d_vid)),
+                ("discloss", scalar(&discloss)),
+                ("logits_image_real", logits[0]),
+                ("logits_image_fake", logits[1]),
+                ("logits_video_real", logits[2]),
+                ("logits_video_fake", logits[3]),
+            ]);
+        }
+        Ok(out)
+    }
+
+    fn live_names(&self) -> &'static [&'static str] {
+        LIVE.as_slice()
+    }
+
+    fn live_values(&self) -> Vec<(&'static str, f64)> {
+        let t = &self.cfg.train;
+        vec![
+            ("train.lr", t.lr),
+            ("train.grad_clip", t.grad_clip),
+            ("train.l1_weight", t.l1_weight),
+            ("train.commitment_weight", t.commitment_weight),
+            ("train.perceptual_weight", t.perceptual_weight),
+            ("train.image_gan_weight", t.image_gan_weight),
+            ("train.video_gan_weight", t.video_gan_weight),
+            ("train.gan_feat_weight", t.gan_feat_weight),
+        ]
+    }
+
+    fn set_live(&mut self, name: &str, value: f64) -> Result<f64, String> {
+        if !value.is_finite() || value < 0.0 {
+            return Err(format!("{name} = {value}: a finite value >= 0"));
+        }
+        let t = &mut self.cfg.train;
+        let slot = match name {
+            "train.lr" | "lr" => &mut t.lr,
+            "train.grad_clip" => &mut t.grad_clip,
+            "train.l1_weight" => &mut t.l1_weight,
+            "train.commitment_weight" => &mut t.commitment_weight,
+            "train.perceptual_weight" => &mut t.perceptual_weight,
+            "train.image_gan_weight" => &mut t.image_gan_weight,
+            "train.video_gan_weight" => &mut t.video_gan_weight,
+            "train.gan_feat_weight" => &mut t.gan_feat_weight,
+            other => {
+                return Err(format!(
+                    "`{other}` is not a live hyperparameter; live: {}",
+                    LIVE.join(", ")
+                ))
+            }
+        };
+        let old = std::mem::replace(slot, value);
+        self.opt_ae.lr = self.cfg.train.lr;
+        self.opt_d.lr = self.cfg.train.lr;
+        Ok(old)
+    }
+
+    fn sample_grid(&mut self) -> Rgba {
+        match self.slice_pictures(8) {
+            Some((truth, recon)) => {
+                let n = truth.size()[0];
+                crate::engine::convert::grid_rgba(&Tensor::cat(&[truth, recon], 0), n)
+            }
+            None => Rgba {
+                width: 1,
+                height: 1,
+                pixels: vec![0, 0, 0, 255],
+            },
+        }
+    }
+
+    fn reconstruction(&mut self) -> Option<Reconstruction> {
+        let (truth, recon) = self.slice_pictures(4)?;
+        Some(Reconstruction {
+            split: "validation".into(),
+            frames: truth.size()[0] as u32,
+            truth: crate::engine::convert::strip(&truth),
+            recon: crate::engine::convert::strip(&recon),
+            boxes: Vec::new(),
+            motion_boxes: Vec::new(),
+        })
+    }
+
+    fn pending_reconstruction(&mut self) -> Option<Reconstruction> {
+        self.pending.take()
+    }
+
+    fn drain_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    fn validate(&mut self) -> Option<Validation> {
+        if self.data.validation.is_empty() {
+            return None;
+        }
+        let b = self.cfg.train.batch_size.max(1) as usize;
+        let mean = {
+            let n = self.data.train.len().min(256);
+            let vols: Vec<&Volume> = self.data.train.iter().take(n).collect();
+            self.stack(&vols).mean_dim(0, false, Kind::Float)
+        };
+        let (mut mse, mut base, mut l1, mut commit, mut perp, mut corr) =
+            (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+        let mut used = std::collections::BTreeSet::new();
+        let mut n = 0.0;
+        let vols: Vec<&Volume> = self.data.validation.iter().collect();
+        for chunk in vols.chunks(b) {
+            let x = self.stack(chunk);
+            let (xr, q) = tch::no_grad(|| self.ae.forward(&x, false));
+            let k = chunk.len() as f64;
+            mse += scalar(&(&xr - &x).square().mean(Kind::Float)) * k;
+            base += scalar(&(&x - &mean).square().mean(Kind::Float)) * k;
+            l1 += scalar(&(&xr - &x).abs().mean(Kind::Float)) * k;
+            commit += scalar(&q.commitment) * k;
+            perp += q.perplexity * k;
+            let (a, r) = (x.flatten(1, -1), xr.flatten(1, -1));
+            let (a, r) = (
+                &a - a.mean_dim(1, true, Kind::Float),
+                &r - r.mean_dim(1, true, Kind::Float),
+            );
+            let c = (&a * &r).sum_dim_intlist(1, false, Kind::Float)
+                / ((a.square().sum_dim_intlist(1, false, Kind::Float)
+                    * r.square().sum_dim_intlist(1, false, Kind::Float))
+                .sqrt()
+                    + 1e-8);
+            corr += scalar(&c.sum(Kind::Float));
+            let ids: Vec<i64> = Vec::try_from(q.indices.flatten(0, -1)).unwrap_or_default();
+            used.extend(ids);
+            n += k;
+        }
+        let k = f64::from(self.cfg.model.n_codes);
+        self.pending = self.reconstruction();
+        Some(Validation {
+            scalars: vec![
+                ("val_psnr", psnr(mse / n)),
+                ("val_mean_volume_psnr", psnr(base / n)),
+                ("val_recon_loss", l1 / n),
+                ("val_perplexity", perp / n),
+                ("val_codebook_usage", used.len() as f64 / k),
+                ("val_commitment_loss", commit / n),
+                ("val_corr", corr / n),
+            ],
+            best_by: "val_psnr",
+            diversity_ratio: None,
+        })
+    }
+
+    fn state_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for (prefix, vs) in [("ae", &self.ae_vs), ("d", &self.d_vs)] {
+            out.extend(
+                vs.variables()
+                    .into_iter()
+                    .map(|(n, t)| (format!("{prefix}.{n}"), t)),
+            );
+        }
+        out.extend(self.opt_ae.state_tensors("opt_ae"));
+        out.extend(self.opt_d.state_tensors("opt_d"));
+        out
+    }
+
+    fn load_state(&mut self, ckpt: &Loaded) -> Result<(), String> {
+        let shown = ckpt.dir.display().to_string();
+        ckpt.load_vars("ae", &self.ae_vs)?;
+        ckpt.load_vars("d", &self.d_vs)?;
+        let get = |k: &str| ckpt.get(k);
+        self.opt_ae
+            .load_state("opt_ae", &get)
+            .map_err(|e| format!("{shown}: {e}"))?;
+        self.opt_d
+            .load_state("opt_d", &get)
+            .map_err(|e| format!("{shown}: {e}"))
+    }
+}
