@@ -1,0 +1,104 @@
+//! The VQ-GAN family (seed 003) end to end on CPU libtorch: exact resume across the critics'
+//! start, and bad volumes refused by name before any run folder exists.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command as Process;
+
+use common::{run_to_end, scalars};
+use workbench::core::preset::{self, AnyPreset, VqGanPreset};
+use workbench::core::protocol::Event;
+use workbench::engine::worker::RunRequest;
+
+#[test]
+fn a_resumed_run_repeats_the_uninterrupted_losses_exactly() {
+    let runs = tempfile::tempdir().unwrap();
+    let mut p = AnyPreset::VqGan(VqGanPreset::default())
+        .with_overrides([
+            ("device", "cpu".into()),
+            ("threads", 1.into()),
+            ("data.synthetic_count", 8.into()),
+            ("data.synthetic_holdout", 2.into()),
+            ("train.batch_size", 2.into()),
+            ("train.disc_start", 4.into()),
+            ("logging.log_every_steps", 1.into()),
+            ("logging.validate_every_steps", 5.into()),
+            ("checkpoints.every_steps", 3.into()),
+        ])
+        .unwrap();
+    if let AnyPreset::VqGan(v) = &mut p {
+        v.phases[0].length = preset::PhaseLength::Steps(10);
+    }
+    let p = preset::validate(p).unwrap();
+    let req = |limit| RunRequest {
+        preset: Some(p.clone()),
+        runs_dir: runs.path().into(),
+        step_limit: limit,
+        ..RunRequest::default()
+    };
+    let (whole, events) = run_to_end(req(None));
+    assert!(
+        matches!(events.last(), Some(Event::RunFinished { step: 10, .. })),
+        "{:?}",
+        events.last()
+    );
+    let (part, _) = run_to_end(req(Some(6)));
+    let (_, events) = run_to_end(RunRequest {
+        resume: Some(part.clone()),
+        runs_dir: runs.path().into(),
+        ..RunRequest::default()
+    });
+    assert!(matches!(
+        events.last(),
+        Some(Event::RunFinished { step: 10, .. })
+    ));
+    let (a, b) = (scalars(&whole), scalars(&part));
+    assert!(
+        a.values().any(|r| r.contains_key("discloss")),
+        "the critics ran"
+    );
+    assert!(a.values().any(|r| r.contains_key("val_psnr")));
+    for (step, row) in &a {
+        for (k, v) in row {
+            assert_eq!(Some(v), b[step].get(k), "step {step} {k}");
+        }
+    }
+}
+
+#[test]
+fn bad_volumes_are_exit_2_before_any_run_directory() {
+    let runs = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let train = |path: &Path| {
+        Process::new(env!("CARGO_BIN_EXE_workbench"))
+            .args(["train", "--preset"])
+            .arg(root.join("presets/vq_gan_tiny.ron"))
+            .arg("--runs-dir")
+            .arg(runs.path())
+            .args(["--device", "cpu", "--steps", "1", "--data"])
+            .arg(path)
+            .output()
+            .unwrap()
+    };
+    let empty = data.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let text = data.path().join("text.nii");
+    std::fs::write(&text, "not a volume").unwrap();
+    for (out, want) in [
+        (train(&empty), "holds no .nii or .nii.gz file"),
+        (train(&text), "text.nii"),
+        (train(&data.path().join("missing")), "does not exist"),
+    ] {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("data.path") && stderr.contains(want),
+            "{stderr}"
+        );
+    }
+    assert_eq!(std::fs::read_dir(runs.path()).map_or(0, Iterator::count), 0);
+}
