@@ -221,6 +221,7 @@ fn tiny(sets: &[(&str, serde_json::Value)], base: LatentActionPreset) -> Validat
 /// stored batch within 300 steps.
 #[test]
 fn the_overfit_test_passes_on_the_tiny_model() {
+    let _serial = common::exclusive();
     let runs = tempfile::tempdir().unwrap();
     let (dir, events) = run_to_end(RunRequest {
         preset: Some(tiny(&[], LatentActionPreset::overfit())),
@@ -246,6 +247,7 @@ fn the_overfit_test_passes_on_the_tiny_model() {
 /// model, both optimizers, the codebook (EMA statistics included) and the data order.
 #[test]
 fn a_resumed_run_repeats_the_uninterrupted_losses_exactly() {
+    let _serial = common::exclusive();
     let runs = tempfile::tempdir().unwrap();
     let sets = [
         ("train.batch_size", 4.into()),

@@ -36,3 +36,12 @@ pub fn scalars(run: &Path) -> BTreeMap<u64, BTreeMap<String, f64>> {
     let (by_step, _) = export::scalars_by_step(&RunDir::open(run).expect("run")).expect("scalars");
     by_step.into_iter().map(|(s, (_, v))| (s, v)).collect()
 }
+
+/// Held by every test of a binary that trains in-process where exact repetition matters:
+/// libtorch's random generator is one per process, so two runs training at once would draw
+/// from each other's stream.
+pub fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

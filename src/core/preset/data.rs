@@ -236,6 +236,12 @@ crate::preset_section! {
         pub height: u32 => field(K::Int { min: 4, max: 1024 }, "voxels", [], "Height H after crop or pad"),
         pub width: u32 => field(K::Int { min: 4, max: 1024 }, "voxels", [], "Width W after crop or pad"),
         pub flip_prob: f64 => field(K::Float { min: 0.0, max: 1.0 }, "", [phase], "Probability of a flip on one random axis"),
+        /// Patchwise training (the Xray port): cubes of this side, every patch of a volume in
+        /// one optimiser step; 0 trains on whole volumes.
+        #[serde(default)]
+        pub patch: u32 => field(K::Int { min: 0, max: 1024 }, "voxels", [], "Patch side for patchwise training (all patches of a volume in one step); 0 = whole volumes"),
+        #[serde(default)]
+        pub patch_stride: u32 => field(K::Int { min: 0, max: 1024 }, "voxels", [], "Patch stride (the last patch is pushed to the end of each axis); 0 = the patch side"),
         pub synthetic_count: u32 => field(K::Int { min: 2, max: 100000 }, "volumes", [], "Synthetic training volumes"),
         pub synthetic_holdout: u32 => field(K::Int { min: 1, max: 10000 }, "volumes", [], "Synthetic validation volumes"),
     }
@@ -251,6 +257,8 @@ impl Default for VolumeData {
             height: 16,
             width: 16,
             flip_prob: 0.5,
+            patch: 0,
+            patch_stride: 0,
             synthetic_count: 512,
             synthetic_holdout: 64,
         }

@@ -198,6 +198,18 @@ impl VqGanPreset {
                 );
             }
         }
+        let side = if d.patch == 0 { None } else { Some(d.patch) };
+        if let Some(p) = side {
+            let smallest = d.depth.min(d.height).min(d.width);
+            let factor = m.downsample_d.max(m.downsample_h).max(m.downsample_w);
+            if p > smallest || !p.is_multiple_of(factor) {
+                bad(
+                    "data.patch",
+                    p.to_string(),
+                    format!("at most the volume's smallest side ({smallest}) and a multiple of the largest downsampling ({factor})"),
+                );
+            }
+        }
         if d.source == VolumeSource::Nifti && d.path.trim().is_empty() {
             bad(
                 "data.path",

@@ -6,7 +6,7 @@ use crate::core::preset::AnyPreset;
 use crate::core::protocol::{Event, Level, MetricDef};
 use crate::core::rng::{derive_seed, epoch_permutation, SplitMix64, Stream};
 use crate::engine::checkpoint::Loaded;
-use crate::engine::data::volumes::{flip, Volume, VolumeSet};
+use crate::engine::data::volumes::{blend, extract, flip, patch_grid, Volume, VolumeSet};
 use crate::engine::lpips::{default_weights, Lpips};
 use crate::engine::nn::vq3d::{self, Decoder3d, EmaCodebook, Encoder3d, NLayerDiscriminator, Pad};
 use crate::engine::optim::{clip_global_norm, Adam};
@@ -225,6 +225,45 @@ impl VqGanTrainer {
         Tensor::stack(&terms, 0).sum(Kind::Float)
     }
 
+    /// Reconstructs volumes `[B, 1, D, H, W]` in eval mode: whole, or (patchwise) patch by
+    /// patch and blended back; returns the reconstruction and the quantiser's results.
+    fn reconstruct(&self, vols: &[&Volume]) -> (Tensor, Vec<vq3d::Quantised>) {
+        let patch = self.cfg.data.patch as usize;
+        tch::no_grad(|| {
+            if patch == 0 {
+                let (xr, q) = self.ae.forward(&self.stack(vols), false);
+                return (xr, vec![q]);
+            }
+            let stride = match self.cfg.data.patch_stride as usize {
+                0 => patch,
+                s => s,
+            };
+            let mut qs = Vec::new();
+            let mut out = Vec::with_capacity(vols.len());
+            for v in vols {
+                let parts: Vec<([usize; 3], Volume)> = patch_grid(v.dims, [patch; 3], [stride; 3])
+                    .into_iter()
+                    .map(|at| {
+                        let (xr, q) = self
+                            .ae
+                            .forward(&self.stack(&[&extract(v, at, [patch; 3])]), false);
+                        qs.push(q);
+                        let data = Vec::<f32>::try_from(xr.flatten(0, -1)).unwrap_or_default();
+                        (
+                            at,
+                            Volume {
+                                dims: [patch; 3],
+                                data,
+                            },
+                        )
+                    })
+                    .collect();
+                out.push(blend(v.dims, &parts));
+            }
+            (self.stack(&out.iter().collect::<Vec<_>>()), qs)
+        })
+    }
+
     /// The middle depth slices of the first validation volumes: truth and reconstruction.
     fn slice_pictures(&self, count: usize) -> Option<(Tensor, Tensor)> {
         let vols: Vec<&Volume> = self.data.validation.iter().take(count).collect();
@@ -232,7 +271,7 @@ impl VqGanTrainer {
             return None;
         }
         let x = self.stack(&vols);
-        let (xr, _) = tch::no_grad(|| self.ae.forward(&x, false));
+        let (xr, _) = self.reconstruct(&vols);
         let mid = x.size()[2] / 2;
         let to01 = |t: &Tensor| {
             ((t.select(2, mid) + 1.0) / 2.0)
@@ -355,103 +394,122 @@ impl Trainer for VqGanTrainer {
                 }
             })
             .collect();
-        let x = self.stack(&flipped.iter().collect::<Vec<_>>());
-        let t = &self.cfg.train;
+        // Whole volumes as one batch, or (patchwise) every patch of every volume, one at a
+        // time, the losses scaled so that the step is the mean over the patches.
+        let patch = self.cfg.data.patch as usize;
+        let pieces: Vec<Tensor> = if patch == 0 {
+            vec![self.stack(&flipped.iter().collect::<Vec<_>>())]
+        } else {
+            let stride = match self.cfg.data.patch_stride as usize {
+                0 => patch,
+                s => s,
+            };
+            flipped
+                .iter()
+                .flat_map(|v| {
+                    patch_grid(v.dims, [patch; 3], [stride; 3])
+                        .into_iter()
+                        .map(move |at| extract(v, at, [patch; 3]))
+                })
+                .map(|p| self.stack(&[&p]))
+                .collect()
+        };
+        let scale = 1.0 / pieces.len() as f64;
+        let t = self.cfg.train.clone();
         let disc_on =
             ctx.step >= t.disc_start && (t.image_gan_weight > 0.0 || t.video_gan_weight > 0.0);
-        let (xr, q) = self.ae.forward(&x, true);
-        let recon = (&xr - &x).abs().mean(Kind::Float) * t.l1_weight;
-        let commitment = &q.commitment * t.commitment_weight;
-        let (f, fr) = Self::slices(&x, &xr, &mut rng);
-        let perceptual = match &self.lpips {
-            Some(l) if t.perceptual_weight > 0.0 => {
-                l.distance(&f, &fr).mean(Kind::Float) * t.perceptual_weight
-            }
-            _ => recon.zeros_like(),
-        };
-        let zero = || recon.zeros_like();
-        let (mut g_img, mut g_vid, mut fm_img, mut fm_vid) = (zero(), zero(), zero(), zero());
-        let mut logits = [0.0f64; 4];
-        if disc_on {
-            if t.image_gan_weight > 0.0 {
-                let (fake_logits, fake_feats) = self.d2.forward_t(&fr, true);
-                g_img = -fake_logits.mean(Kind::Float);
-                if t.gan_feat_weight > 0.0 {
-                    let (_, real_feats) = self.d2.forward_t(&f, true);
-                    fm_img = self.feature_matching(&fake_feats, &real_feats);
-                }
-            }
-            if t.video_gan_weight > 0.0 {
-                let (fake_logits, fake_feats) = self.d3.forward_t(&xr, true);
-                g_vid = -fake_logits.mean(Kind::Float);
-                if t.gan_feat_weight > 0.0 {
-                    let (_, real_feats) = self.d3.forward_t(&x, true);
-                    fm_vid = self.feature_matching(&fake_feats, &real_feats);
-                }
-            }
-        }
-        let adv = &g_img * t.image_gan_weight + &g_vid * t.video_gan_weight;
-        let fm = (&fm_img + &fm_vid) * t.gan_feat_weight;
-        let aeloss = &recon + &commitment + &adv + &perceptual + &fm;
+        let mut sums = std::collections::BTreeMap::<&'static str, f64>::new();
+        let mut add = |k: &'static str, v: f64| *sums.entry(k).or_insert(0.0) += v * scale;
+        let mut done = Vec::with_capacity(pieces.len());
         self.opt_ae.zero_grad();
-        aeloss
-            .f_backward()
-            .map_err(StepError::at("autoencoder backward"))?;
-        // Clip and step the autoencoder only; the critics' gradients from this loss are dropped.
+        for x in &pieces {
+            let (xr, q) = self.ae.forward(x, true);
+            let recon = (&xr - x).abs().mean(Kind::Float) * t.l1_weight;
+            let commitment = &q.commitment * t.commitment_weight;
+            let (f, fr) = Self::slices(x, &xr, &mut rng);
+            let perceptual = match &self.lpips {
+                Some(l) if t.perceptual_weight > 0.0 => {
+                    l.distance(&f, &fr).mean(Kind::Float) * t.perceptual_weight
+                }
+                _ => recon.zeros_like(),
+            };
+            let zero = || recon.zeros_like();
+            let (mut g_img, mut g_vid, mut fm_img, mut fm_vid) = (zero(), zero(), zero(), zero());
+            if disc_on {
+                if t.image_gan_weight > 0.0 {
+                    let (fake_logits, fake_feats) = self.d2.forward_t(&fr, true);
+                    g_img = -fake_logits.mean(Kind::Float);
+                    if t.gan_feat_weight > 0.0 {
+                        let (_, real_feats) = self.d2.forward_t(&f, true);
+                        fm_img = self.feature_matching(&fake_feats, &real_feats);
+                    }
+                }
+                if t.video_gan_weight > 0.0 {
+                    let (fake_logits, fake_feats) = self.d3.forward_t(&xr, true);
+                    g_vid = -fake_logits.mean(Kind::Float);
+                    if t.gan_feat_weight > 0.0 {
+                        let (_, real_feats) = self.d3.forward_t(x, true);
+                        fm_vid = self.feature_matching(&fake_feats, &real_feats);
+                    }
+                }
+            }
+            let adv = &g_img * t.image_gan_weight + &g_vid * t.video_gan_weight;
+            let fm = (&fm_img + &fm_vid) * t.gan_feat_weight;
+            let aeloss = &recon + &commitment + &adv + &perceptual + &fm;
+            (&aeloss * scale)
+                .f_backward()
+                .map_err(StepError::at("autoencoder backward"))?;
+            add("recon_loss", scalar(&recon));
+            add("commitment_loss", scalar(&commitment));
+            add("perceptual_loss", scalar(&perceptual));
+            add("aeloss", scalar(&aeloss));
+            add("perplexity", q.perplexity);
+            add("codebook_usage", q.used as f64);
+            add("psnr", psnr(scalar(&(&xr - x).square().mean(Kind::Float))));
+            if disc_on {
+                add("g_image_loss", scalar(&g_img));
+                add("g_video_loss", scalar(&g_vid));
+                add("image_gan_feat_loss", scalar(&fm_img));
+                add("video_gan_feat_loss", scalar(&fm_vid));
+            }
+            done.push(xr.detach());
+        }
+        // Clip and step the autoencoder only; the critics' gradients from its loss are dropped.
         let grad_norm = clip_global_norm(&self.ae_vs.trainable_variables(), t.grad_clip);
         self.opt_ae.step();
-        let (mut d_img, mut d_vid) = (zero(), zero());
         if disc_on {
             self.opt_d.zero_grad();
-            let (f2, fr2) = Self::slices(&x, &xr.detach(), &mut rng);
-            if t.image_gan_weight > 0.0 {
-                let (r, _) = self.d2.forward_t(&f2, true);
-                let (g, _) = self.d2.forward_t(&fr2, true);
-                logits[0] = scalar(&r.mean(Kind::Float));
-                logits[1] = scalar(&g.mean(Kind::Float));
-                d_img = self.disc_pair(&r, &g);
+            for (x, xr) in pieces.iter().zip(&done) {
+                let zero = || x.zeros_like().mean(Kind::Float);
+                let (mut d_img, mut d_vid) = (zero(), zero());
+                let (f, fr) = Self::slices(x, xr, &mut rng);
+                if t.image_gan_weight > 0.0 {
+                    let (r, _) = self.d2.forward_t(&f, true);
+                    let (g, _) = self.d2.forward_t(&fr, true);
+                    add("logits_image_real", scalar(&r.mean(Kind::Float)));
+                    add("logits_image_fake", scalar(&g.mean(Kind::Float)));
+                    d_img = self.disc_pair(&r, &g);
+                }
+                if t.video_gan_weight > 0.0 {
+                    let (r, _) = self.d3.forward_t(x, true);
+                    let (g, _) = self.d3.forward_t(xr, true);
+                    add("logits_video_real", scalar(&r.mean(Kind::Float)));
+                    add("logits_video_fake", scalar(&g.mean(Kind::Float)));
+                    d_vid = self.disc_pair(&r, &g);
+                }
+                let dloss = &d_img * t.image_gan_weight + &d_vid * t.video_gan_weight;
+                (&dloss * scale)
+                    .f_backward()
+                    .map_err(StepError::at("critic backward"))?;
+                add("d_image_loss", scalar(&d_img));
+                add("d_video_loss", scalar(&d_vid));
+                add("discloss", scalar(&dloss));
             }
-            if t.video_gan_weight > 0.0 {
-                let (r, _) = self.d3.forward_t(&x, true);
-                let (g, _) = self.d3.forward_t(&xr.detach(), true);
-                logits[2] = scalar(&r.mean(Kind::Float));
-                logits[3] = scalar(&g.mean(Kind::Float));
-                d_vid = self.disc_pair(&r, &g);
-            }
-            let dloss = &d_img * t.image_gan_weight + &d_vid * t.video_gan_weight;
-            dloss
-                .f_backward()
-                .map_err(StepError::at("critic backward"))?;
             self.opt_d.step();
         }
-        let discloss = &d_img * t.image_gan_weight + &d_vid * t.video_gan_weight;
-        let mse = scalar(&(&xr - &x).square().mean(Kind::Float));
-        let mut out = vec![
-            ("recon_loss", scalar(&recon)),
-            ("commitment_loss", scalar(&commitment)),
-            ("perceptual_loss", scalar(&perceptual)),
-            ("aeloss", scalar(&aeloss)),
-            ("perplexity", q.perplexity),
-            ("codebook_usage", q.used as f64),
-            ("psnr", psnr(mse)),
-            ("grad_norm", grad_norm),
-            ("lr", self.opt_ae.lr),
-        ];
-        if disc_on {
-            out.extend([
-                ("g_image_loss", scalar(&g_img)),
-                ("g_video_loss", scalar(&g_vid)),
-                ("image_gan_feat_loss", scalar(&fm_img)),
-                ("video_gan_feat_loss", scalar(&fm_vid)),
-                ("d_image_loss", scalar(&d_img)),
-                ("d_video_loss", scalar(&d_vid)),
-                ("discloss", scalar(&discloss)),
-                ("logits_image_real", logits[0]),
-                ("logits_image_fake", logits[1]),
-                ("logits_video_real", logits[2]),
-                ("logits_video_fake", logits[3]),
-            ]);
-        }
+        let mut out: Vec<(&'static str, f64)> = sums.into_iter().collect();
+        out.push(("grad_norm", grad_norm));
+        out.push(("lr", self.opt_ae.lr));
         Ok(out)
     }
 
@@ -551,13 +609,18 @@ impl Trainer for VqGanTrainer {
         let vols: Vec<&Volume> = self.data.validation.iter().collect();
         for chunk in vols.chunks(b) {
             let x = self.stack(chunk);
-            let (xr, q) = tch::no_grad(|| self.ae.forward(&x, false));
+            let (xr, qs) = self.reconstruct(chunk);
             let k = chunk.len() as f64;
             mse += scalar(&(&xr - &x).square().mean(Kind::Float)) * k;
             base += scalar(&(&x - &mean).square().mean(Kind::Float)) * k;
             l1 += scalar(&(&xr - &x).abs().mean(Kind::Float)) * k;
-            commit += scalar(&q.commitment) * k;
-            perp += q.perplexity * k;
+            let m = qs.len().max(1) as f64;
+            commit += qs.iter().map(|q| scalar(&q.commitment)).sum::<f64>() / m * k;
+            perp += qs.iter().map(|q| q.perplexity).sum::<f64>() / m * k;
+            for q in &qs {
+                let ids: Vec<i64> = Vec::try_from(q.indices.flatten(0, -1)).unwrap_or_default();
+                used.extend(ids);
+            }
             let (a, r) = (x.flatten(1, -1), xr.flatten(1, -1));
             let (a, r) = (
                 &a - a.mean_dim(1, true, Kind::Float),
@@ -569,8 +632,6 @@ impl Trainer for VqGanTrainer {
                 .sqrt()
                     + 1e-8);
             corr += scalar(&c.sum(Kind::Float));
-            let ids: Vec<i64> = Vec::try_from(q.indices.flatten(0, -1)).unwrap_or_default();
-            used.extend(ids);
             n += k;
         }
         let k = f64::from(self.cfg.model.n_codes);
