@@ -25,6 +25,7 @@ fn a_resumed_run_repeats_the_uninterrupted_losses_exactly() {
             ("data.synthetic_holdout", 2.into()),
             ("train.batch_size", 2.into()),
             ("train.disc_start", 4.into()),
+            ("train.perceptual_weight", 0.1.into()),
             ("logging.log_every_steps", 1.into()),
             ("logging.validate_every_steps", 5.into()),
             ("checkpoints.every_steps", 3.into()),

@@ -168,6 +168,132 @@ impl Default for VqGanPreset {
     }
 }
 
+impl VqGanPreset {
+    /// The Xray-to-CTPA port's `vq_gan_3d_with_discriminator.yaml`: h 64, 512 codes of 64,
+    /// 4x4x4 downsampling, zero padding, `max(N, 1)` smoothing, commitment 2.0, output clamped,
+    /// 128^3 patches, both critics from step 10000 with feature matching 4 and LPIPS 0.1, lr
+    /// 1e-4. Its volumes are 604x512x512 CTPA scans; set the data size to yours.
+    #[must_use]
+    pub fn xray() -> Self {
+        let d = Self::default();
+        Self {
+            name: "vq_gan_xray".into(),
+            data: VolumeData {
+                depth: 128,
+                height: 128,
+                width: 128,
+                patch: 128,
+                patch_stride: 128,
+                synthetic_count: 8,
+                synthetic_holdout: 2,
+                ..d.data.clone()
+            },
+            model: Model {
+                n_hiddens: 64,
+                embedding_dim: 64,
+                n_codes: 512,
+                num_groups: 32,
+                padding: Padding::Constant,
+                smoothing: Smoothing::AtLeastOne,
+                clamp_output: true,
+                disc_channels: 64,
+                disc_layers: 3,
+                ..d.model.clone()
+            },
+            train: Train {
+                batch_size: 1,
+                lr: 1e-4,
+                commitment_weight: 2.0,
+                perceptual_weight: 0.1,
+                image_gan_weight: 1.0,
+                video_gan_weight: 0.5,
+                gan_feat_weight: 4.0,
+                disc_start: 10_000,
+                ..d.train.clone()
+            },
+            phases: vec![Phase {
+                name: "main".into(),
+                length: PhaseLength::Epochs(50),
+                overrides: BTreeMap::new(),
+                start_from_best: false,
+            }],
+            ..d
+        }
+    }
+
+    /// The Xray port's `vq_gan_3d_patches.yaml`: the same model with every GAN and perceptual
+    /// weight 0 (its reference patchwise trainer ignored them anyway) and the critics' start at
+    /// 100000.
+    #[must_use]
+    pub fn xray_patches() -> Self {
+        let x = Self::xray();
+        Self {
+            name: "vq_gan_xray_patches".into(),
+            train: Train {
+                perceptual_weight: 0.0,
+                image_gan_weight: 0.0,
+                video_gan_weight: 0.0,
+                gan_feat_weight: 0.0,
+                disc_start: 100_000,
+                ..x.train.clone()
+            },
+            phases: vec![Phase {
+                name: "main".into(),
+                length: PhaseLength::Epochs(30),
+                overrides: BTreeMap::new(),
+                start_from_best: false,
+            }],
+            ..x
+        }
+    }
+
+    /// medicaldiffusion's training script: h 16, 16384 codes of 8, 4x4x4, replicate padding,
+    /// Laplace smoothing, commitment 0.25, L1 4, both critics and feature matching 4 from step
+    /// 10000, LPIPS 4, lr 3e-4, batch 2 of 64^3 volumes.
+    #[must_use]
+    pub fn medicaldiffusion() -> Self {
+        let d = Self::default();
+        Self {
+            name: "vq_gan_medicaldiffusion".into(),
+            data: VolumeData {
+                depth: 64,
+                height: 64,
+                width: 64,
+                synthetic_count: 64,
+                synthetic_holdout: 8,
+                ..d.data.clone()
+            },
+            model: Model {
+                n_hiddens: 16,
+                embedding_dim: 8,
+                n_codes: 16384,
+                num_groups: 32,
+                disc_channels: 64,
+                disc_layers: 3,
+                ..d.model.clone()
+            },
+            train: Train {
+                batch_size: 2,
+                lr: 3e-4,
+                l1_weight: 4.0,
+                perceptual_weight: 4.0,
+                image_gan_weight: 1.0,
+                video_gan_weight: 1.0,
+                gan_feat_weight: 4.0,
+                disc_start: 10_000,
+                ..d.train.clone()
+            },
+            phases: vec![Phase {
+                name: "main".into(),
+                length: PhaseLength::Steps(100_000),
+                overrides: BTreeMap::new(),
+                start_from_best: false,
+            }],
+            ..d
+        }
+    }
+}
+
 /// Every field of the VQ-GAN preset, from its declarations.
 pub static SPECS: std::sync::LazyLock<Vec<FieldSpec>> =
     std::sync::LazyLock::new(super::schema::specs_of::<VqGanPreset>);

@@ -130,7 +130,21 @@ impl VqGanTrainer {
         let opt_ae = Adam::new(&ae_vs, cfg.train.lr, cfg.train.beta1, cfg.train.beta2);
         let opt_d = Adam::new(&d_vs, cfg.train.lr, cfg.train.beta1, cfg.train.beta2);
         let mut events = Vec::new();
-        let lpips = if cfg.train.perceptual_weight > 0.0 {
+        // LPIPS's VGG halves a slice four times: sides under 16 voxels have nothing left.
+        let side = match cfg.data.patch {
+            0 => cfg.data.height.min(cfg.data.width),
+            p => p,
+        };
+        let lpips = if cfg.train.perceptual_weight > 0.0 && side < 16 {
+            events.push(Event::Log {
+                step: 0,
+                level: Level::Warning,
+                message: format!(
+                    "train.perceptual_weight is taken as 0: LPIPS needs slices of at least 16x16, these are {side}x{side}"
+                ),
+            });
+            None
+        } else if cfg.train.perceptual_weight > 0.0 {
             match Lpips::load(&default_weights(), device) {
                 Ok(l) => Some(l),
                 Err(e) => {
