@@ -180,3 +180,119 @@ pub fn latent_action(args: &super::LearnOpts) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// The VQ-GAN learning check of spec 4.2: `vq_gan_tiny` (or `--preset`) for 1500 steps, or
+/// `--minutes`, whichever ends first, validating every `every` steps. Criteria: validation PSNR
+/// at least the mean-volume baseline + 3 dB by step 300; codebook use at least 25 %; after the
+/// critics start, PSNR back within 1 dB of its value before them within 500 steps.
+pub fn vq_gan(args: &super::LearnOpts) -> anyhow::Result<()> {
+    let preset_name = if args.preset == "latent_action_tiny" {
+        "vq_gan_tiny"
+    } else {
+        args.preset.as_str()
+    };
+    let mut sets: Vec<(&str, serde_json::Value)> = vec![("device", args.device.as_str().into())];
+    let data = args.data.as_ref().map(|d| d.display().to_string());
+    if let Some(d) = &data {
+        sets.push(("data.source", "nifti".into()));
+        sets.push(("data.path", d.as_str().into()));
+    }
+    for s in &args.set {
+        let (k, v) = s
+            .split_once('=')
+            .with_context(|| format!("--set {s}: expected FIELD.PATH=VALUE"))?;
+        sets.push((k, workbench::core::preset::schema::parse_cli_value(v)));
+    }
+    let p = super::shipped(preset_name, sets)?;
+    let disc_start = p.to_tree()["train"]["disc_start"]
+        .as_u64()
+        .unwrap_or(u64::MAX);
+    let device = workbench::engine::device::resolve(&args.device)?;
+    let mut trainer = make_trainer(&p, device)?;
+    println!("{}", trainer.describe());
+    let spe = trainer.steps_per_epoch();
+    let get = |v: &workbench::engine::trainer::Validation, k: &str| {
+        v.scalars
+            .iter()
+            .find(|(n, _)| *n == k)
+            .map_or(f64::NAN, |(_, x)| *x)
+    };
+    let t0 = Instant::now();
+    let mut curve: Vec<(u64, f64, f64, f64)> = Vec::new();
+    let mut d_loss = f64::NAN;
+    let mut step = 0u64;
+    let every = args.every.clamp(1, 100);
+    loop {
+        if step.is_multiple_of(every) {
+            let v = trainer
+                .validate()
+                .context("validation needs validation volumes")?;
+            let (psnr, base, usage) = (
+                get(&v, "val_psnr"),
+                get(&v, "val_mean_volume_psnr"),
+                get(&v, "val_codebook_usage"),
+            );
+            println!(
+                "step {step:>5} ({:>4.0} s): val PSNR {psnr:.2} dB (mean volume {base:.2})  codebook use {:.0} %  critic loss {d_loss:.3}",
+                t0.elapsed().as_secs_f64(),
+                usage * 100.0
+            );
+            curve.push((step, psnr, base, usage));
+        }
+        if step >= 1500 || t0.elapsed().as_secs_f64() > args.minutes * 60.0 {
+            break;
+        }
+        let s = trainer.train_step(&StepCtx {
+            step,
+            epoch: step / spe,
+            batch_in_epoch: step % spe,
+        })?;
+        if let Some((_, d)) = s.iter().find(|(k, _)| *k == "discloss") {
+            d_loss = *d;
+        }
+        step += 1;
+    }
+    let at = |s: u64| curve.iter().find(|c| c.0 >= s).copied();
+    if let Some((s, psnr, base, _)) = at(300) {
+        println!(
+            "by step {s}: {psnr:.2} dB against the baseline's {base:.2} + 3 = {:.2}: {}",
+            base + 3.0,
+            if psnr >= base + 3.0 {
+                "pass"
+            } else {
+                "NOT reached"
+            }
+        );
+    }
+    let usage = curve.iter().map(|c| c.3).fold(f64::INFINITY, f64::min);
+    println!(
+        "lowest codebook use after step 0: {:.0} % ({})",
+        curve
+            .iter()
+            .skip(1)
+            .map(|c| c.3)
+            .fold(f64::INFINITY, f64::min)
+            * 100.0,
+        if usage >= 0.25 {
+            "pass"
+        } else {
+            "below 25 % somewhere"
+        }
+    );
+    let before = curve.iter().rev().find(|c| c.0 <= disc_start).copied();
+    if let Some((_, p0, _, _)) = before {
+        let recovered = curve
+            .iter()
+            .filter(|c| c.0 > disc_start && c.0 <= disc_start + 500)
+            .any(|c| c.1 >= p0 - 1.0);
+        println!(
+            "critics from step {disc_start}: PSNR {p0:.2} dB before them; {} within 500 steps",
+            if recovered {
+                "back within 1 dB"
+            } else {
+                "NOT back within 1 dB"
+            }
+        );
+    }
+    Ok(())
+}

@@ -35,6 +35,9 @@ pub enum BenchCmd {
         #[arg(long)]
         full: bool,
     },
+    /// VQ-GAN learning check (spec 4.2): 1500 steps of `vq_gan_tiny`, validation PSNR against
+    /// the mean-volume baseline, codebook use and the recovery after the critics start.
+    VqGanLearning(LearnOpts),
     /// Latent action model learning check: train for some minutes, validating as it goes:
     /// validation MSE against the copy-last-frame baseline, action purity and sensitivity.
     LatentActionLearning(LearnOpts),
@@ -95,6 +98,7 @@ pub fn run(cmd: &BenchCmd) -> anyhow::Result<()> {
         BenchCmd::WubuGaadBat(o) => step_time::wubu_gaad(o, true),
         BenchCmd::LatentAction { opts, full } => step_time::latent_action(opts, *full),
         BenchCmd::LatentActionLearning(o) => learning::latent_action(o),
+        BenchCmd::VqGanLearning(o) => learning::vq_gan(o),
     }
 }
 
