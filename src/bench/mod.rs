@@ -35,6 +35,9 @@ pub enum BenchCmd {
         #[arg(long)]
         full: bool,
     },
+    /// VQ-GAN, tiny, critics on: step time and peak memory beside PyTorch eager
+    /// (bench/vq_gan_tiny.py).
+    VqGan(Opts),
     /// VQ-GAN learning check (spec 4.2): 1500 steps of `vq_gan_tiny`, validation PSNR against
     /// the mean-volume baseline, codebook use and the recovery after the critics start.
     VqGanLearning(LearnOpts),
@@ -99,6 +102,7 @@ pub fn run(cmd: &BenchCmd) -> anyhow::Result<()> {
         BenchCmd::LatentAction { opts, full } => step_time::latent_action(opts, *full),
         BenchCmd::LatentActionLearning(o) => learning::latent_action(o),
         BenchCmd::VqGanLearning(o) => learning::vq_gan(o),
+        BenchCmd::VqGan(o) => step_time::vq_gan(o),
     }
 }
 
