@@ -586,11 +586,25 @@ impl Trainer for VqGanTrainer {
         }
     }
 
+    /// Depth slices of the first validation volume (at most 32, evenly spaced), truth beside
+    /// reconstruction: the Samples tab shows them with their difference.
     fn reconstruction(&mut self) -> Option<Reconstruction> {
-        let (truth, recon) = self.slice_pictures(4)?;
+        let v = self.data.validation.first()?;
+        let x = self.stack(&[v]);
+        let (xr, _) = self.reconstruct(&[v]);
+        let depth = x.size()[2];
+        let n = depth.min(32);
+        let idx: Vec<i64> = (0..n).map(|i| i * depth / n).collect();
+        let pick = Tensor::from_slice(&idx).to_device(self.device);
+        let slices = |t: &Tensor| {
+            ((t.get(0).index_select(1, &pick).transpose(0, 1) + 1.0) / 2.0)
+                .clamp(0.0, 1.0)
+                .expand([-1, 3, -1, -1], false)
+        };
+        let (truth, recon) = (slices(&x), slices(&xr));
         Some(Reconstruction {
             split: "validation".into(),
-            frames: truth.size()[0] as u32,
+            frames: n as u32,
             truth: crate::engine::convert::strip(&truth),
             recon: crate::engine::convert::strip(&recon),
             boxes: Vec::new(),
