@@ -159,3 +159,68 @@ fn patchwise_training_steps_once_per_batch_and_validates_whole_volumes() {
         "{problems:?}"
     );
 }
+
+/// A TorchScript LPIPS named by the preset goes through the loader WuBu-GAAD uses; a missing
+/// one is exit 2 before any run folder exists.
+#[test]
+fn a_torchscript_lpips_file_is_shared_with_wubu_gaads_loader() {
+    let _serial = common::exclusive();
+    let runs = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let standin = root.join("tests/fixtures/lpips_standin.pt");
+    let mut p = AnyPreset::VqGan(VqGanPreset::default())
+        .with_overrides([
+            ("device", "cpu".into()),
+            ("threads", 1.into()),
+            ("data.synthetic_count", 4.into()),
+            ("data.synthetic_holdout", 1.into()),
+            ("train.batch_size", 2.into()),
+            ("train.perceptual_weight", 1.0.into()),
+            ("train.lpips_model", standin.display().to_string().into()),
+            ("logging.log_every_steps", 1.into()),
+        ])
+        .unwrap();
+    if let AnyPreset::VqGan(v) = &mut p {
+        v.phases[0].length = preset::PhaseLength::Steps(2);
+    }
+    let (dir, events) = run_to_end(RunRequest {
+        preset: Some(preset::validate(p).unwrap()),
+        runs_dir: runs.path().into(),
+        ..RunRequest::default()
+    });
+    assert!(
+        matches!(events.last(), Some(Event::RunFinished { step: 2, .. })),
+        "{:?}",
+        events.last()
+    );
+    let rows = scalars(&dir);
+    assert!(rows[&2]["perceptual_loss"] > 0.0, "{:?}", rows[&2]);
+    let out = Process::new(env!("CARGO_BIN_EXE_workbench"))
+        .args(["train", "--preset"])
+        .arg(root.join("presets/vq_gan_tiny.ron"))
+        .arg("--runs-dir")
+        .arg(runs.path().join("other"))
+        .args([
+            "--device",
+            "cpu",
+            "--steps",
+            "1",
+            "--set",
+            "train.lpips_model=/nowhere/lpips.pt",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("train.lpips_model") && stderr.contains("/nowhere/lpips.pt"),
+        "{stderr}"
+    );
+    assert!(
+        !runs.path().join("other").exists()
+            || std::fs::read_dir(runs.path().join("other"))
+                .unwrap()
+                .count()
+                == 0
+    );
+}

@@ -121,3 +121,42 @@ impl Lpips {
         &self.lins
     }
 }
+
+/// Loads a TorchScript LPIPS module (any `forward(a, b)` giving a distance per pair), as the
+/// WuBu-GAAD and VQ-GAN families accept; `field` names the preset field in errors.
+pub fn load_script(field: &str, path: &str, device: Device) -> Result<tch::CModule, String> {
+    tch::CModule::load_on_device(path, device).map_err(|e| format!("{field}: {path}: {e}"))
+}
+
+/// The perceptual distance a run uses: the VGG16 LPIPS from converted weights, or a
+/// TorchScript module.
+#[derive(Debug)]
+pub enum Perceptual {
+    Vgg(Lpips),
+    Script(tch::CModule),
+}
+
+impl Perceptual {
+    /// `path` empty: the weights `scripts/setup.sh` converts; a `.safetensors` file: those
+    /// weights; anything else: a TorchScript module.
+    pub fn load(field: &str, path: &str, device: Device) -> Result<Self, String> {
+        let path = path.trim();
+        if path.is_empty() {
+            return Lpips::load(&default_weights(), device).map(Self::Vgg);
+        }
+        if path.ends_with(".safetensors") {
+            return Lpips::load(Path::new(path), device)
+                .map(Self::Vgg)
+                .map_err(|e| format!("{field}: {e}"));
+        }
+        load_script(field, path, device).map(Self::Script)
+    }
+
+    /// The distance of each pair `[B]`.
+    pub fn distance(&self, x: &Tensor, y: &Tensor) -> Result<Tensor, tch::TchError> {
+        match self {
+            Self::Vgg(l) => Ok(l.distance(x, y)),
+            Self::Script(m) => Ok(m.forward_ts(&[x, y])?.to_kind(Kind::Float).flatten(0, -1)),
+        }
+    }
+}

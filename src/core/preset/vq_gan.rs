@@ -75,6 +75,10 @@ crate::preset_section! {
         pub l1_weight: f64 => field(K::Float { min: 0.0, max: 1000.0 }, "", [phase live], "Weight of the L1 reconstruction"),
         pub commitment_weight: f64 => field(K::Float { min: 0.0, max: 100.0 }, "", [phase live], "Commitment factor (0.25 TATS, 2.0 the Xray port)"),
         pub perceptual_weight: f64 => field(K::Float { min: 0.0, max: 100.0 }, "", [phase live], "LPIPS on slices; needs the LPIPS weights (setup makes them), else 0 with a log line"),
+        /// Empty: the VGG16 LPIPS setup converts; a `.safetensors` file of those weights; or
+        /// any TorchScript LPIPS module (`forward(a, b)`).
+        #[serde(default)]
+        pub lpips_model: String => field(K::Path, "", [], "LPIPS: empty for the VGG16 weights setup converts, a .safetensors of them, or a TorchScript module"),
         pub image_gan_weight: f64 => field(K::Float { min: 0.0, max: 100.0 }, "", [phase live], "Weight of the 2-D slice critic"),
         pub video_gan_weight: f64 => field(K::Float { min: 0.0, max: 100.0 }, "", [phase live], "Weight of the 3-D volume critic"),
         pub gan_feat_weight: f64 => field(K::Float { min: 0.0, max: 100.0 }, "", [phase live], "Weight of the critics' feature matching"),
@@ -139,6 +143,7 @@ impl Default for VqGanPreset {
                 l1_weight: 1.0,
                 commitment_weight: 0.25,
                 perceptual_weight: 0.0,
+                lpips_model: String::new(),
                 image_gan_weight: 1.0,
                 video_gan_weight: 0.5,
                 gan_feat_weight: 4.0,
@@ -395,7 +400,14 @@ impl super::FamilyPreset for VqGanPreset {
     }
 
     fn data_needs(&self) -> Vec<super::data::DataNeed<'_>> {
-        vec![super::data::DataNeed::Volumes(&self.data)]
+        let mut needs = vec![super::data::DataNeed::Volumes(&self.data)];
+        if !self.train.lpips_model.trim().is_empty() {
+            needs.push(super::data::DataNeed::File {
+                field: "train.lpips_model",
+                path: &self.train.lpips_model,
+            });
+        }
+        needs
     }
 
     fn data_override(&self, path: &str) -> Vec<(&'static str, serde_json::Value)> {

@@ -7,7 +7,7 @@ use crate::core::protocol::{Event, Level, MetricDef};
 use crate::core::rng::{derive_seed, epoch_permutation, SplitMix64, Stream};
 use crate::engine::checkpoint::Loaded;
 use crate::engine::data::volumes::{blend, extract, flip, patch_grid, Volume, VolumeSet};
-use crate::engine::lpips::{default_weights, Lpips};
+use crate::engine::lpips::Perceptual;
 use crate::engine::nn::vq3d::{self, Decoder3d, EmaCodebook, Encoder3d, NLayerDiscriminator, Pad};
 use crate::engine::optim::{clip_global_norm, Adam};
 use crate::engine::trainer::{Reconstruction, Rgba, StepCtx, StepError, Trainer, Validation};
@@ -68,7 +68,7 @@ pub struct VqGanTrainer {
     d3: NLayerDiscriminator,
     opt_ae: Adam,
     opt_d: Adam,
-    lpips: Option<Lpips>,
+    lpips: Option<Perceptual>,
     data: VolumeSet,
     epoch_order: Option<(u64, Vec<u32>)>,
     events: Vec<Event>,
@@ -145,8 +145,12 @@ impl VqGanTrainer {
             });
             None
         } else if cfg.train.perceptual_weight > 0.0 {
-            match Lpips::load(&default_weights(), device) {
+            match Perceptual::load("train.lpips_model", &cfg.train.lpips_model, device) {
                 Ok(l) => Some(l),
+                // A file the preset names must load; the default weights may be absent.
+                Err(e) if !cfg.train.lpips_model.trim().is_empty() => {
+                    return Err(EngineError::BadInput(e))
+                }
                 Err(e) => {
                     events.push(Event::Log {
                         step: 0,
@@ -443,7 +447,10 @@ impl Trainer for VqGanTrainer {
             let (f, fr) = Self::slices(x, &xr, &mut rng);
             let perceptual = match &self.lpips {
                 Some(l) if t.perceptual_weight > 0.0 => {
-                    l.distance(&f, &fr).mean(Kind::Float) * t.perceptual_weight
+                    l.distance(&f, &fr)
+                        .map_err(StepError::at("LPIPS"))?
+                        .mean(Kind::Float)
+                        * t.perceptual_weight
                 }
                 _ => recon.zeros_like(),
             };

@@ -154,12 +154,12 @@ impl WubuGaadTrainer {
             None
         } else {
             Some(
-                tch::CModule::load_on_device(&cfg.validation.lpips_model, device).map_err(|e| {
-                    EngineError::BadInput(format!(
-                        "validation.lpips_model: {}: {e}",
-                        cfg.validation.lpips_model
-                    ))
-                })?,
+                crate::engine::lpips::load_script(
+                    "validation.lpips_model",
+                    &cfg.validation.lpips_model,
+                    device,
+                )
+                .map_err(EngineError::BadInput)?,
             )
         };
         if cfg.validation.metric == ValMetric::Lpips && lpips.is_none() {
