@@ -237,6 +237,58 @@ pub fn latent_action(args: &Opts, full: bool) -> anyhow::Result<()> {
             ", alternating with PyTorch eager (bench/latent_action_tiny.py)"
         }
     );
+    let script = (!full).then_some("bench/latent_action_tiny.py");
+    side_by_side(
+        trainer.as_mut(),
+        args,
+        device,
+        script,
+        ["with the HDF5 reads of every batch", "batches in memory"],
+    )
+}
+
+pub fn vq_gan(args: &Opts) -> anyhow::Result<()> {
+    let device = workbench::engine::device::resolve(&args.device)?;
+    let preset = super::shipped(
+        "vq_gan_tiny",
+        vec![
+            ("device", args.device.as_str().into()),
+            ("train.batch_size", args.batch.into()),
+            ("train.disc_start", 0.into()),
+            ("data.synthetic_count", 64.into()),
+            ("data.synthetic_holdout", 4.into()),
+        ],
+    )?;
+    let mut trainer = make_trainer(&preset, device)?;
+    println!("{}", trainer.describe());
+    println!(
+        "device {}, batch {}, critics on, {} rounds of {} timed steps after 3 warm-up steps, alternating with PyTorch eager (bench/vq_gan_tiny.py)",
+        workbench::engine::device::describe(device),
+        args.batch,
+        args.rounds,
+        args.steps
+    );
+    side_by_side(
+        trainer.as_mut(),
+        args,
+        device,
+        Some("bench/vq_gan_tiny.py"),
+        ["with its logged metrics", "no metrics"],
+    )
+}
+
+/// Three warm-up steps, then `args.rounds` rounds of `args.steps` timed steps, each followed
+/// (unless `script` is `None` or `--no-python`) by a round of the PyTorch script, so drift in
+/// the machine's speed hits both sides alike; prints each round, the medians, peak memory and
+/// the ratio. `notes` qualify the two sides' figures.
+fn side_by_side(
+    trainer: &mut dyn workbench::engine::trainer::Trainer,
+    args: &Opts,
+    device: tch::Device,
+    script: Option<&str>,
+    notes: [&str; 2],
+) -> anyhow::Result<()> {
+    let script = script.filter(|_| !args.no_python);
     let spe = trainer.steps_per_epoch();
     let ctx = |i: u64| StepCtx {
         step: i,
@@ -265,11 +317,11 @@ pub fn latent_action(args: &Opts, full: bool) -> anyhow::Result<()> {
         sync();
         let per = t0.elapsed().as_secs_f64() / args.steps as f64;
         ours.push(per);
-        if full || args.no_python {
+        let Some(script) = script else {
             println!("  round {round}: workbench {:.1} ms/step", per * 1e3);
             continue;
-        }
-        let (py, mem) = python_round(args, "bench/latent_action_tiny.py")?;
+        };
+        let (py, mem) = python_round(args, script)?;
         py_mem = py_mem.max(mem);
         theirs.push(py);
         ratios.push(per / py);
@@ -281,15 +333,17 @@ pub fn latent_action(args: &Opts, full: bool) -> anyhow::Result<()> {
         );
     }
     println!(
-        "  workbench (tch): median {:.1} ms/step, peak RSS {:.0} MiB (with the HDF5 reads of every batch)",
+        "  workbench (tch): median {:.1} ms/step, peak RSS {:.0} MiB ({})",
         median(&mut ours) * 1e3,
-        peak_rss_mib()
+        peak_rss_mib(),
+        notes[0]
     );
     if !theirs.is_empty() {
         println!(
-            "  PyTorch eager:   median {:.1} ms/step, peak RSS {:.0} MiB (batches in memory)",
+            "  PyTorch eager:   median {:.1} ms/step, peak RSS {:.0} MiB ({})",
             median(&mut theirs) * 1e3,
-            py_mem
+            py_mem,
+            notes[1]
         );
         let (lo, hi) = (
             ratios.iter().copied().fold(f64::INFINITY, f64::min),
@@ -297,84 +351,6 @@ pub fn latent_action(args: &Opts, full: bool) -> anyhow::Result<()> {
         );
         println!(
             "  step-time ratio workbench/PyTorch: median {:.3} (rounds {lo:.3}..{hi:.3}), target <= 1.0",
-            median(&mut ratios)
-        );
-    }
-    Ok(())
-}
-
-/// The VQ-GAN's step time beside PyTorch eager at spec 4.2's tiny size with both critics on
-/// (bench/vq_gan_tiny.py), the two sides alternating round by round.
-pub fn vq_gan(args: &Opts) -> anyhow::Result<()> {
-    let device = workbench::engine::device::resolve(&args.device)?;
-    let preset = super::shipped(
-        "vq_gan_tiny",
-        vec![
-            ("device", args.device.as_str().into()),
-            ("train.batch_size", args.batch.into()),
-            ("train.disc_start", 0.into()),
-            ("data.synthetic_count", 64.into()),
-            ("data.synthetic_holdout", 4.into()),
-        ],
-    )?;
-    let mut trainer = make_trainer(&preset, device)?;
-    println!("{}", trainer.describe());
-    println!(
-        "device {}, batch {}, critics on, {} rounds of {} timed steps after 3 warm-up steps, alternating with PyTorch eager (bench/vq_gan_tiny.py)",
-        workbench::engine::device::describe(device),
-        args.batch,
-        args.rounds,
-        args.steps
-    );
-    let spe = trainer.steps_per_epoch();
-    let ctx = |i: u64| StepCtx {
-        step: i,
-        epoch: i / spe,
-        batch_in_epoch: i % spe,
-    };
-    let mut step = 0;
-    for _ in 0..3 {
-        trainer.train_step(&ctx(step))?;
-        step += 1;
-    }
-    let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    let mut py_mem = f64::NAN;
-    for round in 0..args.rounds {
-        let t0 = Instant::now();
-        for _ in 0..args.steps {
-            trainer.train_step(&ctx(step))?;
-            step += 1;
-        }
-        let per = t0.elapsed().as_secs_f64() / args.steps as f64;
-        ours.push(per);
-        if args.no_python {
-            println!("  round {round}: workbench {:.1} ms/step", per * 1e3);
-            continue;
-        }
-        let (py, mem) = python_round(args, "bench/vq_gan_tiny.py")?;
-        py_mem = py_mem.max(mem);
-        theirs.push(py);
-        ratios.push(per / py);
-        println!(
-            "  round {round}: workbench {:.1} ms/step, PyTorch {:.1} ms/step, ratio {:.3}",
-            per * 1e3,
-            py * 1e3,
-            per / py
-        );
-    }
-    println!(
-        "  workbench (tch): median {:.1} ms/step, peak RSS {:.0} MiB",
-        median(&mut ours) * 1e3,
-        peak_rss_mib()
-    );
-    if !theirs.is_empty() {
-        println!(
-            "  PyTorch eager:   median {:.1} ms/step, peak RSS {:.0} MiB",
-            median(&mut theirs) * 1e3,
-            py_mem
-        );
-        println!(
-            "  step-time ratio workbench/PyTorch: median {:.3}, target <= 1.0",
             median(&mut ratios)
         );
     }
