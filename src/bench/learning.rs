@@ -88,19 +88,7 @@ pub fn wgan_gp(args: &Opts) -> anyhow::Result<()> {
 /// copy-last-frame baseline on the same windows (pass: below 0.75x), action purity against
 /// the ground-truth actions (synthetic data; chance is 1/8) and action sensitivity.
 pub fn latent_action(args: &super::LearnOpts) -> anyhow::Result<()> {
-    let mut sets: Vec<(&str, serde_json::Value)> = vec![("device", args.device.as_str().into())];
-    let data = args.data.as_ref().map(|d| d.display().to_string());
-    if let Some(d) = &data {
-        sets.push(("data.source", "h5".into()));
-        sets.push(("data.path", d.as_str().into()));
-    }
-    for s in &args.set {
-        let (k, v) = s
-            .split_once('=')
-            .with_context(|| format!("--set {s}: expected FIELD.PATH=VALUE"))?;
-        sets.push((k, workbench::core::preset::schema::parse_cli_value(v)));
-    }
-    let p = super::shipped(&args.preset, sets)?;
+    let p = learning_preset(args, "latent_action_tiny")?;
     let device = workbench::engine::device::resolve(&args.device)?;
     let mut trainer = make_trainer(&p, device)?;
     println!("{}", trainer.describe());
@@ -186,24 +174,7 @@ pub fn latent_action(args: &super::LearnOpts) -> anyhow::Result<()> {
 /// at least the mean-volume baseline + 3 dB by step 300; codebook use at least 25 %; after the
 /// critics start, PSNR back within 1 dB of its value before them within 500 steps.
 pub fn vq_gan(args: &super::LearnOpts) -> anyhow::Result<()> {
-    let preset_name = if args.preset == "latent_action_tiny" {
-        "vq_gan_tiny"
-    } else {
-        args.preset.as_str()
-    };
-    let mut sets: Vec<(&str, serde_json::Value)> = vec![("device", args.device.as_str().into())];
-    let data = args.data.as_ref().map(|d| d.display().to_string());
-    if let Some(d) = &data {
-        sets.push(("data.source", "nifti".into()));
-        sets.push(("data.path", d.as_str().into()));
-    }
-    for s in &args.set {
-        let (k, v) = s
-            .split_once('=')
-            .with_context(|| format!("--set {s}: expected FIELD.PATH=VALUE"))?;
-        sets.push((k, workbench::core::preset::schema::parse_cli_value(v)));
-    }
-    let p = super::shipped(preset_name, sets)?;
+    let p = learning_preset(args, "vq_gan_tiny")?;
     let disc_start = p.to_tree()["train"]["disc_start"]
         .as_u64()
         .unwrap_or(u64::MAX);
@@ -295,4 +266,27 @@ pub fn vq_gan(args: &super::LearnOpts) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The shipped preset a learning check trains (`--preset`, else `default`), on `--data` as the
+/// family's front door sets it, on `--device`, with the `--set` overrides.
+fn learning_preset(
+    args: &super::LearnOpts,
+    default: &str,
+) -> anyhow::Result<workbench::core::preset::AnyPreset> {
+    let name = args.preset.as_deref().unwrap_or(default);
+    let base = super::shipped(name, Vec::new())?;
+    let data = args.data.as_ref().map(|d| d.display().to_string());
+    let mut sets: Vec<(&str, serde_json::Value)> = vec![("device", args.device.as_str().into())];
+    if let Some(d) = &data {
+        sets.extend(base.front().data_override(d));
+    }
+    for s in &args.set {
+        let (k, v) = s
+            .split_once('=')
+            .with_context(|| format!("--set {s}: expected FIELD.PATH=VALUE"))?;
+        sets.push((k, workbench::core::preset::schema::parse_cli_value(v)));
+    }
+    base.with_overrides(sets)
+        .map_err(|e| anyhow::anyhow!("{name}: {e:?}"))
 }

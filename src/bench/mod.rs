@@ -49,9 +49,9 @@ pub enum BenchCmd {
 /// Options of a learning check.
 #[derive(clap::Args, Debug)]
 pub struct LearnOpts {
-    /// A shipped preset.
-    #[arg(long, default_value = "latent_action_tiny")]
-    preset: String,
+    /// A shipped preset [default: the family's tiny one].
+    #[arg(long)]
+    preset: Option<String>,
     #[arg(long, default_value_t = 10.0)]
     minutes: f64,
     /// Validate every this many steps.
