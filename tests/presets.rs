@@ -215,6 +215,21 @@ fn schema_one_is_migrated_with_notes() {
         .contains("newer workbench"));
 }
 
+/// Each shipped preset file equals its constructor's output (`UPDATE_PRESETS=1` rewrites the
+/// files from the constructors), so the files and the code cannot drift apart.
+fn files_are_the_constructors(files: Vec<(&str, &str, preset::AnyPreset)>) {
+    for (file, header, p) in files {
+        let path = presets_dir().join(file);
+        let text = format!("{header}\n{}\n", p.to_ron());
+        if std::env::var_os("UPDATE_PRESETS").is_some() {
+            std::fs::write(&path, &text).unwrap();
+        }
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+        let (parsed, _) = preset::parse_str(&on_disk, file).unwrap();
+        assert_eq!(parsed, p, "{file} differs; UPDATE_PRESETS=1 rewrites it");
+    }
+}
+
 /// The WuBu-GAAD presets shipped in `presets/` are the constructors' output, so the files and
 /// the code cannot drift apart. `UPDATE_PRESETS=1` rewrites them.
 #[test]
@@ -287,23 +302,12 @@ fn wubu_gaad_presets_are_the_constructors() {
         ("wubu_gaad_bat.ron", "// The original launcher's (.bat) configuration: 256x256, 12+3 frames, 96 regions. Needs a GPU; set data.path to a video.", WubuGaadPreset::bat()),
         ("wubu_gaad_tiny.ron", "// A tiny WuBu-GAAD run on 32x32 synthetic shapes: seconds on a CPU. Used by the test suite.", tiny),
     ];
-    for (file, header, p) in files {
-        let path = presets_dir().join(file);
-        let text = format!(
-            "{header}\n{}\n",
-            preset::AnyPreset::WubuGaad(p.clone()).to_ron()
-        );
-        if std::env::var_os("UPDATE_PRESETS").is_some() {
-            std::fs::write(&path, &text).unwrap();
-        }
-        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
-        let (parsed, _) = preset::parse_str(&on_disk, file).unwrap();
-        assert_eq!(
-            parsed,
-            preset::AnyPreset::WubuGaad(p),
-            "{file} differs; UPDATE_PRESETS=1 rewrites it"
-        );
-    }
+    files_are_the_constructors(
+        files
+            .into_iter()
+            .map(|(f, h, p)| (f, h, preset::AnyPreset::WubuGaad(p)))
+            .collect(),
+    );
 }
 
 /// The latent action presets shipped in `presets/` are the constructors' output.
@@ -317,23 +321,12 @@ fn latent_action_presets_are_the_constructors() {
         ("latent_action_overfit.ron", "// Seed 002's overfit test at the tiny size: one stored batch of 4, lr 1e-3, dropout off; passes at MSE < 0.01 and MAE < 0.05.", LatentActionPreset::overfit()),
         ("latent_action_full.ron", "// Seed 002's full configuration (its README command): E 512, depth 3/3, 8 heads, K 12, d_c 128, windows of 8 latent frames, the legacy trainer's AdamW betas (0.9, 0.95) and linear warmup; train.mixed_precision turns float16 autocast on. Needs a GPU. Trains on synthetic blob latents of the seed's size until --data names a folder of .h5 latents (16x64x64 from VideoVAE+, or any size from `workbench data video-to-h5`).", LatentActionPreset::seed_full()),
     ];
-    for (file, header, p) in files {
-        let path = presets_dir().join(file);
-        let text = format!(
-            "{header}\n{}\n",
-            preset::AnyPreset::LatentAction(p.clone()).to_ron()
-        );
-        if std::env::var_os("UPDATE_PRESETS").is_some() {
-            std::fs::write(&path, &text).unwrap();
-        }
-        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
-        let (parsed, _) = preset::parse_str(&on_disk, file).unwrap();
-        assert_eq!(
-            parsed,
-            preset::AnyPreset::LatentAction(p),
-            "{file} differs; UPDATE_PRESETS=1 rewrites it"
-        );
-    }
+    files_are_the_constructors(
+        files
+            .into_iter()
+            .map(|(f, h, p)| (f, h, preset::AnyPreset::LatentAction(p)))
+            .collect(),
+    );
 }
 
 /// The VQ-GAN presets shipped in `presets/` are the constructor's output.
@@ -347,23 +340,12 @@ fn vq_gan_presets_are_the_constructors() {
         ("vq_gan_xray_patches.ron", "// The Xray port's vq_gan_3d_patches.yaml: the same model, L1 and commitment only (its reference patchwise trainer built the critics and LPIPS but never used them). Needs a GPU.", VqGanPreset::xray_patches()),
         ("vq_gan_medicaldiffusion.ron", "// medicaldiffusion's training script: h 16, 16384 codes of 8, L1 4, critics and feature matching 4 from step 10000, LPIPS 4, lr 3e-4, batch 2 of 64^3 volumes. Needs a GPU.", VqGanPreset::medicaldiffusion()),
     ];
-    for (file, header, p) in files {
-        let path = presets_dir().join(file);
-        let text = format!(
-            "{header}\n{}\n",
-            preset::AnyPreset::VqGan(p.clone()).to_ron()
-        );
-        if std::env::var_os("UPDATE_PRESETS").is_some() {
-            std::fs::write(&path, &text).unwrap();
-        }
-        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
-        let (parsed, _) = preset::parse_str(&on_disk, file).unwrap();
-        assert_eq!(
-            parsed,
-            preset::AnyPreset::VqGan(p),
-            "{file} differs; UPDATE_PRESETS=1 rewrites it"
-        );
-    }
+    files_are_the_constructors(
+        files
+            .into_iter()
+            .map(|(f, h, p)| (f, h, preset::AnyPreset::VqGan(p)))
+            .collect(),
+    );
 }
 
 /// Every preset shipped in `presets/` trains: each of its phases for two steps, at a tiny size
