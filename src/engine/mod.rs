@@ -58,3 +58,9 @@ pub enum EngineError {
     #[error("{0}")]
     Step(String),
 }
+
+/// Seeds libtorch's (process-wide) generator for one draw of a run: `stream` and `counter`
+/// (a step, a phase) make every draw repeat exactly on resume.
+pub(crate) fn seed_torch(seed: u64, stream: crate::core::rng::Stream, counter: u64) {
+    tch::manual_seed((crate::core::rng::derive_seed(seed, stream, counter) >> 1) as i64);
+}

@@ -20,10 +20,6 @@ static LIVE: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|
         .collect()
 });
 
-fn seed_torch(seed: u64, stream: Stream, counter: u64) {
-    tch::manual_seed((derive_seed(seed, stream, counter) >> 1) as i64);
-}
-
 /// A fixed projection of latent channels to RGB for pictures: the identity for 3 channels in
 /// [-1, 1] (video pixels), else the first three principal components of a batch of training
 /// frames around grey, all scaled by that batch's largest projection (fixed for the run, so
@@ -185,7 +181,7 @@ impl LatentActionTrainer {
                 data.train.windows.len()
             )));
         }
-        seed_torch(seed, Stream::Init, 0);
+        crate::engine::seed_torch(seed, Stream::Init, 0);
         let enc_vs = nn::VarStore::new(device);
         let main_vs = nn::VarStore::new(device);
         let shape = (data.channels as i64, data.height as i64, data.width as i64);
@@ -427,7 +423,7 @@ impl LatentActionTrainer {
         let mut pairs: Vec<(Vec<i64>, i64)> = Vec::new();
         let mut tuples = std::collections::BTreeMap::<Vec<u32>, u64>::new();
         let mut batches = 0.0;
-        seed_torch(self.seed, Stream::Validation, 7);
+        crate::engine::seed_torch(self.seed, Stream::Validation, 7);
         let mut rng = SplitMix64::new(derive_seed(self.seed, Stream::Validation, 8));
         for chunk in windows.chunks(b) {
             let batch = match self.data.batch(split, chunk, self.device) {
@@ -745,7 +741,7 @@ impl Trainer for LatentActionTrainer {
     fn train_step(&mut self, ctx: &StepCtx) -> Result<Vec<(&'static str, f64)>, StepError> {
         crate::engine::trainer::injected_failure(ctx.step)?;
         self.step = ctx.step + 1;
-        seed_torch(self.seed, Stream::Step, ctx.step);
+        crate::engine::seed_torch(self.seed, Stream::Step, ctx.step);
         let mut rng = SplitMix64::new(derive_seed(self.seed, Stream::Step, ctx.step));
         self.set_lrs(ctx.step);
         let x = match &self.overfit {

@@ -21,10 +21,6 @@ static LIVE: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|
         .collect()
 });
 
-fn seed_torch(seed: u64, stream: Stream, counter: u64) {
-    tch::manual_seed((derive_seed(seed, stream, counter) >> 1) as i64);
-}
-
 fn scalar(t: &Tensor) -> f64 {
     t.double_value(&[])
 }
@@ -87,7 +83,7 @@ impl VqGanTrainer {
                 data.train.len()
             )));
         }
-        seed_torch(seed, Stream::Init, 0);
+        crate::engine::seed_torch(seed, Stream::Init, 0);
         let ae_vs = nn::VarStore::new(device);
         let d_vs = nn::VarStore::new(device);
         let m = &cfg.model;
@@ -398,7 +394,7 @@ impl Trainer for VqGanTrainer {
     fn train_step(&mut self, ctx: &StepCtx) -> Result<Vec<(&'static str, f64)>, StepError> {
         crate::engine::trainer::injected_failure(ctx.step)?;
         self.step = ctx.step + 1;
-        seed_torch(self.seed, Stream::Step, ctx.step);
+        crate::engine::seed_torch(self.seed, Stream::Step, ctx.step);
         let mut rng = SplitMix64::new(derive_seed(self.seed, Stream::Step, ctx.step));
         let idx = self.indices(ctx.epoch, ctx.batch_in_epoch);
         let flipped: Vec<Volume> = idx

@@ -4,7 +4,7 @@ use super::model::{self, Critic, Generator};
 use crate::core::preset::wgan_gp::{CriticCounter, WganGpPreset};
 use crate::core::preset::AnyPreset;
 use crate::core::protocol::{HealthRole, MetricDef};
-use crate::core::rng::{derive_seed, epoch_permutation, Stream};
+use crate::core::rng::{epoch_permutation, Stream};
 use crate::engine::checkpoint::Loaded;
 use crate::engine::data::{augment, Augment, ImageSet};
 use crate::engine::metrics;
@@ -46,16 +46,12 @@ pub struct WganGpTrainer {
     lr_scale: [f64; 2],
 }
 
-fn seed_torch(seed: u64, stream: Stream, counter: u64) {
-    tch::manual_seed((derive_seed(seed, stream, counter) >> 1) as i64);
-}
-
 impl WganGpTrainer {
     pub fn new(cfg: &WganGpPreset, device: Device) -> Result<Self, EngineError> {
         let seed = cfg.seed;
         let data = ImageSet::load(&cfg.data, seed).map_err(|e| EngineError::Data(e.to_string()))?;
         let size = cfg.data.image_size;
-        seed_torch(seed, Stream::Init, 0);
+        crate::engine::seed_torch(seed, Stream::Init, 0);
         let g_vs = nn::VarStore::new(device);
         let d_vs = nn::VarStore::new(device);
         let g = model::generator(&g_vs.root(), &cfg.model, size);
@@ -72,7 +68,7 @@ impl WganGpTrainer {
         };
         let opt_g = Adam::new(&g_vs, cfg.train.lr_g, cfg.train.beta1, cfg.train.beta2);
         let opt_d = Adam::new(&d_vs, cfg.train.lr_d, cfg.train.beta1, cfg.train.beta2);
-        seed_torch(seed, Stream::FixedNoise, 0);
+        crate::engine::seed_torch(seed, Stream::FixedNoise, 0);
         let fixed_noise =
             Tensor::randn([64, i64::from(cfg.model.latent_dim)], (Kind::Float, device));
         Ok(Self {
@@ -276,7 +272,7 @@ impl Trainer for WganGpTrainer {
     }
 
     fn train_step(&mut self, ctx: &StepCtx) -> Result<Vec<(&'static str, f64)>, StepError> {
-        seed_torch(self.seed, Stream::Step, ctx.step);
+        crate::engine::seed_torch(self.seed, Stream::Step, ctx.step);
         let idx = self.indices(ctx.epoch, ctx.batch_in_epoch);
         let b = idx.len() as i64;
         let real = augment(&self.data.batch(&idx, self.device), &self.augment_cfg()) * 2.0 - 1.0;
@@ -400,13 +396,13 @@ impl Trainer for WganGpTrainer {
                 .to_kind(Kind::Float)
                 / 255.0;
             let real = Self::downsampled(&real);
-            seed_torch(self.seed, Stream::Validation, 1);
+            crate::engine::seed_torch(self.seed, Stream::Validation, 1);
             let p = Tensor::randn([real.size()[1], 256], (Kind::Float, self.device));
             self.projections = Some(&p / p.norm_scalaropt_dim(2, [0i64].as_slice(), true));
             self.holdout_eval = Some(real);
         }
         let (real, proj) = (self.holdout_eval.as_ref()?, self.projections.as_ref()?);
-        seed_torch(self.seed, Stream::Validation, 2);
+        crate::engine::seed_torch(self.seed, Stream::Validation, 2);
         let z = Tensor::randn(
             [n, i64::from(self.cfg.model.latent_dim)],
             (Kind::Float, self.device),

@@ -11,7 +11,7 @@ use crate::core::preset::wubu_gaad::{FlowMethod, InitialDisc, ValMetric, WubuGaa
 use crate::core::preset::AnyPreset;
 use crate::core::protocol::Event;
 use crate::core::protocol::{HealthRole, MetricDef};
-use crate::core::rng::{derive_seed, epoch_permutation, Stream};
+use crate::core::rng::{epoch_permutation, Stream};
 use crate::engine::checkpoint::Loaded;
 use crate::engine::data::VideoSet;
 use crate::engine::optim::{AdamRule, RiemannianSgd};
@@ -24,10 +24,6 @@ mod motion;
 mod step;
 
 use control::{kind_name, new_q, CriticHist, FamilyState, Interval};
-
-fn seed_torch(seed: u64, stream: Stream, counter: u64) {
-    tch::manual_seed((derive_seed(seed, stream, counter) >> 1) as i64);
-}
 
 /// Trains the WuBu-GAAD hybrid VAE-GAN.
 #[derive(Debug)]
@@ -108,7 +104,7 @@ impl WubuGaadTrainer {
             cfg.model.min_region_px,
         )
         .map_err(|e| EngineError::BadInput(format!("GAAD: {e}")))?;
-        seed_torch(seed, Stream::Init, 0);
+        crate::engine::seed_torch(seed, Stream::Init, 0);
         let g_vs = nn::VarStore::new(device);
         let enc = Encoder::new(&(g_vs.root() / "encoder"), cfg, &d);
         let gen = Generator::new(&(g_vs.root() / "generator"), cfg, &d);
@@ -168,7 +164,7 @@ impl WubuGaadTrainer {
         if cfg.train.mixed_precision && !device.is_cuda() {
             notes.push("train.mixed_precision applies on CUDA only; this run is f32".into());
         }
-        seed_torch(seed, Stream::FixedNoise, 0);
+        crate::engine::seed_torch(seed, Stream::FixedNoise, 0);
         let fixed_noise = Tensor::randn([8, d.latent], (Kind::Float, device));
         let active = match cfg.switching.initial {
             InitialDisc::Primary => 0,
@@ -471,7 +467,7 @@ impl Trainer for WubuGaadTrainer {
     }
 
     fn train_step(&mut self, ctx: &StepCtx) -> Result<Vec<(&'static str, f64)>, StepError> {
-        seed_torch(self.seed, Stream::Step, ctx.step);
+        crate::engine::seed_torch(self.seed, Stream::Step, ctx.step);
         let starts = self.starts(ctx.epoch, ctx.batch_in_epoch);
         let frames = self.data.batch(&starts, self.device);
         let f = self
