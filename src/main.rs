@@ -144,7 +144,7 @@ struct TrainArgs {
     /// cpu, cuda or cuda:N (default: the preset's, normally auto).
     #[arg(long)]
     device: Option<String>,
-    /// Train on this image folder instead of the preset's data.
+    /// Train on this data instead of the preset's: an image folder (WGAN-GP), a video (WuBu-GAAD), a folder of .h5 latents (latent action), NIfTI volumes or a video (VQ-GAN).
     #[arg(long)]
     data: Option<PathBuf>,
     /// Override a preset field: --set train.lr_g=5e-5 (repeatable).

@@ -1156,3 +1156,104 @@ fn the_action_explorer_decodes_a_chosen_action_beside_the_truth() {
         "another action, another rollout"
     );
 }
+
+fn vq_gan_run(runs: &Path) -> std::path::PathBuf {
+    let mut p = preset::AnyPreset::VqGan(preset::VqGanPreset::default())
+        .with_overrides([
+            ("threads", 1.into()),
+            ("device", "cpu".into()),
+            ("data.synthetic_count", 4.into()),
+            ("data.synthetic_holdout", 1.into()),
+            ("train.batch_size", 2.into()),
+            ("train.disc_start", 2.into()),
+            ("logging.log_every_steps", 1.into()),
+            ("logging.validate_every_steps", 2.into()),
+            ("logging.sample_every_steps", 2.into()),
+        ])
+        .unwrap();
+    if let preset::AnyPreset::VqGan(v) = &mut p {
+        v.phases[0].length = PhaseLength::Steps(4);
+    }
+    let (dir, _) = {
+        let req = workbench::engine::worker::RunRequest {
+            preset: Some(preset::validate(p).unwrap()),
+            runs_dir: runs.into(),
+            ..Default::default()
+        };
+        let handle = workbench::engine::worker::spawn(
+            workbench::engine::worker::prepare(req).unwrap(),
+            None,
+        )
+        .unwrap();
+        let dir = handle.run_dir().to_path_buf();
+        while let Ok(e) = handle.events().recv_timeout(Duration::from_secs(120)) {
+            if e.is_terminal() {
+                break;
+            }
+        }
+        handle.join();
+        (dir, ())
+    };
+    dir
+}
+
+/// The Volume tab of a VQ-GAN run followed from its folder: the latest validation volume is
+/// read from its NIfTI files; the three orthogonal views share one crosshair (a click in one
+/// moves the others); the codebook's use is a heat map; the critics' start is a marker and the
+/// fake logits share the real logits' plot.
+#[test]
+fn the_volume_viewer_shares_one_crosshair_between_the_three_views() {
+    let runs = tempfile::tempdir().unwrap();
+    let dir = vq_gan_run(runs.path());
+    let mut h = harness(following(runs.path(), dir, Tab::Volume, None));
+    wait_for_logs(&mut h);
+    step_until(&mut h, "the volume files", |a| {
+        a.volume.error.is_some() || a.volume.shown.as_ref().is_some_and(|(_, v)| v.step == 4)
+    });
+    assert_eq!(h.state().volume.error, None);
+    let (_, v) = h.state().volume.shown.clone().unwrap();
+    assert_eq!((v.channels, v.dims), (1, [16, 16, 16]));
+    assert_ne!(v.truth, v.recon);
+    assert_eq!(
+        h.state().volume.at,
+        [8, 8, 8],
+        "the crosshair starts in the middle"
+    );
+    // Click voxel (y 12, x 3) of the axial view: the coronal and sagittal views move there.
+    let click = |h: &mut Harness<'_, WorkbenchApp>, label: &str, row: f32, col: f32| {
+        let r = h.get_by_label(label).rect();
+        let pos = r.min
+            + egui::vec2(
+                (col + 0.5) * r.width() / 16.0,
+                (row + 0.5) * r.height() / 16.0,
+            );
+        h.hover_at(pos);
+        for pressed in [true, false] {
+            h.event(egui::Event::PointerButton {
+                pos,
+                button: egui::PointerButton::Primary,
+                pressed,
+                modifiers: egui::Modifiers::default(),
+            });
+        }
+        h.run_steps(2);
+    };
+    click(&mut h, "axial (depth) ground truth", 12.0, 3.0);
+    assert_eq!(h.state().volume.at, [8, 12, 3]);
+    // Then depth 5, x 10 in the coronal difference view (rows are depth, columns x).
+    click(&mut h, "coronal (row) difference", 5.0, 10.0);
+    assert_eq!(h.state().volume.at, [5, 12, 10]);
+    h.get_by_label_contains("crosshair at (d 5, y 12, x 10)");
+    h.get_by_label_contains("Codebook use at each validation");
+    let view = &h.state().runs[0].view;
+    assert!(view
+        .markers
+        .iter()
+        .any(|m| m.step == 2 && m.label.contains("critic")));
+    let real = view
+        .metrics
+        .iter()
+        .find(|m| m.name == "logits_image_real")
+        .unwrap();
+    assert_eq!(real.companion.as_deref(), Some("logits_image_fake"));
+}

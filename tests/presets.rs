@@ -338,6 +338,7 @@ fn vq_gan_presets_are_the_constructors() {
         ("vq_gan_tiny.ron", "// Seed 003's 3-D VQ-GAN at spec 4.2's tiny size on 16^3 synthetic volumes: h 8, 64 codes of 8, 2-D and 3-D critics from step 500 with feature matching, LPIPS off (set train.perceptual_weight to use the weights setup converts). Add --data for a NIfTI file or folder.", VqGanPreset::default()),
         ("vq_gan_xray.ron", "// The Xray-to-CTPA port's vq_gan_3d_with_discriminator.yaml: h 64, 512 codes of 64, 128^3 patches, commitment 2.0, max(N, 1) smoothing, clamped output, critics from step 10000 with feature matching 4, LPIPS 0.1. Needs a GPU; its CTPA volumes are 604x512x512: set data.depth/height/width and --data.", VqGanPreset::xray()),
         ("vq_gan_xray_patches.ron", "// The Xray port's vq_gan_3d_patches.yaml: the same model, L1 and commitment only (its reference patchwise trainer built the critics and LPIPS but never used them). Needs a GPU.", VqGanPreset::xray_patches()),
+        ("vq_gan_tats.ron", "// TATS's tats_vqgan.py defaults on video: h 240, 2048 codes of 256, L1 4, both critics from step 50000 (no feature matching, no LPIPS), clips of 16 frames at 128x128, the codebook updated twice per batch as in its two optimiser passes. Trains on synthetic moving shapes; add --data for a video file or folder. Needs a GPU.", VqGanPreset::tats()),
         ("vq_gan_medicaldiffusion.ron", "// medicaldiffusion's training script: h 16, 16384 codes of 8, L1 4, critics and feature matching 4 from step 10000, LPIPS 4, lr 3e-4, batch 2 of 64^3 volumes. Needs a GPU.", VqGanPreset::medicaldiffusion()),
     ];
     files_are_the_constructors(
@@ -373,6 +374,19 @@ fn every_shipped_preset_trains_each_phase_at_a_tiny_size() {
                 ("data.synthetic_count", 48.into()),
                 ("data.holdout", 16.into()),
                 ("train.batch_size", 4.into()),
+            ],
+            // Video presets train on synthetic clips of 4 frames (3 channels) whole, the
+            // others on 16^3 volumes in patches.
+            Family::VqGan if matches!(&base, AnyPreset::VqGan(p) if p.data.is_video()) => vec![
+                ("data.source", "synthetic_video".into()),
+                ("data.patch", 0.into()),
+                ("data.depth", 4.into()),
+                ("data.height", 16.into()),
+                ("data.width", 16.into()),
+                ("data.synthetic_count", 4.into()),
+                ("data.synthetic_holdout", 2.into()),
+                ("train.batch_size", 2.into()),
+                ("train.disc_start", 1.into()),
             ],
             Family::VqGan => vec![
                 ("data.source", "synthetic_volumes".into()),

@@ -103,14 +103,7 @@ fn both_byte_orders_scaling_gzip_and_the_first_of_four_dimensions() {
         int16_volume(&[4, 3, 2], big).write(&p);
         let v = read_nifti(&p).unwrap_or_else(|e| panic!("{e}"));
         // x fastest: [D, H, W] = [z, y, x] = [2, 3, 4].
-        assert_eq!(
-            v,
-            Volume {
-                dims: [2, 3, 4],
-                data: want.clone()
-            },
-            "{name}"
-        );
+        assert_eq!(v, Volume::scalar([2, 3, 4], want.clone()), "{name}");
     }
     // scl_slope and scl_inter apply; a slope of 0 means unscaled (above).
     let mut scaled = int16_volume(&[4, 3, 2], true);

@@ -94,10 +94,13 @@ fn bad_volumes_are_exit_2_before_any_run_directory() {
     std::fs::create_dir(&empty).unwrap();
     let text = data.path().join("text.nii");
     std::fs::write(&text, "not a volume").unwrap();
+    // A video with no room for a validation clip in its last 20%: 10 frames, clips of 16.
+    let short_video = root.join("tests/fixtures/testsrc_64x48_10f.avi");
     for (out, want) in [
         (train(&empty), "holds no .nii or .nii.gz file"),
         (train(&text), "text.nii"),
         (train(&data.path().join("missing")), "does not exist"),
+        (train(&short_video), "testsrc_64x48_10f.avi"),
     ] {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{stderr}");
@@ -223,4 +226,135 @@ fn a_torchscript_lpips_file_is_shared_with_wubu_gaads_loader() {
                 .count()
                 == 0
     );
+}
+
+/// Video as volumes: clips `[3, T, H, W]` of synthetic moving shapes train the 3-channel
+/// model; each validation writes the first clip and its reconstruction as NIfTI files (the
+/// last three validations' kept), reports the codebook's use and a 3-D SSIM, and the critics'
+/// start is an event (a marker on every plot).
+#[test]
+fn video_clips_train_and_validations_write_volumes_and_codebook_use() {
+    let _serial = common::exclusive();
+    let runs = tempfile::tempdir().unwrap();
+    let mut p = AnyPreset::VqGan(VqGanPreset::default())
+        .with_overrides([
+            ("device", "cpu".into()),
+            ("threads", 1.into()),
+            ("data.source", "synthetic_video".into()),
+            ("data.depth", 4.into()),
+            ("data.height", 16.into()),
+            ("data.width", 16.into()),
+            ("data.synthetic_count", 4.into()),
+            ("data.synthetic_holdout", 2.into()),
+            ("train.batch_size", 2.into()),
+            ("train.disc_start", 3.into()),
+            ("train.double_forward", true.into()),
+            ("logging.log_every_steps", 1.into()),
+            ("logging.validate_every_steps", 1.into()),
+        ])
+        .unwrap();
+    if let AnyPreset::VqGan(v) = &mut p {
+        v.phases[0].length = preset::PhaseLength::Steps(6);
+    }
+    let p = preset::validate(p).unwrap();
+    let (dir, events) = run_to_end(RunRequest {
+        preset: Some(p),
+        runs_dir: runs.path().into(),
+        ..RunRequest::default()
+    });
+    assert!(
+        matches!(events.last(), Some(Event::RunFinished { step: 6, .. })),
+        "{:?}",
+        events.last()
+    );
+    let volumes: Vec<&Event> = events
+        .iter()
+        .filter(|e| matches!(e, Event::Volume { .. }))
+        .collect();
+    assert!(volumes.len() >= 4, "{}", volumes.len());
+    let Some(Event::Volume {
+        step,
+        truth,
+        recon,
+        channels,
+        dims,
+        truth_data,
+        recon_data,
+        ..
+    }) = volumes.last().copied()
+    else {
+        unreachable!()
+    };
+    assert_eq!((*channels, *dims), (3, [4, 16, 16]));
+    let read =
+        |rel: &str| workbench::engine::data::volumes::read_nifti_channels(&dir.join(rel)).unwrap();
+    let (t, r) = (read(truth), read(recon));
+    assert_eq!((t.channels, t.dims), (3, [4, 16, 16]));
+    assert_eq!(&t.data, truth_data, "the file holds what the event carried");
+    assert_eq!(&r.data, recon_data);
+    assert_ne!(t.data, r.data);
+    // Only the last three validations' files are kept.
+    let kept: Vec<String> = std::fs::read_dir(dir.join("media"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("-volume-"))
+        .collect();
+    assert_eq!(kept.len(), 6, "{kept:?}");
+    assert!(kept.iter().any(|n| n.contains(&format!("step-{step:08}"))));
+    // Codebook use: every latent position of the two validation clips is counted once.
+    let Some(Event::Codes { counts, .. }) = events
+        .iter()
+        .rev()
+        .find(|e| matches!(e, Event::Codes { .. }))
+    else {
+        panic!("no codebook use")
+    };
+    assert_eq!(counts.len(), 64);
+    assert_eq!(
+        counts.iter().sum::<u64>(),
+        2 * (16 / 4) * (16 / 4),
+        "2 clips of 1 x 4 x 4 codes"
+    );
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::DiscriminatorSwitch { step: 3, .. })));
+    let rows = scalars(&dir);
+    let ssim = rows.values().find_map(|r| r.get("val_ssim")).unwrap();
+    assert!(ssim.is_finite() && ssim.abs() <= 1.0, "{ssim}");
+    assert!(rows.values().any(|r| r.contains_key("discloss")));
+}
+
+/// The originals' double forward updates the EMA codebook a second time per batch: the
+/// next step quantises with other codes than the shared forward's, so its losses differ,
+/// while the first step (before any second update) is the same.
+#[test]
+fn the_double_forward_updates_the_codebook_twice() {
+    let _serial = common::exclusive();
+    let runs = tempfile::tempdir().unwrap();
+    let run = |double: bool| {
+        let mut p = AnyPreset::VqGan(VqGanPreset::default())
+            .with_overrides([
+                ("device", "cpu".into()),
+                ("threads", 1.into()),
+                ("data.synthetic_count", 4.into()),
+                ("data.synthetic_holdout", 1.into()),
+                ("train.batch_size", 2.into()),
+                ("train.double_forward", double.into()),
+                ("logging.log_every_steps", 1.into()),
+            ])
+            .unwrap();
+        if let AnyPreset::VqGan(v) = &mut p {
+            v.phases[0].length = preset::PhaseLength::Steps(3);
+        }
+        let (dir, _) = run_to_end(RunRequest {
+            preset: Some(preset::validate(p).unwrap()),
+            runs_dir: runs.path().into(),
+            ..RunRequest::default()
+        });
+        scalars(&dir)
+    };
+    let (single, double) = (run(false), run(true));
+    assert_eq!(single[&1]["aeloss"], double[&1]["aeloss"]);
+    assert_ne!(single[&3]["commitment_loss"], double[&3]["commitment_loss"]);
 }

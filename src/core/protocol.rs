@@ -222,6 +222,23 @@ pub enum Event {
         #[serde(skip)]
         recon_rgba: Vec<u8>,
     },
+    /// Ground truth and reconstruction of one whole volume `[C, D, H, W]` (the VQ-GAN
+    /// family), written as NIfTI-1 files; the volume viewer shows their slices.
+    Volume {
+        step: u64,
+        /// `validation`.
+        split: String,
+        /// The files, relative to the run directory.
+        truth: String,
+        recon: String,
+        channels: u32,
+        /// `[D, H, W]`.
+        dims: [u32; 3],
+        #[serde(skip)]
+        truth_data: Vec<f32>,
+        #[serde(skip)]
+        recon_data: Vec<f32>,
+    },
     /// How a validation pass of a family with discrete actions used its codebook.
     Codes {
         step: u64,
@@ -300,6 +317,10 @@ pub struct MetricDef {
     /// beat, such as the copy-last-frame prediction's error).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<String>,
+    /// Another scalar drawn on this one's plot as a second solid line (the critic's logits
+    /// on fakes beside those on real data); it gets no plot of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub companion: Option<String>,
 }
 
 /// What kind of number a metric is; it decides the dashboard group.
@@ -373,6 +394,7 @@ impl MetricDef {
             main: false,
             role: None,
             baseline: None,
+            companion: None,
         }
     }
 
@@ -427,6 +449,15 @@ impl MetricDef {
     pub fn baseline(self, other: &str) -> Self {
         Self {
             baseline: Some(other.to_string()),
+            ..self
+        }
+    }
+
+    /// Draws `other` on this metric's plot as a second solid line, instead of on its own.
+    #[must_use]
+    pub fn companion(self, other: &str) -> Self {
+        Self {
+            companion: Some(other.to_string()),
             ..self
         }
     }

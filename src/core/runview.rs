@@ -117,6 +117,21 @@ pub struct CodeUse {
     pub actions: Vec<(Vec<u32>, u64)>,
 }
 
+/// The latest volume pair of a run (see [`Event::Volume`]): the voxels when it came over the
+/// channel, else empty and read from its files when shown.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VolumeRef {
+    pub step: u64,
+    pub split: String,
+    pub truth: String,
+    pub recon: String,
+    pub channels: u32,
+    /// `[D, H, W]`.
+    pub dims: [u32; 3],
+    pub truth_data: Vec<f32>,
+    pub recon_data: Vec<f32>,
+}
+
 /// One run's history, built from its events.
 #[derive(Debug)]
 pub struct RunView {
@@ -139,6 +154,9 @@ pub struct RunView {
     pub reconstructions: Vec<ReconRef>,
     /// Codebook use at each validation, for families with discrete actions.
     pub codes: Vec<CodeUse>,
+    /// The latest whole volume and its reconstruction (volume families); only the latest is
+    /// kept, as the run directory keeps only the last few.
+    pub volume: Option<VolumeRef>,
     /// The active discriminator, for families that switch.
     pub active_critic: Option<String>,
     /// What each scalar is, as the run declared it (empty for logs written before).
@@ -164,6 +182,7 @@ impl Default for RunView {
             controllers: Vec::new(),
             reconstructions: Vec::new(),
             codes: Vec::new(),
+            volume: None,
             active_critic: None,
             metrics: Vec::new(),
             rate: RateMeter::default(),
@@ -430,6 +449,27 @@ impl RunView {
                     frames,
                     boxes,
                     motion_boxes,
+                });
+            }
+            Event::Volume {
+                step,
+                split,
+                truth,
+                recon,
+                channels,
+                dims,
+                truth_data,
+                recon_data,
+            } => {
+                self.volume = Some(VolumeRef {
+                    step,
+                    split,
+                    truth,
+                    recon,
+                    channels,
+                    dims,
+                    truth_data,
+                    recon_data,
                 });
             }
             Event::Codes {

@@ -60,6 +60,49 @@ pub fn ssim_frames(x: &Tensor, y: &Tensor) -> Tensor {
     map.mean_dim([1i64, 2, 3].as_slice(), false, Kind::Float)
 }
 
+/// SSIM of volumes `x` and `y` (`[B, C, D, H, W]`, values spanning `range`): a 3-D Gaussian
+/// window of 11 (sigma 1.5) per axis, or the largest odd size that fits a smaller axis,
+/// applied separably without padding; `C1 = (0.01 L)^2`, `C2 = (0.03 L)^2`. Returns `[B]`,
+/// the mean over voxels and channels.
+pub fn ssim3d(x: &Tensor, y: &Tensor, range: f64) -> Tensor {
+    let size = x.size();
+    let c = size[1];
+    let gaussian = |k: i64| {
+        let g: Vec<f32> = (0..k)
+            .map(|i| {
+                let t = i as f64 - (k / 2) as f64;
+                (-t * t / (2.0 * 1.5 * 1.5)).exp() as f32
+            })
+            .collect();
+        let g = Tensor::from_slice(&g).to_device(x.device());
+        &g / g.sum(Kind::Float)
+    };
+    let kernels: Vec<Tensor> = (0..3)
+        .map(|axis| {
+            let k = ssim_window(size[2 + axis], size[2 + axis]);
+            let mut shape = vec![1i64, 1, 1, 1, 1];
+            shape[2 + axis] = k;
+            gaussian(k)
+                .view(shape.as_slice())
+                .expand([c, 1, -1, -1, -1], false)
+                .contiguous()
+        })
+        .collect();
+    let blur = |t: &Tensor| {
+        kernels.iter().fold(t.shallow_clone(), |t, w| {
+            t.conv3d(w, None::<Tensor>, [1, 1, 1], [0, 0, 0], [1, 1, 1], c)
+        })
+    };
+    let (mx, my) = (blur(x), blur(y));
+    let sxx = blur(&(x * x)) - &mx * &mx;
+    let syy = blur(&(y * y)) - &my * &my;
+    let sxy = blur(&(x * y)) - &mx * &my;
+    let (c1, c2) = ((0.01 * range).powi(2), (0.03 * range).powi(2));
+    let map = ((&mx * &my * 2.0 + c1) * (sxy * 2.0 + c2))
+        / ((&mx * &mx + &my * &my + c1) * (sxx + syy + c2));
+    map.flatten(1, -1).mean_dim(1, false, Kind::Float)
+}
+
 /// The SSIM window side: 11, or the largest odd size that fits a smaller frame.
 pub fn ssim_window(h: i64, w: i64) -> i64 {
     let k = 11.min(h).min(w).max(1);
@@ -73,6 +116,42 @@ pub fn ssim_window(h: i64, w: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ssim3d_is_one_for_equal_volumes_and_ranks_distortions() {
+        tch::manual_seed(3);
+        let opts = (Kind::Float, tch::Device::Cpu);
+        // A smooth volume: noise blurred along every axis.
+        let x = Tensor::rand([2, 1, 16, 16, 16], opts).avg_pool3d(
+            [5, 5, 5],
+            [1, 1, 1],
+            [2, 2, 2],
+            false,
+            false,
+            None::<i64>,
+        ) * 4.0
+            - 2.0;
+        let same = ssim3d(&x, &x, 2.0);
+        assert_eq!(same.size(), vec![2]);
+        assert!((same.double_value(&[0]) - 1.0).abs() < 1e-6, "{same}");
+        let light = &x + Tensor::randn([2, 1, 16, 16, 16], opts) * 0.05;
+        let strong = &x + Tensor::randn([2, 1, 16, 16, 16], opts) * 0.5;
+        let (a, b) = (
+            ssim3d(&x, &light, 2.0).double_value(&[1]),
+            ssim3d(&x, &strong, 2.0).double_value(&[1]),
+        );
+        assert!(a < 1.0 && b < a && b > -1.0, "light {a}, strong {b}");
+        // Symmetric, and a window that fits an axis of 6.
+        let small = x.narrow(2, 0, 6);
+        let (p, q) = (small.shallow_clone(), small.narrow(1, 0, 1) * 0.5);
+        assert!(
+            (ssim3d(&p, &q, 2.0) - ssim3d(&q, &p, 2.0))
+                .abs()
+                .max()
+                .double_value(&[])
+                < 1e-6
+        );
+    }
 
     #[test]
     fn swd_is_zero_for_identical_sets_and_grows_with_shift() {

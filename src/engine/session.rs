@@ -23,11 +23,12 @@ use crate::core::protocol::{
 use crate::core::rundir::{CsvLog, RunDir};
 use crate::core::timefmt::unix_now;
 use crate::engine::checkpoint::{self, BestEntry, Loaded};
+use crate::engine::data::volumes::write_nifti;
 use crate::engine::emitter::Emitter;
 use crate::engine::families::make_trainer;
 use crate::engine::lr_control::{self, LrControl};
 use crate::engine::trainer::{
-    injected_failure, panic_text, Reconstruction, Rgba, StepCtx, StepError, Trainer,
+    injected_failure, panic_text, Reconstruction, Rgba, StepCtx, StepError, Trainer, VolumePair,
 };
 use crate::engine::EngineError;
 
@@ -670,6 +671,41 @@ impl Session<'_> {
         })
     }
 
+    /// Writes a volume pair as NIfTI files (keeping the last [`VOLUMES_KEPT`] validations'),
+    /// and emits its event.
+    fn emit_volume(&mut self, v: VolumePair) -> Result<(), EngineError> {
+        let root = self.plan.run_dir.root().to_path_buf();
+        let rel = |what: &str| {
+            format!(
+                "media/{}-volume-{what}-step-{:08}.nii",
+                v.split, self.c.step
+            )
+        };
+        let (truth, recon) = (rel("truth"), rel("recon"));
+        let io = |path: &Path, message: String| {
+            EngineError::RunDir(crate::core::rundir::RunDirError::Io {
+                path: path.to_path_buf(),
+                message,
+            })
+        };
+        for (file, vol) in [(&truth, &v.truth), (&recon, &v.recon)] {
+            let path = root.join(file);
+            write_nifti(&path, vol).map_err(|e| io(&path, e))?;
+        }
+        prune_volumes(&root.join("media"), VOLUMES_KEPT);
+        let dims = v.truth.dims.map(|d| d as u32);
+        self.emitter.emit(Event::Volume {
+            step: self.c.step,
+            split: v.split,
+            truth,
+            recon,
+            channels: v.truth.channels as u32,
+            dims,
+            truth_data: v.truth.data,
+            recon_data: v.recon.data,
+        })
+    }
+
     fn emit_findings(&mut self, findings: Vec<Finding>) -> Result<(), EngineError> {
         for f in findings {
             self.emitter.emit(Event::Health {
@@ -708,6 +744,9 @@ impl Session<'_> {
         self.emit_family_events()?;
         if let Some(r) = self.trainer.pending_reconstruction() {
             self.emit_reconstruction(r)?;
+        }
+        if let Some(v) = self.trainer.pending_volume() {
+            self.emit_volume(v)?;
         }
         if let Some(ratio) = v.diversity_ratio {
             if let Some(f) = self.health.observe_diversity(self.c.step, ratio) {
@@ -812,4 +851,40 @@ impl Session<'_> {
 
 fn rel_path(root: &Path, p: &Path) -> String {
     p.strip_prefix(root).unwrap_or(p).display().to_string()
+}
+
+/// Validations whose volume files a run keeps (the files are large; the event log keeps
+/// every validation's numbers).
+const VOLUMES_KEPT: usize = 3;
+
+/// Removes the volume files of all but the latest `keep` steps in `media`.
+fn prune_volumes(media: &Path, keep: usize) {
+    let Ok(entries) = std::fs::read_dir(media) else {
+        return;
+    };
+    let files: Vec<(u64, std::path::PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let step = name
+                .strip_suffix(".nii")?
+                .rsplit_once("-step-")
+                .filter(|(head, _)| head.contains("-volume-"))?
+                .1
+                .parse()
+                .ok()?;
+            Some((step, e.path()))
+        })
+        .collect();
+    let mut steps: Vec<u64> = files.iter().map(|(s, _)| *s).collect();
+    steps.sort_unstable();
+    steps.dedup();
+    let cut = steps.len().saturating_sub(keep);
+    if let Some(&oldest_kept) = steps.get(cut) {
+        for (s, p) in &files {
+            if *s < oldest_kept {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
 }

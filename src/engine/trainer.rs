@@ -56,6 +56,15 @@ pub struct Reconstruction {
     pub motion_boxes: Vec<[f32; 4]>,
 }
 
+/// Ground truth and reconstruction of one whole volume (volume families; see
+/// [`Event::Volume`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VolumePair {
+    pub split: String,
+    pub truth: crate::engine::data::volumes::Volume,
+    pub recon: crate::engine::data::volumes::Volume,
+}
+
 /// Why a training step failed: which part of the step, and libtorch's (or the family's)
 /// message. The session adds the step and phase and fails the run with one line; the whole
 /// message goes to the run log.
@@ -179,6 +188,10 @@ pub trait Trainer: std::fmt::Debug {
     }
     /// The reconstruction the last validation produced, once.
     fn pending_reconstruction(&mut self) -> Option<Reconstruction> {
+        None
+    }
+    /// The whole volume the last validation reconstructed, once (volume families).
+    fn pending_volume(&mut self) -> Option<VolumePair> {
         None
     }
     /// Non-tensor state a checkpoint must hold (saved as `family_state`).

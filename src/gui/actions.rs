@@ -18,10 +18,11 @@ pub enum Tab {
     Controller,
     Runs,
     Actions,
+    Volume,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 8] = [
+    pub const ALL: [Tab; 9] = [
         Tab::Presets,
         Tab::Phases,
         Tab::Dashboard,
@@ -30,6 +31,7 @@ impl Tab {
         Tab::Controller,
         Tab::Runs,
         Tab::Actions,
+        Tab::Volume,
     ];
 
     #[must_use]
@@ -43,6 +45,7 @@ impl Tab {
             Self::Controller => "Controller",
             Self::Runs => "Runs",
             Self::Actions => "Actions",
+            Self::Volume => "Volume",
         }
     }
 
@@ -52,7 +55,7 @@ impl Tab {
             .find(|t| t.label().eq_ignore_ascii_case(text))
             .ok_or_else(|| {
                 format!(
-                    "unknown tab `{text}`; known: presets, phases, dashboard, samples, gaad, controller, runs, actions"
+                    "unknown tab `{text}`; known: presets, phases, dashboard, samples, gaad, controller, runs, actions, volume"
                 )
             })
     }

@@ -46,6 +46,8 @@ pub struct WorkbenchApp {
     pub gaad: super::gaad::GaadInspector,
     /// The Actions tab: codebook use and the action explorer.
     pub explorer: super::explorer::ActionsPanel,
+    /// The Volume tab: slices of a volume and its reconstruction.
+    pub volume: super::volume::VolumeViewer,
     pub dialogs: Dialogs,
     pub run_list: Vec<RunSummary>,
     pub(crate) run_list_at: Option<Instant>,
@@ -117,6 +119,7 @@ impl WorkbenchApp {
             controller: None,
             gaad: super::gaad::GaadInspector::default(),
             explorer: super::explorer::ActionsPanel::default(),
+            volume: super::volume::VolumeViewer::default(),
             dialogs: Dialogs::default(),
             run_list: Vec::new(),
             run_list_at: None,
@@ -544,6 +547,14 @@ impl WorkbenchApp {
             Tab::Runs => self.runs_tab_ui(ui),
             Tab::Actions => match self.current {
                 Some(i) => self.explorer.ui(ui, &self.runs[i].view, &self.runs[i].dir),
+                None => {
+                    ui.label(
+                        RichText::new("No run: start one or open one from the Runs tab.").weak(),
+                    );
+                }
+            },
+            Tab::Volume => match self.current {
+                Some(i) => self.volume.ui(ui, &self.runs[i].view, &self.runs[i].dir),
                 None => {
                     ui.label(
                         RichText::new("No run: start one or open one from the Runs tab.").weak(),

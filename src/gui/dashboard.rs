@@ -57,7 +57,13 @@ pub struct Section {
 /// left out.
 #[must_use]
 pub fn sections(names: &[&str], metrics: &[MetricDef], layout: &Layout) -> Vec<Section> {
-    let present = |n: &str| names.contains(&n) && !layout.hidden.contains(n);
+    // A companion is drawn on its host's plot, so it has none of its own while the host is there.
+    let hosted = |n: &str| {
+        metrics
+            .iter()
+            .any(|m| m.companion.as_deref() == Some(n) && names.contains(&m.name.as_str()))
+    };
+    let present = |n: &str| names.contains(&n) && !layout.hidden.contains(n) && !hosted(n);
     let mut taken: BTreeSet<String> = BTreeSet::new();
     let mut out = Vec::new();
     let mut push = |title: &str, list: Vec<String>, open: bool, taken: &mut BTreeSet<String>| {
@@ -140,6 +146,12 @@ impl Default for Dashboard {
             layouts: BTreeMap::new(),
         }
     }
+}
+
+/// A run's second line (a metric's companion): the run's colour, lightened.
+fn companion_color(c: Color32) -> Color32 {
+    let mix = |v: u8| ((u16::from(v) + 2 * 255) / 3) as u8;
+    Color32::from_rgb(mix(c.r()), mix(c.g()), mix(c.b()))
 }
 
 /// Colour of a marker kind.
@@ -359,6 +371,26 @@ impl Dashboard {
                 cache.update(series, self.smoothing);
             }
         }
+        // Its companion (fake logits beside real ones), smoothed like the metric itself.
+        let companion: Vec<(&Shown<'_>, String)> = runs
+            .iter()
+            .filter_map(|r| {
+                let other = r
+                    .view
+                    .metrics
+                    .iter()
+                    .find(|m| m.name == name)?
+                    .companion
+                    .clone()?;
+                r.view.series.contains_key(&other).then_some((r, other))
+            })
+            .collect();
+        for (r, other) in &companion {
+            if let Some(series) = r.view.series.get(other) {
+                let cache = self.ema.entry((r.key, other.clone())).or_default();
+                cache.update(series, self.smoothing);
+            }
+        }
         let ema = &self.ema;
         let prepared: Vec<(&Shown<'_>, &Series, &Series)> = runs
             .iter()
@@ -379,6 +411,18 @@ impl Dashboard {
                 .as_deref()?;
             Some((format!("{other} (baseline)"), r.view.series.get(other)?))
         });
+        let companion: Vec<(String, Color32, &Series)> = companion
+            .iter()
+            .filter_map(|(r, other)| {
+                let smooth = &ema.get(&(r.key, other.clone()))?.smoothed;
+                let label = if runs.len() > 1 {
+                    format!("{} {other}", r.view.name)
+                } else {
+                    other.clone()
+                };
+                Some((label, companion_color(r.color), smooth))
+            })
+            .collect();
         let markers = self.show_markers;
         let show_raw = self.show_raw && self.smoothing > 0.0;
         let mut drawn = 0usize;
@@ -461,6 +505,26 @@ impl Dashboard {
                         Line::new(run_label, PlotPoints::from(pts))
                             .color(r.color)
                             .width(1.6)
+                            .allow_band(false),
+                    );
+                }
+                for (label, color, smooth) in &companion {
+                    let (x0, x1) = if pu.auto_bounds().x {
+                        smooth.bounds().map_or((0.0, 1.0), |(x, _)| (x[0], x[1]))
+                    } else {
+                        (bounds.min()[0], bounds.max()[0])
+                    };
+                    let pts: Vec<[f64; 2]> = smooth
+                        .visible(x0, x1, px)
+                        .into_iter()
+                        .filter_map(|[x, y]| ty(y).map(|y| [x, y]))
+                        .collect();
+                    drawn += pts.len();
+                    pu.line(
+                        Line::new(label.clone(), PlotPoints::from(pts))
+                            .color(*color)
+                            .width(1.6)
+                            .style(egui_plot::LineStyle::dashed_dense())
                             .allow_band(false),
                     );
                 }
@@ -686,6 +750,24 @@ fn matches_filter(filter: &str, name: &str) -> bool {
 mod layout_tests {
     use super::*;
     use crate::core::protocol::MetricDef;
+
+    #[test]
+    fn a_companion_shares_its_hosts_plot_while_the_host_is_there() {
+        let metrics = vec![
+            MetricDef::diagnostic("logits_real").companion("logits_fake"),
+            MetricDef::diagnostic("logits_fake"),
+        ];
+        let all =
+            |s: Vec<Section>| -> Vec<String> { s.into_iter().flat_map(|s| s.names).collect() };
+        let both = sections(
+            &["logits_fake", "logits_real"],
+            &metrics,
+            &Layout::default(),
+        );
+        assert_eq!(all(both), ["logits_real"]);
+        let alone = sections(&["logits_fake"], &metrics, &Layout::default());
+        assert_eq!(all(alone), ["logits_fake"], "no host: a plot of its own");
+    }
 
     #[test]
     fn what_matters_comes_first_and_the_layout_reorders_and_hides() {

@@ -329,7 +329,7 @@ fn waker_of(ctx: &egui::Context) -> crate::core::protocol::Waker {
 
 /// Codes (rows) by validations (columns), each cell shaded by the code's share of that
 /// validation's code slots.
-fn heat_map(ui: &mut Ui, codes: &[CodeUse]) {
+pub(crate) fn heat_map(ui: &mut Ui, codes: &[CodeUse]) {
     let k = codes
         .iter()
         .map(|c| c.counts.len())

@@ -19,6 +19,7 @@ mod panels;
 pub mod samples;
 pub mod sources;
 mod tour;
+pub mod volume;
 
 use std::path::PathBuf;
 

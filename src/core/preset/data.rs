@@ -222,6 +222,12 @@ pub enum VolumeSource {
     SyntheticVolumes,
     /// A NIfTI-1 file (`.nii`, `.nii.gz`) or a folder of them, split 80/20 by file.
     Nifti,
+    /// A video file or a folder of them, decoded by FFmpeg into clips `[3, T, H, W]` of
+    /// `depth` frames (as TATS trains); the last 20% of each video's frames validate.
+    Video,
+    /// Clips of synthetic moving shapes (the WuBu-GAAD family's), `synthetic_count` for
+    /// training and `synthetic_holdout` for validation.
+    SyntheticVideo,
 }
 
 crate::preset_section! {
@@ -229,10 +235,11 @@ crate::preset_section! {
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct VolumeData {
-        pub source: VolumeSource => field(K::Choice(&["synthetic_volumes", "nifti"]), "", [], "Volumes: synthetic shapes, or NIfTI-1 files"),
-        /// A NIfTI file or a folder of them when `source` is `nifti`.
-        pub path: String => field(K::Path, "", [], "A .nii/.nii.gz file or a folder of them, when source is nifti"),
-        pub depth: u32 => field(K::Int { min: 4, max: 1024 }, "voxels", [], "Depth D (the axis slices are taken across) after crop or pad"),
+        pub source: VolumeSource => field(K::Choice(&["synthetic_volumes", "nifti", "video", "synthetic_video"]), "", [], "Volumes: synthetic shapes, NIfTI-1 files, clips of a video, or clips of synthetic moving shapes"),
+        /// A NIfTI file or a folder of them when `source` is `nifti`; a video file or a
+        /// folder of them when it is `video`.
+        pub path: String => field(K::Path, "", [], "A .nii/.nii.gz file or a folder of them (nifti), or a video file or folder (video)"),
+        pub depth: u32 => field(K::Int { min: 4, max: 1024 }, "voxels", [], "Depth D (the axis slices are taken across) after crop or pad; for video, the frames of a clip"),
         pub height: u32 => field(K::Int { min: 4, max: 1024 }, "voxels", [], "Height H after crop or pad"),
         pub width: u32 => field(K::Int { min: 4, max: 1024 }, "voxels", [], "Width W after crop or pad"),
         pub flip_prob: f64 => field(K::Float { min: 0.0, max: 1.0 }, "", [phase], "Probability of a flip on one random axis"),
@@ -242,8 +249,71 @@ crate::preset_section! {
         pub patch: u32 => field(K::Int { min: 0, max: 1024 }, "voxels", [], "Patch side for patchwise training (all patches of a volume in one step); 0 = whole volumes"),
         #[serde(default)]
         pub patch_stride: u32 => field(K::Int { min: 0, max: 1024 }, "voxels", [], "Patch stride (the last patch is pushed to the end of each axis); 0 = the patch side"),
+        /// Video: source frames between consecutive frames of a clip (TATS's
+        /// `sample_every_n_frames`).
+        #[serde(default = "one")]
+        pub frame_skip: u32 => field(K::Int { min: 1, max: 100 }, "frames", [], "Video: source frames between consecutive frames of a clip"),
+        /// Video: frames read per file at most (0 = all), to bound memory on long videos.
+        #[serde(default)]
+        pub max_frames: u32 => field(K::Int { min: 0, max: 100000000 }, "frames", [], "Video: read at most this many frames per file; 0 = all"),
         pub synthetic_count: u32 => field(K::Int { min: 2, max: 100000 }, "volumes", [], "Synthetic training volumes"),
         pub synthetic_holdout: u32 => field(K::Int { min: 1, max: 10000 }, "volumes", [], "Synthetic validation volumes"),
+    }
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl VolumeData {
+    /// Channels of a volume: 3 for video clips, 1 otherwise.
+    #[must_use]
+    pub fn channels(&self) -> u32 {
+        if self.is_video() {
+            3
+        } else {
+            1
+        }
+    }
+
+    /// Clips of video (from a file or synthetic).
+    #[must_use]
+    pub fn is_video(&self) -> bool {
+        matches!(
+            self.source,
+            VolumeSource::Video | VolumeSource::SyntheticVideo
+        )
+    }
+
+    /// The video decoding this data asks for (`source` video): clips of `depth` frames at
+    /// `height x width`, the centre cropped to keep the aspect, the last 20% validating.
+    #[must_use]
+    pub fn as_video(&self) -> VideoData {
+        let synthetic = self.source == VolumeSource::SyntheticVideo;
+        let clips = self.synthetic_count + self.synthetic_holdout;
+        let span = self.depth.saturating_sub(1) * self.frame_skip.max(1) + 1;
+        VideoData {
+            source: if synthetic {
+                VideoSource::SyntheticShapes
+            } else {
+                VideoSource::File
+            },
+            path: self.path.clone(),
+            validation_path: String::new(),
+            validation_fraction: if synthetic {
+                f64::from(self.synthetic_holdout) / f64::from(clips.max(1))
+            } else {
+                0.2
+            },
+            synthetic_frames: if synthetic { clips * span } else { 0 },
+            image_h: self.height,
+            image_w: self.width,
+            resize: Resize::CenterCrop,
+            frame_skip: self.frame_skip.max(1),
+            input_frames: self.depth.saturating_sub(1).max(1),
+            predict_frames: 1,
+            max_frames: self.max_frames,
+        }
     }
 }
 
@@ -259,6 +329,8 @@ impl Default for VolumeData {
             flip_prob: 0.5,
             patch: 0,
             patch_stride: 0,
+            frame_skip: 1,
+            max_frames: 0,
             synthetic_count: 512,
             synthetic_holdout: 64,
         }

@@ -42,6 +42,31 @@ pub enum DiscLoss {
     Vanilla,
 }
 
+/// The validation metric that picks the best checkpoint, in its own direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BestMetric {
+    /// `val_psnr`, higher is better (the Xray port).
+    #[default]
+    Psnr,
+    /// `val_ssim` (3-D SSIM), higher is better.
+    Ssim,
+    /// `val_recon_loss` (L1), lower is better (medicaldiffusion).
+    ReconLoss,
+}
+
+impl BestMetric {
+    /// The validation scalar's name.
+    #[must_use]
+    pub fn scalar(self) -> &'static str {
+        match self {
+            Self::Psnr => "val_psnr",
+            Self::Ssim => "val_ssim",
+            Self::ReconLoss => "val_recon_loss",
+        }
+    }
+}
+
 crate::preset_section! {
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -84,6 +109,13 @@ crate::preset_section! {
         pub gan_feat_weight: f64 => field(K::Float { min: 0.0, max: 100.0 }, "", [phase live], "Weight of the critics' feature matching"),
         pub disc_start: u64 => field(K::Int { min: 0, max: 100000000 }, "steps", [phase], "Generator steps before the critics start (discriminator_iter_start)"),
         pub disc_loss: DiscLoss => field(K::Choice(&["hinge", "vanilla"]), "", [phase], "The critics' loss"),
+        /// The originals run the autoencoder twice per batch (once for its own step, once
+        /// for the critics'), so the EMA codebook updates twice; off, the critics reuse the
+        /// first forward's reconstruction.
+        #[serde(default)]
+        pub double_forward: bool => field(K::Bool, "", [phase], "Second autoencoder forward for the critics' step, as the originals (the codebook updates twice per batch)"),
+        #[serde(default)]
+        pub best_metric: BestMetric => field(K::Choice(&["psnr", "ssim", "recon_loss"]), "", [], "Validation metric that picks the best checkpoint, in its own direction"),
     }
 }
 
@@ -149,6 +181,8 @@ impl Default for VqGanPreset {
                 gan_feat_weight: 4.0,
                 disc_start: 500,
                 disc_loss: DiscLoss::Hinge,
+                double_forward: false,
+                best_metric: BestMetric::Psnr,
             },
             health: HealthConfig {
                 enabled: false,
@@ -214,6 +248,7 @@ impl VqGanPreset {
                 video_gan_weight: 0.5,
                 gan_feat_weight: 4.0,
                 disc_start: 10_000,
+                double_forward: true,
                 ..d.train.clone()
             },
             phases: vec![Phase {
@@ -286,11 +321,67 @@ impl VqGanPreset {
                 video_gan_weight: 1.0,
                 gan_feat_weight: 4.0,
                 disc_start: 10_000,
+                double_forward: true,
+                best_metric: BestMetric::ReconLoss,
                 ..d.train.clone()
             },
             phases: vec![Phase {
                 name: "main".into(),
                 length: PhaseLength::Steps(100_000),
+                overrides: BTreeMap::new(),
+                start_from_best: false,
+            }],
+            ..d
+        }
+    }
+}
+
+impl VqGanPreset {
+    /// TATS's `tats_vqgan.py` defaults on video: h 240, 2048 codes of 256, 4x4x4, replicate
+    /// padding, Laplace smoothing, commitment 0.25, L1 4, both critics (weights 1 and 1, no
+    /// feature matching, no LPIPS) from step 50000, lr 3e-4; clips of 16 frames at 128x128
+    /// (UCF-101's), the codebook updated by the double forward of its two optimiser passes.
+    #[must_use]
+    pub fn tats() -> Self {
+        let d = Self::default();
+        Self {
+            name: "vq_gan_tats".into(),
+            data: VolumeData {
+                source: VolumeSource::SyntheticVideo,
+                path: String::new(),
+                depth: 16,
+                height: 128,
+                width: 128,
+                flip_prob: 0.0,
+                synthetic_count: 64,
+                synthetic_holdout: 8,
+                ..d.data.clone()
+            },
+            model: Model {
+                n_hiddens: 240,
+                embedding_dim: 256,
+                n_codes: 2048,
+                num_groups: 32,
+                disc_channels: 64,
+                disc_layers: 3,
+                ..d.model.clone()
+            },
+            train: Train {
+                batch_size: 2,
+                lr: 3e-4,
+                l1_weight: 4.0,
+                commitment_weight: 0.25,
+                perceptual_weight: 0.0,
+                image_gan_weight: 1.0,
+                video_gan_weight: 1.0,
+                gan_feat_weight: 0.0,
+                disc_start: 50_000,
+                double_forward: true,
+                ..d.train.clone()
+            },
+            phases: vec![Phase {
+                name: "main".into(),
+                length: PhaseLength::Steps(200_000),
                 overrides: BTreeMap::new(),
                 start_from_best: false,
             }],
@@ -348,7 +439,25 @@ impl VqGanPreset {
                 "a NIfTI file or folder when data.source is nifti".into(),
             );
         }
-        if d.source == VolumeSource::SyntheticVolumes && self.train.batch_size > d.synthetic_count {
+        if d.source == VolumeSource::Video && d.path.trim().is_empty() {
+            bad(
+                "data.path",
+                "\"\"".into(),
+                "a video file or folder when data.source is video".into(),
+            );
+        }
+        if d.is_video() && (d.height < 16 || d.width < 16) {
+            bad(
+                "data.height",
+                format!("{}x{}", d.height, d.width),
+                "frames of at least 16x16 for video".into(),
+            );
+        }
+        let synthetic = matches!(
+            d.source,
+            VolumeSource::SyntheticVolumes | VolumeSource::SyntheticVideo
+        );
+        if synthetic && self.train.batch_size > d.synthetic_count {
             bad(
                 "train.batch_size",
                 self.train.batch_size.to_string(),
@@ -410,8 +519,25 @@ impl super::FamilyPreset for VqGanPreset {
         needs
     }
 
+    /// NIfTI files (a `.nii`/`.nii.gz` file or a folder holding one), else video.
     fn data_override(&self, path: &str) -> Vec<(&'static str, serde_json::Value)> {
-        vec![("data.source", "nifti".into()), ("data.path", path.into())]
+        let is_nifti = |p: &std::path::Path| {
+            let name = p.to_string_lossy().to_lowercase();
+            name.ends_with(".nii") || name.ends_with(".nii.gz")
+        };
+        let p = std::path::Path::new(path);
+        let files: Vec<std::path::PathBuf> = std::fs::read_dir(p)
+            .map(|entries| entries.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        // A video file, or a folder of files none of which is NIfTI; anything else (a
+        // missing path, an empty folder) is taken as NIfTI and named as such.
+        let video = if p.is_dir() {
+            !files.is_empty() && !files.iter().any(|f| is_nifti(f))
+        } else {
+            p.exists() && !is_nifti(p)
+        };
+        let source = if video { "video" } else { "nifti" };
+        vec![("data.source", source.into()), ("data.path", path.into())]
     }
 
     fn lr_fields(&self) -> super::LrFields {
@@ -422,7 +548,11 @@ impl super::FamilyPreset for VqGanPreset {
     }
 
     fn steps_per_epoch_hint(&self) -> Option<u64> {
-        (self.data.source == VolumeSource::SyntheticVolumes).then(|| {
+        matches!(
+            self.data.source,
+            VolumeSource::SyntheticVolumes | VolumeSource::SyntheticVideo
+        )
+        .then(|| {
             (u64::from(self.data.synthetic_count) / u64::from(self.train.batch_size.max(1))).max(1)
         })
     }

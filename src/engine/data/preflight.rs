@@ -153,7 +153,7 @@ fn probe(field: &str, path: &str, max_frames: u32) -> Result<Vec<Probed>, String
     Ok(out)
 }
 
-fn video(cfg: &VideoData) -> Result<(), String> {
+pub(super) fn video(cfg: &VideoData) -> Result<(), String> {
     let separate_val = !cfg.validation_path.trim().is_empty();
     if separate_val {
         probe("data.validation_path", &cfg.validation_path, cfg.max_frames)?;

@@ -344,6 +344,58 @@ impl VideoSet {
 }
 
 #[cfg(test)]
+/// An animated GIF of `frames` frames, `w` x `h`, written without compression (a clear
+/// code every 250 codes keeps the LZW codes 9 bits wide): pixel `(x, y)` of frame `k` is
+/// palette entry `(k * 40 + x * 4 + y) % 256`, whose colour is `(i, 255 - i, 0)`.
+pub(crate) fn write_gif(path: &Path, w: u16, h: u16, frames: u16) {
+    let mut out = b"GIF89a".to_vec();
+    out.extend(w.to_le_bytes());
+    out.extend(h.to_le_bytes());
+    out.extend([0xF7, 0, 0]);
+    for i in 0..=255u8 {
+        out.extend([i, 255 - i, 0]);
+    }
+    for k in 0..frames {
+        out.extend([0x21, 0xF9, 4, 0x04, 10, 0, 0, 0]);
+        out.push(0x2C);
+        for v in [0, 0, w, h] {
+            out.extend(v.to_le_bytes());
+        }
+        out.extend([0, 8]);
+        let mut codes = vec![256u16];
+        for y in 0..h {
+            for x in 0..w {
+                if codes.len() % 250 == 0 {
+                    codes.push(256);
+                }
+                codes.push((k * 40 + x * 4 + y) % 256);
+            }
+        }
+        codes.push(257);
+        let (mut bits, mut acc, mut n) = (Vec::new(), 0u32, 0);
+        for c in codes {
+            acc |= u32::from(c) << n;
+            n += 9;
+            while n >= 8 {
+                bits.push((acc & 0xFF) as u8);
+                acc >>= 8;
+                n -= 8;
+            }
+        }
+        if n > 0 {
+            bits.push(acc as u8);
+        }
+        for block in bits.chunks(255) {
+            out.push(block.len() as u8);
+            out.extend(block);
+        }
+        out.push(0);
+    }
+    out.push(0x3B);
+    std::fs::write(path, out).expect("write the GIF");
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -364,57 +416,6 @@ mod tests {
             validation_fraction,
             ..VideoData::default()
         }
-    }
-
-    /// An animated GIF of `frames` frames, `w` x `h`, written without compression (a clear
-    /// code every 250 codes keeps the LZW codes 9 bits wide): pixel `(x, y)` of frame `k` is
-    /// palette entry `(k * 40 + x * 4 + y) % 256`, whose colour is `(i, 255 - i, 0)`.
-    fn write_gif(path: &Path, w: u16, h: u16, frames: u16) {
-        let mut out = b"GIF89a".to_vec();
-        out.extend(w.to_le_bytes());
-        out.extend(h.to_le_bytes());
-        out.extend([0xF7, 0, 0]);
-        for i in 0..=255u8 {
-            out.extend([i, 255 - i, 0]);
-        }
-        for k in 0..frames {
-            out.extend([0x21, 0xF9, 4, 0x04, 10, 0, 0, 0]);
-            out.push(0x2C);
-            for v in [0, 0, w, h] {
-                out.extend(v.to_le_bytes());
-            }
-            out.extend([0, 8]);
-            let mut codes = vec![256u16];
-            for y in 0..h {
-                for x in 0..w {
-                    if codes.len() % 250 == 0 {
-                        codes.push(256);
-                    }
-                    codes.push((k * 40 + x * 4 + y) % 256);
-                }
-            }
-            codes.push(257);
-            let (mut bits, mut acc, mut n) = (Vec::new(), 0u32, 0);
-            for c in codes {
-                acc |= u32::from(c) << n;
-                n += 9;
-                while n >= 8 {
-                    bits.push((acc & 0xFF) as u8);
-                    acc >>= 8;
-                    n -= 8;
-                }
-            }
-            if n > 0 {
-                bits.push(acc as u8);
-            }
-            for block in bits.chunks(255) {
-                out.push(block.len() as u8);
-                out.extend(block);
-            }
-            out.push(0);
-        }
-        out.push(0x3B);
-        std::fs::write(path, out).unwrap();
     }
 
     #[test]

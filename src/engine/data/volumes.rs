@@ -14,17 +14,51 @@ use nifti::{NiftiHeader, NiftiObject, NiftiType, ReaderOptions};
 
 use crate::core::preset::data::{VolumeData, VolumeSource};
 
-/// A volume `[D, H, W]` (NIfTI's z, y, x), x fastest, as NIfTI stores it.
+/// A volume `[C, D, H, W]` (NIfTI's z, y, x; a video clip's t, y, x), x fastest, as NIfTI
+/// stores it. NIfTI volumes have one channel, video clips three.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Volume {
+    pub channels: usize,
+    /// `[D, H, W]`.
     pub dims: [usize; 3],
     pub data: Vec<f32>,
 }
 
 impl Volume {
+    /// A one-channel volume.
+    #[must_use]
+    pub fn scalar(dims: [usize; 3], data: Vec<f32>) -> Self {
+        Self {
+            channels: 1,
+            dims,
+            data,
+        }
+    }
+
+    /// Voxels of one channel.
     #[must_use]
     pub fn len(&self) -> usize {
         self.dims.iter().product()
+    }
+
+    /// The channels one by one, as one-channel volumes.
+    #[must_use]
+    pub fn planes(&self) -> Vec<Volume> {
+        self.data
+            .chunks(self.len().max(1))
+            .map(|c| Volume::scalar(self.dims, c.to_vec()))
+            .collect()
+    }
+
+    /// The inverse of [`Volume::planes`].
+    #[must_use]
+    pub fn join(planes: Vec<Volume>) -> Volume {
+        let dims = planes.first().map_or([0; 3], |p| p.dims);
+        Volume {
+            channels: planes.len(),
+            dims,
+            data: planes.into_iter().flat_map(|p| p.data).collect(),
+        }
     }
 
     #[must_use]
@@ -57,6 +91,10 @@ fn sizeof_hdr(path: &Path) -> Result<i32, String> {
 
 /// Reads a NIfTI-1 volume (the first of a 4-D file) as floats, with the header's scaling.
 pub fn read_nifti(path: &Path) -> Result<Volume, String> {
+    read(path, false)
+}
+
+fn read(path: &Path, all_channels: bool) -> Result<Volume, String> {
     let size = sizeof_hdr(path)?;
     if size == 540 || size.swap_bytes() == 540 {
         return Err(named(
@@ -119,7 +157,12 @@ pub fn read_nifti(path: &Path) -> Result<Volume, String> {
         usize::from(header.dim[1]),
     ];
     let (slope, inter) = (header.scl_slope, header.scl_inter);
-    let n: usize = dims.iter().product();
+    let channels = if all_channels && rank >= 4 {
+        usize::from(header.dim[4]).max(1)
+    } else {
+        1
+    };
+    let n: usize = dims.iter().product::<usize>() * channels;
     let volume = obj.into_volume();
     // The reader checks the element type against the header; convert after reading.
     macro_rules! as_f32 {
@@ -159,7 +202,52 @@ pub fn read_nifti(path: &Path) -> Result<Volume, String> {
         .iter()
         .map(|&v| if slope == 0.0 { v } else { v * slope + inter })
         .collect();
-    Ok(Volume { dims, data })
+    Ok(Volume {
+        channels,
+        dims,
+        data,
+    })
+}
+
+/// Writes `v` as an uncompressed little-endian NIfTI-1 file of float32 (`x` fastest; a
+/// volume of several channels is 4-D with the channels as `t`), under a private name renamed
+/// into place, so that a reader never sees half a file. Any NIfTI viewer opens it.
+pub fn write_nifti(path: &Path, v: &Volume) -> Result<(), String> {
+    let mut h = vec![0u8; 352];
+    let put_i16 =
+        |h: &mut Vec<u8>, at: usize, x: i16| h[at..at + 2].copy_from_slice(&x.to_le_bytes());
+    let put_f32 =
+        |h: &mut Vec<u8>, at: usize, x: f32| h[at..at + 4].copy_from_slice(&x.to_le_bytes());
+    h[0..4].copy_from_slice(&348i32.to_le_bytes());
+    let [d, hh, w] = v.dims.map(|x| i16::try_from(x).unwrap_or(i16::MAX));
+    let c = i16::try_from(v.channels).unwrap_or(i16::MAX);
+    let dim: [i16; 8] = [if c > 1 { 4 } else { 3 }, w, hh, d, c.max(1), 1, 1, 1];
+    for (i, x) in dim.iter().enumerate() {
+        put_i16(&mut h, 40 + 2 * i, *x);
+    }
+    put_i16(&mut h, 70, 16); // datatype: float32
+    put_i16(&mut h, 72, 32); // bitpix
+    for i in 0..8 {
+        put_f32(&mut h, 76 + 4 * i, 1.0); // pixdim
+    }
+    put_f32(&mut h, 108, 352.0); // vox_offset
+    put_f32(&mut h, 112, 1.0); // scl_slope
+    h[148..148 + 20].copy_from_slice(b"workbench volume   \0");
+    h[344..348].copy_from_slice(b"n+1\0");
+    let mut bytes = h;
+    bytes.reserve(v.data.len() * 4);
+    for x in &v.data {
+        bytes.extend_from_slice(&x.to_le_bytes());
+    }
+    let tmp = path.with_extension("nii.part");
+    std::fs::write(&tmp, &bytes).map_err(|e| named(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| named(path, e))
+}
+
+/// Reads every channel of a NIfTI-1 file (the 4th dimension as channels), as the volume
+/// viewer reads the files [`write_nifti`] wrote.
+pub fn read_nifti_channels(path: &Path) -> Result<Volume, String> {
+    read(path, true)
 }
 
 /// Min-max rescaling to [-1, 1] (a constant volume becomes -1).
@@ -180,9 +268,22 @@ pub fn rescale(v: &mut Volume) {
     }
 }
 
+/// `f` applied to each channel of `v`.
+fn each_channel(v: &Volume, f: impl Fn(&Volume) -> Volume) -> Volume {
+    if v.channels == 1 {
+        f(v)
+    } else {
+        Volume::join(v.planes().iter().map(f).collect())
+    }
+}
+
 /// Centre crop or pad (with -1) to `dims`.
 #[must_use]
 pub fn crop_or_pad(v: &Volume, dims: [usize; 3]) -> Volume {
+    each_channel(v, |v| crop_or_pad_plane(v, dims))
+}
+
+fn crop_or_pad_plane(v: &Volume, dims: [usize; 3]) -> Volume {
     // Per axis: the source start (crop) and the target start (pad).
     let offsets: Vec<(usize, usize)> = (0..3)
         .map(|a| {
@@ -219,12 +320,16 @@ pub fn crop_or_pad(v: &Volume, dims: [usize; 3]) -> Volume {
             }
         }
     }
-    Volume { dims, data }
+    Volume::scalar(dims, data)
 }
 
 /// Mirrors a volume along `axis` (0: D, 1: H, 2: W).
 #[must_use]
 pub fn flip(v: &Volume, axis: usize) -> Volume {
+    each_channel(v, |v| flip_plane(v, axis))
+}
+
+fn flip_plane(v: &Volume, axis: usize) -> Volume {
     let [d, h, w] = v.dims;
     let mut data = Vec::with_capacity(v.len());
     for z in 0..d {
@@ -239,7 +344,7 @@ pub fn flip(v: &Volume, axis: usize) -> Volume {
             }
         }
     }
-    Volume { dims: v.dims, data }
+    Volume::scalar(v.dims, data)
 }
 
 /// Patch start positions along an axis of `size`: every `stride`, with the last pushed to
@@ -276,6 +381,10 @@ pub fn patch_grid(dims: [usize; 3], patch: [usize; 3], stride: [usize; 3]) -> Ve
 /// Cuts the patch at `at`.
 #[must_use]
 pub fn extract(v: &Volume, at: [usize; 3], patch: [usize; 3]) -> Volume {
+    each_channel(v, |v| extract_plane(v, at, patch))
+}
+
+fn extract_plane(v: &Volume, at: [usize; 3], patch: [usize; 3]) -> Volume {
     let mut data = Vec::with_capacity(patch.iter().product());
     for z in 0..patch[0] {
         for y in 0..patch[1] {
@@ -284,13 +393,33 @@ pub fn extract(v: &Volume, at: [usize; 3], patch: [usize; 3]) -> Volume {
             }
         }
     }
-    Volume { dims: patch, data }
+    Volume::scalar(patch, data)
 }
 
 /// Blends patches back into a volume of `dims`: each voxel is the mean of the patches that
 /// cover it.
 #[must_use]
 pub fn blend(dims: [usize; 3], patches: &[([usize; 3], Volume)]) -> Volume {
+    let channels = patches.first().map_or(1, |(_, p)| p.channels);
+    if channels == 1 {
+        return blend_plane(dims, patches);
+    }
+    let planes: Vec<Vec<([usize; 3], Volume)>> = patches
+        .iter()
+        .map(|(at, p)| p.planes().into_iter().map(|q| (*at, q)).collect())
+        .collect();
+    Volume::join(
+        (0..channels)
+            .map(|c| {
+                let one: Vec<([usize; 3], Volume)> =
+                    planes.iter().map(|ps| ps[c].clone()).collect();
+                blend_plane(dims, &one)
+            })
+            .collect(),
+    )
+}
+
+fn blend_plane(dims: [usize; 3], patches: &[([usize; 3], Volume)]) -> Volume {
     let n: usize = dims.iter().product();
     let mut sum = vec![0.0f64; n];
     let mut count = vec![0u32; n];
@@ -316,7 +445,7 @@ pub fn blend(dims: [usize; 3], patches: &[([usize; 3], Volume)]) -> Volume {
             }
         })
         .collect();
-    Volume { dims, data }
+    Volume::scalar(dims, data)
 }
 
 /// The `.nii` and `.nii.gz` files of a folder, sorted (a file is itself).
@@ -381,10 +510,7 @@ pub fn synthetic_volume(size: usize, seed: u64, index: u64) -> Volume {
             }
         }
     }
-    Volume {
-        dims: [size; 3],
-        data,
-    }
+    Volume::scalar([size; 3], data)
 }
 
 /// Training and validation volumes at the preset's size, in memory, in [-1, 1].
@@ -422,6 +548,7 @@ impl VolumeSet {
                     ),
                 })
             }
+            VolumeSource::Video | VolumeSource::SyntheticVideo => video_clips(cfg, seed),
             VolumeSource::Nifti => {
                 let files = nifti_files(Path::new(&cfg.path))?;
                 if files.is_empty() {
@@ -452,9 +579,66 @@ impl VolumeSet {
     }
 }
 
+/// Video as volumes: FFmpeg's frames (the centre cropped to the aspect, resized) cut into
+/// clips `[3, T, H, W]` of `depth` frames `frame_skip` apart, one after another; the last 20%
+/// of each file's frames give the validation clips.
+fn video_clips(cfg: &VolumeData, seed: u64) -> Result<VolumeSet, String> {
+    let video = cfg.as_video();
+    let set = super::video::VideoSet::load(&video, seed).map_err(|e| e.to_string())?;
+    let t = cfg.depth as usize;
+    let span = (t - 1) * cfg.frame_skip.max(1) as usize + 1;
+    // Windows start at every frame; clips take every `span`-th so that none overlap.
+    let clips = |starts: &[i64]| -> Vec<Volume> {
+        let mut out = Vec::new();
+        let mut next = i64::MIN;
+        for &s in starts {
+            if s < next {
+                continue;
+            }
+            next = s + span as i64;
+            let x = set
+                .batch(&[s], tch::Device::Cpu)
+                .get(0)
+                .permute([1, 0, 2, 3]);
+            let data = Vec::<f32>::try_from(x.contiguous().view([-1])).unwrap_or_default();
+            out.push(Volume {
+                channels: 3,
+                dims: [t, cfg.height as usize, cfg.width as usize],
+                data,
+            });
+        }
+        out
+    };
+    let (train, validation) = (clips(&set.train), clips(&set.val));
+    if validation.is_empty() {
+        return Err(format!(
+            "{}: no validation clip of {t} frames fits in the last 20% of the frames; use a longer video or a smaller data.depth",
+            cfg.path
+        ));
+    }
+    Ok(VolumeSet {
+        description: format!(
+            "{}: {} training and {} validation clips of {t} frames",
+            set.description,
+            train.len(),
+            validation.len()
+        ),
+        train,
+        validation,
+    })
+}
+
 /// Checks a preset's volumes before a run folder exists: every file reads (so a truncated
 /// one is found now, at the cost of reading the data twice).
 pub fn preflight(cfg: &VolumeData) -> Result<(), String> {
+    if cfg.source == VolumeSource::Video {
+        // The whole decode, as for NIfTI: a video too short for a validation clip is found
+        // now, not after the run folder exists.
+        super::preflight::video(&cfg.as_video())?;
+        return video_clips(cfg, 0)
+            .map(|_| ())
+            .map_err(|e| format!("data.path: {e}"));
+    }
     if cfg.source != VolumeSource::Nifti {
         return Ok(());
     }
@@ -480,12 +664,12 @@ mod tests {
     use super::*;
 
     fn ramp(dims: [usize; 3]) -> Volume {
-        Volume {
+        Volume::scalar(
             dims,
-            data: (0..dims.iter().product::<usize>())
+            (0..dims.iter().product::<usize>())
                 .map(|i| i as f32)
                 .collect(),
-        }
+        )
     }
 
     #[test]
@@ -540,6 +724,69 @@ mod tests {
             .data
             .iter()
             .all(|&v| v == -1.0 || (-0.5..=1.0).contains(&v)));
+    }
+
+    #[test]
+    fn video_clips_are_three_channel_volumes_of_depth_frames() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let gif = dir.path().join("clip.gif");
+        super::super::video::write_gif(&gif, 16, 16, 20);
+        let cfg = VolumeData {
+            source: VolumeSource::Video,
+            path: gif.display().to_string(),
+            depth: 4,
+            height: 16,
+            width: 16,
+            ..VolumeData::default()
+        };
+        let set = VolumeSet::load(&cfg, 1).unwrap_or_else(|e| panic!("{e}"));
+        // 20 frames: the first 16 train (4 clips), the last 4 validate (1 clip).
+        assert_eq!((set.train.len(), set.validation.len()), (4, 1));
+        let clip = &set.train[1];
+        assert_eq!((clip.channels, clip.dims), (3, [4, 16, 16]));
+        // Pixel (x, y) of frame k is palette entry i = (k * 40 + x * 4 + y) % 256, colour
+        // (i, 255 - i, 0); clip 1 starts at frame 4.
+        let at =
+            |c: usize, t: usize, y: usize, x: usize| clip.data[((c * 4 + t) * 16 + y) * 16 + x];
+        for (t, y, x) in [(0, 0, 0), (2, 5, 3), (3, 15, 15)] {
+            let i = ((4 + t) * 40 + x * 4 + y) % 256;
+            let want = i as f32 / 127.5 - 1.0;
+            assert!((at(0, t, y, x) - want).abs() < 1e-5, "t {t} y {y} x {x}");
+            assert!((at(1, t, y, x) + want).abs() < 1e-5);
+            assert_eq!(at(2, t, y, x), -1.0);
+        }
+        assert_eq!(
+            set.validation[0].data[0],
+            (((16 * 40) % 256) as f32) / 127.5 - 1.0
+        );
+        // Channel-wise operations keep the channels apart.
+        let f = flip(clip, 2);
+        assert_eq!(f.channels, 3);
+        assert_eq!(flip(&f, 2), *clip);
+        let parts: Vec<([usize; 3], Volume)> = patch_grid(clip.dims, [4, 8, 8], [4, 8, 8])
+            .into_iter()
+            .map(|at| (at, extract(clip, at, [4, 8, 8])))
+            .collect();
+        assert_eq!(blend(clip.dims, &parts), *clip);
+        // Too short for a validation clip: named.
+        let short = VolumeData { depth: 8, ..cfg };
+        let e = VolumeSet::load(&short, 1).expect_err("too short");
+        assert!(e.contains("clip.gif"), "{e}");
+    }
+
+    #[test]
+    fn written_volumes_read_back_with_every_channel() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let one = ramp([3, 4, 5]);
+        let p = dir.path().join("one.nii");
+        write_nifti(&p, &one).expect("write");
+        assert_eq!(read_nifti(&p), Ok(one.clone()));
+        let three = Volume::join(vec![one.clone(), flip(&one, 0), flip(&one, 2)]);
+        let p = dir.path().join("three.nii");
+        write_nifti(&p, &three).expect("write");
+        assert_eq!(read_nifti_channels(&p), Ok(three));
+        assert_eq!(read_nifti(&p), Ok(one), "the first volume");
+        assert!(!dir.path().join("three.nii.part").exists());
     }
 
     #[test]

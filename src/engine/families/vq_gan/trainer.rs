@@ -10,7 +10,9 @@ use crate::engine::data::volumes::{blend, extract, flip, patch_grid, Volume, Vol
 use crate::engine::lpips::Perceptual;
 use crate::engine::nn::vq3d::{self, Decoder3d, EmaCodebook, Encoder3d, NLayerDiscriminator, Pad};
 use crate::engine::optim::{clip_global_norm, Adam};
-use crate::engine::trainer::{Reconstruction, Rgba, StepCtx, StepError, Trainer, Validation};
+use crate::engine::trainer::{
+    Reconstruction, Rgba, StepCtx, StepError, Trainer, Validation, VolumePair,
+};
 use crate::engine::EngineError;
 
 static LIVE: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
@@ -70,6 +72,7 @@ pub struct VqGanTrainer {
     events: Vec<Event>,
     step: u64,
     pending: Option<Reconstruction>,
+    pending_volume: Option<VolumePair>,
 }
 
 impl VqGanTrainer {
@@ -98,7 +101,8 @@ impl VqGanTrainer {
             Padding::Constant => Pad::Zeros,
         };
         let root = ae_vs.root();
-        let encoder = Encoder3d::new(&(&root / "encoder"), 1, h, g, ds, pad);
+        let c = i64::from(cfg.data.channels());
+        let encoder = Encoder3d::new(&(&root / "encoder"), c, h, g, ds, pad);
         let top = encoder.out_channels;
         let emb = i64::from(m.embedding_dim);
         let mut codebook = EmaCodebook::new(
@@ -117,12 +121,12 @@ impl VqGanTrainer {
             pre: nn::conv3d(&root / "pre_vq_conv", top, emb, 1, Default::default()),
             codebook,
             post: nn::conv3d(&root / "post_vq_conv", emb, top, 1, Default::default()),
-            decoder: Decoder3d::new(&(&root / "decoder"), 1, h, g, ds),
+            decoder: Decoder3d::new(&(&root / "decoder"), c, h, g, ds),
             clamp: m.clamp_output,
         };
         let (ndf, layers) = (i64::from(m.disc_channels), m.disc_layers as usize);
-        let d2 = NLayerDiscriminator::new(&(d_vs.root() / "image"), 1, ndf, layers, false);
-        let d3 = NLayerDiscriminator::new(&(d_vs.root() / "video"), 1, ndf, layers, true);
+        let d2 = NLayerDiscriminator::new(&(d_vs.root() / "image"), c, ndf, layers, false);
+        let d3 = NLayerDiscriminator::new(&(d_vs.root() / "video"), c, ndf, layers, true);
         let opt_ae = Adam::new(&ae_vs, cfg.train.lr, cfg.train.beta1, cfg.train.beta2);
         let opt_d = Adam::new(&d_vs, cfg.train.lr, cfg.train.beta1, cfg.train.beta2);
         let mut events = Vec::new();
@@ -176,6 +180,7 @@ impl VqGanTrainer {
             events,
             step: 0,
             pending: None,
+            pending_volume: None,
         })
     }
 
@@ -192,16 +197,16 @@ impl VqGanTrainer {
             .unwrap_or_default()
     }
 
-    /// Volumes as `[B, 1, D, H, W]`.
+    /// Volumes as `[B, C, D, H, W]`.
     fn stack(&self, vols: &[&Volume]) -> Tensor {
         let data: Vec<f32> = vols.iter().flat_map(|v| v.data.iter().copied()).collect();
-        let d = vols[0].dims;
+        let (c, d) = (vols[0].channels as i64, vols[0].dims);
         Tensor::from_slice(&data)
-            .view([vols.len() as i64, 1, d[0] as i64, d[1] as i64, d[2] as i64])
+            .view([vols.len() as i64, c, d[0] as i64, d[1] as i64, d[2] as i64])
             .to_device(self.device)
     }
 
-    /// One depth slice per sample `[B, 1, H, W]` (the same slices of `x` and `xr`).
+    /// One depth slice (a video's frame) per sample `[B, C, H, W]` (the same slices of `x` and `xr`).
     fn slices(x: &Tensor, xr: &Tensor, rng: &mut SplitMix64) -> (Tensor, Tensor) {
         let (b, depth) = (x.size()[0], x.size()[2]);
         let t: Vec<i64> = (0..b).map(|_| rng.below(depth as u64) as i64).collect();
@@ -239,7 +244,7 @@ impl VqGanTrainer {
         Tensor::stack(&terms, 0).sum(Kind::Float)
     }
 
-    /// Reconstructs volumes `[B, 1, D, H, W]` in eval mode: whole, or (patchwise) patch by
+    /// Reconstructs volumes `[B, C, D, H, W]` in eval mode: whole, or (patchwise) patch by
     /// patch and blended back; returns the reconstruction and the quantiser's results.
     fn reconstruct(&self, vols: &[&Volume]) -> (Tensor, Vec<vq3d::Quantised>) {
         let patch = self.cfg.data.patch as usize;
@@ -266,6 +271,7 @@ impl VqGanTrainer {
                         (
                             at,
                             Volume {
+                                channels: v.channels,
                                 dims: [patch; 3],
                                 data,
                             },
@@ -293,6 +299,30 @@ impl VqGanTrainer {
                 .expand([-1, 3, -1, -1], false)
         };
         Some((to01(&x), to01(&xr)))
+    }
+
+    /// Depth slices (at most 32, evenly spaced) of a volume `x` `[1, C, D, H, W]` and its
+    /// reconstruction, truth beside reconstruction: the Samples tab shows them with their
+    /// difference.
+    fn depth_slices(&self, x: &Tensor, xr: &Tensor) -> Reconstruction {
+        let depth = x.size()[2];
+        let n = depth.min(32);
+        let idx: Vec<i64> = (0..n).map(|i| i * depth / n).collect();
+        let pick = Tensor::from_slice(&idx).to_device(self.device);
+        let slices = |t: &Tensor| {
+            ((t.get(0).index_select(1, &pick).transpose(0, 1) + 1.0) / 2.0)
+                .clamp(0.0, 1.0)
+                .expand([-1, 3, -1, -1], false)
+        };
+        let (truth, recon) = (slices(x), slices(xr));
+        Reconstruction {
+            split: "validation".into(),
+            frames: n as u32,
+            truth: crate::engine::convert::strip(&truth),
+            recon: crate::engine::convert::strip(&recon),
+            boxes: Vec::new(),
+            motion_boxes: Vec::new(),
+        }
     }
 }
 
@@ -346,11 +376,11 @@ impl Trainer for VqGanTrainer {
         .map(|n| MetricDef::loss(n))
         .collect();
         m[0] = MetricDef::loss("recon_loss").main();
+        m.push(MetricDef::diagnostic("logits_image_real").companion("logits_image_fake"));
+        m.push(MetricDef::diagnostic("logits_video_real").companion("logits_video_fake"));
         m.extend(
             [
-                "logits_image_real",
                 "logits_image_fake",
-                "logits_video_real",
                 "logits_video_fake",
                 "perplexity",
                 "codebook_usage",
@@ -370,7 +400,9 @@ impl Trainer for VqGanTrainer {
         m.push(MetricDef::validation("val_recon_loss", false));
         m.push(MetricDef::validation("val_perplexity", true));
         m.push(MetricDef::validation("val_codebook_usage", true).main());
+        m.push(MetricDef::validation("val_codebook_used", true));
         m.push(MetricDef::validation("val_commitment_loss", false));
+        m.push(MetricDef::validation("val_ssim", true));
         m.push(MetricDef::validation("val_corr", true));
         m
     }
@@ -402,7 +434,9 @@ impl Trainer for VqGanTrainer {
             .map(|&i| {
                 let v = &self.data.train[i];
                 if rng.next_f64() < self.cfg.data.flip_prob {
-                    flip(v, rng.below(3) as usize)
+                    // A clip of video only mirrors left-right; a volume on any axis.
+                    let axis = rng.below(3) as usize;
+                    flip(v, if v.channels > 1 { 2 } else { axis })
                 } else {
                     v.clone()
                 }
@@ -430,8 +464,18 @@ impl Trainer for VqGanTrainer {
         };
         let scale = 1.0 / pieces.len() as f64;
         let t = self.cfg.train.clone();
-        let disc_on =
-            ctx.step >= t.disc_start && (t.image_gan_weight > 0.0 || t.video_gan_weight > 0.0);
+        let gan = t.image_gan_weight > 0.0 || t.video_gan_weight > 0.0;
+        let disc_on = ctx.step >= t.disc_start && gan;
+        if gan && ctx.step == t.disc_start {
+            // A marker on every plot: where the critics start.
+            self.events.push(Event::DiscriminatorSwitch {
+                step: ctx.step,
+                from: "none".into(),
+                to: "2-D and 3-D critics".into(),
+                reason: format!("train.disc_start = {} generator steps", t.disc_start),
+                values: Vec::new(),
+            });
+        }
         let mut sums = std::collections::BTreeMap::<&'static str, f64>::new();
         let mut add = |k: &'static str, v: f64| *sums.entry(k).or_insert(0.0) += v * scale;
         let mut done = Vec::with_capacity(pieces.len());
@@ -494,6 +538,12 @@ impl Trainer for VqGanTrainer {
         // Clip and step the autoencoder only; the critics' gradients from its loss are dropped.
         let grad_norm = clip_global_norm(&self.ae_vs.trainable_variables(), t.grad_clip);
         self.opt_ae.step();
+        if t.double_forward {
+            // The originals' second optimiser pass runs the autoencoder again (in training
+            // mode, so the EMA codebook updates a second time), even before the critics
+            // start, when their loss is multiplied by 0.
+            done = tch::no_grad(|| pieces.iter().map(|x| self.ae.forward(x, true).0).collect());
+        }
         if disc_on {
             self.opt_d.zero_grad();
             for (x, xr) in pieces.iter().zip(&done) {
@@ -593,30 +643,16 @@ impl Trainer for VqGanTrainer {
     /// reconstruction: the Samples tab shows them with their difference.
     fn reconstruction(&mut self) -> Option<Reconstruction> {
         let v = self.data.validation.first()?;
-        let x = self.stack(&[v]);
         let (xr, _) = self.reconstruct(&[v]);
-        let depth = x.size()[2];
-        let n = depth.min(32);
-        let idx: Vec<i64> = (0..n).map(|i| i * depth / n).collect();
-        let pick = Tensor::from_slice(&idx).to_device(self.device);
-        let slices = |t: &Tensor| {
-            ((t.get(0).index_select(1, &pick).transpose(0, 1) + 1.0) / 2.0)
-                .clamp(0.0, 1.0)
-                .expand([-1, 3, -1, -1], false)
-        };
-        let (truth, recon) = (slices(&x), slices(&xr));
-        Some(Reconstruction {
-            split: "validation".into(),
-            frames: n as u32,
-            truth: crate::engine::convert::strip(&truth),
-            recon: crate::engine::convert::strip(&recon),
-            boxes: Vec::new(),
-            motion_boxes: Vec::new(),
-        })
+        Some(self.depth_slices(&self.stack(&[v]), &xr))
     }
 
     fn pending_reconstruction(&mut self) -> Option<Reconstruction> {
         self.pending.take()
+    }
+
+    fn pending_volume(&mut self) -> Option<VolumePair> {
+        self.pending_volume.take()
     }
 
     fn drain_events(&mut self) -> Vec<Event> {
@@ -633,9 +669,10 @@ impl Trainer for VqGanTrainer {
             let vols: Vec<&Volume> = self.data.train.iter().take(n).collect();
             self.stack(&vols).mean_dim(0, false, Kind::Float)
         };
-        let (mut mse, mut base, mut l1, mut commit, mut perp, mut corr) =
-            (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
-        let mut used = std::collections::BTreeSet::new();
+        let (mut mse, mut base, mut l1, mut commit, mut perp, mut corr, mut ssim) =
+            (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+        let k_codes = i64::from(self.cfg.model.n_codes);
+        let mut counts = vec![0u64; k_codes as usize];
         let mut n = 0.0;
         let vols: Vec<&Volume> = self.data.validation.iter().collect();
         for chunk in vols.chunks(b) {
@@ -649,8 +686,11 @@ impl Trainer for VqGanTrainer {
             commit += qs.iter().map(|q| scalar(&q.commitment)).sum::<f64>() / m * k;
             perp += qs.iter().map(|q| q.perplexity).sum::<f64>() / m * k;
             for q in &qs {
-                let ids: Vec<i64> = Vec::try_from(q.indices.flatten(0, -1)).unwrap_or_default();
-                used.extend(ids);
+                let hist = q.indices.flatten(0, -1).bincount::<Tensor>(None, k_codes);
+                let hist: Vec<i64> = Vec::try_from(hist).unwrap_or_default();
+                for (c, h) in counts.iter_mut().zip(hist) {
+                    *c += h as u64;
+                }
             }
             let (a, r) = (x.flatten(1, -1), xr.flatten(1, -1));
             let (a, r) = (
@@ -663,21 +703,39 @@ impl Trainer for VqGanTrainer {
                 .sqrt()
                     + 1e-8);
             corr += scalar(&c.sum(Kind::Float));
+            ssim += scalar(&crate::engine::metrics::ssim3d(&x, &xr, 2.0).sum(Kind::Float));
             n += k;
         }
-        let k = f64::from(self.cfg.model.n_codes);
-        self.pending = self.reconstruction();
+        let used = counts.iter().filter(|&&c| c > 0).count();
+        self.events.push(Event::Codes {
+            step: self.step,
+            counts,
+            actions: Vec::new(),
+        });
+        if let Some(v) = self.data.validation.first() {
+            let (xr, _) = self.reconstruct(&[v]);
+            self.pending = Some(self.depth_slices(&self.stack(&[v]), &xr));
+            let data =
+                Vec::<f32>::try_from(xr.to_device(Device::Cpu).flatten(0, -1)).unwrap_or_default();
+            self.pending_volume = Some(VolumePair {
+                split: "validation".into(),
+                truth: v.clone(),
+                recon: Volume { data, ..v.clone() },
+            });
+        }
         Some(Validation {
             scalars: vec![
                 ("val_psnr", psnr(mse / n)),
                 ("val_mean_volume_psnr", psnr(base / n)),
                 ("val_recon_loss", l1 / n),
                 ("val_perplexity", perp / n),
-                ("val_codebook_usage", used.len() as f64 / k),
+                ("val_codebook_usage", used as f64 / k_codes as f64),
+                ("val_codebook_used", used as f64),
                 ("val_commitment_loss", commit / n),
                 ("val_corr", corr / n),
+                ("val_ssim", ssim / n),
             ],
-            best_by: "val_psnr",
+            best_by: self.cfg.train.best_metric.scalar(),
             diversity_ratio: None,
         })
     }
