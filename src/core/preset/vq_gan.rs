@@ -114,6 +114,10 @@ crate::preset_section! {
         /// first forward's reconstruction.
         #[serde(default)]
         pub double_forward: bool => field(K::Bool, "", [phase], "Second autoencoder forward for the critics' step, as the originals (the codebook updates twice per batch)"),
+        /// float16 autocast on CUDA with a dynamic loss scale per optimiser (the originals'
+        /// `precision: 16`); ignored on the CPU.
+        #[serde(default)]
+        pub mixed_precision: bool => field(K::Bool, "", [phase], "float16 autocast with a dynamic loss scale on CUDA (the originals' precision 16); ignored on the CPU"),
         #[serde(default)]
         pub best_metric: BestMetric => field(K::Choice(&["psnr", "ssim", "recon_loss"]), "", [], "Validation metric that picks the best checkpoint, in its own direction"),
     }
@@ -182,6 +186,7 @@ impl Default for VqGanPreset {
                 disc_start: 500,
                 disc_loss: DiscLoss::Hinge,
                 double_forward: false,
+                mixed_precision: false,
                 best_metric: BestMetric::Psnr,
             },
             health: HealthConfig {

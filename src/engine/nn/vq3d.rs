@@ -373,6 +373,11 @@ impl EmaCodebook {
     /// Quantises `z [B, d, T, H, W]`; in training, lazily initialises, updates the EMA and
     /// restarts dead codes first.
     pub fn forward(&self, z: &Tensor, train: bool) -> Quantised {
+        // The codebook, its distances and its running sums stay in float32 under autocast.
+        tch::autocast(false, || self.forward_f32(&z.to_kind(Kind::Float), train))
+    }
+
+    fn forward_f32(&self, z: &Tensor, train: bool) -> Quantised {
         let s = z.size();
         let d = s[1];
         let flat = z.movedim(1, -1).reshape([-1, d]);

@@ -9,7 +9,7 @@ use crate::engine::checkpoint::Loaded;
 use crate::engine::data::volumes::{blend, extract, flip, patch_grid, Volume, VolumeSet};
 use crate::engine::lpips::Perceptual;
 use crate::engine::nn::vq3d::{self, Decoder3d, EmaCodebook, Encoder3d, NLayerDiscriminator, Pad};
-use crate::engine::optim::{clip_global_norm, Adam};
+use crate::engine::optim::{clip_global_norm, scale_grads, Adam, LossScale};
 use crate::engine::trainer::{
     Reconstruction, Rgba, StepCtx, StepError, Trainer, Validation, VolumePair,
 };
@@ -73,6 +73,8 @@ pub struct VqGanTrainer {
     step: u64,
     pending: Option<Reconstruction>,
     pending_volume: Option<VolumePair>,
+    /// Mixed precision's loss scales (autoencoder, critics).
+    scales: (LossScale, LossScale),
 }
 
 impl VqGanTrainer {
@@ -181,6 +183,7 @@ impl VqGanTrainer {
             step: 0,
             pending: None,
             pending_volume: None,
+            scales: (LossScale::default(), LossScale::default()),
         })
     }
 
@@ -351,7 +354,11 @@ impl Trainer for VqGanTrainer {
     }
 
     fn warnings(&self) -> Vec<String> {
-        Vec::new()
+        if self.cfg.train.mixed_precision && !self.device.is_cuda() {
+            vec!["train.mixed_precision applies on CUDA only; this run trains in float32".into()]
+        } else {
+            Vec::new()
+        }
     }
 
     fn steps_per_epoch(&self) -> u64 {
@@ -479,15 +486,23 @@ impl Trainer for VqGanTrainer {
         let mut sums = std::collections::BTreeMap::<&'static str, f64>::new();
         let mut add = |k: &'static str, v: f64| *sums.entry(k).or_insert(0.0) += v * scale;
         let mut done = Vec::with_capacity(pieces.len());
+        // Mixed precision: float16 autocast on CUDA, each optimiser with its loss scale.
+        let amp = t.mixed_precision && self.device.is_cuda();
+        let (ae_scale, d_scale) = if amp {
+            (self.scales.0.scale, self.scales.1.scale)
+        } else {
+            (1.0, 1.0)
+        };
         self.opt_ae.zero_grad();
         for x in &pieces {
-            let (xr, q) = self.ae.forward(x, true);
+            let (xr, q) = tch::autocast(amp, || self.ae.forward(x, true));
+            let xr = xr.to_kind(Kind::Float);
             let recon = (&xr - x).abs().mean(Kind::Float) * t.l1_weight;
             let commitment = &q.commitment * t.commitment_weight;
             let (f, fr) = Self::slices(x, &xr, &mut rng);
             let perceptual = match &self.lpips {
                 Some(l) if t.perceptual_weight > 0.0 => {
-                    l.distance(&f, &fr)
+                    tch::autocast(amp, || l.distance(&f, &fr))
                         .map_err(StepError::at("LPIPS"))?
                         .mean(Kind::Float)
                         * t.perceptual_weight
@@ -498,18 +513,20 @@ impl Trainer for VqGanTrainer {
             let (mut g_img, mut g_vid, mut fm_img, mut fm_vid) = (zero(), zero(), zero(), zero());
             if disc_on {
                 if t.image_gan_weight > 0.0 {
-                    let (fake_logits, fake_feats) = self.d2.forward_t(&fr, true);
+                    let (fake_logits, fake_feats) =
+                        tch::autocast(amp, || self.d2.forward_t(&fr, true));
                     g_img = -fake_logits.mean(Kind::Float);
                     if t.gan_feat_weight > 0.0 {
-                        let (_, real_feats) = self.d2.forward_t(&f, true);
+                        let (_, real_feats) = tch::autocast(amp, || self.d2.forward_t(&f, true));
                         fm_img = self.feature_matching(&fake_feats, &real_feats);
                     }
                 }
                 if t.video_gan_weight > 0.0 {
-                    let (fake_logits, fake_feats) = self.d3.forward_t(&xr, true);
+                    let (fake_logits, fake_feats) =
+                        tch::autocast(amp, || self.d3.forward_t(&xr, true));
                     g_vid = -fake_logits.mean(Kind::Float);
                     if t.gan_feat_weight > 0.0 {
-                        let (_, real_feats) = self.d3.forward_t(x, true);
+                        let (_, real_feats) = tch::autocast(amp, || self.d3.forward_t(x, true));
                         fm_vid = self.feature_matching(&fake_feats, &real_feats);
                     }
                 }
@@ -517,7 +534,7 @@ impl Trainer for VqGanTrainer {
             let adv = &g_img * t.image_gan_weight + &g_vid * t.video_gan_weight;
             let fm = (&fm_img + &fm_vid) * t.gan_feat_weight;
             let aeloss = &recon + &commitment + &adv + &perceptual + &fm;
-            (&aeloss * scale)
+            (&aeloss * (scale * ae_scale))
                 .f_backward()
                 .map_err(StepError::at("autoencoder backward"))?;
             add("recon_loss", scalar(&recon));
@@ -536,13 +553,25 @@ impl Trainer for VqGanTrainer {
             done.push(xr.detach());
         }
         // Clip and step the autoencoder only; the critics' gradients from its loss are dropped.
-        let grad_norm = clip_global_norm(&self.ae_vs.trainable_variables(), t.grad_clip);
-        self.opt_ae.step();
+        let ae_params = self.ae_vs.trainable_variables();
+        if amp {
+            scale_grads(&ae_params, 1.0 / ae_scale);
+        }
+        let grad_norm = clip_global_norm(&ae_params, t.grad_clip);
+        // With mixed precision a step whose gradients overflowed is skipped (the scale halves).
+        if !amp || self.scales.0.update(grad_norm) {
+            self.opt_ae.step();
+        }
         if t.double_forward {
             // The originals' second optimiser pass runs the autoencoder again (in training
             // mode, so the EMA codebook updates a second time), even before the critics
             // start, when their loss is multiplied by 0.
-            done = tch::no_grad(|| pieces.iter().map(|x| self.ae.forward(x, true).0).collect());
+            done = tch::no_grad(|| {
+                pieces
+                    .iter()
+                    .map(|x| tch::autocast(amp, || self.ae.forward(x, true).0).to_kind(Kind::Float))
+                    .collect()
+            });
         }
         if disc_on {
             self.opt_d.zero_grad();
@@ -551,28 +580,36 @@ impl Trainer for VqGanTrainer {
                 let (mut d_img, mut d_vid) = (zero(), zero());
                 let (f, fr) = Self::slices(x, xr, &mut rng);
                 if t.image_gan_weight > 0.0 {
-                    let (r, _) = self.d2.forward_t(&f, true);
-                    let (g, _) = self.d2.forward_t(&fr, true);
+                    let (r, _) = tch::autocast(amp, || self.d2.forward_t(&f, true));
+                    let (g, _) = tch::autocast(amp, || self.d2.forward_t(&fr, true));
                     add("logits_image_real", scalar(&r.mean(Kind::Float)));
                     add("logits_image_fake", scalar(&g.mean(Kind::Float)));
                     d_img = self.disc_pair(&r, &g);
                 }
                 if t.video_gan_weight > 0.0 {
-                    let (r, _) = self.d3.forward_t(x, true);
-                    let (g, _) = self.d3.forward_t(xr, true);
+                    let (r, _) = tch::autocast(amp, || self.d3.forward_t(x, true));
+                    let (g, _) = tch::autocast(amp, || self.d3.forward_t(xr, true));
                     add("logits_video_real", scalar(&r.mean(Kind::Float)));
                     add("logits_video_fake", scalar(&g.mean(Kind::Float)));
                     d_vid = self.disc_pair(&r, &g);
                 }
                 let dloss = &d_img * t.image_gan_weight + &d_vid * t.video_gan_weight;
-                (&dloss * scale)
+                (&dloss * (scale * d_scale))
                     .f_backward()
                     .map_err(StepError::at("critic backward"))?;
                 add("d_image_loss", scalar(&d_img));
                 add("d_video_loss", scalar(&d_vid));
                 add("discloss", scalar(&dloss));
             }
-            self.opt_d.step();
+            if amp {
+                let d_params = self.d_vs.trainable_variables();
+                scale_grads(&d_params, 1.0 / d_scale);
+                if self.scales.1.update(clip_global_norm(&d_params, 0.0)) {
+                    self.opt_d.step();
+                }
+            } else {
+                self.opt_d.step();
+            }
         }
         let mut out: Vec<(&'static str, f64)> = sums.into_iter().collect();
         out.push(("grad_norm", grad_norm));
@@ -754,8 +791,21 @@ impl Trainer for VqGanTrainer {
         out
     }
 
+    fn family_state(&self) -> serde_json::Value {
+        serde_json::json!({ "loss_scales": [self.scales.0, self.scales.1] })
+    }
+
     fn load_state(&mut self, ckpt: &Loaded) -> Result<(), String> {
         let shown = ckpt.dir.display().to_string();
+        if let Some(v) = ckpt
+            .state
+            .get("family_state")
+            .and_then(|f| f.get("loss_scales"))
+        {
+            let [a, b]: [LossScale; 2] = serde_json::from_value(v.clone())
+                .map_err(|e| format!("{shown}: family_state.loss_scales: {e}"))?;
+            self.scales = (a, b);
+        }
         ckpt.load_vars("ae", &self.ae_vs)?;
         ckpt.load_vars("d", &self.d_vs)?;
         let get = |k: &str| ckpt.get(k);
