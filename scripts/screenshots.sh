@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Real screenshots of the app during a real training run: starts Xvfb, opens the app on a
-# preset (the WuBu-GAAD learning preset, then the latent action levers preset; or the
-# arguments' --preset) with --start, lets it train for $SECS seconds (default 75; $SECS_LAM,
-# 60, for the second), then the app screenshots every tab and closes. Software Vulkan
-# (lavapipe) renders.
+# preset (the WuBu-GAAD learning preset, then the latent action levers preset and the tiny
+# VQ-GAN; or the arguments' --preset) with --start, lets it train for $SECS seconds (default
+# 75; $SECS_LAM and $SECS_VQ, 60, for the others), then the app screenshots every tab and
+# closes. Software Vulkan (lavapipe) renders.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export WORKBENCH_EXTRA_APT="xvfb xauth"
@@ -17,7 +17,7 @@ trap 'kill $xvfb 2>/dev/null || true; rm -rf "$runs"' EXIT
 sleep 1
 # The family with the most to show (reconstructions, regions, four controllers) by default,
 # then the latent action model's Actions tab (codebook use and the action explorer) in
-# screenshots/latent_action/.
+# screenshots/latent_action/, and the VQ-GAN's Volume tab in screenshots/vq_gan/.
 if [ "$#" -eq 0 ]; then
   DISPLAY="$display" "$WORKBENCH_BIN" --runs-dir "$runs" --start \
     --quit-after "${SECS:-75}" --screenshot-dir screenshots --preset presets/wubu_gaad_learning.ron
@@ -25,6 +25,16 @@ if [ "$#" -eq 0 ]; then
   DISPLAY="$display" "$WORKBENCH_BIN" --runs-dir "$runs" --start \
     --quit-after "${SECS_LAM:-60}" --screenshot-dir screenshots/latent_action \
     --preset presets/latent_action_levers.ron
+  # The VQ-GAN's Volume tab (three orthogonal slices, codebook use) after its critics start.
+  mkdir -p screenshots/vq_gan
+  DISPLAY="$display" "$WORKBENCH_BIN" --runs-dir "$runs" --start \
+    --quit-after "${SECS_VQ:-60}" --screenshot-dir screenshots/vq_gan \
+    --preset presets/vq_gan_tiny.ron
+  # The other tabs of these runs look like the first run's: keep what is their own.
+  find screenshots/latent_action -name '*.png' ! -name actions.png ! -name dashboard.png \
+    ! -name samples.png -delete
+  find screenshots/vq_gan -name '*.png' ! -name volume.png ! -name dashboard.png \
+    ! -name samples.png -delete
 else
   DISPLAY="$display" "$WORKBENCH_BIN" --runs-dir "$runs" --start \
     --quit-after "${SECS:-75}" --screenshot-dir screenshots "$@"

@@ -204,8 +204,9 @@ pub fn vq_gan(args: &super::LearnOpts) -> anyhow::Result<()> {
                 get(&v, "val_codebook_usage"),
             );
             println!(
-                "step {step:>5} ({:>4.0} s): val PSNR {psnr:.2} dB (mean volume {base:.2})  codebook use {:.0} %  critic loss {d_loss:.3}",
+                "step {step:>5} ({:>4.0} s): val PSNR {psnr:.2} dB (mean volume {base:.2})  SSIM {:.3}  codebook use {:.0} %  critic loss {d_loss:.3}",
                 t0.elapsed().as_secs_f64(),
+                get(&v, "val_ssim"),
                 usage * 100.0
             );
             curve.push((step, psnr, base, usage));

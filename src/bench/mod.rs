@@ -59,7 +59,7 @@ pub struct LearnOpts {
     every: u64,
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// A folder of .h5 latents (or a manifest) instead of the preset's data.
+    /// Data instead of the preset's, as `train --data` takes it for the family (.h5 latents, NIfTI volumes or a video).
     #[arg(long)]
     data: Option<PathBuf>,
     /// Override a preset field (repeatable).
