@@ -271,6 +271,77 @@ pub fn vq_gan(args: &super::LearnOpts) -> anyhow::Result<()> {
 
 /// The shipped preset a learning check trains (`--preset`, else `default`), on `--data` as the
 /// family's front door sets it, on `--device`, with the `--set` overrides.
+/// The WuBu-GAAD learning check (issue: 20 dB within 10 CPU minutes on real footage):
+/// `wubu_gaad_learning` or `--preset`, validated every `every` steps for `--minutes`.
+pub fn wubu_gaad(args: &super::LearnOpts, out: &std::path::Path) -> anyhow::Result<()> {
+    let p = learning_preset(args, "wubu_gaad_learning")?;
+    let device = workbench::engine::device::resolve(&args.device)?;
+    let mut trainer = make_trainer(&p, device)?;
+    println!("{}", trainer.describe());
+    let spe = trainer.steps_per_epoch();
+    let get = |v: &workbench::engine::trainer::Validation, k: &str| {
+        v.scalars
+            .iter()
+            .find(|(n, _)| *n == k)
+            .map_or(f64::NAN, |(_, x)| *x)
+    };
+    let t0 = Instant::now();
+    let mut train_secs = 0.0;
+    let mut step = 0u64;
+    let mut best = f64::NEG_INFINITY;
+    let every = args.every.max(1);
+    loop {
+        let done = t0.elapsed().as_secs_f64() > args.minutes * 60.0;
+        if step.is_multiple_of(every) || done {
+            let v = trainer
+                .validate()
+                .context("validation needs validation windows")?;
+            let psnr = get(&v, "val_psnr");
+            best = best.max(psnr);
+            println!(
+                "step {step:>5} ({:>4.0} s, {:.2} s/step): val PSNR {psnr:.2} dB  SSIM {:.3}  sharpness {:.2}  (copy-last {:.2}, mean image {:.2}, ceiling {:.2})",
+                t0.elapsed().as_secs_f64(),
+                train_secs / step.max(1) as f64,
+                get(&v, "val_ssim"),
+                get(&v, "val_sharpness"),
+                get(&v, "val_copy_last_psnr"),
+                get(&v, "val_mean_image_psnr"),
+                get(&v, "val_ceiling_psnr"),
+            );
+        }
+        if done {
+            break;
+        }
+        let ts = Instant::now();
+        trainer.train_step(&StepCtx {
+            step,
+            epoch: step / spe,
+            batch_in_epoch: step % spe,
+        })?;
+        train_secs += ts.elapsed().as_secs_f64();
+        step += 1;
+    }
+    println!(
+        "best validation PSNR {best:.2} dB in {:.1} minutes ({step} steps): {}",
+        args.minutes,
+        if best >= 20.0 {
+            "20 dB reached"
+        } else {
+            "below 20 dB"
+        }
+    );
+    if let Some(r) = trainer.pending_reconstruction() {
+        // Truth above reconstruction.
+        let (w, h) = (r.truth.width, r.truth.height);
+        let mut pixels = r.truth.pixels.clone();
+        pixels.extend_from_slice(&r.recon.pixels);
+        image::save_buffer(out, &pixels, w, 2 * h, image::ExtendedColorType::Rgba8)
+            .with_context(|| format!("{}", out.display()))?;
+        println!("truth over reconstruction: {}", out.display());
+    }
+    Ok(())
+}
+
 fn learning_preset(
     args: &super::LearnOpts,
     default: &str,

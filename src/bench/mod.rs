@@ -41,6 +41,17 @@ pub enum BenchCmd {
     /// VQ-GAN learning check (spec 4.2): 1500 steps of `vq_gan_tiny`, validation PSNR against
     /// the mean-volume baseline, codebook use and the recovery after the critics start.
     VqGanLearning(LearnOpts),
+    /// WuBu-GAAD learning check: `wubu_gaad_learning` (or `--preset`) for `--minutes` (10),
+    /// validating every `--every` steps: PSNR and SSIM against the copy-last-frame and
+    /// mean-image baselines and the representation's ceiling, sharpness, seconds per step, and
+    /// the last truth | reconstruction written as a PNG (`--out`).
+    WubuGaadLearning {
+        #[command(flatten)]
+        opts: LearnOpts,
+        /// Where the final truth | reconstruction image goes.
+        #[arg(long, default_value = "wubu_gaad_learning.png")]
+        out: PathBuf,
+    },
     /// Latent action model learning check: train for some minutes, validating as it goes:
     /// validation MSE against the copy-last-frame baseline, action purity and sensitivity.
     LatentActionLearning(LearnOpts),
@@ -102,6 +113,7 @@ pub fn run(cmd: &BenchCmd) -> anyhow::Result<()> {
         BenchCmd::LatentAction { opts, full } => step_time::latent_action(opts, *full),
         BenchCmd::LatentActionLearning(o) => learning::latent_action(o),
         BenchCmd::VqGanLearning(o) => learning::vq_gan(o),
+        BenchCmd::WubuGaadLearning { opts, out } => learning::wubu_gaad(opts, out),
         BenchCmd::VqGan(o) => step_time::vq_gan(o),
     }
 }

@@ -184,7 +184,20 @@ pub fn straight_through_clamp(x: &Tensor) -> Tensor {
 /// sum divided by how many boxes cover each pixel; uncovered pixels are 0; the result is
 /// clamped to [-1, 1] by [`straight_through_clamp`]. Differentiable with respect to the patches.
 pub fn assemble(patches: &Tensor, boxes: &[[f64; 4]], h: i64, w: i64) -> Tensor {
-    let (r, c, _, _) = patches.size4().unwrap_or((0, 0, 0, 0));
+    assemble_weighted(patches, boxes, h, w, 0.0)
+}
+
+/// [`assemble`] where overlapping boxes weigh `(patch pixels per frame pixel)^sharpness`: 0
+/// is the plain mean, and higher values let the finest box covering a pixel decide it.
+pub fn assemble_weighted(
+    patches: &Tensor,
+    boxes: &[[f64; 4]],
+    h: i64,
+    w: i64,
+    sharpness: f64,
+) -> Tensor {
+    let (r, c, ph, pw) = patches.size4().unwrap_or((0, 0, 0, 0));
+    let mut weights = Vec::with_capacity(boxes.len());
     let opts = (patches.kind(), patches.device());
     let mut grids = Vec::with_capacity(boxes.len());
     let mut masks = Vec::with_capacity(boxes.len());
@@ -196,6 +209,8 @@ pub fn assemble(patches: &Tensor, boxes: &[[f64; 4]], h: i64, w: i64) -> Tensor 
         let x2 = (b[2].round_ties_even()).clamp(0.0, w as f64).max(x1);
         let y2 = (b[3].round_ties_even()).clamp(0.0, h as f64).max(y1);
         let (bw, bh) = ((x2 - x1).max(1e-6), (y2 - y1).max(1e-6));
+        let density = ((ph * pw) as f64 / (bw * bh)).max(1e-6);
+        weights.push(density.powf(sharpness) as f32);
         let u = (&xs - x1) / bw * 2.0 - 1.0;
         let v = (&ys - y1) / bh * 2.0 - 1.0;
         grids.push(Tensor::stack(
@@ -211,11 +226,22 @@ pub fn assemble(patches: &Tensor, boxes: &[[f64; 4]], h: i64, w: i64) -> Tensor 
     }
     let grid = Tensor::stack(&grids, 0);
     let mask = Tensor::stack(&masks, 0).view([r, 1, h, w]);
+    let mask = if sharpness == 0.0 {
+        mask
+    } else {
+        // Normalised by the largest weight, so that no weight underflows.
+        let top = weights.iter().copied().fold(f32::MIN_POSITIVE, f32::max);
+        let wts: Vec<f32> = weights.iter().map(|x| x / top).collect();
+        mask * Tensor::from_slice(&wts)
+            .to_device(patches.device())
+            .to_kind(patches.kind())
+            .view([r, 1, 1, 1])
+    };
     let pasted = Tensor::grid_sampler(patches, &grid, BILINEAR, PAD_BORDER, false) * &mask;
     let sum = pasted.sum_dim_intlist([0i64].as_slice(), false, patches.kind());
     let count = mask.sum_dim_intlist([0i64].as_slice(), false, patches.kind());
     let covered = count.gt(0.0).to_kind(patches.kind());
-    straight_through_clamp(&((sum / (count + 1e-8)) * covered)).view([c, h, w])
+    straight_through_clamp(&((sum / (count + 1e-12)) * covered)).view([c, h, w])
 }
 
 #[cfg(test)]
@@ -225,6 +251,38 @@ mod tests {
 
     fn max_abs(a: &Tensor, b: &Tensor) -> f64 {
         (a - b).abs().max().double_value(&[])
+    }
+
+    /// Sharpness 0 is the plain mean; a high sharpness lets the finer of two overlapping
+    /// boxes decide the pixels they share.
+    #[test]
+    fn weighted_assembly_lets_the_finest_box_decide() {
+        let boxes = [[0.0, 0.0, 8.0, 8.0], [0.0, 0.0, 4.0, 4.0]];
+        let patches = Tensor::cat(
+            &[
+                Tensor::full([1, 1, 2, 2], -0.5, (Kind::Float, Device::Cpu)),
+                Tensor::full([1, 1, 2, 2], 0.5, (Kind::Float, Device::Cpu)),
+            ],
+            0,
+        );
+        let plain = assemble(&patches, &boxes, 8, 8);
+        assert!(plain.equal(&assemble_weighted(&patches, &boxes, 8, 8, 0.0)));
+        let at = |t: &Tensor, y: i64, x: i64| t.double_value(&[0, y, x]);
+        assert!(
+            (at(&plain, 1, 1) - 0.0).abs() < 1e-6,
+            "the mean of -0.5 and 0.5"
+        );
+        let sharp = assemble_weighted(&patches, &boxes, 8, 8, 8.0);
+        // The small box samples 4x as densely: weight 4^8 against 1.
+        assert!(
+            (at(&sharp, 1, 1) - 0.5).abs() < 1e-4,
+            "{}",
+            at(&sharp, 1, 1)
+        );
+        assert!(
+            (at(&sharp, 6, 6) + 0.5).abs() < 1e-6,
+            "only the big box covers it"
+        );
     }
 
     #[test]

@@ -213,6 +213,10 @@ pub enum FlowMethod {
     Torchscript,
 }
 
+fn yes() -> bool {
+    true
+}
+
 crate::preset_section! {
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -268,6 +272,21 @@ crate::preset_section! {
         /// heads' outputs: a locality prior the dense heads otherwise learn slowly (the original:
         /// the dense heads alone).
         pub gen_head_skip: bool => field(K::Bool, "", [], "Add a per-pixel colour projection's transform to the spectral heads (a locality prior; the original: off)"),
+        /// Per-region latents: each region of each predicted frame gets a code of this width
+        /// (from its WuBu-S features and the window's WuBu-T summary, with its own KL), which
+        /// the spectral heads read beside the global latent's features (the original: 0, one
+        /// global latent).
+        #[serde(default)]
+        pub region_latent: u32 => field(K::Int { min: 0, max: 1024 }, "", [], "Width of a per-region latent the spectral heads read beside the global one; 0 = one global latent (the original)"),
+        /// How overlapping regions combine in the assembled frame: each region weighs
+        /// `(patch pixels per frame pixel)^this`, so 0 is the original's plain mean and higher
+        /// values let the finest region covering a pixel decide it.
+        #[serde(default)]
+        pub assembly_sharpness: f64 => field(K::Float { min: 0.0, max: 8.0 }, "", [], "Regions weigh (patch pixels per frame pixel)^this where they overlap; 0 = plain mean (the original)"),
+        /// Whether the encoder sees the predicted frames (the original: reconstruction) or only
+        /// the input frames, so that the predicted frame is a real prediction.
+        #[serde(default = "yes")]
+        pub encode_target: bool => field(K::Bool, "", [], "The encoder sees the predicted frames (the original); off, only the input frames: a real prediction"),
         pub disc_primary: DiscKind => field(K::Choice(&["pixel_cnn", "wubu_feature"]), "", [], "Primary discriminator"),
         pub disc_alternative: DiscKind => field(K::Choice(&["pixel_cnn", "wubu_feature"]), "", [], "Alternative discriminator"),
         pub disc_spectral_norm: bool => field(K::Bool, "", [], "Spectral normalisation in both discriminators"),
@@ -406,6 +425,9 @@ impl Default for WubuGaadPreset {
                 gen_film: true,
                 gen_head_hidden: 512,
                 gen_head_skip: true,
+                region_latent: 0,
+                assembly_sharpness: 0.0,
+                encode_target: true,
                 disc_primary: DiscKind::PixelCnn,
                 disc_alternative: DiscKind::WubuFeature,
                 disc_spectral_norm: true,

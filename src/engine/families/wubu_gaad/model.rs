@@ -32,6 +32,12 @@ pub struct Dims {
     pub ph: i64,
     pub pw: i64,
     pub latent: i64,
+    /// Per-region latent width (0: one global latent).
+    pub region_latent: i64,
+    /// Whether the encoder sees the predicted frames.
+    pub encode_target: bool,
+    /// [`spectral::assemble_weighted`]'s sharpness.
+    pub assembly_sharpness: f64,
     pub use_dft: bool,
     pub use_dct: bool,
     pub motion: bool,
@@ -52,6 +58,9 @@ impl Dims {
             ph: i64::from(p.model.patch_size),
             pw: i64::from(p.model.patch_size),
             latent: i64::from(p.model.latent_dim),
+            region_latent: i64::from(p.model.region_latent),
+            encode_target: p.model.encode_target,
+            assembly_sharpness: p.model.assembly_sharpness,
             use_dft: p.model.use_dft,
             use_dct: p.model.use_dct,
             motion: p.model.motion,
@@ -63,6 +72,22 @@ impl Dims {
     #[must_use]
     pub fn frames(&self) -> i64 {
         self.n_in + self.n_pred
+    }
+
+    /// The frames of a window the encoder sees: all of them, or (predicting) the inputs.
+    #[must_use]
+    pub fn enc_frames(&self) -> i64 {
+        if self.encode_target {
+            self.frames()
+        } else {
+            self.n_in
+        }
+    }
+
+    /// The whole latent: the global `latent`, then `n_pred · regions · region_latent`.
+    #[must_use]
+    pub fn z_dim(&self) -> i64 {
+        self.latent + self.n_pred * self.regions * self.region_latent
     }
 
     /// Spectral values per channel of one patch.
@@ -182,11 +207,9 @@ pub fn spectral_features(patches: &Tensor, d: &Dims) -> Tensor {
 /// What the encoder returns.
 #[derive(Debug)]
 pub struct Encoded {
+    /// `[B, z_dim]`, as [`Dims::z_dim`] lays it out.
     pub mu: Tensor,
     pub logvar: Tensor,
-    /// Pixel patches of the predicted frames, `[B, Np, R, C, ph, pw]`: the reconstruction
-    /// targets.
-    pub targets: Tensor,
 }
 
 /// The regional VAE encoder: GAAD patches → spectra → WuBu-S per region; flow statistics →
@@ -207,6 +230,9 @@ pub struct Encoder {
     feature_norm: nn::BatchNorm,
     fc_mu: nn::Linear,
     fc_logvar: nn::Linear,
+    /// Per-region posterior: `[WuBu-S of the region ‖ WuBu-T] -> (mu, logvar)`.
+    region_heads: Option<(nn::Linear, nn::Linear)>,
+    t_out: i64,
 }
 
 impl Encoder {
@@ -255,11 +281,33 @@ impl Encoder {
         };
         let concat = p.model.region_pooling == RegionPooling::Concat;
         let per_frame_s = if concat { s_out * d.regions } else { s_out };
-        let t_in = d.frames() * (per_frame_s + m_out);
+        let t_in = d.enc_frames() * (per_frame_s + m_out);
         let (t_cfg, t_out) = stack_cfg(&m.wubu_t, t_in, None, m.wubu_dropout);
         let wubu_t = Stack::new(&(vs / "wubu_t"), &t_cfg);
+        let region_heads = (d.region_latent > 0).then(|| {
+            let cfg = nn::LinearConfig {
+                bs_init: Some(nn::Init::Const(-6.0)),
+                ..Default::default()
+            };
+            (
+                nn::linear(
+                    vs / "fc_mu_region",
+                    tangent + s_out + t_out,
+                    d.region_latent,
+                    Default::default(),
+                ),
+                nn::linear(
+                    vs / "fc_logvar_region",
+                    tangent + s_out + t_out,
+                    d.region_latent,
+                    cfg,
+                ),
+            )
+        });
         Self {
             d: d.clone(),
+            region_heads,
+            t_out,
             cnn,
             embed,
             concat_regions: concat,
@@ -286,8 +334,9 @@ impl Encoder {
         }
     }
 
-    /// `frames`: `[B, N, C, H, W]`; `rois`: [`roi_boxes`] for `B·N` images; `motion`: the
-    /// flow statistics `[B, N−1, Rm, S]` when the motion branch is on.
+    /// `frames`: `[B, N, C, H, W]` with `N` = [`Dims::enc_frames`]; `rois`: [`roi_boxes`] for
+    /// `B·N` images; `motion`: the flow statistics `[B, N−1, Rm, S]` when the motion branch is
+    /// on. The latent is `[B, z_dim]`: the global part, then the regions' (see [`Dims::z_dim`]).
     pub fn forward_t(
         &self,
         frames: &Tensor,
@@ -297,7 +346,7 @@ impl Encoder {
     ) -> Encoded {
         let d = &self.d;
         let b = frames.size()[0];
-        let n = d.frames();
+        let n = d.enc_frames();
         let flat = frames.reshape([b * n, d.c, d.h, d.w]);
         let pixel_patches = spectral::roi_align(&flat, rois, d.ph, d.pw, 1.0);
         let patches = match &self.cnn {
@@ -308,10 +357,16 @@ impl Encoder {
             None => pixel_patches.shallow_clone(),
         };
         let feats = spectral_features(&patches, d);
+        let embedded = self.embed.forward(&feats);
         let s = self
             .wubu_s
-            .forward_t(&self.embed.forward(&feats), train)
+            .forward_t(&embedded, train)
             .view([b, n, d.regions, self.s_out]);
+        // A region's code reads its spectral embedding beside its WuBu-S output.
+        let s_regions = Tensor::cat(
+            &[embedded.view([b, n, d.regions, -1]), s.shallow_clone()],
+            3,
+        );
         let s = if self.concat_regions {
             s.reshape([b, n, -1])
         } else {
@@ -332,13 +387,30 @@ impl Encoder {
         };
         let t = self.wubu_t.forward_t(&per_frame.reshape([b, -1]), train);
         let t = self.feature_norm.forward_t(&t, train && b > 1);
-        let targets = pixel_patches
-            .view([b, n, d.regions, d.c, d.ph, d.pw])
-            .narrow(1, d.n_in, d.n_pred);
+        let (mut mu, mut logvar) = (self.fc_mu.forward(&t), self.fc_logvar.forward(&t));
+        if let Some((fm, fl)) = &self.region_heads {
+            // The predicted frames' regions, or (predicting) the last input frame's.
+            let s_r = if d.encode_target {
+                s_regions.narrow(1, d.n_in, d.n_pred)
+            } else {
+                s_regions
+                    .narrow(1, d.n_in - 1, 1)
+                    .expand([b, d.n_pred, d.regions, -1], false)
+            };
+            let x = Tensor::cat(
+                &[
+                    s_r,
+                    t.view([b, 1, 1, self.t_out])
+                        .expand([b, d.n_pred, d.regions, self.t_out], false),
+                ],
+                3,
+            );
+            mu = Tensor::cat(&[mu, fm.forward(&x).reshape([b, -1])], 1);
+            logvar = Tensor::cat(&[logvar, fl.forward(&x).reshape([b, -1])], 1);
+        }
         Encoded {
-            mu: self.fc_mu.forward(&t),
-            logvar: self.fc_logvar.forward(&t).clamp(-20.0, 20.0),
-            targets,
+            mu,
+            logvar: logvar.clamp(-20.0, 20.0),
         }
     }
 }
@@ -454,6 +526,8 @@ pub struct Generator {
     /// Per-pixel projection of the RoI features to colour, whose transform is added to the
     /// spectral heads' outputs.
     head_skip: Option<nn::Linear>,
+    /// The per-region latents' inputs to the DFT and DCT heads' hidden layers.
+    region_in: (Option<nn::Linear>, Option<nn::Linear>),
     /// Multipliers of the DFT and DCT heads' outputs: the DC gain, ones elsewhere.
     dc_gain: (Tensor, Tensor),
 }
@@ -538,11 +612,20 @@ impl Generator {
         });
         let head_skip = (m.gen_head_skip && (d.use_dft || d.use_dct))
             .then(|| nn::linear(vs / "head_skip", last_c, d.c, Default::default()));
+        let region_in = |on: bool, name: &str| {
+            (on && d.region_latent > 0)
+                .then(|| nn::linear(vs / name, d.region_latent, hidden, Default::default()))
+        };
+        let region_in = (
+            region_in(d.use_dft, "dft_head_region"),
+            region_in(d.use_dct, "dct_head_region"),
+        );
         Self {
             d: d.clone(),
             start,
             c0,
             head_skip,
+            region_in,
             fc: nn::linear(
                 vs / "fc",
                 d.latent,
@@ -566,8 +649,8 @@ impl Generator {
         }
     }
 
-    /// `z`: `[B, L]`; `boxes`: the predicted frames' regions (shared by every sample);
-    /// `rois`: [`roi_boxes`] for `B·Np` images.
+    /// `z`: `[B, z_dim]` (the global latent, then the regions'); `boxes`: the predicted
+    /// frames' regions (shared by every sample); `rois`: [`roi_boxes`] for `B·Np` images.
     pub fn forward(
         &self,
         z: &Tensor,
@@ -577,9 +660,14 @@ impl Generator {
     ) -> Generated {
         let d = &self.d;
         let b = z.size()[0];
+        let zr = (d.region_latent > 0).then(|| {
+            z.narrow(1, d.latent, d.n_pred * d.regions * d.region_latent)
+                .reshape([b * d.n_pred * d.regions, d.region_latent])
+        });
+        let z = z.narrow(1, 0, d.latent);
         let mut x = self
             .fc
-            .forward(z)
+            .forward(&z)
             .view([b, self.c0, d.n_pred, self.start.0, self.start.1]);
         let c = self.cond.as_ref().map(|(l1, l2)| {
             l2.forward(&l1.forward(cond).gelu("none"))
@@ -624,7 +712,13 @@ impl Generator {
                 .permute([0, 3, 1, 2])
                 .reshape([b, d.n_pred, d.regions, d.c, d.ph, d.pw])
         });
-        let run = |h: &(nn::Linear, nn::Linear)| h.1.forward(&h.0.forward(&feats).gelu("none"));
+        let run = |h: &(nn::Linear, nn::Linear), r: &Option<nn::Linear>| {
+            let hidden = match (r, &zr) {
+                (Some(r), Some(zr)) => h.0.forward(&feats) + r.forward(zr),
+                _ => h.0.forward(&feats),
+            };
+            h.1.forward(&hidden.gelu("none"))
+        };
         let lead = [b, d.n_pred, d.regions, d.c];
         // The orthonormal transforms put a patch's mean, times sqrt(ph·pw), in the DC
         // coefficient: up to ±16 at 16x16 while the rest are small (spec 11.17). The heads
@@ -636,12 +730,13 @@ impl Generator {
             None => f,
         };
         let dft = self.dft_head.as_ref().map(|h| {
-            let f =
-                run(h).view([lead[0], lead[1], lead[2], lead[3], 2, d.ph, d.pw / 2 + 1].as_slice());
+            let f = run(h, &self.region_in.0)
+                .view([lead[0], lead[1], lead[2], lead[3], 2, d.ph, d.pw / 2 + 1].as_slice());
             plus_skip(f * &self.dc_gain.0, spectral::dft)
         });
         let dct = self.dct_head.as_ref().map(|h| {
-            let f = run(h).view([lead[0], lead[1], lead[2], lead[3], d.ph, d.pw]);
+            let f =
+                run(h, &self.region_in.1).view([lead[0], lead[1], lead[2], lead[3], d.ph, d.pw]);
             plus_skip(f * &self.dc_gain.1, spectral::dct2)
         });
         let mut patches = Vec::new();
@@ -682,7 +777,8 @@ pub fn assemble(patches: &Tensor, boxes: &[[f64; 4]], d: &Dims) -> Tensor {
         patches
             .permute([2, 0, 1, 3, 4, 5])
             .reshape([d.regions, b * np * d.c, d.ph, d.pw]);
-    spectral::assemble(&per_region, boxes, d.h, d.w).view([b, np, d.c, d.h, d.w])
+    spectral::assemble_weighted(&per_region, boxes, d.h, d.w, d.assembly_sharpness)
+        .view([b, np, d.c, d.h, d.w])
 }
 
 /// Both critics' common face.

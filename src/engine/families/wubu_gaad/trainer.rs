@@ -49,6 +49,8 @@ pub struct WubuGaadTrainer {
     st: FamilyState,
     events: Vec<Event>,
     pending_val_recon: Option<Reconstruction>,
+    /// The mean training frame, for the validation baseline.
+    mean_image: Option<Tensor>,
     notes: Vec<String>,
 }
 
@@ -82,6 +84,8 @@ fn value(t: &Tensor) -> f64 {
 /// One forward pass's products.
 struct Forward {
     enc: model::Encoded,
+    /// The predicted frames' patches, `[B, Np, R, C, ph, pw]`.
+    targets: Tensor,
     gen: model::Generated,
     real_pred: Tensor,
     real_coeffs: Tensor,
@@ -165,7 +169,7 @@ impl WubuGaadTrainer {
             notes.push("train.mixed_precision applies on CUDA only; this run is f32".into());
         }
         crate::engine::seed_torch(seed, Stream::FixedNoise, 0);
-        let fixed_noise = Tensor::randn([8, d.latent], (Kind::Float, device));
+        let fixed_noise = Tensor::randn([8, d.z_dim()], (Kind::Float, device));
         let active = match cfg.switching.initial {
             InitialDisc::Primary => 0,
             InitialDisc::Alternative => 1,
@@ -218,6 +222,7 @@ impl WubuGaadTrainer {
             st,
             events: Vec::new(),
             pending_val_recon: None,
+            mean_image: None,
             notes,
         })
     }
@@ -251,14 +256,16 @@ impl WubuGaadTrainer {
     fn forward(&self, frames: &Tensor, train: bool, sample: bool) -> Result<Forward, String> {
         let d = &self.d;
         let b = frames.size()[0];
-        let rois = roi_boxes(&self.boxes, b * d.frames(), self.device);
-        let (stats, motion_boxes) = if d.motion && d.frames() > 1 {
-            let (s, mb) = self.motion(frames)?;
+        // The encoder sees the whole window, or (predicting) only its input frames.
+        let seen = frames.narrow(1, 0, d.enc_frames());
+        let rois = roi_boxes(&self.boxes, b * d.enc_frames(), self.device);
+        let (stats, motion_boxes) = if d.motion && d.enc_frames() > 1 {
+            let (s, mb) = self.motion(&seen)?;
             (Some(s), mb)
         } else {
             (None, Vec::new())
         };
-        let enc = self.enc.forward_t(frames, &rois, stats.as_ref(), train);
+        let enc = self.enc.forward_t(&seen, &rois, stats.as_ref(), train);
         let z = if sample {
             &enc.mu + (&enc.logvar * 0.5).exp() * enc.mu.randn_like()
         } else {
@@ -280,7 +287,16 @@ impl WubuGaadTrainer {
                 .collect(),
         };
         let real_pred = frames.narrow(1, d.n_in, d.n_pred);
-        let targets = enc.targets.detach();
+        // The reconstruction targets: the predicted frames' patches, `[B, Np, R, C, ph, pw]`.
+        let targets = crate::engine::spectral::roi_align(
+            &real_pred.reshape([b * d.n_pred, d.c, d.h, d.w]),
+            &gen_rois,
+            d.ph,
+            d.pw,
+            1.0,
+        )
+        .view([b, d.n_pred, d.regions, d.c, d.ph, d.pw])
+        .detach();
         let real_coeffs = if d.use_dft || d.use_dct {
             let dft = d.use_dft.then(|| crate::engine::spectral::dft(&targets));
             let dct = d.use_dct.then(|| crate::engine::spectral::dct2(&targets));
@@ -302,12 +318,37 @@ impl WubuGaadTrainer {
         };
         Ok(Forward {
             enc,
+            targets: targets.shallow_clone(),
             gen,
             real_pred,
             real_coeffs,
             fake_coeffs,
             motion_boxes,
         })
+    }
+
+    /// The mean training frame `[1, C, H, W]` in [-1, 1] (of up to 256 windows' first
+    /// frames, evenly spaced), computed once.
+    fn mean_image(&mut self) -> Tensor {
+        if let Some(m) = &self.mean_image {
+            return m.shallow_clone();
+        }
+        let n = self.data.train.len();
+        let take = n.clamp(1, 256);
+        let starts: Vec<i64> = (0..take).map(|i| self.data.train[i * n / take]).collect();
+        let mean = tch::no_grad(|| {
+            let mut sum = Tensor::zeros(
+                [1, self.d.c, self.d.h, self.d.w],
+                (Kind::Float, self.device),
+            );
+            for chunk in starts.chunks(32) {
+                let frames = self.data.batch(chunk, self.device).select(1, 0);
+                sum += frames.sum_dim_intlist([0i64].as_slice(), true, Kind::Float);
+            }
+            sum / starts.len().max(1) as f64
+        });
+        self.mean_image = Some(mean.shallow_clone());
+        mean
     }
 
     fn reconstruct(&mut self, split: &str, start: i64) -> Option<Reconstruction> {
@@ -406,8 +447,18 @@ impl Trainer for WubuGaadTrainer {
             ValMetric::Lpips,
         ] {
             let def = MetricDef::validation(v.scalar(), v.better() == Better::Higher);
+            let def = if v == ValMetric::Psnr {
+                def.baseline("val_copy_last_psnr")
+            } else {
+                def
+            };
             m.push(if v == best { def.main() } else { def });
         }
+        // Baselines any model must beat, and how sharp the frames are against the truth.
+        m.push(MetricDef::validation("val_copy_last_psnr", true));
+        m.push(MetricDef::validation("val_mean_image_psnr", true));
+        m.push(MetricDef::validation("val_sharpness", true));
+        m.push(MetricDef::validation("val_ceiling_psnr", true));
         m
     }
 
@@ -563,6 +614,9 @@ impl Trainer for WubuGaadTrainer {
         let bs = self.batch_size();
         let (mut psnr, mut ssim, mut mse, mut lp, mut frames_seen, mut lp_n) =
             (0.0, 0.0, 0.0, 0.0, 0usize, 0usize);
+        let (mut copy_last, mut mean_img, mut grad_fake, mut grad_real) = (0.0, 0.0, 0.0, 0.0);
+        let mut ceiling = 0.0;
+        let mean_image = self.mean_image();
         for chunk in starts.chunks(bs) {
             let batch = self.data.batch(chunk, self.device);
             let Ok(f) = tch::no_grad(|| self.forward(&batch, false, false)) else {
@@ -579,6 +633,33 @@ impl Trainer for WubuGaadTrainer {
                         .mean_dim([1i64, 2, 3].as_slice(), false, Kind::Float);
                 let p = ((&per + 1e-10).reciprocal().log10() * 10.0).clamp(0.0, 100.0);
                 psnr += value(&p.sum(Kind::Float));
+                let psnr_of = |guess: &Tensor| {
+                    let e = ((guess + 1.0) * 0.5 - &r01).square().mean_dim(
+                        [1i64, 2, 3].as_slice(),
+                        false,
+                        Kind::Float,
+                    );
+                    value(
+                        &((&e + 1e-10).reciprocal().log10() * 10.0)
+                            .clamp(0.0, 100.0)
+                            .sum(Kind::Float),
+                    )
+                };
+                // Copy-last: every predicted frame is the last input frame.
+                let last = batch
+                    .narrow(1, d.n_in - 1, 1)
+                    .expand([-1, d.n_pred, -1, -1, -1], false)
+                    .reshape([-1, d.c, d.h, d.w]);
+                copy_last += psnr_of(&last);
+                // The representation's ceiling: the true patches pasted back by the same
+                // assembly (what a perfect generator of patches would score).
+                if d.use_dft || d.use_dct {
+                    let pasted = model::assemble(&f.targets, &self.boxes, d);
+                    ceiling += psnr_of(&pasted.reshape([-1, d.c, d.h, d.w]));
+                }
+                mean_img += psnr_of(&mean_image.expand_as(&real));
+                grad_fake += value(&gradient_energy(&f01));
+                grad_real += value(&gradient_energy(&r01));
                 mse += value(&per.sum(Kind::Float));
                 ssim += value(&crate::engine::metrics::ssim_frames(&f01, &r01).sum(Kind::Float));
                 frames_seen += per.size()[0] as usize;
@@ -595,7 +676,13 @@ impl Trainer for WubuGaadTrainer {
             ("val_psnr", psnr / n),
             ("val_ssim", ssim / n),
             ("val_mse", mse / n),
+            ("val_copy_last_psnr", copy_last / n),
+            ("val_mean_image_psnr", mean_img / n),
+            ("val_sharpness", grad_fake / grad_real.max(1e-12)),
         ];
+        if self.d.use_dft || self.d.use_dct {
+            scalars.push(("val_ceiling_psnr", ceiling / n));
+        }
         if lp_n > 0 {
             scalars.push(("val_lpips", lp / lp_n as f64));
         }
@@ -689,6 +776,19 @@ impl Trainer for WubuGaadTrainer {
     }
 }
 
+/// The summed magnitude of horizontal and vertical differences of frames `[F, C, H, W]`: how
+/// much edge a picture holds (a blur lowers it, sharp detail raises it).
+fn gradient_energy(x: &Tensor) -> Tensor {
+    let (h, w) = (x.size()[2], x.size()[3]);
+    let dx = (x.narrow(3, 1, w - 1) - x.narrow(3, 0, w - 1))
+        .abs()
+        .sum(Kind::Float);
+    let dy = (x.narrow(2, 1, h - 1) - x.narrow(2, 0, h - 1))
+        .abs()
+        .sum(Kind::Float);
+    dx + dy
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -705,6 +805,40 @@ mod tests {
 
     fn trainer(p: &WubuGaadPreset) -> WubuGaadTrainer {
         WubuGaadTrainer::new(p, Device::Cpu).expect("trainer")
+    }
+
+    /// Predicting (`encode_target` off), the generated frame depends on the input frames
+    /// only: changing the frame to predict changes nothing but the targets. Reconstructing, it
+    /// does change. Per-region latents widen the latent by `Np · R · Lr`.
+    #[test]
+    fn a_prediction_never_sees_the_frame_it_predicts() {
+        for encode_target in [false, true] {
+            let mut p = tiny();
+            p.model.encode_target = encode_target;
+            p.model.region_latent = 8;
+            p.model.assembly_sharpness = 2.0;
+            let t = trainer(&p);
+            let d = t.d.clone();
+            assert_eq!(d.z_dim(), d.latent + d.n_pred * d.regions * 8);
+            tch::manual_seed(0);
+            let frames = Tensor::rand([2, d.frames(), d.c, d.h, d.w], (Kind::Float, Device::Cpu))
+                * 2.0
+                - 1.0;
+            let other = frames.copy();
+            other
+                .narrow(1, d.n_in, d.n_pred)
+                .copy_(&(frames.narrow(1, d.n_in, d.n_pred) * -1.0));
+            let (a, b) = tch::no_grad(|| {
+                (
+                    t.forward(&frames, false, false).expect("forward"),
+                    t.forward(&other, false, false).expect("forward"),
+                )
+            });
+            assert_eq!(a.enc.mu.size(), vec![2, d.z_dim()]);
+            let same = a.gen.frames.equal(&b.gen.frames);
+            assert_eq!(same, !encode_target, "encode_target {encode_target}");
+            assert!(!a.targets.equal(&b.targets));
+        }
     }
 
     #[test]

@@ -147,7 +147,7 @@ impl WubuGaadTrainer {
             d_total: m[1],
             recon: m[2],
             kl: m[3],
-            kl_per_dim: m[3] / self.d.latent as f64,
+            kl_per_dim: m[3] / self.d.z_dim() as f64,
             adv: m[4],
             lambda_kl,
             kl_high: self.cfg.heuristics.kl_high,

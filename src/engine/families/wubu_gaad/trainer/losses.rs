@@ -35,7 +35,7 @@ impl WubuGaadTrainer {
         let t = &self.cfg.train;
         let mut terms = Vec::new();
         let mut mses = [f64::NAN; 3];
-        let targets = f.enc.targets.detach();
+        let targets = f.targets.shallow_clone();
         let mut path = 0;
         for (on, w, slot) in [
             (self.d.use_dft, t.lambda_recon_dft, 0),

@@ -13,7 +13,7 @@ impl WubuGaadTrainer {
     pub(super) fn motion(&self, frames: &Tensor) -> Result<(Tensor, Vec<Region>), String> {
         let d = &self.d;
         let b = frames.size()[0];
-        let n = d.frames();
+        let n = frames.size()[1];
         let pairs = b * (n - 1);
         let a = frames.narrow(1, 0, n - 1).reshape([pairs, d.c, d.h, d.w]);
         let bb = frames.narrow(1, 1, n - 1).reshape([pairs, d.c, d.h, d.w]);

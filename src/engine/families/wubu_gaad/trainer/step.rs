@@ -52,8 +52,17 @@ impl WubuGaadTrainer {
             let fake_frames = f.gen.frames.detach();
             let fake_coeffs = f.fake_coeffs.detach();
             let fake_in = self.critic_input(&fake_frames, &fake_coeffs);
-            let (lr_real, _) = critic.forward_t(&real_in, true);
-            let (lr_fake, _) = critic.forward_t(&fake_in, true);
+            // While the adversarial term is off the critic only reports (for the controllers
+            // and heuristics): no graph.
+            let forward = |input| {
+                if gan_on {
+                    critic.forward_t(input, true)
+                } else {
+                    tch::no_grad(|| critic.forward_t(input, true))
+                }
+            };
+            let (lr_real, _) = forward(&real_in);
+            let (lr_fake, _) = forward(&fake_in);
             let (l_real, l_fake) = (bce(&lr_real, 1.0), bce(&lr_fake, 0.0));
             let loss = (&l_real + &l_fake) * 0.5;
             let (dt, dr, df) = (value(&loss), value(&l_real), value(&l_fake));
@@ -96,7 +105,11 @@ impl WubuGaadTrainer {
         let lambda_kl = self.st.lambda_kl_base * h.kl_factor;
         let mut g_loss = &recon * h.recon_factor + &kl * lambda_kl;
         let fake_in = self.critic_input(&f.gen.frames, &f.fake_coeffs);
-        let (logits, fake_feats) = self.critics[a].forward_t(&fake_in, true);
+        let (logits, fake_feats) = if gan_on {
+            self.critics[a].forward_t(&fake_in, true)
+        } else {
+            tch::no_grad(|| self.critics[a].forward_t(&fake_in, true))
+        };
         let adv = bce(&logits, 1.0);
         let (adv_v, recon_v) = (value(&adv), value(&recon));
         let mut fm_v = 0.0;
@@ -150,7 +163,7 @@ impl WubuGaadTrainer {
         let a = self.st.active;
         let step_no = step + 1;
         let gan_on = self.gan_on();
-        let kl_per_dim = g.kl / self.d.latent as f64;
+        let kl_per_dim = g.kl / self.d.z_dim() as f64;
         self.st
             .gen_interval
             .add(&[g.g_total, c.d_total, g.recon, g.kl, g.adv]);
@@ -213,7 +226,7 @@ impl WubuGaadTrainer {
             ("d_fake", c.d_fake),
             ("recon", g.recon),
             ("kl", g.kl),
-            ("kl_per_dim", g.kl / self.d.latent as f64),
+            ("kl_per_dim", g.kl / self.d.z_dim() as f64),
             ("g_adv", g.adv),
             ("lr_gen", self.opt_g.lr),
             ("lr_disc_primary", self.opt_d[0].lr),
