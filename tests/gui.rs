@@ -1091,6 +1091,11 @@ fn latent_action_run(runs: &Path) -> std::path::PathBuf {
     if let preset::AnyPreset::LatentAction(l) = &mut p {
         l.phases[0].length = PhaseLength::Steps(6);
     }
+    finished_run(runs, p)
+}
+
+/// Trains `p` to its end on the worker, as the app would; returns its run folder.
+fn finished_run(runs: &Path, p: preset::AnyPreset) -> std::path::PathBuf {
     let req = workbench::engine::worker::RunRequest {
         preset: Some(preset::validate(p).unwrap()),
         runs_dir: runs.into(),
@@ -1174,27 +1179,7 @@ fn vq_gan_run(runs: &Path) -> std::path::PathBuf {
     if let preset::AnyPreset::VqGan(v) = &mut p {
         v.phases[0].length = PhaseLength::Steps(4);
     }
-    let (dir, _) = {
-        let req = workbench::engine::worker::RunRequest {
-            preset: Some(preset::validate(p).unwrap()),
-            runs_dir: runs.into(),
-            ..Default::default()
-        };
-        let handle = workbench::engine::worker::spawn(
-            workbench::engine::worker::prepare(req).unwrap(),
-            None,
-        )
-        .unwrap();
-        let dir = handle.run_dir().to_path_buf();
-        while let Ok(e) = handle.events().recv_timeout(Duration::from_secs(120)) {
-            if e.is_terminal() {
-                break;
-            }
-        }
-        handle.join();
-        (dir, ())
-    };
-    dir
+    finished_run(runs, p)
 }
 
 /// The Volume tab of a VQ-GAN run followed from its folder: the latest validation volume is

@@ -182,12 +182,6 @@ pub fn vq_gan(args: &super::LearnOpts) -> anyhow::Result<()> {
     let mut trainer = make_trainer(&p, device)?;
     println!("{}", trainer.describe());
     let spe = trainer.steps_per_epoch();
-    let get = |v: &workbench::engine::trainer::Validation, k: &str| {
-        v.scalars
-            .iter()
-            .find(|(n, _)| *n == k)
-            .map_or(f64::NAN, |(_, x)| *x)
-    };
     let t0 = Instant::now();
     let mut curve: Vec<(u64, f64, f64, f64)> = Vec::new();
     let mut d_loss = f64::NAN;
@@ -279,12 +273,6 @@ pub fn wubu_gaad(args: &super::LearnOpts, out: &std::path::Path) -> anyhow::Resu
     let mut trainer = make_trainer(&p, device)?;
     println!("{}", trainer.describe());
     let spe = trainer.steps_per_epoch();
-    let get = |v: &workbench::engine::trainer::Validation, k: &str| {
-        v.scalars
-            .iter()
-            .find(|(n, _)| *n == k)
-            .map_or(f64::NAN, |(_, x)| *x)
-    };
     let t0 = Instant::now();
     let mut train_secs = 0.0;
     let mut step = 0u64;
@@ -340,6 +328,14 @@ pub fn wubu_gaad(args: &super::LearnOpts, out: &std::path::Path) -> anyhow::Resu
         println!("truth over reconstruction: {}", out.display());
     }
     Ok(())
+}
+
+/// A validation scalar by name (NaN when absent).
+fn get(v: &workbench::engine::trainer::Validation, k: &str) -> f64 {
+    v.scalars
+        .iter()
+        .find(|(n, _)| *n == k)
+        .map_or(f64::NAN, |(_, x)| *x)
 }
 
 fn learning_preset(

@@ -35,14 +35,7 @@ pub fn ssim_frames(x: &Tensor, y: &Tensor) -> Tensor {
     // The largest odd window up to 11 that fits (an even frame side below 11 gave an even
     // size rounded up past the frame).
     let k = ssim_window(h, w);
-    let g: Vec<f32> = (0..k)
-        .map(|i| {
-            let t = i as f64 - (k / 2) as f64;
-            (-t * t / (2.0 * 1.5 * 1.5)).exp() as f32
-        })
-        .collect();
-    let g = Tensor::from_slice(&g).to_device(x.device());
-    let g = &g / g.sum(Kind::Float);
+    let g = gaussian_window(k, x.device());
     let win = g
         .view([k, 1])
         .matmul(&g.view([1, k]))
@@ -50,14 +43,30 @@ pub fn ssim_frames(x: &Tensor, y: &Tensor) -> Tensor {
         .expand([c, 1, k, k], false)
         .contiguous();
     let blur = |t: &Tensor| t.conv2d(&win, None::<Tensor>, [1, 1], [0, 0], [1, 1], c);
+    ssim_map(x, y, blur, 1.0).mean_dim([1i64, 2, 3].as_slice(), false, Kind::Float)
+}
+
+/// The normalised 1-D Gaussian window of `k` taps, sigma 1.5.
+fn gaussian_window(k: i64, device: tch::Device) -> Tensor {
+    let g: Vec<f32> = (0..k)
+        .map(|i| {
+            let t = i as f64 - (k / 2) as f64;
+            (-t * t / (2.0 * 1.5 * 1.5)).exp() as f32
+        })
+        .collect();
+    let g = Tensor::from_slice(&g).to_device(device);
+    &g / g.sum(Kind::Float)
+}
+
+/// The SSIM map of `x` and `y` under the local mean `blur`, for values spanning `range`:
+/// `C1 = (0.01 L)^2`, `C2 = (0.03 L)^2`.
+fn ssim_map(x: &Tensor, y: &Tensor, blur: impl Fn(&Tensor) -> Tensor, range: f64) -> Tensor {
     let (mx, my) = (blur(x), blur(y));
     let sxx = blur(&(x * x)) - &mx * &mx;
     let syy = blur(&(y * y)) - &my * &my;
     let sxy = blur(&(x * y)) - &mx * &my;
-    let (c1, c2) = (0.01f64.powi(2), 0.03f64.powi(2));
-    let map = ((&mx * &my * 2.0 + c1) * (sxy * 2.0 + c2))
-        / ((&mx * &mx + &my * &my + c1) * (sxx + syy + c2));
-    map.mean_dim([1i64, 2, 3].as_slice(), false, Kind::Float)
+    let (c1, c2) = ((0.01 * range).powi(2), (0.03 * range).powi(2));
+    ((&mx * &my * 2.0 + c1) * (sxy * 2.0 + c2)) / ((&mx * &mx + &my * &my + c1) * (sxx + syy + c2))
 }
 
 /// SSIM of volumes `x` and `y` (`[B, C, D, H, W]`, values spanning `range`): a 3-D Gaussian
@@ -67,22 +76,12 @@ pub fn ssim_frames(x: &Tensor, y: &Tensor) -> Tensor {
 pub fn ssim3d(x: &Tensor, y: &Tensor, range: f64) -> Tensor {
     let size = x.size();
     let c = size[1];
-    let gaussian = |k: i64| {
-        let g: Vec<f32> = (0..k)
-            .map(|i| {
-                let t = i as f64 - (k / 2) as f64;
-                (-t * t / (2.0 * 1.5 * 1.5)).exp() as f32
-            })
-            .collect();
-        let g = Tensor::from_slice(&g).to_device(x.device());
-        &g / g.sum(Kind::Float)
-    };
     let kernels: Vec<Tensor> = (0..3)
         .map(|axis| {
             let k = ssim_window(size[2 + axis], size[2 + axis]);
             let mut shape = vec![1i64, 1, 1, 1, 1];
             shape[2 + axis] = k;
-            gaussian(k)
+            gaussian_window(k, x.device())
                 .view(shape.as_slice())
                 .expand([c, 1, -1, -1, -1], false)
                 .contiguous()
@@ -93,14 +92,9 @@ pub fn ssim3d(x: &Tensor, y: &Tensor, range: f64) -> Tensor {
             t.conv3d(w, None::<Tensor>, [1, 1, 1], [0, 0, 0], [1, 1, 1], c)
         })
     };
-    let (mx, my) = (blur(x), blur(y));
-    let sxx = blur(&(x * x)) - &mx * &mx;
-    let syy = blur(&(y * y)) - &my * &my;
-    let sxy = blur(&(x * y)) - &mx * &my;
-    let (c1, c2) = ((0.01 * range).powi(2), (0.03 * range).powi(2));
-    let map = ((&mx * &my * 2.0 + c1) * (sxy * 2.0 + c2))
-        / ((&mx * &mx + &my * &my + c1) * (sxx + syy + c2));
-    map.flatten(1, -1).mean_dim(1, false, Kind::Float)
+    ssim_map(x, y, blur, range)
+        .flatten(1, -1)
+        .mean_dim(1, false, Kind::Float)
 }
 
 /// The SSIM window side: 11, or the largest odd size that fits a smaller frame.
