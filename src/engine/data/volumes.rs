@@ -616,10 +616,14 @@ fn video_clips(cfg: &VolumeData, seed: u64) -> Result<VolumeSet, String> {
             cfg.path
         ));
     }
+    // VideoSet's own description ends with its window counts, which clips replace.
+    let frames = match set.description.split_once("; ") {
+        Some((head, _)) => format!("{head})"),
+        None => set.description.clone(),
+    };
     Ok(VolumeSet {
         description: format!(
-            "{}: {} training and {} validation clips of {t} frames",
-            set.description,
+            "{frames}: {} training and {} validation clips of {t} frames",
             train.len(),
             validation.len()
         ),
