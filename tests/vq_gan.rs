@@ -13,14 +13,29 @@ use workbench::core::preset::{self, AnyPreset, VqGanPreset};
 use workbench::core::protocol::Event;
 use workbench::engine::worker::RunRequest;
 
+/// The tiny preset on the CPU, one thread, for `steps` steps, with `overrides`.
+fn tiny<const N: usize>(
+    steps: u64,
+    overrides: [(&str, serde_json::Value); N],
+) -> preset::ValidatedPreset {
+    let mut p = AnyPreset::VqGan(VqGanPreset::default())
+        .with_overrides([("device", "cpu".into()), ("threads", 1.into())])
+        .unwrap()
+        .with_overrides(overrides)
+        .unwrap();
+    if let AnyPreset::VqGan(v) = &mut p {
+        v.phases[0].length = preset::PhaseLength::Steps(steps);
+    }
+    preset::validate(p).unwrap()
+}
+
 #[test]
 fn a_resumed_run_repeats_the_uninterrupted_losses_exactly() {
     let _serial = common::exclusive();
     let runs = tempfile::tempdir().unwrap();
-    let mut p = AnyPreset::VqGan(VqGanPreset::default())
-        .with_overrides([
-            ("device", "cpu".into()),
-            ("threads", 1.into()),
+    let p = tiny(
+        10,
+        [
             ("data.synthetic_count", 8.into()),
             ("data.synthetic_holdout", 2.into()),
             ("train.batch_size", 2.into()),
@@ -29,12 +44,8 @@ fn a_resumed_run_repeats_the_uninterrupted_losses_exactly() {
             ("logging.log_every_steps", 1.into()),
             ("logging.validate_every_steps", 5.into()),
             ("checkpoints.every_steps", 3.into()),
-        ])
-        .unwrap();
-    if let AnyPreset::VqGan(v) = &mut p {
-        v.phases[0].length = preset::PhaseLength::Steps(10);
-    }
-    let p = preset::validate(p).unwrap();
+        ],
+    );
     let req = |limit| RunRequest {
         preset: Some(p.clone()),
         runs_dir: runs.path().into(),
@@ -118,10 +129,9 @@ fn bad_volumes_are_exit_2_before_any_run_directory() {
 fn patchwise_training_steps_once_per_batch_and_validates_whole_volumes() {
     let _serial = common::exclusive();
     let runs = tempfile::tempdir().unwrap();
-    let mut p = AnyPreset::VqGan(VqGanPreset::default())
-        .with_overrides([
-            ("device", "cpu".into()),
-            ("threads", 1.into()),
+    let p = tiny(
+        4,
+        [
             ("data.synthetic_count", 4.into()),
             ("data.synthetic_holdout", 1.into()),
             ("data.patch", 8.into()),
@@ -130,13 +140,10 @@ fn patchwise_training_steps_once_per_batch_and_validates_whole_volumes() {
             ("train.disc_start", 2.into()),
             ("logging.log_every_steps", 1.into()),
             ("logging.validate_every_steps", 4.into()),
-        ])
-        .unwrap();
-    if let AnyPreset::VqGan(v) = &mut p {
-        v.phases[0].length = preset::PhaseLength::Steps(4);
-    }
+        ],
+    );
     let (dir, events) = run_to_end(RunRequest {
-        preset: Some(preset::validate(p).unwrap()),
+        preset: Some(p),
         runs_dir: runs.path().into(),
         ..RunRequest::default()
     });
@@ -171,23 +178,19 @@ fn a_torchscript_lpips_file_is_shared_with_wubu_gaads_loader() {
     let runs = tempfile::tempdir().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let standin = root.join("tests/fixtures/lpips_standin.pt");
-    let mut p = AnyPreset::VqGan(VqGanPreset::default())
-        .with_overrides([
-            ("device", "cpu".into()),
-            ("threads", 1.into()),
+    let p = tiny(
+        2,
+        [
             ("data.synthetic_count", 4.into()),
             ("data.synthetic_holdout", 1.into()),
             ("train.batch_size", 2.into()),
             ("train.perceptual_weight", 1.0.into()),
             ("train.lpips_model", standin.display().to_string().into()),
             ("logging.log_every_steps", 1.into()),
-        ])
-        .unwrap();
-    if let AnyPreset::VqGan(v) = &mut p {
-        v.phases[0].length = preset::PhaseLength::Steps(2);
-    }
+        ],
+    );
     let (dir, events) = run_to_end(RunRequest {
-        preset: Some(preset::validate(p).unwrap()),
+        preset: Some(p),
         runs_dir: runs.path().into(),
         ..RunRequest::default()
     });
@@ -236,10 +239,9 @@ fn a_torchscript_lpips_file_is_shared_with_wubu_gaads_loader() {
 fn video_clips_train_and_validations_write_volumes_and_codebook_use() {
     let _serial = common::exclusive();
     let runs = tempfile::tempdir().unwrap();
-    let mut p = AnyPreset::VqGan(VqGanPreset::default())
-        .with_overrides([
-            ("device", "cpu".into()),
-            ("threads", 1.into()),
+    let p = tiny(
+        6,
+        [
             ("data.source", "synthetic_video".into()),
             ("data.depth", 4.into()),
             ("data.height", 16.into()),
@@ -251,12 +253,8 @@ fn video_clips_train_and_validations_write_volumes_and_codebook_use() {
             ("train.double_forward", true.into()),
             ("logging.log_every_steps", 1.into()),
             ("logging.validate_every_steps", 1.into()),
-        ])
-        .unwrap();
-    if let AnyPreset::VqGan(v) = &mut p {
-        v.phases[0].length = preset::PhaseLength::Steps(6);
-    }
-    let p = preset::validate(p).unwrap();
+        ],
+    );
     let (dir, events) = run_to_end(RunRequest {
         preset: Some(p),
         runs_dir: runs.path().into(),
@@ -333,22 +331,18 @@ fn the_double_forward_updates_the_codebook_twice() {
     let _serial = common::exclusive();
     let runs = tempfile::tempdir().unwrap();
     let run = |double: bool| {
-        let mut p = AnyPreset::VqGan(VqGanPreset::default())
-            .with_overrides([
-                ("device", "cpu".into()),
-                ("threads", 1.into()),
+        let p = tiny(
+            3,
+            [
                 ("data.synthetic_count", 4.into()),
                 ("data.synthetic_holdout", 1.into()),
                 ("train.batch_size", 2.into()),
                 ("train.double_forward", double.into()),
                 ("logging.log_every_steps", 1.into()),
-            ])
-            .unwrap();
-        if let AnyPreset::VqGan(v) = &mut p {
-            v.phases[0].length = preset::PhaseLength::Steps(3);
-        }
+            ],
+        );
         let (dir, _) = run_to_end(RunRequest {
-            preset: Some(preset::validate(p).unwrap()),
+            preset: Some(p),
             runs_dir: runs.path().into(),
             ..RunRequest::default()
         });

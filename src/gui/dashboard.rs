@@ -508,17 +508,21 @@ impl Dashboard {
                             .allow_band(false),
                     );
                 }
-                for (label, color, smooth) in &companion {
-                    let (x0, x1) = if pu.auto_bounds().x {
-                        smooth.bounds().map_or((0.0, 1.0), |(x, _)| (x[0], x[1]))
-                    } else {
+                // A second line's points over its whole range, or the view's when zoomed.
+                let auto_x = pu.auto_bounds().x;
+                let points = |s: &Series, follow_view: bool| -> Vec<[f64; 2]> {
+                    let (x0, x1) = if follow_view && !auto_x {
                         (bounds.min()[0], bounds.max()[0])
+                    } else {
+                        s.bounds().map_or((0.0, 1.0), |(x, _)| (x[0], x[1]))
                     };
-                    let pts: Vec<[f64; 2]> = smooth
-                        .visible(x0, x1, px)
+                    s.visible(x0, x1, px)
                         .into_iter()
                         .filter_map(|[x, y]| ty(y).map(|y| [x, y]))
-                        .collect();
+                        .collect()
+                };
+                for (label, color, smooth) in &companion {
+                    let pts = points(smooth, true);
                     drawn += pts.len();
                     pu.line(
                         Line::new(label.clone(), PlotPoints::from(pts))
@@ -529,12 +533,7 @@ impl Dashboard {
                     );
                 }
                 if let Some((label, series)) = &reference {
-                    let (x0, x1) = series.bounds().map_or((0.0, 1.0), |(x, _)| (x[0], x[1]));
-                    let pts: Vec<[f64; 2]> = series
-                        .visible(x0, x1, px)
-                        .into_iter()
-                        .filter_map(|[x, y]| ty(y).map(|y| [x, y]))
-                        .collect();
+                    let pts = points(series, false);
                     drawn += pts.len();
                     pu.line(
                         Line::new(label.clone(), PlotPoints::from(pts))
