@@ -196,12 +196,7 @@ impl Default for LatentActionPreset {
                 every_steps: 500,
                 keep_last: 3,
             },
-            phases: vec![Phase {
-                name: "main".into(),
-                length: PhaseLength::Steps(1200),
-                overrides: BTreeMap::new(),
-                start_from_best: false,
-            }],
+            phases: vec![Phase::single(PhaseLength::Steps(1200))],
         }
     }
 }
@@ -254,12 +249,7 @@ impl LatentActionPreset {
                 every_steps: 2000,
                 keep_last: 3,
             },
-            phases: vec![Phase {
-                name: "main".into(),
-                length: PhaseLength::Epochs(100),
-                overrides: BTreeMap::new(),
-                start_from_best: false,
-            }],
+            phases: vec![Phase::single(PhaseLength::Epochs(100))],
             ..d
         }
     }
@@ -396,19 +386,7 @@ impl LatentActionPreset {
 
 impl super::FamilyPreset for LatentActionPreset {
     fn common(&self) -> super::Common<'_> {
-        super::Common {
-            schema_version: self.schema_version,
-            family: self.family,
-            name: &self.name,
-            seed: self.seed,
-            device: &self.device,
-            threads: self.threads,
-            health: &self.health,
-            logging: &self.logging,
-            checkpoints: &self.checkpoints,
-            phases: &self.phases,
-            lr_control: None,
-        }
+        super::common_view!(self, None)
     }
 
     fn specs(&self) -> &'static [FieldSpec] {

@@ -202,6 +202,40 @@ pub struct Phase {
     pub start_from_best: bool,
 }
 
+impl Phase {
+    /// The one phase of a single-phase preset: `main`, of `length`, no overrides.
+    #[must_use]
+    pub fn single(length: PhaseLength) -> Self {
+        Self {
+            name: "main".into(),
+            length,
+            overrides: BTreeMap::new(),
+            start_from_best: false,
+        }
+    }
+}
+
+/// A family preset's [`Common`] view: every family names its shared fields alike, and only
+/// says where its learning-rate control is (`None` where it has none).
+macro_rules! common_view {
+    ($preset:expr, $lr_control:expr) => {
+        super::Common {
+            schema_version: $preset.schema_version,
+            family: $preset.family,
+            name: &$preset.name,
+            seed: $preset.seed,
+            device: &$preset.device,
+            threads: $preset.threads,
+            health: &$preset.health,
+            logging: &$preset.logging,
+            checkpoints: &$preset.checkpoints,
+            phases: &$preset.phases,
+            lr_control: $lr_control,
+        }
+    };
+}
+pub(crate) use common_view;
+
 crate::preset_section! {
     /// Q-learning control of the learning rates (spec section 5), for any family: every
     /// `every_steps` steps a controller scales each learning rate by one of the seed's factors

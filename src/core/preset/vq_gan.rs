@@ -2,8 +2,6 @@
 //! autoencoder with an EMA codebook, trained with L1, commitment, LPIPS on 2-D slices and two
 //! PatchGAN critics (2-D slices and 3-D volumes) with feature matching.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 pub use super::data::{VolumeData, VolumeSource};
@@ -202,12 +200,7 @@ impl Default for VqGanPreset {
                 every_steps: 500,
                 keep_last: 3,
             },
-            phases: vec![Phase {
-                name: "main".into(),
-                length: PhaseLength::Steps(1500),
-                overrides: BTreeMap::new(),
-                start_from_best: false,
-            }],
+            phases: vec![Phase::single(PhaseLength::Steps(1500))],
         }
     }
 }
@@ -256,12 +249,7 @@ impl VqGanPreset {
                 double_forward: true,
                 ..d.train.clone()
             },
-            phases: vec![Phase {
-                name: "main".into(),
-                length: PhaseLength::Epochs(50),
-                overrides: BTreeMap::new(),
-                start_from_best: false,
-            }],
+            phases: vec![Phase::single(PhaseLength::Epochs(50))],
             ..d
         }
     }
@@ -282,12 +270,7 @@ impl VqGanPreset {
                 disc_start: 100_000,
                 ..x.train.clone()
             },
-            phases: vec![Phase {
-                name: "main".into(),
-                length: PhaseLength::Epochs(30),
-                overrides: BTreeMap::new(),
-                start_from_best: false,
-            }],
+            phases: vec![Phase::single(PhaseLength::Epochs(30))],
             ..x
         }
     }
@@ -330,12 +313,7 @@ impl VqGanPreset {
                 best_metric: BestMetric::ReconLoss,
                 ..d.train.clone()
             },
-            phases: vec![Phase {
-                name: "main".into(),
-                length: PhaseLength::Steps(100_000),
-                overrides: BTreeMap::new(),
-                start_from_best: false,
-            }],
+            phases: vec![Phase::single(PhaseLength::Steps(100_000))],
             ..d
         }
     }
@@ -384,12 +362,7 @@ impl VqGanPreset {
                 double_forward: true,
                 ..d.train.clone()
             },
-            phases: vec![Phase {
-                name: "main".into(),
-                length: PhaseLength::Steps(200_000),
-                overrides: BTreeMap::new(),
-                start_from_best: false,
-            }],
+            phases: vec![Phase::single(PhaseLength::Steps(200_000))],
             ..d
         }
     }
@@ -474,19 +447,7 @@ impl VqGanPreset {
 
 impl super::FamilyPreset for VqGanPreset {
     fn common(&self) -> super::Common<'_> {
-        super::Common {
-            schema_version: self.schema_version,
-            family: self.family,
-            name: &self.name,
-            seed: self.seed,
-            device: &self.device,
-            threads: self.threads,
-            health: &self.health,
-            logging: &self.logging,
-            checkpoints: &self.checkpoints,
-            phases: &self.phases,
-            lr_control: None,
-        }
+        super::common_view!(self, None)
     }
 
     fn specs(&self) -> &'static [FieldSpec] {

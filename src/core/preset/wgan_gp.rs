@@ -1,7 +1,5 @@
 //! The WGAN-GP preset (seed 004: WGAN_small and WGAN_large).
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 pub use super::data::{ImageData, ImageSource, OnBadImage};
@@ -128,12 +126,7 @@ impl Default for WganGpPreset {
                 keep_last: 3,
             },
             lr_control: LrControlConfig::default(),
-            phases: vec![Phase {
-                name: "main".into(),
-                length: PhaseLength::Epochs(1000),
-                overrides: BTreeMap::new(),
-                start_from_best: false,
-            }],
+            phases: vec![Phase::single(PhaseLength::Epochs(1000))],
         }
     }
 }
@@ -230,19 +223,7 @@ struct WganGpPresetV1 {
 
 impl super::FamilyPreset for WganGpPreset {
     fn common(&self) -> super::Common<'_> {
-        super::Common {
-            schema_version: self.schema_version,
-            family: self.family,
-            name: &self.name,
-            seed: self.seed,
-            device: &self.device,
-            threads: self.threads,
-            health: &self.health,
-            logging: &self.logging,
-            checkpoints: &self.checkpoints,
-            phases: &self.phases,
-            lr_control: Some(&self.lr_control),
-        }
+        super::common_view!(self, Some(&self.lr_control))
     }
 
     fn specs(&self) -> &'static [FieldSpec] {
@@ -338,12 +319,7 @@ pub(super) fn parse_versioned(
                     lambda_gp: old.train.lambda_gp,
                     critic_counter: d.train.critic_counter,
                 },
-                phases: vec![Phase {
-                    name: "main".into(),
-                    length: PhaseLength::Epochs(old.epochs),
-                    overrides: BTreeMap::new(),
-                    start_from_best: false,
-                }],
+                phases: vec![Phase::single(PhaseLength::Epochs(old.epochs))],
                 ..d
             };
             Ok((preset, notes))

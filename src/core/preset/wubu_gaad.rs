@@ -21,19 +21,7 @@ pub use crate::core::control::heuristics::KL_HIGH_PER_DIM;
 
 impl super::FamilyPreset for WubuGaadPreset {
     fn common(&self) -> super::Common<'_> {
-        super::Common {
-            schema_version: self.schema_version,
-            family: self.family,
-            name: &self.name,
-            seed: self.seed,
-            device: &self.device,
-            threads: self.threads,
-            health: &self.health,
-            logging: &self.logging,
-            checkpoints: &self.checkpoints,
-            phases: &self.phases,
-            lr_control: None,
-        }
+        super::common_view!(self, None)
     }
 
     fn specs(&self) -> &'static [FieldSpec] {
@@ -484,12 +472,7 @@ impl Default for WubuGaadPreset {
                 every_steps: 1000,
                 keep_last: 3,
             },
-            phases: vec![Phase {
-                name: "main".into(),
-                length: PhaseLength::Epochs(1000),
-                overrides: BTreeMap::new(),
-                start_from_best: false,
-            }],
+            phases: vec![Phase::single(PhaseLength::Epochs(1000))],
         }
     }
 }
