@@ -20,6 +20,21 @@ static LIVE: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|
         .collect()
 });
 
+/// The field behind a live hyperparameter's name: the one place that maps them.
+fn live_slot<'a>(
+    t: &'a mut crate::core::preset::latent_action::Train,
+    name: &str,
+) -> Option<&'a mut f64> {
+    Some(match name {
+        "train.lr" => &mut t.lr,
+        "train.grad_clip" => &mut t.grad_clip,
+        "train.reconstruction_weight" => &mut t.reconstruction_weight,
+        "train.commitment_weight" => &mut t.commitment_weight,
+        "train.rollout_weight" => &mut t.rollout_weight,
+        _ => return None,
+    })
+}
+
 /// A fixed projection of latent channels to RGB for pictures: the identity for 3 channels in
 /// [-1, 1] (video pixels), else the first three principal components of a batch of training
 /// frames around grey, all scaled by that batch's largest projection (fixed for the run, so
@@ -811,34 +826,23 @@ impl Trainer for LatentActionTrainer {
     }
 
     fn live_values(&self) -> Vec<(&'static str, f64)> {
-        let t = &self.cfg.train;
-        vec![
-            ("train.lr", t.lr),
-            ("train.grad_clip", t.grad_clip),
-            ("train.reconstruction_weight", t.reconstruction_weight),
-            ("train.commitment_weight", t.commitment_weight),
-            ("train.rollout_weight", t.rollout_weight),
-        ]
+        let mut t = self.cfg.train.clone();
+        LIVE.iter()
+            .filter_map(|&n| live_slot(&mut t, n).map(|v| (n, *v)))
+            .collect()
     }
 
     fn set_live(&mut self, name: &str, value: f64) -> Result<f64, String> {
         if !value.is_finite() || value < 0.0 {
             return Err(format!("{name} = {value}: a finite value >= 0"));
         }
-        let t = &mut self.cfg.train;
-        let slot = match name {
-            "train.lr" | "lr" => &mut t.lr,
-            "train.grad_clip" => &mut t.grad_clip,
-            "train.reconstruction_weight" => &mut t.reconstruction_weight,
-            "train.commitment_weight" => &mut t.commitment_weight,
-            "train.rollout_weight" => &mut t.rollout_weight,
-            other => {
-                return Err(format!(
-                    "`{other}` is not a live hyperparameter; live: {}",
-                    LIVE.join(", ")
-                ))
-            }
-        };
+        let name = if name == "lr" { "train.lr" } else { name };
+        let slot = live_slot(&mut self.cfg.train, name).ok_or_else(|| {
+            format!(
+                "`{name}` is not a live hyperparameter; live: {}",
+                LIVE.join(", ")
+            )
+        })?;
         Ok(std::mem::replace(slot, value))
     }
 

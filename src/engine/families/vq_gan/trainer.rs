@@ -23,6 +23,21 @@ static LIVE: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|
         .collect()
 });
 
+/// The field behind a live hyperparameter's name: the one place that maps them.
+fn live_slot<'a>(t: &'a mut crate::core::preset::vq_gan::Train, name: &str) -> Option<&'a mut f64> {
+    Some(match name {
+        "train.lr" => &mut t.lr,
+        "train.grad_clip" => &mut t.grad_clip,
+        "train.l1_weight" => &mut t.l1_weight,
+        "train.commitment_weight" => &mut t.commitment_weight,
+        "train.perceptual_weight" => &mut t.perceptual_weight,
+        "train.image_gan_weight" => &mut t.image_gan_weight,
+        "train.video_gan_weight" => &mut t.video_gan_weight,
+        "train.gan_feat_weight" => &mut t.gan_feat_weight,
+        _ => return None,
+    })
+}
+
 fn scalar(t: &Tensor) -> f64 {
     t.double_value(&[])
 }
@@ -622,40 +637,23 @@ impl Trainer for VqGanTrainer {
     }
 
     fn live_values(&self) -> Vec<(&'static str, f64)> {
-        let t = &self.cfg.train;
-        vec![
-            ("train.lr", t.lr),
-            ("train.grad_clip", t.grad_clip),
-            ("train.l1_weight", t.l1_weight),
-            ("train.commitment_weight", t.commitment_weight),
-            ("train.perceptual_weight", t.perceptual_weight),
-            ("train.image_gan_weight", t.image_gan_weight),
-            ("train.video_gan_weight", t.video_gan_weight),
-            ("train.gan_feat_weight", t.gan_feat_weight),
-        ]
+        let mut t = self.cfg.train.clone();
+        LIVE.iter()
+            .filter_map(|&n| live_slot(&mut t, n).map(|v| (n, *v)))
+            .collect()
     }
 
     fn set_live(&mut self, name: &str, value: f64) -> Result<f64, String> {
         if !value.is_finite() || value < 0.0 {
             return Err(format!("{name} = {value}: a finite value >= 0"));
         }
-        let t = &mut self.cfg.train;
-        let slot = match name {
-            "train.lr" | "lr" => &mut t.lr,
-            "train.grad_clip" => &mut t.grad_clip,
-            "train.l1_weight" => &mut t.l1_weight,
-            "train.commitment_weight" => &mut t.commitment_weight,
-            "train.perceptual_weight" => &mut t.perceptual_weight,
-            "train.image_gan_weight" => &mut t.image_gan_weight,
-            "train.video_gan_weight" => &mut t.video_gan_weight,
-            "train.gan_feat_weight" => &mut t.gan_feat_weight,
-            other => {
-                return Err(format!(
-                    "`{other}` is not a live hyperparameter; live: {}",
-                    LIVE.join(", ")
-                ))
-            }
-        };
+        let name = if name == "lr" { "train.lr" } else { name };
+        let slot = live_slot(&mut self.cfg.train, name).ok_or_else(|| {
+            format!(
+                "`{name}` is not a live hyperparameter; live: {}",
+                LIVE.join(", ")
+            )
+        })?;
         let old = std::mem::replace(slot, value);
         self.opt_ae.lr = self.cfg.train.lr;
         self.opt_d.lr = self.cfg.train.lr;
