@@ -710,9 +710,14 @@ impl Trainer for VqGanTrainer {
         let mut counts = vec![0u64; k_codes as usize];
         let mut n = 0.0;
         let vols: Vec<&Volume> = self.data.validation.iter().collect();
+        // The first volume's truth and reconstruction, for the pictures and the viewer.
+        let mut first: Option<(Tensor, Tensor)> = None;
         for chunk in vols.chunks(b) {
             let x = self.stack(chunk);
             let (xr, qs) = self.reconstruct(chunk);
+            if first.is_none() {
+                first = Some((x.narrow(0, 0, 1), xr.narrow(0, 0, 1)));
+            }
             let k = chunk.len() as f64;
             mse += scalar(&(&xr - &x).square().mean(Kind::Float)) * k;
             base += scalar(&(&x - &mean).square().mean(Kind::Float)) * k;
@@ -747,9 +752,8 @@ impl Trainer for VqGanTrainer {
             counts,
             actions: Vec::new(),
         });
-        if let Some(v) = self.data.validation.first() {
-            let (xr, _) = self.reconstruct(&[v]);
-            self.pending = Some(self.depth_slices(&self.stack(&[v]), &xr));
+        if let (Some((x, xr)), Some(v)) = (first, self.data.validation.first()) {
+            self.pending = Some(self.depth_slices(&x, &xr));
             let data =
                 Vec::<f32>::try_from(xr.to_device(Device::Cpu).flatten(0, -1)).unwrap_or_default();
             self.pending_volume = Some(VolumePair {
