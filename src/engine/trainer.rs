@@ -120,6 +120,44 @@ pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 /// Test hooks (see [`crate::engine::failpoint`]): `torch-error:N` fails step N through a
 /// fallible libtorch call, `torch-panic:N` through an infallible one that panics, as a bug in
 /// a trainer would.
+/// Where a family's live hyperparameters live: the field behind each name.
+pub(crate) type LiveSlot<T> = for<'a> fn(&'a mut T, &str) -> Option<&'a mut f64>;
+
+/// The values of the live hyperparameters `names` of a family's `train` section.
+pub(crate) fn live_values_of<T: Clone>(
+    train: &T,
+    names: &[&'static str],
+    slot: LiveSlot<T>,
+) -> Vec<(&'static str, f64)> {
+    let mut t = train.clone();
+    names
+        .iter()
+        .filter_map(|&n| slot(&mut t, n).map(|v| (n, *v)))
+        .collect()
+}
+
+/// Sets the live hyperparameter `name` (`lr` standing for `train.lr`) of a family's `train`
+/// section to a finite `value >= 0`; returns the old value.
+pub(crate) fn set_live_of<T>(
+    train: &mut T,
+    names: &[&str],
+    slot: LiveSlot<T>,
+    name: &str,
+    value: f64,
+) -> Result<f64, String> {
+    if !value.is_finite() || value < 0.0 {
+        return Err(format!("{name} = {value}: a finite value >= 0"));
+    }
+    let name = if name == "lr" { "train.lr" } else { name };
+    let field = slot(train, name).ok_or_else(|| {
+        format!(
+            "`{name}` is not a live hyperparameter; live: {}",
+            names.join(", ")
+        )
+    })?;
+    Ok(std::mem::replace(field, value))
+}
+
 pub(crate) fn injected_failure(step: u64) -> Result<(), StepError> {
     let mismatched = || Tensor::zeros([2, 3], (tch::Kind::Float, Device::Cpu));
     if crate::engine::failpoint("torch-error", step) {

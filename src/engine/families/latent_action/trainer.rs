@@ -826,24 +826,11 @@ impl Trainer for LatentActionTrainer {
     }
 
     fn live_values(&self) -> Vec<(&'static str, f64)> {
-        let mut t = self.cfg.train.clone();
-        LIVE.iter()
-            .filter_map(|&n| live_slot(&mut t, n).map(|v| (n, *v)))
-            .collect()
+        crate::engine::trainer::live_values_of(&self.cfg.train, &LIVE, live_slot)
     }
 
     fn set_live(&mut self, name: &str, value: f64) -> Result<f64, String> {
-        if !value.is_finite() || value < 0.0 {
-            return Err(format!("{name} = {value}: a finite value >= 0"));
-        }
-        let name = if name == "lr" { "train.lr" } else { name };
-        let slot = live_slot(&mut self.cfg.train, name).ok_or_else(|| {
-            format!(
-                "`{name}` is not a live hyperparameter; live: {}",
-                LIVE.join(", ")
-            )
-        })?;
-        Ok(std::mem::replace(slot, value))
+        crate::engine::trainer::set_live_of(&mut self.cfg.train, &LIVE, live_slot, name, value)
     }
 
     fn sample_grid(&mut self) -> Rgba {
