@@ -296,6 +296,19 @@ pub fn wubu_gaad(args: &super::LearnOpts, out: &std::path::Path) -> anyhow::Resu
                 get(&v, "val_mean_image_psnr"),
                 get(&v, "val_ceiling_psnr"),
             );
+            if step > 0 {
+                let ranks = format!(
+                    "effective rank of the latent {:.1}, of the region codes {:.1}",
+                    get(&v, "val_latent_rank"),
+                    get(&v, "val_region_rank")
+                );
+                let norms: Vec<String> = trainer
+                    .diagnostics()
+                    .iter()
+                    .map(|(k, n)| format!("{k} {n:.3}"))
+                    .collect();
+                println!("        {ranks}; {}", norms.join(", "));
+            }
         }
         if done {
             break;

@@ -14,6 +14,30 @@ pub fn sliced_wasserstein(a: &Tensor, b: &Tensor, projections: &Tensor) -> f64 {
     })
 }
 
+/// The effective rank (Roy and Vetterli, 2007) of the rows of `x` `[N, D]` after centring:
+/// the exponential of the entropy of its normalised singular values, between 1 and
+/// `min(N, D)`; 0 when the rows are all equal.
+pub fn effective_rank(x: &Tensor) -> f64 {
+    let x = x.to_kind(Kind::Double);
+    let centred = &x - x.mean_dim([0i64].as_slice(), true, Kind::Double);
+    // Singular values as the roots of the smaller Gram matrix's eigenvalues (the SVD's
+    // `driver` argument is CUDA-only, and this needs no choice of one).
+    let (n, d) = (centred.size()[0], centred.size()[1]);
+    let gram = if n <= d {
+        centred.matmul(&centred.tr())
+    } else {
+        centred.tr().matmul(&centred)
+    };
+    let s = Tensor::linalg_eigvalsh(&gram, "L").clamp_min(0.0).sqrt();
+    let total = s.sum(Kind::Double).double_value(&[]);
+    if total.is_nan() || total <= 1e-12 {
+        return 0.0;
+    }
+    let p = (&s / total).clamp_min(1e-300);
+    let entropy = -(&p * p.log()).sum(Kind::Double).double_value(&[]);
+    entropy.exp()
+}
+
 /// Mean Euclidean distance between distinct rows of `x` `[N, D]`.
 #[must_use]
 pub fn mean_pairwise_distance(x: &Tensor) -> f64 {
@@ -158,5 +182,31 @@ mod tests {
         let far = sliced_wasserstein(&a, &(&a + 1.0), &p);
         assert!(far > near * 5.0, "{near} {far}");
         assert!(mean_pairwise_distance(&(&a * 0.0)) < 1e-9);
+    }
+}
+
+#[cfg(test)]
+mod rank_tests {
+    use tch::{Kind, Tensor};
+
+    #[test]
+    fn effective_rank_counts_equal_directions() {
+        // Rows ±e_i for i < 3 (centred already): three equal singular values.
+        let eye = Tensor::eye(3, (Kind::Float, tch::Device::Cpu));
+        let x = Tensor::cat(&[&eye, &(-&eye)], 0);
+        let x = Tensor::cat(
+            &[x, Tensor::zeros([6, 5], (Kind::Float, tch::Device::Cpu))],
+            1,
+        );
+        assert!((super::effective_rank(&x) - 3.0).abs() < 1e-6);
+        // One direction only.
+        let line = Tensor::arange(5, (Kind::Float, tch::Device::Cpu))
+            .unsqueeze(1)
+            .matmul(&Tensor::ones([1, 4], (Kind::Float, tch::Device::Cpu)));
+        assert!((super::effective_rank(&line) - 1.0).abs() < 1e-6);
+        assert_eq!(
+            super::effective_rank(&Tensor::ones([4, 4], (Kind::Float, tch::Device::Cpu))),
+            0.0
+        );
     }
 }

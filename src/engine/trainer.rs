@@ -232,6 +232,11 @@ pub trait Trainer: std::fmt::Debug {
     fn pending_volume(&mut self) -> Option<VolumePair> {
         None
     }
+    /// Measurements a learning check prints beside validation, such as each module's
+    /// gradient norm at the last step (none by default).
+    fn diagnostics(&self) -> Vec<(String, f64)> {
+        Vec::new()
+    }
     /// Non-tensor state a checkpoint must hold (saved as `family_state`).
     fn family_state(&self) -> serde_json::Value {
         serde_json::Value::Null

@@ -275,6 +275,11 @@ crate::preset_section! {
         /// the input frames, so that the predicted frame is a real prediction.
         #[serde(default = "yes")]
         pub encode_target: bool => field(K::Bool, "", [], "The encoder sees the predicted frames (the original); off, only the input frames: a real prediction"),
+        /// Whether the generator's FiLM-conditioned transposed-convolution trunk runs and its
+        /// RoI features feed the spectral heads (the original); off, the heads read the
+        /// global latent and each region's own latent directly (needs `region_latent` above 0).
+        #[serde(default = "yes")]
+        pub gen_trunk: bool => field(K::Bool, "", [], "The generator's convolution trunk feeds the spectral heads (the original); off, they read the global and region latents directly"),
         pub disc_primary: DiscKind => field(K::Choice(&["pixel_cnn", "wubu_feature"]), "", [], "Primary discriminator"),
         pub disc_alternative: DiscKind => field(K::Choice(&["pixel_cnn", "wubu_feature"]), "", [], "Alternative discriminator"),
         pub disc_spectral_norm: bool => field(K::Bool, "", [], "Spectral normalisation in both discriminators"),
@@ -308,6 +313,12 @@ crate::preset_section! {
         pub lambda_kl: f64 => field(K::Float { min: 0.0, max: 100.0 }, "", [phase live], "Base KL weight (the lambda_KL controller moves it within its bounds)"),
         pub lambda_gan: f64 => field(K::Float { min: 0.0, max: 1000000.0 }, "", [phase live], "Adversarial weight"),
         pub lambda_fm: f64 => field(K::Float { min: 0.0, max: 1000000.0 }, "", [phase live], "Feature-matching weight (when the heuristic turns it on)"),
+        /// Scale the adversarial term so that its gradient at the generator's output layers
+        /// has the reconstruction's norm (times `lambda_gan`), as taming-transformers' VQGAN
+        /// does: the critic then sharpens detail without outweighing the reconstruction
+        /// however strongly it wins (the original: a fixed weight).
+        #[serde(default)]
+        pub gan_adaptive_weight: bool => field(K::Bool, "", [phase], "Scale the adversarial gradient at the generator's output layers to the reconstruction's (VQGAN's adaptive weight; the original: off)"),
         /// bf16 autocast on CUDA for the convolutional parts (hyperbolic maps stay in f32).
         pub mixed_precision: bool => field(K::Bool, "", [phase], "bf16 autocast on CUDA (hyperbolic maps stay f32); ignored on CPU"),
     }
@@ -416,6 +427,7 @@ impl Default for WubuGaadPreset {
                 region_latent: 0,
                 assembly_sharpness: 0.0,
                 encode_target: true,
+                gen_trunk: true,
                 disc_primary: DiscKind::PixelCnn,
                 disc_alternative: DiscKind::WubuFeature,
                 disc_spectral_norm: true,
@@ -443,6 +455,7 @@ impl Default for WubuGaadPreset {
                 lambda_kl: 0.001,
                 lambda_gan: 1.0,
                 lambda_fm: 0.1,
+                gan_adaptive_weight: false,
                 mixed_precision: false,
             },
             q_control: QControl {
@@ -616,6 +629,7 @@ impl WubuGaadPreset {
                 lambda_kl: 0.15,
                 lambda_gan: 2.0,
                 lambda_fm: 0.15,
+                gan_adaptive_weight: false,
                 // The launcher asked for AMP; it stays off here until checked on a GPU.
                 mixed_precision: false,
                 ..d.train.clone()
@@ -731,6 +745,13 @@ impl WubuGaadPreset {
         {
             // Allowed: LPIPS is off without weights, and the run log says so; the best
             // checkpoint then follows PSNR. Nothing to report here.
+        }
+        if !m.gen_trunk && (m.region_latent == 0 || !(m.use_dft || m.use_dct)) {
+            bad(
+                "model.gen_trunk",
+                "false".into(),
+                "true unless model.region_latent is above 0 and a spectral head (use_dft or use_dct) is on",
+            );
         }
         if !(m.use_dft || m.use_dct) && self.train.lambda_recon_pixel <= 0.0 {
             bad(

@@ -122,3 +122,47 @@ mod tests {
         assert_eq!(s.scale, 32768.0);
     }
 }
+
+/// Norms per module: each parameter's `(name, norm)` grouped by the first `depth` parts of its
+/// dotted name, combined as the root of the sum of squares, in the order modules first appear.
+pub fn norms_by_module<'a>(
+    norms: impl IntoIterator<Item = (&'a str, f64)>,
+    depth: usize,
+) -> Vec<(String, f64)> {
+    let mut out: Vec<(String, f64)> = Vec::new();
+    for (name, n) in norms {
+        let module = name.split('.').take(depth).collect::<Vec<_>>().join(".");
+        match out.iter_mut().find(|(m, _)| *m == module) {
+            Some((_, sq)) => *sq += n * n,
+            None => out.push((module, n * n)),
+        }
+    }
+    for (_, sq) in &mut out {
+        *sq = sq.sqrt();
+    }
+    out
+}
+
+#[cfg(test)]
+mod module_norm_tests {
+    #[test]
+    fn groups_by_leading_parts() {
+        let got = super::norms_by_module(
+            [
+                ("enc.a.w", 3.0),
+                ("gen.fc.w", 1.0),
+                ("enc.a.b", 4.0),
+                ("enc.b", 2.0),
+            ],
+            2,
+        );
+        assert_eq!(
+            got,
+            vec![
+                ("enc.a".to_string(), 5.0),
+                ("gen.fc".to_string(), 1.0),
+                ("enc.b".to_string(), 2.0)
+            ]
+        );
+    }
+}

@@ -47,6 +47,9 @@ struct Param {
     /// The gradient's norm as [`RiemannianSgd::clip_global`] left it, so `step` need not
     /// read the gradient again to clip it.
     grad_norm: Option<f64>,
+    /// The norm of the gradient the last step used (after [`RiemannianSgd::clip_global`]'s
+    /// scaling), for diagnostics.
+    last_norm: Option<f64>,
 }
 
 impl Param {
@@ -55,6 +58,7 @@ impl Param {
     /// one, which also drops the moments and adds the name to `skipped`.
     fn clipped_grad(&mut self, clip: f64, skipped: &mut Vec<String>) -> Option<(Tensor, f64)> {
         let grad = self.tensor.grad();
+        self.last_norm = None;
         if !grad.defined() {
             return None;
         }
@@ -64,6 +68,7 @@ impl Param {
             .grad_norm
             .take()
             .unwrap_or_else(|| grad.norm().double_value(&[]));
+        self.last_norm = Some(n);
         if !n.is_finite() {
             self.buf = None;
             self.sq = None;
@@ -119,6 +124,7 @@ impl RiemannianSgd {
                     buf: None,
                     sq: None,
                     grad_norm: None,
+                    last_norm: None,
                 })
                 .collect(),
             step: 0,
@@ -169,6 +175,15 @@ impl RiemannianSgd {
             self.params[i].grad_norm = Some(n * scale);
         }
         total
+    }
+
+    /// Each parameter's name and the norm of the gradient the last [`Self::step`] used (a
+    /// global clip scales every norm by the same factor); parameters without a gradient then
+    /// are left out.
+    pub fn grad_norms(&self) -> impl Iterator<Item = (&str, f64)> + '_ {
+        self.params
+            .iter()
+            .filter_map(|p| p.last_norm.map(|n| (p.name.as_str(), n)))
     }
 
     /// Drops the gradients (set to none).

@@ -515,11 +515,14 @@ pub struct Generator {
     d: Dims,
     start: (i64, i64),
     c0: i64,
-    fc: nn::Linear,
+    /// The trunk's first layer; `None` when the heads read only the region latents.
+    fc: Option<nn::Linear>,
     cond: Option<(nn::Linear, nn::Linear)>,
     blocks: Vec<(Tensor, (Tensor, Tensor), Option<nn::Linear>)>,
     kt: i64,
     min_c: i64,
+    /// Spectral heads: the input layer (of the RoI features, or without the trunk of the
+    /// global latent), then the output layer.
     dft_head: Option<(nn::Linear, nn::Linear)>,
     dct_head: Option<(nn::Linear, nn::Linear)>,
     pixel_head: Option<nn::Conv3D>,
@@ -550,7 +553,10 @@ impl Generator {
         let min_c = (8 * d.c).max(32);
         let kt = i64::from(m.gen_temporal_kernel) | 1;
         let cond_dim = (d.latent / 4).max(32);
-        let cond = m.gen_film.then(|| {
+        // Validation keeps the trunk on unless region latents and a spectral head exist.
+        let trunk = m.gen_trunk || d.region_latent == 0 || !(d.use_dft || d.use_dct);
+        let n_up = if trunk { n_up } else { 0 };
+        let cond = (m.gen_film && trunk).then(|| {
             let hidden = cond_dim.max(2 * d.regions);
             (
                 nn::linear(vs / "cond1", 4 * d.regions, hidden, Default::default()),
@@ -588,9 +594,22 @@ impl Generator {
         let last_c = if n_up == 0 { c0 } else { min_c };
         let roi = last_c * d.ph * d.pw;
         let hidden = i64::from(m.gen_head_hidden);
+        // The heads read the trunk's RoI features, or without the trunk the global latent.
+        let head_in = if trunk { roi } else { d.latent };
+        // The global latent's input starts at zero: each region first decodes its own code,
+        // and the global path grows only where it helps (started random, it slowed the first
+        // hundreds of steps by several dB).
+        let head_in_cfg = if trunk {
+            nn::LinearConfig::default()
+        } else {
+            nn::LinearConfig {
+                ws_init: nn::Init::Const(0.0),
+                ..Default::default()
+            }
+        };
         let head = |name: &str, out: i64| {
             (
-                nn::linear(vs / format!("{name}1"), roi, hidden, Default::default()),
+                nn::linear(vs / format!("{name}1"), head_in, hidden, head_in_cfg),
                 nn::linear(vs / format!("{name}2"), hidden, out, Default::default()),
             )
         };
@@ -610,7 +629,7 @@ impl Generator {
                 },
             )
         });
-        let head_skip = (m.gen_head_skip && (d.use_dft || d.use_dct))
+        let head_skip = (trunk && m.gen_head_skip && (d.use_dft || d.use_dct))
             .then(|| nn::linear(vs / "head_skip", last_c, d.c, Default::default()));
         let region_in = |on: bool, name: &str| {
             (on && d.region_latent > 0)
@@ -626,12 +645,14 @@ impl Generator {
             c0,
             head_skip,
             region_in,
-            fc: nn::linear(
-                vs / "fc",
-                d.latent,
-                c0 * d.n_pred * start.0 * start.1,
-                Default::default(),
-            ),
+            fc: trunk.then(|| {
+                nn::linear(
+                    vs / "fc",
+                    d.latent,
+                    c0 * d.n_pred * start.0 * start.1,
+                    Default::default(),
+                )
+            }),
             cond,
             blocks,
             kt,
@@ -664,36 +685,9 @@ impl Generator {
             z.narrow(1, d.latent, d.n_pred * d.regions * d.region_latent)
                 .reshape([b * d.n_pred * d.regions, d.region_latent])
         });
-        let z = z.narrow(1, 0, d.latent);
-        let mut x = self
-            .fc
-            .forward(&z)
-            .view([b, self.c0, d.n_pred, self.start.0, self.start.1]);
-        let c = self.cond.as_ref().map(|(l1, l2)| {
-            l2.forward(&l1.forward(cond).gelu("none"))
-                .expand([b, -1], false)
-        });
-        for (w, norm, f) in &self.blocks {
-            x = x.conv_transpose3d(
-                w,
-                None::<Tensor>,
-                [1, 2, 2],
-                [self.kt / 2, 1, 1],
-                [0, 0, 0],
-                1,
-                [1, 1, 1],
-            );
-            x = instance_norm(&x, Some(norm));
-            if let (Some(layer), Some(c)) = (f, &c) {
-                x = film(&x, c, layer);
-            }
-            x = x.gelu("none");
-        }
-        if x.size()[3] != d.h || x.size()[4] != d.w {
-            x = x.upsample_trilinear3d([d.n_pred, d.h, d.w], false, None, None, None);
-        }
-        if let Some(head) = &self.pixel_head {
-            let frames = head.forward(&x).tanh().permute([0, 2, 1, 3, 4]);
+        let trunk = self.fc.as_ref().map(|fc| self.trunk(fc, z, b, cond));
+        if let (Some(head), Some(x)) = (&self.pixel_head, &trunk) {
+            let frames = head.forward(x).tanh().permute([0, 2, 1, 3, 4]);
             return Generated {
                 dft: None,
                 dct: None,
@@ -702,12 +696,22 @@ impl Generator {
             };
         }
         // [B, C', Np, H, W] -> [B·Np, C', H, W] -> RoI features [B·Np·R, C'·ph·pw].
-        let maps = x
-            .permute([0, 2, 1, 3, 4])
-            .reshape([b * d.n_pred, self.min_c, d.h, d.w]);
-        let roi = spectral::roi_align(&maps, rois, d.ph, d.pw, 1.0);
-        let feats = roi.reshape([b * d.n_pred * d.regions, -1]);
-        let skip = self.head_skip.as_ref().map(|l| {
+        let roi = trunk.map(|x| {
+            let maps = x
+                .permute([0, 2, 1, 3, 4])
+                .reshape([b * d.n_pred, self.min_c, d.h, d.w]);
+            spectral::roi_align(&maps, rois, d.ph, d.pw, 1.0)
+        });
+        // A row per region of each predicted frame: its RoI features, or the global latent.
+        let feats = match &roi {
+            Some(roi) => roi.reshape([b * d.n_pred * d.regions, -1]),
+            None => z
+                .narrow(1, 0, d.latent)
+                .unsqueeze(1)
+                .expand([b, d.n_pred * d.regions, d.latent], false)
+                .reshape([b * d.n_pred * d.regions, d.latent]),
+        };
+        let skip = self.head_skip.as_ref().zip(roi.as_ref()).map(|(l, roi)| {
             l.forward(&roi.permute([0, 2, 3, 1]))
                 .permute([0, 3, 1, 2])
                 .reshape([b, d.n_pred, d.regions, d.c, d.ph, d.pw])
@@ -757,6 +761,58 @@ impl Generator {
             dct,
             patches,
         }
+    }
+}
+
+impl Generator {
+    /// The FiLM-conditioned transposed-convolution trunk: the global latent to feature maps
+    /// `[B, C', Np, H, W]`.
+    fn trunk(&self, fc: &nn::Linear, z: &Tensor, b: i64, cond: &Tensor) -> Tensor {
+        let d = &self.d;
+        let z = z.narrow(1, 0, d.latent);
+        let mut x = fc
+            .forward(&z)
+            .view([b, self.c0, d.n_pred, self.start.0, self.start.1]);
+        let c = self.cond.as_ref().map(|(l1, l2)| {
+            l2.forward(&l1.forward(cond).gelu("none"))
+                .expand([b, -1], false)
+        });
+        for (w, norm, f) in &self.blocks {
+            x = x.conv_transpose3d(
+                w,
+                None::<Tensor>,
+                [1, 2, 2],
+                [self.kt / 2, 1, 1],
+                [0, 0, 0],
+                1,
+                [1, 1, 1],
+            );
+            x = instance_norm(&x, Some(norm));
+            if let (Some(layer), Some(c)) = (f, &c) {
+                x = film(&x, c, layer);
+            }
+            x = x.gelu("none");
+        }
+        if x.size()[3] != d.h || x.size()[4] != d.w {
+            x = x.upsample_trilinear3d([d.n_pred, d.h, d.w], false, None, None, None);
+        }
+        x
+    }
+}
+
+impl Generator {
+    /// The weights of the layers that give the output (the spectral heads' last layers, or
+    /// the pixel head), where the adaptive adversarial weight compares gradients.
+    pub fn output_weights(&self) -> Vec<Tensor> {
+        let heads = [&self.dft_head, &self.dct_head];
+        let mut out: Vec<Tensor> = heads
+            .iter()
+            .filter_map(|h| h.as_ref().map(|(_, last)| last.ws.shallow_clone()))
+            .collect();
+        if let Some(p) = &self.pixel_head {
+            out.push(p.ws.shallow_clone());
+        }
+        out
     }
 }
 

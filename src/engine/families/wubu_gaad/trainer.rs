@@ -382,6 +382,23 @@ static LIVE: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|
 });
 
 impl Trainer for WubuGaadTrainer {
+    fn diagnostics(&self) -> Vec<(String, f64)> {
+        let mut out: Vec<(String, f64)> =
+            crate::engine::optim::norms_by_module(self.opt_g.grad_norms(), 2)
+                .into_iter()
+                .map(|(m, n)| (format!("grad {m}"), n))
+                .collect();
+        let a = self.st.active;
+        if let Some(o) = self.opt_d.get(a) {
+            out.extend(
+                crate::engine::optim::norms_by_module(o.grad_norms(), 1)
+                    .into_iter()
+                    .map(|(m, n)| (format!("grad critic {m}"), n)),
+            );
+        }
+        out
+    }
+
     fn describe(&self) -> String {
         let count = |vs: &nn::VarStore| -> i64 {
             vs.trainable_variables()
@@ -436,6 +453,7 @@ impl Trainer for WubuGaadTrainer {
             MetricDef::setting("momentum_gen"),
             MetricDef::diagnostic("grad_norm_g"),
             MetricDef::diagnostic("grad_norm_d"),
+            MetricDef::diagnostic("gan_adaptive_weight"),
             MetricDef::controller("ctl_epsilon_gen"),
             MetricDef::controller("ctl_epsilon_critic"),
         ];
@@ -459,6 +477,10 @@ impl Trainer for WubuGaadTrainer {
         m.push(MetricDef::validation("val_mean_image_psnr", true));
         m.push(MetricDef::validation("val_sharpness", true));
         m.push(MetricDef::validation("val_ceiling_psnr", true));
+        m.push(MetricDef::validation("val_latent_rank", true));
+        if self.d.region_latent > 0 {
+            m.push(MetricDef::validation("val_region_rank", true));
+        }
         m
     }
 
@@ -617,11 +639,13 @@ impl Trainer for WubuGaadTrainer {
         let (mut copy_last, mut mean_img, mut grad_fake, mut grad_real) = (0.0, 0.0, 0.0, 0.0);
         let mut ceiling = 0.0;
         let mean_image = self.mean_image();
+        let mut mus = Vec::new();
         for chunk in starts.chunks(bs) {
             let batch = self.data.batch(chunk, self.device);
             let Ok(f) = tch::no_grad(|| self.forward(&batch, false, false)) else {
                 return None;
             };
+            mus.push(f.enc.mu.detach());
             tch::no_grad(|| {
                 let d = &self.d;
                 let fake = f.gen.frames.reshape([-1, d.c, d.h, d.w]);
@@ -682,6 +706,23 @@ impl Trainer for WubuGaadTrainer {
         ];
         if self.d.use_dft || self.d.use_dct {
             scalars.push(("val_ceiling_psnr", ceiling / n));
+        }
+        // How many directions the posterior means use over the validation windows: the
+        // global latent's, and the region codes' (each region of each window a row).
+        let mu = Tensor::cat(&mus, 0);
+        let d = &self.d;
+        scalars.push((
+            "val_latent_rank",
+            crate::engine::metrics::effective_rank(&mu.narrow(1, 0, d.latent)),
+        ));
+        if d.region_latent > 0 {
+            let codes = mu
+                .narrow(1, d.latent, d.n_pred * d.regions * d.region_latent)
+                .reshape([-1, d.region_latent]);
+            scalars.push((
+                "val_region_rank",
+                crate::engine::metrics::effective_rank(&codes),
+            ));
         }
         if lp_n > 0 {
             scalars.push(("val_lpips", lp / lp_n as f64));
@@ -839,6 +880,113 @@ mod tests {
             assert_eq!(same, !encode_target, "encode_target {encode_target}");
             assert!(!a.targets.equal(&b.targets));
         }
+    }
+
+    /// Without the trunk the spectral heads read the global latent and the region codes
+    /// directly: there are no trunk weights, a region's patch changes with its own code and
+    /// no other, every patch changes with the global latent once trained (its input starts
+    /// at zero), and a step trains with a gradient norm for every module it has.
+    #[test]
+    fn without_the_trunk_each_region_decodes_its_own_code() {
+        let mut p = tiny();
+        p.model.region_latent = 8;
+        p.model.gen_trunk = false;
+        let mut t = trainer(&p);
+        let names: Vec<String> = t.g_vs.variables().into_keys().collect();
+        assert!(names.iter().all(|n| !n.starts_with("generator.fc")
+            && !n.starts_with("generator.block")
+            && !n.starts_with("generator.cond")));
+        assert!(names
+            .iter()
+            .any(|n| n.starts_with("generator.dct_head_region")));
+        let d = t.d.clone();
+        tch::manual_seed(0);
+        let z = Tensor::randn([1, d.z_dim()], (Kind::Float, Device::Cpu));
+        let other = z.copy();
+        let region = 1;
+        let _ = other
+            .narrow(1, d.latent + region * d.region_latent, d.region_latent)
+            .fill_(3.0);
+        let rois = model::roi_boxes(&t.boxes, d.n_pred, Device::Cpu);
+        let (a, b) = tch::no_grad(|| {
+            (
+                t.gen.forward(&z, &t.boxes, &t.cond, &rois),
+                t.gen.forward(&other, &t.boxes, &t.cond, &rois),
+            )
+        });
+        let changed: Vec<bool> = (0..d.regions)
+            .map(|r| !a.patches[0].select(2, r).equal(&b.patches[0].select(2, r)))
+            .collect();
+        let want: Vec<bool> = (0..d.regions).map(|r| r == region).collect();
+        assert_eq!(changed, want);
+        let spe = t.steps_per_epoch();
+        for step in 0..2 {
+            t.train_step(&StepCtx {
+                step,
+                epoch: step / spe,
+                batch_in_epoch: step % spe,
+            })
+            .expect("step");
+        }
+        // The global latent's input starts at zero, and training opens it.
+        let global = z.copy();
+        let _ = global.narrow(1, 0, d.latent).fill_(3.0);
+        let (a, c) = tch::no_grad(|| {
+            (
+                t.gen.forward(&z, &t.boxes, &t.cond, &rois),
+                t.gen.forward(&global, &t.boxes, &t.cond, &rois),
+            )
+        });
+        for r in 0..d.regions {
+            assert!(!a.patches[0].select(2, r).equal(&c.patches[0].select(2, r)));
+        }
+        let diag = t.diagnostics();
+        for module in ["grad encoder.patch_embed", "grad generator.dct_head_region"] {
+            let n = diag.iter().find(|(k, _)| k == module).map(|(_, n)| *n);
+            assert!(n.is_some_and(|n| n > 0.0), "{module}: {diag:?}");
+        }
+    }
+
+    /// The adaptive adversarial weight makes the weighted adversarial gradient at the output
+    /// layers as large as the reconstruction's, and a training step with it on reports it.
+    #[test]
+    fn the_adaptive_weight_matches_the_reconstructions_gradient() {
+        let mut p = tiny();
+        p.train.lambda_gan = 0.5;
+        p.train.gan_adaptive_weight = true;
+        let mut t = trainer(&p);
+        let d = t.d.clone();
+        tch::manual_seed(1);
+        let frames =
+            Tensor::rand([2, d.frames(), d.c, d.h, d.w], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+        let f = t.forward(&frames, true, false).expect("forward");
+        let (recon, _) = t.recon_loss(&f);
+        let fake_in = t.critic_input(&f.gen.frames, &f.fake_coeffs);
+        let adv = super::losses::bce(&t.critics[t.st.active].forward_t(&fake_in, true).0, 1.0);
+        let w = t.adaptive_gan_weight(&recon, &adv).expect("weight");
+        assert!(w > 0.0 && w < 1e4, "{w}");
+        let ws = t.gen.output_weights();
+        let norm = |loss: &Tensor| {
+            Tensor::run_backward(&[loss], &ws, true, false)
+                .iter()
+                .map(|g| g.square().sum(Kind::Float).double_value(&[]))
+                .sum::<f64>()
+                .sqrt()
+        };
+        let (r, a) = (norm(&recon), norm(&(&adv * w)));
+        assert!(
+            (r - a).abs() <= 1e-3 * r,
+            "recon {r}, weighted adversarial {a}"
+        );
+        let scalars = t
+            .train_step(&StepCtx {
+                step: 0,
+                epoch: 0,
+                batch_in_epoch: 0,
+            })
+            .expect("step");
+        let reported = scalars.iter().find(|(k, _)| *k == "gan_adaptive_weight");
+        assert!(reported.is_some_and(|(_, v)| *v > 0.0), "{scalars:?}");
     }
 
     #[test]

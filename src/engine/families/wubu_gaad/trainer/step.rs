@@ -1,7 +1,7 @@
 //! One training step, by concern: the active critic's step on detached fakes, the generator
 //! and encoder's step, then the controllers, heuristics and lambda_KL on what the two saw.
 
-use tch::{Kind, Reduction};
+use tch::{Kind, Reduction, Tensor};
 
 use super::losses::{bce, easy_win_term};
 use super::{value, Forward, WubuGaadTrainer};
@@ -33,6 +33,8 @@ pub(super) struct GenOut {
     pub grad_norm: f64,
     /// Parameters whose non-finite gradients were skipped.
     pub skipped: Vec<String>,
+    /// The adaptive adversarial weight this step used (NaN when none).
+    pub gan_weight: f64,
 }
 
 impl WubuGaadTrainer {
@@ -114,8 +116,16 @@ impl WubuGaadTrainer {
         let (adv_v, recon_v) = (value(&adv), value(&recon));
         let mut fm_v = 0.0;
         let mut penalty_v = 0.0;
+        let mut gan_weight = f64::NAN;
         if gan_on {
-            g_loss += &adv * (lambda_gan * h.gan_factor);
+            let adaptive = if self.cfg.train.gan_adaptive_weight {
+                let w = self.adaptive_gan_weight(&recon, &adv)?;
+                gan_weight = w;
+                w
+            } else {
+                1.0
+            };
+            g_loss += &adv * (lambda_gan * h.gan_factor * adaptive);
             if h.feature_matching && lambda_fm > 0.0 {
                 if let Some(fake_feats) = fake_feats {
                     if let Some(real_feats) = self.real_features(a, f) {
@@ -154,7 +164,29 @@ impl WubuGaadTrainer {
             easy_win_penalty: penalty_v,
             grad_norm,
             skipped,
+            gan_weight,
         })
+    }
+
+    /// VQGAN's adaptive weight (Esser et al., 2021): the norm of the reconstruction's gradient
+    /// at the generator's output layers over the adversarial term's, clamped to [0, 10^4].
+    pub(super) fn adaptive_gan_weight(
+        &self,
+        recon: &Tensor,
+        adv: &Tensor,
+    ) -> Result<f64, StepError> {
+        let ws = self.gen.output_weights();
+        let norm = |loss: &Tensor| -> Result<f64, StepError> {
+            let grads = Tensor::f_run_backward(&[loss], &ws, true, false)
+                .map_err(StepError::at("adaptive adversarial weight"))?;
+            Ok(grads
+                .iter()
+                .map(|g| value(&g.square().sum(Kind::Float)))
+                .sum::<f64>()
+                .sqrt())
+        };
+        let (r, a) = (norm(recon)?, norm(adv)?);
+        Ok((r / (a + 1e-4)).clamp(0.0, 1e4))
     }
 
     /// After both steps: the controllers decide on the means of their interval (new scales
@@ -248,6 +280,9 @@ impl WubuGaadTrainer {
             if v.is_finite() {
                 out.push((name, v));
             }
+        }
+        if g.gan_weight.is_finite() {
+            out.push(("gan_adaptive_weight", g.gan_weight));
         }
         if g.feature_match > 0.0 {
             out.push(("feature_match", g.feature_match));
