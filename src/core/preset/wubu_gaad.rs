@@ -345,8 +345,10 @@ crate::preset_section! {
         pub metric: ValMetric => field(K::Choice(&["psnr", "ssim", "lpips", "pixel_mse"]), "", [phase], "Picks the best checkpoint and rewards lambda_KL, in its own direction"),
         /// Validation windows per pass.
         pub windows: u32 => field(K::Int { min: 1, max: 100000 }, "windows", [phase], "Validation windows per pass"),
-        /// A TorchScript LPIPS module `(x, y) in [-1, 1] -> distance [B]`; empty turns LPIPS off.
-        pub lpips_model: String => field(K::Path, "", [], "TorchScript LPIPS (x, y in [-1,1]) -> [B]; empty: LPIPS off"),
+        /// LPIPS for validation: the VGG16 weights `scripts/setup.sh` converts (a
+        /// `.safetensors` file), or a TorchScript module `(x, y) in [-1, 1] -> distance [B]`;
+        /// empty turns LPIPS off.
+        pub lpips_model: String => field(K::Path, "", [], "LPIPS: VGG16 weights (.safetensors, as setup converts them) or TorchScript (x, y in [-1,1]) -> [B]; empty: off"),
     }
 }
 
@@ -510,6 +512,12 @@ impl WubuGaadPreset {
             overrides: overrides(o),
             start_from_best: best,
         };
+        let mut base = Self::default();
+        // The adversarial phases scale the critic's gradient at the spectral heads to
+        // lambda_gan times the reconstruction's (VQGAN's adaptive weight): with the original's
+        // fixed weight the pixel critic wins outright and pulls PSNR down by several dB
+        // within a few hundred steps.
+        base.train.gan_adaptive_weight = true;
         Self {
             name: "wubu_gaad_phased".into(),
             phases: vec![
@@ -571,7 +579,7 @@ impl WubuGaadPreset {
                     ],
                 ),
             ],
-            ..Self::default()
+            ..base
         }
     }
 

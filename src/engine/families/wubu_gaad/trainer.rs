@@ -43,7 +43,7 @@ pub struct WubuGaadTrainer {
     boxes: Vec<Region>,
     cond: Tensor,
     flow_net: Option<tch::CModule>,
-    lpips: Option<tch::CModule>,
+    lpips: Option<crate::engine::lpips::Perceptual>,
     fixed_noise: Tensor,
     epoch_order: Option<(u64, Vec<u32>)>,
     st: FamilyState,
@@ -149,12 +149,13 @@ impl WubuGaadTrainer {
         let mut notes = Vec::new();
         let lpips = if cfg.validation.lpips_model.trim().is_empty() {
             notes.push(
-                "LPIPS is off: validation.lpips_model names no TorchScript LPIPS file".to_string(),
+                "LPIPS is off: validation.lpips_model names no LPIPS weights or TorchScript file"
+                    .to_string(),
             );
             None
         } else {
             Some(
-                crate::engine::lpips::load_script(
+                crate::engine::lpips::Perceptual::load(
                     "validation.lpips_model",
                     &cfg.validation.lpips_model,
                     device,
@@ -688,8 +689,8 @@ impl Trainer for WubuGaadTrainer {
                 ssim += value(&crate::engine::metrics::ssim_frames(&f01, &r01).sum(Kind::Float));
                 frames_seen += per.size()[0] as usize;
                 if let Some(net) = &self.lpips {
-                    if let Ok(dist) = net.forward_ts(&[&fake, &real]) {
-                        lp += value(&dist.to_kind(Kind::Float).sum(Kind::Float));
+                    if let Ok(dist) = net.distance(&fake, &real) {
+                        lp += value(&dist.sum(Kind::Float));
                         lp_n += dist.numel();
                     }
                 }
