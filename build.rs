@@ -14,6 +14,7 @@ fn main() {
     };
     println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
     compile_ops(std::path::Path::new(&dir));
+    compile_dist(std::path::Path::new(&dir));
     if std::env::var_os("TCH_NO_CUDA_LINK").is_none()
         && std::path::Path::new(&dir).join("libtorch_cuda.so").exists()
     {
@@ -51,6 +52,37 @@ fn compile_ops(lib_dir: &std::path::Path) {
         .flag("-DGLOG_USE_GLOG_EXPORT")
         .warnings(false)
         .compile("workbench_ops");
+}
+
+/// Builds the c10d shim `src/engine/dist/dist.cpp` (TCP store, Gloo process group) against
+/// the same libtorch. torch's `ProcessGroupGloo.hpp` includes Gloo's own headers, which the
+/// wheel does not ship: they come from Debian's `libgloo-dev` (headers only; setup installs it).
+fn compile_dist(lib_dir: &std::path::Path) {
+    const SRC: &str = "src/engine/dist/dist.cpp";
+    println!("cargo:rerun-if-changed={SRC}");
+    let include = lib_dir
+        .parent()
+        .map(|p| p.join("include"))
+        .unwrap_or_default();
+    let gloo = std::path::Path::new("/usr/include/gloo/algorithm.h");
+    if !gloo.exists() {
+        println!(
+            "cargo:warning=Gloo headers missing ({}): scripts/setup.sh installs libgloo-dev",
+            gloo.display()
+        );
+    }
+    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_string());
+    cc::Build::new()
+        .cpp(true)
+        .file(SRC)
+        .include(&include)
+        .include(include.join("torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
+        .flag("-DGLOG_USE_GLOG_EXPORT")
+        .flag("-DUSE_C10D_GLOO")
+        .warnings(false)
+        .compile("workbench_dist");
 }
 
 /// Writes `$OUT_DIR/shipped_presets.rs`: every `presets/*.ron` as `(file stem, text)`, sorted,

@@ -20,11 +20,13 @@ say "checking system packages, the torch environment and the build folder"
 
 # System packages: a C++ toolchain for torch-sys's wrapper and the ATen shim, pkg-config,
 # python3 venv support, software rendering (lavapipe Vulkan, llvmpipe GL/EGL) so the app and
-# its snapshot tests draw on machines without a GPU, and FFmpeg's libraries with libclang for
-# ffmpeg-next's bindings (video frames). WORKBENCH_EXTRA_APT adds more (the
+# its snapshot tests draw on machines without a GPU, FFmpeg's libraries with libclang for
+# ffmpeg-next's bindings (video frames), HDF5 for latents, and Gloo's headers, which torch's
+# c10d headers include (the wheel links Gloo in but ships no headers for it; only the headers
+# are used). WORKBENCH_EXTRA_APT adds more (the
 # screenshot script asks for xvfb and xauth).
 APT=(g++ pkg-config python3 python3-venv mesa-vulkan-drivers libvulkan1 libgl1-mesa-dri libegl-mesa0
-  libclang-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libhdf5-dev)
+  libclang-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libhdf5-dev libgloo-dev)
 read -r -a extra <<<"${WORKBENCH_EXTRA_APT:-}"
 APT+=("${extra[@]}")
 missing=()

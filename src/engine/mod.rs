@@ -4,6 +4,7 @@ pub mod checkpoint;
 pub mod convert;
 pub mod data;
 pub mod device;
+pub mod dist;
 pub mod emitter;
 pub mod explore;
 pub mod export;

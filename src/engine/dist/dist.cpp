@@ -1,0 +1,121 @@
+// torch's own c10d collectives for data-parallel training: a TCP store for the rendezvous and
+// a Gloo process group (CPU tensors), from the libtorch the project links. Each entry point
+// returns false (or null) with `*error` set to a malloc'd message that the caller frees with
+// `wb_dist_free_error`; no C++ exception crosses into Rust.
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include <ATen/ATen.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <string>
+#include <vector>
+
+namespace {
+char *copy_message(const char *message) {
+  const size_t len = std::strlen(message);
+  char *out = static_cast<char *>(std::malloc(len + 1));
+  if (out != nullptr) {
+    std::memcpy(out, message, len + 1);
+  }
+  return out;
+}
+
+// Only the first line: c10d appends a C++ stack trace to its messages.
+void set_error(char **error, const std::exception &e) {
+  std::string text = e.what();
+  const auto end = text.find('\n');
+  if (end != std::string::npos) {
+    text.resize(end);
+  }
+  *error = copy_message(text.c_str());
+}
+} // namespace
+
+struct WbGroup {
+  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<c10d::Backend> backend;
+};
+
+extern "C" {
+
+// Joins the group `world` ranks form through the store at addr:port. `host_store`: this
+// process serves the store (rank 0, unless torchrun's agent already hosts it). `prefix`
+// separates the keys of successive attempts (torchrun's restart count).
+WbGroup *wb_dist_init(const char *addr, int port, int rank, int world, bool host_store,
+                      const char *prefix, int64_t timeout_ms, char **error) {
+  try {
+    const auto timeout = std::chrono::milliseconds(timeout_ms);
+    c10d::TCPStoreOptions opts;
+    opts.port = static_cast<uint16_t>(port);
+    opts.isServer = host_store;
+    opts.numWorkers = world;
+    opts.waitWorkers = false;
+    opts.timeout = timeout;
+    auto tcp = c10::make_intrusive<c10d::TCPStore>(std::string(addr), opts);
+    auto store = c10::make_intrusive<c10d::PrefixStore>(std::string(prefix), tcp);
+    auto gloo = c10d::ProcessGroupGloo::Options::create(timeout);
+    gloo->devices.push_back(
+        c10d::ProcessGroupGloo::createDeviceForHostname(std::string(addr)));
+    auto group = new WbGroup();
+    group->store = tcp;
+    group->backend = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world, gloo);
+    return group;
+  } catch (const std::exception &e) {
+    set_error(error, e);
+    return nullptr;
+  }
+}
+
+// Sums `t` over the ranks, in place.
+bool wb_dist_allreduce_sum(WbGroup *g, at::Tensor *t, char **error) {
+  try {
+    std::vector<at::Tensor> ts{*t};
+    c10d::AllreduceOptions opts;
+    opts.reduceOp = c10d::ReduceOp::SUM;
+    g->backend->allreduce(ts, opts)->wait();
+    return true;
+  } catch (const std::exception &e) {
+    set_error(error, e);
+    return false;
+  }
+}
+
+// Overwrites `t` with rank `root`'s, in place.
+bool wb_dist_broadcast(WbGroup *g, at::Tensor *t, int root, char **error) {
+  try {
+    std::vector<at::Tensor> ts{*t};
+    c10d::BroadcastOptions opts;
+    opts.rootRank = root;
+    g->backend->broadcast(ts, opts)->wait();
+    return true;
+  } catch (const std::exception &e) {
+    set_error(error, e);
+    return false;
+  }
+}
+
+bool wb_dist_barrier(WbGroup *g, char **error) {
+  try {
+    g->backend->barrier()->wait();
+    return true;
+  } catch (const std::exception &e) {
+    set_error(error, e);
+    return false;
+  }
+}
+
+void wb_dist_free(WbGroup *g) {
+  try {
+    delete g;
+  } catch (...) {
+  }
+}
+
+void wb_dist_free_error(char *error) { std::free(error); }
+
+} // extern "C"

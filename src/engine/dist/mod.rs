@@ -1,0 +1,531 @@
+//! Data-parallel training over torch's own c10d collectives: a TCP store and a Gloo process
+//! group from the libtorch the project links (`dist.cpp`, compiled by `build.rs` against
+//! Debian's Gloo headers), never home-made ones.
+//!
+//! A process is one rank. It learns its place from the launcher's environment, torchrun's
+//! (`RANK`, `WORLD_SIZE`, `LOCAL_RANK`, `MASTER_ADDR`, `MASTER_PORT`,
+//! `TORCHELASTIC_USE_AGENT_STORE`, `TORCHELASTIC_RESTART_COUNT`) or SLURM's (`SLURM_PROCID`,
+//! `SLURM_NTASKS`, `SLURM_LOCALID`), through [`RankEnv::from_env`]; with neither, or a world of
+//! one, it trains alone and nothing here runs. [`install`] makes the joined group the
+//! process's, as `torch.distributed`'s default group is; [`mean_grads`] and
+//! [`broadcast_from_root`] are no-ops without one.
+//!
+//! `unsafe` code: the group is an opaque C++ object owned by [`ProcessGroup`] and freed on
+//! drop; each call hands it a borrowed tensor pointer.
+#![allow(unsafe_code)]
+
+use std::ffi::{c_char, c_void, CStr, CString};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tch::{Kind, Tensor};
+use torch_sys::C_tensor;
+
+extern "C" {
+    fn wb_dist_init(
+        addr: *const c_char,
+        port: i32,
+        rank: i32,
+        world: i32,
+        host_store: bool,
+        prefix: *const c_char,
+        timeout_ms: i64,
+        error: *mut *mut c_char,
+    ) -> *mut c_void;
+    fn wb_dist_allreduce_sum(g: *mut c_void, t: *mut C_tensor, error: *mut *mut c_char) -> bool;
+    fn wb_dist_broadcast(
+        g: *mut c_void,
+        t: *mut C_tensor,
+        root: i32,
+        error: *mut *mut c_char,
+    ) -> bool;
+    fn wb_dist_barrier(g: *mut c_void, error: *mut *mut c_char) -> bool;
+    fn wb_dist_free(g: *mut c_void);
+    fn wb_dist_free_error(error: *mut c_char);
+}
+
+/// Why a rank could not join or a collective failed; each names the variable, the address or
+/// the operation.
+#[derive(Debug, thiserror::Error)]
+pub enum DistError {
+    #[error("{var}={value:?}: {why}")]
+    Env {
+        var: &'static str,
+        value: String,
+        why: &'static str,
+    },
+    #[error("rank {rank} of {world} could not join the group at {addr}:{port}: {message}")]
+    Join {
+        rank: usize,
+        world: usize,
+        addr: String,
+        port: u16,
+        message: String,
+    },
+    #[error("{what} failed on rank {rank} (a rank died or timed out?): {message}")]
+    Collective {
+        what: &'static str,
+        rank: usize,
+        message: String,
+    },
+}
+
+/// Which launcher set the environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Launcher {
+    /// torchrun, or anything that sets torch's `env://` variables.
+    Torchrun,
+    Slurm,
+}
+
+/// This process's place in a data-parallel run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RankEnv {
+    pub rank: usize,
+    pub world: usize,
+    pub local_rank: usize,
+    pub master_addr: String,
+    pub master_port: u16,
+    /// torchrun's agent hosts the store, so every rank connects as a client.
+    pub agent_store: bool,
+    /// torchrun's restart count: each attempt uses its own store keys.
+    pub restart: u32,
+    pub launcher: Launcher,
+}
+
+impl RankEnv {
+    /// The launcher's environment; `None` when there is none or the world is one process.
+    pub fn from_env() -> Result<Option<Self>, DistError> {
+        Self::from_vars(|k| std::env::var(k).ok())
+    }
+
+    /// As [`Self::from_env`], reading variables through `get`.
+    pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, DistError> {
+        let number = |var: &'static str, value: String| -> Result<usize, DistError> {
+            value.trim().parse().map_err(|_| DistError::Env {
+                var,
+                value,
+                why: "expected a whole number",
+            })
+        };
+        let (launcher, rank, world, local) = match (get("RANK"), get("WORLD_SIZE")) {
+            (Some(r), Some(w)) => (
+                Launcher::Torchrun,
+                number("RANK", r)?,
+                number("WORLD_SIZE", w)?,
+                get("LOCAL_RANK")
+                    .map(|v| number("LOCAL_RANK", v))
+                    .transpose()?,
+            ),
+            _ => match (get("SLURM_PROCID"), get("SLURM_NTASKS")) {
+                (Some(r), Some(w)) => (
+                    Launcher::Slurm,
+                    number("SLURM_PROCID", r)?,
+                    number("SLURM_NTASKS", w)?,
+                    get("SLURM_LOCALID")
+                        .map(|v| number("SLURM_LOCALID", v))
+                        .transpose()?,
+                ),
+                _ => return Ok(None),
+            },
+        };
+        if world <= 1 {
+            return Ok(None);
+        }
+        if rank >= world {
+            return Err(DistError::Env {
+                var: if launcher == Launcher::Torchrun {
+                    "RANK"
+                } else {
+                    "SLURM_PROCID"
+                },
+                value: rank.to_string(),
+                why: "must be below the world size",
+            });
+        }
+        let master_addr = get("MASTER_ADDR").unwrap_or_else(|| "127.0.0.1".to_string());
+        let master_port = match get("MASTER_PORT") {
+            Some(p) => p.trim().parse().map_err(|_| DistError::Env {
+                var: "MASTER_PORT",
+                value: p,
+                why: "expected a port number",
+            })?,
+            // Under SLURM without one: a port from the job id, the same on every rank.
+            None => match (launcher, get("SLURM_JOB_ID")) {
+                (Launcher::Slurm, Some(job)) => {
+                    let id = number("SLURM_JOB_ID", job)?;
+                    (20_000 + id % 20_000) as u16
+                }
+                _ => {
+                    return Err(DistError::Env {
+                        var: "MASTER_PORT",
+                        value: String::new(),
+                        why: "needed for a world above one",
+                    })
+                }
+            },
+        };
+        let agent_store = get("TORCHELASTIC_USE_AGENT_STORE")
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+        let restart = get("TORCHELASTIC_RESTART_COUNT")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        Ok(Some(Self {
+            rank,
+            world,
+            local_rank: local.unwrap_or(0),
+            master_addr,
+            master_port,
+            agent_store,
+            restart,
+            launcher,
+        }))
+    }
+}
+
+/// A joined c10d process group (Gloo: CPU tensors).
+#[derive(Debug)]
+pub struct ProcessGroup {
+    ptr: *mut c_void,
+    rank: usize,
+    world: usize,
+}
+
+// SAFETY: c10d process groups are built to be driven from any thread (torch's DDP issues
+// collectives from autograd threads); this wrapper only hands the pointer to them.
+unsafe impl Send for ProcessGroup {}
+// SAFETY: as above; every operation goes through the C++ object's own synchronisation.
+unsafe impl Sync for ProcessGroup {}
+
+/// About 25 MB of float32 per all-reduce, as torch's DDP buckets.
+const BUCKET_ELEMENTS: i64 = 25 * 1024 * 1024 / 4;
+
+fn take_error(error: *mut c_char) -> String {
+    if error.is_null() {
+        return "unknown c10d error".into();
+    }
+    // SAFETY: a non-null error is a NUL-terminated string the shim malloc'd; freed once here.
+    let message = unsafe { CStr::from_ptr(error) }
+        .to_string_lossy()
+        .into_owned();
+    // SAFETY: as above.
+    unsafe { wb_dist_free_error(error) };
+    // Gloo starts its messages with the source location: `[.../pair.cc:553] Connection ...`.
+    match message.strip_prefix('[').and_then(|m| m.split_once("] ")) {
+        Some((_, rest)) => rest.to_string(),
+        None => message,
+    }
+}
+
+impl ProcessGroup {
+    /// Joins the group `env` describes; every rank must call this, and it returns when all
+    /// have joined, or with an error after `timeout`.
+    pub fn join(env: &RankEnv, timeout: Duration) -> Result<Self, DistError> {
+        let fail = |message: String| DistError::Join {
+            rank: env.rank,
+            world: env.world,
+            addr: env.master_addr.clone(),
+            port: env.master_port,
+            message,
+        };
+        let addr = CString::new(env.master_addr.clone())
+            .map_err(|_| fail("the address holds a NUL byte".into()))?;
+        let prefix = CString::new(format!("workbench/{}", env.restart))
+            .map_err(|_| fail("bad store prefix".into()))?;
+        let host_store = env.rank == 0 && !env.agent_store;
+        let mut error = std::ptr::null_mut();
+        // SAFETY: the strings outlive the call; the shim copies what it keeps.
+        let ptr = unsafe {
+            wb_dist_init(
+                addr.as_ptr(),
+                i32::from(env.master_port),
+                env.rank as i32,
+                env.world as i32,
+                host_store,
+                prefix.as_ptr(),
+                timeout.as_millis().min(i64::MAX as u128) as i64,
+                &mut error,
+            )
+        };
+        if ptr.is_null() {
+            return Err(fail(take_error(error)));
+        }
+        Ok(Self {
+            ptr,
+            rank: env.rank,
+            world: env.world,
+        })
+    }
+
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    pub fn world(&self) -> usize {
+        self.world
+    }
+
+    fn call(
+        &self,
+        what: &'static str,
+        f: impl FnOnce(*mut *mut c_char) -> bool,
+    ) -> Result<(), DistError> {
+        let mut error = std::ptr::null_mut();
+        if f(&mut error) {
+            Ok(())
+        } else {
+            Err(DistError::Collective {
+                what,
+                rank: self.rank,
+                message: take_error(error),
+            })
+        }
+    }
+
+    /// Sums `t` (contiguous, CPU) over the ranks, in place.
+    pub fn all_reduce_sum(&self, t: &Tensor) -> Result<(), DistError> {
+        let mut t = t.shallow_clone();
+        // SAFETY: `t` is a live tensor for the duration of the call; the group is live.
+        self.call("all-reduce", |e| unsafe {
+            wb_dist_allreduce_sum(self.ptr, t.as_mut_ptr(), e)
+        })
+    }
+
+    /// Overwrites `t` (contiguous, CPU) with rank `root`'s, in place.
+    pub fn broadcast(&self, t: &Tensor, root: usize) -> Result<(), DistError> {
+        let mut t = t.shallow_clone();
+        // SAFETY: as in `all_reduce_sum`.
+        self.call("broadcast", |e| unsafe {
+            wb_dist_broadcast(self.ptr, t.as_mut_ptr(), root as i32, e)
+        })
+    }
+
+    /// Returns when every rank has reached it.
+    pub fn barrier(&self) -> Result<(), DistError> {
+        // SAFETY: the group is live.
+        self.call("barrier", |e| unsafe { wb_dist_barrier(self.ptr, e) })
+    }
+
+    /// Replaces each tensor by its mean over the ranks, in flat buckets per kind.
+    pub fn mean(&self, tensors: &[Tensor]) -> Result<(), DistError> {
+        let world = self.world as f64;
+        self.bucketed(tensors, |flat| {
+            self.all_reduce_sum(flat)?;
+            let _ = flat.shallow_clone().g_div_scalar_(world);
+            Ok(())
+        })
+    }
+
+    /// Overwrites each tensor with rank 0's, in flat buckets per kind.
+    pub fn broadcast_all(&self, tensors: &[Tensor]) -> Result<(), DistError> {
+        self.bucketed(tensors, |flat| self.broadcast(flat, 0))
+    }
+
+    /// Runs `op` on flat copies of `tensors` (grouped by kind, about 25 MB each) and copies
+    /// the results back, without recording a graph.
+    fn bucketed(
+        &self,
+        tensors: &[Tensor],
+        op: impl Fn(&Tensor) -> Result<(), DistError>,
+    ) -> Result<(), DistError> {
+        tch::no_grad(|| {
+            let mut kinds: Vec<Kind> = Vec::new();
+            for t in tensors {
+                if !kinds.contains(&t.kind()) {
+                    kinds.push(t.kind());
+                }
+            }
+            for kind in kinds {
+                let group: Vec<&Tensor> = tensors.iter().filter(|t| t.kind() == kind).collect();
+                let mut start = 0;
+                while start < group.len() {
+                    let mut end = start;
+                    let mut size = 0;
+                    while end < group.len() && (end == start || size < BUCKET_ELEMENTS) {
+                        size += group[end].numel() as i64;
+                        end += 1;
+                    }
+                    let bucket = &group[start..end];
+                    let flat = Tensor::cat(
+                        &bucket.iter().map(|t| t.reshape([-1])).collect::<Vec<_>>(),
+                        0,
+                    );
+                    op(&flat)?;
+                    let mut offset = 0;
+                    for t in bucket {
+                        let n = t.numel() as i64;
+                        t.shallow_clone()
+                            .copy_(&flat.narrow(0, offset, n).view(t.size().as_slice()));
+                        offset += n;
+                    }
+                    start = end;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` came from `wb_dist_init` and is freed once.
+        unsafe { wb_dist_free(self.ptr) };
+    }
+}
+
+static GROUP: OnceLock<ProcessGroup> = OnceLock::new();
+
+/// Makes `group` this process's for the rest of its life (a process is one rank); `Err` gives
+/// it back when one is already installed.
+pub fn install(group: ProcessGroup) -> Result<(), ProcessGroup> {
+    GROUP.set(group)
+}
+
+/// This process's group, when it is one rank of several.
+pub fn group() -> Option<&'static ProcessGroup> {
+    GROUP.get()
+}
+
+/// This process's rank and the world size: `(0, 1)` alone.
+pub fn rank_and_world() -> (usize, usize) {
+    group().map_or((0, 1), |g| (g.rank(), g.world()))
+}
+
+/// Replaces the gradients of `params` by their mean over the ranks (a no-op alone). Call it
+/// after each backward and before clipping and the step; parameters without a gradient are
+/// left out (every rank runs the same graph, so the same ones).
+pub fn mean_grads<'a>(params: impl IntoIterator<Item = &'a Tensor>) -> Result<(), DistError> {
+    let Some(g) = group() else {
+        return Ok(());
+    };
+    let grads: Vec<Tensor> = params
+        .into_iter()
+        .map(Tensor::grad)
+        .filter(Tensor::defined)
+        .collect();
+    g.mean(&grads)
+}
+
+/// Overwrites `tensors` with rank 0's (a no-op alone): parameters and buffers at the start and
+/// after a resume, so every rank trains the same model.
+pub fn broadcast_from_root(tensors: &[Tensor]) -> Result<(), DistError> {
+    match group() {
+        Some(g) => g.broadcast_all(tensors),
+        None => Ok(()),
+    }
+}
+
+/// The mean of each value over the ranks (as is, alone): the logged scalars.
+pub fn mean_values(values: &mut [f64]) -> Result<(), DistError> {
+    let Some(g) = group() else {
+        return Ok(());
+    };
+    if values.is_empty() {
+        return Ok(());
+    }
+    let t = Tensor::from_slice(values);
+    g.mean(std::slice::from_ref(&t))?;
+    let out = Vec::<f64>::try_from(&t).map_err(|e| DistError::Collective {
+        what: "reading the mean",
+        rank: g.rank(),
+        message: e.to_string(),
+    })?;
+    values.copy_from_slice(&out);
+    Ok(())
+}
+
+/// The indices of `0..n` this rank trains on in an epoch whose shuffled order is `order`:
+/// every `world`-th from `rank`, after dropping the tail that would leave ranks unequal (as
+/// torch's `DistributedSampler` with `drop_last`). Alone, `order` itself.
+pub fn shard<T: Copy>(order: &[T], rank: usize, world: usize) -> Vec<T> {
+    if world <= 1 {
+        return order.to_vec();
+    }
+    let usable = order.len() / world * world;
+    order[..usable]
+        .iter()
+        .skip(rank)
+        .step_by(world)
+        .copied()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> Result<Option<RankEnv>, DistError> {
+        RankEnv::from_vars(|k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_string())
+        })
+    }
+
+    #[test]
+    fn reads_torchrun_and_slurm_and_stays_alone_without_them() {
+        assert_eq!(env(&[]).expect("none"), None);
+        assert_eq!(
+            env(&[("RANK", "0"), ("WORLD_SIZE", "1")]).expect("one"),
+            None
+        );
+        let t = env(&[
+            ("RANK", "1"),
+            ("WORLD_SIZE", "4"),
+            ("LOCAL_RANK", "1"),
+            ("MASTER_ADDR", "node7"),
+            ("MASTER_PORT", "29500"),
+            ("TORCHELASTIC_USE_AGENT_STORE", "True"),
+            ("TORCHELASTIC_RESTART_COUNT", "2"),
+            ("SLURM_PROCID", "3"),
+            ("SLURM_NTASKS", "8"),
+        ])
+        .expect("torchrun")
+        .expect("a world");
+        assert_eq!(
+            (t.launcher, t.rank, t.world, t.local_rank, t.master_port),
+            (Launcher::Torchrun, 1, 4, 1, 29500)
+        );
+        assert!(t.agent_store);
+        assert_eq!((t.restart, t.master_addr.as_str()), (2, "node7"));
+        let s = env(&[
+            ("SLURM_PROCID", "1"),
+            ("SLURM_NTASKS", "2"),
+            ("SLURM_LOCALID", "0"),
+            ("SLURM_JOB_ID", "1234"),
+        ])
+        .expect("slurm")
+        .expect("a world");
+        assert_eq!(
+            (s.launcher, s.rank, s.world, s.master_port),
+            (Launcher::Slurm, 1, 2, 21234)
+        );
+        assert!(!s.agent_store);
+        assert_eq!(s.master_addr, "127.0.0.1");
+    }
+
+    #[test]
+    fn bad_variables_name_themselves() {
+        let e = env(&[("RANK", "x"), ("WORLD_SIZE", "2")]).unwrap_err();
+        assert!(e.to_string().starts_with("RANK=\"x\""), "{e}");
+        let e = env(&[("RANK", "2"), ("WORLD_SIZE", "2"), ("MASTER_PORT", "1")]).unwrap_err();
+        assert!(e.to_string().contains("below the world size"), "{e}");
+        let e = env(&[("RANK", "0"), ("WORLD_SIZE", "2")]).unwrap_err();
+        assert!(e.to_string().starts_with("MASTER_PORT"), "{e}");
+    }
+
+    #[test]
+    fn shards_are_disjoint_equal_and_drop_the_tail() {
+        let order: Vec<usize> = (0..11).rev().collect();
+        let a = shard(&order, 0, 3);
+        let b = shard(&order, 1, 3);
+        let c = shard(&order, 2, 3);
+        assert_eq!(a, vec![10, 7, 4]);
+        assert_eq!((b.len(), c.len()), (3, 3));
+        let mut all: Vec<usize> = a.iter().chain(&b).chain(&c).copied().collect();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), 9);
+        assert_eq!(shard(&order, 0, 1), order);
+    }
+}
