@@ -94,6 +94,15 @@ enum Cmd {
     /// Latent data for the latent action model: manifests and latents made from video.
     #[command(subcommand)]
     Data(DataCmd),
+    /// Sweeps: a base preset and the runs a grid or a seeded random search makes of it.
+    #[command(subcommand)]
+    Sweep(SweepCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum SweepCmd {
+    /// Show the runs a sweep file makes, each validated, without starting any.
+    Plan { file: PathBuf },
 }
 
 #[derive(Subcommand, Debug)]
@@ -427,6 +436,7 @@ fn main() -> ExitCode {
         Some(Cmd::Bench(args)) => bench::run(&args).map_err(|e| Failure { code: 1, error: e }),
         Some(Cmd::Gaad(args)) => gaad(&args),
         Some(Cmd::Data(cmd)) => data(cmd),
+        Some(Cmd::Sweep(cmd)) => sweep(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -460,6 +470,61 @@ fn preset_text(path: &Path) -> Result<(String, PathBuf), Failure> {
         .with_context(|| format!("{}: cannot read", path.display()))
         .map_err(bad_input)?;
     Ok((text, path.to_path_buf()))
+}
+
+/// `workbench sweep plan FILE`: the runs a sweep makes, as a table.
+fn sweep(cmd: SweepCmd) -> Result<(), Failure> {
+    let SweepCmd::Plan { file } = cmd;
+    let origin = file.display().to_string();
+    let text = std::fs::read_to_string(&file)
+        .with_context(|| format!("{origin}: cannot read"))
+        .map_err(bad_input)?;
+    let s = workbench::core::sweep::Sweep::parse(&text, &origin).map_err(bad_input)?;
+    // A bare name is a shipped preset; anything else is a file beside the sweep.
+    let base_path = if s.base.contains('/') || s.base.ends_with(".ron") {
+        file.parent().unwrap_or(Path::new("")).join(&s.base)
+    } else {
+        PathBuf::from(&s.base)
+    };
+    let (base_text, base_origin) = preset_text(&base_path)?;
+    let (base, _) =
+        preset::parse_str(&base_text, &base_origin.display().to_string()).map_err(bad_input)?;
+    let runs = s
+        .plan(&base)
+        .map_err(|e| bad_input(anyhow::anyhow!("{origin}: {e}")))?;
+    out!(
+        "sweep {}: {} runs of {}",
+        s.name,
+        runs.len(),
+        base_origin.display()
+    );
+    let fields = s.fields();
+    let mut rows = vec![std::iter::once("run".to_string())
+        .chain(fields.iter().cloned())
+        .collect::<Vec<_>>()];
+    for r in &runs {
+        rows.push(
+            std::iter::once(r.name.clone())
+                .chain(
+                    r.values
+                        .iter()
+                        .map(|(_, v)| workbench::core::sweep::short(v)),
+                )
+                .collect(),
+        );
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    for r in &rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out!("{}", line.join("  ").trim_end());
+    }
+    Ok(())
 }
 
 /// Loads a preset file (or the embedded default) and applies `--data` and `--set`.

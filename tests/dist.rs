@@ -1,5 +1,6 @@
 //! Data parallelism over c10d: real Gloo process groups on 127.0.0.1, each rank its own
 //! process (this test binary run again with the rank's environment, as torchrun would).
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};

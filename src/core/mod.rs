@@ -12,6 +12,7 @@ pub mod rundir;
 pub mod runlog;
 pub mod runview;
 pub mod series;
+pub mod sweep;
 pub mod synthetic;
 pub mod timefmt;
 pub mod video;

@@ -1,0 +1,372 @@
+//! Sweeps: a base preset and the runs made from it by a grid over preset fields, a seeded
+//! random search, or both (each grid point gets `count` random draws). A sweep is a RON file:
+//!
+//! ```ron
+//! (
+//!     name: "lr",
+//!     base: "wgan_gp_small",            // a shipped preset, or a preset file beside the sweep
+//!     grid: { "train.lr_g": [1e-4, 2e-4], "train.batch_size": [32, 64] },
+//!     random: Some((count: 3, seed: 7, fields: {
+//!         "train.lr_d": log_uniform(1e-5, 1e-3),
+//!         "train.n_critic": int(1, 5),
+//!         "model.norm": choice(["batch", "none"]),
+//!     })),
+//! )
+//! ```
+//!
+//! Every run's preset is the base with its values set through the same schema as `--set`, so a
+//! bad field or value names the run and the field before anything is submitted.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::preset::{AnyPreset, Problem};
+use super::rng::SplitMix64;
+
+/// The most runs one sweep may expand to.
+pub const MAX_RUNS: usize = 10_000;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sweep {
+    pub name: String,
+    /// A shipped preset's name, or a preset file (relative to the sweep file).
+    pub base: String,
+    /// Each field's values; the runs are every combination.
+    #[serde(default)]
+    pub grid: BTreeMap<String, Vec<Value>>,
+    #[serde(default)]
+    pub random: Option<RandomSearch>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RandomSearch {
+    /// Draws per grid point (per sweep without a grid).
+    pub count: u32,
+    #[serde(default)]
+    pub seed: u64,
+    pub fields: BTreeMap<String, Draw>,
+}
+
+/// How a random-search field is drawn.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub enum Draw {
+    /// Uniform in [lo, hi).
+    #[serde(rename = "uniform")]
+    Uniform(f64, f64),
+    /// Log-uniform in [lo, hi): learning rates, weights.
+    #[serde(rename = "log_uniform")]
+    LogUniform(f64, f64),
+    /// A whole number in [lo, hi], both included.
+    #[serde(rename = "int")]
+    Int(i64, i64),
+    /// One of the values, each as likely.
+    #[serde(rename = "choice")]
+    Choice(Vec<Value>),
+}
+
+/// Why a sweep cannot be planned; each names the file, the field or the run.
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error("{origin}: {message}")]
+    Parse { origin: String, message: String },
+    #[error("{field}: {why}")]
+    Field { field: String, why: String },
+    #[error("the sweep expands to {0} runs; at most {MAX_RUNS}")]
+    TooMany(usize),
+    #[error("run {index} ({values}): {problems}")]
+    Run {
+        index: usize,
+        values: String,
+        problems: String,
+    },
+}
+
+/// One run of a sweep: its index, name, the values it sets and its preset.
+#[derive(Debug, Clone)]
+pub struct PlannedRun {
+    pub index: usize,
+    pub name: String,
+    pub values: Vec<(String, Value)>,
+    pub preset: AnyPreset,
+}
+
+impl Sweep {
+    /// Parses a sweep file's text; `origin` (the file) prefixes errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, SweepError> {
+        let sweep: Self = ron::from_str(text).map_err(|e| SweepError::Parse {
+            origin: origin.to_string(),
+            message: e.to_string(),
+        })?;
+        sweep.check()?;
+        Ok(sweep)
+    }
+
+    fn check(&self) -> Result<(), SweepError> {
+        let field = |field: &str, why: &str| SweepError::Field {
+            field: field.to_string(),
+            why: why.to_string(),
+        };
+        for (name, values) in &self.grid {
+            if values.is_empty() {
+                return Err(field(&format!("grid.{name}"), "needs at least one value"));
+            }
+        }
+        if let Some(r) = &self.random {
+            if r.count == 0 {
+                return Err(field("random.count", "at least 1"));
+            }
+            for (name, d) in &r.fields {
+                if self.grid.contains_key(name) {
+                    return Err(field(name, "is in both the grid and the random search"));
+                }
+                let ok = match d {
+                    Draw::Uniform(lo, hi) => lo.is_finite() && hi.is_finite() && lo < hi,
+                    Draw::LogUniform(lo, hi) => *lo > 0.0 && lo < hi && hi.is_finite(),
+                    Draw::Int(lo, hi) => lo <= hi,
+                    Draw::Choice(v) => !v.is_empty(),
+                };
+                if !ok {
+                    return Err(field(
+                        &format!("random.fields.{name}"),
+                        "needs lo < hi (lo > 0 for log_uniform, lo <= hi for int) or a value to choose",
+                    ));
+                }
+            }
+        }
+        let n = self.len();
+        if n > MAX_RUNS {
+            return Err(SweepError::TooMany(n));
+        }
+        Ok(())
+    }
+
+    /// How many runs the sweep makes.
+    pub fn len(&self) -> usize {
+        let grid = self
+            .grid
+            .values()
+            .map(Vec::len)
+            .try_fold(1usize, usize::checked_mul)
+            .unwrap_or(usize::MAX);
+        let draws = self.random.as_ref().map_or(1, |r| r.count as usize);
+        grid.saturating_mul(draws)
+    }
+
+    /// Whether the sweep makes no runs (never, once parsed).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The fields the runs vary: the grid's, then the random search's.
+    pub fn fields(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.grid.keys().cloned().collect();
+        if let Some(r) = &self.random {
+            out.extend(r.fields.keys().cloned());
+        }
+        out
+    }
+
+    /// Each run's values, in [`Self::fields`] order: the grid's last field changes fastest,
+    /// and run `i`'s draws come from `(seed, i)` alone, so adding runs keeps the earlier ones.
+    pub fn points(&self) -> Vec<Vec<(String, Value)>> {
+        let mut grid: Vec<Vec<(String, Value)>> = vec![Vec::new()];
+        for (name, values) in &self.grid {
+            grid = grid
+                .into_iter()
+                .flat_map(|point| {
+                    values.iter().map(move |v| {
+                        let mut p = point.clone();
+                        p.push((name.clone(), v.clone()));
+                        p
+                    })
+                })
+                .collect();
+        }
+        let Some(r) = &self.random else {
+            return grid;
+        };
+        let mut out = Vec::with_capacity(grid.len() * r.count as usize);
+        for point in grid {
+            for _ in 0..r.count {
+                let index = out.len() as u64;
+                let mut rng = SplitMix64::new(super::rng::mix64(r.seed ^ super::rng::mix64(index)));
+                let mut p = point.clone();
+                for (name, d) in &r.fields {
+                    p.push((name.clone(), draw(d, &mut rng)));
+                }
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    /// Every run with its preset: the base with the run's values set. The first run whose
+    /// values the schema rejects is the error.
+    pub fn plan(&self, base: &AnyPreset) -> Result<Vec<PlannedRun>, SweepError> {
+        self.points()
+            .into_iter()
+            .enumerate()
+            .map(|(index, values)| {
+                let name = format!("{}-{index:03}", self.name);
+                let fail = |problems: Vec<Problem>| SweepError::Run {
+                    index,
+                    values: describe(&values),
+                    problems: problems
+                        .iter()
+                        .map(Problem::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                };
+                let preset = base
+                    .with_overrides(
+                        values
+                            .iter()
+                            .map(|(k, v)| (k.as_str(), v.clone()))
+                            .chain([("name", Value::from(name.clone()))]),
+                    )
+                    .map_err(fail)?;
+                let preset = super::preset::validate(preset).map_err(fail)?;
+                Ok(PlannedRun {
+                    index,
+                    name,
+                    values,
+                    preset: preset.preset().clone(),
+                })
+            })
+            .collect()
+    }
+}
+
+fn draw(d: &Draw, rng: &mut SplitMix64) -> Value {
+    match d {
+        Draw::Uniform(lo, hi) => Value::from(rng.range_f64(*lo, *hi)),
+        Draw::LogUniform(lo, hi) => Value::from(rng.range_f64(lo.ln(), hi.ln()).exp()),
+        Draw::Int(lo, hi) => {
+            let span = hi.abs_diff(*lo).saturating_add(1);
+            Value::from(lo.saturating_add_unsigned(rng.below(span)))
+        }
+        Draw::Choice(v) => v[rng.below(v.len() as u64) as usize].clone(),
+    }
+}
+
+/// `field=value, ...` as a run's label.
+pub fn describe(values: &[(String, Value)]) -> String {
+    values
+        .iter()
+        .map(|(k, v)| format!("{k}={}", short(v)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A value as a table cell: numbers in at most 4 significant digits, strings bare.
+pub fn short(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) if n.is_f64() => {
+            let x = n.as_f64().unwrap_or(f64::NAN);
+            if x != 0.0 && (x.abs() < 1e-3 || x.abs() >= 1e5) {
+                format!("{x:.3e}")
+            } else {
+                format!("{}", (x * 1e4).round() / 1e4)
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = r#"(
+        name: "lr",
+        base: "wgan_gp_small",
+        grid: { "train.lr_g": [1e-4, 2e-4, 4e-4], "train.batch_size": [32, 64] },
+        random: Some((count: 2, seed: 7, fields: {
+            "train.lr_d": log_uniform(1e-5, 1e-3),
+            "train.n_critic": int(1, 5),
+            "model.kind": choice(["a", "b"]),
+        })),
+    )"#;
+
+    #[test]
+    fn a_grid_with_draws_expands_in_order_and_reproducibly() {
+        let s = Sweep::parse(TEXT, "lr.ron").expect("parses");
+        assert_eq!(s.len(), 12);
+        let pts = s.points();
+        assert_eq!(pts.len(), 12);
+        assert_eq!(
+            s.fields(),
+            [
+                "train.batch_size",
+                "train.lr_g",
+                "model.kind",
+                "train.lr_d",
+                "train.n_critic"
+            ]
+        );
+        // The grid's last field changes fastest; each grid point gets two draws.
+        let grid: Vec<(i64, f64)> = pts
+            .iter()
+            .map(|p| {
+                (
+                    p[0].1.as_i64().expect("batch"),
+                    p[1].1.as_f64().expect("lr"),
+                )
+            })
+            .collect();
+        assert_eq!(grid[0], (32, 1e-4));
+        assert_eq!(grid[1], (32, 1e-4));
+        assert_eq!(grid[2], (32, 2e-4));
+        assert_eq!(grid[6], (64, 1e-4));
+        for p in &pts {
+            let lr_d = p[3].1.as_f64().expect("lr_d");
+            assert!((1e-5..1e-3).contains(&lr_d), "{lr_d}");
+            let n = p[4].1.as_i64().expect("n_critic");
+            assert!((1..=5).contains(&n), "{n}");
+            assert!(["a", "b"].contains(&p[2].1.as_str().expect("kind")));
+        }
+        // Draws differ between runs, and the same file plans the same runs.
+        assert_ne!(pts[0][3], pts[1][3]);
+        assert_eq!(pts, Sweep::parse(TEXT, "lr.ron").expect("again").points());
+        // Log-uniform spreads over the decades.
+        let many = Sweep::parse(
+            r#"(name: "x", base: "b", random: Some((count: 400, fields: { "f": log_uniform(1e-6, 1e-2) })))"#,
+            "x",
+        )
+        .expect("parses");
+        let below_1e4 = many
+            .points()
+            .iter()
+            .filter(|p| p[0].1.as_f64().expect("f") < 1e-4)
+            .count();
+        assert!((150..250).contains(&below_1e4), "{below_1e4} of 400");
+    }
+
+    #[test]
+    fn bad_sweeps_name_the_file_or_field() {
+        let e = Sweep::parse("(name: \"x\")", "s.ron").unwrap_err();
+        assert!(e.to_string().starts_with("s.ron:"), "{e}");
+        let e = Sweep::parse(r#"(name: "x", base: "b", grid: { "a": [] })"#, "s").unwrap_err();
+        assert_eq!(e.to_string(), "grid.a: needs at least one value");
+        let e = Sweep::parse(
+            r#"(name: "x", base: "b", random: Some((count: 1, fields: { "a": log_uniform(0.0, 1.0) })))"#,
+            "s",
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("random.fields.a:"), "{e}");
+        let big: Vec<String> = (0..101).map(|i| i.to_string()).collect();
+        let text = format!(
+            r#"(name: "x", base: "b", grid: {{ "a": [{0}], "b": [{0}] }})"#,
+            big.join(",")
+        );
+        assert!(matches!(
+            Sweep::parse(&text, "s"),
+            Err(SweepError::TooMany(10201))
+        ));
+    }
+}
