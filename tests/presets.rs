@@ -307,7 +307,8 @@ fn wubu_gaad_presets_are_the_constructors() {
     };
     // The learning configuration's adversarial follow-up: 5 minutes of reconstruction, then
     // 5 with the pixel critic, its gradient at the heads scaled to a tenth of the
-    // reconstruction's (VQGAN's adaptive weight), so the frames sharpen while PSNR holds.
+    // reconstruction's (VQGAN's adaptive weight) and its learning rate a tenth of the
+    // original's, so it wins slowly and the frames sharpen while PSNR holds.
     let learning_gan = {
         let mut p = learning.clone();
         p.name = "wubu_gaad_learning_gan".into();
@@ -323,6 +324,7 @@ fn wubu_gaad_presets_are_the_constructors() {
                 "train.gan_adaptive_weight",
                 preset::OverrideValue::Bool(true),
             ),
+            ("train.lr_disc_primary", preset::OverrideValue::Float(2e-5)),
             ("train.lambda_kl", preset::OverrideValue::Float(1e-4)),
         ]
         .into_iter()
@@ -332,7 +334,7 @@ fn wubu_gaad_presets_are_the_constructors() {
         p
     };
     let files = [
-        ("wubu_gaad_learning_gan.ron", "// The learning configuration's adversarial follow-up: 5 CPU minutes of reconstruction, then 5 with the pixel critic, whose gradient at the spectral heads is scaled to a tenth of the reconstruction's (VQGAN's adaptive weight). Add --data VIDEO for a real clip.", learning_gan),
+        ("wubu_gaad_learning_gan.ron", "// The learning configuration's adversarial follow-up: 5 CPU minutes of reconstruction, then 5 with the pixel critic, whose gradient at the spectral heads is scaled to a tenth of the reconstruction's (VQGAN's adaptive weight) and whose learning rate is a tenth of the original's. Add --data VIDEO for a real clip.", learning_gan),
         ("wubu_gaad_learning.ron", "// The learning check: 10 minutes of CPU training, validated every 50 steps: guide 000's phase 1 (reconstruction, KL nearly off, no adversarial term) with Riemannian Adam at 3e-4, the regions side by side, 32 subdivided regions assembled finest-first, a latent per region, and spectral heads that read the region codes and the global latent directly (no convolution trunk). Add --data VIDEO for a real clip.", learning),
         ("wubu_gaad.ron", "// WuBu-GAAD hybrid VAE-GAN (seeds 000/001) at the original's defaults with its defects fixed, 64x64, on the synthetic moving shapes.", WubuGaadPreset::default()),
         ("wubu_gaad_phased.ron", "// Guide 000's phases 0 to 5 in one preset; each phase starts from the previous phase's best checkpoint.", WubuGaadPreset::phased()),
