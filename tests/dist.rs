@@ -2,7 +2,7 @@
 //! process (this test binary run again with the rank's environment, as torchrun would).
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use tch::{Kind, Tensor};
@@ -30,6 +30,8 @@ fn ranks(test: &str, role: &str, world: usize) -> Vec<Output> {
                 .env("LOCAL_RANK", rank.to_string())
                 .env("MASTER_ADDR", "127.0.0.1")
                 .env("MASTER_PORT", &port)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
                 .spawn()
                 .expect("spawn a rank")
         })
