@@ -97,6 +97,36 @@ enum Cmd {
     /// Sweeps: a base preset and the runs a grid or a seeded random search makes of it.
     #[command(subcommand)]
     Sweep(SweepCmd),
+    /// The local run queue (`RUNS_DIR/queue.json`): `queue run` trains its jobs one after
+    /// another and keeps going when one fails; the file is the queue, so it outlives the app.
+    #[command(subcommand)]
+    Queue(QueueCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum QueueCmd {
+    /// Add a job: `workbench train`'s arguments after `--`
+    /// (`queue add -- --preset wgan_gp_small --steps 500`), checked before it is queued.
+    Add {
+        #[arg(last = true, required = true)]
+        args: Vec<String>,
+    },
+    /// The jobs: state, exit code and run directory.
+    List,
+    /// Cancel a pending job, or stop a running one.
+    Cancel { id: u64 },
+    /// Move a pending job to a place among the pending ones (0 = next).
+    Move { id: u64, to: usize },
+    /// Train the pending jobs one after another until none is left (one runner per queue).
+    Run,
+}
+
+/// `train`'s arguments alone, to check a queued job's before it is queued.
+#[derive(Parser, Debug)]
+#[command(name = "train")]
+struct TrainOnly {
+    #[command(flatten)]
+    train: TrainArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -437,6 +467,7 @@ fn main() -> ExitCode {
         Some(Cmd::Gaad(args)) => gaad(&args),
         Some(Cmd::Data(cmd)) => data(cmd),
         Some(Cmd::Sweep(cmd)) => sweep(cmd),
+        Some(Cmd::Queue(cmd)) => queue(cmd, &runs_dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -470,6 +501,174 @@ fn preset_text(path: &Path) -> Result<(String, PathBuf), Failure> {
         .with_context(|| format!("{}: cannot read", path.display()))
         .map_err(bad_input)?;
     Ok((text, path.to_path_buf()))
+}
+
+fn now_secs() -> u64 {
+    workbench::core::timefmt::unix_now().max(0.0) as u64
+}
+
+/// The local queue's commands.
+fn queue(cmd: QueueCmd, runs_dir: &Path) -> Result<(), Failure> {
+    use workbench::core::queue;
+    let path = runs_dir.join("queue.json");
+    let failed = |e: queue::QueueError| Failure {
+        code: 1,
+        error: e.into(),
+    };
+    match cmd {
+        QueueCmd::Add { args } => {
+            let parsed = TrainOnly::try_parse_from(
+                std::iter::once("train".to_string()).chain(args.iter().cloned()),
+            )
+            .map_err(|e| {
+                let text = e.to_string();
+                let first = text.lines().next().unwrap_or_default();
+                bad_input(anyhow::anyhow!(
+                    "train arguments: {}",
+                    first.strip_prefix("error: ").unwrap_or(first)
+                ))
+            })?;
+            if parsed.train.resume.is_none() {
+                load_preset(&parsed.train)?;
+            }
+            let id = queue::update(&path, |q| q.add(args, now_secs())).map_err(failed)?;
+            out!("queued job {id} in {}", path.display());
+        }
+        QueueCmd::List => {
+            let q = queue::read(&path).map_err(failed)?;
+            for j in &q.jobs {
+                out!(
+                    "{:>4}  {:<11}  {:>4}  {}  {}",
+                    j.id,
+                    j.state.name(),
+                    j.exit_code.map_or(String::new(), |c| c.to_string()),
+                    j.args.join(" "),
+                    j.run_dir
+                        .as_ref()
+                        .map_or(String::new(), |d| d.display().to_string())
+                );
+            }
+        }
+        QueueCmd::Cancel { id } => {
+            let pid = queue::update(&path, |q| q.cancel(id, now_secs()))
+                .map_err(failed)?
+                .map_err(failed)?;
+            if let Some(pid) = pid {
+                // The training process checkpoints what it can on SIGTERM's way out.
+                let _ = std::process::Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status();
+            }
+            out!("cancelled job {id}");
+        }
+        QueueCmd::Move { id, to } => {
+            queue::update(&path, |q| q.move_pending(id, to))
+                .map_err(failed)?
+                .map_err(failed)?;
+        }
+        QueueCmd::Run => queue_run(&path, runs_dir)?,
+    }
+    Ok(())
+}
+
+/// Trains the queue's pending jobs one after another, each as its own `workbench train`
+/// process, recording its process, run directory, exit code and state.
+fn queue_run(path: &Path, runs_dir: &Path) -> Result<(), Failure> {
+    use std::io::BufRead as _;
+    use workbench::core::queue::{self, JobState};
+    let failed = |e: queue::QueueError| Failure {
+        code: 1,
+        error: e.into(),
+    };
+    std::fs::create_dir_all(runs_dir)
+        .with_context(|| format!("{}: cannot create", runs_dir.display()))
+        .map_err(bad_input)?;
+    let runner_path = path.with_extension("runner");
+    let runner = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&runner_path)
+        .with_context(|| format!("{}: cannot open", runner_path.display()))
+        .map_err(bad_input)?;
+    if runner.try_lock().is_err() {
+        return Err(bad_input(anyhow::anyhow!(
+            "{}: another runner is working this queue",
+            path.display()
+        )));
+    }
+    let alive = |pid: u32| Path::new(&format!("/proc/{pid}")).exists();
+    queue::update(path, |q| q.reconcile(alive, now_secs())).map_err(failed)?;
+    let exe = std::env::current_exe()
+        .context("cannot find this program to start the jobs")
+        .map_err(bad_input)?;
+    while let Some(job) = queue::update(path, |q| q.start_next(now_secs())).map_err(failed)? {
+        let id = job.id;
+        eprintln!("job {id}: workbench train {}", job.args.join(" "));
+        let spawned = std::process::Command::new(&exe)
+            .arg("--runs-dir")
+            .arg(runs_dir)
+            .arg("train")
+            .args(&job.args)
+            .stderr(std::process::Stdio::piped())
+            .spawn();
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("job {id}: cannot start: {e}");
+                queue::update(path, |q| {
+                    if let Ok(j) = q.job_mut(id) {
+                        j.state = JobState::Failed;
+                        j.ended = Some(now_secs());
+                    }
+                })
+                .map_err(failed)?;
+                continue;
+            }
+        };
+        let pid = child.id();
+        queue::update(path, |q| {
+            if let Ok(j) = q.job_mut(id) {
+                j.pid = Some(pid);
+            }
+        })
+        .map_err(failed)?;
+        if let Some(err) = child.stderr.take() {
+            for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                eprintln!("job {id}: {line}");
+                if let Some(dir) = line.strip_prefix("run directory: ") {
+                    let dir = PathBuf::from(dir.trim());
+                    queue::update(path, |q| {
+                        if let Ok(j) = q.job_mut(id) {
+                            j.run_dir = Some(dir);
+                        }
+                    })
+                    .map_err(failed)?;
+                }
+            }
+        }
+        let code = child.wait().ok().and_then(|s| s.code());
+        queue::update(path, |q| {
+            if let Ok(j) = q.job_mut(id) {
+                if j.state == JobState::Running {
+                    j.state = if code == Some(0) {
+                        JobState::Finished
+                    } else {
+                        JobState::Failed
+                    };
+                }
+                j.exit_code = code;
+                j.ended = Some(now_secs());
+                j.pid = None;
+            }
+        })
+        .map_err(failed)?;
+        eprintln!(
+            "job {id}: exit {}",
+            code.map_or("by signal".into(), |c| c.to_string())
+        );
+    }
+    Ok(())
 }
 
 /// `workbench sweep plan FILE`: the runs a sweep makes, as a table.

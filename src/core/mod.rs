@@ -7,6 +7,7 @@ pub mod gaad;
 pub mod health;
 pub mod preset;
 pub mod protocol;
+pub mod queue;
 pub mod rng;
 pub mod rundir;
 pub mod runlog;

@@ -1,0 +1,269 @@
+//! The local run queue: a JSON file of jobs (a preset and `workbench train` arguments each)
+//! that one runner process works through in order, continuing past failures. The file is the
+//! queue: the app and the CLI only read and edit it, each edit under an exclusive lock on a
+//! sibling `.lock` file, so closing the app stops nothing and a second editor never loses an
+//! edit.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Where a job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Pending,
+    Running,
+    Finished,
+    Failed,
+    Cancelled,
+    /// It was running when its runner stopped; resume its run or add it again.
+    Interrupted,
+}
+
+impl JobState {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Finished => "finished",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::Interrupted => "interrupted",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: u64,
+    /// `workbench train`'s arguments after `train` (`--preset P`, `--set F=V`, ...).
+    pub args: Vec<String>,
+    pub state: JobState,
+    /// Unix seconds.
+    pub added: u64,
+    #[serde(default)]
+    pub started: Option<u64>,
+    #[serde(default)]
+    pub ended: Option<u64>,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    /// The training process while it runs.
+    #[serde(default)]
+    pub pid: Option<u32>,
+    #[serde(default)]
+    pub run_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Queue {
+    pub next_id: u64,
+    pub jobs: Vec<Job>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("{path}: {message}")]
+    Io { path: PathBuf, message: String },
+    #[error("{path}: not a queue file: {message}")]
+    Format { path: PathBuf, message: String },
+    #[error("no job {0} in the queue")]
+    NoJob(u64),
+    #[error("job {id} is {state}; only a pending job can move")]
+    NotPending { id: u64, state: &'static str },
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> QueueError + '_ {
+    move |e| QueueError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+impl Queue {
+    /// Appends a pending job; returns its id.
+    pub fn add(&mut self, args: Vec<String>, now: u64) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.jobs.push(Job {
+            id,
+            args,
+            state: JobState::Pending,
+            added: now,
+            started: None,
+            ended: None,
+            exit_code: None,
+            pid: None,
+            run_dir: None,
+        });
+        id
+    }
+
+    pub fn job_mut(&mut self, id: u64) -> Result<&mut Job, QueueError> {
+        self.jobs
+            .iter_mut()
+            .find(|j| j.id == id)
+            .ok_or(QueueError::NoJob(id))
+    }
+
+    /// Cancels a pending job, or a running one (whose process the caller stops; returned).
+    pub fn cancel(&mut self, id: u64, now: u64) -> Result<Option<u32>, QueueError> {
+        let job = self.job_mut(id)?;
+        let pid = match job.state {
+            JobState::Pending => None,
+            JobState::Running => job.pid,
+            _ => return Ok(None),
+        };
+        job.state = JobState::Cancelled;
+        job.ended = Some(now);
+        Ok(pid)
+    }
+
+    /// Moves a pending job to position `to` among the pending jobs (0 = next).
+    pub fn move_pending(&mut self, id: u64, to: usize) -> Result<(), QueueError> {
+        let from = self
+            .jobs
+            .iter()
+            .position(|j| j.id == id)
+            .ok_or(QueueError::NoJob(id))?;
+        if self.jobs[from].state != JobState::Pending {
+            return Err(QueueError::NotPending {
+                id,
+                state: self.jobs[from].state.name(),
+            });
+        }
+        let job = self.jobs.remove(from);
+        let pending: Vec<usize> = self
+            .jobs
+            .iter()
+            .enumerate()
+            .filter(|(_, j)| j.state == JobState::Pending)
+            .map(|(i, _)| i)
+            .collect();
+        let at = pending.get(to).copied().unwrap_or(self.jobs.len());
+        self.jobs.insert(at, job);
+        Ok(())
+    }
+
+    /// The next job to run, marked running.
+    pub fn start_next(&mut self, now: u64) -> Option<Job> {
+        let job = self
+            .jobs
+            .iter_mut()
+            .find(|j| j.state == JobState::Pending)?;
+        job.state = JobState::Running;
+        job.started = Some(now);
+        Some(job.clone())
+    }
+
+    /// Running jobs whose runner is gone become interrupted (`alive` tells whether a process
+    /// id still runs).
+    pub fn reconcile(&mut self, alive: impl Fn(u32) -> bool, now: u64) {
+        for j in &mut self.jobs {
+            if j.state == JobState::Running && !j.pid.is_some_and(&alive) {
+                j.state = JobState::Interrupted;
+                j.ended = Some(now);
+            }
+        }
+    }
+}
+
+/// The queue file's lock: held while an edit reads and rewrites the file.
+fn lock(path: &Path) -> Result<File, QueueError> {
+    let lock_path = path.with_extension("lock");
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io(&lock_path))?;
+    f.lock().map_err(io(&lock_path))?;
+    Ok(f)
+}
+
+/// The queue in `path` (empty when the file does not exist).
+pub fn read(path: &Path) -> Result<Queue, QueueError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| QueueError::Format {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Queue::default()),
+        Err(e) => Err(io(path)(e)),
+    }
+}
+
+/// Reads, edits and atomically rewrites the queue under its lock.
+pub fn update<T>(path: &Path, edit: impl FnOnce(&mut Queue) -> T) -> Result<T, QueueError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+    }
+    let _guard = lock(path)?;
+    let mut q = read(path)?;
+    let out = edit(&mut q);
+    let text = serde_json::to_string_pretty(&q).map_err(|e| QueueError::Format {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    super::rundir::atomic_write(path, text.as_bytes()).map_err(|e| QueueError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(p: &str) -> Vec<String> {
+        vec!["--preset".into(), p.into()]
+    }
+
+    #[test]
+    fn jobs_run_in_order_move_and_cancel() {
+        let mut q = Queue::default();
+        let a = q.add(args("a"), 1);
+        let b = q.add(args("b"), 2);
+        let c = q.add(args("c"), 3);
+        q.move_pending(c, 0).expect("move");
+        assert_eq!(q.start_next(10).map(|j| j.id), Some(c));
+        assert!(matches!(
+            q.move_pending(c, 1),
+            Err(QueueError::NotPending { .. })
+        ));
+        assert_eq!(q.cancel(a, 11).expect("cancel"), None);
+        q.job_mut(c).expect("c").pid = Some(42);
+        assert_eq!(q.cancel(c, 12).expect("cancel running"), Some(42));
+        assert_eq!(q.start_next(13).map(|j| j.id), Some(b));
+        assert_eq!(q.start_next(14), None);
+        assert!(matches!(q.cancel(99, 0), Err(QueueError::NoJob(99))));
+    }
+
+    #[test]
+    fn a_running_job_without_a_live_process_is_interrupted() {
+        let mut q = Queue::default();
+        let a = q.add(args("a"), 1);
+        let b = q.add(args("b"), 1);
+        q.start_next(2);
+        q.start_next(2);
+        q.job_mut(a).expect("a").pid = Some(7);
+        q.job_mut(b).expect("b").pid = Some(8);
+        q.reconcile(|pid| pid == 8, 3);
+        assert_eq!(q.jobs[0].state, JobState::Interrupted);
+        assert_eq!(q.jobs[1].state, JobState::Running);
+    }
+
+    #[test]
+    fn edits_persist_through_the_file() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("q/queue.json");
+        let id = update(&path, |q| q.add(args("x"), 5)).expect("add");
+        let q = read(&path).expect("read");
+        assert_eq!(q.jobs.len(), 1);
+        assert_eq!((q.jobs[0].id, q.jobs[0].state), (id, JobState::Pending));
+        std::fs::write(&path, "not json").expect("write");
+        assert!(matches!(read(&path), Err(QueueError::Format { .. })));
+    }
+}

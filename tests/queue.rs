@@ -1,0 +1,113 @@
+//! The local queue through the binary: jobs are checked when added, run one after another in
+//! the queue's order, a failing job does not stop the rest, and a job whose runner died is
+//! marked interrupted by the next runner.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use workbench::core::queue::{self, JobState};
+
+fn workbench(runs: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_workbench"))
+        .arg("--runs-dir")
+        .arg(runs)
+        .args(["queue"])
+        .args(args)
+        .output()
+        .expect("workbench runs")
+}
+
+#[test]
+fn the_queue_runs_in_order_past_a_failure_and_outlives_its_runner() {
+    let runs = tempfile::tempdir().unwrap();
+    let r = runs.path();
+    // Checked when added: nothing is queued.
+    let bad = workbench(r, &["add", "--", "--preset", "no_such_preset_anywhere"]);
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    let smoke = [
+        "add",
+        "--",
+        "--preset",
+        "smoke",
+        "--steps",
+        "2",
+        "--set",
+        "logging.validate_every_steps=0",
+    ];
+    for args in [
+        smoke.to_vec(),
+        // Fails when it runs: the data folder does not exist (exit 2).
+        [smoke.as_slice(), &["--data", "/no/such/folder"]].concat(),
+        smoke.to_vec(),
+    ] {
+        let out = workbench(r, &args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = workbench(r, &["move", "2", "0"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = workbench(r, &["run"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let q = queue::read(&r.join("queue.json")).unwrap();
+    let by_id = |id: u64| q.jobs.iter().find(|j| j.id == id).unwrap();
+    assert_eq!(
+        [0, 1, 2].map(|i| (by_id(i).state, by_id(i).exit_code)),
+        [
+            (JobState::Finished, Some(0)),
+            (JobState::Failed, Some(2)),
+            (JobState::Finished, Some(0))
+        ]
+    );
+    assert!(
+        by_id(2).started <= by_id(0).started,
+        "job 2 was moved first"
+    );
+    for id in [0, 2] {
+        let dir = by_id(id).run_dir.clone().expect("a run directory");
+        assert!(dir.join("events.log").exists(), "{}", dir.display());
+    }
+    let listed = workbench(r, &["list"]);
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert_eq!(text.lines().count(), 3, "{text}");
+    assert!(text.contains("failed"), "{text}");
+    // A job left running by a runner that died is interrupted by the next one; nothing else
+    // runs again.
+    queue::update(&r.join("queue.json"), |q| {
+        let id = q.add(vec!["--preset".into(), "smoke".into()], 0);
+        q.start_next(0);
+        q.job_mut(id).unwrap().pid = Some(u32::MAX - 1);
+    })
+    .unwrap();
+    let out = workbench(r, &["run"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let q = queue::read(&r.join("queue.json")).unwrap();
+    assert_eq!(q.jobs[3].state, JobState::Interrupted);
+    assert_eq!(
+        q.jobs
+            .iter()
+            .filter(|j| j.state == JobState::Finished)
+            .count(),
+        2
+    );
+}
