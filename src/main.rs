@@ -133,6 +133,9 @@ struct TrainOnly {
 enum SweepCmd {
     /// Show the runs a sweep file makes, each validated, without starting any.
     Plan { file: PathBuf },
+    /// Write each run's preset to `RUNS_DIR/sweeps/NAME/` and add the runs to the local queue
+    /// (`workbench queue run` trains them).
+    Submit { file: PathBuf },
 }
 
 #[derive(Subcommand, Debug)]
@@ -466,7 +469,7 @@ fn main() -> ExitCode {
         Some(Cmd::Bench(args)) => bench::run(&args).map_err(|e| Failure { code: 1, error: e }),
         Some(Cmd::Gaad(args)) => gaad(&args),
         Some(Cmd::Data(cmd)) => data(cmd),
-        Some(Cmd::Sweep(cmd)) => sweep(cmd),
+        Some(Cmd::Sweep(cmd)) => sweep(cmd, &runs_dir),
         Some(Cmd::Queue(cmd)) => queue(cmd, &runs_dir),
     };
     match result {
@@ -671,9 +674,12 @@ fn queue_run(path: &Path, runs_dir: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `workbench sweep plan FILE`: the runs a sweep makes, as a table.
-fn sweep(cmd: SweepCmd) -> Result<(), Failure> {
-    let SweepCmd::Plan { file } = cmd;
+/// `workbench sweep plan FILE`: the runs a sweep makes, as a table; `submit`: the same, queued.
+fn sweep(cmd: SweepCmd, runs_dir: &Path) -> Result<(), Failure> {
+    let (file, submit) = match cmd {
+        SweepCmd::Plan { file } => (file, false),
+        SweepCmd::Submit { file } => (file, true),
+    };
     let origin = file.display().to_string();
     let text = std::fs::read_to_string(&file)
         .with_context(|| format!("{origin}: cannot read"))
@@ -722,6 +728,45 @@ fn sweep(cmd: SweepCmd) -> Result<(), Failure> {
             .map(|(cell, w)| format!("{cell:<w$}"))
             .collect();
         out!("{}", line.join("  ").trim_end());
+    }
+    if submit {
+        let dir = runs_dir.join("sweeps").join(&s.name);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("{}: cannot create", dir.display()))
+            .map_err(bad_input)?;
+        let queue_path = runs_dir.join("queue.json");
+        let mut files = Vec::new();
+        for r in &runs {
+            let path = dir.join(format!("{}.ron", r.name));
+            let text = format!(
+                "// Run {} of sweep {} ({}): {}\n{}\n",
+                r.index,
+                s.name,
+                origin,
+                workbench::core::sweep::describe(&r.values),
+                r.preset.to_ron()
+            );
+            workbench::core::rundir::atomic_write(&path, text.as_bytes())
+                .map_err(|e| bad_input(anyhow::anyhow!("{e}")))?;
+            files.push(path);
+        }
+        let ids = workbench::core::queue::update(&queue_path, |q| {
+            files
+                .iter()
+                .map(|f| q.add(vec!["--preset".into(), f.display().to_string()], now_secs()))
+                .collect::<Vec<_>>()
+        })
+        .map_err(|e| Failure {
+            code: 1,
+            error: e.into(),
+        })?;
+        out!(
+            "queued jobs {}..={} in {} (presets in {}); `workbench queue run` trains them",
+            ids.first().copied().unwrap_or_default(),
+            ids.last().copied().unwrap_or_default(),
+            queue_path.display(),
+            dir.display()
+        );
     }
     Ok(())
 }

@@ -111,3 +111,47 @@ fn the_queue_runs_in_order_past_a_failure_and_outlives_its_runner() {
         2
     );
 }
+
+/// A submitted sweep becomes one queued job per run, each on its own preset file, and the
+/// runner trains them with the sweep's values.
+#[test]
+fn a_submitted_sweep_trains_each_run_with_its_values() {
+    let runs = tempfile::tempdir().unwrap();
+    let r = runs.path();
+    let sweep = r.join("lr.ron");
+    std::fs::write(
+        &sweep,
+        r#"(name: "lr", base: "smoke", grid: { "train.lr_g": [1e-4, 3e-4] })"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_workbench"))
+        .arg("--runs-dir")
+        .arg(r)
+        .args(["sweep", "submit"])
+        .arg(&sweep)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = workbench(r, &["run"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let q = queue::read(&r.join("queue.json")).unwrap();
+    assert_eq!(q.jobs.len(), 2);
+    for (job, (name, lr)) in q.jobs.iter().zip([("lr-000", 1e-4), ("lr-001", 3e-4)]) {
+        assert_eq!(job.state, JobState::Finished, "{job:?}");
+        let dir = job.run_dir.clone().expect("a run directory");
+        let text = std::fs::read_to_string(dir.join("preset.ron")).unwrap();
+        let (p, _) = workbench::core::preset::parse_str(&text, "preset.ron").unwrap();
+        let workbench::core::preset::AnyPreset::WganGp(p) = p else {
+            panic!("the base's family")
+        };
+        assert_eq!((p.name.as_str(), p.train.lr_g), (name, lr));
+    }
+}
