@@ -557,7 +557,8 @@ fn queue(cmd: QueueCmd, runs_dir: &Path) -> Result<(), Failure> {
                 .map_err(failed)?
                 .map_err(failed)?;
             if let Some(pid) = pid {
-                // The training process checkpoints what it can on SIGTERM's way out.
+                // SIGTERM ends the training process; `train --resume` continues its run
+                // from the last periodic checkpoint.
                 let _ = std::process::Command::new("kill")
                     .args(["-TERM", &pid.to_string()])
                     .status();
