@@ -180,6 +180,27 @@ impl RunDir {
     pub fn lock_path(&self) -> PathBuf {
         self.root.join("run.lock")
     }
+    #[must_use]
+    pub fn heartbeat_path(&self) -> PathBuf {
+        self.root.join("heartbeat")
+    }
+
+    /// Writes `heartbeat`: the time (unix seconds), this machine's name and process, so that
+    /// an app on another machine reading the folder over shared storage can tell a live run
+    /// from a lost one (it cannot see the process).
+    pub fn write_heartbeat(&self, unix_secs: u64) -> Result<(), RunDirError> {
+        let text = format!("{unix_secs} {} {}\n", host_name(), std::process::id());
+        atomic_write(&self.heartbeat_path(), text.as_bytes())
+    }
+
+    /// The last heartbeat: its time and machine.
+    #[must_use]
+    pub fn heartbeat(&self) -> Option<(u64, String)> {
+        let text = fs::read_to_string(self.heartbeat_path()).ok()?;
+        let mut parts = text.split_whitespace();
+        let secs = parts.next()?.parse().ok()?;
+        Some((secs, parts.next()?.to_string()))
+    }
 
     /// Writes `preset.ron`: comment lines with the metadata, then the preset.
     pub fn write_preset(
@@ -318,8 +339,34 @@ impl RunDir {
         if s.status == RunStatus::Interrupted && self.lock_holder().is_some() {
             s.status = RunStatus::Running;
         }
+        // Written on another machine: its process is not ours to see, so a recent heartbeat
+        // says it runs; a stale one, that it was lost (resumable from its last checkpoint).
+        if s.status == RunStatus::Interrupted {
+            if let Some((beat, host)) = self.heartbeat() {
+                let age = crate::core::timefmt::unix_now() - beat as f64;
+                if host != host_name() && age < HEARTBEAT_STALE_SECS {
+                    s.status = RunStatus::Running;
+                }
+            }
+        }
         Ok(s)
     }
+}
+
+/// How often a run writes its heartbeat.
+pub const HEARTBEAT_EVERY_SECS: f64 = 30.0;
+/// A heartbeat older than this is a lost run's.
+pub const HEARTBEAT_STALE_SECS: f64 = 120.0;
+
+/// This machine's name (`/proc/sys/kernel/hostname`, else `/etc/hostname`).
+#[must_use]
+pub fn host_name() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|p| fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
 }
 
 /// Holds the run's lock; removes the lock file, then releases the lock, when dropped.
@@ -484,6 +531,48 @@ impl CsvLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A run another machine writes: a fresh heartbeat from another host says running, a
+    /// stale one says lost (interrupted); this machine's own heartbeat never overrides the
+    /// process check.
+    #[test]
+    fn a_heartbeat_from_another_machine_tells_running_from_lost() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let run = RunDir::create(dir.path(), "r").expect("run");
+        let mut w = runlog::LogWriter::open(&run.events_path()).expect("log");
+        w.append(&Event::RunStarted {
+            run_dir: run.root().display().to_string(),
+            name: "r".into(),
+            family: "wgan_gp".into(),
+            device: "cpu".into(),
+            total_steps: None,
+            resumed_from: None,
+            restarted: false,
+            wall_time: 0.0,
+            metrics: Vec::new(),
+        })
+        .expect("event");
+        drop(w);
+        let status = |run: &RunDir| run.status().expect("status").status;
+        assert_eq!(status(&run), RunStatus::Interrupted);
+        let now = crate::core::timefmt::unix_now() as u64;
+        fs::write(
+            run.heartbeat_path(),
+            format!("{} other-node 12\n", now - 10),
+        )
+        .expect("beat");
+        assert_eq!(run.heartbeat(), Some((now - 10, "other-node".to_string())));
+        assert_eq!(status(&run), RunStatus::Running);
+        fs::write(
+            run.heartbeat_path(),
+            format!("{} other-node 12\n", now - 600),
+        )
+        .expect("beat");
+        assert_eq!(status(&run), RunStatus::Interrupted);
+        run.write_heartbeat(now).expect("ours");
+        assert_eq!(run.heartbeat().map(|h| h.1), Some(host_name()));
+        assert_eq!(status(&run), RunStatus::Interrupted);
+    }
 
     #[test]
     fn one_holder_at_a_time_and_a_dead_holders_file_is_no_lock() {

@@ -83,6 +83,8 @@ struct Session<'a> {
     metrics: Vec<MetricDef>,
     /// Scalars reported without a declaration, said once in the log.
     undeclared: Vec<String>,
+    /// When `heartbeat` was last written.
+    last_beat: Option<std::time::Instant>,
 }
 
 /// The scalars the session itself logs.
@@ -219,6 +221,7 @@ pub fn run(
         csv_row: Vec::new(),
         metrics,
         undeclared: Vec::new(),
+        last_beat: None,
     };
     match saved_ctl {
         // The controller goes on where it was, when the phase still has it on the same rates.
@@ -358,6 +361,19 @@ impl Session<'_> {
         self.emitter.emit(decided.event)
     }
 
+    /// Writes the run's heartbeat every [`HEARTBEAT_EVERY_SECS`] (a failed write only delays
+    /// the next one: the heartbeat is a hint for viewers on other machines).
+    fn beat(&mut self) {
+        let due = self
+            .last_beat
+            .is_none_or(|t| t.elapsed().as_secs_f64() >= crate::core::rundir::HEARTBEAT_EVERY_SECS);
+        if due {
+            let now = crate::core::timefmt::unix_now().max(0.0) as u64;
+            let _ = self.plan.run_dir.write_heartbeat(now);
+            self.last_beat = Some(std::time::Instant::now());
+        }
+    }
+
     fn phase_done(&self) -> bool {
         match self.plan.preset.preset().phases()[self.c.phase].length {
             PhaseLength::Minutes(m) => self.c.phase_elapsed_secs >= m * 60.0,
@@ -369,6 +385,7 @@ impl Session<'_> {
         let mut paused = false;
         let mut skip_phase = false;
         loop {
+            self.beat();
             if skip_phase || self.phase_done() {
                 skip_phase = false;
                 self.checkpoint(false, None)?;
