@@ -642,6 +642,20 @@ fn queue_run(path: &Path, runs_dir: &Path) -> Result<(), Failure> {
                 eprintln!("job {id}: {line}");
                 if let Some(dir) = line.strip_prefix("run directory: ") {
                     let dir = PathBuf::from(dir.trim());
+                    // Which scheduler started the run, for whoever follows its folder.
+                    let record = serde_json::json!({
+                        "scheduler": "local",
+                        "queue": path.display().to_string(),
+                        "job": id,
+                        "submitted": job.added,
+                        "host": workbench::core::rundir::host_name(),
+                    });
+                    if let Err(e) = workbench::core::rundir::atomic_write(
+                        &dir.join("scheduler.json"),
+                        format!("{record:#}\n").as_bytes(),
+                    ) {
+                        eprintln!("job {id}: cannot record the scheduler: {e}");
+                    }
                     queue::update(path, |q| {
                         if let Ok(j) = q.job_mut(id) {
                             j.run_dir = Some(dir);

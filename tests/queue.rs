@@ -82,6 +82,11 @@ fn the_queue_runs_in_order_past_a_failure_and_outlives_its_runner() {
     for id in [0, 2] {
         let dir = by_id(id).run_dir.clone().expect("a run directory");
         assert!(dir.join("events.log").exists(), "{}", dir.display());
+        let record: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("scheduler.json")).unwrap())
+                .unwrap();
+        assert_eq!(record["scheduler"], "local");
+        assert_eq!(record["job"], id);
     }
     let listed = workbench(r, &["list"]);
     let text = String::from_utf8_lossy(&listed.stdout);
