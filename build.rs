@@ -37,6 +37,8 @@ fn main() {
 fn compile_ops(lib_dir: &std::path::Path) {
     const SRC: &str = "src/engine/ops/ops.cpp";
     println!("cargo:rerun-if-changed={SRC}");
+    // The error convention both shims include.
+    println!("cargo:rerun-if-changed=src/engine/shim_error.hpp");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     let include = lib_dir
         .parent()

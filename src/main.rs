@@ -620,21 +620,17 @@ fn queue_run(path: &Path, runs_dir: &Path) -> Result<(), Failure> {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("job {id}: cannot start: {e}");
-                queue::update(path, |q| {
-                    if let Ok(j) = q.job_mut(id) {
-                        j.state = JobState::Failed;
-                        j.ended = Some(now_secs());
-                    }
+                queue::update_job(path, id, |j| {
+                    j.state = JobState::Failed;
+                    j.ended = Some(now_secs());
                 })
                 .map_err(failed)?;
                 continue;
             }
         };
         let pid = child.id();
-        queue::update(path, |q| {
-            if let Ok(j) = q.job_mut(id) {
-                j.pid = Some(pid);
-            }
+        queue::update_job(path, id, |j| {
+            j.pid = Some(pid);
         })
         .map_err(failed)?;
         if let Some(err) = child.stderr.take() {
@@ -656,29 +652,25 @@ fn queue_run(path: &Path, runs_dir: &Path) -> Result<(), Failure> {
                     ) {
                         eprintln!("job {id}: cannot record the scheduler: {e}");
                     }
-                    queue::update(path, |q| {
-                        if let Ok(j) = q.job_mut(id) {
-                            j.run_dir = Some(dir);
-                        }
+                    queue::update_job(path, id, |j| {
+                        j.run_dir = Some(dir);
                     })
                     .map_err(failed)?;
                 }
             }
         }
         let code = child.wait().ok().and_then(|s| s.code());
-        queue::update(path, |q| {
-            if let Ok(j) = q.job_mut(id) {
-                if j.state == JobState::Running {
-                    j.state = if code == Some(0) {
-                        JobState::Finished
-                    } else {
-                        JobState::Failed
-                    };
-                }
-                j.exit_code = code;
-                j.ended = Some(now_secs());
-                j.pid = None;
+        queue::update_job(path, id, |j| {
+            if j.state == JobState::Running {
+                j.state = if code == Some(0) {
+                    JobState::Finished
+                } else {
+                    JobState::Failed
+                };
             }
+            j.exit_code = code;
+            j.ended = Some(now_secs());
+            j.pid = None;
         })
         .map_err(failed)?;
         eprintln!(

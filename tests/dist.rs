@@ -2,7 +2,7 @@
 //! process (this test binary run again with the rank's environment, as torchrun would).
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tch::{Kind, Tensor};
@@ -16,8 +16,8 @@ fn free_port() -> u16 {
     l.local_addr().expect("addr").port()
 }
 
-/// Runs `test` once per rank, each in its own process, and returns their outputs.
-fn ranks(test: &str, role: &str, world: usize) -> Vec<Output> {
+/// Runs `test` once per rank, each in its own process, and checks that every rank passed.
+fn ranks(test: &str, role: &str, world: usize) {
     let port = free_port().to_string();
     let exe = std::env::current_exe().expect("test binary");
     let children: Vec<_> = (0..world)
@@ -36,10 +36,14 @@ fn ranks(test: &str, role: &str, world: usize) -> Vec<Output> {
                 .expect("spawn a rank")
         })
         .collect();
-    children
-        .into_iter()
-        .map(|c| c.wait_with_output().expect("rank output"))
-        .collect()
+    for (rank, child) in children.into_iter().enumerate() {
+        let out = child.wait_with_output().expect("rank output");
+        assert!(
+            out.status.success(),
+            "rank {rank}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 fn join() -> ProcessGroup {
@@ -72,16 +76,7 @@ fn two_gloo_ranks_reduce_and_broadcast() {
         g.barrier().expect("barrier");
         return;
     }
-    for (rank, out) in ranks("two_gloo_ranks_reduce_and_broadcast", "collectives", 2)
-        .iter()
-        .enumerate()
-    {
-        assert!(
-            out.status.success(),
-            "rank {rank}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    ranks("two_gloo_ranks_reduce_and_broadcast", "collectives", 2);
 }
 
 /// A rank that dies ends its peer's next collective with an error, well within the timeout,
@@ -108,14 +103,5 @@ fn a_dead_rank_ends_the_other_with_an_error() {
         println!("peer death seen after {:?}: {text}", started.elapsed());
         return;
     }
-    for (rank, out) in ranks("a_dead_rank_ends_the_other_with_an_error", "dies", 2)
-        .iter()
-        .enumerate()
-    {
-        assert!(
-            out.status.success(),
-            "rank {rank}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    ranks("a_dead_rank_ends_the_other_with_an_error", "dies", 2);
 }

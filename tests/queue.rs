@@ -8,14 +8,25 @@ use std::process::{Command, Output};
 
 use workbench::core::queue::{self, JobState};
 
+/// `workbench --runs-dir RUNS queue ARGS...`.
 fn workbench(runs: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_workbench"))
         .arg("--runs-dir")
         .arg(runs)
-        .args(["queue"])
+        .arg("queue")
         .args(args)
         .output()
         .expect("workbench runs")
+}
+
+/// The output of a command that must succeed (its error output otherwise).
+fn ok(out: Output) -> Output {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 #[test]
@@ -46,25 +57,10 @@ fn the_queue_runs_in_order_past_a_failure_and_outlives_its_runner() {
         [smoke.as_slice(), &["--data", "/no/such/folder"]].concat(),
         smoke.to_vec(),
     ] {
-        let out = workbench(r, &args);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        ok(workbench(r, &args));
     }
-    let out = workbench(r, &["move", "2", "0"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = workbench(r, &["run"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(workbench(r, &["move", "2", "0"]));
+    ok(workbench(r, &["run"]));
     let q = queue::read(&r.join("queue.json")).unwrap();
     let by_id = |id: u64| q.jobs.iter().find(|j| j.id == id).unwrap();
     assert_eq!(
@@ -88,7 +84,7 @@ fn the_queue_runs_in_order_past_a_failure_and_outlives_its_runner() {
         assert_eq!(record["scheduler"], "local");
         assert_eq!(record["job"], id);
     }
-    let listed = workbench(r, &["list"]);
+    let listed = ok(workbench(r, &["list"]));
     let text = String::from_utf8_lossy(&listed.stdout);
     assert_eq!(text.lines().count(), 3, "{text}");
     assert!(text.contains("failed"), "{text}");
@@ -100,12 +96,7 @@ fn the_queue_runs_in_order_past_a_failure_and_outlives_its_runner() {
         q.job_mut(id).unwrap().pid = Some(u32::MAX - 1);
     })
     .unwrap();
-    let out = workbench(r, &["run"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(workbench(r, &["run"]));
     let q = queue::read(&r.join("queue.json")).unwrap();
     assert_eq!(q.jobs[3].state, JobState::Interrupted);
     assert_eq!(
@@ -129,24 +120,14 @@ fn a_submitted_sweep_trains_each_run_with_its_values() {
         r#"(name: "lr", base: "smoke", grid: { "train.lr_g": [1e-4, 3e-4] })"#,
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_workbench"))
+    ok(Command::new(env!("CARGO_BIN_EXE_workbench"))
         .arg("--runs-dir")
         .arg(r)
         .args(["sweep", "submit"])
         .arg(&sweep)
         .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = workbench(r, &["run"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .unwrap());
+    ok(workbench(r, &["run"]));
     let q = queue::read(&r.join("queue.json")).unwrap();
     assert_eq!(q.jobs.len(), 2);
     for (job, (name, lr)) in q.jobs.iter().zip([("lr-000", 1e-4), ("lr-001", 3e-4)]) {

@@ -213,6 +213,16 @@ pub fn update<T>(path: &Path, edit: impl FnOnce(&mut Queue) -> T) -> Result<T, Q
     Ok(out)
 }
 
+/// Edits job `id` under the queue's lock; a job no longer in the file (removed by hand) is
+/// left alone.
+pub fn update_job(path: &Path, id: u64, edit: impl FnOnce(&mut Job)) -> Result<(), QueueError> {
+    update(path, |q| {
+        if let Ok(j) = q.job_mut(id) {
+            edit(j);
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

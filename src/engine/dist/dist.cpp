@@ -1,30 +1,21 @@
 // torch's own c10d collectives for data-parallel training: a TCP store for the rendezvous and
 // a Gloo process group (CPU tensors), from the libtorch the project links. Each entry point
-// returns false (or null) with `*error` set to a malloc'd message that the caller frees with
-// `wb_dist_free_error`; no C++ exception crosses into Rust.
+// returns false (or null) with `*error` set as `shim_error.hpp` says; no C++ exception
+// crosses into Rust.
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <ATen/ATen.h>
 
+#include "../shim_error.hpp"
+
 #include <chrono>
-#include <cstdlib>
-#include <cstring>
 #include <exception>
 #include <string>
 #include <vector>
 
 namespace {
-char *copy_message(const char *message) {
-  const size_t len = std::strlen(message);
-  char *out = static_cast<char *>(std::malloc(len + 1));
-  if (out != nullptr) {
-    std::memcpy(out, message, len + 1);
-  }
-  return out;
-}
-
 // Only the first line: c10d appends a C++ stack trace to its messages.
 void set_error(char **error, const std::exception &e) {
   std::string text = e.what();
@@ -32,7 +23,7 @@ void set_error(char **error, const std::exception &e) {
   if (end != std::string::npos) {
     text.resize(end);
   }
-  *error = copy_message(text.c_str());
+  *error = wb::copy_message(text.c_str());
 }
 } // namespace
 
@@ -115,7 +106,5 @@ void wb_dist_free(WbGroup *g) {
   } catch (...) {
   }
 }
-
-void wb_dist_free_error(char *error) { std::free(error); }
 
 } // extern "C"

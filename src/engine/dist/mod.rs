@@ -14,7 +14,7 @@
 //! drop; each call hands it a borrowed tensor pointer.
 #![allow(unsafe_code)]
 
-use std::ffi::{c_char, c_void, CStr, CString};
+use std::ffi::{c_char, c_void, CString};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -41,7 +41,6 @@ extern "C" {
     ) -> bool;
     fn wb_dist_barrier(g: *mut c_void, error: *mut *mut c_char) -> bool;
     fn wb_dist_free(g: *mut c_void);
-    fn wb_dist_free_error(error: *mut c_char);
 }
 
 /// Why a rank could not join or a collective failed; each names the variable, the address or
@@ -108,37 +107,28 @@ impl RankEnv {
                 why: "expected a whole number",
             })
         };
-        let (launcher, rank, world, local) = match (get("RANK"), get("WORLD_SIZE")) {
-            (Some(r), Some(w)) => (
-                Launcher::Torchrun,
-                number("RANK", r)?,
-                number("WORLD_SIZE", w)?,
-                get("LOCAL_RANK")
-                    .map(|v| number("LOCAL_RANK", v))
-                    .transpose()?,
+        // Each launcher's variables: rank, world size, local rank.
+        const LAUNCHERS: [(Launcher, [&str; 3]); 2] = [
+            (Launcher::Torchrun, ["RANK", "WORLD_SIZE", "LOCAL_RANK"]),
+            (
+                Launcher::Slurm,
+                ["SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID"],
             ),
-            _ => match (get("SLURM_PROCID"), get("SLURM_NTASKS")) {
-                (Some(r), Some(w)) => (
-                    Launcher::Slurm,
-                    number("SLURM_PROCID", r)?,
-                    number("SLURM_NTASKS", w)?,
-                    get("SLURM_LOCALID")
-                        .map(|v| number("SLURM_LOCALID", v))
-                        .transpose()?,
-                ),
-                _ => return Ok(None),
-            },
+        ];
+        let Some((launcher, [rank_var, world_var, local_var], r, w)) = LAUNCHERS
+            .iter()
+            .find_map(|(l, vars)| Some((*l, *vars, get(vars[0])?, get(vars[1])?)))
+        else {
+            return Ok(None);
         };
+        let (rank, world) = (number(rank_var, r)?, number(world_var, w)?);
+        let local = get(local_var).map(|v| number(local_var, v)).transpose()?;
         if world <= 1 {
             return Ok(None);
         }
         if rank >= world {
             return Err(DistError::Env {
-                var: if launcher == Launcher::Torchrun {
-                    "RANK"
-                } else {
-                    "SLURM_PROCID"
-                },
+                var: rank_var,
                 value: rank.to_string(),
                 why: "must be below the world size",
             });
@@ -201,15 +191,8 @@ unsafe impl Sync for ProcessGroup {}
 const BUCKET_ELEMENTS: i64 = 25 * 1024 * 1024 / 4;
 
 fn take_error(error: *mut c_char) -> String {
-    if error.is_null() {
-        return "unknown c10d error".into();
-    }
-    // SAFETY: a non-null error is a NUL-terminated string the shim malloc'd; freed once here.
-    let message = unsafe { CStr::from_ptr(error) }
-        .to_string_lossy()
-        .into_owned();
-    // SAFETY: as above.
-    unsafe { wb_dist_free_error(error) };
+    let message =
+        crate::engine::ops::take_message(error).unwrap_or_else(|| "unknown c10d error".to_string());
     // Gloo starts its messages with the source location: `[.../pair.cc:553] Connection ...`.
     match message.strip_prefix('[').and_then(|m| m.split_once("] ")) {
         Some((_, rest)) => rest.to_string(),

@@ -20,18 +20,26 @@ extern "C" {
     fn wb_free_error(error: *mut c_char);
 }
 
-/// The message of a failed shim call.
-fn error_message(error: *mut c_char) -> TchError {
+/// Takes the message a failed call of either shim (`ops`, `dist`) left in `error`, freeing
+/// it (`src/engine/shim_error.hpp`); `None` when there is none.
+pub(crate) fn take_message(error: *mut c_char) -> Option<String> {
     if error.is_null() {
-        return TchError::Torch("ATen call failed without a message".to_string());
+        return None;
     }
-    // SAFETY: the shim sets `error` to a NUL-terminated malloc'd string on failure, and it is
+    // SAFETY: a shim sets `error` to a NUL-terminated malloc'd string on failure, and it is
     // freed exactly once, here.
     let message = unsafe { CStr::from_ptr(error) }
         .to_string_lossy()
         .into_owned();
     unsafe { wb_free_error(error) };
-    TchError::Torch(message)
+    Some(message)
+}
+
+/// The message of a failed shim call.
+fn error_message(error: *mut c_char) -> TchError {
+    TchError::Torch(
+        take_message(error).unwrap_or_else(|| "ATen call failed without a message".to_string()),
+    )
 }
 
 /// Takes the result of a shim call: the tensor, or the message ATen threw.

@@ -6,19 +6,11 @@
 #include <ATen/ATen.h>
 
 #include <cstdlib>
-#include <cstring>
 #include <exception>
 
-namespace {
-char *copy_message(const char *message) {
-  const size_t len = std::strlen(message);
-  char *out = static_cast<char *>(std::malloc(len + 1));
-  if (out != nullptr) {
-    std::memcpy(out, message, len + 1);
-  }
-  return out;
-}
-} // namespace
+#include "../shim_error.hpp"
+
+using wb::copy_message;
 
 extern "C" {
 
