@@ -852,7 +852,17 @@ fn train(args: &TrainArgs, runs_dir: &Path) -> Result<(), Failure> {
         lr_d: args.lr_d,
         notes,
     };
-    let plan = worker::prepare(req).map_err(|e| match e {
+    // A data-parallel rank (torchrun's or SLURM's environment) joins its group first.
+    let rank = workbench::engine::dist::join_from_env()
+        .map_err(|e| match e {
+            workbench::engine::dist::DistError::Env { .. } => bad_input(e),
+            other => Failure {
+                code: 1,
+                error: other.into(),
+            },
+        })?
+        .map(|env| env.rank);
+    let plan = worker::prepare_as_rank(req).map_err(|e| match e {
         EngineError::BadInput(_) => bad_input(e),
         other => Failure {
             code: 1,
@@ -864,8 +874,15 @@ fn train(args: &TrainArgs, runs_dir: &Path) -> Result<(), Failure> {
         error: e.into(),
     })?;
     let run_dir = handle.run_dir().to_path_buf();
-    eprintln!("run directory: {}", run_dir.display());
+    // The other data-parallel ranks keep quiet: rank 0 speaks for the run.
+    let follower = rank.is_some_and(|r| r > 0);
+    if follower {
+        eprintln!("rank log: {}", run_dir.display());
+    } else {
+        eprintln!("run directory: {}", run_dir.display());
+    }
     let mut progress = Progress::new(std::io::stderr().is_terminal());
+    progress.silent = follower;
     let end = loop {
         match handle.events().recv_timeout(Duration::from_millis(500)) {
             Ok(event) => {
@@ -917,6 +934,8 @@ struct Progress {
     phase: String,
     /// The family's main metrics, as the run declared them: what the line shows.
     main: Vec<String>,
+    /// Prints nothing (a data-parallel rank other than 0).
+    silent: bool,
 }
 
 impl Progress {
@@ -931,6 +950,7 @@ impl Progress {
             main: Vec::new(),
             last_plain: Instant::now(),
             phase: String::new(),
+            silent: false,
         }
     }
 
@@ -979,6 +999,9 @@ impl Progress {
     }
 
     fn redraw(&mut self) {
+        if self.silent {
+            return;
+        }
         if self.tty {
             eprint!("\r\x1b[2K{}", self.line());
         } else if self.last_plain.elapsed() >= Duration::from_secs(5) {
@@ -988,6 +1011,9 @@ impl Progress {
     }
 
     fn say(&self, text: &str) {
+        if self.silent {
+            return;
+        }
         if self.tty {
             eprint!("\r\x1b[2K");
         }
@@ -1090,7 +1116,7 @@ impl Progress {
     }
 
     fn finish(&self) {
-        if self.tty {
+        if self.tty && !self.silent {
             eprintln!("\r\x1b[2K{}", self.line());
         }
     }

@@ -105,3 +105,216 @@ fn a_dead_rank_ends_the_other_with_an_error() {
     }
     ranks("a_dead_rank_ends_the_other_with_an_error", "dies", 2);
 }
+
+fn presets() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("presets")
+}
+
+/// `workbench train ARGS` as ranks 0..world of one run on 127.0.0.1, each its own process with
+/// torchrun's variables; returns the children to wait on.
+fn spawn_train(world: usize, runs: &std::path::Path, args: &[&str]) -> Vec<std::process::Child> {
+    let port = free_port().to_string();
+    (0..world)
+        .map(|rank| {
+            Command::new(env!("CARGO_BIN_EXE_workbench"))
+                .arg("--runs-dir")
+                .arg(runs)
+                .arg("train")
+                .args(args)
+                .env("RANK", rank.to_string())
+                .env("WORLD_SIZE", world.to_string())
+                .env("LOCAL_RANK", rank.to_string())
+                .env("MASTER_ADDR", "127.0.0.1")
+                .env("MASTER_PORT", &port)
+                .env("WORKBENCH_DIST_TIMEOUT_SECS", "60")
+                .env("OMP_NUM_THREADS", "1")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn a rank")
+        })
+        .collect()
+}
+
+/// Each rank's stderr, after checking that every rank succeeded.
+fn train_ranks(world: usize, runs: &std::path::Path, args: &[&str]) -> Vec<String> {
+    spawn_train(world, runs, args)
+        .into_iter()
+        .enumerate()
+        .map(|(rank, child)| {
+            let out = child.wait_with_output().expect("rank output");
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(out.status.success(), "rank {rank} failed: {err}");
+            err
+        })
+        .collect()
+}
+
+/// The one run folder in `runs`.
+fn only_run(runs: &std::path::Path) -> std::path::PathBuf {
+    let dirs: Vec<_> = std::fs::read_dir(runs)
+        .expect("runs")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs[0].clone()
+}
+
+/// Two ranks of WGAN-GP (BatchNorm generator, gradient penalty), WuBu-GAAD (dual critics,
+/// Q-controllers, heuristics) and the latent action model (EMA codebook) train one model: the
+/// session checks at every checkpoint and at the end that both ranks hold the same parameters
+/// and optimiser state bit for bit, and fails the run otherwise. Rank 0 owns the run folder;
+/// rank 1 writes only its own log under `ranks/rank-1`.
+#[test]
+fn two_ranks_of_each_family_hold_one_model_bit_for_bit() {
+    for (preset, steps) in [
+        ("smoke.ron", "30"),
+        ("wubu_gaad_tiny.ron", "20"),
+        ("latent_action_tiny.ron", "12"),
+    ] {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let p = presets().join(preset);
+        let errs = train_ranks(
+            2,
+            tmp.path(),
+            &["--preset", p.to_str().expect("utf-8"), "--steps", steps],
+        );
+        let run = only_run(tmp.path());
+        let said =
+            format!("all 2 ranks hold identical parameters and optimiser state at step {steps}");
+        assert!(errs[0].contains(&said), "{preset}: {}", errs[0]);
+        let rank1_log = String::from_utf8_lossy(
+            &std::fs::read(run.join("ranks/rank-1/events.log")).expect("rank 1's log"),
+        )
+        .into_owned();
+        assert!(rank1_log.contains(&said), "{preset}: {rank1_log}");
+        let preset_ron = std::fs::read_to_string(run.join("preset.ron")).expect("preset");
+        assert!(preset_ron.contains("// world_size: 2"), "{preset_ron}");
+        // Only rank 0 writes checkpoints and media.
+        assert!(run.join("checkpoints/latest").is_file(), "{preset}");
+        assert!(
+            !run.join("ranks/rank-1/checkpoints/latest").exists(),
+            "{preset}"
+        );
+        let media = std::fs::read_dir(run.join("ranks/rank-1/media"))
+            .expect("media")
+            .count();
+        assert_eq!(media, 0, "{preset}: rank 1 wrote media");
+    }
+}
+
+/// Data parallelism changes nothing but the speed: two ranks of 2 volumes train the VQ-GAN (no
+/// BatchNorm before its critics start; EMA codebook with lazy initialisation and restarts) to
+/// the parameters one process reaches on the same 4 volumes a step, up to float rounding.
+#[test]
+fn two_ranks_train_the_vq_gan_as_one_process_on_the_global_batch() {
+    let p = presets().join("vq_gan_tiny.ron");
+    let p = p.to_str().expect("utf-8");
+    let two = tempfile::tempdir().expect("tmp");
+    train_ranks(
+        2,
+        two.path(),
+        &["--preset", p, "--steps", "6", "--set", "train.batch_size=2"],
+    );
+    let one = tempfile::tempdir().expect("tmp");
+    let out = Command::new(env!("CARGO_BIN_EXE_workbench"))
+        .arg("--runs-dir")
+        .arg(one.path())
+        .args([
+            "train",
+            "--preset",
+            p,
+            "--steps",
+            "6",
+            "--set",
+            "train.batch_size=4",
+        ])
+        .env("OMP_NUM_THREADS", "1")
+        .output()
+        .expect("one process");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read = |runs: &std::path::Path| {
+        workbench::engine::checkpoint::read(&only_run(runs).join("checkpoints/step-00000006"))
+            .expect("checkpoint")
+    };
+    let (a, b) = (read(two.path()), read(one.path()));
+    let mut worst = (0.0f64, String::new());
+    let mut compared = 0;
+    for (name, t) in &a.tensors {
+        if !name.starts_with("ae.") {
+            continue;
+        }
+        let u = &b.tensors[name];
+        let scale = u.abs().max().double_value(&[]).max(1e-6);
+        let rel = (t - u).abs().max().double_value(&[]) / scale;
+        if rel > worst.0 {
+            worst = (rel, name.clone());
+        }
+        compared += 1;
+    }
+    assert!(compared > 50, "{compared}");
+    assert!(worst.0 < 1e-3, "{worst:?}");
+    // Not a trivially equal pair: the parameters moved from their start.
+    let moved = a
+        .tensors
+        .iter()
+        .filter(|(n, _)| n.starts_with("opt_ae.") && n.ends_with(".exp_avg"))
+        .any(|(_, t)| t.abs().max().double_value(&[]) > 0.0);
+    assert!(moved);
+}
+
+/// A rank killed in the middle of training ends the other with one clear line naming the
+/// failed all-reduce, well within the timeout, instead of a hang.
+#[test]
+fn a_rank_killed_mid_training_ends_the_run_with_an_error() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let p = presets().join("vq_gan_tiny.ron");
+    let mut children = spawn_train(
+        2,
+        tmp.path(),
+        &["--preset", p.to_str().expect("utf-8"), "--steps", "100000"],
+    );
+    // Wait until training runs (rank 0 has logged scalars), then kill rank 1.
+    let started = Instant::now();
+    loop {
+        let csv = std::fs::read_dir(tmp.path())
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| std::fs::read_to_string(e.ok()?.path().join("losses.csv")).ok());
+        if csv.is_some_and(|c| c.lines().count() > 3) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "never trained"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut rank1 = children.pop().expect("rank 1");
+    rank1.kill().expect("kill rank 1");
+    let _ = rank1.wait();
+    let killed = Instant::now();
+    let out = children
+        .pop()
+        .expect("rank 0")
+        .wait_with_output()
+        .expect("rank 0");
+    let waited = killed.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(waited < Duration::from_secs(30), "{waited:?}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error: run failed"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        line.contains("failed on rank 0 (a rank died or timed out?)"),
+        "{line}"
+    );
+    assert!(!line.contains("GLHF"), "{line}");
+    println!("rank 0 stopped {waited:?} after rank 1 was killed: {line}");
+}

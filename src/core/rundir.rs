@@ -132,6 +132,19 @@ impl RunDir {
         Ok(dir)
     }
 
+    /// The folder of a data-parallel rank other than 0 inside run `root`: `ranks/rank-N`, with
+    /// its own log, heartbeat and lock (rank 0 owns the run's checkpoints and media).
+    pub fn create_rank(root: &Path, rank: usize) -> Result<Self, RunDirError> {
+        let dir = root.join("ranks").join(format!("rank-{rank}"));
+        fs::create_dir_all(&dir).map_err(|e| RunDirError::Io {
+            path: dir.clone(),
+            message: format!("cannot create the rank's folder: {e}"),
+        })?;
+        let dir = Self { root: dir };
+        dir.ensure_layout()?;
+        Ok(dir)
+    }
+
     /// Opens an existing run directory.
     pub fn open(root: &Path) -> Result<Self, RunDirError> {
         if !root.join("preset.ron").is_file() {

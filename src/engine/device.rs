@@ -16,8 +16,17 @@ pub fn resolve(text: &str) -> Result<Device, EngineError> {
     };
     match request {
         DeviceRequest::Cpu => Ok(Device::Cpu),
-        DeviceRequest::Auto => Ok(if count > 0 { Device::Cuda(0) } else { Device::Cpu }),
-        DeviceRequest::Cuda(n) if (n as i64) < count => Ok(Device::Cuda(n)),
+        // A data-parallel rank takes its node's GPU of its local rank.
+        DeviceRequest::Auto => Ok(if count > 0 {
+            Device::Cuda(crate::engine::dist::local_rank() % count as usize)
+        } else {
+            Device::Cpu
+        }),
+        DeviceRequest::Cuda(n) if (n as i64) < count => {
+            // `cuda` on a data-parallel rank: the local rank's GPU from the one named.
+            let local = crate::engine::dist::local_rank();
+            Ok(Device::Cuda((n + local) % count as usize))
+        }
         DeviceRequest::Cuda(n) => Err(EngineError::BadInput(format!(
             "device `{text}`: cuda:{n} was asked for but {count} CUDA device(s) are visible; use `auto` or `cpu`"
         ))),

@@ -43,6 +43,9 @@ pub fn failpoint(name: &str, step: u64) -> bool {
 pub enum EngineError {
     #[error("{0}")]
     BadInput(String),
+    /// A data-parallel collective failed (a rank died or timed out).
+    #[error("{0}")]
+    Dist(#[from] crate::engine::dist::DistError),
     #[error("data: {0}")]
     Data(String),
     #[error("model: {0}")]

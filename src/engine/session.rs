@@ -30,7 +30,7 @@ use crate::engine::lr_control::{self, LrControl};
 use crate::engine::trainer::{
     injected_failure, panic_text, Reconstruction, Rgba, StepCtx, StepError, Trainer, VolumePair,
 };
-use crate::engine::EngineError;
+use crate::engine::{dist, EngineError};
 
 /// Counters saved in every checkpoint.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -85,6 +85,47 @@ struct Session<'a> {
     undeclared: Vec<String>,
     /// When `heartbeat` was last written.
     last_beat: Option<std::time::Instant>,
+    /// Rank 0 of a data-parallel run, or the only process: it writes the checkpoints and
+    /// media (the other ranks only their log).
+    root: bool,
+}
+
+/// The trainer's state by name: the same order in every process, as the collectives pair
+/// tensors by position.
+fn state_in_order(trainer: &dyn Trainer) -> Vec<(String, tch::Tensor)> {
+    let mut named = trainer.state_tensors();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    named
+}
+
+/// Overwrites the trainer's BatchNorm running statistics with rank 0's (a no-op alone): each
+/// rank's follow its own data between these points, as in torch's DDP without SyncBatchNorm;
+/// validation, the checks and checkpoints use rank 0's.
+fn take_roots_statistics(trainer: &dyn Trainer) -> Result<(), EngineError> {
+    if dist::group().is_none() {
+        return Ok(());
+    }
+    let stats: Vec<tch::Tensor> = state_in_order(trainer)
+        .into_iter()
+        .filter(|(name, _)| name.ends_with("running_mean") || name.ends_with("running_var"))
+        .map(|(_, t)| t)
+        .collect();
+    dist::broadcast_from_root(&stats)?;
+    Ok(())
+}
+
+/// Overwrites the trainer's parameters, buffers and optimiser state with rank 0's (a no-op
+/// alone): every data-parallel rank starts, resumes and enters a phase with one model.
+fn take_roots_state(trainer: &dyn Trainer) -> Result<(), EngineError> {
+    if dist::group().is_none() {
+        return Ok(());
+    }
+    let tensors: Vec<tch::Tensor> = state_in_order(trainer)
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
+    dist::broadcast_from_root(&tensors)?;
+    Ok(())
 }
 
 /// The scalars the session itself logs.
@@ -167,6 +208,7 @@ pub fn run(
             }
         }
     }
+    take_roots_state(trainer.as_ref())?;
     let rewind_to = loaded
         .as_ref()
         .map(|_| c.step)
@@ -196,6 +238,14 @@ pub fn run(
         })
     };
     info(emitter, c.step, trainer.describe())?;
+    let (rank, world) = dist::rank_and_world();
+    if world > 1 {
+        info(
+            emitter,
+            c.step,
+            format!("data-parallel rank {rank} of {world} (c10d Gloo): each rank trains the preset's batch, so the global batch is {world} times it; gradients are averaged over the ranks after every backward"),
+        )?;
+    }
     for note in &plan.notes {
         info(emitter, c.step, note.clone())?;
     }
@@ -222,6 +272,7 @@ pub fn run(
         metrics,
         undeclared: Vec::new(),
         last_beat: None,
+        root: rank == 0,
     };
     match saved_ctl {
         // The controller goes on where it was, when the phase still has it on the same rates.
@@ -264,7 +315,8 @@ impl Session<'_> {
         self.trainer.apply_preset(&self.cfg);
         self.health.set_config(self.cfg.health().clone());
         let mut loaded_from = None;
-        if load_best && phase.start_from_best {
+        // Rank 0 loads the previous phase's best, then hands it to the others.
+        if load_best && phase.start_from_best && self.root {
             let ckpts = self.plan.run_dir.checkpoints();
             let dir = match self.best.phases.get(&(index - 1)) {
                 Some(b) => ckpts.join(&b.dir),
@@ -281,6 +333,9 @@ impl Session<'_> {
             self.trainer.load_state(&ckpt).map_err(EngineError::Model)?;
             self.trainer.apply_preset(&self.cfg);
             loaded_from = Some(dir.display().to_string());
+        }
+        if load_best && phase.start_from_best {
+            take_roots_state(self.trainer.as_ref())?;
         }
         self.setup_control()?;
         self.c.phase = index;
@@ -491,6 +546,15 @@ impl Session<'_> {
             Ok(s) => s,
             Err(e) => return Err(self.step_failed(&e)),
         };
+        // Data-parallel: the step's scalars are their means over the ranks, so the log, the
+        // health checks and the learning-rate controller see (and decide) the same on each.
+        if dist::group().is_some() {
+            let mut values: Vec<f64> = scalars.iter().map(|(_, v)| *v).collect();
+            dist::mean_values(&mut values)?;
+            for (slot, v) in scalars.iter_mut().zip(values) {
+                slot.1 = v;
+            }
+        }
         if crate::engine::failpoint("nan-loss", ctx.step) {
             // The first of the family's main losses.
             let main = |k: &str| {
@@ -503,6 +567,13 @@ impl Session<'_> {
             }
         }
         self.c.phase_elapsed_secs += t0.elapsed().as_secs_f64();
+        if matches!(
+            self.plan.preset.preset().phases()[self.c.phase].length,
+            PhaseLength::Minutes(_)
+        ) {
+            // A timed phase ends on rank 0's clock, at the same step on every rank.
+            self.c.phase_elapsed_secs = dist::root_value(self.c.phase_elapsed_secs)?;
+        }
         if let Some((name, v)) = scalars.iter().find(|(_, v)| !v.is_finite()) {
             let last = checkpoint::resolve(&self.plan.run_dir.checkpoints()).map_or_else(
                 |_| "none was written".to_string(),
@@ -560,6 +631,7 @@ impl Session<'_> {
             self.validate(when == Due::Regular)?;
         }
         if ckpt_every > 0 && step.is_multiple_of(ckpt_every) {
+            self.check_ranks(false)?;
             self.checkpoint(false, None)?;
         }
         self.csv_flush()
@@ -735,7 +807,52 @@ impl Session<'_> {
         Ok(())
     }
 
+    /// Data-parallel: checks that every rank holds exactly rank 0's model and optimiser state
+    /// (bit for bit), and stops the run when one does not; `say` logs the agreement.
+    fn check_ranks(&mut self, say: bool) -> Result<(), EngineError> {
+        let (_, world) = dist::rank_and_world();
+        if world == 1 {
+            return Ok(());
+        }
+        take_roots_statistics(self.trainer.as_ref())?;
+        let (names, tensors): (Vec<String>, Vec<tch::Tensor>) =
+            state_in_order(self.trainer.as_ref()).into_iter().unzip();
+        if !dist::ranks_agree(&tensors)? {
+            // Every rank learns the disagreement together, so they name the tensors together.
+            let mut differ = Vec::new();
+            for (name, t) in names.iter().zip(&tensors) {
+                if !dist::ranks_agree(std::slice::from_ref(t))? {
+                    differ.push(name.as_str());
+                }
+            }
+            let shown = differ.len().min(4);
+            return Err(EngineError::Model(format!(
+                "step {}: the data-parallel ranks no longer hold the same model ({} of {} tensors differ: {}{}); the run was stopped (its last checkpoint is rank 0's)",
+                self.c.step,
+                differ.len(),
+                tensors.len(),
+                differ[..shown].join(", "),
+                if differ.len() > shown { ", ..." } else { "" }
+            )));
+        }
+        if say {
+            self.emitter.emit(Event::Log {
+                step: self.c.step,
+                level: Level::Info,
+                message: format!(
+                    "all {world} ranks hold identical parameters and optimiser state at step {} (fingerprint {:013x})",
+                    self.c.step,
+                    dist::fingerprint(&tensors) as u64
+                ),
+            })?;
+        }
+        Ok(())
+    }
+
     fn sample(&mut self) -> Result<(), EngineError> {
+        if !self.root {
+            return Ok(());
+        }
         let grid = self.trainer.sample_grid();
         let rel = format!("media/samples-step-{:08}.png", self.c.step);
         self.save_png(&rel, &grid)?;
@@ -755,10 +872,19 @@ impl Session<'_> {
     /// Validates; `may_keep_best`: whether an improvement writes the phase's best checkpoint
     /// (the early points do not, so the first seconds write no checkpoints).
     fn validate(&mut self, may_keep_best: bool) -> Result<(), EngineError> {
+        take_roots_statistics(self.trainer.as_ref())?;
         let Some(v) = self.trainer.validate() else {
             return self.emit_family_events();
         };
         self.emit_family_events()?;
+        // Every rank validates (the family's controllers may act on it); rank 0 reports.
+        if !self.root {
+            let _ = (
+                self.trainer.pending_reconstruction(),
+                self.trainer.pending_volume(),
+            );
+            return Ok(());
+        }
         if let Some(r) = self.trainer.pending_reconstruction() {
             self.emit_reconstruction(r)?;
         }
@@ -806,6 +932,9 @@ impl Session<'_> {
     fn checkpoint(&mut self, best: bool, metric: Option<f64>) -> Result<(), EngineError> {
         // The rows up to this step are on disk before the checkpoint that a resume rewinds to.
         self.csv_flush()?;
+        if !self.root {
+            return Ok(());
+        }
         let ckpts = self.plan.run_dir.checkpoints();
         let dir = if self.last_checkpoint_step == Some(self.c.step) {
             ckpts.join(checkpoint::dir_name(self.c.step))
@@ -857,6 +986,7 @@ impl Session<'_> {
         if self.c.accum.values().any(|(_, n)| *n > 0) {
             self.log_scalars()?;
         }
+        self.check_ranks(true)?;
         let (_, sample_every, _, _, _) = cadences(&self.cfg);
         if due(self.c.step, sample_every).is_none() {
             self.sample()?;

@@ -158,6 +158,11 @@ pub(crate) fn set_live_of<T>(
     Ok(std::mem::replace(field, value))
 }
 
+/// A failed gradient all-reduce as the step's error.
+pub(crate) fn all_reduce_failed(e: crate::engine::dist::DistError) -> StepError {
+    StepError::new("the gradient all-reduce", e)
+}
+
 pub(crate) fn injected_failure(step: u64) -> Result<(), StepError> {
     let mismatched = || Tensor::zeros([2, 3], (tch::Kind::Float, Device::Cpu));
     if crate::engine::failpoint("torch-error", step) {

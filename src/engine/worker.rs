@@ -118,7 +118,8 @@ pub fn prepare(req: RunRequest) -> Result<RunPlan, EngineError> {
         tch::set_num_threads(threads as i32);
     }
     if resume_from.is_none() {
-        let meta = [
+        let (_, world) = crate::engine::dist::rank_and_world();
+        let mut meta = vec![
             ("workbench", env!("CARGO_PKG_VERSION").to_string()),
             ("git_commit", env!("WORKBENCH_GIT_COMMIT").to_string()),
             ("libtorch", device::libtorch_version().to_string()),
@@ -130,19 +131,15 @@ pub fn prepare(req: RunRequest) -> Result<RunPlan, EngineError> {
                     + " UTC",
             ),
         ];
+        if world > 1 {
+            // Each rank trains the preset's batch: the global batch is `world` times it.
+            meta.push(("world_size", world.to_string()));
+        }
         run_dir
             .write_preset(&preset.preset().to_ron(), &meta)
             .map_err(|e| bad(e.to_string()))?;
     }
-    let mut live_overrides = Vec::new();
-    // The family says which fields are its learning rates.
-    let lr = preset.preset().front().lr_fields();
-    if let Some(v) = req.lr_g {
-        live_overrides.push((lr.generator.to_string(), v));
-    }
-    if let Some(v) = req.lr_d {
-        live_overrides.extend(lr.critic.iter().map(|f| ((*f).to_string(), v)));
-    }
+    let live_overrides = lr_overrides(&preset, req.lr_g, req.lr_d);
     Ok(RunPlan {
         preset,
         run_dir,
@@ -154,6 +151,106 @@ pub fn prepare(req: RunRequest) -> Result<RunPlan, EngineError> {
         restart,
         _lock: lock,
     })
+}
+
+/// [`prepare`] for every process of a run: alone, or as rank 0 of a data-parallel run (which
+/// then tells the other ranks its run directory and checkpoint, or why it could not start);
+/// the other ranks follow with [`prepare_rank`].
+pub fn prepare_as_rank(req: RunRequest) -> Result<RunPlan, EngineError> {
+    let (rank, world) = crate::engine::dist::rank_and_world();
+    if world == 1 {
+        return prepare(req);
+    }
+    if rank == 0 {
+        let prepared = prepare(req);
+        let message = match &prepared {
+            Ok(plan) => serde_json::json!({
+                "run_dir": plan.run_dir.root(),
+                "resume_from": plan.resume_from,
+            }),
+            Err(e) => serde_json::json!({ "error": e.to_string() }),
+        };
+        crate::engine::dist::broadcast_text(&message.to_string())?;
+        return prepared;
+    }
+    let text = crate::engine::dist::broadcast_text("")?;
+    let message: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| EngineError::Model(format!("rank 0's start message: {e}")))?;
+    if let Some(error) = message.get("error").and_then(|v| v.as_str()) {
+        return Err(EngineError::BadInput(format!(
+            "rank 0 could not start the run: {error}"
+        )));
+    }
+    let root = message
+        .get("run_dir")
+        .and_then(|v| v.as_str())
+        .map(PathBuf::from)
+        .ok_or_else(|| EngineError::Model(format!("rank 0's start message: {text}")))?;
+    let resume_from = message
+        .get("resume_from")
+        .and_then(|v| v.as_str())
+        .map(PathBuf::from);
+    prepare_rank(req, &root, resume_from, rank)
+}
+
+/// The plan of a data-parallel rank other than 0: rank 0 prepared run `root` (and resolved
+/// the checkpoint to resume from); this rank trains the same preset with its log under
+/// `ranks/rank-N`.
+pub fn prepare_rank(
+    req: RunRequest,
+    root: &Path,
+    resume_from: Option<PathBuf>,
+    rank: usize,
+) -> Result<RunPlan, EngineError> {
+    let bad = EngineError::BadInput;
+    let root_dir = RunDir::open(root).map_err(|e| bad(e.to_string()))?;
+    let preset = preset_or_runs(req.preset, &root_dir)?;
+    let run_dir = RunDir::create_rank(root, rank).map_err(|e| bad(e.to_string()))?;
+    let lock = run_dir.lock().map_err(|e| bad(e.to_string()))?;
+    run_dir
+        .write_preset(
+            &preset.preset().to_ron(),
+            &[
+                ("rank", rank.to_string()),
+                ("run", root.display().to_string()),
+            ],
+        )
+        .map_err(|e| bad(e.to_string()))?;
+    let device = resolve_device(req.device.as_deref(), &preset)?;
+    let threads = preset.preset().threads();
+    if threads > 0 {
+        tch::set_num_threads(threads as i32);
+    }
+    let live_overrides = lr_overrides(&preset, req.lr_g, req.lr_d);
+    Ok(RunPlan {
+        preset,
+        run_dir,
+        device,
+        resume_from,
+        step_limit: req.step_limit,
+        live_overrides,
+        notes: req.notes,
+        restart: false,
+        _lock: lock,
+    })
+}
+
+/// The learning rates set on the command line, as live settings of the family's fields.
+fn lr_overrides(
+    preset: &ValidatedPreset,
+    lr_g: Option<f64>,
+    lr_d: Option<f64>,
+) -> Vec<(String, f64)> {
+    // The family says which fields are its learning rates.
+    let lr = preset.preset().front().lr_fields();
+    let mut out = Vec::new();
+    if let Some(v) = lr_g {
+        out.push((lr.generator.to_string(), v));
+    }
+    if let Some(v) = lr_d {
+        out.extend(lr.critic.iter().map(|f| ((*f).to_string(), v)));
+    }
+    out
 }
 
 /// The preset given, or the run's own `preset.ron`.

@@ -17,7 +17,7 @@ pub struct Augment {
 }
 
 fn uniform(b: i64, lo: f64, hi: f64, like: &Tensor) -> Tensor {
-    Tensor::rand([b, 1, 1, 1], (Kind::Float, like.device())) * (hi - lo) + lo
+    crate::engine::dist::rand_rows(&[b, 1, 1, 1], (Kind::Float, like.device())) * (hi - lo) + lo
 }
 
 fn grey(x: &Tensor) -> Tensor {
@@ -32,7 +32,8 @@ pub fn augment(x: &Tensor, a: &Augment) -> Tensor {
     let b = x.size()[0];
     let mut x = x.shallow_clone();
     if a.hflip_prob > 0.0 {
-        let flip = Tensor::rand([b, 1, 1, 1], (Kind::Float, x.device())).lt(a.hflip_prob);
+        let flip = crate::engine::dist::rand_rows(&[b, 1, 1, 1], (Kind::Float, x.device()))
+            .lt(a.hflip_prob);
         x = x.flip([3]).where_self(&flip, &x);
     }
     if a.rotation_deg > 0.0 {

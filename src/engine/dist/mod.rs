@@ -179,6 +179,7 @@ pub struct ProcessGroup {
     ptr: *mut c_void,
     rank: usize,
     world: usize,
+    local_rank: usize,
 }
 
 // SAFETY: c10d process groups are built to be driven from any thread (torch's DDP issues
@@ -193,9 +194,14 @@ const BUCKET_ELEMENTS: i64 = 25 * 1024 * 1024 / 4;
 fn take_error(error: *mut c_char) -> String {
     let message =
         crate::engine::ops::take_message(error).unwrap_or_else(|| "unknown c10d error".to_string());
-    // Gloo starts its messages with the source location: `[.../pair.cc:553] Connection ...`.
-    match message.strip_prefix('[').and_then(|m| m.split_once("] ")) {
+    // Gloo starts its messages with the source location: `[.../pair.cc:553] Connection ...`,
+    // and c10d ends a lost peer's with boilerplate advice; the cause stays.
+    let message = match message.strip_prefix('[').and_then(|m| m.split_once("] ")) {
         Some((_, rest)) => rest.to_string(),
+        None => message,
+    };
+    match message.split_once(". This is typically caused") {
+        Some((cause, _)) => cause.to_string(),
         None => message,
     }
 }
@@ -237,11 +243,17 @@ impl ProcessGroup {
             ptr,
             rank: env.rank,
             world: env.world,
+            local_rank: env.local_rank,
         })
     }
 
     pub fn rank(&self) -> usize {
         self.rank
+    }
+
+    /// The rank on its node: which GPU it trains on.
+    pub fn local_rank(&self) -> usize {
+        self.local_rank
     }
 
     pub fn world(&self) -> usize {
@@ -358,6 +370,29 @@ impl Drop for ProcessGroup {
 
 static GROUP: OnceLock<ProcessGroup> = OnceLock::new();
 
+/// How long a rank waits for the others to join or to reach a collective:
+/// `WORKBENCH_DIST_TIMEOUT_SECS`, 300 s by default. A rank that dies is seen at once (its
+/// connections close); the timeout only bounds a rank that hangs.
+pub fn timeout_from_env() -> Duration {
+    std::env::var("WORKBENCH_DIST_TIMEOUT_SECS")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| *s > 0.0)
+        .map_or(Duration::from_secs(300), Duration::from_secs_f64)
+}
+
+/// Joins the data-parallel group the launcher's environment describes and installs it; `None`
+/// (nothing joined) without a launcher or in a world of one.
+pub fn join_from_env() -> Result<Option<RankEnv>, DistError> {
+    let Some(env) = RankEnv::from_env()? else {
+        return Ok(None);
+    };
+    let group = ProcessGroup::join(&env, timeout_from_env())?;
+    // One group per process: a second join keeps the first.
+    let _ = install(group);
+    Ok(Some(env))
+}
+
 /// Makes `group` this process's for the rest of its life (a process is one rank); `Err` gives
 /// it back when one is already installed.
 pub fn install(group: ProcessGroup) -> Result<(), ProcessGroup> {
@@ -372,6 +407,35 @@ pub fn group() -> Option<&'static ProcessGroup> {
 /// This process's rank and the world size: `(0, 1)` alone.
 pub fn rank_and_world() -> (usize, usize) {
     group().map_or((0, 1), |g| (g.rank(), g.world()))
+}
+
+/// This process's rank on its node (0 alone).
+pub fn local_rank() -> usize {
+    group().map_or(0, ProcessGroup::local_rank)
+}
+
+/// Rank 0's `value` on every rank (as is, alone): a decision only rank 0 may take, such as
+/// the wall-clock end of a timed phase.
+pub fn root_value(value: f64) -> Result<f64, DistError> {
+    let Some(g) = group() else {
+        return Ok(value);
+    };
+    let t = Tensor::from_slice(&[value]);
+    g.broadcast(&t, 0)?;
+    Ok(t.double_value(&[0]))
+}
+
+/// The trainable variables of `vs` sorted by name: the same order in every process (tch's
+/// `trainable_variables` follows a hash map's, which differs between processes, and the
+/// collectives pair tensors by position).
+pub fn trainable_in_order(vs: &tch::nn::VarStore) -> Vec<Tensor> {
+    let mut named: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .filter(|(_, t)| t.requires_grad())
+        .collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    named.into_iter().map(|(_, t)| t).collect()
 }
 
 /// Replaces the gradients of `params` by their mean over the ranks (a no-op alone). Call it
@@ -415,6 +479,146 @@ pub fn mean_values(values: &mut [f64]) -> Result<(), DistError> {
     })?;
     values.copy_from_slice(&out);
     Ok(())
+}
+
+/// Where this rank's `b` items of global batch `batch` start in an epoch's order: a global
+/// batch is `world * b` consecutive items and rank `r` takes the `r`-th run of `b`, so the
+/// ranks together train on exactly the batch one process with `world * b` would (the epoch's
+/// tail that fills no global batch is dropped by [`steps_per_epoch`]).
+pub fn batch_start(batch: usize, b: usize) -> usize {
+    let (rank, world) = rank_and_world();
+    (batch * world + rank) * b
+}
+
+/// Global batches of `b` items per rank in an epoch of `n` items (at least 1).
+pub fn steps_per_epoch(n: usize, b: usize) -> u64 {
+    let (_, world) = rank_and_world();
+    (n / (b.max(1) * world)).max(1) as u64
+}
+
+/// This rank's part of a tensor drawn for the whole global batch: rows `rank * b..(rank+1) *
+/// b` of `global` (`world * b` rows). Alone, `global` itself.
+pub fn rank_rows(global: Tensor) -> Tensor {
+    let (rank, world) = rank_and_world();
+    if world == 1 {
+        return global;
+    }
+    let b = global.size()[0] / world as i64;
+    global.narrow(0, rank as i64 * b, b)
+}
+
+/// Normal noise for this rank's `shape[0]` rows: the global batch's draw, then this rank's
+/// rows, so every rank consumes the generator as one process with the global batch would and
+/// gets the rows that process would give its items.
+pub fn randn_rows(shape: &[i64], opts: (Kind, tch::Device)) -> Tensor {
+    rank_rows(Tensor::randn(global_shape(shape), opts))
+}
+
+/// Uniform noise in [0, 1) for this rank's rows, as [`randn_rows`].
+pub fn rand_rows(shape: &[i64], opts: (Kind, tch::Device)) -> Tensor {
+    rank_rows(Tensor::rand(global_shape(shape), opts))
+}
+
+/// Every rank's rows of `local` (the same number on each), in rank order: exactly the rows
+/// one process with the global batch would hold. Alone, `local` itself. Built on the
+/// all-reduce (each rank's rows at its offset, zeros elsewhere), which adds only exact zeros.
+///
+/// # Panics
+/// When a rank died or timed out: it is called inside a model's forward, where the step's
+/// panic guard turns it into the step's error with this message.
+pub fn gather_rows(local: &Tensor) -> Tensor {
+    let Some(g) = group() else {
+        return local.shallow_clone();
+    };
+    let mut shape = local.size();
+    let b = shape.first().copied().unwrap_or(0);
+    if let Some(first) = shape.first_mut() {
+        *first *= g.world() as i64;
+    }
+    let all = tch::no_grad(|| {
+        let all = Tensor::zeros(shape.as_slice(), (local.kind(), local.device()));
+        all.narrow(0, g.rank() as i64 * b, b).copy_(&local.detach());
+        all
+    });
+    if let Err(e) = g.all_reduce_sum(&all) {
+        panic!("{e}");
+    }
+    all
+}
+
+fn global_shape(shape: &[i64]) -> Vec<i64> {
+    let (_, world) = rank_and_world();
+    let mut s = shape.to_vec();
+    if let Some(first) = s.first_mut() {
+        *first *= world as i64;
+    }
+    s
+}
+
+/// Rank 0's text on every rank (up to 16 KiB); alone, `text` itself. Used once at
+/// the start: rank 0 tells the others its run directory.
+pub fn broadcast_text(text: &str) -> Result<String, DistError> {
+    let Some(g) = group() else {
+        return Ok(text.to_string());
+    };
+    let mut buf = vec![0u8; HANDSHAKE_BYTES];
+    let bytes = text.as_bytes();
+    let n = bytes.len().min(HANDSHAKE_BYTES - 4);
+    buf[..4].copy_from_slice(&(n as u32).to_le_bytes());
+    buf[4..4 + n].copy_from_slice(&bytes[..n]);
+    let t = Tensor::from_slice(&buf);
+    g.broadcast(&t, 0)?;
+    let out = Vec::<u8>::try_from(&t).map_err(|e| DistError::Collective {
+        what: "reading a broadcast",
+        rank: g.rank(),
+        message: e.to_string(),
+    })?;
+    let mut len = [0u8; 4];
+    len.copy_from_slice(&out[..4]);
+    let n = (u32::from_le_bytes(len) as usize).min(HANDSHAKE_BYTES - 4);
+    Ok(String::from_utf8_lossy(&out[4..4 + n]).into_owned())
+}
+
+const HANDSHAKE_BYTES: usize = 16 * 1024;
+
+/// A fingerprint of `tensors`' exact bits: FNV-1a over their bytes, cut to 52 bits so it
+/// travels exactly as an f64.
+pub fn fingerprint(tensors: &[Tensor]) -> f64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    tch::no_grad(|| {
+        for t in tensors {
+            let flat = t
+                .detach()
+                .to_device(tch::Device::Cpu)
+                .contiguous()
+                .reshape([-1]);
+            let numel = flat.numel();
+            let mut raw = vec![0u8; numel * flat.kind().elt_size_in_bytes()];
+            if flat.f_copy_data_u8(&mut raw, numel).is_err() {
+                continue;
+            }
+            for b in raw {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+    });
+    (h >> 12) as f64
+}
+
+/// Whether every rank holds exactly rank 0's `tensors` (true alone): each compares its
+/// [`fingerprint`] with rank 0's and the disagreements are summed over the ranks.
+pub fn ranks_agree(tensors: &[Tensor]) -> Result<bool, DistError> {
+    let Some(g) = group() else {
+        return Ok(true);
+    };
+    let own = fingerprint(tensors);
+    let root = Tensor::from_slice(&[own]);
+    g.broadcast(&root, 0)?;
+    let differs = f64::from(u8::from(root.double_value(&[0]) != own));
+    let count = Tensor::from_slice(&[differs]);
+    g.all_reduce_sum(&count)?;
+    Ok(count.double_value(&[0]) == 0.0)
 }
 
 /// The indices of `0..n` this rank trains on in an epoch whose shuffled order is `order`:

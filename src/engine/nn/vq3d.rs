@@ -382,9 +382,16 @@ impl EmaCodebook {
         let d = s[1];
         let flat = z.movedim(1, -1).reshape([-1, d]);
         let k = self.embeddings.size()[0];
+        // The codebook's statistics come from the whole global batch, so data-parallel ranks
+        // keep one codebook, the one a single process would (alone, `flat` itself).
+        let stats = if train {
+            crate::engine::dist::gather_rows(&flat.detach())
+        } else {
+            flat.detach()
+        };
         if train && !self.is_initialised() {
             tch::no_grad(|| {
-                let init = Self::draw(&flat.detach(), k);
+                let init = Self::draw(&stats, k);
                 self.embeddings.shallow_clone().copy_(&init);
                 self.z_avg.shallow_clone().copy_(&init);
                 let _ = self.n.shallow_clone().fill_(1.0);
@@ -401,7 +408,20 @@ impl EmaCodebook {
         let onehot = idx.one_hot(k).to_kind(Kind::Float);
         let e_sel = e.index_select(0, &idx);
         if train {
-            tch::no_grad(|| self.update(&flat.detach(), &onehot));
+            tch::no_grad(|| {
+                if stats.size()[0] == flat.size()[0] {
+                    self.update(&stats, &onehot);
+                } else {
+                    // Other ranks' rows too: their nearest codes before this update.
+                    let d_all = stats.square().sum_dim_intlist(1, true, Kind::Float)
+                        - stats.matmul(&e.tr()) * 2.0
+                        + e.square()
+                            .sum_dim_intlist(1, false, Kind::Float)
+                            .unsqueeze(0);
+                    let onehot_all = d_all.argmin(1, false).one_hot(k).to_kind(Kind::Float);
+                    self.update(&stats, &onehot_all);
+                }
+            });
         }
         let commitment = (&flat - e_sel.detach()).square().mean(Kind::Float);
         let z_q_flat = &flat + (&e_sel - &flat).detach();

@@ -46,6 +46,15 @@ impl Adam {
         crate::engine::ops::drop_grads(self.params.iter_mut().map(|(_, p)| p));
     }
 
+    /// Replaces the gradients by their mean over the data-parallel ranks (a no-op alone): after
+    /// the backward, before clipping and the step.
+    ///
+    /// # Errors
+    /// A rank died or timed out.
+    pub fn mean_grads(&self) -> Result<(), crate::engine::dist::DistError> {
+        crate::engine::dist::mean_grads(self.params.iter().map(|(_, p)| p))
+    }
+
     /// One update with the current hyperparameters. Parameters without a gradient are skipped.
     pub fn step(&mut self) {
         self.step += 1;

@@ -144,6 +144,15 @@ impl RiemannianSgd {
         }
     }
 
+    /// Replaces the gradients by their mean over the data-parallel ranks (a no-op alone): after
+    /// the backward, before clipping and the step.
+    ///
+    /// # Errors
+    /// A rank died or timed out.
+    pub fn mean_grads(&self) -> Result<(), crate::engine::dist::DistError> {
+        crate::engine::dist::mean_grads(self.params.iter().map(|p| &p.tensor))
+    }
+
     /// Scales every gradient so that their joint norm is at most `max` (0 = off); returns the
     /// norm before clipping. Non-finite gradients are left to [`RiemannianSgd::step`].
     pub fn clip_global(&mut self, max: f64) -> f64 {

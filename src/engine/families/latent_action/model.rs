@@ -425,7 +425,15 @@ impl Quantiser {
         let z = z_e.reshape([-1, dc]);
         let indices = self.nearest(&z);
         if train && self.update == CodebookUpdate::Ema {
-            self.ema_update(&z.detach(), &indices);
+            // The whole global batch's statistics (this rank's alone), so data-parallel ranks
+            // keep the one codebook a single process would.
+            let all = crate::engine::dist::gather_rows(&z.detach());
+            if all.size()[0] == z.size()[0] {
+                self.ema_update(&all, &indices);
+            } else {
+                let all_indices = self.nearest(&all);
+                self.ema_update(&all, &all_indices);
+            }
         }
         let z_q = self.codebook.index_select(0, &indices);
         let codebook_loss = (&z_q - z.detach()).square().mean(Kind::Float);
@@ -668,7 +676,8 @@ impl LatentActionModel {
         let (mu, logvar) = self.encoder.forward(tokens, train);
         let z_e = if train && self.pre_vq_noise {
             let logvar = logvar.clamp(-5.0, 5.0);
-            &mu + (logvar * 0.5).exp() * mu.randn_like()
+            &mu + (logvar * 0.5).exp()
+                * crate::engine::dist::randn_rows(&mu.size(), (mu.kind(), mu.device()))
         } else {
             mu
         };

@@ -9,7 +9,9 @@ use crate::engine::checkpoint::Loaded;
 use crate::engine::data::latents::{LatentBatch, LatentSet, Split};
 use crate::engine::explore::{ActionExplorer, Explored};
 use crate::engine::optim::{clip_global_norm, scale_grads, Adam, LossScale};
-use crate::engine::trainer::{Reconstruction, Rgba, StepCtx, StepError, Trainer, Validation};
+use crate::engine::trainer::{
+    all_reduce_failed, Reconstruction, Rgba, StepCtx, StepError, Trainer, Validation,
+};
 use crate::engine::EngineError;
 
 static LIVE: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
@@ -269,7 +271,8 @@ impl LatentActionTrainer {
             self.epoch_order = Some((epoch, epoch_permutation(self.seed, epoch, n)));
         }
         let b = self.cfg.train.batch_size as usize;
-        let start = (batch as usize * b).min(n.saturating_sub(b));
+        // This rank's part of the global batch (all of it alone).
+        let start = crate::engine::dist::batch_start(batch as usize, b).min(n.saturating_sub(b));
         self.epoch_order
             .as_ref()
             .map(|(_, o)| o[start..start + b].iter().map(|&i| i as usize).collect())
@@ -387,10 +390,10 @@ impl LatentActionTrainer {
 
     /// All trainable tensors of both stores.
     fn trainable(&self) -> Vec<Tensor> {
-        self.enc_vs
-            .trainable_variables()
+        // By name: the data-parallel all-reduce pairs gradients by position.
+        crate::engine::dist::trainable_in_order(&self.enc_vs)
             .into_iter()
-            .chain(self.main_vs.trainable_variables())
+            .chain(crate::engine::dist::trainable_in_order(&self.main_vs))
             .collect()
     }
 
@@ -687,7 +690,10 @@ impl Trainer for LatentActionTrainer {
         if self.overfit.is_some() {
             return 100;
         }
-        (self.data.train.windows.len() / self.cfg.train.batch_size as usize).max(1) as u64
+        crate::engine::dist::steps_per_epoch(
+            self.data.train.windows.len(),
+            self.cfg.train.batch_size as usize,
+        )
     }
 
     fn metrics(&self) -> Vec<MetricDef> {
@@ -792,6 +798,7 @@ impl Trainer for LatentActionTrainer {
         } else {
             loss.f_backward().map_err(StepError::at("backward"))?;
         }
+        crate::engine::dist::mean_grads(&params).map_err(all_reduce_failed)?;
         let grad_norm = clip_global_norm(&params, w.grad_clip);
         // Without mixed precision a non-finite norm steps (and the health check stops the
         // run on the loss); with it, the step is skipped and the scale halved.

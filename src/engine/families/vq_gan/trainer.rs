@@ -11,7 +11,7 @@ use crate::engine::lpips::Perceptual;
 use crate::engine::nn::vq3d::{self, Decoder3d, EmaCodebook, Encoder3d, NLayerDiscriminator, Pad};
 use crate::engine::optim::{clip_global_norm, scale_grads, Adam, LossScale};
 use crate::engine::trainer::{
-    Reconstruction, Rgba, StepCtx, StepError, Trainer, Validation, VolumePair,
+    all_reduce_failed, Reconstruction, Rgba, StepCtx, StepError, Trainer, Validation, VolumePair,
 };
 use crate::engine::EngineError;
 
@@ -208,7 +208,8 @@ impl VqGanTrainer {
             self.epoch_order = Some((epoch, epoch_permutation(self.seed, epoch, n)));
         }
         let b = self.cfg.train.batch_size as usize;
-        let start = (batch as usize * b).min(n.saturating_sub(b));
+        // This rank's part of the global batch (all of it alone).
+        let start = crate::engine::dist::batch_start(batch as usize, b).min(n.saturating_sub(b));
         self.epoch_order
             .as_ref()
             .map(|(_, o)| o[start..start + b].iter().map(|&i| i as usize).collect())
@@ -377,7 +378,10 @@ impl Trainer for VqGanTrainer {
     }
 
     fn steps_per_epoch(&self) -> u64 {
-        (self.data.train.len() / self.cfg.train.batch_size as usize).max(1) as u64
+        crate::engine::dist::steps_per_epoch(
+            self.data.train.len(),
+            self.cfg.train.batch_size as usize,
+        )
     }
 
     fn metrics(&self) -> Vec<MetricDef> {
@@ -451,16 +455,21 @@ impl Trainer for VqGanTrainer {
         crate::engine::seed_torch(self.seed, Stream::Step, ctx.step);
         let mut rng = SplitMix64::new(derive_seed(self.seed, Stream::Step, ctx.step));
         let idx = self.indices(ctx.epoch, ctx.batch_in_epoch);
+        // The flips are drawn for the whole global batch and each data-parallel rank takes
+        // its items' (alone, all of them), so ranks flip as one process would.
+        let (rank, world) = crate::engine::dist::rank_and_world();
+        let flips: Vec<Option<usize>> = (0..idx.len() * world)
+            .map(|_| (rng.next_f64() < self.cfg.data.flip_prob).then(|| rng.below(3) as usize))
+            .collect();
         let flipped: Vec<Volume> = idx
             .iter()
-            .map(|&i| {
+            .zip(flips.into_iter().skip(rank * idx.len()))
+            .map(|(&i, axis)| {
                 let v = &self.data.train[i];
-                if rng.next_f64() < self.cfg.data.flip_prob {
+                match axis {
                     // A clip of video only mirrors left-right; a volume on any axis.
-                    let axis = rng.below(3) as usize;
-                    flip(v, if v.channels > 1 { 2 } else { axis })
-                } else {
-                    v.clone()
+                    Some(axis) => flip(v, if v.channels > 1 { 2 } else { axis }),
+                    None => v.clone(),
                 }
             })
             .collect();
@@ -568,7 +577,9 @@ impl Trainer for VqGanTrainer {
             done.push(xr.detach());
         }
         // Clip and step the autoencoder only; the critics' gradients from its loss are dropped.
-        let ae_params = self.ae_vs.trainable_variables();
+        // By name: the data-parallel all-reduce pairs gradients by position.
+        let ae_params = crate::engine::dist::trainable_in_order(&self.ae_vs);
+        crate::engine::dist::mean_grads(&ae_params).map_err(all_reduce_failed)?;
         if amp {
             scale_grads(&ae_params, 1.0 / ae_scale);
         }
@@ -616,8 +627,9 @@ impl Trainer for VqGanTrainer {
                 add("d_video_loss", scalar(&d_vid));
                 add("discloss", scalar(&dloss));
             }
+            let d_params = crate::engine::dist::trainable_in_order(&self.d_vs);
+            crate::engine::dist::mean_grads(&d_params).map_err(all_reduce_failed)?;
             if amp {
-                let d_params = self.d_vs.trainable_variables();
                 scale_grads(&d_params, 1.0 / d_scale);
                 if self.scales.1.update(clip_global_norm(&d_params, 0.0)) {
                     self.opt_d.step();

@@ -9,7 +9,7 @@ use crate::engine::checkpoint::Loaded;
 use crate::engine::data::{augment, Augment, ImageSet};
 use crate::engine::metrics;
 use crate::engine::optim::Adam;
-use crate::engine::trainer::{Rgba, StepCtx, StepError, Trainer, Validation};
+use crate::engine::trainer::{all_reduce_failed, Rgba, StepCtx, StepError, Trainer, Validation};
 use crate::engine::EngineError;
 
 /// The live fields, as the preset declares them.
@@ -102,7 +102,8 @@ impl WganGpTrainer {
             self.epoch_order = Some((epoch, epoch_permutation(self.seed, epoch, n)));
         }
         let b = self.batch_size();
-        let start = (batch as usize * b).min(n.saturating_sub(b));
+        // This rank's part of the global batch (all of it alone).
+        let start = crate::engine::dist::batch_start(batch as usize, b).min(n.saturating_sub(b));
         self.epoch_order
             .as_ref()
             .map(|(_, o)| o[start..start + b].to_vec())
@@ -188,7 +189,7 @@ pub fn gradient_penalty(
     fake: &Tensor,
 ) -> Result<Tensor, tch::TchError> {
     let b = real.size()[0];
-    let alpha = Tensor::rand([b, 1, 1, 1], (real.kind(), real.device()));
+    let alpha = crate::engine::dist::rand_rows(&[b, 1, 1, 1], (real.kind(), real.device()));
     let x = (&alpha * real + (-&alpha + 1.0) * fake)
         .detach()
         .set_requires_grad(true);
@@ -252,7 +253,7 @@ impl Trainer for WganGpTrainer {
     }
 
     fn steps_per_epoch(&self) -> u64 {
-        (self.data.train_len() / self.batch_size()).max(1) as u64
+        crate::engine::dist::steps_per_epoch(self.data.train_len(), self.batch_size())
     }
 
     fn apply_preset(&mut self, preset: &AnyPreset) {
@@ -279,7 +280,7 @@ impl Trainer for WganGpTrainer {
         let z_dim = i64::from(self.cfg.model.latent_dim);
 
         // Critic step.
-        let z = Tensor::randn([b, z_dim], (Kind::Float, self.device));
+        let z = crate::engine::dist::randn_rows(&[b, z_dim], (Kind::Float, self.device));
         let fake = tch::no_grad(|| self.g.forward_t(&z, true));
         let d_real = self.d.forward_t(&real, true).mean(Kind::Float);
         let d_fake = self.d.forward_t(&fake, true).mean(Kind::Float);
@@ -290,6 +291,7 @@ impl Trainer for WganGpTrainer {
         d_loss
             .f_backward()
             .map_err(StepError::at("critic backward"))?;
+        self.opt_d.mean_grads().map_err(all_reduce_failed)?;
         self.opt_d.step();
 
         let mut out = vec![
@@ -305,7 +307,7 @@ impl Trainer for WganGpTrainer {
             CriticCounter::Global => ctx.step,
         };
         if (counter + 1) % n_critic == 0 {
-            let z = Tensor::randn([b, z_dim], (Kind::Float, self.device));
+            let z = crate::engine::dist::randn_rows(&[b, z_dim], (Kind::Float, self.device));
             let g_loss = -self
                 .d
                 .forward_t(&self.g.forward_t(&z, true), true)
@@ -314,6 +316,7 @@ impl Trainer for WganGpTrainer {
             g_loss
                 .f_backward()
                 .map_err(StepError::at("generator backward"))?;
+            self.opt_g.mean_grads().map_err(all_reduce_failed)?;
             self.opt_g.step();
             self.update_ema();
             out.push(("g_loss", g_loss.double_value(&[])));

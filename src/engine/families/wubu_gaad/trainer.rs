@@ -15,7 +15,9 @@ use crate::core::rng::{epoch_permutation, Stream};
 use crate::engine::checkpoint::Loaded;
 use crate::engine::data::VideoSet;
 use crate::engine::optim::{AdamRule, RiemannianSgd};
-use crate::engine::trainer::{Reconstruction, Rgba, StepCtx, StepError, Trainer, Validation};
+use crate::engine::trainer::{
+    all_reduce_failed, Reconstruction, Rgba, StepCtx, StepError, Trainer, Validation,
+};
 use crate::engine::EngineError;
 
 mod control;
@@ -245,9 +247,11 @@ impl WubuGaadTrainer {
             .as_ref()
             .map(|(_, o)| o.as_slice())
             .unwrap_or(&[]);
+        // This rank's part of the global batch (all of it alone).
+        let first = crate::engine::dist::batch_start(batch as usize, bs);
         (0..bs)
             .map(|i| {
-                let k = (batch as usize * bs + i) % n.max(1);
+                let k = (first + i) % n.max(1);
                 self.data.train[order.get(k).copied().unwrap_or(0) as usize]
             })
             .collect()
@@ -268,7 +272,12 @@ impl WubuGaadTrainer {
         };
         let enc = self.enc.forward_t(&seen, &rois, stats.as_ref(), train);
         let z = if sample {
-            &enc.mu + (&enc.logvar * 0.5).exp() * enc.mu.randn_like()
+            &enc.mu
+                + (&enc.logvar * 0.5).exp()
+                    * crate::engine::dist::randn_rows(
+                        &enc.mu.size(),
+                        (enc.mu.kind(), enc.mu.device()),
+                    )
         } else {
             enc.mu.shallow_clone()
         };
@@ -500,7 +509,7 @@ impl Trainer for WubuGaadTrainer {
     }
 
     fn steps_per_epoch(&self) -> u64 {
-        (self.data.train.len() / self.batch_size()).max(1) as u64
+        crate::engine::dist::steps_per_epoch(self.data.train.len(), self.batch_size())
     }
 
     fn apply_preset(&mut self, preset: &AnyPreset) {
@@ -547,8 +556,11 @@ impl Trainer for WubuGaadTrainer {
         let f = self
             .forward(&frames, true, true)
             .map_err(|e| StepError::new("forward", e))?;
-        let critic = self.critic_step(&f)?;
-        let gen = self.generator_step(&f)?;
+        let mut critic = self.critic_step(&f)?;
+        let mut gen = self.generator_step(&f)?;
+        // The controllers and heuristics decide on the means over the data-parallel ranks, so
+        // every rank takes the same decisions.
+        step::rank_means(&mut critic, &mut gen).map_err(all_reduce_failed)?;
         self.control_step(ctx.step, &critic, &gen);
         Ok(self.step_scalars(ctx.step, &critic, &gen))
     }

@@ -7,7 +7,7 @@ use super::losses::{bce, easy_win_term};
 use super::{value, Forward, WubuGaadTrainer};
 use crate::core::control::heuristics::StepValues;
 use crate::core::protocol::{Event, Level};
-use crate::engine::trainer::StepError;
+use crate::engine::trainer::{all_reduce_failed, StepError};
 
 /// What the critic step saw.
 #[derive(Debug, Clone, Copy)]
@@ -35,6 +35,41 @@ pub(super) struct GenOut {
     pub skipped: Vec<String>,
     /// The adaptive adversarial weight this step used (NaN when none).
     pub gan_weight: f64,
+}
+
+/// Replaces the losses the two steps saw by their means over the data-parallel ranks (as they
+/// are alone); the gradient norms are already the same on every rank.
+pub(super) fn rank_means(
+    c: &mut CriticOut,
+    g: &mut GenOut,
+) -> Result<(), crate::engine::dist::DistError> {
+    if crate::engine::dist::group().is_none() {
+        return Ok(());
+    }
+    let mut slots: [&mut f64; 13] = {
+        let [m0, m1, m2] = &mut g.mses;
+        [
+            &mut c.d_total,
+            &mut c.d_real,
+            &mut c.d_fake,
+            &mut g.g_total,
+            &mut g.recon,
+            m0,
+            m1,
+            m2,
+            &mut g.kl,
+            &mut g.adv,
+            &mut g.feature_match,
+            &mut g.easy_win_penalty,
+            &mut g.gan_weight,
+        ]
+    };
+    let mut values: Vec<f64> = slots.iter().map(|v| **v).collect();
+    crate::engine::dist::mean_values(&mut values)?;
+    for (slot, v) in slots.iter_mut().zip(values) {
+        **slot = v;
+    }
+    Ok(())
 }
 
 impl WubuGaadTrainer {
@@ -73,6 +108,7 @@ impl WubuGaadTrainer {
             if gan_on {
                 loss.f_backward()
                     .map_err(StepError::at("critic backward"))?;
+                self.opt_d[a].mean_grads().map_err(all_reduce_failed)?;
                 norm = self.opt_d[a].clip_global(clip);
             }
             (dt, dr, df, norm)
@@ -149,6 +185,7 @@ impl WubuGaadTrainer {
         g_loss
             .f_backward()
             .map_err(StepError::at("generator backward"))?;
+        self.opt_g.mean_grads().map_err(all_reduce_failed)?;
         let grad_norm = self.opt_g.clip_global(clip);
         self.apply_scales(0);
         let skipped = self.opt_g.step();
