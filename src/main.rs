@@ -108,6 +108,9 @@ enum QueueCmd {
     /// Add a job: `workbench train`'s arguments after `--`
     /// (`queue add -- --preset wgan_gp_small --steps 500`), checked before it is queued.
     Add {
+        /// Submit it to SLURM with this cluster profile (a RON file) instead of the local queue.
+        #[arg(long, value_name = "PROFILE")]
+        slurm: Option<PathBuf>,
         #[arg(last = true, required = true)]
         args: Vec<String>,
     },
@@ -134,8 +137,13 @@ enum SweepCmd {
     /// Show the runs a sweep file makes, each validated, without starting any.
     Plan { file: PathBuf },
     /// Write each run's preset to `RUNS_DIR/sweeps/NAME/` and add the runs to the local queue
-    /// (`workbench queue run` trains them).
-    Submit { file: PathBuf },
+    /// (`workbench queue run` trains them), or submit them to SLURM as one job array.
+    Submit {
+        file: PathBuf,
+        /// Submit to SLURM with this cluster profile (a RON file): one job array.
+        #[arg(long, value_name = "PROFILE")]
+        slurm: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -519,7 +527,7 @@ fn queue(cmd: QueueCmd, runs_dir: &Path) -> Result<(), Failure> {
         error: e.into(),
     };
     match cmd {
-        QueueCmd::Add { args } => {
+        QueueCmd::Add { args, slurm } => {
             let parsed = TrainOnly::try_parse_from(
                 std::iter::once("train".to_string()).chain(args.iter().cloned()),
             )
@@ -534,17 +542,47 @@ fn queue(cmd: QueueCmd, runs_dir: &Path) -> Result<(), Failure> {
             if parsed.train.resume.is_none() {
                 load_preset(&parsed.train)?;
             }
+            if let Some(profile) = slurm {
+                let name = parsed
+                    .train
+                    .preset
+                    .as_ref()
+                    .and_then(|p| p.file_stem())
+                    .map_or("workbench".to_string(), |s| {
+                        s.to_string_lossy().into_owned()
+                    });
+                let (job, ids) =
+                    submit_slurm(&profile, &name, vec![absolute_args(&args)], runs_dir)?;
+                out!(
+                    "submitted SLURM job {job} as queue job {} in {}",
+                    ids.first().copied().unwrap_or_default(),
+                    path.display()
+                );
+                return Ok(());
+            }
             let id = queue::update(&path, |q| q.add(args, now_secs())).map_err(failed)?;
             out!("queued job {id} in {}", path.display());
         }
         QueueCmd::List => {
             let q = queue::read(&path).map_err(failed)?;
+            if q.jobs.iter().any(|j| j.slurm.is_some()) {
+                workbench::core::slurm::refresh(&path, runs_dir, now_secs()).map_err(|e| {
+                    Failure {
+                        code: 1,
+                        error: e.into(),
+                    }
+                })?;
+            }
+            let q = queue::read(&path).map_err(failed)?;
             for j in &q.jobs {
                 out!(
-                    "{:>4}  {:<11}  {:>4}  {}  {}",
+                    "{:>4}  {:<11}  {:>4}  {:<14}  {}  {}",
                     j.id,
                     j.state.name(),
                     j.exit_code.map_or(String::new(), |c| c.to_string()),
+                    j.slurm
+                        .as_ref()
+                        .map_or("local".to_string(), |r| format!("slurm:{}", r.key())),
                     j.args.join(" "),
                     j.run_dir
                         .as_ref()
@@ -553,6 +591,20 @@ fn queue(cmd: QueueCmd, runs_dir: &Path) -> Result<(), Failure> {
             }
         }
         QueueCmd::Cancel { id } => {
+            let q = queue::read(&path).map_err(failed)?;
+            if let Some(r) = q
+                .jobs
+                .iter()
+                .find(|j| j.id == id)
+                .and_then(|j| j.slurm.clone())
+            {
+                let profile =
+                    workbench::core::slurm::Profile::load(&r.profile).map_err(bad_input)?;
+                workbench::core::slurm::cancel(&profile, &r.key()).map_err(|e| Failure {
+                    code: 1,
+                    error: e.into(),
+                })?;
+            }
             let pid = queue::update(&path, |q| q.cancel(id, now_secs()))
                 .map_err(failed)?
                 .map_err(failed)?;
@@ -573,6 +625,98 @@ fn queue(cmd: QueueCmd, runs_dir: &Path) -> Result<(), Failure> {
         QueueCmd::Run => queue_run(&path, runs_dir)?,
     }
     Ok(())
+}
+
+/// `path` made absolute (against the working directory): what a batch script on the cluster
+/// needs, which starts elsewhere.
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// `train` arguments with the paths they name made absolute (`--preset`, `--data`,
+/// `--resume`).
+fn absolute_args(args: &[String]) -> Vec<String> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut path_next = false;
+    for a in args {
+        if path_next {
+            out.push(absolute(Path::new(a)).display().to_string());
+            path_next = false;
+            continue;
+        }
+        match a.split_once('=') {
+            Some((flag @ ("--preset" | "--data" | "--resume"), value)) => {
+                out.push(format!("{flag}={}", absolute(Path::new(value)).display()));
+            }
+            _ => {
+                path_next = matches!(a.as_str(), "--preset" | "--data" | "--resume");
+                out.push(a.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Submits `tasks` (one: a job; more: a job array) to SLURM under the profile and records them
+/// in the queue file; returns SLURM's job id and the queue's ids.
+fn submit_slurm(
+    profile_path: &Path,
+    name: &str,
+    tasks: Vec<Vec<String>>,
+    runs_dir: &Path,
+) -> Result<(String, Vec<u64>), Failure> {
+    use workbench::core::{queue, slurm};
+    let profile = slurm::Profile::load(profile_path).map_err(bad_input)?;
+    let runs = absolute(runs_dir);
+    let log_dir = runs.join("slurm");
+    std::fs::create_dir_all(&log_dir)
+        .with_context(|| format!("{}: cannot create", log_dir.display()))
+        .map_err(bad_input)?;
+    let workbench = if profile.workbench.is_empty() {
+        std::env::current_exe()
+            .context("cannot find this program's path")
+            .map_err(bad_input)?
+    } else {
+        PathBuf::from(&profile.workbench)
+    };
+    let batch = slurm::Batch {
+        name: format!("wb-{name}"),
+        tasks: tasks.clone(),
+        runs_dir: runs.clone(),
+        log_dir: log_dir.clone(),
+        workbench,
+    };
+    let script = slurm::script(&profile, &batch);
+    let job = slurm::submit(&profile, &script).map_err(|e| Failure {
+        code: 1,
+        error: e.into(),
+    })?;
+    // The script as submitted, beside the job's output.
+    let _ = workbench::core::rundir::atomic_write(
+        &log_dir.join(format!("wb-{name}-{job}.sh")),
+        script.as_bytes(),
+    );
+    let array = tasks.len() > 1;
+    let profile_abs = absolute(profile_path);
+    let ids = queue::update(&runs.join("queue.json"), |q| {
+        tasks
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let r = queue::SlurmRef {
+                    job_id: job.clone(),
+                    array_index: array.then_some(i as u64),
+                    profile: profile_abs.clone(),
+                };
+                q.add_slurm(t, r, now_secs())
+            })
+            .collect::<Vec<_>>()
+    })
+    .map_err(|e| Failure {
+        code: 1,
+        error: e.into(),
+    })?;
+    Ok((job, ids))
 }
 
 /// Trains the queue's pending jobs one after another, each as its own `workbench train`
@@ -684,8 +828,8 @@ fn queue_run(path: &Path, runs_dir: &Path) -> Result<(), Failure> {
 /// `workbench sweep plan FILE`: the runs a sweep makes, as a table; `submit`: the same, queued.
 fn sweep(cmd: SweepCmd, runs_dir: &Path) -> Result<(), Failure> {
     let (file, submit) = match cmd {
-        SweepCmd::Plan { file } => (file, false),
-        SweepCmd::Submit { file } => (file, true),
+        SweepCmd::Plan { file } => (file, None),
+        SweepCmd::Submit { file, slurm } => (file, Some(slurm)),
     };
     let origin = file.display().to_string();
     let text = std::fs::read_to_string(&file)
@@ -736,7 +880,7 @@ fn sweep(cmd: SweepCmd, runs_dir: &Path) -> Result<(), Failure> {
             .collect();
         out!("{}", line.join("  ").trim_end());
     }
-    if submit {
+    if let Some(slurm) = submit {
         let dir = runs_dir.join("sweeps").join(&s.name);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("{}: cannot create", dir.display()))
@@ -757,10 +901,25 @@ fn sweep(cmd: SweepCmd, runs_dir: &Path) -> Result<(), Failure> {
                 .map_err(|e| bad_input(anyhow::anyhow!("{e}")))?;
             files.push(path);
         }
+        let tasks: Vec<Vec<String>> = files
+            .iter()
+            .map(|f| vec!["--preset".into(), absolute(f).display().to_string()])
+            .collect();
+        if let Some(profile_path) = slurm {
+            let (job, ids) = submit_slurm(&profile_path, &s.name, tasks, runs_dir)?;
+            out!(
+                "submitted SLURM job array {job} (tasks 0..={}) as queue jobs {}..={} in {}; `workbench queue list` follows them",
+                ids.len().saturating_sub(1),
+                ids.first().copied().unwrap_or_default(),
+                ids.last().copied().unwrap_or_default(),
+                queue_path.display()
+            );
+            return Ok(());
+        }
         let ids = workbench::core::queue::update(&queue_path, |q| {
-            files
-                .iter()
-                .map(|f| q.add(vec!["--preset".into(), f.display().to_string()], now_secs()))
+            tasks
+                .into_iter()
+                .map(|t| q.add(t, now_secs()))
                 .collect::<Vec<_>>()
         })
         .map_err(|e| Failure {
@@ -876,6 +1035,17 @@ fn train(args: &TrainArgs, runs_dir: &Path) -> Result<(), Failure> {
     let run_dir = handle.run_dir().to_path_buf();
     // The other data-parallel ranks keep quiet: rank 0 speaks for the run.
     let follower = rank.is_some_and(|r| r > 0);
+    if !follower {
+        // Started by SLURM: the job, array index and node, for whoever follows the folder.
+        if let Some(record) = workbench::core::slurm::scheduler_record_from_env() {
+            if let Err(e) = workbench::core::rundir::atomic_write(
+                &run_dir.join("scheduler.json"),
+                format!("{record:#}\n").as_bytes(),
+            ) {
+                eprintln!("note: cannot record the scheduler: {e}");
+            }
+        }
+    }
     if follower {
         eprintln!("rank log: {}", run_dir.display());
     } else {

@@ -13,6 +13,7 @@ pub mod rundir;
 pub mod runlog;
 pub mod runview;
 pub mod series;
+pub mod slurm;
 pub mod sweep;
 pub mod synthetic;
 pub mod timefmt;

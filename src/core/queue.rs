@@ -54,6 +54,28 @@ pub struct Job {
     pub pid: Option<u32>,
     #[serde(default)]
     pub run_dir: Option<PathBuf>,
+    /// Submitted to SLURM (which runs it; `queue run` leaves it alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<SlurmRef>,
+}
+
+/// A queue job that SLURM runs: its job id, array index and the profile it went with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlurmRef {
+    pub job_id: String,
+    #[serde(default)]
+    pub array_index: Option<u64>,
+    pub profile: PathBuf,
+}
+
+impl SlurmRef {
+    /// SLURM's name of the job: `id`, or `id_index` for an array task.
+    pub fn key(&self) -> String {
+        match self.array_index {
+            Some(i) => format!("{}_{i}", self.job_id),
+            None => self.job_id.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -96,7 +118,17 @@ impl Queue {
             exit_code: None,
             pid: None,
             run_dir: None,
+            slurm: None,
         });
+        id
+    }
+
+    /// Records a job SLURM already accepted; returns its id.
+    pub fn add_slurm(&mut self, args: Vec<String>, slurm: SlurmRef, now: u64) -> u64 {
+        let id = self.add(args, now);
+        if let Some(j) = self.jobs.last_mut() {
+            j.slurm = Some(slurm);
+        }
         id
     }
 
@@ -151,7 +183,7 @@ impl Queue {
         let job = self
             .jobs
             .iter_mut()
-            .find(|j| j.state == JobState::Pending)?;
+            .find(|j| j.state == JobState::Pending && j.slurm.is_none())?;
         job.state = JobState::Running;
         job.started = Some(now);
         Some(job.clone())
@@ -161,7 +193,7 @@ impl Queue {
     /// id still runs).
     pub fn reconcile(&mut self, alive: impl Fn(u32) -> bool, now: u64) {
         for j in &mut self.jobs {
-            if j.state == JobState::Running && !j.pid.is_some_and(&alive) {
+            if j.state == JobState::Running && j.slurm.is_none() && !j.pid.is_some_and(&alive) {
                 j.state = JobState::Interrupted;
                 j.ended = Some(now);
             }

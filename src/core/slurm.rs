@@ -1,0 +1,549 @@
+//! The SLURM back end of the run queue: a job (or a sweep, as one job array) becomes a batch
+//! script submitted with `sbatch --parsable`, followed with `squeue` and `scontrol show job`
+//! and cancelled with `scancel`, over the local shell or `ssh` to a login node. The cluster's
+//! settings (partition, time, GPUs, CPUs, memory) come from a small profile file; `srun` starts
+//! the ranks of a data-parallel run, which take their place from SLURM's environment.
+//!
+//! Nothing here keeps state of its own: the queue file records each job's id, and each run
+//! folder its scheduler (`scheduler.json`, written by the training process) and heartbeat.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::{Deserialize, Serialize};
+
+use super::queue::JobState;
+
+/// One cluster's settings: `--slurm PROFILE.ron`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Profile {
+    /// `sbatch --partition` (empty: the cluster's default).
+    pub partition: String,
+    /// `--time` (`HH:MM:SS` or `D-HH:MM:SS`).
+    pub time: String,
+    /// Ranks of each run (`--ntasks`; `srun` starts them): 1 trains alone.
+    pub ranks: u32,
+    /// `--nodes` (0: as SLURM places the ranks).
+    pub nodes: u32,
+    /// `--cpus-per-task` (each rank's threads too).
+    pub cpus_per_rank: u32,
+    /// `--gpus-per-task` (0: none).
+    pub gpus_per_rank: u32,
+    /// `--mem` per node (`16G`; empty: the cluster's default).
+    pub mem: String,
+    /// At most this many runs of a sweep at once (`--array=0-N%K`; 0: no limit).
+    pub max_parallel: u32,
+    /// `ssh` destination of a login node (empty: this machine's shell).
+    pub ssh: String,
+    /// The `workbench` binary on the cluster (empty: this one's path, on shared storage).
+    pub workbench: String,
+    /// Shell lines before the run (`module load cuda`, `source venv/bin/activate`).
+    pub setup: Vec<String>,
+    /// More `#SBATCH` options (`--account=abc`, `--qos=high`).
+    pub sbatch: Vec<String>,
+}
+
+impl Default for Profile {
+    fn default() -> Self {
+        Self {
+            partition: String::new(),
+            time: "24:00:00".into(),
+            ranks: 1,
+            nodes: 0,
+            cpus_per_rank: 1,
+            gpus_per_rank: 0,
+            mem: String::new(),
+            max_parallel: 0,
+            ssh: String::new(),
+            workbench: String::new(),
+            setup: Vec::new(),
+            sbatch: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SlurmError {
+    #[error("{path}: {message}")]
+    Profile { path: PathBuf, message: String },
+    #[error("`{command}` failed: {message}")]
+    Command { command: String, message: String },
+    #[error("sbatch answered {0:?}, not a job id")]
+    NoJobId(String),
+}
+
+impl Profile {
+    /// Reads a profile file; errors name the file, the line and the field.
+    pub fn load(path: &Path) -> Result<Self, SlurmError> {
+        let text = std::fs::read_to_string(path).map_err(|e| SlurmError::Profile {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let p: Self = ron::from_str(&text).map_err(|e| SlurmError::Profile {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        if p.ranks == 0 || p.cpus_per_rank == 0 {
+            return Err(SlurmError::Profile {
+                path: path.to_path_buf(),
+                message: "ranks and cpus_per_rank must be at least 1".into(),
+            });
+        }
+        Ok(p)
+    }
+}
+
+/// What one batch script runs: a job, or a job array whose task `i` runs `tasks[i]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    /// `--job-name`.
+    pub name: String,
+    /// `workbench train`'s arguments of each task (one: a plain job; more: an array).
+    pub tasks: Vec<Vec<String>>,
+    /// The runs folder on the cluster (`--runs-dir`).
+    pub runs_dir: PathBuf,
+    /// Where SLURM writes each task's output.
+    pub log_dir: PathBuf,
+    /// The `workbench` binary.
+    pub workbench: PathBuf,
+}
+
+/// `arg` quoted for a POSIX shell.
+pub fn shell_quote(arg: &str) -> String {
+    if !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+    {
+        return arg.to_string();
+    }
+    format!("'{}'", arg.replace('\'', r"'\''"))
+}
+
+/// The batch script of `batch` under `profile`.
+pub fn script(profile: &Profile, batch: &Batch) -> String {
+    let mut s = String::from("#!/bin/bash\n");
+    let mut opt = |line: String| s.push_str(&format!("#SBATCH {line}\n"));
+    opt(format!("--job-name={}", shell_quote(&batch.name)));
+    let array = batch.tasks.len() > 1;
+    let out = batch
+        .log_dir
+        .join(if array { "%x-%A_%a.out" } else { "%x-%j.out" });
+    opt(format!(
+        "--output={}",
+        shell_quote(&out.display().to_string())
+    ));
+    opt(format!("--ntasks={}", profile.ranks));
+    if profile.nodes > 0 {
+        opt(format!("--nodes={}", profile.nodes));
+    }
+    opt(format!("--cpus-per-task={}", profile.cpus_per_rank));
+    if profile.gpus_per_rank > 0 {
+        opt(format!("--gpus-per-task={}", profile.gpus_per_rank));
+    }
+    if !profile.time.is_empty() {
+        opt(format!("--time={}", profile.time));
+    }
+    if !profile.partition.is_empty() {
+        opt(format!("--partition={}", profile.partition));
+    }
+    if !profile.mem.is_empty() {
+        opt(format!("--mem={}", profile.mem));
+    }
+    if array {
+        let limit = if profile.max_parallel > 0 {
+            format!("%{}", profile.max_parallel)
+        } else {
+            String::new()
+        };
+        opt(format!("--array=0-{}{limit}", batch.tasks.len() - 1));
+    }
+    for extra in &profile.sbatch {
+        opt(extra.clone());
+    }
+    s.push_str(
+        "# Written by `workbench`: each rank is one `workbench train` process started by srun,\n",
+    );
+    s.push_str("# which takes its place from SLURM_PROCID, SLURM_NTASKS and SLURM_LOCALID.\n");
+    s.push_str("set -euo pipefail\n");
+    for line in &profile.setup {
+        s.push_str(line);
+        s.push('\n');
+    }
+    s.push_str(
+        "export MASTER_ADDR=\"$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" | head -n 1)\"\n",
+    );
+    s.push_str("export MASTER_PORT=$((20000 + SLURM_JOB_ID % 20000))\n");
+    s.push_str("export OMP_NUM_THREADS=\"${SLURM_CPUS_PER_TASK:-1}\"\n");
+    let quoted = |args: &[String]| {
+        args.iter()
+            .map(|a| shell_quote(a))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let run = format!(
+        "srun --kill-on-bad-exit=1 {} --runs-dir {} train",
+        shell_quote(&batch.workbench.display().to_string()),
+        shell_quote(&batch.runs_dir.display().to_string())
+    );
+    if array {
+        s.push_str("case \"$SLURM_ARRAY_TASK_ID\" in\n");
+        for (i, t) in batch.tasks.iter().enumerate() {
+            s.push_str(&format!("  {i}) exec {run} {} ;;\n", quoted(t)));
+        }
+        s.push_str("  *) echo \"no task $SLURM_ARRAY_TASK_ID\" >&2; exit 2 ;;\nesac\n");
+    } else {
+        let task = batch.tasks.first().map_or(String::new(), |t| quoted(t));
+        s.push_str(&format!("exec {run} {task}\n"));
+    }
+    s
+}
+
+/// Runs `args` (a command and its arguments) here or on the profile's login node, with `stdin`.
+fn run(profile: &Profile, args: &[String], stdin: Option<&str>) -> Result<String, SlurmError> {
+    use std::io::Write as _;
+    let command = args.join(" ");
+    let mut cmd = if profile.ssh.is_empty() {
+        let mut c = Command::new(&args[0]);
+        c.args(&args[1..]);
+        c
+    } else {
+        // ssh hands one command line to the remote shell.
+        let mut c = Command::new("ssh");
+        c.args(["-o", "BatchMode=yes", &profile.ssh, "--"]);
+        c.arg(
+            args.iter()
+                .map(|a| shell_quote(a))
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+        c
+    };
+    let fail = |message: String| SlurmError::Command {
+        command: command.clone(),
+        message,
+    };
+    let mut child = cmd
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| fail(e.to_string()))?;
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes())
+            .map_err(|e| fail(e.to_string()))?;
+    }
+    let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(fail(
+            err.lines()
+                .last()
+                .unwrap_or("no message")
+                .trim()
+                .to_string(),
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| (*s).to_string()).collect()
+}
+
+/// Submits a batch script; returns the job id (of the array, for one).
+pub fn submit(profile: &Profile, script: &str) -> Result<String, SlurmError> {
+    let out = run(profile, &strings(&["sbatch", "--parsable"]), Some(script))?;
+    // `--parsable` prints `id` or `id;cluster`.
+    let id = out.trim().split(';').next().unwrap_or_default().to_string();
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
+        return Err(SlurmError::NoJobId(out.trim().to_string()));
+    }
+    Ok(id)
+}
+
+/// Cancels a job (`id` or `id_index`).
+pub fn cancel(profile: &Profile, job: &str) -> Result<(), SlurmError> {
+    run(profile, &strings(&["scancel", job]), None).map(|_| ())
+}
+
+/// The states SLURM reports for `job_id` and its array tasks, keyed `id` or `id_index`: from
+/// `squeue` while they wait or run, from `scontrol show job` once they ended (as long as the
+/// controller keeps them, `MinJobAge`). Jobs SLURM no longer knows are missing.
+pub fn states(profile: &Profile, job_id: &str) -> Result<Vec<(String, String)>, SlurmError> {
+    let queued = run(
+        profile,
+        &strings(&["squeue", "-h", "-r", "-j", job_id, "-o", "%i|%T"]),
+        None,
+    )
+    // squeue fails for a job id it no longer holds.
+    .unwrap_or_default();
+    let mut out = parse_squeue(&queued);
+    if let Ok(text) = run(
+        profile,
+        &strings(&["scontrol", "show", "job", job_id]),
+        None,
+    ) {
+        for (k, v) in parse_scontrol(&text) {
+            if !out.iter().any(|(q, _)| *q == k) {
+                out.push((k, v));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `squeue -h -r -o "%i|%T"` lines.
+pub fn parse_squeue(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let (id, state) = l.trim().split_once('|')?;
+            Some((id.to_string(), state.to_string()))
+        })
+        .collect()
+}
+
+/// `scontrol show job` records (blank-line separated `Key=Value` words): each job's id
+/// (`ArrayJobId_ArrayTaskId` for an array task) and `JobState`.
+pub fn parse_scontrol(text: &str) -> Vec<(String, String)> {
+    text.split("\n\n")
+        .filter_map(|record| {
+            let field = |key: &str| {
+                record
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+                    .map(str::to_string)
+            };
+            let state = field("JobState")?;
+            let id = match (field("ArrayJobId"), field("ArrayTaskId")) {
+                (Some(a), Some(t)) => format!("{a}_{t}"),
+                _ => field("JobId")?,
+            };
+            Some((id, state))
+        })
+        .collect()
+}
+
+/// A SLURM state as the queue's.
+pub fn job_state(slurm: &str) -> JobState {
+    match slurm {
+        "PENDING" | "CONFIGURING" | "REQUEUED" | "RESV_DEL_HOLD" | "SUSPENDED" => JobState::Pending,
+        "RUNNING" | "COMPLETING" | "STAGE_OUT" | "SIGNALING" | "RESIZING" => JobState::Running,
+        "COMPLETED" => JobState::Finished,
+        "CANCELLED" => JobState::Cancelled,
+        _ => JobState::Failed,
+    }
+}
+
+/// What a training process started by SLURM records in its run folder (`scheduler.json`):
+/// the back end, the job and array index, and where it ran.
+pub fn scheduler_record_from_env() -> Option<serde_json::Value> {
+    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let job = get("SLURM_JOB_ID")?;
+    Some(serde_json::json!({
+        "scheduler": "slurm",
+        "job_id": get("SLURM_ARRAY_JOB_ID").unwrap_or_else(|| job.clone()),
+        "array_index": get("SLURM_ARRAY_TASK_ID").and_then(|v| v.parse::<u64>().ok()),
+        "slurm_job_id": job,
+        "partition": get("SLURM_JOB_PARTITION"),
+        "nodes": get("SLURM_JOB_NODELIST"),
+        "host": super::rundir::host_name(),
+    }))
+}
+
+/// Brings the queue's SLURM jobs up to date: their state from SLURM, their run folder from
+/// the `scheduler.json` their training process wrote under `runs_dir`, and for a job SLURM
+/// no longer knows, the state of its run folder (a run that stopped beating is interrupted:
+/// lost, resumable). Returns the number of jobs still pending or running.
+pub fn refresh(queue_path: &Path, runs_dir: &Path, now: u64) -> Result<usize, SlurmError> {
+    use super::queue::{self, QueueError};
+    let as_err = |e: QueueError| SlurmError::Command {
+        command: "queue".into(),
+        message: e.to_string(),
+    };
+    let q = queue::read(queue_path).map_err(as_err)?;
+    let open = |s: JobState| matches!(s, JobState::Pending | JobState::Running);
+    // One query per submitted job (an array answers for all its tasks).
+    let mut asked: Vec<(String, Vec<(String, String)>)> = Vec::new();
+    for j in &q.jobs {
+        let Some(r) = j.slurm.as_ref().filter(|_| open(j.state)) else {
+            continue;
+        };
+        if asked.iter().any(|(id, _)| *id == r.job_id) {
+            continue;
+        }
+        let profile = Profile::load(&r.profile)?;
+        asked.push((r.job_id.clone(), states(&profile, &r.job_id)?));
+    }
+    let folders = scheduler_records(runs_dir);
+    queue::update(queue_path, |q| {
+        for j in &mut q.jobs {
+            let Some(r) = j.slurm.clone() else {
+                continue;
+            };
+            if j.run_dir.is_none() {
+                j.run_dir = folders
+                    .iter()
+                    .find(|(id, index, _)| *id == r.job_id && *index == r.array_index)
+                    .map(|(_, _, dir)| dir.clone());
+            }
+            if !open(j.state) {
+                continue;
+            }
+            let said = asked
+                .iter()
+                .find(|(id, _)| *id == r.job_id)
+                .and_then(|(_, s)| s.iter().find(|(k, _)| *k == r.key()))
+                .map(|(_, state)| job_state(state));
+            let state = said.unwrap_or_else(|| {
+                // SLURM forgot the job: its run folder says how it ended.
+                use super::rundir::{RunDir, RunStatus};
+                let status = j
+                    .run_dir
+                    .as_deref()
+                    .and_then(|d| RunDir::open(d).ok()?.status().ok())
+                    .map(|s| s.status);
+                match status {
+                    Some(RunStatus::Finished) => JobState::Finished,
+                    Some(RunStatus::Stopped) => JobState::Cancelled,
+                    Some(RunStatus::Failed) => JobState::Failed,
+                    Some(RunStatus::Running) => JobState::Running,
+                    _ => JobState::Interrupted,
+                }
+            });
+            if state == JobState::Running && j.started.is_none() {
+                j.started = Some(now);
+            }
+            if !open(state) && j.ended.is_none() {
+                j.ended = Some(now);
+            }
+            j.state = state;
+        }
+        q.jobs
+            .iter()
+            .filter(|j| j.slurm.is_some() && open(j.state))
+            .count()
+    })
+    .map_err(as_err)
+}
+
+/// `(job id, array index, run folder)` of every run under `runs_dir` that SLURM started.
+fn scheduler_records(runs_dir: &Path) -> Vec<(String, Option<u64>, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(runs_dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| {
+            let dir = e.ok()?.path();
+            let text = std::fs::read_to_string(dir.join("scheduler.json")).ok()?;
+            let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+            if v.get("scheduler")?.as_str()? != "slurm" {
+                return None;
+            }
+            let id = v.get("job_id")?.as_str()?.to_string();
+            let index = v.get("array_index").and_then(serde_json::Value::as_u64);
+            Some((id, index, dir))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(tasks: Vec<Vec<String>>) -> Batch {
+        Batch {
+            name: "sweep lr".into(),
+            tasks,
+            runs_dir: "/shared/runs".into(),
+            log_dir: "/shared/runs/slurm".into(),
+            workbench: "/opt/wb/workbench".into(),
+        }
+    }
+
+    #[test]
+    fn a_sweep_is_one_array_and_each_task_its_own_arguments() {
+        let profile = Profile {
+            ranks: 2,
+            gpus_per_rank: 1,
+            partition: "gpu".into(),
+            mem: "32G".into(),
+            max_parallel: 2,
+            setup: vec!["module load cuda".into()],
+            sbatch: vec!["--account=ml".into()],
+            ..Profile::default()
+        };
+        let s = script(
+            &profile,
+            &batch(vec![
+                vec!["--preset".into(), "/shared/a b.ron".into()],
+                vec!["--preset".into(), "/shared/it's.ron".into()],
+                vec!["--preset".into(), "/shared/c.ron".into()],
+            ]),
+        );
+        for line in [
+            "#SBATCH --job-name='sweep lr'",
+            "#SBATCH --output=/shared/runs/slurm/%x-%A_%a.out",
+            "#SBATCH --ntasks=2",
+            "#SBATCH --gpus-per-task=1",
+            "#SBATCH --partition=gpu",
+            "#SBATCH --mem=32G",
+            "#SBATCH --array=0-2%2",
+            "#SBATCH --account=ml",
+            "module load cuda",
+            "  0) exec srun --kill-on-bad-exit=1 /opt/wb/workbench --runs-dir /shared/runs train --preset '/shared/a b.ron' ;;",
+            r"  1) exec srun --kill-on-bad-exit=1 /opt/wb/workbench --runs-dir /shared/runs train --preset '/shared/it'\''s.ron' ;;",
+        ] {
+            assert!(s.lines().any(|l| l == line), "{line}\n{s}");
+        }
+        let one = script(
+            &Profile::default(),
+            &batch(vec![vec!["--steps".into(), "5".into()]]),
+        );
+        assert!(!one.contains("--array"), "{one}");
+        assert!(one.contains("%x-%j.out"), "{one}");
+        assert!(one.ends_with("train --steps 5\n"), "{one}");
+    }
+
+    #[test]
+    fn states_come_from_squeue_and_scontrol() {
+        let q = parse_squeue("12_0|RUNNING\n12_1|PENDING\n");
+        assert_eq!(
+            q,
+            vec![
+                ("12_0".to_string(), "RUNNING".to_string()),
+                ("12_1".to_string(), "PENDING".to_string())
+            ]
+        );
+        let text = "JobId=13 ArrayJobId=12 ArrayTaskId=2 JobName=x\n   JobState=COMPLETED Reason=None ExitCode=0:0\n\nJobId=20 JobName=y\n   JobState=FAILED Reason=NonZeroExitCode\n";
+        assert_eq!(
+            parse_scontrol(text),
+            vec![
+                ("12_2".to_string(), "COMPLETED".to_string()),
+                ("20".to_string(), "FAILED".to_string())
+            ]
+        );
+        assert_eq!(job_state("PENDING"), JobState::Pending);
+        assert_eq!(job_state("COMPLETING"), JobState::Running);
+        assert_eq!(job_state("TIMEOUT"), JobState::Failed);
+        assert_eq!(job_state("OUT_OF_MEMORY"), JobState::Failed);
+        assert_eq!(job_state("CANCELLED"), JobState::Cancelled);
+    }
+
+    #[test]
+    fn a_profile_names_its_file_and_field() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("cluster.ron");
+        std::fs::write(&path, "(partiton: \"gpu\")").expect("write");
+        let e = Profile::load(&path).unwrap_err().to_string();
+        assert!(e.contains("cluster.ron") && e.contains("partiton"), "{e}");
+        std::fs::write(&path, "(partition: \"gpu\", ranks: 4, gpus_per_rank: 1)").expect("write");
+        let p = Profile::load(&path).expect("load");
+        assert_eq!((p.ranks, p.gpus_per_rank, p.cpus_per_rank), (4, 1, 1));
+    }
+}
