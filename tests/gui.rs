@@ -1242,3 +1242,246 @@ fn the_volume_viewer_shares_one_crosshair_between_the_three_views() {
         .unwrap();
     assert_eq!(real.companion.as_deref(), Some("logits_image_fake"));
 }
+
+/// A finished run of a small sweep: its preset sets `train.lr_g`, its log a validation metric
+/// (`val_swd`, lower is better) and one sample.
+fn sweep_run(runs: &Path, name: &str, lr: f64, swd: &[f64]) -> std::path::PathBuf {
+    let dir = runs.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let base =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/smoke.ron"))
+            .unwrap();
+    let text = base.replace("lr_g: 2e-4", &format!("lr_g: {lr:e}"));
+    assert_ne!(text, base);
+    std::fs::write(dir.join("preset.ron"), text).unwrap();
+    let mut w = started_log(
+        &dir,
+        name,
+        Some(swd.len() as u64 * 10),
+        vec![MetricDef::validation("val_swd", false)],
+    );
+    let rows = swd
+        .iter()
+        .enumerate()
+        .map(|(i, v)| ScalarRow {
+            step: (i as u64 + 1) * 10,
+            wall_time: i as f64 * 60.0,
+            values: vec![("val_swd".into(), *v)],
+        })
+        .collect();
+    w.append(&Event::Scalars { rows }).unwrap();
+    std::fs::create_dir_all(dir.join("media")).unwrap();
+    image::save_buffer(
+        dir.join("media/samples-step-00000010.png"),
+        &[200u8; 16],
+        2,
+        2,
+        image::ExtendedColorType::Rgba8,
+    )
+    .unwrap();
+    w.append(&Event::Sample {
+        step: 10,
+        path: "media/samples-step-00000010.png".into(),
+        width: 2,
+        height: 2,
+        rgba: vec![200; 16],
+    })
+    .unwrap();
+    w.append(&Event::RunFinished {
+        step: swd.len() as u64 * 10,
+        outcome: workbench::core::protocol::Outcome::Completed,
+    })
+    .unwrap();
+    w.sync().unwrap();
+    dir
+}
+
+/// The runs table: the sweep's varying field and the metric's best are columns; a header
+/// sorts (again: reverses), the filter narrows by field value or metric, and ticking a run
+/// follows it as an overlay and shows its sample side by side; the parallel-coordinates view
+/// draws one line per run.
+#[test]
+fn the_runs_table_sorts_filters_overlays_and_compares_a_sweep() {
+    let runs = tempfile::tempdir().unwrap();
+    let a = sweep_run(runs.path(), "lr-000", 1e-4, &[3.0, 2.0]);
+    let b = sweep_run(runs.path(), "lr-001", 3e-4, &[1.5, 0.5]);
+    let c = sweep_run(runs.path(), "lr-002", 5e-4, &[4.0, 5.0]);
+    let mut opts = LaunchOptions::new(runs.path());
+    opts.tab = Tab::Runs;
+    let mut h = harness(WorkbenchApp::with_waker(opts, None));
+    h.run_steps(2);
+    step_until(&mut h, "the runs table", |a| {
+        !a.run_list_pending() && a.run_list.len() == 3
+    });
+    h.run_steps(2);
+    // The varying field and the metric's best are columns; the best is the lowest value.
+    h.get_by_label("train.lr_g");
+    h.get_by_label("best val_swd");
+    h.get_by_label("0.5000");
+    h.get_by_label("2.0000");
+    let order = |h: &Harness<'_, WorkbenchApp>| -> Vec<String> {
+        let t = &h.state().runs_table;
+        t.shown(&h.state().run_list)
+            .iter()
+            .map(|r| r.name.clone())
+            .collect()
+    };
+    assert_eq!(order(&h), ["lr-002", "lr-001", "lr-000"]);
+    // Sort by the metric: best first, then reversed.
+    h.get_by_label("best val_swd").click();
+    h.run_steps(2);
+    assert_eq!(order(&h), ["lr-001", "lr-000", "lr-002"]);
+    h.get_by_label("best val_swd ^").click();
+    h.run_steps(2);
+    assert_eq!(order(&h), ["lr-002", "lr-000", "lr-001"]);
+    // Filter by a field's value, then by the metric.
+    h.state_mut().runs_table.filter = "lr_g=3e-4".into();
+    h.run_steps(2);
+    assert_eq!(order(&h), ["lr-001"]);
+    h.get_by_label("1 of 3 runs");
+    h.state_mut().runs_table.filter = "val_swd<2.5".into();
+    h.run_steps(2);
+    assert_eq!(order(&h).len(), 2);
+    h.state_mut().runs_table.filter.clear();
+    h.run_steps(2);
+    // Tick two runs: each is followed as an overlay, the shown run stays.
+    let boxes: Vec<_> = h.get_all_by_label("overlay").collect();
+    assert_eq!(boxes.len(), 3);
+    boxes[0].click();
+    h.run_steps(2);
+    h.get_all_by_label("overlay").nth(2).unwrap().click();
+    h.run_steps(2);
+    wait_for_logs(&mut h);
+    let overlaid: Vec<_> = h
+        .state()
+        .runs
+        .iter()
+        .filter(|r| r.overlay)
+        .map(|r| r.dir.clone())
+        .collect();
+    assert_eq!(overlaid.len(), 2, "{overlaid:?}");
+    assert!(
+        overlaid.contains(&c) && overlaid.contains(&b),
+        "{overlaid:?} vs {a:?}"
+    );
+    // Their samples side by side at one step.
+    h.run_steps(3);
+    assert_eq!(h.get_all_by_label("step 10").count(), 2);
+    // Parallel coordinates: the field and the metric as axes, one line per run.
+    h.get_by_label("Parallel coordinates").click();
+    h.run_steps(3);
+    let shown = h.state().runs_table.shown(&h.state().run_list);
+    let pc = workbench::core::runtable::parallel_coordinates(
+        &shown,
+        &["train.lr_g".to_string()],
+        "val_swd",
+    );
+    assert_eq!(pc.lines.len(), 3);
+    assert_eq!(pc.axes.len(), 2);
+    assert_eq!(h.state().runs_table.metric, "val_swd");
+}
+
+/// The Queue tab edits the same queue file as the CLI: it adds the edited preset and a sweep
+/// over a picked field, reorders and cancels, starts a runner that trains in its own process,
+/// and a new app (a restart) finds the queue as it was left.
+#[test]
+fn the_queue_tab_adds_sweeps_reorders_cancels_and_runs() {
+    let runs = tempfile::tempdir().unwrap();
+    let smoke = preset::load_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/smoke.ron"))
+        .unwrap()
+        .0;
+    let mut opts = LaunchOptions::new(runs.path());
+    opts.preset = Some((smoke.preset().clone(), None));
+    opts.tab = Tab::Queue;
+    let mut h = harness(WorkbenchApp::with_waker(opts, None));
+    h.state_mut().queue.runner = Some(env!("CARGO_BIN_EXE_workbench").into());
+    h.run_steps(2);
+    step_until(&mut h, "the queue", |a| !a.queue_pending());
+    h.get_by_label("Add the edited preset").click();
+    h.run_steps(1);
+    step_until(&mut h, "the added job", |a| {
+        !a.queue_pending() && a.queue.queue.jobs.len() == 1
+    });
+    h.state_mut().queue.sweep_field = "train.lr_g".into();
+    h.state_mut().queue.sweep_values = "1e-4, 3e-4".into();
+    h.run_steps(1);
+    h.get_by_label("Add a sweep of 2 runs").click();
+    h.run_steps(1);
+    step_until(&mut h, "the sweep", |a| {
+        !a.queue_pending() && a.queue.queue.jobs.len() == 3
+    });
+    let path = runs.path().join("queue.json");
+    let q = workbench::core::queue::read(&path).unwrap();
+    let sweep_preset = std::fs::read_to_string(&q.jobs[2].args[1]).unwrap();
+    assert!(sweep_preset.contains("lr_g: 0.0003"), "{sweep_preset}");
+    // The last job moves up to the front; the first is cancelled.
+    let ids: Vec<u64> = q.jobs.iter().map(|j| j.id).collect();
+    h.get_all_by_label("up").nth(2).unwrap().click();
+    h.run_steps(1);
+    step_until(&mut h, "the move", |a| {
+        !a.queue_pending() && a.queue.queue.jobs[1].id == ids[2]
+    });
+    h.get_all_by_label("up").nth(1).unwrap().click();
+    h.run_steps(1);
+    step_until(&mut h, "the move", |a| {
+        !a.queue_pending() && a.queue.queue.jobs[0].id == ids[2]
+    });
+    let first_added = h
+        .state()
+        .queue
+        .queue
+        .jobs
+        .iter()
+        .position(|j| j.id == ids[0])
+        .unwrap();
+    h.get_all_by_label("Cancel")
+        .nth(first_added)
+        .unwrap()
+        .click();
+    h.run_steps(1);
+    step_until(&mut h, "the cancel", |a| {
+        !a.queue_pending()
+            && a.queue
+                .queue
+                .jobs
+                .iter()
+                .any(|j| j.id == ids[0] && j.state == workbench::core::queue::JobState::Cancelled)
+    });
+    drop(h);
+    // A restarted app sees the same queue, and its runner trains the two pending jobs.
+    let mut opts = LaunchOptions::new(runs.path());
+    opts.tab = Tab::Queue;
+    let mut h = harness(WorkbenchApp::with_waker(opts, None));
+    h.state_mut().queue.runner = Some(env!("CARGO_BIN_EXE_workbench").into());
+    h.run_steps(2);
+    step_until(&mut h, "the queue", |a| {
+        !a.queue_pending() && a.queue.queue.jobs.len() == 3
+    });
+    h.get_by_label("Start a runner").click();
+    h.run_steps(2);
+    assert!(
+        h.state()
+            .queue
+            .said
+            .as_deref()
+            .is_some_and(|s| s.starts_with("started a queue runner")),
+        "{:?}",
+        h.state().queue.said
+    );
+    let started = Instant::now();
+    loop {
+        let q = workbench::core::queue::read(&path).unwrap();
+        let states: Vec<_> = q.jobs.iter().map(|j| j.state).collect();
+        use workbench::core::queue::JobState::{Cancelled, Finished};
+        if states.iter().filter(|s| **s == Finished).count() == 2 {
+            assert_eq!(states.iter().filter(|s| **s == Cancelled).count(), 1);
+            assert!(q
+                .jobs
+                .iter()
+                .all(|j| j.state != Finished || j.run_dir.is_some()));
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "{states:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

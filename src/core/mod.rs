@@ -11,6 +11,7 @@ pub mod queue;
 pub mod rng;
 pub mod rundir;
 pub mod runlog;
+pub mod runtable;
 pub mod runview;
 pub mod series;
 pub mod slurm;

@@ -304,6 +304,25 @@ impl RunDir {
         Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
     }
 
+    /// The status of a run whose log never ended: running while a process here holds its lock
+    /// or, written on another machine (whose process is not ours to see), while its heartbeat
+    /// is recent; otherwise interrupted (lost, resumable from its last checkpoint).
+    #[must_use]
+    pub fn unended_status(&self) -> RunStatus {
+        if self.lock_holder().is_some() {
+            return RunStatus::Running;
+        }
+        match self.heartbeat() {
+            Some((beat, host))
+                if host != host_name()
+                    && crate::core::timefmt::unix_now() - (beat as f64) < HEARTBEAT_STALE_SECS =>
+            {
+                RunStatus::Running
+            }
+            _ => RunStatus::Interrupted,
+        }
+    }
+
     /// The run's status, from its events and its lock.
     pub fn status(&self) -> Result<RunSummary, RunDirError> {
         let contents = runlog::read_all(&self.events_path()).map_err(|e| RunDirError::Io {
@@ -349,18 +368,8 @@ impl RunDir {
                 s.status = RunStatus::Interrupted;
             }
         }
-        if s.status == RunStatus::Interrupted && self.lock_holder().is_some() {
-            s.status = RunStatus::Running;
-        }
-        // Written on another machine: its process is not ours to see, so a recent heartbeat
-        // says it runs; a stale one, that it was lost (resumable from its last checkpoint).
         if s.status == RunStatus::Interrupted {
-            if let Some((beat, host)) = self.heartbeat() {
-                let age = crate::core::timefmt::unix_now() - beat as f64;
-                if host != host_name() && age < HEARTBEAT_STALE_SECS {
-                    s.status = RunStatus::Running;
-                }
-            }
+            s.status = self.unended_status();
         }
         Ok(s)
     }

@@ -19,10 +19,11 @@ pub enum Tab {
     Runs,
     Actions,
     Volume,
+    Queue,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 9] = [
+    pub const ALL: [Tab; 10] = [
         Tab::Presets,
         Tab::Phases,
         Tab::Dashboard,
@@ -32,6 +33,7 @@ impl Tab {
         Tab::Runs,
         Tab::Actions,
         Tab::Volume,
+        Tab::Queue,
     ];
 
     #[must_use]
@@ -46,6 +48,7 @@ impl Tab {
             Self::Runs => "Runs",
             Self::Actions => "Actions",
             Self::Volume => "Volume",
+            Self::Queue => "Queue",
         }
     }
 
@@ -55,7 +58,7 @@ impl Tab {
             .find(|t| t.label().eq_ignore_ascii_case(text))
             .ok_or_else(|| {
                 format!(
-                    "unknown tab `{text}`; known: presets, phases, dashboard, samples, gaad, controller, runs, actions, volume"
+                    "unknown tab `{text}`; known: presets, phases, dashboard, samples, gaad, controller, runs, actions, volume, queue"
                 )
             })
     }
@@ -123,6 +126,8 @@ pub enum UiAction {
     Command(Command),
     /// Open and follow a run folder.
     OpenRun(PathBuf),
+    /// Overlay a run's curves on the dashboard (following it if needed) or stop.
+    Overlay(PathBuf, bool),
     /// Load the library's preset at this index into the editor.
     LoadPreset(usize),
     /// Save the edited preset into the user's folder under the editor's name.

@@ -13,7 +13,7 @@ use egui::{RichText, Ui};
 
 use crate::core::preset::{AnyPreset, Family};
 use crate::core::protocol::Command;
-use crate::core::rundir::RunSummary;
+use crate::core::runtable::RunRow;
 use crate::core::runview::RunView;
 use crate::engine::worker::{self, RunRequest, WorkerHandle};
 
@@ -49,9 +49,13 @@ pub struct WorkbenchApp {
     /// The Volume tab: slices of a volume and its reconstruction.
     pub volume: super::volume::VolumeViewer,
     pub dialogs: Dialogs,
-    pub run_list: Vec<RunSummary>,
+    pub run_list: Vec<RunRow>,
+    /// The Runs tab's table: filter, order, comparison.
+    pub runs_table: super::panels::runs::RunsTable,
+    /// The Queue tab: the run queue file.
+    pub queue: super::queue::QueuePanel,
     pub(crate) run_list_at: Option<Instant>,
-    pub(crate) run_list_rx: Option<Receiver<Vec<RunSummary>>>,
+    pub(crate) run_list_rx: Option<Receiver<Vec<RunRow>>>,
     /// The last error to show in the status bar (failed start, bad import, ...).
     pub message: Option<(bool, String)>,
     pub live_values: Vec<(String, f64)>,
@@ -122,6 +126,8 @@ impl WorkbenchApp {
             volume: super::volume::VolumeViewer::default(),
             dialogs: Dialogs::default(),
             run_list: Vec::new(),
+            runs_table: super::panels::runs::RunsTable::default(),
+            queue: super::queue::QueuePanel::default(),
             run_list_at: None,
             run_list_rx: None,
             message: None,
@@ -307,6 +313,19 @@ impl WorkbenchApp {
             UiAction::OpenRun(dir) => {
                 self.open_run(&dir);
                 self.tab = Tab::Dashboard;
+            }
+            UiAction::Overlay(dir, on) => {
+                // Followed in the background; the run shown stays the one shown.
+                let shown = self.current;
+                if on && !self.runs.iter().any(|r| r.dir == dir) {
+                    self.open_run(&dir);
+                    if shown.is_some() {
+                        self.current = shown;
+                    }
+                }
+                if let Some(t) = self.runs.iter_mut().find(|r| r.dir == dir) {
+                    t.overlay = on;
+                }
             }
             UiAction::LoadPreset(i) => {
                 let Some(e) = self.library.get(i).cloned() else {
@@ -545,6 +564,7 @@ impl WorkbenchApp {
             }
             Tab::Controller => self.controller_tab_ui(ui),
             Tab::Runs => self.runs_tab_ui(ui),
+            Tab::Queue => self.queue_tab_ui(ui),
             Tab::Actions => match self.current {
                 Some(i) => self.explorer.ui(ui, &self.runs[i].view, &self.runs[i].dir),
                 None => {

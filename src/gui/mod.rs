@@ -16,6 +16,7 @@ pub mod explorer;
 pub mod gaad;
 mod io;
 mod panels;
+pub mod queue;
 pub mod samples;
 pub mod sources;
 mod tour;

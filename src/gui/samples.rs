@@ -58,7 +58,7 @@ impl Default for SampleViewer {
 }
 
 /// Decodes a sample's pixels: live RGBA when it came over the channel, else its PNG.
-fn sample_image(run_dir: &str, s: &SampleRef) -> Result<ColorImage, String> {
+pub(crate) fn sample_image(run_dir: &str, s: &SampleRef) -> Result<ColorImage, String> {
     if !s.rgba.is_empty() && s.rgba.len() == (s.width * s.height * 4) as usize {
         return Ok(ColorImage::from_rgba_unmultiplied(
             [s.width as usize, s.height as usize],

@@ -4,6 +4,6 @@
 mod controller;
 mod presets;
 mod run_controls;
-mod runs;
+pub mod runs;
 pub mod shortcuts;
 mod views;

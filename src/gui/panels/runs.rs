@@ -1,13 +1,107 @@
-//! The Runs tab: the runs folder, read off the UI thread, with status; open and overlay runs.
+//! The Runs tab: a table of the runs folder (status, family, duration, step, the fields that
+//! vary between the runs shown and each validation metric's best), sortable and filterable;
+//! tick runs to overlay their curves on the dashboard, see the same step's samples side by
+//! side, or plot a sweep's fields against a metric in parallel coordinates. The folder is read
+//! incrementally on a background thread ([`crate::core::runtable::RunIndex`]).
 
-use egui::{Color32, RichText, Ui};
-
-use crate::gui::actions::UiAction;
-use crate::gui::app::WorkbenchApp;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::core::rundir::list_runs;
+use egui::{Color32, RichText, TextureHandle, Ui};
+use egui_plot::{Line, Plot, PlotPoints};
+
+use crate::core::rundir::RunStatus;
+use crate::core::runtable::{self, Column, RunIndex, RunRow};
+use crate::gui::actions::UiAction;
+use crate::gui::app::WorkbenchApp;
 use crate::gui::dialogs::Purpose;
+
+/// What the compare area below the table shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CompareView {
+    #[default]
+    Samples,
+    Parallel,
+}
+
+/// The Runs tab's own state.
+pub struct RunsTable {
+    pub filter: String,
+    pub sort: Column,
+    pub descending: bool,
+    pub compare: CompareView,
+    /// The step whose samples are shown side by side (`None`: the latest).
+    pub step: Option<u64>,
+    /// The metric of the parallel-coordinates plot.
+    pub metric: String,
+    pub(crate) index: Arc<Mutex<RunIndex>>,
+    textures: HashMap<(PathBuf, u64), Result<TextureHandle, String>>,
+}
+
+impl std::fmt::Debug for RunsTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunsTable")
+            .field("filter", &self.filter)
+            .field("sort", &self.sort)
+            .field("descending", &self.descending)
+            .field("compare", &self.compare)
+            .field("textures", &self.textures.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for RunsTable {
+    fn default() -> Self {
+        Self {
+            filter: String::new(),
+            sort: Column::Name,
+            descending: true,
+            compare: CompareView::Samples,
+            step: None,
+            metric: String::new(),
+            index: Arc::new(Mutex::new(RunIndex::default())),
+            textures: HashMap::new(),
+        }
+    }
+}
+
+impl RunsTable {
+    /// The rows that pass the filter, in the table's order.
+    #[must_use]
+    pub fn shown(&self, rows: &[RunRow]) -> Vec<RunRow> {
+        let mut shown: Vec<RunRow> = rows
+            .iter()
+            .filter(|r| r.matches(&self.filter))
+            .cloned()
+            .collect();
+        runtable::sort(&mut shown, &self.sort, self.descending);
+        shown
+    }
+
+    /// Sorts by `column`, or reverses the order when it already sorts by it.
+    pub fn sort_by(&mut self, column: Column) {
+        if self.sort == column {
+            self.descending = !self.descending;
+        } else {
+            self.sort = column;
+            self.descending = false;
+        }
+    }
+}
+
+fn status_color(ui: &Ui, s: RunStatus) -> Color32 {
+    match s {
+        RunStatus::Running => Color32::from_rgb(110, 210, 120),
+        RunStatus::Failed => Color32::from_rgb(235, 80, 80),
+        RunStatus::Interrupted => Color32::from_rgb(230, 180, 80),
+        _ => ui.visuals().text_color(),
+    }
+}
+
+/// At most this many varying fields become columns (the rest stay filterable).
+const MAX_FIELD_COLUMNS: usize = 8;
 
 impl WorkbenchApp {
     pub(crate) fn runs_tab_ui(&mut self, ui: &mut Ui) {
@@ -25,63 +119,290 @@ impl WorkbenchApp {
                 self.dialogs.open(Purpose::OpenRun, "");
             }
         });
-        ui.label(RichText::new("Open follows a run live, including one being written by `workbench train` in another process. Tick runs to overlay them on the dashboard, aligned by step.").weak());
+        ui.horizontal(|ui| {
+            ui.label("Filter");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.runs_table.filter)
+                    .hint_text("text, field=value, lr_g<1e-3, val_psnr>25")
+                    .desired_width(320.0),
+            );
+            let shown = self
+                .run_list
+                .iter()
+                .filter(|r| r.matches(&self.runs_table.filter))
+                .count();
+            ui.label(RichText::new(format!("{shown} of {} runs", self.run_list.len())).weak());
+        });
+        ui.label(RichText::new("Open follows a run live, also one written by `workbench train` in another process or on another machine (shared storage). Tick runs to overlay their curves on the dashboard, aligned by step, and to compare them below.").weak());
+        let shown = self.runs_table.shown(&self.run_list);
+        let fields: Vec<String> = runtable::varying_fields(&shown)
+            .into_iter()
+            .take(MAX_FIELD_COLUMNS)
+            .collect();
+        let metrics = runtable::metrics(&shown);
+        let mut columns = vec![
+            Column::Name,
+            Column::Status,
+            Column::Family,
+            Column::Step,
+            Column::Duration,
+        ];
+        columns.extend(fields.iter().cloned().map(Column::Field));
+        columns.extend(metrics.iter().cloned().map(Column::Metric));
         let mut open = None;
-        egui::Grid::new("run-list")
-            .striped(true)
-            .num_columns(6)
-            .show(ui, |ui| {
-                for h in ["", "run", "status", "step", "device", ""] {
-                    ui.label(RichText::new(h).strong());
-                }
-                ui.end_row();
-                for s in &self.run_list {
-                    let tracked = self.runs.iter().position(|r| r.dir == s.dir);
-                    let color = match s.status {
-                        crate::core::rundir::RunStatus::Running => Color32::from_rgb(110, 210, 120),
-                        crate::core::rundir::RunStatus::Failed => Color32::from_rgb(235, 80, 80),
-                        _ => ui.visuals().text_color(),
-                    };
-                    match tracked {
-                        Some(i) => {
-                            ui.checkbox(&mut self.runs[i].overlay, "overlay")
-                                .on_hover_text("overlay on the dashboard, aligned by step");
+        let mut toggled = Vec::new();
+        let mut sort_by = None;
+        let row_height = ui.spacing().interact_size.y + 4.0;
+        let height = (ui.available_height() * 0.55).max(160.0);
+        egui::ScrollArea::both()
+            .id_salt("runs-table")
+            .max_height(height)
+            .auto_shrink([false, true])
+            .show_rows(ui, row_height, shown.len(), |ui, range| {
+                egui::Grid::new("run-table")
+                    .striped(true)
+                    .num_columns(columns.len() + 2)
+                    .show(ui, |ui| {
+                        ui.label("");
+                        for c in &columns {
+                            let arrow =
+                                match (&self.runs_table.sort == c, self.runs_table.descending) {
+                                    (true, true) => " v",
+                                    (true, false) => " ^",
+                                    _ => "",
+                                };
+                            if ui
+                                .add(
+                                    egui::Button::new(
+                                        RichText::new(format!("{}{arrow}", c.title())).strong(),
+                                    )
+                                    .frame(false),
+                                )
+                                .on_hover_text("sort by this column (again: reverse)")
+                                .clicked()
+                            {
+                                sort_by = Some(c.clone());
+                            }
                         }
-                        None => {
-                            ui.label("");
+                        ui.label("");
+                        ui.end_row();
+                        for r in &shown[range] {
+                            let tracked = self.runs.iter().position(|t| t.dir == r.dir);
+                            let mut on = tracked.is_some_and(|i| self.runs[i].overlay);
+                            if ui
+                                .checkbox(&mut on, "overlay")
+                                .on_hover_text("overlay on the dashboard and compare below")
+                                .changed()
+                            {
+                                toggled.push((r.dir.clone(), on));
+                            }
+                            for c in &columns {
+                                let text = r.cell(c);
+                                match c {
+                                    Column::Status => {
+                                        ui.colored_label(status_color(ui, r.status), text)
+                                            .on_hover_text(&r.message);
+                                    }
+                                    Column::Name => {
+                                        ui.label(text).on_hover_text(r.dir.display().to_string());
+                                    }
+                                    _ => {
+                                        ui.label(text);
+                                    }
+                                }
+                            }
+                            let label = if tracked.is_some() && tracked == self.current {
+                                "shown"
+                            } else {
+                                "Open"
+                            };
+                            if ui.button(label).clicked() {
+                                open = Some(r.dir.clone());
+                            }
+                            ui.end_row();
                         }
-                    }
-                    ui.label(
-                        s.dir
-                            .file_name()
-                            .map(|n| n.to_string_lossy().into_owned())
-                            .unwrap_or_default(),
-                    )
-                    .on_hover_text(if s.message.is_empty() {
-                        s.dir.display().to_string()
-                    } else {
-                        s.message.clone()
                     });
-                    ui.colored_label(color, s.status.label());
-                    ui.label(s.last_step.to_string());
-                    ui.label(&s.device);
-                    let label = if tracked == self.current && tracked.is_some() {
-                        "shown"
-                    } else {
-                        "Open"
-                    };
-                    if ui.button(label).clicked() {
-                        open = Some(s.dir.clone());
-                    }
-                    ui.end_row();
-                }
             });
+        if let Some(c) = sort_by {
+            self.runs_table.sort_by(c);
+        }
+        for (dir, on) in toggled {
+            self.actions.push(UiAction::Overlay(dir, on));
+        }
         if let Some(dir) = open {
             self.actions.push(UiAction::OpenRun(dir));
         }
+        ui.separator();
+        self.compare_ui(ui, &shown, &fields, &metrics);
     }
 
-    /// Re-reads the runs folder at most every two seconds.
+    fn compare_ui(&mut self, ui: &mut Ui, shown: &[RunRow], fields: &[String], metrics: &[String]) {
+        ui.horizontal(|ui| {
+            ui.strong("Compare");
+            ui.selectable_value(
+                &mut self.runs_table.compare,
+                CompareView::Samples,
+                "Samples side by side",
+            );
+            ui.selectable_value(
+                &mut self.runs_table.compare,
+                CompareView::Parallel,
+                "Parallel coordinates",
+            );
+        });
+        match self.runs_table.compare {
+            CompareView::Samples => self.side_by_side_ui(ui),
+            CompareView::Parallel => self.parallel_ui(ui, shown, fields, metrics),
+        }
+    }
+
+    /// The ticked runs' samples at one step (each run's latest at or before it).
+    fn side_by_side_ui(&mut self, ui: &mut Ui) {
+        let ticked: Vec<usize> = self
+            .runs
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.overlay)
+            .map(|(i, _)| i)
+            .collect();
+        if ticked.is_empty() {
+            ui.label(
+                RichText::new("Tick runs above to see their samples at the same step.").weak(),
+            );
+            return;
+        }
+        let last = ticked
+            .iter()
+            .filter_map(|&i| self.runs[i].view.samples.last().map(|s| s.step))
+            .max()
+            .unwrap_or(0);
+        let mut step = self.runs_table.step.unwrap_or(last).min(last);
+        ui.horizontal(|ui| {
+            ui.label("step");
+            if ui
+                .add(egui::Slider::new(&mut step, 0..=last.max(1)))
+                .changed()
+            {
+                self.runs_table.step = Some(step);
+            }
+            if ui.button("latest").clicked() {
+                self.runs_table.step = None;
+                step = last;
+            }
+        });
+        egui::ScrollArea::horizontal()
+            .id_salt("side-by-side")
+            .show(ui, |ui| {
+                ui.horizontal_top(|ui| {
+                    for i in ticked {
+                        let t = &self.runs[i];
+                        let sample = t.view.samples.iter().rev().find(|s| s.step <= step);
+                        ui.vertical(|ui| {
+                            ui.label(RichText::new(&t.view.name).color(t.color));
+                            let Some(s) = sample else {
+                                ui.label(RichText::new("no sample yet").weak());
+                                return;
+                            };
+                            ui.label(RichText::new(format!("step {}", s.step)).weak());
+                            let key = (t.dir.clone(), s.step);
+                            // Decoded once (live pixels, else its PNG), then kept.
+                            let tex = self.runs_table.textures.entry(key).or_insert_with(|| {
+                                crate::gui::samples::sample_image(&t.view.run_dir, s).map(|img| {
+                                    ui.ctx().load_texture(
+                                        format!("side-{}-{}", t.dir.display(), s.step),
+                                        img,
+                                        egui::TextureOptions::NEAREST,
+                                    )
+                                })
+                            });
+                            match tex {
+                                Ok(tex) => {
+                                    let [w, h] = tex.size();
+                                    let width = 220.0_f32;
+                                    let height = width * h as f32 / w.max(1) as f32;
+                                    ui.image((tex.id(), egui::vec2(width, height)));
+                                }
+                                Err(e) => {
+                                    ui.colored_label(Color32::from_rgb(235, 80, 80), e.as_str());
+                                }
+                            }
+                        });
+                    }
+                });
+            });
+    }
+
+    /// The shown runs' varying fields and a metric, each an axis scaled to its range.
+    fn parallel_ui(
+        &mut self,
+        ui: &mut Ui,
+        shown: &[RunRow],
+        fields: &[String],
+        metrics: &[String],
+    ) {
+        if metrics.is_empty() || fields.is_empty() {
+            ui.label(RichText::new("Parallel coordinates need runs that differ in preset fields (a sweep) and report a validation metric.").weak());
+            return;
+        }
+        if !metrics.contains(&self.runs_table.metric) {
+            self.runs_table.metric = metrics[0].clone();
+        }
+        egui::ComboBox::from_label("metric")
+            .selected_text(&self.runs_table.metric)
+            .show_ui(ui, |ui| {
+                for m in metrics {
+                    ui.selectable_value(&mut self.runs_table.metric, m.clone(), m);
+                }
+            });
+        let pc = runtable::parallel_coordinates(shown, fields, &self.runs_table.metric);
+        let higher = shown
+            .iter()
+            .find_map(|r| r.higher_is_better.get(&self.runs_table.metric).copied())
+            .unwrap_or(false);
+        let names: Vec<String> = pc
+            .axes
+            .iter()
+            .map(|(n, lo, hi)| format!("{n}\n{lo} .. {hi}"))
+            .collect();
+        let axes = names.len();
+        Plot::new("parallel-coordinates")
+            .height(220.0)
+            .allow_scroll(false)
+            .include_y(-0.05)
+            .include_y(1.05)
+            .show_axes([true, false])
+            .x_axis_formatter(move |m, _| {
+                let i = m.value.round();
+                if (m.value - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < axes {
+                    names[i as usize].clone()
+                } else {
+                    String::new()
+                }
+            })
+            .show(ui, |pu| {
+                let last = pc.axes.len().saturating_sub(1);
+                for line in &pc.lines {
+                    let (dir, ys) = (&line.dir, &line.ys);
+                    // The metric's own axis colours the line: green the best end, red the worst.
+                    let q = ys.get(last).copied().unwrap_or(0.5);
+                    let good = if higher { q } else { 1.0 - q };
+                    let color = Color32::from_rgb(
+                        (235.0 * (1.0 - good)) as u8 + 20,
+                        (200.0 * good) as u8 + 40,
+                        90,
+                    );
+                    let pts: Vec<[f64; 2]> =
+                        ys.iter().enumerate().map(|(i, y)| [i as f64, *y]).collect();
+                    let name = dir
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    pu.line(Line::new(name, PlotPoints::from(pts)).color(color));
+                }
+            });
+    }
+
+    /// Re-reads the runs folder at most every two seconds (only what each log gained).
     pub fn refresh_run_list(&mut self, force: bool) {
         if let Some(rx) = &self.run_list_rx {
             match rx.try_recv() {
@@ -101,15 +422,14 @@ impl WorkbenchApp {
             return;
         }
         self.run_list_at = Some(Instant::now());
-        // Each run's status comes from reading its whole event log: never on the UI thread.
         let dir = self.opts.runs_dir.clone();
+        let index = Arc::clone(&self.runs_table.index);
         self.run_list_rx = Some(crate::gui::actions::background(
             "workbench-runs",
             self.waker.clone(),
-            move || {
-                let mut list = list_runs(&dir).unwrap_or_default();
-                list.reverse();
-                list
+            move || match index.lock() {
+                Ok(mut i) => i.refresh(&dir),
+                Err(poisoned) => poisoned.into_inner().refresh(&dir),
             },
         ));
     }

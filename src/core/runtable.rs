@@ -1,0 +1,572 @@
+//! The runs table: one row per run folder with its status, family, duration, step, the preset
+//! fields that vary between the runs shown (a sweep's axes) and the best value of each declared
+//! validation metric; sorted and filtered here, drawn by the GUI.
+//!
+//! [`RunIndex`] keeps one [`LogReader`] per run and reads only what each log gained since the
+//! last refresh (polling with offsets: shared storage such as NFS tells no one of writes from
+//! other machines), so a folder of a thousand runs costs a directory listing and a few small
+//! reads per refresh, off the UI thread.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::protocol::{Event, MetricKind, Outcome};
+use super::rundir::{RunDir, RunStatus};
+use super::runlog::LogReader;
+
+/// One run, as the table shows it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunRow {
+    pub dir: PathBuf,
+    /// The folder's name.
+    pub name: String,
+    pub family: String,
+    pub status: RunStatus,
+    /// Why it failed.
+    pub message: String,
+    pub step: u64,
+    /// Unix seconds of its start and of its last event.
+    pub started: Option<f64>,
+    pub last: Option<f64>,
+    /// Every preset field as `path -> value` (`train.lr_g -> 0.0002`).
+    pub fields: BTreeMap<String, String>,
+    /// The best value of each declared validation metric so far.
+    pub best: BTreeMap<String, f64>,
+    /// Whether higher is better, per validation metric.
+    pub higher_is_better: BTreeMap<String, bool>,
+}
+
+impl RunRow {
+    /// Seconds from its start to its last event.
+    #[must_use]
+    pub fn duration(&self) -> f64 {
+        match (self.started, self.last) {
+            (Some(a), Some(b)) => (b - a).max(0.0),
+            _ => 0.0,
+        }
+    }
+
+    /// A field's value, or a metric's best (as text), by name.
+    #[must_use]
+    pub fn cell(&self, column: &Column) -> String {
+        match column {
+            Column::Name => self.name.clone(),
+            Column::Status => self.status.label().to_string(),
+            Column::Family => self.family.clone(),
+            Column::Step => self.step.to_string(),
+            Column::Duration => crate::core::timefmt::human_duration(self.duration()),
+            Column::Field(f) => self.fields.get(f).cloned().unwrap_or_default(),
+            Column::Metric(m) => self
+                .best
+                .get(m)
+                .map_or(String::new(), |v| format!("{v:.4}")),
+        }
+    }
+
+    /// The value to sort by: numbers as numbers, text as text.
+    fn key(&self, column: &Column) -> SortKey {
+        match column {
+            Column::Step => SortKey::Number(self.step as f64),
+            Column::Duration => SortKey::Number(self.duration()),
+            Column::Metric(m) => self
+                .best
+                .get(m)
+                .map_or(SortKey::Missing, |v| SortKey::Number(*v)),
+            other => {
+                let text = self.cell(other);
+                match text.parse::<f64>() {
+                    Ok(v) => SortKey::Number(v),
+                    Err(_) if text.is_empty() => SortKey::Missing,
+                    Err(_) => SortKey::Text(text),
+                }
+            }
+        }
+    }
+
+    /// Whether the row passes a filter: every word must match. `key=value` (also `<`, `>`)
+    /// compares a field (by its full path or last part) or a metric; any other word is looked
+    /// for in the name, family, status and message.
+    #[must_use]
+    pub fn matches(&self, filter: &str) -> bool {
+        filter
+            .split_whitespace()
+            .all(|word| self.matches_word(word))
+    }
+
+    fn matches_word(&self, word: &str) -> bool {
+        let op = word.find(['=', '<', '>']);
+        let Some(at) = op.filter(|&i| i > 0) else {
+            let w = word.to_lowercase();
+            return [
+                &self.name,
+                &self.family,
+                &self.message,
+                &self.status.label().to_string(),
+            ]
+            .iter()
+            .any(|s| s.to_lowercase().contains(&w));
+        };
+        let (key, rest) = word.split_at(at);
+        let (op, want) = rest.split_at(1);
+        let value = self.best.get(key).map(|v| v.to_string()).or_else(|| {
+            self.fields
+                .iter()
+                .find(|(path, _)| *path == key || path.rsplit('.').next() == Some(key))
+                .map(|(_, v)| v.clone())
+        });
+        let Some(value) = value else {
+            return false;
+        };
+        match (value.parse::<f64>(), want.parse::<f64>()) {
+            (Ok(v), Ok(w)) => match op {
+                "<" => v < w,
+                ">" => v > w,
+                _ => (v - w).abs() <= 1e-12 * w.abs().max(1e-300),
+            },
+            _ => op == "=" && value == want,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum SortKey {
+    Number(f64),
+    Text(String),
+    Missing,
+}
+
+impl SortKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        match (self, other) {
+            (Self::Number(a), Self::Number(b)) => a.total_cmp(b),
+            (Self::Text(a), Self::Text(b)) => a.cmp(b),
+            (Self::Number(_), Self::Text(_)) => Ordering::Less,
+            (Self::Text(_), Self::Number(_)) => Ordering::Greater,
+            // Rows without a value go last either way.
+            (Self::Missing, Self::Missing) => Ordering::Equal,
+            (Self::Missing, _) => Ordering::Greater,
+            (_, Self::Missing) => Ordering::Less,
+        }
+    }
+}
+
+/// A column of the table.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Column {
+    Name,
+    Status,
+    Family,
+    Step,
+    Duration,
+    /// A preset field, by path.
+    Field(String),
+    /// The best value of a validation metric.
+    Metric(String),
+}
+
+impl Column {
+    #[must_use]
+    pub fn title(&self) -> String {
+        match self {
+            Self::Name => "run".into(),
+            Self::Status => "status".into(),
+            Self::Family => "family".into(),
+            Self::Step => "step".into(),
+            Self::Duration => "duration".into(),
+            Self::Field(f) => f.clone(),
+            Self::Metric(m) => format!("best {m}"),
+        }
+    }
+}
+
+/// Sorts rows by a column (rows without a value last, in either direction; ties by name).
+pub fn sort(rows: &mut [RunRow], column: &Column, descending: bool) {
+    rows.sort_by(|a, b| {
+        let (ka, kb) = (a.key(column), b.key(column));
+        let o = match (&ka, &kb) {
+            (SortKey::Missing, _) | (_, SortKey::Missing) => ka.cmp(&kb),
+            _ if descending => kb.cmp(&ka),
+            _ => ka.cmp(&kb),
+        };
+        o.then_with(|| a.name.cmp(&b.name))
+    });
+}
+
+/// The preset fields whose values differ between `rows` (among the fields all of them have):
+/// a sweep's axes, shown as columns. The name never counts.
+#[must_use]
+pub fn varying_fields(rows: &[RunRow]) -> Vec<String> {
+    let Some(first) = rows.first() else {
+        return Vec::new();
+    };
+    first
+        .fields
+        .keys()
+        .filter(|k| k.as_str() != "name")
+        .filter(|k| {
+            let mut values = rows.iter().map(|r| r.fields.get(*k));
+            let v0 = values.next().flatten();
+            v0.is_some()
+                && rows.iter().all(|r| r.fields.contains_key(*k))
+                && rows.iter().any(|r| r.fields.get(*k) != v0)
+        })
+        .cloned()
+        .collect()
+}
+
+/// The validation metrics any of `rows` declared, sorted.
+#[must_use]
+pub fn metrics(rows: &[RunRow]) -> Vec<String> {
+    let mut out: Vec<String> = rows
+        .iter()
+        .flat_map(|r| r.higher_is_better.keys().cloned())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// A parallel-coordinates plot: axes (a sweep's fields, then a metric) and one line per run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParallelCoordinates {
+    /// Each axis's name and range as text (low, high).
+    pub axes: Vec<(String, String, String)>,
+    pub lines: Vec<ParallelLine>,
+}
+
+/// One run across the axes: its values scaled to [0, 1] by each axis's range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParallelLine {
+    pub dir: PathBuf,
+    pub ys: Vec<f64>,
+    /// The metric's own value.
+    pub value: f64,
+}
+
+/// The parallel coordinates of the runs that have `metric`: text values take their rank among
+/// the axis's distinct values.
+#[must_use]
+pub fn parallel_coordinates(
+    rows: &[RunRow],
+    fields: &[String],
+    metric: &str,
+) -> ParallelCoordinates {
+    let with: Vec<&RunRow> = rows
+        .iter()
+        .filter(|r| r.best.contains_key(metric))
+        .collect();
+    let mut axes: Vec<Vec<f64>> = Vec::new();
+    let mut ranges = Vec::new();
+    for f in fields {
+        let values: Vec<String> = with
+            .iter()
+            .map(|r| r.fields.get(f).cloned().unwrap_or_default())
+            .collect();
+        let numeric: Option<Vec<f64>> = values.iter().map(|v| v.parse().ok()).collect();
+        let column = match numeric {
+            Some(n) => n,
+            None => {
+                let mut distinct = values.clone();
+                distinct.sort();
+                distinct.dedup();
+                values
+                    .iter()
+                    .map(|v| distinct.iter().position(|d| d == v).unwrap_or(0) as f64)
+                    .collect()
+            }
+        };
+        let (lo, hi) = min_max(&column);
+        let (lo_text, hi_text) = match values.iter().all(|v| v.parse::<f64>().is_ok()) {
+            true => (short(lo), short(hi)),
+            false => {
+                let mut d = values.clone();
+                d.sort();
+                (
+                    d.first().cloned().unwrap_or_default(),
+                    d.last().cloned().unwrap_or_default(),
+                )
+            }
+        };
+        ranges.push((f.clone(), lo_text, hi_text));
+        axes.push(column);
+    }
+    let m: Vec<f64> = with.iter().map(|r| r.best[metric]).collect();
+    let (lo, hi) = min_max(&m);
+    ranges.push((metric.to_string(), short(lo), short(hi)));
+    axes.push(m.clone());
+    let scale = |v: f64, axis: &[f64]| {
+        let (lo, hi) = min_max(axis);
+        if hi > lo {
+            (v - lo) / (hi - lo)
+        } else {
+            0.5
+        }
+    };
+    let lines = with
+        .iter()
+        .enumerate()
+        .map(|(i, r)| ParallelLine {
+            dir: r.dir.clone(),
+            ys: axes.iter().map(|a| scale(a[i], a)).collect(),
+            value: m[i],
+        })
+        .collect();
+    ParallelCoordinates {
+        axes: ranges,
+        lines,
+    }
+}
+
+fn min_max(v: &[f64]) -> (f64, f64) {
+    v.iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
+            (lo.min(*x), hi.max(*x))
+        })
+}
+
+fn short(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.4}")
+    } else {
+        String::new()
+    }
+}
+
+/// Every leaf of a preset tree as `path -> value`.
+fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&p, v, out);
+            }
+        }
+        Value::String(s) => {
+            out.insert(prefix.to_string(), s.clone());
+        }
+        Value::Array(_) => {
+            out.insert(prefix.to_string(), v.to_string());
+        }
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
+    }
+}
+
+/// The runs of a folder, read incrementally.
+#[derive(Debug, Default)]
+pub struct RunIndex {
+    runs: HashMap<PathBuf, Tracked>,
+}
+
+#[derive(Debug)]
+struct Tracked {
+    reader: LogReader,
+    row: RunRow,
+    /// The log's own verdict (finished, stopped, failed), before the lock and heartbeat.
+    ended: Option<RunStatus>,
+}
+
+impl RunIndex {
+    /// The rows of every run folder under `runs_dir` (newest name first), each log read from
+    /// where the last refresh stopped.
+    pub fn refresh(&mut self, runs_dir: &Path) -> Vec<RunRow> {
+        let dirs: Vec<PathBuf> = std::fs::read_dir(runs_dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.join("preset.ron").is_file())
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.runs.retain(|d, _| dirs.contains(d));
+        let mut rows = Vec::with_capacity(dirs.len());
+        for dir in dirs {
+            let t = self
+                .runs
+                .entry(dir.clone())
+                .or_insert_with(|| Tracked::new(&dir));
+            t.poll();
+            let mut row = t.row.clone();
+            row.status = t.status(&dir);
+            rows.push(row);
+        }
+        rows.sort_by(|a, b| b.name.cmp(&a.name));
+        rows
+    }
+}
+
+impl Tracked {
+    fn new(dir: &Path) -> Self {
+        let mut fields = BTreeMap::new();
+        if let Ok((p, _)) = super::preset::load_file(&dir.join("preset.ron")) {
+            flatten("", &p.preset().to_tree(), &mut fields);
+        }
+        Self {
+            reader: LogReader::new(&dir.join("events.log")),
+            row: RunRow {
+                dir: dir.to_path_buf(),
+                name: dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                fields,
+                ..RunRow::default()
+            },
+            ended: None,
+        }
+    }
+
+    /// Folds the log's new events into the row.
+    fn poll(&mut self) {
+        let Ok(events) = self.reader.poll() else {
+            return;
+        };
+        let r = &mut self.row;
+        for e in events {
+            match e {
+                Event::RunStarted {
+                    family,
+                    wall_time,
+                    metrics,
+                    ..
+                } => {
+                    r.family = family;
+                    r.started.get_or_insert(wall_time);
+                    r.last = Some(wall_time);
+                    for m in metrics {
+                        if let MetricKind::Validation { higher_is_better } = m.kind {
+                            r.higher_is_better.insert(m.name, higher_is_better);
+                        }
+                    }
+                    self.ended = None;
+                }
+                Event::Scalars { rows } => {
+                    for row in rows {
+                        r.step = r.step.max(row.step);
+                        r.last = Some(row.wall_time);
+                        for (k, v) in row.values {
+                            let Some(&higher) = r.higher_is_better.get(&k) else {
+                                continue;
+                            };
+                            if !v.is_finite() {
+                                continue;
+                            }
+                            let better =
+                                r.best
+                                    .get(&k)
+                                    .is_none_or(|b| if higher { v > *b } else { v < *b });
+                            if better {
+                                r.best.insert(k, v);
+                            }
+                        }
+                    }
+                }
+                Event::RunFinished { step, outcome } => {
+                    r.step = r.step.max(step);
+                    self.ended = Some(match outcome {
+                        Outcome::Completed => RunStatus::Finished,
+                        Outcome::Stopped => RunStatus::Stopped,
+                    });
+                }
+                Event::RunFailed { step, message } => {
+                    r.step = r.step.max(step);
+                    r.message = message;
+                    self.ended = Some(RunStatus::Failed);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The log's verdict, or for a run that never ended, whether a process (here, or on
+    /// another machine by its heartbeat) still writes it.
+    fn status(&self, dir: &Path) -> RunStatus {
+        if let Some(s) = self.ended {
+            return s;
+        }
+        RunDir::open(dir).map_or(RunStatus::Interrupted, |run| run.unended_status())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str, lr: &str, swd: Option<f64>) -> RunRow {
+        let mut r = RunRow {
+            name: name.into(),
+            family: "wgan_gp".into(),
+            ..RunRow::default()
+        };
+        r.fields.insert("name".into(), name.into());
+        r.fields.insert("train.lr_g".into(), lr.into());
+        r.fields.insert("train.beta1".into(), "0.0".into());
+        r.higher_is_better.insert("val_swd".into(), false);
+        if let Some(v) = swd {
+            r.best.insert("val_swd".into(), v);
+        }
+        r
+    }
+
+    #[test]
+    fn sorts_numbers_as_numbers_and_missing_values_last() {
+        let mut rows = vec![
+            row("a", "0.0003", Some(2.0)),
+            row("b", "0.0001", None),
+            row("c", "0.001", Some(1.0)),
+        ];
+        sort(&mut rows, &Column::Metric("val_swd".into()), false);
+        let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["c", "a", "b"]);
+        sort(&mut rows, &Column::Metric("val_swd".into()), true);
+        let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["a", "c", "b"]);
+        sort(&mut rows, &Column::Field("train.lr_g".into()), false);
+        let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["b", "a", "c"]);
+    }
+
+    #[test]
+    fn filters_by_text_field_and_metric() {
+        let a = row("lr-0", "0.0003", Some(2.0));
+        assert!(a.matches("lr-0"));
+        assert!(a.matches("WGAN"));
+        assert!(a.matches("lr_g=3e-4"));
+        assert!(a.matches("train.lr_g>0.0002 val_swd<2.5"));
+        assert!(!a.matches("val_swd<1.5"));
+        assert!(!a.matches("lr_g=1e-4"));
+        assert!(!a.matches("no_such_field=1"));
+        assert!(!a.matches("vq_gan"));
+    }
+
+    #[test]
+    fn varying_fields_are_the_sweep_axes() {
+        let rows = vec![row("a", "0.0003", None), row("b", "0.0001", None)];
+        assert_eq!(varying_fields(&rows), vec!["train.lr_g".to_string()]);
+        assert!(varying_fields(&rows[..1]).is_empty());
+    }
+
+    #[test]
+    fn parallel_coordinates_scale_each_axis() {
+        let rows = vec![
+            row("a", "0.0003", Some(2.0)),
+            row("b", "0.0001", Some(1.0)),
+            row("c", "0.0002", None),
+        ];
+        let pc = parallel_coordinates(&rows, &["train.lr_g".into()], "val_swd");
+        assert_eq!(pc.lines.len(), 2);
+        assert_eq!(pc.lines[0].ys, vec![1.0, 1.0]);
+        assert_eq!(pc.lines[1].ys, vec![0.0, 0.0]);
+        assert_eq!(
+            pc.axes[1],
+            ("val_swd".into(), "1.0000".into(), "2.0000".into())
+        );
+    }
+}
