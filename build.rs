@@ -74,7 +74,14 @@ fn compile_dist(lib_dir: &std::path::Path) {
         );
     }
     let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_string());
-    cc::Build::new()
+    let nccl = nccl_headers(lib_dir);
+    println!("cargo:rustc-check-cfg=cfg(workbench_nccl)");
+    let mut build = cc::Build::new();
+    if nccl.is_some() {
+        println!("cargo:rustc-cfg=workbench_nccl");
+        build.define("WB_HAVE_NCCL", "1");
+    }
+    build
         .cpp(true)
         .file(SRC)
         .include(&include)
@@ -85,6 +92,62 @@ fn compile_dist(lib_dir: &std::path::Path) {
         .flag("-DUSE_C10D_GLOO")
         .warnings(false)
         .compile("workbench_dist");
+    // After the Gloo shim, which calls into it: static archives link in this order.
+    if let Some(headers) = nccl {
+        compile_nccl(&include, &headers, &abi);
+    }
+}
+
+/// The include folders of NCCL and of the CUDA runtime when this libtorch has CUDA and the
+/// headers torch's `ProcessGroupNCCL.hpp` needs are present: `nccl.h` from the wheel's
+/// `nvidia-nccl`, the CUDA runtime's with their `crt/` part (`nvidia-cuda-crt`) and CCCL's `nv/`
+/// (`nvidia-cuda-cccl`), which setup installs beside torch.
+fn nccl_headers(lib_dir: &std::path::Path) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    println!("cargo:rerun-if-env-changed=WORKBENCH_NO_NCCL");
+    if std::env::var_os("WORKBENCH_NO_NCCL").is_some() || !lib_dir.join("libtorch_cuda.so").exists()
+    {
+        return None;
+    }
+    // site-packages/torch/lib -> site-packages/nvidia
+    let nvidia = lib_dir.parent()?.parent()?.join("nvidia");
+    let nccl = nvidia.join("nccl/include");
+    let cuda = std::fs::read_dir(&nvidia).ok().and_then(|d| {
+        d.filter_map(|e| e.ok().map(|e| e.path().join("include")))
+            .find(|p| p.join("crt/host_config.h").is_file() && p.join("cuda_runtime.h").is_file())
+    });
+    match cuda {
+        Some(cuda) if nccl.join("nccl.h").is_file() => Some((nccl, cuda)),
+        _ => {
+            println!("cargo:warning=no NCCL backend: the CUDA runtime's crt/ headers are missing (scripts/setup.sh installs nvidia-cuda-crt and nvidia-cuda-cccl)");
+            None
+        }
+    }
+}
+
+/// Builds `src/engine/dist/nccl.cpp`: c10d's NCCL process group (its symbols come from
+/// `libtorch_cuda.so`).
+fn compile_nccl(
+    include: &std::path::Path,
+    (nccl, cuda): &(std::path::PathBuf, std::path::PathBuf),
+    abi: &str,
+) {
+    const SRC: &str = "src/engine/dist/nccl.cpp";
+    println!("cargo:rerun-if-changed={SRC}");
+    cc::Build::new()
+        .cpp(true)
+        .file(SRC)
+        .include(include)
+        .include(include.join("torch/csrc/api/include"))
+        .include(nccl)
+        .include(cuda)
+        .include(cuda.join("cccl"))
+        .flag("-std=c++17")
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
+        .flag("-DGLOG_USE_GLOG_EXPORT")
+        .flag("-DUSE_C10D_NCCL")
+        .flag("-DUSE_CUDA")
+        .warnings(false)
+        .compile("workbench_dist_nccl");
 }
 
 /// Writes `$OUT_DIR/shipped_presets.rs`: every `presets/*.ron` as `(file stem, text)`, sorted,

@@ -56,6 +56,19 @@ fi
 
 LIBTORCH="$("$VENV/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))' 2>/dev/null)"
 export LIBTORCH LIBTORCH_CXX11_ABI=1
+# A CUDA torch: the NCCL backend of data parallelism compiles against torch's
+# ProcessGroupNCCL.hpp, which needs the CUDA runtime's crt/ and CCCL headers that the wheel's
+# own nvidia packages leave out. Headers only, matched to the installed runtime.
+NVIDIA_DIR="$(dirname "$LIBTORCH")/nvidia"
+if [ -f "$LIBTORCH/lib/libtorch_cuda.so" ] && [ -z "${WORKBENCH_NO_NCCL:-}" ] &&
+  ! ls "$NVIDIA_DIR"/*/include/crt/host_config.h >/dev/null 2>&1; then
+  rt="$("$VENV/bin/python" -c 'import importlib.metadata as m; print(".".join(m.version("nvidia-cuda-runtime").split(".")[:2]))' 2>/dev/null || true)"
+  if [ -n "$rt" ]; then
+    say "installing the CUDA $rt runtime's crt and CCCL headers for the NCCL backend (3 MB, once)"
+    "$VENV/bin/pip" install -q --no-deps "nvidia-cuda-crt~=$rt.0" "nvidia-cuda-cccl~=$rt.0" >&2 ||
+      say "could not fetch them: data parallelism on GPUs will use Gloo"
+  fi
+fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$WORKBENCH_CACHE/target}"
 # Keep the build cache bounded.
 if [ -d "$CARGO_TARGET_DIR" ] && [ "$(du -sm "$CARGO_TARGET_DIR" | cut -f1)" -gt 20000 ]; then

@@ -3,6 +3,7 @@
 //! Benchmarks, never timed tests. The WuBu-GAAD encoder ablation is an example:
 //! `cargo run --release --example wubu_gaad_encoder`.
 
+mod dist;
 mod gui;
 mod learning;
 mod step_time;
@@ -55,6 +56,9 @@ pub enum BenchCmd {
     /// Latent action model learning check: train for some minutes, validating as it goes:
     /// validation MSE against the copy-last-frame baseline, action purity and sensitivity.
     LatentActionLearning(LearnOpts),
+    /// Data parallelism on the CPU: `--ranks` c10d Gloo ranks against one process with as many
+    /// threads on the same global batch (step rate, ratio, the collectives' share of a step).
+    DataParallel(dist::DistOpts),
 }
 
 /// Options of a learning check.
@@ -115,6 +119,7 @@ pub fn run(cmd: &BenchCmd) -> anyhow::Result<()> {
         BenchCmd::VqGanLearning(o) => learning::vq_gan(o),
         BenchCmd::WubuGaadLearning { opts, out } => learning::wubu_gaad(opts, out),
         BenchCmd::VqGan(o) => step_time::vq_gan(o),
+        BenchCmd::DataParallel(o) => dist::data_parallel(o),
     }
 }
 

@@ -88,6 +88,8 @@ struct Session<'a> {
     /// Rank 0 of a data-parallel run, or the only process: it writes the checkpoints and
     /// media (the other ranks only their log).
     root: bool,
+    /// Seconds in training steps since this process started the run.
+    step_secs: f64,
 }
 
 /// The trainer's state by name: the same order in every process, as the collectives pair
@@ -243,7 +245,7 @@ pub fn run(
         info(
             emitter,
             c.step,
-            format!("data-parallel rank {rank} of {world} (c10d Gloo): each rank trains the preset's batch, so the global batch is {world} times it; gradients are averaged over the ranks after every backward"),
+            format!("data-parallel rank {rank} of {world} (c10d {:?}): each rank trains the preset's batch, so the global batch is {world} times it; gradients are averaged over the ranks after every backward", dist::group().map_or(dist::Backend::Gloo, dist::ProcessGroup::backend)),
         )?;
     }
     for note in &plan.notes {
@@ -273,6 +275,7 @@ pub fn run(
         undeclared: Vec::new(),
         last_beat: None,
         root: rank == 0,
+        step_secs: 0.0,
     };
     match saved_ctl {
         // The controller goes on where it was, when the phase still has it on the same rates.
@@ -567,6 +570,7 @@ impl Session<'_> {
             }
         }
         self.c.phase_elapsed_secs += t0.elapsed().as_secs_f64();
+        self.step_secs += t0.elapsed().as_secs_f64();
         if matches!(
             self.plan.preset.preset().phases()[self.c.phase].length,
             PhaseLength::Minutes(_)
@@ -840,9 +844,12 @@ impl Session<'_> {
                 step: self.c.step,
                 level: Level::Info,
                 message: format!(
-                    "all {world} ranks hold identical parameters and optimiser state at step {} (fingerprint {:013x})",
+                    "all {world} ranks hold identical parameters and optimiser state at step {} (fingerprint {:013x}); the steps' collectives took {:.2} s of {:.2} s in steps ({:.1}%)",
                     self.c.step,
-                    dist::fingerprint(&tensors) as u64
+                    dist::fingerprint(&tensors) as u64,
+                    dist::step_collective_secs(),
+                    self.step_secs,
+                    100.0 * dist::step_collective_secs() / self.step_secs.max(1e-9)
                 ),
             })?;
         }

@@ -1,5 +1,6 @@
 // torch's own c10d collectives for data-parallel training: a TCP store for the rendezvous and
-// a Gloo process group (CPU tensors), from the libtorch the project links. Each entry point
+// a Gloo process group (CPU tensors) or, where `nccl.cpp` was built (WB_HAVE_NCCL), an NCCL
+// one (CUDA tensors), from the libtorch the project links. Each entry point
 // returns false (or null) with `*error` set as `shim_error.hpp` says; no C++ exception
 // crosses into Rust.
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
@@ -12,6 +13,7 @@
 
 #include <chrono>
 #include <exception>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -27,6 +29,14 @@ void set_error(char **error, const std::exception &e) {
 }
 } // namespace
 
+#ifdef WB_HAVE_NCCL
+namespace wb {
+c10::intrusive_ptr<c10d::Backend> nccl_backend(const c10::intrusive_ptr<c10d::Store> &store,
+                                               int rank, int world,
+                                               std::chrono::milliseconds timeout);
+} // namespace wb
+#endif
+
 struct WbGroup {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::Backend> backend;
@@ -36,9 +46,10 @@ extern "C" {
 
 // Joins the group `world` ranks form through the store at addr:port. `host_store`: this
 // process serves the store (rank 0, unless torchrun's agent already hosts it). `prefix`
-// separates the keys of successive attempts (torchrun's restart count).
+// separates the keys of successive attempts (torchrun's restart count). `nccl`: an NCCL group
+// (CUDA tensors) instead of Gloo.
 WbGroup *wb_dist_init(const char *addr, int port, int rank, int world, bool host_store,
-                      const char *prefix, int64_t timeout_ms, char **error) {
+                      const char *prefix, int64_t timeout_ms, bool nccl, char **error) {
   try {
     const auto timeout = std::chrono::milliseconds(timeout_ms);
     c10d::TCPStoreOptions opts;
@@ -49,6 +60,18 @@ WbGroup *wb_dist_init(const char *addr, int port, int rank, int world, bool host
     opts.timeout = timeout;
     auto tcp = c10::make_intrusive<c10d::TCPStore>(std::string(addr), opts);
     auto store = c10::make_intrusive<c10d::PrefixStore>(std::string(prefix), tcp);
+    if (nccl) {
+#ifdef WB_HAVE_NCCL
+      auto group = new WbGroup();
+      group->store = tcp;
+      group->backend = wb::nccl_backend(store, rank, world, timeout);
+      return group;
+#else
+      throw std::runtime_error(
+          "this build has no NCCL backend (the CUDA headers were missing when it was built; "
+          "scripts/setup.sh fetches them on a CUDA torch)");
+#endif
+    }
     auto gloo = c10d::ProcessGroupGloo::Options::create(timeout);
     gloo->devices.push_back(
         c10d::ProcessGroupGloo::createDeviceForHostname(std::string(addr)));

@@ -30,6 +30,7 @@ extern "C" {
         host_store: bool,
         prefix: *const c_char,
         timeout_ms: i64,
+        nccl: bool,
         error: *mut *mut c_char,
     ) -> *mut c_void;
     fn wb_dist_allreduce_sum(g: *mut c_void, t: *mut C_tensor, error: *mut *mut c_char) -> bool;
@@ -173,13 +174,51 @@ impl RankEnv {
     }
 }
 
-/// A joined c10d process group (Gloo: CPU tensors).
+/// Which c10d backend a group uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// CPU tensors (CUDA ones through host copies).
+    Gloo,
+    /// CUDA tensors, GPU to GPU; CPU tensors (scalars, the start message) go through this
+    /// rank's GPU.
+    Nccl,
+}
+
+impl Backend {
+    /// `WORKBENCH_DIST_BACKEND` (`gloo` or `nccl`); by default NCCL where this build has it and
+    /// a GPU is visible, else Gloo.
+    pub fn from_env() -> Result<Self, DistError> {
+        match std::env::var("WORKBENCH_DIST_BACKEND").ok().as_deref() {
+            None | Some("") => Ok(if cfg!(workbench_nccl) && tch::Cuda::is_available() {
+                Self::Nccl
+            } else {
+                Self::Gloo
+            }),
+            Some("gloo") => Ok(Self::Gloo),
+            // Said by every rank before any joins, rather than by one while the others wait.
+            Some("nccl") if !tch::Cuda::is_available() => Err(DistError::Env {
+                var: "WORKBENCH_DIST_BACKEND",
+                value: "nccl".into(),
+                why: "NCCL needs a GPU and none is visible",
+            }),
+            Some("nccl") => Ok(Self::Nccl),
+            Some(other) => Err(DistError::Env {
+                var: "WORKBENCH_DIST_BACKEND",
+                value: other.to_string(),
+                why: "expected gloo or nccl",
+            }),
+        }
+    }
+}
+
+/// A joined c10d process group.
 #[derive(Debug)]
 pub struct ProcessGroup {
     ptr: *mut c_void,
     rank: usize,
     world: usize,
     local_rank: usize,
+    backend: Backend,
 }
 
 // SAFETY: c10d process groups are built to be driven from any thread (torch's DDP issues
@@ -207,9 +246,18 @@ fn take_error(error: *mut c_char) -> String {
 }
 
 impl ProcessGroup {
-    /// Joins the group `env` describes; every rank must call this, and it returns when all
-    /// have joined, or with an error after `timeout`.
+    /// Joins the group `env` describes over Gloo; every rank must call this, and it returns
+    /// when all have joined, or with an error after `timeout`.
     pub fn join(env: &RankEnv, timeout: Duration) -> Result<Self, DistError> {
+        Self::join_with(env, timeout, Backend::Gloo)
+    }
+
+    /// [`Self::join`] over a chosen backend.
+    pub fn join_with(
+        env: &RankEnv,
+        timeout: Duration,
+        backend: Backend,
+    ) -> Result<Self, DistError> {
         let fail = |message: String| DistError::Join {
             rank: env.rank,
             world: env.world,
@@ -233,6 +281,7 @@ impl ProcessGroup {
                 host_store,
                 prefix.as_ptr(),
                 timeout.as_millis().min(i64::MAX as u128) as i64,
+                backend == Backend::Nccl,
                 &mut error,
             )
         };
@@ -244,7 +293,29 @@ impl ProcessGroup {
             rank: env.rank,
             world: env.world,
             local_rank: env.local_rank,
+            backend,
         })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Runs `op` on `t`, or under NCCL on a copy of a CPU tensor on this rank's GPU, copied
+    /// back after.
+    fn on_device(
+        &self,
+        t: &Tensor,
+        op: impl FnOnce(&Tensor) -> Result<(), DistError>,
+    ) -> Result<(), DistError> {
+        if self.backend == Backend::Gloo || t.device().is_cuda() {
+            return op(t);
+        }
+        let gpus = tch::Cuda::device_count().max(1) as usize;
+        let d = t.to_device(tch::Device::Cuda(self.local_rank % gpus));
+        op(&d)?;
+        tch::no_grad(|| t.shallow_clone().copy_(&d));
+        Ok(())
     }
 
     pub fn rank(&self) -> usize {
@@ -279,19 +350,23 @@ impl ProcessGroup {
 
     /// Sums `t` (contiguous, CPU) over the ranks, in place.
     pub fn all_reduce_sum(&self, t: &Tensor) -> Result<(), DistError> {
-        let mut t = t.shallow_clone();
-        // SAFETY: `t` is a live tensor for the duration of the call; the group is live.
-        self.call("all-reduce", |e| unsafe {
-            wb_dist_allreduce_sum(self.ptr, t.as_mut_ptr(), e)
+        self.on_device(t, |t| {
+            let mut t = t.shallow_clone();
+            // SAFETY: `t` is a live tensor for the duration of the call; the group is live.
+            self.call("all-reduce", |e| unsafe {
+                wb_dist_allreduce_sum(self.ptr, t.as_mut_ptr(), e)
+            })
         })
     }
 
     /// Overwrites `t` (contiguous, CPU) with rank `root`'s, in place.
     pub fn broadcast(&self, t: &Tensor, root: usize) -> Result<(), DistError> {
-        let mut t = t.shallow_clone();
-        // SAFETY: as in `all_reduce_sum`.
-        self.call("broadcast", |e| unsafe {
-            wb_dist_broadcast(self.ptr, t.as_mut_ptr(), root as i32, e)
+        self.on_device(t, |t| {
+            let mut t = t.shallow_clone();
+            // SAFETY: as in `all_reduce_sum`.
+            self.call("broadcast", |e| unsafe {
+                wb_dist_broadcast(self.ptr, t.as_mut_ptr(), root as i32, e)
+            })
         })
     }
 
@@ -370,6 +445,23 @@ impl Drop for ProcessGroup {
 
 static GROUP: OnceLock<ProcessGroup> = OnceLock::new();
 
+/// Nanoseconds spent in the training steps' collectives (gradient means, gathered codebook
+/// rows, scalar means, rank 0's clock): what data parallelism costs a step.
+static STEP_COLLECTIVES_NANOS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn timed<T>(f: impl FnOnce() -> T) -> T {
+    let t0 = std::time::Instant::now();
+    let out = f();
+    let nanos = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    STEP_COLLECTIVES_NANOS.fetch_add(nanos, std::sync::atomic::Ordering::Relaxed);
+    out
+}
+
+/// Seconds this process has spent in the training steps' collectives so far.
+pub fn step_collective_secs() -> f64 {
+    STEP_COLLECTIVES_NANOS.load(std::sync::atomic::Ordering::Relaxed) as f64 * 1e-9
+}
+
 /// How long a rank waits for the others to join or to reach a collective:
 /// `WORKBENCH_DIST_TIMEOUT_SECS`, 300 s by default. A rank that dies is seen at once (its
 /// connections close); the timeout only bounds a rank that hangs.
@@ -387,7 +479,7 @@ pub fn join_from_env() -> Result<Option<RankEnv>, DistError> {
     let Some(env) = RankEnv::from_env()? else {
         return Ok(None);
     };
-    let group = ProcessGroup::join(&env, timeout_from_env())?;
+    let group = ProcessGroup::join_with(&env, timeout_from_env(), Backend::from_env()?)?;
     // One group per process: a second join keeps the first.
     let _ = install(group);
     Ok(Some(env))
@@ -421,7 +513,7 @@ pub fn root_value(value: f64) -> Result<f64, DistError> {
         return Ok(value);
     };
     let t = Tensor::from_slice(&[value]);
-    g.broadcast(&t, 0)?;
+    timed(|| g.broadcast(&t, 0))?;
     Ok(t.double_value(&[0]))
 }
 
@@ -450,7 +542,7 @@ pub fn mean_grads<'a>(params: impl IntoIterator<Item = &'a Tensor>) -> Result<()
         .map(Tensor::grad)
         .filter(Tensor::defined)
         .collect();
-    g.mean(&grads)
+    timed(|| g.mean(&grads))
 }
 
 /// Overwrites `tensors` with rank 0's (a no-op alone): parameters and buffers at the start and
@@ -471,7 +563,7 @@ pub fn mean_values(values: &mut [f64]) -> Result<(), DistError> {
         return Ok(());
     }
     let t = Tensor::from_slice(values);
-    g.mean(std::slice::from_ref(&t))?;
+    timed(|| g.mean(std::slice::from_ref(&t)))?;
     let out = Vec::<f64>::try_from(&t).map_err(|e| DistError::Collective {
         what: "reading the mean",
         rank: g.rank(),
@@ -540,7 +632,7 @@ pub fn gather_rows(local: &Tensor) -> Tensor {
         all.narrow(0, g.rank() as i64 * b, b).copy_(&local.detach());
         all
     });
-    if let Err(e) = g.all_reduce_sum(&all) {
+    if let Err(e) = timed(|| g.all_reduce_sum(&all)) {
         panic!("{e}");
     }
     all
