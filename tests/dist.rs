@@ -318,3 +318,33 @@ fn a_rank_killed_mid_training_ends_the_run_with_an_error() {
     assert!(!line.contains("GLHF"), "{line}");
     println!("rank 0 stopped {waited:?} after rank 1 was killed: {line}");
 }
+
+/// Every rank resumes from rank 0's checkpoint: a two-rank run stopped at step 10 goes on to
+/// step 20 with both ranks holding one model, each appending to its own log.
+#[test]
+fn two_ranks_resume_from_the_same_checkpoint() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let p = presets().join("smoke.ron");
+    train_ranks(
+        2,
+        tmp.path(),
+        &["--preset", p.to_str().expect("utf-8"), "--steps", "10"],
+    );
+    let run = only_run(tmp.path());
+    let errs = train_ranks(
+        2,
+        tmp.path(),
+        &["--resume", run.to_str().expect("utf-8"), "--steps", "20"],
+    );
+    assert!(
+        errs[0].contains("all 2 ranks hold identical parameters and optimiser state at step 20"),
+        "{}",
+        errs[0]
+    );
+    assert_eq!(only_run(tmp.path()), run, "the resume wrote into the same run");
+    let rank1 = String::from_utf8_lossy(
+        &std::fs::read(run.join("ranks/rank-1/events.log")).expect("rank 1's log"),
+    )
+    .into_owned();
+    assert!(rank1.contains("step 10") && rank1.contains("step 20"), "{rank1}");
+}

@@ -88,7 +88,7 @@ crate::preset_section! {
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct Train {
-        pub batch_size: u32 => field(K::Int { min: 1, max: 4096 }, "windows", [phase], "Windows per step"),
+        pub batch_size: u32 => field(K::Int { min: 1, max: 4096 }, "windows", [phase], "Windows per step, per data-parallel rank (the global batch is ranks x this)"),
         pub lr: f64 => field(K::Float { min: 1e-9, max: 1.0 }, "", [phase live], "AdamW learning rate"),
         pub encoder_lr_scale: f64 => field(K::Float { min: 0.01, max: 100.0 }, "", [phase], "The encoder's learning rate over lr (1 in the seed)"),
         pub beta1: f64 => field(K::Float { min: 0.0, max: 0.999 }, "", [phase], "AdamW beta1"),

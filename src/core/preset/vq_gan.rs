@@ -90,7 +90,7 @@ crate::preset_section! {
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct Train {
-        pub batch_size: u32 => field(K::Int { min: 1, max: 4096 }, "volumes", [phase], "Volumes per step"),
+        pub batch_size: u32 => field(K::Int { min: 1, max: 4096 }, "volumes", [phase], "Volumes per step, per data-parallel rank (the global batch is ranks x this)"),
         pub lr: f64 => field(K::Float { min: 1e-9, max: 1.0 }, "", [phase live], "Adam learning rate of the autoencoder and the critics"),
         pub beta1: f64 => field(K::Float { min: 0.0, max: 0.999 }, "", [phase], "Adam beta1 (0.5)"),
         pub beta2: f64 => field(K::Float { min: 0.0, max: 0.99999 }, "", [phase], "Adam beta2 (0.9)"),

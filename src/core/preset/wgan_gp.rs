@@ -50,7 +50,7 @@ crate::preset_section! {
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct Train {
-        pub batch_size: u32 => field(K::Int { min: 1, max: 4096 }, "images", [phase], "Images per step"),
+        pub batch_size: u32 => field(K::Int { min: 1, max: 4096 }, "images", [phase], "Images per step, per data-parallel rank (the global batch is ranks x this)"),
         pub lr_g: f64 => field(K::Float { min: 1e-9, max: 1.0 }, "", [phase live], "Generator Adam learning rate (TTUR: usually <= lr_d)"),
         pub lr_d: f64 => field(K::Float { min: 1e-9, max: 1.0 }, "", [phase live], "Critic Adam learning rate"),
         pub beta1: f64 => field(K::Float { min: 0.0, max: 0.999 }, "", [phase], "Adam beta1; 0 for WGAN-GP"),

@@ -296,7 +296,7 @@ crate::preset_section! {
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct WubuTrain {
-        pub batch_size: u32 => field(K::Int { min: 1, max: 1024 }, "windows", [phase], "Windows per step"),
+        pub batch_size: u32 => field(K::Int { min: 1, max: 1024 }, "windows", [phase], "Windows per step, per data-parallel rank (the global batch is ranks x this)"),
         pub optimizer: Optimizer => field(K::Choice(&["riemannian_sgd", "riemannian_adam"]), "", [phase], "riemannian_sgd (the original) or riemannian_adam, for every network"),
         /// Riemannian Adam's beta2 (its beta1 is `momentum`).
         pub adam_beta2: f64 => field(K::Float { min: 0.0, max: 0.99999 }, "", [phase], "Riemannian Adam's beta2"),
