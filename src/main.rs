@@ -120,8 +120,16 @@ enum QueueCmd {
     Cancel { id: u64 },
     /// Move a pending job to a place among the pending ones (0 = next).
     Move { id: u64, to: usize },
-    /// Train the pending jobs one after another until none is left (one runner per queue).
-    Run,
+    /// Train the pending jobs, `--jobs` at a time (1), until none is left (one runner per
+    /// queue); a paused queue waits.
+    Run {
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
+    },
+    /// Start no new job until `resume` (running ones go on).
+    Pause,
+    /// Start jobs again.
+    Resume,
 }
 
 /// `train`'s arguments alone, to check a queued job's before it is queued.
@@ -622,7 +630,15 @@ fn queue(cmd: QueueCmd, runs_dir: &Path) -> Result<(), Failure> {
                 .map_err(failed)?
                 .map_err(failed)?;
         }
-        QueueCmd::Run => queue_run(&path, runs_dir)?,
+        QueueCmd::Run { jobs } => queue_run(&path, runs_dir, jobs)?,
+        QueueCmd::Pause => {
+            queue::update(&path, |q| q.paused = true).map_err(failed)?;
+            out!("paused: no new job starts until `workbench queue resume`");
+        }
+        QueueCmd::Resume => {
+            queue::update(&path, |q| q.paused = false).map_err(failed)?;
+            out!("resumed");
+        }
     }
     Ok(())
 }
@@ -721,9 +737,8 @@ fn submit_slurm(
 
 /// Trains the queue's pending jobs one after another, each as its own `workbench train`
 /// process, recording its process, run directory, exit code and state.
-fn queue_run(path: &Path, runs_dir: &Path) -> Result<(), Failure> {
-    use std::io::BufRead as _;
-    use workbench::core::queue::{self, JobState};
+fn queue_run(path: &Path, runs_dir: &Path, jobs: usize) -> Result<(), Failure> {
+    use workbench::core::queue;
     let failed = |e: queue::QueueError| Failure {
         code: 1,
         error: e.into(),
@@ -750,78 +765,124 @@ fn queue_run(path: &Path, runs_dir: &Path) -> Result<(), Failure> {
     let exe = std::env::current_exe()
         .context("cannot find this program to start the jobs")
         .map_err(bad_input)?;
-    while let Some(job) = queue::update(path, |q| q.start_next(now_secs())).map_err(failed)? {
-        let id = job.id;
-        eprintln!("job {id}: workbench train {}", job.args.join(" "));
-        let spawned = std::process::Command::new(&exe)
-            .arg("--runs-dir")
-            .arg(runs_dir)
-            .arg("train")
-            .args(&job.args)
-            .stderr(std::process::Stdio::piped())
-            .spawn();
-        let mut child = match spawned {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("job {id}: cannot start: {e}");
-                queue::update_job(path, id, |j| {
-                    j.state = JobState::Failed;
-                    j.ended = Some(now_secs());
-                })
-                .map_err(failed)?;
-                continue;
+    let mut running: Vec<std::thread::JoinHandle<()>> = Vec::new();
+    let mut said_paused = false;
+    loop {
+        running.retain(|t| !t.is_finished());
+        let q = queue::read(path).map_err(failed)?;
+        if q.paused {
+            if !said_paused {
+                eprintln!("the queue is paused: `workbench queue resume` goes on");
+                said_paused = true;
             }
-        };
-        let pid = child.id();
-        queue::update_job(path, id, |j| {
-            j.pid = Some(pid);
-        })
-        .map_err(failed)?;
-        if let Some(err) = child.stderr.take() {
-            for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
-                eprintln!("job {id}: {line}");
-                if let Some(dir) = line.strip_prefix("run directory: ") {
-                    let dir = PathBuf::from(dir.trim());
-                    // Which scheduler started the run, for whoever follows its folder.
-                    let record = serde_json::json!({
-                        "scheduler": "local",
-                        "queue": path.display().to_string(),
-                        "job": id,
-                        "submitted": job.added,
-                        "host": workbench::core::rundir::host_name(),
-                    });
-                    if let Err(e) = workbench::core::rundir::atomic_write(
-                        &dir.join("scheduler.json"),
-                        format!("{record:#}\n").as_bytes(),
-                    ) {
-                        eprintln!("job {id}: cannot record the scheduler: {e}");
-                    }
-                    queue::update_job(path, id, |j| {
-                        j.run_dir = Some(dir);
+        } else {
+            said_paused = false;
+            while running.len() < jobs.max(1) {
+                let Some(job) =
+                    queue::update(path, |q| q.start_next(now_secs())).map_err(failed)?
+                else {
+                    break;
+                };
+                let (path, runs_dir, exe) =
+                    (path.to_path_buf(), runs_dir.to_path_buf(), exe.clone());
+                let id = job.id;
+                let thread = std::thread::Builder::new()
+                    .name(format!("workbench-job-{id}"))
+                    .spawn(move || {
+                        if let Err(e) = run_job(&path, &runs_dir, &exe, &job) {
+                            eprintln!("job {id}: {e}");
+                        }
                     })
-                    .map_err(failed)?;
-                }
+                    .map_err(|e| bad_input(anyhow::anyhow!("cannot start a job thread: {e}")))?;
+                running.push(thread);
             }
         }
-        let code = child.wait().ok().and_then(|s| s.code());
-        queue::update_job(path, id, |j| {
-            if j.state == JobState::Running {
-                j.state = if code == Some(0) {
-                    JobState::Finished
-                } else {
-                    JobState::Failed
-                };
-            }
-            j.exit_code = code;
-            j.ended = Some(now_secs());
-            j.pid = None;
-        })
-        .map_err(failed)?;
-        eprintln!(
-            "job {id}: exit {}",
-            code.map_or("by signal".into(), |c| c.to_string())
-        );
+        let pending = q
+            .jobs
+            .iter()
+            .any(|j| j.state == queue::JobState::Pending && j.slurm.is_none());
+        if running.is_empty() && !pending {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(300));
     }
+}
+
+/// Trains one job as its own `workbench train` process, recording its process, run
+/// directory, exit code and state.
+fn run_job(
+    path: &Path,
+    runs_dir: &Path,
+    exe: &Path,
+    job: &workbench::core::queue::Job,
+) -> Result<(), workbench::core::queue::QueueError> {
+    use std::io::BufRead as _;
+    use workbench::core::queue::{self, JobState};
+    let id = job.id;
+    eprintln!("job {id}: workbench train {}", job.args.join(" "));
+    let spawned = std::process::Command::new(exe)
+        .arg("--runs-dir")
+        .arg(runs_dir)
+        .arg("train")
+        .args(&job.args)
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("job {id}: cannot start: {e}");
+            return queue::update_job(path, id, |j| {
+                j.state = JobState::Failed;
+                j.ended = Some(now_secs());
+            });
+        }
+    };
+    let pid = child.id();
+    queue::update_job(path, id, |j| {
+        j.pid = Some(pid);
+    })?;
+    if let Some(err) = child.stderr.take() {
+        for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+            eprintln!("job {id}: {line}");
+            if let Some(dir) = line.strip_prefix("run directory: ") {
+                let dir = PathBuf::from(dir.trim());
+                // Which scheduler started the run, for whoever follows its folder.
+                let record = serde_json::json!({
+                    "scheduler": "local",
+                    "queue": path.display().to_string(),
+                    "job": id,
+                    "submitted": job.added,
+                    "host": workbench::core::rundir::host_name(),
+                });
+                if let Err(e) = workbench::core::rundir::atomic_write(
+                    &dir.join("scheduler.json"),
+                    format!("{record:#}\n").as_bytes(),
+                ) {
+                    eprintln!("job {id}: cannot record the scheduler: {e}");
+                }
+                queue::update_job(path, id, |j| {
+                    j.run_dir = Some(dir);
+                })?;
+            }
+        }
+    }
+    let code = child.wait().ok().and_then(|s| s.code());
+    queue::update_job(path, id, |j| {
+        if j.state == JobState::Running {
+            j.state = if code == Some(0) {
+                JobState::Finished
+            } else {
+                JobState::Failed
+            };
+        }
+        j.exit_code = code;
+        j.ended = Some(now_secs());
+        j.pid = None;
+    })?;
+    eprintln!(
+        "job {id}: exit {}",
+        code.map_or("by signal".into(), |c| c.to_string())
+    );
     Ok(())
 }
 

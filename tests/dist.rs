@@ -341,10 +341,17 @@ fn two_ranks_resume_from_the_same_checkpoint() {
         "{}",
         errs[0]
     );
-    assert_eq!(only_run(tmp.path()), run, "the resume wrote into the same run");
+    assert_eq!(
+        only_run(tmp.path()),
+        run,
+        "the resume wrote into the same run"
+    );
     let rank1 = String::from_utf8_lossy(
         &std::fs::read(run.join("ranks/rank-1/events.log")).expect("rank 1's log"),
     )
     .into_owned();
-    assert!(rank1.contains("step 10") && rank1.contains("step 20"), "{rank1}");
+    assert!(
+        rank1.contains("step 10") && rank1.contains("step 20"),
+        "{rank1}"
+    );
 }

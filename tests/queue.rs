@@ -141,3 +141,48 @@ fn a_submitted_sweep_trains_each_run_with_its_values() {
         assert_eq!((p.name.as_str(), p.train.lr_g), (name, lr));
     }
 }
+
+/// A paused queue starts nothing until resumed; `run --jobs 2` trains two jobs at once.
+#[test]
+fn a_paused_queue_waits_and_a_runner_trains_jobs_side_by_side() {
+    let runs = tempfile::tempdir().unwrap();
+    let r = runs.path();
+    for _ in 0..2 {
+        ok(workbench(
+            r,
+            &["add", "--", "--preset", "smoke", "--steps", "20"],
+        ));
+    }
+    ok(workbench(r, &["pause"]));
+    let mut runner = Command::new(env!("CARGO_BIN_EXE_workbench"))
+        .arg("--runs-dir")
+        .arg(r)
+        .args(["queue", "run", "--jobs", "2"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("runner");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let q = queue::read(&r.join("queue.json")).unwrap();
+    assert!(q.paused);
+    assert!(q.jobs.iter().all(|j| j.state == JobState::Pending), "{q:?}");
+    ok(workbench(r, &["resume"]));
+    // Side by side: both run at once at some point.
+    let mut most = 0;
+    while runner.try_wait().expect("runner").is_none() {
+        if let Ok(q) = queue::read(&r.join("queue.json")) {
+            let n = q
+                .jobs
+                .iter()
+                .filter(|j| j.state == JobState::Running)
+                .count();
+            most = most.max(n);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let q = queue::read(&r.join("queue.json")).unwrap();
+    assert!(
+        q.jobs.iter().all(|j| j.state == JobState::Finished),
+        "{q:?}"
+    );
+    assert_eq!(most, 2);
+}

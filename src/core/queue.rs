@@ -82,6 +82,9 @@ impl SlurmRef {
 pub struct Queue {
     pub next_id: u64,
     pub jobs: Vec<Job>,
+    /// No new job starts while paused (running ones go on).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -7,6 +7,7 @@
 //! other machines), so a folder of a thousand runs costs a directory listing and a few small
 //! reads per refresh, off the UI thread.
 
+use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -183,8 +184,9 @@ impl Column {
 }
 
 /// Sorts rows by a column (rows without a value last, in either direction; ties by name).
-pub fn sort(rows: &mut [RunRow], column: &Column, descending: bool) {
+pub fn sort<R: Borrow<RunRow>>(rows: &mut [R], column: &Column, descending: bool) {
     rows.sort_by(|a, b| {
+        let (a, b) = (a.borrow(), b.borrow());
         let (ka, kb) = (a.key(column), b.key(column));
         let o = match (&ka, &kb) {
             (SortKey::Missing, _) | (_, SortKey::Missing) => ka.cmp(&kb),
@@ -198,7 +200,8 @@ pub fn sort(rows: &mut [RunRow], column: &Column, descending: bool) {
 /// The preset fields whose values differ between `rows` (among the fields all of them have):
 /// a sweep's axes, shown as columns. The name never counts.
 #[must_use]
-pub fn varying_fields(rows: &[RunRow]) -> Vec<String> {
+pub fn varying_fields<R: Borrow<RunRow>>(rows: &[R]) -> Vec<String> {
+    let rows: Vec<&RunRow> = rows.iter().map(Borrow::borrow).collect();
     let Some(first) = rows.first() else {
         return Vec::new();
     };
@@ -219,10 +222,10 @@ pub fn varying_fields(rows: &[RunRow]) -> Vec<String> {
 
 /// The validation metrics any of `rows` declared, sorted.
 #[must_use]
-pub fn metrics(rows: &[RunRow]) -> Vec<String> {
+pub fn metrics<R: Borrow<RunRow>>(rows: &[R]) -> Vec<String> {
     let mut out: Vec<String> = rows
         .iter()
-        .flat_map(|r| r.higher_is_better.keys().cloned())
+        .flat_map(|r| r.borrow().higher_is_better.keys().cloned())
         .collect();
     out.sort();
     out.dedup();
@@ -249,13 +252,14 @@ pub struct ParallelLine {
 /// The parallel coordinates of the runs that have `metric`: text values take their rank among
 /// the axis's distinct values.
 #[must_use]
-pub fn parallel_coordinates(
-    rows: &[RunRow],
+pub fn parallel_coordinates<R: Borrow<RunRow>>(
+    rows: &[R],
     fields: &[String],
     metric: &str,
 ) -> ParallelCoordinates {
     let with: Vec<&RunRow> = rows
         .iter()
+        .map(Borrow::borrow)
         .filter(|r| r.best.contains_key(metric))
         .collect();
     let mut axes: Vec<Vec<f64>> = Vec::new();

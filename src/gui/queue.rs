@@ -33,6 +33,8 @@ pub struct QueuePanel {
     pub sweep_values: String,
     /// The `workbench` binary a runner runs (default: this program).
     pub runner: Option<PathBuf>,
+    /// Jobs a runner trains at once.
+    pub jobs: usize,
 }
 
 /// An edit of the queue file.
@@ -49,6 +51,8 @@ pub enum QueueEdit {
     Cancel(u64),
     /// Move a pending job by this many places among the pending ones.
     Move(u64, i64),
+    /// Pause (no new job starts) or resume the queue.
+    Pause(bool),
 }
 
 /// The values of a comma-separated list as JSON values (numbers, booleans, else strings).
@@ -138,6 +142,15 @@ fn apply(path: &Path, runs_dir: &Path, edit: QueueEdit) -> Result<String, String
                     .status();
             }
             Ok(format!("cancelled job {id}"))
+        }
+        QueueEdit::Pause(on) => {
+            queue::update(path, |q| q.paused = on).map_err(|e| err(&e))?;
+            Ok(if on {
+                "paused: no new job starts"
+            } else {
+                "resumed"
+            }
+            .to_string())
         }
         QueueEdit::Move(id, by) => {
             queue::update(path, |q| {
@@ -265,7 +278,12 @@ impl WorkbenchApp {
             std::process::Command::new(exe)
                 .arg("--runs-dir")
                 .arg(&self.opts.runs_dir)
-                .args(["queue", "run"])
+                .args([
+                    "queue",
+                    "run",
+                    "--jobs",
+                    &self.queue.jobs.max(1).to_string(),
+                ])
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
@@ -312,10 +330,24 @@ impl WorkbenchApp {
                 .any(|j| j.state == JobState::Pending && j.slurm.is_none());
             if ui
                 .add_enabled(pending && !running, egui::Button::new("Start a runner"))
-                .on_hover_text("`workbench queue run` in its own process: trains the pending jobs one after another")
+                .on_hover_text("`workbench queue run` in its own process: trains the pending jobs, this many at a time")
                 .clicked()
             {
                 self.start_runner();
+            }
+            if self.queue.jobs == 0 {
+                self.queue.jobs = 1;
+            }
+            ui.add(egui::DragValue::new(&mut self.queue.jobs).range(1..=64))
+                .on_hover_text("jobs at a time");
+            ui.label("at a time");
+            let paused = self.queue.queue.paused;
+            if ui
+                .button(if paused { "Resume the queue" } else { "Pause the queue" })
+                .on_hover_text("a paused queue starts no new job; running ones go on")
+                .clicked()
+            {
+                edit = Some(QueueEdit::Pause(!paused));
             }
         });
         ui.horizontal(|ui| {

@@ -18,6 +18,20 @@ use crate::gui::actions::UiAction;
 use crate::gui::app::WorkbenchApp;
 use crate::gui::dialogs::Purpose;
 
+/// What a cached view depends on: the rows' generation, the filter and the order.
+type ViewKey = (u64, String, Column, bool);
+/// The shown rows' indices, the varying fields and the metrics.
+type View = (Vec<usize>, Vec<String>, Vec<String>);
+
+/// A row and its index in the table's rows.
+struct Indexed<'a>(usize, &'a RunRow);
+
+impl std::borrow::Borrow<RunRow> for Indexed<'_> {
+    fn borrow(&self) -> &RunRow {
+        self.1
+    }
+}
+
 /// What the compare area below the table shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CompareView {
@@ -37,6 +51,9 @@ pub struct RunsTable {
     /// The metric of the parallel-coordinates plot.
     pub metric: String,
     pub(crate) index: Arc<Mutex<RunIndex>>,
+    /// Bumped whenever a new read of the folder arrives.
+    pub(crate) generation: u64,
+    cache: Option<(ViewKey, View)>,
     textures: HashMap<(PathBuf, u64), Result<TextureHandle, String>>,
 }
 
@@ -62,6 +79,8 @@ impl Default for RunsTable {
             step: None,
             metric: String::new(),
             index: Arc::new(Mutex::new(RunIndex::default())),
+            generation: 0,
+            cache: None,
             textures: HashMap::new(),
         }
     }
@@ -71,13 +90,47 @@ impl RunsTable {
     /// The rows that pass the filter, in the table's order.
     #[must_use]
     pub fn shown(&self, rows: &[RunRow]) -> Vec<RunRow> {
-        let mut shown: Vec<RunRow> = rows
+        self.compute(rows)
+            .0
             .iter()
-            .filter(|r| r.matches(&self.filter))
-            .cloned()
+            .filter_map(|&i| rows.get(i).cloned())
+            .collect()
+    }
+
+    /// The rows that pass the filter as indices into `rows`, in the table's order, with the
+    /// varying fields and the metrics among them: recomputed only when the rows, the filter
+    /// or the order changed (a thousand runs cost nothing per frame).
+    pub fn view(&mut self, rows: &[RunRow]) -> View {
+        let key = (
+            self.generation,
+            self.filter.clone(),
+            self.sort.clone(),
+            self.descending,
+        );
+        if let Some((k, v)) = &self.cache {
+            if *k == key {
+                return v.clone();
+            }
+        }
+        let v = self.compute(rows);
+        self.cache = Some((key, v.clone()));
+        v
+    }
+
+    fn compute(&self, rows: &[RunRow]) -> View {
+        let mut shown: Vec<Indexed<'_>> = rows
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.matches(&self.filter))
+            .map(|(i, r)| Indexed(i, r))
             .collect();
         runtable::sort(&mut shown, &self.sort, self.descending);
-        shown
+        let fields: Vec<String> = runtable::varying_fields(&shown)
+            .into_iter()
+            .take(MAX_FIELD_COLUMNS)
+            .collect();
+        let metrics = runtable::metrics(&shown);
+        (shown.iter().map(|r| r.0).collect(), fields, metrics)
     }
 
     /// Sorts by `column`, or reverses the order when it already sorts by it.
@@ -134,12 +187,10 @@ impl WorkbenchApp {
             ui.label(RichText::new(format!("{shown} of {} runs", self.run_list.len())).weak());
         });
         ui.label(RichText::new("Open follows a run live, also one written by `workbench train` in another process or on another machine (shared storage). Tick runs to overlay their curves on the dashboard, aligned by step, and to compare them below.").weak());
-        let shown = self.runs_table.shown(&self.run_list);
-        let fields: Vec<String> = runtable::varying_fields(&shown)
-            .into_iter()
-            .take(MAX_FIELD_COLUMNS)
-            .collect();
-        let metrics = runtable::metrics(&shown);
+        // Taken out for the frame so the rows can be borrowed while `self` is changed.
+        let rows = std::mem::take(&mut self.run_list);
+        let (order, fields, metrics) = self.runs_table.view(&rows);
+        let shown: Vec<&RunRow> = order.iter().filter_map(|&i| rows.get(i)).collect();
         let mut columns = vec![
             Column::Name,
             Column::Status,
@@ -234,9 +285,17 @@ impl WorkbenchApp {
         }
         ui.separator();
         self.compare_ui(ui, &shown, &fields, &metrics);
+        drop(shown);
+        self.run_list = rows;
     }
 
-    fn compare_ui(&mut self, ui: &mut Ui, shown: &[RunRow], fields: &[String], metrics: &[String]) {
+    fn compare_ui(
+        &mut self,
+        ui: &mut Ui,
+        shown: &[&RunRow],
+        fields: &[String],
+        metrics: &[String],
+    ) {
         ui.horizontal(|ui| {
             ui.strong("Compare");
             ui.selectable_value(
@@ -336,7 +395,7 @@ impl WorkbenchApp {
     fn parallel_ui(
         &mut self,
         ui: &mut Ui,
-        shown: &[RunRow],
+        shown: &[&RunRow],
         fields: &[String],
         metrics: &[String],
     ) {
@@ -408,6 +467,7 @@ impl WorkbenchApp {
             match rx.try_recv() {
                 Ok(list) => {
                     self.run_list = list;
+                    self.runs_table.generation += 1;
                     self.run_list_rx = None;
                 }
                 Err(crossbeam_channel::TryRecvError::Empty) => return,
