@@ -19,6 +19,10 @@ sleep 1
 # then the latent action model's Actions tab (codebook use and the action explorer) in
 # screenshots/latent_action/, and the VQ-GAN's Volume tab in screenshots/vq_gan/.
 if [ "$#" -eq 0 ]; then
+  # A small finished sweep beside the live run, for the Runs table and the Queue tab.
+  echo "(name: \"lr\", base: \"$PWD/presets/smoke.ron\", grid: { \"train.lr_g\": [1e-4, 2e-4, 4e-4] })" >"$runs/lr.ron"
+  "$WORKBENCH_BIN" --runs-dir "$runs" sweep submit "$runs/lr.ron" >&2
+  "$WORKBENCH_BIN" --runs-dir "$runs" queue run --jobs 2 2>/dev/null
   DISPLAY="$display" "$WORKBENCH_BIN" --runs-dir "$runs" --start \
     --quit-after "${SECS:-75}" --screenshot-dir screenshots --preset presets/wubu_gaad_learning.ron
   mkdir -p screenshots/latent_action

@@ -164,3 +164,122 @@ pub fn dashboard() -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&tmp);
     Ok(())
 }
+
+/// The runs table against a folder of many runs: the first read of every log, a refresh when
+/// nothing changed, one after a few logs grew, and the Runs tab's frame time.
+pub fn runs_table(runs: usize) -> anyhow::Result<()> {
+    use workbench::core::protocol::{Event, MetricDef, Outcome, ScalarRow};
+    use workbench::core::runtable::RunIndex;
+    use workbench::gui::{LaunchOptions, Tab, WorkbenchApp};
+
+    let tmp = std::env::temp_dir().join(format!("workbench-bench-runs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp)?;
+    let base = workbench::core::preset::shipped::get("smoke")
+        .ok_or_else(|| anyhow::anyhow!("no shipped preset `smoke`"))?;
+    const ROWS: u64 = 200;
+    let t0 = Instant::now();
+    let mut writers = Vec::new();
+    for i in 0..runs {
+        let dir = tmp.join(format!("sweep-{i:04}"));
+        std::fs::create_dir_all(&dir)?;
+        let lr = 1e-5 * (1 + i % 50) as f64;
+        std::fs::write(
+            dir.join("preset.ron"),
+            base.replace("lr_g: 2e-4", &format!("lr_g: {lr:e}")),
+        )?;
+        let mut w = workbench::core::runlog::LogWriter::open(&dir.join("events.log"))?;
+        w.append(&Event::RunStarted {
+            run_dir: dir.display().to_string(),
+            name: format!("sweep-{i:04}"),
+            family: "wgan_gp".into(),
+            device: "cpu".into(),
+            total_steps: Some(ROWS * 10),
+            resumed_from: None,
+            restarted: false,
+            wall_time: 0.0,
+            metrics: vec![
+                MetricDef::loss("d_loss"),
+                MetricDef::validation("val_swd", false),
+            ],
+        })?;
+        let rows = (0..ROWS)
+            .map(|s| ScalarRow {
+                step: s * 10,
+                wall_time: s as f64,
+                values: vec![
+                    ("d_loss".into(), (s as f64).sin()),
+                    ("val_swd".into(), 1.0 / (1.0 + s as f64 + i as f64)),
+                ],
+            })
+            .collect();
+        w.append(&Event::Scalars { rows })?;
+        if i % 10 != 0 {
+            w.append(&Event::RunFinished {
+                step: ROWS * 10,
+                outcome: Outcome::Completed,
+            })?;
+        }
+        w.sync()?;
+        if i % 10 == 0 {
+            writers.push(w);
+        }
+    }
+    println!(
+        "runs table: {runs} runs of {ROWS} logged steps each (written in {:.2} s)",
+        t0.elapsed().as_secs_f64()
+    );
+    let mut index = RunIndex::default();
+    let t = Instant::now();
+    let rows = index.refresh(&tmp);
+    println!(
+        "first read of every log: {:.1} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    let t = Instant::now();
+    let again = index.refresh(&tmp);
+    println!(
+        "refresh with nothing new: {:.1} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    anyhow::ensure!(again.len() == rows.len(), "rows changed");
+    for w in &mut writers {
+        w.append(&Event::Scalars {
+            rows: vec![ScalarRow {
+                step: ROWS * 10 + 10,
+                wall_time: ROWS as f64,
+                values: vec![("d_loss".into(), 0.0)],
+            }],
+        })?;
+        w.sync()?;
+    }
+    let t = Instant::now();
+    let rows = index.refresh(&tmp);
+    println!(
+        "refresh after {} logs grew: {:.1} ms",
+        writers.len(),
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    let mut opts = LaunchOptions::new(&tmp);
+    opts.tab = Tab::Runs;
+    let mut app = WorkbenchApp::with_waker(opts, None);
+    app.set_run_list(rows);
+    let ctx = egui::Context::default();
+    let mut times = Vec::new();
+    for frame in 0..53 {
+        let t = Instant::now();
+        let mut out = ctx.run_ui(screen_input(), |ui| app.show(ui));
+        let _ = ctx.tessellate(out.shapes, out.pixels_per_point);
+        out.textures_delta.clear();
+        if frame >= 3 {
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    println!(
+        "Runs tab frame (layout + tessellation): median {:.2} ms, p95 {:.2} ms",
+        median(&mut times.clone()),
+        percentile(&mut times, 0.95)
+    );
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
+}

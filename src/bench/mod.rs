@@ -22,6 +22,12 @@ pub enum BenchCmd {
     WganGpLearning(Opts),
     /// GUI frame time (layout and tessellation) against 1k, 100k and 1M points per scalar.
     Dashboard,
+    /// The runs table against a folder of `--runs` runs: reading every log, refreshing, and
+    /// the Runs tab's frame time.
+    RunsTable {
+        #[arg(long, default_value_t = 1000)]
+        runs: usize,
+    },
     /// Worker steps/s with the app attached (draining and drawing at 60 fps) against headless.
     GuiOverhead(Opts),
     /// WuBu-GAAD step time and peak RSS at 128x128, 2+1 frames, 8 regions, motion on.
@@ -111,6 +117,7 @@ pub fn run(cmd: &BenchCmd) -> anyhow::Result<()> {
         BenchCmd::WganGp(o) => step_time::wgan_gp(o),
         BenchCmd::WganGpLearning(o) => learning::wgan_gp(o),
         BenchCmd::Dashboard => gui::dashboard(),
+        BenchCmd::RunsTable { runs } => gui::runs_table(*runs),
         BenchCmd::GuiOverhead(o) => gui::overhead(o),
         BenchCmd::WubuGaad(o) => step_time::wubu_gaad(o, false),
         BenchCmd::WubuGaadBat(o) => step_time::wubu_gaad(o, true),

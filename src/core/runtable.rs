@@ -32,8 +32,9 @@ pub struct RunRow {
     /// Unix seconds of its start and of its last event.
     pub started: Option<f64>,
     pub last: Option<f64>,
-    /// Every preset field as `path -> value` (`train.lr_g -> 0.0002`).
-    pub fields: BTreeMap<String, String>,
+    /// Every preset field as `path -> value` (`train.lr_g -> 0.0002`); shared, so a refresh
+    /// hands rows to the UI without copying them.
+    pub fields: std::sync::Arc<BTreeMap<String, String>>,
     /// The best value of each declared validation metric so far.
     pub best: BTreeMap<String, f64>,
     /// Whether higher is better, per validation metric.
@@ -198,17 +199,35 @@ pub fn sort<R: Borrow<RunRow>>(rows: &mut [R], column: &Column, descending: bool
 }
 
 /// The preset fields whose values differ between `rows` (among the fields all of them have):
-/// a sweep's axes, shown as columns. The name never counts.
+/// a sweep's axes, shown as columns. With several families shown, among the runs of the most
+/// common one (another family's fields all differ); the name and family never count.
 #[must_use]
 pub fn varying_fields<R: Borrow<RunRow>>(rows: &[R]) -> Vec<String> {
-    let rows: Vec<&RunRow> = rows.iter().map(Borrow::borrow).collect();
+    let mut families: Vec<(&str, usize)> = Vec::new();
+    for r in rows {
+        let f = r.borrow().family.as_str();
+        match families.iter_mut().find(|(n, _)| *n == f) {
+            Some(e) => e.1 += 1,
+            None => families.push((f, 1)),
+        }
+    }
+    let family = families
+        .iter()
+        .max_by_key(|(_, n)| *n)
+        .map(|(f, _)| *f)
+        .unwrap_or_default();
+    let rows: Vec<&RunRow> = rows
+        .iter()
+        .map(Borrow::borrow)
+        .filter(|r| r.family == family)
+        .collect();
     let Some(first) = rows.first() else {
         return Vec::new();
     };
     first
         .fields
         .keys()
-        .filter(|k| k.as_str() != "name")
+        .filter(|k| k.as_str() != "name" && k.as_str() != "family")
         .filter(|k| {
             let mut values = rows.iter().map(|r| r.fields.get(*k));
             let v0 = values.next().flatten();
@@ -420,7 +439,7 @@ impl Tracked {
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default(),
-                fields,
+                fields: std::sync::Arc::new(fields),
                 ..RunRow::default()
             },
             ended: None,
@@ -509,9 +528,10 @@ mod tests {
             family: "wgan_gp".into(),
             ..RunRow::default()
         };
-        r.fields.insert("name".into(), name.into());
-        r.fields.insert("train.lr_g".into(), lr.into());
-        r.fields.insert("train.beta1".into(), "0.0".into());
+        let f = std::sync::Arc::make_mut(&mut r.fields);
+        f.insert("name".into(), name.into());
+        f.insert("train.lr_g".into(), lr.into());
+        f.insert("train.beta1".into(), "0.0".into());
         r.higher_is_better.insert("val_swd".into(), false);
         if let Some(v) = swd {
             r.best.insert("val_swd".into(), v);
@@ -555,6 +575,12 @@ mod tests {
         let rows = vec![row("a", "0.0003", None), row("b", "0.0001", None)];
         assert_eq!(varying_fields(&rows), vec!["train.lr_g".to_string()]);
         assert!(varying_fields(&rows[..1]).is_empty());
+        // A run of another family does not make every field vary.
+        let mut other = row("c", "0.1", None);
+        other.family = "vq_gan".into();
+        std::sync::Arc::make_mut(&mut other.fields).insert("train.beta1".into(), "0.9".into());
+        let mixed = vec![rows[0].clone(), other, rows[1].clone()];
+        assert_eq!(varying_fields(&mixed), vec!["train.lr_g".to_string()]);
     }
 
     #[test]

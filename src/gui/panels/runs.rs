@@ -198,8 +198,8 @@ impl WorkbenchApp {
             Column::Step,
             Column::Duration,
         ];
-        columns.extend(fields.iter().cloned().map(Column::Field));
         columns.extend(metrics.iter().cloned().map(Column::Metric));
+        columns.extend(fields.iter().cloned().map(Column::Field));
         let mut open = None;
         let mut toggled = Vec::new();
         let mut sort_by = None;
@@ -459,6 +459,13 @@ impl WorkbenchApp {
                     pu.line(Line::new(name, PlotPoints::from(pts)).color(color));
                 }
             });
+    }
+
+    /// Replaces the runs table's rows (what a read of the folder brings; benchmarks).
+    pub fn set_run_list(&mut self, rows: Vec<RunRow>) {
+        self.run_list = rows;
+        self.runs_table.generation += 1;
+        self.run_list_at = Some(Instant::now());
     }
 
     /// Re-reads the runs folder at most every two seconds (only what each log gained).
