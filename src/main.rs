@@ -681,58 +681,19 @@ fn submit_slurm(
     tasks: Vec<Vec<String>>,
     runs_dir: &Path,
 ) -> Result<(String, Vec<u64>), Failure> {
-    use workbench::core::{queue, slurm};
-    let profile = slurm::Profile::load(profile_path).map_err(bad_input)?;
-    let runs = absolute(runs_dir);
-    let log_dir = runs.join("slurm");
-    std::fs::create_dir_all(&log_dir)
-        .with_context(|| format!("{}: cannot create", log_dir.display()))
+    use workbench::core::slurm::{self, SlurmError};
+    let exe = std::env::current_exe()
+        .context("cannot find this program's path")
         .map_err(bad_input)?;
-    let workbench = if profile.workbench.is_empty() {
-        std::env::current_exe()
-            .context("cannot find this program's path")
-            .map_err(bad_input)?
-    } else {
-        PathBuf::from(&profile.workbench)
-    };
-    let batch = slurm::Batch {
-        name: format!("wb-{name}"),
-        tasks: tasks.clone(),
-        runs_dir: runs.clone(),
-        log_dir: log_dir.clone(),
-        workbench,
-    };
-    let script = slurm::script(&profile, &batch);
-    let job = slurm::submit(&profile, &script).map_err(|e| Failure {
-        code: 1,
-        error: e.into(),
-    })?;
-    // The script as submitted, beside the job's output.
-    let _ = workbench::core::rundir::atomic_write(
-        &log_dir.join(format!("wb-{name}-{job}.sh")),
-        script.as_bytes(),
-    );
-    let array = tasks.len() > 1;
-    let profile_abs = absolute(profile_path);
-    let ids = queue::update(&runs.join("queue.json"), |q| {
-        tasks
-            .into_iter()
-            .enumerate()
-            .map(|(i, t)| {
-                let r = queue::SlurmRef {
-                    job_id: job.clone(),
-                    array_index: array.then_some(i as u64),
-                    profile: profile_abs.clone(),
-                };
-                q.add_slurm(t, r, now_secs())
-            })
-            .collect::<Vec<_>>()
-    })
-    .map_err(|e| Failure {
-        code: 1,
-        error: e.into(),
-    })?;
-    Ok((job, ids))
+    slurm::submit_tasks(profile_path, name, tasks, runs_dir, &exe, now_secs()).map_err(
+        |e| match e {
+            SlurmError::Profile { .. } => bad_input(e),
+            other => Failure {
+                code: 1,
+                error: other.into(),
+            },
+        },
+    )
 }
 
 /// Trains the queue's pending jobs one after another, each as its own `workbench train`

@@ -191,4 +191,50 @@ fn a_sweep_array_and_a_two_rank_run_go_through_a_real_slurm() {
         "{}",
         logs()
     );
+
+    // The app's Queue tab submits the edited preset to the same cluster and follows it.
+    use egui_kittest::kittest::Queryable;
+    use workbench::gui::{LaunchOptions, Tab, WorkbenchApp};
+    std::env::set_var("SLURM_CONF", &cluster.conf);
+    let smoke_preset = workbench::core::preset::load_file(&smoke).expect("smoke").0;
+    let mut opts = LaunchOptions::new(&runs);
+    opts.preset = Some((smoke_preset.preset().clone(), None));
+    opts.tab = Tab::Queue;
+    let mut h = egui_kittest::Harness::builder()
+        .with_size(egui::vec2(1280.0, 860.0))
+        .build_ui_state(
+            |ui, app: &mut WorkbenchApp| {
+                app.logic(&ui.ctx().clone());
+                app.show(ui);
+            },
+            WorkbenchApp::with_waker(opts, None),
+        );
+    h.state_mut().queue.runner = Some(env!("CARGO_BIN_EXE_workbench").into());
+    h.state_mut().queue.slurm_profile = one.display().to_string();
+    h.run_steps(2);
+    h.get_by_label("Add the edited preset").click();
+    let started = Instant::now();
+    loop {
+        h.step();
+        let q = &h.state().queue.queue;
+        if let Some(j) = q.jobs.get(4) {
+            assert!(j.slurm.is_some(), "{j:?}");
+            if j.state == JobState::Finished && j.run_dir.is_some() {
+                break;
+            }
+            assert!(
+                matches!(j.state, JobState::Pending | JobState::Running),
+                "{j:?}\n{}",
+                logs()
+            );
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "the app's SLURM job did not finish: {:?} {:?}",
+            h.state().queue.said,
+            h.state().queue.error
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(h.state().queue.said.is_some());
 }

@@ -39,6 +39,8 @@ pub struct RunRow {
     pub best: BTreeMap<String, f64>,
     /// Whether higher is better, per validation metric.
     pub higher_is_better: BTreeMap<String, bool>,
+    /// The validation metrics the family calls main (shown first).
+    pub main: std::collections::BTreeSet<String>,
 }
 
 impl RunRow {
@@ -239,15 +241,19 @@ pub fn varying_fields<R: Borrow<RunRow>>(rows: &[R]) -> Vec<String> {
         .collect()
 }
 
-/// The validation metrics any of `rows` declared, sorted.
+/// The validation metrics any of `rows` declared: the ones a family calls main first, then
+/// the others, each part sorted; `true` marks a main one.
 #[must_use]
-pub fn metrics<R: Borrow<RunRow>>(rows: &[R]) -> Vec<String> {
-    let mut out: Vec<String> = rows
-        .iter()
-        .flat_map(|r| r.borrow().higher_is_better.keys().cloned())
-        .collect();
-    out.sort();
-    out.dedup();
+pub fn metrics<R: Borrow<RunRow>>(rows: &[R]) -> Vec<(String, bool)> {
+    let mut seen: BTreeMap<String, bool> = BTreeMap::new();
+    for r in rows {
+        let r = r.borrow();
+        for k in r.higher_is_better.keys() {
+            *seen.entry(k.clone()).or_default() |= r.main.contains(k);
+        }
+    }
+    let mut out: Vec<(String, bool)> = seen.into_iter().collect();
+    out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     out
 }
 
@@ -465,6 +471,9 @@ impl Tracked {
                     r.last = Some(wall_time);
                     for m in metrics {
                         if let MetricKind::Validation { higher_is_better } = m.kind {
+                            if m.main {
+                                r.main.insert(m.name.clone());
+                            }
                             r.higher_is_better.insert(m.name, higher_is_better);
                         }
                     }

@@ -356,6 +356,69 @@ pub fn scheduler_record_from_env() -> Option<serde_json::Value> {
     }))
 }
 
+/// Submits `tasks` (`workbench train` arguments; one: a job, more: a job array) under the
+/// profile in `profile_path` and records them in `runs_dir`'s queue file; returns SLURM's job
+/// id and the queue's ids. `exe` is the `workbench` to run when the profile names none (on
+/// storage the cluster shares). The script is kept beside the jobs' output in `runs_dir/slurm`.
+pub fn submit_tasks(
+    profile_path: &Path,
+    name: &str,
+    tasks: Vec<Vec<String>>,
+    runs_dir: &Path,
+    exe: &Path,
+    now: u64,
+) -> Result<(String, Vec<u64>), SlurmError> {
+    use super::queue;
+    let profile = Profile::load(profile_path)?;
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let runs = absolute(runs_dir);
+    let log_dir = runs.join("slurm");
+    std::fs::create_dir_all(&log_dir).map_err(|e| SlurmError::Command {
+        command: format!("mkdir {}", log_dir.display()),
+        message: e.to_string(),
+    })?;
+    let workbench = if profile.workbench.is_empty() {
+        exe.to_path_buf()
+    } else {
+        PathBuf::from(&profile.workbench)
+    };
+    let batch = Batch {
+        name: format!("wb-{name}"),
+        tasks: tasks.clone(),
+        runs_dir: runs.clone(),
+        log_dir: log_dir.clone(),
+        workbench,
+    };
+    let text = script(&profile, &batch);
+    let job = submit(&profile, &text)?;
+    // The script as submitted, beside the job's output.
+    let _ = super::rundir::atomic_write(
+        &log_dir.join(format!("wb-{name}-{job}.sh")),
+        text.as_bytes(),
+    );
+    let array = tasks.len() > 1;
+    let profile_abs = absolute(profile_path);
+    let ids = queue::update(&runs.join("queue.json"), |q| {
+        tasks
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let r = queue::SlurmRef {
+                    job_id: job.clone(),
+                    array_index: array.then_some(i as u64),
+                    profile: profile_abs.clone(),
+                };
+                q.add_slurm(t, r, now)
+            })
+            .collect::<Vec<_>>()
+    })
+    .map_err(|e| SlurmError::Command {
+        command: "queue".into(),
+        message: e.to_string(),
+    })?;
+    Ok((job, ids))
+}
+
 /// Brings the queue's SLURM jobs up to date: their state from SLURM, their run folder from
 /// the `scheduler.json` their training process wrote under `runs_dir`, and for a job SLURM
 /// no longer knows, the state of its run folder (a run that stopped beating is interrupted:

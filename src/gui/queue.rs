@@ -35,18 +35,22 @@ pub struct QueuePanel {
     pub runner: Option<PathBuf>,
     /// Jobs a runner trains at once.
     pub jobs: usize,
+    /// A SLURM profile file: when set, added runs go to SLURM instead of the local queue.
+    pub slurm_profile: String,
 }
 
 /// An edit of the queue file.
 #[derive(Debug, Clone)]
 pub enum QueueEdit {
-    /// Add a job for the preset (written under `RUNS_DIR/queued/`).
-    AddPreset(Box<AnyPreset>),
-    /// Add one job per value of a field, on the preset.
+    /// Add a job for the preset (written under `RUNS_DIR/queued/`); with a SLURM profile and
+    /// the `workbench` to run there, submit it.
+    AddPreset(Box<AnyPreset>, Option<(PathBuf, PathBuf)>),
+    /// Add one job per value of a field, on the preset (one SLURM job array with a profile).
     AddSweep {
         base: Box<AnyPreset>,
         field: String,
         values: Vec<serde_json::Value>,
+        slurm: Option<(PathBuf, PathBuf)>,
     },
     Cancel(u64),
     /// Move a pending job by this many places among the pending ones.
@@ -75,8 +79,21 @@ fn now() -> u64 {
 fn apply(path: &Path, runs_dir: &Path, edit: QueueEdit) -> Result<String, String> {
     let err = |e: &dyn std::fmt::Display| e.to_string();
     match edit {
-        QueueEdit::AddPreset(p) => {
+        QueueEdit::AddPreset(p, slurm) => {
             let file = write_preset(runs_dir, "queued", &p, p.name())?;
+            let args = vec!["--preset".to_string(), file.display().to_string()];
+            if let Some((profile, exe)) = slurm {
+                let (job, _) = crate::core::slurm::submit_tasks(
+                    &profile,
+                    p.name(),
+                    vec![args],
+                    runs_dir,
+                    &exe,
+                    now(),
+                )
+                .map_err(|e| err(&e))?;
+                return Ok(format!("submitted SLURM job {job}: {}", file.display()));
+            }
             let id = queue::update(path, |q| {
                 q.add(vec!["--preset".into(), file.display().to_string()], now())
             })
@@ -87,6 +104,7 @@ fn apply(path: &Path, runs_dir: &Path, edit: QueueEdit) -> Result<String, String
             base,
             field,
             values,
+            slurm,
         } => {
             let name = format!(
                 "{}-{}",
@@ -109,10 +127,23 @@ fn apply(path: &Path, runs_dir: &Path, edit: QueueEdit) -> Result<String, String
                     &r.name,
                 )?);
             }
+            let tasks: Vec<Vec<String>> = files
+                .iter()
+                .map(|f| vec!["--preset".into(), f.display().to_string()])
+                .collect();
+            if let Some((profile, exe)) = slurm {
+                let (job, ids) =
+                    crate::core::slurm::submit_tasks(&profile, &name, tasks, runs_dir, &exe, now())
+                        .map_err(|e| err(&e))?;
+                return Ok(format!(
+                    "submitted sweep {name} as SLURM job array {job}: {} runs",
+                    ids.len()
+                ));
+            }
             let ids = queue::update(path, |q| {
-                files
-                    .iter()
-                    .map(|f| q.add(vec!["--preset".into(), f.display().to_string()], now()))
+                tasks
+                    .into_iter()
+                    .map(|t| q.add(t, now()))
                     .collect::<Vec<_>>()
             })
             .map_err(|e| err(&e))?;
@@ -267,6 +298,20 @@ impl WorkbenchApp {
         self.queue.pending.is_some()
     }
 
+    /// The SLURM profile and the `workbench` its jobs run, when a profile is set.
+    fn slurm_target(&self) -> Option<(PathBuf, PathBuf)> {
+        let profile = self.queue.slurm_profile.trim();
+        if profile.is_empty() {
+            return None;
+        }
+        let exe = self
+            .queue
+            .runner
+            .clone()
+            .or_else(|| std::env::current_exe().ok())?;
+        Some((PathBuf::from(profile), exe))
+    }
+
     /// Starts `workbench queue run` as its own process: it trains the pending jobs and keeps
     /// going after the app closes.
     fn start_runner(&mut self) {
@@ -309,11 +354,12 @@ impl WorkbenchApp {
         });
         ui.label(RichText::new("The queue is a file: `workbench queue list|add|cancel|move|run` edit the same one, and a runner keeps training after the app closes. SLURM jobs (`queue add --slurm`, `sweep submit --slurm`) are followed through squeue and scontrol.").weak());
         let preset = self.editor.preset();
+        let slurm = self.slurm_target();
         ui.horizontal(|ui| {
             let add = ui.add_enabled(preset.is_some(), egui::Button::new("Add the edited preset"));
             if add.clicked() {
                 if let Some(p) = &preset {
-                    edit = Some(QueueEdit::AddPreset(Box::new(p.clone())));
+                    edit = Some(QueueEdit::AddPreset(Box::new(p.clone()), slurm.clone()));
                 }
             }
             let running = self
@@ -351,6 +397,14 @@ impl WorkbenchApp {
             }
         });
         ui.horizontal(|ui| {
+            ui.label("SLURM profile");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.queue.slurm_profile)
+                    .hint_text("empty: the local queue; a profile file: submit with sbatch")
+                    .desired_width(360.0),
+            );
+        });
+        ui.horizontal(|ui| {
             ui.label("Sweep the edited preset over");
             ui.add(
                 egui::TextEdit::singleline(&mut self.queue.sweep_field)
@@ -378,6 +432,7 @@ impl WorkbenchApp {
                         base: Box::new(p.clone()),
                         field: self.queue.sweep_field.trim().to_string(),
                         values,
+                        slurm: slurm.clone(),
                     });
                 }
             }

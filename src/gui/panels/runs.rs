@@ -20,8 +20,8 @@ use crate::gui::dialogs::Purpose;
 
 /// What a cached view depends on: the rows' generation, the filter and the order.
 type ViewKey = (u64, String, Column, bool);
-/// The shown rows' indices, the varying fields and the metrics.
-type View = (Vec<usize>, Vec<String>, Vec<String>);
+/// The shown rows' indices, the varying fields and the metrics (`true`: main).
+type View = (Vec<usize>, Vec<String>, Vec<(String, bool)>);
 
 /// A row and its index in the table's rows.
 struct Indexed<'a>(usize, &'a RunRow);
@@ -198,8 +198,21 @@ impl WorkbenchApp {
             Column::Step,
             Column::Duration,
         ];
-        columns.extend(metrics.iter().cloned().map(Column::Metric));
+        // The family's main metrics, the sweep's fields, then the other metrics.
+        columns.extend(
+            metrics
+                .iter()
+                .filter(|m| m.1)
+                .map(|m| Column::Metric(m.0.clone())),
+        );
         columns.extend(fields.iter().cloned().map(Column::Field));
+        columns.extend(
+            metrics
+                .iter()
+                .filter(|m| !m.1)
+                .map(|m| Column::Metric(m.0.clone())),
+        );
+        let metrics: Vec<String> = metrics.into_iter().map(|m| m.0).collect();
         let mut open = None;
         let mut toggled = Vec::new();
         let mut sort_by = None;
