@@ -113,10 +113,7 @@ pub fn prepare(req: RunRequest) -> Result<RunPlan, EngineError> {
         }
     };
     let device = resolve_device(req.device.as_deref(), &preset)?;
-    let threads = preset.preset().threads();
-    if threads > 0 {
-        tch::set_num_threads(threads as i32);
-    }
+    use_threads(&preset);
     if resume_from.is_none() {
         let (_, world) = crate::engine::dist::rank_and_world();
         let mut meta = vec![
@@ -217,10 +214,7 @@ pub fn prepare_rank(
         )
         .map_err(|e| bad(e.to_string()))?;
     let device = resolve_device(req.device.as_deref(), &preset)?;
-    let threads = preset.preset().threads();
-    if threads > 0 {
-        tch::set_num_threads(threads as i32);
-    }
+    use_threads(&preset);
     let live_overrides = lr_overrides(&preset, req.lr_g, req.lr_d);
     Ok(RunPlan {
         preset,
@@ -233,6 +227,14 @@ pub fn prepare_rank(
         restart: false,
         _lock: lock,
     })
+}
+
+/// Sets libtorch's CPU threads to the preset's (0 keeps libtorch's default).
+fn use_threads(preset: &ValidatedPreset) {
+    let threads = preset.preset().threads();
+    if threads > 0 {
+        tch::set_num_threads(threads as i32);
+    }
 }
 
 /// The learning rates set on the command line, as live settings of the family's fields.
