@@ -124,3 +124,75 @@ fn hwc_to_tensor(bytes: &[u8], n: usize, size: u32) -> Tensor {
         .permute([0, 3, 1, 2])
         .contiguous()
 }
+
+/// Each epoch's seeded shuffle of a training set, and this data-parallel rank's part of each
+/// global batch (all of it alone): the sampler every family shares. Batch `k` of an epoch is
+/// `world * b` consecutive items of the shuffled order; a set smaller than a batch wraps.
+#[derive(Debug, Clone)]
+pub struct EpochSampler {
+    seed: u64,
+    order: Option<(u64, Vec<u32>)>,
+}
+
+impl EpochSampler {
+    #[must_use]
+    pub fn new(seed: u64) -> Self {
+        Self { seed, order: None }
+    }
+
+    /// The training-set indices of batch `batch` of epoch `epoch`, `b` of them, for a set of
+    /// `n` items.
+    pub fn batch(&mut self, epoch: u64, batch: u64, n: usize, b: usize) -> Vec<usize> {
+        if n == 0 {
+            return Vec::new();
+        }
+        if self
+            .order
+            .as_ref()
+            .is_none_or(|(e, o)| *e != epoch || o.len() != n)
+        {
+            self.order = Some((
+                epoch,
+                crate::core::rng::epoch_permutation(self.seed, epoch, n),
+            ));
+        }
+        let Some((_, order)) = &self.order else {
+            return Vec::new();
+        };
+        let first = crate::engine::dist::batch_start(batch as usize, b);
+        if n >= b {
+            let start = first.min(n - b);
+            order[start..start + b]
+                .iter()
+                .map(|&i| i as usize)
+                .collect()
+        } else {
+            (0..b).map(|i| order[(first + i) % n] as usize).collect()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EpochSampler;
+
+    #[test]
+    fn an_epochs_batches_are_disjoint_and_epochs_reshuffle() {
+        let mut s = EpochSampler::new(7);
+        let mut seen: Vec<usize> = (0..3).flat_map(|k| s.batch(0, k, 10, 3)).collect();
+        let first = seen.clone();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), 9);
+        let next: Vec<usize> = (0..3).flat_map(|k| s.batch(1, k, 10, 3)).collect();
+        assert_ne!(first, next);
+        // The same seed repeats exactly (a resume).
+        let mut again = EpochSampler::new(7);
+        assert_eq!(again.batch(0, 1, 10, 3), first[3..6].to_vec());
+        // A set smaller than a batch wraps.
+        let small = s.batch(0, 0, 2, 5);
+        assert_eq!(small.len(), 5);
+        assert!(small.iter().all(|&i| i < 2));
+        assert!(s.batch(0, 0, 0, 4).is_empty());
+    }
+}

@@ -4,7 +4,7 @@ use super::model::{LatentActionModel, Quantised};
 use crate::core::preset::latent_action::{Anchor, CodebookUpdate, LatentActionPreset, Schedule};
 use crate::core::preset::AnyPreset;
 use crate::core::protocol::{Event, MetricDef};
-use crate::core::rng::{derive_seed, epoch_permutation, SplitMix64, Stream};
+use crate::core::rng::{derive_seed, SplitMix64, Stream};
 use crate::engine::checkpoint::Loaded;
 use crate::engine::data::latents::{LatentBatch, LatentSet, Split};
 use crate::engine::explore::{ActionExplorer, Explored};
@@ -150,7 +150,7 @@ pub struct LatentActionTrainer {
     opt_main: Adam,
     data: LatentSet,
     view: LatentView,
-    epoch_order: Option<(u64, Vec<u32>)>,
+    epochs: crate::engine::data::EpochSampler,
     overfit: Option<LatentBatch>,
     /// The validation windows a pass evaluates (a fixed subset).
     val_windows: Vec<usize>,
@@ -238,7 +238,7 @@ impl LatentActionTrainer {
             opt_main,
             data,
             view,
-            epoch_order: None,
+            epochs: crate::engine::data::EpochSampler::new(seed),
             overfit: None,
             val_windows,
             test_windows,
@@ -266,17 +266,11 @@ impl LatentActionTrainer {
     }
 
     fn indices(&mut self, epoch: u64, batch: u64) -> Vec<usize> {
-        let n = self.data.train.windows.len();
-        if self.epoch_order.as_ref().is_none_or(|(e, _)| *e != epoch) {
-            self.epoch_order = Some((epoch, epoch_permutation(self.seed, epoch, n)));
-        }
-        let b = self.cfg.train.batch_size as usize;
-        // This rank's part of the global batch (all of it alone).
-        let start = crate::engine::dist::batch_start(batch as usize, b).min(n.saturating_sub(b));
-        self.epoch_order
-            .as_ref()
-            .map(|(_, o)| o[start..start + b].iter().map(|&i| i as usize).collect())
-            .unwrap_or_default()
+        let (n, b) = (
+            self.data.train.windows.len(),
+            self.cfg.train.batch_size as usize,
+        );
+        self.epochs.batch(epoch, batch, n, b)
     }
 
     /// The schedule's factor at `step`.

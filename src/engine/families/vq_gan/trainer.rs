@@ -4,7 +4,7 @@ use tch::{Device, Kind, Tensor};
 use crate::core::preset::vq_gan::{DiscLoss, Padding, Smoothing, VqGanPreset};
 use crate::core::preset::AnyPreset;
 use crate::core::protocol::{Event, Level, MetricDef};
-use crate::core::rng::{derive_seed, epoch_permutation, SplitMix64, Stream};
+use crate::core::rng::{derive_seed, SplitMix64, Stream};
 use crate::engine::checkpoint::Loaded;
 use crate::engine::data::volumes::{blend, extract, flip, patch_grid, Volume, VolumeSet};
 use crate::engine::lpips::Perceptual;
@@ -83,7 +83,7 @@ pub struct VqGanTrainer {
     opt_d: Adam,
     lpips: Option<Perceptual>,
     data: VolumeSet,
-    epoch_order: Option<(u64, Vec<u32>)>,
+    epochs: crate::engine::data::EpochSampler,
     events: Vec<Event>,
     step: u64,
     pending: Option<Reconstruction>,
@@ -193,7 +193,7 @@ impl VqGanTrainer {
             opt_d,
             lpips,
             data,
-            epoch_order: None,
+            epochs: crate::engine::data::EpochSampler::new(seed),
             events,
             step: 0,
             pending: None,
@@ -203,17 +203,8 @@ impl VqGanTrainer {
     }
 
     fn indices(&mut self, epoch: u64, batch: u64) -> Vec<usize> {
-        let n = self.data.train.len();
-        if self.epoch_order.as_ref().is_none_or(|(e, _)| *e != epoch) {
-            self.epoch_order = Some((epoch, epoch_permutation(self.seed, epoch, n)));
-        }
-        let b = self.cfg.train.batch_size as usize;
-        // This rank's part of the global batch (all of it alone).
-        let start = crate::engine::dist::batch_start(batch as usize, b).min(n.saturating_sub(b));
-        self.epoch_order
-            .as_ref()
-            .map(|(_, o)| o[start..start + b].iter().map(|&i| i as usize).collect())
-            .unwrap_or_default()
+        let (n, b) = (self.data.train.len(), self.cfg.train.batch_size as usize);
+        self.epochs.batch(epoch, batch, n, b)
     }
 
     /// Volumes as `[B, C, D, H, W]`.

@@ -4,7 +4,7 @@ use super::model::{self, Critic, Generator};
 use crate::core::preset::wgan_gp::{CriticCounter, WganGpPreset};
 use crate::core::preset::AnyPreset;
 use crate::core::protocol::{HealthRole, MetricDef};
-use crate::core::rng::{epoch_permutation, Stream};
+use crate::core::rng::Stream;
 use crate::engine::checkpoint::Loaded;
 use crate::engine::data::{augment, Augment, ImageSet};
 use crate::engine::metrics;
@@ -37,7 +37,7 @@ pub struct WganGpTrainer {
     opt_d: Adam,
     data: ImageSet,
     fixed_noise: Tensor,
-    epoch_order: Option<(u64, Vec<u32>)>,
+    epochs: crate::engine::data::EpochSampler,
     /// Held-out images, 4x downsampled and flattened, for the validation distance.
     holdout_eval: Option<Tensor>,
     projections: Option<Tensor>,
@@ -85,7 +85,7 @@ impl WganGpTrainer {
             opt_d,
             data,
             fixed_noise,
-            epoch_order: None,
+            epochs: crate::engine::data::EpochSampler::new(seed),
             holdout_eval: None,
             projections: None,
             lr_scale: [1.0; 2],
@@ -97,17 +97,12 @@ impl WganGpTrainer {
     }
 
     fn indices(&mut self, epoch: u64, batch: u64) -> Vec<u32> {
-        let n = self.data.train_len();
-        if self.epoch_order.as_ref().is_none_or(|(e, _)| *e != epoch) {
-            self.epoch_order = Some((epoch, epoch_permutation(self.seed, epoch, n)));
-        }
-        let b = self.batch_size();
-        // This rank's part of the global batch (all of it alone).
-        let start = crate::engine::dist::batch_start(batch as usize, b).min(n.saturating_sub(b));
-        self.epoch_order
-            .as_ref()
-            .map(|(_, o)| o[start..start + b].to_vec())
-            .unwrap_or_default()
+        let (n, b) = (self.data.train_len(), self.batch_size());
+        self.epochs
+            .batch(epoch, batch, n, b)
+            .into_iter()
+            .map(|i| i as u32)
+            .collect()
     }
 
     fn augment_cfg(&self) -> Augment {

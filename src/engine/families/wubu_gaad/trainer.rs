@@ -11,7 +11,7 @@ use crate::core::preset::wubu_gaad::{FlowMethod, InitialDisc, ValMetric, WubuGaa
 use crate::core::preset::AnyPreset;
 use crate::core::protocol::Event;
 use crate::core::protocol::{HealthRole, MetricDef};
-use crate::core::rng::{epoch_permutation, Stream};
+use crate::core::rng::Stream;
 use crate::engine::checkpoint::Loaded;
 use crate::engine::data::VideoSet;
 use crate::engine::optim::{AdamRule, RiemannianSgd};
@@ -47,7 +47,7 @@ pub struct WubuGaadTrainer {
     flow_net: Option<tch::CModule>,
     lpips: Option<crate::engine::lpips::Perceptual>,
     fixed_noise: Tensor,
-    epoch_order: Option<(u64, Vec<u32>)>,
+    epochs: crate::engine::data::EpochSampler,
     st: FamilyState,
     events: Vec<Event>,
     pending_val_recon: Option<Reconstruction>,
@@ -221,7 +221,7 @@ impl WubuGaadTrainer {
             flow_net,
             lpips,
             fixed_noise,
-            epoch_order: None,
+            epochs: crate::engine::data::EpochSampler::new(seed),
             st,
             events: Vec::new(),
             pending_val_recon: None,
@@ -237,23 +237,11 @@ impl WubuGaadTrainer {
     }
 
     fn starts(&mut self, epoch: u64, batch: u64) -> Vec<i64> {
-        let n = self.data.train.len();
-        if self.epoch_order.as_ref().is_none_or(|(e, _)| *e != epoch) {
-            self.epoch_order = Some((epoch, epoch_permutation(self.seed, epoch, n)));
-        }
-        let bs = self.batch_size();
-        let order = self
-            .epoch_order
-            .as_ref()
-            .map(|(_, o)| o.as_slice())
-            .unwrap_or(&[]);
-        // This rank's part of the global batch (all of it alone).
-        let first = crate::engine::dist::batch_start(batch as usize, bs);
-        (0..bs)
-            .map(|i| {
-                let k = (first + i) % n.max(1);
-                self.data.train[order.get(k).copied().unwrap_or(0) as usize]
-            })
+        let (n, bs) = (self.data.train.len(), self.batch_size());
+        self.epochs
+            .batch(epoch, batch, n, bs)
+            .into_iter()
+            .map(|i| self.data.train[i])
             .collect()
     }
 
