@@ -550,26 +550,28 @@ fn queue(cmd: QueueCmd, runs_dir: &Path) -> Result<(), Failure> {
             if parsed.train.resume.is_none() {
                 load_preset(&parsed.train)?;
             }
-            if let Some(profile) = slurm {
-                let name = parsed
-                    .train
-                    .preset
-                    .as_ref()
-                    .and_then(|p| p.file_stem())
-                    .map_or("workbench".to_string(), |s| {
-                        s.to_string_lossy().into_owned()
-                    });
-                let (job, ids) =
-                    submit_slurm(&profile, &name, vec![absolute_args(&args)], runs_dir)?;
-                out!(
-                    "submitted SLURM job {job} as queue job {} in {}",
-                    ids.first().copied().unwrap_or_default(),
+            let name = parsed
+                .train
+                .preset
+                .as_ref()
+                .and_then(|p| p.file_stem())
+                .map_or("workbench".to_string(), |s| {
+                    s.to_string_lossy().into_owned()
+                });
+            let added = add_tasks(
+                &name,
+                vec![absolute_args(&args)],
+                slurm.as_deref(),
+                runs_dir,
+            )?;
+            let id = added.ids.first().copied().unwrap_or_default();
+            match added.slurm_job {
+                Some(job) => out!(
+                    "submitted SLURM job {job} as queue job {id} in {}",
                     path.display()
-                );
-                return Ok(());
+                ),
+                None => out!("queued job {id} in {}", path.display()),
             }
-            let id = queue::update(&path, |q| q.add(args, now_secs())).map_err(failed)?;
-            out!("queued job {id} in {}", path.display());
         }
         QueueCmd::List => {
             let q = queue::read(&path).map_err(failed)?;
@@ -599,30 +601,7 @@ fn queue(cmd: QueueCmd, runs_dir: &Path) -> Result<(), Failure> {
             }
         }
         QueueCmd::Cancel { id } => {
-            let q = queue::read(&path).map_err(failed)?;
-            if let Some(r) = q
-                .jobs
-                .iter()
-                .find(|j| j.id == id)
-                .and_then(|j| j.slurm.clone())
-            {
-                let profile =
-                    workbench::core::slurm::Profile::load(&r.profile).map_err(bad_input)?;
-                workbench::core::slurm::cancel(&profile, &r.key()).map_err(|e| Failure {
-                    code: 1,
-                    error: e.into(),
-                })?;
-            }
-            let pid = queue::update(&path, |q| q.cancel(id, now_secs()))
-                .map_err(failed)?
-                .map_err(failed)?;
-            if let Some(pid) = pid {
-                // SIGTERM ends the training process; `train --resume` continues its run
-                // from the last periodic checkpoint.
-                let _ = std::process::Command::new("kill")
-                    .args(["-TERM", &pid.to_string()])
-                    .status();
-            }
+            queue::cancel_job(&path, id, now_secs()).map_err(job_failed)?;
             out!("cancelled job {id}");
         }
         QueueCmd::Move { id, to } => {
@@ -643,26 +622,29 @@ fn queue(cmd: QueueCmd, runs_dir: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `path` made absolute (against the working directory): what a batch script on the cluster
-/// needs, which starts elsewhere.
-fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
-}
-
 /// `train` arguments with the paths they name made absolute (`--preset`, `--data`,
-/// `--resume`).
+/// `--resume`), so a job started elsewhere (a runner in another folder, a node of a cluster)
+/// finds them; a shipped preset's name, which is no path here, stays as it is.
 fn absolute_args(args: &[String]) -> Vec<String> {
+    use workbench::core::rundir::absolute;
+    let fix = |v: &str| {
+        let p = Path::new(v);
+        if p.exists() {
+            absolute(p).display().to_string()
+        } else {
+            v.to_string()
+        }
+    };
     let mut out = Vec::with_capacity(args.len());
     let mut path_next = false;
     for a in args {
-        if path_next {
-            out.push(absolute(Path::new(a)).display().to_string());
-            path_next = false;
+        if std::mem::take(&mut path_next) {
+            out.push(fix(a));
             continue;
         }
         match a.split_once('=') {
             Some((flag @ ("--preset" | "--data" | "--resume"), value)) => {
-                out.push(format!("{flag}={}", absolute(Path::new(value)).display()));
+                out.push(format!("{flag}={}", fix(value)));
             }
             _ => {
                 path_next = matches!(a.as_str(), "--preset" | "--data" | "--resume");
@@ -673,27 +655,35 @@ fn absolute_args(args: &[String]) -> Vec<String> {
     out
 }
 
-/// Submits `tasks` (one: a job; more: a job array) to SLURM under the profile and records them
-/// in the queue file; returns SLURM's job id and the queue's ids.
-fn submit_slurm(
-    profile_path: &Path,
+/// A failed queue edit or SLURM command; a bad profile is the user's to fix (exit 2).
+fn job_failed(e: workbench::core::queue::JobError) -> Failure {
+    use workbench::core::{queue::JobError, slurm::SlurmError};
+    match e {
+        JobError::Slurm(SlurmError::Profile { .. }) => bad_input(e),
+        other => Failure {
+            code: 1,
+            error: other.into(),
+        },
+    }
+}
+
+/// Adds `tasks` to the local queue, or with a SLURM profile submits them (several: one job
+/// array) to run this program.
+fn add_tasks(
     name: &str,
     tasks: Vec<Vec<String>>,
+    slurm: Option<&Path>,
     runs_dir: &Path,
-) -> Result<(String, Vec<u64>), Failure> {
-    use workbench::core::slurm::{self, SlurmError};
+) -> Result<workbench::core::queue::Added, Failure> {
+    use workbench::core::queue::{self, Target};
     let exe = std::env::current_exe()
         .context("cannot find this program's path")
         .map_err(bad_input)?;
-    slurm::submit_tasks(profile_path, name, tasks, runs_dir, &exe, now_secs()).map_err(
-        |e| match e {
-            SlurmError::Profile { .. } => bad_input(e),
-            other => Failure {
-                code: 1,
-                error: other.into(),
-            },
-        },
-    )
+    let target = match slurm {
+        Some(profile) => Target::Slurm { profile, exe: &exe },
+        None => Target::Local,
+    };
+    queue::add_tasks(runs_dir, name, tasks, target, now_secs()).map_err(job_failed)
 }
 
 /// Trains the queue's pending jobs one after another, each as its own `workbench train`
@@ -903,58 +893,26 @@ fn sweep(cmd: SweepCmd, runs_dir: &Path) -> Result<(), Failure> {
         out!("{}", line.join("  ").trim_end());
     }
     if let Some(slurm) = submit {
-        let dir = runs_dir.join("sweeps").join(&s.name);
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("{}: cannot create", dir.display()))
+        let tasks = workbench::core::sweep::write_runs(runs_dir, &s.name, &origin, &runs)
             .map_err(bad_input)?;
-        let queue_path = runs_dir.join("queue.json");
-        let mut files = Vec::new();
-        for r in &runs {
-            let path = dir.join(format!("{}.ron", r.name));
-            let text = format!(
-                "// Run {} of sweep {} ({}): {}\n{}\n",
-                r.index,
-                s.name,
-                origin,
-                workbench::core::sweep::describe(&r.values),
-                r.preset.to_ron()
-            );
-            workbench::core::rundir::atomic_write(&path, text.as_bytes())
-                .map_err(|e| bad_input(anyhow::anyhow!("{e}")))?;
-            files.push(path);
-        }
-        let tasks: Vec<Vec<String>> = files
-            .iter()
-            .map(|f| vec!["--preset".into(), absolute(f).display().to_string()])
-            .collect();
-        if let Some(profile_path) = slurm {
-            let (job, ids) = submit_slurm(&profile_path, &s.name, tasks, runs_dir)?;
-            out!(
-                "submitted SLURM job array {job} (tasks 0..={}) as queue jobs {}..={} in {}; `workbench queue list` follows them",
-                ids.len().saturating_sub(1),
-                ids.first().copied().unwrap_or_default(),
-                ids.last().copied().unwrap_or_default(),
-                queue_path.display()
-            );
-            return Ok(());
-        }
-        let ids = workbench::core::queue::update(&queue_path, |q| {
-            tasks
-                .into_iter()
-                .map(|t| q.add(t, now_secs()))
-                .collect::<Vec<_>>()
-        })
-        .map_err(|e| Failure {
-            code: 1,
-            error: e.into(),
-        })?;
-        out!(
-            "queued jobs {}..={} in {} (presets in {}); `workbench queue run` trains them",
-            ids.first().copied().unwrap_or_default(),
-            ids.last().copied().unwrap_or_default(),
-            queue_path.display(),
-            dir.display()
+        let added = add_tasks(&s.name, tasks, slurm.as_deref(), runs_dir)?;
+        let (first, last) = (
+            added.ids.first().copied().unwrap_or_default(),
+            added.ids.last().copied().unwrap_or_default(),
         );
+        let queue_path = runs_dir.join("queue.json");
+        match added.slurm_job {
+            Some(job) => out!(
+                "submitted SLURM job array {job} (tasks 0..={}) as queue jobs {first}..={last} in {}; `workbench queue list` follows them",
+                added.ids.len().saturating_sub(1),
+                queue_path.display()
+            ),
+            None => out!(
+                "queued jobs {first}..={last} in {} (presets in {}); `workbench queue run` trains them",
+                queue_path.display(),
+                runs_dir.join("sweeps").join(&s.name).display()
+            ),
+        }
     }
     Ok(())
 }

@@ -204,6 +204,80 @@ impl Queue {
     }
 }
 
+/// Where added jobs go.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    /// This machine's queue (`workbench queue run` trains it).
+    Local,
+    /// SLURM under a profile file, running `exe` unless the profile names a `workbench`.
+    Slurm { profile: &'a Path, exe: &'a Path },
+}
+
+/// Jobs added: SLURM's job id when they went there, and the queue's ids.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Added {
+    pub slurm_job: Option<String>,
+    pub ids: Vec<u64>,
+}
+
+/// Why adding or cancelling a job failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
+    Slurm(#[from] super::slurm::SlurmError),
+}
+
+/// Adds `tasks` (`workbench train` arguments, one job each) to `runs_dir`'s queue, or
+/// submits them to SLURM (several: one job array named after `name`).
+pub fn add_tasks(
+    runs_dir: &Path,
+    name: &str,
+    tasks: Vec<Vec<String>>,
+    target: Target<'_>,
+    now: u64,
+) -> Result<Added, JobError> {
+    match target {
+        Target::Local => {
+            let ids = update(&runs_dir.join("queue.json"), |q| {
+                tasks.into_iter().map(|t| q.add(t, now)).collect()
+            })?;
+            Ok(Added {
+                slurm_job: None,
+                ids,
+            })
+        }
+        Target::Slurm { profile, exe } => {
+            let (job, ids) = super::slurm::submit_tasks(profile, name, tasks, runs_dir, exe, now)?;
+            Ok(Added {
+                slurm_job: Some(job),
+                ids,
+            })
+        }
+    }
+}
+
+/// Cancels job `id`: a pending one is dropped, a running one gets SIGTERM (its run resumes
+/// from its last checkpoint), and one SLURM runs is `scancel`ed.
+pub fn cancel_job(path: &Path, id: u64, now: u64) -> Result<(), JobError> {
+    let slurm = read(path)?
+        .jobs
+        .iter()
+        .find(|j| j.id == id)
+        .and_then(|j| j.slurm.clone());
+    if let Some(r) = slurm {
+        let profile = super::slurm::Profile::load(&r.profile)?;
+        super::slurm::cancel(&profile, &r.key())?;
+    }
+    if let Some(pid) = update(path, |q| q.cancel(id, now))?? {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+    }
+    Ok(())
+}
+
 /// The queue file's lock: held while an edit reads and rewrites the file.
 fn lock(path: &Path) -> Result<File, QueueError> {
     let lock_path = path.with_extension("lock");

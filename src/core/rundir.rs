@@ -80,6 +80,13 @@ pub fn safe_file_name(name: &str) -> String {
         .collect()
 }
 
+/// `path` made absolute against the working directory (as is when that fails): what a
+/// process that starts elsewhere, such as a batch script on a cluster, needs.
+#[must_use]
+pub fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
 /// Writes a file atomically: a temporary sibling, fsync, rename, fsync of the folder.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), RunDirError> {
     let dir = path.parent().unwrap_or(Path::new("."));

@@ -370,7 +370,7 @@ pub fn submit_tasks(
 ) -> Result<(String, Vec<u64>), SlurmError> {
     use super::queue;
     let profile = Profile::load(profile_path)?;
-    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let absolute = super::rundir::absolute;
     let runs = absolute(runs_dir);
     let log_dir = runs.join("slurm");
     std::fs::create_dir_all(&log_dir).map_err(|e| SlurmError::Command {
@@ -443,7 +443,16 @@ pub fn refresh(queue_path: &Path, runs_dir: &Path, now: u64) -> Result<usize, Sl
         let profile = Profile::load(&r.profile)?;
         asked.push((r.job_id.clone(), states(&profile, &r.job_id)?));
     }
-    let folders = scheduler_records(runs_dir);
+    // Run folders are looked up only for jobs that have none yet.
+    let folders = if q
+        .jobs
+        .iter()
+        .any(|j| j.slurm.is_some() && j.run_dir.is_none())
+    {
+        scheduler_records(runs_dir)
+    } else {
+        Vec::new()
+    };
     queue::update(queue_path, |q| {
         for j in &mut q.jobs {
             let Some(r) = j.slurm.clone() else {

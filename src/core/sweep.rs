@@ -83,6 +83,39 @@ pub enum SweepError {
         values: String,
         problems: String,
     },
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+}
+
+/// Writes each planned run's preset to `runs_dir/sweeps/<sweep>/<run>.ron`, headed by a
+/// comment naming the run, the sweep, where it came from and its values; returns each run's
+/// `workbench train` arguments (`--preset` and the file's absolute path).
+pub fn write_runs(
+    runs_dir: &std::path::Path,
+    sweep: &str,
+    origin: &str,
+    runs: &[PlannedRun],
+) -> Result<Vec<Vec<String>>, SweepError> {
+    let dir = super::rundir::absolute(&runs_dir.join("sweeps").join(sweep));
+    let io = |path: &std::path::Path, message: String| SweepError::Io {
+        path: path.display().to_string(),
+        message,
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| io(&dir, format!("cannot create: {e}")))?;
+    runs.iter()
+        .map(|r| {
+            let path = dir.join(format!("{}.ron", r.name));
+            let text = format!(
+                "// Run {} of sweep {sweep} ({origin}): {}\n{}\n",
+                r.index,
+                describe(&r.values),
+                r.preset.to_ron()
+            );
+            super::rundir::atomic_write(&path, text.as_bytes())
+                .map_err(|e| io(&path, e.to_string()))?;
+            Ok(vec!["--preset".to_string(), path.display().to_string()])
+        })
+        .collect()
 }
 
 /// One run of a sweep: its index, name, the values it sets and its preset.

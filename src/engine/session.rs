@@ -100,34 +100,34 @@ fn state_in_order(trainer: &dyn Trainer) -> Vec<(String, tch::Tensor)> {
     named
 }
 
-/// Overwrites the trainer's BatchNorm running statistics with rank 0's (a no-op alone): each
-/// rank's follow its own data between these points, as in torch's DDP without SyncBatchNorm;
-/// validation, the checks and checkpoints use rank 0's.
-fn take_roots_statistics(trainer: &dyn Trainer) -> Result<(), EngineError> {
-    if dist::group().is_none() {
-        return Ok(());
-    }
-    let stats: Vec<tch::Tensor> = state_in_order(trainer)
-        .into_iter()
-        .filter(|(name, _)| name.ends_with("running_mean") || name.ends_with("running_var"))
-        .map(|(_, t)| t)
-        .collect();
-    dist::broadcast_from_root(&stats)?;
-    Ok(())
-}
-
-/// Overwrites the trainer's parameters, buffers and optimiser state with rank 0's (a no-op
-/// alone): every data-parallel rank starts, resumes and enters a phase with one model.
-fn take_roots_state(trainer: &dyn Trainer) -> Result<(), EngineError> {
+/// Overwrites the trainer's state tensors that `which` picks by name with rank 0's (a no-op
+/// alone).
+fn take_roots(trainer: &dyn Trainer, which: impl Fn(&str) -> bool) -> Result<(), EngineError> {
     if dist::group().is_none() {
         return Ok(());
     }
     let tensors: Vec<tch::Tensor> = state_in_order(trainer)
         .into_iter()
+        .filter(|(name, _)| which(name))
         .map(|(_, t)| t)
         .collect();
     dist::broadcast_from_root(&tensors)?;
     Ok(())
+}
+
+/// Rank 0's parameters, buffers and optimiser state: every data-parallel rank starts,
+/// resumes and enters a phase with one model.
+fn take_roots_state(trainer: &dyn Trainer) -> Result<(), EngineError> {
+    take_roots(trainer, |_| true)
+}
+
+/// Rank 0's BatchNorm running statistics: each rank's follow its own data between these
+/// points, as in torch's DDP without SyncBatchNorm; validation, the checks and checkpoints
+/// use rank 0's.
+fn take_roots_statistics(trainer: &dyn Trainer) -> Result<(), EngineError> {
+    take_roots(trainer, |name| {
+        name.ends_with("running_mean") || name.ends_with("running_var")
+    })
 }
 
 /// The scalars the session itself logs.
@@ -821,11 +821,11 @@ impl Session<'_> {
         take_roots_statistics(self.trainer.as_ref())?;
         let (names, tensors): (Vec<String>, Vec<tch::Tensor>) =
             state_in_order(self.trainer.as_ref()).into_iter().unzip();
-        if !dist::ranks_agree(&tensors)? {
+        let Some(fingerprint) = dist::ranks_agree(&tensors)? else {
             // Every rank learns the disagreement together, so they name the tensors together.
             let mut differ = Vec::new();
             for (name, t) in names.iter().zip(&tensors) {
-                if !dist::ranks_agree(std::slice::from_ref(t))? {
+                if dist::ranks_agree(std::slice::from_ref(t))?.is_none() {
                     differ.push(name.as_str());
                 }
             }
@@ -838,7 +838,7 @@ impl Session<'_> {
                 differ[..shown].join(", "),
                 if differ.len() > shown { ", ..." } else { "" }
             )));
-        }
+        };
         if say {
             self.emitter.emit(Event::Log {
                 step: self.c.step,
@@ -846,7 +846,7 @@ impl Session<'_> {
                 message: format!(
                     "all {world} ranks hold identical parameters and optimiser state at step {} (fingerprint {:013x}); the steps' collectives took {:.2} s of {:.2} s in steps ({:.1}%)",
                     self.c.step,
-                    dist::fingerprint(&tensors) as u64,
+                    fingerprint as u64,
                     dist::step_collective_secs(),
                     self.step_secs,
                     100.0 * dist::step_collective_secs() / self.step_secs.max(1e-9)

@@ -80,25 +80,14 @@ fn apply(path: &Path, runs_dir: &Path, edit: QueueEdit) -> Result<String, String
     let err = |e: &dyn std::fmt::Display| e.to_string();
     match edit {
         QueueEdit::AddPreset(p, slurm) => {
-            let file = write_preset(runs_dir, "queued", &p, p.name())?;
+            let file = write_queued(runs_dir, &p)?;
             let args = vec!["--preset".to_string(), file.display().to_string()];
-            if let Some((profile, exe)) = slurm {
-                let (job, _) = crate::core::slurm::submit_tasks(
-                    &profile,
-                    p.name(),
-                    vec![args],
-                    runs_dir,
-                    &exe,
-                    now(),
-                )
-                .map_err(|e| err(&e))?;
-                return Ok(format!("submitted SLURM job {job}: {}", file.display()));
-            }
-            let id = queue::update(path, |q| {
-                q.add(vec!["--preset".into(), file.display().to_string()], now())
+            let added = add(runs_dir, p.name(), vec![args], slurm.as_ref())?;
+            let id = added.ids.first().copied().unwrap_or_default();
+            Ok(match added.slurm_job {
+                Some(job) => format!("submitted SLURM job {job}: {}", file.display()),
+                None => format!("queued job {id}: {}", file.display()),
             })
-            .map_err(|e| err(&e))?;
-            Ok(format!("queued job {id}: {}", file.display()))
         }
         QueueEdit::AddSweep {
             base,
@@ -118,60 +107,23 @@ fn apply(path: &Path, runs_dir: &Path, edit: QueueEdit) -> Result<String, String
                 random: None,
             };
             let runs = sweep.plan(&base).map_err(|e| err(&e))?;
-            let mut files = Vec::new();
-            for r in &runs {
-                files.push(write_preset(
-                    runs_dir,
-                    &format!("sweeps/{name}"),
-                    &r.preset,
-                    &r.name,
-                )?);
-            }
-            let tasks: Vec<Vec<String>> = files
-                .iter()
-                .map(|f| vec!["--preset".into(), f.display().to_string()])
-                .collect();
-            if let Some((profile, exe)) = slurm {
-                let (job, ids) =
-                    crate::core::slurm::submit_tasks(&profile, &name, tasks, runs_dir, &exe, now())
-                        .map_err(|e| err(&e))?;
-                return Ok(format!(
+            let tasks = crate::core::sweep::write_runs(runs_dir, &name, "the Queue tab", &runs)
+                .map_err(|e| err(&e))?;
+            let added = add(runs_dir, &name, tasks, slurm.as_ref())?;
+            Ok(match added.slurm_job {
+                Some(job) => format!(
                     "submitted sweep {name} as SLURM job array {job}: {} runs",
-                    ids.len()
-                ));
-            }
-            let ids = queue::update(path, |q| {
-                tasks
-                    .into_iter()
-                    .map(|t| q.add(t, now()))
-                    .collect::<Vec<_>>()
+                    added.ids.len()
+                ),
+                None => format!(
+                    "queued sweep {name}: {} runs (jobs {:?})",
+                    added.ids.len(),
+                    added.ids
+                ),
             })
-            .map_err(|e| err(&e))?;
-            Ok(format!(
-                "queued sweep {name}: {} runs (jobs {ids:?})",
-                ids.len()
-            ))
         }
         QueueEdit::Cancel(id) => {
-            let q = queue::read(path).map_err(|e| err(&e))?;
-            let slurm = q
-                .jobs
-                .iter()
-                .find(|j| j.id == id)
-                .and_then(|j| j.slurm.clone());
-            if let Some(r) = slurm {
-                let profile = crate::core::slurm::Profile::load(&r.profile).map_err(|e| err(&e))?;
-                crate::core::slurm::cancel(&profile, &r.key()).map_err(|e| err(&e))?;
-            }
-            let pid = queue::update(path, |q| q.cancel(id, now()))
-                .map_err(|e| err(&e))?
-                .map_err(|e| err(&e))?;
-            if let Some(pid) = pid {
-                // SIGTERM: the run can be resumed from its last checkpoint.
-                let _ = std::process::Command::new("kill")
-                    .args(["-TERM", &pid.to_string()])
-                    .status();
-            }
+            queue::cancel_job(path, id, now()).map_err(|e| err(&e))?;
             Ok(format!("cancelled job {id}"))
         }
         QueueEdit::Pause(on) => {
@@ -202,9 +154,24 @@ fn apply(path: &Path, runs_dir: &Path, edit: QueueEdit) -> Result<String, String
     }
 }
 
-/// Writes a preset as `RUNS_DIR/<sub>/<name>.ron` (a fresh name when taken).
-fn write_preset(runs_dir: &Path, sub: &str, p: &AnyPreset, name: &str) -> Result<PathBuf, String> {
-    let dir = runs_dir.join(sub);
+/// Adds tasks to the local queue, or with a SLURM profile and `workbench` submits them.
+fn add(
+    runs_dir: &Path,
+    name: &str,
+    tasks: Vec<Vec<String>>,
+    slurm: Option<&(PathBuf, PathBuf)>,
+) -> Result<queue::Added, String> {
+    let target = match slurm {
+        Some((profile, exe)) => queue::Target::Slurm { profile, exe },
+        None => queue::Target::Local,
+    };
+    queue::add_tasks(runs_dir, name, tasks, target, now()).map_err(|e| e.to_string())
+}
+
+/// Writes a preset as `RUNS_DIR/queued/<name>.ron` (a fresh name when taken).
+fn write_queued(runs_dir: &Path, p: &AnyPreset) -> Result<PathBuf, String> {
+    let dir = crate::core::rundir::absolute(&runs_dir.join("queued"));
+    let name = p.name();
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let stem = crate::core::rundir::safe_file_name(name);
     let mut file = dir.join(format!("{stem}.ron"));

@@ -590,7 +590,7 @@ pub fn steps_per_epoch(n: usize, b: usize) -> u64 {
 
 /// This rank's part of a tensor drawn for the whole global batch: rows `rank * b..(rank+1) *
 /// b` of `global` (`world * b` rows). Alone, `global` itself.
-pub fn rank_rows(global: Tensor) -> Tensor {
+fn rank_rows(global: Tensor) -> Tensor {
     let (rank, world) = rank_and_world();
     if world == 1 {
         return global;
@@ -698,35 +698,20 @@ pub fn fingerprint(tensors: &[Tensor]) -> f64 {
     (h >> 12) as f64
 }
 
-/// Whether every rank holds exactly rank 0's `tensors` (true alone): each compares its
-/// [`fingerprint`] with rank 0's and the disagreements are summed over the ranks.
-pub fn ranks_agree(tensors: &[Tensor]) -> Result<bool, DistError> {
-    let Some(g) = group() else {
-        return Ok(true);
-    };
+/// The [`fingerprint`] of `tensors` when every rank holds exactly rank 0's, `None` when one
+/// does not: each compares its own with rank 0's and the disagreements are summed over the
+/// ranks. Alone, the fingerprint.
+pub fn ranks_agree(tensors: &[Tensor]) -> Result<Option<f64>, DistError> {
     let own = fingerprint(tensors);
+    let Some(g) = group() else {
+        return Ok(Some(own));
+    };
     let root = Tensor::from_slice(&[own]);
     g.broadcast(&root, 0)?;
     let differs = f64::from(u8::from(root.double_value(&[0]) != own));
     let count = Tensor::from_slice(&[differs]);
     g.all_reduce_sum(&count)?;
-    Ok(count.double_value(&[0]) == 0.0)
-}
-
-/// The indices of `0..n` this rank trains on in an epoch whose shuffled order is `order`:
-/// every `world`-th from `rank`, after dropping the tail that would leave ranks unequal (as
-/// torch's `DistributedSampler` with `drop_last`). Alone, `order` itself.
-pub fn shard<T: Copy>(order: &[T], rank: usize, world: usize) -> Vec<T> {
-    if world <= 1 {
-        return order.to_vec();
-    }
-    let usable = order.len() / world * world;
-    order[..usable]
-        .iter()
-        .skip(rank)
-        .step_by(world)
-        .copied()
-        .collect()
+    Ok((count.double_value(&[0]) == 0.0).then_some(own))
 }
 
 #[cfg(test)]
@@ -791,20 +776,5 @@ mod tests {
         assert!(e.to_string().contains("below the world size"), "{e}");
         let e = env(&[("RANK", "0"), ("WORLD_SIZE", "2")]).unwrap_err();
         assert!(e.to_string().starts_with("MASTER_PORT"), "{e}");
-    }
-
-    #[test]
-    fn shards_are_disjoint_equal_and_drop_the_tail() {
-        let order: Vec<usize> = (0..11).rev().collect();
-        let a = shard(&order, 0, 3);
-        let b = shard(&order, 1, 3);
-        let c = shard(&order, 2, 3);
-        assert_eq!(a, vec![10, 7, 4]);
-        assert_eq!((b.len(), c.len()), (3, 3));
-        let mut all: Vec<usize> = a.iter().chain(&b).chain(&c).copied().collect();
-        all.sort_unstable();
-        all.dedup();
-        assert_eq!(all.len(), 9);
-        assert_eq!(shard(&order, 0, 1), order);
     }
 }

@@ -362,6 +362,7 @@ impl WorkbenchApp {
                 step = last;
             }
         });
+        let mut drawn = Vec::new();
         egui::ScrollArea::horizontal()
             .id_salt("side-by-side")
             .show(ui, |ui| {
@@ -377,7 +378,8 @@ impl WorkbenchApp {
                             };
                             ui.label(RichText::new(format!("step {}", s.step)).weak());
                             let key = (t.dir.clone(), s.step);
-                            // Decoded once (live pixels, else its PNG), then kept.
+                            drawn.push(key.clone());
+                            // Decoded once (live pixels, else its PNG), kept while shown.
                             let tex = self.runs_table.textures.entry(key).or_insert_with(|| {
                                 crate::gui::samples::sample_image(&t.view.run_dir, s).map(|img| {
                                     ui.ctx().load_texture(
@@ -402,6 +404,7 @@ impl WorkbenchApp {
                     }
                 });
             });
+        self.runs_table.textures.retain(|k, _| drawn.contains(k));
     }
 
     /// The shown runs' varying fields and a metric, each an axis scaled to its range.
