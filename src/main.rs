@@ -478,8 +478,11 @@ fn main() -> ExitCode {
         .runs_dir
         .unwrap_or_else(workbench::core::rundir::default_runs_dir);
     let result = match cli.command {
+        Some(Cmd::Train(args)) => match train(&args, &runs_dir) {
+            Ok(code) => return ExitCode::from(code),
+            Err(f) => Err(f),
+        },
         None => app(cli.app, &runs_dir, explicit_runs_dir),
-        Some(Cmd::Train(args)) => train(&args, &runs_dir),
         Some(Cmd::Presets(cmd)) => presets(cmd),
         Some(Cmd::Runs(cmd)) => runs(cmd, &runs_dir),
         Some(Cmd::Bench(args)) => bench::run(&args).map_err(|e| Failure { code: 1, error: e }),
@@ -598,10 +601,13 @@ fn queue(cmd: QueueCmd, runs_dir: &Path) -> Result<(), Failure> {
                         .as_ref()
                         .map_or(String::new(), |d| d.display().to_string())
                 );
+                if let Some(note) = &j.note {
+                    out!("      {note}");
+                }
             }
         }
         QueueCmd::Cancel { id } => {
-            queue::cancel_job(&path, id, now_secs()).map_err(job_failed)?;
+            workbench::core::jobs::cancel_job(&path, id, now_secs()).map_err(job_failed)?;
             out!("cancelled job {id}");
         }
         QueueCmd::Move { id, to } => {
@@ -656,10 +662,10 @@ fn absolute_args(args: &[String]) -> Vec<String> {
 }
 
 /// A failed queue edit or SLURM command; a bad profile is the user's to fix (exit 2).
-fn job_failed(e: workbench::core::queue::JobError) -> Failure {
-    use workbench::core::{queue::JobError, slurm::SlurmError};
+fn job_failed(e: workbench::core::jobs::JobError) -> Failure {
+    use workbench::core::{jobs::JobError, slurm::SlurmError};
     match e {
-        JobError::Slurm(SlurmError::Profile { .. }) => bad_input(e),
+        JobError::Slurm(SlurmError::Profile { .. } | SlurmError::BadName { .. }) => bad_input(e),
         other => Failure {
             code: 1,
             error: other.into(),
@@ -674,8 +680,8 @@ fn add_tasks(
     tasks: Vec<Vec<String>>,
     slurm: Option<&Path>,
     runs_dir: &Path,
-) -> Result<workbench::core::queue::Added, Failure> {
-    use workbench::core::queue::{self, Target};
+) -> Result<workbench::core::jobs::Added, Failure> {
+    use workbench::core::jobs::{self, Target};
     let exe = std::env::current_exe()
         .context("cannot find this program's path")
         .map_err(bad_input)?;
@@ -683,158 +689,23 @@ fn add_tasks(
         Some(profile) => Target::Slurm { profile, exe: &exe },
         None => Target::Local,
     };
-    queue::add_tasks(runs_dir, name, tasks, target, now_secs()).map_err(job_failed)
+    jobs::add_tasks(runs_dir, name, tasks, target, now_secs()).map_err(job_failed)
 }
 
-/// Trains the queue's pending jobs one after another, each as its own `workbench train`
-/// process, recording its process, run directory, exit code and state.
+/// Trains the queue's pending jobs, `jobs` at a time, each as its own `workbench train`
+/// process (`core::jobs::run_queue`).
 fn queue_run(path: &Path, runs_dir: &Path, jobs: usize) -> Result<(), Failure> {
-    use workbench::core::queue;
-    let failed = |e: queue::QueueError| Failure {
-        code: 1,
-        error: e.into(),
-    };
-    std::fs::create_dir_all(runs_dir)
-        .with_context(|| format!("{}: cannot create", runs_dir.display()))
-        .map_err(bad_input)?;
-    let runner_path = path.with_extension("runner");
-    let runner = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&runner_path)
-        .with_context(|| format!("{}: cannot open", runner_path.display()))
-        .map_err(bad_input)?;
-    if runner.try_lock().is_err() {
-        return Err(bad_input(anyhow::anyhow!(
-            "{}: another runner is working this queue",
-            path.display()
-        )));
-    }
-    let alive = |pid: u32| Path::new(&format!("/proc/{pid}")).exists();
-    queue::update(path, |q| q.reconcile(alive, now_secs())).map_err(failed)?;
+    use workbench::core::jobs::{self, JobError};
     let exe = std::env::current_exe()
         .context("cannot find this program to start the jobs")
         .map_err(bad_input)?;
-    let mut running: Vec<std::thread::JoinHandle<()>> = Vec::new();
-    let mut said_paused = false;
-    loop {
-        running.retain(|t| !t.is_finished());
-        let q = queue::read(path).map_err(failed)?;
-        if q.paused {
-            if !said_paused {
-                eprintln!("the queue is paused: `workbench queue resume` goes on");
-                said_paused = true;
-            }
-        } else {
-            said_paused = false;
-            while running.len() < jobs.max(1) {
-                let Some(job) =
-                    queue::update(path, |q| q.start_next(now_secs())).map_err(failed)?
-                else {
-                    break;
-                };
-                let (path, runs_dir, exe) =
-                    (path.to_path_buf(), runs_dir.to_path_buf(), exe.clone());
-                let id = job.id;
-                let thread = std::thread::Builder::new()
-                    .name(format!("workbench-job-{id}"))
-                    .spawn(move || {
-                        if let Err(e) = run_job(&path, &runs_dir, &exe, &job) {
-                            eprintln!("job {id}: {e}");
-                        }
-                    })
-                    .map_err(|e| bad_input(anyhow::anyhow!("cannot start a job thread: {e}")))?;
-                running.push(thread);
-            }
-        }
-        let pending = q
-            .jobs
-            .iter()
-            .any(|j| j.state == queue::JobState::Pending && j.slurm.is_none());
-        if running.is_empty() && !pending {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
-/// Trains one job as its own `workbench train` process, recording its process, run
-/// directory, exit code and state.
-fn run_job(
-    path: &Path,
-    runs_dir: &Path,
-    exe: &Path,
-    job: &workbench::core::queue::Job,
-) -> Result<(), workbench::core::queue::QueueError> {
-    use std::io::BufRead as _;
-    use workbench::core::queue::{self, JobState};
-    let id = job.id;
-    eprintln!("job {id}: workbench train {}", job.args.join(" "));
-    let spawned = std::process::Command::new(exe)
-        .arg("--runs-dir")
-        .arg(runs_dir)
-        .arg("train")
-        .args(&job.args)
-        .stderr(std::process::Stdio::piped())
-        .spawn();
-    let mut child = match spawned {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("job {id}: cannot start: {e}");
-            return queue::update_job(path, id, |j| {
-                j.state = JobState::Failed;
-                j.ended = Some(now_secs());
-            });
-        }
-    };
-    let pid = child.id();
-    queue::update_job(path, id, |j| {
-        j.pid = Some(pid);
-    })?;
-    if let Some(err) = child.stderr.take() {
-        for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
-            eprintln!("job {id}: {line}");
-            if let Some(dir) = line.strip_prefix("run directory: ") {
-                let dir = PathBuf::from(dir.trim());
-                // Which scheduler started the run, for whoever follows its folder.
-                let record = serde_json::json!({
-                    "scheduler": "local",
-                    "queue": path.display().to_string(),
-                    "job": id,
-                    "submitted": job.added,
-                    "host": workbench::core::rundir::host_name(),
-                });
-                if let Err(e) = workbench::core::rundir::atomic_write(
-                    &dir.join("scheduler.json"),
-                    format!("{record:#}\n").as_bytes(),
-                ) {
-                    eprintln!("job {id}: cannot record the scheduler: {e}");
-                }
-                queue::update_job(path, id, |j| {
-                    j.run_dir = Some(dir);
-                })?;
-            }
-        }
-    }
-    let code = child.wait().ok().and_then(|s| s.code());
-    queue::update_job(path, id, |j| {
-        if j.state == JobState::Running {
-            j.state = if code == Some(0) {
-                JobState::Finished
-            } else {
-                JobState::Failed
-            };
-        }
-        j.exit_code = code;
-        j.ended = Some(now_secs());
-        j.pid = None;
-    })?;
-    eprintln!(
-        "job {id}: exit {}",
-        code.map_or("by signal".into(), |c| c.to_string())
-    );
-    Ok(())
+    jobs::run_queue(path, runs_dir, &exe, jobs, &say_line).map_err(|e| match e {
+        JobError::RunnerActive(_) | JobError::Io { .. } => bad_input(e),
+        other => Failure {
+            code: 1,
+            error: other.into(),
+        },
+    })
 }
 
 /// `workbench sweep plan FILE`: the runs a sweep makes, as a table; `submit`: the same, queued.
@@ -972,7 +843,39 @@ fn load_preset(args: &TrainArgs) -> Result<Option<(ValidatedPreset, Vec<String>)
     Ok(Some((validated, notes)))
 }
 
-fn train(args: &TrainArgs, runs_dir: &Path) -> Result<(), Failure> {
+/// `workbench train`: alone, or as one rank of a data-parallel run. Returns the exit status:
+/// 0 when the run finished or was stopped by hand, 128 + the signal's number when a stop
+/// signal ended it (with a checkpoint of its last step), so a launcher tells the two apart.
+fn train(args: &TrainArgs, runs_dir: &Path) -> Result<u8, Failure> {
+    use workbench::core::protocol::Command;
+    use workbench::core::scheduler::{self, Record};
+    use workbench::core::signals::{self, StopSignal};
+    use workbench::engine::dist::{self, DistError, RankEnv};
+    // Stop signals from the start: before the run exists they end the process at once (there
+    // is nothing to save); then the first stops the run at its next step with a checkpoint,
+    // and a second SIGINT or SIGTERM ends the process at once.
+    let worker: std::sync::Arc<std::sync::Mutex<Option<crossbeam_channel::Sender<Command>>>> =
+        std::sync::Arc::default();
+    let to_worker = worker.clone();
+    signals::watch(move |signal, before| {
+        let sender = to_worker.lock().ok().and_then(|w| w.clone());
+        let again = before > 0 && signal != StopSignal::Usr1;
+        match sender {
+            Some(tx) if !again && tx.try_send(Command::StopBySignal(signal.name().into())).is_ok() => {
+                say_line(&format!(
+                    "{}: stopping at the end of this step with a checkpoint ({} again stops at once)",
+                    signal.name(),
+                    if signal == StopSignal::Int { "Ctrl-C" } else { "the signal" }
+                ));
+            }
+            _ => {
+                say_line(&format!("{}: stopped at once", signal.name()));
+                std::process::exit(i32::from(signal.exit_code()));
+            }
+        }
+    })
+    .map_err(|e| bad_input(anyhow::anyhow!("cannot watch for stop signals: {e}")))?;
+
     let loaded = load_preset(args)?;
     let (preset, notes) = match loaded {
         Some((p, n)) => (Some(p), n),
@@ -981,48 +884,76 @@ fn train(args: &TrainArgs, runs_dir: &Path) -> Result<(), Failure> {
     for n in &notes {
         eprintln!("note: {n}");
     }
+    let detected = RankEnv::from_env().map_err(bad_input)?;
+    if let Some(note) = &detected.note {
+        eprintln!("note: {note}");
+    }
+    // A job started again (a SLURM requeue, torchrun's restart, a queue job run again)
+    // continues the folder it started before.
+    let record = Record::from_env();
+    let mut resume = args.resume.clone();
+    if resume.is_none() {
+        if let Some(r) = &record {
+            if let Some(dir) = scheduler::find_run(runs_dir, &r.launch_key()) {
+                eprintln!(
+                    "note: {} was started by this same job ({}); it goes on there from its newest checkpoint",
+                    dir.display(),
+                    r.launch_key()
+                );
+                resume = Some(dir);
+            }
+        }
+    }
     let req = RunRequest {
         preset,
         runs_dir: runs_dir.to_path_buf(),
-        resume: args.resume.clone(),
+        resume,
         step_limit: args.steps,
         device: args.device.clone(),
         lr_g: args.lr_g,
         lr_d: args.lr_d,
         notes,
     };
-    // A data-parallel rank (torchrun's or SLURM's environment) joins its group first.
-    let rank = workbench::engine::dist::join_from_env()
-        .map_err(|e| match e {
-            workbench::engine::dist::DistError::Env { .. } => bad_input(e),
-            other => Failure {
-                code: 1,
-                error: other.into(),
-            },
-        })?
-        .map(|env| env.rank);
-    let plan = worker::prepare_as_rank(req).map_err(|e| match e {
-        EngineError::BadInput(_) => bad_input(e),
+    let engine_failure = |e: EngineError| match e {
+        EngineError::BadInput(_) | EngineError::Dist(DistError::Env { .. }) => bad_input(e),
         other => Failure {
             code: 1,
             error: other.into(),
         },
-    })?;
+    };
+    // A data-parallel rank joins its group first, over the backend its device needs.
+    let rank = match &detected.rank {
+        Some(env) => {
+            dist::set_rank_env(env);
+            let device = worker::device_for(&req).map_err(engine_failure)?;
+            dist::join(env, device).map_err(|e| engine_failure(e.into()))?;
+            Some(env.rank)
+        }
+        None => None,
+    };
+    let plan = worker::prepare_as_rank(req).map_err(engine_failure)?;
     let handle = worker::spawn(plan, None).map_err(|e| Failure {
         code: 1,
         error: e.into(),
     })?;
+    if let Ok(mut w) = worker.lock() {
+        *w = Some(handle.commands());
+    }
     let run_dir = handle.run_dir().to_path_buf();
     // The other data-parallel ranks keep quiet: rank 0 speaks for the run.
     let follower = rank.is_some_and(|r| r > 0);
     if !follower {
-        // Started by SLURM: the job, array index and node, for whoever follows the folder.
-        if let Some(record) = workbench::core::slurm::scheduler_record_from_env() {
-            if let Err(e) = workbench::core::rundir::atomic_write(
-                &run_dir.join("scheduler.json"),
-                format!("{record:#}\n").as_bytes(),
-            ) {
+        if let Some(r) = &record {
+            if let Err(e) = r.write(&run_dir) {
                 eprintln!("note: cannot record the scheduler: {e}");
+            }
+            if let Record::Local { queue, job, .. } = r {
+                let dir = run_dir.clone();
+                if let Err(e) = workbench::core::queue::update_job(queue, *job, |j| {
+                    j.run_dir = Some(dir);
+                }) {
+                    eprintln!("note: cannot record the run folder in the queue: {e}");
+                }
             }
         }
     }
@@ -1049,18 +980,23 @@ fn train(args: &TrainArgs, runs_dir: &Path) -> Result<(), Failure> {
     handle.join();
     progress.finish();
     match end {
-        Ok(outcome) => {
-            out!(
-                "{} after {} steps: {}",
-                if outcome == Outcome::Completed {
-                    "finished"
-                } else {
-                    "stopped"
-                },
-                progress.step,
-                run_dir.display()
-            );
-            Ok(())
+        Ok((outcome, signal)) => {
+            // The ranks leave together: a launcher that ends the others when one exits
+            // (`srun --kill-on-bad-exit`) then takes nothing unfinished.
+            let _ = dist::all_here();
+            let stopped_by = signal.as_deref().and_then(StopSignal::from_name);
+            let what = match (outcome, &signal) {
+                (_, Some(s)) => format!(
+                    "stopped by {s} at step {} with its checkpoint",
+                    progress.step
+                ),
+                (Outcome::Completed, None) => format!("finished after {} steps", progress.step),
+                (Outcome::Stopped, None) => format!("stopped after {} steps", progress.step),
+            };
+            if !follower {
+                out!("{what}: {}", run_dir.display());
+            }
+            Ok(stopped_by.map_or(0, StopSignal::exit_code))
         }
         Err(message) => Err(Failure {
             code: 1,
@@ -1070,6 +1006,13 @@ fn train(args: &TrainArgs, runs_dir: &Path) -> Result<(), Failure> {
             ),
         }),
     }
+}
+
+/// One line on standard error, ignoring a closed stream (a job whose reader went away keeps
+/// training rather than failing on its next progress line).
+fn say_line(text: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
 }
 
 /// Progress display: a bar on a terminal, plain lines otherwise.
@@ -1152,10 +1095,11 @@ impl Progress {
         if self.silent {
             return;
         }
+        use std::io::Write as _;
         if self.tty {
-            eprint!("\r\x1b[2K{}", self.line());
+            let _ = write!(std::io::stderr().lock(), "\r\x1b[2K{}", self.line());
         } else if self.last_plain.elapsed() >= Duration::from_secs(5) {
-            eprintln!("{}", self.line());
+            say_line(&self.line());
             self.last_plain = Instant::now();
         }
     }
@@ -1165,12 +1109,13 @@ impl Progress {
             return;
         }
         if self.tty {
-            eprint!("\r\x1b[2K");
+            say_line(&format!("\r\x1b[2K{text}"));
+        } else {
+            say_line(text);
         }
-        eprintln!("{text}");
     }
 
-    fn on_event(&mut self, event: &Event) -> Option<Result<Outcome, String>> {
+    fn on_event(&mut self, event: &Event) -> Option<Result<(Outcome, Option<String>), String>> {
         match event {
             Event::RunStarted {
                 device,
@@ -1255,9 +1200,13 @@ impl Progress {
             Event::CheckpointSaved { path, best, .. } if *best => {
                 self.say(&format!("best checkpoint: {path}"));
             }
-            Event::RunFinished { outcome, step } => {
+            Event::RunFinished {
+                outcome,
+                step,
+                signal,
+            } => {
                 self.step = *step;
-                return Some(Ok(*outcome));
+                return Some(Ok((*outcome, signal.clone())));
             }
             Event::RunFailed { message, .. } => return Some(Err(message.clone())),
             _ => {}
@@ -1267,7 +1216,7 @@ impl Progress {
 
     fn finish(&self) {
         if self.tty && !self.silent {
-            eprintln!("\r\x1b[2K{}", self.line());
+            say_line(&format!("\r\x1b[2K{}", self.line()));
         }
     }
 }

@@ -47,7 +47,10 @@ fn ranks(test: &str, role: &str, world: usize) {
 }
 
 fn join() -> ProcessGroup {
-    let env = RankEnv::from_env().expect("env").expect("a world of two");
+    let env = RankEnv::from_env()
+        .expect("env")
+        .rank
+        .expect("a world of two");
     ProcessGroup::join(&env, Duration::from_secs(20)).expect("join")
 }
 
@@ -353,5 +356,336 @@ fn two_ranks_resume_from_the_same_checkpoint() {
     assert!(
         rank1.contains("step 10") && rank1.contains("step 20"),
         "{rank1}"
+    );
+}
+
+/// `preset`'s text with its phases replaced by two: `a` of `a_steps`, then `b` of `b_steps`
+/// starting from `a`'s best checkpoint; written as a file in `dir`.
+fn two_phase_preset(dir: &std::path::Path, preset: &str, a_steps: u64, b_steps: u64) -> String {
+    let text = std::fs::read_to_string(presets().join(preset)).expect("preset");
+    let head = &text[..text.find("    phases: [").expect("phases")];
+    let path = dir.join(format!("two-phase-{preset}"));
+    std::fs::write(
+        &path,
+        format!(
+            "{head}    phases: [\n        (name: \"a\", length: steps({a_steps}), overrides: {{}}, start_from_best: false),\n        (name: \"b\", length: steps({b_steps}), overrides: {{}}, start_from_best: true),\n    ],\n)\n"
+        ),
+    )
+    .expect("write");
+    path.display().to_string()
+}
+
+/// The checkpoint phase `b` of `run` started from, as its rank 0 logged it.
+fn phase_b_start(run: &std::path::Path) -> String {
+    let events = workbench::core::runlog::read_all(&run.join("events.log"))
+        .expect("events")
+        .events;
+    events
+        .iter()
+        .find_map(|e| match e {
+            workbench::core::protocol::Event::PhaseStarted {
+                index: 1,
+                loaded_checkpoint,
+                ..
+            } => loaded_checkpoint.clone(),
+            _ => None,
+        })
+        .expect("phase b started from a checkpoint")
+}
+
+/// A phase that starts from the previous phase's best checkpoint, when that best is not its
+/// last, leaves every rank with one model: WGAN-GP, WuBu-GAAD (dual critics, Q-controllers,
+/// heuristics and switching, whose state lives beside the tensors) and the latent action
+/// model (EMA codebook). Each rank loads the checkpoint itself; the run checks the ranks bit
+/// for bit after the load, at every checkpoint and at the end, and fails otherwise.
+#[test]
+fn two_ranks_start_a_phase_from_a_best_checkpoint_that_is_not_the_last() {
+    for (preset, extra) in [
+        ("smoke.ron", vec![]),
+        ("wubu_gaad_tiny.ron", vec![]),
+        (
+            "latent_action_tiny.ron",
+            vec!["--set", "logging.log_every_steps=2"],
+        ),
+    ] {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let p = two_phase_preset(tmp.path(), preset, 12, 8);
+        let runs = tmp.path().join("runs");
+        let mut args = vec![
+            "--preset",
+            p.as_str(),
+            "--set",
+            "logging.validate_every_steps=2",
+        ];
+        args.extend(extra);
+        let port = free_port().to_string();
+        // Validations from step 6 on rank below every earlier one: the best is at step 2 or 4.
+        let children: Vec<_> = (0..2)
+            .map(|rank| {
+                Command::new(env!("CARGO_BIN_EXE_workbench"))
+                    .arg("--runs-dir")
+                    .arg(&runs)
+                    .arg("train")
+                    .args(&args)
+                    .env("RANK", rank.to_string())
+                    .env("WORLD_SIZE", "2")
+                    .env("LOCAL_RANK", rank.to_string())
+                    .env("MASTER_ADDR", "127.0.0.1")
+                    .env("MASTER_PORT", &port)
+                    .env("WORKBENCH_DIST_TIMEOUT_SECS", "60")
+                    .env("WORKBENCH_FAILPOINT", "val-worse:6")
+                    .env("OMP_NUM_THREADS", "1")
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("spawn a rank")
+            })
+            .collect();
+        let errs: Vec<String> = children
+            .into_iter()
+            .enumerate()
+            .map(|(rank, child)| {
+                let out = child.wait_with_output().expect("rank output");
+                let err = String::from_utf8_lossy(&out.stderr).into_owned();
+                assert!(out.status.success(), "{preset}: rank {rank} failed: {err}");
+                err
+            })
+            .collect();
+        let run = only_run(&runs);
+        let from = phase_b_start(&run);
+        assert!(
+            from.ends_with("step-00000002") || from.ends_with("step-00000004"),
+            "{preset}: phase b started from {from}, not a best before step 6"
+        );
+        let said = "all 2 ranks hold identical parameters and optimiser state at step 20";
+        assert!(errs[0].contains(said), "{preset}: {}", errs[0]);
+        let rank1_log = String::from_utf8_lossy(
+            &std::fs::read(run.join("ranks/rank-1/events.log")).expect("rank 1's log"),
+        )
+        .into_owned();
+        assert!(rank1_log.contains(said), "{preset}: {rank1_log}");
+    }
+}
+
+/// A stop signal stops both ranks at the same step with a checkpoint of that step (exit 128 +
+/// the signal's number), whether it reached one rank (SIGTERM to rank 1, as `kill` would) or
+/// both (SIGINT, as Ctrl-C under torchrun does); both ranks resume from it and go on to the
+/// end with the losses an uninterrupted two-rank run has.
+#[test]
+fn a_signal_stops_both_ranks_at_one_step_and_they_resume_exactly() {
+    let p = presets().join("smoke.ron");
+    let p = p.to_str().expect("utf-8");
+    let base = [
+        "--preset",
+        p,
+        "--steps",
+        "60",
+        "--set",
+        "logging.log_every_steps=1",
+        "--set",
+        "checkpoints.every_steps=0",
+    ];
+    let whole = tempfile::tempdir().expect("tmp");
+    train_ranks(2, whole.path(), &base);
+    let uninterrupted =
+        std::fs::read_to_string(only_run(whole.path()).join("losses.csv")).expect("csv");
+    for (signal, ranks, code) in [("TERM", &[1][..], 143), ("INT", &[0, 1][..], 130)] {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let children = spawn_train(2, tmp.path(), &base);
+        // A random moment once training runs.
+        let wait_rows = 3 + (std::process::id() as usize + code) % 20;
+        let started = Instant::now();
+        loop {
+            let csv = std::fs::read_dir(tmp.path())
+                .ok()
+                .and_then(|mut d| d.next())
+                .and_then(|e| std::fs::read_to_string(e.ok()?.path().join("losses.csv")).ok());
+            if csv.is_some_and(|c| c.lines().count() > wait_rows) {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "never trained"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for &r in ranks {
+            assert!(Command::new("kill")
+                .args([&format!("-{signal}"), &children[r].id().to_string()])
+                .status()
+                .expect("kill")
+                .success());
+        }
+        let outs: Vec<_> = children
+            .into_iter()
+            .map(|c| c.wait_with_output().expect("rank output"))
+            .collect();
+        for (rank, out) in outs.iter().enumerate() {
+            assert_eq!(
+                out.status.code(),
+                Some(code as i32),
+                "SIG{signal}, rank {rank}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let said = String::from_utf8_lossy(&outs[0].stdout).into_owned();
+        let step: u64 = said
+            .strip_prefix(&format!("stopped by SIG{signal} at step "))
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("{said}"));
+        assert!(step < 60, "{said}");
+        let run = only_run(tmp.path());
+        assert!(
+            run.join(format!("checkpoints/step-{step:08}")).is_dir(),
+            "a checkpoint of the stopped step {step}"
+        );
+        let rank1_log = String::from_utf8_lossy(
+            &std::fs::read(run.join("ranks/rank-1/events.log")).expect("rank 1's log"),
+        )
+        .into_owned();
+        assert!(
+            rank1_log.contains(&format!(
+                "all 2 ranks hold identical parameters and optimiser state at step {step}"
+            )),
+            "both ranks stopped at step {step}: {rank1_log}"
+        );
+        train_ranks(
+            2,
+            tmp.path(),
+            &["--resume", run.to_str().expect("utf-8"), "--steps", "60"],
+        );
+        let resumed = std::fs::read_to_string(run.join("losses.csv")).expect("csv");
+        assert_eq!(
+            uninterrupted, resumed,
+            "SIG{signal} at {step} and resumed: the same rows as uninterrupted"
+        );
+    }
+}
+
+/// Two network namespaces joined by a veth pair, each with an address that exists only
+/// inside it: two "nodes". Removed when dropped.
+struct TwoNodes {
+    names: [String; 2],
+    links: [String; 2],
+    addrs: [&'static str; 2],
+}
+
+impl TwoNodes {
+    /// `None` (with the reason) where namespaces cannot be made: not root, no `ip`.
+    fn make() -> Result<Self, String> {
+        let tag = std::process::id() % 100_000;
+        let nodes = Self {
+            names: [format!("wb-a-{tag}"), format!("wb-b-{tag}")],
+            links: [format!("wba{tag}"), format!("wbb{tag}")],
+            addrs: ["10.213.7.1", "10.213.7.2"],
+        };
+        let ip = |args: &[&str]| -> Result<(), String> {
+            let out = Command::new("ip")
+                .args(args)
+                .output()
+                .map_err(|e| format!("ip: {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "ip {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ))
+            }
+        };
+        for n in &nodes.names {
+            ip(&["netns", "add", n])?;
+        }
+        ip(&[
+            "link",
+            "add",
+            &nodes.links[0],
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &nodes.links[1],
+        ])?;
+        for i in 0..2 {
+            let (ns, link) = (&nodes.names[i], &nodes.links[i]);
+            ip(&["link", "set", link, "netns", ns])?;
+            let cidr = format!("{}/24", nodes.addrs[i]);
+            ip(&["-n", ns, "addr", "add", &cidr, "dev", link])?;
+            ip(&["-n", ns, "link", "set", link, "up"])?;
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        Ok(nodes)
+    }
+}
+
+impl Drop for TwoNodes {
+    fn drop(&mut self) {
+        for n in &self.names {
+            let _ = Command::new("ip").args(["netns", "del", n]).status();
+        }
+    }
+}
+
+/// Two ranks on two "nodes" (network namespaces whose addresses exist only inside them;
+/// `MASTER_ADDR` is the first's) train one model: each rank's Gloo device listens on its own
+/// node's address (rank 1 by `GLOO_SOCKET_IFNAME`, rank 0 by the route to `MASTER_ADDR`),
+/// never on `MASTER_ADDR`, which is no address of rank 1's node.
+#[test]
+fn two_ranks_on_two_nodes_join_and_train_one_model() {
+    let nodes = match TwoNodes::make() {
+        Ok(n) => n,
+        Err(why) => {
+            println!("skipped: cannot make two network namespaces here ({why})");
+            return;
+        }
+    };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let p = presets().join("smoke.ron");
+    let port = "29622";
+    let children: Vec<_> = (0..2)
+        .map(|rank| {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", &nodes.names[rank]])
+                .arg(env!("CARGO_BIN_EXE_workbench"))
+                .arg("--runs-dir")
+                .arg(tmp.path().join(format!("node{rank}")))
+                .args([
+                    "train",
+                    "--preset",
+                    p.to_str().expect("utf-8"),
+                    "--steps",
+                    "10",
+                ])
+                .env("RANK", rank.to_string())
+                .env("WORLD_SIZE", "2")
+                .env("LOCAL_RANK", "0")
+                .env("MASTER_ADDR", nodes.addrs[0])
+                .env("MASTER_PORT", port)
+                .env("WORKBENCH_DIST_TIMEOUT_SECS", "60")
+                .env("OMP_NUM_THREADS", "1")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            if rank == 1 {
+                c.env("GLOO_SOCKET_IFNAME", &nodes.links[1]);
+            }
+            c.spawn().expect("spawn a rank")
+        })
+        .collect();
+    let errs: Vec<String> = children
+        .into_iter()
+        .enumerate()
+        .map(|(rank, child)| {
+            let out = child.wait_with_output().expect("rank output");
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(out.status.success(), "rank {rank} failed: {err}");
+            err
+        })
+        .collect();
+    assert!(
+        errs[0].contains("all 2 ranks hold identical parameters and optimiser state at step 10"),
+        "{}",
+        errs[0]
     );
 }

@@ -43,7 +43,8 @@ fn stopped_and_resumed_run_repeats_the_uninterrupted_losses_exactly() {
             events.last(),
             Some(Event::RunFinished {
                 step: 40,
-                outcome: Outcome::Completed
+                outcome: Outcome::Completed,
+                ..
             })
         ),
         "{:?}",
@@ -634,6 +635,18 @@ fn data_problems_are_exit_2_before_any_run_directory_exists() {
             .save(few.join(format!("{i}.png")))
             .expect("png");
     }
+    // Two volumes: one for training and one for validation (split by file), fewer than the
+    // VQ-GAN preset's batch of 4.
+    let two_volumes = data.path().join("volumes");
+    std::fs::create_dir(&two_volumes).expect("dir");
+    for i in 0..2 {
+        let v = workbench::engine::data::volumes::Volume::scalar(
+            [8, 8, 8],
+            (0..512).map(|x| (x * (i + 1)) as f32).collect(),
+        );
+        workbench::engine::data::volumes::write_nifti(&two_volumes.join(format!("v{i}.nii")), &v)
+            .expect("nifti");
+    }
     let text_video = data.path().join("clip.mp4");
     std::fs::write(&text_video, b"this is not a video").expect("write");
     let short = root.join("tests/fixtures/testsrc_64x48_10f.avi");
@@ -653,6 +666,13 @@ fn data_problems_are_exit_2_before_any_run_directory_exists() {
         (
             train(bigger_b.to_str().unwrap(), &few, &["train.batch_size=2"]),
             vec!["fewer than one batch (train.batch_size 4)".into()],
+        ),
+        (
+            train("vq_gan_tiny.ron", &two_volumes, &["train.batch_size=4"]),
+            vec![
+                "data.path".into(),
+                "gives 1 training volume(s), fewer than one batch (train.batch_size 4)".into(),
+            ],
         ),
         (
             train("smoke.ron", &empty, &[]),
@@ -839,4 +859,182 @@ fn a_generator_that_would_never_step_is_said_at_the_start() {
     // 24 images in batches of 16: one batch an epoch, and smoke's n_critic is 2.
     assert!(warned("per_epoch"));
     assert!(!warned("global"));
+}
+
+/// The smoke preset's arguments for the signal tests: 80 steps, a row every step, no periodic
+/// checkpoint (the stop writes the only one).
+const SIGNAL_ARGS: [&str; 8] = [
+    "--steps",
+    "80",
+    "--set",
+    "logging.log_every_steps=1",
+    "--set",
+    "checkpoints.every_steps=0",
+    "--set",
+    "threads=1",
+];
+
+/// Waits until the run under `runs` has logged more than `rows` rows.
+fn wait_for_rows(runs: &Path, rows: usize) {
+    let started = std::time::Instant::now();
+    loop {
+        let csv = std::fs::read_dir(runs)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| std::fs::read_to_string(e.ok()?.path().join("losses.csv")).ok());
+        if csv.is_some_and(|c| c.lines().count() > rows) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "never trained"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn signal(pid: u32, name: &str) {
+    assert!(Process::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .expect("kill")
+        .success());
+}
+
+/// SIGTERM and SIGINT each stop a lone run at its next step with a checkpoint of that step,
+/// the run marked stopped and the signal named in one line (exit 128 + its number); `--resume`
+/// goes on to the end with exactly the losses of an uninterrupted run.
+#[test]
+fn a_stop_signal_checkpoints_the_step_and_the_run_resumes_exactly() {
+    let whole = tempfile::tempdir().expect("tmp");
+    assert_success(
+        &train_smoke(whole.path())
+            .args(SIGNAL_ARGS)
+            .output()
+            .expect("run"),
+    );
+    let uninterrupted =
+        std::fs::read_to_string(only_run(whole.path()).join("losses.csv")).expect("csv");
+    for (name, code) in [("TERM", 143i32), ("INT", 130)] {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let child = train_smoke(tmp.path())
+            .args(SIGNAL_ARGS)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        // A random moment once training runs.
+        wait_for_rows(
+            tmp.path(),
+            3 + (std::process::id() as usize + code as usize) % 20,
+        );
+        signal(child.id(), name);
+        let out = child.wait_with_output().expect("wait");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(code), "SIG{name}: {err}");
+        let said = String::from_utf8_lossy(&out.stdout).into_owned();
+        let step: u64 = said
+            .strip_prefix(&format!("stopped by SIG{name} at step "))
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("SIG{name}: {said}{err}"));
+        assert_eq!(said.lines().count(), 1, "{said}");
+        let run = only_run(tmp.path());
+        assert!(
+            run.join(format!("checkpoints/step-{step:08}")).is_dir(),
+            "SIG{name}: a checkpoint of the stopped step {step}"
+        );
+        let status = RunDir::open(&run).expect("run").status().expect("status");
+        assert_eq!(
+            (status.status, status.last_step),
+            (workbench::core::rundir::RunStatus::Stopped, step)
+        );
+        assert_success(&resume_on_cpu(&run));
+        let resumed = std::fs::read_to_string(run.join("losses.csv")).expect("csv");
+        assert_eq!(
+            uninterrupted, resumed,
+            "SIG{name} at step {step}, resumed: the rows of an uninterrupted run"
+        );
+    }
+}
+
+/// A second SIGINT (Ctrl-C twice) ends the process at once, without another checkpoint.
+#[test]
+fn a_second_interrupt_stops_at_once() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    // The embedded default: thousands of steps.
+    let child = workbench()
+        .arg("--runs-dir")
+        .arg(tmp.path())
+        .args(["train", "--device", "cpu", "--set", "threads=1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_for_rows(tmp.path(), 2);
+    signal(child.id(), "INT");
+    std::thread::sleep(Duration::from_millis(100));
+    signal(child.id(), "INT");
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SIGINT: stopped at once"));
+}
+
+/// torchrun's restarts (a rendezvous id of the run's own) and a process with stray rank
+/// variables: the restart continues its own run folder from its newest checkpoint, and the
+/// stray variables train alone with a one-line note instead of waiting for peers.
+#[test]
+fn a_restarted_launch_continues_its_folder_and_stray_rank_variables_train_alone() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let launch = |steps: &str, restart: &str| {
+        train_smoke(tmp.path())
+            .args(["--steps", steps, "--set", "threads=1"])
+            .env("TORCHELASTIC_RUN_ID", "wb-test-launch")
+            .env("TORCHELASTIC_RESTART_COUNT", restart)
+            .output()
+            .expect("run")
+    };
+    let first = launch("10", "0");
+    assert_success(&first);
+    let again = launch("20", "1");
+    assert_success(&again);
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        err.contains("goes on there from its newest checkpoint"),
+        "{err}"
+    );
+    let runs: Vec<_> = std::fs::read_dir(tmp.path())
+        .expect("runs")
+        .flatten()
+        .collect();
+    assert_eq!(runs.len(), 1, "the restart made no second run folder");
+    let run = runs[0].path();
+    let status = RunDir::open(&run).expect("run").status().expect("status");
+    assert_eq!(status.last_step, 20);
+    let record = workbench::core::scheduler::Record::read(&run).expect("scheduler.json");
+    assert_eq!(
+        (record.launch_key().as_str(), record.restarts()),
+        ("torchrun:wb-test-launch", 1)
+    );
+
+    let stray = tempfile::tempdir().expect("tmp");
+    let out = train_smoke(stray.path())
+        .args(["--steps", "2", "--set", "threads=1"])
+        .env("RANK", "1")
+        .env("WORLD_SIZE", "2")
+        .env_remove("MASTER_PORT")
+        .output()
+        .expect("run");
+    assert_success(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("note: RANK=1 and WORLD_SIZE=2") && l.contains("alone")),
+        "{err}"
+    );
 }

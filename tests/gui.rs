@@ -312,6 +312,7 @@ fn synthetic_run(runs: &Path, name: &str, n: u64, k: f64) -> std::path::PathBuf 
     w.append(&Event::RunFinished {
         step: n - 1,
         outcome: workbench::core::protocol::Outcome::Completed,
+        signal: None,
     })
     .unwrap();
     w.sync().unwrap();
@@ -1290,6 +1291,7 @@ fn sweep_run(runs: &Path, name: &str, lr: f64, swd: &[f64]) -> std::path::PathBu
     w.append(&Event::RunFinished {
         step: swd.len() as u64 * 10,
         outcome: workbench::core::protocol::Outcome::Completed,
+        signal: None,
     })
     .unwrap();
     w.sync().unwrap();

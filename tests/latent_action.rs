@@ -232,7 +232,8 @@ fn the_overfit_test_passes_on_the_tiny_model() {
         events.last(),
         Some(Event::RunFinished {
             outcome: Outcome::Completed,
-            step: 300
+            step: 300,
+            ..
         })
     ));
     let rows = scalars(&dir);

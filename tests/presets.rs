@@ -484,7 +484,7 @@ fn every_shipped_preset_trains_each_phase_at_a_tiny_size() {
         });
         let shown = f.display();
         match events.last() {
-            Some(Event::RunFinished { step, outcome }) => {
+            Some(Event::RunFinished { step, outcome, .. }) => {
                 assert_eq!(*outcome, Outcome::Completed, "{shown}");
                 assert_eq!(*step, 2 * count as u64, "{shown}");
             }

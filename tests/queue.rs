@@ -186,3 +186,132 @@ fn a_paused_queue_waits_and_a_runner_trains_jobs_side_by_side() {
     );
     assert_eq!(most, 2);
 }
+
+/// A runner killed while a job trains takes nothing with it: the job (its own process group,
+/// its output in a file) trains to its end, and the next runner finds it finished from its
+/// run folder, with its output moved there.
+#[test]
+fn killing_the_runner_leaves_its_job_training_to_the_end() {
+    let runs = tempfile::tempdir().unwrap();
+    let r = runs.path();
+    // The embedded default preset, cut to 150 steps: several seconds of training.
+    ok(workbench(
+        r,
+        &[
+            "add",
+            "--",
+            "--steps",
+            "150",
+            "--set",
+            "threads=1",
+            "--device",
+            "cpu",
+        ],
+    ));
+    let mut runner = Command::new(env!("CARGO_BIN_EXE_workbench"))
+        .arg("--runs-dir")
+        .arg(r)
+        .args(["queue", "run"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("runner");
+    // Until the job has a run folder with logged rows.
+    let started = std::time::Instant::now();
+    let job = loop {
+        let q = queue::read(&r.join("queue.json")).unwrap();
+        let j = q.jobs[0].clone();
+        let rows = j
+            .run_dir
+            .as_ref()
+            .and_then(|d| std::fs::read_to_string(d.join("losses.csv")).ok())
+            .map_or(0, |c| c.lines().count());
+        if rows > 2 {
+            break j;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "{q:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(job.state, JobState::Running);
+    assert_eq!(
+        job.host.as_deref(),
+        Some(workbench::core::rundir::host_name().as_str())
+    );
+    assert!(job.started_ticks.is_some());
+    runner.kill().expect("kill the runner");
+    runner.wait().expect("reaped");
+    let pid = job.pid.expect("the job's process");
+    // The job trains on alone to its end.
+    let dir = job.run_dir.expect("run folder");
+    let started = std::time::Instant::now();
+    while workbench::core::jobs::process_start_ticks(pid).is_some() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(300),
+            "the job never ended"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let status = workbench::core::rundir::RunDir::open(&dir)
+        .unwrap()
+        .status()
+        .unwrap();
+    assert_eq!(
+        (status.status, status.last_step),
+        (workbench::core::rundir::RunStatus::Finished, 150)
+    );
+    // The queue still says running until a runner looks; the next one repairs it.
+    assert_eq!(
+        queue::read(&r.join("queue.json")).unwrap().jobs[0].state,
+        JobState::Running
+    );
+    ok(workbench(r, &["run"]));
+    let j = queue::read(&r.join("queue.json")).unwrap().jobs[0].clone();
+    assert_eq!(j.state, JobState::Finished, "{j:?}");
+    let log = j.log.expect("its output");
+    assert_eq!(log, dir.join("output.log"));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("finished after 150 steps"), "{text}");
+}
+
+/// A preset whose name would break out of a batch script's header (a line break, `$(...)`) is
+/// refused when it is validated, before anything is queued or submitted.
+#[test]
+fn a_name_that_could_run_a_command_is_refused_at_validation() {
+    let runs = tempfile::tempdir().unwrap();
+    let r = runs.path();
+    let smoke =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/smoke.ron"))
+            .unwrap();
+    let evil = r.join("evil.ron");
+    let marker = r.join("owned");
+    std::fs::write(
+        &evil,
+        smoke.replace(
+            "name: \"smoke\"",
+            &format!("name: \"x\\n$(touch {})\"", marker.display()),
+        ),
+    )
+    .unwrap();
+    let profile = r.join("cluster.ron");
+    std::fs::write(&profile, "(ranks: 1)").unwrap();
+    for args in [
+        vec!["add", "--", "--preset", evil.to_str().unwrap()],
+        vec![
+            "add",
+            "--slurm",
+            profile.to_str().unwrap(),
+            "--",
+            "--preset",
+            evil.to_str().unwrap(),
+        ],
+    ] {
+        let out = workbench(r, &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("name") && err.contains("not allowed"), "{err}");
+    }
+    assert!(!marker.exists());
+    assert!(!r.join("queue.json").exists(), "nothing was queued");
+}

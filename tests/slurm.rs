@@ -14,14 +14,20 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The local SLURM, stopped when dropped.
+/// The local SLURM, stopped when dropped. One at a time: each claims the machine's CPUs.
 struct Cluster {
     dir: tempfile::TempDir,
     conf: String,
+    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
 }
+
+static ONE_CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Cluster {
     fn start() -> Self {
+        let guard = ONE_CLUSTER
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let dir = tempfile::tempdir().expect("tmp");
         let port = {
             // Two consecutive free ports for slurmctld and slurmd.
@@ -46,7 +52,11 @@ impl Cluster {
             .find_map(|l| l.strip_prefix("SLURM_CONF="))
             .expect("SLURM_CONF")
             .to_string();
-        Self { dir, conf }
+        Self {
+            dir,
+            conf,
+            _one_at_a_time: guard,
+        }
     }
 
     fn workbench(&self, runs: &Path, args: &[&str]) -> String {
@@ -211,6 +221,7 @@ fn a_sweep_array_and_a_two_rank_run_go_through_a_real_slurm() {
         );
     h.state_mut().queue.runner = Some(env!("CARGO_BIN_EXE_workbench").into());
     h.state_mut().queue.slurm_profile = one.display().to_string();
+    h.state_mut().queue.slurm_every = Some(Duration::from_secs(1));
     h.run_steps(2);
     h.get_by_label("Add the edited preset").click();
     let started = Instant::now();
@@ -237,4 +248,264 @@ fn a_sweep_array_and_a_two_rank_run_go_through_a_real_slurm() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(h.state().queue.said.is_some());
+}
+
+/// The queue's view of job `id`.
+fn job(runs: &Path, id: u64) -> queue::Job {
+    queue::read(&runs.join("queue.json"))
+        .expect("queue")
+        .jobs
+        .into_iter()
+        .find(|j| j.id == id)
+        .expect("the job")
+}
+
+/// Follows the queue (as `queue list` does) until job `id` satisfies `done`.
+fn follow_until(
+    cluster: &Cluster,
+    runs: &Path,
+    id: u64,
+    limit: Duration,
+    done: impl Fn(&queue::Job) -> bool,
+) -> queue::Job {
+    let started = Instant::now();
+    loop {
+        let listed = cluster.workbench(runs, &["queue", "list"]);
+        let j = job(runs, id);
+        if done(&j) {
+            return j;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "job {id} did not get there: {listed}\n{}",
+            slurm_logs(runs)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Every job output file SLURM wrote under `runs/slurm`.
+fn slurm_logs(runs: &Path) -> String {
+    std::fs::read_dir(runs.join("slurm"))
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
+
+/// The embedded default preset for `steps` steps on one thread, a row every step, no
+/// periodic checkpoint (a stop writes the only ones).
+fn long_args(steps: &str) -> Vec<String> {
+    [
+        "--steps",
+        steps,
+        "--device",
+        "cpu",
+        "--set",
+        "threads=1",
+        "--set",
+        "logging.log_every_steps=1",
+        "--set",
+        "checkpoints.every_steps=0",
+    ]
+    .map(str::to_string)
+    .to_vec()
+}
+
+/// `scontrol requeue` on a running job: SLURM stops it (SIGTERM: a checkpoint of that step)
+/// and starts it again, and the job goes on in its own run folder from that checkpoint, with
+/// the losses an uninterrupted run has. Meanwhile a `squeue` and `scontrol` that cannot reach
+/// the controller change no job's state: the queue keeps the last known one and says so.
+#[test]
+fn a_requeued_job_continues_its_own_run_and_a_silent_scheduler_closes_nothing() {
+    let cluster = Cluster::start();
+    let work = tempfile::tempdir().expect("tmp");
+    let runs = work.path().join("runs");
+    let one = work.path().join("one.ron");
+    std::fs::write(&one, "(ranks: 1, cpus_per_rank: 1, time: \"00:10:00\")").expect("profile");
+    let args = long_args("150");
+    let mut add = vec!["queue", "add", "--slurm", one.to_str().unwrap(), "--"];
+    add.extend(args.iter().map(String::as_str));
+    cluster.workbench(&runs, &add);
+    let id = 0;
+    // Running, with rows logged.
+    let running = follow_until(&cluster, &runs, id, Duration::from_secs(120), |j| {
+        j.state == JobState::Running
+            && j.run_dir.as_ref().is_some_and(|d| {
+                std::fs::read_to_string(d.join("losses.csv")).is_ok_and(|c| c.lines().count() > 8)
+            })
+    });
+    let run = running.run_dir.clone().expect("its run folder");
+
+    // The controller stops answering: every job keeps its state, with a note.
+    let shims = work.path().join("shims");
+    std::fs::create_dir(&shims).expect("dir");
+    for tool in ["squeue", "scontrol"] {
+        let path = shims.join(tool);
+        std::fs::write(
+            &path,
+            "#!/bin/sh\necho 'slurm_load_jobs error: Socket timed out on send/recv operation' >&2\nexit 1\n",
+        )
+        .expect("shim");
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let path = format!(
+        "{}:{}",
+        shims.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_workbench"))
+        .arg("--runs-dir")
+        .arg(&runs)
+        .args(["queue", "list"])
+        .env("SLURM_CONF", &cluster.conf)
+        .env("PATH", &path)
+        .output()
+        .expect("queue list");
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{listed}");
+    let j = job(&runs, id);
+    assert_eq!(j.state, JobState::Running, "{listed}");
+    assert!(
+        j.note
+            .as_deref()
+            .is_some_and(|n| n.contains("SLURM did not answer") && n.contains("Socket timed out")),
+        "{j:?}"
+    );
+    assert!(listed.contains("SLURM did not answer"), "{listed}");
+
+    let slurm_id = running.slurm.as_ref().expect("slurm").job_id.clone();
+    let out = Command::new("scontrol")
+        .args(["requeue", &slurm_id])
+        .env("SLURM_CONF", &cluster.conf)
+        .output()
+        .expect("scontrol requeue");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let done = follow_until(&cluster, &runs, id, Duration::from_secs(300), |j| {
+        !matches!(j.state, JobState::Pending | JobState::Running)
+    });
+    assert_eq!(
+        done.state,
+        JobState::Finished,
+        "{done:?}\n{}",
+        slurm_logs(&runs)
+    );
+    assert_eq!(done.run_dir.as_ref(), Some(&run), "the same run folder");
+    let folders = std::fs::read_dir(&runs)
+        .expect("runs")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().join("preset.ron").is_file())
+        })
+        .count();
+    assert_eq!(folders, 1, "no second run folder");
+    let record = workbench::core::scheduler::Record::read(&run).expect("scheduler.json");
+    assert_eq!(record.restarts(), 1, "{record:?}");
+    let log =
+        String::from_utf8_lossy(&std::fs::read(run.join("events.log")).expect("log")).into_owned();
+    assert!(log.contains("stopped by SIGTERM"), "{}", slurm_logs(&runs));
+
+    // The same arguments, uninterrupted, outside SLURM.
+    let plain = work.path().join("plain");
+    let out = Command::new(env!("CARGO_BIN_EXE_workbench"))
+        .arg("--runs-dir")
+        .arg(&plain)
+        .arg("train")
+        .args(&args)
+        .output()
+        .expect("train");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plain_run = std::fs::read_dir(&plain)
+        .expect("runs")
+        .next()
+        .expect("a run")
+        .expect("entry")
+        .path();
+    assert_eq!(
+        std::fs::read_to_string(plain_run.join("losses.csv")).expect("csv"),
+        std::fs::read_to_string(run.join("losses.csv")).expect("csv"),
+        "requeued and uninterrupted runs log the same rows"
+    );
+}
+
+/// A sweep whose jobs outlast a one-minute time limit finishes by itself: SLURM's warning
+/// (SIGUSR1) stops each run with a checkpoint, the job requeues itself, and each allocation
+/// goes on where the last stopped, until every run reaches its last step.
+#[test]
+fn a_sweep_past_its_time_limit_finishes_by_requeue() {
+    let cluster = Cluster::start();
+    let work = tempfile::tempdir().expect("tmp");
+    let runs = work.path().join("runs");
+    let profile = work.path().join("short.ron");
+    std::fs::write(
+        &profile,
+        "(ranks: 1, cpus_per_rank: 1, time: \"00:01:00\", warn_secs: 10)",
+    )
+    .expect("profile");
+    // The embedded default as one phase of 450 steps (about a minute of training at 7 steps
+    // a second on one thread: more than one allocation's share), no periodic checkpoint.
+    let text =
+        std::fs::read_to_string(root().join("presets/wgan_gp_sprites32.ron")).expect("preset");
+    let head = &text[..text.find("    phases: [").expect("phases")];
+    std::fs::write(
+        work.path().join("long.ron"),
+        format!("{head}    phases: [(name: \"main\", length: steps(450), overrides: {{}}, start_from_best: false)],\n)\n"),
+    )
+    .expect("base");
+    let sweep = work.path().join("seeds.ron");
+    std::fs::write(
+        &sweep,
+        r#"(name: "seeds", base: "long.ron", grid: { "seed": [1, 2], "threads": [1], "checkpoints.every_steps": [0] })"#,
+    )
+    .expect("sweep");
+    let said = cluster.workbench(
+        &runs,
+        &[
+            "sweep",
+            "submit",
+            sweep.to_str().unwrap(),
+            "--slurm",
+            profile.to_str().unwrap(),
+        ],
+    );
+    assert!(said.contains("submitted SLURM job array"), "{said}");
+    let ids: Vec<u64> = queue::read(&runs.join("queue.json"))
+        .expect("queue")
+        .jobs
+        .iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(ids.len(), 2);
+    for id in ids {
+        let j = follow_until(&cluster, &runs, id, Duration::from_secs(600), |j| {
+            !matches!(j.state, JobState::Pending | JobState::Running)
+        });
+        assert_eq!(j.state, JobState::Finished, "{j:?}\n{}", slurm_logs(&runs));
+        let run = j.run_dir.clone().expect("run folder");
+        let log = String::from_utf8_lossy(&std::fs::read(run.join("events.log")).expect("log"))
+            .into_owned();
+        assert!(
+            log.contains("stopped by SIGUSR1"),
+            "job {id} never needed a second allocation\n{}",
+            slurm_logs(&runs)
+        );
+        let record = workbench::core::scheduler::Record::read(&run).expect("scheduler.json");
+        assert!(record.restarts() >= 1, "{record:?}");
+        let status = workbench::core::rundir::RunDir::open(&run)
+            .expect("run")
+            .status()
+            .expect("status");
+        assert_eq!(status.last_step, 450, "{}", slurm_logs(&runs));
+    }
 }

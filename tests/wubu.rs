@@ -59,7 +59,8 @@ fn a_tiny_run_trains_with_finite_losses_and_logs_everything_the_gui_shows() {
             events.last(),
             Some(Event::RunFinished {
                 step: 20,
-                outcome: Outcome::Completed
+                outcome: Outcome::Completed,
+                ..
             })
         ),
         "{:?}",

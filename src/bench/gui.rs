@@ -218,6 +218,7 @@ pub fn runs_table(runs: usize) -> anyhow::Result<()> {
             w.append(&Event::RunFinished {
                 step: ROWS * 10,
                 outcome: Outcome::Completed,
+                signal: None,
             })?;
         }
         w.sync()?;

@@ -28,6 +28,10 @@ pub enum Command {
     Stop,
     /// Write a checkpoint, then end the run.
     StopAndSave,
+    /// The process received this stop signal (`SIGTERM`, `SIGINT`, `SIGUSR1`): end the run at
+    /// the next step boundary with a checkpoint of that step. Data-parallel ranks agree on the
+    /// boundary, so every rank stops at the same step whichever received it.
+    StopBySignal(String),
     /// Write a checkpoint now and continue.
     CheckpointNow,
     /// End the current phase now and start the next one (ends the run after the last phase).
@@ -255,6 +259,9 @@ pub enum Event {
     RunFinished {
         step: u64,
         outcome: Outcome,
+        /// The signal that stopped the run (with a checkpoint of its last step).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signal: Option<String>,
     },
     RunFailed {
         step: u64,

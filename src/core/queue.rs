@@ -49,9 +49,22 @@ pub struct Job {
     pub ended: Option<u64>,
     #[serde(default)]
     pub exit_code: Option<i32>,
-    /// The training process while it runs.
+    /// The training process while it runs: its id, machine and start time (`/proc`'s
+    /// clock ticks since boot), which together name it even after its id is reused.
     #[serde(default)]
     pub pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_ticks: Option<u64>,
+    /// The job's output (standard output and error): under `RUNS_DIR/queue/` until its run
+    /// folder exists, then `output.log` in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<PathBuf>,
+    /// What the last look at the job found that its state does not say: SLURM's own state,
+    /// or that SLURM did not answer (the state shown is then the last known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     #[serde(default)]
     pub run_dir: Option<PathBuf>,
     /// Submitted to SLURM (which runs it; `queue run` leaves it alone).
@@ -120,6 +133,10 @@ impl Queue {
             ended: None,
             exit_code: None,
             pid: None,
+            host: None,
+            started_ticks: None,
+            log: None,
+            note: None,
             run_dir: None,
             slurm: None,
         });
@@ -192,90 +209,31 @@ impl Queue {
         Some(job.clone())
     }
 
-    /// Running jobs whose runner is gone become interrupted (`alive` tells whether a process
-    /// id still runs).
-    pub fn reconcile(&mut self, alive: impl Fn(u32) -> bool, now: u64) {
+    /// Local jobs marked running whose process is gone: each takes the state its run
+    /// folder ended in (`ended(job)`: `None` when it never ended, then interrupted). `alive`
+    /// tells whether a job's process still runs. Returns the ids of the running jobs whose
+    /// process lives (a new runner watches them to their end).
+    pub fn reconcile(
+        &mut self,
+        alive: impl Fn(&Job) -> bool,
+        ended: impl Fn(&Job) -> Option<JobState>,
+        now: u64,
+    ) -> Vec<u64> {
+        let mut live = Vec::new();
         for j in &mut self.jobs {
-            if j.state == JobState::Running && j.slurm.is_none() && !j.pid.is_some_and(&alive) {
-                j.state = JobState::Interrupted;
-                j.ended = Some(now);
+            if j.state != JobState::Running || j.slurm.is_some() {
+                continue;
             }
+            if alive(j) {
+                live.push(j.id);
+                continue;
+            }
+            j.state = ended(j).unwrap_or(JobState::Interrupted);
+            j.ended = Some(now);
+            j.pid = None;
         }
+        live
     }
-}
-
-/// Where added jobs go.
-#[derive(Debug, Clone, Copy)]
-pub enum Target<'a> {
-    /// This machine's queue (`workbench queue run` trains it).
-    Local,
-    /// SLURM under a profile file, running `exe` unless the profile names a `workbench`.
-    Slurm { profile: &'a Path, exe: &'a Path },
-}
-
-/// Jobs added: SLURM's job id when they went there, and the queue's ids.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Added {
-    pub slurm_job: Option<String>,
-    pub ids: Vec<u64>,
-}
-
-/// Why adding or cancelling a job failed.
-#[derive(Debug, thiserror::Error)]
-pub enum JobError {
-    #[error(transparent)]
-    Queue(#[from] QueueError),
-    #[error(transparent)]
-    Slurm(#[from] super::slurm::SlurmError),
-}
-
-/// Adds `tasks` (`workbench train` arguments, one job each) to `runs_dir`'s queue, or
-/// submits them to SLURM (several: one job array named after `name`).
-pub fn add_tasks(
-    runs_dir: &Path,
-    name: &str,
-    tasks: Vec<Vec<String>>,
-    target: Target<'_>,
-    now: u64,
-) -> Result<Added, JobError> {
-    match target {
-        Target::Local => {
-            let ids = update(&runs_dir.join("queue.json"), |q| {
-                tasks.into_iter().map(|t| q.add(t, now)).collect()
-            })?;
-            Ok(Added {
-                slurm_job: None,
-                ids,
-            })
-        }
-        Target::Slurm { profile, exe } => {
-            let (job, ids) = super::slurm::submit_tasks(profile, name, tasks, runs_dir, exe, now)?;
-            Ok(Added {
-                slurm_job: Some(job),
-                ids,
-            })
-        }
-    }
-}
-
-/// Cancels job `id`: a pending one is dropped, a running one gets SIGTERM (its run resumes
-/// from its last checkpoint), and one SLURM runs is `scancel`ed.
-pub fn cancel_job(path: &Path, id: u64, now: u64) -> Result<(), JobError> {
-    let slurm = read(path)?
-        .jobs
-        .iter()
-        .find(|j| j.id == id)
-        .and_then(|j| j.slurm.clone());
-    if let Some(r) = slurm {
-        let profile = super::slurm::Profile::load(&r.profile)?;
-        super::slurm::cancel(&profile, &r.key())?;
-    }
-    if let Some(pid) = update(path, |q| q.cancel(id, now))?? {
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status();
-    }
-    Ok(())
 }
 
 /// The queue file's lock: held while an edit reads and rewrites the file.
@@ -369,9 +327,14 @@ mod tests {
         q.start_next(2);
         q.job_mut(a).expect("a").pid = Some(7);
         q.job_mut(b).expect("b").pid = Some(8);
-        q.reconcile(|pid| pid == 8, 3);
+        let live = q.reconcile(|j| j.pid == Some(8), |_| None, 3);
+        assert_eq!(live, vec![b]);
         assert_eq!(q.jobs[0].state, JobState::Interrupted);
         assert_eq!(q.jobs[1].state, JobState::Running);
+        // A job whose run folder says how it ended takes that state.
+        q.job_mut(b).expect("b").pid = Some(9);
+        q.reconcile(|j| j.pid == Some(8), |_| Some(JobState::Finished), 4);
+        assert_eq!(q.jobs[1].state, JobState::Finished);
     }
 
     #[test]

@@ -80,6 +80,31 @@ pub fn safe_file_name(name: &str) -> String {
         .collect()
 }
 
+/// Why `name` cannot name a preset, a sweep or a job, if it cannot: a name reaches file
+/// names, SLURM batch-script headers and shell lines, so it is 1 to 100 of ASCII letters,
+/// digits, space, `.`, `_`, `-` and `+`, not starting with `.` or `-`.
+#[must_use]
+pub fn name_problem(name: &str) -> Option<String> {
+    if name.trim().is_empty() {
+        return Some("a name cannot be empty".into());
+    }
+    if name.len() > 100 {
+        return Some(format!("{} characters; at most 100", name.len()));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || " ._-+".contains(*c)))
+    {
+        return Some(format!(
+            "{c:?} is not allowed: a name holds ASCII letters, digits, space, `.`, `_`, `-` and `+`"
+        ));
+    }
+    if name.starts_with('.') || name.starts_with('-') {
+        return Some("a name cannot start with `.` or `-`".into());
+    }
+    None
+}
+
 /// `path` made absolute against the working directory (as is when that fails): what a
 /// process that starts elsewhere, such as a batch script on a cluster, needs.
 #[must_use]
@@ -357,7 +382,7 @@ impl RunDir {
                         s.last_step = s.last_step.max(r.step);
                     }
                 }
-                Event::RunFinished { step, outcome } => {
+                Event::RunFinished { step, outcome, .. } => {
                     s.last_step = s.last_step.max(*step);
                     s.status = match outcome {
                         Outcome::Completed => RunStatus::Finished,

@@ -500,7 +500,7 @@ impl Tracked {
                         }
                     }
                 }
-                Event::RunFinished { step, outcome } => {
+                Event::RunFinished { step, outcome, .. } => {
                     r.step = r.step.max(step);
                     self.ended = Some(match outcome {
                         Outcome::Completed => RunStatus::Finished,

@@ -490,7 +490,7 @@ impl RunView {
                     self.marker(step, MarkerKind::Log, "warning", message);
                 }
             }
-            Event::RunFinished { step, outcome } => {
+            Event::RunFinished { step, outcome, .. } => {
                 self.state = RunState::Finished(outcome);
                 self.step = self.step.max(step);
                 let label = match outcome {

@@ -42,6 +42,13 @@ pub struct Profile {
     pub setup: Vec<String>,
     /// More `#SBATCH` options (`--account=abc`, `--qos=high`).
     pub sbatch: Vec<String>,
+    /// Seconds before the time limit at which SLURM warns the run (SIGUSR1): it stops with a
+    /// checkpoint and the job requeues itself to go on (0: no warning; the run is then
+    /// stopped by the limit's SIGTERM, with a checkpoint, and not requeued).
+    pub warn_secs: u32,
+    /// `--requeue`: SLURM may start the job again after a preemption or a node failure (it
+    /// goes on in its own run folder from its newest checkpoint).
+    pub requeue: bool,
 }
 
 impl Default for Profile {
@@ -59,6 +66,8 @@ impl Default for Profile {
             workbench: String::new(),
             setup: Vec::new(),
             sbatch: Vec::new(),
+            warn_secs: 120,
+            requeue: true,
         }
     }
 }
@@ -71,6 +80,8 @@ pub enum SlurmError {
     Command { command: String, message: String },
     #[error("sbatch answered {0:?}, not a job id")]
     NoJobId(String),
+    #[error("job name {name:?}: {why}")]
+    BadName { name: String, why: String },
 }
 
 impl Profile {
@@ -84,15 +95,78 @@ impl Profile {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        if p.ranks == 0 || p.cpus_per_rank == 0 {
+        if let Some(message) = p.problem() {
             return Err(SlurmError::Profile {
                 path: path.to_path_buf(),
-                message: "ranks and cpus_per_rank must be at least 1".into(),
+                message,
             });
         }
         Ok(p)
     }
+
+    /// The first field that would break a batch script, or a value SLURM cannot take:
+    /// `#SBATCH` lines end at a newline, so no value may hold one.
+    #[must_use]
+    pub fn problem(&self) -> Option<String> {
+        if self.ranks == 0 || self.cpus_per_rank == 0 {
+            return Some("ranks and cpus_per_rank must be at least 1".into());
+        }
+        let plain = |v: &str| {
+            v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.:,+=@%".contains(c))
+        };
+        for (field, value) in [
+            ("partition", &self.partition),
+            ("time", &self.time),
+            ("mem", &self.mem),
+        ] {
+            if !plain(value) {
+                return Some(format!(
+                    "{field}: {value:?} may hold only letters, digits and -_.:,+=@%"
+                ));
+            }
+        }
+        for (i, option) in self.sbatch.iter().enumerate() {
+            if !option.starts_with("--") || option.chars().any(char::is_control) {
+                return Some(format!(
+                    "sbatch[{i}]: {option:?} must be one `--option=value` on one line"
+                ));
+            }
+        }
+        for (i, line) in self.setup.iter().enumerate() {
+            if line.contains(['\n', '\r']) {
+                return Some(format!(
+                    "setup[{i}]: one shell line per entry (this one holds a line break)"
+                ));
+            }
+        }
+        for (field, value) in [("ssh", &self.ssh), ("workbench", &self.workbench)] {
+            if value.chars().any(char::is_control) {
+                return Some(format!("{field}: {value:?} holds a control character"));
+            }
+        }
+        None
+    }
 }
+
+/// `name` as a SLURM job name: ASCII letters, digits, `.`, `_` and `-`, anything else `_`
+/// (names are checked where they are made; this keeps a header line one line whatever comes).
+#[must_use]
+pub fn job_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The exit status of a run that SLURM's warning signal (SIGUSR1) stopped with a checkpoint:
+/// the batch script requeues the job on it.
+pub const WARNED_EXIT: u8 = 138;
 
 /// What one batch script runs: a job, or a job array whose task `i` runs `tasks[i]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,7 +183,8 @@ pub struct Batch {
     pub workbench: PathBuf,
 }
 
-/// `arg` quoted for a POSIX shell.
+/// `arg` quoted for bash, on one line: single quotes, or ANSI-C quotes (`$'...'`) when it
+/// holds a control character such as a newline.
 pub fn shell_quote(arg: &str) -> String {
     if !arg.is_empty()
         && arg
@@ -118,14 +193,31 @@ pub fn shell_quote(arg: &str) -> String {
     {
         return arg.to_string();
     }
+    if arg.chars().any(char::is_control) {
+        let mut out = String::from("$'");
+        for c in arg.chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\'' => out.push_str("\\'"),
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                '\r' => out.push_str("\\r"),
+                c if c.is_control() => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+                c => out.push(c),
+            }
+        }
+        out.push('\'');
+        return out;
+    }
     format!("'{}'", arg.replace('\'', r"'\''"))
 }
 
-/// The batch script of `batch` under `profile`.
+/// The batch script of `batch` under `profile`. Every value is quoted or checked: a job
+/// name, a path or an argument cannot end an `#SBATCH` line or run as a command.
 pub fn script(profile: &Profile, batch: &Batch) -> String {
     let mut s = String::from("#!/bin/bash\n");
     let mut opt = |line: String| s.push_str(&format!("#SBATCH {line}\n"));
-    opt(format!("--job-name={}", shell_quote(&batch.name)));
+    opt(format!("--job-name={}", job_name(&batch.name)));
     let array = batch.tasks.len() > 1;
     let out = batch
         .log_dir
@@ -134,6 +226,8 @@ pub fn script(profile: &Profile, batch: &Batch) -> String {
         "--output={}",
         shell_quote(&out.display().to_string())
     ));
+    // A requeued job's allocations write one after another into the same file.
+    opt("--open-mode=append".into());
     opt(format!("--ntasks={}", profile.ranks));
     if profile.nodes > 0 {
         opt(format!("--nodes={}", profile.nodes));
@@ -143,13 +237,21 @@ pub fn script(profile: &Profile, batch: &Batch) -> String {
         opt(format!("--gpus-per-task={}", profile.gpus_per_rank));
     }
     if !profile.time.is_empty() {
-        opt(format!("--time={}", profile.time));
+        opt(format!("--time={}", shell_quote(&profile.time)));
     }
     if !profile.partition.is_empty() {
-        opt(format!("--partition={}", profile.partition));
+        opt(format!("--partition={}", shell_quote(&profile.partition)));
     }
     if !profile.mem.is_empty() {
-        opt(format!("--mem={}", profile.mem));
+        opt(format!("--mem={}", shell_quote(&profile.mem)));
+    }
+    // The warning goes to every rank (not the batch shell): each stops at the same step with
+    // a checkpoint, and the script requeues the job on their exit status.
+    if profile.warn_secs > 0 {
+        opt(format!("--signal=USR1@{}", profile.warn_secs));
+    }
+    if profile.requeue {
+        opt("--requeue".into());
     }
     if array {
         let limit = if profile.max_parallel > 0 {
@@ -165,16 +267,23 @@ pub fn script(profile: &Profile, batch: &Batch) -> String {
     s.push_str(
         "# Written by `workbench`: each rank is one `workbench train` process started by srun,\n",
     );
-    s.push_str("# which takes its place from SLURM_PROCID, SLURM_NTASKS and SLURM_LOCALID.\n");
-    s.push_str("set -euo pipefail\n");
+    s.push_str(
+        "# which takes its place from SLURM_PROCID, SLURM_STEP_NUM_TASKS and SLURM_LOCALID.\n",
+    );
+    // The profile's own lines first, before the strict mode (`set -u` breaks many
+    // environments' activation scripts).
     for line in &profile.setup {
         s.push_str(line);
         s.push('\n');
     }
+    s.push_str("set -uo pipefail\n");
+    // sbatch passes the submitting shell's variables on: a torchrun rank's would make every
+    // process think it is one.
+    s.push_str("unset RANK WORLD_SIZE LOCAL_RANK LOCAL_WORLD_SIZE GROUP_RANK ROLE_RANK MASTER_ADDR MASTER_PORT TORCHELASTIC_USE_AGENT_STORE TORCHELASTIC_RESTART_COUNT TORCHELASTIC_RUN_ID WORKBENCH_QUEUE_JOB\n");
     s.push_str(
         "export MASTER_ADDR=\"$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" | head -n 1)\"\n",
     );
-    s.push_str("export MASTER_PORT=$((20000 + SLURM_JOB_ID % 20000))\n");
+    s.push_str("export MASTER_PORT=$((15000 + SLURM_JOB_ID % 15000))\n");
     s.push_str("export OMP_NUM_THREADS=\"${SLURM_CPUS_PER_TASK:-1}\"\n");
     let quoted = |args: &[String]| {
         args.iter()
@@ -182,21 +291,28 @@ pub fn script(profile: &Profile, batch: &Batch) -> String {
             .collect::<Vec<_>>()
             .join(" ")
     };
-    let run = format!(
-        "srun --kill-on-bad-exit=1 {} --runs-dir {} train",
-        shell_quote(&batch.workbench.display().to_string()),
-        shell_quote(&batch.runs_dir.display().to_string())
-    );
     if array {
         s.push_str("case \"$SLURM_ARRAY_TASK_ID\" in\n");
         for (i, t) in batch.tasks.iter().enumerate() {
-            s.push_str(&format!("  {i}) exec {run} {} ;;\n", quoted(t)));
+            s.push_str(&format!("  {i}) task=({}) ;;\n", quoted(t)));
         }
         s.push_str("  *) echo \"no task $SLURM_ARRAY_TASK_ID\" >&2; exit 2 ;;\nesac\n");
     } else {
         let task = batch.tasks.first().map_or(String::new(), |t| quoted(t));
-        s.push_str(&format!("exec {run} {task}\n"));
+        s.push_str(&format!("task=({task})\n"));
     }
+    // srun of Slurm 22.05 to 23.02 no longer reads SLURM_CPUS_PER_TASK: say it again.
+    s.push_str(&format!(
+        "code=0\nsrun --kill-on-bad-exit=1 --cpus-per-task=\"${{SLURM_CPUS_PER_TASK:-1}}\" {} --runs-dir {} train \"${{task[@]}}\" || code=$?\n",
+        shell_quote(&batch.workbench.display().to_string()),
+        shell_quote(&batch.runs_dir.display().to_string())
+    ));
+    if profile.warn_secs > 0 {
+        s.push_str(&format!(
+            "if [ \"$code\" -eq {WARNED_EXIT} ]; then\n  echo \"workbench: stopped with a checkpoint before the time limit; requeueing job $SLURM_JOB_ID to go on\" >&2\n  scontrol requeue \"$SLURM_JOB_ID\"\nfi\n"
+        ));
+    }
+    s.push_str("exit \"$code\"\n");
     s
 }
 
@@ -274,25 +390,32 @@ pub fn cancel(profile: &Profile, job: &str) -> Result<(), SlurmError> {
 
 /// The states SLURM reports for `job_id` and its array tasks, keyed `id` or `id_index`: from
 /// `squeue` while they wait or run, from `scontrol show job` once they ended (as long as the
-/// controller keeps them, `MinJobAge`). Jobs SLURM no longer knows are missing.
+/// controller keeps them, `MinJobAge`). Jobs SLURM answers it does not know are missing; a
+/// query that gets no answer (a timeout, ssh down) is an error, never "forgotten".
 pub fn states(profile: &Profile, job_id: &str) -> Result<Vec<(String, String)>, SlurmError> {
-    let queued = run(
+    let unknown = |e: &SlurmError| matches!(e, SlurmError::Command { message, .. } if message.contains("Invalid job id"));
+    let queued = match run(
         profile,
         &strings(&["squeue", "-h", "-r", "-j", job_id, "-o", "%i|%T"]),
         None,
-    )
-    // squeue fails for a job id it no longer holds.
-    .unwrap_or_default();
+    ) {
+        Ok(text) => text,
+        Err(e) if unknown(&e) => String::new(),
+        Err(e) => return Err(e),
+    };
     let mut out = parse_squeue(&queued);
-    if let Ok(text) = run(
+    let shown = match run(
         profile,
         &strings(&["scontrol", "show", "job", job_id]),
         None,
     ) {
-        for (k, v) in parse_scontrol(&text) {
-            if !out.iter().any(|(q, _)| *q == k) {
-                out.push((k, v));
-            }
+        Ok(text) => text,
+        Err(e) if unknown(&e) => String::new(),
+        Err(e) => return Err(e),
+    };
+    for (k, v) in parse_scontrol(&shown) {
+        if !out.iter().any(|(q, _)| *q == k) {
+            out.push((k, v));
         }
     }
     Ok(out)
@@ -332,28 +455,16 @@ pub fn parse_scontrol(text: &str) -> Vec<(String, String)> {
 /// A SLURM state as the queue's.
 pub fn job_state(slurm: &str) -> JobState {
     match slurm {
-        "PENDING" | "CONFIGURING" | "REQUEUED" | "RESV_DEL_HOLD" | "SUSPENDED" => JobState::Pending,
+        // A preempted or failed node's job with `--requeue` comes back: still open.
+        "PENDING" | "CONFIGURING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED"
+        | "SPECIAL_EXIT" | "RESV_DEL_HOLD" | "SUSPENDED" | "PREEMPTED" | "NODE_FAIL" => {
+            JobState::Pending
+        }
         "RUNNING" | "COMPLETING" | "STAGE_OUT" | "SIGNALING" | "RESIZING" => JobState::Running,
         "COMPLETED" => JobState::Finished,
         "CANCELLED" => JobState::Cancelled,
         _ => JobState::Failed,
     }
-}
-
-/// What a training process started by SLURM records in its run folder (`scheduler.json`):
-/// the back end, the job and array index, and where it ran.
-pub fn scheduler_record_from_env() -> Option<serde_json::Value> {
-    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let job = get("SLURM_JOB_ID")?;
-    Some(serde_json::json!({
-        "scheduler": "slurm",
-        "job_id": get("SLURM_ARRAY_JOB_ID").unwrap_or_else(|| job.clone()),
-        "array_index": get("SLURM_ARRAY_TASK_ID").and_then(|v| v.parse::<u64>().ok()),
-        "slurm_job_id": job,
-        "partition": get("SLURM_JOB_PARTITION"),
-        "nodes": get("SLURM_JOB_NODELIST"),
-        "host": super::rundir::host_name(),
-    }))
 }
 
 /// Submits `tasks` (`workbench train` arguments; one: a job, more: a job array) under the
@@ -382,6 +493,12 @@ pub fn submit_tasks(
     } else {
         PathBuf::from(&profile.workbench)
     };
+    if let Some(why) = super::rundir::name_problem(name) {
+        return Err(SlurmError::BadName {
+            name: name.to_string(),
+            why,
+        });
+    }
     let batch = Batch {
         name: format!("wb-{name}"),
         tasks: tasks.clone(),
@@ -393,7 +510,7 @@ pub fn submit_tasks(
     let job = submit(&profile, &text)?;
     // The script as submitted, beside the job's output.
     let _ = super::rundir::atomic_write(
-        &log_dir.join(format!("wb-{name}-{job}.sh")),
+        &log_dir.join(format!("{}-{job}.sh", job_name(&batch.name))),
         text.as_bytes(),
     );
     let array = tasks.len() > 1;
@@ -421,8 +538,10 @@ pub fn submit_tasks(
 
 /// Brings the queue's SLURM jobs up to date: their state from SLURM, their run folder from
 /// the `scheduler.json` their training process wrote under `runs_dir`, and for a job SLURM
-/// no longer knows, the state of its run folder (a run that stopped beating is interrupted:
-/// lost, resumable). Returns the number of jobs still pending or running.
+/// answers it no longer knows, the state of its run folder (one that stopped beating is
+/// interrupted: lost, resumable). A query SLURM does not answer changes no state: the jobs
+/// keep their last known one, with a note saying so. Returns the number of jobs still
+/// pending or running.
 pub fn refresh(queue_path: &Path, runs_dir: &Path, now: u64) -> Result<usize, SlurmError> {
     use super::queue::{self, QueueError};
     let as_err = |e: QueueError| SlurmError::Command {
@@ -432,7 +551,8 @@ pub fn refresh(queue_path: &Path, runs_dir: &Path, now: u64) -> Result<usize, Sl
     let q = queue::read(queue_path).map_err(as_err)?;
     let open = |s: JobState| matches!(s, JobState::Pending | JobState::Running);
     // One query per submitted job (an array answers for all its tasks).
-    let mut asked: Vec<(String, Vec<(String, String)>)> = Vec::new();
+    type Answer = Result<Vec<(String, String)>, String>;
+    let mut asked: Vec<(String, Answer)> = Vec::new();
     for j in &q.jobs {
         let Some(r) = j.slurm.as_ref().filter(|_| open(j.state)) else {
             continue;
@@ -440,8 +560,10 @@ pub fn refresh(queue_path: &Path, runs_dir: &Path, now: u64) -> Result<usize, Sl
         if asked.iter().any(|(id, _)| *id == r.job_id) {
             continue;
         }
-        let profile = Profile::load(&r.profile)?;
-        asked.push((r.job_id.clone(), states(&profile, &r.job_id)?));
+        let answer = Profile::load(&r.profile)
+            .and_then(|profile| states(&profile, &r.job_id))
+            .map_err(|e| e.to_string());
+        asked.push((r.job_id.clone(), answer));
     }
     // Run folders are looked up only for jobs that have none yet.
     let folders = if q
@@ -467,27 +589,51 @@ pub fn refresh(queue_path: &Path, runs_dir: &Path, now: u64) -> Result<usize, Sl
             if !open(j.state) {
                 continue;
             }
-            let said = asked
-                .iter()
-                .find(|(id, _)| *id == r.job_id)
-                .and_then(|(_, s)| s.iter().find(|(k, _)| *k == r.key()))
-                .map(|(_, state)| job_state(state));
-            let state = said.unwrap_or_else(|| {
-                // SLURM forgot the job: its run folder says how it ended.
-                use super::rundir::{RunDir, RunStatus};
-                let status = j
-                    .run_dir
-                    .as_deref()
-                    .and_then(|d| RunDir::open(d).ok()?.status().ok())
-                    .map(|s| s.status);
-                match status {
-                    Some(RunStatus::Finished) => JobState::Finished,
-                    Some(RunStatus::Stopped) => JobState::Cancelled,
-                    Some(RunStatus::Failed) => JobState::Failed,
-                    Some(RunStatus::Running) => JobState::Running,
-                    _ => JobState::Interrupted,
+            let answer = asked.iter().find(|(id, _)| *id == r.job_id).map(|(_, a)| a);
+            let said = match answer {
+                Some(Ok(states)) => states.iter().find(|(k, _)| *k == r.key()).map(|(_, s)| s),
+                Some(Err(why)) => {
+                    j.note = Some(format!(
+                        "SLURM did not answer at {} UTC ({why}); the state shown is the last known",
+                        super::timefmt::readable_utc(now)
+                    ));
+                    continue;
                 }
-            });
+                None => continue,
+            };
+            let state = match said {
+                Some(raw) => {
+                    let state = job_state(raw);
+                    // SLURM's own word where the queue's says less (PREEMPTED, REQUEUED ...).
+                    j.note = (raw.to_ascii_lowercase() != state.name()
+                        && !matches!(raw.as_str(), "RUNNING" | "COMPLETED" | "CANCELLED"))
+                    .then(|| format!("SLURM: {raw}"));
+                    state
+                }
+                None => {
+                    // SLURM answered that it does not know the job: its run folder says how
+                    // it ended, and a run whose heartbeat went stale is lost.
+                    use super::rundir::{RunDir, RunStatus};
+                    let status = j
+                        .run_dir
+                        .as_deref()
+                        .and_then(|d| RunDir::open(d).ok()?.status().ok())
+                        .map(|s| s.status);
+                    j.note = None;
+                    match status {
+                        Some(RunStatus::Finished) => JobState::Finished,
+                        Some(RunStatus::Failed) => JobState::Failed,
+                        Some(RunStatus::Running) => JobState::Running,
+                        Some(RunStatus::Stopped) => JobState::Interrupted,
+                        _ => {
+                            j.note = Some(
+                                "SLURM no longer knows the job and its run folder stopped beating (lost; resumable from its last checkpoint)".into(),
+                            );
+                            JobState::Interrupted
+                        }
+                    }
+                }
+            };
             if state == JobState::Running && j.started.is_none() {
                 j.started = Some(now);
             }
@@ -506,20 +652,15 @@ pub fn refresh(queue_path: &Path, runs_dir: &Path, now: u64) -> Result<usize, Sl
 
 /// `(job id, array index, run folder)` of every run under `runs_dir` that SLURM started.
 fn scheduler_records(runs_dir: &Path) -> Vec<(String, Option<u64>, PathBuf)> {
-    let Ok(entries) = std::fs::read_dir(runs_dir) else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| {
-            let dir = e.ok()?.path();
-            let text = std::fs::read_to_string(dir.join("scheduler.json")).ok()?;
-            let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-            if v.get("scheduler")?.as_str()? != "slurm" {
-                return None;
-            }
-            let id = v.get("job_id")?.as_str()?.to_string();
-            let index = v.get("array_index").and_then(serde_json::Value::as_u64);
-            Some((id, index, dir))
+    super::scheduler::records(runs_dir)
+        .into_iter()
+        .filter_map(|(dir, r)| match r {
+            super::scheduler::Record::Slurm {
+                job_id,
+                array_index,
+                ..
+            } => Some((job_id, array_index, dir)),
+            _ => None,
         })
         .collect()
 }
@@ -559,7 +700,12 @@ mod tests {
             ]),
         );
         for line in [
-            "#SBATCH --job-name='sweep lr'",
+            "#SBATCH --job-name=sweep_lr",
+            "#SBATCH --signal=USR1@120",
+            "#SBATCH --requeue",
+            "unset RANK WORLD_SIZE LOCAL_RANK LOCAL_WORLD_SIZE GROUP_RANK ROLE_RANK MASTER_ADDR MASTER_PORT TORCHELASTIC_USE_AGENT_STORE TORCHELASTIC_RESTART_COUNT TORCHELASTIC_RUN_ID WORKBENCH_QUEUE_JOB",
+            "srun --kill-on-bad-exit=1 --cpus-per-task=\"${SLURM_CPUS_PER_TASK:-1}\" /opt/wb/workbench --runs-dir /shared/runs train \"${task[@]}\" || code=$?",
+            "  scontrol requeue \"$SLURM_JOB_ID\"",
             "#SBATCH --output=/shared/runs/slurm/%x-%A_%a.out",
             "#SBATCH --ntasks=2",
             "#SBATCH --gpus-per-task=1",
@@ -568,18 +714,91 @@ mod tests {
             "#SBATCH --array=0-2%2",
             "#SBATCH --account=ml",
             "module load cuda",
-            "  0) exec srun --kill-on-bad-exit=1 /opt/wb/workbench --runs-dir /shared/runs train --preset '/shared/a b.ron' ;;",
-            r"  1) exec srun --kill-on-bad-exit=1 /opt/wb/workbench --runs-dir /shared/runs train --preset '/shared/it'\''s.ron' ;;",
+            "  0) task=(--preset '/shared/a b.ron') ;;",
+            r"  1) task=(--preset '/shared/it'\''s.ron') ;;",
         ] {
             assert!(s.lines().any(|l| l == line), "{line}\n{s}");
         }
+        // The profile's lines come before the strict mode.
+        assert!(
+            s.find("module load cuda") < s.find("set -uo pipefail"),
+            "{s}"
+        );
         let one = script(
             &Profile::default(),
             &batch(vec![vec!["--steps".into(), "5".into()]]),
         );
         assert!(!one.contains("--array"), "{one}");
         assert!(one.contains("%x-%j.out"), "{one}");
-        assert!(one.ends_with("train --steps 5\n"), "{one}");
+        assert!(one.contains("\ntask=(--steps 5)\n"), "{one}");
+        assert!(one.ends_with("exit \"$code\"\n"), "{one}");
+        let quiet = script(
+            &Profile {
+                warn_secs: 0,
+                requeue: false,
+                ..Profile::default()
+            },
+            &batch(vec![vec![]]),
+        );
+        assert!(
+            !quiet.contains("--signal") && !quiet.contains("requeue"),
+            "{quiet}"
+        );
+    }
+
+    /// A name or a profile value cannot end a header line and run as a command.
+    #[test]
+    fn names_and_profile_values_cannot_inject_commands() {
+        let evil = "x\n#!/bin/sh\ntouch /tmp/owned $(id)";
+        let s = script(
+            &Profile::default(),
+            &Batch {
+                name: evil.into(),
+                ..batch(vec![vec!["--set".into(), evil.into()]])
+            },
+        );
+        let header = s
+            .lines()
+            .find(|l| l.starts_with("#SBATCH --job-name="))
+            .expect("name line");
+        assert_eq!(
+            header,
+            "#SBATCH --job-name=x____bin_sh_touch__tmp_owned___id_"
+        );
+        assert!(!s.lines().any(|l| l.starts_with("touch")), "{s}");
+        // Every line up to our first command is a header.
+        assert_eq!(
+            s.lines().skip(1).find(|l| !l.starts_with('#')),
+            Some("set -uo pipefail"),
+            "{s}"
+        );
+        assert_eq!(shell_quote("a\nb'c"), r"$'a\nb\'c'");
+        assert!(crate::core::rundir::name_problem(evil).is_some());
+        for bad in [
+            Profile {
+                partition: "gpu\nrm -rf /".into(),
+                ..Profile::default()
+            },
+            Profile {
+                time: "1:00 $(id)".into(),
+                ..Profile::default()
+            },
+            Profile {
+                sbatch: vec!["--qos=x\necho".into()],
+                ..Profile::default()
+            },
+            Profile {
+                sbatch: vec!["rm -rf /".into()],
+                ..Profile::default()
+            },
+            Profile {
+                setup: vec!["a\nb".into()],
+                ..Profile::default()
+            },
+        ] {
+            assert!(bad.problem().is_some(), "{bad:?}");
+        }
+        assert_eq!(Profile::default().problem(), None);
     }
 
     #[test]

@@ -143,6 +143,9 @@ impl Sweep {
             field: field.to_string(),
             why: why.to_string(),
         };
+        if let Some(why) = super::rundir::name_problem(&self.name) {
+            return Err(field("name", &why));
+        }
         for (name, values) in &self.grid {
             if values.is_empty() {
                 return Err(field(&format!("grid.{name}"), "needs at least one value"));
@@ -384,6 +387,16 @@ mod tests {
     fn bad_sweeps_name_the_file_or_field() {
         let e = Sweep::parse("(name: \"x\")", "s.ron").unwrap_err();
         assert!(e.to_string().starts_with("s.ron:"), "{e}");
+        // A name reaches folder names and batch-script headers: a line break, `$(...)` or
+        // `../` is refused.
+        for bad in ["lr\\n$(id)", "../up", "a$(touch x)"] {
+            let e = Sweep::parse(
+                &format!(r#"(name: "{bad}", base: "b", grid: {{ "a": [1] }})"#),
+                "s",
+            )
+            .unwrap_err();
+            assert!(e.to_string().starts_with("name:"), "{bad}: {e}");
+        }
         let e = Sweep::parse(r#"(name: "x", base: "b", grid: { "a": [] })"#, "s").unwrap_err();
         assert_eq!(e.to_string(), "grid.a: needs at least one value");
         let e = Sweep::parse(

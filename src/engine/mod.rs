@@ -25,7 +25,8 @@ pub mod worker;
 /// Test hook: `WORKBENCH_FAILPOINT=<name>:<step>` makes the engine fail on purpose at that
 /// point (`checkpoint-mid-write`: abort the process half-way through writing the checkpoint of
 /// that step or later; `nan-loss`: report a NaN loss at that step; `torch-error` and
-/// `torch-panic`: fail the step through libtorch, see `session`). Used by the crash-safety
+/// `torch-panic`: fail the step through libtorch, see `session`; `val-worse`: validations from that
+/// step on rank below every earlier one, so the best checkpoint is not the last). Used by the crash-safety
 /// tests; inert unless the variable is set.
 #[must_use]
 pub fn failpoint(name: &str, step: u64) -> bool {

@@ -21,6 +21,7 @@ use crate::core::protocol::{
     ScalarRow,
 };
 use crate::core::rundir::{CsvLog, RunDir};
+use crate::core::signals::StopSignal;
 use crate::core::timefmt::unix_now;
 use crate::engine::checkpoint::{self, BestEntry, Loaded};
 use crate::engine::data::volumes::write_nifti;
@@ -44,6 +45,15 @@ pub struct Counters {
     pub phase_elapsed_secs: f64,
     /// Sums and counts of the scalars since the last logged step.
     pub accum: BTreeMap<String, (f64, u64)>,
+}
+
+/// How a run that did not fail ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ended {
+    pub step: u64,
+    pub outcome: Outcome,
+    /// The stop signal that ended it, with a checkpoint of `step`.
+    pub signal: Option<String>,
 }
 
 /// Everything a run needs; built by `worker::prepare`.
@@ -90,6 +100,10 @@ struct Session<'a> {
     root: bool,
     /// Seconds in training steps since this process started the run.
     step_secs: f64,
+    /// A stop signal this rank received, not yet exchanged with the others.
+    signal_here: Option<String>,
+    /// The stop signal every rank has agreed to stop on, at the next step boundary.
+    stop_by: Option<String>,
 }
 
 /// The trainer's state by name: the same order in every process, as the collectives pair
@@ -101,16 +115,23 @@ fn state_in_order(trainer: &dyn Trainer) -> Vec<(String, tch::Tensor)> {
 }
 
 /// Overwrites the trainer's state tensors that `which` picks by name with rank 0's (a no-op
-/// alone).
+/// alone). The ranks first agree on the names: lists of different lengths or order would
+/// pair unrelated tensors in the broadcast.
 fn take_roots(trainer: &dyn Trainer, which: impl Fn(&str) -> bool) -> Result<(), EngineError> {
     if dist::group().is_none() {
         return Ok(());
     }
-    let tensors: Vec<tch::Tensor> = state_in_order(trainer)
+    let (names, tensors): (Vec<String>, Vec<tch::Tensor>) = state_in_order(trainer)
         .into_iter()
         .filter(|(name, _)| which(name))
-        .map(|(_, t)| t)
-        .collect();
+        .unzip();
+    let listed = tch::Tensor::from_slice(names.join("\n").as_bytes());
+    if dist::ranks_agree(std::slice::from_ref(&listed))?.is_none() {
+        return Err(EngineError::Model(format!(
+            "the data-parallel ranks hold different sets of state tensors ({} here); they cannot be made one model",
+            names.len()
+        )));
+    }
     dist::broadcast_from_root(&tensors)?;
     Ok(())
 }
@@ -174,7 +195,7 @@ pub fn run(
     plan: &RunPlan,
     commands: &Receiver<Command>,
     emitter: &mut Emitter,
-) -> Result<(u64, Outcome), EngineError> {
+) -> Result<Ended, EngineError> {
     let mut c = Counters::default();
     let mut loaded: Option<Loaded> = None;
     if let Some(dir) = &plan.resume_from {
@@ -276,6 +297,8 @@ pub fn run(
         last_beat: None,
         root: rank == 0,
         step_secs: 0.0,
+        signal_here: None,
+        stop_by: None,
     };
     match saved_ctl {
         // The controller goes on where it was, when the phase still has it on the same rates.
@@ -318,27 +341,42 @@ impl Session<'_> {
         self.trainer.apply_preset(&self.cfg);
         self.health.set_config(self.cfg.health().clone());
         let mut loaded_from = None;
-        // Rank 0 loads the previous phase's best, then hands it to the others.
-        if load_best && phase.start_from_best && self.root {
-            let ckpts = self.plan.run_dir.checkpoints();
-            let dir = match self.best.phases.get(&(index - 1)) {
-                Some(b) => ckpts.join(&b.dir),
-                None => {
-                    self.emitter.emit(Event::Log {
-                        step: self.c.step,
-                        level: Level::Warning,
-                        message: format!("phase `{}` starts from the previous phase's best checkpoint, but it had no validation; using its last checkpoint", phase.name),
-                    })?;
-                    checkpoint::resolve(&ckpts)?
+        if load_best && phase.start_from_best {
+            // Rank 0 picks the checkpoint (it alone keeps the best index) and every rank loads
+            // it, as every rank loads the checkpoint a run resumes from: optimiser counters,
+            // controllers and switching state come with it, which a broadcast of tensors
+            // cannot carry.
+            let picked = if self.root {
+                self.pick_phase_start(index)
+            } else {
+                Ok(PathBuf::new())
+            };
+            let message = match &picked {
+                Ok(dir) => serde_json::json!({ "dir": dir }),
+                Err(e) => serde_json::json!({ "error": e.to_string() }),
+            };
+            let said: serde_json::Value =
+                serde_json::from_str(&dist::broadcast_text(&message.to_string())?)
+                    .unwrap_or_default();
+            let dir = match (picked, said.get("dir").and_then(|d| d.as_str())) {
+                (Err(e), _) => return Err(e),
+                (Ok(_), Some(dir)) => PathBuf::from(dir),
+                (Ok(_), None) => {
+                    return Err(EngineError::Model(format!(
+                        "phase `{}`: rank 0 could not pick the checkpoint to start from: {}",
+                        phase.name,
+                        said.get("error")
+                            .and_then(|e| e.as_str())
+                            .unwrap_or("no answer")
+                    )))
                 }
             };
             let ckpt = checkpoint::read(&dir)?;
             self.trainer.load_state(&ckpt).map_err(EngineError::Model)?;
             self.trainer.apply_preset(&self.cfg);
             loaded_from = Some(dir.display().to_string());
-        }
-        if load_best && phase.start_from_best {
-            take_roots_state(self.trainer.as_ref())?;
+            // Every rank loaded the same files: proven here rather than assumed.
+            self.check_ranks(false)?;
         }
         self.setup_control()?;
         self.c.phase = index;
@@ -356,6 +394,22 @@ impl Session<'_> {
             length: phase.length.to_string(),
             loaded_checkpoint: loaded_from,
         })
+    }
+
+    /// The checkpoint phase `index` starts from: the previous phase's best, or its last when
+    /// it had no validation (said as a warning).
+    fn pick_phase_start(&mut self, index: usize) -> Result<PathBuf, EngineError> {
+        let ckpts = self.plan.run_dir.checkpoints();
+        if let Some(b) = self.best.phases.get(&(index - 1)) {
+            return Ok(ckpts.join(&b.dir));
+        }
+        let name = &self.plan.preset.preset().phases()[index].name;
+        self.emitter.emit(Event::Log {
+            step: self.c.step,
+            level: Level::Warning,
+            message: format!("phase `{name}` starts from the previous phase's best checkpoint, but it had no validation; using its last checkpoint"),
+        })?;
+        Ok(checkpoint::resolve(&ckpts)?)
     }
 
     /// Creates the controller when the phase enables it (keeping a running one, whose scales
@@ -439,11 +493,14 @@ impl Session<'_> {
         }
     }
 
-    fn main_loop(&mut self, commands: &Receiver<Command>) -> Result<(u64, Outcome), EngineError> {
+    fn main_loop(&mut self, commands: &Receiver<Command>) -> Result<Ended, EngineError> {
         let mut paused = false;
         let mut skip_phase = false;
         loop {
             self.beat();
+            if self.stop_by.is_some() {
+                return self.stop_by_signal();
+            }
             if skip_phase || self.phase_done() {
                 skip_phase = false;
                 self.checkpoint(false, None)?;
@@ -489,6 +546,20 @@ impl Session<'_> {
                     Command::StopAndSave => {
                         self.checkpoint(false, None)?;
                         return self.end(Outcome::Stopped);
+                    }
+                    Command::StopBySignal(signal) => {
+                        if dist::group().is_none() {
+                            self.stop_by = Some(signal);
+                            return self.stop_by_signal();
+                        }
+                        // Said to the other ranks with the next step's scalars; every rank
+                        // stops after that step.
+                        self.signal_here.get_or_insert(signal);
+                        if paused {
+                            paused = false;
+                            self.emitter.emit(Event::Resumed { step: self.c.step })?;
+                        }
+                        break;
                     }
                     Command::CheckpointNow => self.checkpoint(false, None)?,
                     Command::SkipPhase => {
@@ -551,11 +622,26 @@ impl Session<'_> {
         };
         // Data-parallel: the step's scalars are their means over the ranks, so the log, the
         // health checks and the learning-rate controller see (and decide) the same on each.
+        // The same exchange carries the stop signals the ranks received (a share per signal,
+        // in `StopSignal::ALL`'s order), so they stop after the same step.
         if dist::group().is_some() {
+            let signals = StopSignal::ALL;
             let mut values: Vec<f64> = scalars.iter().map(|(_, v)| *v).collect();
+            let here = self.signal_here.take();
+            values.extend(
+                signals
+                    .iter()
+                    .map(|s| f64::from(u8::from(here.as_deref() == Some(s.name())))),
+            );
             dist::mean_values(&mut values)?;
+            let shares = values.split_off(scalars.len());
             for (slot, v) in scalars.iter_mut().zip(values) {
                 slot.1 = v;
+            }
+            if let Some((s, share)) = signals.iter().zip(shares).find(|(_, v)| *v > 0.0) {
+                let (_, world) = dist::rank_and_world();
+                let ranks = (share * world as f64).round() as usize;
+                self.stop_by = Some(format!("{} (on {ranks} of {world} ranks)", s.name()));
             }
         }
         if crate::engine::failpoint("nan-loss", ctx.step) {
@@ -819,8 +905,14 @@ impl Session<'_> {
             return Ok(());
         }
         take_roots_statistics(self.trainer.as_ref())?;
-        let (names, tensors): (Vec<String>, Vec<tch::Tensor>) =
+        let (mut names, mut tensors): (Vec<String>, Vec<tch::Tensor>) =
             state_in_order(self.trainer.as_ref()).into_iter().unzip();
+        // What a checkpoint holds beside the tensors: the counters, the live settings, the
+        // learning-rate controller and the family's own state (controllers, switching).
+        names.push("the session, controller and family state".into());
+        tensors.push(tch::Tensor::from_slice(
+            self.json_state().to_string().as_bytes(),
+        ));
         let Some(fingerprint) = dist::ranks_agree(&tensors)? else {
             // Every rank learns the disagreement together, so they name the tensors together.
             let mut differ = Vec::new();
@@ -915,7 +1007,7 @@ impl Session<'_> {
         })?;
         self.csv_merge(&row);
         // The metric that picks the best checkpoint, in its declared direction.
-        let metric = v.best_value();
+        let mut metric = v.best_value();
         let higher_is_better = self.metrics.iter().any(|m| {
             m.name == v.best_by
                 && m.kind
@@ -923,6 +1015,11 @@ impl Session<'_> {
                         higher_is_better: true,
                     }
         });
+        if crate::engine::failpoint("val-worse", self.c.step) {
+            // Test hook: validations from that step on rank below every earlier one, so the
+            // best checkpoint is not the last.
+            metric += if higher_is_better { -1e9 } else { 1e9 };
+        }
         let improved = self.best.phases.get(&self.c.phase).is_none_or(|b| {
             if higher_is_better {
                 metric > b.metric
@@ -936,6 +1033,28 @@ impl Session<'_> {
         Ok(())
     }
 
+    /// A checkpoint's state beside its tensors, less what differs between ranks (the time
+    /// written, the phase's elapsed seconds, which only a timed phase shares): canonical JSON
+    /// (objects sorted by key), so equal states print alike on every rank.
+    fn json_state(&self) -> serde_json::Value {
+        let live: serde_json::Map<String, serde_json::Value> = self
+            .trainer
+            .live_values()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), serde_json::Value::from(v)))
+            .collect();
+        let mut counters = serde_json::json!(self.c);
+        counters["phase_elapsed_secs"] = serde_json::Value::Null;
+        serde_json::json!({
+            "family": self.cfg.family().name(),
+            "signature": self.cfg.front().signature(),
+            "session": counters,
+            "live": live,
+            "controller": self.ctl,
+            "family_state": self.trainer.family_state(),
+        })
+    }
+
     fn checkpoint(&mut self, best: bool, metric: Option<f64>) -> Result<(), EngineError> {
         // The rows up to this step are on disk before the checkpoint that a resume rewinds to.
         self.csv_flush()?;
@@ -946,21 +1065,9 @@ impl Session<'_> {
         let dir = if self.last_checkpoint_step == Some(self.c.step) {
             ckpts.join(checkpoint::dir_name(self.c.step))
         } else {
-            let live: serde_json::Map<String, serde_json::Value> = self
-                .trainer
-                .live_values()
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), serde_json::Value::from(v)))
-                .collect();
-            let state = serde_json::json!({
-                "family": self.cfg.family().name(),
-                "signature": self.cfg.front().signature(),
-                "session": self.c,
-                "live": live,
-                "controller": self.ctl,
-                "family_state": self.trainer.family_state(),
-                "written_at": unix_now(),
-            });
+            let mut state = self.json_state();
+            state["session"] = serde_json::json!(self.c);
+            state["written_at"] = serde_json::json!(unix_now());
             let dir =
                 checkpoint::write(&ckpts, self.c.step, &self.trainer.state_tensors(), &state)?;
             self.last_checkpoint_step = Some(self.c.step);
@@ -989,7 +1096,31 @@ impl Session<'_> {
         self.emitter.sync()
     }
 
-    fn end(&mut self, outcome: Outcome) -> Result<(u64, Outcome), EngineError> {
+    /// Ends the run on the signal every rank agreed on, with a checkpoint of this step.
+    fn stop_by_signal(&mut self) -> Result<Ended, EngineError> {
+        let signal = self.stop_by.clone().unwrap_or_default();
+        self.checkpoint(false, None)?;
+        if self.root {
+            let ckpt = self
+                .plan
+                .run_dir
+                .checkpoints()
+                .join(checkpoint::dir_name(self.c.step));
+            self.emitter.emit(Event::Log {
+                step: self.c.step,
+                level: Level::Info,
+                message: format!(
+                    "stopped by {signal} at step {} with its checkpoint {}; `workbench train --resume {}` goes on",
+                    self.c.step,
+                    ckpt.display(),
+                    self.plan.run_dir.root().display()
+                ),
+            })?;
+        }
+        self.end(Outcome::Stopped)
+    }
+
+    fn end(&mut self, outcome: Outcome) -> Result<Ended, EngineError> {
         if self.c.accum.values().any(|(_, n)| *n > 0) {
             self.log_scalars()?;
         }
@@ -999,7 +1130,15 @@ impl Session<'_> {
             self.sample()?;
         }
         self.csv_flush()?;
-        Ok((self.c.step, outcome))
+        Ok(Ended {
+            step: self.c.step,
+            outcome,
+            // The signal's own name, without the ranks it reached.
+            signal: self
+                .stop_by
+                .as_deref()
+                .map(|s| s.split_once(' ').map_or(s, |(name, _)| name).to_string()),
+        })
     }
 }
 

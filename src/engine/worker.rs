@@ -229,6 +229,33 @@ pub fn prepare_rank(
     })
 }
 
+/// The device a request trains on, found before anything is prepared (a data-parallel rank
+/// picks its backend by it): `--device`, else the preset's, else, resuming without a preset,
+/// the run's own preset's.
+pub fn device_for(req: &RunRequest) -> Result<tch::Device, EngineError> {
+    if let Some(d) = &req.device {
+        return device::resolve(d);
+    }
+    if let Some(p) = &req.preset {
+        return device::resolve(p.preset().device());
+    }
+    let Some(path) = &req.resume else {
+        return device::resolve("auto");
+    };
+    // A run folder, or a checkpoint folder two levels below its run.
+    let run = if path.join("preset.ron").is_file() {
+        path.clone()
+    } else {
+        checkpoint::resolve(path)
+            .ok()
+            .and_then(|c| Some(c.parent()?.parent()?.to_path_buf()))
+            .unwrap_or_else(|| path.clone())
+    };
+    let run_dir = RunDir::open(&run).map_err(|e| EngineError::BadInput(e.to_string()))?;
+    let preset = preset_or_runs(None, &run_dir)?;
+    device::resolve(preset.preset().device())
+}
+
 /// Sets libtorch's CPU threads to the preset's (0 keeps libtorch's default).
 fn use_threads(preset: &ValidatedPreset) {
     let threads = preset.preset().threads();
@@ -278,7 +305,8 @@ fn resolve_device(
 
 /// The data preflight as the user's error (exit code 2), before any run directory exists.
 fn check_data(preset: &AnyPreset) -> Result<(), EngineError> {
-    crate::engine::data::preflight(preset).map_err(EngineError::BadInput)
+    let (_, world) = crate::engine::dist::rank_and_world();
+    crate::engine::data::preflight(preset, world).map_err(EngineError::BadInput)
 }
 
 /// Whether `path` is a run folder that never wrote a checkpoint (killed or failed early).
@@ -299,6 +327,12 @@ impl WorkerHandle {
     /// Sends a command; returns false when the worker has ended.
     pub fn send(&self, command: Command) -> bool {
         self.commands.try_send(command).is_ok()
+    }
+
+    /// A sender of commands to this run, for another thread (a signal watcher).
+    #[must_use]
+    pub fn commands(&self) -> Sender<Command> {
+        self.commands.clone()
     }
 
     #[must_use]
@@ -362,7 +396,11 @@ pub fn spawn(plan: RunPlan, waker: Option<Waker>) -> Result<WorkerHandle, Engine
             }));
             let step = emitter.step;
             let end = match result {
-                Ok(Ok((step, outcome))) => Event::RunFinished { step, outcome },
+                Ok(Ok(ended)) => Event::RunFinished {
+                    step: ended.step,
+                    outcome: ended.outcome,
+                    signal: ended.signal,
+                },
                 Ok(Err(e)) => Event::RunFailed {
                     step,
                     message: first_line(&e.to_string()).to_string(),

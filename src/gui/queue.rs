@@ -10,13 +10,19 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use egui::{Color32, RichText, Ui};
 
+use crate::core::jobs;
 use crate::core::preset::AnyPreset;
 use crate::core::queue::{self, JobState, Queue};
 use crate::gui::actions::{background, UiAction};
 use crate::gui::app::WorkbenchApp;
 
-/// A read of the queue, after an edit's report, or why it failed.
-type Reply = Result<(Queue, Option<String>), String>;
+/// A read of the queue (with whether a runner works it), after an edit's report, or why it
+/// failed.
+type Reply = Result<(Queue, bool, Option<String>), String>;
+
+/// How often the tab asks SLURM about its jobs (each ask is one `squeue` and one `scontrol`
+/// per job, over ssh for a remote cluster): cluster admins ask for no more.
+const SLURM_POLL: Duration = Duration::from_secs(30);
 
 /// The Queue tab's state.
 #[derive(Debug, Default)]
@@ -27,7 +33,13 @@ pub struct QueuePanel {
     /// What the last edit did.
     pub said: Option<String>,
     read_at: Option<Instant>,
+    /// When SLURM was last asked.
+    slurm_at: Option<Instant>,
+    /// How often SLURM is asked ([`SLURM_POLL`] unless set).
+    pub slurm_every: Option<Duration>,
     pending: Option<Receiver<Reply>>,
+    /// Whether a runner works the local queue (it holds the runner lock).
+    pub runner_active: bool,
     /// The sweep being built: a field's path and its values (comma-separated).
     pub sweep_field: String,
     pub sweep_values: String,
@@ -123,7 +135,7 @@ fn apply(path: &Path, runs_dir: &Path, edit: QueueEdit) -> Result<String, String
             })
         }
         QueueEdit::Cancel(id) => {
-            queue::cancel_job(path, id, now()).map_err(|e| err(&e))?;
+            crate::core::jobs::cancel_job(path, id, now()).map_err(|e| err(&e))?;
             Ok(format!("cancelled job {id}"))
         }
         QueueEdit::Pause(on) => {
@@ -160,12 +172,12 @@ fn add(
     name: &str,
     tasks: Vec<Vec<String>>,
     slurm: Option<&(PathBuf, PathBuf)>,
-) -> Result<queue::Added, String> {
+) -> Result<jobs::Added, String> {
     let target = match slurm {
-        Some((profile, exe)) => queue::Target::Slurm { profile, exe },
-        None => queue::Target::Local,
+        Some((profile, exe)) => jobs::Target::Slurm { profile, exe },
+        None => jobs::Target::Local,
     };
-    queue::add_tasks(runs_dir, name, tasks, target, now()).map_err(|e| e.to_string())
+    jobs::add_tasks(runs_dir, name, tasks, target, now()).map_err(|e| e.to_string())
 }
 
 /// Writes a preset as `RUNS_DIR/queued/<name>.ron` (a fresh name when taken).
@@ -184,18 +196,21 @@ fn write_queued(runs_dir: &Path, p: &AnyPreset) -> Result<PathBuf, String> {
     Ok(file)
 }
 
-/// Reads the queue, first asking SLURM about its open jobs.
-fn read(path: &Path, runs_dir: &Path) -> Result<Queue, String> {
+/// Reads the queue, first asking SLURM about its open jobs when `ask_slurm`, and whether a
+/// runner works it.
+fn read(path: &Path, runs_dir: &Path, ask_slurm: bool) -> Result<(Queue, bool), String> {
     let q = queue::read(path).map_err(|e| e.to_string())?;
     let open_slurm = q
         .jobs
         .iter()
         .any(|j| j.slurm.is_some() && matches!(j.state, JobState::Pending | JobState::Running));
-    if open_slurm {
+    let q = if open_slurm && ask_slurm {
         crate::core::slurm::refresh(path, runs_dir, now()).map_err(|e| e.to_string())?;
-        return queue::read(path).map_err(|e| e.to_string());
-    }
-    Ok(q)
+        queue::read(path).map_err(|e| e.to_string())?
+    } else {
+        q
+    };
+    Ok((q, jobs::runner_active(path)))
 }
 
 fn state_color(ui: &Ui, s: JobState) -> Color32 {
@@ -212,12 +227,14 @@ impl WorkbenchApp {
         self.opts.runs_dir.join("queue.json")
     }
 
-    /// Reads the queue file at most every two seconds, or applies an edit, off the UI thread.
+    /// Reads the queue file at most every two seconds (asking SLURM at most every
+    /// [`SLURM_POLL`]), or applies an edit, off the UI thread.
     pub fn refresh_queue(&mut self, edit: Option<QueueEdit>) {
         if let Some(rx) = &self.queue.pending {
             match rx.try_recv() {
-                Ok(Ok((q, said))) => {
+                Ok(Ok((q, runner, said))) => {
                     self.queue.queue = q;
+                    self.queue.runner_active = runner;
                     self.queue.error = None;
                     if said.is_some() {
                         self.queue.said = said;
@@ -246,6 +263,11 @@ impl WorkbenchApp {
         }
         self.queue.read_at = Some(Instant::now());
         let (path, runs_dir) = (self.queue_path(), self.opts.runs_dir.clone());
+        let every = self.queue.slurm_every.unwrap_or(SLURM_POLL);
+        let ask_slurm = edit.is_some() || self.queue.slurm_at.is_none_or(|t| t.elapsed() >= every);
+        if ask_slurm {
+            self.queue.slurm_at = Some(Instant::now());
+        }
         self.queue.pending = Some(background(
             "workbench-queue",
             self.waker.clone(),
@@ -254,7 +276,8 @@ impl WorkbenchApp {
                     Some(e) => Some(apply(&path, &runs_dir, e)?),
                     None => None,
                 };
-                Ok((read(&path, &runs_dir)?, said))
+                let (q, runner) = read(&path, &runs_dir, ask_slurm)?;
+                Ok((q, runner, said))
             },
         ));
     }
@@ -279,30 +302,23 @@ impl WorkbenchApp {
         Some((PathBuf::from(profile), exe))
     }
 
-    /// Starts `workbench queue run` as its own process: it trains the pending jobs and keeps
-    /// going after the app closes.
+    /// Starts `workbench queue run` as a process of its own (its own process group, output in
+    /// `RUNS_DIR/queue/runner.log`): it trains the pending jobs and keeps going after the app
+    /// closes, and its jobs after it.
     fn start_runner(&mut self) {
         let exe = match &self.queue.runner {
             Some(p) => Ok(p.clone()),
-            None => std::env::current_exe(),
+            None => std::env::current_exe().map_err(|e| e.to_string()),
         };
         let started = exe.and_then(|exe| {
-            std::process::Command::new(exe)
-                .arg("--runs-dir")
-                .arg(&self.opts.runs_dir)
-                .args([
-                    "queue",
-                    "run",
-                    "--jobs",
-                    &self.queue.jobs.max(1).to_string(),
-                ])
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
+            jobs::start_runner(&exe, &self.opts.runs_dir, self.queue.jobs.max(1))
+                .map_err(|e| e.to_string())
         });
         self.queue.said = Some(match started {
-            Ok(child) => format!("started a queue runner (process {})", child.id()),
+            Ok(pid) => {
+                self.queue.runner_active = true;
+                format!("started a queue runner (process {pid})")
+            }
             Err(e) => format!("cannot start a queue runner: {e}"),
         });
     }
@@ -329,12 +345,7 @@ impl WorkbenchApp {
                     edit = Some(QueueEdit::AddPreset(Box::new(p.clone()), slurm.clone()));
                 }
             }
-            let running = self
-                .queue
-                .queue
-                .jobs
-                .iter()
-                .any(|j| j.state == JobState::Running && j.slurm.is_none());
+            let running = self.queue.runner_active;
             let pending = self
                 .queue
                 .queue
@@ -343,7 +354,11 @@ impl WorkbenchApp {
                 .any(|j| j.state == JobState::Pending && j.slurm.is_none());
             if ui
                 .add_enabled(pending && !running, egui::Button::new("Start a runner"))
-                .on_hover_text("`workbench queue run` in its own process: trains the pending jobs, this many at a time")
+                .on_hover_text(if running {
+                    "a runner already works this queue".to_string()
+                } else {
+                    "`workbench queue run` in its own process: trains the pending jobs, this many at a time".to_string()
+                })
                 .clicked()
             {
                 self.start_runner();
@@ -412,8 +427,8 @@ impl WorkbenchApp {
         ui.separator();
         let mut open = None;
         egui::ScrollArea::vertical().id_salt("queue-table").show(ui, |ui| {
-            egui::Grid::new("queue").striped(true).num_columns(7).show(ui, |ui| {
-                for h in ["job", "state", "on", "exit", "arguments", "run", ""] {
+            egui::Grid::new("queue").striped(true).num_columns(8).show(ui, |ui| {
+                for h in ["job", "state", "on", "exit", "arguments", "run", "", "note"] {
                     ui.label(RichText::new(h).strong());
                 }
                 ui.end_row();
@@ -453,6 +468,7 @@ impl WorkbenchApp {
                             edit = Some(QueueEdit::Cancel(j.id));
                         }
                     });
+                    ui.label(RichText::new(j.note.as_deref().unwrap_or_default()).weak());
                     ui.end_row();
                 }
             });

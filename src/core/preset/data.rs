@@ -144,8 +144,11 @@ pub enum DataNeed<'a> {
         batch_size: u32,
     },
     Video(&'a VideoData),
-    /// Volumes in NIfTI files.
-    Volumes(&'a VolumeData),
+    /// Volumes (NIfTI files, video clips), with the batch size one training step needs.
+    Volumes {
+        cfg: &'a VolumeData,
+        batch_size: u32,
+    },
     /// Latent frames in `.h5` files, with the largest batch a step needs.
     Latents {
         cfg: &'a LatentData,

@@ -587,6 +587,13 @@ pub fn validate(preset: AnyPreset) -> Result<ValidatedPreset, Vec<Problem>> {
             allowed: msg,
         });
     }
+    if let Some(why) = crate::core::rundir::name_problem(preset.name()) {
+        problems.push(Problem {
+            path: "name".into(),
+            value: format!("{:?}", preset.name()),
+            allowed: why,
+        });
+    }
     check_phases(&preset, &mut problems);
     if problems.is_empty() {
         Ok(ValidatedPreset { preset })

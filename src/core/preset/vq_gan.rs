@@ -475,7 +475,10 @@ impl super::FamilyPreset for VqGanPreset {
     }
 
     fn data_needs(&self) -> Vec<super::data::DataNeed<'_>> {
-        let mut needs = vec![super::data::DataNeed::Volumes(&self.data)];
+        let mut needs = vec![super::data::DataNeed::Volumes {
+            cfg: &self.data,
+            batch_size: self.train.batch_size,
+        }];
         if !self.train.lpips_model.trim().is_empty() {
             needs.push(super::data::DataNeed::File {
                 field: "train.lpips_model",

@@ -823,19 +823,14 @@ fn unique_suffix() -> String {
 
 /// Checks a preset's latents before a run folder exists: the files open, have the right rank
 /// and shape, and hold at least one window; a batch fits the training windows.
-pub fn preflight(cfg: &LatentData, batch: u32, seed: u64) -> Result<(), String> {
+/// Checks that the latents load; returns their training windows (`None` for the synthetic
+/// set, made when the run starts).
+pub fn preflight(cfg: &LatentData, seed: u64) -> Result<Option<usize>, String> {
     if cfg.source == LatentSource::SyntheticBlobs {
-        return Ok(());
+        return Ok(None);
     }
     let set = LatentSet::load(cfg, seed).map_err(|e| format!("data.path: {e}"))?;
-    if set.train.windows.len() < batch as usize {
-        return Err(format!(
-            "data.path: `{}`: {} training windows, fewer than one batch (train.batch_size {batch})",
-            cfg.path,
-            set.train.windows.len()
-        ));
-    }
-    Ok(())
+    Ok(Some(set.train.windows.len()))
 }
 
 /// Video to latent-layout `.h5`: decoded frames resized to `height x width` (stretched), pixels

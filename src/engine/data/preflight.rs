@@ -14,8 +14,9 @@ use crate::core::preset::AnyPreset;
 use crate::core::video::VideoReader;
 
 /// Every data problem of `preset` that can be found without training, as one line naming the
-/// field and the file.
-pub fn preflight(preset: &AnyPreset) -> Result<(), String> {
+/// field and the file, for `world` data-parallel ranks (each trains the preset's batch, so a
+/// step takes `world` times it from the training set).
+pub fn preflight(preset: &AnyPreset, world: usize) -> Result<(), String> {
     // A phase may ask for a bigger batch than the preset's own: the largest must fit.
     let largest_batch = (0..preset.phases().len())
         .filter_map(|i| {
@@ -25,14 +26,18 @@ pub fn preflight(preset: &AnyPreset) -> Result<(), String> {
                 .data_needs()
                 .iter()
                 .find_map(|n| match n {
-                    DataNeed::Images { batch_size, .. } | DataNeed::Latents { batch_size, .. } => {
-                        Some(*batch_size)
-                    }
+                    DataNeed::Images { batch_size, .. }
+                    | DataNeed::Latents { batch_size, .. }
+                    | DataNeed::Volumes { batch_size, .. } => Some(*batch_size),
                     _ => None,
                 })
         })
         .max()
         .unwrap_or(0);
+    let batch = |b: u32| Batch {
+        per_rank: b.max(largest_batch) as usize,
+        world: world.max(1),
+    };
     for need in preset.front().data_needs() {
         match need {
             DataNeed::File { field, path } => {
@@ -40,18 +45,57 @@ pub fn preflight(preset: &AnyPreset) -> Result<(), String> {
                     return Err(format!("{field}: `{path}` does not exist"));
                 }
             }
-            DataNeed::Images { cfg, batch_size } => images(cfg, batch_size.max(largest_batch))?,
+            DataNeed::Images { cfg, batch_size } => images(cfg, batch(batch_size))?,
             DataNeed::Video(cfg) => video(cfg)?,
-            DataNeed::Volumes(cfg) => super::volumes::preflight(cfg)?,
+            DataNeed::Volumes { cfg, batch_size } => {
+                let train = super::volumes::preflight(cfg, preset.seed())?;
+                batch(batch_size).fits(train, "training volume(s)", "data.path", &cfg.path)?;
+            }
             DataNeed::Latents { cfg, batch_size } => {
-                super::latents::preflight(cfg, batch_size.max(largest_batch), preset.seed())?;
+                if let Some(train) = super::latents::preflight(cfg, preset.seed())? {
+                    batch(batch_size).fits(train, "training window(s)", "data.path", &cfg.path)?;
+                }
             }
         }
     }
     Ok(())
 }
 
-fn images(cfg: &ImageData, batch: u32) -> Result<(), String> {
+/// The items one training step takes: the preset's batch on each data-parallel rank.
+#[derive(Debug, Clone, Copy)]
+pub struct Batch {
+    pub per_rank: usize,
+    pub world: usize,
+}
+
+impl Batch {
+    pub fn global(self) -> usize {
+        self.per_rank * self.world
+    }
+
+    /// Refuses a training set of `have` items (`what`, from `field` = `path`) smaller than one
+    /// step's batch, naming both counts.
+    pub fn fits(self, have: usize, what: &str, field: &str, path: &str) -> Result<(), String> {
+        if have >= self.global() {
+            return Ok(());
+        }
+        let need = if self.world > 1 {
+            format!(
+                "train.batch_size {} on each of {} ranks, {} a step",
+                self.per_rank,
+                self.world,
+                self.global()
+            )
+        } else {
+            format!("train.batch_size {}", self.per_rank)
+        };
+        Err(format!(
+            "{field}: `{path}` gives {have} {what}, fewer than one batch ({need})"
+        ))
+    }
+}
+
+fn images(cfg: &ImageData, batch: Batch) -> Result<(), String> {
     if cfg.source != ImageSource::Folder {
         return Ok(());
     }
@@ -99,13 +143,12 @@ fn images(cfg: &ImageData, batch: u32) -> Result<(), String> {
     }
     let hold = (cfg.holdout as usize).min(readable / 2);
     let train = readable - hold;
-    if train < batch as usize {
-        return Err(format!(
-            "data.folder: `{}`: {readable} readable image(s) leave {train} for training after {hold} held out, fewer than one batch (train.batch_size {batch})",
-            cfg.folder
-        ));
-    }
-    Ok(())
+    batch.fits(
+        train,
+        &format!("images for training ({readable} readable, {hold} held out)"),
+        "data.folder",
+        &cfg.folder,
+    )
 }
 
 /// One clip as the probe saw it: its name and its frame count, when the container says.

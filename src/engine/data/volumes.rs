@@ -634,17 +634,24 @@ fn video_clips(cfg: &VolumeData, seed: u64) -> Result<VolumeSet, String> {
 
 /// Checks a preset's volumes before a run folder exists: every file reads (so a truncated
 /// one is found now, at the cost of reading the data twice).
-pub fn preflight(cfg: &VolumeData) -> Result<(), String> {
-    if cfg.source == VolumeSource::Video {
-        // The whole decode, as for NIfTI: a video too short for a validation clip is found
-        // now, not after the run folder exists.
-        super::preflight::video(&cfg.as_video())?;
-        return video_clips(cfg, 0)
-            .map(|_| ())
-            .map_err(|e| format!("data.path: {e}"));
-    }
-    if cfg.source != VolumeSource::Nifti {
-        return Ok(());
+/// Checks that the volumes read; returns how many the training set holds.
+pub fn preflight(cfg: &VolumeData, seed: u64) -> Result<usize, String> {
+    match cfg.source {
+        VolumeSource::Video => {
+            // The whole decode, as for NIfTI: a video too short for a validation clip is
+            // found now, not after the run folder exists.
+            super::preflight::video(&cfg.as_video())?;
+            return video_clips(cfg, seed)
+                .map(|set| set.train.len())
+                .map_err(|e| format!("data.path: {e}"));
+        }
+        VolumeSource::SyntheticVolumes => return Ok(cfg.synthetic_count as usize),
+        VolumeSource::SyntheticVideo => {
+            return video_clips(cfg, seed)
+                .map(|set| set.train.len())
+                .map_err(|e| format!("data.path: {e}"));
+        }
+        VolumeSource::Nifti => {}
     }
     let path = Path::new(&cfg.path);
     if !path.exists() {
@@ -660,7 +667,7 @@ pub fn preflight(cfg: &VolumeData) -> Result<(), String> {
     for f in &files {
         read_nifti(f).map_err(|e| format!("data.path: {e}"))?;
     }
-    Ok(())
+    Ok(split_files(files, seed).0.len())
 }
 
 #[cfg(test)]

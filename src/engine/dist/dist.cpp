@@ -32,7 +32,7 @@ void set_error(char **error, const std::exception &e) {
 #ifdef WB_HAVE_NCCL
 namespace wb {
 c10::intrusive_ptr<c10d::Backend> nccl_backend(const c10::intrusive_ptr<c10d::Store> &store,
-                                               int rank, int world,
+                                               int rank, int world, int gpu,
                                                std::chrono::milliseconds timeout);
 } // namespace wb
 #endif
@@ -47,9 +47,13 @@ extern "C" {
 // Joins the group `world` ranks form through the store at addr:port. `host_store`: this
 // process serves the store (rank 0, unless torchrun's agent already hosts it). `prefix`
 // separates the keys of successive attempts (torchrun's restart count). `nccl`: an NCCL group
-// (CUDA tensors) instead of Gloo.
+// (CUDA tensors) instead of Gloo, on CUDA device `gpu` (made the current one). Gloo's
+// device: the interfaces `gloo_ifnames` lists (GLOO_SOCKET_IFNAME, comma-separated), else
+// this node's address `gloo_host`, else the host name's (torch's default device); never
+// MASTER_ADDR, which is a local address on one node only.
 WbGroup *wb_dist_init(const char *addr, int port, int rank, int world, bool host_store,
-                      const char *prefix, int64_t timeout_ms, bool nccl, char **error) {
+                      const char *prefix, int64_t timeout_ms, bool nccl, int gpu,
+                      const char *gloo_ifnames, const char *gloo_host, char **error) {
   try {
     const auto timeout = std::chrono::milliseconds(timeout_ms);
     c10d::TCPStoreOptions opts;
@@ -64,7 +68,7 @@ WbGroup *wb_dist_init(const char *addr, int port, int rank, int world, bool host
 #ifdef WB_HAVE_NCCL
       auto group = new WbGroup();
       group->store = tcp;
-      group->backend = wb::nccl_backend(store, rank, world, timeout);
+      group->backend = wb::nccl_backend(store, rank, world, gpu, timeout);
       return group;
 #else
       throw std::runtime_error(
@@ -72,9 +76,29 @@ WbGroup *wb_dist_init(const char *addr, int port, int rank, int world, bool host
           "scripts/setup.sh fetches them on a CUDA torch)");
 #endif
     }
+    (void)gpu;
     auto gloo = c10d::ProcessGroupGloo::Options::create(timeout);
-    gloo->devices.push_back(
-        c10d::ProcessGroupGloo::createDeviceForHostname(std::string(addr)));
+    const std::string ifnames(gloo_ifnames);
+    const std::string host(gloo_host);
+    if (!ifnames.empty()) {
+      size_t start = 0;
+      while (start <= ifnames.size()) {
+        const auto comma = ifnames.find(',', start);
+        const auto name =
+            ifnames.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+        if (!name.empty()) {
+          gloo->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(name));
+        }
+        if (comma == std::string::npos) {
+          break;
+        }
+        start = comma + 1;
+      }
+    } else if (!host.empty()) {
+      gloo->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(host));
+    } else {
+      gloo->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+    }
     auto group = new WbGroup();
     group->store = tcp;
     group->backend = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world, gloo);

@@ -31,6 +31,9 @@ extern "C" {
         prefix: *const c_char,
         timeout_ms: i64,
         nccl: bool,
+        gpu: i32,
+        gloo_ifnames: *const c_char,
+        gloo_host: *const c_char,
         error: *mut *mut c_char,
     ) -> *mut c_void;
     fn wb_dist_allreduce_sum(g: *mut c_void, t: *mut C_tensor, error: *mut *mut c_char) -> bool;
@@ -84,6 +87,8 @@ pub struct RankEnv {
     pub rank: usize,
     pub world: usize,
     pub local_rank: usize,
+    /// Ranks on this node, where the launcher says.
+    pub local_world: Option<usize>,
     pub master_addr: String,
     pub master_port: u16,
     /// torchrun's agent hosts the store, so every rank connects as a client.
@@ -93,14 +98,29 @@ pub struct RankEnv {
     pub launcher: Launcher,
 }
 
+/// What the environment says about this process: a rank of a data-parallel run, or alone
+/// (with a note when launcher variables were found that do not make a run).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Detected {
+    pub rank: Option<RankEnv>,
+    /// Why variables that name a rank were not followed (one line), if any were found.
+    pub note: Option<String>,
+}
+
 impl RankEnv {
-    /// The launcher's environment; `None` when there is none or the world is one process.
-    pub fn from_env() -> Result<Option<Self>, DistError> {
+    /// The launcher's environment: this process's place, or alone.
+    pub fn from_env() -> Result<Detected, DistError> {
         Self::from_vars(|k| std::env::var(k).ok())
     }
 
     /// As [`Self::from_env`], reading variables through `get`.
-    pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, DistError> {
+    ///
+    /// torchrun's variables win over SLURM's (`srun torchrun ...` starts torchrun's ranks
+    /// inside a SLURM step). A stray variable does not make a rank: torchrun's need a world
+    /// above one and a store to meet at (`MASTER_PORT`, or the agent's store), and SLURM's
+    /// count only inside a step `srun` started (`SLURM_STEP_NUM_TASKS`), not in a batch
+    /// script or an `salloc` shell, which carry `SLURM_PROCID` and `SLURM_NTASKS` too.
+    pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Detected, DistError> {
         let number = |var: &'static str, value: String| -> Result<usize, DistError> {
             value.trim().parse().map_err(|_| DistError::Env {
                 var,
@@ -108,24 +128,40 @@ impl RankEnv {
                 why: "expected a whole number",
             })
         };
-        // Each launcher's variables: rank, world size, local rank.
-        const LAUNCHERS: [(Launcher, [&str; 3]); 2] = [
-            (Launcher::Torchrun, ["RANK", "WORLD_SIZE", "LOCAL_RANK"]),
-            (
-                Launcher::Slurm,
-                ["SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID"],
-            ),
-        ];
-        let Some((launcher, [rank_var, world_var, local_var], r, w)) = LAUNCHERS
-            .iter()
-            .find_map(|(l, vars)| Some((*l, *vars, get(vars[0])?, get(vars[1])?)))
-        else {
-            return Ok(None);
+        let alone = |note: String| {
+            Ok(Detected {
+                rank: None,
+                note: Some(note),
+            })
+        };
+        let (launcher, rank_var, world_var, local_var, r, w) = match (
+            get("RANK"),
+            get("WORLD_SIZE"),
+        ) {
+            (Some(r), Some(w)) => (Launcher::Torchrun, "RANK", "WORLD_SIZE", "LOCAL_RANK", r, w),
+            _ => match (get("SLURM_PROCID"), get("SLURM_STEP_NUM_TASKS")) {
+                (Some(r), Some(w)) => (
+                    Launcher::Slurm,
+                    "SLURM_PROCID",
+                    "SLURM_STEP_NUM_TASKS",
+                    "SLURM_LOCALID",
+                    r,
+                    w,
+                ),
+                (Some(_), None) => {
+                    let tasks = get("SLURM_NTASKS").unwrap_or_default();
+                    if number("SLURM_NTASKS", tasks.clone()).is_ok_and(|n| n > 1) {
+                        return alone(format!("SLURM_NTASKS={tasks} but this process was not started by srun (no SLURM_STEP_NUM_TASKS): it trains alone; `srun workbench train ...` starts one rank per task"));
+                    }
+                    return Ok(Detected::default());
+                }
+                _ => return Ok(Detected::default()),
+            },
         };
         let (rank, world) = (number(rank_var, r)?, number(world_var, w)?);
         let local = get(local_var).map(|v| number(local_var, v)).transpose()?;
         if world <= 1 {
-            return Ok(None);
+            return Ok(Detected::default());
         }
         if rank >= world {
             return Err(DistError::Env {
@@ -134,6 +170,8 @@ impl RankEnv {
                 why: "must be below the world size",
             });
         }
+        let agent_store = get("TORCHELASTIC_USE_AGENT_STORE")
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
         let master_addr = get("MASTER_ADDR").unwrap_or_else(|| "127.0.0.1".to_string());
         let master_port = match get("MASTER_PORT") {
             Some(p) => p.trim().parse().map_err(|_| DistError::Env {
@@ -143,34 +181,62 @@ impl RankEnv {
             })?,
             // Under SLURM without one: a port from the job id, the same on every rank.
             None => match (launcher, get("SLURM_JOB_ID")) {
-                (Launcher::Slurm, Some(job)) => {
-                    let id = number("SLURM_JOB_ID", job)?;
-                    (20_000 + id % 20_000) as u16
-                }
+                (Launcher::Slurm, Some(job)) => slurm_port(number("SLURM_JOB_ID", job)?),
                 _ => {
-                    return Err(DistError::Env {
-                        var: "MASTER_PORT",
-                        value: String::new(),
-                        why: "needed for a world above one",
-                    })
+                    return alone(format!("{rank_var}={rank} and {world_var}={world} are set but no MASTER_PORT (nor torchrun's agent store) to meet the other ranks at: it trains alone; torchrun or srun start data-parallel ranks"));
                 }
             },
         };
-        let agent_store = get("TORCHELASTIC_USE_AGENT_STORE")
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
         let restart = get("TORCHELASTIC_RESTART_COUNT")
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0);
-        Ok(Some(Self {
-            rank,
-            world,
-            local_rank: local.unwrap_or(0),
-            master_addr,
-            master_port,
-            agent_store,
-            restart,
-            launcher,
-        }))
+        Ok(Detected {
+            rank: Some(Self {
+                rank,
+                world,
+                local_rank: local.unwrap_or(0),
+                local_world: local_world(launcher, &get),
+                master_addr,
+                master_port,
+                agent_store,
+                restart,
+                launcher,
+            }),
+            note: None,
+        })
+    }
+}
+
+/// A rendezvous port from a SLURM job id, the same on every rank: below Linux's ephemeral
+/// range (32768 and up), where no outgoing connection takes it first.
+pub fn slurm_port(job_id: usize) -> u16 {
+    (15_000 + job_id % 15_000) as u16
+}
+
+/// The number of ranks on this node, where the launcher says: torchrun's
+/// `LOCAL_WORLD_SIZE`, or SLURM's tasks on this node (`SLURM_STEP_TASKS_PER_NODE`, `2(x3)`
+/// for three nodes of two, read for the node this rank runs on).
+fn local_world(launcher: Launcher, get: &impl Fn(&str) -> Option<String>) -> Option<usize> {
+    match launcher {
+        Launcher::Torchrun => get("LOCAL_WORLD_SIZE")?.trim().parse().ok(),
+        Launcher::Slurm => {
+            let spec = get("SLURM_STEP_TASKS_PER_NODE")?;
+            let node: usize = get("SLURM_NODEID")
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            let mut seen = 0;
+            for part in spec.split(',') {
+                let (count, times) = match part.split_once("(x") {
+                    Some((c, t)) => (c, t.trim_end_matches(')').parse().ok()?),
+                    None => (part, 1usize),
+                };
+                seen += times;
+                if node < seen {
+                    return count.trim().parse().ok();
+                }
+            }
+            None
+        }
     }
 }
 
@@ -185,21 +251,23 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// `WORKBENCH_DIST_BACKEND` (`gloo` or `nccl`); by default NCCL where this build has it and
-    /// a GPU is visible, else Gloo.
-    pub fn from_env() -> Result<Self, DistError> {
+    /// The backend for ranks that train on `device`: NCCL for CUDA (where this build has it),
+    /// Gloo for the CPU, as torch's `cpu:gloo,cuda:nccl`. `WORKBENCH_DIST_BACKEND` (`gloo` or
+    /// `nccl`) chooses instead; NCCL for a CPU run is refused.
+    pub fn for_device(device: tch::Device) -> Result<Self, DistError> {
+        let cuda = device.is_cuda();
         match std::env::var("WORKBENCH_DIST_BACKEND").ok().as_deref() {
-            None | Some("") => Ok(if cfg!(workbench_nccl) && tch::Cuda::is_available() {
+            None | Some("") => Ok(if cfg!(workbench_nccl) && cuda {
                 Self::Nccl
             } else {
                 Self::Gloo
             }),
             Some("gloo") => Ok(Self::Gloo),
             // Said by every rank before any joins, rather than by one while the others wait.
-            Some("nccl") if !tch::Cuda::is_available() => Err(DistError::Env {
+            Some("nccl") if !cuda => Err(DistError::Env {
                 var: "WORKBENCH_DIST_BACKEND",
                 value: "nccl".into(),
-                why: "NCCL needs a GPU and none is visible",
+                why: "NCCL carries CUDA tensors and this run trains on the CPU (use gloo, or a CUDA device)",
             }),
             Some("nccl") => Ok(Self::Nccl),
             Some(other) => Err(DistError::Env {
@@ -211,6 +279,32 @@ impl Backend {
     }
 }
 
+/// Refuses, before any rank joins, NCCL ranks that would share a GPU (NCCL needs one GPU per
+/// rank and fails late, with an abort, when two share one): more ranks on this node than GPUs
+/// visible. SLURM's `--gpus-per-task` gives each task its own (`SLURM_GPUS_PER_TASK`).
+pub fn check_gpus_per_rank(env: &RankEnv, backend: Backend, gpus: usize) -> Result<(), DistError> {
+    if backend != Backend::Nccl || std::env::var_os("SLURM_GPUS_PER_TASK").is_some() {
+        return Ok(());
+    }
+    let ranks_here = env.local_world.unwrap_or(env.local_rank + 1);
+    if ranks_here > gpus {
+        return Err(DistError::Env {
+            var: if env.launcher == Launcher::Torchrun {
+                "LOCAL_WORLD_SIZE"
+            } else {
+                "SLURM_STEP_TASKS_PER_NODE"
+            },
+            value: ranks_here.to_string(),
+            why: if gpus == 1 {
+                "more ranks on this node than its 1 GPU: NCCL needs a GPU per rank (start one rank per GPU, or train on the CPU with --device cpu)"
+            } else {
+                "more ranks on this node than GPUs: NCCL needs a GPU per rank (start one rank per GPU, or train on the CPU with --device cpu)"
+            },
+        });
+    }
+    Ok(())
+}
+
 /// A joined c10d process group.
 #[derive(Debug)]
 pub struct ProcessGroup {
@@ -219,6 +313,8 @@ pub struct ProcessGroup {
     world: usize,
     local_rank: usize,
     backend: Backend,
+    /// The GPU this rank trains on (NCCL's tensors travel through it).
+    gpu: Option<usize>,
 }
 
 // SAFETY: c10d process groups are built to be driven from any thread (torch's DDP issues
@@ -249,14 +345,16 @@ impl ProcessGroup {
     /// Joins the group `env` describes over Gloo; every rank must call this, and it returns
     /// when all have joined, or with an error after `timeout`.
     pub fn join(env: &RankEnv, timeout: Duration) -> Result<Self, DistError> {
-        Self::join_with(env, timeout, Backend::Gloo)
+        Self::join_with(env, timeout, Backend::Gloo, None)
     }
 
-    /// [`Self::join`] over a chosen backend.
+    /// [`Self::join`] over a chosen backend; `gpu`: the CUDA device this rank trains on
+    /// (made the process's current device, and NCCL's).
     pub fn join_with(
         env: &RankEnv,
         timeout: Duration,
         backend: Backend,
+        gpu: Option<usize>,
     ) -> Result<Self, DistError> {
         let fail = |message: String| DistError::Join {
             rank: env.rank,
@@ -265,10 +363,17 @@ impl ProcessGroup {
             port: env.master_port,
             message,
         };
-        let addr = CString::new(env.master_addr.clone())
-            .map_err(|_| fail("the address holds a NUL byte".into()))?;
-        let prefix = CString::new(format!("workbench/{}", env.restart))
-            .map_err(|_| fail("bad store prefix".into()))?;
+        let text = |s: String| CString::new(s).map_err(|_| fail("a NUL byte in a name".into()));
+        let addr = text(env.master_addr.clone())?;
+        let prefix = text(format!("workbench/{}", env.restart))?;
+        // Gloo listens on this node's own interface: GLOO_SOCKET_IFNAME's, else the address
+        // this node reaches the store from (MASTER_ADDR is a local address on one node only).
+        let ifnames = text(std::env::var("GLOO_SOCKET_IFNAME").unwrap_or_default())?;
+        let own = text(
+            local_address_towards(&env.master_addr, env.master_port)
+                .map(|ip| ip.to_string())
+                .unwrap_or_default(),
+        )?;
         let host_store = env.rank == 0 && !env.agent_store;
         let mut error = std::ptr::null_mut();
         // SAFETY: the strings outlive the call; the shim copies what it keeps.
@@ -282,6 +387,9 @@ impl ProcessGroup {
                 prefix.as_ptr(),
                 timeout.as_millis().min(i64::MAX as u128) as i64,
                 backend == Backend::Nccl,
+                gpu.map_or(-1, |g| g as i32),
+                ifnames.as_ptr(),
+                own.as_ptr(),
                 &mut error,
             )
         };
@@ -294,6 +402,7 @@ impl ProcessGroup {
             world: env.world,
             local_rank: env.local_rank,
             backend,
+            gpu,
         })
     }
 
@@ -311,8 +420,8 @@ impl ProcessGroup {
         if self.backend == Backend::Gloo || t.device().is_cuda() {
             return op(t);
         }
-        let gpus = tch::Cuda::device_count().max(1) as usize;
-        let d = t.to_device(tch::Device::Cuda(self.local_rank % gpus));
+        let gpu = self.gpu.unwrap_or(0);
+        let d = t.to_device(tch::Device::Cuda(gpu));
         op(&d)?;
         tch::no_grad(|| t.shallow_clone().copy_(&d));
         Ok(())
@@ -473,16 +582,59 @@ pub fn timeout_from_env() -> Duration {
         .map_or(Duration::from_secs(300), Duration::from_secs_f64)
 }
 
-/// Joins the data-parallel group the launcher's environment describes and installs it; `None`
-/// (nothing joined) without a launcher or in a world of one.
-pub fn join_from_env() -> Result<Option<RankEnv>, DistError> {
-    let Some(env) = RankEnv::from_env()? else {
-        return Ok(None);
+/// The address of this node's interface that reaches `host:port` (no packet is sent: a UDP
+/// socket's route), or `None` when it cannot be found.
+fn local_address_towards(host: &str, port: u16) -> Option<std::net::IpAddr> {
+    use std::net::{ToSocketAddrs, UdpSocket};
+    let target = (host, port).to_socket_addrs().ok()?.next()?;
+    let any = if target.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
     };
-    let group = ProcessGroup::join_with(&env, timeout_from_env(), Backend::from_env()?)?;
+    let socket = UdpSocket::bind(any).ok()?;
+    socket.connect(target).ok()?;
+    Some(socket.local_addr().ok()?.ip())
+}
+
+/// Joins the data-parallel group `env` describes, for ranks training on `device`, and
+/// installs it. The backend follows the device ([`Backend::for_device`]); NCCL ranks that
+/// would share a GPU are refused before joining.
+pub fn join(env: &RankEnv, device: tch::Device) -> Result<(), DistError> {
+    let backend = Backend::for_device(device)?;
+    let gpu = match device {
+        tch::Device::Cuda(i) => Some(i),
+        _ => None,
+    };
+    let gpus = if tch::Cuda::is_available() {
+        tch::Cuda::device_count().max(0) as usize
+    } else {
+        0
+    };
+    check_gpus_per_rank(env, backend, gpus)?;
+    let group = ProcessGroup::join_with(env, timeout_from_env(), backend, gpu)?;
     // One group per process: a second join keeps the first.
     let _ = install(group);
-    Ok(Some(env))
+    let _ = RANK_ENV.set(env.clone());
+    Ok(())
+}
+
+/// The launcher's description of this rank, before and after it joins.
+static RANK_ENV: OnceLock<RankEnv> = OnceLock::new();
+
+/// Notes which rank this process is before it joins (the device it trains on follows its
+/// local rank).
+pub fn set_rank_env(env: &RankEnv) {
+    let _ = RANK_ENV.set(env.clone());
+}
+
+/// Waits until every rank has come here (a no-op alone): the ranks of a run that ended well
+/// leave together, so a launcher that ends the others when one exits takes nothing unfinished.
+pub fn all_here() -> Result<(), DistError> {
+    let Some(g) = group() else {
+        return Ok(());
+    };
+    g.all_reduce_sum(&Tensor::from_slice(&[1.0f64]))
 }
 
 /// Makes `group` this process's for the rest of its life (a process is one rank); `Err` gives
@@ -501,9 +653,13 @@ pub fn rank_and_world() -> (usize, usize) {
     group().map_or((0, 1), |g| (g.rank(), g.world()))
 }
 
-/// This process's rank on its node (0 alone).
+/// This process's rank on its node (0 alone), from its group or, before it joins, from the
+/// launcher's variables.
 pub fn local_rank() -> usize {
-    group().map_or(0, ProcessGroup::local_rank)
+    group().map_or_else(
+        || RANK_ENV.get().map_or(0, |e| e.local_rank),
+        ProcessGroup::local_rank,
+    )
 }
 
 /// Rank 0's `value` on every rank (as is, alone): a decision only rank 0 may take, such as
@@ -718,7 +874,7 @@ pub fn ranks_agree(tensors: &[Tensor]) -> Result<Option<f64>, DistError> {
 mod tests {
     use super::*;
 
-    fn env(vars: &[(&str, &str)]) -> Result<Option<RankEnv>, DistError> {
+    fn env(vars: &[(&str, &str)]) -> Result<Detected, DistError> {
         RankEnv::from_vars(|k| {
             vars.iter()
                 .find(|(n, _)| *n == k)
@@ -726,46 +882,88 @@ mod tests {
         })
     }
 
+    fn rank(vars: &[(&str, &str)]) -> RankEnv {
+        env(vars).expect("env").rank.expect("a rank")
+    }
+
     #[test]
     fn reads_torchrun_and_slurm_and_stays_alone_without_them() {
-        assert_eq!(env(&[]).expect("none"), None);
+        assert_eq!(env(&[]).expect("none"), Detected::default());
         assert_eq!(
             env(&[("RANK", "0"), ("WORLD_SIZE", "1")]).expect("one"),
-            None
+            Detected::default()
         );
-        let t = env(&[
+        let t = rank(&[
             ("RANK", "1"),
             ("WORLD_SIZE", "4"),
             ("LOCAL_RANK", "1"),
+            ("LOCAL_WORLD_SIZE", "2"),
             ("MASTER_ADDR", "node7"),
             ("MASTER_PORT", "29500"),
             ("TORCHELASTIC_USE_AGENT_STORE", "True"),
             ("TORCHELASTIC_RESTART_COUNT", "2"),
             ("SLURM_PROCID", "3"),
-            ("SLURM_NTASKS", "8"),
-        ])
-        .expect("torchrun")
-        .expect("a world");
+            ("SLURM_STEP_NUM_TASKS", "8"),
+        ]);
         assert_eq!(
             (t.launcher, t.rank, t.world, t.local_rank, t.master_port),
             (Launcher::Torchrun, 1, 4, 1, 29500)
         );
+        assert_eq!(t.local_world, Some(2));
         assert!(t.agent_store);
         assert_eq!((t.restart, t.master_addr.as_str()), (2, "node7"));
-        let s = env(&[
+        let s = rank(&[
             ("SLURM_PROCID", "1"),
-            ("SLURM_NTASKS", "2"),
+            ("SLURM_NTASKS", "4"),
+            ("SLURM_STEP_NUM_TASKS", "4"),
             ("SLURM_LOCALID", "0"),
+            ("SLURM_NODEID", "1"),
+            ("SLURM_STEP_TASKS_PER_NODE", "3,1"),
             ("SLURM_JOB_ID", "1234"),
-        ])
-        .expect("slurm")
-        .expect("a world");
+        ]);
         assert_eq!(
             (s.launcher, s.rank, s.world, s.master_port),
-            (Launcher::Slurm, 1, 2, 21234)
+            (Launcher::Slurm, 1, 4, 16234)
         );
+        assert_eq!(s.local_world, Some(1));
         assert!(!s.agent_store);
         assert_eq!(s.master_addr, "127.0.0.1");
+        let s = rank(&[
+            ("SLURM_PROCID", "5"),
+            ("SLURM_STEP_NUM_TASKS", "6"),
+            ("SLURM_NODEID", "2"),
+            ("SLURM_STEP_TASKS_PER_NODE", "2(x3)"),
+            ("SLURM_JOB_ID", "7"),
+        ]);
+        assert_eq!(s.local_world, Some(2));
+    }
+
+    /// Variables that name a rank but no run (a batch script's, a shell that inherited a
+    /// torchrun rank's) leave the process alone, with one line saying why.
+    #[test]
+    fn stray_variables_train_alone_with_a_note() {
+        let d = env(&[("RANK", "1"), ("WORLD_SIZE", "2")]).expect("alone");
+        assert_eq!(d.rank, None);
+        let note = d.note.expect("a note");
+        assert!(
+            note.contains("no MASTER_PORT") && note.contains("alone"),
+            "{note}"
+        );
+        assert!(!note.contains('\n'));
+        // A batch script or an salloc shell: SLURM_PROCID without an srun step.
+        let d = env(&[
+            ("SLURM_PROCID", "0"),
+            ("SLURM_NTASKS", "2"),
+            ("SLURM_JOB_ID", "3"),
+        ])
+        .expect("alone");
+        assert_eq!(d.rank, None);
+        assert!(d.note.expect("a note").contains("not started by srun"));
+        // One task: nothing to say.
+        assert_eq!(
+            env(&[("SLURM_PROCID", "0"), ("SLURM_NTASKS", "1")]).expect("alone"),
+            Detected::default()
+        );
     }
 
     #[test]
@@ -774,7 +972,35 @@ mod tests {
         assert!(e.to_string().starts_with("RANK=\"x\""), "{e}");
         let e = env(&[("RANK", "2"), ("WORLD_SIZE", "2"), ("MASTER_PORT", "1")]).unwrap_err();
         assert!(e.to_string().contains("below the world size"), "{e}");
-        let e = env(&[("RANK", "0"), ("WORLD_SIZE", "2")]).unwrap_err();
+        let e = env(&[("RANK", "0"), ("WORLD_SIZE", "2"), ("MASTER_PORT", "x")]).unwrap_err();
         assert!(e.to_string().starts_with("MASTER_PORT"), "{e}");
+    }
+
+    /// NCCL ranks that would share a GPU are refused before any joins; Gloo and one rank per
+    /// GPU pass.
+    #[test]
+    fn nccl_needs_a_gpu_per_rank() {
+        let r = rank(&[
+            ("RANK", "1"),
+            ("WORLD_SIZE", "2"),
+            ("LOCAL_RANK", "1"),
+            ("LOCAL_WORLD_SIZE", "2"),
+            ("MASTER_PORT", "1"),
+        ]);
+        let e = check_gpus_per_rank(&r, Backend::Nccl, 1)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("LOCAL_WORLD_SIZE=\"2\"") && e.contains("1 GPU"),
+            "{e}"
+        );
+        assert!(check_gpus_per_rank(&r, Backend::Nccl, 2).is_ok());
+        assert!(check_gpus_per_rank(&r, Backend::Gloo, 0).is_ok());
+    }
+
+    #[test]
+    fn the_local_address_towards_a_host_is_this_machines() {
+        let ip = local_address_towards("127.0.0.1", 29500).expect("loopback route");
+        assert!(ip.is_loopback(), "{ip}");
     }
 }
