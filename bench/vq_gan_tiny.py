@@ -126,6 +126,9 @@ def main():
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--size", type=int, default=16, help="volume side")
+    ap.add_argument("--patch", type=int, default=0, help="patchwise: patch side; every patch of the step in one forward")
+    ap.add_argument("--no-critics", action="store_true", help="the autoencoder alone")
     a = ap.parse_args()
     if a.threads > 0:
         torch.set_num_threads(a.threads)
@@ -133,7 +136,15 @@ def main():
     ae, d2, d3 = AE(), Disc(False), Disc(True)
     opt_ae = torch.optim.Adam(ae.parameters(), lr=3e-4, betas=(0.5, 0.9))
     opt_d = torch.optim.Adam(list(d2.parameters()) + list(d3.parameters()), lr=3e-4, betas=(0.5, 0.9))
-    data = torch.rand(8, a.batch, 1, 16, 16, 16) * 2 - 1
+    data = torch.rand(8, a.batch, 1, a.size, a.size, a.size) * 2 - 1
+    if a.patch > 0:
+        # Every patch of the step's volumes as one batch: [batch * (size/patch)^3, 1, p, p, p].
+        p = a.patch
+        data = (
+            data.unfold(3, p, p).unfold(4, p, p).unfold(5, p, p)
+            .permute(0, 1, 3, 4, 5, 2, 6, 7, 8)
+            .reshape(8, -1, 1, p, p, p)
+        )
 
     def slices(x, xr):
         t = torch.randint(0, x.shape[2], (x.shape[0],))
@@ -142,9 +153,21 @@ def main():
 
     def fm(fake, real):
         n = len(fake) - 1
-        return sum((4.0 / n) * (f - r.detach()).abs().mean() for f, r in zip(fake[:n], real[:n]))
+        # The originals' weight, 4.0 / (3 + 1), whatever the number of layers.
+        return sum(1.0 * (f - r.detach()).abs().mean() for f, r in zip(fake[:n], real[:n]))
+
+    def ae_only(i):
+        x = data[i % len(data)]
+        xr, commit = ae(x)
+        loss = (xr - x).abs().mean() + 0.25 * commit
+        opt_ae.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(ae.parameters(), 1.0)
+        opt_ae.step()
 
     def one(i):
+        if a.no_critics:
+            return ae_only(i)
         x = data[i % len(data)]
         xr, commit = ae(x)
         f, fr = slices(x, xr)

@@ -870,7 +870,9 @@ fn train(args: &TrainArgs, runs_dir: &Path) -> Result<u8, Failure> {
             }
             _ => {
                 say_line(&format!("{}: stopped at once", signal.name()));
-                std::process::exit(i32::from(signal.exit_code()));
+                // `_exit`: no static destructors run under a training thread still in libtorch
+                // (they crashed the process instead of ending it).
+                signal_hook::low_level::exit(i32::from(signal.exit_code()));
             }
         }
     })

@@ -467,3 +467,53 @@ fn data_tools_and_bad_latents_from_the_command_line() {
         "bad data left a run directory"
     );
 }
+
+/// The warmup-cosine schedule: step 0 at the base rate, a linear warmup from the floor, then a
+/// cosine that reaches the floor where `train.cosine_steps` says, or with 0 at the phase's end
+/// (its steps, or a timed phase's share of its time), whatever the run's length.
+#[test]
+fn the_schedule_is_tied_to_the_phase_unless_its_length_is_set() {
+    use workbench::core::preset::latent_action::Schedule;
+    use workbench::engine::families::latent_action::lr_factor;
+    use workbench::engine::trainer::PhaseAt;
+    let mut t = LatentActionPreset::default().train;
+    t.schedule = Schedule::WarmupCosine;
+    t.warmup_steps = 10;
+    t.min_lr_ratio = 0.1;
+    t.cosine_steps = 0;
+    let at = |step: u64, length: u64| PhaseAt {
+        step,
+        length: Some(length),
+        time_done: None,
+    };
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+    // Step 0 trains at the base rate; step s at the factor of s - 1 (the seed's scheduler
+    // steps after the optimiser).
+    assert!(close(lr_factor(&t, 0, at(0, 1000)), 1.0));
+    assert!(close(lr_factor(&t, 1, at(1, 1000)), 0.1));
+    assert!(close(lr_factor(&t, 6, at(6, 1000)), 0.1 + 0.9 * 5.0 / 10.0));
+    // The cosine's middle is halfway between the warmup's end and the phase's end.
+    assert!(close(lr_factor(&t, 506, at(506, 1000)), 0.1 + 0.9 * 0.5));
+    // It ends at the floor with the phase, for a long phase as for a short one.
+    for length in [200u64, 10_000] {
+        assert!(close(
+            lr_factor(&t, length + 1, at(length + 1, length)),
+            0.1
+        ));
+        assert!(lr_factor(&t, length / 2, at(length / 2, length)) > 0.5);
+    }
+    // A later phase counts its own steps, not the run's.
+    assert!(close(lr_factor(&t, 5000, at(0, 1000)), 1.0));
+    // A timed phase follows its time.
+    let timed = |done: f64| PhaseAt {
+        step: 500,
+        length: None,
+        time_done: Some(done),
+    };
+    assert!(close(lr_factor(&t, 500, timed(0.5)), 0.1 + 0.9 * 0.5));
+    assert!(close(lr_factor(&t, 500, timed(1.0)), 0.1));
+    // A set length is the step where the cosine ends, counted over the run.
+    t.cosine_steps = 110;
+    assert!(close(lr_factor(&t, 61, at(61, 5000)), 0.1 + 0.9 * 0.5));
+    assert!(close(lr_factor(&t, 500, at(500, 5000)), 0.1));
+}

@@ -123,49 +123,95 @@ fn bad_volumes_are_exit_2_before_any_run_directory() {
     assert_eq!(std::fs::read_dir(runs.path()).map_or(0, Iterator::count), 0);
 }
 
-/// Patchwise training (the Xray port's path): every patch of a volume in one optimiser step,
-/// validation on whole volumes blended back from their patches.
+/// Patchwise training (the Xray port's path): every patch of a batch in one optimiser update,
+/// whether the patches go through the model one at a time or all at once, and the losses are
+/// the step's means: a single patch covering the volume trains and validates exactly as the
+/// whole volume does.
 #[test]
 fn patchwise_training_steps_once_per_batch_and_validates_whole_volumes() {
     let _serial = common::exclusive();
     let runs = tempfile::tempdir().unwrap();
-    let p = tiny(
-        4,
-        [
+    let run = |sets: Vec<(&'static str, serde_json::Value)>| {
+        let mut all: Vec<(&str, serde_json::Value)> = vec![
             ("data.synthetic_count", 4.into()),
             ("data.synthetic_holdout", 1.into()),
-            ("data.patch", 8.into()),
-            ("data.patch_stride", 4.into()),
             ("train.batch_size", 1.into()),
             ("train.disc_start", 2.into()),
             ("logging.log_every_steps", 1.into()),
             ("logging.validate_every_steps", 4.into()),
-        ],
-    );
-    let (dir, events) = run_to_end(RunRequest {
-        preset: Some(p),
-        runs_dir: runs.path().into(),
-        ..RunRequest::default()
-    });
-    assert!(
-        matches!(events.last(), Some(Event::RunFinished { step: 4, .. })),
-        "{:?}",
-        events.last()
-    );
-    let rows = scalars(&dir);
-    let last = &rows[&4];
-    assert!(
-        last["val_psnr"].is_finite() && last["discloss"].is_finite(),
-        "{last:?}"
-    );
-    // A patch of 8 with stride 4 in 16: positions 0, 4, 8 per axis, 27 patches a volume.
-    assert!(last["codebook_usage"] >= 1.0);
+            ("checkpoints.every_steps", 4.into()),
+        ];
+        all.extend(sets);
+        let mut p = AnyPreset::VqGan(VqGanPreset::default())
+            .with_overrides([("device", "cpu".into()), ("threads", 1.into())])
+            .unwrap()
+            .with_overrides(all)
+            .unwrap();
+        if let AnyPreset::VqGan(v) = &mut p {
+            v.phases[0].length = preset::PhaseLength::Steps(4);
+        }
+        let (dir, events) = run_to_end(RunRequest {
+            preset: Some(preset::validate(p).unwrap()),
+            runs_dir: runs.path().into(),
+            ..RunRequest::default()
+        });
+        assert!(
+            matches!(events.last(), Some(Event::RunFinished { step: 4, .. })),
+            "{:?}",
+            events.last()
+        );
+        let ckpt = workbench::engine::checkpoint::read(&dir.join("checkpoints/step-00000004"))
+            .expect("checkpoint");
+        let adam_steps = |name: &str| ckpt.tensors[name].int64_value(&[0]);
+        (
+            scalars(&dir),
+            adam_steps("opt_ae.step"),
+            adam_steps("opt_d.step"),
+        )
+    };
+    // A patch of 8 with stride 4 in 16: positions 0, 4, 8 per axis, 27 patches a volume; one
+    // at a time (27 forwards, 27 codebook updates) and all at once, each step is one update of
+    // each optimiser (the critics from step 2).
+    for batch in [1, 0] {
+        let (rows, ae, d) = run(vec![
+            ("data.patch", 8.into()),
+            ("data.patch_stride", 4.into()),
+            ("data.patch_batch", batch.into()),
+        ]);
+        assert_eq!((ae, d), (4, 2), "patch_batch {batch}");
+        let last = &rows[&4];
+        assert!(
+            last["val_psnr"].is_finite() && last["discloss"].is_finite(),
+            "{last:?}"
+        );
+    }
+    // One patch as large as the volume: the same numbers as whole volumes, step by step.
+    let (whole, _, _) = run(vec![]);
+    let (one, _, _) = run(vec![
+        ("data.patch", 16.into()),
+        ("data.patch_batch", 1.into()),
+    ]);
+    for step in [1u64, 2, 3, 4] {
+        for k in ["recon_loss", "commitment_loss", "aeloss"] {
+            assert_eq!(whole[&step][k], one[&step][k], "step {step} {k}");
+        }
+    }
+    assert_eq!(whole[&4]["val_psnr"], one[&4]["val_psnr"]);
     let bad = AnyPreset::VqGan(VqGanPreset::default())
         .with_overrides([("data.patch", 6.into())])
         .unwrap();
     let problems = preset::validate(bad).unwrap_err();
     assert!(
         problems.iter().any(|p| p.path == "data.patch"),
+        "{problems:?}"
+    );
+    // A stride beyond the patch would leave voxels no patch trains on.
+    let gaps = AnyPreset::VqGan(VqGanPreset::default())
+        .with_overrides([("data.patch", 8.into()), ("data.patch_stride", 12.into())])
+        .unwrap();
+    let problems = preset::validate(gaps).unwrap_err();
+    assert!(
+        problems.iter().any(|p| p.path == "data.patch_stride"),
         "{problems:?}"
     );
 }
@@ -351,4 +397,31 @@ fn the_double_forward_updates_the_codebook_twice() {
     let (single, double) = (run(false), run(true));
     assert_eq!(single[&1]["aeloss"], double[&1]["aeloss"]);
     assert_ne!(single[&3]["commitment_loss"], double[&3]["commitment_loss"]);
+}
+
+/// The codebook's EMA moves once per training forward: after one step of the double forward
+/// its counts are those of two updates of the same batch, `N = d^2 N0 + (1 - d)(1 + d) n`
+/// when both forwards pick the same codes (a batch of one volume, read before and after).
+#[test]
+fn the_double_forward_moves_the_codebook_statistics_twice() {
+    use workbench::engine::nn::vq3d::{EmaCodebook, Smoothing};
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let mut cb = EmaCodebook::new(&vs.root(), 8, 4, Smoothing::Laplace);
+    cb.random_restart = false;
+    tch::manual_seed(1);
+    let z = tch::Tensor::randn([1, 4, 2, 2, 2], (tch::Kind::Float, tch::Device::Cpu));
+    let _ = cb.forward(&z, true); // the lazy initialisation from the batch
+    let n0 = cb.n.copy();
+    let q1 = cb.forward(&z, true);
+    let hist = q1
+        .indices
+        .flatten(0, -1)
+        .bincount::<tch::Tensor>(None, 8)
+        .to_kind(tch::Kind::Float);
+    let q2 = cb.forward(&z, true);
+    assert!(q1.indices.equal(&q2.indices), "the same codes both times");
+    let d = 0.99;
+    let want = &n0 * (d * d) + &hist * ((1.0 - d) * (1.0 + d));
+    let diff = (&cb.n - want).abs().max().double_value(&[]);
+    assert!(diff < 1e-5, "{diff}");
 }

@@ -33,6 +33,7 @@ pub fn wgan_gp(args: &Opts) -> anyhow::Result<()> {
             step: i,
             epoch: i / spe,
             batch_in_epoch: i % spe,
+            ..Default::default()
         })?;
         if let Some((_, w)) = s.iter().find(|(k, _)| *k == "wasserstein") {
             w_window.push(*w);
@@ -130,10 +131,16 @@ pub fn latent_action(args: &super::LearnOpts) -> anyhow::Result<()> {
     let mut last = best;
     let mut step = 0u64;
     while t0.elapsed().as_secs_f64() < args.minutes * 60.0 {
+        // A timed run: a schedule tied to the run's length follows its time.
         trainer.train_step(&StepCtx {
             step,
             epoch: step / spe,
             batch_in_epoch: step % spe,
+            phase: workbench::engine::trainer::PhaseAt {
+                step,
+                length: None,
+                time_done: Some(t0.elapsed().as_secs_f64() / (args.minutes * 60.0)),
+            },
         })?;
         step += 1;
         if step.is_multiple_of(args.every) {
@@ -212,6 +219,7 @@ pub fn vq_gan(args: &super::LearnOpts) -> anyhow::Result<()> {
             step,
             epoch: step / spe,
             batch_in_epoch: step % spe,
+            ..Default::default()
         })?;
         if let Some((_, d)) = s.iter().find(|(k, _)| *k == "discloss") {
             d_loss = *d;
@@ -318,6 +326,7 @@ pub fn wubu_gaad(args: &super::LearnOpts, out: &std::path::Path) -> anyhow::Resu
             step,
             epoch: step / spe,
             batch_in_epoch: step % spe,
+            ..Default::default()
         })?;
         train_secs += ts.elapsed().as_secs_f64();
         step += 1;

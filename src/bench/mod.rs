@@ -44,7 +44,20 @@ pub enum BenchCmd {
     },
     /// VQ-GAN, tiny, critics on: step time and peak memory beside PyTorch eager
     /// (bench/vq_gan_tiny.py).
-    VqGan(Opts),
+    VqGan {
+        #[command(flatten)]
+        opts: Opts,
+        /// Volume side (synthetic volumes).
+        #[arg(long, default_value_t = 16)]
+        size: u32,
+        /// Patchwise: patch side (0: whole volumes). Every patch of the step goes through
+        /// the model at once (`data.patch_batch` 0), as the PyTorch side does.
+        #[arg(long, default_value_t = 0)]
+        patch: u32,
+        /// The autoencoder alone (the critics not started).
+        #[arg(long)]
+        no_critics: bool,
+    },
     /// VQ-GAN learning check (spec 4.2): 1500 steps of `vq_gan_tiny`, validation PSNR against
     /// the mean-volume baseline, codebook use and the recovery after the critics start.
     VqGanLearning(LearnOpts),
@@ -125,7 +138,12 @@ pub fn run(cmd: &BenchCmd) -> anyhow::Result<()> {
         BenchCmd::LatentActionLearning(o) => learning::latent_action(o),
         BenchCmd::VqGanLearning(o) => learning::vq_gan(o),
         BenchCmd::WubuGaadLearning { opts, out } => learning::wubu_gaad(opts, out),
-        BenchCmd::VqGan(o) => step_time::vq_gan(o),
+        BenchCmd::VqGan {
+            opts,
+            size,
+            patch,
+            no_critics,
+        } => step_time::vq_gan(opts, *size, *patch, *no_critics),
         BenchCmd::DataParallel(o) => dist::data_parallel(o),
     }
 }

@@ -38,6 +38,7 @@ pub fn wgan_gp(args: &Opts) -> anyhow::Result<()> {
         step: i,
         epoch: i / spe,
         batch_in_epoch: i % spe,
+        ..Default::default()
     };
     println!(
         "WGAN-GP small 64x64, batch {}, n_critic 5, device {}, {} rounds of {} timed steps, \
@@ -68,7 +69,7 @@ pub fn wgan_gp(args: &Opts) -> anyhow::Result<()> {
         let line = if args.no_python {
             format!("  round {round}: workbench {:.1} ms/step", rust_step * 1e3)
         } else {
-            let (py_step, mem) = python_round(args, "bench/wgan_gp_small.py")?;
+            let (py_step, mem) = python_round(args, "bench/wgan_gp_small.py", &[])?;
             py_mem = py_mem.max(mem); // f64::max ignores the initial NaN
             theirs.push(py_step);
             ratios.push(rust_step / py_step);
@@ -152,6 +153,7 @@ pub fn wubu_gaad(args: &Opts, bat: bool) -> anyhow::Result<()> {
         step: i,
         epoch: i / spe,
         batch_in_epoch: i % spe,
+        ..Default::default()
     };
     let sync = || {
         if let tch::Device::Cuda(i) = device {
@@ -247,33 +249,60 @@ pub fn latent_action(args: &Opts, full: bool) -> anyhow::Result<()> {
     )
 }
 
-pub fn vq_gan(args: &Opts) -> anyhow::Result<()> {
+pub fn vq_gan(args: &Opts, size: u32, patch: u32, no_critics: bool) -> anyhow::Result<()> {
     let device = workbench::engine::device::resolve(&args.device)?;
     let preset = super::shipped(
         "vq_gan_tiny",
         vec![
             ("device", args.device.as_str().into()),
             ("train.batch_size", args.batch.into()),
-            ("train.disc_start", 0.into()),
+            (
+                "train.disc_start",
+                if no_critics { 100_000_000 } else { 0 }.into(),
+            ),
             ("data.synthetic_count", 64.into()),
             ("data.synthetic_holdout", 4.into()),
+            ("data.depth", size.into()),
+            ("data.height", size.into()),
+            ("data.width", size.into()),
+            ("data.patch", patch.into()),
+            ("data.patch_batch", 0.into()),
         ],
     )?;
     let mut trainer = make_trainer(&preset, device)?;
     println!("{}", trainer.describe());
+    let pieces = if let Some(per) = size.checked_div(patch).map(|n| n.pow(3)) {
+        format!(
+            "{} volumes of {size}^3 as {} patches of {patch}^3 through the model at once",
+            args.batch,
+            args.batch * per
+        )
+    } else {
+        format!("{} volumes of {size}^3", args.batch)
+    };
     println!(
-        "device {}, batch {}, critics on, {} rounds of {} timed steps after 3 warm-up steps, alternating with PyTorch eager (bench/vq_gan_tiny.py)",
+        "device {}, {pieces}, critics {}, {} rounds of {} timed steps after 3 warm-up steps, alternating with PyTorch eager (bench/vq_gan_tiny.py)",
         workbench::engine::device::describe(device),
-        args.batch,
+        if no_critics { "off" } else { "on" },
         args.rounds,
         args.steps
     );
-    side_by_side(
+    let mut extra = vec![
+        "--size".to_string(),
+        size.to_string(),
+        "--patch".to_string(),
+        patch.to_string(),
+    ];
+    if no_critics {
+        extra.push("--no-critics".into());
+    }
+    side_by_side_with(
         trainer.as_mut(),
         args,
         device,
         Some("bench/vq_gan_tiny.py"),
         ["with its logged metrics", "no metrics"],
+        &extra,
     )
 }
 
@@ -288,12 +317,25 @@ fn side_by_side(
     script: Option<&str>,
     notes: [&str; 2],
 ) -> anyhow::Result<()> {
+    side_by_side_with(trainer, args, device, script, notes, &[])
+}
+
+/// [`side_by_side`], passing `extra` arguments to the PyTorch script.
+fn side_by_side_with(
+    trainer: &mut dyn workbench::engine::trainer::Trainer,
+    args: &Opts,
+    device: tch::Device,
+    script: Option<&str>,
+    notes: [&str; 2],
+    extra: &[String],
+) -> anyhow::Result<()> {
     let script = script.filter(|_| !args.no_python);
     let spe = trainer.steps_per_epoch();
     let ctx = |i: u64| StepCtx {
         step: i,
         epoch: i / spe,
         batch_in_epoch: i % spe,
+        ..Default::default()
     };
     let sync = || {
         if let tch::Device::Cuda(i) = device {
@@ -321,7 +363,7 @@ fn side_by_side(
             println!("  round {round}: workbench {:.1} ms/step", per * 1e3);
             continue;
         };
-        let (py, mem) = python_round(args, script)?;
+        let (py, mem) = python_round(args, script, extra)?;
         py_mem = py_mem.max(mem);
         theirs.push(py);
         ratios.push(per / py);
@@ -359,7 +401,7 @@ fn side_by_side(
 
 /// One round of a PyTorch script (its own warm-up, then `steps` timed steps): seconds per
 /// step and the process's peak RSS in MiB.
-fn python_round(args: &Opts, script: &str) -> anyhow::Result<(f64, f64)> {
+fn python_round(args: &Opts, script: &str, extra: &[String]) -> anyhow::Result<(f64, f64)> {
     let out = Command::new(&args.python)
         .args([
             script,
@@ -372,6 +414,7 @@ fn python_round(args: &Opts, script: &str) -> anyhow::Result<(f64, f64)> {
             "--threads",
             &tch::get_num_threads().to_string(),
         ])
+        .args(extra)
         .output()
         .with_context(|| format!("running {} {script}", args.python.display()))?;
     if !out.status.success() {

@@ -20,6 +20,7 @@
 //!   as fast as one (the original's levels replace it, and a stack of them learns slowly);
 //! - the combiner's hidden width is a setting (the original: 32 for any level width, 11.16).
 
+use crate::engine::nn::init::{self, Rule};
 use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
 
@@ -216,32 +217,23 @@ impl Level {
             let p = vs / format!("combiner{i}");
             let dropout = cfg.dropout;
             combiner = combiner
-                .add(nn::linear(&p / "linear", width, hdim, Default::default()))
-                .add(nn::layer_norm(&p / "norm", vec![hdim], Default::default()))
+                .add(init::linear(&p / "linear", width, hdim, Rule::Wubu))
+                .add(init::layer_norm(&p / "norm", vec![hdim], Rule::Wubu))
                 .add_fn(|x| x.gelu("none"))
                 .add_fn_t(move |x, train| x.dropout(dropout, train));
             width = hdim;
         }
         combiner = combiner
-            .add(nn::linear(
-                vs / "combiner_out",
-                width,
-                d,
-                Default::default(),
-            ))
-            .add(nn::layer_norm(
-                vs / "combiner_norm",
-                vec![d],
-                Default::default(),
-            ));
+            .add(init::linear(vs / "combiner_out", width, d, Rule::Wubu))
+            .add(init::layer_norm(vs / "combiner_norm", vec![d], Rule::Wubu));
         let flow = cfg.tangent_flow.then(|| {
             let hidden = (d / 2).max(16);
             let dropout = cfg.dropout;
             nn::seq_t()
-                .add(nn::linear(vs / "flow1", d, hidden, Default::default()))
+                .add(init::linear(vs / "flow1", d, hidden, Rule::Wubu))
                 .add_fn(|x| x.gelu("none"))
                 .add_fn_t(move |x, train| x.dropout(dropout, train))
-                .add(nn::linear(vs / "flow2", hidden, d, Default::default()))
+                .add(init::linear(vs / "flow2", hidden, d, Rule::Wubu))
         });
         Self {
             cfg: cfg.clone(),
@@ -347,7 +339,7 @@ impl Transform {
     pub fn new(vs: &nn::Path<'_>, from: i64, to: i64, rotate: bool) -> Self {
         Self {
             rotation: rotate.then(|| Rotation::new(&(vs / "rotation"), from)),
-            map: nn::linear(vs / "map", from, to, Default::default()),
+            map: init::linear(vs / "map", from, to, Rule::Wubu),
         }
     }
 
@@ -470,13 +462,13 @@ impl Stack {
         let total: i64 = cfg.levels.iter().map(|l| l.dim).sum();
         Self {
             input: (cfg.input_dim != d0)
-                .then(|| nn::linear(vs / "input", cfg.input_dim, d0, Default::default())),
-            input_norm: nn::layer_norm(vs / "input_norm", vec![d0], Default::default()),
+                .then(|| init::linear(vs / "input", cfg.input_dim, d0, Rule::Wubu)),
+            input_norm: init::layer_norm(vs / "input_norm", vec![d0], Rule::Wubu),
             levels,
             transforms,
             // Without levels the stack is its input projection and norm alone.
             output: (!cfg.levels.is_empty() && total != cfg.output_dim)
-                .then(|| nn::linear(vs / "output", total, cfg.output_dim, Default::default())),
+                .then(|| init::linear(vs / "output", total, cfg.output_dim, Rule::Wubu)),
         }
     }
 

@@ -29,7 +29,8 @@ use crate::engine::emitter::Emitter;
 use crate::engine::families::make_trainer;
 use crate::engine::lr_control::{self, LrControl};
 use crate::engine::trainer::{
-    injected_failure, panic_text, Reconstruction, Rgba, StepCtx, StepError, Trainer, VolumePair,
+    injected_failure, panic_text, PhaseAt, Reconstruction, Rgba, StepCtx, StepError, Trainer,
+    VolumePair,
 };
 use crate::engine::{dist, EngineError};
 
@@ -598,10 +599,22 @@ impl Session<'_> {
     }
 
     fn step(&mut self) -> Result<(), EngineError> {
+        let minutes = match self.plan.preset.preset().phases()[self.c.phase].length {
+            PhaseLength::Minutes(m) => Some(m),
+            _ => None,
+        };
         let ctx = StepCtx {
             step: self.c.step,
             epoch: self.c.epoch,
             batch_in_epoch: self.c.batch_in_epoch,
+            phase: PhaseAt {
+                step: self.c.step - self.c.phase_start_step,
+                length: self
+                    .c
+                    .phase_end_step
+                    .map(|end| end.saturating_sub(self.c.phase_start_step)),
+                time_done: minutes.map(|m| self.c.phase_elapsed_secs / (m * 60.0).max(1e-9)),
+            },
         };
         let t0 = Instant::now();
         self.emitter.step = ctx.step;

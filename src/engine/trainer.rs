@@ -16,11 +16,35 @@ pub struct Rgba {
 }
 
 /// Where a step falls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct StepCtx {
     pub step: u64,
     pub epoch: u64,
     pub batch_in_epoch: u64,
+    /// Where it falls in its phase (a schedule tied to the run's length reads it).
+    pub phase: PhaseAt,
+}
+
+/// Where a step stands in its phase: the phase's steps before it, and the phase's length in
+/// steps when known (a phase of steps or epochs), else (a timed phase) the share of its time
+/// gone.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct PhaseAt {
+    pub step: u64,
+    pub length: Option<u64>,
+    pub time_done: Option<f64>,
+}
+
+impl PhaseAt {
+    /// The share of the phase done before this step, in [0, 1]; `None` when unknown.
+    #[must_use]
+    pub fn done(&self) -> Option<f64> {
+        match (self.length, self.time_done) {
+            (Some(n), _) => Some((self.step as f64 / n.max(1) as f64).clamp(0.0, 1.0)),
+            (None, Some(f)) => Some(f.clamp(0.0, 1.0)),
+            (None, None) => None,
+        }
+    }
 }
 
 /// The result of a validation pass.

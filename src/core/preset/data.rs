@@ -187,6 +187,10 @@ crate::preset_section! {
         pub stride_val: u32 => field(K::Int { min: 1, max: 64 }, "frames", [], "Window start stride in validation and test files"),
         /// Of the validation windows, the fraction one validation pass evaluates (a fixed subset).
         pub validation_fraction: f64 => field(K::Float { min: 0.001, max: 1.0 }, "", [phase], "Fraction of the validation windows a validation pass evaluates (a fixed subset)"),
+        /// The test split, held out for reporting, is evaluated at every this many regular
+        /// validations (the seed evaluates it once, at the end).
+        #[serde(default = "ten")]
+        pub test_every: u32 => field(K::Int { min: 0, max: 100000 }, "validations", [phase], "Evaluate the test split every this many regular validations; 0 = never"),
         pub synthetic_channels: u32 => field(K::Int { min: 1, max: 64 }, "channels", [], "Synthetic latent channels"),
         pub synthetic_size: u32 => field(K::Int { min: 4, max: 256 }, "px", [], "Synthetic latent height and width (a torus)"),
         pub synthetic_files: u32 => field(K::Int { min: 3, max: 10000 }, "files", [], "Synthetic .h5 files (videos); split 80/10/10 by file"),
@@ -194,6 +198,10 @@ crate::preset_section! {
         pub synthetic_sigma: f64 => field(K::Float { min: 0.2, max: 64.0 }, "px", [], "Width (sigma) of the synthetic blob"),
         pub synthetic_move: u32 => field(K::Int { min: 1, max: 64 }, "px", [], "How far one of the 8 synthetic actions moves the blob"),
     }
+}
+
+fn ten() -> u32 {
+    10
 }
 
 impl Default for LatentData {
@@ -207,6 +215,7 @@ impl Default for LatentData {
             stride_train: 1,
             stride_val: 2,
             validation_fraction: 1.0,
+            test_every: 10,
             synthetic_channels: 4,
             synthetic_size: 16,
             synthetic_files: 40,
@@ -252,6 +261,11 @@ crate::preset_section! {
         pub patch: u32 => field(K::Int { min: 0, max: 1024 }, "voxels", [], "Patch side for patchwise training (all patches of a volume in one step); 0 = whole volumes"),
         #[serde(default)]
         pub patch_stride: u32 => field(K::Int { min: 0, max: 1024 }, "voxels", [], "Patch stride (the last patch is pushed to the end of each axis); 0 = the patch side"),
+        /// Patches through the model at once in patchwise training: each micro-batch is one
+        /// forward (and one EMA codebook update), the step one optimiser update over all. The
+        /// Xray port's trainer takes one patch at a time.
+        #[serde(default)]
+        pub patch_batch: u32 => field(K::Int { min: 0, max: 4096 }, "patches", [phase], "Patches per forward in patchwise training (each forward updates the EMA codebook once; the step is one update over all); 0 = every patch of the step at once; 1 = the Xray port's one at a time"),
         /// Video: source frames between consecutive frames of a clip (TATS's
         /// `sample_every_n_frames`).
         #[serde(default = "one")]
@@ -332,6 +346,7 @@ impl Default for VolumeData {
             flip_prob: 0.5,
             patch: 0,
             patch_stride: 0,
+            patch_batch: 0,
             frame_skip: 1,
             max_frames: 0,
             synthetic_count: 512,

@@ -43,7 +43,8 @@ pub enum Schedule {
     /// The base rate throughout (the current trainer without `--scheduler`).
     Constant,
     /// From `min_lr_ratio` to 1 over the warmup, then a cosine down to `min_lr_ratio` at
-    /// `cosine_steps` (the current trainer's `--scheduler`; step 0 uses the base rate).
+    /// `cosine_steps`, or at the phase's end when it is 0 (the current trainer's `--scheduler`,
+    /// whose cosine spans its epochs; step 0 uses the base rate).
     WarmupCosine,
     /// `lr * step / warmup` then constant (the legacy trainer: step 0 has rate 0).
     LinearWarmup,
@@ -78,9 +79,14 @@ crate::preset_section! {
         pub codebook_update: CodebookUpdate => field(K::Choice(&["loss", "ema"]), "", [], "loss: the seed's codebook loss; ema: moving averages with dead-code restart"),
         pub ema_decay: f64 => field(K::Float { min: 0.0, max: 0.9999 }, "", [], "EMA decay of the codebook (codebook_update ema)"),
         /// An EMA code whose smoothed count falls below this is restarted from the batch.
-        pub dead_code_threshold: f64 => field(K::Float { min: 0.0, max: 1000.0 }, "assignments", [], "Restart an EMA code whose smoothed use per step falls below this; 0 = never"),
+        pub dead_code_threshold: f64 => field(K::Float { min: 0.0, max: 1000.0 }, "assignments", [], "Restart an EMA code whose smoothed use per step falls below this (1: TATS's restart_thres, so a code unused for a step restarts at once); 0 = never"),
         pub decoder_context: DecoderContext => field(K::Choice(&["all_frames", "last_frame"]), "", [], "all_frames: the seed's block-causal decoder; last_frame: frame t and action t only"),
         pub separate_step_decoder: bool => field(K::Bool, "", [], "The seed's separate step decoder for rollout and evaluation (trained only by the rollout); off: the teacher-forced decoder steps"),
+        /// The decoders predict the change: the next latent is the last one plus the decoded
+        /// change, and the output adapter starts at zero, so an untrained model copies the
+        /// last frame and training learns what moves (off: the seed's direct prediction).
+        #[serde(default)]
+        pub predict_change: bool => field(K::Bool, "", [], "Predict the next latent as the last one plus a learned change (the output adapter starts at zero: an untrained model copies the last frame); off: the seed's direct prediction"),
     }
 }
 
@@ -96,7 +102,7 @@ crate::preset_section! {
         pub weight_decay: f64 => field(K::Float { min: 0.0, max: 1.0 }, "", [phase], "Decoupled weight decay on every parameter"),
         pub schedule: Schedule => field(K::Choice(&["constant", "warmup_cosine", "linear_warmup"]), "", [phase], "constant; warmup_cosine (the seed's --scheduler); linear_warmup (the legacy trainer)"),
         pub warmup_steps: u64 => field(K::Int { min: 0, max: 100000000 }, "steps", [phase], "Warmup length"),
-        pub cosine_steps: u64 => field(K::Int { min: 1, max: 100000000 }, "steps", [phase], "Step at which the cosine reaches min_lr_ratio (warmup_cosine)"),
+        pub cosine_steps: u64 => field(K::Int { min: 0, max: 100000000 }, "steps", [phase], "Step at which the cosine reaches min_lr_ratio (warmup_cosine); 0: the phase's end (its steps, or a timed phase's time), as the seed's cosine spans its epochs"),
         pub min_lr_ratio: f64 => field(K::Float { min: 0.0, max: 1.0 }, "", [phase], "Floor of the schedule over lr"),
         pub grad_clip: f64 => field(K::Float { min: 0.0, max: 1000.0 }, "", [phase live], "Global gradient norm clip; 0 = off"),
         pub reconstruction_weight: f64 => field(K::Float { min: 0.0, max: 1000.0 }, "", [phase live], "Weight of the teacher-forced MSE"),
@@ -160,9 +166,10 @@ impl Default for LatentActionPreset {
                 code_layernorm: true,
                 codebook_update: CodebookUpdate::Loss,
                 ema_decay: 0.99,
-                dead_code_threshold: 0.01,
+                dead_code_threshold: 1.0,
                 decoder_context: DecoderContext::AllFrames,
                 separate_step_decoder: true,
+                predict_change: false,
             },
             train: Train {
                 batch_size: 32,
@@ -173,7 +180,7 @@ impl Default for LatentActionPreset {
                 weight_decay: 0.01,
                 schedule: Schedule::WarmupCosine,
                 warmup_steps: 100,
-                cosine_steps: 1200,
+                cosine_steps: 0,
                 min_lr_ratio: 0.1,
                 grad_clip: 1.0,
                 reconstruction_weight: 1.0,
@@ -235,7 +242,7 @@ impl LatentActionPreset {
                 beta2: 0.95,
                 schedule: Schedule::LinearWarmup,
                 warmup_steps: 1000,
-                cosine_steps: 100_000,
+                cosine_steps: 0,
                 detach_rollout_first: false,
                 mixed_precision: false,
                 ..d.train.clone()
@@ -276,6 +283,7 @@ impl LatentActionPreset {
                 codebook_update: CodebookUpdate::Ema,
                 decoder_context: DecoderContext::LastFrame,
                 separate_step_decoder: false,
+                predict_change: true,
                 ..d.model.clone()
             },
             train: Train {
@@ -414,7 +422,7 @@ impl super::FamilyPreset for LatentActionPreset {
             self.data.sequence_length,
             m.codebook_update == CodebookUpdate::Ema,
             m.separate_step_decoder
-        )
+        ) + if m.predict_change { "/change" } else { "" }
     }
 
     fn data_needs(&self) -> Vec<super::data::DataNeed<'_>> {

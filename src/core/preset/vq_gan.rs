@@ -221,6 +221,9 @@ impl VqGanPreset {
                 width: 128,
                 patch: 128,
                 patch_stride: 128,
+                // The port's trainer: one patch per forward, no augmentation.
+                patch_batch: 1,
+                flip_prob: 0.0,
                 synthetic_count: 8,
                 synthetic_holdout: 2,
                 ..d.data.clone()
@@ -268,6 +271,8 @@ impl VqGanPreset {
                 video_gan_weight: 0.0,
                 gan_feat_weight: 0.0,
                 disc_start: 100_000,
+                // One forward and one update a step: its trainer has no critic pass.
+                double_forward: false,
                 ..x.train.clone()
             },
             phases: vec![Phase::single(PhaseLength::Epochs(30))],
@@ -277,7 +282,8 @@ impl VqGanPreset {
 
     /// medicaldiffusion's training script: h 16, 16384 codes of 8, 4x4x4, replicate padding,
     /// Laplace smoothing, commitment 0.25, L1 4, both critics and feature matching 4 from step
-    /// 10000, LPIPS 4, lr 3e-4, batch 2 of 64^3 volumes.
+    /// 10000, LPIPS 4, batch 2 of 64^3 volumes, at the rate its trainer uses:
+    /// `accumulate * (gpus / 8) * (batch / 4) * lr`, 1 x 1/8 x 2/4 x 3e-4 = 1.875e-5 on one GPU.
     #[must_use]
     pub fn medicaldiffusion() -> Self {
         let d = Self::default();
@@ -302,7 +308,7 @@ impl VqGanPreset {
             },
             train: Train {
                 batch_size: 2,
-                lr: 3e-4,
+                lr: 1.875e-5,
                 l1_weight: 4.0,
                 perceptual_weight: 4.0,
                 image_gan_weight: 1.0,
@@ -322,7 +328,9 @@ impl VqGanPreset {
 impl VqGanPreset {
     /// TATS's `tats_vqgan.py` defaults on video: h 240, 2048 codes of 256, 4x4x4, replicate
     /// padding, Laplace smoothing, commitment 0.25, L1 4, both critics (weights 1 and 1, no
-    /// feature matching, no LPIPS) from step 50000, lr 3e-4; clips of 16 frames at 128x128
+    /// feature matching, no LPIPS) from step 50000; its trainer's rate rule
+    /// (`accumulate * (gpus / 8) * (batch / 4) * lr`) makes its lr 3e-4 1.875e-5 on one GPU at
+    /// batch 2; clips of 16 frames at 128x128
     /// (UCF-101's), the codebook updated by the double forward of its two optimiser passes.
     #[must_use]
     pub fn tats() -> Self {
@@ -351,7 +359,7 @@ impl VqGanPreset {
             },
             train: Train {
                 batch_size: 2,
-                lr: 3e-4,
+                lr: 1.875e-5,
                 l1_weight: 4.0,
                 commitment_weight: 0.25,
                 perceptual_weight: 0.0,
@@ -409,6 +417,42 @@ impl VqGanPreset {
                     format!("at most the volume's smallest side ({smallest}) and a multiple of the largest downsampling ({factor})"),
                 );
             }
+        }
+        if let Some(p) = side.filter(|p| d.patch_stride > *p) {
+            bad(
+                "data.patch_stride",
+                d.patch_stride.to_string(),
+                format!(
+                    "at most data.patch ({p}): a larger stride leaves voxels no patch trains on"
+                ),
+            );
+        }
+        // GroupNorm splits the encoder's and decoder's stage widths, h 2^j for j = 1 ..
+        // log2 of the largest downsampling (h itself without downsampling), into groups.
+        let groups = m.num_groups;
+        let stages = m
+            .downsample_d
+            .max(m.downsample_h)
+            .max(m.downsample_w)
+            .max(1)
+            .ilog2();
+        let widths: Vec<u32> = if stages == 0 {
+            vec![m.n_hiddens]
+        } else {
+            (1..=stages).map(|j| m.n_hiddens << j).collect()
+        };
+        if let Some(c) = widths
+            .into_iter()
+            .find(|c| groups > 0 && groups.min(*c) > 0 && !c.is_multiple_of(groups.min(*c)))
+        {
+            bad(
+                "model.num_groups",
+                groups.to_string(),
+                format!(
+                    "a divisor of the {c} channels of a stage GroupNorm splits (model.n_hiddens {} times 2^j)",
+                    m.n_hiddens
+                ),
+            );
         }
         if d.source == VolumeSource::Nifti && d.path.trim().is_empty() {
             bad(

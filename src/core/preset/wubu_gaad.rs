@@ -49,6 +49,11 @@ impl super::FamilyPreset for WubuGaadPreset {
             stack(&m.wubu_d), m.disc_primary, m.disc_alternative, m.disc_spectral_norm,
             m.disc_base_channels, m.disc_max_channels, m.disc_temporal_kernel, m.disc_film,
             m.disc_feature_tangent_dim, m.disc_feature_stats_aux
+        ) + &format!(
+            // The generator's own shape and what it reads (a checkpoint of another loads
+            // nothing that fits, or silently leaves heads out).
+            "/rl{}/trunk{}/enc{}/as{}/fn{}/dc{}",
+            m.region_latent, m.gen_trunk, m.encode_target, m.assembly_sharpness, m.feature_norm, m.dc_gain
         )
     }
 
@@ -205,6 +210,10 @@ fn yes() -> bool {
     true
 }
 
+fn narrow_logvar() -> f64 {
+    -6.0
+}
+
 crate::preset_section! {
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -280,6 +289,18 @@ crate::preset_section! {
         /// global latent and each region's own latent directly (needs `region_latent` above 0).
         #[serde(default = "yes")]
         pub gen_trunk: bool => field(K::Bool, "", [], "The generator's convolution trunk feeds the spectral heads (the original); off, they read the global and region latents directly"),
+        /// BatchNorm on WuBu-T's output before the posterior (the original: none).
+        #[serde(default = "yes")]
+        pub feature_norm: bool => field(K::Bool, "", [], "BatchNorm on WuBu-T's output before the posterior heads (the original: none)"),
+        /// The posterior heads' initial log-variance bias: -6 starts the posterior narrow
+        /// (sigma 0.05) so the first encoder outputs are not drowned by unit noise (the
+        /// original: 0).
+        #[serde(default = "narrow_logvar")]
+        pub logvar_bias: f64 => field(K::Float { min: -20.0, max: 5.0 }, "", [], "Initial bias of the posterior's log-variance heads (the original: 0; -6 starts sigma at 0.05)"),
+        /// Scale the spectral heads' DC output by sqrt(ph pw), the transform's own DC gain, so
+        /// a patch's mean comes out at the heads' usual scale (the original: no gain).
+        #[serde(default = "yes")]
+        pub dc_gain: bool => field(K::Bool, "", [], "Scale the spectral heads' DC coefficient by sqrt(ph pw), the transform's own gain (the original: none)"),
         pub disc_primary: DiscKind => field(K::Choice(&["pixel_cnn", "wubu_feature"]), "", [], "Primary discriminator"),
         pub disc_alternative: DiscKind => field(K::Choice(&["pixel_cnn", "wubu_feature"]), "", [], "Alternative discriminator"),
         pub disc_spectral_norm: bool => field(K::Bool, "", [], "Spectral normalisation in both discriminators"),
@@ -430,6 +451,9 @@ impl Default for WubuGaadPreset {
                 assembly_sharpness: 0.0,
                 encode_target: true,
                 gen_trunk: true,
+                feature_norm: true,
+                logvar_bias: -6.0,
+                dc_gain: true,
                 disc_primary: DiscKind::PixelCnn,
                 disc_alternative: DiscKind::WubuFeature,
                 disc_spectral_norm: true,
@@ -500,11 +524,13 @@ fn overrides(pairs: &[(&str, OverrideValue)]) -> BTreeMap<String, OverrideValue>
 }
 
 impl WubuGaadPreset {
-    /// Guide 000's phased strategy as one preset with six phases, each after the first
-    /// starting from the previous phase's best checkpoint. Phase 0's low-capacity sanity check
-    /// becomes a short phase at full capacity (a model's shape is fixed for a run).
+    /// The workbench's variant of guide 000's phased strategy: its six phases as one preset,
+    /// each after the first starting from the previous phase's best checkpoint, but with
+    /// VQGAN's adaptive adversarial weight at lambda_gan 0.1 and the critics at a tenth of the
+    /// original's rates (measured below), and phase 0's low-capacity sanity check a short
+    /// phase at full capacity (a model's shape is fixed for a run).
     #[must_use]
-    pub fn phased() -> Self {
+    pub fn phased_adaptive() -> Self {
         use OverrideValue::{Bool, Float, Int};
         let phase = |name: &str, steps: u64, best: bool, o: &[(&str, OverrideValue)]| Phase {
             name: name.into(),
@@ -525,7 +551,7 @@ impl WubuGaadPreset {
         base.train.lr_disc_primary /= 10.0;
         base.train.lr_disc_alternative /= 10.0;
         Self {
-            name: "wubu_gaad_phased".into(),
+            name: "wubu_gaad_phased_adaptive".into(),
             phases: vec![
                 phase(
                     "0 sanity",
@@ -589,13 +615,24 @@ impl WubuGaadPreset {
         }
     }
 
-    /// The original launcher's configuration (spec 10, "The .bat run"), made valid: 256x256,
-    /// 12 input + 3 predicted frames, 96 regions, RoIAlign encoder, feature critic primary.
-    /// Switching works with the feature critic primary here (the original's type-ordered
-    /// triggers could never fire in this configuration; spec 11.7).
+    /// The seed's whole model as its launcher (`draftPY/run_wubu_GANVAE_HYBRIDv.0.3.bat` for
+    /// `WuBuGAADHybridGen_v0.3.py`) sets it: 256x256, 12+3 frames, 96 regions, every WuBu stack
+    /// with rotation, a 32-wide tangent combiner that replaces (no residual) and the
+    /// phi-scaled initial curvatures, no head skip, no BatchNorm before the posterior, a zero
+    /// log-variance bias, no DC gain, the spectral paths at lambda_recon x lambda_dft / 2 =
+    /// 105 each and no loss on the assembled frames, switching off (its switches can never
+    /// fire with the feature critic primary), and 5000 epochs. What remains different is said
+    /// in the preset file's header.
     #[must_use]
     pub fn bat() -> Self {
         let d = Self::default();
+        // `phi_influence_curvature`: level i's curvature times phi^((i mod 4) - 1.5).
+        let seed_stack = |dims: &str, curvatures: &str, boundary_points| WubuStack {
+            rotation: true,
+            combiner_hidden: 32,
+            residual: false,
+            ..stack(dims, curvatures, boundary_points)
+        };
         Self {
             name: "wubu_gaad_bat".into(),
             device: "cuda".into(),
@@ -614,16 +651,17 @@ impl WubuGaadPreset {
                 encoder_roi_align: true,
                 encoder_cnn_channels: 96,
                 tangent_dim: 512,
-                wubu_s: WubuStack {
-                    rotation: true,
-                    ..stack("768 512 256 128", "1.0 0.8 0.6 0.4", 8)
-                },
-                wubu_m: stack("256 128", "1.0 0.8", 4),
-                wubu_t: stack("512 256", "1.0 0.8", 4),
-                wubu_d: stack("256 128", "0.9 0.7", 0),
+                wubu_s: seed_stack("768 512 256 128", "0.4859 0.6289 0.7632 0.8233", 8),
+                wubu_m: seed_stack("256 128", "0.4859 0.6289", 4),
+                wubu_t: seed_stack("512 256", "0.4859 0.6289", 4),
+                wubu_d: seed_stack("256 128", "0.4373 0.5503", 0),
                 motion_regions: 64,
                 flow_stats: "mag_mean angle_mean mag_std angle_std".into(),
                 gen_head_hidden: 1024,
+                gen_head_skip: false,
+                feature_norm: false,
+                logvar_bias: 0.0,
+                dc_gain: false,
                 disc_primary: DiscKind::WubuFeature,
                 disc_alternative: DiscKind::PixelCnn,
                 disc_spectral_norm: true,
@@ -639,7 +677,11 @@ impl WubuGaadPreset {
                 lr_disc_alternative: 3e-5,
                 global_clip: 3.0,
                 param_clip: 3.0,
-                lambda_recon_pixel: 30.0,
+                // The launcher's lambda_recon 30 multiplies the mean of the two spectral
+                // paths' terms, each weighted 7: 105 a path, and no assembled-frame loss.
+                lambda_recon_dft: 105.0,
+                lambda_recon_dct: 105.0,
+                lambda_recon_pixel: 0.0,
                 lambda_kl: 0.15,
                 lambda_gan: 2.0,
                 lambda_fm: 0.15,
@@ -654,14 +696,26 @@ impl WubuGaadPreset {
                 ..d.q_control.clone()
             },
             heuristics: Heuristics {
+                short_history: 10,
                 trigger_count: 5,
                 d_strong: 0.10,
+                // The launcher's 45, compared with the KL summed over the 768 dimensions.
+                kl_high: 45.0 / 768.0,
                 recon_stagnation_rel: 3e-4,
-                good_recon: 0.010,
+                // The original's checks read the reconstruction before its weight (30x); these
+                // read the weighted sum, so its thresholds are scaled by 30.
+                good_recon: 0.30,
+                easy_win_weight: 1.0 / 30.0,
                 explore_decisions: 50,
                 gan_factor_min: 0.75,
                 gan_factor_max: 1.25,
                 ..d.heuristics.clone()
+            },
+            // The original's switching can never fire with the feature critic primary (both
+            // triggers ask for a pixel-like one): off reproduces what it does.
+            switching: Switching {
+                enabled: false,
+                ..d.switching.clone()
             },
             validation: WubuValidation {
                 metric: ValMetric::Lpips,
@@ -669,9 +723,10 @@ impl WubuGaadPreset {
             },
             logging: LoggingConfig {
                 log_every_steps: 1,
-                sample_every_steps: 50,
+                sample_every_steps: 100,
                 validate_every_steps: 1000,
             },
+            phases: vec![Phase::single(PhaseLength::Epochs(5000))],
             ..d
         }
     }
@@ -855,14 +910,14 @@ mod tests {
         for p in [
             WubuGaadPreset::default(),
             WubuGaadPreset::bat(),
-            WubuGaadPreset::phased(),
+            WubuGaadPreset::phased_adaptive(),
         ] {
             let name = p.name.clone();
             if let Err(problems) = validate(AnyPreset::WubuGaad(p)) {
                 panic!("{name}: {problems:?}");
             }
         }
-        assert_eq!(WubuGaadPreset::phased().phases.len(), 6);
+        assert_eq!(WubuGaadPreset::phased_adaptive().phases.len(), 6);
     }
 
     #[test]

@@ -70,6 +70,18 @@ pub(super) fn window_span(cfg: &VideoData) -> i64 {
 /// own source, else those before the held-out validation fraction.
 pub(super) fn train_frames(count: i64, cfg: &VideoData) -> i64 {
     if cfg.validation_path.trim().is_empty() {
+        // A gap of one window's span between the training frames and the validation tail,
+        // so no validation window continues the footage a training window ends on.
+        validation_start(count, cfg) - window_span(cfg)
+    } else {
+        count
+    }
+}
+
+/// Where a clip of `count` frames' validation tail starts (its end, with a separate
+/// validation set).
+pub(super) fn validation_start(count: i64, cfg: &VideoData) -> i64 {
+    if cfg.validation_path.trim().is_empty() {
         count - (count as f64 * cfg.validation_fraction).round() as i64
     } else {
         count
@@ -85,7 +97,7 @@ pub(super) fn too_short(frames: usize, cfg: &VideoData) -> String {
         cfg.predict_frames,
         cfg.frame_skip.max(1),
         if cfg.validation_path.trim().is_empty() {
-            ", after the validation fraction is held out"
+            ", after the validation fraction and a gap of one window before it are held out"
         } else {
             ""
         }
@@ -273,8 +285,7 @@ impl VideoSet {
             let (train_end, val_start) = if s.validation_only {
                 (0, 0)
             } else {
-                let end = train_frames(count, cfg);
-                (end, end)
+                (train_frames(count, cfg), validation_start(count, cfg))
             };
             for start in 0..=(train_end - span).max(-1) {
                 train.push(offset + start);
@@ -452,8 +463,14 @@ mod tests {
         let span = 5; // 3 frames, 2 apart
         let last_train = set.train.iter().max().unwrap() + span - 1;
         let first_val = *set.val.iter().min().unwrap();
-        assert!(last_train < first_val, "{last_train} vs {first_val}");
-        assert_eq!(set.train.len(), 90 - span as usize + 1);
+        // A gap of one window's span between the last training frame and the first
+        // validation frame: no validation window continues a training window's footage.
+        assert_eq!(
+            first_val - last_train - 1,
+            span,
+            "{last_train} vs {first_val}"
+        );
+        assert_eq!(set.train.len(), 90 - 2 * span as usize + 1);
         assert_eq!(set.val.len(), 10 - span as usize + 1);
         let b = set.batch(&[0, 3], Device::Cpu);
         assert_eq!(b.size(), vec![2, 3, 3, 16, 32]);
@@ -465,7 +482,8 @@ mod tests {
         let mut cfg = one_file(fixture(), 32, 0.3);
         let set = VideoSet::load(&cfg, 1).unwrap();
         assert_eq!(set.frames.size(), vec![10, 3, 32, 32]);
-        assert_eq!(set.train.len(), 5);
+        // 7 frames before the validation tail of 3, less a gap of one window (3 frames).
+        assert_eq!(set.train.len(), 2);
         assert_eq!(set.val.len(), 1);
         cfg.resize = Resize::CenterCrop;
         assert!(VideoSet::load(&cfg, 1).is_ok());

@@ -519,6 +519,9 @@ pub struct VolumeSet {
     pub train: Vec<Volume>,
     pub validation: Vec<Volume>,
     pub description: String,
+    /// What a run should be told about its data (one line each): a crop that discards most
+    /// of each volume, a single file that is both training and validation.
+    pub notes: Vec<String>,
 }
 
 fn prepared(mut v: Volume, dims: [usize; 3]) -> Volume {
@@ -540,6 +543,7 @@ impl VolumeSet {
                     .map(make)
                     .collect();
                 Ok(Self {
+                    notes: Vec::new(),
                     train,
                     validation,
                     description: format!(
@@ -556,14 +560,44 @@ impl VolumeSet {
                 }
                 let n = files.len();
                 let (train, val) = split_files(files, seed);
-                let read = |fs: &[PathBuf]| -> Result<Vec<Volume>, String> {
+                let mut notes = Vec::new();
+                if n == 1 {
+                    notes.push(format!(
+                        "data.path holds one NIfTI file ({}): it is both the training and the validation volume, so validation measures the training volume",
+                        train.first().map_or(String::new(), |f| f.display().to_string())
+                    ));
+                }
+                let mut cropped: Option<String> = None;
+                let mut read = |fs: &[PathBuf]| -> Result<Vec<Volume>, String> {
                     fs.iter()
-                        .map(|f| read_nifti(f).map(|v| prepared(v, dims)))
+                        .map(|f| {
+                            let v = read_nifti(f)?;
+                            let kept: f64 = (0..3)
+                                .map(|i| (dims[i].min(v.dims[i]) as f64) / v.dims[i].max(1) as f64)
+                                .product();
+                            if kept < 0.5 && cropped.is_none() {
+                                cropped = Some(format!(
+                                    "{} is {}x{}x{}: cropping its centre to {}x{}x{} keeps {:.0}% of it (and of volumes like it); set data.depth/height/width to its size (with data.patch for patchwise training) to train on all of it",
+                                    f.display(),
+                                    v.dims[0],
+                                    v.dims[1],
+                                    v.dims[2],
+                                    dims[0],
+                                    dims[1],
+                                    dims[2],
+                                    100.0 * kept
+                                ));
+                            }
+                            Ok(prepared(v, dims))
+                        })
                         .collect()
                 };
+                let (train_vols, val_vols) = (read(&train)?, read(&val)?);
+                notes.extend(cropped);
                 Ok(Self {
-                    train: read(&train)?,
-                    validation: read(&val)?,
+                    notes,
+                    train: train_vols,
+                    validation: val_vols,
                     description: format!(
                         "{n} NIfTI volume(s) from {} ({} / {} by file), rescaled to [-1, 1], cropped or padded to {}x{}x{}",
                         cfg.path,
@@ -622,6 +656,7 @@ fn video_clips(cfg: &VolumeData, seed: u64) -> Result<VolumeSet, String> {
         None => set.description.clone(),
     };
     Ok(VolumeSet {
+        notes: Vec::new(),
         description: format!(
             "{frames}: {} training and {} validation clips of {t} frames",
             train.len(),
@@ -751,8 +786,9 @@ mod tests {
             ..VolumeData::default()
         };
         let set = VolumeSet::load(&cfg, 1).unwrap_or_else(|e| panic!("{e}"));
-        // 20 frames: the first 16 train (4 clips), the last 4 validate (1 clip).
-        assert_eq!((set.train.len(), set.validation.len()), (4, 1));
+        // 20 frames: the last 4 validate (1 clip); before them a gap of one clip, and the
+        // first 12 train (3 clips).
+        assert_eq!((set.train.len(), set.validation.len()), (3, 1));
         let clip = &set.train[1];
         assert_eq!((clip.channels, clip.dims), (3, [4, 16, 16]));
         // Pixel (x, y) of frame k is palette entry i = (k * 40 + x * 4 + y) % 256, colour

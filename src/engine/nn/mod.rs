@@ -1,9 +1,12 @@
 //! Layers tch lacks, written on its functional ops: spectral normalisation (PyTorch
 //! `nn.utils.spectral_norm` semantics) and SAGAN self-attention.
 
+pub mod init;
 pub mod vq3d;
 
 use tch::nn::{self, Init, Module};
+
+use self::init::Rule;
 use tch::Tensor;
 
 /// DCGAN initialisation of conv weights: N(0, 0.02).
@@ -38,15 +41,8 @@ impl SpectralNormConv2d {
         padding: i64,
     ) -> Self {
         // PyTorch's default conv init (kaiming_uniform with a = sqrt(5)) is U(+-1/sqrt(fan_in)).
-        let bound = 1.0 / ((c_in * k * k) as f64).sqrt();
-        let weight_orig = vs.var(
-            "weight_orig",
-            &[c_out, c_in, k, k],
-            Init::Uniform {
-                lo: -bound,
-                up: bound,
-            },
-        );
+        let (w_init, _) = init::conv_inits(init::Rule::Torch, c_in * k * k, c_out * k * k);
+        let weight_orig = vs.var("weight_orig", &[c_out, c_in, k, k], w_init);
         let u = vs.zeros_no_train("u", &[c_out]);
         let v = vs.zeros_no_train("v", &[c_in * k * k]);
         tch::no_grad(|| {
@@ -121,9 +117,9 @@ impl SelfAttention {
         };
         let inner = (channels / 8).max(1);
         Self {
-            query: nn::conv2d(vs / "query", channels, inner, 1, cfg),
-            key: nn::conv2d(vs / "key", channels, inner, 1, cfg),
-            value: nn::conv2d(vs / "value", channels, channels, 1, cfg),
+            query: init::conv2d(vs / "query", channels, inner, 1, Rule::Dcgan, cfg),
+            key: init::conv2d(vs / "key", channels, inner, 1, Rule::Dcgan, cfg),
+            value: init::conv2d(vs / "value", channels, channels, 1, Rule::Dcgan, cfg),
             gamma: vs.zeros("gamma", &[1]),
         }
     }

@@ -5,6 +5,8 @@
 //! and 3-D PatchGAN discriminators that return their intermediate features.
 
 use tch::nn::{self, Module, ModuleT};
+
+use crate::engine::nn::init::{self, Rule};
 use tch::{Kind, Tensor};
 
 /// How a convolution pads.
@@ -54,22 +56,20 @@ impl SameConv3d {
         stride: [i64; 3],
         pad: Pad,
     ) -> Self {
+        let kernel = k * k * k;
+        let (ws_init, bs_init) = init::conv_inits(Rule::Torch, c_in * kernel, c_out * kernel);
         let cfg = nn::ConvConfigND::<[i64; 3]> {
             stride,
             padding: [0; 3],
             dilation: [1; 3],
             groups: 1,
             bias: true,
-            ws_init: nn::Init::Kaiming {
-                dist: nn::init::NormalOrUniform::Uniform,
-                fan: nn::init::FanInOut::FanIn,
-                non_linearity: nn::init::NonLinearity::ExplicitGain(1.0 / 3f64.sqrt()),
-            },
-            bs_init: nn::Init::Const(0.0),
+            ws_init,
+            bs_init,
             padding_mode: nn::PaddingMode::Zeros,
         };
         Self {
-            conv: nn::conv(p, c_in, c_out, [k; 3], cfg),
+            conv: init::conv_nd(p, c_in, c_out, [k; 3], Rule::Torch, cfg),
             k,
             stride,
             pad,
@@ -95,17 +95,19 @@ pub struct SameConvTranspose3d {
 
 impl SameConvTranspose3d {
     pub fn new(p: &nn::Path<'_>, c_in: i64, c_out: i64, k: i64, stride: [i64; 3]) -> Self {
-        let bound = 1.0 / ((c_out * k * k * k) as f64).sqrt();
+        // PyTorch counts a transposed convolution's fan-in from its weight's second axis.
+        let kernel = k * k * k;
+        let (weight, bias) = init::params(
+            p,
+            &[c_in, c_out, k, k, k],
+            Some(c_out),
+            init::conv_inits(Rule::Torch, c_out * kernel, c_in * kernel),
+            Rule::Torch,
+            init::Layer::ConvTranspose,
+        );
         Self {
-            weight: p.var(
-                "weight",
-                &[c_in, c_out, k, k, k],
-                nn::Init::Uniform {
-                    lo: -bound,
-                    up: bound,
-                },
-            ),
-            bias: p.var("bias", &[c_out], nn::Init::Const(0.0)),
+            weight,
+            bias: bias.unwrap_or_else(|| Tensor::zeros([c_out], (Kind::Float, p.device()))),
             k,
             stride,
         }
@@ -129,15 +131,7 @@ impl Module for SameConvTranspose3d {
 
 /// `GroupNorm(groups, c, eps 1e-6)` (the seed's 32 groups; the tiny configuration's 8).
 fn normalize(p: nn::Path<'_>, groups: i64, c: i64) -> nn::GroupNorm {
-    nn::group_norm(
-        p,
-        groups.min(c),
-        c,
-        nn::GroupNormConfig {
-            eps: 1e-6,
-            ..Default::default()
-        },
-    )
+    init::group_norm(p, groups.min(c), c, 1e-6, Rule::Torch)
 }
 
 /// `x + conv3(SiLU(GN(conv3(SiLU(GN(x))))))`, replicate padding.
@@ -487,35 +481,23 @@ impl NLayerDiscriminator {
         for i in 0..=layers + 1 {
             let stride = if i < layers { 2 } else { 1 };
             let out = if i == layers + 1 { 1 } else { ch.1 };
-            let fan_in = (ch.0 * dims.iter().product::<i64>()) as f64;
-            let bound = 1.0 / fan_in.sqrt();
+            let kernel = dims.iter().product::<i64>();
             let q = p / format!("model{i}");
             let mut shape = vec![out, ch.0];
             shape.extend_from_slice(dims);
-            let w = q.var(
-                "weight",
+            let (w, b) = init::params(
+                &q,
                 &shape,
-                nn::Init::Uniform {
-                    lo: -bound,
-                    up: bound,
-                },
+                Some(out),
+                init::conv_inits(Rule::Torch, ch.0 * kernel, out * kernel),
+                Rule::Torch,
+                init::Layer::Conv,
             );
-            let b = q.var(
-                "bias",
-                &[out],
-                nn::Init::Uniform {
-                    lo: -bound,
-                    up: bound,
-                },
-            );
+            let b = b.unwrap_or_else(|| Tensor::zeros([out], (Kind::Float, q.device())));
             convs.push((w, b, stride));
+            // PyTorch's BatchNorm starts at scale 1 (tch's at U(0, 1)).
             norms.push((i > 0 && i <= layers).then(|| {
-                let cfg = Default::default();
-                if three_d {
-                    nn::batch_norm3d(&q / "norm", out, cfg)
-                } else {
-                    nn::batch_norm2d(&q / "norm", out, cfg)
-                }
+                init::batch_norm(&q / "norm", if three_d { 3 } else { 2 }, out, Rule::Torch)
             }));
             ch = (out, (out * 2).min(512));
         }

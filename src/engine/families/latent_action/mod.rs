@@ -4,4 +4,4 @@
 pub mod model;
 mod trainer;
 
-pub use trainer::{purity, LatentActionTrainer};
+pub use trainer::{lr_factor, purity, LatentActionTrainer};

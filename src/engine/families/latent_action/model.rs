@@ -4,12 +4,13 @@
 //! shared codebook, the teacher-forced batched decoder under a block-causal mask, and the
 //! separate step decoder used for rollout and evaluation.
 
+use crate::engine::nn::init::{self, Rule};
 use tch::nn::{self, Module, ModuleT};
 use tch::{Kind, Tensor};
 
 use crate::core::preset::latent_action::{CodebookUpdate, DecoderContext, Model as ModelCfg};
 
-/// Multi-head attention with an additive float mask, as PyTorch's `MultiheadAttention`
+/// Multi-head attention under a boolean mask, as PyTorch's `MultiheadAttention`
 /// (`batch_first`): packed input projection `[3E, E]` (Xavier-uniform, as PyTorch initialises
 /// it; the seed's init touches only `Linear` modules), output projection.
 #[derive(Debug)]
@@ -21,20 +22,9 @@ pub struct Attention {
     dropout: f64,
 }
 
+/// The seed's `_init_weights`: every linear layer N(0, 0.02), biases 0.
 fn linear(p: nn::Path<'_>, i: i64, o: i64) -> nn::Linear {
-    nn::linear(
-        p,
-        i,
-        o,
-        nn::LinearConfig {
-            ws_init: nn::Init::Randn {
-                mean: 0.0,
-                stdev: 0.02,
-            },
-            bs_init: Some(nn::Init::Const(0.0)),
-            bias: true,
-        },
-    )
+    init::linear(p, i, o, Rule::Gpt)
 }
 
 fn table(p: &nn::Path<'_>, name: &str, dims: &[i64]) -> Tensor {
@@ -69,7 +59,7 @@ impl Attention {
     }
 
     /// `softmax(Q K^T / sqrt(d) + mask) V` over heads; `q_in` `[B, Lq, E]`, `kv_in`
-    /// `[B, Lk, E]`, `mask` `[Lq, Lk]` (0 or -inf).
+    /// `[B, Lk, E]`, `mask` `[Lq, Lk]` (boolean: `true` = may attend).
     pub fn forward(
         &self,
         q_in: &Tensor,
@@ -89,12 +79,11 @@ impl Attention {
                 .transpose(1, 2)
         };
         let (q, k, v) = (proj(q_in, 0, lq), proj(kv_in, 1, lk), proj(kv_in, 2, lk));
-        let mask = mask.map(|m| m.to_kind(q.kind()));
         let att = Tensor::scaled_dot_product_attention(
             &q,
             &k,
             &v,
-            mask.as_ref(),
+            mask,
             if train { self.dropout } else { 0.0 },
             false,
             None,
@@ -133,7 +122,7 @@ impl Mlp {
 }
 
 fn norm(p: nn::Path<'_>, e: i64) -> nn::LayerNorm {
-    nn::layer_norm(p, vec![e], Default::default())
+    init::layer_norm(p, vec![e], Rule::Gpt)
 }
 
 /// LayerNorm without affine parameters.
@@ -223,14 +212,43 @@ impl CrossBlock {
     }
 }
 
-/// An additive mask `[n L, n L]` from a unit-level one `[n, n]` (`true` = may attend), each
-/// unit `size` tokens long.
+/// A boolean mask `[n L, n L]` (`true` = may attend) from a unit-level one `[n, n]`, each unit
+/// `size` tokens long.
 pub fn expand_mask(allowed: &Tensor, size: i64) -> Tensor {
-    let tokens = allowed
+    allowed
         .repeat_interleave_self_int(size, 0, None)
-        .repeat_interleave_self_int(size, 1, None);
-    Tensor::zeros(tokens.size(), (Kind::Float, allowed.device()))
-        .masked_fill(&tokens.logical_not(), f64::NEG_INFINITY)
+        .repeat_interleave_self_int(size, 1, None)
+}
+
+/// Which unit-level mask a cached token mask expands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MaskOf {
+    ShiftedCausal,
+    Block(DecoderContext),
+}
+
+/// Token masks made once per shape and device: at the full configuration the decoder's is
+/// (7 x 515)^2 entries, which rebuilding at every forward cost a dense allocation per call.
+fn cached_mask(of: MaskOf, units: i64, size: i64, device: tch::Device) -> Tensor {
+    type Entry = ((MaskOf, i64, i64, tch::Device), Tensor);
+    static CACHE: std::sync::Mutex<Vec<Entry>> = std::sync::Mutex::new(Vec::new());
+    let key = (of, units, size, device);
+    let mut cache = CACHE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, m)) = cache.iter().find(|(k, _)| *k == key) {
+        return m.shallow_clone();
+    }
+    let allowed = match of {
+        MaskOf::ShiftedCausal => shifted_causal(units, device),
+        MaskOf::Block(context) => block_causal(units, context, device),
+    };
+    let m = expand_mask(&allowed, size);
+    if cache.len() >= 16 {
+        drop(cache.remove(0));
+    }
+    cache.push((key, m.shallow_clone()));
+    m
 }
 
 /// The encoder's frame mask: frame `i` sees frames `j <= i + 1` (its successor, whose change
@@ -270,10 +288,12 @@ impl Adapters {
             stride: patch,
             ..Default::default()
         };
+        // The adapters are plain `nn.Conv2d`, `BatchNorm2d` and `ConvTranspose2d`, which the
+        // seed's `_init_weights` leaves at PyTorch's defaults.
         Self {
-            conv: nn::conv2d(p / "in_conv", c, d, patch, conv_cfg),
-            bn: nn::batch_norm2d(p / "in_bn", d, Default::default()),
-            deconv: nn::conv_transpose2d(p / "out_deconv", d, c, patch, deconv_cfg),
+            conv: init::conv2d(p / "in_conv", c, d, patch, Rule::Torch, conv_cfg),
+            bn: init::batch_norm(p / "in_bn", 2, d, Rule::Torch),
+            deconv: init::conv_transpose2d(p / "out_deconv", d, c, patch, Rule::Torch, deconv_cfg),
             grid,
         }
     }
@@ -290,6 +310,17 @@ impl Adapters {
             })
             .collect();
         Tensor::stack(&frames, 1)
+    }
+
+    /// Zeroes the output adapter, so that a model predicting changes starts by predicting
+    /// none (it copies the last frame); its own gradient moves it from the first step.
+    pub fn zero_output(&self) {
+        tch::no_grad(|| {
+            let _ = self.deconv.ws.shallow_clone().zero_();
+            if let Some(b) = &self.deconv.bs {
+                let _ = b.shallow_clone().zero_();
+            }
+        });
     }
 
     /// Tokens `[..., N, D]` to latent frames `[..., C, H, W]`.
@@ -348,7 +379,7 @@ impl Encoder {
             + self.temporal.narrow(0, 0, t).unsqueeze(1);
         let e = x.size()[3];
         let mut x = x.reshape([b, t * n, e]);
-        let mask = expand_mask(&shifted_causal(t, tokens.device()), n);
+        let mask = cached_mask(MaskOf::ShiftedCausal, t, n, tokens.device());
         for block in &self.blocks {
             x = block.forward(&x, &mask, train);
         }
@@ -424,6 +455,10 @@ impl Quantiser {
         let dc = self.codebook.size()[1];
         let z = z_e.reshape([-1, dc]);
         let indices = self.nearest(&z);
+        // The codes the indices were chosen from, before this step's update moves them (as
+        // TATS and Sonnet look up): the commitment target and the straight-through estimate
+        // use the codebook the nearest search saw.
+        let z_q = self.codebook.index_select(0, &indices);
         if train && self.update == CodebookUpdate::Ema {
             // The whole global batch's statistics (this rank's alone), so data-parallel ranks
             // keep the one codebook a single process would.
@@ -435,7 +470,6 @@ impl Quantiser {
                 self.ema_update(&all, &all_indices);
             }
         }
-        let z_q = self.codebook.index_select(0, &indices);
         let codebook_loss = (&z_q - z.detach()).square().mean(Kind::Float);
         let commitment_loss = (&z - z_q.detach()).square().mean(Kind::Float);
         let z_q_st = &z + (&z_q - &z).detach();
@@ -554,7 +588,7 @@ impl BatchedDecoder {
         let chunk = 2 * n + a;
         let x = Tensor::cat(&[f, c, q], 2).reshape([b, steps * chunk, e])
             + self.pos.narrow(1, 0, steps * chunk);
-        let mask = expand_mask(&block_causal(steps, self.context, frames.device()), chunk);
+        let mask = cached_mask(MaskOf::Block(self.context), steps, chunk, frames.device());
         let mut x = x;
         for block in &self.blocks {
             x = block.forward(&x, &mask, train);
@@ -726,7 +760,9 @@ mod tests {
                     t.get(i).linear(&w[j], Some(&bias[j])).narrow(1, h * dh, dh)
                 };
                 let (q, k, v) = (sl(&q_in, 0), sl(&kv_in, 1), sl(&kv_in, 2));
-                let scores = q.matmul(&k.tr()) / (dh as f64).sqrt() + &mask;
+                let additive = Tensor::zeros(mask.size(), (Kind::Float, tch::Device::Cpu))
+                    .masked_fill(&mask.logical_not(), f64::NEG_INFINITY);
+                let scores = q.matmul(&k.tr()) / (dh as f64).sqrt() + &additive;
                 let p = scores.exp() / scores.exp().sum_dim_intlist(1, true, Kind::Float);
                 head_outs.push(p.matmul(&v));
             }
@@ -735,6 +771,76 @@ mod tests {
         let want = att.out.forward(&Tensor::stack(&outs, 0));
         let diff = f64::try_from((got - want).abs().max()).unwrap();
         assert!(diff < 1e-5, "{diff}");
+    }
+
+    /// The straight-through estimator: the quantised codes carry the encoder's gradient
+    /// unchanged (d z_q / d z_e = I), and the codebook (loss update) learns from the codebook
+    /// loss alone, the encoder from the commitment loss alone.
+    #[test]
+    fn straight_through_gradients_reach_the_encoder_and_the_codebook_its_loss() {
+        tch::manual_seed(2);
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let cfg = crate::core::preset::LatentActionPreset::default().model;
+        let q = Quantiser::new(&vs.root(), &cfg);
+        let a = i64::from(cfg.codes_per_action);
+        let dc = i64::from(cfg.code_dim);
+        let z =
+            Tensor::randn([2, 3, a * dc], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true);
+        let out = q.quantise(&z, true);
+        let upstream = Tensor::randn(out.z_q_st.size(), (Kind::Float, tch::Device::Cpu));
+        let g = Tensor::run_backward(
+            &[(&out.z_q_st * &upstream).sum(Kind::Float)],
+            &[&z],
+            true,
+            false,
+        );
+        let diff = (&g[0] - upstream.reshape(z.size()))
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(diff < 1e-6, "STE gradient off by {diff}");
+        // The commitment loss moves the encoder, not the codebook; the codebook loss the
+        // codebook, not the encoder.
+        let grads = |loss: &Tensor| {
+            let g = Tensor::run_backward(&[loss], &[&z, &q.codebook], true, false);
+            let size = |t: &Tensor| {
+                if t.defined() {
+                    t.abs().sum(Kind::Float).double_value(&[])
+                } else {
+                    0.0
+                }
+            };
+            (size(&g[0]), size(&g[1]))
+        };
+        let (enc, book) = grads(&out.commitment_loss);
+        assert!(enc > 0.0 && book == 0.0, "commitment: {enc} {book}");
+        let (enc, book) = grads(&out.codebook_loss);
+        assert!(enc == 0.0 && book > 0.0, "codebook loss: {enc} {book}");
+    }
+
+    /// The EMA lever looks the codes up before it moves them: a step's quantised codes are the
+    /// codebook's rows as the nearest search saw them.
+    #[test]
+    fn the_ema_update_comes_after_the_lookup() {
+        tch::manual_seed(4);
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let mut cfg = crate::core::preset::LatentActionPreset::default().model;
+        cfg.codebook_update = CodebookUpdate::Ema;
+        cfg.dead_code_threshold = 0.0;
+        let q = Quantiser::new(&vs.root(), &cfg);
+        let a = i64::from(cfg.codes_per_action);
+        let dc = i64::from(cfg.code_dim);
+        let before = q.codebook.copy();
+        let z = Tensor::randn([4, 3, a * dc], (Kind::Float, tch::Device::Cpu));
+        let out = q.quantise(&z, true);
+        let moved = (&q.codebook - &before).abs().max().double_value(&[]);
+        assert!(moved > 0.0, "the EMA step moved the codebook");
+        let looked_up = before
+            .index_select(0, &out.indices.flatten(0, -1))
+            .reshape(out.z_q_st.size());
+        // z_q_st = z + (z_q - z) detached: its values are the looked-up codes.
+        let diff = (&out.z_q_st - looked_up).abs().max().double_value(&[]);
+        assert!(diff < 1e-5, "codes from the updated codebook: {diff}");
     }
 
     /// No token attends where spec 1.3 forbids: the encoder's frame i never sees frame i+2 or
@@ -749,10 +855,10 @@ mod tests {
         for qi in 0..t * n {
             for ki in 0..t * n {
                 let (fq, fk) = (qi / n, ki / n);
-                let v = |m: &Tensor| m.double_value(&[qi, ki]);
-                assert_eq!(v(&enc) == 0.0, fk <= fq + 1, "encoder {qi} -> {ki}");
-                assert_eq!(v(&dec) == 0.0, fk <= fq, "decoder {qi} -> {ki}");
-                assert_eq!(v(&last) == 0.0, fk == fq, "last-frame decoder {qi} -> {ki}");
+                let v = |m: &Tensor| m.int64_value(&[qi, ki]) == 1;
+                assert_eq!(v(&enc), fk <= fq + 1, "encoder {qi} -> {ki}");
+                assert_eq!(v(&dec), fk <= fq, "decoder {qi} -> {ki}");
+                assert_eq!(v(&last), fk == fq, "last-frame decoder {qi} -> {ki}");
             }
         }
     }

@@ -1,7 +1,9 @@
 use tch::{nn, Device, Kind, Tensor};
 
 use super::model::{LatentActionModel, Quantised};
-use crate::core::preset::latent_action::{Anchor, CodebookUpdate, LatentActionPreset, Schedule};
+use crate::core::preset::latent_action::{
+    Anchor, CodebookUpdate, LatentActionPreset, Schedule, Train,
+};
 use crate::core::preset::AnyPreset;
 use crate::core::protocol::{Event, MetricDef};
 use crate::core::rng::{derive_seed, SplitMix64, Stream};
@@ -10,7 +12,7 @@ use crate::engine::data::latents::{LatentBatch, LatentSet, Split};
 use crate::engine::explore::{ActionExplorer, Explored};
 use crate::engine::optim::{clip_global_norm, scale_grads, Adam, LossScale};
 use crate::engine::trainer::{
-    all_reduce_failed, Reconstruction, Rgba, StepCtx, StepError, Trainer, Validation,
+    all_reduce_failed, PhaseAt, Reconstruction, Rgba, StepCtx, StepError, Trainer, Validation,
 };
 use crate::engine::EngineError;
 
@@ -176,6 +178,42 @@ fn subset(n: usize, fraction: f64, seed: u64) -> Vec<usize> {
     all
 }
 
+/// The schedule's factor for the step `step`. The seed's scheduler sets the rate after
+/// the optimizer step, so step 0 trains at the base rate and step s at the factor of s-1;
+/// the legacy warmup sets it before (step 0 at rate 0).
+///
+/// `cosine_steps` 0 ties the cosine to the run's length: it counts the phase's steps and
+/// ends with the phase (a timed phase: with its time), as the seed's ends with its epochs.
+pub fn lr_factor(t: &Train, step: u64, phase: PhaseAt) -> f64 {
+    let (w, r) = (t.warmup_steps as f64, t.min_lr_ratio);
+    let tied = t.cosine_steps == 0;
+    let step = if tied { phase.step } else { step };
+    if t.schedule == Schedule::WarmupCosine && step == 0 {
+        return 1.0;
+    }
+    let s = match t.schedule {
+        Schedule::WarmupCosine => (step - 1) as f64,
+        _ => step as f64,
+    };
+    match t.schedule {
+        Schedule::Constant => 1.0,
+        Schedule::LinearWarmup if s < w => s / w,
+        Schedule::LinearWarmup => 1.0,
+        Schedule::WarmupCosine if s < w => r + (1.0 - r) * s / w,
+        Schedule::WarmupCosine => {
+            let progress = match (tied, phase.length, phase.done()) {
+                (false, _, _) => (s - w) / (t.cosine_steps as f64 - w).max(1.0),
+                (true, Some(n), _) => (s - w) / (n as f64 - w).max(1.0),
+                (true, None, Some(done)) => done,
+                // A phase of unknown length (a bare trainer): the rate stays up.
+                (true, None, None) => 0.0,
+            };
+            let progress = progress.clamp(0.0, 1.0);
+            r + (1.0 - r) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+        }
+    }
+}
+
 fn scalar(t: &Tensor) -> f64 {
     t.double_value(&[])
 }
@@ -210,6 +248,9 @@ impl LatentActionTrainer {
             model_cfg.attn_drop_rate = 0.0;
         }
         let model = LatentActionModel::new(&enc_vs.root(), &main_vs.root(), &model_cfg, shape, len);
+        if cfg.model.predict_change {
+            model.adapters.zero_output();
+        }
         let adamw = |vs: &nn::VarStore| {
             let mut o = Adam::new(vs, cfg.train.lr, cfg.train.beta1, cfg.train.beta2);
             o.weight_decay = cfg.train.weight_decay;
@@ -273,35 +314,8 @@ impl LatentActionTrainer {
         self.epochs.batch(epoch, batch, n, b)
     }
 
-    /// The schedule's factor at `step`.
-    /// The schedule's factor for the step `step`. The seed's scheduler sets the rate after
-    /// the optimizer step, so step 0 trains at the base rate and step s at the factor of s-1;
-    /// the legacy warmup sets it before (step 0 at rate 0).
-    fn schedule(&self, step: u64) -> f64 {
-        let t = &self.cfg.train;
-        let (w, r) = (t.warmup_steps as f64, t.min_lr_ratio);
-        if t.schedule == Schedule::WarmupCosine && step == 0 {
-            return 1.0;
-        }
-        let s = match t.schedule {
-            Schedule::WarmupCosine => (step - 1) as f64,
-            _ => step as f64,
-        };
-        match t.schedule {
-            Schedule::Constant => 1.0,
-            Schedule::LinearWarmup if s < w => s / w,
-            Schedule::LinearWarmup => 1.0,
-            Schedule::WarmupCosine if s < w => r + (1.0 - r) * s / w,
-            Schedule::WarmupCosine => {
-                let span = (t.cosine_steps as f64 - w).max(1.0);
-                let progress = ((s - w) / span).min(1.0);
-                r + (1.0 - r) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
-            }
-        }
-    }
-
-    fn set_lrs(&mut self, step: u64) {
-        self.lr_now = self.cfg.train.lr * self.schedule(step);
+    fn set_lrs(&mut self, step: u64, phase: PhaseAt) {
+        self.lr_now = self.cfg.train.lr * lr_factor(&self.cfg.train, step, phase);
         self.opt_main.lr = self.lr_now;
         self.opt_enc.lr = self.lr_now * self.cfg.train.encoder_lr_scale;
     }
@@ -315,7 +329,7 @@ impl LatentActionTrainer {
             .model
             .decoder
             .forward(&tokens.narrow(1, 0, t - 1), &q.z_q_st, train);
-        let pred = self.model.adapters.frames(&pred_tokens);
+        let pred = self.next_frames(&pred_tokens, &x.narrow(1, 0, t - 1));
         let target = x.narrow(1, 1, t - 1);
         let diff = &pred - &target;
         let mse = diff.square().mean(Kind::Float);
@@ -354,14 +368,16 @@ impl LatentActionTrainer {
         if self.cfg.train.detach_rollout_first {
             z = z.detach();
         }
+        let mut frame = self.next_frames(&z, &x.select(1, t0));
         let mut hist = tokens.narrow(1, 0, t0 + 1);
         let (mut mse, mut mae) = (Vec::new(), Vec::new());
         for k in 1..h {
-            hist = Tensor::cat(&[hist, z.unsqueeze(1)], 1);
+            hist = Tensor::cat(&[hist, self.history_tokens(&z, &frame).unsqueeze(1)], 1);
             z = self
                 .model
                 .step(&hist, &codes.narrow(1, 0, t0 + 1 + k), train);
-            let diff = self.model.adapters.frames(&z) - x.select(1, t0 + 1 + k);
+            frame = self.next_frames(&z, &frame);
+            let diff = &frame - x.select(1, t0 + 1 + k);
             mse.push(diff.square().mean(Kind::Float));
             mae.push(diff.abs().mean(Kind::Float));
         }
@@ -393,11 +409,38 @@ impl LatentActionTrainer {
 
     /// Decodes the last frame of windows `x [B, T, ...]` from frames 0..T-2 with the given
     /// codes `[B, T-1, A]` through the step decoder; returns the frames `[B, C, H, W]`.
-    fn decode_last(&self, tokens: &Tensor, indices: &Tensor) -> Tensor {
+    fn decode_last(&self, x: &Tensor, tokens: &Tensor, indices: &Tensor) -> Tensor {
         let t = tokens.size()[1];
         let codes = self.model.quantiser.lookup(indices);
         let z = self.model.step(&tokens.narrow(1, 0, t - 1), &codes, false);
-        self.model.adapters.frames(&z)
+        self.next_frames(&z, &x.select(1, t - 2))
+    }
+
+    /// The frames the decoders' output tokens `z [.., N, D]` predict after frames `prev
+    /// [.., C, H, W]`: with `model.predict_change` the last frame plus the decoded change,
+    /// else the decoded frame.
+    fn next_frames(&self, z: &Tensor, prev: &Tensor) -> Tensor {
+        let decoded = self.model.adapters.frames(z);
+        if self.cfg.model.predict_change {
+            prev + decoded
+        } else {
+            decoded
+        }
+    }
+
+    /// What a rollout's history holds for a predicted frame: the decoders' own output tokens,
+    /// or with `model.predict_change` (whose tokens are a change, not a frame) the predicted
+    /// frame made tokens again (the adapter in eval mode: predicted frames leave its
+    /// statistics alone).
+    fn history_tokens(&self, z: &Tensor, frame: &Tensor) -> Tensor {
+        if self.cfg.model.predict_change {
+            self.model
+                .adapters
+                .tokens(&frame.unsqueeze(1), false)
+                .squeeze_dim(1)
+        } else {
+            z.shallow_clone()
+        }
     }
 
     /// Rolls out `frames` steps from frame 0 of a window under the given action indices
@@ -406,11 +449,13 @@ impl LatentActionTrainer {
         tch::no_grad(|| {
             let mut hist = self.model.adapters.tokens(&x.narrow(1, 0, 1), false);
             let codes = self.model.quantiser.lookup(indices);
+            let mut frame = x.select(1, 0);
             let mut out = Vec::new();
             for k in 0..frames {
                 let z = self.model.step(&hist, &codes.narrow(1, 0, k + 1), false);
-                out.push(self.model.adapters.frames(&z));
-                hist = Tensor::cat(&[hist, z.unsqueeze(1)], 1);
+                frame = self.next_frames(&z, &frame);
+                out.push(frame.shallow_clone());
+                hist = Tensor::cat(&[hist, self.history_tokens(&z, &frame).unsqueeze(1)], 1);
             }
             Tensor::stack(&out, 1)
         })
@@ -434,6 +479,7 @@ impl LatentActionTrainer {
         // (code triple, true action) pairs for the purity.
         let mut pairs: Vec<(Vec<i64>, i64)> = Vec::new();
         let mut tuples = std::collections::BTreeMap::<Vec<u32>, u64>::new();
+        let mut seen = std::collections::HashSet::<(usize, usize)>::new();
         let mut batches = 0.0;
         crate::engine::seed_torch(self.seed, Stream::Validation, 7);
         let mut rng = SplitMix64::new(derive_seed(self.seed, Stream::Validation, 8));
@@ -496,7 +542,7 @@ impl LatentActionTrainer {
                     + Tensor::randint_low(1, k, idx.size(), (Kind::Int64, self.device)))
                 .remainder(k);
                 let perturbed = other.where_self(&mask, idx);
-                let dec = |i: &Tensor| self.decode_last(&f.tokens, i).flatten(1, -1);
+                let dec = |i: &Tensor| self.decode_last(x, &f.tokens, i).flatten(1, -1);
                 (dec(idx), dec(&rand), dec(&perturbed))
             });
             let dist = |p: &Tensor| {
@@ -523,21 +569,38 @@ impl LatentActionTrainer {
                 "dsnr",
                 scalar(&((&dr.0 - &da.0) / (&de.0 - &da.0 + 1e-8)).mean(Kind::Float)),
             );
+            // Windows overlap (stride below their length): each transition of the split is
+            // counted once, from the first window that holds it, so the histograms and the
+            // purity are statistics of transitions.
             let flat: Vec<i64> = Vec::try_from(idx.flatten(0, -1)).unwrap_or_default();
-            for &i in &flat {
-                if let Some(h) = hist.get_mut(i as usize) {
-                    *h += 1;
-                }
-            }
-            for action in flat.chunks(a as usize) {
-                *tuples
-                    .entry(action.iter().map(|&c| c as u32).collect())
-                    .or_default() += 1;
-            }
-            if let Some(actions) = &batch.actions {
-                let acts: Vec<i64> = Vec::try_from(actions.flatten(0, -1)).unwrap_or_default();
-                for (triple, act) in flat.chunks(a as usize).zip(acts) {
-                    pairs.push((triple.to_vec(), act));
+            let acts: Option<Vec<i64>> = batch
+                .actions
+                .as_ref()
+                .map(|actions| Vec::try_from(actions.flatten(0, -1)).unwrap_or_default());
+            let per_window = (t - 1) as usize;
+            for (bi, &w) in chunk.iter().enumerate() {
+                let Some(&(file, start)) = self.data.split(split).windows.get(w) else {
+                    continue;
+                };
+                for j in 0..per_window {
+                    if !seen.insert((file, start + j)) {
+                        continue;
+                    }
+                    let at = bi * per_window + j;
+                    let Some(codes) = flat.get(at * a as usize..(at + 1) * a as usize) else {
+                        continue;
+                    };
+                    for &i in codes {
+                        if let Some(h) = hist.get_mut(i as usize) {
+                            *h += 1;
+                        }
+                    }
+                    *tuples
+                        .entry(codes.iter().map(|&c| c as u32).collect())
+                        .or_default() += 1;
+                    if let Some(act) = acts.as_ref().and_then(|v| v.get(at)) {
+                        pairs.push((codes.to_vec(), *act));
+                    }
                 }
             }
             batches += 1.0;
@@ -758,7 +821,7 @@ impl Trainer for LatentActionTrainer {
         self.step = ctx.step + 1;
         crate::engine::seed_torch(self.seed, Stream::Step, ctx.step);
         let mut rng = SplitMix64::new(derive_seed(self.seed, Stream::Step, ctx.step));
-        self.set_lrs(ctx.step);
+        self.set_lrs(ctx.step, ctx.phase);
         let x = match &self.overfit {
             Some(b) => b.x.shallow_clone(),
             None => {
@@ -876,9 +939,14 @@ impl Trainer for LatentActionTrainer {
     fn validate(&mut self) -> Option<Validation> {
         let windows = self.val_windows.clone();
         let mut scalars = self.evaluate(Split::Validation, &windows, "val")?;
-        let tests = self.test_windows.clone();
-        if let Some(t) = self.evaluate(Split::Test, &tests, "test") {
-            scalars.extend(t);
+        // The test split only every `data.test_every` regular validations: it is held out for
+        // reporting, not for watching.
+        let every = self.cfg.logging.validate_every_steps * u64::from(self.cfg.data.test_every);
+        if every > 0 && self.step > 0 && self.step.is_multiple_of(every) {
+            let tests = self.test_windows.clone();
+            if let Some(t) = self.evaluate(Split::Test, &tests, "test") {
+                scalars.extend(t);
+            }
         }
         for prefix in ["val", "test"] {
             let get = |k: &str| {

@@ -8,6 +8,7 @@ use crate::core::rng::{derive_seed, SplitMix64, Stream};
 use crate::engine::checkpoint::Loaded;
 use crate::engine::data::volumes::{blend, extract, flip, patch_grid, Volume, VolumeSet};
 use crate::engine::lpips::Perceptual;
+use crate::engine::nn::init::{self, Rule};
 use crate::engine::nn::vq3d::{self, Decoder3d, EmaCodebook, Encoder3d, NLayerDiscriminator, Pad};
 use crate::engine::optim::{clip_global_norm, scale_grads, Adam, LossScale};
 use crate::engine::trainer::{
@@ -90,6 +91,9 @@ pub struct VqGanTrainer {
     pending_volume: Option<VolumePair>,
     /// Mixed precision's loss scales (autoencoder, critics).
     scales: (LossScale, LossScale),
+    /// The training set's mean volume (the validation baseline), made at the first
+    /// validation.
+    mean_volume: Option<Volume>,
 }
 
 impl VqGanTrainer {
@@ -135,9 +139,24 @@ impl VqGanTrainer {
         codebook.restart_threshold = m.restart_threshold;
         let ae = Autoencoder {
             encoder,
-            pre: nn::conv3d(&root / "pre_vq_conv", top, emb, 1, Default::default()),
+            // The originals' `SamePadConv3d(.., 1)`: plain `nn.Conv3d`, PyTorch's defaults.
+            pre: init::conv3d(
+                &root / "pre_vq_conv",
+                top,
+                emb,
+                1,
+                Rule::Torch,
+                Default::default(),
+            ),
             codebook,
-            post: nn::conv3d(&root / "post_vq_conv", emb, top, 1, Default::default()),
+            post: init::conv3d(
+                &root / "post_vq_conv",
+                emb,
+                top,
+                1,
+                Rule::Torch,
+                Default::default(),
+            ),
             decoder: Decoder3d::new(&(&root / "decoder"), c, h, g, ds),
             clamp: m.clamp_output,
         };
@@ -152,7 +171,16 @@ impl VqGanTrainer {
             0 => cfg.data.height.min(cfg.data.width),
             p => p,
         };
-        let lpips = if cfg.train.perceptual_weight > 0.0 && side < 16 {
+        // Loaded when the preset or any of its phases weighs it (a live edit that raises it
+        // later loads it then, or is refused with the reason).
+        let wanted = cfg.train.perceptual_weight > 0.0
+            || cfg.phases.iter().any(|ph| {
+                ph.overrides
+                    .get("train.perceptual_weight")
+                    .and_then(|v| v.to_json().as_f64())
+                    .is_some_and(|w| w > 0.0)
+            });
+        let lpips = if wanted && side < 16 {
             events.push(Event::Log {
                 step: 0,
                 level: Level::Warning,
@@ -161,7 +189,7 @@ impl VqGanTrainer {
                 ),
             });
             None
-        } else if cfg.train.perceptual_weight > 0.0 {
+        } else if wanted {
             match Perceptual::load("train.lpips_model", &cfg.train.lpips_model, device) {
                 Ok(l) => Some(l),
                 // A file the preset names must load; the default weights may be absent.
@@ -199,6 +227,7 @@ impl VqGanTrainer {
             pending: None,
             pending_volume: None,
             scales: (LossScale::default(), LossScale::default()),
+            mean_volume: None,
         })
     }
 
@@ -242,16 +271,25 @@ impl VqGanTrainer {
         }
     }
 
-    /// Feature matching over every stage but the logits, weight `4 / (layers + 1)` each.
+    /// Feature matching over every stage but the logits, weight 1 each: the originals'
+    /// `4.0 / (3 + 1)`, written for three critic layers and kept whatever their number.
     fn feature_matching(&self, fake: &[Tensor], real: &[Tensor]) -> Tensor {
         let n = fake.len() - 1;
-        let fw = 4.0 / n as f64;
+        let fw = 1.0;
         let terms: Vec<Tensor> = fake[..n]
             .iter()
             .zip(&real[..n])
             .map(|(f, r)| (f - r.detach()).abs().mean(Kind::Float) * fw)
             .collect();
         Tensor::stack(&terms, 0).sum(Kind::Float)
+    }
+
+    /// Patches per forward for `total` patches: `data.patch_batch`, or all when it is 0.
+    fn patch_batch(&self, total: usize) -> usize {
+        match self.cfg.data.patch_batch as usize {
+            0 => total.max(1),
+            n => n,
+        }
     }
 
     /// Reconstructs volumes `[B, C, D, H, W]` in eval mode: whole, or (patchwise) patch by
@@ -270,24 +308,31 @@ impl VqGanTrainer {
             let mut qs = Vec::new();
             let mut out = Vec::with_capacity(vols.len());
             for v in vols {
-                let parts: Vec<([usize; 3], Volume)> = patch_grid(v.dims, [patch; 3], [stride; 3])
-                    .into_iter()
-                    .map(|at| {
-                        let (xr, q) = self
-                            .ae
-                            .forward(&self.stack(&[&extract(v, at, [patch; 3])]), false);
-                        qs.push(q);
-                        let data = Vec::<f32>::try_from(xr.flatten(0, -1)).unwrap_or_default();
-                        (
-                            at,
+                let at = patch_grid(v.dims, [patch; 3], [stride; 3]);
+                let mut parts: Vec<([usize; 3], Volume)> = Vec::with_capacity(at.len());
+                // Micro-batches of patches through the model (eval mode: no codebook update,
+                // so only memory bounds their size).
+                for chunk in at.chunks(self.patch_batch(at.len())) {
+                    let pieces: Vec<Volume> =
+                        chunk.iter().map(|a| extract(v, *a, [patch; 3])).collect();
+                    let (xr, q) = self
+                        .ae
+                        .forward(&self.stack(&pieces.iter().collect::<Vec<_>>()), false);
+                    qs.push(q);
+                    let xr = xr.to_device(Device::Cpu);
+                    for (i, a) in chunk.iter().enumerate() {
+                        let data = Vec::<f32>::try_from(xr.get(i as i64).flatten(0, -1))
+                            .unwrap_or_default();
+                        parts.push((
+                            *a,
                             Volume {
                                 channels: v.channels,
                                 dims: [patch; 3],
                                 data,
                             },
-                        )
-                    })
-                    .collect();
+                        ));
+                    }
+                }
                 out.push(blend(v.dims, &parts));
             }
             (self.stack(&out.iter().collect::<Vec<_>>()), qs)
@@ -361,11 +406,13 @@ impl Trainer for VqGanTrainer {
     }
 
     fn warnings(&self) -> Vec<String> {
+        let mut out = self.data.notes.clone();
         if self.cfg.train.mixed_precision && !self.device.is_cuda() {
-            vec!["train.mixed_precision applies on CUDA only; this run trains in float32".into()]
-        } else {
-            Vec::new()
+            out.push(
+                "train.mixed_precision applies on CUDA only; this run trains in float32".into(),
+            );
         }
+        out
     }
 
     fn steps_per_epoch(&self) -> u64 {
@@ -419,6 +466,7 @@ impl Trainer for VqGanTrainer {
         m.push(MetricDef::validation("val_codebook_usage", true).main());
         m.push(MetricDef::validation("val_codebook_used", true));
         m.push(MetricDef::validation("val_commitment_loss", false));
+        m.push(MetricDef::validation("val_perceptual_loss", false));
         m.push(MetricDef::validation("val_ssim", true));
         m.push(MetricDef::validation("val_corr", true));
         m
@@ -481,10 +529,15 @@ impl Trainer for VqGanTrainer {
                         .into_iter()
                         .map(move |at| extract(v, at, [patch; 3]))
                 })
-                .map(|p| self.stack(&[&p]))
+                .collect::<Vec<Volume>>()
+                .chunks(self.patch_batch(usize::MAX))
+                .map(|c| self.stack(&c.iter().collect::<Vec<_>>()))
                 .collect()
         };
-        let scale = 1.0 / pieces.len() as f64;
+        // Each piece's losses are means over its items: weighted by its share of the step's
+        // items, the step is the mean over all of them.
+        let total: i64 = pieces.iter().map(|p| p.size()[0]).sum();
+        let share = |x: &Tensor| x.size()[0] as f64 / total.max(1) as f64;
         let t = self.cfg.train.clone();
         let gan = t.image_gan_weight > 0.0 || t.video_gan_weight > 0.0;
         let disc_on = ctx.step >= t.disc_start && gan;
@@ -499,7 +552,7 @@ impl Trainer for VqGanTrainer {
             });
         }
         let mut sums = std::collections::BTreeMap::<&'static str, f64>::new();
-        let mut add = |k: &'static str, v: f64| *sums.entry(k).or_insert(0.0) += v * scale;
+        let mut add = |k: &'static str, v: f64, w: f64| *sums.entry(k).or_insert(0.0) += v * w;
         let mut done = Vec::with_capacity(pieces.len());
         // Mixed precision: float16 autocast on CUDA, each optimiser with its loss scale.
         let amp = t.mixed_precision && self.device.is_cuda();
@@ -510,6 +563,7 @@ impl Trainer for VqGanTrainer {
         };
         self.opt_ae.zero_grad();
         for x in &pieces {
+            let w = share(x);
             let (xr, q) = tch::autocast(amp, || self.ae.forward(x, true));
             let xr = xr.to_kind(Kind::Float);
             let recon = (&xr - x).abs().mean(Kind::Float) * t.l1_weight;
@@ -549,21 +603,25 @@ impl Trainer for VqGanTrainer {
             let adv = &g_img * t.image_gan_weight + &g_vid * t.video_gan_weight;
             let fm = (&fm_img + &fm_vid) * t.gan_feat_weight;
             let aeloss = &recon + &commitment + &adv + &perceptual + &fm;
-            (&aeloss * (scale * ae_scale))
+            (&aeloss * (w * ae_scale))
                 .f_backward()
                 .map_err(StepError::at("autoencoder backward"))?;
-            add("recon_loss", scalar(&recon));
-            add("commitment_loss", scalar(&commitment));
-            add("perceptual_loss", scalar(&perceptual));
-            add("aeloss", scalar(&aeloss));
-            add("perplexity", q.perplexity);
-            add("codebook_usage", q.used as f64);
-            add("psnr", psnr(scalar(&(&xr - x).square().mean(Kind::Float))));
+            add("recon_loss", scalar(&recon), w);
+            add("commitment_loss", scalar(&commitment), w);
+            add("perceptual_loss", scalar(&perceptual), w);
+            add("aeloss", scalar(&aeloss), w);
+            add("perplexity", q.perplexity, w);
+            add("codebook_usage", q.used as f64, w);
+            add(
+                "psnr",
+                psnr(scalar(&(&xr - x).square().mean(Kind::Float))),
+                w,
+            );
             if disc_on {
-                add("g_image_loss", scalar(&g_img));
-                add("g_video_loss", scalar(&g_vid));
-                add("image_gan_feat_loss", scalar(&fm_img));
-                add("video_gan_feat_loss", scalar(&fm_vid));
+                add("g_image_loss", scalar(&g_img), w);
+                add("g_video_loss", scalar(&g_vid), w);
+                add("image_gan_feat_loss", scalar(&fm_img), w);
+                add("video_gan_feat_loss", scalar(&fm_vid), w);
             }
             done.push(xr.detach());
         }
@@ -579,7 +637,7 @@ impl Trainer for VqGanTrainer {
         if !amp || self.scales.0.update(grad_norm) {
             self.opt_ae.step();
         }
-        if t.double_forward {
+        if t.double_forward && gan {
             // The originals' second optimiser pass runs the autoencoder again (in training
             // mode, so the EMA codebook updates a second time), even before the critics
             // start, when their loss is multiplied by 0.
@@ -593,30 +651,31 @@ impl Trainer for VqGanTrainer {
         if disc_on {
             self.opt_d.zero_grad();
             for (x, xr) in pieces.iter().zip(&done) {
+                let w = share(x);
                 let zero = || x.zeros_like().mean(Kind::Float);
                 let (mut d_img, mut d_vid) = (zero(), zero());
                 let (f, fr) = Self::slices(x, xr, &mut rng);
                 if t.image_gan_weight > 0.0 {
                     let (r, _) = tch::autocast(amp, || self.d2.forward_t(&f, true));
                     let (g, _) = tch::autocast(amp, || self.d2.forward_t(&fr, true));
-                    add("logits_image_real", scalar(&r.mean(Kind::Float)));
-                    add("logits_image_fake", scalar(&g.mean(Kind::Float)));
+                    add("logits_image_real", scalar(&r.mean(Kind::Float)), w);
+                    add("logits_image_fake", scalar(&g.mean(Kind::Float)), w);
                     d_img = self.disc_pair(&r, &g);
                 }
                 if t.video_gan_weight > 0.0 {
                     let (r, _) = tch::autocast(amp, || self.d3.forward_t(x, true));
                     let (g, _) = tch::autocast(amp, || self.d3.forward_t(xr, true));
-                    add("logits_video_real", scalar(&r.mean(Kind::Float)));
-                    add("logits_video_fake", scalar(&g.mean(Kind::Float)));
+                    add("logits_video_real", scalar(&r.mean(Kind::Float)), w);
+                    add("logits_video_fake", scalar(&g.mean(Kind::Float)), w);
                     d_vid = self.disc_pair(&r, &g);
                 }
                 let dloss = &d_img * t.image_gan_weight + &d_vid * t.video_gan_weight;
-                (&dloss * (scale * d_scale))
+                (&dloss * (w * d_scale))
                     .f_backward()
                     .map_err(StepError::at("critic backward"))?;
-                add("d_image_loss", scalar(&d_img));
-                add("d_video_loss", scalar(&d_vid));
-                add("discloss", scalar(&dloss));
+                add("d_image_loss", scalar(&d_img), w);
+                add("d_video_loss", scalar(&d_vid), w);
+                add("discloss", scalar(&dloss), w);
             }
             let d_params = crate::engine::dist::trainable_in_order(&self.d_vs);
             crate::engine::dist::mean_grads(&d_params).map_err(all_reduce_failed)?;
@@ -644,6 +703,22 @@ impl Trainer for VqGanTrainer {
     }
 
     fn set_live(&mut self, name: &str, value: f64) -> Result<f64, String> {
+        if name == "train.perceptual_weight" && value > 0.0 && self.lpips.is_none() {
+            let side = match self.cfg.data.patch {
+                0 => self.cfg.data.height.min(self.cfg.data.width),
+                p => p,
+            };
+            if side < 16 {
+                return Err(format!("train.perceptual_weight stays 0: LPIPS needs slices of at least 16x16, these are {side}x{side}"));
+            }
+            let lpips = Perceptual::load(
+                "train.lpips_model",
+                &self.cfg.train.lpips_model,
+                self.device,
+            )
+            .map_err(|e| format!("train.perceptual_weight stays 0: {e}"))?;
+            self.lpips = Some(lpips);
+        }
         let old = crate::engine::trainer::set_live_of(
             &mut self.cfg.train,
             &LIVE,
@@ -695,13 +770,31 @@ impl Trainer for VqGanTrainer {
             return None;
         }
         let b = self.cfg.train.batch_size.max(1) as usize;
-        let mean = {
-            let n = self.data.train.len().min(256);
-            let vols: Vec<&Volume> = self.data.train.iter().take(n).collect();
-            self.stack(&vols).mean_dim(0, false, Kind::Float)
-        };
+        // The training set's mean volume, summed volume by volume on the CPU once (stacking
+        // the set on the device cost gigabytes at CT sizes, at every validation).
+        let mean = self
+            .mean_volume
+            .get_or_insert_with(|| {
+                let mut sum = vec![0f64; self.data.train.first().map_or(0, |v| v.data.len())];
+                for v in &self.data.train {
+                    for (s, x) in sum.iter_mut().zip(&v.data) {
+                        *s += f64::from(*x);
+                    }
+                }
+                let n = self.data.train.len().max(1) as f64;
+                let data: Vec<f32> = sum.iter().map(|s| (s / n) as f32).collect();
+                self.data.train.first().map_or_else(
+                    || Volume::scalar([1, 1, 1], vec![0.0]),
+                    |v| Volume { data, ..v.clone() },
+                )
+            })
+            .clone();
+        let mean = self.stack(&[&mean]);
+        let t = self.cfg.train.clone();
+        let mut rng = SplitMix64::new(derive_seed(self.seed, Stream::Validation, 3));
         let (mut mse, mut base, mut l1, mut commit, mut perp, mut corr, mut ssim) =
             (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+        let mut perceptual: Option<f64> = None;
         let k_codes = i64::from(self.cfg.model.n_codes);
         let mut counts = vec![0u64; k_codes as usize];
         let mut n = 0.0;
@@ -717,9 +810,19 @@ impl Trainer for VqGanTrainer {
             let k = chunk.len() as f64;
             mse += scalar(&(&xr - &x).square().mean(Kind::Float)) * k;
             base += scalar(&(&x - &mean).square().mean(Kind::Float)) * k;
-            l1 += scalar(&(&xr - &x).abs().mean(Kind::Float)) * k;
+            // Weighted as training logs them (the originals' val/recon_loss is l1_weight x L1),
+            // so a plot of both compares like with like.
+            l1 += scalar(&(&xr - &x).abs().mean(Kind::Float)) * t.l1_weight * k;
             let m = qs.len().max(1) as f64;
-            commit += qs.iter().map(|q| scalar(&q.commitment)).sum::<f64>() / m * k;
+            commit +=
+                qs.iter().map(|q| scalar(&q.commitment)).sum::<f64>() / m * t.commitment_weight * k;
+            if let Some(l) = self.lpips.as_ref().filter(|_| t.perceptual_weight > 0.0) {
+                let (f, fr) = Self::slices(&x, &xr, &mut rng);
+                if let Ok(d) = tch::no_grad(|| l.distance(&f, &fr)) {
+                    *perceptual.get_or_insert(0.0) +=
+                        scalar(&d.mean(Kind::Float)) * t.perceptual_weight * k;
+                }
+            }
             perp += qs.iter().map(|q| q.perplexity).sum::<f64>() / m * k;
             for q in &qs {
                 let hist = q.indices.flatten(0, -1).bincount::<Tensor>(None, k_codes);
@@ -758,18 +861,22 @@ impl Trainer for VqGanTrainer {
                 recon: Volume { data, ..v.clone() },
             });
         }
+        let mut scalars = vec![
+            ("val_psnr", psnr(mse / n)),
+            ("val_mean_volume_psnr", psnr(base / n)),
+            ("val_recon_loss", l1 / n),
+            ("val_perplexity", perp / n),
+            ("val_codebook_usage", used as f64 / k_codes as f64),
+            ("val_codebook_used", used as f64),
+            ("val_commitment_loss", commit / n),
+            ("val_corr", corr / n),
+            ("val_ssim", ssim / n),
+        ];
+        if let Some(p) = perceptual {
+            scalars.push(("val_perceptual_loss", p / n));
+        }
         Some(Validation {
-            scalars: vec![
-                ("val_psnr", psnr(mse / n)),
-                ("val_mean_volume_psnr", psnr(base / n)),
-                ("val_recon_loss", l1 / n),
-                ("val_perplexity", perp / n),
-                ("val_codebook_usage", used as f64 / k_codes as f64),
-                ("val_codebook_used", used as f64),
-                ("val_commitment_loss", commit / n),
-                ("val_corr", corr / n),
-                ("val_ssim", ssim / n),
-            ],
+            scalars,
             best_by: self.cfg.train.best_metric.scalar(),
             diversity_ratio: None,
         })

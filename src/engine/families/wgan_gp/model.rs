@@ -5,7 +5,8 @@ use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
 
 use crate::core::preset::wgan_gp::{Arch, Model};
-use crate::engine::nn::{SelfAttention, SpectralNormConv2d, DCGAN_CONV, DCGAN_NORM};
+use crate::engine::nn::init::{self, Rule};
+use crate::engine::nn::{SelfAttention, SpectralNormConv2d, DCGAN_CONV};
 
 fn conv_cfg(stride: i64, padding: i64) -> nn::ConvConfig {
     nn::ConvConfig {
@@ -18,27 +19,11 @@ fn conv_cfg(stride: i64, padding: i64) -> nn::ConvConfig {
 }
 
 fn bn(vs: nn::Path<'_>, c: i64) -> nn::BatchNorm {
-    nn::batch_norm2d(
-        vs,
-        c,
-        nn::BatchNormConfig {
-            ws_init: DCGAN_NORM,
-            bs_init: nn::Init::Const(0.0),
-            ..Default::default()
-        },
-    )
+    init::batch_norm(vs, 2, c, Rule::Dcgan)
 }
 
 fn ln(vs: nn::Path<'_>, shape: Vec<i64>) -> nn::LayerNorm {
-    nn::layer_norm(
-        vs,
-        shape,
-        nn::LayerNormConfig {
-            ws_init: DCGAN_NORM,
-            bs_init: nn::Init::Const(0.0),
-            ..Default::default()
-        },
-    )
+    init::layer_norm(vs, shape, Rule::Dcgan)
 }
 
 /// LeakyReLU with slope 0.2 as one fused kernel (see `engine::ops`).
@@ -97,16 +82,24 @@ impl SmallGenerator {
             ..Default::default()
         };
         let mut net = nn::seq_t()
-            .add(nn::conv_transpose2d(vs / "l0", z, c, 4, ct(1, 0)))
+            .add(init::conv_transpose2d(
+                vs / "l0",
+                z,
+                c,
+                4,
+                Rule::Dcgan,
+                ct(1, 0),
+            ))
             .add(bn(vs / "bn0", c))
             .add_fn(|x| x.relu());
         for i in 1..ups {
             net = net
-                .add(nn::conv_transpose2d(
+                .add(init::conv_transpose2d(
                     vs / format!("l{i}"),
                     c,
                     c / 2,
                     4,
+                    Rule::Dcgan,
                     ct(2, 1),
                 ))
                 .add(bn(vs / format!("bn{i}"), c / 2))
@@ -114,11 +107,12 @@ impl SmallGenerator {
             c /= 2;
         }
         net = net
-            .add(nn::conv_transpose2d(
+            .add(init::conv_transpose2d(
                 vs / format!("l{ups}"),
                 c,
                 3,
                 4,
+                Rule::Dcgan,
                 ct(2, 1),
             ))
             .add_fn(|x| x.tanh());
@@ -144,17 +138,25 @@ impl SmallCritic {
         let downs = log2(size) - 2; // down to 4x4
         let mut s = i64::from(size) / 2;
         let mut net = nn::seq_t()
-            .add(nn::conv2d(vs / "l0", 3, ndf, 4, conv_cfg(2, 1)))
+            .add(init::conv2d(
+                vs / "l0",
+                3,
+                ndf,
+                4,
+                Rule::Dcgan,
+                conv_cfg(2, 1),
+            ))
             .add_fn(lrelu);
         let mut c = ndf;
         for i in 1..downs {
             s /= 2;
             net = net
-                .add(nn::conv2d(
+                .add(init::conv2d(
                     vs / format!("l{i}"),
                     c,
                     c * 2,
                     4,
+                    Rule::Dcgan,
                     conv_cfg(2, 1),
                 ))
                 .add(ln(vs / format!("ln{i}"), vec![c * 2, s, s]))
@@ -162,7 +164,14 @@ impl SmallCritic {
             c *= 2;
         }
         net = net
-            .add(nn::conv2d(vs / "out", c, 1, 4, conv_cfg(1, 0)))
+            .add(init::conv2d(
+                vs / "out",
+                c,
+                1,
+                4,
+                Rule::Dcgan,
+                conv_cfg(1, 0),
+            ))
             .add_fn(|x| x.flatten(1, -1));
         Self { net }
     }
@@ -186,9 +195,9 @@ struct ResBlockG {
 impl ResBlockG {
     fn new(vs: &nn::Path<'_>, c: i64) -> Self {
         Self {
-            c1: nn::conv2d(vs / "c1", c, c, 3, conv_cfg(1, 1)),
+            c1: init::conv2d(vs / "c1", c, c, 3, Rule::Dcgan, conv_cfg(1, 1)),
             b1: bn(vs / "b1", c),
-            c2: nn::conv2d(vs / "c2", c, c, 3, conv_cfg(1, 1)),
+            c2: init::conv2d(vs / "c2", c, c, 3, Rule::Dcgan, conv_cfg(1, 1)),
             b2: bn(vs / "b2", c),
         }
     }
@@ -224,14 +233,14 @@ impl LargeGenerator {
             ws_init: DCGAN_CONV,
             ..Default::default()
         };
-        let project = nn::conv_transpose2d(vs / "project", z, c, 4, ct);
+        let project = init::conv_transpose2d(vs / "project", z, c, 4, Rule::Dcgan, ct);
         let project_bn = bn(vs / "project_bn", c);
         let mut stages = Vec::new();
         for i in 0..n_stages {
             let p = vs / format!("stage{i}");
             let out = c / 2;
             stages.push((
-                nn::conv2d(&p / "conv", c, out, 3, conv_cfg(1, 1)),
+                init::conv2d(&p / "conv", c, out, 3, Rule::Dcgan, conv_cfg(1, 1)),
                 bn(&p / "bn", out),
                 ResBlockG::new(&(&p / "res"), out),
             ));
@@ -243,7 +252,7 @@ impl LargeGenerator {
             project_bn,
             stages,
             attention: SelfAttention::new(&(vs / "attention"), c),
-            out: nn::conv2d(vs / "out", c, 3, 3, conv_cfg(1, 1)),
+            out: init::conv2d(vs / "out", c, 3, 3, Rule::Dcgan, conv_cfg(1, 1)),
         }
     }
 }

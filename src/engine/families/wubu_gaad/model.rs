@@ -9,6 +9,7 @@
 //!   generator's DFT coefficients projected onto real spectra, so the free imaginary parts of
 //!   self-conjugate bins cannot give fakes away (11.17).
 
+use crate::engine::nn::init::{self, Rule};
 use tch::nn::{self, Module, ModuleT};
 use tch::{Kind, Tensor};
 
@@ -226,8 +227,8 @@ pub struct Encoder {
     wubu_m: Option<Stack>,
     m_out: i64,
     wubu_t: Stack,
-    /// Standardises the window features over the batch before the heads.
-    feature_norm: nn::BatchNorm,
+    /// Standardises the window features over the batch before the heads (`model.feature_norm`).
+    feature_norm: Option<nn::BatchNorm>,
     fc_mu: nn::Linear,
     fc_logvar: nn::Linear,
     /// Per-region posterior: `[WuBu-S of the region ‖ WuBu-T] -> (mu, logvar)`.
@@ -242,36 +243,37 @@ impl Encoder {
         let ce = i64::from(m.encoder_cnn_channels);
         let cnn = m.encoder_roi_align.then(|| {
             (
-                nn::conv2d(
+                init::conv2d(
                     vs / "cnn",
                     d.c,
                     ce,
                     3,
+                    Rule::Wubu,
                     nn::ConvConfig {
                         padding: 1,
                         ..Default::default()
                     },
                 ),
-                nn::group_norm(vs / "cnn_norm", 8.min(ce).max(1), ce, Default::default()),
+                init::group_norm(vs / "cnn_norm", 8.min(ce).max(1), ce, 1e-5, Rule::Wubu),
             )
         });
         let c_in = if cnn.is_some() { ce } else { d.c };
-        let embed = nn::linear(
+        let embed = init::linear(
             vs / "patch_embed",
             c_in * d.spec_per_channel(),
             tangent,
-            Default::default(),
+            Rule::Wubu,
         );
         let (s_cfg, s_out) = stack_cfg(&m.wubu_s, tangent, None, m.wubu_dropout);
         let wubu_s = Stack::new(&(vs / "wubu_s"), &s_cfg);
         let (motion_embed, wubu_m, m_out) = if d.motion {
             let (m_cfg, m_out) = stack_cfg(&m.wubu_m, tangent, None, m.wubu_dropout);
             (
-                Some(nn::linear(
+                Some(init::linear(
                     vs / "motion_embed",
                     d.stats_dim(),
                     tangent,
-                    Default::default(),
+                    Rule::Wubu,
                 )),
                 Some(Stack::new(&(vs / "wubu_m"), &m_cfg)),
                 m_out,
@@ -286,17 +288,17 @@ impl Encoder {
         let wubu_t = Stack::new(&(vs / "wubu_t"), &t_cfg);
         let region_heads = (d.region_latent > 0).then(|| {
             let cfg = nn::LinearConfig {
-                bs_init: Some(nn::Init::Const(-6.0)),
-                ..Default::default()
+                bs_init: Some(nn::Init::Const(p.model.logvar_bias)),
+                ..init::linear_config(Rule::Wubu, tangent + s_out + t_out, d.region_latent)
             };
             (
-                nn::linear(
+                init::linear(
                     vs / "fc_mu_region",
                     tangent + s_out + t_out,
                     d.region_latent,
-                    Default::default(),
+                    Rule::Wubu,
                 ),
-                nn::linear(
+                init::linear_as(
                     vs / "fc_logvar_region",
                     tangent + s_out + t_out,
                     d.region_latent,
@@ -317,18 +319,21 @@ impl Encoder {
             wubu_m,
             m_out,
             wubu_t,
-            feature_norm: nn::batch_norm1d(vs / "feature_norm", t_out, Default::default()),
-            fc_mu: nn::linear(vs / "fc_mu", t_out, d.latent, Default::default()),
+            feature_norm: p
+                .model
+                .feature_norm
+                .then(|| init::batch_norm(vs / "feature_norm", 1, t_out, Rule::Wubu)),
+            fc_mu: init::linear(vs / "fc_mu", t_out, d.latent, Rule::Wubu),
             // The posterior starts narrow (sigma = e^-3 = 0.05): the encoder's first outputs
             // vary little between windows, and unit-variance noise would drown them so the
             // decoder learns to ignore z (posterior collapse from the first step).
-            fc_logvar: nn::linear(
+            fc_logvar: init::linear_as(
                 vs / "fc_logvar",
                 t_out,
                 d.latent,
                 nn::LinearConfig {
-                    bs_init: Some(nn::Init::Const(-6.0)),
-                    ..Default::default()
+                    bs_init: Some(nn::Init::Const(p.model.logvar_bias)),
+                    ..init::linear_config(Rule::Wubu, t_out, d.latent)
                 },
             ),
         }
@@ -386,7 +391,10 @@ impl Encoder {
             _ => s,
         };
         let t = self.wubu_t.forward_t(&per_frame.reshape([b, -1]), train);
-        let t = self.feature_norm.forward_t(&t, train && b > 1);
+        let t = match &self.feature_norm {
+            Some(norm) => norm.forward_t(&t, train && b > 1),
+            None => t,
+        };
         let (mut mu, mut logvar) = (self.fc_mu.forward(&t), self.fc_logvar.forward(&t));
         if let Some((fm, fl)) = &self.region_heads {
             // The predicted frames' regions, or (predicting) the last input frame's.
@@ -559,8 +567,8 @@ impl Generator {
         let cond = (m.gen_film && trunk).then(|| {
             let hidden = cond_dim.max(2 * d.regions);
             (
-                nn::linear(vs / "cond1", 4 * d.regions, hidden, Default::default()),
-                nn::linear(vs / "cond2", hidden, cond_dim, Default::default()),
+                init::linear(vs / "cond1", 4 * d.regions, hidden, Rule::Wubu),
+                init::linear(vs / "cond2", hidden, cond_dim, Rule::Wubu),
             )
         });
         let mut blocks = Vec::new();
@@ -587,7 +595,7 @@ impl Generator {
             );
             let f = m
                 .gen_film
-                .then(|| nn::linear(&bp / "film", cond_dim, 2 * out, Default::default()));
+                .then(|| init::linear(&bp / "film", cond_dim, 2 * out, Rule::Wubu));
             blocks.push((w, norm, f));
             ch = out;
         }
@@ -600,17 +608,17 @@ impl Generator {
         // and the global path grows only where it helps (started random, it slowed the first
         // hundreds of steps by several dB).
         let head_in_cfg = if trunk {
-            nn::LinearConfig::default()
+            init::linear_config(Rule::Wubu, head_in, hidden)
         } else {
             nn::LinearConfig {
                 ws_init: nn::Init::Const(0.0),
-                ..Default::default()
+                ..init::linear_config(Rule::Wubu, head_in, hidden)
             }
         };
         let head = |name: &str, out: i64| {
             (
-                nn::linear(vs / format!("{name}1"), head_in, hidden, head_in_cfg),
-                nn::linear(vs / format!("{name}2"), hidden, out, Default::default()),
+                init::linear_as(vs / format!("{name}1"), head_in, hidden, head_in_cfg),
+                init::linear(vs / format!("{name}2"), hidden, out, Rule::Wubu),
             )
         };
         let dft_head = d
@@ -618,22 +626,23 @@ impl Generator {
             .then(|| head("dft_head", d.c * 2 * d.ph * (d.pw / 2 + 1)));
         let dct_head = d.use_dct.then(|| head("dct_head", d.c * d.ph * d.pw));
         let pixel_head = (!d.use_dft && !d.use_dct).then(|| {
-            nn::conv3d(
+            init::conv3d(
                 vs / "pixel_head",
                 last_c,
                 d.c,
                 3,
-                nn::ConvConfigND {
+                Rule::Wubu,
+                nn::ConvConfig {
                     padding: 1,
                     ..Default::default()
                 },
             )
         });
         let head_skip = (trunk && m.gen_head_skip && (d.use_dft || d.use_dct))
-            .then(|| nn::linear(vs / "head_skip", last_c, d.c, Default::default()));
+            .then(|| init::linear(vs / "head_skip", last_c, d.c, Rule::Wubu));
         let region_in = |on: bool, name: &str| {
             (on && d.region_latent > 0)
-                .then(|| nn::linear(vs / name, d.region_latent, hidden, Default::default()))
+                .then(|| init::linear(vs / name, d.region_latent, hidden, Rule::Wubu))
         };
         let region_in = (
             region_in(d.use_dft, "dft_head_region"),
@@ -646,11 +655,11 @@ impl Generator {
             head_skip,
             region_in,
             fc: trunk.then(|| {
-                nn::linear(
+                init::linear(
                     vs / "fc",
                     d.latent,
                     c0 * d.n_pred * start.0 * start.1,
-                    Default::default(),
+                    Rule::Wubu,
                 )
             }),
             cond,
@@ -661,7 +670,11 @@ impl Generator {
             dct_head,
             pixel_head,
             dc_gain: {
-                let gain = ((d.ph * d.pw) as f64).sqrt();
+                let gain = if p.model.dc_gain {
+                    ((d.ph * d.pw) as f64).sqrt()
+                } else {
+                    1.0
+                };
                 (
                     dc_gain_mask(&[2, d.ph, d.pw / 2 + 1], gain, vs.device()),
                     dc_gain_mask(&[d.ph, d.pw], gain, vs.device()),
@@ -890,8 +903,8 @@ impl PixelCritic {
         let cond_dim = 64;
         let cond = m.disc_film.then(|| {
             (
-                nn::linear(vs / "cond1", 4 * d.regions, cond_dim, Default::default()),
-                nn::linear(vs / "cond2", cond_dim, cond_dim, Default::default()),
+                init::linear(vs / "cond1", 4 * d.regions, cond_dim, Rule::Wubu),
+                init::linear(vs / "cond2", cond_dim, cond_dim, Rule::Wubu),
             )
         });
         let kt = i64::from(m.disc_temporal_kernel);
@@ -920,7 +933,7 @@ impl PixelCritic {
             });
             let f = m
                 .disc_film
-                .then(|| nn::linear(&lp / "film", cond_dim, 2 * c_out, Default::default()));
+                .then(|| init::linear(&lp / "film", cond_dim, 2 * c_out, Rule::Wubu));
             layers.push(Conv3dLayer {
                 weight: w,
                 stride: [s_t, s_sp, s_sp],
@@ -1037,15 +1050,10 @@ impl FeatureCritic {
         let (d_cfg, d_out) =
             stack_cfg(&m.wubu_d, tangent, (sum > 0).then_some(sum), m.wubu_dropout);
         Self {
-            region: nn::linear(
-                vs / "region",
-                per_region,
-                REGION_FEATURES,
-                Default::default(),
-            ),
+            region: init::linear(vs / "region", per_region, REGION_FEATURES, Rule::Wubu),
             stats,
-            project: nn::linear(vs / "project", global_in, tangent, Default::default()),
-            norm: nn::layer_norm(vs / "norm", vec![tangent], Default::default()),
+            project: init::linear(vs / "project", global_in, tangent, Rule::Wubu),
+            norm: init::layer_norm(vs / "norm", vec![tangent], Rule::Wubu),
             wubu_d: Stack::new(&(vs / "wubu_d"), &d_cfg),
             out: (
                 Weight::new(&(vs / "out"), "weight", &[1, d_out], d_out, sn),

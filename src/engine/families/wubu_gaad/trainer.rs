@@ -926,6 +926,7 @@ mod tests {
                 step,
                 epoch: step / spe,
                 batch_in_epoch: step % spe,
+                ..Default::default()
             })
             .expect("step");
         }
@@ -984,6 +985,7 @@ mod tests {
                 step: 0,
                 epoch: 0,
                 batch_in_epoch: 0,
+                ..Default::default()
             })
             .expect("step");
         let reported = scalars.iter().find(|(k, _)| *k == "gan_adaptive_weight");
