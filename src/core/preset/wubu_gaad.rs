@@ -52,8 +52,8 @@ impl super::FamilyPreset for WubuGaadPreset {
         ) + &format!(
             // The generator's own shape and what it reads (a checkpoint of another loads
             // nothing that fits, or silently leaves heads out).
-            "/rl{}/trunk{}/enc{}/as{}/fn{}/dc{}",
-            m.region_latent, m.gen_trunk, m.encode_target, m.assembly_sharpness, m.feature_norm, m.dc_gain
+            "/rl{}/trunk{}/enc{}/as{}/fn{}/dc{}/hb{}",
+            m.region_latent, m.gen_trunk, m.encode_target, m.assembly_sharpness, m.feature_norm, m.dc_gain, m.head_box
         )
     }
 
@@ -289,6 +289,11 @@ crate::preset_section! {
         /// global latent and each region's own latent directly (needs `region_latent` above 0).
         #[serde(default = "yes")]
         pub gen_trunk: bool => field(K::Bool, "", [], "The generator's convolution trunk feeds the spectral heads (the original); off, they read the global and region latents directly"),
+        /// The spectral heads also read their region's box (normalised corners through a
+        /// linear map), so a head shared by every region knows where its patch goes (the
+        /// original's heads read RoI features of a box-conditioned trunk instead).
+        #[serde(default)]
+        pub head_box: bool => field(K::Bool, "", [], "The spectral heads read their region's box (its corners), so the heads every region shares know where a patch goes (the original: off; its trunk is box-conditioned)"),
         /// BatchNorm on WuBu-T's output before the posterior (the original: none).
         #[serde(default = "yes")]
         pub feature_norm: bool => field(K::Bool, "", [], "BatchNorm on WuBu-T's output before the posterior heads (the original: none)"),
@@ -451,6 +456,7 @@ impl Default for WubuGaadPreset {
                 assembly_sharpness: 0.0,
                 encode_target: true,
                 gen_trunk: true,
+                head_box: false,
                 feature_norm: true,
                 logvar_bias: -6.0,
                 dc_gain: true,

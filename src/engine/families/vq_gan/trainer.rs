@@ -6,7 +6,7 @@ use crate::core::preset::AnyPreset;
 use crate::core::protocol::{Event, Level, MetricDef};
 use crate::core::rng::{derive_seed, SplitMix64, Stream};
 use crate::engine::checkpoint::Loaded;
-use crate::engine::data::volumes::{blend, extract, flip, patch_grid, Volume, VolumeSet};
+use crate::engine::data::volumes::{blend, extract, patch_grid, Volume, VolumeSet};
 use crate::engine::lpips::Perceptual;
 use crate::engine::nn::init::{self, Rule};
 use crate::engine::nn::vq3d::{self, Decoder3d, EmaCodebook, Encoder3d, NLayerDiscriminator, Pad};
@@ -500,38 +500,51 @@ impl Trainer for VqGanTrainer {
         let flips: Vec<Option<usize>> = (0..idx.len() * world)
             .map(|_| (rng.next_f64() < self.cfg.data.flip_prob).then(|| rng.below(3) as usize))
             .collect();
-        let flipped: Vec<Volume> = idx
+        // The batch as one tensor on the device, flipped there; patches are views of it, so
+        // no voxel is copied one at a time.
+        let vols: Vec<&Volume> = idx.iter().map(|&i| &self.data.train[i]).collect();
+        let x = self.stack(&vols);
+        let items: Vec<Tensor> = vols
             .iter()
             .zip(flips.into_iter().skip(rank * idx.len()))
-            .map(|(&i, axis)| {
-                let v = &self.data.train[i];
+            .enumerate()
+            .map(|(b, (v, axis))| {
+                let item = x.get(b as i64);
                 match axis {
-                    // A clip of video only mirrors left-right; a volume on any axis.
-                    Some(axis) => flip(v, if v.channels > 1 { 2 } else { axis }),
-                    None => v.clone(),
+                    // A clip of video only mirrors left-right; a volume on any axis (the
+                    // item's axes are channel, depth, height, width).
+                    Some(axis) => item.flip([1 + if v.channels > 1 { 2 } else { axis as i64 }]),
+                    None => item,
                 }
             })
             .collect();
-        // Whole volumes as one batch, or (patchwise) every patch of every volume, one at a
-        // time, the losses scaled so that the step is the mean over the patches.
+        // Whole volumes as one batch, or (patchwise) every patch of every volume, in
+        // micro-batches of `data.patch_batch`.
         let patch = self.cfg.data.patch as usize;
         let pieces: Vec<Tensor> = if patch == 0 {
-            vec![self.stack(&flipped.iter().collect::<Vec<_>>())]
+            vec![Tensor::stack(&items, 0)]
         } else {
             let stride = match self.cfg.data.patch_stride as usize {
                 0 => patch,
                 s => s,
             };
-            flipped
+            let p = patch as i64;
+            let patches: Vec<Tensor> = vols
                 .iter()
-                .flat_map(|v| {
+                .zip(&items)
+                .flat_map(|(v, item)| {
                     patch_grid(v.dims, [patch; 3], [stride; 3])
                         .into_iter()
-                        .map(move |at| extract(v, at, [patch; 3]))
+                        .map(move |at| {
+                            item.narrow(1, at[0] as i64, p)
+                                .narrow(2, at[1] as i64, p)
+                                .narrow(3, at[2] as i64, p)
+                        })
                 })
-                .collect::<Vec<Volume>>()
+                .collect();
+            patches
                 .chunks(self.patch_batch(usize::MAX))
-                .map(|c| self.stack(&c.iter().collect::<Vec<_>>()))
+                .map(|c| Tensor::stack(c, 0))
                 .collect()
         };
         // Each piece's losses are means over its items: weighted by its share of the step's
@@ -920,5 +933,57 @@ impl Trainer for VqGanTrainer {
         self.opt_d
             .load_state("opt_d", &get)
             .map_err(|e| format!("{shown}: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::preset::vq_gan::DiscLoss;
+
+    fn trainer(disc_loss: DiscLoss) -> VqGanTrainer {
+        let mut cfg = VqGanPreset::default();
+        cfg.data.synthetic_count = 2;
+        cfg.data.synthetic_holdout = 1;
+        cfg.train.batch_size = 1;
+        cfg.train.disc_loss = disc_loss;
+        VqGanTrainer::new(&cfg, Device::Cpu).expect("trainer")
+    }
+
+    fn t(v: &[f32]) -> Tensor {
+        Tensor::from_slice(v)
+    }
+
+    /// The critics' losses as the originals write them: hinge
+    /// `0.5 (mean relu(1 - real) + mean relu(1 + fake))`, vanilla
+    /// `0.5 (mean softplus(-real) + mean softplus(fake))`.
+    #[test]
+    fn hinge_and_vanilla_critic_losses_have_the_originals_values() {
+        let (r, g) = (t(&[2.0, 0.0, -1.0]), t(&[-2.0, 0.5, 1.0]));
+        let hinge = trainer(DiscLoss::Hinge).disc_pair(&r, &g).double_value(&[]);
+        let want = 0.5 * ((0.0 + 1.0 + 2.0) / 3.0 + (0.0 + 1.5 + 2.0) / 3.0);
+        assert!((hinge - want).abs() < 1e-6, "{hinge} {want}");
+        let vanilla = trainer(DiscLoss::Vanilla)
+            .disc_pair(&r, &g)
+            .double_value(&[]);
+        let sp = |x: f64| (1.0 + x.exp()).ln();
+        let want =
+            0.5 * ((sp(-2.0) + sp(0.0) + sp(1.0)) / 3.0 + (sp(-2.0) + sp(0.5) + sp(1.0)) / 3.0);
+        assert!((vanilla - want).abs() < 1e-6, "{vanilla} {want}");
+    }
+
+    /// Feature matching: the mean absolute difference of every stage's features but the
+    /// logits, each at weight 1 (the originals' 4 / (3 + 1)), whatever the critics' depth.
+    #[test]
+    fn feature_matching_weighs_every_stage_one() {
+        let tr = trainer(DiscLoss::Hinge);
+        for stages in [3usize, 5] {
+            let fake: Vec<Tensor> = (0..stages).map(|i| t(&[i as f32, 1.0])).collect();
+            let real: Vec<Tensor> = (0..stages).map(|_| t(&[0.0, 0.0])).collect();
+            let got = tr.feature_matching(&fake, &real).double_value(&[]);
+            // Stages 0..stages-1 (the last is the logits): mean |[i, 1]| = (i + 1) / 2.
+            let want: f64 = (0..stages - 1).map(|i| (i as f64 + 1.0) / 2.0).sum();
+            assert!((got - want).abs() < 1e-6, "{stages} stages: {got} {want}");
+        }
     }
 }

@@ -539,6 +539,8 @@ pub struct Generator {
     head_skip: Option<nn::Linear>,
     /// The per-region latents' inputs to the DFT and DCT heads' hidden layers.
     region_in: (Option<nn::Linear>, Option<nn::Linear>),
+    /// Each spectral head's input from its region's box (`model.head_box`).
+    box_in: (Option<nn::Linear>, Option<nn::Linear>),
     /// Multipliers of the DFT and DCT heads' outputs: the DC gain, ones elsewhere.
     dc_gain: (Tensor, Tensor),
 }
@@ -648,12 +650,20 @@ impl Generator {
             region_in(d.use_dft, "dft_head_region"),
             region_in(d.use_dct, "dct_head_region"),
         );
+        let box_in = |on: bool, name: &str| {
+            (on && m.head_box).then(|| init::linear(vs / name, 4, hidden, Rule::Wubu))
+        };
+        let box_in = (
+            box_in(d.use_dft, "dft_head_box"),
+            box_in(d.use_dct, "dct_head_box"),
+        );
         Self {
             d: d.clone(),
             start,
             c0,
             head_skip,
             region_in,
+            box_in,
             fc: trunk.then(|| {
                 init::linear(
                     vs / "fc",
@@ -729,13 +739,37 @@ impl Generator {
                 .permute([0, 3, 1, 2])
                 .reshape([b, d.n_pred, d.regions, d.c, d.ph, d.pw])
         });
-        let run = |h: &(nn::Linear, nn::Linear), r: &Option<nn::Linear>| {
-            let hidden = match (r, &zr) {
-                (Some(r), Some(zr)) => h.0.forward(&feats) + r.forward(zr),
-                _ => h.0.forward(&feats),
+        // Each row's region box, its corners over the frame's size in [-1, 1].
+        let box_rows = (self.box_in.0.is_some() || self.box_in.1.is_some()).then(|| {
+            let corners: Vec<f32> = boxes
+                .iter()
+                .flat_map(|bx| {
+                    [
+                        bx[0] / d.w as f64,
+                        bx[1] / d.h as f64,
+                        bx[2] / d.w as f64,
+                        bx[3] / d.h as f64,
+                    ]
+                    .map(|v| (2.0 * v - 1.0) as f32)
+                })
+                .collect();
+            Tensor::from_slice(&corners)
+                .to_device(z.device())
+                .view([1, d.regions, 4])
+                .expand([b * d.n_pred, d.regions, 4], false)
+                .reshape([b * d.n_pred * d.regions, 4])
+        });
+        let run =
+            |h: &(nn::Linear, nn::Linear), r: &Option<nn::Linear>, bx: &Option<nn::Linear>| {
+                let mut hidden = match (r, &zr) {
+                    (Some(r), Some(zr)) => h.0.forward(&feats) + r.forward(zr),
+                    _ => h.0.forward(&feats),
+                };
+                if let (Some(l), Some(rows)) = (bx, &box_rows) {
+                    hidden += l.forward(rows);
+                }
+                h.1.forward(&hidden.gelu("none"))
             };
-            h.1.forward(&hidden.gelu("none"))
-        };
         let lead = [b, d.n_pred, d.regions, d.c];
         // The orthonormal transforms put a patch's mean, times sqrt(ph·pw), in the DC
         // coefficient: up to ±16 at 16x16 while the rest are small (spec 11.17). The heads
@@ -747,13 +781,13 @@ impl Generator {
             None => f,
         };
         let dft = self.dft_head.as_ref().map(|h| {
-            let f = run(h, &self.region_in.0)
+            let f = run(h, &self.region_in.0, &self.box_in.0)
                 .view([lead[0], lead[1], lead[2], lead[3], 2, d.ph, d.pw / 2 + 1].as_slice());
             plus_skip(f * &self.dc_gain.0, spectral::dft)
         });
         let dct = self.dct_head.as_ref().map(|h| {
-            let f =
-                run(h, &self.region_in.1).view([lead[0], lead[1], lead[2], lead[3], d.ph, d.pw]);
+            let f = run(h, &self.region_in.1, &self.box_in.1)
+                .view([lead[0], lead[1], lead[2], lead[3], d.ph, d.pw]);
             plus_skip(f * &self.dc_gain.1, spectral::dct2)
         });
         let mut patches = Vec::new();
