@@ -1,5 +1,5 @@
 """PyTorch eager reference of one latent action model training step (seed 002's VQ-VAE LAM
-at spec section 4.1's tiny size), used by `workbench bench latent-action` to compare step time
+at spec section 4.1's tiny size), used by `workbench-bench latent-action` to compare step time
 and peak memory side by side.
 
 The same computation as the workbench's step: the adapters frame by frame, the encoder under

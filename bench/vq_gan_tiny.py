@@ -1,5 +1,5 @@
 """PyTorch eager reference of one 3-D VQ-GAN training step at spec section 4.2's tiny size,
-used by `workbench bench vq-gan` to compare step time and peak memory side by side.
+used by `workbench-bench vq-gan` to compare step time and peak memory side by side.
 
 The same computation as the workbench's step after the critics start: encoder and decoder
 with replicate same-padding and GroupNorm(8) residual blocks, 1x1x1 convolutions around an

@@ -1,5 +1,5 @@
 """PyTorch eager reference of one WGAN-GP small training step (seed 004's WGAN_small at 64x64),
-used by `workbench bench wgan-gp` to compare step time and peak memory side by side.
+used by `workbench-bench wgan-gp` to compare step time and peak memory side by side.
 
 Same computation as the workbench: augmentation-free batches of random images, critic step
 with the gradient penalty (double backward), a generator step every n_critic-th step, Adam

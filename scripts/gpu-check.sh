@@ -15,7 +15,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 profile=debug
-build=(cargo build --locked --bin workbench)
+build=(cargo build --locked --bin workbench --bin workbench-bench)
 if [ "${1:-}" = "--release" ]; then
   profile=release
   build+=(--release)
@@ -28,6 +28,7 @@ source scripts/setup.sh
 echo "== $WORKBENCH_BUILD_NOTE" >&2
 "${build[@]}" >&2 || exit 1
 wb="$CARGO_TARGET_DIR/$profile/workbench"
+wbb="$CARGO_TARGET_DIR/$profile/workbench-bench"
 gpus=$(nvidia-smi -L | wc -l)
 out="${GPU_CHECK_OUT:-$(mktemp -d /tmp/gpu-check.XXXXXX)}"
 mkdir -p "$out"
@@ -86,10 +87,10 @@ else
     grep -q "NCCL needs a GPU per rank" "$3" && echo "refused: $(grep -m1 "NCCL needs" "$3" | cut -c1-120)"
   ' "$VENV/bin/torchrun" "$wb" "$runs" "$out/nccl-one-gpu.out"
 fi
-check "bench wgan-gp (vs PyTorch)" 300 "$wb" bench wgan-gp --device cuda --python "$VENV/bin/python"
-check "bench latent-action (vs PyTorch)" 300 "$wb" bench latent-action --device cuda --python "$VENV/bin/python"
-check "bench vq-gan (vs PyTorch)" 300 "$wb" bench vq-gan --device cuda --python "$VENV/bin/python"
-check "bench wubu-gaad" 300 "$wb" bench wubu-gaad --device cuda
+check "bench wgan-gp (vs PyTorch)" 300 "$wbb" wgan-gp --device cuda --python "$VENV/bin/python"
+check "bench latent-action (vs PyTorch)" 300 "$wbb" latent-action --device cuda --python "$VENV/bin/python"
+check "bench vq-gan (vs PyTorch)" 300 "$wbb" vq-gan --device cuda --python "$VENV/bin/python"
+check "bench wubu-gaad" 300 "$wbb" wubu-gaad --device cuda
 
 echo
 echo "GPU: $(cat "$out/gpu.txt") ($gpus visible); build: $profile; logs: $out"

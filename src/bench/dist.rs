@@ -69,7 +69,13 @@ fn only_run(runs: &Path) -> anyhow::Result<std::path::PathBuf> {
 }
 
 pub fn data_parallel(o: &DistOpts) -> anyhow::Result<()> {
-    let exe = std::env::current_exe()?;
+    // The `workbench` binary beside this one trains the ranks.
+    let exe = std::env::current_exe()?.with_file_name("workbench");
+    anyhow::ensure!(
+        exe.is_file(),
+        "{} is missing: build it beside workbench-bench (cargo build --bin workbench)",
+        exe.display()
+    );
     let warm = o.steps / 5;
     let common = |batch: u32, threads: u32| -> Vec<String> {
         let mut a = vec![

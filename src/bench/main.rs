@@ -1,6 +1,7 @@
-//! `workbench bench`: step rate and peak memory side by side with a PyTorch script of the same
-//! computation, the learning check, and the GUI's frame time and overhead, one subcommand each.
-//! Benchmarks, never timed tests. The WuBu-GAAD encoder ablation is an example:
+//! `workbench-bench`, the benchmarks, a binary of their own beside `workbench` (whose `--help`
+//! is the product): step rate and peak memory side by side with a PyTorch script of the same
+//! computation, the learning checks, and the GUI's frame time and overhead, one subcommand
+//! each. Benchmarks, never timed tests. The WuBu-GAAD encoder ablation is an example:
 //! `cargo run --release --example wubu_gaad_encoder`.
 
 mod dist;
@@ -9,9 +10,33 @@ mod learning;
 mod step_time;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context;
+use clap::Parser;
 use workbench::core::preset::{self, AnyPreset};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "workbench-bench",
+    version,
+    about = "Generative Workbench's benchmarks: step time beside PyTorch, learning checks, GUI cost"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: BenchCmd,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
 
 /// The benchmarks.
 #[derive(clap::Subcommand, Debug)]

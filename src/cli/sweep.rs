@@ -1,0 +1,90 @@
+//! `workbench sweep plan|submit`.
+
+use std::path::{Path, PathBuf};
+
+use workbench::core::preset;
+
+use anyhow::Context;
+
+use super::queue::add_tasks;
+use super::{bad_input, preset_text, Failure, SweepCmd};
+
+/// `workbench sweep plan FILE`: the runs a sweep makes, as a table; `submit`: the same, queued.
+pub(super) fn run(cmd: SweepCmd, runs_dir: &Path) -> Result<(), Failure> {
+    let (file, submit) = match cmd {
+        SweepCmd::Plan { file } => (file, None),
+        SweepCmd::Submit { file, slurm } => (file, Some(slurm)),
+    };
+    let origin = file.display().to_string();
+    let text = std::fs::read_to_string(&file)
+        .with_context(|| format!("{origin}: cannot read"))
+        .map_err(bad_input)?;
+    let s = workbench::core::sweep::Sweep::parse(&text, &origin).map_err(bad_input)?;
+    // A bare name is a shipped preset; anything else is a file beside the sweep.
+    let base_path = if s.base.contains('/') || s.base.ends_with(".ron") {
+        file.parent().unwrap_or(Path::new("")).join(&s.base)
+    } else {
+        PathBuf::from(&s.base)
+    };
+    let (base_text, base_origin) = preset_text(&base_path)?;
+    let (base, _) =
+        preset::parse_str(&base_text, &base_origin.display().to_string()).map_err(bad_input)?;
+    let runs = s
+        .plan(&base)
+        .map_err(|e| bad_input(anyhow::anyhow!("{origin}: {e}")))?;
+    out!(
+        "sweep {}: {} runs of {}",
+        s.name,
+        runs.len(),
+        base_origin.display()
+    );
+    let fields = s.fields();
+    let mut rows = vec![std::iter::once("run".to_string())
+        .chain(fields.iter().cloned())
+        .collect::<Vec<_>>()];
+    for r in &runs {
+        rows.push(
+            std::iter::once(r.name.clone())
+                .chain(
+                    r.values
+                        .iter()
+                        .map(|(_, v)| workbench::core::sweep::short(v)),
+                )
+                .collect(),
+        );
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    for r in &rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out!("{}", line.join("  ").trim_end());
+    }
+    if let Some(slurm) = submit {
+        let tasks = workbench::core::sweep::write_runs(runs_dir, &s.name, &origin, &runs)
+            .map_err(bad_input)?;
+        let added = add_tasks(&s.name, tasks, slurm.as_deref(), runs_dir)?;
+        let (first, last) = (
+            added.ids.first().copied().unwrap_or_default(),
+            added.ids.last().copied().unwrap_or_default(),
+        );
+        let queue_path = runs_dir.join("queue.json");
+        match added.slurm_job {
+            Some(job) => out!(
+                "submitted SLURM job array {job} (tasks 0..={}) as queue jobs {first}..={last} in {}; `workbench queue list` follows them",
+                added.ids.len().saturating_sub(1),
+                queue_path.display()
+            ),
+            None => out!(
+                "queued jobs {first}..={last} in {} (presets in {}); `workbench queue run` trains them",
+                queue_path.display(),
+                runs_dir.join("sweeps").join(&s.name).display()
+            ),
+        }
+    }
+    Ok(())
+}
