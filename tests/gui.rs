@@ -71,11 +71,12 @@ fn an_invalid_field_disables_start_and_says_why_beside_the_field() {
     let mut h = harness(WorkbenchApp::with_waker(smoke_options(runs.path()), None));
     h.run_steps(2);
     h.state_mut()
+        .presets
         .editor
         .set_field("train.lr_g", json!(-1.0))
         .unwrap();
     h.run_steps(2);
-    let why = h.state().editor.start_blocker().expect("blocked");
+    let why = h.state().presets.editor.start_blocker().expect("blocked");
     assert!(why.contains("train.lr_g"), "{why}");
     // The problem is shown beside the field and in the top bar.
     let spec = preset::Family::WganGp
@@ -91,11 +92,12 @@ fn an_invalid_field_disables_start_and_says_why_beside_the_field() {
     assert!(h.state().runs.is_empty());
     // Fixing it enables Start again.
     h.state_mut()
+        .presets
         .editor
         .set_field("train.lr_g", json!(2e-4))
         .unwrap();
     h.run_steps(1);
-    assert!(h.state().editor.start_blocker().is_none());
+    assert!(h.state().presets.editor.start_blocker().is_none());
 }
 
 #[test]
@@ -105,10 +107,10 @@ fn phases_are_added_and_reordered_by_clicking_and_the_preview_follows() {
     opts.tab = Tab::Phases;
     let mut h = harness(WorkbenchApp::with_waker(opts, None));
     h.run_steps(2);
-    let before = h.state().editor.schedule().phases.len();
+    let before = h.state().presets.editor.schedule().phases.len();
     h.get_by_label("Add phase").click();
     h.run_steps(2);
-    let s = h.state().editor.schedule().clone();
+    let s = h.state().presets.editor.schedule().clone();
     assert_eq!(s.phases.len(), before + 1);
     assert_eq!(
         s.phases.last().unwrap().end - s.phases.last().unwrap().start,
@@ -119,6 +121,7 @@ fn phases_are_added_and_reordered_by_clicking_and_the_preview_follows() {
     h.run_steps(2);
     let names: Vec<String> = h
         .state()
+        .presets
         .editor
         .schedule()
         .phases
@@ -126,16 +129,16 @@ fn phases_are_added_and_reordered_by_clicking_and_the_preview_follows() {
         .map(|p| p.name.clone())
         .collect();
     assert_eq!(names[before - 1], format!("phase{before}"));
-    assert!(h.state().editor.start_blocker().is_none());
+    assert!(h.state().presets.editor.start_blocker().is_none());
     // An override added to a phase shows up as a step in the scheduled quantity.
-    h.state_mut().editor.push_phase(Phase {
+    h.state_mut().presets.editor.push_phase(Phase {
         name: "slow".into(),
         length: PhaseLength::Steps(50),
         overrides: [("train.lr_g".to_string(), preset::OverrideValue::Float(1e-5))].into(),
         start_from_best: true,
     });
     h.run_steps(2);
-    let sched = h.state().editor.schedule();
+    let sched = h.state().presets.editor.schedule();
     let lr = sched
         .quantities
         .iter()
@@ -183,7 +186,13 @@ fn start_trains_on_the_worker_and_the_dashboard_fills_in() {
     h.run_steps(3);
     let view = &h.state().current_run().unwrap().view;
     let want = &view.samples[view.sample_near(newest).unwrap()];
-    let shown = h.state().samples.shown.clone().expect("a sample is shown");
+    let shown = h
+        .state()
+        .samples
+        .viewer
+        .shown
+        .clone()
+        .expect("a sample is shown");
     assert!(
         shown.ends_with(&format!("#{}", want.step)),
         "{shown} vs step {}",
@@ -228,15 +237,15 @@ fn a_run_written_elsewhere_is_opened_and_followed_from_its_log() {
     assert_eq!(run.dir, dir);
     assert!(!run.is_live());
     assert!(run.view.series["d_loss"].len() > 5);
-    // Samples come from the PNGs under media/.
+    // Samples come from the PNGs under media/, read by the app off the UI thread.
     h.state_mut().tab = Tab::Samples;
-    h.run_steps(3);
+    wait_for_images(&mut h);
     assert!(
-        h.state().samples.error.is_none(),
+        h.state().samples.viewer.error.is_none(),
         "{:?}",
-        h.state().samples.error
+        h.state().samples.viewer.error
     );
-    assert!(h.state().samples.shown.is_some());
+    assert!(h.state().samples.viewer.shown.is_some());
 }
 
 #[test]
@@ -348,7 +357,7 @@ fn runs_overlay_on_one_plot_and_a_plot_exports_as_csv() {
     // CSV export through the (scripted) save dialog holds both runs' points.
     let out = runs.path().join("d_loss.csv");
     h.state_mut().dialogs.answer(
-        workbench::gui::dialogs::Purpose::ExportPlotCsv("d_loss".into()),
+        workbench::gui::actions::Purpose::ExportPlotCsv("d_loss".into()),
         Some(out.clone()),
     );
     h.get_all_by_label("CSV").next().unwrap().click();
@@ -368,7 +377,22 @@ fn wait_for_logs(h: &mut Harness<'_, WorkbenchApp>) {
     step_until(h, "the run logs", |a| !a.is_catching_up());
 }
 
-/// Video frames decode on their own thread: step frames until it is done.
+/// Images of runs followed from disk are read by the app on background threads: step frames
+/// until the Samples tab shows them (or says why not).
+fn wait_for_images(h: &mut Harness<'_, WorkbenchApp>) {
+    step_until(h, "the sample images", |a| {
+        let s = &a.samples;
+        let viewer = s.viewer.shown.is_some() || s.viewer.error.is_some();
+        let recon = a
+            .current_run()
+            .is_none_or(|r| r.view.reconstructions.is_empty())
+            || s.recon.shown.is_some()
+            || s.recon.error.is_some();
+        viewer && recon
+    });
+}
+
+/// File frames decode on a background thread: step frames until it is done.
 fn wait_for_frame(h: &mut Harness<'_, WorkbenchApp>) {
     step_until(h, "the video frame", |a| !a.gaad.is_loading());
 }
@@ -399,7 +423,9 @@ fn the_gaad_inspector_numbers_the_regions_of_a_frame() {
     wait_for_frame(&mut h);
     assert!(h.state().gaad.error.is_none(), "{:?}", h.state().gaad.error);
     h.get_by_label_contains("64x48 px");
-    if let workbench::gui::gaad::FrameSource::Video { index, .. } = &mut h.state_mut().gaad.source {
+    if let workbench::gui::actions::FrameSource::Video { index, .. } =
+        &mut h.state_mut().gaad.source
+    {
         *index = 12;
     }
     h.run_steps(1);
@@ -413,7 +439,8 @@ fn the_gaad_inspector_numbers_the_regions_of_a_frame() {
         .contains("frame 12 asked for"));
     // An unreadable image is reported by path, not a panic.
     h.state_mut().gaad.open_image("/no/such/frame.png".into());
-    h.run_steps(2);
+    h.run_steps(1);
+    wait_for_frame(&mut h);
     assert!(h
         .state()
         .gaad
@@ -588,6 +615,7 @@ fn a_wubu_gaad_run_shows_truth_reconstruction_difference_controllers_and_the_cri
     let dir = wubu_run(runs.path());
     let mut h = harness(following(runs.path(), dir, Tab::Samples, Some(10)));
     wait_for_logs(&mut h);
+    wait_for_images(&mut h);
     h.get_by_label("Reconstruction: ground truth | reconstruction | difference");
     for l in ["ground truth", "reconstruction", "|difference|"] {
         h.get_by_label(l);
@@ -712,7 +740,12 @@ fn seed_000_phases_0_to_5_are_set_up_by_pointing_and_clicking() {
             type_into(&mut h, field, v);
         }
     }
-    let p = h.state().editor.preset().expect("the preset parses");
+    let p = h
+        .state()
+        .presets
+        .editor
+        .preset()
+        .expect("the preset parses");
     let phases = p.phases();
     assert_eq!(phases.len(), 6);
     for (i, (name, off, values)) in plan.iter().enumerate() {
@@ -732,7 +765,7 @@ fn seed_000_phases_0_to_5_are_set_up_by_pointing_and_clicking() {
         }
     }
     preset::validate(p.clone()).expect("the clicked preset is valid");
-    assert!(h.state().editor.start_blocker().is_none());
+    assert!(h.state().presets.editor.start_blocker().is_none());
 }
 
 /// Started from a folder without `presets/`, the library lists every shipped preset (they are
@@ -786,12 +819,14 @@ fn the_library_lists_the_shipped_presets_from_any_folder() {
         );
     }
     h.get_all_by_label("wgan_gp_large").next().unwrap().click();
-    step_until(&mut h, "the preset to load", |a| a.editor.source.is_some());
+    step_until(&mut h, "the preset to load", |a| {
+        a.presets.editor.source.is_some()
+    });
     assert_eq!(
-        h.state().editor.source.as_deref(),
+        h.state().presets.editor.source.as_deref(),
         Some(Path::new("built in: wgan_gp_large.ron"))
     );
-    assert!(h.state().editor.validated.is_some());
+    assert!(h.state().presets.editor.validated.is_some());
 }
 
 /// The dashboard puts the family's main numbers first and settings and counters in
@@ -867,17 +902,18 @@ fn shortcuts_drive_the_same_actions_as_the_buttons() {
     let mut h = harness(WorkbenchApp::with_waker(smoke_options(runs.path()), None));
     h.run_steps(2);
     // Undo and redo an edit of the preset.
-    let before = h.state().editor.tree["train"]["lr_g"].clone();
+    let before = h.state().presets.editor.tree["train"]["lr_g"].clone();
     h.state_mut()
+        .presets
         .editor
         .set_field("train.lr_g", json!(5e-5))
         .unwrap();
     h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
     h.run_steps(1);
-    assert_eq!(h.state().editor.tree["train"]["lr_g"], before);
+    assert_eq!(h.state().presets.editor.tree["train"]["lr_g"], before);
     h.key_press_modifiers(Modifiers::COMMAND.plus(Modifiers::SHIFT), Key::Z);
     h.run_steps(1);
-    assert_eq!(h.state().editor.tree["train"]["lr_g"], json!(5e-5));
+    assert_eq!(h.state().presets.editor.tree["train"]["lr_g"], json!(5e-5));
     // F1 lists the shortcuts.
     h.key_press(Key::F1);
     h.run_steps(2);
@@ -993,7 +1029,7 @@ fn the_app_remembers_its_state_and_survives_a_bad_state_file() {
         &preset,
     )
     .unwrap();
-    a.editor = workbench::gui::editor::PresetEditor::load_text(
+    a.presets.editor = workbench::gui::editor::PresetEditor::load_text(
         &std::fs::read_to_string(&preset).unwrap(),
         &preset,
     )
@@ -1003,8 +1039,8 @@ fn the_app_remembers_its_state_and_survives_a_bad_state_file() {
     let mut b = WorkbenchApp::with_waker(opts(), None);
     b.restore(Some(&saved));
     assert_eq!(b.tab, Tab::Controller);
-    assert_eq!(b.editor.source.as_deref(), Some(preset.as_path()));
-    assert_eq!(b.editor.preset().unwrap().name(), "smoke");
+    assert_eq!(b.presets.editor.source.as_deref(), Some(preset.as_path()));
+    assert_eq!(b.presets.editor.preset().unwrap().name(), "smoke");
     assert_eq!(
         (
             b.dashboard.smoothing,

@@ -221,7 +221,7 @@ fn a_sweep_array_and_a_two_rank_run_go_through_a_real_slurm() {
         );
     h.state_mut().queue.runner = Some(env!("CARGO_BIN_EXE_workbench").into());
     h.state_mut().queue.slurm_profile = one.display().to_string();
-    h.state_mut().queue.slurm_every = Some(Duration::from_secs(1));
+    h.state_mut().slurm_every = Some(Duration::from_secs(1));
     h.run_steps(2);
     h.get_by_label("Add the edited preset").click();
     let started = Instant::now();

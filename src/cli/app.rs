@@ -26,8 +26,8 @@ pub(super) fn run(args: AppArgs, runs_dir: &Path, explicit_runs_dir: bool) -> Re
     }
     let opts = workbench::gui::LaunchOptions {
         runs_dir: runs_dir.to_path_buf(),
-        user_presets_dir: workbench::gui::user_presets_dir(),
-        app_log: workbench::gui::app_log_path(),
+        user_presets_dir: workbench::gui::style::user_presets_dir(),
+        app_log: workbench::gui::style::app_log_path(),
         remember: true,
         explicit_tab: args.tab.is_some(),
         explicit_runs_dir,

@@ -6,6 +6,7 @@ pub mod draw;
 pub mod gaad;
 pub mod health;
 pub mod jobs;
+pub mod nifti;
 pub mod preset;
 pub mod protocol;
 pub mod queue;

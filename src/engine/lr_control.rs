@@ -6,7 +6,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::control::{push_bounded, trend3, ActionSet, MetricHistory, QConfig, QController};
+use crate::core::control::{
+    lr_decision_name, push_bounded, trend3, ActionSet, MetricHistory, QConfig, QController,
+};
 use crate::core::preset::LrControlConfig;
 use crate::core::protocol::{Event, MetricDef};
 use crate::engine::trainer::Trainer;
@@ -44,16 +46,6 @@ pub fn metrics(fields: &[&str]) -> Vec<MetricDef> {
 
 fn scale_name(field: &str) -> String {
     format!("ctl_{}_scale", field.rsplit('.').next().unwrap_or(field))
-}
-
-fn decision_name(metric: &str) -> String {
-    format!("lr (rewarded by {metric})")
-}
-
-/// Whether a controller's name is this controller's (its decisions' name).
-#[must_use]
-pub fn is_decision_name(name: &str) -> bool {
-    name.starts_with("lr (rewarded by ")
 }
 
 impl LrControl {
@@ -165,7 +157,8 @@ impl LrControl {
         for (field, scale) in &applied {
             scalars.push((scale_name(field), *scale));
         }
-        let mut event = decision.into_event(step + 1, &decision_name(&cfg.metric), applied_values);
+        let mut event =
+            decision.into_event(step + 1, &lr_decision_name(&cfg.metric), applied_values);
         if let Event::Controller { actions, .. } = &mut event {
             // The steered fields by name, rather than the action sets'.
             *actions = applied;
@@ -180,7 +173,9 @@ mod tests {
 
     #[test]
     fn the_controller_knows_its_decisions_by_name() {
-        assert!(is_decision_name(&decision_name("wasserstein")));
-        assert!(!is_decision_name("generator"));
+        assert!(crate::core::control::is_lr_decision_name(
+            &lr_decision_name("wasserstein")
+        ));
+        assert!(!crate::core::control::is_lr_decision_name("generator"));
     }
 }

@@ -16,6 +16,8 @@ use crate::core::protocol::{Command, Event};
 use crate::core::rundir::RunDir;
 use crate::core::runlog::LogWriter;
 use crate::engine::checkpoint;
+/// The devices and the libtorch this build runs on, as the app's About window says them.
+pub use crate::engine::device::{describe_all as describe_devices, libtorch_version};
 use crate::engine::emitter::Emitter;
 use crate::engine::session::{self, RunPlan};
 use crate::engine::trainer::{first_line, panic_text};

@@ -1,11 +1,13 @@
-//! What the app can be asked to do, and how it starts: the tabs, the launch options, and the
-//! actions panels return while drawing, which the app applies between frames.
+//! What the app can be asked to do, and how it starts: the tabs and when each is shown, the
+//! launch options, and the actions panels return while drawing, which the app alone applies
+//! between frames (it starts the threads and processes, and reads and writes the files).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::core::preset::AnyPreset;
+use crate::core::preset::{AnyPreset, Family, Reports};
 use crate::core::protocol::Command;
+use crate::core::runview::{RunView, VolumeRef};
 
 /// The app's tabs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +64,38 @@ impl Tab {
                 )
             })
     }
+
+    /// Whether the tab has something to show for what the app shows: the views of a family's
+    /// own reports appear for runs (or, with no run, presets) of families that have them.
+    #[must_use]
+    pub fn shown(self, caps: Reports) -> bool {
+        match self {
+            Self::Gaad => caps.gaad_regions,
+            Self::Controller => caps.controllers,
+            Self::Actions => caps.discrete_actions,
+            Self::Volume => caps.volumes,
+            _ => true,
+        }
+    }
+}
+
+/// What the run shown reports, by its family and by what it has logged (a run with
+/// learning-rate control enabled logs decisions whatever its family); with no run, what the
+/// edited preset's family would report.
+#[must_use]
+pub fn capabilities(run: Option<&RunView>, preset_family: Family) -> Reports {
+    let Some(v) = run else {
+        return preset_family.reports();
+    };
+    let family = Family::parse(&v.family)
+        .map(Family::reports)
+        .unwrap_or_default();
+    Reports {
+        gaad_regions: family.gaad_regions || v.reconstructions.iter().any(|r| !r.boxes.is_empty()),
+        controllers: family.controllers || !v.decisions.is_empty(),
+        discrete_actions: family.discrete_actions || !v.codes.is_empty(),
+        volumes: family.volumes || v.volume.is_some(),
+    }
 }
 
 /// How the app starts (from the command line).
@@ -116,15 +150,96 @@ impl LaunchOptions {
     }
 }
 
+/// What a chosen path from a file dialog is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Purpose {
+    ImportPreset,
+    ExportPreset,
+    OpenRun,
+    ExportPlotCsv(String),
+    ExportPlotPng(String),
+    ExportSample,
+    GaadImage,
+}
+
+/// Where the GAAD inspector's frame comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FrameSource {
+    /// Sprite `index` of the synthetic set, at `size` px.
+    Synthetic {
+        index: u64,
+        size: u32,
+    },
+    Image(PathBuf),
+    /// Frame `index` of a video (decoded with FFmpeg).
+    Video {
+        path: PathBuf,
+        index: usize,
+    },
+}
+
+/// File extensions opened as videos (an animated GIF too: FFmpeg gives all its frames).
+pub const VIDEO_EXTENSIONS: &[&str] = &[
+    "mp4", "avi", "mkv", "webm", "mov", "m4v", "ogv", "mpg", "mpeg", "gif",
+];
+
+impl FrameSource {
+    /// An image file, or a video's first frame, by the file's extension.
+    #[must_use]
+    pub fn file(path: PathBuf) -> Self {
+        let video = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| VIDEO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
+        if video {
+            Self::Video { path, index: 0 }
+        } else {
+            Self::Image(path)
+        }
+    }
+}
+
+/// An edit of the run queue, as the Queue tab asks for it (the app adds the edited preset and
+/// the SLURM profile the tab names).
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueueRequest {
+    /// Add a job for the edited preset.
+    AddPreset,
+    /// Add one job per value of a field, on the edited preset.
+    AddSweep {
+        field: String,
+        values: Vec<serde_json::Value>,
+    },
+    Cancel(u64),
+    /// Move a pending job by this many places among the pending ones.
+    Move(u64, i64),
+    /// Pause (no new job starts) or resume the queue.
+    Pause(bool),
+}
+
+/// A rollout the action explorer asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExploreRequest {
+    pub window: usize,
+    pub action: Vec<u32>,
+    pub steps: usize,
+    /// One latent channel in grey, or every channel through a fixed projection to RGB.
+    pub channel: Option<usize>,
+}
+
 /// Something a panel asks for while drawing; the app applies it after the frame, so drawing
-/// never starts threads, touches files or blocks.
+/// never starts threads or processes, touches files or blocks.
 #[derive(Debug, Clone, PartialEq)]
 pub enum UiAction {
+    /// Show this tab.
+    SetTab(Tab),
+    /// Move the shared step cursor (`None`: follow the latest step).
+    SetCursor(Option<u64>),
     /// Start training the edited preset (prepared on a background thread).
     Start,
     /// Send a command to the live run.
     Command(Command),
-    /// Open and follow a run folder.
+    /// Open and follow a run folder, and show it.
     OpenRun(PathBuf),
     /// Overlay a run's curves on the dashboard (following it if needed) or stop.
     Overlay(PathBuf, bool),
@@ -134,29 +249,30 @@ pub enum UiAction {
     SavePreset,
     /// Compare the edited preset with the family defaults (`None`) or a library preset.
     CompareWith(Option<usize>),
+    /// Undo or redo an edit of the preset.
+    Undo,
+    Redo,
     /// Save the dashboard layouts (they changed).
     SaveLayout,
-}
-
-/// Runs `job` on a named thread and hands its result back through a channel; `waker` asks
-/// for a frame when it is done. File I/O and run preparation go through here.
-pub fn background<T: Send + 'static>(
-    name: &str,
-    waker: Option<crate::core::protocol::Waker>,
-    job: impl FnOnce() -> T + Send + 'static,
-) -> crossbeam_channel::Receiver<T> {
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    let spawned = std::thread::Builder::new()
-        .name(name.to_string())
-        .spawn(move || {
-            let _ = tx.send(job());
-            if let Some(w) = waker {
-                w();
-            }
-        });
-    if let Err(e) = spawned {
-        // The receiver then reports a disconnect; the app says the job could not start.
-        eprintln!("cannot start the {name} thread: {e}");
-    }
-    rx
+    /// Ask the user for a path (a native dialog), seeded with a file name.
+    Dialog(Purpose, String),
+    /// Open or close the keyboard shortcuts' overlay, or the About window.
+    ToggleHelp,
+    ToggleAbout,
+    /// Read the runs folder again now.
+    RefreshRuns,
+    /// Edit the run queue file.
+    Queue(QueueRequest),
+    /// Start a queue runner process training this many jobs at a time.
+    StartRunner(usize),
+    /// Load the action explorer from a run folder's latest checkpoint.
+    OpenExplorer(PathBuf),
+    /// Roll the loaded explorer out.
+    Explore(ExploreRequest),
+    /// Read a validation volume's files (the run folder, and the event naming them).
+    LoadVolume(PathBuf, Box<VolumeRef>),
+    /// Decode an image file, or a video's frame, for the GAAD inspector.
+    LoadFrame(FrameSource),
+    /// Read an image file (a sample or a reconstruction of a run followed from disk).
+    LoadImage(PathBuf),
 }

@@ -362,7 +362,7 @@ impl PresetEditor {
         } else if problems.is_empty() {
             ui.label(RichText::new(spec.unit).weak());
         } else {
-            ui.colored_label(Color32::from_rgb(235, 80, 80), problems.join("; "));
+            ui.colored_label(crate::gui::style::ERROR, problems.join("; "));
         }
         ui.end_row();
         changed
@@ -554,7 +554,7 @@ impl PresetEditor {
         for p in self.problems.iter().filter(|p| {
             p.path.starts_with(&format!("phases[{i}]")) && !p.path.contains(".overrides")
         }) {
-            ui.colored_label(Color32::from_rgb(235, 80, 80), p.to_string());
+            ui.colored_label(crate::gui::style::ERROR, p.to_string());
         }
         ui.label(RichText::new("Overrides").strong());
         let specs = self.family.specs();
@@ -566,10 +566,7 @@ impl PresetEditor {
                 let keys: Vec<String> = phase.overrides.keys().cloned().collect();
                 for key in keys {
                     let Some(spec) = specs.iter().find(|s| s.path == key) else {
-                        ui.colored_label(
-                            Color32::from_rgb(235, 80, 80),
-                            format!("{key}: unknown field"),
-                        );
+                        ui.colored_label(crate::gui::style::ERROR, format!("{key}: unknown field"));
                         if ui.small_button("remove").clicked() {
                             remove = Some(key.clone());
                         }
@@ -609,7 +606,7 @@ impl PresetEditor {
                     if problems.is_empty() {
                         ui.label(RichText::new(spec.unit).weak());
                     } else {
-                        ui.colored_label(Color32::from_rgb(235, 80, 80), problems.join("; "));
+                        ui.colored_label(crate::gui::style::ERROR, problems.join("; "));
                     }
                     if ui
                         .small_button("remove")
@@ -780,7 +777,7 @@ fn value_widget(
 /// Phase colours on the timeline.
 #[must_use]
 pub fn phase_color(i: usize) -> Color32 {
-    super::palette(i)
+    crate::gui::style::palette(i)
 }
 
 /// Every scheduled quantity over the whole run, each normalised to its own range so they

@@ -3,26 +3,17 @@
 //! tensors (the action explorer asks an engine object, loaded from a checkpoint on a
 //! background thread, for pictures).
 //!
-//! [`app::WorkbenchApp`] holds the state; `logic()` drains events within a time budget and
-//! applies the actions the panels returned; `show()` draws the panels (`panels/`), which ask
-//! for changes through [`actions::UiAction`] instead of making them while drawing.
+//! [`app::WorkbenchApp`] owns the state and every side effect; the panels (`panels/`) draw
+//! from a read-only context and ask for changes through [`actions::UiAction`], which the app
+//! applies between frames.
 
 pub mod actions;
 pub mod app;
-pub mod dashboard;
-pub mod dialogs;
 pub mod editor;
-pub mod explorer;
-pub mod gaad;
-mod io;
-mod panels;
-pub mod queue;
-pub mod samples;
+pub mod images;
+pub mod panels;
 pub mod sources;
-mod tour;
-pub mod volume;
-
-use std::path::PathBuf;
+pub mod style;
 
 pub use actions::{LaunchOptions, Tab, UiAction};
 pub use app::WorkbenchApp;
@@ -70,45 +61,4 @@ pub fn icon() -> Option<egui::IconData> {
         width,
         height,
     })
-}
-
-/// The window title: the app, and the run or preset it shows.
-#[must_use]
-pub fn window_title(subject: Option<&str>) -> String {
-    match subject {
-        Some(s) if !s.is_empty() => format!("{s} - Generative Workbench"),
-        _ => "Generative Workbench".to_string(),
-    }
-}
-
-/// The app's categorical colours (runs, phases), cycling.
-#[must_use]
-pub fn palette(i: usize) -> egui::Color32 {
-    const C: [egui::Color32; 6] = [
-        egui::Color32::from_rgb(90, 170, 255),
-        egui::Color32::from_rgb(255, 150, 60),
-        egui::Color32::from_rgb(110, 210, 120),
-        egui::Color32::from_rgb(230, 100, 200),
-        egui::Color32::from_rgb(240, 220, 90),
-        egui::Color32::from_rgb(160, 140, 255),
-    ];
-    C[i % C.len()]
-}
-
-/// The app's own log: `$XDG_STATE_HOME/workbench/app.log` (or `~/.local/state/...`).
-#[must_use]
-pub fn app_log_path() -> PathBuf {
-    crate::core::rundir::xdg_dir("XDG_STATE_HOME", ".local/state")
-        .unwrap_or_else(|| PathBuf::from("."))
-        .join("workbench")
-        .join("app.log")
-}
-
-/// The user's preset folder: `$XDG_CONFIG_HOME/workbench/presets` (or `~/.config/...`).
-#[must_use]
-pub fn user_presets_dir() -> PathBuf {
-    crate::core::rundir::xdg_dir("XDG_CONFIG_HOME", ".config")
-        .unwrap_or_else(|| PathBuf::from("."))
-        .join("workbench")
-        .join("presets")
 }

@@ -12,8 +12,6 @@ use crate::core::runlog::LogReader;
 use crate::core::runview::RunView;
 use crate::engine::worker::WorkerHandle;
 
-use super::dashboard::Shown;
-
 /// How often followed run logs are read.
 const FOLLOW_POLL: Duration = Duration::from_millis(250);
 
@@ -115,6 +113,15 @@ impl std::fmt::Debug for Source {
             Self::Detached => f.write_str("Detached"),
         }
     }
+}
+
+/// A run drawn on the dashboard, with its colour. The first is the primary run, whose
+/// events are drawn as markers.
+#[derive(Debug, Clone, Copy)]
+pub struct Shown<'a> {
+    pub key: usize,
+    pub view: &'a RunView,
+    pub color: Color32,
 }
 
 /// A run the app shows.

@@ -98,6 +98,28 @@ impl Family {
         }
     }
 
+    /// What the family's runs report beyond scalars and samples (the app shows a view for each).
+    #[must_use]
+    pub fn reports(self) -> Reports {
+        let none = Reports::default();
+        match self {
+            Self::WganGp => none,
+            Self::WubuGaad => Reports {
+                gaad_regions: true,
+                controllers: true,
+                ..none
+            },
+            Self::LatentAction => Reports {
+                discrete_actions: true,
+                ..none
+            },
+            Self::VqGan => Reports {
+                volumes: true,
+                ..none
+            },
+        }
+    }
+
     /// The family's default preset.
     #[must_use]
     pub fn default_preset(self) -> AnyPreset {
@@ -108,6 +130,20 @@ impl Family {
             Self::VqGan => AnyPreset::VqGan(VqGanPreset::default()),
         }
     }
+}
+
+/// What a family's runs report beyond scalars and samples.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reports {
+    /// GAAD regions over its reconstructions.
+    pub gaad_regions: bool,
+    /// Q-controller decisions, whatever the preset (a family's own controllers; any family's
+    /// learning-rate control is seen from the decisions a run logs).
+    pub controllers: bool,
+    /// Discrete actions from a codebook, which the action explorer can steer.
+    pub discrete_actions: bool,
+    /// Validation volumes (or clips) with their reconstructions.
+    pub volumes: bool,
 }
 
 /// How long a phase runs.

@@ -2,29 +2,39 @@
 
 use egui::{RichText, Ui};
 
-use crate::gui::app::WorkbenchApp;
-use crate::gui::dashboard::Shown;
+use crate::gui::actions::UiAction;
+use crate::gui::sources::Shown;
 
-impl WorkbenchApp {
+use super::dashboard::Dashboard;
+use super::Ctx;
+
+/// The Controller tab's own state: the controller shown.
+#[derive(Debug, Default)]
+pub struct ControllerPanel {
+    /// The controller chosen (the run's first when unset or gone).
+    pub selected: Option<String>,
+}
+
+impl ControllerPanel {
     /// One Q-controller of the primary run (chosen among all of the run's controllers): the
     /// decision in force at the cursor (state, actions, reward, epsilon, Q-values) above its
-    /// timeline (epsilon, reward and the settings it applied), which shares the cursor.
-    pub(crate) fn controller_tab_ui(&mut self, ui: &mut Ui) {
-        let Some(i) = self.current else {
-            ui.label(RichText::new("No run: start one or open one from the Runs tab.").weak());
-            return;
+    /// timeline (epsilon, reward and the settings it applied), drawn by the dashboard's plots
+    /// with the same cursor.
+    pub fn ui(&mut self, ui: &mut Ui, ctx: &Ctx<'_>, plots: &mut Dashboard) -> Vec<UiAction> {
+        let Some(run) = ctx.current_run() else {
+            return super::no_run(ui);
         };
-        let view = &self.runs[i].view;
+        let view = &run.view;
         if view.decisions.is_empty() {
             ui.label(
                 RichText::new(
-                    "No controller decisions in this run (enable lr_control, or q_control for WuBu-GAAD).",
+                    "No controller decisions in this run yet (enable lr_control, or q_control for WuBu-GAAD).",
                 )
                 .weak(),
             );
-            return;
+            return Vec::new();
         }
-        let name = match &self.controller {
+        let name = match &self.selected {
             Some(n) if view.controllers.contains(n) => n.clone(),
             _ => view.controllers.first().cloned().unwrap_or_default(),
         };
@@ -33,12 +43,12 @@ impl WorkbenchApp {
                 ui.label("Controller");
                 for c in &view.controllers {
                     if ui.selectable_label(*c == name, c).clicked() {
-                        self.controller = Some(c.clone());
+                        self.selected = Some(c.clone());
                     }
                 }
             });
         }
-        let at = self.cursor.unwrap_or(view.step);
+        let at = ctx.cursor.unwrap_or(view.step);
         if let Some(d) = view.decision_at(&name, at) {
             ui.horizontal_wrapped(|ui| {
                 ui.heading(format!("Decision at step {}", d.step));
@@ -125,20 +135,17 @@ impl WorkbenchApp {
         }
         ui.separator();
         let shown = [Shown {
-            key: self.runs[i].key,
+            key: run.key,
             view,
-            color: self.runs[i].color,
+            color: run.color,
         }];
         // The learning-rate controller of any family also logs `ctl_*` scale scalars and
         // the rates it steers.
-        let filter = if crate::engine::lr_control::is_decision_name(&name) {
+        let filter = if crate::core::control::is_lr_decision_name(&name) {
             format!("ctl_, lr, ctl/{name}/")
         } else {
             format!("ctl/{name}/")
         };
-        let mut cursor = self.cursor;
-        let actions = self.dashboard.plots_ui(ui, &shown, &mut cursor, &filter);
-        self.cursor = cursor;
-        self.dash_actions(actions);
+        plots.filtered_ui(ui, ctx, &shown, &filter)
     }
 }

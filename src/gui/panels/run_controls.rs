@@ -1,169 +1,83 @@
-//! The top bar (tabs and run controls), the status bar, and the live hyperparameters.
+//! The top bar (the tabs shown and the run controls), the status bar, and the live
+//! hyperparameters of the running preset.
 
-use crate::core::runview::RunState;
-use egui::{Color32, RichText, Ui};
+use egui::{RichText, Ui};
 
 use crate::core::protocol::Command;
+use crate::core::runview::RunState;
 use crate::gui::actions::{Tab, UiAction};
-use crate::gui::app::WorkbenchApp;
+use crate::gui::style;
 
-impl WorkbenchApp {
-    pub(crate) fn top_bar_ui(&mut self, ui: &mut Ui) {
+use super::Ctx;
+
+/// The run controls' own state: the live fields being edited.
+#[derive(Debug, Default)]
+pub struct RunControls {
+    /// The running preset's live fields and the values shown (set when a run starts).
+    pub live_values: Vec<(String, f64)>,
+}
+
+impl RunControls {
+    /// The tabs (those with something to show, and the one shown) and the run controls.
+    pub fn top_bar_ui(&self, ui: &mut Ui, ctx: &Ctx<'_>) -> Vec<UiAction> {
+        let mut actions = Vec::new();
         ui.horizontal_wrapped(|ui| {
             ui.heading("Generative Workbench");
             ui.separator();
             for t in Tab::ALL {
-                ui.selectable_value(&mut self.tab, t, t.label());
+                if (t.shown(ctx.caps) || t == ctx.tab)
+                    && ui.selectable_label(ctx.tab == t, t.label()).clicked()
+                {
+                    actions.push(UiAction::SetTab(t));
+                }
             }
             ui.separator();
-            self.controls_ui(ui);
+            controls_ui(ui, ctx, &mut actions);
         });
+        actions
     }
 
-    /// Start, pause/resume, stop, stop and save, checkpoint now, skip phase.
-    pub(crate) fn controls_ui(&mut self, ui: &mut Ui) {
-        let live = self.live_handle().is_some();
-        let state = self.current_run().map(|r| r.view.state.clone());
-        // One run at a time: the one training may not be the one shown.
-        let blocker = self
-            .training_run()
-            .map(|name| format!("`{name}` is training: one run at a time"))
-            .or_else(|| self.editor.start_blocker());
-        let start = ui
-            .add_enabled(blocker.is_none(), egui::Button::new("Start"))
-            .on_hover_text(format!(
-                "train `{}` on a background worker",
-                self.editor.save_as_name
-            ))
-            .on_disabled_hover_text(blocker.clone().unwrap_or_default());
-        if start.clicked() {
-            self.actions.push(UiAction::Start);
-        }
-        let paused = matches!(state, Some(RunState::Paused));
-        if ui
-            .add_enabled(
-                live,
-                egui::Button::new(if paused { "Resume" } else { "Pause" }),
-            )
-            .clicked()
-        {
-            self.ask(if paused {
-                Command::Resume
-            } else {
-                Command::Pause
-            });
-        }
-        if ui
-            .add_enabled(live, egui::Button::new("Stop"))
-            .on_hover_text("end the run without a checkpoint")
-            .clicked()
-        {
-            self.ask(Command::Stop);
-        }
-        if ui
-            .add_enabled(live, egui::Button::new("Stop and save"))
-            .clicked()
-        {
-            self.ask(Command::StopAndSave);
-        }
-        if ui
-            .add_enabled(live, egui::Button::new("Checkpoint now"))
-            .clicked()
-        {
-            self.ask(Command::CheckpointNow);
-        }
-        if ui
-            .add_enabled(live, egui::Button::new("Skip phase"))
-            .clicked()
-        {
-            self.ask(Command::SkipPhase);
-        }
-        if let Some(b) = blocker.filter(|_| !live) {
-            ui.colored_label(Color32::from_rgb(235, 80, 80), format!("cannot start: {b}"));
-        }
-    }
-
-    pub(crate) fn status_bar_ui(&mut self, ui: &mut Ui) {
+    /// State, run, device, step, phase, critic, rate and ETA of the run shown; the cursor; the
+    /// last message.
+    pub fn status_bar_ui(&self, ui: &mut Ui, ctx: &Ctx<'_>) -> Vec<UiAction> {
+        let mut actions = Vec::new();
         ui.horizontal_wrapped(|ui| {
             if ui
                 .small_button("?")
                 .on_hover_text("keyboard shortcuts (F1)")
                 .clicked()
             {
-                self.show_help = !self.show_help;
+                actions.push(UiAction::ToggleHelp);
             }
             if ui.small_button("About").clicked() {
-                self.show_about = !self.show_about;
+                actions.push(UiAction::ToggleAbout);
             }
             ui.separator();
-            if let Some(r) = self.current_run() {
-                let v = &r.view;
-                let state_color = match &v.state {
-                    RunState::Failed(_) => Color32::from_rgb(235, 80, 80),
-                    RunState::Paused => Color32::from_rgb(230, 200, 90),
-                    RunState::Running => Color32::from_rgb(110, 210, 120),
-                    _ => ui.visuals().text_color(),
-                };
-                ui.colored_label(state_color, v.state.label());
-                ui.label(format!(
-                    "{} · {}",
-                    v.name,
-                    if v.device.is_empty() {
-                        "device ?"
-                    } else {
-                        &v.device
-                    }
-                ));
-                match v.total_steps {
-                    Some(t) => ui.label(format!("step {} / {t}", v.step)),
-                    None => ui.label(format!("step {}", v.step)),
-                };
-                if let Some((i, name)) = &v.phase {
-                    ui.label(format!("phase {i} `{name}`"));
-                }
-                // The active critic of families that switch: the last switch, else the
-                // logged `active_critic` (0 = primary).
-                let critic = v.active_critic.clone().or_else(|| {
-                    v.series
-                        .get("active_critic")
-                        .and_then(|s| s.last())
-                        .map(|(_, a)| if a < 0.5 { "primary" } else { "alternative" }.to_string())
-                });
-                if let Some(c) = critic {
-                    ui.label(format!("critic: {c}"));
-                }
-                if !v.state.is_over() {
-                    if let Some(rate) = v.steps_per_second() {
-                        ui.label(format!("{rate:.2} steps/s"));
-                    }
-                    if let Some(eta) = v.eta_seconds() {
-                        ui.label(format!("ETA {}", crate::core::timefmt::human_duration(eta)));
-                    }
-                }
-                if let Some(c) = self.cursor {
-                    ui.label(RichText::new(format!("cursor: step {c}")).weak());
-                }
-                if let RunState::Failed(m) = &v.state {
-                    ui.colored_label(Color32::from_rgb(235, 80, 80), m);
-                }
+            if let Some(r) = ctx.current_run() {
+                run_status_ui(ui, &r.view, ctx.cursor);
             } else {
                 ui.label(RichText::new("no run yet").weak());
             }
-            if let Some((is_error, m)) = &self.message {
+            if let Some((is_error, m)) = ctx.message {
                 ui.separator();
                 let c = if *is_error {
-                    Color32::from_rgb(235, 80, 80)
+                    style::ERROR
                 } else {
                     ui.visuals().weak_text_color()
                 };
                 ui.colored_label(c, m);
             }
         });
+        actions
     }
 
-    /// Live hyperparameters of the running preset, editable in place.
-    pub(crate) fn live_ui(&mut self, ui: &mut Ui) {
-        let mut send = Vec::new();
+    /// Live hyperparameters of the running preset, editable in place; an edit is sent when
+    /// the field loses focus or the drag ends.
+    pub fn live_ui(&mut self, ui: &mut Ui, ctx: &Ctx<'_>) -> Vec<UiAction> {
+        let mut actions = Vec::new();
+        if !ctx.live || self.live_values.is_empty() {
+            return actions;
+        }
         ui.horizontal_wrapped(|ui| {
             ui.label(RichText::new("Live:").strong());
             for (name, value) in &mut self.live_values {
@@ -177,12 +91,118 @@ impl WorkbenchApp {
                     )
                     .labelled_by(l);
                 if r.lost_focus() || r.drag_stopped() {
-                    send.push((name.clone(), *value));
+                    actions.push(UiAction::Command(Command::SetHyperparameter {
+                        name: name.clone(),
+                        value: *value,
+                    }));
                 }
             }
         });
-        for (name, value) in send {
-            self.ask(Command::SetHyperparameter { name, value });
+        actions
+    }
+}
+
+/// Start, pause/resume, stop, stop and save, checkpoint now, skip phase.
+fn controls_ui(ui: &mut Ui, ctx: &Ctx<'_>, actions: &mut Vec<UiAction>) {
+    let live = ctx.live;
+    // One run at a time: the one training may not be the one shown.
+    let blocker = ctx
+        .training
+        .map(|name| format!("`{name}` is training: one run at a time"))
+        .or_else(|| ctx.start_blocker.clone());
+    let start = ui
+        .add_enabled(
+            blocker.is_none() && !ctx.starting,
+            egui::Button::new("Start"),
+        )
+        .on_hover_text(format!(
+            "train `{}` on a background worker",
+            ctx.preset_name
+        ))
+        .on_disabled_hover_text(blocker.clone().unwrap_or_default());
+    if start.clicked() {
+        actions.push(UiAction::Start);
+    }
+    let paused = ctx
+        .current_run()
+        .is_some_and(|r| matches!(r.view.state, RunState::Paused));
+    let mut command = |ui: &mut Ui, label: &str, hover: &str, c: Command| {
+        let b = ui.add_enabled(live, egui::Button::new(label));
+        let b = if hover.is_empty() {
+            b
+        } else {
+            b.on_hover_text(hover)
+        };
+        if b.clicked() {
+            actions.push(UiAction::Command(c));
         }
+    };
+    if paused {
+        command(ui, "Resume", "", Command::Resume);
+    } else {
+        command(ui, "Pause", "", Command::Pause);
+    }
+    command(
+        ui,
+        "Stop",
+        "end the run without a checkpoint",
+        Command::Stop,
+    );
+    command(ui, "Stop and save", "", Command::StopAndSave);
+    command(ui, "Checkpoint now", "", Command::CheckpointNow);
+    command(ui, "Skip phase", "", Command::SkipPhase);
+    if let Some(b) = blocker.filter(|_| !live) {
+        ui.colored_label(style::ERROR, format!("cannot start: {b}"));
+    }
+}
+
+fn run_status_ui(ui: &mut Ui, v: &crate::core::runview::RunView, cursor: Option<u64>) {
+    let state_color = match &v.state {
+        RunState::Failed(_) => style::ERROR,
+        RunState::Paused => style::PAUSED,
+        RunState::Running => style::RUNNING,
+        _ => ui.visuals().text_color(),
+    };
+    ui.colored_label(state_color, v.state.label());
+    ui.label(format!(
+        "{} · {}",
+        v.name,
+        if v.device.is_empty() {
+            "device ?"
+        } else {
+            &v.device
+        }
+    ));
+    match v.total_steps {
+        Some(t) => ui.label(format!("step {} / {t}", v.step)),
+        None => ui.label(format!("step {}", v.step)),
+    };
+    if let Some((i, name)) = &v.phase {
+        ui.label(format!("phase {i} `{name}`"));
+    }
+    // The active critic of families that switch: the last switch, else the logged
+    // `active_critic` (0 = primary).
+    let critic = v.active_critic.clone().or_else(|| {
+        v.series
+            .get("active_critic")
+            .and_then(|s| s.last())
+            .map(|(_, a)| if a < 0.5 { "primary" } else { "alternative" }.to_string())
+    });
+    if let Some(c) = critic {
+        ui.label(format!("critic: {c}"));
+    }
+    if !v.state.is_over() {
+        if let Some(rate) = v.steps_per_second() {
+            ui.label(format!("{rate:.2} steps/s"));
+        }
+        if let Some(eta) = v.eta_seconds() {
+            ui.label(format!("ETA {}", crate::core::timefmt::human_duration(eta)));
+        }
+    }
+    if let Some(c) = cursor {
+        ui.label(RichText::new(format!("cursor: step {c}")).weak());
+    }
+    if let RunState::Failed(m) = &v.state {
+        ui.colored_label(style::ERROR, m);
     }
 }

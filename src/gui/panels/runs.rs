@@ -1,22 +1,24 @@
 //! The Runs tab: a table of the runs folder (status, family, duration, step, the fields that
 //! vary between the runs shown and each validation metric's best), sortable and filterable;
 //! tick runs to overlay their curves on the dashboard, see the same step's samples side by
-//! side, or plot a sweep's fields against a metric in parallel coordinates. The folder is read
-//! incrementally on a background thread ([`crate::core::runtable::RunIndex`]).
+//! side, or plot a sweep's fields against a metric in parallel coordinates. The app reads the
+//! folder incrementally on a background thread ([`crate::core::runtable::RunIndex`]) and hands
+//! the rows over.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use egui::{Color32, RichText, TextureHandle, Ui};
 use egui_plot::{Line, Plot, PlotPoints};
 
 use crate::core::rundir::RunStatus;
-use crate::core::runtable::{self, Column, RunIndex, RunRow};
-use crate::gui::actions::UiAction;
-use crate::gui::app::WorkbenchApp;
-use crate::gui::dialogs::Purpose;
+use crate::core::runtable::{self, Column, RunRow};
+use crate::gui::actions::{Purpose, UiAction};
+use crate::gui::images::{sample_pixels, Pixels};
+use crate::gui::style;
+
+use super::Ctx;
 
 /// What a cached view depends on: the rows' generation, the filter and the order.
 type ViewKey = (u64, String, Column, bool);
@@ -50,9 +52,8 @@ pub struct RunsTable {
     pub step: Option<u64>,
     /// The metric of the parallel-coordinates plot.
     pub metric: String,
-    pub(crate) index: Arc<Mutex<RunIndex>>,
     /// Bumped whenever a new read of the folder arrives.
-    pub(crate) generation: u64,
+    generation: u64,
     cache: Option<(ViewKey, View)>,
     textures: HashMap<(PathBuf, u64), Result<TextureHandle, String>>,
 }
@@ -78,7 +79,6 @@ impl Default for RunsTable {
             compare: CompareView::Samples,
             step: None,
             metric: String::new(),
-            index: Arc::new(Mutex::new(RunIndex::default())),
             generation: 0,
             cache: None,
             textures: HashMap::new(),
@@ -87,6 +87,11 @@ impl Default for RunsTable {
 }
 
 impl RunsTable {
+    /// The app brought a new read of the folder: views are computed again.
+    pub fn rows_changed(&mut self) {
+        self.generation += 1;
+    }
+
     /// The rows that pass the filter, in the table's order.
     #[must_use]
     pub fn shown(&self, rows: &[RunRow]) -> Vec<RunRow> {
@@ -146,9 +151,9 @@ impl RunsTable {
 
 fn status_color(ui: &Ui, s: RunStatus) -> Color32 {
     match s {
-        RunStatus::Running => Color32::from_rgb(110, 210, 120),
-        RunStatus::Failed => Color32::from_rgb(235, 80, 80),
-        RunStatus::Interrupted => Color32::from_rgb(230, 180, 80),
+        RunStatus::Running => style::RUNNING,
+        RunStatus::Failed => style::ERROR,
+        RunStatus::Interrupted => style::WARNING,
         _ => ui.visuals().text_color(),
     }
 }
@@ -156,40 +161,36 @@ fn status_color(ui: &Ui, s: RunStatus) -> Color32 {
 /// At most this many varying fields become columns (the rest stay filterable).
 const MAX_FIELD_COLUMNS: usize = 8;
 
-impl WorkbenchApp {
-    pub(crate) fn runs_tab_ui(&mut self, ui: &mut Ui) {
-        self.refresh_run_list(false);
-        if self.run_list_pending() {
+impl RunsTable {
+    /// The Runs tab.
+    pub fn ui(&mut self, ui: &mut Ui, ctx: &Ctx<'_>) -> Vec<UiAction> {
+        let mut actions = Vec::new();
+        if ctx.run_list_pending {
             ui.ctx().request_repaint_after(Duration::from_millis(50));
         }
         ui.horizontal(|ui| {
             ui.heading("Runs");
-            ui.label(RichText::new(self.opts.runs_dir.display().to_string()).weak());
+            ui.label(RichText::new(ctx.runs_dir.display().to_string()).weak());
             if ui.button("Refresh").clicked() {
-                self.refresh_run_list(true);
+                actions.push(UiAction::RefreshRuns);
             }
             if ui.button("Open run folder...").clicked() {
-                self.dialogs.open(Purpose::OpenRun, "");
+                actions.push(UiAction::Dialog(Purpose::OpenRun, String::new()));
             }
         });
+        let rows = ctx.run_list;
         ui.horizontal(|ui| {
             ui.label("Filter");
             ui.add(
-                egui::TextEdit::singleline(&mut self.runs_table.filter)
+                egui::TextEdit::singleline(&mut self.filter)
                     .hint_text("text, field=value, lr_g<1e-3, val_psnr>25")
                     .desired_width(320.0),
             );
-            let shown = self
-                .run_list
-                .iter()
-                .filter(|r| r.matches(&self.runs_table.filter))
-                .count();
-            ui.label(RichText::new(format!("{shown} of {} runs", self.run_list.len())).weak());
+            let shown = rows.iter().filter(|r| r.matches(&self.filter)).count();
+            ui.label(RichText::new(format!("{shown} of {} runs", rows.len())).weak());
         });
         ui.label(RichText::new("Open follows a run live, also one written by `workbench train` in another process or on another machine (shared storage). Tick runs to overlay their curves on the dashboard, aligned by step, and to compare them below.").weak());
-        // Taken out for the frame so the rows can be borrowed while `self` is changed.
-        let rows = std::mem::take(&mut self.run_list);
-        let (order, fields, metrics) = self.runs_table.view(&rows);
+        let (order, fields, metrics) = self.view(rows);
         let shown: Vec<&RunRow> = order.iter().filter_map(|&i| rows.get(i)).collect();
         let mut columns = vec![
             Column::Name,
@@ -229,12 +230,11 @@ impl WorkbenchApp {
                     .show(ui, |ui| {
                         ui.label("");
                         for c in &columns {
-                            let arrow =
-                                match (&self.runs_table.sort == c, self.runs_table.descending) {
-                                    (true, true) => " v",
-                                    (true, false) => " ^",
-                                    _ => "",
-                                };
+                            let arrow = match (&self.sort == c, self.descending) {
+                                (true, true) => " v",
+                                (true, false) => " ^",
+                                _ => "",
+                            };
                             if ui
                                 .add(
                                     egui::Button::new(
@@ -251,8 +251,8 @@ impl WorkbenchApp {
                         ui.label("");
                         ui.end_row();
                         for r in &shown[range] {
-                            let tracked = self.runs.iter().position(|t| t.dir == r.dir);
-                            let mut on = tracked.is_some_and(|i| self.runs[i].overlay);
+                            let tracked = ctx.runs.iter().position(|t| t.dir == r.dir);
+                            let mut on = tracked.is_some_and(|i| ctx.runs[i].overlay);
                             if ui
                                 .checkbox(&mut on, "overlay")
                                 .on_hover_text("overlay on the dashboard and compare below")
@@ -275,7 +275,7 @@ impl WorkbenchApp {
                                     }
                                 }
                             }
-                            let label = if tracked.is_some() && tracked == self.current {
+                            let label = if tracked.is_some() && tracked == ctx.current {
                                 "shown"
                             } else {
                                 "Open"
@@ -288,49 +288,50 @@ impl WorkbenchApp {
                     });
             });
         if let Some(c) = sort_by {
-            self.runs_table.sort_by(c);
+            self.sort_by(c);
         }
         for (dir, on) in toggled {
-            self.actions.push(UiAction::Overlay(dir, on));
+            actions.push(UiAction::Overlay(dir, on));
         }
         if let Some(dir) = open {
-            self.actions.push(UiAction::OpenRun(dir));
+            actions.push(UiAction::OpenRun(dir));
         }
         ui.separator();
-        self.compare_ui(ui, &shown, &fields, &metrics);
-        drop(shown);
-        self.run_list = rows;
+        self.compare_ui(ui, ctx, &shown, &fields, &metrics, &mut actions);
+        actions
     }
 
     fn compare_ui(
         &mut self,
         ui: &mut Ui,
+        ctx: &Ctx<'_>,
         shown: &[&RunRow],
         fields: &[String],
         metrics: &[String],
+        actions: &mut Vec<UiAction>,
     ) {
         ui.horizontal(|ui| {
             ui.strong("Compare");
             ui.selectable_value(
-                &mut self.runs_table.compare,
+                &mut self.compare,
                 CompareView::Samples,
                 "Samples side by side",
             );
             ui.selectable_value(
-                &mut self.runs_table.compare,
+                &mut self.compare,
                 CompareView::Parallel,
                 "Parallel coordinates",
             );
         });
-        match self.runs_table.compare {
-            CompareView::Samples => self.side_by_side_ui(ui),
+        match self.compare {
+            CompareView::Samples => self.side_by_side_ui(ui, ctx, actions),
             CompareView::Parallel => self.parallel_ui(ui, shown, fields, metrics),
         }
     }
 
     /// The ticked runs' samples at one step (each run's latest at or before it).
-    fn side_by_side_ui(&mut self, ui: &mut Ui) {
-        let ticked: Vec<usize> = self
+    fn side_by_side_ui(&mut self, ui: &mut Ui, ctx: &Ctx<'_>, actions: &mut Vec<UiAction>) {
+        let ticked: Vec<usize> = ctx
             .runs
             .iter()
             .enumerate()
@@ -345,20 +346,20 @@ impl WorkbenchApp {
         }
         let last = ticked
             .iter()
-            .filter_map(|&i| self.runs[i].view.samples.last().map(|s| s.step))
+            .filter_map(|&i| ctx.runs[i].view.samples.last().map(|s| s.step))
             .max()
             .unwrap_or(0);
-        let mut step = self.runs_table.step.unwrap_or(last).min(last);
+        let mut step = self.step.unwrap_or(last).min(last);
         ui.horizontal(|ui| {
             ui.label("step");
             if ui
                 .add(egui::Slider::new(&mut step, 0..=last.max(1)))
                 .changed()
             {
-                self.runs_table.step = Some(step);
+                self.step = Some(step);
             }
             if ui.button("latest").clicked() {
-                self.runs_table.step = None;
+                self.step = None;
                 step = last;
             }
         });
@@ -368,7 +369,7 @@ impl WorkbenchApp {
             .show(ui, |ui| {
                 ui.horizontal_top(|ui| {
                     for i in ticked {
-                        let t = &self.runs[i];
+                        let t = &ctx.runs[i];
                         let sample = t.view.samples.iter().rev().find(|s| s.step <= step);
                         ui.vertical(|ui| {
                             ui.label(RichText::new(&t.view.name).color(t.color));
@@ -379,32 +380,42 @@ impl WorkbenchApp {
                             ui.label(RichText::new(format!("step {}", s.step)).weak());
                             let key = (t.dir.clone(), s.step);
                             drawn.push(key.clone());
-                            // Decoded once (live pixels, else its PNG), kept while shown.
-                            let tex = self.runs_table.textures.entry(key).or_insert_with(|| {
-                                crate::gui::samples::sample_image(&t.view.run_dir, s).map(|img| {
-                                    ui.ctx().load_texture(
-                                        format!("side-{}-{}", t.dir.display(), s.step),
-                                        img,
-                                        egui::TextureOptions::NEAREST,
-                                    )
-                                })
-                            });
-                            match tex {
-                                Ok(tex) => {
+                            // Decoded once (live pixels, else its PNG read by the app), kept
+                            // while shown.
+                            if !self.textures.contains_key(&key) {
+                                let made =
+                                    match sample_pixels(ctx.images, &t.view.run_dir, s, actions) {
+                                        Pixels::Ready(img) => Some(Ok(ui.ctx().load_texture(
+                                            format!("side-{}-{}", t.dir.display(), s.step),
+                                            img,
+                                            egui::TextureOptions::NEAREST,
+                                        ))),
+                                        Pixels::Failed(e) => Some(Err(e)),
+                                        Pixels::Waiting => None,
+                                    };
+                                if let Some(made) = made {
+                                    self.textures.insert(key.clone(), made);
+                                }
+                            }
+                            match self.textures.get(&key) {
+                                Some(Ok(tex)) => {
                                     let [w, h] = tex.size();
                                     let width = 220.0_f32;
                                     let height = width * h as f32 / w.max(1) as f32;
                                     ui.image((tex.id(), egui::vec2(width, height)));
                                 }
-                                Err(e) => {
-                                    ui.colored_label(Color32::from_rgb(235, 80, 80), e.as_str());
+                                Some(Err(e)) => {
+                                    ui.colored_label(style::ERROR, e.as_str());
+                                }
+                                None => {
+                                    ui.label(RichText::new("reading...").weak());
                                 }
                             }
                         });
                     }
                 });
             });
-        self.runs_table.textures.retain(|k, _| drawn.contains(k));
+        self.textures.retain(|k, _| drawn.contains(k));
     }
 
     /// The shown runs' varying fields and a metric, each an axis scaled to its range.
@@ -419,20 +430,20 @@ impl WorkbenchApp {
             ui.label(RichText::new("Parallel coordinates need runs that differ in preset fields (a sweep) and report a validation metric.").weak());
             return;
         }
-        if !metrics.contains(&self.runs_table.metric) {
-            self.runs_table.metric = metrics[0].clone();
+        if !metrics.contains(&self.metric) {
+            self.metric = metrics[0].clone();
         }
         egui::ComboBox::from_label("metric")
-            .selected_text(&self.runs_table.metric)
+            .selected_text(&self.metric)
             .show_ui(ui, |ui| {
                 for m in metrics {
-                    ui.selectable_value(&mut self.runs_table.metric, m.clone(), m);
+                    ui.selectable_value(&mut self.metric, m.clone(), m);
                 }
             });
-        let pc = runtable::parallel_coordinates(shown, fields, &self.runs_table.metric);
+        let pc = runtable::parallel_coordinates(shown, fields, &self.metric);
         let higher = shown
             .iter()
-            .find_map(|r| r.higher_is_better.get(&self.runs_table.metric).copied())
+            .find_map(|r| r.higher_is_better.get(&self.metric).copied())
             .unwrap_or(false);
         let names: Vec<String> = pc
             .axes
@@ -475,51 +486,5 @@ impl WorkbenchApp {
                     pu.line(Line::new(name, PlotPoints::from(pts)).color(color));
                 }
             });
-    }
-
-    /// Replaces the runs table's rows (what a read of the folder brings; benchmarks).
-    pub fn set_run_list(&mut self, rows: Vec<RunRow>) {
-        self.run_list = rows;
-        self.runs_table.generation += 1;
-        self.run_list_at = Some(Instant::now());
-    }
-
-    /// Re-reads the runs folder at most every two seconds (only what each log gained).
-    pub fn refresh_run_list(&mut self, force: bool) {
-        if let Some(rx) = &self.run_list_rx {
-            match rx.try_recv() {
-                Ok(list) => {
-                    self.run_list = list;
-                    self.runs_table.generation += 1;
-                    self.run_list_rx = None;
-                }
-                Err(crossbeam_channel::TryRecvError::Empty) => return,
-                Err(crossbeam_channel::TryRecvError::Disconnected) => self.run_list_rx = None,
-            }
-        }
-        if !force
-            && self
-                .run_list_at
-                .is_some_and(|t| t.elapsed() < Duration::from_secs(2))
-        {
-            return;
-        }
-        self.run_list_at = Some(Instant::now());
-        let dir = self.opts.runs_dir.clone();
-        let index = Arc::clone(&self.runs_table.index);
-        self.run_list_rx = Some(crate::gui::actions::background(
-            "workbench-runs",
-            self.waker.clone(),
-            move || match index.lock() {
-                Ok(mut i) => i.refresh(&dir),
-                Err(poisoned) => poisoned.into_inner().refresh(&dir),
-            },
-        ));
-    }
-
-    /// Whether the runs folder is being read.
-    #[must_use]
-    pub fn run_list_pending(&self) -> bool {
-        self.run_list_rx.is_some()
     }
 }

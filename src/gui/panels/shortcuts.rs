@@ -6,7 +6,8 @@ use egui::{Key, KeyboardShortcut, Modifiers, RichText, Ui};
 use crate::core::protocol::Command;
 use crate::core::runview::RunState;
 use crate::gui::actions::{Tab, UiAction};
-use crate::gui::app::WorkbenchApp;
+
+use super::Ctx;
 
 /// What a shortcut does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,110 +132,94 @@ pub const SHORTCUTS: &[(Shortcut, KeyboardShortcut, &str)] = &[
     ),
 ];
 
-impl WorkbenchApp {
-    /// Takes this frame's shortcuts and asks for what each one's button asks for. Keys that
-    /// a text field is typing into are left to it.
-    pub(crate) fn shortcuts(&mut self, ctx: &egui::Context) {
-        let typing = ctx.egui_wants_keyboard_input();
-        let mut fired = Vec::new();
-        ctx.input_mut(|i| {
-            for (what, keys, _) in SHORTCUTS {
-                // A focused text field keeps its own keys, and its own undo.
-                let plain = keys.modifiers.is_none() || keys.modifiers == Modifiers::SHIFT;
-                if typing && (plain || matches!(what, Shortcut::Undo | Shortcut::Redo)) {
-                    continue;
-                }
-                if i.consume_shortcut(keys) {
-                    fired.push(*what);
-                }
+/// Takes this frame's shortcuts from the input. Keys that a text field is typing into are
+/// left to it.
+pub fn fired(ctx: &egui::Context) -> Vec<Shortcut> {
+    let typing = ctx.egui_wants_keyboard_input();
+    let mut fired = Vec::new();
+    ctx.input_mut(|i| {
+        for (what, keys, _) in SHORTCUTS {
+            // A focused text field keeps its own keys, and its own undo.
+            let plain = keys.modifiers.is_none() || keys.modifiers == Modifiers::SHIFT;
+            if typing && (plain || matches!(what, Shortcut::Undo | Shortcut::Redo)) {
+                continue;
             }
-            if !typing
-                && i.events
-                    .iter()
-                    .any(|e| matches!(e, egui::Event::Text(t) if t == "?"))
-            {
-                fired.push(Shortcut::Help);
+            if i.consume_shortcut(keys) {
+                fired.push(*what);
             }
-        });
-        for what in fired {
-            self.shortcut(what);
         }
-    }
-
-    /// Does what a shortcut stands for.
-    pub fn shortcut(&mut self, what: Shortcut) {
-        let paused = self
-            .current_run()
-            .is_some_and(|r| matches!(r.view.state, RunState::Paused));
-        match what {
-            Shortcut::Start => self.actions.push(UiAction::Start),
-            Shortcut::PauseResume => self.ask(if paused {
-                Command::Resume
-            } else {
-                Command::Pause
-            }),
-            Shortcut::StopAndSave => self.ask(Command::StopAndSave),
-            Shortcut::CheckpointNow => self.ask(Command::CheckpointNow),
-            Shortcut::SavePreset => self.actions.push(UiAction::SavePreset),
-            Shortcut::Undo => {
-                self.editor.undo();
-            }
-            Shortcut::Redo => {
-                self.editor.redo();
-            }
-            Shortcut::NextStep | Shortcut::PreviousStep => {
-                self.move_cursor_step(what == Shortcut::NextStep);
-            }
-            Shortcut::NextEvent | Shortcut::PreviousEvent => {
-                self.move_cursor_event(what == Shortcut::NextEvent);
-            }
-            Shortcut::Tab(i) => {
-                if let Some(t) = Tab::ALL.get(i) {
-                    self.tab = *t;
-                }
-            }
-            Shortcut::Help => self.show_help = !self.show_help,
+        if !typing
+            && i.events
+                .iter()
+                .any(|e| matches!(e, egui::Event::Text(t) if t == "?"))
+        {
+            fired.push(Shortcut::Help);
         }
-    }
+    });
+    fired
+}
 
-    /// Moves the step cursor to the next (or previous) logged step of the primary run.
-    fn move_cursor_step(&mut self, forward: bool) {
-        let steps = self
-            .current_run()
-            .map(|r| r.view.logged_steps())
-            .unwrap_or_default();
-        self.move_cursor(forward, &steps);
-    }
-
-    /// Moves the step cursor to the next (or previous) event of the primary run.
-    fn move_cursor_event(&mut self, forward: bool) {
-        let mut steps: Vec<u64> = self
-            .current_run()
-            .map(|r| r.view.markers.iter().map(|m| m.step).collect())
-            .unwrap_or_default();
-        steps.sort_unstable();
-        steps.dedup();
-        self.move_cursor(forward, &steps);
-    }
-
-    /// Moves the step cursor to the next (or previous) of `steps` (sorted).
-    fn move_cursor(&mut self, forward: bool, steps: &[u64]) {
-        let Some(run) = self.current_run() else {
-            return;
-        };
-        let at = self.cursor.unwrap_or(run.view.step);
-        let next = if forward {
-            steps.iter().find(|s| **s > at)
+/// What a shortcut asks for: exactly what its button asks for.
+#[must_use]
+pub fn action(what: Shortcut, ctx: &Ctx<'_>) -> Option<UiAction> {
+    let paused = ctx
+        .current_run()
+        .is_some_and(|r| matches!(r.view.state, RunState::Paused));
+    Some(match what {
+        Shortcut::Start => UiAction::Start,
+        Shortcut::PauseResume => UiAction::Command(if paused {
+            Command::Resume
         } else {
-            steps.iter().rev().find(|s| **s < at)
-        };
-        if let Some(s) = next {
-            self.cursor = Some(*s);
+            Command::Pause
+        }),
+        Shortcut::StopAndSave => UiAction::Command(Command::StopAndSave),
+        Shortcut::CheckpointNow => UiAction::Command(Command::CheckpointNow),
+        Shortcut::SavePreset => UiAction::SavePreset,
+        Shortcut::Undo => UiAction::Undo,
+        Shortcut::Redo => UiAction::Redo,
+        Shortcut::NextStep | Shortcut::PreviousStep => {
+            let steps = ctx
+                .current_run()
+                .map(|r| r.view.logged_steps())
+                .unwrap_or_default();
+            return moved_cursor(ctx, what == Shortcut::NextStep, &steps);
         }
-    }
+        Shortcut::NextEvent | Shortcut::PreviousEvent => {
+            let mut steps: Vec<u64> = ctx
+                .current_run()
+                .map(|r| r.view.markers.iter().map(|m| m.step).collect())
+                .unwrap_or_default();
+            steps.sort_unstable();
+            steps.dedup();
+            return moved_cursor(ctx, what == Shortcut::NextEvent, &steps);
+        }
+        Shortcut::Tab(i) => UiAction::SetTab(*Tab::ALL.get(i)?),
+        Shortcut::Help => UiAction::ToggleHelp,
+    })
+}
 
-    /// The shortcuts, listed (F1 or `?`).
-    pub(crate) fn help_ui(&mut self, ctx: &egui::Context) {
+/// The step cursor moved to the next (or previous) of `steps` (sorted), if there is one.
+fn moved_cursor(ctx: &Ctx<'_>, forward: bool, steps: &[u64]) -> Option<UiAction> {
+    let run = ctx.current_run()?;
+    let at = ctx.cursor.unwrap_or(run.view.step);
+    let next = if forward {
+        steps.iter().find(|s| **s > at)
+    } else {
+        steps.iter().rev().find(|s| **s < at)
+    };
+    next.map(|s| UiAction::SetCursor(Some(*s)))
+}
+
+/// The keyboard shortcuts' overlay (F1 or `?`) and the About window, and whether each is open.
+#[derive(Debug, Default)]
+pub struct Overlays {
+    pub show_help: bool,
+    pub show_about: bool,
+}
+
+impl Overlays {
+    /// The open windows. `about`: what the About window says.
+    pub fn ui(&mut self, ctx: &egui::Context, about: &str) {
         let mut open = self.show_help;
         egui::Window::new("Keyboard shortcuts")
             .open(&mut open)
@@ -250,19 +235,15 @@ impl WorkbenchApp {
                 });
             });
         self.show_help = open;
-    }
-
-    /// Version, commit, libtorch, device, folders and the app's log, copyable for bug reports.
-    pub(crate) fn about_ui(&mut self, ctx: &egui::Context) {
+        // Version, commit, libtorch, device, folders and the app's log, copyable for bug reports.
         let mut open = self.show_about;
-        let text = self.about_text();
         egui::Window::new("About Generative Workbench")
             .open(&mut open)
             .collapsible(false)
             .show(ctx, |ui: &mut Ui| {
-                ui.label(RichText::new(&text).monospace());
+                ui.label(RichText::new(about).monospace());
                 if ui.button("Copy").clicked() {
-                    ui.ctx().copy_text(text.clone());
+                    ui.ctx().copy_text(about.to_string());
                 }
             });
         self.show_about = open;

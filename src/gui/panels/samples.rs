@@ -2,12 +2,62 @@
 //! with crisp pixels, and region boxes drawn over any image with index, colour, opacity and
 //! coordinates on hover. One texture per view, updated in place when the shown image changes.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use egui::{Color32, ColorImage, RichText, TextureHandle, TextureOptions, Ui};
 
 use crate::core::runview::{RunView, SampleRef};
+use crate::gui::actions::{Purpose, UiAction};
+use crate::gui::images::{sample_pixels, Images, Pixels};
+use crate::gui::style;
+
+use super::Ctx;
+
+/// The Samples tab: the run's sample grids (fixed noise) and, for families that log them, its
+/// reconstructions.
+#[derive(Debug, Default)]
+pub struct SamplesPanel {
+    pub viewer: SampleViewer,
+    pub recon: ReconViewer,
+}
+
+impl SamplesPanel {
+    pub fn ui(&mut self, ui: &mut Ui, ctx: &Ctx<'_>) -> Vec<UiAction> {
+        let Some(run) = ctx.current_run() else {
+            return super::no_run(ui);
+        };
+        let mut actions = Vec::new();
+        ui.horizontal(|ui| {
+            ui.heading("Samples");
+            if ui.button("Export PNG...").clicked() {
+                actions.push(UiAction::Dialog(
+                    Purpose::ExportSample,
+                    "samples.png".into(),
+                ));
+            }
+        });
+        let view = &run.view;
+        let has_recon = !view.reconstructions.is_empty();
+        self.viewer.max_height = if has_recon {
+            (ui.available_height() * 0.4).max(120.0)
+        } else {
+            f32::INFINITY
+        };
+        let mut cursor = ctx.cursor;
+        // Fixed-noise samples carry no regions; reconstructions bring theirs.
+        self.viewer
+            .ui(ui, view, ctx.images, &mut cursor, &[], &mut actions);
+        if has_recon {
+            ui.separator();
+            ui.heading("Reconstruction: ground truth | reconstruction | difference");
+            self.recon.ui(ui, view, ctx.images, cursor, &mut actions);
+        }
+        if cursor != ctx.cursor {
+            actions.push(UiAction::SetCursor(cursor));
+        }
+        actions
+    }
+}
 
 /// A region box in image pixels: `[x1, y1, x2, y2]`.
 pub type RegionBox = [f32; 4];
@@ -57,23 +107,6 @@ impl Default for SampleViewer {
     }
 }
 
-/// Decodes a sample's pixels: live RGBA when it came over the channel, else its PNG.
-pub(crate) fn sample_image(run_dir: &str, s: &SampleRef) -> Result<ColorImage, String> {
-    if !s.rgba.is_empty() && s.rgba.len() == (s.width * s.height * 4) as usize {
-        return Ok(ColorImage::from_rgba_unmultiplied(
-            [s.width as usize, s.height as usize],
-            &s.rgba,
-        ));
-    }
-    let path = Path::new(run_dir).join(&s.path);
-    let img = image::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let rgba = img.to_rgba8();
-    Ok(ColorImage::from_rgba_unmultiplied(
-        [rgba.width() as usize, rgba.height() as usize],
-        rgba.as_raw(),
-    ))
-}
-
 impl SampleViewer {
     /// The sample to show for the cursor (or the slider), if the run has any.
     pub fn pick<'a>(&mut self, view: &'a RunView, cursor: Option<u64>) -> Option<&'a SampleRef> {
@@ -95,8 +128,10 @@ impl SampleViewer {
         &mut self,
         ui: &mut Ui,
         view: &RunView,
+        images: &Images,
         cursor: &mut Option<u64>,
         boxes: &[RegionBox],
+        actions: &mut Vec<UiAction>,
     ) {
         let n = view.samples.len();
         if n == 0 {
@@ -149,17 +184,23 @@ impl SampleViewer {
         });
         let key = format!("{}#{}", view.run_dir, sample.step);
         if self.shown.as_deref() != Some(key.as_str()) {
-            match sample_image(&view.run_dir, sample) {
-                Ok(img) => {
+            match sample_pixels(images, &view.run_dir, sample, actions) {
+                Pixels::Ready(img) => {
                     show_in(&mut self.texture, ui.ctx(), "sample-view", img);
                     self.error = None;
+                    self.shown = Some(key);
                 }
-                Err(e) => self.error = Some(e),
+                Pixels::Failed(e) => {
+                    self.error = Some(e);
+                    self.shown = Some(key);
+                }
+                Pixels::Waiting => {
+                    ui.label(RichText::new("reading the sample...").weak());
+                }
             }
-            self.shown = Some(key);
         }
         if let Some(e) = &self.error {
-            ui.colored_label(Color32::from_rgb(235, 80, 80), e);
+            ui.colored_label(style::ERROR, e);
             return;
         }
         let Some(tex) = &self.texture else { return };
@@ -328,7 +369,14 @@ impl Default for ReconViewer {
 }
 
 impl ReconViewer {
-    pub fn ui(&mut self, ui: &mut Ui, view: &RunView, cursor: Option<u64>) {
+    pub fn ui(
+        &mut self,
+        ui: &mut Ui,
+        view: &RunView,
+        images: &Images,
+        cursor: Option<u64>,
+        actions: &mut Vec<UiAction>,
+    ) {
         let split = if self.validation {
             "validation"
         } else {
@@ -352,26 +400,33 @@ impl ReconViewer {
         let key = format!("{}#{}#{split}#{}", view.run_dir, r.step, self.gain);
         if self.shown.as_deref() != Some(key.as_str()) {
             match (
-                sample_image(&view.run_dir, &r.truth),
-                sample_image(&view.run_dir, &r.recon),
+                sample_pixels(images, &view.run_dir, &r.truth, actions),
+                sample_pixels(images, &view.run_dir, &r.recon, actions),
             ) {
-                (Ok(t), Ok(rc)) if t.size == rc.size => {
+                (Pixels::Ready(t), Pixels::Ready(rc)) if t.size == rc.size => {
                     let d = abs_diff(&t, &rc, self.gain);
                     let names = ["recon-truth", "recon-recon", "recon-diff"];
                     for ((tex, name), img) in self.textures.iter_mut().zip(names).zip([t, rc, d]) {
                         show_in(tex, ui.ctx(), name, img);
                     }
                     self.error = None;
+                    self.shown = Some(key);
                 }
-                (Ok(_), Ok(_)) => {
+                (Pixels::Ready(_), Pixels::Ready(_)) => {
                     self.error = Some("truth and reconstruction differ in size".into());
+                    self.shown = Some(key);
                 }
-                (Err(e), _) | (_, Err(e)) => self.error = Some(e),
+                (Pixels::Failed(e), _) | (_, Pixels::Failed(e)) => {
+                    self.error = Some(e);
+                    self.shown = Some(key);
+                }
+                _ => {
+                    ui.label(RichText::new("reading the reconstruction...").weak());
+                }
             }
-            self.shown = Some(key);
         }
         if let Some(e) = &self.error {
-            ui.colored_label(Color32::from_rgb(235, 80, 80), e);
+            ui.colored_label(style::ERROR, e);
             return;
         }
         let [Some(truth), Some(recon), Some(diff)] = &self.textures else {

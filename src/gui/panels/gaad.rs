@@ -4,33 +4,14 @@
 
 use std::path::PathBuf;
 
-use egui::{Color32, ColorImage, RichText, TextureHandle, Ui};
+use egui::{ColorImage, RichText, TextureHandle, Ui};
 
 use crate::core::gaad::{self, Kind, Region};
-
-/// Where the inspected frame comes from.
-#[derive(Debug, Clone, PartialEq)]
-pub enum FrameSource {
-    /// Sprite `index` of the synthetic set, at `size` px.
-    Synthetic {
-        index: u64,
-        size: u32,
-    },
-    Image(PathBuf),
-    /// Frame `index` of a video (decoded with FFmpeg).
-    Video {
-        path: PathBuf,
-        index: usize,
-    },
-}
-
-/// File extensions opened as videos (an animated GIF too: FFmpeg gives all its frames).
-pub const VIDEO_EXTENSIONS: &[&str] = &[
-    "mp4", "avi", "mkv", "webm", "mov", "m4v", "ogv", "mpg", "mpeg", "gif",
-];
+use crate::gui::actions::{FrameSource, Purpose, UiAction};
+use crate::gui::style;
 
 /// The inspector's state.
-pub struct GaadInspector {
+pub struct GaadPanel {
     pub source: FrameSource,
     pub kind: Kind,
     pub regions: usize,
@@ -43,13 +24,15 @@ pub struct GaadInspector {
     texture: Option<TextureHandle>,
     /// The inputs the shown boxes were computed from; any change recomputes them.
     computed: Option<(FrameSource, Kind, usize, u64)>,
-    /// A video frame being decoded on its own thread.
-    loading: Option<crossbeam_channel::Receiver<Result<ColorImage, String>>>,
+    /// The file frame asked of the app, until it arrives.
+    loading: Option<FrameSource>,
+    /// A file frame the app decoded, shown at the next draw.
+    arrived: Option<(FrameSource, Result<ColorImage, String>)>,
 }
 
-impl std::fmt::Debug for GaadInspector {
+impl std::fmt::Debug for GaadPanel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GaadInspector")
+        f.debug_struct("GaadPanel")
             .field("source", &self.source)
             .field("kind", &self.kind)
             .field("regions", &self.regions)
@@ -57,7 +40,7 @@ impl std::fmt::Debug for GaadInspector {
     }
 }
 
-impl Default for GaadInspector {
+impl Default for GaadPanel {
     fn default() -> Self {
         Self {
             source: FrameSource::Synthetic {
@@ -75,78 +58,48 @@ impl Default for GaadInspector {
             texture: None,
             computed: None,
             loading: None,
+            arrived: None,
         }
     }
 }
 
-impl GaadInspector {
+impl GaadPanel {
     /// Shows `path` next (from the app's file dialog): an image, or a video's first frame.
     pub fn open_image(&mut self, path: PathBuf) {
-        let video = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| VIDEO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
-        self.source = if video {
-            FrameSource::Video { path, index: 0 }
-        } else {
-            FrameSource::Image(path)
-        };
+        self.source = FrameSource::file(path);
     }
 
-    fn load_frame(source: &FrameSource) -> Result<ColorImage, String> {
-        match source {
+    /// A frame of a file the app decoded for `source` (dropped if the user moved on).
+    pub fn frame_loaded(&mut self, source: FrameSource, frame: Result<ColorImage, String>) {
+        if self.loading.as_ref() == Some(&source) {
+            self.arrived = Some((source, frame));
+        }
+    }
+
+    /// A synthetic sprite, made here (no file behind it).
+    fn sprite(index: u64, size: u32) -> ColorImage {
+        let rgb = crate::core::synthetic::sprite(7, index, size);
+        let rgba: Vec<u8> = rgb
+            .chunks(3)
+            .flat_map(|p| [p[0], p[1], p[2], 255])
+            .collect();
+        ColorImage::from_rgba_unmultiplied([size as usize, size as usize], &rgba)
+    }
+
+    /// Loads the frame for the current inputs: a sprite at once, a file's frame by asking the
+    /// app (seeking a video can take a while; the previous frame stays shown).
+    fn refresh(&mut self, ctx: &egui::Context, actions: &mut Vec<UiAction>) {
+        match &self.source {
             FrameSource::Synthetic { index, size } => {
-                let rgb = crate::core::synthetic::sprite(7, *index, *size);
-                let rgba: Vec<u8> = rgb
-                    .chunks(3)
-                    .flat_map(|p| [p[0], p[1], p[2], 255])
-                    .collect();
-                Ok(ColorImage::from_rgba_unmultiplied(
-                    [*size as usize, *size as usize],
-                    &rgba,
-                ))
+                let frame = Self::sprite(*index, *size);
+                self.loading = None;
+                self.show_frame(ctx, Ok(frame));
             }
-            FrameSource::Video { path, index } => {
-                let f = crate::core::video::read_frame(path, *index).map_err(|e| e.to_string())?;
-                Ok(ColorImage::from_rgba_unmultiplied(
-                    [f.width as usize, f.height as usize],
-                    &f.rgba,
-                ))
-            }
-            FrameSource::Image(path) => {
-                let img = image::open(path)
-                    .map_err(|e| format!("{}: {e}", path.display()))?
-                    .to_rgba8();
-                Ok(ColorImage::from_rgba_unmultiplied(
-                    [img.width() as usize, img.height() as usize],
-                    img.as_raw(),
-                ))
+            file => {
+                self.loading = Some(file.clone());
+                actions.push(UiAction::LoadFrame(file.clone()));
             }
         }
-    }
-
-    /// Recomputes the frame and boxes after a change.
-    /// Loads the frame for the current inputs: images and sprites at once, video frames on a
-    /// named thread (seeking can take a while; the UI keeps drawing the previous frame).
-    fn refresh(&mut self, ctx: &egui::Context) {
-        if matches!(self.source, FrameSource::Video { .. }) {
-            let (tx, rx) = crossbeam_channel::bounded(1);
-            let source = self.source.clone();
-            let c = ctx.clone();
-            let spawned = std::thread::Builder::new()
-                .name("workbench-video".into())
-                .spawn(move || {
-                    let _ = tx.send(Self::load_frame(&source));
-                    c.request_repaint();
-                });
-            match spawned {
-                Ok(_) => self.loading = Some(rx),
-                Err(e) => self.error = Some(format!("cannot start the decoding thread: {e}")),
-            }
-            return;
-        }
-        let frame = Self::load_frame(&self.source);
-        self.show_frame(ctx, frame);
     }
 
     /// Shows a loaded frame (or its error) and recomputes the boxes for it.
@@ -178,16 +131,15 @@ impl GaadInspector {
         }
     }
 
-    /// Whether a video frame is being decoded.
+    /// Whether a file's frame is being decoded.
     #[must_use]
     pub fn is_loading(&self) -> bool {
         self.loading.is_some()
     }
 
-    /// Controls, the frame with its regions, and the box table. Returns true when the user
-    /// asks to open an image (the app runs the dialog).
-    pub fn ui(&mut self, ui: &mut Ui) -> bool {
-        let mut open_image = false;
+    /// Controls, the frame with its regions, and the box table.
+    pub fn ui(&mut self, ui: &mut Ui) -> Vec<UiAction> {
+        let mut actions = Vec::new();
         ui.horizontal_wrapped(|ui| {
             ui.heading("GAAD regions");
             let l = ui.label("Decomposition").id;
@@ -223,7 +175,7 @@ impl GaadInspector {
                     .labelled_by(l);
             }
             if ui.button("Open image or video...").clicked() {
-                open_image = true;
+                actions.push(UiAction::Dialog(Purpose::GaadImage, String::new()));
             }
         });
         ui.horizontal(|ui| {
@@ -241,34 +193,24 @@ impl GaadInspector {
             self.min_size.to_bits(),
         );
         if self.computed.as_ref().map(|c| &c.0) != Some(&inputs.0) {
-            self.refresh(ui.ctx());
+            self.refresh(ui.ctx(), &mut actions);
         } else if self.computed.as_ref() != Some(&inputs) {
             // Same frame, other decomposition: no need to load it again.
             self.recompute_boxes();
         }
         self.computed = Some(inputs);
-        if let Some(rx) = &self.loading {
-            match rx.try_recv() {
-                Ok(frame) => {
-                    self.loading = None;
-                    self.show_frame(ui.ctx(), frame);
-                }
-                Err(crossbeam_channel::TryRecvError::Empty) => {
-                    ui.label(RichText::new("decoding the frame...").weak());
-                    ui.ctx()
-                        .request_repaint_after(std::time::Duration::from_millis(50));
-                }
-                Err(crossbeam_channel::TryRecvError::Disconnected) => {
-                    self.loading = None;
-                    self.error = Some("the decoding thread ended without a frame".into());
-                }
-            }
+        if let Some((_, frame)) = self.arrived.take() {
+            self.loading = None;
+            self.show_frame(ui.ctx(), frame);
+        }
+        if self.loading.is_some() {
+            ui.label(RichText::new("decoding the frame...").weak());
         }
         if let Some(e) = &self.error {
-            ui.colored_label(Color32::from_rgb(235, 80, 80), e);
+            ui.colored_label(style::ERROR, e);
         }
         let (Some(tex), Some((w, h))) = (&self.texture, self.frame) else {
-            return open_image;
+            return actions;
         };
         ui.label(
             RichText::new(format!(
@@ -317,6 +259,6 @@ impl GaadInspector {
                     &resp,
                 );
             });
-        open_image
+        actions
     }
 }

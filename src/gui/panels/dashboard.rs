@@ -11,24 +11,10 @@ use serde::{Deserialize, Serialize};
 use crate::core::protocol::MetricDef;
 use crate::core::runview::{MarkerKind, RunView};
 use crate::core::series::{EmaCache, Series};
+use crate::gui::actions::{Purpose, UiAction};
+use crate::gui::sources::Shown;
 
-/// A run drawn on the dashboard, with its colour. The first is the primary run, whose
-/// events are drawn as markers.
-#[derive(Debug, Clone, Copy)]
-pub struct Shown<'a> {
-    pub key: usize,
-    pub view: &'a RunView,
-    pub color: Color32,
-}
-
-/// What the user asked the dashboard for, applied by the app after drawing.
-#[derive(Debug, Clone, PartialEq)]
-pub enum DashAction {
-    ExportCsv(String),
-    ExportPng(String),
-    /// The layout changed (pin, hide, reorder, a group opened or closed): save it.
-    LayoutChanged,
-}
+use super::Ctx;
 
 /// A family's dashboard layout, remembered across sessions: pinned plots first in the user's
 /// order, hidden plots left out, and the groups the user opened or closed.
@@ -171,6 +157,45 @@ pub fn marker_color(kind: MarkerKind) -> Color32 {
 }
 
 impl Dashboard {
+    /// The Dashboard tab: the toolbar, the primary run's events, and every scalar of the runs
+    /// shown (the primary and those overlaid). Clicking a plot or an event moves the cursor.
+    pub fn ui(&mut self, ui: &mut Ui, ctx: &Ctx<'_>) -> Vec<UiAction> {
+        self.toolbar_ui(ui);
+        let mut cursor = ctx.cursor;
+        if let Some(r) = ctx.current_run() {
+            let view = &r.view;
+            egui::Panel::bottom("events-panel")
+                .resizable(true)
+                .default_size(150.0)
+                .show(ui, |ui| {
+                    ui.label(RichText::new(format!("Events ({})", view.markers.len())).strong());
+                    Self::events_ui(ui, view, &mut cursor);
+                });
+        }
+        let filter = self.filter.clone();
+        let mut actions = self.plots_ui(ui, &ctx.shown_runs(), &mut cursor, &filter);
+        if cursor != ctx.cursor {
+            actions.push(UiAction::SetCursor(cursor));
+        }
+        actions
+    }
+
+    /// The plots of `runs` whose names match `filter` (the Controller tab's timeline).
+    pub fn filtered_ui(
+        &mut self,
+        ui: &mut Ui,
+        ctx: &Ctx<'_>,
+        runs: &[Shown<'_>],
+        filter: &str,
+    ) -> Vec<UiAction> {
+        let mut cursor = ctx.cursor;
+        let mut actions = self.plots_ui(ui, runs, &mut cursor, filter);
+        if cursor != ctx.cursor {
+            actions.push(UiAction::SetCursor(cursor));
+        }
+        actions
+    }
+
     /// The toolbar: smoothing, log scale, raw curve, layout, filter.
     pub fn toolbar_ui(&mut self, ui: &mut Ui) {
         ui.horizontal_wrapped(|ui| {
@@ -197,13 +222,13 @@ impl Dashboard {
 
     /// Every scalar of the shown runs that passes `filter` (the dashboard's own, or the
     /// Controller tab's), one plot each. Clicking a plot moves `cursor`.
-    pub fn plots_ui(
+    fn plots_ui(
         &mut self,
         ui: &mut Ui,
         runs: &[Shown<'_>],
         cursor: &mut Option<u64>,
         filter: &str,
-    ) -> Vec<DashAction> {
+    ) -> Vec<UiAction> {
         let mut actions = Vec::new();
         let filtered: Vec<&str> = {
             let mut names: Vec<&str> = runs
@@ -294,7 +319,7 @@ impl Dashboard {
         if let Some(e) = edit {
             let layout = self.layouts.entry(family.to_string()).or_default();
             e.apply(layout);
-            actions.push(DashAction::LayoutChanged);
+            actions.push(UiAction::SaveLayout);
         }
         actions
     }
@@ -310,7 +335,7 @@ impl Dashboard {
         width: f32,
         pinned: bool,
         edit: &mut Option<LayoutEdit>,
-    ) -> Option<DashAction> {
+    ) -> Option<UiAction> {
         let mut action = None;
         ui.horizontal(|ui| {
             ui.label(RichText::new(name).strong());
@@ -345,14 +370,20 @@ impl Dashboard {
                 .on_hover_text("export this plot's data as CSV")
                 .clicked()
             {
-                action = Some(DashAction::ExportCsv(name.to_string()));
+                action = Some(UiAction::Dialog(
+                    Purpose::ExportPlotCsv(name.to_string()),
+                    format!("{name}.csv"),
+                ));
             }
             if ui
                 .small_button("PNG")
                 .on_hover_text("export this plot as PNG")
                 .clicked()
             {
-                action = Some(DashAction::ExportPng(name.to_string()));
+                action = Some(UiAction::Dialog(
+                    Purpose::ExportPlotPng(name.to_string()),
+                    format!("{name}.png"),
+                ));
             }
         });
         let log_y = self.log_y;
@@ -580,7 +611,7 @@ impl Dashboard {
     }
 
     /// The primary run's events as a list; clicking a row moves the cursor to its step.
-    pub fn events_ui(ui: &mut Ui, view: &RunView, cursor: &mut Option<u64>) {
+    fn events_ui(ui: &mut Ui, view: &RunView, cursor: &mut Option<u64>) {
         egui::ScrollArea::vertical()
             .id_salt("event-list")
             .show(ui, |ui| {

@@ -4,12 +4,13 @@
 //! clicking a point in one view moves the other two there. Window and level set the grey
 //! scale; below, the codebook's use at each validation and the perplexity.
 
-use crossbeam_channel::Receiver;
 use egui::{Color32, ColorImage, RichText, Sense, Stroke, TextureHandle, TextureOptions, Ui};
 
-use crate::core::runview::{RunView, VolumeRef};
-use crate::engine::data::volumes::read_nifti_channels;
-use crate::gui::actions::background;
+use crate::core::runview::RunView;
+use crate::gui::actions::UiAction;
+use crate::gui::style;
+
+use super::Ctx;
 
 /// The voxels of a volume pair, `[C, D, H, W]` each, in [-1, 1] (or thereabouts).
 #[derive(Debug, Clone, PartialEq)]
@@ -152,47 +153,26 @@ impl Voxels {
     }
 }
 
-/// Reads a volume event's two files (on a background thread).
-fn read_pair(dir: &std::path::Path, v: &VolumeRef) -> Result<Voxels, String> {
-    let truth = read_nifti_channels(&dir.join(&v.truth))?;
-    let recon = read_nifti_channels(&dir.join(&v.recon))?;
-    if truth.dims != recon.dims || truth.channels != recon.channels {
-        return Err(format!(
-            "{}: {:?} x {} channels, but the reconstruction is {:?} x {}",
-            v.truth, truth.dims, truth.channels, recon.dims, recon.channels
-        ));
-    }
-    Ok(Voxels {
-        step: v.step,
-        channels: truth.channels,
-        dims: truth.dims,
-        truth: truth.data,
-        recon: recon.data,
-    })
-}
-
 type TextureKey = (u64, [usize; 3], u32, u32);
-
-/// A read under way: the run folder, the step, and where the voxels will arrive.
-type Loading = (String, u64, Receiver<Result<Voxels, String>>);
 
 /// The Volume tab's state.
 #[derive(Default)]
-pub struct VolumeViewer {
+pub struct VolumePanel {
     /// The shared crosshair `[d, h, w]`.
     pub at: [usize; 3],
     pub wl: WindowLevel,
     /// The volume shown, and the run folder it came from.
     pub shown: Option<(String, Voxels)>,
-    loading: Option<Loading>,
+    /// The read asked of the app: the run folder and the step.
+    loading: Option<(String, u64)>,
     pub error: Option<String>,
     /// Per plane: what its three textures show, and the textures.
     textures: [Option<(TextureKey, [TextureHandle; 3])>; 3],
 }
 
-impl std::fmt::Debug for VolumeViewer {
+impl std::fmt::Debug for VolumePanel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VolumeViewer")
+        f.debug_struct("VolumePanel")
             .field("at", &self.at)
             .field("wl", &self.wl)
             .field("step", &self.shown.as_ref().map(|(_, v)| v.step))
@@ -200,34 +180,36 @@ impl std::fmt::Debug for VolumeViewer {
     }
 }
 
-impl VolumeViewer {
-    /// Takes the run's latest volume: its voxels when they came over the channel, else its
-    /// files, read in the background.
-    fn sync(&mut self, ui: &Ui, view: &RunView, dir: &std::path::Path) {
-        let key = dir.display().to_string();
-        if let Some((k, step, rx)) = &self.loading {
-            if let Ok(result) = rx.try_recv() {
-                let (k, step) = (k.clone(), *step);
-                self.loading = None;
-                match result {
-                    Ok(v) => self.show(k, v),
-                    Err(e) => {
-                        self.error = Some(e);
-                        // Do not try the same files again every frame.
-                        self.shown = Some((
-                            k,
-                            Voxels {
-                                step,
-                                channels: 0,
-                                dims: [0; 3],
-                                truth: Vec::new(),
-                                recon: Vec::new(),
-                            },
-                        ));
-                    }
-                }
+impl VolumePanel {
+    /// The voxels the app read for the run folder `key` at `step` (ignored if the panel moved
+    /// on); a failed read is kept, so the same files are not read again every frame.
+    pub fn loaded(&mut self, key: String, step: u64, voxels: Result<Voxels, String>) {
+        if self.loading.as_ref() != Some(&(key.clone(), step)) {
+            return;
+        }
+        self.loading = None;
+        match voxels {
+            Ok(v) => self.show(key, v),
+            Err(e) => {
+                self.error = Some(e);
+                self.shown = Some((
+                    key,
+                    Voxels {
+                        step,
+                        channels: 0,
+                        dims: [0; 3],
+                        truth: Vec::new(),
+                        recon: Vec::new(),
+                    },
+                ));
             }
         }
+    }
+
+    /// Takes the run's latest volume: its voxels when they came over the channel, else asks
+    /// the app to read its files.
+    fn sync(&mut self, view: &RunView, dir: &std::path::Path, actions: &mut Vec<UiAction>) {
+        let key = dir.display().to_string();
         let Some(latest) = &view.volume else {
             return;
         };
@@ -238,7 +220,7 @@ impl VolumeViewer {
         let under_way = self
             .loading
             .as_ref()
-            .is_some_and(|(k, s, _)| *k == key && *s == latest.step);
+            .is_some_and(|(k, s)| *k == key && *s == latest.step);
         if current || under_way {
             return;
         }
@@ -256,14 +238,11 @@ impl VolumeViewer {
             );
             return;
         }
-        let (dir, v) = (dir.to_path_buf(), latest.clone());
-        let ctx = ui.ctx().clone();
-        let rx = background(
-            "workbench-volume-read",
-            Some(std::sync::Arc::new(move || ctx.request_repaint())),
-            move || read_pair(&dir, &v),
-        );
-        self.loading = Some((key, latest.step, rx));
+        self.loading = Some((key, latest.step));
+        actions.push(UiAction::LoadVolume(
+            dir.to_path_buf(),
+            Box::new(latest.clone()),
+        ));
     }
 
     /// Shows `v`, keeping the crosshair where it was when the size did not change.
@@ -276,15 +255,20 @@ impl VolumeViewer {
         self.shown = Some((key, v));
     }
 
-    /// The tab for the run `view` followed from `dir`.
-    pub fn ui(&mut self, ui: &mut Ui, view: &RunView, dir: &std::path::Path) {
-        self.sync(ui, view, dir);
+    /// The tab for the run shown.
+    pub fn ui(&mut self, ui: &mut Ui, ctx: &Ctx<'_>) -> Vec<UiAction> {
+        let Some(run) = ctx.current_run() else {
+            return super::no_run(ui);
+        };
+        let (view, dir) = (&run.view, &run.dir);
+        let mut actions = Vec::new();
+        self.sync(view, dir, &mut actions);
         ui.heading("Volume: ground truth | reconstruction | difference");
         egui::ScrollArea::vertical()
             .id_salt("volume-tab")
             .show(ui, |ui| {
                 if let Some(e) = &self.error {
-                    ui.colored_label(Color32::from_rgb(230, 120, 100), e);
+                    ui.colored_label(style::WARNING, e);
                 }
                 match &self.shown {
                     Some((_, v)) if v.channels > 0 => {
@@ -306,6 +290,7 @@ impl VolumeViewer {
                 ui.separator();
                 codebook_ui(ui, view);
             });
+        actions
     }
 
     fn viewer_ui(&mut self, ui: &mut Ui, v: &Voxels) {
@@ -468,7 +453,7 @@ fn codebook_ui(ui: &mut Ui, view: &RunView) {
                 RichText::new("Codebook use at each validation (share of the codes' uses)")
                     .strong(),
             );
-            crate::gui::explorer::heat_map(ui, &view.codes);
+            super::explorer::heat_map(ui, &view.codes);
         });
         ui.separator();
         ui.vertical(|ui| {
@@ -489,7 +474,7 @@ fn codebook_ui(ui: &mut Ui, view: &RunView) {
                     for (i, (name, pts)) in lines.into_iter().enumerate() {
                         pu.line(
                             egui_plot::Line::new(name, egui_plot::PlotPoints::from(pts))
-                                .color(crate::gui::palette(i)),
+                                .color(style::palette(i)),
                         );
                     }
                 });

@@ -1,45 +1,63 @@
 //! The Actions tab: how a run with discrete actions uses its codebook (a heat map of each
 //! code's share at every validation, the most used actions), and the action explorer: pick a
 //! validation window and any action and see the model's rollout under it beside the truth and
-//! beside the rollout under the actions its encoder read. The model is loaded from the run's
-//! latest checkpoint on a background thread, on the CPU; decoding also runs off the UI thread.
+//! beside the rollout under the actions its encoder read. The app loads the model from the
+//! run's latest checkpoint, on the CPU, and rolls it out on background threads; the panel asks
+//! and shows.
 
-use crossbeam_channel::Receiver;
 use egui::{Color32, ColorImage, RichText, TextureHandle, Ui};
 
 use crate::core::runview::{CodeUse, RunView};
-use crate::engine::explore::{self, ActionExplorer, Explored};
-use crate::gui::actions::background;
+use crate::engine::explore::Explored;
+use crate::gui::actions::{ExploreRequest, UiAction};
+use crate::gui::style;
 
-type Opened = Result<Box<dyn ActionExplorer>, String>;
-type Decoded = (Box<dyn ActionExplorer>, Result<Explored, String>);
+use super::Ctx;
+
+/// What the panel knows of a loaded explorer (the model stays with the app).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExplorerInfo {
+    /// Validation windows to start from.
+    pub windows: usize,
+    pub codebook_size: usize,
+    pub slots: usize,
+    /// The most steps a rollout can be compared with the truth.
+    pub max_steps: usize,
+    /// Channels of a frame.
+    pub channels: usize,
+    /// A one-line description (model, checkpoint step).
+    pub describe: String,
+}
 
 /// The Actions tab's state.
 #[derive(Default)]
-pub struct ActionsPanel {
-    /// The run folder the explorer was opened on.
+pub struct ExplorerPanel {
+    /// The run folder the explorer was opened on, and what it is once loaded.
     run_dir: Option<String>,
-    explorer: Option<Box<dyn ActionExplorer>>,
-    opening: Option<Receiver<Opened>>,
-    decoding: Option<Receiver<Decoded>>,
+    info: Option<ExplorerInfo>,
+    /// A load or a rollout asked of the app and not back yet.
+    opening: bool,
+    decoding: bool,
     pub window: usize,
     pub action: Vec<u32>,
     pub steps: usize,
     /// One latent channel in grey, or (`None`) every channel through a fixed projection to RGB.
     pub channel: Option<usize>,
-    /// The last decode, and its textures (truth, encoded, chosen).
+    /// The last rollout, and its textures (truth, encoded, chosen).
     pub shown: Option<Explored>,
     textures: [Option<TextureHandle>; 3],
+    /// A rollout arrived and not yet made into textures.
+    arrived: bool,
     pub error: Option<String>,
-    /// A decode is wanted once the explorer is free.
+    /// A rollout is wanted once the one under way is back.
     want_decode: bool,
 }
 
-impl std::fmt::Debug for ActionsPanel {
+impl std::fmt::Debug for ExplorerPanel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ActionsPanel")
+        f.debug_struct("ExplorerPanel")
             .field("run_dir", &self.run_dir)
-            .field("loaded", &self.explorer.is_some())
+            .field("loaded", &self.info.is_some())
             .field("window", &self.window)
             .field("action", &self.action)
             .finish_non_exhaustive()
@@ -50,95 +68,101 @@ fn color_image(img: &crate::engine::trainer::Rgba) -> ColorImage {
     ColorImage::from_rgba_unmultiplied([img.width as usize, img.height as usize], &img.pixels)
 }
 
-impl ActionsPanel {
-    /// Whether the explorer is loaded and idle.
+impl ExplorerPanel {
+    /// Whether the explorer is loaded.
     #[must_use]
     pub fn ready(&self) -> bool {
-        self.explorer.is_some()
+        self.info.is_some()
     }
 
-    /// Whether a load or a decode is under way.
+    /// Whether a load or a rollout is under way.
     #[must_use]
     pub fn busy(&self) -> bool {
-        self.opening.is_some() || self.decoding.is_some()
+        self.opening || self.decoding
     }
 
-    /// Takes finished background work.
-    fn poll(&mut self, ctx: &egui::Context) {
-        if let Some(rx) = &self.opening {
-            if let Ok(opened) = rx.try_recv() {
-                self.opening = None;
-                match opened {
-                    Ok(e) => {
-                        self.action = vec![0; e.slots()];
-                        self.steps = e.max_steps();
-                        self.window = self.window.min(e.windows().saturating_sub(1));
-                        self.explorer = Some(e);
-                        self.error = None;
-                        self.want_decode = true;
-                    }
-                    Err(e) => self.error = Some(e),
-                }
-            }
-        }
-        if let Some(rx) = &self.decoding {
-            if let Ok((e, result)) = rx.try_recv() {
-                self.decoding = None;
-                self.explorer = Some(e);
-                match result {
-                    Ok(x) => {
-                        let names = ["explore-truth", "explore-encoded", "explore-chosen"];
-                        for ((slot, name), img) in self
-                            .textures
-                            .iter_mut()
-                            .zip(names)
-                            .zip([&x.truth, &x.encoded, &x.chosen])
-                        {
-                            crate::gui::samples::show_in(slot, ctx, name, color_image(img));
-                        }
-                        self.shown = Some(x);
-                        self.error = None;
-                    }
-                    Err(e) => self.error = Some(e),
-                }
-            }
-        }
-        if self.want_decode && self.decoding.is_none() {
-            if let Some(mut e) = self.explorer.take() {
-                self.want_decode = false;
-                let (window, action, steps) = (self.window, self.action.clone(), self.steps);
-                let channel = self.channel;
-                let waker = Some(waker_of(ctx));
-                self.decoding = Some(background("workbench-explore", waker, move || {
-                    let r = e.explore(window, &action, steps, channel);
-                    (e, r)
-                }));
-            }
-        }
-    }
-
-    /// Opens the explorer on a run folder's latest checkpoint (in the background).
-    pub fn open(&mut self, run_dir: &str, ctx: &egui::Context) {
+    /// Asks for the explorer of a run folder's latest checkpoint.
+    pub fn open(&mut self, run_dir: &str) -> UiAction {
         self.run_dir = Some(run_dir.to_string());
-        self.explorer = None;
+        self.info = None;
         self.shown = None;
         self.error = None;
-        let dir = std::path::PathBuf::from(run_dir);
-        self.opening = Some(background(
-            "workbench-explore-open",
-            Some(waker_of(ctx)),
-            move || explore::open(&dir),
-        ));
+        self.opening = true;
+        UiAction::OpenExplorer(std::path::PathBuf::from(run_dir))
+    }
+
+    /// The explorer the app loaded for `run_dir` (ignored if the panel moved on).
+    pub fn opened(&mut self, run_dir: &str, info: Result<ExplorerInfo, String>) {
+        if self.run_dir.as_deref() != Some(run_dir) {
+            return;
+        }
+        self.opening = false;
+        match info {
+            Ok(i) => {
+                self.action = vec![0; i.slots];
+                self.steps = i.max_steps;
+                self.window = self.window.min(i.windows.saturating_sub(1));
+                self.info = Some(i);
+                self.error = None;
+                self.want_decode = true;
+            }
+            Err(e) => self.error = Some(e),
+        }
+    }
+
+    /// A rollout the app made.
+    pub fn decoded(&mut self, result: Result<Explored, String>) {
+        self.decoding = false;
+        match result {
+            Ok(x) => {
+                self.shown = Some(x);
+                self.arrived = true;
+                self.error = None;
+            }
+            Err(e) => self.error = Some(e),
+        }
+    }
+
+    /// Makes textures of a rollout that arrived, and asks for the next one that is wanted.
+    fn sync(&mut self, ctx: &egui::Context, actions: &mut Vec<UiAction>) {
+        if std::mem::take(&mut self.arrived) {
+            if let Some(x) = &self.shown {
+                let names = ["explore-truth", "explore-encoded", "explore-chosen"];
+                for ((slot, name), img) in self
+                    .textures
+                    .iter_mut()
+                    .zip(names)
+                    .zip([&x.truth, &x.encoded, &x.chosen])
+                {
+                    crate::gui::panels::samples::show_in(slot, ctx, name, color_image(img));
+                }
+            }
+        }
+        if self.want_decode && !self.decoding && self.info.is_some() {
+            self.want_decode = false;
+            self.decoding = true;
+            actions.push(UiAction::Explore(ExploreRequest {
+                window: self.window,
+                action: self.action.clone(),
+                steps: self.steps,
+                channel: self.channel,
+            }));
+        }
     }
 
     /// The tab for the run `view` followed from the folder `dir`.
-    pub fn ui(&mut self, ui: &mut Ui, view: &RunView, dir: &std::path::Path) {
-        self.poll(ui.ctx());
+    pub fn ui(&mut self, ui: &mut Ui, ctx: &Ctx<'_>) -> Vec<UiAction> {
+        let Some(run) = ctx.current_run() else {
+            return super::no_run(ui);
+        };
+        let (view, dir) = (&run.view, &run.dir);
+        let mut actions = Vec::new();
+        self.sync(ui.ctx(), &mut actions);
         ui.heading("Actions");
         egui::ScrollArea::vertical()
             .id_salt("actions-tab")
             .show(ui, |ui| {
-                self.explorer_ui(ui, &dir.display().to_string());
+                self.explorer_ui(ui, &dir.display().to_string(), &mut actions);
                 ui.separator();
                 if view.codes.is_empty() {
                     ui.label(
@@ -161,6 +185,7 @@ impl ActionsPanel {
                     ui.vertical(|ui| self.top_actions_ui(ui, view));
                 });
             });
+        actions
     }
 
     fn top_actions_ui(&mut self, ui: &mut Ui, view: &RunView) {
@@ -187,21 +212,20 @@ impl ActionsPanel {
                         let picked = self.action == *codes;
                         if ui.selectable_label(picked, &label).clicked() {
                             self.action.clone_from(codes);
-                            self.want_decode = self.explorer.is_some() || self.decoding.is_some();
+                            self.want_decode = self.info.is_some();
                         }
                         let (rect, _) = ui.allocate_exact_size(
                             egui::vec2(160.0 * share.max(0.01), 12.0),
                             egui::Sense::hover(),
                         );
-                        ui.painter()
-                            .rect_filled(rect, 2.0, Color32::from_rgb(90, 160, 230));
+                        ui.painter().rect_filled(rect, 2.0, style::ACCENT);
                         ui.label(format!("{n} ({:.0}%)", share * 100.0));
                     });
                 }
             });
     }
 
-    fn explorer_ui(&mut self, ui: &mut Ui, here: &str) {
+    fn explorer_ui(&mut self, ui: &mut Ui, here: &str, actions: &mut Vec<UiAction>) {
         ui.label(RichText::new("Action explorer").strong());
         let opened_here = self.run_dir.as_deref() == Some(here);
         ui.horizontal(|ui| {
@@ -214,28 +238,28 @@ impl ActionsPanel {
                 .add_enabled(!self.busy() && !here.is_empty(), egui::Button::new(label))
                 .clicked()
             {
-                self.open(here, ui.ctx());
+                actions.push(self.open(here));
             }
-            if self.opening.is_some() {
+            if self.opening {
                 ui.spinner();
                 ui.label("loading the model on the CPU...");
-            } else if self.decoding.is_some() {
+            } else if self.decoding {
                 ui.spinner();
             }
-            if let (true, Some(e)) = (opened_here, &self.explorer) {
-                ui.label(RichText::new(e.describe()).weak());
+            if let (true, Some(i)) = (opened_here, &self.info) {
+                ui.label(RichText::new(&i.describe).weak());
             }
         });
         if let Some(e) = &self.error {
-            ui.colored_label(Color32::from_rgb(235, 80, 80), e);
+            ui.colored_label(style::ERROR, e);
         }
         if !opened_here {
             return;
         }
         let limits = self
-            .explorer
+            .info
             .as_ref()
-            .map(|e| (e.windows(), e.codebook_size(), e.max_steps(), e.channels()));
+            .map(|i| (i.windows, i.codebook_size, i.max_steps, i.channels));
         if let Some((windows, k, max_steps, channels)) = limits {
             let mut changed = false;
             ui.horizontal(|ui| {
@@ -320,11 +344,6 @@ impl ActionsPanel {
                 }
             });
     }
-}
-
-fn waker_of(ctx: &egui::Context) -> crate::core::protocol::Waker {
-    let ctx = ctx.clone();
-    std::sync::Arc::new(move || ctx.request_repaint())
 }
 
 /// Codes (rows) by validations (columns), each cell shaded by the code's share of that

@@ -6,29 +6,18 @@ use std::path::PathBuf;
 
 use crossbeam_channel::{bounded, Receiver, TryRecvError};
 
-/// What a chosen path is for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Purpose {
-    ImportPreset,
-    ExportPreset,
-    OpenRun,
-    ExportPlotCsv(String),
-    ExportPlotPng(String),
-    ExportSample,
-    GaadImage,
-}
+use crate::gui::actions::{Purpose, VIDEO_EXTENSIONS};
 
-impl Purpose {
-    fn title(&self) -> &'static str {
-        match self {
-            Self::ImportPreset => "Import a preset",
-            Self::ExportPreset => "Export the preset",
-            Self::OpenRun => "Open a run folder",
-            Self::ExportPlotCsv(_) => "Export the plot's data as CSV",
-            Self::ExportPlotPng(_) => "Export the plot as PNG",
-            Self::ExportSample => "Export the sample grid as PNG",
-            Self::GaadImage => "Open an image or a video to decompose",
-        }
+/// A dialog's title.
+fn title(purpose: &Purpose) -> &'static str {
+    match purpose {
+        Purpose::ImportPreset => "Import a preset",
+        Purpose::ExportPreset => "Export the preset",
+        Purpose::OpenRun => "Open a run folder",
+        Purpose::ExportPlotCsv(_) => "Export the plot's data as CSV",
+        Purpose::ExportPlotPng(_) => "Export the plot as PNG",
+        Purpose::ExportSample => "Export the sample grid as PNG",
+        Purpose::GaadImage => "Open an image or a video to decompose",
     }
 }
 
@@ -65,7 +54,7 @@ impl Dialogs {
                 | Purpose::ExportPlotPng(_)
                 | Purpose::ExportSample
         );
-        let title = purpose.title();
+        let title = title(&purpose);
         let name = default_name.to_string();
         let folder = matches!(purpose, Purpose::OpenRun);
         let filter: Option<(&str, Vec<&str>)> = match &purpose {
@@ -77,7 +66,7 @@ impl Dialogs {
                 "Images and videos",
                 ["png", "jpg", "jpeg"]
                     .into_iter()
-                    .chain(crate::gui::gaad::VIDEO_EXTENSIONS.iter().copied())
+                    .chain(VIDEO_EXTENSIONS.iter().copied())
                     .collect(),
             )),
         };

@@ -1,29 +1,16 @@
 //! The app's file work, off the UI thread: loading and saving presets, imports and exports
-//! through the dialogs, the dashboard layouts; each job runs through `background()` and hands
-//! an [`IoDone`] back to `logic()`.
+//! through the dialogs; each job runs through `background()` and hands an [`IoDone`] back to
+//! `logic()`.
 
 use std::path::{Path, PathBuf};
 
-use super::actions::{background, UiAction};
-use super::app::WorkbenchApp;
-use super::dashboard::series_csv;
-use super::dialogs::Purpose;
-use super::editor::{scan_library, LibraryEntry, PresetEditor};
+use crate::gui::actions::{FrameSource, Purpose, UiAction};
+use crate::gui::editor::{scan_library, PresetEditor};
+use crate::gui::panels::dashboard::series_csv;
+use crate::gui::sources::shown_runs;
 
-/// The result of a file job run off the UI thread.
-#[derive(Debug)]
-pub(crate) enum IoDone {
-    /// A preset read and parsed for the editor.
-    Loaded(Result<Box<PresetEditor>, String>),
-    /// The preset was saved there; the library as it is now.
-    Saved(Result<(PathBuf, Vec<LibraryEntry>), String>),
-    /// A library preset to compare with, as a tree.
-    Compare(Result<(String, serde_json::Value), String>),
-    /// A file written (exports).
-    Written(Result<String, String>),
-    /// A file written that only speaks up when it failed.
-    Quiet(Result<(), String>),
-}
+use super::jobs::{background, take_all, IoDone};
+use super::state::WorkbenchApp;
 
 /// A sample to export: its file in the run folder, or its pixels when the file is gone.
 #[derive(Debug)]
@@ -52,29 +39,14 @@ impl SampleExport {
 }
 
 impl WorkbenchApp {
-    /// Where the dashboard layouts are remembered: beside the user's preset folder
-    /// (`~/.config/workbench/dashboard.json`).
-    pub(crate) fn layout_path(&self) -> PathBuf {
-        self.opts
-            .user_presets_dir
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join("dashboard.json")
-    }
-
     /// Takes the results of finished file jobs.
     pub(crate) fn poll_io(&mut self) {
-        let mut still = Vec::new();
-        for rx in std::mem::take(&mut self.io) {
-            match rx.try_recv() {
+        for done in take_all(&mut self.jobs.io) {
+            match done {
                 Ok(done) => self.io_done(done),
-                Err(crossbeam_channel::TryRecvError::Empty) => still.push(rx),
-                Err(crossbeam_channel::TryRecvError::Disconnected) => {
-                    self.message = Some((true, "a file job ended without a result".into()));
-                }
+                Err(e) => self.message = Some((true, format!("a file job failed: {e}"))),
             }
         }
-        self.io = still;
     }
 
     pub(crate) fn io_done(&mut self, done: IoDone) {
@@ -85,18 +57,18 @@ impl WorkbenchApp {
                     .as_ref()
                     .map(|p| format!("loaded {}", p.display()))
                     .unwrap_or_default();
-                self.editor = *ed;
+                self.presets.editor = *ed;
                 Ok(shown)
             }
             IoDone::Loaded(Err(m)) | IoDone::Compare(Err(m)) => Err(m),
             IoDone::Compare(Ok(with)) => {
-                self.editor.compare_with = Some(with);
+                self.presets.editor.compare_with = Some(with);
                 return;
             }
             IoDone::Saved(Ok((path, library))) => {
-                self.library = library;
+                self.presets.library = library;
                 let m = format!("saved {}", path.display());
-                self.editor.source = Some(path);
+                self.presets.editor.source = Some(path);
                 Ok(m)
             }
             IoDone::Saved(Err(m)) => Err(m),
@@ -130,7 +102,7 @@ impl WorkbenchApp {
                         .and_then(|text| PresetEditor::load_text(&text, &path).map(Box::new)),
                 )
             }),
-            Purpose::ExportPreset => match self.editor.to_ron() {
+            Purpose::ExportPreset => match self.presets.editor.to_ron() {
                 Some(text) => Box::new(write(text.into_bytes(), path)),
                 None => {
                     self.message =
@@ -139,7 +111,7 @@ impl WorkbenchApp {
                 }
             },
             Purpose::ExportPlotCsv(name) => Box::new(write(
-                series_csv(&name, &self.shown_runs()).into_bytes(),
+                series_csv(&name, &shown_runs(&self.runs, self.current)).into_bytes(),
                 path,
             )),
             Purpose::ExportSample => match self.sample_to_export() {
@@ -160,12 +132,13 @@ impl WorkbenchApp {
                 return;
             }
             Purpose::GaadImage => {
-                self.gaad.open_image(path.clone());
+                self.gaad.source = FrameSource::file(path.clone());
                 self.message = Some((false, format!("inspecting {}", path.display())));
                 return;
             }
         };
-        self.io
+        self.jobs
+            .io
             .push(background("workbench-io", self.waker.clone(), job));
     }
 
@@ -175,7 +148,7 @@ impl WorkbenchApp {
         let s = run
             .view
             .samples
-            .get(self.samples.index)
+            .get(self.samples.viewer.index)
             .ok_or("no sample")?;
         Ok(SampleExport {
             file: run.dir.join(&s.path),
@@ -187,13 +160,14 @@ impl WorkbenchApp {
     /// Saves the edited preset into the user's folder on a background thread, then rescans
     /// the library there.
     pub(crate) fn save_as(&mut self) {
-        let name = crate::core::rundir::safe_file_name(&self.editor.save_as_name);
-        let Some(text) = self.editor.to_ron() else {
+        let name = crate::core::rundir::safe_file_name(&self.presets.editor.save_as_name);
+        let Some(text) = self.presets.editor.to_ron() else {
             self.message = Some((true, "the preset does not parse; nothing saved".into()));
             return;
         };
         let dir = self.opts.user_presets_dir.clone();
-        self.io
+        self.jobs
+            .io
             .push(background("workbench-io", self.waker.clone(), move || {
                 let path = dir.join(format!("{name}.ron"));
                 IoDone::Saved(

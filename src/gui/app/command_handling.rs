@@ -1,0 +1,443 @@
+//! What the app does with the actions the panels return: the one place that starts runs,
+//! threads and processes, follows run folders, and reads or writes files for a panel.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::core::preset::AnyPreset;
+use crate::core::protocol::Command;
+use crate::core::runtable::RunRow;
+use crate::core::runview::RunView;
+use crate::engine::worker::{self, RunRequest, WorkerHandle};
+use crate::gui::actions::{ExploreRequest, QueueRequest, Tab, UiAction};
+use crate::gui::editor::PresetEditor;
+use crate::gui::sources::{Follower, Source, Tracked};
+
+use super::jobs::{self, background, IoDone};
+use super::queue::{self as queue_file, QueueEdit, SLURM_POLL};
+use super::state::WorkbenchApp;
+
+impl WorkbenchApp {
+    /// Applies one action a panel (or a shortcut) returned.
+    pub fn apply(&mut self, action: UiAction) {
+        match action {
+            UiAction::SetTab(t) => self.tab = t,
+            UiAction::SetCursor(c) => self.cursor = c,
+            UiAction::Start => self.start_run(),
+            UiAction::Command(c) => self.command(c),
+            UiAction::OpenRun(dir) => {
+                self.open_run(&dir);
+                self.tab = Tab::Dashboard;
+            }
+            UiAction::Overlay(dir, on) => self.overlay(&dir, on),
+            UiAction::LoadPreset(i) => {
+                let Some(e) = self.presets.library.get(i).cloned() else {
+                    return;
+                };
+                self.jobs
+                    .io
+                    .push(background("workbench-io", self.waker.clone(), move || {
+                        let origin = e.origin();
+                        IoDone::Loaded(
+                            e.text()
+                                .and_then(|t| PresetEditor::load_text(&t, &origin).map(Box::new)),
+                        )
+                    }));
+            }
+            UiAction::SavePreset => self.save_as(),
+            UiAction::CompareWith(None) => self.presets.editor.compare_with = None,
+            UiAction::CompareWith(Some(i)) => {
+                let Some(e) = self.presets.library.get(i).cloned() else {
+                    return;
+                };
+                self.jobs
+                    .io
+                    .push(background("workbench-io", self.waker.clone(), move || {
+                        IoDone::Compare(e.load().map(|p| (e.name.clone(), p.to_tree())))
+                    }));
+            }
+            UiAction::Undo => {
+                self.presets.editor.undo();
+            }
+            UiAction::Redo => {
+                self.presets.editor.redo();
+            }
+            UiAction::SaveLayout => self.save_layout(),
+            UiAction::Dialog(purpose, name) => self.dialogs.open(purpose, &name),
+            UiAction::ToggleHelp => self.overlays.show_help = !self.overlays.show_help,
+            UiAction::ToggleAbout => self.overlays.show_about = !self.overlays.show_about,
+            UiAction::RefreshRuns => self.refresh_run_list(true),
+            UiAction::Queue(request) => self.queue_request(request),
+            UiAction::StartRunner(n) => self.start_runner(n),
+            UiAction::OpenExplorer(dir) => self.open_explorer(dir),
+            UiAction::Explore(req) => self.explore(req),
+            UiAction::LoadVolume(dir, v) => {
+                let key = dir.display().to_string();
+                self.jobs.volumes.push(background(
+                    "workbench-volume-read",
+                    self.waker.clone(),
+                    move || {
+                        let voxels = jobs::read_volume_pair(&dir, &v);
+                        (key, v.step, voxels)
+                    },
+                ));
+            }
+            UiAction::LoadFrame(source) => {
+                self.jobs.frames.push(background(
+                    "workbench-video",
+                    self.waker.clone(),
+                    move || {
+                        let frame = jobs::load_frame(&source);
+                        (source, frame)
+                    },
+                ));
+            }
+            UiAction::LoadImage(path) => {
+                if self.images.start(&path) {
+                    self.jobs.images.push(background(
+                        "workbench-image",
+                        self.waker.clone(),
+                        move || {
+                            let img = jobs::decode_image(&path);
+                            (path, img)
+                        },
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Starts training the edited preset: the run is prepared (device probe, data checks, run
+    /// folder) and its worker spawned on a background thread; `logic()` picks the run up.
+    pub fn start_run(&mut self) {
+        // Every way of starting (button, shortcut, --start) goes through here: one run at a
+        // time, and none while one is being prepared.
+        if self.jobs.starting.is_some() || self.training_run().is_some() {
+            return;
+        }
+        if let Some(why) = self.presets.editor.start_blocker() {
+            self.message = Some((true, format!("cannot start: {why}")));
+            return;
+        }
+        let Some(preset) = self.presets.editor.validated.clone() else {
+            return;
+        };
+        let req = RunRequest {
+            preset: Some(preset),
+            runs_dir: self.opts.runs_dir.clone(),
+            step_limit: self.opts.step_limit,
+            ..RunRequest::default()
+        };
+        let waker = self.waker.clone();
+        self.jobs.starting = Some(background(
+            "workbench-start",
+            self.waker.clone(),
+            move || {
+                worker::prepare(req)
+                    .and_then(|plan| worker::spawn(plan, waker))
+                    .map_err(|e| e.to_string())
+            },
+        ));
+        self.message = Some((false, "starting: checking the device and the data".into()));
+    }
+
+    /// A prepared run (or why it could not start).
+    pub(crate) fn started(&mut self, result: Result<WorkerHandle, String>) {
+        match result {
+            Ok(handle) => {
+                let dir = handle.run_dir().to_path_buf();
+                self.controls.live_values = self
+                    .presets
+                    .editor
+                    .preset()
+                    .map(|p| live_fields(&p))
+                    .unwrap_or_default();
+                self.add_run(dir, Source::Live(handle));
+                self.message = None;
+                self.cursor = None;
+                self.tab = Tab::Dashboard;
+            }
+            Err(e) => self.message = Some((true, format!("cannot start: {e}"))),
+        }
+    }
+
+    /// Sends a command to the live run.
+    pub fn command(&mut self, c: Command) {
+        match self.live_handle() {
+            Some(h) => {
+                if !h.send(c) {
+                    self.message = Some((true, "the worker is not accepting commands".into()));
+                }
+            }
+            None => self.message = Some((true, "no live run to command".into())),
+        }
+    }
+
+    /// Opens a run folder and follows its event log (live or finished).
+    pub fn open_run(&mut self, dir: &Path) {
+        if let Some(i) = self.runs.iter().position(|r| r.dir == dir) {
+            self.current = Some(i);
+            return;
+        }
+        let log = dir.join("events.log");
+        if !log.is_file() {
+            self.message = Some((
+                true,
+                format!("{}: not a run folder (no events.log)", dir.display()),
+            ));
+            return;
+        }
+        match Follower::spawn(log, self.waker.clone()) {
+            Ok(f) => self.add_run(dir.to_path_buf(), Source::Follow(f)),
+            Err(e) => self.message = Some((true, format!("cannot follow {}: {e}", dir.display()))),
+        }
+    }
+
+    /// Overlays a run's curves (following it in the background: the run shown stays shown).
+    fn overlay(&mut self, dir: &Path, on: bool) {
+        let shown = self.current;
+        if on && !self.runs.iter().any(|r| r.dir == dir) {
+            self.open_run(dir);
+            if shown.is_some() {
+                self.current = shown;
+            }
+        }
+        if let Some(t) = self.runs.iter_mut().find(|r| r.dir == dir) {
+            t.overlay = on;
+        }
+    }
+
+    /// Shows an already built view as the primary run (benchmarks, tests).
+    pub fn show_view(&mut self, view: RunView) {
+        let dir = PathBuf::from(&view.run_dir);
+        self.add_run(dir, Source::Detached);
+        if let Some(r) = self.runs.last_mut() {
+            r.view = view;
+        }
+    }
+
+    fn add_run(&mut self, dir: PathBuf, source: Source) {
+        let key = self.next_key;
+        self.next_key += 1;
+        let mut view = RunView::default();
+        view.run_dir = dir.display().to_string();
+        view.name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.runs.push(Tracked {
+            key,
+            dir,
+            view,
+            source,
+            overlay: false,
+            color: crate::gui::style::palette(key),
+        });
+        self.current = Some(self.runs.len() - 1);
+    }
+
+    /// Saves the dashboard layouts, quietly: a layout is not worth a message.
+    fn save_layout(&mut self) {
+        let path = self.layout_path();
+        let text = serde_json::to_string_pretty(&self.dashboard.layouts).unwrap_or_default();
+        self.jobs
+            .io
+            .push(background("workbench-io", self.waker.clone(), move || {
+                let saved = path
+                    .parent()
+                    .map_or(Ok(()), std::fs::create_dir_all)
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| {
+                        crate::core::rundir::atomic_write(&path, text.as_bytes())
+                            .map_err(|e| e.to_string())
+                    });
+                IoDone::Quiet(saved.map_err(|e| format!("{}: {e}", path.display())))
+            }));
+    }
+
+    /// Replaces the runs table's rows (what a read of the folder brings; benchmarks).
+    pub fn set_run_list(&mut self, rows: Vec<RunRow>) {
+        self.run_list = rows;
+        self.runs_table.rows_changed();
+        self.jobs.run_list_at = Some(Instant::now());
+    }
+
+    /// Re-reads the runs folder at most every two seconds (only what each log gained).
+    pub fn refresh_run_list(&mut self, force: bool) {
+        if self.jobs.run_list.is_some()
+            || (!force
+                && self
+                    .jobs
+                    .run_list_at
+                    .is_some_and(|t| t.elapsed() < Duration::from_secs(2)))
+        {
+            return;
+        }
+        self.jobs.run_list_at = Some(Instant::now());
+        let dir = self.opts.runs_dir.clone();
+        let index = Arc::clone(&self.jobs.run_index);
+        self.jobs.run_list = Some(background(
+            "workbench-runs",
+            self.waker.clone(),
+            move || match index.lock() {
+                Ok(mut i) => i.refresh(&dir),
+                Err(poisoned) => poisoned.into_inner().refresh(&dir),
+            },
+        ));
+    }
+
+    fn queue_request(&mut self, request: QueueRequest) {
+        let slurm = self.slurm_target();
+        let preset = || self.presets.editor.preset().map(Box::new);
+        let edit = match request {
+            QueueRequest::AddPreset => match preset() {
+                Some(p) => QueueEdit::AddPreset(p, slurm),
+                None => {
+                    self.queue.error = Some("the edited preset does not validate".into());
+                    return;
+                }
+            },
+            QueueRequest::AddSweep { field, values } => match preset() {
+                Some(base) => QueueEdit::AddSweep {
+                    base,
+                    field,
+                    values,
+                    slurm,
+                },
+                None => {
+                    self.queue.error = Some("the edited preset does not validate".into());
+                    return;
+                }
+            },
+            QueueRequest::Cancel(id) => QueueEdit::Cancel(id),
+            QueueRequest::Move(id, by) => QueueEdit::Move(id, by),
+            QueueRequest::Pause(on) => QueueEdit::Pause(on),
+        };
+        self.refresh_queue(Some(edit));
+    }
+
+    /// Reads the queue file at most every two seconds (asking SLURM at most every
+    /// [`SLURM_POLL`]), or applies an edit (after the read or edit under way), off the UI
+    /// thread.
+    pub(crate) fn refresh_queue(&mut self, edit: Option<QueueEdit>) {
+        if self.jobs.queue.is_some() {
+            // One at a time: an edit waits for the read or edit under way.
+            self.jobs.queue_edits.extend(edit);
+            return;
+        }
+        let edit = edit.or_else(|| {
+            (!self.jobs.queue_edits.is_empty()).then(|| self.jobs.queue_edits.remove(0))
+        });
+        if edit.is_none()
+            && self
+                .jobs
+                .queue_at
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(2))
+        {
+            return;
+        }
+        self.jobs.queue_at = Some(Instant::now());
+        let path = self.opts.runs_dir.join("queue.json");
+        let runs_dir = self.opts.runs_dir.clone();
+        let every = self.slurm_every.unwrap_or(SLURM_POLL);
+        let ask_slurm = edit.is_some() || self.jobs.slurm_at.is_none_or(|t| t.elapsed() >= every);
+        if ask_slurm {
+            self.jobs.slurm_at = Some(Instant::now());
+        }
+        self.jobs.queue = Some(background(
+            "workbench-queue",
+            self.waker.clone(),
+            move || {
+                let said = match edit {
+                    Some(e) => Some(queue_file::apply(&path, &runs_dir, e)?),
+                    None => None,
+                };
+                let (q, runner) = queue_file::read(&path, &runs_dir, ask_slurm)?;
+                Ok((q, runner, said))
+            },
+        ));
+    }
+
+    /// The SLURM profile and the `workbench` its jobs run, when the Queue tab names a profile.
+    fn slurm_target(&self) -> Option<(PathBuf, PathBuf)> {
+        let profile = self.queue.slurm_profile.trim();
+        if profile.is_empty() {
+            return None;
+        }
+        let exe = self
+            .queue
+            .runner
+            .clone()
+            .or_else(|| std::env::current_exe().ok())?;
+        Some((PathBuf::from(profile), exe))
+    }
+
+    /// Starts `workbench queue run` as a process of its own (its own process group, output in
+    /// `RUNS_DIR/queue/runner.log`): it trains the pending jobs and keeps going after the app
+    /// closes, and its jobs after it.
+    fn start_runner(&mut self, jobs: usize) {
+        let exe = match &self.queue.runner {
+            Some(p) => Ok(p.clone()),
+            None => std::env::current_exe().map_err(|e| e.to_string()),
+        };
+        let started = exe.and_then(|exe| {
+            crate::core::jobs::start_runner(&exe, &self.opts.runs_dir, jobs.max(1))
+                .map_err(|e| e.to_string())
+        });
+        self.queue.said = Some(match started {
+            Ok(pid) => {
+                self.queue.runner_active = true;
+                format!("started a queue runner (process {pid})")
+            }
+            Err(e) => format!("cannot start a queue runner: {e}"),
+        });
+    }
+
+    /// Loads the action explorer from a run folder's latest checkpoint, on the CPU.
+    fn open_explorer(&mut self, dir: PathBuf) {
+        self.jobs.explorer = None;
+        self.jobs.next_explore = None;
+        let key = dir.display().to_string();
+        self.jobs.opening = Some(background(
+            "workbench-explore-open",
+            self.waker.clone(),
+            move || (key, crate::engine::explore::open(&dir)),
+        ));
+    }
+
+    /// Rolls the explorer out, or (while it is busy) keeps the request for when it is back.
+    pub(crate) fn explore(&mut self, req: ExploreRequest) {
+        let Some(mut e) = self.jobs.explorer.take() else {
+            if self.jobs.exploring.is_some() || self.jobs.opening.is_some() {
+                self.jobs.next_explore = Some(req);
+            } else {
+                self.explorer.decoded(Err("no explorer is loaded".into()));
+            }
+            return;
+        };
+        self.jobs.exploring = Some(background(
+            "workbench-explore",
+            self.waker.clone(),
+            move || {
+                let r = e.explore(req.window, &req.action, req.steps, req.channel);
+                (e, r)
+            },
+        ));
+    }
+}
+
+/// The live fields of a preset, with their current values.
+fn live_fields(p: &AnyPreset) -> Vec<(String, f64)> {
+    let tree = p.to_tree();
+    p.family()
+        .specs()
+        .iter()
+        .filter(|s| s.live)
+        .filter_map(|s| {
+            crate::core::preset::schema::get_path(&tree, s.path)
+                .and_then(serde_json::Value::as_f64)
+                .map(|v| (s.path.to_string(), v))
+        })
+        .collect()
+}
