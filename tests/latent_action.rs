@@ -64,7 +64,7 @@ fn both_time_layouts_read_back_frame_by_frame_across_chunks() {
             let want = &values[start * 24..(start + len) * 24];
             assert_eq!(got, want, "T_lat {t_lat}, frames {start}..{}", start + len);
         }
-        let err = lf.read_frames(frames - 1, 2).unwrap_err();
+        let err = lf.read_frames(frames - 1, 2).unwrap_err().to_string();
         assert!(
             err.contains(&format!("t{t_lat}.h5")) && err.contains("outside"),
             "{err}"
@@ -88,7 +88,7 @@ fn wrong_rank_missing_dataset_and_truncated_files_are_named_with_their_shape() {
             .create("motion_energy")
             .unwrap();
     }
-    let err = LatentFile::open(&rank4).unwrap_err();
+    let err = LatentFile::open(&rank4).unwrap_err().to_string();
     assert!(
         err.contains("rank4.h5") && err.contains("[3, 16, 8, 8]") && err.contains("rank 4"),
         "{err}"
@@ -101,7 +101,7 @@ fn wrong_rank_missing_dataset_and_truncated_files_are_named_with_their_shape() {
             .create("latents")
             .unwrap();
     }
-    let err = LatentFile::open(&other).unwrap_err();
+    let err = LatentFile::open(&other).unwrap_err().to_string();
     assert!(
         err.contains("no dataset `embeddings`") && err.contains("latents"),
         "{err}"
@@ -120,7 +120,8 @@ fn wrong_rank_missing_dataset_and_truncated_files_are_named_with_their_shape() {
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     let err = LatentFile::open(&cut)
         .and_then(|f| f.read_frames(0, 6).map(|_| ()))
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("cut.h5"), "{err}");
 }
 
@@ -136,7 +137,10 @@ fn split_arithmetic_is_the_seeds() {
         validation: 0.1,
         test: 0.1,
     };
-    assert!(split_counts(10, bad).unwrap_err().contains("sum to 1"));
+    assert!(split_counts(10, bad)
+        .unwrap_err()
+        .to_string()
+        .contains("sum to 1"));
 }
 
 #[test]
@@ -194,7 +198,7 @@ fn the_manifest_round_trips_in_the_seeds_format() {
         m.splits
     );
     std::fs::write(&path, text.replace("\"validation\"", "\"val\"")).unwrap();
-    let err = read_manifest(&path).unwrap_err();
+    let err = read_manifest(&path).unwrap_err().to_string();
     assert!(
         err.contains("manifest.json") && err.contains("validation"),
         "{err}"
@@ -242,58 +246,6 @@ fn the_overfit_test_passes_on_the_tiny_model() {
     assert!(first["mse_loss"] > 0.02, "it starts untrained: {first:?}");
     assert!(last["mse_loss"] < 0.01, "{last:?}");
     assert!(last["mae_loss"] < 0.05, "{last:?}");
-}
-
-/// A run stopped at step 6 and resumed repeats the uninterrupted run's scalars exactly:
-/// model, both optimizers, the codebook (EMA statistics included) and the data order.
-#[test]
-fn a_resumed_run_repeats_the_uninterrupted_losses_exactly() {
-    let _serial = common::exclusive();
-    let runs = tempfile::tempdir().unwrap();
-    let sets = [
-        ("train.batch_size", 4.into()),
-        ("model.codebook_update", "ema".into()),
-        ("logging.log_every_steps", 1.into()),
-        ("logging.validate_every_steps", 5.into()),
-        ("checkpoints.every_steps", 3.into()),
-    ];
-    let mut p = tiny(&sets, LatentActionPreset::default()).preset().clone();
-    if let AnyPreset::LatentAction(l) = &mut p {
-        l.phases[0].length = preset::PhaseLength::Steps(10);
-    }
-    let p = preset::validate(p).unwrap();
-    let req = |limit| RunRequest {
-        preset: Some(p.clone()),
-        runs_dir: runs.path().into(),
-        step_limit: limit,
-        ..RunRequest::default()
-    };
-    let (whole, events) = run_to_end(req(None));
-    assert!(
-        matches!(events.last(), Some(Event::RunFinished { step: 10, .. })),
-        "{:?}",
-        events.last()
-    );
-    let (part, _) = run_to_end(req(Some(6)));
-    let (_, events) = run_to_end(RunRequest {
-        resume: Some(part.clone()),
-        runs_dir: runs.path().into(),
-        ..RunRequest::default()
-    });
-    assert!(matches!(
-        events.last(),
-        Some(Event::RunFinished { step: 10, .. })
-    ));
-    let (a, b) = (scalars(&whole), scalars(&part));
-    assert!(
-        a.values().any(|r| r.contains_key("val_action_purity")),
-        "{a:?}"
-    );
-    for (step, row) in &a {
-        for (k, v) in row {
-            assert_eq!(Some(v), b[step].get(k), "step {step} {k}");
-        }
-    }
 }
 
 /// Bad latent data is exit 2, names the file, its dataset and shape, and leaves no run

@@ -30,62 +30,6 @@ fn tiny<const N: usize>(
 }
 
 #[test]
-fn a_resumed_run_repeats_the_uninterrupted_losses_exactly() {
-    let _serial = common::exclusive();
-    let runs = tempfile::tempdir().unwrap();
-    let p = tiny(
-        10,
-        [
-            ("data.synthetic_count", 8.into()),
-            ("data.synthetic_holdout", 2.into()),
-            ("train.batch_size", 2.into()),
-            ("train.disc_start", 4.into()),
-            ("train.perceptual_weight", 0.1.into()),
-            ("logging.log_every_steps", 1.into()),
-            ("logging.validate_every_steps", 5.into()),
-            ("checkpoints.every_steps", 3.into()),
-        ],
-    );
-    let req = |limit| RunRequest {
-        preset: Some(p.clone()),
-        runs_dir: runs.path().into(),
-        step_limit: limit,
-        ..RunRequest::default()
-    };
-    let (whole, events) = run_to_end(req(None));
-    assert!(
-        matches!(events.last(), Some(Event::RunFinished { step: 10, .. })),
-        "{:?}",
-        events.last()
-    );
-    let (part, _) = run_to_end(req(Some(6)));
-    let (_, events) = run_to_end(RunRequest {
-        resume: Some(part.clone()),
-        runs_dir: runs.path().into(),
-        ..RunRequest::default()
-    });
-    assert!(matches!(
-        events.last(),
-        Some(Event::RunFinished { step: 10, .. })
-    ));
-    let (a, b) = (scalars(&whole), scalars(&part));
-    assert!(
-        a.values().any(|r| r.contains_key("discloss")),
-        "the critics ran"
-    );
-    assert!(a.values().any(|r| r.contains_key("val_psnr")));
-    let mut differ = Vec::new();
-    for (step, row) in &a {
-        for (k, v) in row {
-            if Some(v) != b[step].get(k) {
-                differ.push(format!("step {step} {k}: {v} vs {:?}", b[step].get(k)));
-            }
-        }
-    }
-    assert!(differ.is_empty(), "{}", differ.join("\n"));
-}
-
-#[test]
 fn bad_volumes_are_exit_2_before_any_run_directory() {
     let runs = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();

@@ -363,48 +363,6 @@ fn each_phase_starts_from_the_previous_phases_best_checkpoint() {
     assert!(kl.iter().any(|(st, _)| *st > 10));
 }
 
-#[test]
-fn a_stopped_and_resumed_run_continues_bit_identically() {
-    let _rng = rng_lock();
-    let runs = tempfile::tempdir().unwrap();
-    let mut p = tiny();
-    p.logging.log_every_steps = 1;
-    let req = |limit: Option<u64>| RunRequest {
-        preset: Some(validated(p.clone())),
-        runs_dir: runs.path().into(),
-        step_limit: limit,
-        ..RunRequest::default()
-    };
-    let (whole, _) = run_to_end(req(None));
-    // Stopped at step 7: mid heuristic interval (checks every 2), mid lambda_KL interval (10).
-    let (part, _) = run_to_end(req(Some(7)));
-    let (again, events) = run_to_end(RunRequest {
-        resume: Some(part.clone()),
-        runs_dir: runs.path().into(),
-        ..RunRequest::default()
-    });
-    assert_eq!(again, part);
-    assert!(
-        matches!(events.last(), Some(Event::RunFinished { step: 20, .. })),
-        "{:?}",
-        events.last()
-    );
-    let (a, b) = (scalars(&whole), scalars(&part));
-    assert_eq!(a.len(), b.len());
-    for (step, row) in &a {
-        let other = b.get(step).unwrap_or_else(|| panic!("step {step} missing"));
-        for (k, v) in row {
-            let w = other
-                .get(k)
-                .unwrap_or_else(|| panic!("step {step}: {k} missing"));
-            assert!(
-                v.to_bits() == w.to_bits() || (v.is_nan() && w.is_nan()),
-                "step {step} {k}: uninterrupted {v} vs resumed {w}"
-            );
-        }
-    }
-}
-
 fn fixture(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")

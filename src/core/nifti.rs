@@ -68,12 +68,23 @@ impl Volume {
     }
 }
 
-fn named(path: &Path, what: impl std::fmt::Display) -> String {
-    format!("{}: {what}", path.display())
+/// A NIfTI file that cannot be read or written, named, with the header field at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct NiftiError {
+    pub path: String,
+    pub message: String,
+}
+
+fn named(path: &Path, what: impl std::fmt::Display) -> NiftiError {
+    NiftiError {
+        path: path.display().to_string(),
+        message: what.to_string(),
+    }
 }
 
 /// The first four bytes (`sizeof_hdr`), through gzip for `.gz` files.
-fn sizeof_hdr(path: &Path) -> Result<i32, String> {
+fn sizeof_hdr(path: &Path) -> Result<i32, NiftiError> {
     let file = std::fs::File::open(path).map_err(|e| named(path, e))?;
     let gz = path.extension().is_some_and(|e| e == "gz");
     let mut first = [0u8; 4];
@@ -87,11 +98,11 @@ fn sizeof_hdr(path: &Path) -> Result<i32, String> {
 }
 
 /// Reads a NIfTI-1 volume (the first of a 4-D file) as floats, with the header's scaling.
-pub fn read_nifti(path: &Path) -> Result<Volume, String> {
+pub fn read_nifti(path: &Path) -> Result<Volume, NiftiError> {
     read(path, false)
 }
 
-fn read(path: &Path, all_channels: bool) -> Result<Volume, String> {
+fn read(path: &Path, all_channels: bool) -> Result<Volume, NiftiError> {
     let size = sizeof_hdr(path)?;
     if size == 540 || size.swap_bytes() == 540 {
         return Err(named(
@@ -209,7 +220,7 @@ fn read(path: &Path, all_channels: bool) -> Result<Volume, String> {
 /// Writes `v` as an uncompressed little-endian NIfTI-1 file of float32 (`x` fastest; a
 /// volume of several channels is 4-D with the channels as `t`), under a private name renamed
 /// into place, so that a reader never sees half a file. Any NIfTI viewer opens it.
-pub fn write_nifti(path: &Path, v: &Volume) -> Result<(), String> {
+pub fn write_nifti(path: &Path, v: &Volume) -> Result<(), NiftiError> {
     let mut h = vec![0u8; 352];
     let put_i16 =
         |h: &mut Vec<u8>, at: usize, x: i16| h[at..at + 2].copy_from_slice(&x.to_le_bytes());
@@ -243,6 +254,6 @@ pub fn write_nifti(path: &Path, v: &Volume) -> Result<(), String> {
 
 /// Reads every channel of a NIfTI-1 file (the 4th dimension as channels), as the volume
 /// viewer reads the files [`write_nifti`] wrote.
-pub fn read_channels(path: &Path) -> Result<Volume, String> {
+pub fn read_channels(path: &Path) -> Result<Volume, NiftiError> {
     read(path, true)
 }

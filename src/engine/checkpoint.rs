@@ -104,18 +104,23 @@ pub struct Loaded {
 impl Loaded {
     /// Copies every variable of `vs` from the tensors named `<prefix>.<variable>`; errors
     /// name the checkpoint, the tensor and both shapes.
-    pub fn load_vars(&self, prefix: &str, vs: &tch::nn::VarStore) -> Result<(), String> {
-        let shown = self.dir.display();
+    pub fn load_vars(&self, prefix: &str, vs: &tch::nn::VarStore) -> Result<(), CheckpointError> {
         for (name, mut var) in vs.variables() {
             let key = format!("{prefix}.{name}");
             let t = self.get(&key).ok_or_else(|| {
-                format!("{shown}: missing tensor `{key}` (a checkpoint of another model?)")
+                err(
+                    &self.dir,
+                    format!("missing tensor `{key}` (a checkpoint of another model?)"),
+                )
             })?;
             if t.size() != var.size() {
-                return Err(format!(
-                    "{shown}: tensor `{key}` has shape {:?}, the preset's model needs {:?}",
-                    t.size(),
-                    var.size()
+                return Err(err(
+                    &self.dir,
+                    format!(
+                        "tensor `{key}` has shape {:?}, the preset's model needs {:?}",
+                        t.size(),
+                        var.size()
+                    ),
                 ));
             }
             tch::no_grad(|| var.copy_(&t));

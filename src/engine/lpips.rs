@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use tch::{Device, Kind, Tensor};
 
+use crate::engine::data::DataError;
+
 /// torchvision's `vgg16.features` indices of the 13 convolutions, and after which of them the
 /// five taps (relu1_2 .. relu5_3) and a max pool come.
 const CONVS: [usize; 13] = [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28];
@@ -41,14 +43,14 @@ pub fn default_weights() -> PathBuf {
 
 impl Lpips {
     /// Loads the network from a safetensors file; errors name the file and the tensor.
-    pub fn load(path: &Path, device: Device) -> Result<Self, String> {
-        let named = |what: String| format!("{}: {what}", path.display());
+    pub fn load(path: &Path, device: Device) -> Result<Self, DataError> {
+        let named = |what: String| DataError::file(path, what);
         let tensors = Tensor::read_safetensors(path).map_err(|e| {
             named(format!(
                 "cannot read LPIPS weights ({e}); scripts/setup.sh makes them"
             ))
         })?;
-        let get = |name: &str| -> Result<Tensor, String> {
+        let get = |name: &str| -> Result<Tensor, DataError> {
             tensors
                 .iter()
                 .find(|(n, _)| n == name)
@@ -67,10 +69,10 @@ impl Lpips {
                     get(&format!("features.{i}.bias"))?,
                 ))
             })
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect::<Result<Vec<_>, DataError>>()?;
         let lins = (0..5)
             .map(|i| get(&format!("lin{i}.weight")))
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect::<Result<Vec<_>, DataError>>()?;
         Ok(Self {
             convs,
             lins,
@@ -124,8 +126,9 @@ impl Lpips {
 
 /// Loads a TorchScript LPIPS module (any `forward(a, b)` giving a distance per pair), as the
 /// WuBu-GAAD and VQ-GAN families accept; `field` names the preset field in errors.
-pub fn load_script(field: &str, path: &str, device: Device) -> Result<tch::CModule, String> {
-    tch::CModule::load_on_device(path, device).map_err(|e| format!("{field}: {path}: {e}"))
+pub fn load_script(field: &str, path: &str, device: Device) -> Result<tch::CModule, DataError> {
+    tch::CModule::load_on_device(path, device)
+        .map_err(|e| DataError::file(Path::new(path), e).in_field(field))
 }
 
 /// The perceptual distance a run uses: the VGG16 LPIPS from converted weights, or a
@@ -139,7 +142,7 @@ pub enum Perceptual {
 impl Perceptual {
     /// `path` empty: the weights `scripts/setup.sh` converts; a `.safetensors` file: those
     /// weights; anything else: a TorchScript module.
-    pub fn load(field: &str, path: &str, device: Device) -> Result<Self, String> {
+    pub fn load(field: &str, path: &str, device: Device) -> Result<Self, DataError> {
         let path = path.trim();
         if path.is_empty() {
             return Lpips::load(&default_weights(), device).map(Self::Vgg);
@@ -147,7 +150,7 @@ impl Perceptual {
         if path.ends_with(".safetensors") {
             return Lpips::load(Path::new(path), device)
                 .map(Self::Vgg)
-                .map_err(|e| format!("{field}: {e}"));
+                .map_err(|e| e.in_field(field));
         }
         load_script(field, path, device).map(Self::Script)
     }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::core::control::{
     lr_decision_name, push_bounded, trend3, ActionSet, MetricHistory, QConfig, QController,
 };
-use crate::core::preset::LrControlConfig;
+use crate::core::preset::{AnyPreset, LrControlConfig};
 use crate::core::protocol::{Event, MetricDef};
 use crate::engine::trainer::Trainer;
 use crate::engine::EngineError;
@@ -86,9 +86,7 @@ impl LrControl {
             self.scales.fill(1.0);
         }
         for (field, scale) in self.fields.iter().zip(&self.scales) {
-            trainer
-                .set_lr_scale(field, *scale)
-                .map_err(EngineError::Model)?;
+            trainer.set_lr_scale(field, *scale)?;
         }
         Ok(())
     }
@@ -103,6 +101,7 @@ impl LrControl {
         scalars: &[(&'static str, f64)],
         critic: Option<&str>,
         trainer: &mut dyn Trainer,
+        preset: &AnyPreset,
     ) -> Result<Option<Decided>, EngineError> {
         for (i, key) in [Some(cfg.metric.as_str()), critic].into_iter().enumerate() {
             if let Some((_, v)) = key.and_then(|key| scalars.iter().find(|(k, _)| *k == key)) {
@@ -131,7 +130,8 @@ impl LrControl {
             self.scales[i] = *scale;
         }
         self.apply(trainer, false)?;
-        let live = trainer.live_values();
+        // The rates' bases: the live fields' values (a hand edit sets a base).
+        let live = preset.live_values();
         let applied_values: Vec<(String, f64)> = self
             .fields
             .iter()

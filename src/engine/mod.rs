@@ -48,9 +48,12 @@ pub enum EngineError {
     #[error("{0}")]
     Dist(#[from] crate::engine::dist::DistError),
     #[error("data: {0}")]
-    Data(String),
+    Data(#[from] crate::engine::data::DataError),
     #[error("model: {0}")]
     Model(String),
+    /// A trainer refused a configuration or a state it was given.
+    #[error("{0}")]
+    Trainer(#[from] crate::engine::trainer::TrainerError),
     #[error("{0}")]
     Checkpoint(#[from] checkpoint::CheckpointError),
     #[error("{0}")]

@@ -109,7 +109,7 @@ struct Session<'a> {
 
 /// The trainer's state by name: the same order in every process, as the collectives pair
 /// tensors by position.
-fn state_in_order(trainer: &dyn Trainer) -> Vec<(String, tch::Tensor)> {
+fn state_in_order(trainer: &mut dyn Trainer) -> Vec<(String, tch::Tensor)> {
     let mut named = trainer.state_tensors();
     named.sort_by(|a, b| a.0.cmp(&b.0));
     named
@@ -118,7 +118,7 @@ fn state_in_order(trainer: &dyn Trainer) -> Vec<(String, tch::Tensor)> {
 /// Overwrites the trainer's state tensors that `which` picks by name with rank 0's (a no-op
 /// alone). The ranks first agree on the names: lists of different lengths or order would
 /// pair unrelated tensors in the broadcast.
-fn take_roots(trainer: &dyn Trainer, which: impl Fn(&str) -> bool) -> Result<(), EngineError> {
+fn take_roots(trainer: &mut dyn Trainer, which: impl Fn(&str) -> bool) -> Result<(), EngineError> {
     if dist::group().is_none() {
         return Ok(());
     }
@@ -139,14 +139,14 @@ fn take_roots(trainer: &dyn Trainer, which: impl Fn(&str) -> bool) -> Result<(),
 
 /// Rank 0's parameters, buffers and optimiser state: every data-parallel rank starts,
 /// resumes and enters a phase with one model.
-fn take_roots_state(trainer: &dyn Trainer) -> Result<(), EngineError> {
+fn take_roots_state(trainer: &mut dyn Trainer) -> Result<(), EngineError> {
     take_roots(trainer, |_| true)
 }
 
 /// Rank 0's BatchNorm running statistics: each rank's follow its own data between these
 /// points, as in torch's DDP without SyncBatchNorm; validation, the checks and checkpoints
 /// use rank 0's.
-fn take_roots_statistics(trainer: &dyn Trainer) -> Result<(), EngineError> {
+fn take_roots_statistics(trainer: &mut dyn Trainer) -> Result<(), EngineError> {
     take_roots(trainer, |name| {
         name.ends_with("running_mean") || name.ends_with("running_var")
     })
@@ -218,21 +218,29 @@ pub fn run(
         })?),
         None => None,
     };
-    let cfg = plan.preset.for_phase(c.phase);
+    // The phase's configuration, with the live edits in force when the checkpoint was written.
+    let mut cfg = plan.preset.for_phase(c.phase);
+    let live = loaded
+        .as_ref()
+        .and_then(|l| l.state.get("live"))
+        .and_then(|v| v.as_object());
+    for (k, v) in live.into_iter().flatten() {
+        if let Some((changed, _, _)) = v.as_f64().and_then(|v| cfg.with_live(k, v).ok()) {
+            cfg = changed;
+        }
+    }
     let mut trainer = make_trainer(&cfg, plan.device)?;
     let metrics = declared_metrics(&plan.preset, trainer.as_ref());
     if let Some(ckpt) = &loaded {
-        trainer.load_state(ckpt).map_err(EngineError::BadInput)?;
+        trainer
+            .load_state(ckpt)
+            .map_err(|e| EngineError::BadInput(e.to_string()))?;
+        trainer
+            .apply_preset(&cfg)
+            .map_err(|e| EngineError::BadInput(e.to_string()))?;
         checkpoint::supersede_after(&plan.run_dir.checkpoints(), c.step)?;
-        if let Some(live) = ckpt.state.get("live").and_then(|v| v.as_object()) {
-            for (k, v) in live {
-                if let Some(v) = v.as_f64() {
-                    let _ = trainer.set_live(k, v);
-                }
-            }
-        }
     }
-    take_roots_state(trainer.as_ref())?;
+    take_roots_state(trainer.as_mut())?;
     let rewind_to = loaded
         .as_ref()
         .map(|_| c.step)
@@ -339,7 +347,7 @@ impl Session<'_> {
         let phases = self.plan.preset.preset().phases();
         let phase = &phases[index];
         self.cfg = self.plan.preset.for_phase(index);
-        self.trainer.apply_preset(&self.cfg);
+        self.trainer.apply_preset(&self.cfg)?;
         self.health.set_config(self.cfg.health().clone());
         let mut loaded_from = None;
         if load_best && phase.start_from_best {
@@ -373,8 +381,8 @@ impl Session<'_> {
                 }
             };
             let ckpt = checkpoint::read(&dir)?;
-            self.trainer.load_state(&ckpt).map_err(EngineError::Model)?;
-            self.trainer.apply_preset(&self.cfg);
+            self.trainer.load_state(&ckpt)?;
+            self.trainer.apply_preset(&self.cfg)?;
             loaded_from = Some(dir.display().to_string());
             // Every rank loaded the same files: proven here rather than assumed.
             self.check_ranks(false)?;
@@ -463,6 +471,7 @@ impl Session<'_> {
             scalars,
             critic.as_deref(),
             self.trainer.as_mut(),
+            &self.cfg,
         );
         self.ctl = Some(ctl);
         let Some(decided) = decided? else {
@@ -581,21 +590,32 @@ impl Session<'_> {
         }
     }
 
+    /// A live edit: the phase's configuration with the field changed, checked against its
+    /// spec and the family's rules as any override is, then taken by the trainer as a phase's
+    /// configuration is. A learning rate set by hand is its new base: a controller's scale
+    /// stays on it. A refused edit changes nothing and says why.
     fn set_live(&mut self, name: &str, value: f64) -> Result<(), EngineError> {
-        // A learning rate set by hand is its new base: a controller's scale stays on it.
-        match self.trainer.set_live(name, value) {
-            Ok(old) => self.emitter.emit(Event::HyperparameterChanged {
-                step: self.c.step,
-                name: name.to_string(),
-                old,
-                new: value,
-            }),
-            Err(why) => self.emitter.emit(Event::Log {
-                step: self.c.step,
-                level: Level::Warning,
-                message: format!("refused: {why}"),
-            }),
+        let refused = |why: String| Event::Log {
+            step: self.c.step,
+            level: Level::Warning,
+            message: format!("refused: {why}"),
+        };
+        let (changed, path, old) = match self.cfg.with_live(name, value) {
+            Ok(c) => c,
+            Err(why) => return self.emitter.emit(refused(why)),
+        };
+        if let Err(why) = self.trainer.apply_preset(&changed) {
+            // Back to the configuration in force.
+            self.trainer.apply_preset(&self.cfg)?;
+            return self.emitter.emit(refused(why.to_string()));
         }
+        self.cfg = changed;
+        self.emitter.emit(Event::HyperparameterChanged {
+            step: self.c.step,
+            name: path.to_string(),
+            old,
+            new: value,
+        })
     }
 
     fn step(&mut self) -> Result<(), EngineError> {
@@ -882,7 +902,7 @@ impl Session<'_> {
         };
         for (file, vol) in [(&truth, &v.truth), (&recon, &v.recon)] {
             let path = root.join(file);
-            write_nifti(&path, vol).map_err(|e| io(&path, e))?;
+            write_nifti(&path, vol).map_err(|e| io(&path, e.message))?;
         }
         prune_volumes(&root.join("media"), VOLUMES_KEPT);
         let dims = v.truth.dims.map(|d| d as u32);
@@ -917,9 +937,9 @@ impl Session<'_> {
         if world == 1 {
             return Ok(());
         }
-        take_roots_statistics(self.trainer.as_ref())?;
+        take_roots_statistics(self.trainer.as_mut())?;
         let (mut names, mut tensors): (Vec<String>, Vec<tch::Tensor>) =
-            state_in_order(self.trainer.as_ref()).into_iter().unzip();
+            state_in_order(self.trainer.as_mut()).into_iter().unzip();
         // What a checkpoint holds beside the tensors: the counters, the live settings, the
         // learning-rate controller and the family's own state (controllers, switching).
         names.push("the session, controller and family state".into());
@@ -984,7 +1004,7 @@ impl Session<'_> {
     /// Validates; `may_keep_best`: whether an improvement writes the phase's best checkpoint
     /// (the early points do not, so the first seconds write no checkpoints).
     fn validate(&mut self, may_keep_best: bool) -> Result<(), EngineError> {
-        take_roots_statistics(self.trainer.as_ref())?;
+        take_roots_statistics(self.trainer.as_mut())?;
         let Some(v) = self.trainer.validate() else {
             return self.emit_family_events();
         };
@@ -1051,7 +1071,7 @@ impl Session<'_> {
     /// (objects sorted by key), so equal states print alike on every rank.
     fn json_state(&self) -> serde_json::Value {
         let live: serde_json::Map<String, serde_json::Value> = self
-            .trainer
+            .cfg
             .live_values()
             .into_iter()
             .map(|(k, v)| (k.to_string(), serde_json::Value::from(v)))

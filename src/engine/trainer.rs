@@ -5,7 +5,7 @@ use tch::{Device, Tensor};
 
 use crate::core::preset::AnyPreset;
 use crate::core::protocol::{Event, MetricDef};
-use crate::engine::checkpoint::Loaded;
+use crate::engine::checkpoint::{CheckpointError, Loaded};
 
 /// RGBA8 pixels.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,44 +144,6 @@ pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 /// Test hooks (see [`crate::engine::failpoint`]): `torch-error:N` fails step N through a
 /// fallible libtorch call, `torch-panic:N` through an infallible one that panics, as a bug in
 /// a trainer would.
-/// Where a family's live hyperparameters live: the field behind each name.
-pub(crate) type LiveSlot<T> = for<'a> fn(&'a mut T, &str) -> Option<&'a mut f64>;
-
-/// The values of the live hyperparameters `names` of a family's `train` section.
-pub(crate) fn live_values_of<T: Clone>(
-    train: &T,
-    names: &[&'static str],
-    slot: LiveSlot<T>,
-) -> Vec<(&'static str, f64)> {
-    let mut t = train.clone();
-    names
-        .iter()
-        .filter_map(|&n| slot(&mut t, n).map(|v| (n, *v)))
-        .collect()
-}
-
-/// Sets the live hyperparameter `name` (`lr` standing for `train.lr`) of a family's `train`
-/// section to a finite `value >= 0`; returns the old value.
-pub(crate) fn set_live_of<T>(
-    train: &mut T,
-    names: &[&str],
-    slot: LiveSlot<T>,
-    name: &str,
-    value: f64,
-) -> Result<f64, String> {
-    if !value.is_finite() || value < 0.0 {
-        return Err(format!("{name} = {value}: a finite value >= 0"));
-    }
-    let name = if name == "lr" { "train.lr" } else { name };
-    let field = slot(train, name).ok_or_else(|| {
-        format!(
-            "`{name}` is not a live hyperparameter; live: {}",
-            names.join(", ")
-        )
-    })?;
-    Ok(std::mem::replace(field, value))
-}
-
 /// A failed gradient all-reduce as the step's error.
 pub(crate) fn all_reduce_failed(e: crate::engine::dist::DistError) -> StepError {
     StepError::new("the gradient all-reduce", e)
@@ -209,6 +171,150 @@ pub fn first_line(text: &str) -> &str {
         .unwrap_or("(no message)")
 }
 
+/// What [`ActionExplorer::explore`] shows: rows of frames side by side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Explored {
+    /// The frames that really followed.
+    pub truth: Rgba,
+    /// The rollout under the actions the encoder read from the true frames.
+    pub encoded: Rgba,
+    /// The rollout under the chosen action.
+    pub chosen: Rgba,
+    /// The encoded actions, one per transition (a code per slot).
+    pub encoded_actions: Vec<Vec<u32>>,
+    /// Frames in each row.
+    pub frames: u32,
+}
+
+/// A model whose transitions are actions of `slots` codes from a codebook of
+/// `codebook_size`.
+pub trait ActionExplorer: Send + std::fmt::Debug {
+    /// Validation windows to start from.
+    fn windows(&self) -> usize;
+    fn codebook_size(&self) -> usize;
+    fn slots(&self) -> usize;
+    /// The most steps a rollout can be compared with the truth.
+    fn max_steps(&self) -> usize;
+    /// Channels of a frame.
+    fn channels(&self) -> usize;
+    /// Rolls out `steps` frames from the first frame of `window`, applying `action` at every
+    /// step; frames in colour (a fixed projection of the channels), or one channel in grey.
+    fn explore(
+        &mut self,
+        window: usize,
+        action: &[u32],
+        steps: usize,
+        channel: Option<usize>,
+    ) -> Result<Explored, TrainerError>;
+    /// A one-line description (model, checkpoint step).
+    fn describe(&self) -> String;
+}
+
+/// Why a trainer (or its explorer) refused what it was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainerError {
+    /// State that does not fit: a tensor missing or of another shape, a family state it
+    /// cannot read.
+    #[error("{0}")]
+    State(String),
+    /// A configuration it cannot take (another family's preset, a field it cannot change).
+    #[error("{0}")]
+    Config(String),
+    /// A rollout outside what the explorer holds (a window, a code).
+    #[error("{0}")]
+    Explore(String),
+    #[error(transparent)]
+    Data(#[from] crate::engine::data::DataError),
+    /// A libtorch call failed (its first line).
+    #[error("{0}")]
+    Torch(String),
+}
+
+impl From<tch::TchError> for TrainerError {
+    fn from(e: tch::TchError) -> Self {
+        Self::Torch(first_line(&torch_message(&e)).to_string())
+    }
+}
+
+/// An optimiser whose state a checkpoint carries.
+pub trait OptimizerState {
+    /// Its state as named tensors under `prefix`.
+    fn state_tensors(&self, prefix: &str) -> Vec<(String, Tensor)>;
+    /// Restores state written by [`Self::state_tensors`]; `get` finds a tensor by name.
+    fn load_state(
+        &mut self,
+        prefix: &str,
+        get: &dyn Fn(&str) -> Option<Tensor>,
+    ) -> Result<(), TrainerError>;
+}
+
+/// One part of a trainer's checkpoint.
+pub enum Part<'a> {
+    /// A model's variables, each saved as `prefix.name`; loading needs every one, of its shape.
+    Vars(&'static str, &'a tch::nn::VarStore),
+    /// An optimiser's state under `prefix`.
+    Optimizer(&'static str, &'a mut dyn OptimizerState),
+    /// A tensor kept with the model (fixed noise, an overfit batch): restored when the
+    /// checkpoint holds one of the same shape.
+    Tensor(&'static str, &'a mut Tensor),
+}
+
+impl std::fmt::Debug for Part<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Vars(prefix, _) => write!(f, "Vars({prefix})"),
+            Self::Optimizer(prefix, _) => write!(f, "Optimizer({prefix})"),
+            Self::Tensor(name, _) => write!(f, "Tensor({name})"),
+        }
+    }
+}
+
+impl dyn Trainer + '_ {
+    /// The checkpoint's tensors: every part's, named.
+    pub fn state_tensors(&mut self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for part in self.parts() {
+            match part {
+                Part::Vars(prefix, vs) => out.extend(
+                    vs.variables()
+                        .into_iter()
+                        .map(|(n, t)| (format!("{prefix}.{n}"), t)),
+                ),
+                Part::Optimizer(prefix, opt) => out.extend(opt.state_tensors(prefix)),
+                Part::Tensor(name, t) => out.push((name.to_string(), t.shallow_clone())),
+            }
+        }
+        out
+    }
+
+    /// Loads a checkpoint: every part, then the family's own state. Errors name the
+    /// checkpoint and the tensor.
+    pub fn load_state(&mut self, ckpt: &Loaded) -> Result<(), CheckpointError> {
+        let named = |e: TrainerError| CheckpointError {
+            path: ckpt.dir.clone(),
+            message: e.to_string(),
+        };
+        for part in self.parts() {
+            match part {
+                Part::Vars(prefix, vs) => ckpt.load_vars(prefix, vs)?,
+                Part::Optimizer(prefix, opt) => {
+                    opt.load_state(prefix, &|k| ckpt.get(k)).map_err(named)?;
+                }
+                Part::Tensor(name, t) => {
+                    if let Some(x) = ckpt.get(name).filter(|x| x.size() == t.size()) {
+                        *t = x.to_device(t.device());
+                    }
+                }
+            }
+        }
+        let state = ckpt
+            .state
+            .get("family_state")
+            .unwrap_or(&serde_json::Value::Null);
+        self.load_family_state(state).map_err(named)
+    }
+}
+
 /// What a family implements to be trained by the session. The family's preset is its
 /// other half ([`crate::core::preset::FamilyPreset`]); `engine::families::make_trainer` builds
 /// one from the other.
@@ -219,8 +325,10 @@ pub trait Trainer: std::fmt::Debug {
     /// What each scalar the trainer reports is: every name [`Self::train_step`] and
     /// [`Self::validate`] return must be declared here.
     fn metrics(&self) -> Vec<MetricDef>;
-    /// Takes a phase's configuration (learning rates, loss weights, augmentation, ...).
-    fn apply_preset(&mut self, preset: &AnyPreset);
+    /// Takes a configuration: a phase's (learning rates, loss weights, augmentation, ...) or
+    /// the one a live edit makes. What a trainer cannot take (a model it cannot load for a
+    /// weight turned on) it refuses, unchanged, with the reason.
+    fn apply_preset(&mut self, preset: &AnyPreset) -> Result<(), TrainerError>;
     /// One training step; returns the step's scalars. Errors fail the run (use tch's
     /// fallible calls, `f_backward` and friends, for what can fail).
     fn train_step(&mut self, ctx: &StepCtx) -> Result<Vec<(&'static str, f64)>, StepError>;
@@ -228,22 +336,25 @@ pub trait Trainer: std::fmt::Debug {
     fn non_finite_advice(&self) -> &'static str {
         "lower the learning rates 5-10x, then resume from the last good checkpoint"
     }
-    fn live_names(&self) -> &'static [&'static str];
-    /// Current values of the live hyperparameters (saved in checkpoints). A learning rate's
-    /// value is its base: the rate in force is the base times its controller's scale.
-    fn live_values(&self) -> Vec<(&'static str, f64)>;
-    /// Changes a live hyperparameter; returns the old value.
-    fn set_live(&mut self, name: &str, value: f64) -> Result<f64, String>;
     /// Scales a learning-rate field (a live name) for the session's learning-rate
     /// controller: the rate in force becomes its base times `scale`. The trainer is the one
     /// owner of its rates; the controller and live edits only ever ask it.
-    fn set_lr_scale(&mut self, field: &str, _scale: f64) -> Result<(), String> {
-        Err(format!("`{field}` cannot be scaled by a controller"))
+    fn set_lr_scale(&mut self, field: &str, _scale: f64) -> Result<(), TrainerError> {
+        Err(TrainerError::Config(format!(
+            "`{field}` cannot be scaled by a controller"
+        )))
     }
     fn sample_grid(&mut self) -> Rgba;
     fn validate(&mut self) -> Option<Validation>;
-    fn state_tensors(&self) -> Vec<(String, Tensor)>;
-    fn load_state(&mut self, ckpt: &Loaded) -> Result<(), String>;
+    /// What the trainer's checkpoint is made of, in order: its models' variables, its
+    /// optimisers' state and the tensors it keeps. Shared code saves and loads each part
+    /// (`state_tensors` and `load_state` on `dyn Trainer`).
+    fn parts(&mut self) -> Vec<Part<'_>>;
+    /// Takes back the state [`Self::family_state`] gave (`Null` from a checkpoint without
+    /// one), after the parts are loaded.
+    fn load_family_state(&mut self, _state: &serde_json::Value) -> Result<(), TrainerError> {
+        Ok(())
+    }
     /// Events the family produced since the last call (controller decisions, interventions,
     /// discriminator switches, warnings).
     fn drain_events(&mut self) -> Vec<Event> {
@@ -269,5 +380,10 @@ pub trait Trainer: std::fmt::Debug {
     /// Non-tensor state a checkpoint must hold (saved as `family_state`).
     fn family_state(&self) -> serde_json::Value {
         serde_json::Value::Null
+    }
+    /// The trainer as an action explorer, for a family with discrete actions (loaded from a
+    /// checkpoint on the CPU; see `engine::explore::open`).
+    fn into_explorer(self: Box<Self>) -> Option<Box<dyn ActionExplorer>> {
+        None
     }
 }

@@ -308,7 +308,7 @@ fn resolve_device(
 /// The data preflight as the user's error (exit code 2), before any run directory exists.
 fn check_data(preset: &AnyPreset) -> Result<(), EngineError> {
     let (_, world) = crate::engine::dist::rank_and_world();
-    crate::engine::data::preflight(preset, world).map_err(EngineError::BadInput)
+    crate::engine::data::preflight(preset, world).map_err(|e| EngineError::BadInput(e.to_string()))
 }
 
 /// Whether `path` is a run folder that never wrote a checkpoint (killed or failed early).

@@ -5,7 +5,10 @@
 use serde_json::Value;
 
 use super::data::DataNeed;
-use super::{CheckpointConfig, Family, FieldSpec, LoggingConfig, LrControlConfig, Phase, Problem};
+use super::{
+    CheckpointConfig, Family, FieldSpec, LoggingConfig, LrControlConfig, Phase, PresetError,
+    Problem, Reports,
+};
 use crate::core::health::HealthConfig;
 
 /// A view of the run header every family's preset carries (its files stay flat: the fields
@@ -23,8 +26,14 @@ pub struct Common<'a> {
     pub logging: &'a LoggingConfig,
     pub checkpoints: &'a CheckpointConfig,
     pub phases: &'a [Phase],
-    /// The session's Q-learning control of the learning rates, for families that offer it.
-    pub lr_control: Option<&'a LrControlConfig>,
+}
+
+/// The run header every family's preset carries, declared once by [`crate::family_preset!`].
+pub trait RunHeader {
+    /// The shared run header.
+    fn common(&self) -> Common<'_>;
+    /// The phases, to edit (a tiny test run shortens them).
+    fn phases_mut(&mut self) -> &mut Vec<Phase>;
 }
 
 /// The fields `--lr-g` and `--lr-d` set.
@@ -37,9 +46,7 @@ pub struct LrFields {
 }
 
 /// A family's preset, as shared code sees it.
-pub trait FamilyPreset: std::fmt::Debug {
-    /// The shared run header.
-    fn common(&self) -> Common<'_>;
+pub trait FamilyPreset: RunHeader + std::fmt::Debug {
     /// Every field, with kind, range, unit, doc and whether a phase or a live command may
     /// change it.
     fn specs(&self) -> &'static [FieldSpec];
@@ -55,4 +62,98 @@ pub trait FamilyPreset: std::fmt::Debug {
     fn lr_fields(&self) -> LrFields;
     /// Steps in one epoch, when the data is known before loading it (synthetic data).
     fn steps_per_epoch_hint(&self) -> Option<u64>;
+    /// The fields that make this preset train in seconds on a CPU (synthetic data of the
+    /// preset's kind, small shapes): the test that trains every shipped preset, and
+    /// `workbench train --tiny`.
+    fn tiny_overrides(&self) -> Vec<(&'static str, Value)>;
+    /// The session's Q-learning control of the learning rates, for families that offer it.
+    fn lr_control(&self) -> Option<&LrControlConfig> {
+        None
+    }
+}
+
+/// What the family registry ([`crate::for_each_family!`]) asks of a family's preset type.
+pub trait Declared: FamilyPreset + Default + Sized {
+    /// What the family's runs report beyond scalars and samples.
+    const REPORTS: Reports;
+    /// Every field, from the declarations.
+    fn specs() -> &'static [FieldSpec];
+    /// Parses the family's preset of any known schema version, migrating older ones.
+    fn parse_versioned(
+        text: &str,
+        version: u32,
+        file: &str,
+    ) -> Result<(Self, Vec<String>), PresetError>;
+}
+
+/// A family's preset type: the run header every family shares, declared once here, around
+/// the family's own sections. In order: `schema_version`, `family`, `name`, `seed`,
+/// `device`, `threads`, the family's sections, `health`, `logging`, `checkpoints`, the
+/// sections given after `then` (if any), `phases`. Implements [`RunHeader`] and the field specs.
+#[macro_export]
+macro_rules! family_preset {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $(
+                $(#[$fmeta:meta])*
+                pub $field:ident : $ty:ty => $what:ident $( ( $($args:tt)* ) )?
+            ),* $(,)?
+        }
+        $(
+            then {
+                $(
+                    $(#[$tmeta:meta])*
+                    pub $tfield:ident : $tty:ty => $twhat:ident $( ( $($targs:tt)* ) )?
+                ),* $(,)?
+            }
+        )?
+    ) => {
+        $crate::preset_section! {
+            $(#[$meta])*
+            pub struct $name {
+                pub schema_version: u32 => skip,
+                pub family: $crate::core::preset::Family => skip,
+                pub name: String => field($crate::core::preset::schema::FieldKind::Text, "", [], "Name of the preset; runs are named after it"),
+                pub seed: u64 => field($crate::core::preset::schema::FieldKind::Int { min: 0, max: 9223372036854775807 }, "", [], "Seed of every random draw (initialisation, data order, noise, controllers)"),
+                /// `auto`, `cpu`, `cuda` or `cuda:N`.
+                pub device: String => field($crate::core::preset::schema::FieldKind::Text, "", [], "auto (CUDA when present), cpu, cuda or cuda:N"),
+                /// libtorch intra-op threads; 0 keeps libtorch's default.
+                pub threads: u32 => field($crate::core::preset::schema::FieldKind::Int { min: 0, max: 1024 }, "threads", [], "libtorch CPU threads; 0 keeps libtorch's default"),
+                $(
+                    $(#[$fmeta])*
+                    pub $field: $ty => $what $( ( $($args)* ) )?,
+                )*
+                pub health: $crate::core::health::HealthConfig => section,
+                pub logging: $crate::core::preset::LoggingConfig => section,
+                pub checkpoints: $crate::core::preset::CheckpointConfig => section,
+                $($(
+                    $(#[$tmeta])*
+                    pub $tfield: $tty => $twhat $( ( $($targs)* ) )?,
+                )*)?
+                pub phases: Vec<$crate::core::preset::Phase> => skip,
+            }
+        }
+
+        impl $crate::core::preset::family::RunHeader for $name {
+            fn common(&self) -> $crate::core::preset::Common<'_> {
+                $crate::core::preset::Common {
+                    schema_version: self.schema_version,
+                    family: self.family,
+                    name: &self.name,
+                    seed: self.seed,
+                    device: &self.device,
+                    threads: self.threads,
+                    health: &self.health,
+                    logging: &self.logging,
+                    checkpoints: &self.checkpoints,
+                    phases: &self.phases,
+                }
+            }
+
+            fn phases_mut(&mut self) -> &mut Vec<$crate::core::preset::Phase> {
+                &mut self.phases
+            }
+        }
+    };
 }

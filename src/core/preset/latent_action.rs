@@ -118,23 +118,13 @@ crate::preset_section! {
     }
 }
 
-crate::preset_section! {
+crate::family_preset! {
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct LatentActionPreset {
-        pub schema_version: u32 => skip,
-        pub family: Family => skip,
-        pub name: String => field(K::Text, "", [], "Name of the preset; runs are named after it"),
-        pub seed: u64 => field(K::Int { min: 0, max: 9223372036854775807 }, "", [], "Seed of every random draw (init, data order, noise, rollout anchors)"),
-        pub device: String => field(K::Text, "", [], "auto (CUDA when present), cpu, cuda or cuda:N"),
-        pub threads: u32 => field(K::Int { min: 0, max: 1024 }, "threads", [], "libtorch CPU threads; 0 keeps libtorch's default"),
         pub data: LatentData => section,
         pub model: Model => section,
         pub train: Train => section,
-        pub health: HealthConfig => section,
-        pub logging: LoggingConfig => section,
-        pub checkpoints: CheckpointConfig => section,
-        pub phases: Vec<Phase> => skip,
     }
 }
 
@@ -393,10 +383,6 @@ impl LatentActionPreset {
 }
 
 impl super::FamilyPreset for LatentActionPreset {
-    fn common(&self) -> super::Common<'_> {
-        super::common_view!(self, None)
-    }
-
     fn specs(&self) -> &'static [FieldSpec] {
         SPECS.as_slice()
     }
@@ -445,6 +431,35 @@ impl super::FamilyPreset for LatentActionPreset {
 
     fn steps_per_epoch_hint(&self) -> Option<u64> {
         None
+    }
+
+    fn tiny_overrides(&self) -> Vec<(&'static str, serde_json::Value)> {
+        vec![
+            ("data.source", "synthetic_blobs".into()),
+            ("data.synthetic_channels", 2.into()),
+            ("data.synthetic_size", 8.into()),
+            ("data.synthetic_files", 10.into()),
+            ("data.synthetic_frames", 8.into()),
+            ("data.sequence_length", 4.into()),
+            ("train.batch_size", 2.into()),
+        ]
+    }
+}
+
+impl super::Declared for LatentActionPreset {
+    const REPORTS: super::Reports = super::Reports { discrete_actions: true, ..super::Reports::NONE
+    };
+
+    fn specs() -> &'static [FieldSpec] {
+        SPECS.as_slice()
+    }
+
+    fn parse_versioned(
+        text: &str,
+        version: u32,
+        file: &str,
+    ) -> Result<(Self, Vec<String>), super::PresetError> {
+        parse_versioned(text, version, file)
     }
 }
 

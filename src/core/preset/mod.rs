@@ -10,12 +10,8 @@
 
 pub mod data;
 pub mod family;
-pub mod latent_action;
 pub mod schedule;
 pub mod schema;
-pub mod vq_gan;
-pub mod wgan_gp;
-pub mod wubu_gaad;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -26,12 +22,8 @@ use serde_json::Value;
 
 use schema::FieldKind as K;
 
-pub use family::{Common, FamilyPreset, LrFields};
-pub use latent_action::LatentActionPreset;
+pub use family::{Common, Declared, FamilyPreset, LrFields, RunHeader};
 pub use schema::{FieldKind, FieldSpec};
-pub use vq_gan::VqGanPreset;
-pub use wgan_gp::WganGpPreset;
-pub use wubu_gaad::WubuGaadPreset;
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = 3;
@@ -49,34 +41,153 @@ pub mod shipped {
     }
 }
 
-/// Model families.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Family {
-    WganGp,
-    WubuGaad,
-    LatentAction,
-    VqGan,
+/// The model families, one line each: the `Family` variant, the module of its preset here
+/// (and of its trainer in `engine::families`), and its preset type. `Family`, `AnyPreset` and
+/// every dispatch on them, here and in the engine, are generated from this list: a new family
+/// is one line here and one folder (or file) in each layer.
+#[macro_export]
+macro_rules! for_each_family {
+    ($then:ident) => {
+        $then! {
+            WganGp wgan_gp WganGpPreset,
+            WubuGaad wubu_gaad WubuGaadPreset,
+            LatentAction latent_action LatentActionPreset,
+            VqGan vq_gan VqGanPreset,
+        }
+    };
 }
 
-impl Family {
-    pub const ALL: [Family; 4] = [
-        Family::WganGp,
-        Family::WubuGaad,
-        Family::LatentAction,
-        Family::VqGan,
-    ];
+/// `Family`, `AnyPreset` and their dispatch, from [`for_each_family!`].
+macro_rules! declare_families {
+    ($($variant:ident $module:ident $preset:ident),* $(,)?) => {
+        $(pub mod $module;)*
+        $(pub use $module::$preset;)*
 
-    #[must_use]
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::WganGp => "wgan_gp",
-            Self::WubuGaad => "wubu_gaad",
-            Self::LatentAction => "latent_action",
-            Self::VqGan => "vq_gan",
+        /// Model families.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum Family {
+            $($variant),*
         }
-    }
 
+        impl Family {
+            pub const ALL: [Family; [$(stringify!($variant)),*].len()] = [$(Family::$variant),*];
+
+            #[must_use]
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Self::$variant => stringify!($module)),*
+                }
+            }
+
+            /// Every field of the family's preset.
+            #[must_use]
+            pub fn specs(self) -> &'static [FieldSpec] {
+                match self {
+                    $(Self::$variant => <$preset as Declared>::specs()),*
+                }
+            }
+
+            /// What the family's runs report beyond scalars and samples (the app shows a view
+            /// for each).
+            #[must_use]
+            pub fn reports(self) -> Reports {
+                match self {
+                    $(Self::$variant => <$preset as Declared>::REPORTS),*
+                }
+            }
+
+            /// The family's default preset.
+            #[must_use]
+            pub fn default_preset(self) -> AnyPreset {
+                match self {
+                    $(Self::$variant => AnyPreset::$variant(<$preset>::default())),*
+                }
+            }
+
+            /// Parses a preset of this family of any known schema version, migrating older ones.
+            fn parse_versioned(
+                self,
+                text: &str,
+                version: u32,
+                file: &str,
+            ) -> Result<(AnyPreset, Vec<String>), PresetError> {
+                match self {
+                    $(Self::$variant => <$preset as Declared>::parse_versioned(text, version, file)
+                        .map(|(p, notes)| (AnyPreset::$variant(p), notes))),*
+                }
+            }
+        }
+
+        /// A preset of any family.
+        // Presets are cloned when a run starts or a phase begins, never in a loop: boxing the
+        // larger variants would buy nothing.
+        #[allow(clippy::large_enum_variant)]
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum AnyPreset {
+            $($variant($preset)),*
+        }
+
+        impl AnyPreset {
+            #[must_use]
+            pub fn family(&self) -> Family {
+                match self {
+                    $(Self::$variant(_) => Family::$variant),*
+                }
+            }
+
+            /// The family's front door: everything shared code asks of a preset.
+            #[must_use]
+            pub fn front(&self) -> &dyn FamilyPreset {
+                match self {
+                    $(Self::$variant(p) => p),*
+                }
+            }
+
+            fn front_mut(&mut self) -> &mut dyn FamilyPreset {
+                match self {
+                    $(Self::$variant(p) => p),*
+                }
+            }
+
+            /// The preset as a JSON tree (lossless).
+            #[must_use]
+            pub fn to_tree(&self) -> Value {
+                let tree = match self {
+                    $(Self::$variant(p) => serde_json::to_value(p)),*
+                };
+                tree.unwrap_or(Value::Null)
+            }
+
+            /// Rebuilds a preset of `family` from a tree; errors name the field.
+            pub fn from_tree(family: Family, tree: Value) -> Result<Self, Problem> {
+                let problem = |e: serde_path_to_error::Error<serde_json::Error>| Problem {
+                    path: e.path().to_string(),
+                    value: String::new(),
+                    allowed: e.into_inner().to_string(),
+                };
+                match family {
+                    $(Family::$variant => serde_path_to_error::deserialize(tree)
+                        .map(Self::$variant)
+                        .map_err(problem)),*
+                }
+            }
+
+            /// Pretty RON, as written to `preset.ron` and exported.
+            pub fn to_ron(&self) -> String {
+                let cfg = ron::ser::PrettyConfig::new().depth_limit(4);
+                let text = match self {
+                    $(Self::$variant(p) => ron::ser::to_string_pretty(p, cfg)),*
+                };
+                text.unwrap_or_else(|e| format!("// could not serialise preset: {e}"))
+            }
+        }
+    };
+}
+
+for_each_family!(declare_families);
+
+impl Family {
     pub fn parse(text: &str) -> Result<Self, String> {
         Self::ALL
             .into_iter()
@@ -85,50 +196,6 @@ impl Family {
                 let names: Vec<&str> = Self::ALL.iter().map(|f| f.name()).collect();
                 format!("unknown family `{text}`; known: {}", names.join(", "))
             })
-    }
-
-    /// Every field of the family's preset.
-    #[must_use]
-    pub fn specs(self) -> &'static [FieldSpec] {
-        match self {
-            Self::WganGp => wgan_gp::SPECS.as_slice(),
-            Self::WubuGaad => wubu_gaad::SPECS.as_slice(),
-            Self::LatentAction => latent_action::SPECS.as_slice(),
-            Self::VqGan => vq_gan::SPECS.as_slice(),
-        }
-    }
-
-    /// What the family's runs report beyond scalars and samples (the app shows a view for each).
-    #[must_use]
-    pub fn reports(self) -> Reports {
-        let none = Reports::default();
-        match self {
-            Self::WganGp => none,
-            Self::WubuGaad => Reports {
-                gaad_regions: true,
-                controllers: true,
-                ..none
-            },
-            Self::LatentAction => Reports {
-                discrete_actions: true,
-                ..none
-            },
-            Self::VqGan => Reports {
-                volumes: true,
-                ..none
-            },
-        }
-    }
-
-    /// The family's default preset.
-    #[must_use]
-    pub fn default_preset(self) -> AnyPreset {
-        match self {
-            Self::WganGp => AnyPreset::WganGp(WganGpPreset::default()),
-            Self::WubuGaad => AnyPreset::WubuGaad(WubuGaadPreset::default()),
-            Self::LatentAction => AnyPreset::LatentAction(LatentActionPreset::default()),
-            Self::VqGan => AnyPreset::VqGan(VqGanPreset::default()),
-        }
     }
 }
 
@@ -144,6 +211,16 @@ pub struct Reports {
     pub discrete_actions: bool,
     /// Validation volumes (or clips) with their reconstructions.
     pub volumes: bool,
+}
+
+impl Reports {
+    /// Scalars and samples only.
+    pub const NONE: Reports = Reports {
+        gaad_regions: false,
+        controllers: false,
+        discrete_actions: false,
+        volumes: false,
+    };
 }
 
 /// How long a phase runs.
@@ -251,27 +328,6 @@ impl Phase {
     }
 }
 
-/// A family preset's [`Common`] view: every family names its shared fields alike, and only
-/// says where its learning-rate control is (`None` where it has none).
-macro_rules! common_view {
-    ($preset:expr, $lr_control:expr) => {
-        super::Common {
-            schema_version: $preset.schema_version,
-            family: $preset.family,
-            name: &$preset.name,
-            seed: $preset.seed,
-            device: &$preset.device,
-            threads: $preset.threads,
-            health: &$preset.health,
-            logging: &$preset.logging,
-            checkpoints: &$preset.checkpoints,
-            phases: &$preset.phases,
-            lr_control: $lr_control,
-        }
-    };
-}
-pub(crate) use common_view;
-
 crate::preset_section! {
     /// Q-learning control of the learning rates (spec section 5), for any family: every
     /// `every_steps` steps a controller scales each learning rate by one of the seed's factors
@@ -364,18 +420,6 @@ pub enum PresetError {
     },
 }
 
-/// A preset of any family.
-// Presets are cloned when a run starts or a phase begins, never in a loop: boxing the larger
-// variant would buy nothing.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq)]
-pub enum AnyPreset {
-    WganGp(WganGpPreset),
-    WubuGaad(WubuGaadPreset),
-    LatentAction(LatentActionPreset),
-    VqGan(VqGanPreset),
-}
-
 /// Learning-rate control as a family without it reports it.
 static LR_CONTROL_OFF: LrControlConfig = LrControlConfig {
     enabled: false,
@@ -386,27 +430,6 @@ static LR_CONTROL_OFF: LrControlConfig = LrControlConfig {
 };
 
 impl AnyPreset {
-    #[must_use]
-    pub fn family(&self) -> Family {
-        match self {
-            Self::WganGp(_) => Family::WganGp,
-            Self::WubuGaad(_) => Family::WubuGaad,
-            Self::LatentAction(_) => Family::LatentAction,
-            Self::VqGan(_) => Family::VqGan,
-        }
-    }
-
-    /// The family's front door: everything shared code asks of a preset.
-    #[must_use]
-    pub fn front(&self) -> &dyn FamilyPreset {
-        match self {
-            Self::WganGp(p) => p,
-            Self::WubuGaad(p) => p,
-            Self::LatentAction(p) => p,
-            Self::VqGan(p) => p,
-        }
-    }
-
     /// The shared run header.
     #[must_use]
     pub fn common(&self) -> Common<'_> {
@@ -431,7 +454,7 @@ impl AnyPreset {
     /// The learning-rate control; off for a family without it.
     #[must_use]
     pub fn lr_control(&self) -> &LrControlConfig {
-        self.common().lr_control.unwrap_or(&LR_CONTROL_OFF)
+        self.front().lr_control().unwrap_or(&LR_CONTROL_OFF)
     }
 
     #[must_use]
@@ -480,51 +503,31 @@ impl AnyPreset {
         }
     }
 
-    /// The preset as a JSON tree (lossless).
-    #[must_use]
-    pub fn to_tree(&self) -> Value {
-        let tree = match self {
-            Self::WganGp(p) => serde_json::to_value(p),
-            Self::WubuGaad(p) => serde_json::to_value(p),
-            Self::LatentAction(p) => serde_json::to_value(p),
-            Self::VqGan(p) => serde_json::to_value(p),
-        };
-        tree.unwrap_or(Value::Null)
+    /// The phases, to edit.
+    pub fn phases_mut(&mut self) -> &mut Vec<Phase> {
+        self.front_mut().phases_mut()
     }
 
-    /// Rebuilds a preset of `family` from a tree; errors name the field.
-    pub fn from_tree(family: Family, tree: Value) -> Result<Self, Problem> {
-        let problem = |e: serde_path_to_error::Error<serde_json::Error>| Problem {
-            path: e.path().to_string(),
-            value: String::new(),
-            allowed: e.into_inner().to_string(),
-        };
-        match family {
-            Family::WganGp => serde_path_to_error::deserialize(tree)
-                .map(Self::WganGp)
-                .map_err(problem),
-            Family::WubuGaad => serde_path_to_error::deserialize(tree)
-                .map(Self::WubuGaad)
-                .map_err(problem),
-            Family::LatentAction => serde_path_to_error::deserialize(tree)
-                .map(Self::LatentAction)
-                .map_err(problem),
-            Family::VqGan => serde_path_to_error::deserialize(tree)
-                .map(Self::VqGan)
-                .map_err(problem),
+    /// The preset at its tiny test size: on the CPU with one thread, logging, sampling,
+    /// validating and checkpointing every step or two, the family's tiny shapes and synthetic
+    /// data ([`FamilyPreset::tiny_overrides`]), and each phase two steps long (its own logging
+    /// overrides dropped). Every shipped preset must train like this in seconds.
+    pub fn tiny(&self) -> Result<AnyPreset, Vec<Problem>> {
+        let mut sets: Vec<(&str, Value)> = vec![
+            ("device", "cpu".into()),
+            ("threads", 1.into()),
+            ("logging.log_every_steps", 1.into()),
+            ("logging.sample_every_steps", 2.into()),
+            ("logging.validate_every_steps", 2.into()),
+            ("checkpoints.every_steps", 2.into()),
+        ];
+        sets.extend(self.front().tiny_overrides());
+        let mut p = self.with_overrides(sets)?;
+        for phase in p.phases_mut() {
+            phase.length = PhaseLength::Steps(2);
+            phase.overrides.retain(|k, _| !k.starts_with("logging."));
         }
-    }
-
-    /// Pretty RON, as written to `preset.ron` and exported.
-    pub fn to_ron(&self) -> String {
-        let cfg = ron::ser::PrettyConfig::new().depth_limit(4);
-        let text = match self {
-            Self::WganGp(p) => ron::ser::to_string_pretty(p, cfg),
-            Self::WubuGaad(p) => ron::ser::to_string_pretty(p, cfg),
-            Self::LatentAction(p) => ron::ser::to_string_pretty(p, cfg),
-            Self::VqGan(p) => ron::ser::to_string_pretty(p, cfg),
-        };
-        text.unwrap_or_else(|e| format!("// could not serialise preset: {e}"))
+        Ok(p)
     }
 
     /// The preset with phase `index`'s overrides applied (unchanged when there is no such
@@ -541,6 +544,69 @@ impl AnyPreset {
                 .map(|(k, v)| (k.as_str(), v.to_json())),
         )
         .unwrap_or_else(|_| self.clone())
+    }
+
+    /// The live fields (those a running run may change, by their specs' `live` flag) with
+    /// their values.
+    #[must_use]
+    pub fn live_values(&self) -> Vec<(&'static str, f64)> {
+        let tree = self.to_tree();
+        self.family()
+            .specs()
+            .iter()
+            .filter(|s| s.live)
+            .filter_map(|s| Some((s.path, schema::get_path(&tree, s.path)?.as_f64()?)))
+            .collect()
+    }
+
+    /// The preset with the live field `name` (its path, or its last segment where that is
+    /// unique: `lr_g` for `train.lr_g`) set to `value`, checked as any override is (the field's
+    /// kind and range) and with the family's cross-field rules; also the field's path and its
+    /// value before. Refused for a field that is not live.
+    pub fn with_live(
+        &self,
+        name: &str,
+        value: f64,
+    ) -> Result<(AnyPreset, &'static str, f64), String> {
+        let specs = self.family().specs();
+        let live: Vec<&FieldSpec> = specs.iter().filter(|s| s.live).collect();
+        let names = || live.iter().map(|s| s.path).collect::<Vec<_>>().join(", ");
+        let matching: Vec<&&FieldSpec> = live
+            .iter()
+            .filter(|s| s.path == name || s.path.rsplit('.').next() == Some(name))
+            .collect();
+        let [spec] = matching.as_slice() else {
+            return Err(format!(
+                "`{name}` is not a live hyperparameter; live: {}",
+                names()
+            ));
+        };
+        let path = spec.path;
+        let old = schema::get_path(&self.to_tree(), path)
+            .and_then(Value::as_f64)
+            .unwrap_or(f64::NAN);
+        let number = serde_json::Number::from_f64(value)
+            .ok_or_else(|| format!("{path} = {value}: not a finite number"))?;
+        // A whole number for an integer field is given as one.
+        let json = match spec.kind {
+            FieldKind::Int { .. } if value.fract() == 0.0 && value.abs() < 9.0e15 => {
+                Value::from(value as i64)
+            }
+            _ => Value::Number(number),
+        };
+        let changed = self.with_overrides([(path, json)]).map_err(|problems| {
+            problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        })?;
+        let mut problems = Vec::new();
+        changed.check(&mut problems);
+        if let Some(p) = problems.first() {
+            return Err(p.to_string());
+        }
+        Ok((changed, path, old))
     }
 
     /// Applies dotted `path = value` overrides, each checked against the field specs.
@@ -774,16 +840,9 @@ pub fn parse_str(text: &str, file: &str) -> Result<(AnyPreset, Vec<String>), Pre
             }],
         });
     }
-    match header.family {
-        Family::WganGp => wgan_gp::parse_versioned(text, header.schema_version, file)
-            .map(|(p, notes)| (AnyPreset::WganGp(p), notes)),
-        Family::WubuGaad => wubu_gaad::parse_versioned(text, header.schema_version, file)
-            .map(|(p, notes)| (AnyPreset::WubuGaad(p), notes)),
-        Family::LatentAction => latent_action::parse_versioned(text, header.schema_version, file)
-            .map(|(p, notes)| (AnyPreset::LatentAction(p), notes)),
-        Family::VqGan => vq_gan::parse_versioned(text, header.schema_version, file)
-            .map(|(p, notes)| (AnyPreset::VqGan(p), notes)),
-    }
+    header
+        .family
+        .parse_versioned(text, header.schema_version, file)
 }
 
 /// Typed parse of RON text with the failing field's path in the message.

@@ -121,23 +121,13 @@ crate::preset_section! {
     }
 }
 
-crate::preset_section! {
+crate::family_preset! {
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct VqGanPreset {
-        pub schema_version: u32 => skip,
-        pub family: Family => skip,
-        pub name: String => field(K::Text, "", [], "Name of the preset; runs are named after it"),
-        pub seed: u64 => field(K::Int { min: 0, max: 9223372036854775807 }, "", [], "Seed of every random draw"),
-        pub device: String => field(K::Text, "", [], "auto (CUDA when present), cpu, cuda or cuda:N"),
-        pub threads: u32 => field(K::Int { min: 0, max: 1024 }, "threads", [], "libtorch CPU threads; 0 keeps libtorch's default"),
         pub data: VolumeData => section,
         pub model: Model => section,
         pub train: Train => section,
-        pub health: HealthConfig => section,
-        pub logging: LoggingConfig => section,
-        pub checkpoints: CheckpointConfig => section,
-        pub phases: Vec<Phase> => skip,
     }
 }
 
@@ -490,10 +480,6 @@ impl VqGanPreset {
 }
 
 impl super::FamilyPreset for VqGanPreset {
-    fn common(&self) -> super::Common<'_> {
-        super::common_view!(self, None)
-    }
-
     fn specs(&self) -> &'static [FieldSpec] {
         SPECS.as_slice()
     }
@@ -568,6 +554,54 @@ impl super::FamilyPreset for VqGanPreset {
         .then(|| {
             (u64::from(self.data.synthetic_count) / u64::from(self.train.batch_size.max(1))).max(1)
         })
+    }
+
+    fn tiny_overrides(&self) -> Vec<(&'static str, serde_json::Value)> {
+        // Video presets train on synthetic clips of 4 frames (3 channels) whole, the others
+        // on 16^3 volumes in patches.
+        if self.data.is_video() {
+            vec![
+                ("data.source", "synthetic_video".into()),
+                ("data.patch", 0.into()),
+                ("data.depth", 4.into()),
+                ("data.height", 16.into()),
+                ("data.width", 16.into()),
+                ("data.synthetic_count", 4.into()),
+                ("data.synthetic_holdout", 2.into()),
+                ("train.batch_size", 2.into()),
+                ("train.disc_start", 1.into()),
+            ]
+        } else {
+            vec![
+                ("data.source", "synthetic_volumes".into()),
+                ("data.patch", 8.into()),
+                ("data.patch_stride", 8.into()),
+                ("data.depth", 16.into()),
+                ("data.height", 16.into()),
+                ("data.width", 16.into()),
+                ("data.synthetic_count", 8.into()),
+                ("data.synthetic_holdout", 2.into()),
+                ("train.batch_size", 2.into()),
+                ("train.disc_start", 1.into()),
+            ]
+        }
+    }
+}
+
+impl super::Declared for VqGanPreset {
+    const REPORTS: super::Reports = super::Reports { volumes: true, ..super::Reports::NONE
+    };
+
+    fn specs() -> &'static [FieldSpec] {
+        SPECS.as_slice()
+    }
+
+    fn parse_versioned(
+        text: &str,
+        version: u32,
+        file: &str,
+    ) -> Result<(Self, Vec<String>), super::PresetError> {
+        parse_versioned(text, version, file)
     }
 }
 

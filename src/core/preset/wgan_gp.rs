@@ -61,28 +61,18 @@ crate::preset_section! {
     }
 }
 
-crate::preset_section! {
+crate::family_preset! {
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct WganGpPreset {
-        pub schema_version: u32 => skip,
-        pub family: Family => skip,
-        pub name: String => field(K::Text, "", [], "Name of the preset; runs are named after it"),
-        pub seed: u64 => field(K::Int { min: 0, max: 9223372036854775807 }, "", [], "Seed of every random draw (init, data order, noise, augmentation)"),
-        /// `auto`, `cpu`, `cuda` or `cuda:N`.
-        pub device: String => field(K::Text, "", [], "auto (CUDA when present), cpu, cuda or cuda:N"),
-        /// libtorch intra-op threads; 0 keeps libtorch's default.
-        pub threads: u32 => field(K::Int { min: 0, max: 1024 }, "threads", [], "libtorch CPU threads; 0 keeps libtorch's default"),
         pub data: ImageData => section,
         pub model: Model => section,
         pub train: Train => section,
-        pub health: HealthConfig => section,
-        pub logging: LoggingConfig => section,
-        pub checkpoints: CheckpointConfig => section,
+    }
+    then {
         /// Off unless set: presets written before it existed still load.
         #[serde(default)]
         pub lr_control: LrControlConfig => section,
-        pub phases: Vec<Phase> => skip,
     }
 }
 
@@ -222,10 +212,6 @@ struct WganGpPresetV1 {
 }
 
 impl super::FamilyPreset for WganGpPreset {
-    fn common(&self) -> super::Common<'_> {
-        super::common_view!(self, Some(&self.lr_control))
-    }
-
     fn specs(&self) -> &'static [FieldSpec] {
         SPECS.as_slice()
     }
@@ -273,6 +259,36 @@ impl super::FamilyPreset for WganGpPreset {
             let train = self.data.synthetic_count.saturating_sub(self.data.holdout);
             (u64::from(train) / u64::from(self.train.batch_size.max(1))).max(1)
         })
+    }
+
+    fn tiny_overrides(&self) -> Vec<(&'static str, serde_json::Value)> {
+        vec![
+            ("data.source", "synthetic_sprites".into()),
+            ("data.image_size", 32.into()),
+            ("data.synthetic_count", 48.into()),
+            ("data.holdout", 16.into()),
+            ("train.batch_size", 4.into()),
+        ]
+    }
+
+    fn lr_control(&self) -> Option<&LrControlConfig> {
+        Some(&self.lr_control)
+    }
+}
+
+impl super::Declared for WganGpPreset {
+    const REPORTS: super::Reports = super::Reports::NONE;
+
+    fn specs() -> &'static [FieldSpec] {
+        SPECS.as_slice()
+    }
+
+    fn parse_versioned(
+        text: &str,
+        version: u32,
+        file: &str,
+    ) -> Result<(Self, Vec<String>), super::PresetError> {
+        parse_versioned(text, version, file)
     }
 }
 

@@ -20,10 +20,6 @@ use crate::core::health::HealthConfig;
 pub use crate::core::control::heuristics::KL_HIGH_PER_DIM;
 
 impl super::FamilyPreset for WubuGaadPreset {
-    fn common(&self) -> super::Common<'_> {
-        super::common_view!(self, None)
-    }
-
     fn specs(&self) -> &'static [FieldSpec] {
         SPECS.as_slice()
     }
@@ -94,6 +90,39 @@ impl super::FamilyPreset for WubuGaadPreset {
             let windows = train.saturating_sub(self.window_span() - 1);
             (windows / u64::from(self.train.batch_size.max(1))).max(1)
         })
+    }
+
+    fn tiny_overrides(&self) -> Vec<(&'static str, serde_json::Value)> {
+        vec![
+            ("data.source", "synthetic_shapes".into()),
+            ("data.image_h", 32.into()),
+            ("data.image_w", 32.into()),
+            ("data.synthetic_frames", 80.into()),
+            ("data.validation_fraction", 0.3.into()),
+            ("model.regions", 4.into()),
+            ("model.motion_regions", 4.into()),
+            ("model.min_region_px", 4.0.into()),
+            ("model.patch_size", 8.into()),
+            ("train.batch_size", 2.into()),
+            ("validation.windows", 2.into()),
+        ]
+    }
+}
+
+impl super::Declared for WubuGaadPreset {
+    const REPORTS: super::Reports = super::Reports { gaad_regions: true, controllers: true, ..super::Reports::NONE
+    };
+
+    fn specs() -> &'static [FieldSpec] {
+        SPECS.as_slice()
+    }
+
+    fn parse_versioned(
+        text: &str,
+        version: u32,
+        file: &str,
+    ) -> Result<(Self, Vec<String>), super::PresetError> {
+        parse_versioned(text, version, file)
     }
 }
 
@@ -378,16 +407,10 @@ crate::preset_section! {
     }
 }
 
-crate::preset_section! {
+crate::family_preset! {
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct WubuGaadPreset {
-        pub schema_version: u32 => skip,
-        pub family: Family => skip,
-        pub name: String => field(K::Text, "", [], "Name of the preset; runs are named after it"),
-        pub seed: u64 => field(K::Int { min: 0, max: 9223372036854775807 }, "", [], "Seed of every random draw (init, data order, noise, controllers)"),
-        pub device: String => field(K::Text, "", [], "auto (CUDA when present), cpu, cuda or cuda:N"),
-        pub threads: u32 => field(K::Int { min: 0, max: 1024 }, "threads", [], "libtorch CPU threads; 0 keeps libtorch's default"),
         pub data: VideoData => section,
         pub model: WubuModel => section,
         pub train: WubuTrain => section,
@@ -395,10 +418,6 @@ crate::preset_section! {
         pub heuristics: Heuristics => section,
         pub switching: Switching => section,
         pub validation: WubuValidation => section,
-        pub health: HealthConfig => section,
-        pub logging: LoggingConfig => section,
-        pub checkpoints: CheckpointConfig => section,
-        pub phases: Vec<Phase> => skip,
     }
 }
 

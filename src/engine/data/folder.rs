@@ -2,8 +2,8 @@ use std::path::{Path, PathBuf};
 
 use image::imageops::FilterType;
 
-use super::DataError;
-use crate::core::preset::data::OnBadImage;
+use super::{Batch, DataError};
+use crate::core::preset::data::{ImageData, ImageSource, OnBadImage};
 
 /// Decoded images of a folder, RGB8, `size` x `size`.
 #[derive(Debug, Default)]
@@ -65,14 +65,15 @@ pub fn load_folder(dir: &Path, size: u32, on_bad: OnBadImage) -> Result<FolderIm
                 out.rgb.extend(rgb);
                 out.count += 1;
             }
-            Err(message) => match on_bad {
-                OnBadImage::Fail => {
-                    return Err(DataError::File {
-                        path: file.display().to_string(),
-                        message,
-                    });
+            Err(e) => match on_bad {
+                OnBadImage::Fail => return Err(e),
+                OnBadImage::Skip => {
+                    let message = match e {
+                        DataError::File { message, .. } => message,
+                        other => other.to_string(),
+                    };
+                    out.skipped.push((file.display().to_string(), message));
                 }
-                OnBadImage::Skip => out.skipped.push((file.display().to_string(), message)),
             },
         }
     }
@@ -85,13 +86,13 @@ pub fn load_folder(dir: &Path, size: u32, on_bad: OnBadImage) -> Result<FolderIm
     Ok(out)
 }
 
-fn load_one(path: &Path, size: u32) -> Result<Vec<u8>, String> {
+fn load_one(path: &Path, size: u32) -> Result<Vec<u8>, DataError> {
     let img = image::open(path)
-        .map_err(|e| format!("cannot decode image: {e}"))?
+        .map_err(|e| DataError::file(path, format!("cannot decode image: {e}")))?
         .to_rgba8();
     let (w, h) = img.dimensions();
     if w == 0 || h == 0 {
-        return Err("empty image".into());
+        return Err(DataError::file(path, "empty image"));
     }
     let scale = f64::from(size) / f64::from(w.min(h));
     let (nw, nh) = (
@@ -112,4 +113,71 @@ fn load_one(path: &Path, size: u32) -> Result<Vec<u8>, String> {
         }
     }
     Ok(rgb)
+}
+
+/// Checks an image folder before a run folder exists: it holds images, enough of them read
+/// (headers only), and a batch fits the training share.
+pub(super) fn preflight(cfg: &ImageData, batch: Batch) -> Result<(), DataError> {
+    if cfg.source != ImageSource::Folder {
+        return Ok(());
+    }
+    let dir = Path::new(&cfg.folder);
+    if !dir.is_dir() {
+        return Err(DataError::field(
+            "data.folder",
+            format!("`{}` is not a folder", cfg.folder),
+        ));
+    }
+    let files = image_files(dir).map_err(|e| e.in_field("data.folder"))?;
+    if files.is_empty() {
+        return Err(DataError::field(
+            "data.folder",
+            format!("`{}` holds no PNG or JPEG images", cfg.folder),
+        ));
+    }
+    let mut readable = 0usize;
+    let mut first_bad = None;
+    for f in &files {
+        let dims = image::ImageReader::open(f)
+            .and_then(image::ImageReader::with_guessed_format)
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.into_dimensions().map_err(|e| e.to_string()));
+        let why = match dims {
+            Ok((w, h)) if w > 0 && h > 0 => {
+                readable += 1;
+                continue;
+            }
+            Ok(_) => "an empty image".to_string(),
+            Err(e) => e,
+        };
+        if cfg.on_bad_image == OnBadImage::Fail {
+            return Err(DataError::field(
+                "data.folder",
+                format!(
+                    "{}: cannot read the image: {why} (data.on_bad_image is fail)",
+                    f.display()
+                ),
+            ));
+        }
+        first_bad.get_or_insert_with(|| format!("{}: {why}", f.display()));
+    }
+    if readable == 0 {
+        return Err(DataError::field(
+            "data.folder",
+            format!(
+                "none of the {} image file(s) in `{}` can be read (first: {})",
+                files.len(),
+                cfg.folder,
+                first_bad.unwrap_or_default()
+            ),
+        ));
+    }
+    let hold = (cfg.holdout as usize).min(readable / 2);
+    let train = readable - hold;
+    batch.fits(
+        train,
+        &format!("images for training ({readable} readable, {hold} held out)"),
+        "data.folder",
+        &cfg.folder,
+    )
 }

@@ -16,6 +16,8 @@ use tch::{Device, Tensor};
 use crate::core::preset::data::{LatentData, LatentSource};
 use crate::core::rng::{derive_seed, SplitMix64, Stream};
 
+use super::DataError;
+
 /// The dataset holding the latents.
 pub const EMBEDDINGS: &str = "embeddings";
 /// The optional dataset of ground-truth actions, one per transition.
@@ -69,13 +71,13 @@ pub struct LatentFile {
     dataset: hdf5::Dataset,
 }
 
-fn named(path: &Path, what: impl std::fmt::Display) -> String {
-    format!("{}: {what}", path.display())
+fn named(path: &Path, what: impl std::fmt::Display) -> DataError {
+    DataError::file(path, what)
 }
 
 impl LatentFile {
     /// Opens a file and checks its `embeddings`: present, float, rank 5, `T_lat` 1 or 2.
-    pub fn open(path: &Path) -> Result<Self, String> {
+    pub fn open(path: &Path) -> Result<Self, DataError> {
         if !path.is_file() {
             return Err(named(path, "no such file"));
         }
@@ -135,7 +137,7 @@ impl LatentFile {
 
     /// Frames `start .. start + len` as `[len, C, H, W]` values, read as one hyperslab of the
     /// chunks they fall in.
-    pub fn read_frames(&self, start: usize, len: usize) -> Result<Vec<f32>, String> {
+    pub fn read_frames(&self, start: usize, len: usize) -> Result<Vec<f32>, DataError> {
         let s = self.shape;
         if len == 0 || start + len > s.frames() {
             return Err(named(
@@ -171,7 +173,7 @@ impl LatentFile {
     }
 
     /// The ground-truth actions (one per transition), when the file has them.
-    pub fn actions(&self) -> Result<Option<Vec<i64>>, String> {
+    pub fn actions(&self) -> Result<Option<Vec<i64>>, DataError> {
         let Ok(file) = self.dataset.file() else {
             return Ok(None);
         };
@@ -205,7 +207,7 @@ pub fn write_latents(
     frames: &[f32],
     shape: LatentShape,
     actions: Option<&[i32]>,
-) -> Result<(), String> {
+) -> Result<(), DataError> {
     if frames.len() != shape.frames() * shape.frame_len() {
         return Err(named(
             path,
@@ -303,14 +305,14 @@ pub struct SplitStats {
 }
 
 /// How many files go to train, validation and test: `floor(0.8 n)`, `floor(0.1 n)`, the rest.
-pub fn split_counts(n: usize, ratios: Ratios) -> Result<(usize, usize, usize), String> {
+pub fn split_counts(n: usize, ratios: Ratios) -> Result<(usize, usize, usize), DataError> {
     let sum = ratios.train + ratios.validation + ratios.test;
     let ok = |r: f64| (0.0..=1.0).contains(&r);
     if (sum - 1.0).abs() > 1e-6 || !ok(ratios.train) || !ok(ratios.validation) || !ok(ratios.test) {
-        return Err(format!(
+        return Err(DataError::Other(format!(
             "split ratios {} / {} / {} must each be in [0, 1] and sum to 1",
             ratios.train, ratios.validation, ratios.test
-        ));
+        )));
     }
     let train = (n as f64 * ratios.train + 1e-9).floor() as usize;
     let val = ((n as f64 * ratios.validation + 1e-9).floor() as usize).min(n - train);
@@ -318,9 +320,8 @@ pub fn split_counts(n: usize, ratios: Ratios) -> Result<(usize, usize, usize), S
 }
 
 /// The `.h5` files of a folder, sorted by name.
-pub fn h5_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| format!("{}: cannot list: {e}", dir.display()))?;
+pub fn h5_files(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| named(dir, format!("cannot list: {e}")))?;
     let mut files: Vec<PathBuf> = entries
         .flatten()
         .map(|e| e.path())
@@ -336,23 +337,25 @@ pub fn make_manifest(
     dir: &Path,
     ratios: Ratios,
     seed: u64,
-) -> Result<(Manifest, Vec<String>), String> {
+) -> Result<(Manifest, Vec<String>), DataError> {
     let mut valid = Vec::new();
     let mut skipped = Vec::new();
     for f in h5_files(dir)? {
         match LatentFile::open(&f) {
             Ok(lf) => valid.push((file_name(&f), lf.shape)),
-            Err(e) => skipped.push(e),
+            Err(e) => skipped.push(e.to_string()),
         }
     }
     if valid.is_empty() {
-        return Err(format!(
-            "{}: no readable .h5 file with `{EMBEDDINGS}` [N_chunks, C, T_lat, H, W]{}",
-            dir.display(),
-            skipped
-                .first()
-                .map(|s| format!(" (first: {s})"))
-                .unwrap_or_default()
+        return Err(named(
+            dir,
+            format!(
+                "no readable .h5 file with `{EMBEDDINGS}` [N_chunks, C, T_lat, H, W]{}",
+                skipped
+                    .first()
+                    .map(|s| format!(" (first: {s})"))
+                    .unwrap_or_default()
+            ),
         ));
     }
     let (n_train, n_val, _) = split_counts(valid.len(), ratios)?;
@@ -417,8 +420,8 @@ fn file_name(p: &Path) -> String {
 }
 
 /// Writes a manifest as pretty JSON (atomically).
-pub fn write_manifest(path: &Path, m: &Manifest) -> Result<(), String> {
-    let text = serde_json::to_string_pretty(m).map_err(|e| e.to_string())?;
+pub fn write_manifest(path: &Path, m: &Manifest) -> Result<(), DataError> {
+    let text = serde_json::to_string_pretty(m).map_err(|e| named(path, e))?;
     let tmp = path.with_extension(format!("json.{}", unique_suffix()));
     std::fs::write(&tmp, text)
         .and_then(|()| std::fs::rename(&tmp, path))
@@ -426,7 +429,7 @@ pub fn write_manifest(path: &Path, m: &Manifest) -> Result<(), String> {
 }
 
 /// Reads a manifest, naming the file and the field on failure.
-pub fn read_manifest(path: &Path) -> Result<Manifest, String> {
+pub fn read_manifest(path: &Path) -> Result<Manifest, DataError> {
     let text = std::fs::read_to_string(path).map_err(|e| named(path, e))?;
     let de = &mut serde_json::Deserializer::from_str(&text);
     serde_path_to_error::deserialize(de).map_err(|e| {
@@ -452,7 +455,7 @@ pub struct LatentSplit {
 impl LatentSplit {
     /// Opens a split's files; a file shorter than one window gives no window (and is
     /// named in `short`), as the seed's loader.
-    fn open(paths: &[PathBuf], len: usize, stride: usize) -> Result<Self, String> {
+    fn open(paths: &[PathBuf], len: usize, stride: usize) -> Result<Self, DataError> {
         let mut files = Vec::with_capacity(paths.len());
         let mut actions = Some(Vec::new());
         let mut windows = Vec::new();
@@ -461,13 +464,16 @@ impl LatentSplit {
             let f = LatentFile::open(p)?;
             let frames = f.shape.frames();
             if frames < len {
-                short.push(named(
-                    p,
-                    format!(
-                        "`{EMBEDDINGS}` {} holds {frames} latent frames, fewer than one window of data.sequence_length {len}",
-                        f.shape
-                    ),
-                ));
+                short.push(
+                    named(
+                        p,
+                        format!(
+                            "`{EMBEDDINGS}` {} holds {frames} latent frames, fewer than one window of data.sequence_length {len}",
+                            f.shape
+                        ),
+                    )
+                    .to_string(),
+                );
                 continue;
             }
             match (f.actions()?, actions.as_mut()) {
@@ -518,7 +524,7 @@ pub struct LatentBatch {
 
 impl LatentSet {
     /// Opens the data a preset names; every problem names the file, its dataset and shape.
-    pub fn load(cfg: &LatentData, seed: u64) -> Result<Self, String> {
+    pub fn load(cfg: &LatentData, seed: u64) -> Result<Self, DataError> {
         let (manifest_dir, manifest) = match cfg.source {
             LatentSource::SyntheticBlobs => {
                 let dir = synthetic_dir(cfg, seed);
@@ -545,15 +551,12 @@ impl LatentSet {
         let test = LatentSplit::open(&paths(&manifest.splits.test), len, cfg.stride_val as usize)?;
         let Some(first) = train.files.first() else {
             return Err(match train.short.first() {
-                Some(why) => format!(
+                Some(why) => DataError::Other(format!(
                     "no training file holds one window ({} of {} too short; first: {why})",
                     train.short.len(),
                     manifest.splits.train.len()
-                ),
-                None => format!(
-                    "{}: the manifest's train split is empty",
-                    manifest_dir.display()
-                ),
+                )),
+                None => named(&manifest_dir, "the manifest's train split is empty"),
             });
         };
         let s = first.shape;
@@ -618,7 +621,7 @@ impl LatentSet {
         split: Split,
         indices: &[usize],
         device: Device,
-    ) -> Result<LatentBatch, String> {
+    ) -> Result<LatentBatch, DataError> {
         let part = self.split(split);
         let len = self.sequence_length;
         let mut values = Vec::new();
@@ -649,7 +652,7 @@ impl LatentSet {
 }
 
 /// A folder (its `manifest.json`, or the seed's split made now) or a manifest file.
-fn resolve_manifest(path: &Path) -> Result<(PathBuf, Manifest), String> {
+fn resolve_manifest(path: &Path) -> Result<(PathBuf, Manifest), DataError> {
     if path.is_dir() {
         let file = path.join("manifest.json");
         if file.is_file() {
@@ -659,10 +662,7 @@ fn resolve_manifest(path: &Path) -> Result<(PathBuf, Manifest), String> {
         return Ok((path.into(), m));
     }
     if !path.is_file() {
-        return Err(format!(
-            "`{}` is neither a folder of .h5 files nor a manifest",
-            path.display()
-        ));
+        return Err(named(path, "neither a folder of .h5 files nor a manifest"));
     }
     let m = read_manifest(path)?;
     // File names are relative to the manifest's folder, or else to its data_directory.
@@ -768,7 +768,7 @@ pub fn synthetic_video(cfg: &LatentData, seed: u64, index: u64) -> (Vec<f32>, Ve
 /// Writes the synthetic files and their manifest into `dir` unless it exists. They are
 /// written into a private folder first and renamed into place, so runs and tests that start
 /// together never see (or write) half a data set.
-fn ensure_synthetic(cfg: &LatentData, seed: u64, dir: &Path) -> Result<(), String> {
+fn ensure_synthetic(cfg: &LatentData, seed: u64, dir: &Path) -> Result<(), DataError> {
     if dir.join("manifest.json").is_file() {
         return Ok(());
     }
@@ -788,7 +788,7 @@ fn ensure_synthetic(cfg: &LatentData, seed: u64, dir: &Path) -> Result<(), Strin
     placed
 }
 
-fn write_synthetic(cfg: &LatentData, seed: u64, tmp: &Path, dir: &Path) -> Result<(), String> {
+fn write_synthetic(cfg: &LatentData, seed: u64, tmp: &Path, dir: &Path) -> Result<(), DataError> {
     let s = cfg.synthetic_size as usize;
     let shape = LatentShape {
         chunks: cfg.synthetic_frames as usize,
@@ -808,7 +808,7 @@ fn write_synthetic(cfg: &LatentData, seed: u64, tmp: &Path, dir: &Path) -> Resul
     }
     let (mut m, skipped) = make_manifest(tmp, Ratios::default(), 42)?;
     if let Some(first) = skipped.first() {
-        return Err(first.clone());
+        return Err(DataError::Other(first.clone()));
     }
     m.metadata.data_directory = dir.display().to_string();
     write_manifest(&tmp.join("manifest.json"), &m)
@@ -825,11 +825,11 @@ fn unique_suffix() -> String {
 /// and shape, and hold at least one window; a batch fits the training windows.
 /// Checks that the latents load; returns their training windows (`None` for the synthetic
 /// set, made when the run starts).
-pub fn preflight(cfg: &LatentData, seed: u64) -> Result<Option<usize>, String> {
+pub fn preflight(cfg: &LatentData, seed: u64) -> Result<Option<usize>, DataError> {
     if cfg.source == LatentSource::SyntheticBlobs {
         return Ok(None);
     }
-    let set = LatentSet::load(cfg, seed).map_err(|e| format!("data.path: {e}"))?;
+    let set = LatentSet::load(cfg, seed).map_err(|e| e.in_field("data.path"))?;
     Ok(Some(set.train.windows.len()))
 }
 
@@ -845,9 +845,9 @@ pub fn video_to_h5(
     width: u32,
     fps: Option<f64>,
     split_every: Option<usize>,
-) -> Result<Vec<(PathBuf, usize)>, String> {
+) -> Result<Vec<(PathBuf, usize)>, DataError> {
     use crate::core::video::VideoReader;
-    let mut reader = VideoReader::open(video).map_err(|e| e.to_string())?;
+    let mut reader = VideoReader::open(video)?;
     let source_fps = reader.fps();
     let keep_every = match (fps, source_fps) {
         (Some(want), Some(have)) if want > 0.0 && have > want => have / want,
@@ -855,7 +855,7 @@ pub fn video_to_h5(
     };
     let mut values = Vec::new();
     let (mut index, mut next_keep) = (0usize, 0.0f64);
-    while let Some(frame) = reader.next_frame().map_err(|e| e.to_string())? {
+    while let Some(frame) = reader.next_frame()? {
         let keep = index as f64 + 1e-9 >= next_keep;
         index += 1;
         if !keep {

@@ -4,18 +4,17 @@
 mod augment;
 mod folder;
 pub mod latents;
-mod preflight;
 pub mod video;
 pub mod volumes;
 
 pub use augment::{augment, Augment};
 pub use folder::{load_folder, FolderImages};
-pub use preflight::preflight;
 pub use video::VideoSet;
 
 use tch::{Device, Kind, Tensor};
 
-use crate::core::preset::data::{ImageData, ImageSource};
+use crate::core::preset::data::{DataNeed, ImageData, ImageSource};
+use crate::core::preset::AnyPreset;
 use crate::core::synthetic;
 
 /// A dataset in memory: training and held-out images as `[N, 3, S, S]` u8 on the CPU.
@@ -28,13 +27,129 @@ pub struct ImageSet {
     pub description: String,
 }
 
-/// Errors of the data layer.
+/// Errors of the data layer: each names the file, or the preset field, it is about.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
+    /// A file that is missing, unreadable or holds the wrong thing (its dataset, its frame).
     #[error("{path}: {message}")]
     File { path: String, message: String },
+    /// A preset field whose data cannot serve (too little of it, none readable).
+    #[error("{field}: {message}")]
+    Field { field: String, message: String },
+    #[error(transparent)]
+    Video(#[from] crate::core::video::VideoError),
+    #[error(transparent)]
+    Nifti(#[from] crate::core::nifti::NiftiError),
+    /// The loader's own machinery (a thread that could not start, or stopped).
     #[error("{0}")]
     Other(String),
+}
+
+impl DataError {
+    /// An error about the file at `path`.
+    pub fn file(path: &std::path::Path, message: impl std::fmt::Display) -> Self {
+        Self::File {
+            path: path.display().to_string(),
+            message: message.to_string(),
+        }
+    }
+
+    /// An error about the preset field `field`.
+    pub fn field(field: &str, message: impl std::fmt::Display) -> Self {
+        Self::Field {
+            field: field.to_string(),
+            message: message.to_string(),
+        }
+    }
+
+    /// The error as met through the preset field `field` (`data.path: <error>`).
+    #[must_use]
+    pub fn in_field(self, field: &str) -> Self {
+        Self::field(field, self)
+    }
+}
+
+/// Every data problem of `preset` that can be found without training, as one line naming the
+/// field and the file, for `world` data-parallel ranks (each trains the preset's batch, so a
+/// step takes `world` times it from the training set).
+pub fn preflight(preset: &AnyPreset, world: usize) -> Result<(), DataError> {
+    // A phase may ask for a bigger batch than the preset's own: the largest must fit.
+    let largest_batch = (0..preset.phases().len())
+        .filter_map(|i| {
+            preset
+                .for_phase(i)
+                .front()
+                .data_needs()
+                .iter()
+                .find_map(|n| match n {
+                    DataNeed::Images { batch_size, .. }
+                    | DataNeed::Latents { batch_size, .. }
+                    | DataNeed::Volumes { batch_size, .. } => Some(*batch_size),
+                    _ => None,
+                })
+        })
+        .max()
+        .unwrap_or(0);
+    let batch = |b: u32| Batch {
+        per_rank: b.max(largest_batch) as usize,
+        world: world.max(1),
+    };
+    for need in preset.front().data_needs() {
+        match need {
+            DataNeed::File { field, path } => {
+                if !std::path::Path::new(path).is_file() {
+                    return Err(DataError::field(field, format!("`{path}` does not exist")));
+                }
+            }
+            DataNeed::Images { cfg, batch_size } => folder::preflight(cfg, batch(batch_size))?,
+            DataNeed::Video(cfg) => video::preflight(cfg)?,
+            DataNeed::Volumes { cfg, batch_size } => {
+                let train = volumes::preflight(cfg, preset.seed())?;
+                batch(batch_size).fits(train, "training volume(s)", "data.path", &cfg.path)?;
+            }
+            DataNeed::Latents { cfg, batch_size } => {
+                if let Some(train) = latents::preflight(cfg, preset.seed())? {
+                    batch(batch_size).fits(train, "training window(s)", "data.path", &cfg.path)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The items one training step takes: the preset's batch on each data-parallel rank.
+#[derive(Debug, Clone, Copy)]
+pub struct Batch {
+    pub per_rank: usize,
+    pub world: usize,
+}
+
+impl Batch {
+    pub fn global(self) -> usize {
+        self.per_rank * self.world
+    }
+
+    /// Refuses a training set of `have` items (`what`, from `field` = `path`) smaller than one
+    /// step's batch, naming both counts.
+    pub fn fits(self, have: usize, what: &str, field: &str, path: &str) -> Result<(), DataError> {
+        if have >= self.global() {
+            return Ok(());
+        }
+        let need = if self.world > 1 {
+            format!(
+                "train.batch_size {} on each of {} ranks, {} a step",
+                self.per_rank,
+                self.world,
+                self.global()
+            )
+        } else {
+            format!("train.batch_size {}", self.per_rank)
+        };
+        Err(DataError::field(
+            field,
+            format!("`{path}` gives {have} {what}, fewer than one batch ({need})"),
+        ))
+    }
 }
 
 impl ImageSet {

@@ -354,6 +354,90 @@ impl VideoSet {
     }
 }
 
+/// One clip as the probe saw it: its name and its frame count, when the container says.
+struct Probed {
+    name: String,
+    frames: Option<u64>,
+}
+
+/// Opens every video of `path` and decodes its first frame. A folder's files that are not
+/// video are passed over, as the loader does; a named file must be one.
+fn probe(field: &str, path: &str, max_frames: u32) -> Result<Vec<Probed>, DataError> {
+    let root = Path::new(path);
+    let in_folder = root.is_dir();
+    let files = video_files(root).map_err(|e| e.in_field(field))?;
+    let mut out = Vec::new();
+    let mut first_bad = None;
+    for f in files {
+        let opened = VideoReader::open(&f).and_then(|mut r| {
+            let first = r.next_frame()?;
+            Ok((r.frames_hint(), first.is_some()))
+        });
+        match opened {
+            Ok((hint, has_frame)) => {
+                let frames = if has_frame { hint } else { Some(0) };
+                let cap = (max_frames > 0).then_some(u64::from(max_frames));
+                out.push(Probed {
+                    name: f.display().to_string(),
+                    frames: frames.map(|n| cap.map_or(n, |c| n.min(c))),
+                });
+            }
+            Err(e) if in_folder => {
+                first_bad.get_or_insert(e.to_string());
+            }
+            Err(e) => return Err(DataError::from(e).in_field(field)),
+        }
+    }
+    if out.is_empty() {
+        return Err(DataError::field(
+            field,
+            format!(
+                "`{path}` holds no file FFmpeg can decode as video{}",
+                first_bad
+                    .map(|b| format!(" (first: {b})"))
+                    .unwrap_or_default()
+            ),
+        ));
+    }
+    Ok(out)
+}
+
+/// Checks a preset's video before a run folder exists: every clip opens and decodes its first
+/// frame, and one holds a training window when the clips say their lengths.
+pub(super) fn preflight(cfg: &VideoData) -> Result<(), DataError> {
+    let separate_val = !cfg.validation_path.trim().is_empty();
+    if separate_val {
+        probe("data.validation_path", &cfg.validation_path, cfg.max_frames)?;
+    }
+    if cfg.source != VideoSource::File {
+        return Ok(());
+    }
+    let clips = probe("data.path", &cfg.path, cfg.max_frames)?;
+    // Too short only when every clip says its length and none holds a training window.
+    let span = window_span(cfg);
+    let lengths: Option<Vec<(&str, u64)>> = clips
+        .iter()
+        .map(|c| c.frames.map(|n| (c.name.as_str(), n)))
+        .collect();
+    if let Some(lengths) = lengths {
+        let any_window = lengths
+            .iter()
+            .any(|(_, n)| train_frames(*n as i64, cfg) >= span);
+        if !any_window {
+            let (name, n) = lengths
+                .iter()
+                .max_by_key(|(_, n)| *n)
+                .copied()
+                .unwrap_or(("?", 0));
+            return Err(DataError::field(
+                "data.path",
+                format!("{name}: {}", too_short(n as usize, cfg)),
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 /// An animated GIF of `frames` frames, `w` x `h`, written without compression (a clear
 /// code every 250 codes keeps the LZW codes 9 bits wide): pixel `(x, y)` of frame `k` is

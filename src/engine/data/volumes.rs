@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use crate::core::preset::data::{VolumeData, VolumeSource};
 
+use super::DataError;
+
 pub use crate::core::nifti::{
     read_channels as read_nifti_channels, read_nifti, write_nifti, Volume,
 };
@@ -210,11 +212,11 @@ fn blend_plane(dims: [usize; 3], patches: &[([usize; 3], Volume)]) -> Volume {
 }
 
 /// The `.nii` and `.nii.gz` files of a folder, sorted (a file is itself).
-pub fn nifti_files(path: &Path) -> Result<Vec<PathBuf>, String> {
+pub fn nifti_files(path: &Path) -> Result<Vec<PathBuf>, DataError> {
     if path.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }
-    let entries = std::fs::read_dir(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let entries = std::fs::read_dir(path).map_err(|e| DataError::file(path, e))?;
     let mut files: Vec<PathBuf> = entries
         .flatten()
         .map(|e| e.path())
@@ -292,7 +294,7 @@ fn prepared(mut v: Volume, dims: [usize; 3]) -> Volume {
 
 impl VolumeSet {
     /// Loads the volumes a preset names; a file that cannot be read is named.
-    pub fn load(cfg: &VolumeData, seed: u64) -> Result<Self, String> {
+    pub fn load(cfg: &VolumeData, seed: u64) -> Result<Self, DataError> {
         let dims = [cfg.depth as usize, cfg.height as usize, cfg.width as usize];
         match cfg.source {
             VolumeSource::SyntheticVolumes => {
@@ -317,7 +319,10 @@ impl VolumeSet {
             VolumeSource::Nifti => {
                 let files = nifti_files(Path::new(&cfg.path))?;
                 if files.is_empty() {
-                    return Err(format!("`{}` holds no .nii or .nii.gz file", cfg.path));
+                    return Err(DataError::file(
+                        Path::new(&cfg.path),
+                        "holds no .nii or .nii.gz file",
+                    ));
                 }
                 let n = files.len();
                 let (train, val) = split_files(files, seed);
@@ -329,7 +334,7 @@ impl VolumeSet {
                     ));
                 }
                 let mut cropped: Option<String> = None;
-                let mut read = |fs: &[PathBuf]| -> Result<Vec<Volume>, String> {
+                let mut read = |fs: &[PathBuf]| -> Result<Vec<Volume>, DataError> {
                     fs.iter()
                         .map(|f| {
                             let v = read_nifti(f)?;
@@ -377,9 +382,9 @@ impl VolumeSet {
 /// Video as volumes: FFmpeg's frames (the centre cropped to the aspect, resized) cut into
 /// clips `[3, T, H, W]` of `depth` frames `frame_skip` apart, one after another; the last 20%
 /// of each file's frames give the validation clips.
-fn video_clips(cfg: &VolumeData, seed: u64) -> Result<VolumeSet, String> {
+fn video_clips(cfg: &VolumeData, seed: u64) -> Result<VolumeSet, DataError> {
     let video = cfg.as_video();
-    let set = super::video::VideoSet::load(&video, seed).map_err(|e| e.to_string())?;
+    let set = super::video::VideoSet::load(&video, seed)?;
     let t = cfg.depth as usize;
     let span = (t - 1) * cfg.frame_skip.max(1) as usize + 1;
     // Windows start at every frame; clips take every `span`-th so that none overlap.
@@ -406,9 +411,9 @@ fn video_clips(cfg: &VolumeData, seed: u64) -> Result<VolumeSet, String> {
     };
     let (train, validation) = (clips(&set.train), clips(&set.val));
     if validation.is_empty() {
-        return Err(format!(
-            "{}: no validation clip of {t} frames fits in the last 20% of the frames; use a longer video or a smaller data.depth",
-            cfg.path
+        return Err(DataError::file(
+            Path::new(&cfg.path),
+            format!("no validation clip of {t} frames fits in the last 20% of the frames; use a longer video or a smaller data.depth"),
         ));
     }
     // VideoSet's own description ends with its window counts, which clips replace.
@@ -431,37 +436,40 @@ fn video_clips(cfg: &VolumeData, seed: u64) -> Result<VolumeSet, String> {
 /// Checks a preset's volumes before a run folder exists: every file reads (so a truncated
 /// one is found now, at the cost of reading the data twice).
 /// Checks that the volumes read; returns how many the training set holds.
-pub fn preflight(cfg: &VolumeData, seed: u64) -> Result<usize, String> {
+pub fn preflight(cfg: &VolumeData, seed: u64) -> Result<usize, DataError> {
     match cfg.source {
         VolumeSource::Video => {
             // The whole decode, as for NIfTI: a video too short for a validation clip is
             // found now, not after the run folder exists.
-            super::preflight::video(&cfg.as_video())?;
+            super::video::preflight(&cfg.as_video())?;
             return video_clips(cfg, seed)
                 .map(|set| set.train.len())
-                .map_err(|e| format!("data.path: {e}"));
+                .map_err(|e| e.in_field("data.path"));
         }
         VolumeSource::SyntheticVolumes => return Ok(cfg.synthetic_count as usize),
         VolumeSource::SyntheticVideo => {
             return video_clips(cfg, seed)
                 .map(|set| set.train.len())
-                .map_err(|e| format!("data.path: {e}"));
+                .map_err(|e| e.in_field("data.path"));
         }
         VolumeSource::Nifti => {}
     }
     let path = Path::new(&cfg.path);
     if !path.exists() {
-        return Err(format!("data.path: `{}` does not exist", cfg.path));
+        return Err(DataError::field(
+            "data.path",
+            format!("`{}` does not exist", cfg.path),
+        ));
     }
-    let files = nifti_files(path).map_err(|e| format!("data.path: {e}"))?;
+    let files = nifti_files(path).map_err(|e| e.in_field("data.path"))?;
     if files.is_empty() {
-        return Err(format!(
-            "data.path: `{}` holds no .nii or .nii.gz file",
-            cfg.path
+        return Err(DataError::field(
+            "data.path",
+            format!("`{}` holds no .nii or .nii.gz file", cfg.path),
         ));
     }
     for f in &files {
-        read_nifti(f).map_err(|e| format!("data.path: {e}"))?;
+        read_nifti(f).map_err(|e| DataError::from(e).in_field("data.path"))?;
     }
     Ok(split_files(files, seed).0.len())
 }
@@ -578,7 +586,9 @@ mod tests {
         assert_eq!(blend(clip.dims, &parts), *clip);
         // Too short for a validation clip: named.
         let short = VolumeData { depth: 8, ..cfg };
-        let e = VolumeSet::load(&short, 1).expect_err("too short");
+        let e = VolumeSet::load(&short, 1)
+            .expect_err("too short")
+            .to_string();
         assert!(e.contains("clip.gif"), "{e}");
     }
 

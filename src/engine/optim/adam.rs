@@ -1,5 +1,7 @@
 use tch::{Kind, Tensor};
 
+use crate::engine::trainer::{OptimizerState, TrainerError};
+
 /// Adam (Kingma & Ba) as PyTorch's single-tensor implementation computes it, with optional
 /// decoupled weight decay (AdamW).
 #[derive(Debug)]
@@ -79,9 +81,11 @@ impl Adam {
             }
         });
     }
+}
 
+impl OptimizerState for Adam {
     /// Named state tensors (`<prefix>.<param>.exp_avg` ...) and the step as a tensor.
-    pub fn state_tensors(&self, prefix: &str) -> Vec<(String, Tensor)> {
+    fn state_tensors(&self, prefix: &str) -> Vec<(String, Tensor)> {
         let mut out = Vec::with_capacity(self.params.len() * 2 + 1);
         for (i, (name, _)) in self.params.iter().enumerate() {
             out.push((
@@ -100,31 +104,34 @@ impl Adam {
         out
     }
 
-    /// Restores state written by [`Adam::state_tensors`]; `get` finds a tensor by name.
-    pub fn load_state(
+    /// Restores state written by `state_tensors`; `get` finds a tensor by name.
+    fn load_state(
         &mut self,
         prefix: &str,
         get: &dyn Fn(&str) -> Option<Tensor>,
-    ) -> Result<(), String> {
+    ) -> Result<(), TrainerError> {
         for (i, (name, p)) in self.params.iter().enumerate() {
             for (suffix, slot) in [
                 ("exp_avg", &mut self.exp_avg[i]),
                 ("exp_avg_sq", &mut self.exp_avg_sq[i]),
             ] {
                 let key = format!("{prefix}.{name}.{suffix}");
-                let t = get(&key).ok_or_else(|| format!("missing optimizer state `{key}`"))?;
+                let t = get(&key).ok_or_else(|| {
+                    TrainerError::State(format!("missing optimizer state `{key}`"))
+                })?;
                 if t.size() != p.size() {
-                    return Err(format!(
+                    return Err(TrainerError::State(format!(
                         "`{key}` has shape {:?}, the model needs {:?}",
                         t.size(),
                         p.size()
-                    ));
+                    )));
                 }
                 tch::no_grad(|| slot.copy_(&t.to_kind(Kind::Float)));
             }
         }
         let key = format!("{prefix}.step");
-        let step = get(&key).ok_or_else(|| format!("missing optimizer state `{key}`"))?;
+        let step = get(&key)
+            .ok_or_else(|| TrainerError::State(format!("missing optimizer state `{key}`")))?;
         self.step = step.int64_value(&[0]).max(0) as u64;
         Ok(())
     }

@@ -2,6 +2,8 @@ use tch::{Kind, Tensor};
 
 use crate::engine::hyperbolic::{egrad2rgrad, project};
 
+use crate::engine::trainer::{OptimizerState, TrainerError};
+
 /// The seed's RiemannianEnhancedSGD (spec 5.8): momentum SGD with each parameter's gradient
 /// clipped to its own norm limit, and Riemannian steps for parameters that live on a Poincaré
 /// ball (gradient rescaled by the inverse conformal factor, then a retraction back inside).
@@ -311,9 +313,11 @@ impl RiemannianSgd {
             }
         });
     }
+}
 
+impl OptimizerState for RiemannianSgd {
     /// Named momentum buffers (`<prefix>.<param>.momentum`) and the step.
-    pub fn state_tensors(&self, prefix: &str) -> Vec<(String, Tensor)> {
+    fn state_tensors(&self, prefix: &str) -> Vec<(String, Tensor)> {
         let mut out: Vec<(String, Tensor)> = self
             .params
             .iter()
@@ -338,23 +342,23 @@ impl RiemannianSgd {
         out
     }
 
-    /// Restores state written by [`RiemannianSgd::state_tensors`]; a parameter without a
+    /// Restores state written by `state_tensors`; a parameter without a
     /// saved buffer starts without momentum, as it had none.
-    pub fn load_state(
+    fn load_state(
         &mut self,
         prefix: &str,
         get: &dyn Fn(&str) -> Option<Tensor>,
-    ) -> Result<(), String> {
-        let load = |key: String, like: &Tensor| -> Result<Option<Tensor>, String> {
+    ) -> Result<(), TrainerError> {
+        let load = |key: String, like: &Tensor| -> Result<Option<Tensor>, TrainerError> {
             match get(&key) {
                 Some(t) if t.size() == like.size() => {
                     Ok(Some(t.to_kind(like.kind()).to_device(like.device())))
                 }
-                Some(t) => Err(format!(
+                Some(t) => Err(TrainerError::State(format!(
                     "`{key}` has shape {:?}, the parameter {:?}",
                     t.size(),
                     like.size()
-                )),
+                ))),
                 None => Ok(None),
             }
         };
@@ -363,7 +367,8 @@ impl RiemannianSgd {
             p.sq = load(format!("{prefix}.{}.second_moment", p.name), &p.tensor)?;
         }
         let key = format!("{prefix}.step");
-        let step = get(&key).ok_or_else(|| format!("missing optimizer state `{key}`"))?;
+        let step = get(&key)
+            .ok_or_else(|| TrainerError::State(format!("missing optimizer state `{key}`")))?;
         self.step = step.to_kind(Kind::Int64).int64_value(&[0]).max(0) as u64;
         Ok(())
     }

@@ -402,7 +402,12 @@ impl WorkbenchApp {
         self.jobs.opening = Some(background(
             "workbench-explore-open",
             self.waker.clone(),
-            move || (key, crate::engine::explore::open(&dir)),
+            move || {
+                (
+                    key,
+                    crate::engine::explore::open(&dir).map_err(|e| e.to_string()),
+                )
+            },
         ));
     }
 
@@ -420,7 +425,9 @@ impl WorkbenchApp {
             "workbench-explore",
             self.waker.clone(),
             move || {
-                let r = e.explore(req.window, &req.action, req.steps, req.channel);
+                let r = e
+                    .explore(req.window, &req.action, req.steps, req.channel)
+                    .map_err(|e| e.to_string());
                 (e, r)
             },
         ));

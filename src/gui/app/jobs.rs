@@ -182,8 +182,8 @@ pub(crate) fn load_frame(source: &FrameSource) -> Result<ColorImage, String> {
 /// Reads a volume event's two files.
 pub(crate) fn read_volume_pair(dir: &Path, v: &VolumeRef) -> Result<Voxels, String> {
     use crate::core::nifti::read_channels;
-    let truth = read_channels(&dir.join(&v.truth))?;
-    let recon = read_channels(&dir.join(&v.recon))?;
+    let truth = read_channels(&dir.join(&v.truth)).map_err(|e| e.to_string())?;
+    let recon = read_channels(&dir.join(&v.recon)).map_err(|e| e.to_string())?;
     if truth.dims != recon.dims || truth.channels != recon.channels {
         return Err(format!(
             "{}: {:?} x {} channels, but the reconstruction is {:?} x {}",

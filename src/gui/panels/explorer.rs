@@ -64,7 +64,7 @@ impl std::fmt::Debug for ExplorerPanel {
     }
 }
 
-fn color_image(img: &crate::engine::trainer::Rgba) -> ColorImage {
+fn color_image(img: &crate::engine::explore::Rgba) -> ColorImage {
     ColorImage::from_rgba_unmultiplied([img.width as usize, img.height as usize], &img.pixels)
 }
 

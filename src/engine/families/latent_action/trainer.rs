@@ -7,37 +7,10 @@ use crate::core::preset::latent_action::{
 use crate::core::preset::AnyPreset;
 use crate::core::protocol::{Event, MetricDef};
 use crate::core::rng::{derive_seed, SplitMix64, Stream};
-use crate::engine::checkpoint::Loaded;
 use crate::engine::data::latents::{LatentBatch, LatentSet, Split};
-use crate::engine::explore::{ActionExplorer, Explored};
 use crate::engine::optim::{clip_global_norm, scale_grads, Adam, LossScale};
-use crate::engine::trainer::{
-    all_reduce_failed, PhaseAt, Reconstruction, Rgba, StepCtx, StepError, Trainer, Validation,
-};
+use crate::engine::trainer::{ActionExplorer, Explored, Part, PhaseAt, Reconstruction, Rgba, StepCtx, StepError, Trainer, TrainerError, Validation, all_reduce_failed};
 use crate::engine::EngineError;
-
-static LIVE: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
-    crate::core::preset::latent_action::SPECS
-        .iter()
-        .filter(|s| s.live)
-        .map(|s| s.path)
-        .collect()
-});
-
-/// The field behind a live hyperparameter's name: the one place that maps them.
-fn live_slot<'a>(
-    t: &'a mut crate::core::preset::latent_action::Train,
-    name: &str,
-) -> Option<&'a mut f64> {
-    Some(match name {
-        "train.lr" => &mut t.lr,
-        "train.grad_clip" => &mut t.grad_clip,
-        "train.reconstruction_weight" => &mut t.reconstruction_weight,
-        "train.commitment_weight" => &mut t.commitment_weight,
-        "train.rollout_weight" => &mut t.rollout_weight,
-        _ => return None,
-    })
-}
 
 /// A fixed projection of latent channels to RGB for pictures: the identity for 3 channels in
 /// [-1, 1] (video pixels), else the first three principal components of a batch of training
@@ -795,9 +768,12 @@ impl Trainer for LatentActionTrainer {
         m
     }
 
-    fn apply_preset(&mut self, preset: &AnyPreset) {
+    fn apply_preset(&mut self, preset: &AnyPreset) -> Result<(), TrainerError> {
         let AnyPreset::LatentAction(p) = preset else {
-            return;
+            return Err(TrainerError::Config(format!(
+                "a {} preset given to the latent action trainer",
+                preset.family().name()
+            )));
         };
         for o in [&mut self.opt_enc, &mut self.opt_main] {
             o.beta1 = p.train.beta1;
@@ -810,6 +786,7 @@ impl Trainer for LatentActionTrainer {
             self.test_windows = subset(self.data.test.windows.len(), f, self.seed);
         }
         self.cfg = p.clone();
+        Ok(())
     }
 
     fn non_finite_advice(&self) -> &'static str {
@@ -885,18 +862,6 @@ impl Trainer for LatentActionTrainer {
         ])
     }
 
-    fn live_names(&self) -> &'static [&'static str] {
-        LIVE.as_slice()
-    }
-
-    fn live_values(&self) -> Vec<(&'static str, f64)> {
-        crate::engine::trainer::live_values_of(&self.cfg.train, &LIVE, live_slot)
-    }
-
-    fn set_live(&mut self, name: &str, value: f64) -> Result<f64, String> {
-        crate::engine::trainer::set_live_of(&mut self.cfg.train, &LIVE, live_slot, name, value)
-    }
-
     fn sample_grid(&mut self) -> Rgba {
         match self.window_images() {
             Some((truth, pred, roll)) => {
@@ -934,6 +899,10 @@ impl Trainer for LatentActionTrainer {
 
     fn family_state(&self) -> serde_json::Value {
         serde_json::json!({ "loss_scale": self.loss_scale })
+    }
+
+    fn into_explorer(self: Box<Self>) -> Option<Box<dyn ActionExplorer>> {
+        Some(self)
     }
 
     fn validate(&mut self) -> Option<Validation> {
@@ -974,44 +943,23 @@ impl Trainer for LatentActionTrainer {
         })
     }
 
-    fn state_tensors(&self) -> Vec<(String, Tensor)> {
-        let mut out = Vec::new();
-        for (prefix, vs) in [("enc", &self.enc_vs), ("main", &self.main_vs)] {
-            out.extend(
-                vs.variables()
-                    .into_iter()
-                    .map(|(n, t)| (format!("{prefix}.{n}"), t)),
-            );
+    fn parts(&mut self) -> Vec<Part<'_>> {
+        let mut parts = vec![
+            Part::Vars("enc", &self.enc_vs),
+            Part::Vars("main", &self.main_vs),
+            Part::Optimizer("opt_enc", &mut self.opt_enc),
+            Part::Optimizer("opt_main", &mut self.opt_main),
+        ];
+        if let Some(b) = &mut self.overfit {
+            parts.push(Part::Tensor("overfit_batch", &mut b.x));
         }
-        out.extend(self.opt_enc.state_tensors("opt_enc"));
-        out.extend(self.opt_main.state_tensors("opt_main"));
-        if let Some(b) = &self.overfit {
-            out.push(("overfit_batch".into(), b.x.shallow_clone()));
-        }
-        out
+        parts
     }
 
-    fn load_state(&mut self, ckpt: &Loaded) -> Result<(), String> {
-        let shown = ckpt.dir.display().to_string();
-        ckpt.load_vars("enc", &self.enc_vs)?;
-        ckpt.load_vars("main", &self.main_vs)?;
-        let get = |k: &str| ckpt.get(k);
-        self.opt_enc
-            .load_state("opt_enc", &get)
-            .map_err(|e| format!("{shown}: {e}"))?;
-        self.opt_main
-            .load_state("opt_main", &get)
-            .map_err(|e| format!("{shown}: {e}"))?;
-        if let Some(v) = ckpt
-            .state
-            .get("family_state")
-            .and_then(|f| f.get("loss_scale"))
-        {
+    fn load_family_state(&mut self, state: &serde_json::Value) -> Result<(), TrainerError> {
+        if let Some(v) = state.get("loss_scale") {
             self.loss_scale = serde_json::from_value(v.clone())
-                .map_err(|e| format!("{shown}: family_state.loss_scale: {e}"))?;
-        }
-        if let (Some(b), Some(x)) = (&mut self.overfit, ckpt.get("overfit_batch")) {
-            b.x = x.to_device(self.device);
+                .map_err(|e| TrainerError::State(format!("family_state.loss_scale: {e}")))?;
         }
         Ok(())
     }
@@ -1044,20 +992,23 @@ impl ActionExplorer for LatentActionTrainer {
         action: &[u32],
         steps: usize,
         channel: Option<usize>,
-    ) -> Result<Explored, String> {
+    ) -> Result<Explored, TrainerError> {
         if let Some(c) = channel.filter(|&c| c >= self.data.channels) {
-            return Err(format!("channel {c} of {}", self.data.channels));
+            return Err(TrainerError::Explore(format!(
+                "channel {c} of {}",
+                self.data.channels
+            )));
         }
         let (split, n) = self.explore_split();
         if window >= n {
-            return Err(format!("window {window} of {n}"));
+            return Err(TrainerError::Explore(format!("window {window} of {n}")));
         }
         let k = self.codebook_size();
         if action.len() != self.slots() || action.iter().any(|&c| c as usize >= k) {
-            return Err(format!(
+            return Err(TrainerError::Explore(format!(
                 "an action is {} codes below {k}; got {action:?}",
                 self.slots()
-            ));
+            )));
         }
         let steps = steps.clamp(1, self.max_steps()) as i64;
         let x = self.data.batch(split, &[window], self.device)?.x;

@@ -4,3 +4,11 @@
 mod trainer;
 
 pub use trainer::VqGanTrainer;
+
+/// The family's trainer, as the registry builds it (`engine::families::make_trainer`).
+pub fn trainer(
+    preset: &crate::core::preset::VqGanPreset,
+    device: tch::Device,
+) -> Result<Box<dyn crate::engine::trainer::Trainer>, crate::engine::EngineError> {
+    Ok(Box::new(VqGanTrainer::new(preset, device)?))
+}

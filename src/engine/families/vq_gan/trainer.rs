@@ -5,39 +5,13 @@ use crate::core::preset::vq_gan::{DiscLoss, Padding, Smoothing, VqGanPreset};
 use crate::core::preset::AnyPreset;
 use crate::core::protocol::{Event, Level, MetricDef};
 use crate::core::rng::{derive_seed, SplitMix64, Stream};
-use crate::engine::checkpoint::Loaded;
 use crate::engine::data::volumes::{blend, extract, patch_grid, Volume, VolumeSet};
 use crate::engine::lpips::Perceptual;
 use crate::engine::nn::init::{self, Rule};
 use crate::engine::nn::vq3d::{self, Decoder3d, EmaCodebook, Encoder3d, NLayerDiscriminator, Pad};
 use crate::engine::optim::{clip_global_norm, scale_grads, Adam, LossScale};
-use crate::engine::trainer::{
-    all_reduce_failed, Reconstruction, Rgba, StepCtx, StepError, Trainer, Validation, VolumePair,
-};
+use crate::engine::trainer::{Part, Reconstruction, Rgba, StepCtx, StepError, Trainer, TrainerError, Validation, VolumePair, all_reduce_failed};
 use crate::engine::EngineError;
-
-static LIVE: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
-    crate::core::preset::vq_gan::SPECS
-        .iter()
-        .filter(|s| s.live)
-        .map(|s| s.path)
-        .collect()
-});
-
-/// The field behind a live hyperparameter's name: the one place that maps them.
-fn live_slot<'a>(t: &'a mut crate::core::preset::vq_gan::Train, name: &str) -> Option<&'a mut f64> {
-    Some(match name {
-        "train.lr" => &mut t.lr,
-        "train.grad_clip" => &mut t.grad_clip,
-        "train.l1_weight" => &mut t.l1_weight,
-        "train.commitment_weight" => &mut t.commitment_weight,
-        "train.perceptual_weight" => &mut t.perceptual_weight,
-        "train.image_gan_weight" => &mut t.image_gan_weight,
-        "train.video_gan_weight" => &mut t.video_gan_weight,
-        "train.gan_feat_weight" => &mut t.gan_feat_weight,
-        _ => return None,
-    })
-}
 
 fn scalar(t: &Tensor) -> f64 {
     t.double_value(&[])
@@ -83,6 +57,8 @@ pub struct VqGanTrainer {
     opt_ae: Adam,
     opt_d: Adam,
     lpips: Option<Perceptual>,
+    /// The run said why LPIPS is not loaded (it is not tried again).
+    lpips_said: bool,
     data: VolumeSet,
     epochs: crate::engine::data::EpochSampler,
     events: Vec<Event>,
@@ -194,7 +170,7 @@ impl VqGanTrainer {
                 Ok(l) => Some(l),
                 // A file the preset names must load; the default weights may be absent.
                 Err(e) if !cfg.train.lpips_model.trim().is_empty() => {
-                    return Err(EngineError::BadInput(e))
+                    return Err(EngineError::BadInput(e.to_string()))
                 }
                 Err(e) => {
                     events.push(Event::Log {
@@ -219,6 +195,7 @@ impl VqGanTrainer {
             d3,
             opt_ae,
             opt_d,
+            lpips_said: wanted && lpips.is_none(),
             lpips,
             data,
             epochs: crate::engine::data::EpochSampler::new(seed),
@@ -472,16 +449,47 @@ impl Trainer for VqGanTrainer {
         m
     }
 
-    fn apply_preset(&mut self, preset: &AnyPreset) {
+    fn apply_preset(&mut self, preset: &AnyPreset) -> Result<(), TrainerError> {
         let AnyPreset::VqGan(p) = preset else {
-            return;
+            return Err(TrainerError::Config(format!(
+                "a {} preset given to the VQ-GAN trainer",
+                preset.family().name()
+            )));
         };
+        // A perceptual weight raised where LPIPS was not loaded (a phase's, or a live edit's):
+        // load it now; where it cannot be, the weight is taken as 0 and the run says why, once.
+        if p.train.perceptual_weight > 0.0 && self.lpips.is_none() && !self.lpips_said {
+            let side = match p.data.patch {
+                0 => p.data.height.min(p.data.width),
+                patch => patch,
+            };
+            let loaded = if side < 16 {
+                Err(format!(
+                    "LPIPS needs slices of at least 16x16, these are {side}x{side}"
+                ))
+            } else {
+                Perceptual::load("train.lpips_model", &p.train.lpips_model, self.device)
+                    .map_err(|e| e.to_string())
+            };
+            match loaded {
+                Ok(l) => self.lpips = Some(l),
+                Err(why) => {
+                    self.lpips_said = true;
+                    self.events.push(Event::Log {
+                        step: self.step,
+                        level: Level::Warning,
+                        message: format!("train.perceptual_weight is taken as 0: {why}"),
+                    });
+                }
+            }
+        }
         for o in [&mut self.opt_ae, &mut self.opt_d] {
             o.lr = p.train.lr;
             o.beta1 = p.train.beta1;
             o.beta2 = p.train.beta2;
         }
         self.cfg = p.clone();
+        Ok(())
     }
 
     fn non_finite_advice(&self) -> &'static str {
@@ -707,43 +715,6 @@ impl Trainer for VqGanTrainer {
         Ok(out)
     }
 
-    fn live_names(&self) -> &'static [&'static str] {
-        LIVE.as_slice()
-    }
-
-    fn live_values(&self) -> Vec<(&'static str, f64)> {
-        crate::engine::trainer::live_values_of(&self.cfg.train, &LIVE, live_slot)
-    }
-
-    fn set_live(&mut self, name: &str, value: f64) -> Result<f64, String> {
-        if name == "train.perceptual_weight" && value > 0.0 && self.lpips.is_none() {
-            let side = match self.cfg.data.patch {
-                0 => self.cfg.data.height.min(self.cfg.data.width),
-                p => p,
-            };
-            if side < 16 {
-                return Err(format!("train.perceptual_weight stays 0: LPIPS needs slices of at least 16x16, these are {side}x{side}"));
-            }
-            let lpips = Perceptual::load(
-                "train.lpips_model",
-                &self.cfg.train.lpips_model,
-                self.device,
-            )
-            .map_err(|e| format!("train.perceptual_weight stays 0: {e}"))?;
-            self.lpips = Some(lpips);
-        }
-        let old = crate::engine::trainer::set_live_of(
-            &mut self.cfg.train,
-            &LIVE,
-            live_slot,
-            name,
-            value,
-        )?;
-        self.opt_ae.lr = self.cfg.train.lr;
-        self.opt_d.lr = self.cfg.train.lr;
-        Ok(old)
-    }
-
     fn sample_grid(&mut self) -> Rgba {
         match self.slice_pictures(8) {
             Some((truth, recon)) => {
@@ -895,44 +866,26 @@ impl Trainer for VqGanTrainer {
         })
     }
 
-    fn state_tensors(&self) -> Vec<(String, Tensor)> {
-        let mut out = Vec::new();
-        for (prefix, vs) in [("ae", &self.ae_vs), ("d", &self.d_vs)] {
-            out.extend(
-                vs.variables()
-                    .into_iter()
-                    .map(|(n, t)| (format!("{prefix}.{n}"), t)),
-            );
-        }
-        out.extend(self.opt_ae.state_tensors("opt_ae"));
-        out.extend(self.opt_d.state_tensors("opt_d"));
-        out
+    fn parts(&mut self) -> Vec<Part<'_>> {
+        vec![
+            Part::Vars("ae", &self.ae_vs),
+            Part::Vars("d", &self.d_vs),
+            Part::Optimizer("opt_ae", &mut self.opt_ae),
+            Part::Optimizer("opt_d", &mut self.opt_d),
+        ]
     }
 
     fn family_state(&self) -> serde_json::Value {
         serde_json::json!({ "loss_scales": [self.scales.0, self.scales.1] })
     }
 
-    fn load_state(&mut self, ckpt: &Loaded) -> Result<(), String> {
-        let shown = ckpt.dir.display().to_string();
-        if let Some(v) = ckpt
-            .state
-            .get("family_state")
-            .and_then(|f| f.get("loss_scales"))
-        {
+    fn load_family_state(&mut self, state: &serde_json::Value) -> Result<(), TrainerError> {
+        if let Some(v) = state.get("loss_scales") {
             let [a, b]: [LossScale; 2] = serde_json::from_value(v.clone())
-                .map_err(|e| format!("{shown}: family_state.loss_scales: {e}"))?;
+                .map_err(|e| TrainerError::State(format!("family_state.loss_scales: {e}")))?;
             self.scales = (a, b);
         }
-        ckpt.load_vars("ae", &self.ae_vs)?;
-        ckpt.load_vars("d", &self.d_vs)?;
-        let get = |k: &str| ckpt.get(k);
-        self.opt_ae
-            .load_state("opt_ae", &get)
-            .map_err(|e| format!("{shown}: {e}"))?;
-        self.opt_d
-            .load_state("opt_d", &get)
-            .map_err(|e| format!("{shown}: {e}"))
+        Ok(())
     }
 }
 

@@ -4,3 +4,11 @@ pub mod model;
 mod trainer;
 
 pub use trainer::{gradient_penalty, WganGpTrainer};
+
+/// The family's trainer, as the registry builds it (`engine::families::make_trainer`).
+pub fn trainer(
+    preset: &crate::core::preset::WganGpPreset,
+    device: tch::Device,
+) -> Result<Box<dyn crate::engine::trainer::Trainer>, crate::engine::EngineError> {
+    Ok(Box::new(WganGpTrainer::new(preset, device)?))
+}

@@ -5,21 +5,11 @@ use crate::core::preset::wgan_gp::{CriticCounter, WganGpPreset};
 use crate::core::preset::AnyPreset;
 use crate::core::protocol::{HealthRole, MetricDef};
 use crate::core::rng::Stream;
-use crate::engine::checkpoint::Loaded;
 use crate::engine::data::{augment, Augment, ImageSet};
 use crate::engine::metrics;
 use crate::engine::optim::Adam;
-use crate::engine::trainer::{all_reduce_failed, Rgba, StepCtx, StepError, Trainer, Validation};
+use crate::engine::trainer::{Part, Rgba, StepCtx, StepError, Trainer, TrainerError, Validation, all_reduce_failed};
 use crate::engine::EngineError;
-
-/// The live fields, as the preset declares them.
-static LIVE: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
-    crate::core::preset::wgan_gp::SPECS
-        .iter()
-        .filter(|s| s.live)
-        .map(|s| s.path)
-        .collect()
-});
 
 /// Trains one WGAN-GP.
 #[derive(Debug)]
@@ -49,7 +39,7 @@ pub struct WganGpTrainer {
 impl WganGpTrainer {
     pub fn new(cfg: &WganGpPreset, device: Device) -> Result<Self, EngineError> {
         let seed = cfg.seed;
-        let data = ImageSet::load(&cfg.data, seed).map_err(|e| EngineError::Data(e.to_string()))?;
+        let data = ImageSet::load(&cfg.data, seed).map_err(EngineError::Data)?;
         let size = cfg.data.image_size;
         crate::engine::seed_torch(seed, Stream::Init, 0);
         let g_vs = nn::VarStore::new(device);
@@ -251,9 +241,12 @@ impl Trainer for WganGpTrainer {
         crate::engine::dist::steps_per_epoch(self.data.train_len(), self.batch_size())
     }
 
-    fn apply_preset(&mut self, preset: &AnyPreset) {
+    fn apply_preset(&mut self, preset: &AnyPreset) -> Result<(), TrainerError> {
         let AnyPreset::WganGp(p) = preset else {
-            return;
+            return Err(TrainerError::Config(format!(
+                "a {} preset given to the WGAN-GP trainer",
+                preset.family().name()
+            )));
         };
         for o in [&mut self.opt_g, &mut self.opt_d] {
             o.beta1 = p.train.beta1;
@@ -261,6 +254,7 @@ impl Trainer for WganGpTrainer {
         }
         self.cfg = p.clone();
         self.apply_lrs();
+        Ok(())
     }
 
     fn non_finite_advice(&self) -> &'static str {
@@ -321,54 +315,15 @@ impl Trainer for WganGpTrainer {
         Ok(out)
     }
 
-    fn live_names(&self) -> &'static [&'static str] {
-        LIVE.as_slice()
-    }
-
-    fn live_values(&self) -> Vec<(&'static str, f64)> {
-        vec![
-            ("train.lr_g", self.cfg.train.lr_g),
-            ("train.lr_d", self.cfg.train.lr_d),
-            ("train.n_critic", f64::from(self.cfg.train.n_critic)),
-            ("train.lambda_gp", self.cfg.train.lambda_gp),
-        ]
-    }
-
-    fn set_live(&mut self, name: &str, value: f64) -> Result<f64, String> {
-        if !value.is_finite() {
-            return Err(format!("{name} = {value} is not finite"));
-        }
-        let old = match name {
-            "train.lr_g" | "lr_g" => std::mem::replace(&mut self.cfg.train.lr_g, value),
-            "train.lr_d" | "lr_d" => std::mem::replace(&mut self.cfg.train.lr_d, value),
-            "train.n_critic" | "n_critic" => {
-                if value < 1.0 || value.fract() != 0.0 {
-                    return Err(format!("n_critic = {value}: a whole number >= 1"));
-                }
-                f64::from(std::mem::replace(
-                    &mut self.cfg.train.n_critic,
-                    value as u32,
-                ))
-            }
-            "train.lambda_gp" | "lambda_gp" => {
-                std::mem::replace(&mut self.cfg.train.lambda_gp, value)
-            }
-            other => {
-                return Err(format!(
-                    "`{other}` is not a live hyperparameter; live: {}",
-                    self.live_names().join(", ")
-                ))
-            }
-        };
-        self.apply_lrs();
-        Ok(old)
-    }
-
-    fn set_lr_scale(&mut self, field: &str, scale: f64) -> Result<(), String> {
+    fn set_lr_scale(&mut self, field: &str, scale: f64) -> Result<(), TrainerError> {
         let i = match field {
             "train.lr_g" => 0,
             "train.lr_d" => 1,
-            other => return Err(format!("`{other}` is not a learning rate of WGAN-GP")),
+            other => {
+                return Err(TrainerError::Config(format!(
+                    "`{other}` is not a learning rate of WGAN-GP"
+                )))
+            }
         };
         self.lr_scale[i] = scale;
         self.apply_lrs();
@@ -416,50 +371,17 @@ impl Trainer for WganGpTrainer {
         })
     }
 
-    fn state_tensors(&self) -> Vec<(String, Tensor)> {
-        let mut out = Vec::new();
-        for (prefix, vs) in [
-            ("g", Some(&self.g_vs)),
-            ("d", Some(&self.d_vs)),
-            ("ema", self.ema_vs.as_ref()),
-        ] {
-            if let Some(vs) = vs {
-                out.extend(
-                    vs.variables()
-                        .into_iter()
-                        .map(|(n, t)| (format!("{prefix}.{n}"), t)),
-                );
-            }
+    fn parts(&mut self) -> Vec<Part<'_>> {
+        let mut parts = vec![Part::Vars("g", &self.g_vs), Part::Vars("d", &self.d_vs)];
+        if let Some(ema) = &self.ema_vs {
+            parts.push(Part::Vars("ema", ema));
         }
-        out.extend(self.opt_g.state_tensors("opt_g"));
-        out.extend(self.opt_d.state_tensors("opt_d"));
-        out.push(("fixed_noise".into(), self.fixed_noise.shallow_clone()));
-        out
+        parts.extend([
+            Part::Optimizer("opt_g", &mut self.opt_g),
+            Part::Optimizer("opt_d", &mut self.opt_d),
+            Part::Tensor("fixed_noise", &mut self.fixed_noise),
+        ]);
+        parts
     }
 
-    fn load_state(&mut self, ckpt: &Loaded) -> Result<(), String> {
-        let shown = ckpt.dir.display().to_string();
-        for (prefix, vs) in [
-            ("g", Some(&self.g_vs)),
-            ("d", Some(&self.d_vs)),
-            ("ema", self.ema_vs.as_ref()),
-        ] {
-            if let Some(vs) = vs {
-                ckpt.load_vars(prefix, vs)?;
-            }
-        }
-        let get = |k: &str| ckpt.get(k);
-        self.opt_g
-            .load_state("opt_g", &get)
-            .map_err(|e| format!("{shown}: {e}"))?;
-        self.opt_d
-            .load_state("opt_d", &get)
-            .map_err(|e| format!("{shown}: {e}"))?;
-        if let Some(noise) = ckpt.get("fixed_noise") {
-            if noise.size() == self.fixed_noise.size() {
-                self.fixed_noise = noise.to_device(self.device);
-            }
-        }
-        Ok(())
-    }
 }

@@ -12,12 +12,9 @@ use crate::core::preset::AnyPreset;
 use crate::core::protocol::Event;
 use crate::core::protocol::{HealthRole, MetricDef};
 use crate::core::rng::Stream;
-use crate::engine::checkpoint::Loaded;
 use crate::engine::data::VideoSet;
 use crate::engine::optim::{AdamRule, RiemannianSgd};
-use crate::engine::trainer::{
-    all_reduce_failed, Reconstruction, Rgba, StepCtx, StepError, Trainer, Validation,
-};
+use crate::engine::trainer::{Part, Reconstruction, Rgba, StepCtx, StepError, Trainer, TrainerError, Validation, all_reduce_failed};
 use crate::engine::EngineError;
 
 mod control;
@@ -98,7 +95,7 @@ struct Forward {
 impl WubuGaadTrainer {
     pub fn new(cfg: &WubuGaadPreset, device: Device) -> Result<Self, EngineError> {
         let seed = cfg.seed;
-        let data = VideoSet::load(&cfg.data, seed).map_err(|e| EngineError::Data(e.to_string()))?;
+        let data = VideoSet::load(&cfg.data, seed).map_err(EngineError::Data)?;
         let d = Dims::new(cfg);
         let kind = gaad::Kind::parse(&cfg.model.decomposition)
             .map_err(|e| EngineError::BadInput(format!("model.decomposition: {e}")))?;
@@ -162,7 +159,7 @@ impl WubuGaadTrainer {
                     &cfg.validation.lpips_model,
                     device,
                 )
-                .map_err(EngineError::BadInput)?,
+                .map_err(|e| EngineError::BadInput(e.to_string()))?,
             )
         };
         if cfg.validation.metric == ValMetric::Lpips && lpips.is_none() {
@@ -246,7 +243,12 @@ impl WubuGaadTrainer {
     }
 
     /// Encoder and generator on a batch of windows.
-    fn forward(&self, frames: &Tensor, train: bool, sample: bool) -> Result<Forward, String> {
+    fn forward(
+        &self,
+        frames: &Tensor,
+        train: bool,
+        sample: bool,
+    ) -> Result<Forward, TrainerError> {
         let d = &self.d;
         let b = frames.size()[0];
         // The encoder sees the whole window, or (predicting) only its input frames.
@@ -370,15 +372,6 @@ impl WubuGaadTrainer {
     }
 }
 
-/// The live fields, as the preset declares them.
-static LIVE: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
-    crate::core::preset::wubu_gaad::SPECS
-        .iter()
-        .filter(|s| s.live)
-        .map(|s| s.path)
-        .collect()
-});
-
 impl Trainer for WubuGaadTrainer {
     fn diagnostics(&self) -> Vec<(String, f64)> {
         let mut out: Vec<(String, f64)> =
@@ -500,9 +493,12 @@ impl Trainer for WubuGaadTrainer {
         crate::engine::dist::steps_per_epoch(self.data.train.len(), self.batch_size())
     }
 
-    fn apply_preset(&mut self, preset: &AnyPreset) {
+    fn apply_preset(&mut self, preset: &AnyPreset) -> Result<(), TrainerError> {
         let AnyPreset::WubuGaad(p) = preset else {
-            return;
+            return Err(TrainerError::Config(format!(
+                "a {} preset given to the WuBu-GAAD trainer",
+                preset.family().name()
+            )));
         };
         // The model's shape is fixed for a run; everything a phase may change is taken.
         if p.train.lambda_kl.to_bits() != self.st.phase_lambda_kl.to_bits() {
@@ -531,6 +527,7 @@ impl Trainer for WubuGaadTrainer {
         for i in 0..3 {
             self.apply_scales(i);
         }
+        Ok(())
     }
 
     fn non_finite_advice(&self) -> &'static str {
@@ -551,61 +548,6 @@ impl Trainer for WubuGaadTrainer {
         step::rank_means(&mut critic, &mut gen).map_err(all_reduce_failed)?;
         self.control_step(ctx.step, &critic, &gen);
         Ok(self.step_scalars(ctx.step, &critic, &gen))
-    }
-
-    fn live_names(&self) -> &'static [&'static str] {
-        LIVE.as_slice()
-    }
-
-    fn live_values(&self) -> Vec<(&'static str, f64)> {
-        let t = &self.cfg.train;
-        vec![
-            ("train.lr_gen", t.lr_gen),
-            ("train.lr_disc_primary", t.lr_disc_primary),
-            ("train.lr_disc_alternative", t.lr_disc_alternative),
-            ("train.lambda_recon_dft", t.lambda_recon_dft),
-            ("train.lambda_recon_dct", t.lambda_recon_dct),
-            ("train.lambda_recon_pixel", t.lambda_recon_pixel),
-            ("train.lambda_kl", self.st.lambda_kl_base),
-            ("train.lambda_gan", t.lambda_gan),
-            ("train.lambda_fm", t.lambda_fm),
-        ]
-    }
-
-    fn set_live(&mut self, name: &str, value: f64) -> Result<f64, String> {
-        let t = &mut self.cfg.train;
-        let slot = match name.strip_prefix("train.").unwrap_or(name) {
-            "lr_gen" => &mut t.lr_gen,
-            "lr_disc_primary" => &mut t.lr_disc_primary,
-            "lr_disc_alternative" => &mut t.lr_disc_alternative,
-            "lambda_recon_dft" => &mut t.lambda_recon_dft,
-            "lambda_recon_dct" => &mut t.lambda_recon_dct,
-            "lambda_recon_pixel" => &mut t.lambda_recon_pixel,
-            "lambda_gan" => &mut t.lambda_gan,
-            "lambda_fm" => &mut t.lambda_fm,
-            "lambda_kl" => {
-                if !(value.is_finite() && value >= 0.0) {
-                    return Err(format!("{name} = {value}: must be finite and >= 0"));
-                }
-                t.lambda_kl = value;
-                self.st.phase_lambda_kl = value;
-                return Ok(std::mem::replace(&mut self.st.lambda_kl_base, value));
-            }
-            other => {
-                return Err(format!(
-                    "`{other}` is not a live hyperparameter; live: {}",
-                    LIVE.join(", ")
-                ));
-            }
-        };
-        if !(value.is_finite() && value >= 0.0) {
-            return Err(format!("{name} = {value}: must be finite and >= 0"));
-        }
-        let old = std::mem::replace(slot, value);
-        for i in 0..3 {
-            self.apply_scales(i);
-        }
-        Ok(old)
     }
 
     fn sample_grid(&mut self) -> Rgba {
@@ -756,61 +698,27 @@ impl Trainer for WubuGaadTrainer {
         serde_json::to_value(&self.st).unwrap_or(serde_json::Value::Null)
     }
 
-    fn state_tensors(&self) -> Vec<(String, Tensor)> {
-        let mut out = Vec::new();
-        for (prefix, vs) in [
-            ("g", &self.g_vs),
-            ("d0", &self.d_vs[0]),
-            ("d1", &self.d_vs[1]),
-        ] {
-            out.extend(
-                vs.variables()
-                    .into_iter()
-                    .map(|(n, t)| (format!("{prefix}.{n}"), t)),
-            );
-        }
-        out.extend(self.opt_g.state_tensors("opt_g"));
-        out.extend(self.opt_d[0].state_tensors("opt_d0"));
-        out.extend(self.opt_d[1].state_tensors("opt_d1"));
-        out.push(("fixed_noise".into(), self.fixed_noise.shallow_clone()));
-        out
+    fn parts(&mut self) -> Vec<Part<'_>> {
+        let [opt_d0, opt_d1] = &mut self.opt_d;
+        vec![
+            Part::Vars("g", &self.g_vs),
+            Part::Vars("d0", &self.d_vs[0]),
+            Part::Vars("d1", &self.d_vs[1]),
+            Part::Optimizer("opt_g", &mut self.opt_g),
+            Part::Optimizer("opt_d0", opt_d0),
+            Part::Optimizer("opt_d1", opt_d1),
+            Part::Tensor("fixed_noise", &mut self.fixed_noise),
+        ]
     }
 
-    fn load_state(&mut self, ckpt: &Loaded) -> Result<(), String> {
-        let shown = ckpt.dir.display().to_string();
-        for (prefix, vs) in [
-            ("g", &self.g_vs),
-            ("d0", &self.d_vs[0]),
-            ("d1", &self.d_vs[1]),
-        ] {
-            ckpt.load_vars(prefix, vs)?;
+    fn load_family_state(&mut self, state: &serde_json::Value) -> Result<(), TrainerError> {
+        if state.is_null() {
+            return Err(TrainerError::State(
+                "no family_state (controllers, heuristics, active critic)".into(),
+            ));
         }
-        let get = |k: &str| ckpt.get(k);
-        self.opt_g
-            .load_state("opt_g", &get)
-            .map_err(|e| format!("{shown}: {e}"))?;
-        self.opt_d[0]
-            .load_state("opt_d0", &get)
-            .map_err(|e| format!("{shown}: {e}"))?;
-        self.opt_d[1]
-            .load_state("opt_d1", &get)
-            .map_err(|e| format!("{shown}: {e}"))?;
-        if let Some(noise) = ckpt.get("fixed_noise") {
-            if noise.size() == self.fixed_noise.size() {
-                self.fixed_noise = noise.to_device(self.device);
-            }
-        }
-        match ckpt.state.get("family_state") {
-            Some(v) if !v.is_null() => {
-                self.st = serde_json::from_value(v.clone())
-                    .map_err(|e| format!("{shown}: bad family state: {e}"))?;
-            }
-            _ => {
-                return Err(format!(
-                    "{shown}: no family_state (controllers, heuristics, active critic)"
-                ))
-            }
-        }
+        self.st = serde_json::from_value(state.clone())
+            .map_err(|e| TrainerError::State(format!("bad family state: {e}")))?;
         for i in 0..3 {
             self.apply_scales(i);
         }

@@ -6,11 +6,12 @@ use tch::{Device, Kind, Tensor};
 use super::WubuGaadTrainer;
 use crate::core::gaad::{self, EnergyMap, MotionSpiral, Region};
 use crate::engine::flow::{self, LkConfig};
+use crate::engine::trainer::TrainerError;
 
 impl WubuGaadTrainer {
     /// Flow of consecutive frames, motion-aware GAAD on its magnitude, and per-region
     /// statistics `[B, N−1, Rm, S]`; also the last pair's motion boxes of sample 0.
-    pub(super) fn motion(&self, frames: &Tensor) -> Result<(Tensor, Vec<Region>), String> {
+    pub(super) fn motion(&self, frames: &Tensor) -> Result<(Tensor, Vec<Region>), TrainerError> {
         let d = &self.d;
         let b = frames.size()[0];
         let n = frames.size()[1];
@@ -19,16 +20,16 @@ impl WubuGaadTrainer {
         let bb = frames.narrow(1, 1, n - 1).reshape([pairs, d.c, d.h, d.w]);
         let flow = match &self.flow_net {
             Some(net) => tch::no_grad(|| net.forward_ts(&[&a, &bb]))
-                .map_err(|e| format!("flow network: {e}"))?
+                .map_err(|e| TrainerError::Torch(format!("the flow network: {e}")))?
                 .to_kind(Kind::Float),
             None => flow::lucas_kanade(&a, &bb, &LkConfig::default()),
         };
         if flow.size() != [pairs, 2, d.h, d.w] {
-            return Err(format!(
-                "flow network returned {:?}, expected {:?}",
+            return Err(TrainerError::Config(format!(
+                "model.flow_model: the flow network returned {:?}, expected {:?}",
                 flow.size(),
                 [pairs, 2, d.h, d.w]
-            ));
+            )));
         }
         tch::no_grad(|| {
             let (dx, dy) = (flow.select(1, 0), flow.select(1, 1));
@@ -38,9 +39,10 @@ impl WubuGaadTrainer {
             let maps = Tensor::stack(&[&mag, &cos, &sin], 1);
             let mag_cpu: Vec<f32> =
                 Vec::try_from(mag.to_device(Device::Cpu).contiguous().view([-1]))
-                    .map_err(|e: tch::TchError| e.to_string())?;
-            let kind = gaad::Kind::parse(&self.cfg.model.motion_decomposition)
-                .map_err(|e| e.to_string())?;
+                    .map_err(TrainerError::from)?;
+            let kind = gaad::Kind::parse(&self.cfg.model.motion_decomposition).map_err(|e| {
+                TrainerError::Config(format!("model.motion_decomposition: {e}"))
+            })?;
             let rm = d.motion_regions as usize;
             let plane = (d.h * d.w) as usize;
             let mut rois = Vec::with_capacity(pairs as usize * rm * 5);
@@ -51,7 +53,7 @@ impl WubuGaadTrainer {
                     d.h as u32,
                     mag_cpu[i * plane..(i + 1) * plane].to_vec(),
                 )
-                .map_err(|e| format!("motion GAAD: pair {i}: {e}"))?;
+                .map_err(|e| TrainerError::Config(format!("motion GAAD: pair {i}: {e}")))?;
                 let regions = gaad::decompose_motion(
                     kind,
                     &map,
@@ -60,7 +62,7 @@ impl WubuGaadTrainer {
                     0.1,
                     &MotionSpiral::default(),
                 )
-                .map_err(|e| format!("motion GAAD: pair {i}: {e}"))?;
+                .map_err(|e| TrainerError::Config(format!("motion GAAD: pair {i}: {e}")))?;
                 for r in &regions {
                     rois.extend_from_slice(&[
                         i as f32,
