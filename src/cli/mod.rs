@@ -207,6 +207,11 @@ struct TrainArgs {
     /// Override a preset field: --set train.lr_g=5e-5 (repeatable).
     #[arg(long = "set", value_name = "FIELD.PATH=VALUE")]
     set: Vec<String>,
+    /// Train the preset at its tiny test size (the CPU, small shapes, synthetic data of its
+    /// kind, two steps a phase): a check that a preset trains, in seconds. --data and --set
+    /// apply after it.
+    #[arg(long)]
+    tiny: bool,
     /// Resume a run (its latest checkpoint) or a given checkpoint folder.
     #[arg(long, value_name = "RUN_OR_CHECKPOINT")]
     resume: Option<PathBuf>,

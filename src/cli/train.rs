@@ -24,8 +24,8 @@ pub(super) fn load_preset(
             (p, notes, origin)
         }
         None if args.resume.is_some() => {
-            if args.data.is_some() || !args.set.is_empty() {
-                return Err(bad_input(anyhow::anyhow!("--data and --set with --resume need --preset (the run's preset is used as launched)")));
+            if args.data.is_some() || !args.set.is_empty() || args.tiny {
+                return Err(bad_input(anyhow::anyhow!("--data, --set and --tiny with --resume need --preset (the run's preset is used as launched)")));
             }
             return Ok(None);
         }
@@ -34,6 +34,16 @@ pub(super) fn load_preset(
                 .map_err(bad_input)?;
             (p, notes, "<embedded default preset>".to_string())
         }
+    };
+    let preset = if args.tiny {
+        preset.tiny().map_err(|problems| {
+            bad_input(preset::PresetError::Invalid {
+                file: format!("{origin} at its tiny size"),
+                problems,
+            })
+        })?
+    } else {
+        preset
     };
     let mut pairs: Vec<(String, serde_json::Value)> = Vec::new();
     if let Some(data) = &args.data {
