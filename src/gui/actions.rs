@@ -79,22 +79,29 @@ impl Tab {
     }
 }
 
-/// What the run shown reports, by its family and by what it has logged (a run with
-/// learning-rate control enabled logs decisions whatever its family); with no run, what the
-/// edited preset's family would report.
+/// What the run shown reports: its family's reports, and controller decisions of any family
+/// (learning-rate control); a log of an unknown family by what it has logged. With no run,
+/// what the edited preset's family would report.
 #[must_use]
 pub fn capabilities(run: Option<&RunView>, preset_family: Family) -> Reports {
     let Some(v) = run else {
         return preset_family.reports();
     };
-    let family = Family::parse(&v.family)
-        .map(Family::reports)
-        .unwrap_or_default();
-    Reports {
-        gaad_regions: family.gaad_regions || v.reconstructions.iter().any(|r| !r.boxes.is_empty()),
-        controllers: family.controllers || !v.decisions.is_empty(),
-        discrete_actions: family.discrete_actions || !v.codes.is_empty(),
-        volumes: family.volumes || v.volume.is_some(),
+    let controllers = !v.decisions.is_empty();
+    match Family::parse(&v.family) {
+        Ok(family) => {
+            let r = family.reports();
+            Reports {
+                controllers: r.controllers || controllers,
+                ..r
+            }
+        }
+        Err(_) => Reports {
+            gaad_regions: v.reconstructions.iter().any(|r| !r.boxes.is_empty()),
+            controllers,
+            discrete_actions: false,
+            volumes: v.volume.is_some(),
+        },
     }
 }
 
@@ -275,4 +282,51 @@ pub enum UiAction {
     LoadFrame(FrameSource),
     /// Read an image file (a sample or a reconstruction of a run followed from disk).
     LoadImage(PathBuf),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_of(family: &str) -> RunView {
+        let mut v = RunView::default();
+        v.family = family.into();
+        v
+    }
+
+    #[test]
+    fn tabs_follow_what_the_run_shown_reports() {
+        let caps = |v: &RunView| capabilities(Some(v), Family::ALL[0]);
+        for family in Family::ALL {
+            let r = caps(&run_of(family.name()));
+            assert_eq!(r, family.reports(), "{}", family.name());
+            assert_eq!(Tab::Actions.shown(r), r.discrete_actions);
+            assert_eq!(Tab::Volume.shown(r), r.volumes);
+        }
+        // Any family's run that logged a controller decision shows the Controller tab.
+        let mut v = run_of(Family::ALL[0].name());
+        v.decisions.push(crate::core::runview::ControllerDecision {
+            step: 50,
+            name: "lr (rewarded by wasserstein)".into(),
+            state: vec![1, 1],
+            actions: Vec::new(),
+            reward: None,
+            epsilon: 0.5,
+            q_values: Vec::new(),
+            explored: Vec::new(),
+            applied: Vec::new(),
+            updated: None,
+            visits: 1,
+            table_size: 1,
+        });
+        assert!(Tab::Controller.shown(caps(&v)));
+        // No run: the edited preset's family decides; the other tabs are always shown.
+        for family in Family::ALL {
+            assert_eq!(capabilities(None, family), family.reports());
+        }
+        assert!(Tab::ALL
+            .iter()
+            .filter(|t| !matches!(t, Tab::Gaad | Tab::Controller | Tab::Actions | Tab::Volume))
+            .all(|t| t.shown(Reports::NONE)));
+    }
 }
