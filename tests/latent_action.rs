@@ -362,6 +362,27 @@ fn data_tools_and_bad_latents_from_the_command_line() {
         String::from_utf8_lossy(&ok.stderr)
     );
     let made = std::fs::read_dir(runs.path()).unwrap().count();
+    // It trained on those frames: two steps, each validation against the copy-last baseline
+    // of the decoded clips, whose frames change (the fixture moves), so the baseline is not 0.
+    let run = std::fs::read_dir(runs.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("events.log").is_file())
+        .expect("the run folder");
+    let s = scalars(&run);
+    assert_eq!(s.keys().max(), Some(&2), "{s:?}");
+    let validated: Vec<_> = s.values().filter(|r| r.contains_key("val_mse")).collect();
+    assert!(!validated.is_empty(), "{s:?}");
+    for r in validated {
+        assert!(r["val_mse"].is_finite() && r["val_mse"] > 0.0, "{r:?}");
+        assert!(r["val_copy_mse"] > 1e-4, "the clips move: {r:?}");
+        assert!(
+            (r["val_mse_over_copy"] - r["val_mse"] / r["val_copy_mse"]).abs()
+                < 1e-3 * r["val_mse_over_copy"],
+            "{r:?}"
+        );
+    }
 
     let bad = data.path().join("bad");
     std::fs::create_dir(&bad).unwrap();

@@ -538,10 +538,7 @@ impl LatentActionTrainer {
                 "sensitivity_cos",
                 scalar(&(&dr.3 - &da.3).mean(Kind::Float)),
             );
-            add(
-                "dsnr",
-                scalar(&((&dr.0 - &da.0) / (&de.0 - &da.0 + 1e-8)).mean(Kind::Float)),
-            );
+            add("dsnr", scalar(&dsnr(&da.0, &dr.0, &de.0)));
             // Windows overlap (stride below their length): each transition of the split is
             // counted once, from the first window that holds it, so the histograms and the
             // purity are statistics of transitions.
@@ -636,6 +633,14 @@ pub fn purity(pairs: &[(Vec<i64>, i64)]) -> f64 {
         .map(|m| m.values().copied().max().unwrap_or(0))
         .sum();
     majority as f64 / pairs.len().max(1) as f64
+}
+
+/// Spec 1.6's DSNR from each sample's L2 distance to the truth of the frame decoded with the
+/// encoded action (`d_action`), with random codes (`d_rand`) and with one slot of the encoded
+/// action changed (`d_slot`): how much further random codes go than one changed slot, on
+/// average.
+pub fn dsnr(d_action: &Tensor, d_rand: &Tensor, d_slot: &Tensor) -> Tensor {
+    ((d_rand - d_action) / (d_slot - d_action + 1e-8)).mean(Kind::Float)
 }
 
 /// Validation metric names: `val_` and `test_` of each.
@@ -1067,5 +1072,88 @@ impl LatentActionTrainer {
             0 => (Split::Train, self.data.train.windows.len()),
             n => (Split::Validation, n),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::preset::{AnyPreset, LatentActionPreset};
+
+    #[test]
+    fn purity_is_the_majority_share_within_each_code_triple() {
+        let t = |a: i64, b: i64| vec![a, b, 0];
+        // One triple for one action each: every triple means one action.
+        let pure: Vec<_> = (0..8).map(|a| (t(a, 1), a)).collect();
+        assert_eq!(purity(&pure), 1.0);
+        // One triple for all eight actions, evenly: chance.
+        let one: Vec<_> = (0..8).map(|a| (t(5, 5), a)).collect();
+        assert!((purity(&one) - 0.125).abs() < 1e-12);
+        // Triple A holds actions 0, 0, 1 (majority 2), triple B holds 2 (majority 1): 3 of 4.
+        let mixed = vec![(t(0, 0), 0), (t(0, 0), 0), (t(0, 0), 1), (t(1, 1), 2)];
+        assert!((purity(&mixed) - 0.75).abs() < 1e-12);
+        assert_eq!(purity(&[]), 0.0);
+    }
+
+    #[test]
+    fn dsnr_is_the_random_gain_over_the_one_slot_gain() {
+        let v = |x: &[f64]| Tensor::from_slice(x);
+        // (3 - 1) / (2 - 1) = 2 and (6 - 2) / (3 - 2) = 4: the mean is 3.
+        let d = dsnr(&v(&[1.0, 2.0]), &v(&[3.0, 6.0]), &v(&[2.0, 3.0]));
+        assert!((d.double_value(&[]) - 3.0).abs() < 1e-6, "{d}");
+        // Codes the decoder ignores: no gain either way, no division by zero.
+        let flat = dsnr(&v(&[1.0]), &v(&[1.0]), &v(&[1.0]));
+        assert!(flat.double_value(&[]).abs() < 1e-6);
+    }
+
+    /// A model predicting changes starts by predicting none, so its rollout from anchor `t0`
+    /// repeats frame `t0`; the loss then says which frames it was held against. Frames whose
+    /// every value is their index make any other indexing give another number.
+    #[test]
+    fn the_rollout_is_held_against_the_frames_after_its_anchor() {
+        let mut preset = AnyPreset::LatentAction(LatentActionPreset::default())
+            .tiny()
+            .expect("tiny");
+        if let AnyPreset::LatentAction(p) = &mut preset {
+            p.model.predict_change = true;
+            p.train.rollout_horizon = 3;
+            p.data.sequence_length = 5;
+        }
+        let AnyPreset::LatentAction(p) = &preset else {
+            unreachable!()
+        };
+        let t = LatentActionTrainer::new(p, Device::Cpu).expect("trainer");
+        let (c, h, w) = (t.data.channels, t.data.height, t.data.width);
+        let frames: Vec<Tensor> = (0..5)
+            .map(|i| {
+                Tensor::full(
+                    [1, c as i64, h as i64, w as i64],
+                    0.1 * f64::from(i),
+                    (Kind::Float, Device::Cpu),
+                )
+            })
+            .collect();
+        let x = Tensor::stack(&frames, 1);
+        for t0 in [0i64, 1] {
+            let f = tch::no_grad(|| t.forward(&x, false, Some(t0)));
+            let (mse, _) = f.rollout.expect("a rollout");
+            // Steps k = 1, 2 predict frames t0 + 2 and t0 + 3 while repeating frame t0.
+            let want = ((0.1f64 * 2.0).powi(2) + (0.1f64 * 3.0).powi(2)) / 2.0;
+            assert!(
+                (mse.double_value(&[]) - want).abs() < 1e-6,
+                "anchor {t0}: {} against {want}",
+                mse.double_value(&[])
+            );
+        }
+        // The explorer's open-loop rollout reads frame 0 only: the truth after it cannot
+        // change what it predicts.
+        let codes = Tensor::zeros(
+            [1, 4, i64::from(p.model.codes_per_action)],
+            (Kind::Int64, Device::Cpu),
+        );
+        let a = t.rollout_from_first(&x, &codes, 4);
+        let other = Tensor::cat(&[x.narrow(1, 0, 1), x.narrow(1, 1, 4) * -3.0 + 0.5], 1);
+        let b = t.rollout_from_first(&other, &codes, 4);
+        assert!(a.equal(&b));
     }
 }

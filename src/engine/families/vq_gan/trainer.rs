@@ -939,4 +939,5 @@ mod tests {
             assert!((got - want).abs() < 1e-6, "{stages} stages: {got} {want}");
         }
     }
+
 }
