@@ -616,6 +616,60 @@ mod tests {
         }
     }
 
+    /// The EMA update's numbers: `N <- 0.99 N + 0.01 n`, `z_avg <- 0.99 z_avg + 0.01 sum`, each
+    /// code `z_avg / N_s` with Laplace smoothing `N_s = (N + 1e-7) / (sum N + K 1e-7) sum N`.
+    #[test]
+    fn the_ema_update_and_laplace_smoothing_have_the_originals_numbers() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let mut cb = EmaCodebook::new(&vs.root(), 2, 1, Smoothing::Laplace);
+        cb.random_restart = false;
+        let pair = |v: f32| Tensor::from_slice(&[v, v]).view([1, 1, 1, 1, 2]);
+        let close = |t: &Tensor, want: [f64; 2]| {
+            let got = Vec::<f64>::try_from(t.flatten(0, -1).to_kind(Kind::Double)).unwrap();
+            got.iter()
+                .zip(want)
+                .all(|(g, w)| (g - w).abs() < 1e-5 * w.abs().max(1.0))
+                .then_some(())
+                .ok_or(format!("{got:?} against {want:?}"))
+        };
+        // Both codes start at 3 with N = 1; both vectors go to code 0 (a tie).
+        let _ = cb.forward(&pair(3.0), true);
+        close(&cb.n, [1.01, 0.99]).unwrap();
+        close(&cb.z_avg, [3.03, 2.97]).unwrap();
+        close(&cb.embeddings, [3.0, 3.0]).unwrap();
+        // Two vectors at 5, again to code 0.
+        let _ = cb.forward(&pair(5.0), true);
+        let n = [0.99 * 1.01 + 0.01 * 2.0, 0.99 * 0.99];
+        let z = [0.99 * 3.03 + 0.01 * 10.0, 0.99 * 2.97];
+        let total = n[0] + n[1];
+        let w = |i: usize| (n[i] + 1e-7) / (total + 2.0 * 1e-7) * total;
+        close(&cb.n, n).unwrap();
+        close(&cb.z_avg, z).unwrap();
+        close(&cb.embeddings, [z[0] / w(0), z[1] / w(1)]).unwrap();
+    }
+
+    /// Replicate padding repeats the border, zero padding does not: an all-ones kernel over an
+    /// all-ones volume sums 27 everywhere with the first and 8 in a corner with the second.
+    #[test]
+    fn same_padding_pads_with_its_mode() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let x = Tensor::ones([1, 1, 4, 4, 4], (Kind::Float, Device::Cpu));
+        for (mode, corner) in [(Pad::Replicate, 27.0), (Pad::Zeros, 8.0)] {
+            let conv = SameConv3d::new(&(vs.root() / format!("{mode:?}")), 1, 1, 3, [1; 3], mode);
+            tch::no_grad(|| {
+                let _ = conv.conv.ws.shallow_clone().fill_(1.0);
+                if let Some(b) = &conv.conv.bs {
+                    let _ = b.shallow_clone().fill_(0.0);
+                }
+            });
+            let y = conv.forward(&x);
+            assert_eq!(y.size(), vec![1, 1, 4, 4, 4], "{mode:?}: same size");
+            let at = |i: i64| y.double_value(&[0, 0, i, i, i]);
+            assert!((at(0) - corner).abs() < 1e-4, "{mode:?}: corner {}", at(0));
+            assert!((at(1) - 27.0).abs() < 1e-4, "{mode:?}: inside {}", at(1));
+        }
+    }
+
     #[test]
     fn max_one_smoothing_divides_by_at_least_one() {
         let vs = nn::VarStore::new(Device::Cpu);
