@@ -295,11 +295,12 @@ pub fn wubu_gaad(args: &super::LearnOpts, out: &std::path::Path) -> anyhow::Resu
             let psnr = get(&v, "val_psnr");
             best = best.max(psnr);
             println!(
-                "step {step:>5} ({:>4.0} s, {:.2} s/step): val PSNR {psnr:.2} dB  SSIM {:.3}  sharpness {:.2}  (copy-last {:.2}, mean image {:.2}, ceiling {:.2})",
+                "step {step:>5} ({:>4.0} s, {:.2} s/step): val PSNR {psnr:.2} dB  SSIM {:.3}  sharpness {:.2}  seams {:.2}  (copy-last {:.2}, mean image {:.2}, ceiling {:.2})",
                 t0.elapsed().as_secs_f64(),
                 train_secs / step.max(1) as f64,
                 get(&v, "val_ssim"),
                 get(&v, "val_sharpness"),
+                get(&v, "val_seam_index"),
                 get(&v, "val_copy_last_psnr"),
                 get(&v, "val_mean_image_psnr"),
                 get(&v, "val_ceiling_psnr"),

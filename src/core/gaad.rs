@@ -613,6 +613,33 @@ pub fn decompose_motion(
     )
 }
 
+/// Pixels (row-major, `height x width`) within one pixel of a region's edge where that edge
+/// lies inside the frame: where pasted regions meet, and so where seams would show. The
+/// frame's own border is not a seam.
+pub fn border_mask(boxes: &[Region], width: u32, height: u32) -> Vec<bool> {
+    let (w, h) = (f64::from(width), f64::from(height));
+    let mut mask = vec![false; (width * height) as usize];
+    let inside = |edge: f64, size: f64| edge > 0.5 && edge < size - 0.5;
+    for y in 0..height {
+        let cy = f64::from(y) + 0.5;
+        for x in 0..width {
+            let cx = f64::from(x) + 0.5;
+            mask[(y * width + x) as usize] = boxes.iter().any(|&[x1, y1, x2, y2]| {
+                let spans_y = cy >= y1 - 1.0 && cy <= y2 + 1.0;
+                let spans_x = cx >= x1 - 1.0 && cx <= x2 + 1.0;
+                let vertical = [x1, x2]
+                    .iter()
+                    .any(|&e| inside(e, w) && (cx - e).abs() <= 1.0 && spans_y);
+                let horizontal = [y1, y2]
+                    .iter()
+                    .any(|&e| inside(e, h) && (cy - e).abs() <= 1.0 && spans_x);
+                vertical || horizontal
+            });
+        }
+    }
+    mask
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -807,5 +834,21 @@ mod tests {
                 .len(),
             6
         );
+    }
+
+    #[test]
+    fn border_mask_marks_inner_edges_only() {
+        // Two halves of an 8x4 frame meet at x = 4: columns 3 and 4 (centres 3.5, 4.5) are
+        // seams, the frame's border is not.
+        let boxes = [[0.0, 0.0, 4.0, 4.0], [4.0, 0.0, 8.0, 4.0]];
+        let m = border_mask(&boxes, 8, 4);
+        for y in 0..4 {
+            let row: Vec<bool> = (0..8).map(|x| m[y * 8 + x]).collect();
+            assert_eq!(row, [false, false, false, true, true, false, false, false]);
+        }
+        // One box covering the frame has no seam at all.
+        assert!(border_mask(&[[0.0, 0.0, 8.0, 4.0]], 8, 4)
+            .iter()
+            .all(|b| !b));
     }
 }

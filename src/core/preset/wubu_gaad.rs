@@ -48,8 +48,8 @@ impl super::FamilyPreset for WubuGaadPreset {
         ) + &format!(
             // The generator's own shape and what it reads (a checkpoint of another loads
             // nothing that fits, or silently leaves heads out).
-            "/rl{}/trunk{}/enc{}/as{}/fn{}/dc{}/hb{}",
-            m.region_latent, m.gen_trunk, m.encode_target, m.assembly_sharpness, m.feature_norm, m.dc_gain, m.head_box
+            "/rl{}/trunk{}/enc{}/as{}/fn{}/dc{}/hb{}/rs{}",
+            m.region_latent, m.gen_trunk, m.encode_target, m.assembly_sharpness, m.feature_norm, m.dc_gain, m.head_box, m.region_spectrum
         )
     }
 
@@ -323,6 +323,11 @@ crate::preset_section! {
         /// original's heads read RoI features of a box-conditioned trunk instead).
         #[serde(default)]
         pub head_box: bool => field(K::Bool, "", [], "The spectral heads read their region's box (its corners), so the heads every region shares know where a patch goes (the original: off; its trunk is box-conditioned)"),
+        /// Whether a region's code (`region_latent`) reads its spectral embedding beside its
+        /// WuBu-S output: a linear path around the hyperbolic stack. Off, the region's code
+        /// reads its spectrum only through WuBu-S (the ablation of that path).
+        #[serde(default = "yes")]
+        pub region_spectrum: bool => field(K::Bool, "", [], "A region's code reads its spectral embedding beside WuBu-S's output (a linear path around WuBu); off, only through WuBu-S"),
         /// BatchNorm on WuBu-T's output before the posterior (the original: none).
         #[serde(default = "yes")]
         pub feature_norm: bool => field(K::Bool, "", [], "BatchNorm on WuBu-T's output before the posterior heads (the original: none)"),
@@ -476,6 +481,7 @@ impl Default for WubuGaadPreset {
                 encode_target: true,
                 gen_trunk: true,
                 head_box: false,
+                region_spectrum: true,
                 feature_norm: true,
                 logvar_bias: -6.0,
                 dc_gain: true,

@@ -233,6 +233,8 @@ pub struct Encoder {
     fc_logvar: nn::Linear,
     /// Per-region posterior: `[WuBu-S of the region ‖ WuBu-T] -> (mu, logvar)`.
     region_heads: Option<(nn::Linear, nn::Linear)>,
+    /// A region's code also reads its spectral embedding (`model.region_spectrum`).
+    region_spectrum: bool,
     t_out: i64,
 }
 
@@ -286,29 +288,21 @@ impl Encoder {
         let t_in = d.enc_frames() * (per_frame_s + m_out);
         let (t_cfg, t_out) = stack_cfg(&m.wubu_t, t_in, None, m.wubu_dropout);
         let wubu_t = Stack::new(&(vs / "wubu_t"), &t_cfg);
+        let region_in = if m.region_spectrum { tangent } else { 0 } + s_out + t_out;
         let region_heads = (d.region_latent > 0).then(|| {
             let cfg = nn::LinearConfig {
                 bs_init: Some(nn::Init::Const(p.model.logvar_bias)),
-                ..init::linear_config(Rule::Wubu, tangent + s_out + t_out, d.region_latent)
+                ..init::linear_config(Rule::Wubu, region_in, d.region_latent)
             };
             (
-                init::linear(
-                    vs / "fc_mu_region",
-                    tangent + s_out + t_out,
-                    d.region_latent,
-                    Rule::Wubu,
-                ),
-                init::linear_as(
-                    vs / "fc_logvar_region",
-                    tangent + s_out + t_out,
-                    d.region_latent,
-                    cfg,
-                ),
+                init::linear(vs / "fc_mu_region", region_in, d.region_latent, Rule::Wubu),
+                init::linear_as(vs / "fc_logvar_region", region_in, d.region_latent, cfg),
             )
         });
         Self {
             d: d.clone(),
             region_heads,
+            region_spectrum: m.region_spectrum,
             t_out,
             cnn,
             embed,
@@ -367,11 +361,13 @@ impl Encoder {
             .wubu_s
             .forward_t(&embedded, train)
             .view([b, n, d.regions, self.s_out]);
-        // A region's code reads its spectral embedding beside its WuBu-S output.
-        let s_regions = Tensor::cat(
-            &[embedded.view([b, n, d.regions, -1]), s.shallow_clone()],
-            3,
-        );
+        // A region's code reads its WuBu-S output, and its spectral embedding beside it when
+        // the linear path is on.
+        let s_regions = if self.region_spectrum {
+            Tensor::cat(&[embedded.view([b, n, d.regions, -1]), s.shallow_clone()], 3)
+        } else {
+            s.shallow_clone()
+        };
         let s = if self.concat_regions {
             s.reshape([b, n, -1])
         } else {

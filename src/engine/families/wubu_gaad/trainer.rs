@@ -467,6 +467,7 @@ impl Trainer for WubuGaadTrainer {
         m.push(MetricDef::validation("val_copy_last_psnr", true));
         m.push(MetricDef::validation("val_mean_image_psnr", true));
         m.push(MetricDef::validation("val_sharpness", true));
+        m.push(MetricDef::validation("val_seam_index", false));
         m.push(MetricDef::validation("val_ceiling_psnr", true));
         m.push(MetricDef::validation("val_latent_rank", true));
         if self.d.region_latent > 0 {
@@ -581,6 +582,15 @@ impl Trainer for WubuGaadTrainer {
             (0.0, 0.0, 0.0, 0.0, 0usize, 0usize);
         let (mut copy_last, mut mean_img, mut grad_fake, mut grad_real) = (0.0, 0.0, 0.0, 0.0);
         let mut ceiling = 0.0;
+        // Edge energy on and off the regions' seams, for the reconstruction and the truth.
+        let seam_mask = {
+            let d = &self.d;
+            let m = gaad::border_mask(&self.boxes, d.w as u32, d.h as u32);
+            let m: Vec<f32> = m.iter().map(|&b| f32::from(u8::from(b))).collect();
+            Tensor::from_slice(&m).view([1, 1, d.h, d.w]).to_device(self.device)
+        };
+        let has_seams = value(&seam_mask.sum(Kind::Float)) > 0.0;
+        let mut seam = [0.0f64; 4];
         let mean_image = self.mean_image();
         let mut mus = Vec::new();
         for chunk in starts.chunks(bs) {
@@ -627,6 +637,16 @@ impl Trainer for WubuGaadTrainer {
                 mean_img += psnr_of(&mean_image.expand_as(&real));
                 grad_fake += value(&gradient_energy(&f01));
                 grad_real += value(&gradient_energy(&r01));
+                if has_seams {
+                    let (gf, gr) = (gradient_map(&f01), gradient_map(&r01));
+                    let off = 1.0 - &seam_mask;
+                    for (i, (g, m)) in [(&gf, &seam_mask), (&gr, &seam_mask), (&gf, &off), (&gr, &off)]
+                        .into_iter()
+                        .enumerate()
+                    {
+                        seam[i] += value(&(g * m).sum(Kind::Float));
+                    }
+                }
                 mse += value(&per.sum(Kind::Float));
                 ssim += value(&crate::engine::metrics::ssim_frames(&f01, &r01).sum(Kind::Float));
                 frames_seen += per.size()[0] as usize;
@@ -649,6 +669,9 @@ impl Trainer for WubuGaadTrainer {
         ];
         if self.d.use_dft || self.d.use_dct {
             scalars.push(("val_ceiling_psnr", ceiling / n));
+        }
+        if has_seams {
+            scalars.push(("val_seam_index", seam_index(seam)));
         }
         // How many directions the posterior means use over the validation windows: the
         // global latent's, and the region codes' (each region of each window a row).
@@ -728,6 +751,29 @@ impl Trainer for WubuGaadTrainer {
 
 /// The summed magnitude of horizontal and vertical differences of frames `[F, C, H, W]`: how
 /// much edge a picture holds (a blur lowers it, sharp detail raises it).
+/// Per-pixel edge strength `[N, 1, H, W]`: |right neighbour - pixel| + |lower neighbour -
+/// pixel|, summed over channels (0 past the last column and row).
+fn gradient_map(x: &Tensor) -> Tensor {
+    let (h, w) = (x.size()[2], x.size()[3]);
+    let dx = (x.narrow(3, 1, w - 1) - x.narrow(3, 0, w - 1))
+        .abs()
+        .constant_pad_nd([0, 1, 0, 0]);
+    let dy = (x.narrow(2, 1, h - 1) - x.narrow(2, 0, h - 1))
+        .abs()
+        .constant_pad_nd([0, 0, 0, 1]);
+    (dx + dy).sum_dim_intlist([1i64].as_slice(), true, Kind::Float)
+}
+
+/// How much stronger the reconstruction's edges are on the regions' seams than elsewhere,
+/// relative to the truth's: `(fake_on / real_on) / (fake_off / real_off)` from the sums
+/// `[fake_on, real_on, fake_off, real_off]`. 1 = the seams look like the rest of the frame;
+/// above 1, tiles show; a blurred frame scores 1, not better.
+fn seam_index([fake_on, real_on, fake_off, real_off]: [f64; 4]) -> f64 {
+    let on = fake_on / real_on.max(1e-12);
+    let off = fake_off / real_off.max(1e-12);
+    on / off.max(1e-12)
+}
+
 fn gradient_energy(x: &Tensor) -> Tensor {
     let (h, w) = (x.size()[2], x.size()[3]);
     let dx = (x.narrow(3, 1, w - 1) - x.narrow(3, 0, w - 1))
@@ -743,6 +789,48 @@ fn gradient_energy(x: &Tensor) -> Tensor {
 mod tests {
     use super::*;
     use crate::core::preset::{parse_str, wubu_gaad::WubuGaadPreset};
+
+    /// The seam index of `fake` against `real` (`[N, C, H, W]`) for two tiles meeting at the
+    /// middle column.
+    fn seams_of(fake: &Tensor, real: &Tensor) -> f64 {
+        let (h, w) = (real.size()[2], real.size()[3]);
+        let half = w as f64 / 2.0;
+        let boxes = [[0.0, 0.0, half, h as f64], [half, 0.0, w as f64, h as f64]];
+        let m: Vec<f32> = gaad::border_mask(&boxes, w as u32, h as u32)
+            .iter()
+            .map(|&b| f32::from(u8::from(b)))
+            .collect();
+        let on = Tensor::from_slice(&m).view([1, 1, h, w]);
+        let off = 1.0 - &on;
+        let (gf, gr) = (gradient_map(fake), gradient_map(real));
+        seam_index([
+            value(&(&gf * &on).sum(Kind::Float)),
+            value(&(&gr * &on).sum(Kind::Float)),
+            value(&(&gf * &off).sum(Kind::Float)),
+            value(&(&gr * &off).sum(Kind::Float)),
+        ])
+    }
+
+    #[test]
+    fn seam_index_sees_tiles_not_blur() {
+        tch::manual_seed(3);
+        // A smooth frame: a ramp with a little texture.
+        let ramp = Tensor::linspace(0.1, 0.5, 16, (Kind::Float, Device::Cpu)).view([1, 1, 1, 16]);
+        let real = Tensor::rand([2, 3, 16, 16], (Kind::Float, Device::Cpu)) * 0.05 + ramp;
+        // The truth itself, and the truth at lower contrast everywhere: no seams.
+        assert!((seams_of(&real, &real) - 1.0).abs() < 1e-6);
+        assert!((seams_of(&(&real * 0.5 + 0.25), &real) - 1.0).abs() < 1e-5);
+        // Tiles pasted with different brightness: a step along the seam.
+        let step = Tensor::cat(
+            &[
+                Tensor::zeros([2, 3, 16, 8], (Kind::Float, Device::Cpu)),
+                Tensor::full([2, 3, 16, 8], 0.4, (Kind::Float, Device::Cpu)),
+            ],
+            3,
+        );
+        let tiled = seams_of(&(&real + step), &real);
+        assert!(tiled > 1.3, "tiles with a step score {tiled}");
+    }
 
     fn tiny() -> WubuGaadPreset {
         let text = include_str!("../../../../presets/wubu_gaad_tiny.ron");
