@@ -394,6 +394,34 @@ fn a_nan_loss_stops_the_run_cleanly_with_exit_code_1() {
     checkpoint::read(&checkpoint::resolve(&run).expect("last good")).expect("loads");
 }
 
+/// A weight gone NaN: the checkpoint is refused with a warning naming the tensor, and every
+/// checkpoint on disk holds finite numbers only (a resume or a branch starts from a good one).
+#[test]
+fn no_checkpoint_is_written_with_a_non_finite_tensor() {
+    let runs = tempfile::tempdir().expect("tmp");
+    let _ = smoke_failing_at(runs.path(), "nan-weights:15");
+    let run = only_run(runs.path());
+    let dir = RunDir::open(&run).expect("run");
+    let log = workbench::core::runlog::read_all(&dir.events_path()).expect("log");
+    assert!(
+        log.events
+            .iter()
+            .any(|e| matches!(e, Event::Log { message, .. }
+            if message.starts_with("no checkpoint at step 20: `") && message.contains("NaN"))),
+        "the refusal is logged"
+    );
+    let steps = workbench::core::branch::checkpoint_steps(&run);
+    assert!(
+        !steps.is_empty() && steps.iter().all(|&s| s < 15),
+        "{steps:?}"
+    );
+    for s in steps {
+        let c = checkpoint::read(&dir.checkpoints().join(checkpoint::dir_name(s))).expect("loads");
+        let tensors: Vec<(String, tch::Tensor)> = c.tensors.into_iter().collect();
+        assert_eq!(checkpoint::first_non_finite(&tensors), None, "step {s}");
+    }
+}
+
 #[test]
 fn bad_input_is_named_and_exits_2() {
     let runs = tempfile::tempdir().expect("tmp");

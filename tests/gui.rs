@@ -1523,3 +1523,56 @@ fn the_queue_tab_adds_sweeps_reorders_cancels_and_runs() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// "Branch..." on a run's row makes a branch at its latest checkpoint with a field changed and
+/// queues it; the table then shows it under its parent, with the fork and the change.
+#[test]
+fn a_run_is_branched_from_the_runs_table_and_shown_under_its_parent() {
+    let runs = tempfile::tempdir().unwrap();
+    let p = preset::Family::WganGp.default_preset().tiny().unwrap();
+    let parent = finished_run(runs.path(), p);
+    let mut opts = LaunchOptions::new(runs.path());
+    opts.tab = Tab::Runs;
+    let mut h = harness(WorkbenchApp::with_waker(opts, None));
+    h.run_steps(2);
+    step_until(&mut h, "the runs list", |a| !a.run_list_pending());
+    h.get_by_label("Branch...").click();
+    h.run_steps(2);
+    let form = h
+        .state_mut()
+        .runs_table
+        .branching
+        .as_mut()
+        .expect("the form opens");
+    assert_eq!(form.parent, parent);
+    form.set = "train.lr_g=1e-5".into();
+    h.run_steps(1);
+    h.get_by_label("Branch and queue").click();
+    h.run_steps(2);
+    step_until(&mut h, "the branch to be queued", |a| {
+        !a.queue_pending() && a.queue.said.is_some()
+    });
+    let said = h.state().queue.said.clone().unwrap();
+    assert!(
+        said.starts_with("queued job"),
+        "{said} / {:?}",
+        h.state().queue.error
+    );
+    let queue = std::fs::read_to_string(runs.path().join("queue.json")).unwrap();
+    assert!(queue.contains("--resume"), "{queue}");
+    h.state_mut().refresh_run_list(true);
+    h.run_steps(2);
+    step_until(&mut h, "the runs list", |a| !a.run_list_pending());
+    let rows = &h.state().run_list;
+    assert_eq!(rows.len(), 2);
+    let branch = rows
+        .iter()
+        .find(|r| r.lineage.is_some())
+        .expect("a branch row");
+    assert_eq!(branch.depth, 1);
+    assert_eq!(rows.iter().find(|r| r.dir == parent).unwrap().children, 1);
+    h.run_steps(2);
+    h.get_by_label_contains("`- wgan_gp_small-at2");
+    h.get_by_label_contains("@2 train.lr_g 0.0001 -> 0.00001");
+    h.get_by_label_contains("1 branch(es)");
+}

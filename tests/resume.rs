@@ -2,14 +2,17 @@
 //! resumed from its checkpoint repeats the uninterrupted run's scalars bit for bit, across a
 //! phase boundary that starts from the previous phase's best checkpoint. Model, optimisers,
 //! the family's own state (loss scales, codebooks, controllers, fixed noise) and the data
-//! order all have to come back for that to hold.
+//! order all have to come back for that to hold. A branch of the stopped run at its
+//! checkpoint (`core::branch`), with nothing changed, repeats the same rows in its own folder;
+//! with one field changed it starts at the fork and goes elsewhere.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod common;
 
 use common::{run_to_end, scalars};
-use workbench::core::preset::{self, Family, Phase, PhaseLength};
+use workbench::core::branch::{self, BranchRequest};
+use workbench::core::preset::{self, schema, Family, Phase, PhaseLength, ValidatedPreset};
 use workbench::core::protocol::{Event, Outcome};
 use workbench::engine::worker::RunRequest;
 
@@ -53,6 +56,54 @@ fn every_family_resumes_a_stopped_run_bit_for_bit() {
         // Stopped at step 5: mid-phase, between two checkpoints; the resumed part crosses the
         // boundary into phase `b`, which loads phase `a`'s best checkpoint.
         let (part, _) = run_to_end(req(Some(5)));
+        let branch_of = |set: Vec<(String, serde_json::Value)>| {
+            let b = branch::create(&BranchRequest {
+                parent: &part,
+                at: Some(5),
+                set,
+                name: None,
+            })
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let own = branch::own_bytes(b.run.root());
+            assert!(
+                own <= 64 * 1024,
+                "{name}: a new branch holds {own} bytes of its own"
+            );
+            let (dir, _) = run_to_end(RunRequest {
+                resume: Some(b.run.root().into()),
+                runs_dir: runs.path().into(),
+                ..RunRequest::default()
+            });
+            assert_eq!(
+                dir,
+                b.run.root(),
+                "{name}: a branch trains in its own folder"
+            );
+            assert_eq!(branch::read(&dir).map(|l| l.fork_step), Some(5));
+            scalars(&dir)
+        };
+        let same = branch_of(Vec::new());
+        assert_eq!(
+            same.keys().next(),
+            Some(&6),
+            "{name}: a branch logs from the fork on"
+        );
+        // Every learning rate: a WGAN-GP's generator, say, does not step in twelve steps.
+        let fields = p.preset().front().lr_fields();
+        let lrs: Vec<&str> = std::iter::once(fields.generator)
+            .chain(fields.critic.iter().copied())
+            .collect();
+        let other = branch_of(
+            lrs.iter()
+                .map(|f| {
+                    (
+                        f.to_string(),
+                        serde_json::Value::from(10.0 * lr_value(&p, f)),
+                    )
+                })
+                .collect(),
+        );
+        assert_eq!(other.keys().next(), Some(&6));
         let (again, events) = run_to_end(RunRequest {
             resume: Some(part.clone()),
             runs_dir: runs.path().into(),
@@ -76,6 +127,47 @@ fn every_family_resumes_a_stopped_run_bit_for_bit() {
         );
         let (a, b) = (scalars(&whole), scalars(&part));
         assert_eq!(a.len(), b.len(), "{name}: the same logged steps");
+        // The unchanged branch is the whole run after the fork, bit for bit; the branch with
+        // ten times the learning rates is not.
+        let after: std::collections::BTreeMap<u64, _> = a
+            .iter()
+            .filter(|(s, _)| **s > 5)
+            .map(|(s, r)| (*s, r.clone()))
+            .collect();
+        assert_eq!(same.len(), after.len(), "{name}: the branch's steps");
+        for (step, row) in &after {
+            for (k, v) in row {
+                let w = same[step].get(k);
+                assert!(
+                    w.is_some_and(|w| w.to_bits() == v.to_bits() || (v.is_nan() && w.is_nan())),
+                    "{name}: step {step} {k}: {v} in the run, {w:?} in its branch"
+                );
+            }
+        }
+        // In force from the fork's first row: a checkpoint's live values do not undo it.
+        let rates = |row: &std::collections::BTreeMap<String, f64>| {
+            row.iter()
+                .filter(|(k, _)| k.starts_with("lr"))
+                .map(|(k, v)| (k.clone(), *v))
+                .collect::<Vec<_>>()
+        };
+        assert!(
+            !rates(&after[&6]).is_empty(),
+            "{name}: no learning rate logged"
+        );
+        assert_ne!(
+            rates(&after[&6]),
+            rates(&other[&6]),
+            "{name}: the rates at the fork"
+        );
+        let moved = after.iter().any(|(step, row)| {
+            row.iter()
+                .any(|(k, v)| !k.starts_with("lr") && other[step].get(k).is_some_and(|w| w != v))
+        });
+        assert!(
+            moved,
+            "{name}: ten times {lrs:?} changed nothing after the fork:\n{after:?}\n{other:?}"
+        );
         assert!(
             a.values()
                 .any(|row| row.keys().any(|k| k.starts_with("val_"))),
@@ -95,4 +187,11 @@ fn every_family_resumes_a_stopped_run_bit_for_bit() {
         }
         assert!(differ.is_empty(), "{name}:\n{}", differ.join("\n"));
     }
+}
+
+/// A number field's value in a preset.
+fn lr_value(p: &ValidatedPreset, path: &str) -> f64 {
+    schema::get_path(&p.preset().to_tree(), path)
+        .and_then(serde_json::Value::as_f64)
+        .unwrap_or_else(|| panic!("{path} is not a number"))
 }

@@ -15,6 +15,7 @@ macro_rules! out {
 }
 
 mod app;
+mod branch;
 mod data;
 mod presets;
 mod progress;
@@ -96,10 +97,46 @@ enum Cmd {
     /// Sweeps: a base preset and the runs a grid or a seeded random search makes of it.
     #[command(subcommand)]
     Sweep(SweepCmd),
+    /// Branch a run at one of its checkpoints: a new run folder beside it that records its
+    /// parent, the fork step and the changed fields, and starts from that checkpoint (model,
+    /// optimisers, random streams, controllers, data position). Trains at once, or goes to the
+    /// local queue or SLURM like any job. The parent goes on undisturbed.
+    Branch(BranchArgs),
     /// The local run queue (`RUNS_DIR/queue.json`): `queue run` trains its jobs one after
     /// another and keeps going when one fails; the file is the queue, so it outlives the app.
     #[command(subcommand)]
     Queue(QueueCmd),
+}
+
+#[derive(clap::Args, Debug)]
+struct BranchArgs {
+    /// The run folder to branch.
+    run: PathBuf,
+    /// The step of the checkpoint to start from (default: the run's latest).
+    #[arg(long)]
+    at: Option<u64>,
+    /// Change a field in the branch: --set train.lr_g=5e-5 (repeatable; not fields that change
+    /// the model's shape).
+    #[arg(long = "set", value_name = "FIELD.PATH=VALUE")]
+    set: Vec<String>,
+    /// The branch's name (default: the parent's with -at<STEP>).
+    #[arg(long)]
+    name: Option<String>,
+    /// Make the branch and add it to the local queue instead of training it now.
+    #[arg(long, conflicts_with = "slurm")]
+    queue: bool,
+    /// Make the branch and submit it to SLURM with this cluster profile (a RON file).
+    #[arg(long, value_name = "PROFILE")]
+    slurm: Option<PathBuf>,
+    /// Make the branch folder only.
+    #[arg(long, conflicts_with_all = ["queue", "slurm"])]
+    no_train: bool,
+    /// Stop the branch after this many steps in total.
+    #[arg(long)]
+    steps: Option<u64>,
+    /// cpu, cuda or cuda:N (default: the preset's).
+    #[arg(long)]
+    device: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -309,6 +346,10 @@ pub fn run() -> ExitCode {
         Some(Cmd::Data(cmd)) => data::run(cmd),
         Some(Cmd::Sweep(cmd)) => sweep::run(cmd, &runs_dir),
         Some(Cmd::Queue(cmd)) => queue::run(cmd, &runs_dir),
+        Some(Cmd::Branch(args)) => match branch::run(&args, &runs_dir) {
+            Ok(code) => return ExitCode::from(code),
+            Err(f) => Err(f),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,6 @@
 //! Pure Rust: no `tch`, no UI. Everything here is plain data and deterministic.
 
+pub mod branch;
 pub mod cadence;
 pub mod control;
 pub mod draw;

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use super::branch::{Lineage, Tree};
 use super::protocol::{Event, MetricKind, Outcome};
 use super::rundir::{RunDir, RunStatus};
 use super::runlog::LogReader;
@@ -41,6 +42,12 @@ pub struct RunRow {
     pub higher_is_better: BTreeMap<String, bool>,
     /// The validation metrics the family calls main (shown first).
     pub main: std::collections::BTreeSet<String>,
+    /// Where the run branched from, if it is a branch (`core::branch`).
+    pub lineage: Option<std::sync::Arc<Lineage>>,
+    /// How many of the folder's runs it descends from (0: not a branch of one of them).
+    pub depth: usize,
+    /// How many of the folder's runs branch from it.
+    pub children: usize,
 }
 
 impl RunRow {
@@ -61,6 +68,14 @@ impl RunRow {
             Column::Status => self.status.label().to_string(),
             Column::Family => self.family.clone(),
             Column::Step => self.step.to_string(),
+            Column::Branch => match (&self.lineage, self.children) {
+                (Some(l), 0) => format!("@{} {}", l.fork_step, l.describe_changes()),
+                (Some(l), n) => {
+                    format!("@{} {}; {n} branch(es)", l.fork_step, l.describe_changes())
+                }
+                (None, 0) => String::new(),
+                (None, n) => format!("{n} branch(es)"),
+            },
             Column::Duration => crate::core::timefmt::human_duration(self.duration()),
             Column::Field(f) => self.fields.get(f).cloned().unwrap_or_default(),
             Column::Metric(m) => self
@@ -165,6 +180,8 @@ pub enum Column {
     Family,
     Step,
     Duration,
+    /// Where a branch forks from its parent and what it changed; a parent's branch count.
+    Branch,
     /// A preset field, by path.
     Field(String),
     /// The best value of a validation metric.
@@ -180,10 +197,23 @@ impl Column {
             Self::Family => "family".into(),
             Self::Step => "step".into(),
             Self::Duration => "duration".into(),
+            Self::Branch => "branch".into(),
             Self::Field(f) => f.clone(),
             Self::Metric(m) => format!("best {m}"),
         }
     }
+}
+
+/// Rows (sorted) in tree order: each branch right under its parent, when its parent is among
+/// them, in the order it had.
+pub fn branches_under_parents<R: Borrow<RunRow>>(rows: &[R]) -> Vec<usize> {
+    let tree = Tree::new(
+        &rows
+            .iter()
+            .map(|r| (r.borrow().dir.as_path(), r.borrow().lineage.as_deref()))
+            .collect::<Vec<_>>(),
+    );
+    tree.order(&(0..rows.len()).collect::<Vec<_>>())
 }
 
 /// Sorts rows by a column (rows without a value last, in either direction; ties by name).
@@ -427,6 +457,16 @@ impl RunIndex {
             rows.push(row);
         }
         rows.sort_by(|a, b| b.name.cmp(&a.name));
+        let tree = Tree::new(
+            &rows
+                .iter()
+                .map(|r| (r.dir.as_path(), r.lineage.as_deref()))
+                .collect::<Vec<_>>(),
+        );
+        for (i, r) in rows.iter_mut().enumerate() {
+            r.depth = tree.depth[i];
+            r.children = tree.children[i];
+        }
         rows
     }
 }
@@ -446,6 +486,7 @@ impl Tracked {
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default(),
                 fields: std::sync::Arc::new(fields),
+                lineage: super::branch::read(dir).map(std::sync::Arc::new),
                 ..RunRow::default()
             },
             ended: None,

@@ -52,6 +52,20 @@ pub fn dir_name(step: u64) -> String {
     format!("step-{step:08}")
 }
 
+/// The first tensor holding a NaN or an infinity, by name: a checkpoint is never written with
+/// one (a resume or a branch from it could only diverge again).
+#[must_use]
+pub fn first_non_finite(tensors: &[(String, Tensor)]) -> Option<&str> {
+    tensors
+        .iter()
+        .find(|(_, t)| {
+            t.is_floating_point()
+                && t.numel() > 0
+                && !bool::try_from(t.isfinite().all()).unwrap_or(true)
+        })
+        .map(|(n, _)| n.as_str())
+}
+
 /// Writes a checkpoint atomically and points `latest` at it. Returns its folder.
 pub fn write(
     checkpoints: &Path,

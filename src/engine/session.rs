@@ -1098,11 +1098,29 @@ impl Session<'_> {
         let dir = if self.last_checkpoint_step == Some(self.c.step) {
             ckpts.join(checkpoint::dir_name(self.c.step))
         } else {
+            let tensors = self.trainer.state_tensors();
+            if crate::engine::failpoint("nan-weights", self.c.step) {
+                // Test hook: a weight gone NaN, as a diverged step leaves it.
+                if let Some((_, t)) = tensors.iter().find(|(_, t)| t.is_floating_point()) {
+                    let _ = tch::no_grad(|| t.shallow_clone().fill_(f64::NAN));
+                }
+            }
+            if let Some(name) = checkpoint::first_non_finite(&tensors) {
+                // The last good checkpoint stays the one a resume or a branch starts from.
+                let message = format!(
+                    "no checkpoint at step {}: `{name}` holds a NaN or an infinity; the last good one is kept",
+                    self.c.step
+                );
+                return self.emitter.emit(Event::Log {
+                    step: self.c.step,
+                    level: Level::Warning,
+                    message,
+                });
+            }
             let mut state = self.json_state();
             state["session"] = serde_json::json!(self.c);
             state["written_at"] = serde_json::json!(unix_now());
-            let dir =
-                checkpoint::write(&ckpts, self.c.step, &self.trainer.state_tensors(), &state)?;
+            let dir = checkpoint::write(&ckpts, self.c.step, &tensors, &state)?;
             self.last_checkpoint_step = Some(self.c.step);
             dir
         };

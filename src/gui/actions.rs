@@ -222,6 +222,14 @@ pub enum QueueRequest {
     Move(u64, i64),
     /// Pause (no new job starts) or resume the queue.
     Pause(bool),
+    /// Make a branch of a run at a checkpoint (`None`: its latest) with fields changed, and
+    /// queue it.
+    Branch {
+        parent: PathBuf,
+        at: Option<u64>,
+        set: Vec<(String, serde_json::Value)>,
+        name: Option<String>,
+    },
 }
 
 /// A rollout the action explorer asks for.

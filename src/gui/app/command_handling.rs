@@ -15,7 +15,7 @@ use crate::gui::editor::PresetEditor;
 use crate::gui::sources::{Follower, Source, Tracked};
 
 use super::jobs::{self, background, IoDone};
-use super::queue::{self as queue_file, QueueEdit, SLURM_POLL};
+use super::queue::{self as queue_file, QueueEdit, QueueRequestBranch, SLURM_POLL};
 use super::state::WorkbenchApp;
 
 impl WorkbenchApp {
@@ -313,6 +313,20 @@ impl WorkbenchApp {
             QueueRequest::Cancel(id) => QueueEdit::Cancel(id),
             QueueRequest::Move(id, by) => QueueEdit::Move(id, by),
             QueueRequest::Pause(on) => QueueEdit::Pause(on),
+            QueueRequest::Branch {
+                parent,
+                at,
+                set,
+                name,
+            } => QueueEdit::Branch {
+                request: Box::new(QueueRequestBranch {
+                    parent,
+                    at,
+                    set,
+                    name,
+                }),
+                slurm,
+            },
         };
         self.refresh_queue(Some(edit));
     }

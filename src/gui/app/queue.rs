@@ -35,6 +35,20 @@ pub(crate) enum QueueEdit {
     Move(u64, i64),
     /// Pause (no new job starts) or resume the queue.
     Pause(bool),
+    /// Make a branch of a run (`core::branch`) and queue it (submit it with a profile).
+    Branch {
+        request: Box<QueueRequestBranch>,
+        slurm: Option<(PathBuf, PathBuf)>,
+    },
+}
+
+/// A branch to make: the parent run, the checkpoint's step, the changed fields, the name.
+#[derive(Debug, Clone)]
+pub(crate) struct QueueRequestBranch {
+    pub parent: PathBuf,
+    pub at: Option<u64>,
+    pub set: Vec<(String, serde_json::Value)>,
+    pub name: Option<String>,
 }
 
 fn now() -> u64 {
@@ -85,6 +99,35 @@ pub(crate) fn apply(path: &Path, runs_dir: &Path, edit: QueueEdit) -> Result<Str
                     "queued sweep {name}: {} runs (jobs {:?})",
                     added.ids.len(),
                     added.ids
+                ),
+            })
+        }
+        QueueEdit::Branch { request, slurm } => {
+            let made = crate::core::branch::create(&crate::core::branch::BranchRequest {
+                parent: &request.parent,
+                at: request.at,
+                set: request.set,
+                name: request.name,
+            })
+            .map_err(|e| err(&e))?;
+            let dir = made.run.root().display().to_string();
+            let args = vec!["--resume".to_string(), dir.clone()];
+            let added = add(
+                runs_dir,
+                made.preset.preset().name(),
+                vec![args],
+                slurm.as_ref(),
+            )?;
+            let what = format!(
+                "branch {dir} at step {} ({})",
+                made.lineage.fork_step,
+                made.lineage.describe_changes()
+            );
+            Ok(match added.slurm_job {
+                Some(job) => format!("submitted SLURM job {job}: {what}"),
+                None => format!(
+                    "queued job {}: {what}",
+                    added.ids.first().copied().unwrap_or_default()
                 ),
             })
         }

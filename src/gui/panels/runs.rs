@@ -14,7 +14,7 @@ use egui_plot::{Line, Plot, PlotPoints};
 
 use crate::core::rundir::RunStatus;
 use crate::core::runtable::{self, Column, RunRow};
-use crate::gui::actions::{Purpose, UiAction};
+use crate::gui::actions::{Purpose, QueueRequest, UiAction};
 use crate::gui::images::{sample_pixels, Pixels};
 use crate::gui::style;
 
@@ -42,6 +42,50 @@ pub enum CompareView {
     Parallel,
 }
 
+/// A branch being set up: the parent, the checkpoint's step (blank: the latest), the fields
+/// to change (`field=value`, separated by spaces) and a name (blank: the parent's with -at).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BranchForm {
+    pub parent: PathBuf,
+    pub at: String,
+    pub set: String,
+    pub name: String,
+    pub error: Option<String>,
+}
+
+impl BranchForm {
+    /// The queue request the form makes, or what is wrong with it.
+    pub fn request(&self) -> Result<QueueRequest, String> {
+        let at = match self.at.trim() {
+            "" => None,
+            t => Some(t.parse::<u64>().map_err(|_| {
+                format!("step `{t}`: a whole number, or blank for the latest checkpoint")
+            })?),
+        };
+        let set = self
+            .set
+            .split_whitespace()
+            .map(|item| {
+                item.split_once('=')
+                    .map(|(k, v)| {
+                        (
+                            k.to_string(),
+                            crate::core::preset::schema::parse_cli_value(v),
+                        )
+                    })
+                    .ok_or_else(|| format!("`{item}`: expected field=value"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let name = Some(self.name.trim().to_string()).filter(|n| !n.is_empty());
+        Ok(QueueRequest::Branch {
+            parent: self.parent.clone(),
+            at,
+            set,
+            name,
+        })
+    }
+}
+
 /// The Runs tab's own state.
 pub struct RunsTable {
     pub filter: String,
@@ -55,6 +99,8 @@ pub struct RunsTable {
     /// Bumped whenever a new read of the folder arrives.
     generation: u64,
     cache: Option<(ViewKey, View)>,
+    /// The branch being set up ("Branch..." on a row).
+    pub branching: Option<BranchForm>,
     textures: HashMap<(PathBuf, u64), Result<TextureHandle, String>>,
 }
 
@@ -81,6 +127,7 @@ impl Default for RunsTable {
             metric: String::new(),
             generation: 0,
             cache: None,
+            branching: None,
             textures: HashMap::new(),
         }
     }
@@ -130,6 +177,12 @@ impl RunsTable {
             .map(|(i, r)| Indexed(i, r))
             .collect();
         runtable::sort(&mut shown, &self.sort, self.descending);
+        // Branches right under their parents, in the sorted order among themselves.
+        let order = runtable::branches_under_parents(&shown);
+        let shown: Vec<Indexed<'_>> = order
+            .into_iter()
+            .map(|i| Indexed(shown[i].0, shown[i].1))
+            .collect();
         let fields: Vec<String> = runtable::varying_fields(&shown)
             .into_iter()
             .take(MAX_FIELD_COLUMNS)
@@ -199,6 +252,9 @@ impl RunsTable {
             Column::Step,
             Column::Duration,
         ];
+        if shown.iter().any(|r| r.lineage.is_some() || r.children > 0) {
+            columns.push(Column::Branch);
+        }
         // The family's main metrics, the sweep's fields, then the other metrics.
         columns.extend(
             metrics
@@ -268,7 +324,22 @@ impl RunsTable {
                                             .on_hover_text(&r.message);
                                     }
                                     Column::Name => {
-                                        ui.label(text).on_hover_text(r.dir.display().to_string());
+                                        // A branch is indented under its parent.
+                                        let text = match r.depth {
+                                            0 => text,
+                                            d => format!("{}`- {text}", "   ".repeat(d - 1)),
+                                        };
+                                        let hover = match &r.lineage {
+                                            Some(l) => format!(
+                                                "{}\nbranch of {} at step {} ({})",
+                                                r.dir.display(),
+                                                l.parent.display(),
+                                                l.fork_step,
+                                                l.describe_changes()
+                                            ),
+                                            None => r.dir.display().to_string(),
+                                        };
+                                        ui.label(text).on_hover_text(hover);
                                     }
                                     _ => {
                                         ui.label(text);
@@ -283,6 +354,16 @@ impl RunsTable {
                             if ui.button(label).clicked() {
                                 open = Some(r.dir.clone());
                             }
+                            if ui
+                                .button("Branch...")
+                                .on_hover_text("a new run from one of this run's checkpoints, with fields changed or none; it goes to the queue (the run itself goes on)")
+                                .clicked()
+                            {
+                                self.branching = Some(BranchForm {
+                                    parent: r.dir.clone(),
+                                    ..BranchForm::default()
+                                });
+                            }
                             ui.end_row();
                         }
                     });
@@ -296,6 +377,7 @@ impl RunsTable {
         if let Some(dir) = open {
             actions.push(UiAction::OpenRun(dir));
         }
+        actions.extend(self.branch_ui(ui));
         ui.separator();
         self.compare_ui(ui, ctx, &shown, &fields, &metrics, &mut actions);
         actions
@@ -416,6 +498,60 @@ impl RunsTable {
                 });
             });
         self.textures.retain(|k, _| drawn.contains(k));
+    }
+
+    /// The branch form under the table, while one is set up.
+    fn branch_ui(&mut self, ui: &mut Ui) -> Option<UiAction> {
+        let form = self.branching.as_mut()?;
+        let mut action = None;
+        let mut close = false;
+        ui.separator();
+        ui.label(format!("Branch of {}", form.parent.display()));
+        egui::Grid::new("branch-form")
+            .num_columns(2)
+            .show(ui, |ui| {
+                ui.label("at step");
+                ui.add(egui::TextEdit::singleline(&mut form.at).hint_text("latest checkpoint"));
+                ui.end_row();
+                ui.label("change");
+                ui.add(
+                    egui::TextEdit::singleline(&mut form.set)
+                        .hint_text("train.lr_g=1e-4 seed=2 (nothing: the same run on)")
+                        .desired_width(360.0),
+                );
+                ui.end_row();
+                ui.label("name");
+                ui.add(
+                    egui::TextEdit::singleline(&mut form.name)
+                        .hint_text("the parent's, with -at<step>"),
+                );
+                ui.end_row();
+            });
+        ui.horizontal(|ui| {
+            if ui
+                .button("Branch and queue")
+                .on_hover_text("make the branch folder and add it to the queue (SLURM with a profile set in the Queue tab)")
+                .clicked()
+            {
+                match form.request() {
+                    Ok(r) => {
+                        action = Some(UiAction::Queue(r));
+                        close = true;
+                    }
+                    Err(e) => form.error = Some(e),
+                }
+            }
+            if ui.button("Cancel").clicked() {
+                close = true;
+            }
+        });
+        if let Some(e) = &form.error {
+            ui.colored_label(ui.visuals().error_fg_color, e);
+        }
+        if close {
+            self.branching = None;
+        }
+        action
     }
 
     /// The shown runs' varying fields and a metric, each an axis scaled to its range.
