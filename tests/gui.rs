@@ -1576,3 +1576,89 @@ fn a_run_is_branched_from_the_runs_table_and_shown_under_its_parent() {
     h.get_by_label_contains("@2 train.lr_g 0.0001 -> 0.00001");
     h.get_by_label_contains("1 branch(es)");
 }
+
+/// A tiny WGAN-GP run whose critic learning rate was edited live before its first step.
+fn edited_run(runs: &Path) -> std::path::PathBuf {
+    use workbench::core::protocol::Command;
+    let p = preset::Family::WganGp.default_preset().tiny().unwrap();
+    let req = workbench::engine::worker::RunRequest {
+        preset: Some(preset::validate(p).unwrap()),
+        runs_dir: runs.into(),
+        ..Default::default()
+    };
+    let handle =
+        workbench::engine::worker::spawn(workbench::engine::worker::prepare(req).unwrap(), None)
+            .unwrap();
+    handle.send(Command::SetHyperparameter {
+        name: "lr_d".into(),
+        value: 5e-4,
+    });
+    let dir = handle.run_dir().to_path_buf();
+    while let Ok(e) = handle.events().recv_timeout(Duration::from_secs(120)) {
+        if e.is_terminal() {
+            break;
+        }
+    }
+    handle.join();
+    dir
+}
+
+/// A live edit's row in the events list undoes it (a branch from the checkpoint it wrote,
+/// with the old value) or tries both values (A/B: two branches), each queued; a checkpoint's
+/// row sets a branch up in the Runs tab.
+#[test]
+fn a_live_edit_is_undone_or_tried_both_ways_as_branches() {
+    let runs = tempfile::tempdir().unwrap();
+    let dir = edited_run(runs.path());
+    let mut h = harness(following(runs.path(), dir.clone(), Tab::Dashboard, None));
+    h.run_steps(2);
+    wait_for_logs(&mut h);
+    h.get_by_label("Undo").click_accesskit();
+    h.run_steps(2);
+    step_until(&mut h, "the undo branch", |a| {
+        !a.queue_pending() && a.queue.said.is_some()
+    });
+    let said = h.state().queue.said.clone().unwrap();
+    // The checkpoint was written before the edit: the rate in force there is the old one.
+    assert!(said.contains("train.lr_d 0.0001 -> 0.0001"), "{said}");
+    h.get_by_label("A/B").click_accesskit();
+    h.run_steps(2);
+    step_until(&mut h, "the A/B branches", |a| {
+        !a.queue_pending()
+            && a.queue
+                .said
+                .as_deref()
+                .is_some_and(|s| s.contains("0.0001 -> 0.0005"))
+    });
+    let queue = workbench::core::queue::read(&runs.path().join("queue.json")).unwrap();
+    assert_eq!(queue.jobs.len(), 3, "undo, A and B");
+    let mut changes: Vec<String> = std::fs::read_dir(runs.path())
+        .unwrap()
+        .flatten()
+        .filter_map(|e| workbench::core::branch::read(&e.path()))
+        .map(|l| {
+            assert_eq!(l.parent, dir);
+            assert_eq!(l.fork_step, 0, "from the checkpoint the edit wrote");
+            l.describe_changes()
+        })
+        .collect();
+    changes.sort();
+    assert_eq!(
+        changes,
+        [
+            "train.lr_d 0.0001 -> 0.0001",
+            "train.lr_d 0.0001 -> 0.0001",
+            "train.lr_d 0.0001 -> 0.0005"
+        ]
+    );
+    // "Branch here..." on a checkpoint opens the form in the Runs tab at its step.
+    h.get_all_by_label("Branch here...")
+        .next()
+        .unwrap()
+        .click_accesskit();
+    h.run_steps(2);
+    assert_eq!(h.state().tab, Tab::Runs);
+    let form = h.state().runs_table.branching.clone().expect("the form");
+    assert_eq!(form.parent, dir);
+    assert!(form.at.parse::<u64>().is_ok());
+}

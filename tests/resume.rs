@@ -195,3 +195,91 @@ fn lr_value(p: &ValidatedPreset, path: &str) -> f64 {
         .and_then(serde_json::Value::as_f64)
         .unwrap_or_else(|| panic!("{path} is not a number"))
 }
+
+/// A live edit made while training writes a checkpoint first; resuming from that checkpoint
+/// makes the edit again at the same step, so the resumed run repeats the edited run's rows
+/// bit for bit.
+#[test]
+fn a_resumed_run_replays_its_live_edits() {
+    use workbench::core::protocol::Command;
+    use workbench::engine::worker;
+    let _serial = common::exclusive();
+    let runs = tempfile::tempdir().unwrap();
+    let mut p = Family::WganGp.default_preset().tiny().unwrap();
+    *p.phases_mut() = vec![Phase {
+        name: "a".into(),
+        length: PhaseLength::Steps(40),
+        overrides: Default::default(),
+        start_from_best: false,
+    }];
+    let p = p
+        .with_overrides([("checkpoints.keep_last", serde_json::json!(1000))])
+        .unwrap();
+    let p = preset::validate(p).unwrap();
+    let lr_d = lr_value(&p, "train.lr_d");
+    let req = RunRequest {
+        preset: Some(p),
+        runs_dir: runs.path().into(),
+        ..RunRequest::default()
+    };
+    let handle = worker::spawn(worker::prepare(req).unwrap(), None).unwrap();
+    let dir = handle.run_dir().to_path_buf();
+    // Pause once a few rows are in, edit, go on: the edit lands between two steps.
+    let mut edited_at = None;
+    let mut sent = false;
+    loop {
+        let e = handle
+            .events()
+            .recv_timeout(std::time::Duration::from_secs(300))
+            .unwrap();
+        match &e {
+            Event::Scalars { rows } if !sent && rows.iter().any(|r| r.step >= 3) => {
+                handle.send(Command::Pause);
+                handle.send(Command::SetHyperparameter {
+                    name: "lr_d".into(),
+                    value: 10.0 * lr_d,
+                });
+                handle.send(Command::Resume);
+                sent = true;
+            }
+            Event::HyperparameterChanged { step, .. } => edited_at = Some(*step),
+            _ => {}
+        }
+        if e.is_terminal() {
+            break;
+        }
+    }
+    handle.join();
+    let at = edited_at.expect("the edit was made");
+    assert!((3..40).contains(&at), "edited at {at}");
+    let before = scalars(&dir);
+    assert!(
+        before[&(at + 1)]["lr_d"] > before[&at]["lr_d"] * 5.0,
+        "in force from the next row"
+    );
+    let ckpt = dir.join("checkpoints").join(format!("step-{at:08}"));
+    assert!(
+        ckpt.is_dir(),
+        "the edit wrote a checkpoint of its step first"
+    );
+    let (again, events) = run_to_end(RunRequest {
+        resume: Some(ckpt),
+        runs_dir: runs.path().into(),
+        ..RunRequest::default()
+    });
+    assert_eq!(again, dir);
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::HyperparameterChanged { step, .. } if *step == at)));
+    let after = scalars(&dir);
+    assert_eq!(before.len(), after.len());
+    for (step, row) in &before {
+        for (k, v) in row {
+            let w = after[step].get(k);
+            assert!(
+                w.is_some_and(|w| w.to_bits() == v.to_bits() || (v.is_nan() && w.is_nan())),
+                "step {step} {k}: {v} before, {w:?} resumed"
+            );
+        }
+    }
+}

@@ -38,7 +38,13 @@ pub(super) fn run(cmd: PresetsCmd) -> Result<(), Failure> {
         PresetsCmd::Show { family } => {
             let family = Family::parse(&family).map_err(|e| bad_input(anyhow::anyhow!(e)))?;
             let tree = family.default_preset().to_tree();
-            out!("{:<34} {:<18} {:<44} doc", "field", "default", "allowed");
+            out!(
+                "{:<34} {:<18} {:<44} {:<10} doc",
+                "field",
+                "default",
+                "allowed",
+                "changes at"
+            );
             for spec in family.specs() {
                 let default = schema::get_path(&tree, spec.path)
                     .map(schema::show_value)
@@ -61,10 +67,11 @@ pub(super) fn run(cmd: PresetsCmd) -> Result<(), Failure> {
                     format!(" ({})", flags.join(", "))
                 };
                 out!(
-                    "{:<34} {:<18} {:<44} {}{unit}{flags}",
+                    "{:<34} {:<18} {:<44} {:<10} {}{unit}{flags}",
                     spec.path,
                     default,
                     spec.kind.allowed(),
+                    spec.takes_effect().words(),
                     spec.doc
                 );
             }

@@ -225,30 +225,36 @@ pub fn create(req: &BranchRequest<'_>) -> Result<Branch, BranchError> {
             want,
         });
     }
+    // What changes: from the value in force at the checkpoint (a live edit's, else the
+    // preset's) to the branch's.
+    let (old_tree, new_tree) = (before.to_tree(), validated.preset().to_tree());
+    let changes = req
+        .set
+        .iter()
+        .map(|(field, _)| Change {
+            field: field.clone(),
+            from: state
+                .get("live")
+                .and_then(|l| l.get(field))
+                .or_else(|| schema::get_path(&old_tree, field))
+                .cloned()
+                .unwrap_or(Value::Null),
+            to: schema::get_path(&new_tree, field)
+                .cloned()
+                .unwrap_or(Value::Null),
+        })
+        .collect();
     // The changed fields' values, not the ones in force at the checkpoint.
     if let Some(live) = state.get_mut("live").and_then(Value::as_object_mut) {
         for (field, _) in &req.set {
             live.remove(field);
         }
     }
-    let (old_tree, new_tree) = (before.to_tree(), validated.preset().to_tree());
     let lineage = Lineage {
         parent: parent.clone(),
         parent_name: before.name().to_string(),
         fork_step: step,
-        changes: req
-            .set
-            .iter()
-            .map(|(field, _)| Change {
-                field: field.clone(),
-                from: schema::get_path(&old_tree, field)
-                    .cloned()
-                    .unwrap_or(Value::Null),
-                to: schema::get_path(&new_tree, field)
-                    .cloned()
-                    .unwrap_or(Value::Null),
-            })
-            .collect(),
+        changes,
         created: crate::core::timefmt::readable_utc(crate::core::timefmt::unix_now() as u64)
             + " UTC",
     };

@@ -34,6 +34,16 @@ pub struct Marker {
     pub label: String,
     /// Full, for the event list.
     pub detail: String,
+    /// A live edit's field, old and new value (what an undo or an A/B branches with).
+    pub edit: Option<LiveEdit>,
+}
+
+/// A live edit, as a marker keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveEdit {
+    pub field: String,
+    pub old: f64,
+    pub new: f64,
 }
 
 /// A logged sample grid. `rgba` is present when it came live over the channel; otherwise
@@ -339,6 +349,13 @@ impl RunView {
                     &format!("{name}={new:.3e}"),
                     format!("{name}: {old:e} -> {new:e}"),
                 );
+                if let Some(m) = self.markers.last_mut() {
+                    m.edit = Some(LiveEdit {
+                        field: name,
+                        old,
+                        new,
+                    });
+                }
             }
             // Decisions also reach the plots as `ctl_*` scalars.
             Event::Controller {
@@ -517,6 +534,7 @@ impl RunView {
             kind,
             label: label.to_string(),
             detail,
+            edit: None,
         });
     }
 

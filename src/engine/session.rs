@@ -105,6 +105,9 @@ struct Session<'a> {
     signal_here: Option<String>,
     /// The stop signal every rank has agreed to stop on, at the next step boundary.
     stop_by: Option<String>,
+    /// Live edits a resumed run makes again, at the steps they were made: `(step, field,
+    /// value)` in order.
+    replay: std::collections::VecDeque<(u64, String, f64)>,
 }
 
 /// The trainer's state by name: the same order in every process, as the collectives pair
@@ -245,6 +248,15 @@ pub fn run(
         .as_ref()
         .map(|_| c.step)
         .or(plan.restart.then_some(0));
+    // Read before this start is logged: the run's own edits from the checkpoint's step on (a
+    // branch's log starts at its fork, so its parent's later edits are not its).
+    let replay: std::collections::VecDeque<_> = match (&loaded, rewind_to) {
+        (Some(_), Some(from)) => crate::core::runlog::read_all(&plan.run_dir.events_path())
+            .map(|log| edits_to_replay(&log.events, from))
+            .unwrap_or_default()
+            .into(),
+        _ => Default::default(),
+    };
     let columns: Vec<&str> = std::iter::once("step")
         .chain(metrics.iter().filter(|m| m.csv).map(|m| m.name.as_str()))
         .collect();
@@ -308,6 +320,7 @@ pub fn run(
         step_secs: 0.0,
         signal_here: None,
         stop_by: None,
+        replay,
     };
     match saved_ctl {
         // The controller goes on where it was, when the phase still has it on the same rates.
@@ -328,6 +341,29 @@ pub fn run(
         s.set_live(name, *value)?;
     }
     s.main_loop(commands)
+}
+
+/// The live edits a run resumed from `from` makes again: those its log holds at or after that
+/// step, in order. Each earlier resume in the log discards what the log held from its own step
+/// on (that attempt made those edits again, and logged them again).
+fn edits_to_replay(events: &[Event], from: u64) -> Vec<(u64, String, f64)> {
+    let mut edits: Vec<(u64, String, f64)> = Vec::new();
+    for e in events {
+        match e {
+            Event::RunStarted {
+                resumed_from: Some(r),
+                ..
+            } => edits.retain(|(at, _, _)| at < r),
+            Event::HyperparameterChanged {
+                step, name, new, ..
+            } => {
+                edits.push((*step, name.clone(), *new));
+            }
+            _ => {}
+        }
+    }
+    edits.retain(|(at, _, _)| *at >= from);
+    edits
 }
 
 fn estimate_total(preset: &ValidatedPreset, steps_per_epoch: u64) -> Option<u64> {
@@ -525,6 +561,17 @@ impl Session<'_> {
                 self.checkpoint(false, None)?;
                 return self.end(Outcome::Completed);
             }
+            // A resumed run's live edits, at the steps they were made (before any command, as
+            // they were: each came between two steps).
+            while let Some((_, name, value)) = self
+                .replay
+                .front()
+                .filter(|(at, _, _)| *at <= self.c.step)
+                .cloned()
+            {
+                self.replay.pop_front();
+                self.set_live(&name, value)?;
+            }
             // Commands between steps; while paused, wait for them.
             loop {
                 let cmd = if paused {
@@ -593,10 +640,14 @@ impl Session<'_> {
     /// A live edit: the phase's configuration with the field changed, checked against its
     /// spec and the family's rules as any override is, then taken by the trainer as a phase's
     /// configuration is. A learning rate set by hand is its new base: a controller's scale
-    /// stays on it. A refused edit changes nothing and says why.
+    /// stays on it. A refused edit changes nothing and says why. An accepted one first writes
+    /// a checkpoint of the step (the point an undo or an A/B branches from), is in force from
+    /// the next step's row, and is made again at the same step when the run is resumed from
+    /// a checkpoint before it.
     fn set_live(&mut self, name: &str, value: f64) -> Result<(), EngineError> {
+        let step = self.c.step;
         let refused = |why: String| Event::Log {
-            step: self.c.step,
+            step,
             level: Level::Warning,
             message: format!("refused: {why}"),
         };
@@ -604,6 +655,7 @@ impl Session<'_> {
             Ok(c) => c,
             Err(why) => return self.emitter.emit(refused(why)),
         };
+        self.checkpoint(false, None)?;
         if let Err(why) = self.trainer.apply_preset(&changed) {
             // Back to the configuration in force.
             self.trainer.apply_preset(&self.cfg)?;
@@ -1230,5 +1282,63 @@ fn prune_volumes(media: &Path, keep: usize) {
                 let _ = std::fs::remove_file(p);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn started(resumed_from: Option<u64>) -> Event {
+        Event::RunStarted {
+            run_dir: String::new(),
+            name: String::new(),
+            family: String::new(),
+            device: String::new(),
+            total_steps: None,
+            resumed_from,
+            restarted: false,
+            wall_time: 0.0,
+            metrics: Vec::new(),
+        }
+    }
+
+    fn edit(step: u64, new: f64) -> Event {
+        Event::HyperparameterChanged {
+            step,
+            name: "train.lr_g".into(),
+            old: 0.0,
+            new,
+        }
+    }
+
+    /// Edits at 10 and 30; resumed from 20 (a new edit at 25, and 30's made again): a resume
+    /// from 20 makes 25's and 30's again, once each.
+    #[test]
+    fn each_resume_replays_the_edits_of_the_future_it_rewinds() {
+        let log = [
+            started(None),
+            edit(10, 1.0),
+            edit(30, 3.0),
+            started(Some(20)),
+            edit(25, 2.5),
+            edit(30, 3.0),
+        ];
+        let want = |v: &[(u64, f64)]| {
+            v.iter()
+                .map(|&(s, x)| (s, "train.lr_g".to_string(), x))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(edits_to_replay(&log, 20), want(&[(25, 2.5), (30, 3.0)]));
+        // From 0 (no checkpoint kept its value): every edit still in force, in order.
+        assert_eq!(
+            edits_to_replay(&log, 0),
+            want(&[(10, 1.0), (25, 2.5), (30, 3.0)])
+        );
+        // Resumed from 28, which made 30's edit again: a resume from 28 makes it once.
+        assert_eq!(edits_to_replay(&log, 28), want(&[(30, 3.0)]));
+        let mut more = log.to_vec();
+        more.extend([started(Some(28)), edit(30, 3.0)]);
+        assert_eq!(edits_to_replay(&more, 28), want(&[(30, 3.0)]));
     }
 }

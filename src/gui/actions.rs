@@ -248,6 +248,8 @@ pub struct ExploreRequest {
 pub enum UiAction {
     /// Show this tab.
     SetTab(Tab),
+    /// Set up a branch of this run at this checkpoint step in the Runs tab.
+    BranchAt(PathBuf, u64),
     /// Move the shared step cursor (`None`: follow the latest step).
     SetCursor(Option<u64>),
     /// Start training the edited preset (prepared on a background thread).

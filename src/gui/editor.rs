@@ -329,9 +329,17 @@ impl PresetEditor {
         if !spec.unit.is_empty() {
             tip.push_str(&format!(" ({})", spec.unit));
         }
-        if spec.live {
-            tip.push_str("\nlive: can be changed while training");
-        }
+        tip.push_str(match spec.takes_effect() {
+            crate::core::preset::schema::TakesEffect::NextStep => {
+                "\nchanges at: the next step (live: the Live row changes it while training; the edit writes a checkpoint first)"
+            }
+            crate::core::preset::schema::TakesEffect::NextPhase => {
+                "\nchanges at: the next phase (a phase may override it; not while a phase runs)"
+            }
+            crate::core::preset::schema::TakesEffect::Restart => {
+                "\nchanges at: a restart only (a new run, or a branch that keeps the model's shape)"
+            }
+        });
         let name = ui.label(label).on_hover_text(&tip).id;
         let current = get_path(&self.tree, spec.path)
             .cloned()

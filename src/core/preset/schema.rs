@@ -30,6 +30,42 @@ pub struct FieldSpec {
     pub doc: &'static str,
 }
 
+/// When a change of a field reaches a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TakesEffect {
+    /// A live edit: from the next step (the Live row, `SetHyperparameter`).
+    NextStep,
+    /// A phase may set it: at the start of the phase that overrides it.
+    NextPhase,
+    /// Only a new run (or a branch, when it keeps the model's shape) changes it.
+    Restart,
+}
+
+impl TakesEffect {
+    #[must_use]
+    pub fn words(self) -> &'static str {
+        match self {
+            Self::NextStep => "next step",
+            Self::NextPhase => "next phase",
+            Self::Restart => "restart",
+        }
+    }
+}
+
+impl FieldSpec {
+    /// When a change of this field reaches a running run.
+    #[must_use]
+    pub fn takes_effect(&self) -> TakesEffect {
+        if self.live {
+            TakesEffect::NextStep
+        } else if self.phase {
+            TakesEffect::NextPhase
+        } else {
+            TakesEffect::Restart
+        }
+    }
+}
+
 impl FieldKind {
     /// The allowed values in words, e.g. `1e-8 ..= 1`.
     #[must_use]

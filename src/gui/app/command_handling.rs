@@ -68,6 +68,14 @@ impl WorkbenchApp {
             UiAction::ToggleHelp => self.overlays.show_help = !self.overlays.show_help,
             UiAction::ToggleAbout => self.overlays.show_about = !self.overlays.show_about,
             UiAction::RefreshRuns => self.refresh_run_list(true),
+            UiAction::BranchAt(dir, step) => {
+                self.runs_table.branching = Some(crate::gui::panels::runs::BranchForm {
+                    parent: dir,
+                    at: step.to_string(),
+                    ..Default::default()
+                });
+                self.tab = Tab::Runs;
+            }
             UiAction::Queue(request) => self.queue_request(request),
             UiAction::StartRunner(n) => self.start_runner(n),
             UiAction::OpenExplorer(dir) => self.open_explorer(dir),

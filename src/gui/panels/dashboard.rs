@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::core::protocol::MetricDef;
 use crate::core::runview::{MarkerKind, RunView};
 use crate::core::series::{EmaCache, Series};
-use crate::gui::actions::{Purpose, UiAction};
+use crate::gui::actions::{Purpose, QueueRequest, UiAction};
 use crate::gui::sources::Shown;
 
 use super::Ctx;
@@ -162,6 +162,7 @@ impl Dashboard {
     pub fn ui(&mut self, ui: &mut Ui, ctx: &Ctx<'_>) -> Vec<UiAction> {
         self.toolbar_ui(ui);
         let mut cursor = ctx.cursor;
+        let mut events_actions = Vec::new();
         if let Some(r) = ctx.current_run() {
             let view = &r.view;
             egui::Panel::bottom("events-panel")
@@ -169,11 +170,12 @@ impl Dashboard {
                 .default_size(150.0)
                 .show(ui, |ui| {
                     ui.label(RichText::new(format!("Events ({})", view.markers.len())).strong());
-                    Self::events_ui(ui, view, &mut cursor);
+                    events_actions = Self::events_ui(ui, view, &r.dir, &mut cursor);
                 });
         }
         let filter = self.filter.clone();
         let mut actions = self.plots_ui(ui, &ctx.shown_runs(), &mut cursor, &filter);
+        actions.extend(events_actions);
         if cursor != ctx.cursor {
             actions.push(UiAction::SetCursor(cursor));
         }
@@ -610,13 +612,30 @@ impl Dashboard {
         action
     }
 
-    /// The primary run's events as a list; clicking a row moves the cursor to its step.
-    fn events_ui(ui: &mut Ui, view: &RunView, cursor: &mut Option<u64>) {
+    /// The primary run's events as a list; clicking a row moves the cursor to its step. A
+    /// checkpoint can be branched from ("Branch here..." sets the branch up in the Runs tab);
+    /// a live edit can be undone (a branch from the checkpoint it wrote, with the old value)
+    /// or tried both ways (A/B: two branches from that checkpoint), each queued.
+    fn events_ui(
+        ui: &mut Ui,
+        view: &RunView,
+        dir: &std::path::Path,
+        cursor: &mut Option<u64>,
+    ) -> Vec<UiAction> {
+        let mut actions = Vec::new();
+        let branch = |step: u64, field: &str, value: f64, tag: &str| {
+            UiAction::Queue(QueueRequest::Branch {
+                parent: dir.to_path_buf(),
+                at: Some(step),
+                set: vec![(field.to_string(), serde_json::Value::from(value))],
+                name: Some(format!("{}-{tag}{step}", view.name)),
+            })
+        };
         egui::ScrollArea::vertical()
             .id_salt("event-list")
             .show(ui, |ui| {
                 egui::Grid::new("events")
-                    .num_columns(3)
+                    .num_columns(4)
                     .striped(true)
                     .show(ui, |ui| {
                         for m in view.markers.iter().rev() {
@@ -632,10 +651,39 @@ impl Dashboard {
                                 format!("{:?}", m.kind).to_lowercase(),
                             );
                             ui.label(&m.detail);
+                            ui.horizontal(|ui| match (m.kind, &m.edit) {
+                                (MarkerKind::Checkpoint, _)
+                                    if ui
+                                        .small_button("Branch here...")
+                                        .on_hover_text("a new run from this checkpoint, with fields changed or none (set up in the Runs tab)")
+                                        .clicked() =>
+                                {
+                                    actions.push(UiAction::BranchAt(dir.to_path_buf(), m.step));
+                                }
+                                (MarkerKind::Hyperparameter, Some(e)) => {
+                                    if ui
+                                        .small_button("Undo")
+                                        .on_hover_text(format!("queue a branch from the checkpoint this edit wrote (step {}) with {} = {:e}", m.step, e.field, e.old))
+                                        .clicked()
+                                    {
+                                        actions.push(branch(m.step, &e.field, e.old, "undo"));
+                                    }
+                                    if ui
+                                        .small_button("A/B")
+                                        .on_hover_text(format!("queue two branches from step {}: {} = {:e} (A) and {:e} (B); tick both in the Runs tab to overlay them", m.step, e.field, e.old, e.new))
+                                        .clicked()
+                                    {
+                                        actions.push(branch(m.step, &e.field, e.old, "A"));
+                                        actions.push(branch(m.step, &e.field, e.new, "B"));
+                                    }
+                                }
+                                _ => {}
+                            });
                             ui.end_row();
                         }
                     });
             });
+        actions
     }
 }
 
