@@ -422,6 +422,141 @@ fn no_checkpoint_is_written_with_a_non_finite_tensor() {
     }
 }
 
+/// The guard: a NaN at step 13 (once) rolls the run back to its checkpoint of step 10, halves
+/// every learning rate (logged as live edits), keeps the abandoned rows as a branch folder,
+/// and the run finishes; the scalars have one row per step.
+#[test]
+fn the_guard_rolls_back_a_nan_and_the_run_finishes() {
+    let runs = tempfile::tempdir().expect("tmp");
+    let out = train_smoke(runs.path())
+        .args(["--set", "threads=1", "--set", "health.guard=true"])
+        .env("WORKBENCH_FAILPOINT", "nan-loss-once:13")
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("guard: d_loss became NaN at step 13; rollback 1 to step 10"),
+        "{stderr}"
+    );
+    let run = runs
+        .path()
+        .read_dir()
+        .expect("runs")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| workbench::core::branch::read(p).is_none())
+        .expect("the run");
+    let dir = RunDir::open(&run).expect("run");
+    let log = workbench::core::runlog::read_all(&dir.events_path()).expect("log");
+    let rollbacks: Vec<&Event> = log
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::Rollback { .. }))
+        .collect();
+    assert!(
+        matches!(rollbacks.as_slice(), [Event::Rollback { step: 13, to_step: 10, count: 1, remedy, .. }] if remedy == "scale_lr"),
+        "{rollbacks:?}"
+    );
+    let halved: Vec<(String, f64, f64)> = log
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::HyperparameterChanged {
+                step: 10,
+                name,
+                old,
+                new,
+            } => Some((name.clone(), *old, *new)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        !halved.is_empty() && halved.iter().all(|(_, o, n)| (n / o - 0.5).abs() < 1e-12),
+        "{halved:?}"
+    );
+    assert!(matches!(
+        log.events.last(),
+        Some(Event::RunFinished {
+            outcome: Outcome::Completed,
+            ..
+        })
+    ));
+    // One row per logged step, the abandoned ones replaced.
+    let csv = std::fs::read_to_string(dir.csv_path()).expect("csv");
+    let steps: Vec<u64> = csv
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').next()?.parse().ok())
+        .collect();
+    assert!(steps.windows(2).all(|w| w[0] < w[1]), "{steps:?}");
+    // The abandoned rows are a branch of the run at step 10.
+    let abandoned = runs
+        .path()
+        .read_dir()
+        .expect("runs")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| workbench::core::branch::read(p).is_some())
+        .expect("the abandoned segment");
+    let lineage = workbench::core::branch::read(&abandoned).expect("lineage");
+    assert_eq!((lineage.parent, lineage.fork_step), (run, 10));
+    let kept = scalars(&abandoned);
+    assert!(
+        kept.keys().all(|s| *s > 10 && *s <= 13) && !kept.is_empty(),
+        "{:?}",
+        kept.keys()
+    );
+}
+
+/// A NaN that comes back every time: the guard rolls back as often as the preset allows, then
+/// the run stops with one line; no checkpoint holds a non-finite number.
+#[test]
+fn a_nan_forever_stops_the_guarded_run_after_its_rollbacks() {
+    let runs = tempfile::tempdir().expect("tmp");
+    let out = train_smoke(runs.path())
+        .args([
+            "--set",
+            "threads=1",
+            "--set",
+            "health.guard=true",
+            "--set",
+            "health.guard_max_rollbacks=2",
+        ])
+        .env("WORKBENCH_FAILPOINT", "nan-loss:13")
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.lines().any(|l| l.starts_with(
+            "error: run failed: guard: d_loss became NaN at step 13 (non_finite); rolled back 2 time(s) already"
+        )),
+        "{stderr}"
+    );
+    let run = runs
+        .path()
+        .read_dir()
+        .expect("runs")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| workbench::core::branch::read(p).is_none())
+        .expect("the run");
+    let dir = RunDir::open(&run).expect("run");
+    let log = workbench::core::runlog::read_all(&dir.events_path()).expect("log");
+    let n = log
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::Rollback { .. }))
+        .count();
+    assert_eq!(n, 2);
+    for s in workbench::core::branch::checkpoint_steps(&run) {
+        let c = checkpoint::read(&dir.checkpoints().join(checkpoint::dir_name(s))).expect("loads");
+        let tensors: Vec<(String, tch::Tensor)> = c.tensors.into_iter().collect();
+        assert_eq!(checkpoint::first_non_finite(&tensors), None, "step {s}");
+    }
+}
+
 #[test]
 fn bad_input_is_named_and_exits_2() {
     let runs = tempfile::tempdir().expect("tmp");

@@ -331,6 +331,7 @@ fn wubu_gaad_presets_are_the_constructors() {
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         p.phases = vec![recon, gan];
+        p.health.guard = true;
         p
     };
     let files = [

@@ -192,6 +192,20 @@ impl Progress {
                 new,
                 step,
             } => self.say(&format!("step {step}: {name} {old} -> {new}")),
+            Event::Rollback {
+                step,
+                to_step,
+                message,
+                remedy,
+                count,
+                abandoned,
+                ..
+            } => self.say(&format!(
+                "guard: {message}; rollback {count} to step {to_step} (from {step}), remedy {remedy}{}",
+                abandoned
+                    .as_ref()
+                    .map_or(String::new(), |a| format!("; the abandoned rows: {a}"))
+            )),
             Event::CheckpointSaved { path, best, .. } if *best => {
                 self.say(&format!("best checkpoint: {path}"));
             }

@@ -38,6 +38,199 @@ crate::preset_section! {
         pub collapse_diversity_ratio: f64 => field(K::Float { min: 0.0, max: 1.0 }, "", [phase], "Sample diversity / real diversity below this: mode collapse (families with samples)"),
         /// Steps after a finding before the same signal may fire again.
         pub cooldown_steps: u64 => field(K::Int { min: 0, max: 9223372036854775807 }, "steps", [phase], "Steps before the same signal may fire again"),
+        /// The guard: on a detector's trigger the run reloads its last good checkpoint,
+        /// applies the detector's remedy and goes on, instead of failing (a non-finite loss)
+        /// or only warning.
+        #[serde(default)]
+        pub guard: bool => field(K::Bool, "", [], "On a trigger, roll back to the last good checkpoint and apply the detector's remedy instead of failing"),
+        /// Rollbacks before the run stops with one line.
+        #[serde(default = "three")]
+        pub guard_max_rollbacks: u32 => field(K::Int { min: 1, max: 1000 }, "", [], "Rollbacks before the run stops with one line"),
+        /// The remedy for a NaN or infinite loss.
+        #[serde(default)]
+        pub guard_non_finite: Remedy => field(K::Choice(REMEDIES), "", [], "Remedy for a NaN or infinite loss (or weight)"),
+        /// A main loss's magnitude above this many times its running mean triggers (0: off).
+        #[serde(default)]
+        pub guard_spike_factor: f64 => field(K::Float { min: 0.0, max: 1e6 }, "", [], "A main loss above this many times its running mean triggers; 0 = off"),
+        #[serde(default)]
+        pub guard_spike: Remedy => field(K::Choice(REMEDIES), "", [], "Remedy for a loss spike"),
+        /// A critic loss within 1e-4 of zero for this many steps in a row triggers (0: off).
+        #[serde(default)]
+        pub guard_flat_critic_steps: u64 => field(K::Int { min: 0, max: 9223372036854775807 }, "steps", [], "A critic loss within 1e-4 of zero for this many steps triggers; 0 = off"),
+        #[serde(default)]
+        pub guard_flat_critic: Remedy => field(K::Choice(REMEDIES), "", [], "Remedy for a flat critic loss"),
+        /// Codebook use (the fraction of codes a step uses) below this triggers (0: off).
+        #[serde(default)]
+        pub guard_codebook_use: f64 => field(K::Float { min: 0.0, max: 1.0 }, "", [], "Codebook use below this fraction triggers (families with a codebook); 0 = off"),
+        #[serde(default = "skip_window")]
+        pub guard_codebook: Remedy => field(K::Choice(REMEDIES), "", [], "Remedy for a codebook falling out of use"),
+        /// What `scale_lr` multiplies every learning rate by.
+        #[serde(default = "half")]
+        pub guard_lr_scale: f64 => field(K::Float { min: 1e-6, max: 1.0 }, "", [], "scale_lr multiplies every learning rate by this"),
+    }
+}
+
+/// What the guard does after rolling back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Remedy {
+    /// Every learning rate times `guard_lr_scale` (a live edit, logged).
+    #[default]
+    ScaleLr,
+    /// The batches between the checkpoint and the trigger are skipped: the data position
+    /// jumps to where the trigger was.
+    SkipWindow,
+    /// No rollback: the run stops with one line.
+    Stop,
+}
+
+/// The remedies as a field's choices, in [`Remedy`]'s serde names.
+pub const REMEDIES: &[&str] = &["scale_lr", "skip_window", "stop"];
+
+impl Remedy {
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ScaleLr => "scale_lr",
+            Self::SkipWindow => "skip_window",
+            Self::Stop => "stop",
+        }
+    }
+}
+
+fn three() -> u32 {
+    3
+}
+
+fn half() -> f64 {
+    0.5
+}
+
+fn skip_window() -> Remedy {
+    Remedy::SkipWindow
+}
+
+/// What tripped the guard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detector {
+    NonFinite,
+    LossSpike,
+    FlatCritic,
+    CodebookUse,
+}
+
+impl Detector {
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::NonFinite => "non_finite",
+            Self::LossSpike => "loss_spike",
+            Self::FlatCritic => "flat_critic",
+            Self::CodebookUse => "codebook_use",
+        }
+    }
+}
+
+/// A trigger: the detector, what it saw, and the remedy the preset declares for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trigger {
+    pub detector: Detector,
+    pub message: String,
+    pub remedy: Remedy,
+}
+
+/// What one step showed the guard: its scalars by role.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StepView<'a> {
+    /// A scalar that is NaN or infinite, by name.
+    pub non_finite: Option<(&'a str, f64)>,
+    /// The family's main loss.
+    pub main_loss: Option<(&'a str, f64)>,
+    pub critic_loss: Option<f64>,
+    pub codebook_use: Option<f64>,
+}
+
+/// The guard's detectors over the steps of one run (`HealthConfig`'s `guard_*` fields).
+#[derive(Debug, Clone, Default)]
+pub struct Guard {
+    /// The main loss's running mean of magnitudes (an exponential average) and its count.
+    mean: Option<(f64, u64)>,
+    /// Steps in a row with the critic loss near zero.
+    flat: u64,
+}
+
+/// Steps of running mean a spike is judged against (fewer: no spike yet).
+const SPIKE_WARMUP: u64 = 20;
+
+impl Guard {
+    /// After a rollback the history starts again.
+    pub fn reset(&mut self) {
+        *self = Self::default();
+    }
+
+    /// Looks at one step (`step` as the engine counts it); a trigger when a detector fires.
+    pub fn observe(&mut self, cfg: &HealthConfig, step: u64, v: &StepView<'_>) -> Option<Trigger> {
+        if let Some((name, value)) = v.non_finite {
+            return Some(Trigger {
+                detector: Detector::NonFinite,
+                message: format!("{name} became {value} at step {step}"),
+                remedy: cfg.guard_non_finite,
+            });
+        }
+        if let Some((name, loss)) = v.main_loss {
+            let a = loss.abs();
+            if let Some((mean, n)) = self.mean {
+                if cfg.guard_spike_factor > 0.0
+                    && n >= SPIKE_WARMUP
+                    && step >= cfg.warmup_steps
+                    && a > cfg.guard_spike_factor * mean
+                {
+                    return Some(Trigger {
+                        detector: Detector::LossSpike,
+                        message: format!(
+                            "{name} {loss:.4e} at step {step} is {:.1}x its running mean {mean:.4e} (limit {}x)",
+                            a / mean.max(1e-300),
+                            cfg.guard_spike_factor
+                        ),
+                        remedy: cfg.guard_spike,
+                    });
+                }
+            }
+            self.mean = Some(match self.mean {
+                None => (a, 1),
+                Some((m, n)) => (m + (a - m) / (n + 1).min(50) as f64, n + 1),
+            });
+        }
+        if let Some(d) = v.critic_loss {
+            self.flat = if d.abs() < 1e-4 { self.flat + 1 } else { 0 };
+            if cfg.guard_flat_critic_steps > 0 && self.flat >= cfg.guard_flat_critic_steps {
+                return Some(Trigger {
+                    detector: Detector::FlatCritic,
+                    message: format!(
+                        "the critic loss has been within 1e-4 of zero for {} steps (at step {step})",
+                        self.flat
+                    ),
+                    remedy: cfg.guard_flat_critic,
+                });
+            }
+        }
+        if let Some(u) = v.codebook_use {
+            if cfg.guard_codebook_use > 0.0
+                && step >= cfg.warmup_steps
+                && u < cfg.guard_codebook_use
+            {
+                return Some(Trigger {
+                    detector: Detector::CodebookUse,
+                    message: format!(
+                        "codebook use {:.1}% at step {step} is below {:.1}%",
+                        u * 100.0,
+                        cfg.guard_codebook_use * 100.0
+                    ),
+                    remedy: cfg.guard_codebook,
+                });
+            }
+        }
+        None
     }
 }
 
@@ -53,6 +246,16 @@ impl Default for HealthConfig {
             explode_abs: 1.0e4,
             collapse_diversity_ratio: 0.25,
             cooldown_steps: 1000,
+            guard: false,
+            guard_max_rollbacks: 3,
+            guard_non_finite: Remedy::ScaleLr,
+            guard_spike_factor: 0.0,
+            guard_spike: Remedy::ScaleLr,
+            guard_flat_critic_steps: 0,
+            guard_flat_critic: Remedy::ScaleLr,
+            guard_codebook_use: 0.0,
+            guard_codebook: Remedy::SkipWindow,
+            guard_lr_scale: 0.5,
         }
     }
 }
@@ -281,5 +484,91 @@ mod tests {
         );
         assert!(m.observe_diversity(160, 0.01).is_none(), "cooldown");
         assert!(m.observe_diversity(300, 0.9).is_none(), "diverse enough");
+    }
+
+    fn guarded() -> HealthConfig {
+        HealthConfig {
+            guard: true,
+            warmup_steps: 0,
+            guard_spike_factor: 10.0,
+            guard_flat_critic_steps: 5,
+            guard_codebook_use: 0.2,
+            ..HealthConfig::default()
+        }
+    }
+
+    #[test]
+    fn the_guard_triggers_on_each_detector_with_its_remedy() {
+        let cfg = guarded();
+        let mut g = Guard::default();
+        let loss = |v: f64| StepView {
+            main_loss: Some(("recon", v)),
+            ..StepView::default()
+        };
+        // A loss wandering between 1 and 2 for 40 steps: nothing.
+        for s in 0..40 {
+            assert_eq!(g.observe(&cfg, s, &loss(1.0 + (s % 3) as f64 * 0.5)), None);
+        }
+        // 9x is not a spike at 10x; 30x is.
+        assert_eq!(g.observe(&cfg, 40, &loss(13.0)), None);
+        let t = g.observe(&cfg, 41, &loss(60.0)).expect("a spike");
+        assert_eq!(
+            (t.detector, t.remedy),
+            (Detector::LossSpike, Remedy::ScaleLr)
+        );
+        // No spike before the running mean has its warmup.
+        g.reset();
+        assert_eq!(g.observe(&cfg, 42, &loss(1.0)), None);
+        assert_eq!(g.observe(&cfg, 43, &loss(100.0)), None);
+        // A non-finite loss wins over everything.
+        let t = g
+            .observe(
+                &cfg,
+                44,
+                &StepView {
+                    non_finite: Some(("d_loss", f64::NAN)),
+                    ..StepView::default()
+                },
+            )
+            .expect("non-finite");
+        assert_eq!(t.detector, Detector::NonFinite);
+        assert_eq!(t.message, "d_loss became NaN at step 44");
+        // A critic loss at zero for 5 steps in a row (one non-zero step starts the count again).
+        let critic = |v: f64| StepView {
+            critic_loss: Some(v),
+            ..StepView::default()
+        };
+        for (s, v) in [0.0, 0.0, 0.0, 0.5, 0.0, 0.0, 0.0, 0.0]
+            .into_iter()
+            .enumerate()
+        {
+            assert_eq!(g.observe(&cfg, 50 + s as u64, &critic(v)), None);
+        }
+        let t = g.observe(&cfg, 58, &critic(1e-5)).expect("flat");
+        assert_eq!(t.detector, Detector::FlatCritic);
+        // Codebook use under 20 %, with its own remedy.
+        let codes = |u: f64| StepView {
+            codebook_use: Some(u),
+            ..StepView::default()
+        };
+        assert_eq!(g.observe(&cfg, 60, &codes(0.5)), None);
+        let t = g.observe(&cfg, 61, &codes(0.1)).expect("codebook");
+        assert_eq!(
+            (t.detector, t.remedy),
+            (Detector::CodebookUse, Remedy::SkipWindow)
+        );
+        // Off, the same steps trigger nothing but a non-finite loss.
+        let off = HealthConfig {
+            guard_spike_factor: 0.0,
+            guard_flat_critic_steps: 0,
+            guard_codebook_use: 0.0,
+            ..cfg
+        };
+        let mut g = Guard::default();
+        for s in 0..40 {
+            assert_eq!(g.observe(&off, s, &loss(1.0)), None);
+        }
+        assert_eq!(g.observe(&off, 40, &loss(1e9)), None);
+        assert_eq!(g.observe(&off, 41, &codes(0.0)), None);
     }
 }

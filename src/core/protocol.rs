@@ -161,6 +161,19 @@ pub enum Event {
         old: f64,
         new: f64,
     },
+    /// The guard rolled the run back: a detector fired at `step`, the run reloaded its
+    /// checkpoint of `to_step` (rows after it are replaced, as a resume's are) and applies
+    /// `remedy`. `abandoned` is the folder that keeps the abandoned rows as a branch.
+    Rollback {
+        step: u64,
+        to_step: u64,
+        detector: String,
+        message: String,
+        remedy: String,
+        /// This run's rollbacks so far, this one included.
+        count: u32,
+        abandoned: Option<String>,
+    },
     /// A Q-learning controller's decision (see `core::control`).
     Controller {
         step: u64,
@@ -387,6 +400,8 @@ pub enum HealthRole {
     CriticLoss,
     /// The generator's loss.
     GeneratorLoss,
+    /// The fraction of a codebook a step uses (what the guard's codebook detector reads).
+    CodebookUse,
 }
 
 impl MetricDef {

@@ -337,6 +337,24 @@ impl RunView {
                 self.rate = RateMeter::default();
                 self.marker(step, MarkerKind::Pause, "resumed", "resumed".into());
             }
+            Event::Rollback {
+                step,
+                to_step,
+                detector,
+                message,
+                remedy,
+                count,
+                ..
+            } => {
+                // The rows after the checkpoint are replaced, as a resume's are.
+                self.rewind(to_step);
+                self.marker(
+                    to_step,
+                    MarkerKind::Health,
+                    &format!("rollback {count}"),
+                    format!("guard: {message} ({detector}); rolled back from step {step} to the checkpoint of step {to_step}, remedy {remedy}"),
+                );
+            }
             Event::HyperparameterChanged {
                 step,
                 name,
@@ -662,6 +680,34 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    /// A guard's rollback replaces the rows after its checkpoint and is a marker there.
+    #[test]
+    fn a_rollback_rewinds_to_its_checkpoint_with_a_marker() {
+        let mut v = RunView::default();
+        v.apply(started(None), None);
+        v.apply(scalars(0, 14), None);
+        v.apply(
+            Event::Rollback {
+                step: 13,
+                to_step: 10,
+                detector: "non_finite".into(),
+                message: "d_loss became NaN at step 13".into(),
+                remedy: "scale_lr".into(),
+                count: 1,
+                abandoned: None,
+            },
+            None,
+        );
+        assert_eq!(v.series["d_loss"].len(), 11, "steps 0..=10 stay");
+        let m = v.markers.last().expect("a marker");
+        assert_eq!(
+            (m.step, m.kind, m.label.as_str()),
+            (10, MarkerKind::Health, "rollback 1")
+        );
+        v.apply(scalars(11, 14), None);
+        assert_eq!(v.series["d_loss"].len(), 14);
     }
 
     #[test]

@@ -36,7 +36,8 @@ pub fn scalars_by_step(run: &RunDir) -> Result<(ScalarsByStep, Vec<Event>), Expo
             Event::RunStarted {
                 resumed_from: Some(from),
                 ..
-            } => {
+            }
+            | Event::Rollback { to_step: from, .. } => {
                 by_step.retain(|s, _| s <= from);
             }
             Event::Scalars { rows } => {

@@ -62,6 +62,9 @@ pub enum EngineError {
     RunLog(#[from] crate::core::runlog::RunLogError),
     #[error("{0}")]
     NonFinite(String),
+    /// The guard stopped the run (a `stop` remedy, or too many rollbacks).
+    #[error("{0}")]
+    Guard(String),
     /// A training step failed (one line: step, phase, what failed and libtorch's first line).
     #[error("{0}")]
     Step(String),

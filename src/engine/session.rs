@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tch::Device;
 
 use crate::core::cadence::{due, Due};
-use crate::core::health::{Finding, HealthMonitor};
+use crate::core::health::{Finding, Guard, HealthMonitor, Remedy, StepView, Trigger};
 use crate::core::preset::{AnyPreset, PhaseLength, ValidatedPreset};
 use crate::core::protocol::{
     Aggregate, Command, Event, HealthRole, HealthSignal, Level, MetricDef, MetricKind, Outcome,
@@ -46,6 +46,9 @@ pub struct Counters {
     pub phase_elapsed_secs: f64,
     /// Sums and counts of the scalars since the last logged step.
     pub accum: BTreeMap<String, (f64, u64)>,
+    /// The guard's rollbacks so far (carried across the rollbacks themselves).
+    #[serde(default)]
+    pub rollbacks: u32,
 }
 
 /// How a run that did not fail ended.
@@ -108,6 +111,10 @@ struct Session<'a> {
     /// Live edits a resumed run makes again, at the steps they were made: `(step, field,
     /// value)` in order.
     replay: std::collections::VecDeque<(u64, String, f64)>,
+    /// The guard's detectors (`health.guard`).
+    guard: Guard,
+    /// `losses.csv`'s columns, to open it again after a rollback.
+    columns: Vec<String>,
 }
 
 /// The trainer's state by name: the same order in every process, as the collectives pair
@@ -261,6 +268,7 @@ pub fn run(
         .chain(metrics.iter().filter(|m| m.csv).map(|m| m.name.as_str()))
         .collect();
     let csv = CsvLog::open(&plan.run_dir.csv_path(), &columns, rewind_to)?;
+    let columns: Vec<String> = columns.iter().map(|c| (*c).to_string()).collect();
     let total_steps = estimate_total(&plan.preset, trainer.steps_per_epoch())
         .map(|t| plan.step_limit.map_or(t, |l| l.min(t)));
     emitter.emit(Event::RunStarted {
@@ -321,6 +329,8 @@ pub fn run(
         signal_here: None,
         stop_by: None,
         replay,
+        guard: Guard::default(),
+        columns,
     };
     match saved_ctl {
         // The controller goes on where it was, when the phase still has it on the same rates.
@@ -353,7 +363,8 @@ fn edits_to_replay(events: &[Event], from: u64) -> Vec<(u64, String, f64)> {
             Event::RunStarted {
                 resumed_from: Some(r),
                 ..
-            } => edits.retain(|(at, _, _)| at < r),
+            }
+            | Event::Rollback { to_step: r, .. } => edits.retain(|(at, _, _)| at < r),
             Event::HyperparameterChanged {
                 step, name, new, ..
             } => {
@@ -637,6 +648,247 @@ impl Session<'_> {
         }
     }
 
+    /// The guard's look at one step's scalars: a trigger when a detector fires.
+    fn guard_looks(&mut self, scalars: &[(&'static str, f64)]) -> Option<Trigger> {
+        let find = |name: Option<&str>| {
+            name.and_then(|n| scalars.iter().find(|(k, _)| *k == n))
+                .copied()
+        };
+        let main = self
+            .metrics
+            .iter()
+            .find(|m| m.main && m.kind == MetricKind::Loss)
+            .map(|m| m.name.as_str());
+        let view = StepView {
+            non_finite: scalars.iter().find(|(_, v)| !v.is_finite()).copied(),
+            main_loss: find(main),
+            critic_loss: find(self.role(HealthRole::CriticLoss)).map(|(_, v)| v),
+            codebook_use: find(self.role(HealthRole::CodebookUse)).map(|(_, v)| v),
+        };
+        let cfg = self.cfg.health().clone();
+        self.guard.observe(&cfg, self.c.step, &view)
+    }
+
+    /// The guard's answer to a trigger: reload the last good checkpoint (its model,
+    /// optimisers, counters, live values and controller, as a resume does), keep the
+    /// abandoned rows as a branch folder, log the rollback and apply the remedy. A `stop`
+    /// remedy, no checkpoint, or one rollback more than the preset allows ends the run with
+    /// one line.
+    fn roll_back(&mut self, t: &Trigger) -> Result<(), EngineError> {
+        let at = self.c.step;
+        let count = self.c.rollbacks + 1;
+        let max = self.cfg.health().guard_max_rollbacks;
+        let ckpts = self.plan.run_dir.checkpoints();
+        let last = checkpoint::resolve(&ckpts).ok();
+        let stop = |why: String| {
+            Err(EngineError::Guard(format!(
+                "guard: {} ({}); {why}",
+                t.message,
+                t.detector.name()
+            )))
+        };
+        let health = |s: &mut Self| {
+            s.emitter.emit(Event::Health {
+                step: at,
+                signal: HealthSignal::NonFiniteLoss,
+                message: t.message.clone(),
+                suggestion: s.trainer.non_finite_advice().into(),
+            })
+        };
+        if t.remedy == Remedy::Stop {
+            health(self)?;
+            return stop("its remedy is to stop".into());
+        }
+        if count > max {
+            health(self)?;
+            return stop(format!("rolled back {max} time(s) already, the most the preset allows (health.guard_max_rollbacks); the last good checkpoint is kept"));
+        }
+        let Some(dir) = last else {
+            health(self)?;
+            return stop("no checkpoint was written yet to roll back to".into());
+        };
+        let ckpt = checkpoint::read(&dir)?;
+        let c: Counters =
+            serde_json::from_value(ckpt.state.get("session").cloned().unwrap_or_default())
+                .map_err(|e| {
+                    EngineError::BadInput(format!("{}: bad session state: {e}", dir.display()))
+                })?;
+        // Where the data was when the detector fired (a skipped window starts there).
+        let (epoch_at, batch_at) = (self.c.epoch, self.c.batch_in_epoch);
+        self.csv_flush()?;
+        let abandoned = self.keep_abandoned(c.step, at, t);
+        let mut cfg = self.plan.preset.for_phase(c.phase);
+        for (k, v) in ckpt
+            .state
+            .get("live")
+            .and_then(|v| v.as_object())
+            .into_iter()
+            .flatten()
+        {
+            if let Some((changed, _, _)) = v.as_f64().and_then(|v| cfg.with_live(k, v).ok()) {
+                cfg = changed;
+            }
+        }
+        self.trainer.load_state(&ckpt)?;
+        self.trainer.apply_preset(&cfg)?;
+        self.cfg = cfg;
+        let saved_ctl: Option<LrControl> = ckpt
+            .state
+            .get("controller")
+            .filter(|v| !v.is_null())
+            .and_then(|v| serde_json::from_value(v.clone()).ok());
+        self.ctl = None;
+        match saved_ctl {
+            Some(mut ctl)
+                if self.cfg.lr_control().enabled && ctl.scales_fields(&lr_fields(&self.cfg)) =>
+            {
+                ctl.apply(self.trainer.as_mut(), false)?;
+                self.ctl = Some(ctl);
+            }
+            _ => self.setup_control()?,
+        }
+        self.c = c;
+        self.c.rollbacks = count;
+        checkpoint::supersede_after(&ckpts, self.c.step)?;
+        self.last_checkpoint_step = Some(self.c.step);
+        let columns: Vec<&str> = self.columns.iter().map(String::as_str).collect();
+        self.csv = CsvLog::open(&self.plan.run_dir.csv_path(), &columns, Some(self.c.step))?;
+        self.health = HealthMonitor::new(self.cfg.health().clone());
+        self.guard.reset();
+        self.emitter.emit(Event::Rollback {
+            step: at,
+            to_step: self.c.step,
+            detector: t.detector.name().into(),
+            message: t.message.clone(),
+            remedy: t.remedy.name().into(),
+            count,
+            abandoned: abandoned.map(|p| p.display().to_string()),
+        })?;
+        match t.remedy {
+            Remedy::ScaleLr => {
+                let scale = self.cfg.health().guard_lr_scale;
+                let tree = self.cfg.to_tree();
+                for field in lr_fields(&self.cfg) {
+                    let now = crate::core::preset::schema::get_path(&tree, &field)
+                        .and_then(serde_json::Value::as_f64);
+                    if let Some(now) = now {
+                        self.set_live(&field, now * scale)?;
+                    }
+                }
+            }
+            Remedy::SkipWindow => {
+                self.c.epoch = epoch_at;
+                self.c.batch_in_epoch = batch_at;
+                self.emitter.emit(Event::Log {
+                    step: self.c.step,
+                    level: Level::Info,
+                    message: format!(
+                        "guard: the batches of steps {}..{at} are skipped: the data goes on from epoch {epoch_at}, batch {batch_at}",
+                        self.c.step + 1
+                    ),
+                })?;
+            }
+            Remedy::Stop => {}
+        }
+        Ok(())
+    }
+
+    /// Writes the rows a rollback abandons (those after step `from` in `losses.csv`) as a
+    /// branch folder beside the run, so the abandoned segment stays viewable: its lineage
+    /// names the run and the checkpoint's step, its log the rows and why they were left. A
+    /// failure here only loses that view (said in the log), never the run.
+    fn keep_abandoned(&mut self, from: u64, at: u64, t: &Trigger) -> Option<PathBuf> {
+        let made = (|| -> Result<PathBuf, String> {
+            let text =
+                std::fs::read_to_string(self.plan.run_dir.csv_path()).map_err(|e| e.to_string())?;
+            let mut lines = text.lines();
+            let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+            let rows: Vec<ScalarRow> = lines
+                .filter_map(|l| {
+                    let cells: Vec<&str> = l.split(',').collect();
+                    let step = cells.first()?.parse::<u64>().ok().filter(|s| *s > from)?;
+                    let values = header
+                        .iter()
+                        .zip(&cells)
+                        .skip(1)
+                        .filter_map(|(k, v)| Some(((*k).to_string(), v.parse::<f64>().ok()?)))
+                        .collect();
+                    Some(ScalarRow {
+                        step,
+                        wall_time: unix_now(),
+                        values,
+                    })
+                })
+                .collect();
+            let root = crate::core::rundir::absolute(self.plan.run_dir.root());
+            let runs_dir = root.parent().unwrap_or(Path::new("."));
+            let name = format!("{}-abandoned{at}", self.plan.preset.preset().name());
+            let dir = RunDir::create(runs_dir, &name).map_err(|e| e.to_string())?;
+            dir.write_preset(
+                &self.plan.preset.preset().to_ron(),
+                &[
+                    ("abandoned by the guard of", root.display().to_string()),
+                    ("rows", format!("{}..{at}", from + 1)),
+                ],
+            )
+            .map_err(|e| e.to_string())?;
+            let lineage = crate::core::branch::Lineage {
+                parent: root.clone(),
+                parent_name: self.plan.preset.preset().name().to_string(),
+                fork_step: from,
+                changes: Vec::new(),
+                created: crate::core::timefmt::readable_utc(unix_now() as u64) + " UTC",
+            };
+            let json = serde_json::to_vec_pretty(&lineage).map_err(|e| e.to_string())?;
+            crate::core::rundir::atomic_write(
+                &dir.root().join(crate::core::branch::LINEAGE_FILE),
+                &json,
+            )
+            .map_err(|e| e.to_string())?;
+            let mut log = crate::core::runlog::LogWriter::open(&dir.events_path())
+                .map_err(|e| e.to_string())?;
+            for e in [
+                Event::RunStarted {
+                    run_dir: dir.root().display().to_string(),
+                    name,
+                    family: self.cfg.family().name().to_string(),
+                    device: crate::engine::device::describe(self.plan.device),
+                    total_steps: None,
+                    resumed_from: None,
+                    restarted: false,
+                    wall_time: unix_now(),
+                    metrics: self.metrics.clone(),
+                },
+                Event::Scalars { rows },
+                Event::RunFailed {
+                    step: at,
+                    message: format!(
+                        "abandoned: {} ({}); the run rolled back to step {from}",
+                        t.message,
+                        t.detector.name()
+                    ),
+                },
+            ] {
+                log.append(&e).map_err(|e| e.to_string())?;
+            }
+            log.sync().map_err(|e| e.to_string())?;
+            Ok(dir.root().to_path_buf())
+        })();
+        match made {
+            Ok(dir) => Some(dir),
+            Err(e) => {
+                let _ = self.emitter.emit(Event::Log {
+                    step: at,
+                    level: Level::Warning,
+                    message: format!(
+                        "guard: the abandoned rows could not be kept as a branch: {e}"
+                    ),
+                });
+                None
+            }
+        }
+    }
+
     /// A live edit: the phase's configuration with the field changed, checked against its
     /// spec and the family's rules as any override is, then taken by the trainer as a phase's
     /// configuration is. A learning rate set by hand is its new base: a controller's scale
@@ -729,7 +981,12 @@ impl Session<'_> {
                 self.stop_by = Some(format!("{} (on {ranks} of {world} ranks)", s.name()));
             }
         }
-        if crate::engine::failpoint("nan-loss", ctx.step) {
+        // Test hook: `nan-loss-once:S` is a NaN the first time step S trains in this process
+        // (a rolled-back run trains it again, cleanly).
+        static NAN_ONCE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        let nan_once = crate::engine::failpoint("nan-loss-once", ctx.step)
+            && !NAN_ONCE.swap(true, std::sync::atomic::Ordering::Relaxed);
+        if nan_once || crate::engine::failpoint("nan-loss", ctx.step) {
             // The first of the family's main losses.
             let main = |k: &str| {
                 self.metrics
@@ -748,6 +1005,11 @@ impl Session<'_> {
         ) {
             // A timed phase ends on rank 0's clock, at the same step on every rank.
             self.c.phase_elapsed_secs = dist::root_value(self.c.phase_elapsed_secs)?;
+        }
+        if self.cfg.health().guard && dist::group().is_none() {
+            if let Some(t) = self.guard_looks(&scalars) {
+                return self.roll_back(&t);
+            }
         }
         if let Some((name, v)) = scalars.iter().find(|(_, v)| !v.is_finite()) {
             let last = checkpoint::resolve(&self.plan.run_dir.checkpoints()).map_or_else(

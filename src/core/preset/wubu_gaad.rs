@@ -581,6 +581,9 @@ impl WubuGaadPreset {
         base.train.lambda_gan = 0.1;
         base.train.lr_disc_primary /= 10.0;
         base.train.lr_disc_alternative /= 10.0;
+        // Hours of phases: a NaN rolls back to the last good checkpoint at half the rates
+        // instead of ending the run.
+        base.health.guard = true;
         Self {
             name: "wubu_gaad_phased_adaptive".into(),
             phases: vec![

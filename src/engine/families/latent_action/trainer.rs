@@ -5,7 +5,7 @@ use crate::core::preset::latent_action::{
     Anchor, CodebookUpdate, LatentActionPreset, Schedule, Train,
 };
 use crate::core::preset::AnyPreset;
-use crate::core::protocol::{Event, MetricDef};
+use crate::core::protocol::{Event, HealthRole, MetricDef};
 use crate::core::rng::{derive_seed, SplitMix64, Stream};
 use crate::engine::data::latents::{LatentBatch, LatentSet, Split};
 use crate::engine::optim::{clip_global_norm, scale_grads, Adam, LossScale};
@@ -742,7 +742,7 @@ impl Trainer for LatentActionTrainer {
             MetricDef::loss("commitment_loss"),
             MetricDef::loss("rollout_loss"),
             MetricDef::loss("rollout_loss_mae"),
-            MetricDef::diagnostic("codebook_usage"),
+            MetricDef::diagnostic("codebook_usage").role(HealthRole::CodebookUse),
             MetricDef::diagnostic("grad_norm"),
             MetricDef::setting("lr"),
         ];

@@ -3,7 +3,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::core::preset::vq_gan::{DiscLoss, Padding, Smoothing, VqGanPreset};
 use crate::core::preset::AnyPreset;
-use crate::core::protocol::{Event, Level, MetricDef};
+use crate::core::protocol::{Event, HealthRole, Level, MetricDef};
 use crate::core::rng::{derive_seed, SplitMix64, Stream};
 use crate::engine::data::volumes::{blend, extract, patch_grid, Volume, VolumeSet};
 use crate::engine::lpips::Perceptual;
@@ -431,6 +431,9 @@ impl Trainer for VqGanTrainer {
             .iter()
             .map(|n| MetricDef::diagnostic(n)),
         );
+        if let Some(m) = m.iter_mut().find(|m| m.name == "codebook_usage") {
+            m.role = Some(HealthRole::CodebookUse);
+        }
         m.push(MetricDef::setting("lr"));
         m.push(
             MetricDef::validation("val_psnr", true)
