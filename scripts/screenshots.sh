@@ -23,6 +23,16 @@ if [ "$#" -eq 0 ]; then
   echo "(name: \"lr\", base: \"$PWD/presets/smoke.ron\", grid: { \"train.lr_g\": [1e-4, 2e-4, 4e-4] })" >"$runs/lr.ron"
   "$WORKBENCH_BIN" --runs-dir "$runs" sweep submit "$runs/lr.ron" >&2
   "$WORKBENCH_BIN" --runs-dir "$runs" queue run --jobs 2 2>/dev/null
+  # Lineage: a branch of one sweep run at its step-30 checkpoint with another rate, and a
+  # branch of that branch; and a guarded run whose NaN at step 13 rolls back to step 10
+  # (its abandoned rows are a branch too). The Runs tab shows the tree; guard/dashboard.png
+  # the rollback on the plots.
+  first="$(ls -d "$runs"/lr-* | head -1)"
+  "$WORKBENCH_BIN" --runs-dir "$runs" branch "$first" --at 30 --set train.lr_g=5e-5 --name lr-slower >&2
+  "$WORKBENCH_BIN" --runs-dir "$runs" branch "$(ls -d "$runs"/lr-slower-* | head -1)" --at 30 \
+    --set train.lr_d=1e-4 --name lr-slower-critic >&2
+  WORKBENCH_FAILPOINT=nan-loss-once:13 "$WORKBENCH_BIN" --runs-dir "$runs" train \
+    --preset presets/smoke.ron --set health.guard=true --set name=guarded >&2
   DISPLAY="$display" "$WORKBENCH_BIN" --runs-dir "$runs" --start \
     --quit-after "${SECS:-75}" --screenshot-dir screenshots --preset presets/wubu_gaad_learning.ron
   mkdir -p screenshots/latent_action
@@ -34,6 +44,11 @@ if [ "$#" -eq 0 ]; then
   DISPLAY="$display" "$WORKBENCH_BIN" --runs-dir "$runs" --start \
     --quit-after "${SECS_VQ:-60}" --screenshot-dir screenshots/vq_gan \
     --preset presets/vq_gan_tiny.ron
+  # The guarded run's rollback, on its dashboard.
+  mkdir -p screenshots/guard
+  DISPLAY="$display" "$WORKBENCH_BIN" --runs-dir "$runs" --open "$(ls -d "$runs"/guarded-2* | head -1)" \
+    --tab dashboard --quit-after 8 --screenshot-dir screenshots/guard
+  find screenshots/guard -name '*.png' ! -name dashboard.png -delete
   # The other tabs of these runs look like the first run's: keep what is their own.
   find screenshots/latent_action -name '*.png' ! -name actions.png ! -name dashboard.png \
     ! -name samples.png -delete

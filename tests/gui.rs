@@ -297,6 +297,7 @@ fn started_log(
         total_steps,
         resumed_from: None,
         restarted: false,
+        branch_of: None,
         wall_time: 0.0,
         metrics,
     })

@@ -69,11 +69,18 @@ fn every_family_resumes_a_stopped_run_bit_for_bit() {
                 own <= 64 * 1024,
                 "{name}: a new branch holds {own} bytes of its own"
             );
-            let (dir, _) = run_to_end(RunRequest {
+            let (dir, events) = run_to_end(RunRequest {
                 resume: Some(b.run.root().into()),
                 runs_dir: runs.path().into(),
                 ..RunRequest::default()
             });
+            assert!(
+                events
+                    .iter()
+                    .any(|e| matches!(e, Event::RunStarted { branch_of: Some(l), .. }
+                    if l.starts_with(&format!("branched from {} at step 5", part.display())))),
+                "{name}: the branch's start names its parent"
+            );
             assert_eq!(
                 dir,
                 b.run.root(),

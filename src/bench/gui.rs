@@ -197,6 +197,7 @@ pub fn runs_table(runs: usize) -> anyhow::Result<()> {
             total_steps: Some(ROWS * 10),
             resumed_from: None,
             restarted: false,
+            branch_of: None,
             wall_time: 0.0,
             metrics: vec![
                 MetricDef::loss("d_loss"),
@@ -225,9 +226,33 @@ pub fn runs_table(runs: usize) -> anyhow::Result<()> {
         if i % 10 == 0 {
             writers.push(w);
         }
+        // Ten branches in three levels: 1-4 of run 0, 5-7 of run 1, 8-10 of run 5.
+        let parent = match i {
+            1..=4 => Some(0),
+            5..=7 => Some(1),
+            8..=10 => Some(5),
+            _ => None,
+        };
+        if let Some(p) = parent.filter(|_| runs > 10) {
+            let lineage = workbench::core::branch::Lineage {
+                parent: tmp.join(format!("sweep-{p:04}")),
+                parent_name: "smoke".into(),
+                fork_step: 100,
+                changes: vec![workbench::core::branch::Change {
+                    field: "train.lr_g".into(),
+                    from: 2e-4.into(),
+                    to: lr.into(),
+                }],
+                created: String::new(),
+            };
+            std::fs::write(
+                dir.join(workbench::core::branch::LINEAGE_FILE),
+                serde_json::to_vec(&lineage)?,
+            )?;
+        }
     }
     println!(
-        "runs table: {runs} runs of {ROWS} logged steps each (written in {:.2} s)",
+        "runs table: {runs} runs of {ROWS} logged steps each, ten of them branches in three levels (written in {:.2} s)",
         t0.elapsed().as_secs_f64()
     );
     let mut index = RunIndex::default();
@@ -244,6 +269,21 @@ pub fn runs_table(runs: usize) -> anyhow::Result<()> {
         t.elapsed().as_secs_f64() * 1e3
     );
     anyhow::ensure!(again.len() == rows.len(), "rows changed");
+    let t = Instant::now();
+    let order = workbench::core::runtable::branches_under_parents(&again);
+    println!(
+        "the lineage tree of {} rows: {:.3} ms",
+        order.len(),
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    if runs > 10 {
+        let deepest = again.iter().map(|r| r.depth).max().unwrap_or(0);
+        let branches = again.iter().filter(|r| r.lineage.is_some()).count();
+        anyhow::ensure!(
+            deepest == 3 && branches == 10,
+            "lineage: depth {deepest}, {branches} branches"
+        );
+    }
     for w in &mut writers {
         w.append(&Event::Scalars {
             rows: vec![ScalarRow {

@@ -21,8 +21,18 @@ pub(super) fn run(cmd: RunsCmd, default_dir: &Path) -> Result<(), Failure> {
                     .file_name()
                     .map(|n| n.to_string_lossy().to_string())
                     .unwrap_or_default();
+                let lineage = workbench::core::branch::read(&r.dir).map_or(String::new(), |l| {
+                    format!(
+                        "  branch of {} at step {} ({})",
+                        l.parent
+                            .file_name()
+                            .map_or(String::new(), |n| n.to_string_lossy().into_owned()),
+                        l.fork_step,
+                        l.describe_changes()
+                    )
+                });
                 out!(
-                    "{:<12} step {:>8}  {:<8} {:<40} {}{}",
+                    "{:<12} step {:>8}  {:<8} {:<40} {}{}{lineage}",
                     r.status.label(),
                     r.last_step,
                     r.family,

@@ -109,6 +109,10 @@ pub enum Event {
         /// Trained again from step 0 in its folder, having written no checkpoint before.
         #[serde(default)]
         restarted: bool,
+        /// A branch's first start: its parent's folder, the fork step and what it changed
+        /// (`core::branch`), for the marker at the fork.
+        #[serde(default)]
+        branch_of: Option<String>,
         wall_time: f64,
         /// What each scalar of the run is (empty in logs written before declarations).
         #[serde(default)]

@@ -602,6 +602,7 @@ mod tests {
             total_steps: None,
             resumed_from: None,
             restarted: false,
+            branch_of: None,
             wall_time: 0.0,
             metrics: Vec::new(),
         })

@@ -226,6 +226,7 @@ impl RunView {
                 total_steps,
                 resumed_from,
                 restarted,
+                branch_of,
                 metrics,
                 ..
             } => {
@@ -245,7 +246,9 @@ impl RunView {
                 if let Some(step) = resumed_from {
                     // The run rewinds to its checkpoint: drop what was logged beyond it.
                     self.rewind(step);
-                    let (label, text) = if restarted {
+                    let (label, text) = if let Some(lineage) = branch_of {
+                        ("branched", lineage)
+                    } else if restarted {
                         ("restarted", "trained again from step 0".to_string())
                     } else {
                         (
@@ -665,6 +668,7 @@ mod tests {
             total_steps: Some(100),
             resumed_from,
             restarted: resumed_from == Some(0),
+            branch_of: None,
             wall_time: 0.0,
             metrics: Vec::new(),
         }

@@ -279,6 +279,16 @@ pub fn run(
         total_steps: total_steps.or(plan.step_limit),
         resumed_from: rewind_to,
         restarted: plan.restart,
+        branch_of: crate::core::branch::read(plan.run_dir.root())
+            .filter(|l| rewind_to == Some(l.fork_step))
+            .map(|l| {
+                format!(
+                    "branched from {} at step {} ({})",
+                    l.parent.display(),
+                    l.fork_step,
+                    l.describe_changes()
+                )
+            }),
         wall_time: unix_now(),
         metrics: metrics.clone(),
     })?;
@@ -856,6 +866,7 @@ impl Session<'_> {
                     total_steps: None,
                     resumed_from: None,
                     restarted: false,
+                    branch_of: None,
                     wall_time: unix_now(),
                     metrics: self.metrics.clone(),
                 },
@@ -1560,6 +1571,7 @@ mod tests {
             total_steps: None,
             resumed_from,
             restarted: false,
+            branch_of: None,
             wall_time: 0.0,
             metrics: Vec::new(),
         }
