@@ -708,12 +708,22 @@ fn marker_labels(ui: &Ui, rect: &Rect, transform: &egui_plot::PlotTransform, run
     let painter = ui.painter_at(*rect);
     let font = egui::FontId::proportional(10.0);
     let mut free_from = f32::NEG_INFINITY;
-    for m in primary
+    // Where labels meet, the rarer and more telling kind is named: a health finding or a
+    // rollback before a live edit, a phase, then a checkpoint.
+    let rank = |k: MarkerKind| match k {
+        MarkerKind::Health => 0,
+        MarkerKind::Hyperparameter => 1,
+        MarkerKind::Checkpoint => 3,
+        _ => 2,
+    };
+    let mut shown: Vec<_> = primary
         .view
         .markers
         .iter()
         .filter(|m| m.kind != MarkerKind::Pause)
-    {
+        .collect();
+    shown.sort_by_key(|m| (m.step, rank(m.kind)));
+    for m in shown {
         let x = transform
             .position_from_point(&PlotPoint::new(m.step as f64, 0.0))
             .x;
