@@ -590,6 +590,17 @@ impl Dashboard {
                             pu.vline(VLine::new("", m.step as f64).color(c).width(1.0));
                         }
                     }
+                    // Each overlaid branch's fork, dashed: where it leaves its parent.
+                    for r in runs.iter().skip(1) {
+                        for m in r.view.markers.iter().filter(|m| m.label == "branched") {
+                            pu.vline(
+                                VLine::new("", m.step as f64)
+                                    .color(marker_color(m.kind).gamma_multiply(0.6))
+                                    .style(egui_plot::LineStyle::dashed_dense())
+                                    .width(1.0),
+                            );
+                        }
+                    }
                 }
                 if let Some(c) = *cursor {
                     pu.vline(VLine::new("", c as f64).color(Color32::WHITE).width(1.5));
