@@ -509,6 +509,45 @@ fn the_guard_rolls_back_a_nan_and_the_run_finishes() {
     );
 }
 
+/// The `reseed` remedy: after the rollback the run goes on with another data order (logged),
+/// and finishes.
+#[test]
+fn the_guard_can_reseed_the_data_order() {
+    let runs = tempfile::tempdir().expect("tmp");
+    let out = train_smoke(runs.path())
+        .args(["--set", "threads=1", "--set", "health.guard=true"])
+        .args(["--set", "health.guard_non_finite=reseed"])
+        .env("WORKBENCH_FAILPOINT", "nan-loss-once:13")
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("remedy reseed"), "{stderr}");
+    let run = runs
+        .path()
+        .read_dir()
+        .expect("runs")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| workbench::core::branch::read(p).is_none())
+        .expect("the run");
+    let log = workbench::core::runlog::read_all(&RunDir::open(&run).expect("run").events_path())
+        .expect("log");
+    assert!(log.events.iter().any(
+        |e| matches!(e, Event::Log { message, .. } if message.starts_with("guard: data order 1"))
+    ));
+    // The checkpoint the run goes on from is written again with the remedy in it.
+    let after = log
+        .events
+        .iter()
+        .skip_while(|e| !matches!(e, Event::Rollback { .. }))
+        .find(|e| matches!(e, Event::CheckpointSaved { .. }));
+    assert!(
+        matches!(after, Some(Event::CheckpointSaved { step: 10, .. })),
+        "{after:?}"
+    );
+}
+
 /// A NaN that comes back every time: the guard rolls back as often as the preset allows, then
 /// the run stops with one line; no checkpoint holds a non-finite number.
 #[test]

@@ -80,12 +80,15 @@ pub enum Remedy {
     /// The batches between the checkpoint and the trigger are skipped: the data position
     /// jumps to where the trigger was.
     SkipWindow,
+    /// The data order is drawn again (from the run's seed and the count of reseeds), so the
+    /// steps after the checkpoint see other batches.
+    Reseed,
     /// No rollback: the run stops with one line.
     Stop,
 }
 
 /// The remedies as a field's choices, in [`Remedy`]'s serde names.
-pub const REMEDIES: &[&str] = &["scale_lr", "skip_window", "stop"];
+pub const REMEDIES: &[&str] = &["scale_lr", "skip_window", "reseed", "stop"];
 
 impl Remedy {
     #[must_use]
@@ -93,6 +96,7 @@ impl Remedy {
         match self {
             Self::ScaleLr => "scale_lr",
             Self::SkipWindow => "skip_window",
+            Self::Reseed => "reseed",
             Self::Stop => "stop",
         }
     }

@@ -49,6 +49,9 @@ pub struct Counters {
     /// The guard's rollbacks so far (carried across the rollbacks themselves).
     #[serde(default)]
     pub rollbacks: u32,
+    /// The data orders the guard drew again (`reseed`); 0 is the run's own order.
+    #[serde(default)]
+    pub reseeds: u64,
 }
 
 /// How a run that did not fail ended.
@@ -248,6 +251,7 @@ pub fn run(
         trainer
             .apply_preset(&cfg)
             .map_err(|e| EngineError::BadInput(e.to_string()))?;
+        trainer.reseed_data(c.reseeds);
         checkpoint::supersede_after(&plan.run_dir.checkpoints(), c.step)?;
     }
     take_roots_state(trainer.as_mut())?;
@@ -757,8 +761,11 @@ impl Session<'_> {
             }
             _ => self.setup_control()?,
         }
+        // Never back to a data order that already failed.
+        let reseeds = self.c.reseeds.max(c.reseeds);
         self.c = c;
         self.c.rollbacks = count;
+        self.c.reseeds = reseeds;
         checkpoint::supersede_after(&ckpts, self.c.step)?;
         self.last_checkpoint_step = Some(self.c.step);
         let columns: Vec<&str> = self.columns.iter().map(String::as_str).collect();
@@ -798,8 +805,24 @@ impl Session<'_> {
                     ),
                 })?;
             }
+            Remedy::Reseed => {
+                self.c.reseeds += 1;
+                self.emitter.emit(Event::Log {
+                    step: self.c.step,
+                    level: Level::Info,
+                    message: format!(
+                        "guard: data order {} from here (drawn from the seed again)",
+                        self.c.reseeds
+                    ),
+                })?;
+            }
             Remedy::Stop => {}
         }
+        self.trainer.reseed_data(self.c.reseeds);
+        // The checkpoint the run goes on from holds the remedy (the data position, the order,
+        // the rates), so a resume from it goes on as this run does.
+        self.last_checkpoint_step = None;
+        self.checkpoint(false, None)?;
         Ok(())
     }
 

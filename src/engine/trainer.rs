@@ -332,6 +332,9 @@ pub trait Trainer: std::fmt::Debug {
     /// One training step; returns the step's scalars. Errors fail the run (use tch's
     /// fallible calls, `f_backward` and friends, for what can fail).
     fn train_step(&mut self, ctx: &StepCtx) -> Result<Vec<(&'static str, f64)>, StepError>;
+    /// Takes the run's `k`-th data order (0: its own): the guard's `reseed` remedy, and a
+    /// resume of a run that had one.
+    fn reseed_data(&mut self, k: u64);
     /// What to try when a loss becomes NaN or infinite, in the family's own fields.
     fn non_finite_advice(&self) -> &'static str {
         "lower the learning rates 5-10x, then resume from the last good checkpoint"

@@ -246,13 +246,30 @@ fn hwc_to_tensor(bytes: &[u8], n: usize, size: u32) -> Tensor {
 #[derive(Debug, Clone)]
 pub struct EpochSampler {
     seed: u64,
+    /// The seed every order comes from: `seed`, or drawn from it after a reseed.
+    order_seed: u64,
     order: Option<(u64, Vec<u32>)>,
 }
 
 impl EpochSampler {
     #[must_use]
     pub fn new(seed: u64) -> Self {
-        Self { seed, order: None }
+        Self {
+            seed,
+            order_seed: seed,
+            order: None,
+        }
+    }
+
+    /// The `k`-th data order of the run (0: the run's own): every epoch is shuffled from a
+    /// seed drawn from the run's seed and `k`, so a guard's `reseed` remedy gives other
+    /// batches, and a resume with the same `k` the same ones.
+    pub fn reseed(&mut self, k: u64) {
+        self.order_seed = match k {
+            0 => self.seed,
+            k => crate::core::rng::derive_seed(self.seed, crate::core::rng::Stream::DataOrder, k),
+        };
+        self.order = None;
     }
 
     /// The training-set indices of batch `batch` of epoch `epoch`, `b` of them, for a set of
@@ -268,7 +285,7 @@ impl EpochSampler {
         {
             self.order = Some((
                 epoch,
-                crate::core::rng::epoch_permutation(self.seed, epoch, n),
+                crate::core::rng::epoch_permutation(self.order_seed, epoch, n),
             ));
         }
         let Some((_, order)) = &self.order else {
@@ -290,6 +307,25 @@ impl EpochSampler {
 #[cfg(test)]
 mod tests {
     use super::EpochSampler;
+
+    #[test]
+    fn a_reseed_draws_another_order_and_the_same_again_for_the_same_count() {
+        let order = |k: u64| {
+            let mut s = EpochSampler::new(7);
+            s.reseed(k);
+            (0..4)
+                .flat_map(|b| s.batch(0, b, 20, 5))
+                .collect::<Vec<_>>()
+        };
+        let own: Vec<usize> = {
+            let mut s = EpochSampler::new(7);
+            (0..4).flat_map(|b| s.batch(0, b, 20, 5)).collect()
+        };
+        assert_eq!(order(0), own, "k = 0 is the run's own order");
+        assert_ne!(order(1), own);
+        assert_ne!(order(2), order(1));
+        assert_eq!(order(1), order(1));
+    }
 
     #[test]
     fn an_epochs_batches_are_disjoint_and_epochs_reshuffle() {

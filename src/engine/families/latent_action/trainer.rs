@@ -680,6 +680,10 @@ fn eval_name(name: &str) -> Option<&'static str> {
 }
 
 impl Trainer for LatentActionTrainer {
+    fn reseed_data(&mut self, k: u64) {
+        self.epochs.reseed(k);
+    }
+
     fn describe(&self) -> String {
         let count = |vs: &nn::VarStore| {
             vs.trainable_variables()

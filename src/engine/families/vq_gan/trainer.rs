@@ -359,6 +359,10 @@ impl VqGanTrainer {
 }
 
 impl Trainer for VqGanTrainer {
+    fn reseed_data(&mut self, k: u64) {
+        self.epochs.reseed(k);
+    }
+
     fn describe(&self) -> String {
         let count = |vs: &nn::VarStore| {
             vs.trainable_variables()

@@ -187,6 +187,10 @@ pub fn gradient_penalty(
 }
 
 impl Trainer for WganGpTrainer {
+    fn reseed_data(&mut self, k: u64) {
+        self.epochs.reseed(k);
+    }
+
     fn describe(&self) -> String {
         format!(
             "WGAN-GP {:?} {}x{}: G {:.2} M params, critic {:.2} M params; data: {}",

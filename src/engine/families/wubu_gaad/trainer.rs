@@ -373,6 +373,10 @@ impl WubuGaadTrainer {
 }
 
 impl Trainer for WubuGaadTrainer {
+    fn reseed_data(&mut self, k: u64) {
+        self.epochs.reseed(k);
+    }
+
     fn diagnostics(&self) -> Vec<(String, f64)> {
         let mut out: Vec<(String, f64)> =
             crate::engine::optim::norms_by_module(self.opt_g.grad_norms(), 2)
