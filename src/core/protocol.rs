@@ -64,7 +64,33 @@ pub enum Level {
 pub struct ScalarRow {
     pub step: u64,
     pub wall_time: f64,
+    #[serde(deserialize_with = "non_finite::pairs")]
     pub values: Vec<(String, f64)>,
+}
+
+/// JSON has no NaN or infinity: `serde_json` writes them as `null`. Numbers that may be
+/// non-finite (a diverged loss, a validation of NaN weights) read `null` back as NaN, so one
+/// such value never makes a run's log unreadable from that record on.
+mod non_finite {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn number<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
+
+    pub fn pairs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, f64)>, D::Error> {
+        Ok(Vec::<(String, Option<f64>)>::deserialize(d)?
+            .into_iter()
+            .map(|(k, v)| (k, v.unwrap_or(f64::NAN)))
+            .collect())
+    }
+
+    pub fn rows<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<f64>>, D::Error> {
+        Ok(Vec::<Vec<Option<f64>>>::deserialize(d)?
+            .into_iter()
+            .map(|r| r.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect())
+            .collect())
+    }
 }
 
 /// A loss-health finding: what was seen and what to change.
@@ -162,7 +188,9 @@ pub enum Event {
     HyperparameterChanged {
         step: u64,
         name: String,
+        #[serde(deserialize_with = "non_finite::number")]
         old: f64,
+        #[serde(deserialize_with = "non_finite::number")]
         new: f64,
     },
     /// The guard rolled the run back: a detector fired at `step`, the run reloaded its
@@ -185,15 +213,17 @@ pub enum Event {
         /// The discretised state, one bin per feature.
         state: Vec<u8>,
         /// `(steered field, chosen scale)`.
+        #[serde(deserialize_with = "non_finite::pairs")]
         actions: Vec<(String, f64)>,
         /// The reward credited to the previous decision.
         reward: Option<f64>,
         epsilon: f64,
         /// The state's Q-values per action set, after the update.
+        #[serde(deserialize_with = "non_finite::rows")]
         q_values: Vec<Vec<f64>>,
         explored: Vec<bool>,
         /// The settings the decision resulted in, e.g. `("lr", 8.5e-5)`.
-        #[serde(default)]
+        #[serde(default, deserialize_with = "non_finite::pairs")]
         applied: Vec<(String, f64)>,
         /// The row the reward updated: the previous decision's state, its chosen options and
         /// its Q-values after the update.
@@ -212,6 +242,7 @@ pub enum Event {
         step: u64,
         name: String,
         on: bool,
+        #[serde(deserialize_with = "non_finite::pairs")]
         values: Vec<(String, f64)>,
     },
     /// The active discriminator changed (spec section 7).
@@ -220,6 +251,7 @@ pub enum Event {
         from: String,
         to: String,
         reason: String,
+        #[serde(deserialize_with = "non_finite::pairs")]
         values: Vec<(String, f64)>,
     },
     /// Ground truth and reconstruction of the same frames (each a row of frames, equal size),
@@ -297,6 +329,38 @@ impl Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A NaN or an infinity in a logged row (JSON writes `null`) reads back as NaN instead of
+    /// making the record, and the log from it on, unreadable.
+    #[test]
+    fn non_finite_values_survive_the_log() {
+        let e = Event::Scalars {
+            rows: vec![ScalarRow {
+                step: 1,
+                wall_time: 0.0,
+                values: vec![
+                    ("val_swd".into(), f64::NAN),
+                    ("d_loss".into(), f64::INFINITY),
+                ],
+            }],
+        };
+        let text = serde_json::to_string(&e).expect("json");
+        let Event::Scalars { rows } = serde_json::from_str(&text).expect("reads back") else {
+            panic!("scalars")
+        };
+        assert!(rows[0].values.iter().all(|(_, v)| v.is_nan()));
+        let e = Event::HyperparameterChanged {
+            step: 2,
+            name: "lr".into(),
+            old: f64::NAN,
+            new: 1e-4,
+        };
+        let text = serde_json::to_string(&e).expect("json");
+        assert!(matches!(
+            serde_json::from_str::<Event>(&text).expect("reads back"),
+            Event::HyperparameterChanged { old, new, .. } if old.is_nan() && new == 1e-4
+        ));
+    }
 
     #[test]
     fn events_round_trip_through_json_without_pixels() {
