@@ -1663,3 +1663,46 @@ fn a_live_edit_is_undone_or_tried_both_ways_as_branches() {
     assert_eq!(form.parent, dir);
     assert!(form.at.parse::<u64>().is_ok());
 }
+
+/// A branch shown on the dashboard brings its parent's curve in, up to the fork, and stays the
+/// run shown.
+#[test]
+fn a_branch_shows_its_parents_curve_up_to_the_fork() {
+    let runs = tempfile::tempdir().unwrap();
+    let p = preset::Family::WganGp.default_preset().tiny().unwrap();
+    let parent = finished_run(runs.path(), p);
+    let b = workbench::core::branch::create(&workbench::core::branch::BranchRequest {
+        parent: &parent,
+        at: None,
+        set: vec![("train.lr_d".into(), json!(5e-4))],
+        name: None,
+    })
+    .unwrap();
+    let fork = b.lineage.fork_step;
+    let req = workbench::engine::worker::RunRequest {
+        resume: Some(b.run.root().to_path_buf()),
+        runs_dir: runs.path().into(),
+        ..Default::default()
+    };
+    let handle =
+        workbench::engine::worker::spawn(workbench::engine::worker::prepare(req).unwrap(), None)
+            .unwrap();
+    while let Ok(e) = handle.events().recv_timeout(Duration::from_secs(120)) {
+        if e.is_terminal() {
+            break;
+        }
+    }
+    handle.join();
+    let branch = b.run.root().to_path_buf();
+    let mut h = harness(following(runs.path(), branch.clone(), Tab::Dashboard, None));
+    h.run_steps(2);
+    wait_for_logs(&mut h);
+    step_until(&mut h, "the parent to be opened", |a| {
+        a.runs.iter().any(|r| r.dir == parent)
+    });
+    let shown = h.state().runs.iter().find(|r| r.dir == parent).unwrap();
+    assert!(shown.overlay, "the parent is overlaid");
+    assert_eq!(shown.before, Some(fork), "up to the fork");
+    assert_eq!(h.state().current_run().unwrap().dir, branch);
+    h.get_by_label_contains("branched");
+}

@@ -78,7 +78,7 @@ fn every_family_resumes_a_stopped_run_bit_for_bit() {
                 events
                     .iter()
                     .any(|e| matches!(e, Event::RunStarted { branch_of: Some(l), .. }
-                    if l.starts_with(&format!("branched from {} at step 5", part.display())))),
+                    if l.parent == part.display().to_string() && l.fork_step == 5)),
                 "{name}: the branch's start names its parent"
             );
             assert_eq!(

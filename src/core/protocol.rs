@@ -59,6 +59,24 @@ pub enum Level {
     Error,
 }
 
+/// Where a branch starts: its parent's run folder, the step it forks at, what it changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BranchOf {
+    pub parent: String,
+    pub fork_step: u64,
+    pub changes: String,
+}
+
+impl BranchOf {
+    #[must_use]
+    pub fn describe(&self) -> String {
+        format!(
+            "branched from {} at step {} ({})",
+            self.parent, self.fork_step, self.changes
+        )
+    }
+}
+
 /// One logged step's scalars, e.g. `("d_loss", -1.2)`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScalarRow {
@@ -136,9 +154,9 @@ pub enum Event {
         #[serde(default)]
         restarted: bool,
         /// A branch's first start: its parent's folder, the fork step and what it changed
-        /// (`core::branch`), for the marker at the fork.
+        /// (`core::branch`), for the marker at the fork and the parent's curve before it.
         #[serde(default)]
-        branch_of: Option<String>,
+        branch_of: Option<BranchOf>,
         wall_time: f64,
         /// What each scalar of the run is (empty in logs written before declarations).
         #[serde(default)]

@@ -149,6 +149,8 @@ pub struct RunView {
     pub family: String,
     pub device: String,
     pub run_dir: String,
+    /// Where the run branched from, when it is a branch.
+    pub branch_of: Option<crate::core::protocol::BranchOf>,
     pub total_steps: Option<u64>,
     pub state: RunState,
     pub step: u64,
@@ -180,6 +182,7 @@ impl Default for RunView {
             name: String::new(),
             family: String::new(),
             device: String::new(),
+            branch_of: None,
             run_dir: String::new(),
             total_steps: None,
             state: RunState::Waiting,
@@ -243,11 +246,14 @@ impl RunView {
                 }
                 self.total_steps = total_steps;
                 self.state = RunState::Running;
+                if branch_of.is_some() {
+                    self.branch_of.clone_from(&branch_of);
+                }
                 if let Some(step) = resumed_from {
                     // The run rewinds to its checkpoint: drop what was logged beyond it.
                     self.rewind(step);
-                    let (label, text) = if let Some(lineage) = branch_of {
-                        ("branched", lineage)
+                    let (label, text) = if let Some(b) = &branch_of {
+                        ("branched", b.describe())
                     } else if restarted {
                         ("restarted", "trained again from step 0".to_string())
                     } else {

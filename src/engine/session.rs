@@ -285,13 +285,10 @@ pub fn run(
         restarted: plan.restart,
         branch_of: crate::core::branch::read(plan.run_dir.root())
             .filter(|l| rewind_to == Some(l.fork_step))
-            .map(|l| {
-                format!(
-                    "branched from {} at step {} ({})",
-                    l.parent.display(),
-                    l.fork_step,
-                    l.describe_changes()
-                )
+            .map(|l| crate::core::protocol::BranchOf {
+                parent: l.parent.display().to_string(),
+                fork_step: l.fork_step,
+                changes: l.describe_changes(),
             }),
         wall_time: unix_now(),
         metrics: metrics.clone(),

@@ -122,6 +122,8 @@ pub struct Shown<'a> {
     pub key: usize,
     pub view: &'a RunView,
     pub color: Color32,
+    /// Drawn only up to this step (a branch's parent, up to the fork).
+    pub before: Option<u64>,
 }
 
 /// A run the app shows.
@@ -134,6 +136,9 @@ pub struct Tracked {
     /// Drawn on the dashboard beside the primary run.
     pub overlay: bool,
     pub color: Color32,
+    /// Drawn only up to this step: a branch's parent, opened to show its curve before the
+    /// fork.
+    pub before: Option<u64>,
 }
 
 impl Tracked {
@@ -150,6 +155,7 @@ pub fn shown_runs(runs: &[Tracked], current: Option<usize>) -> Vec<Shown<'_>> {
             key: r.key,
             view: &r.view,
             color: r.color,
+            before: r.before,
         }
     }
     current

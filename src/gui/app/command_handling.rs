@@ -216,6 +216,25 @@ impl WorkbenchApp {
         }
     }
 
+    /// A branch shown as the primary run brings its parent's curve up to the fork (once per
+    /// branch: untick the parent's overlay and it stays off).
+    pub(crate) fn show_branch_parent(&mut self) {
+        let Some(run) = self.current.and_then(|i| self.runs.get(i)) else {
+            return;
+        };
+        let Some(b) = run.view.branch_of.clone() else {
+            return;
+        };
+        if !self.parents_shown.insert(run.key) {
+            return;
+        }
+        let parent = PathBuf::from(&b.parent);
+        self.overlay(&parent, true);
+        if let Some(t) = self.runs.iter_mut().find(|r| r.dir == parent) {
+            t.before = Some(b.fork_step);
+        }
+    }
+
     /// Shows an already built view as the primary run (benchmarks, tests).
     pub fn show_view(&mut self, view: RunView) {
         let dir = PathBuf::from(&view.run_dir);
@@ -241,6 +260,7 @@ impl WorkbenchApp {
             source,
             overlay: false,
             color: crate::gui::style::palette(key),
+            before: None,
         });
         self.current = Some(self.runs.len() - 1);
     }

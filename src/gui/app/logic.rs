@@ -46,6 +46,7 @@ impl WorkbenchApp {
         if self.drain(EVENT_BUDGET) {
             ctx.request_repaint();
         }
+        self.show_branch_parent();
         // Events left over after the frame budget: come back for them.
         if self
             .runs

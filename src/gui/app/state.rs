@@ -67,6 +67,8 @@ pub struct WorkbenchApp {
     pub(crate) started_at: Instant,
     pub(crate) waker: Option<Waker>,
     pub(crate) next_key: usize,
+    /// The branches (by key) whose parent was brought in up to the fork.
+    pub(crate) parents_shown: std::collections::HashSet<usize>,
     pub(crate) screenshots: ScreenshotTour,
     pub(crate) pending_plot_png: Option<(String, PathBuf)>,
     pub(crate) shots: (Sender<Shot>, Receiver<Shot>),
@@ -134,6 +136,7 @@ impl WorkbenchApp {
             started_at: Instant::now(),
             waker,
             next_key: 0,
+            parents_shown: std::collections::HashSet::new(),
             screenshots: ScreenshotTour::default(),
             pending_plot_png: None,
             shots: crossbeam_channel::bounded(8),

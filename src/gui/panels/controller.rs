@@ -138,6 +138,7 @@ impl ControllerPanel {
             key: run.key,
             view,
             color: run.color,
+            before: None,
         }];
         // The learning-rate controller of any family also logs `ctl_*` scale scalars and
         // the rates it steers.

@@ -508,6 +508,11 @@ impl Dashboard {
                     } else {
                         (bounds.min()[0], bounds.max()[0])
                     };
+                    // A branch's parent: its curve up to the fork only.
+                    let x1 = r.before.map_or(x1, |b| x1.min(b as f64));
+                    if x1 < x0 {
+                        continue;
+                    }
                     let map = |pts: Vec<[f64; 2]>| -> Vec<[f64; 2]> {
                         pts.into_iter()
                             .filter_map(|[x, y]| ty(y).map(|y| [x, y]))
