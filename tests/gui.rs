@@ -1706,3 +1706,35 @@ fn a_branch_shows_its_parents_curve_up_to_the_fork() {
     assert_eq!(h.state().current_run().unwrap().dir, branch);
     h.get_by_label_contains("branched");
 }
+
+/// Right-clicking a plot offers a branch from the shown run's checkpoint at or before that
+/// step; it sets the branch up in the Runs tab.
+#[test]
+fn a_right_click_on_a_plot_branches_from_the_checkpoint_before_it() {
+    let runs = tempfile::tempdir().unwrap();
+    let p = preset::Family::WganGp.default_preset().tiny().unwrap();
+    let dir = finished_run(runs.path(), p);
+    let mut h = harness(following(runs.path(), dir.clone(), Tab::Dashboard, None));
+    h.run_steps(2);
+    wait_for_logs(&mut h);
+    h.run_steps(2);
+    let rect = h.state().dashboard.plot_rects["d_loss"];
+    let pos = rect.right_center() - egui::vec2(4.0, 0.0);
+    for pressed in [true, false] {
+        h.input_mut().events.push(egui::Event::PointerMoved(pos));
+        h.input_mut().events.push(egui::Event::PointerButton {
+            pos,
+            button: egui::PointerButton::Secondary,
+            pressed,
+            modifiers: egui::Modifiers::default(),
+        });
+        h.step();
+    }
+    h.run_steps(2);
+    h.get_by_label_contains("Branch from the checkpoint of step 2")
+        .click();
+    h.run_steps(2);
+    assert_eq!(h.state().tab, Tab::Runs);
+    let form = h.state().runs_table.branching.clone().expect("the form");
+    assert_eq!((form.parent, form.at.as_str()), (dir, "2"));
+}

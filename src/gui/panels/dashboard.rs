@@ -115,6 +115,9 @@ pub struct Dashboard {
     pub points_drawn: usize,
     /// Each family's layout (by family name), saved by the app when it changes.
     pub layouts: BTreeMap<String, Layout>,
+    /// The step a right click on a plot picked (its menu branches from the checkpoint at or
+    /// before it).
+    branch_pick: Option<u64>,
 }
 
 impl Default for Dashboard {
@@ -130,6 +133,7 @@ impl Default for Dashboard {
             plot_rects: HashMap::new(),
             points_drawn: 0,
             layouts: BTreeMap::new(),
+            branch_pick: None,
         }
     }
 }
@@ -624,6 +628,41 @@ impl Dashboard {
         }
         if let Some(x) = resp.inner {
             *cursor = Some(x.max(0.0).round() as u64);
+        }
+        // Right click: branch the run shown from its checkpoint at or before that step.
+        if resp.response.secondary_clicked() {
+            self.branch_pick = resp
+                .response
+                .interact_pointer_pos()
+                .map(|p| resp.transform.value_from_position(p).x.max(0.0).round() as u64);
+        }
+        if let Some(primary) = runs.first() {
+            let at = self.branch_pick.and_then(|pick| {
+                primary
+                    .view
+                    .markers
+                    .iter()
+                    .filter(|m| m.kind == MarkerKind::Checkpoint && m.step <= pick)
+                    .map(|m| m.step)
+                    .max()
+            });
+            resp.response.context_menu(|ui| match at {
+                Some(step) => {
+                    if ui
+                        .button(format!("Branch from the checkpoint of step {step}..."))
+                        .clicked()
+                    {
+                        action = Some(UiAction::BranchAt(
+                            std::path::PathBuf::from(&primary.view.run_dir),
+                            step,
+                        ));
+                        ui.close();
+                    }
+                }
+                None => {
+                    ui.label("no checkpoint at or before this step");
+                }
+            });
         }
         action
     }
