@@ -413,8 +413,12 @@ fn step(t: &mut Box<dyn workbench::engine::trainer::Trainer>, step: u64) -> Vec<
 
 /// One step with the critics on, changing only what the autoencoder's loss and clipping
 /// see: feature matching (whose gradient reaches the critics' weights through their
-/// features) and the clip norm. The critics' step comes out bit for bit the same: their
-/// optimiser sees only their own loss's gradient, and only the autoencoder is clipped.
+/// features) and the clip norm. The critics' step comes out the same: their optimiser sees
+/// only their own loss's gradient, and only the autoencoder is clipped. "The same" within
+/// 1e-7 (and 1e-5 relative), not bit for bit: libtorch's threaded reductions may sum in
+/// another order from one trainer to the next (seen once in many runs), while an Adam step
+/// moves a weight by about the learning rate, so a leak of feature matching at weight 40, or
+/// the autoencoder's clip on the critics, moves them by far more.
 #[test]
 fn the_critics_step_on_their_own_loss_alone() {
     let _serial = common::exclusive();
@@ -441,7 +445,7 @@ fn the_critics_step_on_their_own_loss_alone() {
         step(&mut other, 0);
         for ((name, a), (_, b)) in after.iter().zip(critics(&mut other)) {
             assert!(
-                a.equal(&b),
+                a.allclose(&b, 1e-5, 1e-7, false),
                 "feature matching {feat}, clip {clip}: critic tensor {name} differs"
             );
         }
