@@ -290,6 +290,16 @@ fn only_run(runs: &Path) -> std::path::PathBuf {
         .path()
 }
 
+/// The one run folder under `runs` that is not a branch (a guard's abandoned rows are).
+fn guarded_run(runs: &Path) -> std::path::PathBuf {
+    runs.read_dir()
+        .expect("runs")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| workbench::core::branch::read(p).is_none())
+        .expect("the run")
+}
+
 /// `workbench train` on the smoke preset with a failpoint set, on one thread.
 fn smoke_failing_at(runs: &Path, failpoint: &str) -> std::process::Output {
     train_smoke(runs)
@@ -439,14 +449,7 @@ fn the_guard_rolls_back_a_nan_and_the_run_finishes() {
         stderr.contains("guard: d_loss became NaN at step 13; rollback 1 to step 10"),
         "{stderr}"
     );
-    let run = runs
-        .path()
-        .read_dir()
-        .expect("runs")
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| workbench::core::branch::read(p).is_none())
-        .expect("the run");
+    let run = guarded_run(runs.path());
     let dir = RunDir::open(&run).expect("run");
     let log = workbench::core::runlog::read_all(&dir.events_path()).expect("log");
     let rollbacks: Vec<&Event> = log
@@ -523,14 +526,7 @@ fn the_guard_can_reseed_the_data_order() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("remedy reseed"), "{stderr}");
-    let run = runs
-        .path()
-        .read_dir()
-        .expect("runs")
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| workbench::core::branch::read(p).is_none())
-        .expect("the run");
+    let run = guarded_run(runs.path());
     let log = workbench::core::runlog::read_all(&RunDir::open(&run).expect("run").events_path())
         .expect("log");
     assert!(log.events.iter().any(
@@ -573,14 +569,7 @@ fn a_nan_forever_stops_the_guarded_run_after_its_rollbacks() {
         )),
         "{stderr}"
     );
-    let run = runs
-        .path()
-        .read_dir()
-        .expect("runs")
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| workbench::core::branch::read(p).is_none())
-        .expect("the run");
+    let run = guarded_run(runs.path());
     let dir = RunDir::open(&run).expect("run");
     let log = workbench::core::runlog::read_all(&dir.events_path()).expect("log");
     let n = log

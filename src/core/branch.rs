@@ -321,8 +321,16 @@ fn fill(
     let text = |v: &Value| serde_json::to_vec_pretty(v).unwrap_or_default();
     atomic_write(&ckpts.join("best.json"), &text(&best))?;
     atomic_write(&ckpts.join("latest"), name.as_bytes())?;
-    let lineage_json = serde_json::to_value(lineage).unwrap_or(Value::Null);
-    atomic_write(&run.root().join(LINEAGE_FILE), &text(&lineage_json))?;
+    write_lineage(run, lineage)
+}
+
+/// Writes a run folder's `branch.json` (atomically): what makes the folder a branch.
+pub fn write_lineage(run: &RunDir, lineage: &Lineage) -> Result<(), BranchError> {
+    let json = serde_json::to_vec_pretty(lineage).map_err(|e| BranchError::Io {
+        path: run.root().join(LINEAGE_FILE),
+        message: e.to_string(),
+    })?;
+    atomic_write(&run.root().join(LINEAGE_FILE), &json)?;
     Ok(())
 }
 

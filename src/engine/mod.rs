@@ -61,6 +61,8 @@ pub enum EngineError {
     #[error("{0}")]
     RunLog(#[from] crate::core::runlog::RunLogError),
     #[error("{0}")]
+    Branch(#[from] crate::core::branch::BranchError),
+    #[error("{0}")]
     NonFinite(String),
     /// The guard stopped the run (a `stop` remedy, or too many rollbacks).
     #[error("{0}")]

@@ -20,7 +20,7 @@ use crate::core::protocol::{
     Aggregate, Command, Event, HealthRole, HealthSignal, Level, MetricDef, MetricKind, Outcome,
     ScalarRow,
 };
-use crate::core::rundir::{CsvLog, RunDir};
+use crate::core::rundir::{CsvLog, RunDir, RunDirError};
 use crate::core::signals::StopSignal;
 use crate::core::timefmt::unix_now;
 use crate::engine::checkpoint::{self, BestEntry, Loaded};
@@ -828,84 +828,7 @@ impl Session<'_> {
     /// names the run and the checkpoint's step, its log the rows and why they were left. A
     /// failure here only loses that view (said in the log), never the run.
     fn keep_abandoned(&mut self, from: u64, at: u64, t: &Trigger) -> Option<PathBuf> {
-        let made = (|| -> Result<PathBuf, String> {
-            let text =
-                std::fs::read_to_string(self.plan.run_dir.csv_path()).map_err(|e| e.to_string())?;
-            let mut lines = text.lines();
-            let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
-            let rows: Vec<ScalarRow> = lines
-                .filter_map(|l| {
-                    let cells: Vec<&str> = l.split(',').collect();
-                    let step = cells.first()?.parse::<u64>().ok().filter(|s| *s > from)?;
-                    let values = header
-                        .iter()
-                        .zip(&cells)
-                        .skip(1)
-                        .filter_map(|(k, v)| Some(((*k).to_string(), v.parse::<f64>().ok()?)))
-                        .collect();
-                    Some(ScalarRow {
-                        step,
-                        wall_time: unix_now(),
-                        values,
-                    })
-                })
-                .collect();
-            let root = crate::core::rundir::absolute(self.plan.run_dir.root());
-            let runs_dir = root.parent().unwrap_or(Path::new("."));
-            let name = format!("{}-abandoned{at}", self.plan.preset.preset().name());
-            let dir = RunDir::create(runs_dir, &name).map_err(|e| e.to_string())?;
-            dir.write_preset(
-                &self.plan.preset.preset().to_ron(),
-                &[
-                    ("abandoned by the guard of", root.display().to_string()),
-                    ("rows", format!("{}..{at}", from + 1)),
-                ],
-            )
-            .map_err(|e| e.to_string())?;
-            let lineage = crate::core::branch::Lineage {
-                parent: root.clone(),
-                parent_name: self.plan.preset.preset().name().to_string(),
-                fork_step: from,
-                changes: Vec::new(),
-                created: crate::core::timefmt::readable_utc(unix_now() as u64) + " UTC",
-            };
-            let json = serde_json::to_vec_pretty(&lineage).map_err(|e| e.to_string())?;
-            crate::core::rundir::atomic_write(
-                &dir.root().join(crate::core::branch::LINEAGE_FILE),
-                &json,
-            )
-            .map_err(|e| e.to_string())?;
-            let mut log = crate::core::runlog::LogWriter::open(&dir.events_path())
-                .map_err(|e| e.to_string())?;
-            for e in [
-                Event::RunStarted {
-                    run_dir: dir.root().display().to_string(),
-                    name,
-                    family: self.cfg.family().name().to_string(),
-                    device: crate::engine::device::describe(self.plan.device),
-                    total_steps: None,
-                    resumed_from: None,
-                    restarted: false,
-                    branch_of: None,
-                    wall_time: unix_now(),
-                    metrics: self.metrics.clone(),
-                },
-                Event::Scalars { rows },
-                Event::RunFailed {
-                    step: at,
-                    message: format!(
-                        "abandoned: {} ({}); the run rolled back to step {from}",
-                        t.message,
-                        t.detector.name()
-                    ),
-                },
-            ] {
-                log.append(&e).map_err(|e| e.to_string())?;
-            }
-            log.sync().map_err(|e| e.to_string())?;
-            Ok(dir.root().to_path_buf())
-        })();
-        match made {
+        match self.write_abandoned(from, at, t) {
             Ok(dir) => Some(dir),
             Err(e) => {
                 let _ = self.emitter.emit(Event::Log {
@@ -918,6 +841,84 @@ impl Session<'_> {
                 None
             }
         }
+    }
+
+    /// [`Self::keep_abandoned`]'s folder: the rows of `losses.csv` after step `from`, as a
+    /// failed branch of this run at `from`.
+    fn write_abandoned(&self, from: u64, at: u64, t: &Trigger) -> Result<PathBuf, EngineError> {
+        let csv = self.plan.run_dir.csv_path();
+        let text = std::fs::read_to_string(&csv).map_err(|e| RunDirError::Io {
+            path: csv.clone(),
+            message: e.to_string(),
+        })?;
+        let mut lines = text.lines();
+        let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+        let rows: Vec<ScalarRow> = lines
+            .filter_map(|l| {
+                let cells: Vec<&str> = l.split(',').collect();
+                let step = cells.first()?.parse::<u64>().ok().filter(|s| *s > from)?;
+                let values = header
+                    .iter()
+                    .zip(&cells)
+                    .skip(1)
+                    .filter_map(|(k, v)| Some(((*k).to_string(), v.parse::<f64>().ok()?)))
+                    .collect();
+                Some(ScalarRow {
+                    step,
+                    wall_time: unix_now(),
+                    values,
+                })
+            })
+            .collect();
+        let preset = self.plan.preset.preset();
+        let root = crate::core::rundir::absolute(self.plan.run_dir.root());
+        let name = format!("{}-abandoned{at}", preset.name());
+        let dir = RunDir::create(root.parent().unwrap_or(Path::new(".")), &name)?;
+        dir.write_preset(
+            &preset.to_ron(),
+            &[
+                ("abandoned by the guard of", root.display().to_string()),
+                ("rows", format!("{}..{at}", from + 1)),
+            ],
+        )?;
+        crate::core::branch::write_lineage(
+            &dir,
+            &crate::core::branch::Lineage {
+                parent: root,
+                parent_name: preset.name().to_string(),
+                fork_step: from,
+                changes: Vec::new(),
+                created: crate::core::timefmt::readable_utc(unix_now() as u64) + " UTC",
+            },
+        )?;
+        let mut log = crate::core::runlog::LogWriter::open(&dir.events_path())?;
+        for e in [
+            Event::RunStarted {
+                run_dir: dir.root().display().to_string(),
+                name,
+                family: self.cfg.family().name().to_string(),
+                device: crate::engine::device::describe(self.plan.device),
+                total_steps: None,
+                resumed_from: None,
+                restarted: false,
+                branch_of: None,
+                wall_time: unix_now(),
+                metrics: self.metrics.clone(),
+            },
+            Event::Scalars { rows },
+            Event::RunFailed {
+                step: at,
+                message: format!(
+                    "abandoned: {} ({}); the run rolled back to step {from}",
+                    t.message,
+                    t.detector.name()
+                ),
+            },
+        ] {
+            log.append(&e)?;
+        }
+        log.sync()?;
+        Ok(dir.root().to_path_buf())
     }
 
     /// A live edit: the phase's configuration with the field changed, checked against its
