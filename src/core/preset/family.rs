@@ -86,6 +86,29 @@ pub trait Declared: FamilyPreset + Default + Sized {
     ) -> Result<(Self, Vec<String>), PresetError>;
 }
 
+/// A family's [`Declared`] facts, from its module: `declared!(Type, reports)` in a module
+/// that has the field specs `SPECS` and `parse_versioned(text, version, file)`.
+#[macro_export]
+macro_rules! declared {
+    ($ty:ident, $reports:expr) => {
+        impl $crate::core::preset::Declared for $ty {
+            const REPORTS: $crate::core::preset::Reports = $reports;
+
+            fn specs() -> &'static [$crate::core::preset::schema::FieldSpec] {
+                SPECS.as_slice()
+            }
+
+            fn parse_versioned(
+                text: &str,
+                version: u32,
+                file: &str,
+            ) -> Result<(Self, Vec<String>), $crate::core::preset::PresetError> {
+                parse_versioned(text, version, file)
+            }
+        }
+    };
+}
+
 /// A family's preset type: the run header every family shares, declared once here, around
 /// the family's own sections. In order: `schema_version`, `family`, `name`, `seed`,
 /// `device`, `threads`, the family's sections, `health`, `logging`, `checkpoints`, the

@@ -446,22 +446,7 @@ impl super::FamilyPreset for LatentActionPreset {
     }
 }
 
-impl super::Declared for LatentActionPreset {
-    const REPORTS: super::Reports = super::Reports { discrete_actions: true, ..super::Reports::NONE
-    };
-
-    fn specs() -> &'static [FieldSpec] {
-        SPECS.as_slice()
-    }
-
-    fn parse_versioned(
-        text: &str,
-        version: u32,
-        file: &str,
-    ) -> Result<(Self, Vec<String>), super::PresetError> {
-        parse_versioned(text, version, file)
-    }
-}
+crate::declared!(LatentActionPreset, super::Reports { discrete_actions: true, ..super::Reports::NONE });
 
 /// Parses a latent action preset (new in schema 3).
 pub(super) fn parse_versioned(

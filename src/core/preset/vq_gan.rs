@@ -588,22 +588,7 @@ impl super::FamilyPreset for VqGanPreset {
     }
 }
 
-impl super::Declared for VqGanPreset {
-    const REPORTS: super::Reports = super::Reports { volumes: true, ..super::Reports::NONE
-    };
-
-    fn specs() -> &'static [FieldSpec] {
-        SPECS.as_slice()
-    }
-
-    fn parse_versioned(
-        text: &str,
-        version: u32,
-        file: &str,
-    ) -> Result<(Self, Vec<String>), super::PresetError> {
-        parse_versioned(text, version, file)
-    }
-}
+crate::declared!(VqGanPreset, super::Reports { volumes: true, ..super::Reports::NONE });
 
 /// Parses a VQ-GAN preset (new in schema 3).
 pub(super) fn parse_versioned(

@@ -276,21 +276,7 @@ impl super::FamilyPreset for WganGpPreset {
     }
 }
 
-impl super::Declared for WganGpPreset {
-    const REPORTS: super::Reports = super::Reports::NONE;
-
-    fn specs() -> &'static [FieldSpec] {
-        SPECS.as_slice()
-    }
-
-    fn parse_versioned(
-        text: &str,
-        version: u32,
-        file: &str,
-    ) -> Result<(Self, Vec<String>), super::PresetError> {
-        parse_versioned(text, version, file)
-    }
-}
+crate::declared!(WganGpPreset, super::Reports::NONE);
 
 /// Parses a WGAN-GP preset of any known schema version, migrating older ones.
 pub(super) fn parse_versioned(

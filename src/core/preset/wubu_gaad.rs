@@ -109,22 +109,7 @@ impl super::FamilyPreset for WubuGaadPreset {
     }
 }
 
-impl super::Declared for WubuGaadPreset {
-    const REPORTS: super::Reports = super::Reports { gaad_regions: true, controllers: true, ..super::Reports::NONE
-    };
-
-    fn specs() -> &'static [FieldSpec] {
-        SPECS.as_slice()
-    }
-
-    fn parse_versioned(
-        text: &str,
-        version: u32,
-        file: &str,
-    ) -> Result<(Self, Vec<String>), super::PresetError> {
-        parse_versioned(text, version, file)
-    }
-}
+crate::declared!(WubuGaadPreset, super::Reports { gaad_regions: true, controllers: true, ..super::Reports::NONE });
 
 /// Parses a WuBu-GAAD preset of any known schema version, migrating older ones.
 pub(super) fn parse_versioned(
