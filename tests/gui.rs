@@ -200,6 +200,87 @@ fn start_trains_on_the_worker_and_the_dashboard_fills_in() {
     );
 }
 
+/// At the default 1280x800 window the top bar is one row: the tabs and the run controls
+/// (Start, Pause, Stop and save, and the Run... menu with the rarer commands) share it; a
+/// narrow window wraps it without losing a control. The menu's commands reach the run.
+#[test]
+fn the_top_bar_is_one_row_at_1280_and_its_menu_drives_the_run() {
+    let runs = tempfile::tempdir().unwrap();
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1280.0, 800.0))
+        .build_ui_state(
+            |ui, app: &mut WorkbenchApp| {
+                app.logic(&ui.ctx().clone());
+                app.show(ui);
+            },
+            WorkbenchApp::with_waker(smoke_options(runs.path()), None),
+        );
+    h.run_steps(2);
+    h.get_by_label("Start").click();
+    step_until(&mut h, "the run to start", |a| {
+        a.current_run().is_some_and(|r| r.is_live())
+    });
+    h.get_by_label("Pause").click();
+    step_until(&mut h, "the run to pause", |a| {
+        a.current_run()
+            .is_some_and(|r| r.view.state == RunState::Paused)
+    });
+    let top = [
+        "Generative Workbench",
+        "Presets",
+        "Dashboard",
+        "Queue",
+        "Start",
+        "Resume",
+        "Stop and save",
+        "Run...",
+    ];
+    let rows = |h: &Harness<'_, WorkbenchApp>| -> Vec<f32> {
+        top.iter()
+            .map(|l| h.get_by_label(l).rect().center().y)
+            .collect()
+    };
+    let ys = rows(&h);
+    assert!(
+        ys.iter().all(|y| (y - ys[0]).abs() < 4.0),
+        "one row at 1280: {:?}",
+        top.iter().zip(&ys).collect::<Vec<_>>()
+    );
+    let right = h.get_by_label("Run...").rect().right();
+    assert!(right <= 1280.0, "the menu fits: {right}");
+    // Checkpoint now from the menu, while paused: a checkpoint marker appears.
+    let marks = |a: &WorkbenchApp| {
+        a.current_run().map_or(0, |r| {
+            r.view
+                .markers
+                .iter()
+                .filter(|m| m.label.starts_with("ckpt"))
+                .count()
+        })
+    };
+    let n = marks(h.state());
+    h.get_by_label("Run...").click();
+    h.run_steps(2);
+    h.get_by_label("Checkpoint now").click();
+    step_until(&mut h, "the checkpoint", |a| marks(a) > n);
+    // A narrow window wraps the bar onto a second row, every control still there.
+    h.set_size(egui::vec2(760.0, 800.0));
+    h.run_steps(3);
+    let ys = rows(&h);
+    assert!(
+        ys.iter().any(|y| (y - ys[0]).abs() > 8.0),
+        "wraps when narrow: {ys:?}"
+    );
+    for l in top {
+        assert!(h.get_by_label(l).rect().right() <= 760.0, "{l} on screen");
+    }
+    // Stop and save ends the run with a checkpoint.
+    h.get_by_label("Stop and save").click();
+    step_until(&mut h, "the run to stop", |a| {
+        a.current_run().is_some_and(|r| r.view.state.is_over())
+    });
+}
+
 #[test]
 fn a_run_written_elsewhere_is_opened_and_followed_from_its_log() {
     let runs = tempfile::tempdir().unwrap();
@@ -327,6 +408,41 @@ fn synthetic_run(runs: &Path, name: &str, n: u64, k: f64) -> std::path::PathBuf 
     .unwrap();
     w.sync().unwrap();
     dir
+}
+
+/// A sample the trainer says is not what it seems (prior samples of a phase with no KL
+/// weight) carries its note into the Samples tab, above the grid.
+#[test]
+fn the_samples_tab_says_why_prior_samples_look_like_noise() {
+    let runs = tempfile::tempdir().unwrap();
+    let dir = runs.path().join("recon-phase");
+    std::fs::create_dir_all(dir.join("media")).unwrap();
+    std::fs::write(dir.join("preset.ron"), "").unwrap();
+    image::save_buffer(
+        dir.join("media/samples-step-00000010.png"),
+        &[90u8; 16],
+        2,
+        2,
+        image::ExtendedColorType::Rgba8,
+    )
+    .unwrap();
+    let note = "Prior samples: the KL weight is 10e-6 in this phase, so the prior is not trained";
+    let mut w = started_log(&dir, "recon-phase", Some(20), Vec::new());
+    w.append(&Event::Sample {
+        step: 10,
+        path: "media/samples-step-00000010.png".into(),
+        width: 2,
+        height: 2,
+        rgba: vec![90; 16],
+        note: Some(note.into()),
+    })
+    .unwrap();
+    w.sync().unwrap();
+    let mut h = harness(following(runs.path(), dir, Tab::Samples, None));
+    h.run_steps(2);
+    wait_for_logs(&mut h);
+    h.run_steps(3);
+    h.get_by_label(note);
 }
 
 #[test]
@@ -1323,6 +1439,7 @@ fn sweep_run(runs: &Path, name: &str, lr: f64, swd: &[f64]) -> std::path::PathBu
         width: 2,
         height: 2,
         rgba: vec![200; 16],
+        note: None,
     })
     .unwrap();
     w.append(&Event::RunFinished {
@@ -1414,6 +1531,7 @@ fn the_runs_table_sorts_filters_overlays_and_compares_a_sweep() {
         &shown,
         &["train.lr_g".to_string()],
         "val_swd",
+        &Default::default(),
     );
     assert_eq!(pc.lines.len(), 3);
     assert_eq!(pc.axes.len(), 2);

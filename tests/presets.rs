@@ -428,6 +428,14 @@ fn every_shipped_preset_trains_each_phase_at_a_tiny_size() {
             count_of(|e| matches!(e, Event::Sample { .. })) >= count,
             "{shown}"
         );
+        // Prior samples say so where the KL weight leaves the prior untrained (1e-5 in the
+        // learning preset), and nowhere else (1e-3 in the seed's own).
+        let notes = count_of(|e| matches!(e, Event::Sample { note: Some(_), .. }));
+        match f.file_name().and_then(|n| n.to_str()) {
+            Some("wubu_gaad_learning.ron") => assert!(notes >= count, "{shown}: {notes}"),
+            Some("wubu_gaad.ron" | "wubu_gaad_tiny.ron") => assert_eq!(notes, 0, "{shown}"),
+            _ => {}
+        }
         assert!(
             count_of(|e| matches!(e, Event::CheckpointSaved { .. })) >= count,
             "{shown}"

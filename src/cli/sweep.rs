@@ -65,8 +65,8 @@ pub(super) fn run(cmd: SweepCmd, runs_dir: &Path) -> Result<(), Failure> {
         out!("{}", line.join("  ").trim_end());
     }
     if let Some(slurm) = submit {
-        let tasks = workbench::core::sweep::write_runs(runs_dir, &s.name, &origin, &runs)
-            .map_err(bad_input)?;
+        let tasks =
+            workbench::core::sweep::write_runs(runs_dir, &s, &origin, &runs).map_err(bad_input)?;
         let added = add_tasks(&s.name, tasks, slurm.as_deref(), runs_dir)?;
         let (first, last) = (
             added.ids.first().copied().unwrap_or_default(),

@@ -8,6 +8,7 @@ pub mod gaad;
 pub mod health;
 pub mod jobs;
 pub mod nifti;
+pub mod numfmt;
 pub mod preset;
 pub mod protocol;
 pub mod queue;

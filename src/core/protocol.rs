@@ -190,6 +190,10 @@ pub enum Event {
         /// RGBA8 pixels for live display; not stored in the run log (the PNG is).
         #[serde(skip)]
         rgba: Vec<u8>,
+        /// What the picture shows when it is not what it seems (prior samples of a phase
+        /// whose KL weight is near zero look like noise by design).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
     },
     Health {
         step: u64,
@@ -388,6 +392,7 @@ mod tests {
             width: 2,
             height: 1,
             rgba: vec![1; 8],
+            note: None,
         };
         let text = serde_json::to_string(&e).expect("serialise");
         assert!(!text.contains("rgba"));

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::branch::{Lineage, Tree};
+use super::numfmt;
 use super::protocol::{Event, MetricKind, Outcome};
 use super::rundir::{RunDir, RunStatus};
 use super::runlog::LogReader;
@@ -48,6 +49,8 @@ pub struct RunRow {
     pub depth: usize,
     /// How many of the folder's runs branch from it.
     pub children: usize,
+    /// The fields the folder's sweeps searched on a log scale (shared by every row).
+    pub log_fields: std::sync::Arc<std::collections::BTreeSet<String>>,
 }
 
 impl RunRow {
@@ -78,10 +81,25 @@ impl RunRow {
             },
             Column::Duration => crate::core::timefmt::human_duration(self.duration()),
             Column::Field(f) => self.fields.get(f).cloned().unwrap_or_default(),
-            Column::Metric(m) => self
-                .best
-                .get(m)
-                .map_or(String::new(), |v| format!("{v:.4}")),
+            Column::Metric(m) => self.best.get(m).map_or(String::new(), f64::to_string),
+        }
+    }
+
+    /// A cell as the table shows it: fractional numbers with four significant digits
+    /// (`0.007582`, `300e-6`), whole numbers and text as they are. [`Self::cell`] keeps the full
+    /// value (for hovers, sorting and filters).
+    #[must_use]
+    pub fn display(&self, column: &Column) -> String {
+        match column {
+            Column::Metric(m) => self.best.get(m).map_or(String::new(), |v| numfmt::num(*v)),
+            Column::Field(_) => {
+                let text = self.cell(column);
+                match text.parse::<f64>() {
+                    Ok(v) if text.contains(['.', 'e', 'E']) => numfmt::num(v),
+                    _ => text,
+                }
+            }
+            other => self.cell(other),
         }
     }
 
@@ -311,6 +329,7 @@ pub fn parallel_coordinates<R: Borrow<RunRow>>(
     rows: &[R],
     fields: &[String],
     metric: &str,
+    declared_log: &std::collections::BTreeSet<String>,
 ) -> ParallelCoordinates {
     let with: Vec<&RunRow> = rows
         .iter()
@@ -338,7 +357,16 @@ pub fn parallel_coordinates<R: Borrow<RunRow>>(
             }
         };
         let (lo, hi) = min_max(&column);
-        let (lo_text, hi_text) = match values.iter().all(|v| v.parse::<f64>().is_ok()) {
+        let numeric = values.iter().all(|v| v.parse::<f64>().is_ok());
+        // A field searched log-uniformly, or positive over more than two decades, is drawn on a
+        // log axis: learning rates from 1e-5 to 1e-2 spread out instead of lying on the floor.
+        let log = numeric && lo > 0.0 && (declared_log.contains(f) || numfmt::wants_log(lo, hi));
+        let column = if log {
+            column.iter().map(|v| v.log10()).collect()
+        } else {
+            column
+        };
+        let (lo_text, hi_text) = match numeric {
             true => (short(lo), short(hi)),
             false => {
                 let mut d = values.clone();
@@ -349,7 +377,8 @@ pub fn parallel_coordinates<R: Borrow<RunRow>>(
                 )
             }
         };
-        ranges.push((f.clone(), lo_text, hi_text));
+        let name = if log { format!("{f} (log)") } else { f.clone() };
+        ranges.push((name, lo_text, hi_text));
         axes.push(column);
     }
     let m: Vec<f64> = with.iter().map(|r| r.best[metric]).collect();
@@ -388,7 +417,7 @@ fn min_max(v: &[f64]) -> (f64, f64) {
 
 fn short(v: f64) -> String {
     if v.is_finite() {
-        format!("{v:.4}")
+        numfmt::num(v)
     } else {
         String::new()
     }
@@ -463,12 +492,33 @@ impl RunIndex {
                 .map(|r| (r.dir.as_path(), r.lineage.as_deref()))
                 .collect::<Vec<_>>(),
         );
+        let log_fields = std::sync::Arc::new(declared_log_fields(runs_dir));
         for (i, r) in rows.iter_mut().enumerate() {
             r.depth = tree.depth[i];
             r.children = tree.children[i];
+            r.log_fields = std::sync::Arc::clone(&log_fields);
         }
         rows
     }
+}
+
+/// The fields any sweep of `runs_dir` searched on a log scale (from each sweep's
+/// [`super::sweep::SCALES_FILE`]; a missing or unreadable file adds nothing).
+#[must_use]
+pub fn declared_log_fields(runs_dir: &Path) -> std::collections::BTreeSet<String> {
+    #[derive(serde::Deserialize)]
+    struct Scales {
+        log: Vec<String>,
+    }
+    let Ok(sweeps) = std::fs::read_dir(runs_dir.join("sweeps")) else {
+        return Default::default();
+    };
+    sweeps
+        .filter_map(Result::ok)
+        .filter_map(|e| std::fs::read(e.path().join(super::sweep::SCALES_FILE)).ok())
+        .filter_map(|b| serde_json::from_slice::<Scales>(&b).ok())
+        .flat_map(|s| s.log)
+        .collect()
 }
 
 impl Tracked {
@@ -640,13 +690,57 @@ mod tests {
             row("b", "0.0001", Some(1.0)),
             row("c", "0.0002", None),
         ];
-        let pc = parallel_coordinates(&rows, &["train.lr_g".into()], "val_swd");
+        let linear = Default::default();
+        let pc = parallel_coordinates(&rows, &["train.lr_g".into()], "val_swd", &linear);
         assert_eq!(pc.lines.len(), 2);
         assert_eq!(pc.lines[0].ys, vec![1.0, 1.0]);
         assert_eq!(pc.lines[1].ys, vec![0.0, 0.0]);
+        assert_eq!(pc.axes[1], ("val_swd".into(), "1".into(), "2".into()));
+        assert_eq!(pc.axes[0].1, "100e-6", "engineering notation at the ends");
+    }
+
+    #[test]
+    fn the_table_shows_a_few_significant_digits_and_keeps_the_full_value() {
+        let mut r = row("a", "0.007581937400841383", Some(0.123_456_789));
+        std::sync::Arc::make_mut(&mut r.fields).insert("train.batch_size".into(), "64".into());
+        let lr = Column::Field("train.lr_g".into());
+        assert_eq!(r.display(&lr), "0.007582");
         assert_eq!(
-            pc.axes[1],
-            ("val_swd".into(), "1.0000".into(), "2.0000".into())
+            r.cell(&lr),
+            "0.007581937400841383",
+            "full value for hover and sort"
         );
+        assert_eq!(r.display(&Column::Field("train.batch_size".into())), "64");
+        assert_eq!(r.display(&Column::Field("name".into())), "a");
+        let m = Column::Metric("val_swd".into());
+        assert_eq!(r.display(&m), "0.1235");
+        assert_eq!(r.cell(&m), "0.123456789");
+    }
+
+    #[test]
+    fn parallel_coordinates_draw_log_searched_or_wide_fields_on_a_log_axis() {
+        let rows = vec![
+            row("a", "0.0001", Some(1.0)),
+            row("b", "0.001", Some(2.0)),
+            row("c", "0.01", Some(3.0)),
+        ];
+        let field = ["train.lr_g".to_string()];
+        let linear = parallel_coordinates(&rows, &field, "val_swd", &Default::default());
+        let ys: Vec<f64> = linear.lines.iter().map(|l| l.ys[0]).collect();
+        // Two decades on a linear axis: the first two runs sit within 10 % of the floor.
+        assert!(ys[0] < 0.1 && ys[1] < 0.1, "{ys:?}");
+        assert_eq!(linear.axes[0].0, "train.lr_g");
+        let declared = std::iter::once("train.lr_g".to_string()).collect();
+        let log = parallel_coordinates(&rows, &field, "val_swd", &declared);
+        let ys: Vec<f64> = log.lines.iter().map(|l| l.ys[0]).collect();
+        for (y, want) in ys.iter().zip([0.0, 0.5, 1.0]) {
+            assert!((y - want).abs() < 1e-9, "{ys:?}: evenly spread by decade");
+        }
+        assert_eq!(log.axes[0].0, "train.lr_g (log)");
+        // Undeclared but over more than two decades: log too.
+        let mut wide = rows;
+        std::sync::Arc::make_mut(&mut wide[2].fields).insert("train.lr_g".into(), "0.1".into());
+        let pc = parallel_coordinates(&wide, &field, "val_swd", &Default::default());
+        assert_eq!(pc.axes[0].0, "train.lr_g (log)");
     }
 }

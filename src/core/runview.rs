@@ -55,6 +55,8 @@ pub struct SampleRef {
     pub width: u32,
     pub height: u32,
     pub rgba: Vec<u8>,
+    /// The trainer's word on what the picture shows (a sample's; none for reconstructions).
+    pub note: Option<String>,
 }
 
 /// One controller decision, as the controller view shows it.
@@ -315,6 +317,7 @@ impl RunView {
                 width,
                 height,
                 rgba,
+                note,
             } => {
                 self.samples.push(SampleRef {
                     step,
@@ -322,6 +325,7 @@ impl RunView {
                     width,
                     height,
                     rgba,
+                    note,
                 });
             }
             Event::Health {
@@ -484,6 +488,7 @@ impl RunView {
                     width,
                     height,
                     rgba,
+                    note: None,
                 };
                 self.reconstructions.push(ReconRef {
                     step,
@@ -741,6 +746,7 @@ mod tests {
                 width: 1,
                 height: 1,
                 rgba: vec![0; 4],
+                note: None,
             },
             None,
         );
@@ -791,6 +797,7 @@ mod tests {
                     width: 1,
                     height: 1,
                     rgba: Vec::new(),
+                    note: None,
                 },
                 None,
             );

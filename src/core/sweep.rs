@@ -87,21 +87,31 @@ pub enum SweepError {
     Io { path: String, message: String },
 }
 
+/// The file beside a sweep's presets naming the fields it searched on a log scale
+/// (`{"log": ["train.lr_d"]}`): the runs table draws them on log axes.
+pub const SCALES_FILE: &str = "scales.json";
+
 /// Writes each planned run's preset to `runs_dir/sweeps/<sweep>/<run>.ron`, headed by a
-/// comment naming the run, the sweep, where it came from and its values; returns each run's
-/// `workbench train` arguments (`--preset` and the file's absolute path).
+/// comment naming the run, the sweep, where it came from and its values, and the sweep's
+/// [`SCALES_FILE`]; returns each run's `workbench train` arguments (`--preset` and the file's
+/// absolute path).
 pub fn write_runs(
     runs_dir: &std::path::Path,
-    sweep: &str,
+    sweep: &Sweep,
     origin: &str,
     runs: &[PlannedRun],
 ) -> Result<Vec<Vec<String>>, SweepError> {
-    let dir = super::rundir::absolute(&runs_dir.join("sweeps").join(sweep));
+    let dir = super::rundir::absolute(&runs_dir.join("sweeps").join(&sweep.name));
     let io = |path: &std::path::Path, message: String| SweepError::Io {
         path: path.display().to_string(),
         message,
     };
     std::fs::create_dir_all(&dir).map_err(|e| io(&dir, format!("cannot create: {e}")))?;
+    let scales = dir.join(SCALES_FILE);
+    let text = serde_json::json!({ "log": sweep.log_fields() }).to_string();
+    super::rundir::atomic_write(&scales, text.as_bytes())
+        .map_err(|e| io(&scales, e.to_string()))?;
+    let sweep = &sweep.name;
     runs.iter()
         .map(|r| {
             let path = dir.join(format!("{}.ron", r.name));
@@ -204,6 +214,17 @@ impl Sweep {
             out.extend(r.fields.keys().cloned());
         }
         out
+    }
+
+    /// The fields drawn log-uniformly.
+    pub fn log_fields(&self) -> Vec<String> {
+        self.random.as_ref().map_or_else(Vec::new, |r| {
+            r.fields
+                .iter()
+                .filter(|(_, d)| matches!(d, Draw::LogUniform(..)))
+                .map(|(f, _)| f.clone())
+                .collect()
+        })
     }
 
     /// Each run's values, in [`Self::fields`] order: the grid's last field changes fastest,
@@ -328,6 +349,16 @@ mod tests {
             "model.kind": choice(["a", "b"]),
         })),
     )"#;
+
+    #[test]
+    fn the_log_searched_fields_are_written_beside_the_runs_for_the_runs_table() {
+        let s = Sweep::parse(TEXT, "lr.ron").expect("parses");
+        assert_eq!(s.log_fields(), ["train.lr_d"]);
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_runs(dir.path(), &s, "test", &[]).expect("writes");
+        let log = crate::core::runtable::declared_log_fields(dir.path());
+        assert_eq!(log.into_iter().collect::<Vec<_>>(), ["train.lr_d"]);
+    }
 
     #[test]
     fn a_grid_with_draws_expands_in_order_and_reproducibly() {

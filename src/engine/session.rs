@@ -1340,6 +1340,7 @@ impl Session<'_> {
             width: grid.width,
             height: grid.height,
             rgba: grid.pixels,
+            note: self.trainer.sample_note(),
         })?;
         if let Some(r) = self.trainer.reconstruction() {
             self.emit_reconstruction(r)?;

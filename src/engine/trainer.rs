@@ -348,6 +348,10 @@ pub trait Trainer: std::fmt::Debug {
         )))
     }
     fn sample_grid(&mut self) -> Rgba;
+    /// A line the sample view shows above the grid when it is not what it seems.
+    fn sample_note(&self) -> Option<String> {
+        None
+    }
     fn validate(&mut self) -> Option<Validation>;
     /// What the trainer's checkpoint is made of, in order: its models' variables, its
     /// optimisers' state and the tensors it keeps. Shared code saves and loads each part

@@ -87,7 +87,7 @@ pub(crate) fn apply(path: &Path, runs_dir: &Path, edit: QueueEdit) -> Result<Str
                 random: None,
             };
             let runs = sweep.plan(&base).map_err(|e| err(&e))?;
-            let tasks = crate::core::sweep::write_runs(runs_dir, &name, "the Queue tab", &runs)
+            let tasks = crate::core::sweep::write_runs(runs_dir, &sweep, "the Queue tab", &runs)
                 .map_err(|e| err(&e))?;
             let added = add(runs_dir, &name, tasks, slurm.as_ref())?;
             Ok(match added.slurm_job {

@@ -66,7 +66,8 @@ impl ControllerPanel {
                     ));
                 }
                 for (field, v) in &d.applied {
-                    ui.label(format!("{field} = {v:.4e}"));
+                    ui.label(format!("{field} = {}", crate::core::numfmt::num(*v)))
+                        .on_hover_text(v.to_string());
                 }
             });
             egui::Grid::new("decision")

@@ -8,6 +8,7 @@ use egui::{Color32, Rect, RichText, Ui};
 use egui_plot::{Legend, Line, Plot, PlotPoint, PlotPoints, VLine};
 use serde::{Deserialize, Serialize};
 
+use crate::core::numfmt;
 use crate::core::protocol::MetricDef;
 use crate::core::runview::{MarkerKind, RunView};
 use crate::core::series::{EmaCache, Series};
@@ -219,10 +220,16 @@ impl Dashboard {
             let l = ui.label("Filter").id;
             ui.add(
                 egui::TextEdit::singleline(&mut self.filter)
-                    .desired_width(120.0)
-                    .hint_text("d_loss"),
+                    .desired_width(140.0)
+                    // A placeholder, not a value: italic and dim.
+                    .hint_text(
+                        RichText::new("e.g. loss, val_")
+                            .italics()
+                            .color(ui.visuals().weak_text_color().gamma_multiply(0.7)),
+                    ),
             )
-            .labelled_by(l);
+            .labelled_by(l)
+            .on_hover_text("plots whose names contain any of the comma-separated words");
         });
     }
 
@@ -369,7 +376,8 @@ impl Dashboard {
                 .and_then(|r| r.view.series.get(name))
                 .and_then(Series::last)
             {
-                ui.label(RichText::new(format!("{y:.5}")).weak());
+                ui.label(RichText::new(numfmt::num(y)).weak())
+                    .on_hover_text(format!("last value: {y}"));
             }
             if ui
                 .small_button("CSV")
@@ -473,6 +481,22 @@ impl Dashboard {
                 (a.min(y[0]), b.max(y[1]))
             });
         let mut plot = Plot::new(("scalar", name));
+        // The baseline joins the range when it is near the curves; one far off (a copy-last
+        // PSNR of 35 dB beside curves at 10-15) would flatten them, so it is pinned at the
+        // plot's edge with its value instead.
+        let baseline = reference.as_ref().and_then(|(label, s)| {
+            let (_, b) = s.last()?;
+            let pinned = !baseline_in_range(b, lo, hi).unwrap_or(true);
+            Some((label.clone(), b, pinned))
+        });
+        let draw_reference = !baseline.as_ref().is_some_and(|(_, _, pinned)| *pinned);
+        if let Some(y) = baseline
+            .as_ref()
+            .filter(|(_, _, pinned)| !pinned)
+            .and_then(|(_, b, _)| ty(*b))
+        {
+            plot = plot.include_y(y);
+        }
         if lo.is_finite() && hi - lo <= 1e-6 * lo.abs().max(hi.abs()).max(1e-30) {
             let pad = 0.1 * lo.abs().max(1e-12);
             for y in [lo - pad, hi + pad] {
@@ -481,6 +505,12 @@ impl Dashboard {
                 }
             }
         }
+        // Marker labels sit in a strip of their own above the plot: the legend and the curves
+        // never cover them.
+        let strip = markers.then(|| {
+            ui.allocate_exact_size(egui::vec2(width, 13.0), egui::Sense::hover())
+                .1
+        });
         let resp = plot
             .width(width)
             .height(200.0)
@@ -488,11 +518,26 @@ impl Dashboard {
             .link_cursor(group, [true, false])
             .allow_scroll(false)
             .legend(Legend::default().follow_insertion_order(true))
+            .x_grid_spacer(egui_plot::uniform_grid_spacer(|g| {
+                numfmt::grid_steps(g.base_step_size, true)
+            }))
+            .x_axis_formatter(|m, _| numfmt::tick(m.value, m.step_size))
+            .y_grid_spacer(if log_y {
+                egui_plot::log_grid_spacer(10)
+            } else {
+                egui_plot::uniform_grid_spacer(|g| numfmt::grid_steps(g.base_step_size, false))
+            })
             .y_axis_formatter(move |m, _| {
                 if log_y {
-                    format!("1e{:.1}", m.value)
+                    // A log axis's ticks are exponents: label them with the value.
+                    let v = 10f64.powf(m.value);
+                    if m.step_size >= 1.0 {
+                        numfmt::sig(v, 1)
+                    } else {
+                        numfmt::sig(v, 2)
+                    }
                 } else {
-                    tick_label(m.value)
+                    numfmt::tick(m.value, m.step_size)
                 }
             })
             .label_formatter(move |pos| {
@@ -501,7 +546,11 @@ impl Dashboard {
                     | egui_plot::HoverPosition::Elsewhere { position } => *position,
                 };
                 let y = if log_y { 10f64.powf(p.y) } else { p.y };
-                Some(format!("{label_name}\nstep {:.0}\n{y:.5}", p.x))
+                Some(format!(
+                    "{label_name}\nstep {:.0}\n{}",
+                    p.x,
+                    numfmt::sig(y, 6)
+                ))
             })
             .show(ui, |pu| {
                 let bounds = pu.plot_bounds();
@@ -574,7 +623,7 @@ impl Dashboard {
                             .allow_band(false),
                     );
                 }
-                if let Some((label, series)) = &reference {
+                if let Some((label, series)) = reference.as_ref().filter(|_| draw_reference) {
                     let pts = points(series, false);
                     drawn += pts.len();
                     pu.line(
@@ -622,9 +671,13 @@ impl Dashboard {
             });
         self.points_drawn += drawn;
         self.plot_rects.insert(name.to_string(), resp.response.rect);
-        if markers {
-            marker_labels(ui, &resp.response.rect, &resp.transform, runs);
+        if let Some(strip) = &strip {
+            marker_labels(ui, strip.rect, &resp.transform, runs);
+            marker_hover(strip, &resp.transform, runs);
             marker_hover(&resp.response, &resp.transform, runs);
+        }
+        if let Some((label, b, true)) = &baseline {
+            pinned_baseline(ui, resp.transform.frame(), label, *b, *b > hi);
         }
         if let Some(x) = resp.inner {
             *cursor = Some(x.max(0.0).round() as u64);
@@ -742,57 +795,114 @@ impl Dashboard {
     }
 }
 
-/// A tick label readable from learning rates (1e-5) to step counts (1e6).
-fn tick_label(v: f64) -> String {
-    let a = v.abs();
-    if a == 0.0 {
-        "0".into()
-    } else if !(1e-3..1e5).contains(&a) {
-        format!("{v:.1e}")
-    } else if a >= 100.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.3}")
+/// Whether a baseline at `b` belongs in the range of curves spanning `lo..=hi`: within one
+/// span of them (`None` when there are no curves).
+fn baseline_in_range(b: f64, lo: f64, hi: f64) -> Option<bool> {
+    if !(lo.is_finite() && hi.is_finite() && b.is_finite()) {
+        return None;
     }
+    let span = (hi - lo)
+        .max(1e-9 * lo.abs().max(hi.abs()))
+        .max(f64::MIN_POSITIVE);
+    Some(b >= lo - span && b <= hi + span)
 }
 
-/// Paints the primary run's marker labels along the top of a plot, skipping a label that
-/// would overlap the previous one.
-fn marker_labels(ui: &Ui, rect: &Rect, transform: &egui_plot::PlotTransform, runs: &[Shown<'_>]) {
+/// A baseline outside the plot's range, written at the edge it lies beyond.
+fn pinned_baseline(ui: &Ui, frame: &Rect, label: &str, b: f64, above: bool) {
+    let (pos, align, arrow) = if above {
+        (
+            frame.left_top() + egui::vec2(4.0, 2.0),
+            egui::Align2::LEFT_TOP,
+            "above",
+        )
+    } else {
+        (
+            frame.left_bottom() + egui::vec2(4.0, -2.0),
+            egui::Align2::LEFT_BOTTOM,
+            "below",
+        )
+    };
+    ui.painter_at(*frame).text(
+        pos,
+        align,
+        format!("{label} {} ({arrow} the range)", numfmt::num(b)),
+        egui::FontId::proportional(11.0),
+        Color32::from_gray(170),
+    );
+}
+
+/// Which marker labels fit: each marker is `(x, label width, rank)`, and labels are placed by
+/// rank (lower first), then left to right, each only where it fits inside `left..right` and
+/// overlaps no label placed before it (4 points apart). Every marker keeps its line whatever
+/// this says; a label left out is still read by hovering the line.
+#[must_use]
+pub fn place_labels(markers: &[(f32, f32, u8)], left: f32, right: f32) -> Vec<bool> {
+    let mut order: Vec<usize> = (0..markers.len()).collect();
+    order.sort_by(|&a, &b| {
+        (markers[a].2, markers[a].0)
+            .partial_cmp(&(markers[b].2, markers[b].0))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    let mut taken: Vec<(f32, f32)> = Vec::new();
+    let mut placed = vec![false; markers.len()];
+    for i in order {
+        let (x, w, _) = markers[i];
+        let (a, b) = (x + 2.0, x + 2.0 + w);
+        if x < left || b > right {
+            continue;
+        }
+        if taken.iter().all(|&(l, r)| b + 4.0 <= l || a >= r + 4.0) {
+            taken.push((a, b));
+            placed[i] = true;
+        }
+    }
+    placed
+}
+
+/// Paints the primary run's marker labels in `strip` (above a plot), thinned by
+/// [`place_labels`]: where labels meet, the rarer and more telling kind is named (a health
+/// finding or a rollback, a live edit, a phase or other event, then a checkpoint).
+fn marker_labels(ui: &Ui, strip: Rect, transform: &egui_plot::PlotTransform, runs: &[Shown<'_>]) {
     let Some(primary) = runs.first() else { return };
-    let painter = ui.painter_at(*rect);
+    let painter = ui.painter_at(strip);
     let font = egui::FontId::proportional(10.0);
-    let mut free_from = f32::NEG_INFINITY;
-    // Where labels meet, the rarer and more telling kind is named: a health finding or a
-    // rollback before a live edit, a phase, then a checkpoint.
     let rank = |k: MarkerKind| match k {
         MarkerKind::Health => 0,
         MarkerKind::Hyperparameter => 1,
         MarkerKind::Checkpoint => 3,
         _ => 2,
     };
-    let mut shown: Vec<_> = primary
+    let frame = transform.frame();
+    let shown: Vec<_> = primary
         .view
         .markers
         .iter()
         .filter(|m| m.kind != MarkerKind::Pause)
+        .map(|m| {
+            let x = transform
+                .position_from_point(&PlotPoint::new(m.step as f64, 0.0))
+                .x;
+            let galley =
+                painter.layout_no_wrap(m.label.clone(), font.clone(), marker_color(m.kind));
+            (x, galley)
+        })
         .collect();
-    shown.sort_by_key(|m| (m.step, rank(m.kind)));
-    for m in shown {
-        let x = transform
-            .position_from_point(&PlotPoint::new(m.step as f64, 0.0))
-            .x;
-        if x < rect.left() || x > rect.right() || x < free_from {
-            continue;
+    let boxes: Vec<(f32, f32, u8)> = shown
+        .iter()
+        .zip(
+            primary
+                .view
+                .markers
+                .iter()
+                .filter(|m| m.kind != MarkerKind::Pause),
+        )
+        .map(|((x, g), m)| (*x, g.size().x, rank(m.kind)))
+        .collect();
+    let placed = place_labels(&boxes, frame.left(), frame.right().max(strip.right()));
+    for ((x, galley), keep) in shown.into_iter().zip(placed) {
+        if keep {
+            painter.galley(egui::pos2(x + 2.0, strip.top()), galley, Color32::WHITE);
         }
-        let r = painter.text(
-            egui::pos2(x + 2.0, rect.top() + 2.0),
-            egui::Align2::LEFT_TOP,
-            &m.label,
-            font.clone(),
-            marker_color(m.kind),
-        );
-        free_from = r.right() + 4.0;
     }
 }
 
@@ -962,5 +1072,64 @@ mod layout_tests {
         assert!(sections(&names, &metrics, &layout)
             .iter()
             .any(|s| s.names.contains(&"epoch".to_string())));
+    }
+}
+
+#[cfg(test)]
+mod marker_tests {
+    use super::*;
+
+    #[test]
+    fn crowded_labels_are_thinned_by_width_and_rank_and_never_overlap() {
+        // Twenty checkpoints 10 points apart with 40-point labels, and one health finding
+        // among them: the finding is always named, the checkpoints as room allows.
+        let mut m: Vec<(f32, f32, u8)> = (0..20).map(|i| (10.0 * i as f32, 40.0, 3)).collect();
+        m[7] = (70.0, 30.0, 0);
+        let placed = place_labels(&m, 0.0, 400.0);
+        assert_eq!(
+            placed.len(),
+            m.len(),
+            "one answer per marker: every line stays"
+        );
+        assert!(placed[7], "the rarer kind wins the room");
+        let spans: Vec<(f32, f32)> = m
+            .iter()
+            .zip(&placed)
+            .filter(|(_, p)| **p)
+            .map(|((x, w, _), _)| (x + 2.0, x + 2.0 + w))
+            .collect();
+        assert!(spans.len() >= 3 && spans.len() < 10, "{spans:?}");
+        for (i, a) in spans.iter().enumerate() {
+            for b in &spans[i + 1..] {
+                assert!(a.1 + 4.0 <= b.0 || b.1 + 4.0 <= a.0, "{a:?} overlaps {b:?}");
+            }
+        }
+        // With room for all, all are named; a label that would run off the edge is not.
+        let sparse: Vec<(f32, f32, u8)> = (0..5).map(|i| (100.0 * i as f32, 40.0, 3)).collect();
+        assert_eq!(
+            place_labels(&sparse, 0.0, 450.0),
+            [true, true, true, true, true]
+        );
+        assert_eq!(
+            place_labels(&sparse, 0.0, 420.0),
+            [true, true, true, true, false]
+        );
+    }
+
+    #[test]
+    fn a_far_baseline_is_pinned_and_a_near_one_joins_the_range() {
+        assert_eq!(baseline_in_range(35.3, 10.0, 15.5), Some(false));
+        assert_eq!(baseline_in_range(17.0, 10.0, 15.5), Some(true));
+        assert_eq!(baseline_in_range(5.0, 10.0, 15.5), Some(true));
+        assert_eq!(baseline_in_range(1.0, 10.0, 15.5), Some(false));
+        assert_eq!(
+            baseline_in_range(1.0, f64::INFINITY, f64::NEG_INFINITY),
+            None
+        );
+        assert_eq!(
+            baseline_in_range(2.0, 2.0, 2.0),
+            Some(true),
+            "flat curve at the baseline"
+        );
     }
 }

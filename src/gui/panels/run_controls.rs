@@ -21,8 +21,9 @@ impl RunControls {
     /// The tabs (those with something to show, and the one shown) and the run controls.
     pub fn top_bar_ui(&self, ui: &mut Ui, ctx: &Ctx<'_>) -> Vec<UiAction> {
         let mut actions = Vec::new();
+        // One row at the default 1280-point width; narrower windows wrap between groups.
         ui.horizontal_wrapped(|ui| {
-            ui.heading("Generative Workbench");
+            ui.label(RichText::new("Generative Workbench").strong().size(16.0));
             ui.separator();
             for t in Tab::ALL {
                 if (t.shown(ctx.caps) || t == ctx.tab)
@@ -87,9 +88,14 @@ impl RunControls {
                     .add(
                         egui::DragValue::new(value)
                             .speed(speed)
-                            .range(0.0..=f64::MAX),
+                            .range(0.0..=f64::MAX)
+                            // Four significant digits (`300e-6`, not `0.000300`); typing
+                            // takes any number Rust reads, `3e-4` included.
+                            .custom_formatter(|v, _| crate::core::numfmt::num(v))
+                            .custom_parser(|t| t.trim().parse().ok()),
                     )
-                    .labelled_by(l);
+                    .labelled_by(l)
+                    .on_hover_text(value.to_string());
                 if r.lost_focus() || r.drag_stopped() {
                     actions.push(UiAction::Command(Command::SetHyperparameter {
                         name: name.clone(),
@@ -102,7 +108,8 @@ impl RunControls {
     }
 }
 
-/// Start, pause/resume, stop, stop and save, checkpoint now, skip phase.
+/// Start, pause/resume and stop and save as buttons; the rarer checkpoint now, skip phase and
+/// stop without saving in the `Run` menu beside them.
 fn controls_ui(ui: &mut Ui, ctx: &Ctx<'_>, actions: &mut Vec<UiAction>) {
     let live = ctx.live;
     // One run at a time: the one training may not be the one shown.
@@ -144,13 +151,42 @@ fn controls_ui(ui: &mut Ui, ctx: &Ctx<'_>, actions: &mut Vec<UiAction>) {
     }
     command(
         ui,
-        "Stop",
-        "end the run without a checkpoint",
-        Command::Stop,
+        "Stop and save",
+        "end the run after writing a checkpoint (Ctrl+Shift+S)",
+        Command::StopAndSave,
     );
-    command(ui, "Stop and save", "", Command::StopAndSave);
-    command(ui, "Checkpoint now", "", Command::CheckpointNow);
-    command(ui, "Skip phase", "", Command::SkipPhase);
+    ui.add_enabled_ui(live, |ui| {
+        ui.menu_button("Run...", |ui| {
+            let mut item = |ui: &mut Ui, label: &str, hover: &str, c: Command| {
+                if ui.button(label).on_hover_text(hover).clicked() {
+                    actions.push(UiAction::Command(c));
+                    ui.close();
+                }
+            };
+            item(
+                ui,
+                "Checkpoint now",
+                "write a checkpoint at the next step (Ctrl+K)",
+                Command::CheckpointNow,
+            );
+            item(
+                ui,
+                "Skip phase",
+                "end this phase at the next step and start the next one",
+                Command::SkipPhase,
+            );
+            ui.separator();
+            item(
+                ui,
+                "Stop",
+                "end the run without a checkpoint",
+                Command::Stop,
+            );
+        })
+        .response
+        .on_hover_text("checkpoint now, skip phase, stop without saving")
+        .on_disabled_hover_text("no run of this app is training");
+    });
     if let Some(b) = blocker.filter(|_| !live) {
         ui.colored_label(style::ERROR, format!("cannot start: {b}"));
     }

@@ -341,6 +341,14 @@ impl RunsTable {
                                         };
                                         ui.label(text).on_hover_text(hover);
                                     }
+                                    Column::Field(_) | Column::Metric(_) => {
+                                        // A few significant digits; the full value on hover.
+                                        let shown = r.display(c);
+                                        let l = ui.label(&shown);
+                                        if shown != text {
+                                            l.on_hover_text(text);
+                                        }
+                                    }
                                     _ => {
                                         ui.label(text);
                                     }
@@ -576,7 +584,10 @@ impl RunsTable {
                     ui.selectable_value(&mut self.metric, m.clone(), m);
                 }
             });
-        let pc = runtable::parallel_coordinates(shown, fields, &self.metric);
+        let declared = shown.first().map(|r| r.log_fields.as_ref());
+        let none = std::collections::BTreeSet::new();
+        let pc =
+            runtable::parallel_coordinates(shown, fields, &self.metric, declared.unwrap_or(&none));
         let higher = shown
             .iter()
             .find_map(|r| r.higher_is_better.get(&self.metric).copied())

@@ -44,6 +44,13 @@ impl SamplesPanel {
             f32::INFINITY
         };
         let mut cursor = ctx.cursor;
+        // The trainer's word on the sample shown (prior samples of an untrained prior).
+        let shown = view
+            .samples
+            .get(self.viewer.index.min(view.samples.len().saturating_sub(1)));
+        if let Some(note) = shown.and_then(|s| s.note.as_deref()) {
+            ui.label(RichText::new(note).color(crate::gui::style::WARNING));
+        }
         // Fixed-noise samples carry no regions; reconstructions bring theirs.
         self.viewer
             .ui(ui, view, ctx.images, &mut cursor, &[], &mut actions);

@@ -11,6 +11,9 @@ use crate::core::preset::wubu_gaad::{FlowMethod, InitialDisc, ValMetric, WubuGaa
 use crate::core::preset::AnyPreset;
 use crate::core::protocol::Event;
 use crate::core::protocol::{HealthRole, MetricDef};
+
+/// Below this effective KL weight the prior is not trained: the sample view says so.
+const PRIOR_UNTRAINED_KL: f64 = 1e-3;
 use crate::core::rng::Stream;
 use crate::engine::data::VideoSet;
 use crate::engine::optim::{AdamRule, RiemannianSgd};
@@ -563,6 +566,18 @@ impl Trainer for WubuGaadTrainer {
         let cols = if self.d.n_pred == 1 { 4 } else { self.d.n_pred };
         let images = frames.reshape([n * self.d.n_pred, self.d.c, self.d.h, self.d.w]);
         crate::engine::convert::grid_rgba(&images, cols)
+    }
+
+    fn sample_note(&self) -> Option<String> {
+        // The samples decode draws from the prior; with next to no KL weight the encoder's
+        // posterior is free to drift from it, so they are noise by design, not a failure.
+        let kl = self.st.lambda_kl_base * self.st.heur.kl_factor;
+        (kl < PRIOR_UNTRAINED_KL).then(|| {
+            format!(
+                "Prior samples (z drawn from N(0, I)): the KL weight is {} in this phase, so the prior is not trained and these look like noise. The reconstructions below show what the model has learned.",
+                crate::core::numfmt::num(kl)
+            )
+        })
     }
 
     fn reconstruction(&mut self) -> Option<Reconstruction> {
