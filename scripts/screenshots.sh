@@ -11,7 +11,7 @@ source scripts/setup.sh
 cargo build --locked --bin workbench >&2
 runs="$(mktemp -d)"
 display=":${XVFB_DISPLAY:-97}"
-Xvfb "$display" -screen 0 1400x900x24 -nolisten tcp >/dev/null 2>&1 &
+Xvfb "$display" -screen 0 1280x800x24 -nolisten tcp >/dev/null 2>&1 &
 xvfb=$!
 trap 'kill $xvfb 2>/dev/null || true; rm -rf "$runs"' EXIT
 sleep 1

@@ -304,7 +304,8 @@ impl RunView {
                 let label = if best { "best ckpt" } else { "ckpt" };
                 let detail = match metric {
                     Some(m) => format!(
-                        "checkpoint {path} (metric {m:.4}{})",
+                        "checkpoint {path} (metric {}{})",
+                        super::numfmt::num(m),
                         if best { ", best" } else { "" }
                     ),
                     None => format!("checkpoint {path}"),
@@ -377,8 +378,8 @@ impl RunView {
                 self.marker(
                     step,
                     MarkerKind::Hyperparameter,
-                    &format!("{name}={new:.3e}"),
-                    format!("{name}: {old:e} -> {new:e}"),
+                    &format!("{name}={}", super::numfmt::num(new)),
+                    format!("{name}: {old} -> {new}"),
                 );
                 if let Some(m) = self.markers.last_mut() {
                     m.edit = Some(LiveEdit {
@@ -633,7 +634,7 @@ impl RunView {
 fn show_values(values: &[(String, f64)]) -> String {
     values
         .iter()
-        .map(|(k, v)| format!("{k}={v:.4}"))
+        .map(|(k, v)| format!("{k}={}", super::numfmt::num(*v)))
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -23,7 +23,7 @@ pub fn run(options: LaunchOptions) -> Result<(), eframe::Error> {
     let mut viewport = egui::ViewportBuilder::default()
         .with_title("Generative Workbench")
         .with_app_id("workbench")
-        .with_inner_size([1400.0, 900.0])
+        .with_inner_size([1280.0, 800.0])
         .with_min_inner_size([800.0, 500.0]);
     if let Some(icon) = icon() {
         viewport = viewport.with_icon(icon);

@@ -771,14 +771,14 @@ impl Dashboard {
                                 (MarkerKind::Hyperparameter, Some(e)) => {
                                     if ui
                                         .small_button("Undo")
-                                        .on_hover_text(format!("queue a branch from the checkpoint this edit wrote (step {}) with {} = {:e}", m.step, e.field, e.old))
+                                        .on_hover_text(format!("queue a branch from the checkpoint this edit wrote (step {}) with {} = {}", m.step, e.field, e.old))
                                         .clicked()
                                     {
                                         actions.push(branch(m.step, &e.field, e.old, "undo"));
                                     }
                                     if ui
                                         .small_button("A/B")
-                                        .on_hover_text(format!("queue two branches from step {}: {} = {:e} (A) and {:e} (B); tick both in the Runs tab to overlay them", m.step, e.field, e.old, e.new))
+                                        .on_hover_text(format!("queue two branches from step {}: {} = {} (A) and {} (B); tick both in the Runs tab to overlay them", m.step, e.field, e.old, e.new))
                                         .clicked()
                                     {
                                         actions.push(branch(m.step, &e.field, e.old, "A"));
@@ -831,12 +831,13 @@ fn pinned_baseline(ui: &Ui, frame: &Rect, label: &str, b: f64, above: bool) {
     );
 }
 
-/// Which marker labels fit: each marker is `(x, label width, rank)`, and labels are placed by
-/// rank (lower first), then left to right, each only where it fits inside `left..right` and
-/// overlaps no label placed before it (4 points apart). Every marker keeps its line whatever
-/// this says; a label left out is still read by hovering the line.
+/// Where marker labels fit: each marker is `(x, label width, rank)`, and labels are placed by
+/// rank (lower first), then left to right, each right of its line, else left of it (at the
+/// plot's right edge), only inside `left..right` and 4 points clear of every label placed
+/// before it. Gives each label's left edge, `None` for one left out. Every marker keeps its
+/// line whatever this says; a label left out is still read by hovering the line.
 #[must_use]
-pub fn place_labels(markers: &[(f32, f32, u8)], left: f32, right: f32) -> Vec<bool> {
+pub fn place_labels(markers: &[(f32, f32, u8)], left: f32, right: f32) -> Vec<Option<f32>> {
     let mut order: Vec<usize> = (0..markers.len()).collect();
     order.sort_by(|&a, &b| {
         (markers[a].2, markers[a].0)
@@ -844,16 +845,19 @@ pub fn place_labels(markers: &[(f32, f32, u8)], left: f32, right: f32) -> Vec<bo
             .unwrap_or(std::cmp::Ordering::Equal)
     });
     let mut taken: Vec<(f32, f32)> = Vec::new();
-    let mut placed = vec![false; markers.len()];
+    let mut placed = vec![None; markers.len()];
     for i in order {
         let (x, w, _) = markers[i];
-        let (a, b) = (x + 2.0, x + 2.0 + w);
-        if x < left || b > right {
+        if x < left || x > right {
             continue;
         }
-        if taken.iter().all(|&(l, r)| b + 4.0 <= l || a >= r + 4.0) {
-            taken.push((a, b));
-            placed[i] = true;
+        let free = |a: f32, b: f32| {
+            a >= left && b <= right && taken.iter().all(|&(l, r)| b + 4.0 <= l || a >= r + 4.0)
+        };
+        let side = [x + 2.0, x - 2.0 - w].into_iter().find(|&a| free(a, a + w));
+        if let Some(a) = side {
+            taken.push((a, a + w));
+            placed[i] = Some(a);
         }
     }
     placed
@@ -898,10 +902,10 @@ fn marker_labels(ui: &Ui, strip: Rect, transform: &egui_plot::PlotTransform, run
         )
         .map(|((x, g), m)| (*x, g.size().x, rank(m.kind)))
         .collect();
-    let placed = place_labels(&boxes, frame.left(), frame.right().max(strip.right()));
-    for ((x, galley), keep) in shown.into_iter().zip(placed) {
-        if keep {
-            painter.galley(egui::pos2(x + 2.0, strip.top()), galley, Color32::WHITE);
+    let placed = place_labels(&boxes, frame.left(), frame.right());
+    for ((_, galley), at) in shown.into_iter().zip(placed) {
+        if let Some(a) = at {
+            painter.galley(egui::pos2(a, strip.top()), galley, Color32::WHITE);
         }
     }
 }
@@ -1091,12 +1095,11 @@ mod marker_tests {
             m.len(),
             "one answer per marker: every line stays"
         );
-        assert!(placed[7], "the rarer kind wins the room");
+        assert_eq!(placed[7], Some(72.0), "the rarer kind wins the room");
         let spans: Vec<(f32, f32)> = m
             .iter()
             .zip(&placed)
-            .filter(|(_, p)| **p)
-            .map(|((x, w, _), _)| (x + 2.0, x + 2.0 + w))
+            .filter_map(|((_, w, _), p)| p.map(|a| (a, a + w)))
             .collect();
         assert!(spans.len() >= 3 && spans.len() < 10, "{spans:?}");
         for (i, a) in spans.iter().enumerate() {
@@ -1104,15 +1107,27 @@ mod marker_tests {
                 assert!(a.1 + 4.0 <= b.0 || b.1 + 4.0 <= a.0, "{a:?} overlaps {b:?}");
             }
         }
-        // With room for all, all are named; a label that would run off the edge is not.
+        // With room for all, all are named; one that would run off the right edge goes left
+        // of its line; one with no room either side is left out.
         let sparse: Vec<(f32, f32, u8)> = (0..5).map(|i| (100.0 * i as f32, 40.0, 3)).collect();
+        let right_of = [
+            Some(2.0),
+            Some(102.0),
+            Some(202.0),
+            Some(302.0),
+            Some(402.0),
+        ];
+        assert_eq!(place_labels(&sparse, 0.0, 450.0), right_of);
+        let mut edge = right_of;
+        edge[4] = Some(358.0);
+        assert_eq!(place_labels(&sparse, 0.0, 420.0), edge);
         assert_eq!(
-            place_labels(&sparse, 0.0, 450.0),
-            [true, true, true, true, true]
+            place_labels(&[(0.0, 40.0, 3), (90.0, 40.0, 3)], 0.0, 110.0),
+            [Some(2.0), Some(48.0)]
         );
         assert_eq!(
-            place_labels(&sparse, 0.0, 420.0),
-            [true, true, true, true, false]
+            place_labels(&[(0.0, 40.0, 3), (30.0, 40.0, 3)], 0.0, 110.0),
+            [Some(2.0), None]
         );
     }
 
