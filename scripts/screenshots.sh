@@ -20,7 +20,8 @@ sleep 1
 # screenshots/latent_action/, and the VQ-GAN's Volume tab in screenshots/vq_gan/.
 if [ "$#" -eq 0 ]; then
   # A small finished sweep beside the live run, for the Runs table and the Queue tab.
-  echo "(name: \"lr\", base: \"$PWD/presets/smoke.ron\", grid: { \"train.lr_g\": [1e-4, 2e-4, 4e-4] })" >"$runs/lr.ron"
+  # Its rates are drawn log-uniformly, so parallel coordinates draw them on a log axis.
+  echo "(name: \"lr\", base: \"$PWD/presets/smoke.ron\", random: Some((count: 4, seed: 3, fields: { \"train.lr_g\": log_uniform(1e-5, 1e-2) })))" >"$runs/lr.ron"
   "$WORKBENCH_BIN" --runs-dir "$runs" sweep submit "$runs/lr.ron" >&2
   "$WORKBENCH_BIN" --runs-dir "$runs" queue run --jobs 2 2>/dev/null
   # Lineage: a branch of one sweep run at its step-30 checkpoint with another rate, and a

@@ -1723,8 +1723,8 @@ fn edited_run(runs: &Path) -> std::path::PathBuf {
 }
 
 /// A live edit's row in the events list undoes it (a branch from the checkpoint it wrote,
-/// with the old value) or tries both values (A/B: two branches), each queued; a checkpoint's
-/// row sets a branch up in the Runs tab.
+/// with the old value) or tries both values (A/B: two branches), each queued and overlaid on
+/// the dashboard; a checkpoint's row sets a branch up in the Runs tab.
 #[test]
 fn a_live_edit_is_undone_or_tried_both_ways_as_branches() {
     let runs = tempfile::tempdir().unwrap();
@@ -1770,6 +1770,22 @@ fn a_live_edit_is_undone_or_tried_both_ways_as_branches() {
             "train.lr_d 0.0001 -> 0.0005"
         ]
     );
+    // Each joins the dashboard as an overlay when it starts training (its run log appears),
+    // beside the run it came from, which stays the one shown.
+    let pending = h.state().overlay_pending.clone();
+    assert_eq!(pending.len(), 3, "undo, A and B wait for their logs");
+    assert!(h.state().runs.iter().all(|r| !r.overlay));
+    let b = pending
+        .iter()
+        .find(|d| d.file_name().unwrap().to_string_lossy().contains("-B"))
+        .unwrap()
+        .clone();
+    started_log(&b, "B", Some(10), Vec::new()).sync().unwrap();
+    step_until(&mut h, "B overlaid", |a| {
+        a.runs.iter().any(|r| r.dir == b && r.overlay)
+    });
+    assert_eq!(h.state().overlay_pending.len(), 2);
+    assert_eq!(h.state().current_run().unwrap().dir, dir);
     // "Branch here..." on a checkpoint opens the form in the Runs tab at its step.
     h.get_all_by_label("Branch here...")
         .next()

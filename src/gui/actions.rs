@@ -229,6 +229,8 @@ pub enum QueueRequest {
         at: Option<u64>,
         set: Vec<(String, serde_json::Value)>,
         name: Option<String>,
+        /// Overlay the branch on the dashboard once it is made (A/B).
+        overlay: bool,
     },
 }
 

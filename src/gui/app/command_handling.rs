@@ -203,7 +203,7 @@ impl WorkbenchApp {
     }
 
     /// Overlays a run's curves (following it in the background: the run shown stays shown).
-    fn overlay(&mut self, dir: &Path, on: bool) {
+    pub(crate) fn overlay(&mut self, dir: &Path, on: bool) {
         let shown = self.current;
         if on && !self.runs.iter().any(|r| r.dir == dir) {
             self.open_run(dir);
@@ -346,12 +346,14 @@ impl WorkbenchApp {
                 at,
                 set,
                 name,
+                overlay,
             } => QueueEdit::Branch {
                 request: Box::new(QueueRequestBranch {
                     parent,
                     at,
                     set,
                     name,
+                    overlay,
                 }),
                 slurm,
             },

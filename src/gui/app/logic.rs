@@ -47,6 +47,7 @@ impl WorkbenchApp {
             ctx.request_repaint();
         }
         self.show_branch_parent();
+        self.overlay_started_branches(ctx);
         // Events left over after the frame budget: come back for them.
         if self
             .runs
@@ -142,8 +143,12 @@ impl WorkbenchApp {
                     self.queue.queue = q;
                     self.queue.runner_active = runner;
                     self.queue.error = None;
-                    if said.is_some() {
-                        self.queue.said = said;
+                    if let Some(a) = said {
+                        self.queue.said = Some(a.said);
+                        // An A/B branch joins the dashboard beside the run it came from.
+                        if let Some(dir) = a.overlay {
+                            self.overlay_pending.push(dir);
+                        }
                     }
                 }
                 Err(e) => self.queue.error = Some(e),
@@ -226,5 +231,30 @@ pub fn window_title(subject: Option<&str>) -> String {
     match subject {
         Some(s) if !s.is_empty() => format!("{s} - Generative Workbench"),
         _ => "Generative Workbench".to_string(),
+    }
+}
+
+impl WorkbenchApp {
+    /// Overlays each pending branch once its run log appears (looked for every second while
+    /// any is pending): a queued branch joins the dashboard when it starts training.
+    fn overlay_started_branches(&mut self, ctx: &egui::Context) {
+        if self.overlay_pending.is_empty()
+            || self
+                .overlay_checked
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.overlay_checked = Some(Instant::now());
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.overlay_pending)
+            .into_iter()
+            .partition(|d| d.join("events.log").is_file());
+        self.overlay_pending = waiting;
+        for dir in ready {
+            self.overlay(&dir, true);
+        }
+        if !self.overlay_pending.is_empty() {
+            ctx.request_repaint_after(Duration::from_secs(1));
+        }
     }
 }

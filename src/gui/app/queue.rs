@@ -11,7 +11,24 @@ use crate::core::queue::{self, JobState, Queue};
 
 /// A read of the queue (with whether a runner works it), after an edit's report, or why it
 /// failed.
-pub(crate) type Reply = Result<(Queue, bool, Option<String>), String>;
+pub(crate) type Reply = Result<(Queue, bool, Option<Applied>), String>;
+
+/// What an edit did: the line the Queue tab shows, and the branch folder to overlay on the
+/// dashboard when the edit asked for it (A/B).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Applied {
+    pub said: String,
+    pub overlay: Option<PathBuf>,
+}
+
+impl From<String> for Applied {
+    fn from(said: String) -> Self {
+        Self {
+            said,
+            overlay: None,
+        }
+    }
+}
 
 /// How often the tab asks SLURM about its jobs (each ask is one `squeue` and one `scontrol`
 /// per job, over ssh for a remote cluster): cluster admins ask for no more.
@@ -49,6 +66,8 @@ pub(crate) struct QueueRequestBranch {
     pub at: Option<u64>,
     pub set: Vec<(String, serde_json::Value)>,
     pub name: Option<String>,
+    /// Overlay the branch on the dashboard once it is made (A/B).
+    pub overlay: bool,
 }
 
 fn now() -> u64 {
@@ -56,7 +75,49 @@ fn now() -> u64 {
 }
 
 /// Applies an edit to the queue file; returns what it did.
-pub(crate) fn apply(path: &Path, runs_dir: &Path, edit: QueueEdit) -> Result<String, String> {
+pub(crate) fn apply(path: &Path, runs_dir: &Path, edit: QueueEdit) -> Result<Applied, String> {
+    match edit {
+        QueueEdit::Branch { request, slurm } => branch(runs_dir, &request, slurm.as_ref()),
+        other => apply_text(path, runs_dir, other).map(Applied::from),
+    }
+}
+
+/// Makes a branch of a run (`core::branch`) and queues it.
+fn branch(
+    runs_dir: &Path,
+    request: &QueueRequestBranch,
+    slurm: Option<&(PathBuf, PathBuf)>,
+) -> Result<Applied, String> {
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    let made = crate::core::branch::create(&crate::core::branch::BranchRequest {
+        parent: &request.parent,
+        at: request.at,
+        set: request.set.clone(),
+        name: request.name.clone(),
+    })
+    .map_err(|e| err(&e))?;
+    let dir = made.run.root().display().to_string();
+    let args = vec!["--resume".to_string(), dir.clone()];
+    let added = add(runs_dir, made.preset.preset().name(), vec![args], slurm)?;
+    let what = format!(
+        "branch {dir} at step {} ({})",
+        made.lineage.fork_step,
+        made.lineage.describe_changes()
+    );
+    let said = match added.slurm_job {
+        Some(job) => format!("submitted SLURM job {job}: {what}"),
+        None => format!(
+            "queued job {}: {what}",
+            added.ids.first().copied().unwrap_or_default()
+        ),
+    };
+    Ok(Applied {
+        said,
+        overlay: request.overlay.then(|| made.run.root().to_path_buf()),
+    })
+}
+
+fn apply_text(path: &Path, runs_dir: &Path, edit: QueueEdit) -> Result<String, String> {
     let err = |e: &dyn std::fmt::Display| e.to_string();
     match edit {
         QueueEdit::AddPreset(p, slurm) => {
@@ -102,35 +163,6 @@ pub(crate) fn apply(path: &Path, runs_dir: &Path, edit: QueueEdit) -> Result<Str
                 ),
             })
         }
-        QueueEdit::Branch { request, slurm } => {
-            let made = crate::core::branch::create(&crate::core::branch::BranchRequest {
-                parent: &request.parent,
-                at: request.at,
-                set: request.set,
-                name: request.name,
-            })
-            .map_err(|e| err(&e))?;
-            let dir = made.run.root().display().to_string();
-            let args = vec!["--resume".to_string(), dir.clone()];
-            let added = add(
-                runs_dir,
-                made.preset.preset().name(),
-                vec![args],
-                slurm.as_ref(),
-            )?;
-            let what = format!(
-                "branch {dir} at step {} ({})",
-                made.lineage.fork_step,
-                made.lineage.describe_changes()
-            );
-            Ok(match added.slurm_job {
-                Some(job) => format!("submitted SLURM job {job}: {what}"),
-                None => format!(
-                    "queued job {}: {what}",
-                    added.ids.first().copied().unwrap_or_default()
-                ),
-            })
-        }
         QueueEdit::Cancel(id) => {
             crate::core::jobs::cancel_job(path, id, now()).map_err(|e| err(&e))?;
             Ok(format!("cancelled job {id}"))
@@ -144,6 +176,7 @@ pub(crate) fn apply(path: &Path, runs_dir: &Path, edit: QueueEdit) -> Result<Str
             }
             .to_string())
         }
+        QueueEdit::Branch { .. } => Err("a branch is made by `branch`".into()),
         QueueEdit::Move(id, by) => {
             queue::update(path, |q| {
                 let pending: Vec<u64> = q

@@ -24,6 +24,10 @@ impl WorkbenchApp {
             match t.queue.pop() {
                 Some(tab) => {
                     self.tab = tab;
+                    // The Runs tab compares the folder's sweep in parallel coordinates.
+                    if tab == Tab::Runs {
+                        self.runs_table.compare = crate::gui::panels::runs::CompareView::Parallel;
+                    }
                     t.waiting = Some(tab);
                     t.frames_on_tab = 0;
                     t.frames_waited = 0;

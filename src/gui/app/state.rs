@@ -69,6 +69,10 @@ pub struct WorkbenchApp {
     pub(crate) next_key: usize,
     /// The branches (by key) whose parent was brought in up to the fork.
     pub(crate) parents_shown: std::collections::HashSet<usize>,
+    /// Branches to overlay once they have a run log (queued Undo and A/B branches train
+    /// later), and when they were last looked for.
+    pub overlay_pending: Vec<std::path::PathBuf>,
+    pub(crate) overlay_checked: Option<std::time::Instant>,
     pub(crate) screenshots: ScreenshotTour,
     pub(crate) pending_plot_png: Option<(String, PathBuf)>,
     pub(crate) shots: (Sender<Shot>, Receiver<Shot>),
@@ -137,6 +141,8 @@ impl WorkbenchApp {
             waker,
             next_key: 0,
             parents_shown: std::collections::HashSet::new(),
+            overlay_pending: Vec::new(),
+            overlay_checked: None,
             screenshots: ScreenshotTour::default(),
             pending_plot_png: None,
             shots: crossbeam_channel::bounded(8),

@@ -737,6 +737,8 @@ impl Dashboard {
                 at: Some(step),
                 set: vec![(field.to_string(), serde_json::Value::from(value))],
                 name: Some(format!("{}-{tag}{step}", view.name)),
+                // Undo and A/B join the dashboard beside this run as they are made.
+                overlay: true,
             })
         };
         egui::ScrollArea::vertical()
@@ -778,7 +780,7 @@ impl Dashboard {
                                     }
                                     if ui
                                         .small_button("A/B")
-                                        .on_hover_text(format!("queue two branches from step {}: {} = {} (A) and {} (B); tick both in the Runs tab to overlay them", m.step, e.field, e.old, e.new))
+                                        .on_hover_text(format!("queue two branches from step {}: {} = {} (A) and {} (B), overlaid on this run's plots as they are made", m.step, e.field, e.old, e.new))
                                         .clicked()
                                     {
                                         actions.push(branch(m.step, &e.field, e.old, "A"));

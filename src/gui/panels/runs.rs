@@ -82,6 +82,7 @@ impl BranchForm {
             at,
             set,
             name,
+            overlay: false,
         })
     }
 }
