@@ -290,3 +290,59 @@ fn a_resumed_run_replays_its_live_edits() {
         }
     }
 }
+
+/// Over a long stretch too: a branch with nothing changed, made at step 5 of a run stopped
+/// there, repeats the uninterrupted run's next 200 rows bit for bit, for every family (with
+/// the samples, validations and checkpoints of the family's tiny cadences on the way).
+#[test]
+fn an_unchanged_branch_repeats_its_parent_for_200_rows() {
+    let _serial = common::exclusive();
+    for family in Family::ALL {
+        let name = family.name();
+        let runs = tempfile::tempdir().unwrap();
+        let mut p = family
+            .default_preset()
+            .tiny()
+            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        *p.phases_mut() = vec![Phase {
+            name: "long".into(),
+            length: PhaseLength::Steps(205),
+            overrides: Default::default(),
+            start_from_best: false,
+        }];
+        let p = preset::validate(p).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        let req = |limit| RunRequest {
+            preset: Some(p.clone()),
+            runs_dir: runs.path().into(),
+            step_limit: limit,
+            ..RunRequest::default()
+        };
+        let (whole, _) = run_to_end(req(None));
+        let (part, _) = run_to_end(req(Some(5)));
+        let b = branch::create(&BranchRequest {
+            parent: &part,
+            at: Some(5),
+            set: Vec::new(),
+            name: None,
+        })
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let (dir, _) = run_to_end(RunRequest {
+            resume: Some(b.run.root().into()),
+            runs_dir: runs.path().into(),
+            ..RunRequest::default()
+        });
+        let (a, same) = (scalars(&whole), scalars(&dir));
+        let after: Vec<_> = a.iter().filter(|(s, _)| **s > 5).collect();
+        assert!(after.len() >= 200, "{name}: {} rows", after.len());
+        assert_eq!(same.len(), after.len(), "{name}: the branch's rows");
+        for (step, row) in after {
+            for (k, v) in row {
+                let w = same[step].get(k);
+                assert!(
+                    w.is_some_and(|w| w.to_bits() == v.to_bits() || (v.is_nan() && w.is_nan())),
+                    "{name}: step {step} {k}: {v} in the run, {w:?} in its branch"
+                );
+            }
+        }
+    }
+}
