@@ -274,6 +274,11 @@ fn the_top_bar_is_one_row_at_1280_and_its_menu_drives_the_run() {
     for l in top {
         assert!(h.get_by_label(l).rect().right() <= 760.0, "{l} on screen");
     }
+    // While it trains, the preset form says it edits the next run and greys what only a
+    // restart changes.
+    h.get_by_label("Presets").click();
+    h.run_steps(3);
+    h.get_by_label_contains("is training: this form edits the next run");
     // Stop and save ends the run with a checkpoint.
     h.get_by_label("Stop and save").click();
     step_until(&mut h, "the run to stop", |a| {

@@ -289,8 +289,18 @@ impl PresetEditor {
         out
     }
 
-    /// The field form, grouped by section.
-    pub fn form_ui(&mut self, ui: &mut Ui) {
+    /// The field form, grouped by section. While a run (`training`, its name) trains, the
+    /// fields it can only take at a restart are greyed, with the reason: the form edits the
+    /// next run's preset, and the Live row edits the running one.
+    pub fn form_ui(&mut self, ui: &mut Ui, training: Option<&str>) {
+        if let Some(run) = training {
+            ui.label(
+                RichText::new(format!(
+                    "`{run}` is training: this form edits the next run. Fields in grey change only at a restart; live fields change the running run from the Live row above the plots."
+                ))
+                .weak(),
+            );
+        }
         let specs = self.family.specs();
         let mut changed = false;
         // One section per first path segment, in order of first appearance.
@@ -313,7 +323,7 @@ impl PresetEditor {
                         .spacing([12.0, 4.0])
                         .show(ui, |ui| {
                             for spec in fields {
-                                changed |= self.field_row_ui(ui, spec);
+                                changed |= self.field_row_ui(ui, spec, training);
                             }
                         });
                 });
@@ -323,7 +333,7 @@ impl PresetEditor {
         }
     }
 
-    fn field_row_ui(&mut self, ui: &mut Ui, spec: &FieldSpec) -> bool {
+    fn field_row_ui(&mut self, ui: &mut Ui, spec: &FieldSpec, training: Option<&str>) -> bool {
         let label = spec.path.split_once('.').map_or(spec.path, |(_, l)| l);
         let mut tip = format!("{}\n{}: {}", spec.doc, spec.path, spec.kind.allowed());
         if !spec.unit.is_empty() {
@@ -340,7 +350,19 @@ impl PresetEditor {
                 "\nchanges at: a restart only (a new run, or a branch that keeps the model's shape)"
             }
         });
-        let name = ui.label(label).on_hover_text(&tip).id;
+        let restart_only = matches!(
+            spec.takes_effect(),
+            crate::core::preset::schema::TakesEffect::Restart
+        );
+        let name = match training.filter(|_| restart_only) {
+            Some(run) => ui
+                .label(RichText::new(label).weak())
+                .on_hover_text(format!(
+                    "`{run}` keeps its value until a restart: an edit here is for the next run\n{tip}"
+                ))
+                .id,
+            None => ui.label(label).on_hover_text(&tip).id,
+        };
         let current = get_path(&self.tree, spec.path)
             .cloned()
             .unwrap_or(Value::Null);

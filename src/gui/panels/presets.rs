@@ -50,7 +50,7 @@ impl PresetsPanel {
             }
             egui::ScrollArea::vertical()
                 .id_salt("form-scroll")
-                .show(ui, |ui| self.editor.form_ui(ui));
+                .show(ui, |ui| self.editor.form_ui(ui, ctx.training));
         });
         actions
     }
