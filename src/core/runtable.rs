@@ -473,7 +473,9 @@ impl RunIndex {
                     .collect()
             })
             .unwrap_or_default();
-        self.runs.retain(|d, _| dirs.contains(d));
+        // A set: a thousand runs would otherwise cost a million path comparisons a refresh.
+        let present: std::collections::HashSet<&PathBuf> = dirs.iter().collect();
+        self.runs.retain(|d, _| present.contains(d));
         let mut rows = Vec::with_capacity(dirs.len());
         for dir in dirs {
             let t = self

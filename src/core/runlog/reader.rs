@@ -49,6 +49,16 @@ impl LogReader {
             path: self.path.clone(),
             source,
         };
+        // One stat when nothing was written since the last poll (the common case of a folder
+        // of finished runs); open and read only when the length moved.
+        let len = match std::fs::metadata(&self.path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io(e)),
+        };
+        if len == self.offset + self.pending.len() as u64 {
+            return Ok(Vec::new());
+        }
         let mut file = match File::open(&self.path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
