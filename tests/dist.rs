@@ -116,6 +116,16 @@ fn presets() -> std::path::PathBuf {
 /// `workbench train ARGS` as ranks 0..world of one run on 127.0.0.1, each its own process with
 /// torchrun's variables; returns the children to wait on.
 fn spawn_train(world: usize, runs: &std::path::Path, args: &[&str]) -> Vec<std::process::Child> {
+    spawn_train_env(world, runs, args, &[])
+}
+
+/// [`spawn_train`] with more environment variables for every rank.
+fn spawn_train_env(
+    world: usize,
+    runs: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Vec<std::process::Child> {
     let port = free_port().to_string();
     (0..world)
         .map(|rank| {
@@ -131,6 +141,7 @@ fn spawn_train(world: usize, runs: &std::path::Path, args: &[&str]) -> Vec<std::
                 .env("MASTER_PORT", &port)
                 .env("WORKBENCH_DIST_TIMEOUT_SECS", "60")
                 .env("OMP_NUM_THREADS", "1")
+                .envs(env.iter().copied())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -204,6 +215,74 @@ fn two_ranks_of_each_family_hold_one_model_bit_for_bit() {
             .count();
         assert_eq!(media, 0, "{preset}: rank 1 wrote media");
     }
+}
+
+/// The guard under data parallelism: a NaN at step 13 on every rank becomes rank 0's trigger
+/// on both; both reload the step-10 checkpoint, halve their rates, and finish holding one
+/// model bit for bit. Rank 0 alone keeps the abandoned rows as a branch folder.
+#[test]
+fn two_guarded_ranks_roll_back_together_and_finish_as_one_model() {
+    use workbench::core::protocol::Event;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let p = presets().join("smoke.ron");
+    let children = spawn_train_env(
+        2,
+        tmp.path(),
+        &[
+            "--preset",
+            p.to_str().expect("utf-8"),
+            "--set",
+            "health.guard=true",
+            "--steps",
+            "20",
+        ],
+        &[("WORKBENCH_FAILPOINT", "nan-loss-once:13")],
+    );
+    let errs: Vec<String> = children
+        .into_iter()
+        .enumerate()
+        .map(|(rank, child)| {
+            let out = child.wait_with_output().expect("rank output");
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(out.status.success(), "rank {rank} failed: {err}");
+            err
+        })
+        .collect();
+    assert!(
+        errs[0].contains("all 2 ranks hold identical parameters and optimiser state at step 20"),
+        "{}",
+        errs[0]
+    );
+    let mut dirs: Vec<_> = std::fs::read_dir(tmp.path())
+        .expect("runs")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    dirs.sort();
+    let (abandoned, run): (Vec<_>, Vec<_>) = dirs
+        .into_iter()
+        .partition(|d| d.to_string_lossy().contains("abandoned13"));
+    assert_eq!(
+        (abandoned.len(), run.len()),
+        (1, 1),
+        "one run, one abandoned segment"
+    );
+    let rollbacks = |log: std::path::PathBuf| -> Vec<(u64, u64)> {
+        workbench::core::runlog::LogReader::new(&log)
+            .poll()
+            .expect("log")
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Rollback { step, to_step, .. } => Some((step, to_step)),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(rollbacks(run[0].join("events.log")), [(13, 10)], "rank 0");
+    assert_eq!(
+        rollbacks(run[0].join("ranks/rank-1/events.log")),
+        [(13, 10)],
+        "rank 1 rolled back at the same step"
+    );
 }
 
 /// Data parallelism changes nothing but the speed: two ranks of 2 volumes train the VQ-GAN (no

@@ -544,6 +544,40 @@ fn the_guard_can_reseed_the_data_order() {
     );
 }
 
+/// The family's own health findings trigger the guard when `guard_findings` is on: here an
+/// "exploding" finding (every loss is above a limit of 1e-9) after the warmup of step 12 rolls
+/// the run back to step 10; it comes back, and the second time the run stops with one line.
+#[test]
+fn a_health_finding_rolls_the_guarded_run_back() {
+    let runs = tempfile::tempdir().expect("tmp");
+    let out = train_smoke(runs.path())
+        .args(["--set", "threads=1", "--set", "health.guard=true"])
+        .args(["--set", "health.guard_findings=true"])
+        .args(["--set", "health.guard_max_rollbacks=1"])
+        .args([
+            "--set",
+            "health.explode_abs=1e-9",
+            "--set",
+            "health.warmup_steps=12",
+        ])
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("; rollback 1 to step 10"), "{stderr}");
+    assert!(
+        stderr.contains("(health_finding); rolled back 1 time(s) already"),
+        "{stderr}"
+    );
+    let run = guarded_run(runs.path());
+    let log = workbench::core::runlog::read_all(&RunDir::open(&run).expect("run").events_path())
+        .expect("log");
+    assert!(log.events.iter().any(|e| matches!(
+        e,
+        Event::Rollback { to_step: 10, detector, .. } if detector == "health_finding"
+    )));
+}
+
 /// A NaN that comes back every time: the guard rolls back as often as the preset allows, then
 /// the run stops with one line; no checkpoint holds a non-finite number.
 #[test]

@@ -64,6 +64,12 @@ crate::preset_section! {
         pub guard_codebook_use: f64 => field(K::Float { min: 0.0, max: 1.0 }, "", [], "Codebook use below this fraction triggers (families with a codebook); 0 = off"),
         #[serde(default = "skip_window")]
         pub guard_codebook: Remedy => field(K::Choice(REMEDIES), "", [], "Remedy for a codebook falling out of use"),
+        /// The family's own health findings (critic or generator dominating, oscillation,
+        /// exploding losses, mode collapse) trigger too, not only warn.
+        #[serde(default)]
+        pub guard_findings: bool => field(K::Bool, "", [], "The health findings (critic dominating, exploding, mode collapse, ...) trigger a rollback too"),
+        #[serde(default)]
+        pub guard_finding: Remedy => field(K::Choice(REMEDIES), "", [], "Remedy for a health finding"),
         /// What `scale_lr` multiplies every learning rate by.
         #[serde(default = "half")]
         pub guard_lr_scale: f64 => field(K::Float { min: 1e-6, max: 1.0 }, "", [], "scale_lr multiplies every learning rate by this"),
@@ -115,12 +121,14 @@ fn skip_window() -> Remedy {
 }
 
 /// What tripped the guard.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Detector {
     NonFinite,
     LossSpike,
     FlatCritic,
     CodebookUse,
+    /// One of the family's health findings ([`HealthMonitor`]), with `guard_findings` on.
+    HealthFinding,
 }
 
 impl Detector {
@@ -131,12 +139,14 @@ impl Detector {
             Self::LossSpike => "loss_spike",
             Self::FlatCritic => "flat_critic",
             Self::CodebookUse => "codebook_use",
+            Self::HealthFinding => "health_finding",
         }
     }
 }
 
-/// A trigger: the detector, what it saw, and the remedy the preset declares for it.
-#[derive(Debug, Clone, PartialEq)]
+/// A trigger: the detector, what it saw, and the remedy the preset declares for it (rank 0's
+/// is sent to every rank under data parallelism, so all roll back at one step).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Trigger {
     pub detector: Detector,
     pub message: String,
@@ -161,6 +171,8 @@ pub struct Guard {
     mean: Option<(f64, u64)>,
     /// Steps in a row with the critic loss near zero.
     flat: u64,
+    /// A health finding waiting for the next look.
+    pending: Option<Trigger>,
 }
 
 /// Steps of running mean a spike is judged against (fewer: no spike yet).
@@ -172,6 +184,17 @@ impl Guard {
         *self = Self::default();
     }
 
+    /// Takes a health finding; with `guard_findings` on, the next look triggers on it.
+    pub fn finding(&mut self, cfg: &HealthConfig, f: &Finding) {
+        if cfg.guard_findings && self.pending.is_none() {
+            self.pending = Some(Trigger {
+                detector: Detector::HealthFinding,
+                message: format!("{} (step {})", f.message, f.step),
+                remedy: cfg.guard_finding,
+            });
+        }
+    }
+
     /// Looks at one step (`step` as the engine counts it); a trigger when a detector fires.
     pub fn observe(&mut self, cfg: &HealthConfig, step: u64, v: &StepView<'_>) -> Option<Trigger> {
         if let Some((name, value)) = v.non_finite {
@@ -180,6 +203,9 @@ impl Guard {
                 message: format!("{name} became {value} at step {step}"),
                 remedy: cfg.guard_non_finite,
             });
+        }
+        if let Some(t) = self.pending.take() {
+            return Some(t);
         }
         if let Some((name, loss)) = v.main_loss {
             let a = loss.abs();
@@ -259,6 +285,8 @@ impl Default for HealthConfig {
             guard_flat_critic: Remedy::ScaleLr,
             guard_codebook_use: 0.0,
             guard_codebook: Remedy::SkipWindow,
+            guard_findings: false,
+            guard_finding: Remedy::ScaleLr,
             guard_lr_scale: 0.5,
         }
     }
@@ -499,6 +527,40 @@ mod tests {
             guard_codebook_use: 0.2,
             ..HealthConfig::default()
         }
+    }
+
+    #[test]
+    fn a_health_finding_triggers_the_next_look_only_when_asked_to() {
+        let f = Finding {
+            step: 70,
+            signal: HealthSignal::CriticDominating,
+            message: "d_loss has stayed strongly negative".into(),
+            suggestion: String::new(),
+        };
+        let quiet = StepView::default();
+        let mut g = Guard::default();
+        g.finding(&guarded(), &f);
+        assert_eq!(g.observe(&guarded(), 71, &quiet), None, "off by default");
+        let on = HealthConfig {
+            guard_findings: true,
+            guard_finding: Remedy::Reseed,
+            ..guarded()
+        };
+        g.finding(&on, &f);
+        let t = g.observe(&on, 71, &quiet).expect("the finding");
+        assert_eq!(
+            (t.detector, t.remedy),
+            (Detector::HealthFinding, Remedy::Reseed)
+        );
+        assert!(
+            t.message.contains("strongly negative (step 70)"),
+            "{}",
+            t.message
+        );
+        assert_eq!(g.observe(&on, 72, &quiet), None, "once");
+        g.finding(&on, &f);
+        g.reset();
+        assert_eq!(g.observe(&on, 73, &quiet), None, "a rollback forgets it");
     }
 
     #[test]

@@ -400,6 +400,28 @@ fn estimate_total(preset: &ValidatedPreset, steps_per_epoch: u64) -> Option<u64>
         })
 }
 
+/// The trigger every rank acts on: its own alone; under data parallelism rank 0's (one scalar
+/// broadcast a step, and the trigger's text when there is one), so every rank rolls back at
+/// the same step to the same checkpoint. A rank whose own losses went non-finite while rank
+/// 0's did not is caught a step later, when the averaged gradients reach rank 0's loss.
+fn agree_on_trigger(seen: Option<Trigger>) -> Result<Option<Trigger>, EngineError> {
+    if dist::group().is_none() {
+        return Ok(seen);
+    }
+    if dist::root_value(if seen.is_some() { 1.0 } else { 0.0 })? == 0.0 {
+        return Ok(None);
+    }
+    let text = serde_json::to_string(&seen).unwrap_or_default();
+    let said = dist::broadcast_text(&text)?;
+    serde_json::from_str::<Option<Trigger>>(&said)
+        .ok()
+        .flatten()
+        .map(Some)
+        .ok_or_else(|| {
+            EngineError::Model(format!("rank 0's guard trigger could not be read: {said}"))
+        })
+}
+
 impl Session<'_> {
     fn start_phase(&mut self, index: usize, load_best: bool) -> Result<(), EngineError> {
         let phases = self.plan.preset.preset().phases();
@@ -690,7 +712,21 @@ impl Session<'_> {
         let count = self.c.rollbacks + 1;
         let max = self.cfg.health().guard_max_rollbacks;
         let ckpts = self.plan.run_dir.checkpoints();
-        let last = checkpoint::resolve(&ckpts).ok();
+        // Rank 0 owns the checkpoints: it names the one every rank goes back to.
+        let last = if self.root {
+            checkpoint::resolve(&ckpts).ok()
+        } else {
+            None
+        };
+        let last = match dist::group() {
+            None => last,
+            Some(_) => {
+                let said = dist::broadcast_text(&serde_json::json!({ "dir": last }).to_string())?;
+                serde_json::from_str::<serde_json::Value>(&said)
+                    .ok()
+                    .and_then(|v| v.get("dir")?.as_str().map(PathBuf::from))
+            }
+        };
         let stop = |why: String| {
             Err(EngineError::Guard(format!(
                 "guard: {} ({}); {why}",
@@ -727,7 +763,11 @@ impl Session<'_> {
         // Where the data was when the detector fired (a skipped window starts there).
         let (epoch_at, batch_at) = (self.c.epoch, self.c.batch_in_epoch);
         self.csv_flush()?;
-        let abandoned = self.keep_abandoned(c.step, at, t);
+        let abandoned = if self.root {
+            self.keep_abandoned(c.step, at, t)
+        } else {
+            None
+        };
         let mut cfg = self.plan.preset.for_phase(c.phase);
         for (k, v) in ckpt
             .state
@@ -763,7 +803,9 @@ impl Session<'_> {
         self.c = c;
         self.c.rollbacks = count;
         self.c.reseeds = reseeds;
-        checkpoint::supersede_after(&ckpts, self.c.step)?;
+        if self.root {
+            checkpoint::supersede_after(&ckpts, self.c.step)?;
+        }
         self.last_checkpoint_step = Some(self.c.step);
         let columns: Vec<&str> = self.columns.iter().map(String::as_str).collect();
         self.csv = CsvLog::open(&self.plan.run_dir.csv_path(), &columns, Some(self.c.step))?;
@@ -1038,12 +1080,20 @@ impl Session<'_> {
             // A timed phase ends on rank 0's clock, at the same step on every rank.
             self.c.phase_elapsed_secs = dist::root_value(self.c.phase_elapsed_secs)?;
         }
-        if self.cfg.health().guard && dist::group().is_none() {
-            if let Some(t) = self.guard_looks(&scalars) {
+        if self.cfg.health().guard {
+            let seen = self.guard_looks(&scalars);
+            if let Some(t) = agree_on_trigger(seen)? {
                 return self.roll_back(&t);
             }
         }
-        if let Some((name, v)) = scalars.iter().find(|(_, v)| !v.is_finite()) {
+        // Under data parallelism a guarded run leaves the call to rank 0 (above): a rank's own
+        // NaN reaches rank 0 through the averaged gradients, and every rank rolls back together.
+        let guarded_ranks = self.cfg.health().guard && dist::group().is_some();
+        if let Some((name, v)) = scalars
+            .iter()
+            .find(|(_, v)| !v.is_finite())
+            .filter(|_| !guarded_ranks)
+        {
             let last = checkpoint::resolve(&self.plan.run_dir.checkpoints()).map_or_else(
                 |_| "none was written".to_string(),
                 |p| p.display().to_string(),
@@ -1266,6 +1316,10 @@ impl Session<'_> {
 
     fn emit_findings(&mut self, findings: Vec<Finding>) -> Result<(), EngineError> {
         for f in findings {
+            // With `health.guard_findings`, the guard's next look rolls back on it.
+            if self.cfg.health().guard {
+                self.guard.finding(self.cfg.health(), &f);
+            }
             self.emitter.emit(Event::Health {
                 step: f.step,
                 signal: f.signal,
