@@ -56,3 +56,131 @@ fn a_rejected_value_names_the_run_and_the_field() {
     let e = s.plan(&base()).unwrap_err().to_string();
     assert!(e.contains("train.no_such"), "{e}");
 }
+
+fn workbench(runs: &std::path::Path) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_workbench"));
+    c.arg("--runs-dir").arg(runs).env("OMP_NUM_THREADS", "1");
+    c
+}
+
+fn ok(out: &std::process::Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    String::from_utf8_lossy(&out.stdout).into_owned() + &err
+}
+
+/// ASHA end to end, with no user code: `sweep submit` writes the scheduler's state beside the
+/// trials' presets, each trial reports its validation metric there and stops when it misses
+/// the rung's cut, at a step boundary with a checkpoint and an event that says why;
+/// `sweep promote` trains a stopped trial on to its full budget, never stopped again.
+#[test]
+fn asha_stops_trials_at_their_rung_and_promote_trains_one_to_the_end() {
+    use workbench::core::protocol::{Event, Outcome};
+    use workbench::core::pruner;
+    let runs = tempfile::tempdir().unwrap();
+    let smoke = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/smoke.ron");
+    let file = runs.path().join("asha.ron");
+    std::fs::write(
+        &file,
+        format!(
+            r#"(name: "asha", base: "{}", grid: {{ "train.lr_g": [1e-4, 3e-4], "threads": [1] }},
+                scheduler: Some(asha(grace: 10, reduction: 2)))"#,
+            smoke.display()
+        ),
+    )
+    .unwrap();
+    ok(&workbench(runs.path())
+        .args(["sweep", "submit"])
+        .arg(&file)
+        .output()
+        .unwrap());
+    // A trial of the sweep that already reported the best value there is at rung 0 (val_swd
+    // is never below 0): every real trial misses the cut, deterministically.
+    let state = runs.path().join("sweeps/asha").join(pruner::STATE_FILE);
+    pruner::update(&state, |s| {
+        s.trials.insert(
+            "ghost".into(),
+            pruner::TrialRecord {
+                index: 2,
+                rungs: vec![0.0],
+                ..Default::default()
+            },
+        );
+    })
+    .unwrap();
+    ok(&workbench(runs.path())
+        .args(["queue", "run", "--jobs", "1"])
+        .output()
+        .unwrap());
+    let trials: Vec<std::path::PathBuf> = std::fs::read_dir(runs.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join(pruner::TRIAL_FILE).is_file())
+        .collect();
+    assert_eq!(trials.len(), 2, "{trials:?}");
+    let events = |run: &std::path::Path| {
+        workbench::core::runlog::read_all(&run.join("events.log"))
+            .unwrap()
+            .events
+    };
+    for t in &trials {
+        let ev = events(t);
+        assert!(
+            ev.iter().any(
+                |e| matches!(e, Event::TrialStopped { step: 10, rung: 0, cut, metric, .. }
+                if *cut == 0.0 && metric == "val_swd")
+            ),
+            "{t:?}: {ev:?}"
+        );
+        assert!(
+            matches!(
+                ev.last(),
+                Some(Event::RunFinished {
+                    step: 10,
+                    outcome: Outcome::Stopped,
+                    ..
+                })
+            ),
+            "{t:?}: {:?}",
+            ev.last()
+        );
+        assert!(t.join("checkpoints/step-00000010").is_dir(), "{t:?}");
+    }
+    let s = pruner::read(&state).unwrap();
+    assert_eq!(s.trials.values().filter(|t| t.stopped.is_some()).count(), 2);
+    // Promote one: it resumes from step 10 and trains to the preset's 40 steps.
+    let said = ok(&workbench(runs.path())
+        .args(["sweep", "promote"])
+        .arg(&trials[0])
+        .output()
+        .unwrap());
+    assert!(said.contains("promoted trial `asha-"), "{said}");
+    let ev = events(&trials[0]);
+    assert!(
+        matches!(
+            ev.last(),
+            Some(Event::RunFinished {
+                step: 40,
+                outcome: Outcome::Completed,
+                ..
+            })
+        ),
+        "{:?}",
+        ev.last()
+    );
+    assert_eq!(
+        ev.iter()
+            .filter(|e| matches!(e, Event::TrialStopped { .. }))
+            .count(),
+        1,
+        "never stopped again"
+    );
+    let s = pruner::read(&state).unwrap();
+    let promoted: Vec<_> = s.trials.values().filter(|t| t.promoted).collect();
+    assert_eq!(promoted.len(), 1);
+    assert!(
+        promoted[0].stopped.is_none() && promoted[0].reports.len() >= 3,
+        "{promoted:?}"
+    );
+}

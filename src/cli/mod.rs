@@ -188,6 +188,18 @@ enum SweepCmd {
         #[arg(long, value_name = "PROFILE")]
         slurm: Option<PathBuf>,
     },
+    /// Train a trial the sweep's scheduler stopped to its full budget: marks it promoted (it
+    /// reports but is never stopped again) and resumes it from its checkpoint, here or queued.
+    Promote {
+        /// The trial's run folder.
+        run: PathBuf,
+        /// Add the resume to the local queue instead of training here.
+        #[arg(long)]
+        queue: bool,
+        /// Submit the resume to SLURM with this cluster profile.
+        #[arg(long, value_name = "PROFILE")]
+        slurm: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -258,6 +270,10 @@ struct TrainArgs {
     /// New critic learning rate (applied after loading a checkpoint).
     #[arg(long)]
     lr_d: Option<f64>,
+    /// A trial of a sweep with a scheduler: the sweep's `scheduler.json` (written by `sweep
+    /// submit`); the run reports there at each validation and stops early when it says so.
+    #[arg(long, value_name = "SCHEDULER_JSON")]
+    sweep_state: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -344,6 +360,12 @@ pub fn run() -> ExitCode {
         Some(Cmd::Runs(cmd)) => runs::run(cmd, &runs_dir),
         Some(Cmd::Gaad(args)) => data::gaad(&args),
         Some(Cmd::Data(cmd)) => data::run(cmd),
+        Some(Cmd::Sweep(SweepCmd::Promote { run, queue, slurm })) => {
+            match sweep::promote(&run, queue, slurm.as_deref(), &runs_dir) {
+                Ok(code) => return ExitCode::from(code),
+                Err(f) => Err(f),
+            }
+        }
         Some(Cmd::Sweep(cmd)) => sweep::run(cmd, &runs_dir),
         Some(Cmd::Queue(cmd)) => queue::run(cmd, &runs_dir),
         Some(Cmd::Branch(args)) => match branch::run(&args, &runs_dir) {

@@ -206,6 +206,23 @@ impl Progress {
                     .as_ref()
                     .map_or(String::new(), |a| format!("; the abandoned rows: {a}"))
             )),
+            Event::TrialStopped {
+                step,
+                rung,
+                metric,
+                value,
+                cut,
+            } => self.say(&format!(
+                "the sweep's scheduler {}",
+                workbench::core::pruner::Stopped {
+                    step: *step,
+                    rung: *rung,
+                    value: *value,
+                    cut: *cut,
+                    metric: metric.clone(),
+                }
+                .describe()
+            )),
             Event::CheckpointSaved { path, best, .. } if *best => {
                 self.say(&format!("best checkpoint: {path}"));
             }

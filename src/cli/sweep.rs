@@ -14,6 +14,12 @@ pub(super) fn run(cmd: SweepCmd, runs_dir: &Path) -> Result<(), Failure> {
     let (file, submit) = match cmd {
         SweepCmd::Plan { file } => (file, None),
         SweepCmd::Submit { file, slurm } => (file, Some(slurm)),
+        SweepCmd::Promote { run, .. } => {
+            return Err(bad_input(anyhow::anyhow!(
+                "{}: promote is its own command",
+                run.display()
+            )))
+        }
     };
     let origin = file.display().to_string();
     let text = std::fs::read_to_string(&file)
@@ -87,4 +93,59 @@ pub(super) fn run(cmd: SweepCmd, runs_dir: &Path) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// `workbench sweep promote RUN`: the trial is marked promoted in its sweep's state (it reports
+/// but is never stopped again) and resumed from its latest checkpoint to its full budget, here
+/// or queued (`--queue`, `--slurm PROFILE`). Returns the exit status.
+pub(super) fn promote(
+    run: &Path,
+    queue: bool,
+    slurm: Option<&Path>,
+    runs_dir: &Path,
+) -> Result<u8, Failure> {
+    use workbench::core::pruner;
+    let link = pruner::TrialLink::read(run).ok_or_else(|| {
+        bad_input(anyhow::anyhow!(
+            "{}: not a sweep trial (no {})",
+            run.display(),
+            pruner::TRIAL_FILE
+        ))
+    })?;
+    let was = pruner::update(&link.state, |s| {
+        let t = s.trials.entry(link.trial.clone()).or_default();
+        t.promoted = true;
+        t.stopped.take()
+    })
+    .map_err(bad_input)?;
+    out!(
+        "promoted trial `{}`{}: it trains to its full budget",
+        link.trial,
+        was.map_or(String::new(), |s| format!(" ({})", s.describe()))
+    );
+    let dir = run.display().to_string();
+    if queue || slurm.is_some() {
+        let added = add_tasks(
+            &link.trial,
+            vec![vec!["--resume".to_string(), dir]],
+            slurm,
+            runs_dir,
+        )?;
+        let id = added.ids.first().copied().unwrap_or_default();
+        match added.slurm_job {
+            Some(job) => out!("submitted SLURM job {job} as queue job {id}"),
+            None => out!(
+                "queued job {id} in {}",
+                runs_dir.join("queue.json").display()
+            ),
+        }
+        return Ok(0);
+    }
+    super::train::run(
+        &super::TrainArgs {
+            resume: Some(run.to_path_buf()),
+            ..super::TrainArgs::default()
+        },
+        runs_dir,
+    )
 }

@@ -170,6 +170,15 @@ pub(super) fn run(args: &TrainArgs, runs_dir: &Path) -> Result<u8, Failure> {
         None => None,
     };
     let plan = worker::prepare_as_rank(req).map_err(engine_failure)?;
+    // A sweep's trial: the run folder names its sweep and trial before the session starts
+    // (a resume finds the link already there).
+    if let (Some(state), false) = (&args.sweep_state, rank.is_some_and(|r| r > 0)) {
+        let link = workbench::core::pruner::TrialLink {
+            state: workbench::core::rundir::absolute(state),
+            trial: plan.preset.preset().name().to_string(),
+        };
+        link.write(plan.run_dir.root()).map_err(bad_input)?;
+    }
     let handle = worker::spawn(plan, None).map_err(|e| Failure {
         code: 1,
         error: e.into(),

@@ -11,6 +11,7 @@ pub mod nifti;
 pub mod numfmt;
 pub mod preset;
 pub mod protocol;
+pub mod pruner;
 pub mod queue;
 pub mod rng;
 pub mod rundir;

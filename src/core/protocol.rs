@@ -228,6 +228,16 @@ pub enum Event {
         count: u32,
         abandoned: Option<String>,
     },
+    /// The sweep's scheduler stopped this trial (`core::pruner`): at `rung` its `metric` was
+    /// `value`, and the rung's cut (the worst value that went on) was `cut`. The run stops at
+    /// this step with a checkpoint; `workbench sweep promote` trains it to its full budget.
+    TrialStopped {
+        step: u64,
+        rung: usize,
+        metric: String,
+        value: f64,
+        cut: f64,
+    },
     /// A Q-learning controller's decision (see `core::control`).
     Controller {
         step: u64,

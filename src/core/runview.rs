@@ -23,6 +23,8 @@ pub enum MarkerKind {
     Intervention,
     /// The active discriminator changed.
     Switch,
+    /// The sweep's scheduler stopped the run (a trial stopped early).
+    Sweep,
 }
 
 /// A labelled moment of the run: drawn on every plot and listed in the event list.
@@ -367,6 +369,28 @@ impl RunView {
                     MarkerKind::Health,
                     &format!("rollback {count}"),
                     format!("guard: {message} ({detector}); rolled back from step {step} to the checkpoint of step {to_step}, remedy {remedy}"),
+                );
+            }
+            Event::TrialStopped {
+                step,
+                rung,
+                metric,
+                value,
+                cut,
+            } => {
+                let said = crate::core::pruner::Stopped {
+                    step,
+                    rung,
+                    value,
+                    cut,
+                    metric,
+                }
+                .describe();
+                self.marker(
+                    step,
+                    MarkerKind::Sweep,
+                    &format!("stopped at rung {rung}"),
+                    format!("the sweep's scheduler {said}"),
                 );
             }
             Event::HyperparameterChanged {

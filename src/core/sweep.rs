@@ -39,6 +39,9 @@ pub struct Sweep {
     pub grid: BTreeMap<String, Vec<Value>>,
     #[serde(default)]
     pub random: Option<RandomSearch>,
+    /// Stops trials early (`core::pruner`): `Some(asha(grace: 100, reduction: 3))`.
+    #[serde(default)]
+    pub scheduler: Option<super::pruner::Scheduler>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -111,6 +114,22 @@ pub fn write_runs(
     let text = serde_json::json!({ "log": sweep.log_fields() }).to_string();
     super::rundir::atomic_write(&scales, text.as_bytes())
         .map_err(|e| io(&scales, e.to_string()))?;
+    // The scheduler's state: every trial by name, with its index (Hyperband's bracket); a
+    // sweep submitted again keeps the reports its trials already made.
+    let state = dir.join(super::pruner::STATE_FILE);
+    if let Some(sched) = &sweep.scheduler {
+        let mut s = super::pruner::read(&state)
+            .ok()
+            .filter(|s| s.scheduler == *sched)
+            .unwrap_or_else(|| super::pruner::SweepState::new(sched.clone()));
+        for r in runs {
+            s.trials.entry(r.name.clone()).or_default().index = r.index;
+        }
+        let text = serde_json::to_string_pretty(&s).map_err(|e| io(&state, e.to_string()))?;
+        super::rundir::atomic_write(&state, text.as_bytes())
+            .map_err(|e| io(&state, e.to_string()))?;
+    }
+    let scheduled = sweep.scheduler.is_some();
     let sweep = &sweep.name;
     runs.iter()
         .map(|r| {
@@ -123,7 +142,11 @@ pub fn write_runs(
             );
             super::rundir::atomic_write(&path, text.as_bytes())
                 .map_err(|e| io(&path, e.to_string()))?;
-            Ok(vec!["--preset".to_string(), path.display().to_string()])
+            let mut args = vec!["--preset".to_string(), path.display().to_string()];
+            if scheduled {
+                args.extend(["--sweep-state".to_string(), state.display().to_string()]);
+            }
+            Ok(args)
         })
         .collect()
 }
@@ -182,6 +205,9 @@ impl Sweep {
                     ));
                 }
             }
+        }
+        if let Some(s) = &self.scheduler {
+            s.check().map_err(|e| field("scheduler", &e.to_string()))?;
         }
         let n = self.len();
         if n > MAX_RUNS {

@@ -118,6 +118,51 @@ struct Session<'a> {
     guard: Guard,
     /// `losses.csv`'s columns, to open it again after a rollback.
     columns: Vec<String>,
+    /// A sweep's trial (rank 0 only): where it reports and what.
+    trial: Option<Trial>,
+    /// The scheduler stopped this trial; under data parallelism every rank stops after the
+    /// next exchange.
+    sched_here: bool,
+}
+
+/// A sweep's trial: its link to the sweep's state, the metric it reports and its direction.
+#[derive(Debug)]
+struct Trial {
+    link: crate::core::pruner::TrialLink,
+    metric: String,
+    higher: bool,
+}
+
+/// The trial a run folder is, with the metric its scheduler ranks: the one the sweep names,
+/// else the family's main validation metric (else its first), in its declared direction.
+fn trial_of(dir: &Path, metrics: &[MetricDef]) -> Result<Option<Trial>, String> {
+    let Some(link) = crate::core::pruner::TrialLink::read(dir) else {
+        return Ok(None);
+    };
+    let state = crate::core::pruner::read(&link.state).map_err(|e| e.to_string())?;
+    let validation = |m: &&MetricDef| matches!(m.kind, MetricKind::Validation { .. });
+    let def = match state.scheduler.metric() {
+        Some(name) => metrics.iter().filter(validation).find(|m| m.name == name),
+        None => metrics
+            .iter()
+            .filter(validation)
+            .find(|m| m.main)
+            .or_else(|| metrics.iter().find(validation)),
+    };
+    let Some(def) = def else {
+        return Err(format!(
+            "the sweep's scheduler ranks `{}`, which this family does not validate",
+            state.scheduler.metric().unwrap_or("a validation metric")
+        ));
+    };
+    Ok(Some(Trial {
+        link,
+        metric: def.name.clone(),
+        higher: def.kind
+            == (MetricKind::Validation {
+                higher_is_better: true,
+            }),
+    }))
 }
 
 /// The trainer's state by name: the same order in every process, as the collectives pair
@@ -342,7 +387,32 @@ pub fn run(
         replay,
         guard: Guard::default(),
         columns,
+        trial: None,
+        sched_here: false,
     };
+    if s.root {
+        match trial_of(s.plan.run_dir.root(), &s.metrics) {
+            Ok(t) => s.trial = t,
+            Err(e) => s.emitter.emit(Event::Log {
+                step: s.c.step,
+                level: Level::Warning,
+                message: format!("sweep trial: {e}; it trains to its full budget"),
+            })?,
+        }
+        if let Some(t) = &s.trial {
+            let message = format!(
+                "trial `{}` of the sweep in {}: reports {} at each validation to its scheduler",
+                t.link.trial,
+                t.link.state.parent().unwrap_or(Path::new("")).display(),
+                t.metric
+            );
+            s.emitter.emit(Event::Log {
+                step: s.c.step,
+                level: Level::Info,
+                message,
+            })?;
+        }
+    }
     match saved_ctl {
         // The controller goes on where it was, when the phase still has it on the same rates.
         Some(mut ctl) if s.cfg.lr_control().enabled && ctl.scales_fields(&lr_fields(&s.cfg)) => {
@@ -1044,8 +1114,14 @@ impl Session<'_> {
                     .iter()
                     .map(|s| f64::from(u8::from(here.as_deref() == Some(s.name())))),
             );
+            // And whether rank 0's scheduler stopped this trial.
+            values.push(f64::from(u8::from(std::mem::take(&mut self.sched_here))));
             dist::mean_values(&mut values)?;
-            let shares = values.split_off(scalars.len());
+            let mut shares = values.split_off(scalars.len());
+            let scheduled = shares.pop().unwrap_or(0.0) > 0.0;
+            if scheduled {
+                self.stop_by = Some("scheduler (a sweep trial stopped by rank 0's report)".into());
+            }
             for (slot, v) in scalars.iter_mut().zip(values) {
                 slot.1 = v;
             }
@@ -1464,7 +1540,51 @@ impl Session<'_> {
         if may_keep_best && improved && metric.is_finite() {
             self.checkpoint(true, Some(metric))?;
         }
-        Ok(())
+        self.report_to_scheduler(&row)
+    }
+
+    /// A sweep's trial reports its metric; when the scheduler stops it, it stops at this step
+    /// boundary (every rank, under data parallelism) with a checkpoint. A state that cannot
+    /// be read or written is said in the log, and the trial goes on.
+    fn report_to_scheduler(&mut self, row: &[(String, f64)]) -> Result<(), EngineError> {
+        let Some(t) = &self.trial else {
+            return Ok(());
+        };
+        let Some(value) = row.iter().find(|(k, _)| *k == t.metric).map(|(_, v)| *v) else {
+            return Ok(());
+        };
+        let (step, name, metric, higher) = (
+            self.c.step,
+            t.link.trial.clone(),
+            t.metric.clone(),
+            t.higher,
+        );
+        let decided = crate::core::pruner::update(&t.link.state, |s| {
+            s.report(&name, step, value, &metric, higher)
+        });
+        match decided {
+            Ok(crate::core::pruner::Decision::Continue) => Ok(()),
+            Ok(crate::core::pruner::Decision::Stop(st)) => {
+                self.emitter.emit(Event::TrialStopped {
+                    step,
+                    rung: st.rung,
+                    metric: st.metric.clone(),
+                    value: st.value,
+                    cut: st.cut,
+                })?;
+                if dist::group().is_some() {
+                    self.sched_here = true;
+                } else {
+                    self.stop_by = Some(format!("scheduler ({})", st.describe()));
+                }
+                Ok(())
+            }
+            Err(e) => self.emitter.emit(Event::Log {
+                step,
+                level: Level::Warning,
+                message: format!("sweep trial: {e}; it goes on"),
+            }),
+        }
     }
 
     /// A checkpoint's state beside its tensors, less what differs between ranks (the time
@@ -1552,7 +1672,17 @@ impl Session<'_> {
     fn stop_by_signal(&mut self) -> Result<Ended, EngineError> {
         let signal = self.stop_by.clone().unwrap_or_default();
         self.checkpoint(false, None)?;
-        if self.root {
+        if self.root && signal.starts_with("scheduler") {
+            let root = self.plan.run_dir.root().display().to_string();
+            self.emitter.emit(Event::Log {
+                step: self.c.step,
+                level: Level::Info,
+                message: format!(
+                    "stopped early by the sweep's scheduler at step {} with a checkpoint; `workbench sweep promote {root}` trains it to its full budget",
+                    self.c.step
+                ),
+            })?;
+        } else if self.root {
             let ckpt = self
                 .plan
                 .run_dir

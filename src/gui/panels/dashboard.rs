@@ -158,6 +158,7 @@ pub fn marker_color(kind: MarkerKind) -> Color32 {
         MarkerKind::End => Color32::WHITE,
         MarkerKind::Intervention => Color32::from_rgb(200, 130, 230),
         MarkerKind::Switch => Color32::from_rgb(240, 90, 200),
+        MarkerKind::Sweep => Color32::from_rgb(90, 210, 220),
     }
 }
 
@@ -873,7 +874,7 @@ fn marker_labels(ui: &Ui, strip: Rect, transform: &egui_plot::PlotTransform, run
     let painter = ui.painter_at(strip);
     let font = egui::FontId::proportional(10.0);
     let rank = |k: MarkerKind| match k {
-        MarkerKind::Health => 0,
+        MarkerKind::Health | MarkerKind::Sweep => 0,
         MarkerKind::Hyperparameter => 1,
         MarkerKind::Checkpoint => 3,
         _ => 2,
