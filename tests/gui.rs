@@ -415,6 +415,81 @@ fn synthetic_run(runs: &Path, name: &str, n: u64, k: f64) -> std::path::PathBuf 
     dir
 }
 
+/// A trial the sweep's scheduler stopped says so in the Runs table ("stopped (early)", the
+/// reason on hover) and one click on Promote marks it promoted and queues its resume.
+#[test]
+fn a_trial_stopped_early_is_promoted_with_one_click() {
+    use workbench::core::pruner;
+    let runs = tempfile::tempdir().unwrap();
+    let state = runs.path().join("sweeps/s").join(pruner::STATE_FILE);
+    std::fs::create_dir_all(state.parent().unwrap()).unwrap();
+    let mut s = pruner::SweepState::new(pruner::Scheduler::Asha {
+        metric: None,
+        grace: 10,
+        reduction: 2,
+        max: None,
+        bootstrap: 0,
+    });
+    s.report("s-000", 10, 0.1, "val_swd", false);
+    s.report("s-001", 10, 0.4, "val_swd", false);
+    std::fs::write(&state, serde_json::to_string(&s).unwrap()).unwrap();
+    let dir = runs.path().join("s-001-20261207-000000");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("preset.ron"), "").unwrap();
+    pruner::TrialLink {
+        state: state.clone(),
+        trial: "s-001".into(),
+    }
+    .write(&dir)
+    .unwrap();
+    let mut w = started_log(&dir, "s-001", Some(40), Vec::new());
+    w.append(&Event::TrialStopped {
+        step: 10,
+        rung: 0,
+        metric: "val_swd".into(),
+        value: 0.4,
+        cut: 0.1,
+    })
+    .unwrap();
+    w.append(&Event::RunFinished {
+        step: 10,
+        outcome: workbench::core::protocol::Outcome::Stopped,
+        signal: Some("scheduler".into()),
+    })
+    .unwrap();
+    w.sync().unwrap();
+    let mut opts = LaunchOptions::new(runs.path());
+    opts.tab = Tab::Runs;
+    let mut h = harness(WorkbenchApp::with_waker(opts, None));
+    h.run_steps(2);
+    step_until(&mut h, "the runs list", |a| !a.run_list_pending());
+    h.run_steps(2);
+    h.get_by_label("stopped (early)");
+    h.get_by_label("Promote").click();
+    h.run_steps(2);
+    step_until(&mut h, "the promotion", |a| {
+        !a.queue_pending()
+            && a.queue
+                .said
+                .as_deref()
+                .is_some_and(|s| s.contains("promoted"))
+    });
+    let said = h.state().queue.said.clone().unwrap();
+    assert!(
+        said.contains("stopped at rung 0: val_swd 0.4, rung cut 0.1"),
+        "{said}"
+    );
+    let s = pruner::read(&state).unwrap();
+    assert!(s.trials["s-001"].promoted && s.trials["s-001"].stopped.is_none());
+    let queue = workbench::core::queue::read(&runs.path().join("queue.json")).unwrap();
+    assert_eq!(queue.jobs.len(), 1);
+    assert!(
+        queue.jobs[0].args.contains(&dir.display().to_string()),
+        "{:?}",
+        queue.jobs[0].args
+    );
+}
+
 /// A sample the trainer says is not what it seems (prior samples of a phase with no KL
 /// weight) carries its note into the Samples tab, above the grid.
 #[test]

@@ -104,20 +104,7 @@ pub(super) fn promote(
     slurm: Option<&Path>,
     runs_dir: &Path,
 ) -> Result<u8, Failure> {
-    use workbench::core::pruner;
-    let link = pruner::TrialLink::read(run).ok_or_else(|| {
-        bad_input(anyhow::anyhow!(
-            "{}: not a sweep trial (no {})",
-            run.display(),
-            pruner::TRIAL_FILE
-        ))
-    })?;
-    let was = pruner::update(&link.state, |s| {
-        let t = s.trials.entry(link.trial.clone()).or_default();
-        t.promoted = true;
-        t.stopped.take()
-    })
-    .map_err(bad_input)?;
+    let (link, was) = workbench::core::pruner::promote(run).map_err(bad_input)?;
     out!(
         "promoted trial `{}`{}: it trains to its full budget",
         link.trial,

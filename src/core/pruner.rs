@@ -433,6 +433,21 @@ pub fn read(path: &Path) -> Result<SweepState, PrunerError> {
     })
 }
 
+/// Marks the trial in run folder `run` promoted (it reports but is never stopped again);
+/// gives its link and why it had stopped, if it had. The caller resumes it.
+pub fn promote(run: &Path) -> Result<(TrialLink, Option<Stopped>), PrunerError> {
+    let link = TrialLink::read(run).ok_or_else(|| PrunerError::Io {
+        path: run.to_path_buf(),
+        message: format!("not a sweep trial (no {TRIAL_FILE})"),
+    })?;
+    let was = update(&link.state, |s| {
+        let t = s.trials.entry(link.trial.clone()).or_default();
+        t.promoted = true;
+        t.stopped.take()
+    })?;
+    Ok((link, was))
+}
+
 /// What a trial's run folder says of its sweep (`trial.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrialLink {

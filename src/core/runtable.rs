@@ -49,6 +49,9 @@ pub struct RunRow {
     pub depth: usize,
     /// How many of the folder's runs branch from it.
     pub children: usize,
+    /// Why the sweep's scheduler stopped it (`stopped at rung 1: val_swd 0.31, rung cut
+    /// 0.27`), until it is resumed.
+    pub stopped_early: Option<String>,
     /// The fields the folder's sweeps searched on a log scale (shared by every row).
     pub log_fields: std::sync::Arc<std::collections::BTreeSet<String>>,
 }
@@ -560,6 +563,7 @@ impl Tracked {
                     ..
                 } => {
                     r.family = family;
+                    r.stopped_early = None;
                     r.started.get_or_insert(wall_time);
                     r.last = Some(wall_time);
                     for m in metrics {
@@ -592,6 +596,22 @@ impl Tracked {
                             }
                         }
                     }
+                }
+                Event::TrialStopped {
+                    step,
+                    rung,
+                    metric,
+                    value,
+                    cut,
+                } => {
+                    let s = super::pruner::Stopped {
+                        step,
+                        rung,
+                        value,
+                        cut,
+                        metric,
+                    };
+                    r.stopped_early = Some(s.describe());
                 }
                 Event::RunFinished { step, outcome, .. } => {
                     r.step = r.step.max(step);

@@ -232,6 +232,8 @@ pub enum QueueRequest {
         /// Overlay the branch on the dashboard once it is made (A/B).
         overlay: bool,
     },
+    /// Promote a trial the sweep's scheduler stopped and queue its resume.
+    Promote(PathBuf),
 }
 
 /// A rollout the action explorer asks for.

@@ -341,6 +341,7 @@ impl WorkbenchApp {
             QueueRequest::Cancel(id) => QueueEdit::Cancel(id),
             QueueRequest::Move(id, by) => QueueEdit::Move(id, by),
             QueueRequest::Pause(on) => QueueEdit::Pause(on),
+            QueueRequest::Promote(run) => QueueEdit::Promote(run, slurm),
             QueueRequest::Branch {
                 parent,
                 at,

@@ -52,6 +52,8 @@ pub(crate) enum QueueEdit {
     Move(u64, i64),
     /// Pause (no new job starts) or resume the queue.
     Pause(bool),
+    /// Promote a trial the sweep's scheduler stopped (`core::pruner`) and queue its resume.
+    Promote(PathBuf, Option<(PathBuf, PathBuf)>),
     /// Make a branch of a run (`core::branch`) and queue it (submit it with a profile).
     Branch {
         request: Box<QueueRequestBranch>,
@@ -178,6 +180,20 @@ fn apply_text(path: &Path, runs_dir: &Path, edit: QueueEdit) -> Result<String, S
             .to_string())
         }
         QueueEdit::Branch { .. } => Err("a branch is made by `branch`".into()),
+        QueueEdit::Promote(run, slurm) => {
+            let (link, was) = crate::core::pruner::promote(&run).map_err(|e| err(&e))?;
+            let args = vec!["--resume".to_string(), run.display().to_string()];
+            let added = add(runs_dir, &link.trial, vec![args], slurm.as_ref())?;
+            let why = was.map_or(String::new(), |s| format!(" ({})", s.describe()));
+            Ok(match added.slurm_job {
+                Some(job) => format!("promoted `{}`{why}: SLURM job {job} resumes it", link.trial),
+                None => format!(
+                    "promoted `{}`{why}: queued job {} resumes it to its full budget",
+                    link.trial,
+                    added.ids.first().copied().unwrap_or_default()
+                ),
+            })
+        }
         QueueEdit::Move(id, by) => {
             queue::update(path, |q| {
                 let pending: Vec<u64> = q

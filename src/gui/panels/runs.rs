@@ -272,6 +272,7 @@ impl RunsTable {
         );
         let metrics: Vec<String> = metrics.into_iter().map(|m| m.0).collect();
         let mut open = None;
+        let mut promote = None;
         let mut toggled = Vec::new();
         let mut sort_by = None;
         let row_height = ui.spacing().interact_size.y + 4.0;
@@ -321,8 +322,14 @@ impl RunsTable {
                                 let text = r.cell(c);
                                 match c {
                                     Column::Status => {
+                                        let text = if r.stopped_early.is_some() {
+                                            format!("{text} (early)")
+                                        } else {
+                                            text
+                                        };
+                                        let why = r.stopped_early.as_ref().unwrap_or(&r.message);
                                         ui.colored_label(status_color(ui, r.status), text)
-                                            .on_hover_text(&r.message);
+                                            .on_hover_text(why);
                                     }
                                     Column::Name => {
                                         // A branch is indented under its parent.
@@ -373,6 +380,16 @@ impl RunsTable {
                                     ..BranchForm::default()
                                 });
                             }
+                            // A trial the sweep's scheduler stopped: one click trains it on.
+                            if let Some(why) = &r.stopped_early {
+                                if ui
+                                    .button("Promote")
+                                    .on_hover_text(format!("{why}\nqueue its resume to the full budget; the scheduler never stops it again"))
+                                    .clicked()
+                                {
+                                    promote = Some(r.dir.clone());
+                                }
+                            }
                             ui.end_row();
                         }
                     });
@@ -385,6 +402,9 @@ impl RunsTable {
         }
         if let Some(dir) = open {
             actions.push(UiAction::OpenRun(dir));
+        }
+        if let Some(dir) = promote {
+            actions.push(UiAction::Queue(QueueRequest::Promote(dir)));
         }
         actions.extend(self.branch_ui(ui));
         ui.separator();
