@@ -184,3 +184,67 @@ fn asha_stops_trials_at_their_rung_and_promote_trains_one_to_the_end() {
         "{promoted:?}"
     );
 }
+
+/// TPE end to end: each queued trial gets its values when it starts (the first two at random,
+/// the rest proposed from the trials reported by then), its preset is written beside the
+/// sweep's with them, and it reports its metric to the shared state.
+#[test]
+fn a_tpe_sweep_proposes_each_trials_values_when_it_starts() {
+    use workbench::core::pruner;
+    let runs = tempfile::tempdir().unwrap();
+    let smoke = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/smoke.ron");
+    let file = runs.path().join("tpe.ron");
+    std::fs::write(
+        &file,
+        format!(
+            r#"(name: "tpe", base: "{}",
+                tpe: Some((count: 4, seed: 5, startup: 2, fields: {{
+                    "train.lr_g": log_uniform(1e-5, 1e-2), "train.n_critic": int(1, 3) }})))"#,
+            smoke.display()
+        ),
+    )
+    .unwrap();
+    let said = ok(&workbench(runs.path())
+        .args(["sweep", "plan"])
+        .arg(&file)
+        .output()
+        .unwrap());
+    assert!(said.contains("sweep tpe: 4 runs"), "{said}");
+    ok(&workbench(runs.path())
+        .args(["sweep", "submit"])
+        .arg(&file)
+        .output()
+        .unwrap());
+    ok(&workbench(runs.path())
+        .args(["queue", "run", "--jobs", "1"])
+        .output()
+        .unwrap());
+    let state = pruner::read(&runs.path().join("sweeps/tpe").join(pruner::STATE_FILE)).unwrap();
+    assert_eq!(state.trials.len(), 4);
+    assert_eq!(state.objective, Some(("val_swd".to_string(), false)));
+    for (name, t) in &state.trials {
+        let lr = t.values["train.lr_g"].as_f64().unwrap();
+        let n = t.values["train.n_critic"].as_i64().unwrap();
+        assert!(
+            (1e-5..=1e-2).contains(&lr) && (1..=3).contains(&n),
+            "{name}: {:?}",
+            t.values
+        );
+        assert!(!t.reports.is_empty(), "{name} reported");
+        let preset =
+            std::fs::read_to_string(runs.path().join("sweeps/tpe").join(format!("{name}.ron")))
+                .unwrap();
+        assert!(
+            preset.starts_with(&format!("// Trial {name} of a TPE sweep: train.lr_g=")),
+            "{preset}"
+        );
+        assert!(preset.contains(&format!("n_critic: {n},")), "{preset}");
+    }
+    // Distinct proposals: TPE does not repeat the random start.
+    let lrs: std::collections::BTreeSet<u64> = state
+        .trials
+        .values()
+        .map(|t| t.values["train.lr_g"].as_f64().unwrap().to_bits())
+        .collect();
+    assert_eq!(lrs.len(), 4);
+}

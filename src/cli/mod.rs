@@ -239,7 +239,7 @@ enum DataCmd {
     },
 }
 
-#[derive(clap::Args, Debug, Default)]
+#[derive(clap::Args, Debug, Default, Clone)]
 struct TrainArgs {
     /// The preset file (default: the embedded default; with --resume: the run's own preset).
     #[arg(long)]
@@ -274,6 +274,15 @@ struct TrainArgs {
     /// submit`); the run reports there at each validation and stops early when it says so.
     #[arg(long, value_name = "SCHEDULER_JSON")]
     sweep_state: Option<PathBuf>,
+    /// A trial of a TPE sweep (with --sweep-state): its values are proposed now, from the
+    /// trials reported so far, and its preset written beside the sweep's.
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "sweep_state",
+        conflicts_with = "preset"
+    )]
+    sweep_trial: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]

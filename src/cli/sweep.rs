@@ -51,11 +51,13 @@ pub(super) fn run(cmd: SweepCmd, runs_dir: &Path) -> Result<(), Failure> {
     for r in &runs {
         rows.push(
             std::iter::once(r.name.clone())
-                .chain(
-                    r.values
-                        .iter()
-                        .map(|(_, v)| workbench::core::sweep::short(v)),
-                )
+                .chain(fields.iter().map(|f| {
+                    // A TPE trial's values are proposed when it starts.
+                    r.values.iter().find(|(k, _)| k == f).map_or_else(
+                        || "(at start)".to_string(),
+                        |(_, v)| workbench::core::sweep::short(v),
+                    )
+                }))
                 .collect(),
         );
     }

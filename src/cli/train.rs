@@ -83,6 +83,67 @@ pub(super) fn load_preset(
 /// 0 when the run finished or was stopped by hand, 128 + the signal's number when a stop
 /// signal ended it (with a checkpoint of its last step), so a launcher tells the two apart.
 pub(super) fn run(args: &TrainArgs, runs_dir: &Path) -> Result<u8, Failure> {
+    // A TPE trial: its values now, its preset beside the sweep's; then it trains as any run.
+    let proposed;
+    let args = match (&args.sweep_trial, &args.sweep_state) {
+        (Some(trial), Some(state)) if args.resume.is_none() => {
+            proposed = TrainArgs {
+                preset: Some(propose_trial(state, trial)?),
+                ..args.clone()
+            };
+            &proposed
+        }
+        _ => args,
+    };
+    run_args(args, runs_dir)
+}
+
+/// Asks the sweep's state for trial `trial`'s values (under its lock), and writes the base
+/// preset with them as `<trial>.ron` beside the state file; gives the file.
+fn propose_trial(state: &Path, trial: &str) -> Result<std::path::PathBuf, Failure> {
+    use workbench::core::pruner;
+    let (values, base) = pruner::update(state, |s| {
+        Ok::<_, pruner::PrunerError>((s.propose(trial)?, s.base.clone()))
+    })
+    .and_then(|r| r)
+    .map_err(bad_input)?;
+    let base = base.ok_or_else(|| {
+        bad_input(anyhow::anyhow!(
+            "{}: no base preset for a TPE trial",
+            state.display()
+        ))
+    })?;
+    let origin = state.display().to_string();
+    let (p, _) = preset::parse_str(&base, &origin).map_err(bad_input)?;
+    let p = p
+        .with_overrides(
+            values
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.clone()))
+                .chain([("name", serde_json::Value::from(trial))]),
+        )
+        .map_err(|problems| {
+            bad_input(preset::PresetError::Invalid {
+                file: format!("{origin}: trial {trial}'s proposal"),
+                problems,
+            })
+        })?;
+    let described: Vec<String> = values
+        .iter()
+        .map(|(k, v)| format!("{k}={}", workbench::core::sweep::short(v)))
+        .collect();
+    let file = state.with_file_name(format!("{trial}.ron"));
+    let text = format!(
+        "// Trial {trial} of a TPE sweep: {}\n{}\n",
+        described.join(", "),
+        p.to_ron()
+    );
+    workbench::core::rundir::atomic_write(&file, text.as_bytes()).map_err(bad_input)?;
+    say_line(&format!("trial {trial}: {}", described.join(", ")));
+    Ok(file)
+}
+
+fn run_args(args: &TrainArgs, runs_dir: &Path) -> Result<u8, Failure> {
     use workbench::core::protocol::Command;
     use workbench::core::scheduler::{self, Record};
     use workbench::core::signals::{self, StopSignal};

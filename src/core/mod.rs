@@ -25,4 +25,5 @@ pub mod slurm;
 pub mod sweep;
 pub mod synthetic;
 pub mod timefmt;
+pub mod tpe;
 pub mod video;

@@ -214,13 +214,21 @@ pub struct TrialRecord {
     pub stopped: Option<Stopped>,
     /// Promoted by hand: it trains to its full budget, whatever it reports.
     pub promoted: bool,
+    /// The values a TPE search proposed for it (empty for a planned trial).
+    pub values: BTreeMap<String, serde_json::Value>,
 }
 
-/// A sweep's scheduler and its trials' reports (`scheduler.json`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What a sweep's trials share (`scheduler.json`): its scheduler, its TPE search with the
+/// base preset the proposals change, the metric the trials report, and every trial's reports.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SweepState {
-    pub scheduler: Scheduler,
-    #[serde(default)]
+    pub scheduler: Option<Scheduler>,
+    pub tpe: Option<super::sweep::TpeSearch>,
+    /// The base preset as RON (TPE sweeps: each trial is it with its proposed values).
+    pub base: Option<String>,
+    /// The metric the trials report and whether higher is better (set by the first report).
+    pub objective: Option<(String, bool)>,
     pub trials: BTreeMap<String, TrialRecord>,
 }
 
@@ -228,9 +236,56 @@ impl SweepState {
     #[must_use]
     pub fn new(scheduler: Scheduler) -> Self {
         Self {
-            scheduler,
-            trials: BTreeMap::new(),
+            scheduler: Some(scheduler),
+            ..Self::default()
         }
+    }
+
+    /// The values of trial `name`: those it was given, else TPE's proposal from the trials
+    /// that reported so far (the first `startup` trials, and any while too few have reported,
+    /// drawn at random from the seed and the trial's index). Recorded, so a restarted trial
+    /// gets the same values.
+    pub fn propose(
+        &mut self,
+        name: &str,
+    ) -> Result<BTreeMap<String, serde_json::Value>, PrunerError> {
+        let Some(tpe) = self.tpe.clone() else {
+            return Err(PrunerError::Config("this sweep has no tpe search".into()));
+        };
+        if let Some(t) = self.trials.get(name).filter(|t| !t.values.is_empty()) {
+            return Ok(t.values.clone());
+        }
+        let higher = self.objective.as_ref().is_some_and(|(_, h)| *h);
+        let observed: Vec<(BTreeMap<String, serde_json::Value>, f64)> = self
+            .trials
+            .iter()
+            .filter(|(n, t)| n.as_str() != name && !t.values.is_empty())
+            .filter_map(|(_, t)| {
+                let best = t
+                    .reports
+                    .iter()
+                    .map(|(_, v)| if higher { -v } else { *v })
+                    .filter(|v| v.is_finite())
+                    .fold(None, |b: Option<f64>, v| Some(b.map_or(v, |b| b.min(v))))?;
+                Some((t.values.clone(), best))
+            })
+            .collect();
+        let rec = self.trials.entry(name.to_string()).or_default();
+        let seed = super::rng::mix64(tpe.seed ^ super::rng::mix64(rec.index as u64));
+        let mut rng = super::rng::SplitMix64::new(seed);
+        let values: BTreeMap<String, serde_json::Value> =
+            if rec.index < tpe.startup as usize || observed.len() < 2 {
+                tpe.fields
+                    .iter()
+                    .map(|(k, d)| (k.clone(), super::sweep::draw(d, &mut rng)))
+                    .collect()
+            } else {
+                super::tpe::suggest(&tpe.fields, &observed, &mut rng)
+                    .into_iter()
+                    .collect()
+            };
+        rec.values.clone_from(&values);
+        Ok(values)
     }
 
     /// Trial `name` reports `value` of `metric` (better when `higher`) at `step`.
@@ -242,12 +297,15 @@ impl SweepState {
         metric: &str,
         higher: bool,
     ) -> Decision {
-        let sched = self.scheduler.clone();
+        self.objective = Some((metric.to_string(), higher));
         let rec = self.trials.entry(name.to_string()).or_default();
         rec.reports.push((step, value));
         if rec.promoted {
             return Decision::Continue;
         }
+        let Some(sched) = self.scheduler.clone() else {
+            return Decision::Continue;
+        };
         let better = |a: f64, b: f64| if higher { a > b } else { a < b };
         let stop = |rung: usize, cut: f64| {
             Decision::Stop(Stopped {
@@ -340,7 +398,9 @@ impl SweepState {
         higher: bool,
         (grace, reduction, max, bootstrap): (u64, u64, Option<u64>, usize),
     ) -> Decision {
-        let sched = self.scheduler.clone();
+        let Some(sched) = self.scheduler.clone() else {
+            return Decision::Continue;
+        };
         let index = self.trials[name].index;
         let bracket = sched.bracket(index);
         loop {

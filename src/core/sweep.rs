@@ -42,6 +42,27 @@ pub struct Sweep {
     /// Stops trials early (`core::pruner`): `Some(asha(grace: 100, reduction: 3))`.
     #[serde(default)]
     pub scheduler: Option<super::pruner::Scheduler>,
+    /// A model-based search instead of the grid and random draws: each trial's values are
+    /// proposed by TPE (`core::tpe`) when it starts, from the trials reported so far.
+    #[serde(default)]
+    pub tpe: Option<TpeSearch>,
+}
+
+/// `tpe: Some((count: 30, seed: 1, startup: 10, fields: { ... }))`: `count` trials, the first
+/// `startup` drawn at random (from `(seed, index)`), the rest proposed by TPE.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TpeSearch {
+    pub count: u32,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default = "ten")]
+    pub startup: u32,
+    pub fields: BTreeMap<String, Draw>,
+}
+
+fn ten() -> u32 {
+    10
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -55,7 +76,7 @@ pub struct RandomSearch {
 }
 
 /// How a random-search field is drawn.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 pub enum Draw {
     /// Uniform in [lo, hi).
     #[serde(rename = "uniform")]
@@ -114,14 +135,23 @@ pub fn write_runs(
     let text = serde_json::json!({ "log": sweep.log_fields() }).to_string();
     super::rundir::atomic_write(&scales, text.as_bytes())
         .map_err(|e| io(&scales, e.to_string()))?;
-    // The scheduler's state: every trial by name, with its index (Hyperband's bracket); a
-    // sweep submitted again keeps the reports its trials already made.
+    // The state its trials share (a scheduler's reports, TPE's search): every trial by
+    // name, with its index (Hyperband's bracket, a random start's draw); a sweep submitted
+    // again keeps the reports its trials already made.
     let state = dir.join(super::pruner::STATE_FILE);
-    if let Some(sched) = &sweep.scheduler {
+    let shared = sweep.scheduler.is_some() || sweep.tpe.is_some();
+    if shared {
         let mut s = super::pruner::read(&state)
             .ok()
-            .filter(|s| s.scheduler == *sched)
-            .unwrap_or_else(|| super::pruner::SweepState::new(sched.clone()));
+            .filter(|s| s.scheduler == sweep.scheduler && s.tpe == sweep.tpe)
+            .unwrap_or_else(|| super::pruner::SweepState {
+                scheduler: sweep.scheduler.clone(),
+                tpe: sweep.tpe.clone(),
+                ..super::pruner::SweepState::default()
+            });
+        if sweep.tpe.is_some() {
+            s.base = runs.first().map(|r| r.preset.to_ron());
+        }
         for r in runs {
             s.trials.entry(r.name.clone()).or_default().index = r.index;
         }
@@ -129,7 +159,7 @@ pub fn write_runs(
         super::rundir::atomic_write(&state, text.as_bytes())
             .map_err(|e| io(&state, e.to_string()))?;
     }
-    let scheduled = sweep.scheduler.is_some();
+    let tpe = sweep.tpe.is_some();
     let sweep = &sweep.name;
     runs.iter()
         .map(|r| {
@@ -143,7 +173,11 @@ pub fn write_runs(
             super::rundir::atomic_write(&path, text.as_bytes())
                 .map_err(|e| io(&path, e.to_string()))?;
             let mut args = vec!["--preset".to_string(), path.display().to_string()];
-            if scheduled {
+            if tpe {
+                // Its values are proposed when it starts, from the trials reported by then.
+                args = vec!["--sweep-trial".to_string(), r.name.clone()];
+            }
+            if shared {
                 args.extend(["--sweep-state".to_string(), state.display().to_string()]);
             }
             Ok(args)
@@ -192,13 +226,7 @@ impl Sweep {
                 if self.grid.contains_key(name) {
                     return Err(field(name, "is in both the grid and the random search"));
                 }
-                let ok = match d {
-                    Draw::Uniform(lo, hi) => lo.is_finite() && hi.is_finite() && lo < hi,
-                    Draw::LogUniform(lo, hi) => *lo > 0.0 && lo < hi && hi.is_finite(),
-                    Draw::Int(lo, hi) => lo <= hi,
-                    Draw::Choice(v) => !v.is_empty(),
-                };
-                if !ok {
+                if !draw_ok(d) {
                     return Err(field(
                         &format!("random.fields.{name}"),
                         "needs lo < hi (lo > 0 for log_uniform, lo <= hi for int) or a value to choose",
@@ -208,6 +236,25 @@ impl Sweep {
         }
         if let Some(s) = &self.scheduler {
             s.check().map_err(|e| field("scheduler", &e.to_string()))?;
+        }
+        if let Some(t) = &self.tpe {
+            if !self.grid.is_empty() || self.random.is_some() {
+                return Err(field(
+                    "tpe",
+                    "is a search of its own: no grid or random with it",
+                ));
+            }
+            if t.count == 0 || t.fields.is_empty() {
+                return Err(field("tpe", "needs count >= 1 and at least one field"));
+            }
+            for (name, d) in &t.fields {
+                if !draw_ok(d) {
+                    return Err(field(
+                        &format!("tpe.fields.{name}"),
+                        "needs lo < hi (lo > 0 for log_uniform, lo <= hi for int) or a value to choose",
+                    ));
+                }
+            }
         }
         let n = self.len();
         if n > MAX_RUNS {
@@ -224,6 +271,9 @@ impl Sweep {
             .map(Vec::len)
             .try_fold(1usize, usize::checked_mul)
             .unwrap_or(usize::MAX);
+        if let Some(t) = &self.tpe {
+            return t.count as usize;
+        }
         let draws = self.random.as_ref().map_or(1, |r| r.count as usize);
         grid.saturating_mul(draws)
     }
@@ -239,23 +289,30 @@ impl Sweep {
         if let Some(r) = &self.random {
             out.extend(r.fields.keys().cloned());
         }
+        if let Some(t) = &self.tpe {
+            out.extend(t.fields.keys().cloned());
+        }
         out
     }
 
     /// The fields drawn log-uniformly.
     pub fn log_fields(&self) -> Vec<String> {
-        self.random.as_ref().map_or_else(Vec::new, |r| {
-            r.fields
-                .iter()
-                .filter(|(_, d)| matches!(d, Draw::LogUniform(..)))
-                .map(|(f, _)| f.clone())
-                .collect()
-        })
+        let random = self.random.iter().flat_map(|r| &r.fields);
+        let tpe = self.tpe.iter().flat_map(|t| &t.fields);
+        random
+            .chain(tpe)
+            .filter(|(_, d)| matches!(d, Draw::LogUniform(..)))
+            .map(|(f, _)| f.clone())
+            .collect()
     }
 
     /// Each run's values, in [`Self::fields`] order: the grid's last field changes fastest,
     /// and run `i`'s draws come from `(seed, i)` alone, so adding runs keeps the earlier ones.
     pub fn points(&self) -> Vec<Vec<(String, Value)>> {
+        // TPE's trials get their values when they start.
+        if let Some(t) = &self.tpe {
+            return vec![Vec::new(); t.count as usize];
+        }
         let mut grid: Vec<Vec<(String, Value)>> = vec![Vec::new()];
         for (name, values) in &self.grid {
             grid = grid
@@ -324,7 +381,17 @@ impl Sweep {
     }
 }
 
-fn draw(d: &Draw, rng: &mut SplitMix64) -> Value {
+fn draw_ok(d: &Draw) -> bool {
+    match d {
+        Draw::Uniform(lo, hi) => lo.is_finite() && hi.is_finite() && lo < hi,
+        Draw::LogUniform(lo, hi) => *lo > 0.0 && lo < hi && hi.is_finite(),
+        Draw::Int(lo, hi) => lo <= hi,
+        Draw::Choice(v) => !v.is_empty(),
+    }
+}
+
+/// One random draw of a field.
+pub(crate) fn draw(d: &Draw, rng: &mut SplitMix64) -> Value {
     match d {
         Draw::Uniform(lo, hi) => Value::from(rng.range_f64(*lo, *hi)),
         Draw::LogUniform(lo, hi) => Value::from(rng.range_f64(lo.ln(), hi.ln()).exp()),

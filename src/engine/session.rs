@@ -141,7 +141,11 @@ fn trial_of(dir: &Path, metrics: &[MetricDef]) -> Result<Option<Trial>, String> 
     };
     let state = crate::core::pruner::read(&link.state).map_err(|e| e.to_string())?;
     let validation = |m: &&MetricDef| matches!(m.kind, MetricKind::Validation { .. });
-    let def = match state.scheduler.metric() {
+    let named = state
+        .scheduler
+        .as_ref()
+        .and_then(crate::core::pruner::Scheduler::metric);
+    let def = match named {
         Some(name) => metrics.iter().filter(validation).find(|m| m.name == name),
         None => metrics
             .iter()
@@ -152,7 +156,7 @@ fn trial_of(dir: &Path, metrics: &[MetricDef]) -> Result<Option<Trial>, String> 
     let Some(def) = def else {
         return Err(format!(
             "the sweep's scheduler ranks `{}`, which this family does not validate",
-            state.scheduler.metric().unwrap_or("a validation metric")
+            named.unwrap_or("a validation metric")
         ));
     };
     Ok(Some(Trial {

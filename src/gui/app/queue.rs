@@ -149,6 +149,7 @@ fn apply_text(path: &Path, runs_dir: &Path, edit: QueueEdit) -> Result<String, S
                 grid: [(field, values)].into_iter().collect(),
                 random: None,
                 scheduler: None,
+                tpe: None,
             };
             let runs = sweep.plan(&base).map_err(|e| err(&e))?;
             let tasks = crate::core::sweep::write_runs(runs_dir, &sweep, "the Queue tab", &runs)
