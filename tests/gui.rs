@@ -415,6 +415,67 @@ fn synthetic_run(runs: &Path, name: &str, n: u64, k: f64) -> std::path::PathBuf 
     dir
 }
 
+/// Runs that differ only in their seed form one row in the Runs tab's Groups view, with each
+/// metric's mean and range; Plot overlays them as one mean curve with a min-max band. The
+/// settings diff of two ticked runs shows only what differs.
+#[test]
+fn seeds_group_into_one_band_and_two_ticked_runs_diff_their_settings() {
+    let runs = tempfile::tempdir().unwrap();
+    let base =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/smoke.ron"))
+            .unwrap();
+    let mut dirs = Vec::new();
+    for (name, seed, lr, k) in [
+        ("s1", 1, "2e-4", 1.0),
+        ("s2", 2, "2e-4", 2.0),
+        ("s3", 3, "2e-4", 3.0),
+        ("other", 1, "5e-4", 1.0),
+    ] {
+        let dir = synthetic_run(runs.path(), name, 20, k);
+        let text = base
+            .replace("seed: 42", &format!("seed: {seed}"))
+            .replace("lr_g: 2e-4", &format!("lr_g: {lr}"));
+        std::fs::write(dir.join("preset.ron"), text).unwrap();
+        dirs.push(dir);
+    }
+    let mut opts = LaunchOptions::new(runs.path());
+    opts.tab = Tab::Runs;
+    let mut h = harness(WorkbenchApp::with_waker(opts, None));
+    h.run_steps(2);
+    step_until(&mut h, "the runs list", |a| !a.run_list_pending());
+    h.run_steps(2);
+    h.get_by_label("Groups").click();
+    h.run_steps(3);
+    h.get_by_label("Plot").click();
+    h.run_steps(3);
+    wait_for_logs(&mut h);
+    let banded: Vec<_> = h
+        .state()
+        .runs
+        .iter()
+        .filter(|r| r.band.is_some())
+        .map(|r| r.dir.clone())
+        .collect();
+    assert_eq!(banded.len(), 3, "{banded:?}");
+    assert!(!banded.contains(&dirs[3]));
+    h.state_mut().tab = Tab::Dashboard;
+    h.run_steps(4);
+    h.get_by_label_contains("(mean of 3)");
+    // Two ticked runs: their settings differ in the seed alone.
+    h.state_mut().tab = Tab::Runs;
+    h.run_steps(2);
+    h.get_by_label("Settings diff").click();
+    h.run_steps(3);
+    h.get_by_label("differences only");
+    assert!(h.query_by_label("Their settings are the same.").is_none());
+    // The seed is a column of the table and the one row of the diff.
+    assert!(h.get_all_by_label("seed").count() >= 2);
+    assert!(
+        h.query_by_label("train.beta1").is_none(),
+        "only what differs"
+    );
+}
+
 /// A trial the sweep's scheduler stopped says so in the Runs table ("stopped (early)", the
 /// reason on hover) and one click on Promote marks it promoted and queues its resume.
 #[test]

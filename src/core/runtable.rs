@@ -507,6 +507,71 @@ impl RunIndex {
     }
 }
 
+/// The fields where two runs' presets differ, as `(field, a's value, b's value)` in field
+/// order (a field one of them lacks shows as blank); the run's name is left out.
+#[must_use]
+pub fn config_diff(a: &RunRow, b: &RunRow) -> Vec<(String, String, String)> {
+    let keys: std::collections::BTreeSet<&String> =
+        a.fields.keys().chain(b.fields.keys()).collect();
+    keys.into_iter()
+        .filter(|k| k.as_str() != "name")
+        .filter_map(|k| {
+            let (x, y) = (a.fields.get(k), b.fields.get(k));
+            (x != y).then(|| {
+                (
+                    k.clone(),
+                    x.cloned().unwrap_or_default(),
+                    y.cloned().unwrap_or_default(),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Runs that differ only in `by` (and their names): the indices of each group's rows, in the
+/// order of each group's first row. Runs of different families never share a group.
+#[must_use]
+pub fn groups<R: Borrow<RunRow>>(rows: &[R], by: &str) -> Vec<Vec<usize>> {
+    // (the shared settings, the family, the members)
+    type Group<'a> = (Vec<(&'a String, &'a String)>, &'a str, Vec<usize>);
+    let mut out: Vec<Group<'_>> = Vec::new();
+    for (i, r) in rows.iter().enumerate() {
+        let r = r.borrow();
+        let key: Vec<(&String, &String)> = r
+            .fields
+            .iter()
+            .filter(|(k, _)| k.as_str() != "name" && k.as_str() != by)
+            .collect();
+        match out
+            .iter_mut()
+            .find(|(k, f, _)| *k == key && *f == r.family.as_str())
+        {
+            Some((_, _, members)) => members.push(i),
+            None => out.push((key, r.family.as_str(), vec![i])),
+        }
+    }
+    out.into_iter().map(|(_, _, m)| m).collect()
+}
+
+/// The mean, lowest and highest of a metric's best over a group's runs that have it, and how
+/// many have it.
+#[must_use]
+pub fn group_metric<R: Borrow<RunRow>>(
+    rows: &[R],
+    members: &[usize],
+    metric: &str,
+) -> Option<(f64, f64, f64, usize)> {
+    let v: Vec<f64> = members
+        .iter()
+        .filter_map(|&i| rows.get(i)?.borrow().best.get(metric).copied())
+        .collect();
+    if v.is_empty() {
+        return None;
+    }
+    let (lo, hi) = min_max(&v);
+    Some((v.iter().sum::<f64>() / v.len() as f64, lo, hi, v.len()))
+}
+
 /// The fields any sweep of `runs_dir` searched on a log scale (from each sweep's
 /// [`super::sweep::SCALES_FILE`]; a missing or unreadable file adds nothing).
 #[must_use]
@@ -719,6 +784,51 @@ mod tests {
         assert_eq!(pc.lines[1].ys, vec![0.0, 0.0]);
         assert_eq!(pc.axes[1], ("val_swd".into(), "1".into(), "2".into()));
         assert_eq!(pc.axes[0].1, "100e-6", "engineering notation at the ends");
+    }
+
+    #[test]
+    fn runs_differing_only_in_seed_group_and_a_diff_shows_only_differences() {
+        let mut rows = Vec::new();
+        for (name, lr, seed, swd) in [
+            ("a", "0.0001", "1", 1.0),
+            ("b", "0.0001", "2", 3.0),
+            ("c", "0.0002", "1", 0.5),
+            ("d", "0.0001", "3", 2.0),
+        ] {
+            let mut r = row(name, lr, Some(swd));
+            std::sync::Arc::make_mut(&mut r.fields).insert("seed".into(), seed.into());
+            rows.push(r);
+        }
+        assert_eq!(groups(&rows, "seed"), vec![vec![0, 1, 3], vec![2]]);
+        assert_eq!(
+            groups(&rows, "train.lr_g"),
+            vec![vec![0, 2], vec![1], vec![3]]
+        );
+        let (mean, lo, hi, n) = group_metric(&rows, &[0, 1, 3], "val_swd").unwrap();
+        assert_eq!((mean, lo, hi, n), (2.0, 1.0, 3.0, 3));
+        assert_eq!(group_metric(&rows, &[0], "nothing"), None);
+        // Another family never joins a group.
+        let mut other = rows[0].clone();
+        other.family = "vq_gan".into();
+        assert_eq!(
+            groups(&[rows[0].clone(), other], "seed"),
+            vec![vec![0], vec![1]]
+        );
+        assert_eq!(
+            config_diff(&rows[0], &rows[2]),
+            vec![
+                ("seed".to_string(), "1".to_string(), "1".to_string()),
+                (
+                    "train.lr_g".to_string(),
+                    "0.0001".to_string(),
+                    "0.0002".to_string()
+                )
+            ]
+            .into_iter()
+            .filter(|(_, a, b)| a != b)
+            .collect::<Vec<_>>()
+        );
+        assert!(config_diff(&rows[0], &rows[0]).is_empty());
     }
 
     #[test]

@@ -264,6 +264,9 @@ pub enum UiAction {
     OpenRun(PathBuf),
     /// Overlay a run's curves on the dashboard (following it if needed) or stop.
     Overlay(PathBuf, bool),
+    /// Overlay a group of runs (the same settings, another seed) as one mean curve with a
+    /// min-max band.
+    PlotGroup(Vec<PathBuf>),
     /// Load the library's preset at this index into the editor.
     LoadPreset(usize),
     /// Save the edited preset into the user's folder under the editor's name.

@@ -124,6 +124,8 @@ pub struct Shown<'a> {
     pub color: Color32,
     /// Drawn only up to this step (a branch's parent, up to the fork).
     pub before: Option<u64>,
+    /// Drawn with the other runs of its group as one mean curve and a min-max band.
+    pub band: Option<usize>,
 }
 
 /// A run the app shows.
@@ -139,6 +141,8 @@ pub struct Tracked {
     /// Drawn only up to this step: a branch's parent, opened to show its curve before the
     /// fork.
     pub before: Option<u64>,
+    /// The group it is drawn in, as one band (`UiAction::PlotGroup`).
+    pub band: Option<usize>,
 }
 
 impl Tracked {
@@ -156,6 +160,7 @@ pub fn shown_runs(runs: &[Tracked], current: Option<usize>) -> Vec<Shown<'_>> {
             view: &r.view,
             color: r.color,
             before: r.before,
+            band: r.band,
         }
     }
     current

@@ -31,6 +31,7 @@ impl WorkbenchApp {
                 self.tab = Tab::Dashboard;
             }
             UiAction::Overlay(dir, on) => self.overlay(&dir, on),
+            UiAction::PlotGroup(dirs) => self.plot_group(&dirs),
             UiAction::LoadPreset(i) => {
                 let Some(e) = self.presets.library.get(i).cloned() else {
                     return;
@@ -216,6 +217,22 @@ impl WorkbenchApp {
         }
     }
 
+    /// Overlays every run of a group as one band: a mean line and a min-max band on every
+    /// plot, in the first run's colour. The group's runs are followed like any overlay.
+    fn plot_group(&mut self, dirs: &[PathBuf]) {
+        let band = dirs.first().map(|d| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            std::hash::Hash::hash(d, &mut h);
+            std::hash::Hasher::finish(&h) as usize
+        });
+        for dir in dirs {
+            self.overlay(dir, true);
+            if let Some(t) = self.runs.iter_mut().find(|r| r.dir == *dir) {
+                t.band = band;
+            }
+        }
+    }
+
     /// A branch shown as the primary run brings its parent's curve up to the fork (once per
     /// branch: untick the parent's overlay and it stays off).
     pub(crate) fn show_branch_parent(&mut self) {
@@ -261,6 +278,7 @@ impl WorkbenchApp {
             overlay: false,
             color: crate::gui::style::palette(key),
             before: None,
+            band: None,
         });
         self.current = Some(self.runs.len() - 1);
     }

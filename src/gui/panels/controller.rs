@@ -140,6 +140,7 @@ impl ControllerPanel {
             view,
             color: run.color,
             before: None,
+            band: None,
         }];
         // The learning-rate controller of any family also logs `ctl_*` scale scalars and
         // the rates it steers.

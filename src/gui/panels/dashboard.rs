@@ -119,7 +119,13 @@ pub struct Dashboard {
     /// The step a right click on a plot picked (its menu branches from the checkpoint at or
     /// before it).
     branch_pick: Option<u64>,
+    /// Each group's mean, lowest and highest at each step, per plot: `(band, scalar)` to the
+    /// members' smoothed lengths it was made from and `[step, mean, min, max]` rows.
+    bands: HashMap<(usize, String), BandCache>,
 }
+
+/// A band's rows and the members' smoothed lengths they were made from.
+type BandCache = (Vec<usize>, Vec<[f64; 4]>);
 
 impl Default for Dashboard {
     fn default() -> Self {
@@ -135,6 +141,7 @@ impl Default for Dashboard {
             points_drawn: 0,
             layouts: BTreeMap::new(),
             branch_pick: None,
+            bands: HashMap::new(),
         }
     }
 }
@@ -437,9 +444,45 @@ impl Dashboard {
                 cache.update(series, self.smoothing);
             }
         }
+        // Groups drawn as bands: the mean and range of their runs' smoothed curves, made
+        // again only when a member's curve grew.
+        let mut band_ids: Vec<usize> = runs.iter().filter_map(|r| r.band).collect();
+        band_ids.sort_unstable();
+        band_ids.dedup();
+        for &b in &band_ids {
+            let members: Vec<&Series> = runs
+                .iter()
+                .filter(|r| r.band == Some(b))
+                .filter_map(|r| {
+                    self.ema
+                        .get(&(r.key, name.to_string()))
+                        .map(|c| &c.smoothed)
+                })
+                .collect();
+            let lens: Vec<usize> = members.iter().map(|s| s.len()).collect();
+            let key = (b, name.to_string());
+            if self.bands.get(&key).is_none_or(|(l, _)| *l != lens) {
+                self.bands.insert(key, (lens, band_rows(&members)));
+            }
+        }
+        let bands: Vec<(String, Color32, &Vec<[f64; 4]>)> = band_ids
+            .iter()
+            .filter_map(|b| {
+                let first = runs.iter().find(|r| r.band == Some(*b))?;
+                let n = runs.iter().filter(|r| r.band == Some(*b)).count();
+                let rows = &self.bands.get(&(*b, name.to_string()))?.1;
+                Some((
+                    format!("{} (mean of {n})", first.view.name),
+                    first.color,
+                    rows,
+                ))
+            })
+            .collect();
         let ema = &self.ema;
         let prepared: Vec<(&Shown<'_>, &Series, &Series)> = runs
             .iter()
+            // A group's runs are drawn as its band.
+            .filter(|r| r.band.is_none() || std::ptr::eq(*r, &runs[0]))
             .filter_map(|r| {
                 let series = r.view.series.get(name)?;
                 let smooth = &ema.get(&(r.key, name.to_string()))?.smoothed;
@@ -597,6 +640,33 @@ impl Dashboard {
                         Line::new(run_label, PlotPoints::from(pts))
                             .color(r.color)
                             .width(1.6)
+                            .allow_band(false),
+                    );
+                }
+                for (label, color, rows) in &bands {
+                    let rows: Vec<&[f64; 4]> = rows
+                        .iter()
+                        .filter(|r| ty(r[2]).is_some() && ty(r[3]).is_some())
+                        .collect();
+                    // About two rows per pixel column: a long group stays cheap to draw.
+                    let stride = (rows.len() / (2 * px).max(1)).max(1);
+                    let rows: Vec<&[f64; 4]> = rows.into_iter().step_by(stride).collect();
+                    let xs: Vec<f64> = rows.iter().map(|r| r[0]).collect();
+                    let lo: Vec<f64> = rows.iter().filter_map(|r| ty(r[2])).collect();
+                    let hi: Vec<f64> = rows.iter().filter_map(|r| ty(r[3])).collect();
+                    drawn += 3 * xs.len();
+                    pu.add(
+                        egui_plot::FilledArea::new(label.clone(), &xs, &lo, &hi)
+                            .fill_color(color.gamma_multiply(0.25)),
+                    );
+                    let mean: Vec<[f64; 2]> = rows
+                        .iter()
+                        .filter_map(|r| ty(r[1]).map(|y| [r[0], y]))
+                        .collect();
+                    pu.line(
+                        Line::new(label.clone(), PlotPoints::from(mean))
+                            .color(*color)
+                            .width(1.8)
                             .allow_band(false),
                     );
                 }
@@ -796,6 +866,27 @@ impl Dashboard {
             });
         actions
     }
+}
+
+/// A group's rows for a band: at each step any member logged, `[step, mean, min, max]` over
+/// the members that have that step.
+#[must_use]
+pub fn band_rows(members: &[&Series]) -> Vec<[f64; 4]> {
+    let mut at: BTreeMap<u64, (f64, f64, f64, usize)> = BTreeMap::new();
+    for s in members {
+        for (x, y) in s.points().filter(|(_, y)| y.is_finite()) {
+            let e =
+                at.entry(x.max(0.0) as u64)
+                    .or_insert((0.0, f64::INFINITY, f64::NEG_INFINITY, 0));
+            e.0 += y;
+            e.1 = e.1.min(y);
+            e.2 = e.2.max(y);
+            e.3 += 1;
+        }
+    }
+    at.into_iter()
+        .map(|(x, (sum, lo, hi, n))| [x as f64, sum / n as f64, lo, hi])
+        .collect()
 }
 
 /// Whether a baseline at `b` belongs in the range of curves spanning `lo..=hi`: within one
@@ -1132,6 +1223,21 @@ mod marker_tests {
             place_labels(&[(0.0, 40.0, 3), (30.0, 40.0, 3)], 0.0, 110.0),
             [Some(2.0), None]
         );
+    }
+
+    #[test]
+    fn a_band_is_the_mean_and_range_of_its_runs_at_each_step() {
+        let mut a = Series::new();
+        let mut b = Series::new();
+        for s in 0..4 {
+            a.push(f64::from(s) * 10.0, f64::from(s));
+            b.push(f64::from(s) * 10.0, f64::from(s) + 2.0);
+        }
+        b.push(40.0, 9.0);
+        let rows = band_rows(&[&a, &b]);
+        assert_eq!(rows.len(), 5);
+        assert_eq!(rows[1], [10.0, 2.0, 1.0, 3.0]);
+        assert_eq!(rows[4], [40.0, 9.0, 9.0, 9.0], "only b logged step 40");
     }
 
     #[test]

@@ -40,6 +40,10 @@ pub enum CompareView {
     #[default]
     Samples,
     Parallel,
+    /// Runs that differ only in one field (the seed), one row per group.
+    Groups,
+    /// The settings of two ticked runs, side by side.
+    Diff,
 }
 
 /// A branch being set up: the parent, the checkpoint's step (blank: the latest), the fields
@@ -102,6 +106,10 @@ pub struct RunsTable {
     cache: Option<(ViewKey, View)>,
     /// The branch being set up ("Branch..." on a row).
     pub branching: Option<BranchForm>,
+    /// Groups are runs that differ only in this field.
+    pub group_by: String,
+    /// The diff of two runs shows only the fields that differ.
+    pub diff_only: bool,
     textures: HashMap<(PathBuf, u64), Result<TextureHandle, String>>,
 }
 
@@ -129,6 +137,8 @@ impl Default for RunsTable {
             generation: 0,
             cache: None,
             branching: None,
+            group_by: "seed".into(),
+            diff_only: true,
             textures: HashMap::new(),
         }
     }
@@ -433,11 +443,164 @@ impl RunsTable {
                 CompareView::Parallel,
                 "Parallel coordinates",
             );
+            ui.selectable_value(&mut self.compare, CompareView::Groups, "Groups");
+            ui.selectable_value(&mut self.compare, CompareView::Diff, "Settings diff");
         });
         match self.compare {
             CompareView::Samples => self.side_by_side_ui(ui, ctx, actions),
             CompareView::Parallel => self.parallel_ui(ui, shown, fields, metrics),
+            CompareView::Groups => self.groups_ui(ui, shown, fields, metrics, actions),
+            CompareView::Diff => self.diff_ui(ui, ctx),
         }
+    }
+
+    /// Runs that differ only in `group_by` (the seed, by default), one row each group: its
+    /// shared settings, how many runs, each metric's mean with its range; Plot overlays the
+    /// group as one mean curve with a min-max band.
+    fn groups_ui(
+        &mut self,
+        ui: &mut Ui,
+        shown: &[&RunRow],
+        fields: &[String],
+        metrics: &[String],
+        actions: &mut Vec<UiAction>,
+    ) {
+        ui.horizontal(|ui| {
+            ui.label("runs that differ only in");
+            egui::ComboBox::from_id_salt("group-by")
+                .selected_text(&self.group_by)
+                .show_ui(ui, |ui| {
+                    for f in std::iter::once(&"seed".to_string()).chain(fields) {
+                        ui.selectable_value(&mut self.group_by, f.clone(), f);
+                    }
+                });
+        });
+        let groups = runtable::groups(shown, &self.group_by);
+        let many = groups.iter().filter(|g| g.len() > 1).count();
+        if many == 0 {
+            ui.label(
+                RichText::new(format!(
+                    "No two runs shown differ only in `{}`.",
+                    self.group_by
+                ))
+                .weak(),
+            );
+            return;
+        }
+        let shared: Vec<&String> = fields.iter().filter(|f| **f != self.group_by).collect();
+        egui::ScrollArea::both()
+            .id_salt("groups")
+            .max_height(ui.available_height())
+            .show(ui, |ui| {
+                egui::Grid::new("groups-grid").striped(true).show(ui, |ui| {
+                    ui.strong("group");
+                    ui.strong("runs");
+                    for f in &shared {
+                        ui.strong(f.as_str());
+                    }
+                    for m in metrics {
+                        ui.strong(format!("{m} mean [min, max]"));
+                    }
+                    ui.label("");
+                    ui.end_row();
+                    for g in groups.iter().filter(|g| g.len() > 1) {
+                        let first = shown[g[0]];
+                        ui.label(&first.name);
+                        ui.label(g.len().to_string());
+                        for f in &shared {
+                            ui.label(first.display(&Column::Field((*f).clone())));
+                        }
+                        for m in metrics {
+                            match runtable::group_metric(shown, g, m) {
+                                Some((mean, lo, hi, n)) => {
+                                    ui.label(format!(
+                                        "{} [{}, {}]",
+                                        crate::core::numfmt::num(mean),
+                                        crate::core::numfmt::num(lo),
+                                        crate::core::numfmt::num(hi)
+                                    ))
+                                    .on_hover_text(format!("over {n} of {} runs", g.len()));
+                                }
+                                None => {
+                                    ui.label("");
+                                }
+                            }
+                        }
+                        if ui
+                            .button("Plot")
+                            .on_hover_text("overlay the group on the dashboard: its mean as one curve, with a band from its lowest to its highest")
+                            .clicked()
+                        {
+                            actions.push(UiAction::PlotGroup(
+                                g.iter().map(|&i| shown[i].dir.clone()).collect(),
+                            ));
+                        }
+                        ui.end_row();
+                    }
+                });
+            });
+    }
+
+    /// The settings of the first two ticked runs, side by side: only the fields where they
+    /// differ, or all of them with the differences marked.
+    fn diff_ui(&mut self, ui: &mut Ui, ctx: &Ctx<'_>) {
+        let ticked: Vec<&RunRow> = ctx
+            .runs
+            .iter()
+            .filter(|t| t.overlay)
+            .filter_map(|t| ctx.run_list.iter().find(|r| r.dir == t.dir))
+            .take(2)
+            .collect();
+        let [a, b] = ticked[..] else {
+            ui.label(RichText::new("Tick two runs above to compare their settings.").weak());
+            return;
+        };
+        ui.checkbox(&mut self.diff_only, "differences only");
+        let rows: Vec<(String, String, String, bool)> = if self.diff_only {
+            runtable::config_diff(a, b)
+                .into_iter()
+                .map(|(k, x, y)| (k, x, y, true))
+                .collect()
+        } else {
+            let keys: std::collections::BTreeSet<&String> =
+                a.fields.keys().chain(b.fields.keys()).collect();
+            keys.into_iter()
+                .map(|k| {
+                    let (x, y) = (a.fields.get(k), b.fields.get(k));
+                    (
+                        k.clone(),
+                        x.cloned().unwrap_or_default(),
+                        y.cloned().unwrap_or_default(),
+                        x != y,
+                    )
+                })
+                .collect()
+        };
+        if rows.is_empty() {
+            ui.label(RichText::new("Their settings are the same.").weak());
+            return;
+        }
+        egui::ScrollArea::vertical().id_salt("diff").show(ui, |ui| {
+            egui::Grid::new("diff-grid").striped(true).show(ui, |ui| {
+                ui.strong("field");
+                ui.strong(&a.name);
+                ui.strong(&b.name);
+                ui.end_row();
+                for (k, x, y, differ) in rows {
+                    let text = |t: String| {
+                        if differ {
+                            RichText::new(t).color(style::ACCENT)
+                        } else {
+                            RichText::new(t)
+                        }
+                    };
+                    ui.label(k);
+                    ui.label(text(x));
+                    ui.label(text(y));
+                    ui.end_row();
+                }
+            });
+        });
     }
 
     /// The ticked runs' samples at one step (each run's latest at or before it).
