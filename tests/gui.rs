@@ -476,6 +476,61 @@ fn seeds_group_into_one_band_and_two_ticked_runs_diff_their_settings() {
     );
 }
 
+/// The Importance view asks the app (off the UI thread) which settings matter for a metric
+/// over the runs shown, and draws a bar with its interval and a marginal per field.
+#[test]
+fn the_importance_view_names_the_setting_that_drives_the_metric() {
+    let runs = tempfile::tempdir().unwrap();
+    let base =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/smoke.ron"))
+            .unwrap();
+    for i in 0..12u32 {
+        let lr = 1e-5 * 2f64.powi(i as i32 % 6);
+        let seed = i / 6;
+        let dir = runs.path().join(format!("r{i:02}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("preset.ron"),
+            base.replace("lr_g: 2e-4", &format!("lr_g: {lr:e}"))
+                .replace("seed: 42", &format!("seed: {seed}")),
+        )
+        .unwrap();
+        let mut w = started_log(
+            &dir,
+            &format!("r{i:02}"),
+            Some(10),
+            vec![MetricDef::validation("val_swd", false).main()],
+        );
+        w.append(&Event::Scalars {
+            rows: vec![ScalarRow {
+                step: 10,
+                wall_time: 1.0,
+                values: vec![("val_swd".into(), lr.log2() + 0.01 * f64::from(seed))],
+            }],
+        })
+        .unwrap();
+        w.sync().unwrap();
+    }
+    let mut opts = LaunchOptions::new(runs.path());
+    opts.tab = Tab::Runs;
+    let mut h = harness(WorkbenchApp::with_waker(opts, None));
+    h.run_steps(2);
+    step_until(&mut h, "the runs list", |a| !a.run_list_pending());
+    h.run_steps(2);
+    h.get_by_label("Importance").click();
+    h.run_steps(2);
+    step_until(&mut h, "the importance", |a| {
+        a.runs_table.importance.is_some()
+    });
+    h.run_steps(2);
+    let (_, imp) = h.state().runs_table.importance.clone().unwrap();
+    let imp = imp.expect("twelve runs report val_swd");
+    assert_eq!(imp.fields[0].field, "train.lr_g", "{imp:?}");
+    assert!(imp.fields[0].share > 0.8, "{imp:?}");
+    h.get_by_label_contains("share of val_swd's variance over 12 runs");
+    h.get_by_label("Copy CSV");
+}
+
 /// A trial the sweep's scheduler stopped says so in the Runs table ("stopped (early)", the
 /// reason on hover) and one click on Promote marks it promoted and queues its resume.
 #[test]

@@ -248,3 +248,81 @@ fn a_tpe_sweep_proposes_each_trials_values_when_it_starts() {
         .collect();
     assert_eq!(lrs.len(), 4);
 }
+
+/// `workbench runs importance`: over 30 runs where the metric follows the generator's rate and
+/// barely the critic's steps, the rate explains most of its variance (on a log axis, as it
+/// spans three decades), with an interval, and the table is written as CSV.
+#[test]
+fn runs_importance_names_the_setting_that_matters() {
+    use workbench::core::protocol::{Event, MetricDef, Outcome, ScalarRow};
+    let runs = tempfile::tempdir().unwrap();
+    let base = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/smoke.ron"),
+    )
+    .unwrap();
+    let mut rng = workbench::core::rng::SplitMix64::new(11);
+    for i in 0..30 {
+        let lr = 10f64.powf(rng.range_f64(-5.0, -2.0));
+        let n_critic = 1 + rng.below(5);
+        let dir = runs.path().join(format!("r{i:02}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("preset.ron"),
+            base.replace("lr_g: 2e-4", &format!("lr_g: {lr:e}"))
+                .replace("n_critic: 2", &format!("n_critic: {n_critic}")),
+        )
+        .unwrap();
+        let swd = (lr.log10() + 3.5).powi(2) + 0.02 * n_critic as f64;
+        let mut w = workbench::core::runlog::LogWriter::open(&dir.join("events.log")).unwrap();
+        w.append(&Event::RunStarted {
+            run_dir: dir.display().to_string(),
+            name: format!("r{i:02}"),
+            family: "wgan_gp".into(),
+            device: "cpu".into(),
+            total_steps: Some(10),
+            resumed_from: None,
+            restarted: false,
+            branch_of: None,
+            wall_time: 0.0,
+            metrics: vec![MetricDef::validation("val_swd", false).main()],
+        })
+        .unwrap();
+        w.append(&Event::Scalars {
+            rows: vec![ScalarRow {
+                step: 10,
+                wall_time: 1.0,
+                values: vec![("val_swd".into(), swd)],
+            }],
+        })
+        .unwrap();
+        w.append(&Event::RunFinished {
+            step: 10,
+            outcome: Outcome::Completed,
+            signal: None,
+        })
+        .unwrap();
+        w.sync().unwrap();
+    }
+    let csv = runs.path().join("importance.csv");
+    let said = ok(&workbench(runs.path())
+        .args(["runs", "importance", "--csv"])
+        .arg(&csv)
+        .output()
+        .unwrap());
+    assert!(
+        said.contains("importance of val_swd over 30 runs"),
+        "{said}"
+    );
+    let first = said.lines().nth(1).unwrap_or_default();
+    assert!(first.trim_start().starts_with("train.lr_g"), "{said}");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let lr: Vec<f64> = text
+        .lines()
+        .find(|l| l.starts_with("train.lr_g,"))
+        .unwrap()
+        .split(',')
+        .skip(1)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert!(lr[0] > 0.7 && lr[1] <= lr[0] && lr[0] <= lr[2], "{text}");
+}

@@ -308,6 +308,22 @@ enum RunsCmd {
         #[arg(long)]
         tensorboard: Option<PathBuf>,
     },
+    /// Which settings matter: each varying field's share of a metric's variance over the runs
+    /// (functional ANOVA on a random forest), with its 10-90 % interval over the trees, and
+    /// the strongest pair.
+    Importance {
+        /// The runs folder (default: --runs-dir).
+        dir: Option<PathBuf>,
+        /// A validation metric (default: the first main one the runs report).
+        #[arg(long)]
+        metric: Option<String>,
+        /// Only runs whose name, family or settings match (the Runs tab's filter syntax).
+        #[arg(long, default_value = "")]
+        filter: String,
+        /// Write the table as CSV here.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args, Debug)]

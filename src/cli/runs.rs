@@ -47,6 +47,63 @@ pub(super) fn run(cmd: RunsCmd, default_dir: &Path) -> Result<(), Failure> {
             }
             Ok(())
         }
+        RunsCmd::Importance {
+            dir,
+            metric,
+            filter,
+            csv,
+        } => {
+            use workbench::core::runtable;
+            let dir = dir.unwrap_or_else(|| default_dir.to_path_buf());
+            let rows: Vec<runtable::RunRow> = runtable::RunIndex::default()
+                .refresh(&dir)
+                .into_iter()
+                .filter(|r| r.matches(&filter))
+                .collect();
+            let metric = match metric {
+                Some(m) => m,
+                None => rows
+                    .iter()
+                    .flat_map(|r| r.main.iter().chain(r.best.keys()))
+                    .next()
+                    .cloned()
+                    .ok_or_else(|| {
+                        bad_input(anyhow::anyhow!(
+                            "{}: no run reports a validation metric",
+                            dir.display()
+                        ))
+                    })?,
+            };
+            let fields = runtable::varying_fields(&rows);
+            let log = runtable::declared_log_fields(&dir);
+            let imp = runtable::importance(&rows, &fields, &metric, &log).ok_or_else(|| {
+                bad_input(anyhow::anyhow!(
+                    "{}: importance of `{metric}` needs at least four runs that report it and a field that varies ({} runs, {} varying fields)",
+                    dir.display(),
+                    rows.iter().filter(|r| r.best.contains_key(&metric)).count(),
+                    fields.len()
+                ))
+            })?;
+            out!("importance of {metric} over {} runs (share of its variance, 10-90 % over {} trees):", imp.runs, workbench::core::fanova::TREES);
+            for f in &imp.fields {
+                out!(
+                    "  {:<32} {:>6.1} %  [{:.1}, {:.1}]",
+                    f.field,
+                    100.0 * f.share,
+                    100.0 * f.low,
+                    100.0 * f.high
+                );
+            }
+            if let Some((a, b, s)) = &imp.pair {
+                out!("strongest interaction: {a} x {b}, {:.1} %", 100.0 * s);
+            }
+            if let Some(path) = csv {
+                workbench::core::rundir::atomic_write(&path, imp.csv().as_bytes())
+                    .map_err(bad_input)?;
+                out!("wrote {}", path.display());
+            }
+            Ok(())
+        }
         RunsCmd::Export {
             run,
             csv,

@@ -4,6 +4,7 @@ pub mod branch;
 pub mod cadence;
 pub mod control;
 pub mod draw;
+pub mod fanova;
 pub mod gaad;
 pub mod health;
 pub mod jobs;

@@ -507,6 +507,49 @@ impl RunIndex {
     }
 }
 
+/// Which of `fields` matter for `metric` over the runs that have it (`core::fanova`): text
+/// values by their rank among the field's values, log-searched fields (declared, or positive
+/// over more than two decades) in log space. `None` with fewer than four such runs.
+#[must_use]
+pub fn importance<R: Borrow<RunRow>>(
+    rows: &[R],
+    fields: &[String],
+    metric: &str,
+    declared_log: &std::collections::BTreeSet<String>,
+) -> Option<super::fanova::Importance> {
+    let with: Vec<&RunRow> = rows
+        .iter()
+        .map(Borrow::borrow)
+        .filter(|r| r.best.get(metric).is_some_and(|v| v.is_finite()))
+        .collect();
+    let mut columns: Vec<Vec<f64>> = Vec::new();
+    let mut log = Vec::new();
+    for f in fields {
+        let values: Vec<String> = with
+            .iter()
+            .map(|r| r.fields.get(f).cloned().unwrap_or_default())
+            .collect();
+        let numeric: Option<Vec<f64>> = values.iter().map(|v| v.parse().ok()).collect();
+        let column = numeric.unwrap_or_else(|| {
+            let mut distinct = values.clone();
+            distinct.sort();
+            distinct.dedup();
+            values
+                .iter()
+                .map(|v| distinct.iter().position(|d| d == v).unwrap_or(0) as f64)
+                .collect()
+        });
+        let (lo, hi) = min_max(&column);
+        log.push(lo > 0.0 && (declared_log.contains(f) || numfmt::wants_log(lo, hi)));
+        columns.push(column);
+    }
+    let x: Vec<Vec<f64>> = (0..with.len())
+        .map(|i| columns.iter().map(|c| c[i]).collect())
+        .collect();
+    let y: Vec<f64> = with.iter().map(|r| r.best[metric]).collect();
+    super::fanova::importance(fields, &x, &log, &y, 0x5eed)
+}
+
 /// The fields where two runs' presets differ, as `(field, a's value, b's value)` in field
 /// order (a field one of them lacks shows as blank); the run's name is left out.
 #[must_use]

@@ -267,6 +267,9 @@ pub enum UiAction {
     /// Overlay a group of runs (the same settings, another seed) as one mean curve with a
     /// min-max band.
     PlotGroup(Vec<PathBuf>),
+    /// Compute which settings matter for a metric over these runs (off the UI thread); the
+    /// Runs tab shows the answer.
+    Importance(crate::gui::panels::runs::ImportanceKey),
     /// Load the library's preset at this index into the editor.
     LoadPreset(usize),
     /// Save the edited preset into the user's folder under the editor's name.

@@ -32,6 +32,25 @@ impl WorkbenchApp {
             }
             UiAction::Overlay(dir, on) => self.overlay(&dir, on),
             UiAction::PlotGroup(dirs) => self.plot_group(&dirs),
+            UiAction::Importance(key) => {
+                let rows: Vec<crate::core::runtable::RunRow> = self
+                    .run_list
+                    .iter()
+                    .filter(|r| key.0.contains(&r.dir))
+                    .cloned()
+                    .collect();
+                let log = rows
+                    .first()
+                    .map(|r| (*r.log_fields).clone())
+                    .unwrap_or_default();
+                let (fields, metric) = (key.1.clone(), key.2.clone());
+                self.jobs.importance = Some((
+                    key,
+                    background("workbench-importance", self.waker.clone(), move || {
+                        crate::core::runtable::importance(&rows, &fields, &metric, &log)
+                    }),
+                ));
+            }
             UiAction::LoadPreset(i) => {
                 let Some(e) = self.presets.library.get(i).cloned() else {
                     return;

@@ -112,6 +112,11 @@ pub(crate) struct Jobs {
     pub queue_edits: Vec<super::queue::QueueEdit>,
     pub queue_at: Option<Instant>,
     pub slurm_at: Option<Instant>,
+    /// Which settings matter, being computed for the Runs tab.
+    pub importance: Option<(
+        crate::gui::panels::runs::ImportanceKey,
+        Receiver<Option<crate::core::fanova::Importance>>,
+    )>,
     /// The devices, probed once for the About window.
     pub about: Option<Receiver<String>>,
     /// The action explorer: loaded (idle), being loaded, or rolling out; the rollout asked
@@ -140,6 +145,7 @@ impl Jobs {
             || !self.volumes.is_empty()
             || !self.frames.is_empty()
             || !self.images.is_empty()
+            || self.importance.is_some()
     }
 }
 

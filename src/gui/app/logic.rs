@@ -133,6 +133,16 @@ impl WorkbenchApp {
         if let Some(Ok(d)) = take(&mut self.jobs.about) {
             self.about_device = Some(d);
         }
+        if let Some((key, rx)) = &self.jobs.importance {
+            match rx.try_recv() {
+                Ok(done) => {
+                    self.runs_table.importance = Some((key.clone(), done));
+                    self.jobs.importance = None;
+                }
+                Err(crossbeam_channel::TryRecvError::Disconnected) => self.jobs.importance = None,
+                Err(crossbeam_channel::TryRecvError::Empty) => {}
+            }
+        }
         if let Some(Ok(rows)) = take(&mut self.jobs.run_list) {
             self.run_list = rows;
             self.runs_table.rows_changed();

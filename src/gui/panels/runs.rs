@@ -44,7 +44,12 @@ pub enum CompareView {
     Groups,
     /// The settings of two ticked runs, side by side.
     Diff,
+    /// Which settings matter for a metric (functional ANOVA on a random forest).
+    Importance,
 }
+
+/// The importance computed last: for which runs (their folders), fields and metric.
+pub type ImportanceKey = (Vec<PathBuf>, Vec<String>, String);
 
 /// A branch being set up: the parent, the checkpoint's step (blank: the latest), the fields
 /// to change (`field=value`, separated by spaces) and a name (blank: the parent's with -at).
@@ -110,6 +115,10 @@ pub struct RunsTable {
     pub group_by: String,
     /// The diff of two runs shows only the fields that differ.
     pub diff_only: bool,
+    /// The last importance computed, and the one being computed off the UI thread.
+    pub importance: Option<(ImportanceKey, Option<crate::core::fanova::Importance>)>,
+    /// The importance asked of the app (computed off the UI thread).
+    importance_asked: Option<ImportanceKey>,
     textures: HashMap<(PathBuf, u64), Result<TextureHandle, String>>,
 }
 
@@ -139,6 +148,8 @@ impl Default for RunsTable {
             branching: None,
             group_by: "seed".into(),
             diff_only: true,
+            importance: None,
+            importance_asked: None,
             textures: HashMap::new(),
         }
     }
@@ -445,13 +456,144 @@ impl RunsTable {
             );
             ui.selectable_value(&mut self.compare, CompareView::Groups, "Groups");
             ui.selectable_value(&mut self.compare, CompareView::Diff, "Settings diff");
+            ui.selectable_value(&mut self.compare, CompareView::Importance, "Importance");
         });
         match self.compare {
             CompareView::Samples => self.side_by_side_ui(ui, ctx, actions),
             CompareView::Parallel => self.parallel_ui(ui, shown, fields, metrics),
             CompareView::Groups => self.groups_ui(ui, shown, fields, metrics, actions),
             CompareView::Diff => self.diff_ui(ui, ctx),
+            CompareView::Importance => self.importance_ui(ui, shown, fields, metrics, actions),
         }
+    }
+
+    /// Each varying field's share of a metric's variance over the runs shown, with its
+    /// interval and marginal, and the strongest pair; computed on a thread of its own whenever
+    /// the runs, fields or metric change.
+    fn importance_ui(
+        &mut self,
+        ui: &mut Ui,
+        shown: &[&RunRow],
+        fields: &[String],
+        metrics: &[String],
+        actions: &mut Vec<UiAction>,
+    ) {
+        if metrics.is_empty() || fields.is_empty() {
+            ui.label(RichText::new("Importance needs runs that differ in preset fields and report a validation metric.").weak());
+            return;
+        }
+        if !metrics.contains(&self.metric) {
+            self.metric = metrics[0].clone();
+        }
+        egui::ComboBox::from_label("metric ")
+            .selected_text(&self.metric)
+            .show_ui(ui, |ui| {
+                for m in metrics {
+                    ui.selectable_value(&mut self.metric, m.clone(), m);
+                }
+            });
+        let key: ImportanceKey = (
+            shown.iter().map(|r| r.dir.clone()).collect(),
+            fields.to_vec(),
+            self.metric.clone(),
+        );
+        let current = self.importance.as_ref().is_some_and(|(k, _)| *k == key);
+        if !current && self.importance_asked.as_ref() != Some(&key) {
+            self.importance_asked = Some(key.clone());
+            actions.push(UiAction::Importance(key.clone()));
+        }
+        let Some((_, result)) = self.importance.as_ref().filter(|(k, _)| *k == key) else {
+            ui.label(RichText::new("computing...").weak());
+            return;
+        };
+        let Some(imp) = result else {
+            ui.label(
+                RichText::new(format!(
+                    "Importance of `{}` needs at least four runs that report it.",
+                    self.metric
+                ))
+                .weak(),
+            );
+            return;
+        };
+        ui.horizontal(|ui| {
+            ui.label(
+                RichText::new(format!(
+                    "share of {}'s variance over {} runs (functional ANOVA on {} trees; 10-90 % over the trees)",
+                    self.metric,
+                    imp.runs,
+                    crate::core::fanova::TREES
+                ))
+                .weak(),
+            );
+            if ui.button("Copy CSV").on_hover_text("the table as CSV, to the clipboard (also `workbench runs importance --csv FILE`)").clicked() {
+                ui.ctx().copy_text(imp.csv());
+            }
+        });
+        if let Some((a, b, s)) = &imp.pair {
+            ui.label(format!(
+                "strongest interaction: {a} x {b} ({:.1} %)",
+                100.0 * s
+            ));
+        }
+        egui::ScrollArea::vertical()
+            .id_salt("importance")
+            .show(ui, |ui| {
+                egui::Grid::new("importance-grid")
+                    .striped(true)
+                    .show(ui, |ui| {
+                        for f in &imp.fields {
+                            ui.label(&f.field);
+                            let bar = egui::ProgressBar::new(f.share.clamp(0.0, 1.0) as f32)
+                                .desired_width(160.0)
+                                .text(format!(
+                                    "{:.1} % [{:.1}, {:.1}]",
+                                    100.0 * f.share,
+                                    100.0 * f.low,
+                                    100.0 * f.high
+                                ));
+                            ui.add(bar);
+                            let pts: Vec<[f64; 2]> =
+                                f.marginal.iter().map(|(x, y)| [*x, *y]).collect();
+                            let log_x =
+                                f.marginal
+                                    .first()
+                                    .zip(f.marginal.last())
+                                    .is_some_and(|(a, b)| {
+                                        crate::core::numfmt::wants_log(a.0, b.0)
+                                            || shown
+                                                .first()
+                                                .is_some_and(|r| r.log_fields.contains(&f.field))
+                                    });
+                            let pts: Vec<[f64; 2]> = if log_x {
+                                pts.into_iter()
+                                    .filter(|p| p[0] > 0.0)
+                                    .map(|p| [p[0].log10(), p[1]])
+                                    .collect()
+                            } else {
+                                pts
+                            };
+                            Plot::new(("marginal", &f.field))
+                                .width(220.0)
+                                .height(60.0)
+                                .show_axes([true, false])
+                                .allow_drag(false)
+                                .allow_zoom(false)
+                                .allow_scroll(false)
+                                .x_axis_formatter(move |m, _| {
+                                    let v = if log_x { 10f64.powf(m.value) } else { m.value };
+                                    crate::core::numfmt::num(v)
+                                })
+                                .show(ui, |pu| {
+                                    pu.line(Line::new(
+                                        format!("marginal of {}", f.field),
+                                        PlotPoints::from(pts),
+                                    ));
+                                });
+                            ui.end_row();
+                        }
+                    });
+            });
     }
 
     /// Runs that differ only in `group_by` (the seed, by default), one row each group: its
