@@ -544,6 +544,24 @@ fn the_guard_can_reseed_the_data_order() {
     );
 }
 
+/// A non-finite gradient is caught at its step: the critic's gradients made NaN at step 13
+/// show as a NaN gradient norm, the guard rolls back to step 10 and the run finishes.
+#[test]
+fn the_guard_rolls_back_a_nan_gradient() {
+    let runs = tempfile::tempdir().expect("tmp");
+    let out = train_smoke(runs.path())
+        .args(["--set", "threads=1", "--set", "health.guard=true"])
+        .env("WORKBENCH_FAILPOINT", "nan-grad-once:13")
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("guard: grad_norm_d became NaN at step 13; rollback 1 to step 10"),
+        "{stderr}"
+    );
+}
+
 /// The family's own health findings trigger the guard when `guard_findings` is on: here an
 /// "exploding" finding (every loss is above a limit of 1e-9) after the warmup of step 12 rolls
 /// the run back to step 10; it comes back, and the second time the run stops with one line.

@@ -57,6 +57,40 @@ impl Adam {
         crate::engine::dist::mean_grads(self.params.iter().map(|(_, p)| p))
     }
 
+    /// The global L2 norm of the gradients (one reduction, one read back): a NaN or an
+    /// infinity here is the guard's non-finite gradient.
+    #[must_use]
+    pub fn grad_norm(&self) -> f64 {
+        tch::no_grad(|| {
+            let squares: Vec<Tensor> = self
+                .params
+                .iter()
+                .map(|(_, p)| p.grad())
+                .filter(Tensor::defined)
+                .map(|g| g.square().sum(Kind::Float))
+                .collect();
+            if squares.is_empty() {
+                return 0.0;
+            }
+            Tensor::stack(&squares, 0)
+                .sum(Kind::Float)
+                .sqrt()
+                .double_value(&[])
+        })
+    }
+
+    /// Test hook: every gradient becomes NaN, as an overflowing backward leaves them.
+    pub(crate) fn poison_grads(&self) {
+        tch::no_grad(|| {
+            for (_, p) in &self.params {
+                let g = p.grad();
+                if g.defined() {
+                    let _ = g.shallow_clone().fill_(f64::NAN);
+                }
+            }
+        });
+    }
+
     /// One update with the current hyperparameters. Parameters without a gradient are skipped.
     pub fn step(&mut self) {
         self.step += 1;

@@ -855,7 +855,7 @@ impl Trainer for LatentActionTrainer {
                 .unique_dim(0, false, false, false)
                 .0
                 .size()[0];
-        Ok(vec![
+        let mut row = vec![
             ("loss", scalar(&loss)),
             ("loss_mae", scalar(&loss_mae)),
             ("mse_loss", scalar(&f.mse)),
@@ -868,7 +868,14 @@ impl Trainer for LatentActionTrainer {
             ("codebook_usage", used as f64),
             ("grad_norm", grad_norm),
             ("lr", self.lr_now),
-        ])
+        ];
+        // A mixed-precision step whose gradients overflowed was skipped (the scale halves):
+        // its norm is no finding, so it is not logged (the guard reads a non-finite norm
+        // of any other step as a non-finite gradient).
+        if amp && !grad_norm.is_finite() {
+            row.retain(|(k, _)| *k != "grad_norm");
+        }
+        Ok(row)
     }
 
     fn sample_grid(&mut self) -> Rgba {

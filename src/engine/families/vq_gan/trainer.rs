@@ -717,7 +717,11 @@ impl Trainer for VqGanTrainer {
             }
         }
         let mut out: Vec<(&'static str, f64)> = sums.into_iter().collect();
-        out.push(("grad_norm", grad_norm));
+        // A mixed-precision step whose gradients overflowed was skipped (the scale halves):
+        // its norm is no finding, so it is not logged.
+        if !amp || grad_norm.is_finite() {
+            out.push(("grad_norm", grad_norm));
+        }
         out.push(("lr", self.opt_ae.lr));
         Ok(out)
     }

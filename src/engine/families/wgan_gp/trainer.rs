@@ -215,6 +215,8 @@ impl Trainer for WganGpTrainer {
             MetricDef::loss("wasserstein").main(),
             MetricDef::setting("lr_g"),
             MetricDef::setting("lr_d"),
+            MetricDef::diagnostic("grad_norm_d"),
+            MetricDef::diagnostic("grad_norm_g"),
             MetricDef::validation("val_swd", false).main(),
             MetricDef::validation("val_diversity", true),
         ]
@@ -285,12 +287,23 @@ impl Trainer for WganGpTrainer {
             .f_backward()
             .map_err(StepError::at("critic backward"))?;
         self.opt_d.mean_grads().map_err(all_reduce_failed)?;
+        // Test hook: `nan-grad-once:S`, the critic's gradients NaN the first time step S
+        // trains in this process (the guard's non-finite gradient).
+        static NAN_GRAD_ONCE: std::sync::atomic::AtomicBool =
+            std::sync::atomic::AtomicBool::new(false);
+        if crate::engine::failpoint("nan-grad-once", ctx.step)
+            && !NAN_GRAD_ONCE.swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            self.opt_d.poison_grads();
+        }
+        let grad_norm_d = self.opt_d.grad_norm();
         self.opt_d.step();
 
         let mut out = vec![
             ("d_loss", d_loss.double_value(&[])),
             ("gp", gp.double_value(&[])),
             ("wasserstein", (d_real - d_fake).double_value(&[])),
+            ("grad_norm_d", grad_norm_d),
         ];
 
         // Generator step every n_critic-th batch.
@@ -310,9 +323,11 @@ impl Trainer for WganGpTrainer {
                 .f_backward()
                 .map_err(StepError::at("generator backward"))?;
             self.opt_g.mean_grads().map_err(all_reduce_failed)?;
+            let grad_norm_g = self.opt_g.grad_norm();
             self.opt_g.step();
             self.update_ema();
             out.push(("g_loss", g_loss.double_value(&[])));
+            out.push(("grad_norm_g", grad_norm_g));
         }
         out.push(("lr_g", self.opt_g.lr));
         out.push(("lr_d", self.opt_d.lr));
