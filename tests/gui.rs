@@ -1669,8 +1669,8 @@ fn the_runs_table_sorts_filters_overlays_and_compares_a_sweep() {
     // The varying field and the metric's best are columns; the best is the lowest value.
     h.get_by_label("train.lr_g");
     h.get_by_label("best val_swd");
-    h.get_by_label("0.5000");
-    h.get_by_label("2.0000");
+    h.get_by_label("0.5");
+    h.get_by_label("2");
     let order = |h: &Harness<'_, WorkbenchApp>| -> Vec<String> {
         let t = &h.state().runs_table;
         t.shown(&h.state().run_list)

@@ -99,17 +99,14 @@ pub fn grid_steps(min_step: f64, whole: bool) -> [f64; 3] {
         (m, p) = next_rung(m, p);
     }
     let first = m * p;
-    // The next two spacings, each a multiple of the one before: 1 -> 2, 2 -> 10, 5 -> 10.
-    let up = |m: f64, p: f64| {
-        if m == 2.0 {
-            (1.0, p * 10.0)
-        } else {
-            next_rung(m, p)
-        }
+    // The next spacing a multiple of it (1 -> 2, 2 -> 10, 5 -> 10), the coarsest ten times
+    // it (a multiple of both): its ticks are at least ten grid gaps apart, room for a label.
+    let (m2, p2) = if m == 2.0 {
+        (1.0, p * 10.0)
+    } else {
+        next_rung(m, p)
     };
-    let (m2, p2) = up(m, p);
-    let (m3, p3) = up(m2, p2);
-    [first, m2 * p2, m3 * p3]
+    [first, m2 * p2, 10.0 * first]
 }
 
 /// A field is drawn on a log axis when it is positive and spans more than two decades.
@@ -216,8 +213,9 @@ mod tests {
 
     #[test]
     fn grid_steps_climb_a_1_2_5_ladder_and_nest() {
-        assert_eq!(grid_steps(0.28, false), [0.5, 1.0, 2.0]);
-        assert_eq!(grid_steps(0.5, false), [0.5, 1.0, 2.0]);
+        assert_eq!(grid_steps(0.28, false), [0.5, 1.0, 5.0]);
+        assert_eq!(grid_steps(0.5, false), [0.5, 1.0, 5.0]);
+        assert_eq!(grid_steps(27.8, true), [50.0, 100.0, 500.0]);
         assert_eq!(grid_steps(1.3, false), [2.0, 10.0, 20.0]);
         assert_eq!(grid_steps(7.0, false), [10.0, 20.0, 100.0]);
         assert_eq!(grid_steps(0.2, true), [1.0, 2.0, 10.0], "no half steps");

@@ -299,7 +299,7 @@ impl Dashboard {
                         for row in section.names.chunks(cols) {
                             ui.horizontal_top(|ui| {
                                 for name in row {
-                                    ui.allocate_ui(egui::vec2(width, 230.0), |ui| {
+                                    ui.allocate_ui(egui::vec2(width, 246.0), |ui| {
                                         ui.vertical(|ui| {
                                             let pinned = layout.pinned.contains(name);
                                             if let Some(a) = self.plot_ui(
