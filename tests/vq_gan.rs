@@ -414,11 +414,13 @@ fn step(t: &mut Box<dyn workbench::engine::trainer::Trainer>, step: u64) -> Vec<
 /// One step with the critics on, changing only what the autoencoder's loss and clipping
 /// see: feature matching (whose gradient reaches the critics' weights through their
 /// features) and the clip norm. The critics' step comes out the same: their optimiser sees
-/// only their own loss's gradient, and only the autoencoder is clipped. "The same" within
-/// 1e-7 (and 1e-5 relative), not bit for bit: libtorch's threaded reductions may sum in
-/// another order from one trainer to the next (seen once in many runs), while an Adam step
-/// moves a weight by about the learning rate, so a leak of feature matching at weight 40, or
-/// the autoencoder's clip on the critics, moves them by far more.
+/// only their own loss's gradient, and only the autoencoder is clipped. "The same" for all
+/// but a few elements, not bit for bit: libtorch's threaded reductions may sum in another
+/// order from one trainer to the next, and Adam's first step moves each weight by about the
+/// learning rate in the sign of its gradient, so a gradient within rounding of zero may step
+/// either way (seen twice in many runs, one bias element each time). A leak of feature
+/// matching at weight 40, or the autoencoder's clip on the critics, changes the sign or size
+/// of the step of a large share of the critics' elements.
 #[test]
 fn the_critics_step_on_their_own_loss_alone() {
     let _serial = common::exclusive();
@@ -440,15 +442,28 @@ fn the_critics_step_on_their_own_loss_alone() {
         before.iter().zip(&after).any(|(a, b)| !a.1.equal(&b.1)),
         "the critics learned"
     );
+    let total: i64 = after.iter().map(|(_, t)| t.numel() as i64).sum();
     for (feat, clip) in [(40.0, 1.0), (0.0, 1e-6)] {
         let mut other = make(feat, clip);
         step(&mut other, 0);
+        let mut differ = Vec::new();
         for ((name, a), (_, b)) in after.iter().zip(critics(&mut other)) {
-            assert!(
-                a.allclose(&b, 1e-5, 1e-7, false),
-                "feature matching {feat}, clip {clip}: critic tensor {name} differs"
-            );
+            let off = ((a - &b).abs() - (b.abs() * 1e-5 + 1e-7))
+                .gt(0.0)
+                .sum(tch::Kind::Int64)
+                .int64_value(&[]);
+            if off > 0 {
+                differ.push(format!("{name}: {off}"));
+            }
         }
+        let off: i64 = differ
+            .iter()
+            .filter_map(|d| d.rsplit(": ").next()?.parse::<i64>().ok())
+            .sum();
+        assert!(
+            off <= (total / 1000).max(2),
+            "feature matching {feat}, clip {clip}: {off} of {total} critic elements differ: {differ:?}"
+        );
     }
 }
 
