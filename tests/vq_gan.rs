@@ -348,6 +348,8 @@ fn the_double_forward_updates_the_codebook_twice() {
 /// when both forwards pick the same codes (a batch of one volume, read before and after).
 #[test]
 fn the_double_forward_moves_the_codebook_statistics_twice() {
+    // It seeds and draws from libtorch's one generator: never beside a test that trains.
+    let _serial = common::exclusive();
     use workbench::engine::nn::vq3d::{EmaCodebook, Smoothing};
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);
     let mut cb = EmaCodebook::new(&vs.root(), 8, 4, Smoothing::Laplace);
