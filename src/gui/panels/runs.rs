@@ -483,7 +483,7 @@ impl RunsTable {
             return;
         }
         if !metrics.contains(&self.metric) {
-            self.metric = metrics[0].clone();
+            self.metric = most_reported(shown, metrics);
         }
         egui::ComboBox::from_label("metric ")
             .selected_text(&self.metric)
@@ -901,7 +901,7 @@ impl RunsTable {
             return;
         }
         if !metrics.contains(&self.metric) {
-            self.metric = metrics[0].clone();
+            self.metric = most_reported(shown, metrics);
         }
         egui::ComboBox::from_label("metric")
             .selected_text(&self.metric)
@@ -960,4 +960,15 @@ impl RunsTable {
                 }
             });
     }
+}
+
+/// The metric most of `rows` report (the first of `metrics` on a tie): what a sweep's runs
+/// have in common, not whichever run happens to sort first.
+fn most_reported(rows: &[&RunRow], metrics: &[String]) -> String {
+    metrics
+        .iter()
+        .rev()
+        .max_by_key(|m| rows.iter().filter(|r| r.best.contains_key(*m)).count())
+        .cloned()
+        .unwrap_or_default()
 }
