@@ -152,7 +152,17 @@ fn spawn_train_env(
 
 /// Each rank's stderr, after checking that every rank succeeded.
 fn train_ranks(world: usize, runs: &std::path::Path, args: &[&str]) -> Vec<String> {
-    spawn_train(world, runs, args)
+    train_ranks_env(world, runs, args, &[])
+}
+
+/// [`train_ranks`] with more environment variables for every rank.
+fn train_ranks_env(
+    world: usize,
+    runs: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Vec<String> {
+    spawn_train_env(world, runs, args, env)
         .into_iter()
         .enumerate()
         .map(|(rank, child)| {
@@ -225,7 +235,7 @@ fn two_guarded_ranks_roll_back_together_and_finish_as_one_model() {
     use workbench::core::protocol::Event;
     let tmp = tempfile::tempdir().expect("tmp");
     let p = presets().join("smoke.ron");
-    let children = spawn_train_env(
+    let errs = train_ranks_env(
         2,
         tmp.path(),
         &[
@@ -238,16 +248,6 @@ fn two_guarded_ranks_roll_back_together_and_finish_as_one_model() {
         ],
         &[("WORKBENCH_FAILPOINT", "nan-loss-once:13")],
     );
-    let errs: Vec<String> = children
-        .into_iter()
-        .enumerate()
-        .map(|(rank, child)| {
-            let out = child.wait_with_output().expect("rank output");
-            let err = String::from_utf8_lossy(&out.stderr).into_owned();
-            assert!(out.status.success(), "rank {rank} failed: {err}");
-            err
-        })
-        .collect();
     assert!(
         errs[0].contains("all 2 ranks hold identical parameters and optimiser state at step 20"),
         "{}",

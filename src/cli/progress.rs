@@ -207,21 +207,14 @@ impl Progress {
                     .map_or(String::new(), |a| format!("; the abandoned rows: {a}"))
             )),
             Event::TrialStopped {
-                step,
                 rung,
                 metric,
                 value,
                 cut,
+                ..
             } => self.say(&format!(
                 "the sweep's scheduler {}",
-                workbench::core::pruner::Stopped {
-                    step: *step,
-                    rung: *rung,
-                    value: *value,
-                    cut: *cut,
-                    metric: metric.clone(),
-                }
-                .describe()
+                workbench::core::pruner::describe_stop(*rung, metric, *value, *cut)
             )),
             Event::CheckpointSaved { path, best, .. } if *best => {
                 self.say(&format!("best checkpoint: {path}"));

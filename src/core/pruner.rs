@@ -191,15 +191,22 @@ impl Stopped {
     /// `stopped at rung 2: val_swd 0.31, rung cut 0.27`.
     #[must_use]
     pub fn describe(&self) -> String {
-        format!(
-            "stopped at rung {}: {} {}, rung cut {}",
-            self.rung,
-            self.metric,
-            super::numfmt::num(self.value),
-            super::numfmt::num(self.cut)
-        )
+        describe_stop(self.rung, &self.metric, self.value, self.cut)
     }
 }
+
+/// What a stop says, from its parts (as a `TrialStopped` event carries them):
+/// `stopped at rung 2: val_swd 0.31, rung cut 0.27`.
+#[must_use]
+pub fn describe_stop(rung: usize, metric: &str, value: f64, cut: f64) -> String {
+    format!(
+        "stopped at rung {rung}: {metric} {}, rung cut {}",
+        super::numfmt::num(value),
+        super::numfmt::num(cut)
+    )
+}
+
+impl Stopped {}
 
 /// One trial's reports.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -461,13 +468,7 @@ pub fn update<T>(path: &Path, change: impl FnOnce(&mut SweepState) -> T) -> Resu
         path: path.to_path_buf(),
         message: e.to_string(),
     };
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path.with_extension("lock"))
-        .map_err(io)?;
-    lock.lock().map_err(io)?;
+    let _lock = super::rundir::lock_beside(path).map_err(io)?;
     let mut state = read(path)?;
     let out = change(&mut state);
     let text = serde_json::to_string_pretty(&state).map_err(|e| PrunerError::Io {

@@ -4,7 +4,7 @@
 //! sibling `.lock` file, so closing the app stops nothing and a second editor never loses an
 //! edit.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -238,15 +238,7 @@ impl Queue {
 
 /// The queue file's lock: held while an edit reads and rewrites the file.
 fn lock(path: &Path) -> Result<File, QueueError> {
-    let lock_path = path.with_extension("lock");
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(io(&lock_path))?;
-    f.lock().map_err(io(&lock_path))?;
-    Ok(f)
+    super::rundir::lock_beside(path).map_err(io(&path.with_extension("lock")))
 }
 
 /// The queue in `path` (empty when the file does not exist).

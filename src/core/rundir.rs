@@ -112,6 +112,19 @@ pub fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
+/// Takes the exclusive lock of `path`'s `.lock` file (created if missing), held until the
+/// file returned is dropped: read-modify-write of a file shared by processes (the queue, a
+/// sweep's state) under it.
+pub fn lock_beside(path: &Path) -> std::io::Result<fs::File> {
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path.with_extension("lock"))?;
+    f.lock()?;
+    Ok(f)
+}
+
 /// Writes a file atomically: a temporary sibling, fsync, rename, fsync of the folder.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), RunDirError> {
     let dir = path.parent().unwrap_or(Path::new("."));

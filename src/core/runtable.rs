@@ -342,28 +342,14 @@ pub fn parallel_coordinates<R: Borrow<RunRow>>(
     let mut axes: Vec<Vec<f64>> = Vec::new();
     let mut ranges = Vec::new();
     for f in fields {
-        let values: Vec<String> = with
-            .iter()
-            .map(|r| r.fields.get(f).cloned().unwrap_or_default())
-            .collect();
-        let numeric: Option<Vec<f64>> = values.iter().map(|v| v.parse().ok()).collect();
-        let column = match numeric {
-            Some(n) => n,
-            None => {
-                let mut distinct = values.clone();
-                distinct.sort();
-                distinct.dedup();
-                values
-                    .iter()
-                    .map(|v| distinct.iter().position(|d| d == v).unwrap_or(0) as f64)
-                    .collect()
-            }
-        };
+        let FieldColumn {
+            values,
+            column,
+            numeric,
+            log,
+        } = field_column(&with, f, declared_log);
         let (lo, hi) = min_max(&column);
-        let numeric = values.iter().all(|v| v.parse::<f64>().is_ok());
-        // A field searched log-uniformly, or positive over more than two decades, is drawn on a
-        // log axis: learning rates from 1e-5 to 1e-2 spread out instead of lying on the floor.
-        let log = numeric && lo > 0.0 && (declared_log.contains(f) || numfmt::wants_log(lo, hi));
+        // A log axis: learning rates from 1e-5 to 1e-2 spread out instead of lying on the floor.
         let column = if log {
             column.iter().map(|v| v.log10()).collect()
         } else {
@@ -408,6 +394,47 @@ pub fn parallel_coordinates<R: Borrow<RunRow>>(
     ParallelCoordinates {
         axes: ranges,
         lines,
+    }
+}
+
+/// One field over some runs, as parallel coordinates and importance read it.
+struct FieldColumn {
+    /// Each run's value as written.
+    values: Vec<String>,
+    /// The numbers, or for text each value's rank among the field's distinct values.
+    column: Vec<f64>,
+    numeric: bool,
+    /// Searched log-uniformly (declared), or positive over more than two decades.
+    log: bool,
+}
+
+fn field_column(
+    rows: &[&RunRow],
+    f: &str,
+    declared_log: &std::collections::BTreeSet<String>,
+) -> FieldColumn {
+    let values: Vec<String> = rows
+        .iter()
+        .map(|r| r.fields.get(f).cloned().unwrap_or_default())
+        .collect();
+    let parsed: Option<Vec<f64>> = values.iter().map(|v| v.parse().ok()).collect();
+    let numeric = parsed.is_some();
+    let column = parsed.unwrap_or_else(|| {
+        let mut distinct = values.clone();
+        distinct.sort();
+        distinct.dedup();
+        values
+            .iter()
+            .map(|v| distinct.iter().position(|d| d == v).unwrap_or(0) as f64)
+            .collect()
+    });
+    let (lo, hi) = min_max(&column);
+    let log = numeric && lo > 0.0 && (declared_log.contains(f) || numfmt::wants_log(lo, hi));
+    FieldColumn {
+        values,
+        column,
+        numeric,
+        log,
     }
 }
 
@@ -525,23 +552,9 @@ pub fn importance<R: Borrow<RunRow>>(
     let mut columns: Vec<Vec<f64>> = Vec::new();
     let mut log = Vec::new();
     for f in fields {
-        let values: Vec<String> = with
-            .iter()
-            .map(|r| r.fields.get(f).cloned().unwrap_or_default())
-            .collect();
-        let numeric: Option<Vec<f64>> = values.iter().map(|v| v.parse().ok()).collect();
-        let column = numeric.unwrap_or_else(|| {
-            let mut distinct = values.clone();
-            distinct.sort();
-            distinct.dedup();
-            values
-                .iter()
-                .map(|v| distinct.iter().position(|d| d == v).unwrap_or(0) as f64)
-                .collect()
-        });
-        let (lo, hi) = min_max(&column);
-        log.push(lo > 0.0 && (declared_log.contains(f) || numfmt::wants_log(lo, hi)));
-        columns.push(column);
+        let c = field_column(&with, f, declared_log);
+        log.push(c.log);
+        columns.push(c.column);
     }
     let x: Vec<Vec<f64>> = (0..with.len())
         .map(|i| columns.iter().map(|c| c[i]).collect())
@@ -706,20 +719,13 @@ impl Tracked {
                     }
                 }
                 Event::TrialStopped {
-                    step,
                     rung,
                     metric,
                     value,
                     cut,
+                    ..
                 } => {
-                    let s = super::pruner::Stopped {
-                        step,
-                        rung,
-                        value,
-                        cut,
-                        metric,
-                    };
-                    r.stopped_early = Some(s.describe());
+                    r.stopped_early = Some(super::pruner::describe_stop(rung, &metric, value, cut));
                 }
                 Event::RunFinished { step, outcome, .. } => {
                     r.step = r.step.max(step);

@@ -378,14 +378,7 @@ impl RunView {
                 value,
                 cut,
             } => {
-                let said = crate::core::pruner::Stopped {
-                    step,
-                    rung,
-                    value,
-                    cut,
-                    metric,
-                }
-                .describe();
+                let said = crate::core::pruner::describe_stop(rung, &metric, value, cut);
                 self.marker(
                     step,
                     MarkerKind::Sweep,

@@ -110,7 +110,7 @@ struct Session<'a> {
     /// A stop signal this rank received, not yet exchanged with the others.
     signal_here: Option<String>,
     /// The stop signal every rank has agreed to stop on, at the next step boundary.
-    stop_by: Option<String>,
+    stop_by: Option<StopBy>,
     /// Live edits a resumed run makes again, at the steps they were made: `(step, field,
     /// value)` in order.
     replay: std::collections::VecDeque<(u64, String, f64)>,
@@ -125,6 +125,15 @@ struct Session<'a> {
     sched_here: bool,
 }
 
+/// Why every rank stops at the next step boundary, with a checkpoint.
+#[derive(Debug, Clone)]
+enum StopBy {
+    /// A stop signal (`SIGTERM`), with the ranks it reached when several train.
+    Signal { name: String, reach: Option<String> },
+    /// The sweep's scheduler stopped this trial.
+    Scheduler,
+}
+
 /// A sweep's trial: its link to the sweep's state, the metric it reports and its direction.
 #[derive(Debug)]
 struct Trial {
@@ -135,11 +144,14 @@ struct Trial {
 
 /// The trial a run folder is, with the metric its scheduler ranks: the one the sweep names,
 /// else the family's main validation metric (else its first), in its declared direction.
-fn trial_of(dir: &Path, metrics: &[MetricDef]) -> Result<Option<Trial>, String> {
+fn trial_of(
+    dir: &Path,
+    metrics: &[MetricDef],
+) -> Result<Option<Trial>, crate::core::pruner::PrunerError> {
     let Some(link) = crate::core::pruner::TrialLink::read(dir) else {
         return Ok(None);
     };
-    let state = crate::core::pruner::read(&link.state).map_err(|e| e.to_string())?;
+    let state = crate::core::pruner::read(&link.state)?;
     let validation = |m: &&MetricDef| matches!(m.kind, MetricKind::Validation { .. });
     let named = state
         .scheduler
@@ -154,10 +166,10 @@ fn trial_of(dir: &Path, metrics: &[MetricDef]) -> Result<Option<Trial>, String> 
             .or_else(|| metrics.iter().find(validation)),
     };
     let Some(def) = def else {
-        return Err(format!(
-            "the sweep's scheduler ranks `{}`, which this family does not validate",
+        return Err(crate::core::pruner::PrunerError::Config(format!(
+            "it ranks `{}`, which this family does not validate",
             named.unwrap_or("a validation metric")
-        ));
+        )));
     };
     Ok(Some(Trial {
         link,
@@ -724,7 +736,10 @@ impl Session<'_> {
                     }
                     Command::StopBySignal(signal) => {
                         if dist::group().is_none() {
-                            self.stop_by = Some(signal);
+                            self.stop_by = Some(StopBy::Signal {
+                                name: signal,
+                                reach: None,
+                            });
                             return self.stop_by_signal();
                         }
                         // Said to the other ranks with the next step's scalars; every rank
@@ -1124,7 +1139,7 @@ impl Session<'_> {
             let mut shares = values.split_off(scalars.len());
             let scheduled = shares.pop().unwrap_or(0.0) > 0.0;
             if scheduled {
-                self.stop_by = Some("scheduler (a sweep trial stopped by rank 0's report)".into());
+                self.stop_by = Some(StopBy::Scheduler);
             }
             for (slot, v) in scalars.iter_mut().zip(values) {
                 slot.1 = v;
@@ -1132,7 +1147,10 @@ impl Session<'_> {
             if let Some((s, share)) = signals.iter().zip(shares).find(|(_, v)| *v > 0.0) {
                 let (_, world) = dist::rank_and_world();
                 let ranks = (share * world as f64).round() as usize;
-                self.stop_by = Some(format!("{} (on {ranks} of {world} ranks)", s.name()));
+                self.stop_by = Some(StopBy::Signal {
+                    name: s.name().to_string(),
+                    reach: Some(format!("on {ranks} of {world} ranks")),
+                });
             }
         }
         // Test hook: `nan-loss-once:S` is a NaN the first time step S trains in this process
@@ -1579,7 +1597,7 @@ impl Session<'_> {
                 if dist::group().is_some() {
                     self.sched_here = true;
                 } else {
-                    self.stop_by = Some(format!("scheduler ({})", st.describe()));
+                    self.stop_by = Some(StopBy::Scheduler);
                 }
                 Ok(())
             }
@@ -1672,11 +1690,20 @@ impl Session<'_> {
         self.emitter.sync()
     }
 
-    /// Ends the run on the signal every rank agreed on, with a checkpoint of this step.
+    /// Ends the run on the signal every rank agreed on (or the scheduler's stop), with a
+    /// checkpoint of this step.
     fn stop_by_signal(&mut self) -> Result<Ended, EngineError> {
-        let signal = self.stop_by.clone().unwrap_or_default();
+        let stop = self.stop_by.clone();
         self.checkpoint(false, None)?;
-        if self.root && signal.starts_with("scheduler") {
+        let signal = match &stop {
+            Some(StopBy::Signal {
+                name,
+                reach: Some(r),
+            }) => format!("{name} ({r})"),
+            Some(StopBy::Signal { name, reach: None }) => name.clone(),
+            Some(StopBy::Scheduler) | None => String::new(),
+        };
+        if self.root && matches!(stop, Some(StopBy::Scheduler)) {
             let root = self.plan.run_dir.root().display().to_string();
             self.emitter.emit(Event::Log {
                 step: self.c.step,
@@ -1720,10 +1747,10 @@ impl Session<'_> {
             step: self.c.step,
             outcome,
             // The signal's own name, without the ranks it reached.
-            signal: self
-                .stop_by
-                .as_deref()
-                .map(|s| s.split_once(' ').map_or(s, |(name, _)| name).to_string()),
+            signal: self.stop_by.as_ref().map(|s| match s {
+                StopBy::Signal { name, .. } => name.clone(),
+                StopBy::Scheduler => "scheduler".to_string(),
+            }),
         })
     }
 }

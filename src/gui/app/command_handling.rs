@@ -33,10 +33,11 @@ impl WorkbenchApp {
             UiAction::Overlay(dir, on) => self.overlay(&dir, on),
             UiAction::PlotGroup(dirs) => self.plot_group(&dirs),
             UiAction::Importance(key) => {
+                let wanted: std::collections::HashSet<&PathBuf> = key.0.iter().collect();
                 let rows: Vec<crate::core::runtable::RunRow> = self
                     .run_list
                     .iter()
-                    .filter(|r| key.0.contains(&r.dir))
+                    .filter(|r| wanted.contains(&r.dir))
                     .cloned()
                     .collect();
                 let log = rows

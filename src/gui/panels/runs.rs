@@ -482,16 +482,7 @@ impl RunsTable {
             ui.label(RichText::new("Importance needs runs that differ in preset fields and report a validation metric.").weak());
             return;
         }
-        if !metrics.contains(&self.metric) {
-            self.metric = most_reported(shown, metrics);
-        }
-        egui::ComboBox::from_label("metric ")
-            .selected_text(&self.metric)
-            .show_ui(ui, |ui| {
-                for m in metrics {
-                    ui.selectable_value(&mut self.metric, m.clone(), m);
-                }
-            });
+        self.metric_ui(ui, shown, metrics, "metric ");
         let key: ImportanceKey = (
             shown.iter().map(|r| r.dir.clone()).collect(),
             fields.to_vec(),
@@ -900,16 +891,7 @@ impl RunsTable {
             ui.label(RichText::new("Parallel coordinates need runs that differ in preset fields (a sweep) and report a validation metric.").weak());
             return;
         }
-        if !metrics.contains(&self.metric) {
-            self.metric = most_reported(shown, metrics);
-        }
-        egui::ComboBox::from_label("metric")
-            .selected_text(&self.metric)
-            .show_ui(ui, |ui| {
-                for m in metrics {
-                    ui.selectable_value(&mut self.metric, m.clone(), m);
-                }
-            });
+        self.metric_ui(ui, shown, metrics, "metric");
         let declared = shown.first().map(|r| r.log_fields.as_ref());
         let none = std::collections::BTreeSet::new();
         let pc =
@@ -957,6 +939,23 @@ impl RunsTable {
                         .map(|n| n.to_string_lossy().into_owned())
                         .unwrap_or_default();
                     pu.line(Line::new(name, PlotPoints::from(pts)).color(color));
+                }
+            });
+    }
+}
+
+impl RunsTable {
+    /// The metric compared (parallel coordinates, importance): the one picked, else the one
+    /// most of the shown runs report. `salt` keeps the two views' pickers apart.
+    fn metric_ui(&mut self, ui: &mut Ui, shown: &[&RunRow], metrics: &[String], salt: &str) {
+        if !metrics.contains(&self.metric) {
+            self.metric = most_reported(shown, metrics);
+        }
+        egui::ComboBox::new(("metric", salt), "metric")
+            .selected_text(&self.metric)
+            .show_ui(ui, |ui| {
+                for m in metrics {
+                    ui.selectable_value(&mut self.metric, m.clone(), m);
                 }
             });
     }
