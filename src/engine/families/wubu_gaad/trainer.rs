@@ -990,10 +990,12 @@ mod tests {
                 .sum::<f64>()
                 .sqrt()
         };
+        // w = r / (a + 1e-4): the weighted norm falls short of the reconstruction's by exactly
+        // w * 1e-4 (a share that depends on the random draw, so it is taken out, not tolerated).
         let (r, a) = (norm(&recon), norm(&(&adv * w)));
         assert!(
-            (r - a).abs() <= 1e-3 * r,
-            "recon {r}, weighted adversarial {a}"
+            (r - a - w * 1e-4).abs() <= 1e-5 * r,
+            "recon {r}, weighted adversarial {a}, weight {w}"
         );
         let scalars = t
             .train_step(&StepCtx {
