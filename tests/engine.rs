@@ -380,6 +380,82 @@ fn a_kill_during_a_checkpoint_write_leaves_the_previous_checkpoint_loadable() {
     );
 }
 
+/// The bottleneck verdicts a run logged: `(step, line)`.
+fn bottlenecks(run: &Path) -> Vec<(u64, String)> {
+    let dir = RunDir::open(run).expect("run");
+    let log = workbench::core::runlog::read_all(&dir.events_path()).expect("log");
+    log.events
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Health {
+                step,
+                signal: HealthSignal::Bottleneck,
+                message,
+                ..
+            } => Some((step, message)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A slow data path (50 ms more per batch, the `slow-data` failpoint) is said as input-bound
+/// at the first verdict, step 20, within 10 s of the start; the same run without it is not.
+#[test]
+fn a_slow_data_path_is_reported_as_input_bound() {
+    let slow = tempfile::tempdir().expect("tmp");
+    assert_success(&smoke_failing_at(slow.path(), "slow-data:0"));
+    let run = only_run(slow.path());
+    let said = bottlenecks(&run);
+    let (step, line) = said.first().expect("a verdict");
+    assert_eq!(*step, 20, "{said:?}");
+    assert!(line.starts_with("input-bound: data wait "), "{line}");
+    let share: f64 = line["input-bound: data wait ".len()..]
+        .split(' ')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .expect("a share");
+    assert!(share >= 40.0, "{line}");
+    let dir = RunDir::open(&run).expect("run");
+    let log = workbench::core::runlog::read_all(&dir.events_path()).expect("log");
+    let started = log
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::RunStarted { wall_time, .. } => Some(*wall_time),
+            _ => None,
+        })
+        .expect("started");
+    let at = log
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::Scalars { rows } => rows.iter().find(|r| r.step >= 20).map(|r| r.wall_time),
+            _ => None,
+        })
+        .expect("a row at step 20");
+    assert!(
+        at - started < 10.0,
+        "said {} s after the start",
+        at - started
+    );
+    // The data's share of each logged row's step time is the same story, row by row.
+    let rows = common::all_scalars(&run);
+    let row = rows
+        .values()
+        .rev()
+        .find(|r| r.contains_key("time_data_ms"))
+        .expect("a timed row");
+    assert!(row["time_data_ms"] >= 50.0 && row["time_data_ms"] <= row["step_time_ms"]);
+
+    let fast = tempfile::tempdir().expect("tmp");
+    assert_success(&smoke_failing_at(fast.path(), "none:0"));
+    let said = bottlenecks(&only_run(fast.path()));
+    assert!(
+        said.iter().all(|(_, l)| !l.starts_with("input-bound")),
+        "{said:?}"
+    );
+}
+
 #[test]
 fn a_nan_loss_stops_the_run_cleanly_with_exit_code_1() {
     let runs = tempfile::tempdir().expect("tmp");

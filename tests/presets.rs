@@ -460,6 +460,33 @@ fn every_shipped_preset_trains_each_phase_at_a_tiny_size() {
                 assert!(!message.contains("without declaring"), "{shown}: {message}");
             }
         }
+        // Where each step's time went: the parts add up to the step's time within 2 %, and
+        // the networks' own forward and backward passes are among them.
+        let mut rows = 0;
+        let (mut passes, mut all) = (0.0, 0.0);
+        for (step, row) in common::all_scalars(&dir) {
+            let Some(&total) = row.get("step_time_ms") else {
+                continue;
+            };
+            let parts: f64 = row
+                .iter()
+                .filter(|(k, _)| k.starts_with("time_"))
+                .map(|(_, v)| v)
+                .sum();
+            assert!(
+                (parts - total).abs() <= 0.02 * total,
+                "{shown}: at step {step} the parts add up to {parts} ms of {total} ms: {row:?}"
+            );
+            passes += row
+                .iter()
+                .filter(|(k, _)| k.ends_with("_forward_ms") || k.ends_with("_backward_ms"))
+                .map(|(_, v)| v)
+                .sum::<f64>();
+            all += total;
+            rows += 1;
+        }
+        assert!(rows >= count, "{shown}: {rows} rows with step times");
+        assert!(passes > 0.0, "{shown}: no forward or backward in {all} ms");
         let scalars = common::scalars(&dir);
         let validated_steps = scalars
             .values()

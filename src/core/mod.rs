@@ -23,6 +23,7 @@ pub mod scheduler;
 pub mod series;
 pub mod signals;
 pub mod slurm;
+pub mod steptime;
 pub mod sweep;
 pub mod synthetic;
 pub mod timefmt;

@@ -121,6 +121,10 @@ pub enum HealthSignal {
     ExplodingLoss,
     ModeCollapse,
     NonFiniteLoss,
+    /// One part of the step (data, validation, logging, ...) takes most of its time.
+    Bottleneck,
+    /// Under data parallelism, one rank's own work makes the others wait.
+    Straggler,
 }
 
 impl HealthSignal {
@@ -133,6 +137,8 @@ impl HealthSignal {
             Self::ExplodingLoss => "exploding loss",
             Self::ModeCollapse => "suspected mode collapse",
             Self::NonFiniteLoss => "non-finite loss",
+            Self::Bottleneck => "bottleneck",
+            Self::Straggler => "straggler",
         }
     }
 }
@@ -460,6 +466,10 @@ pub enum MetricKind {
     Counter,
     /// A diagnostic: gradient norms, per-path errors.
     Diagnostic,
+    /// Milliseconds a step spent in one of its parts (`engine::timing`), or its total.
+    Timing,
+    /// The process and its devices, sampled beside the steps: CPU, memory, GPU use, power.
+    System,
 }
 
 impl MetricKind {
@@ -473,13 +483,18 @@ impl MetricKind {
             Self::Setting => (3, "settings"),
             Self::Controller => (4, "controllers"),
             Self::Counter => (5, "counters"),
+            Self::Timing => (6, "step time"),
+            Self::System => (7, "system"),
         }
     }
 
     /// Settings, controller internals and counters start collapsed on the dashboard.
     #[must_use]
     pub fn collapsed(self) -> bool {
-        matches!(self, Self::Setting | Self::Controller | Self::Counter)
+        matches!(
+            self,
+            Self::Setting | Self::Controller | Self::Counter | Self::Timing | Self::System
+        )
     }
 }
 
@@ -526,6 +541,29 @@ impl MetricDef {
     pub fn validation(name: &str, higher_is_better: bool) -> Self {
         Self {
             kind: MetricKind::Validation { higher_is_better },
+            ..Self::loss(name)
+        }
+    }
+
+    /// Milliseconds of a step's part, averaged between log points (`engine::timing`). Not
+    /// in `losses.csv`: its rows are the run's numbers, which a resume reproduces exactly.
+    #[must_use]
+    pub fn timing(name: &str) -> Self {
+        Self {
+            kind: MetricKind::Timing,
+            csv: false,
+            ..Self::loss(name)
+        }
+    }
+
+    /// A sample of the process or a device, the latest at each log point (not in
+    /// `losses.csv`, as timings).
+    #[must_use]
+    pub fn system(name: &str) -> Self {
+        Self {
+            kind: MetricKind::System,
+            aggregate: Aggregate::Last,
+            csv: false,
             ..Self::loss(name)
         }
     }

@@ -22,6 +22,7 @@ use crate::core::protocol::{
 };
 use crate::core::rundir::{CsvLog, RunDir, RunDirError};
 use crate::core::signals::StopSignal;
+use crate::core::steptime;
 use crate::core::timefmt::unix_now;
 use crate::engine::checkpoint::{self, BestEntry, Loaded};
 use crate::engine::data::volumes::write_nifti;
@@ -32,7 +33,7 @@ use crate::engine::trainer::{
     injected_failure, panic_text, PhaseAt, Reconstruction, Rgba, StepCtx, StepError, Trainer,
     VolumePair,
 };
-use crate::engine::{dist, EngineError};
+use crate::engine::{dist, timing, EngineError};
 
 /// Counters saved in every checkpoint.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -123,6 +124,11 @@ struct Session<'a> {
     /// The scheduler stopped this trial; under data parallelism every rank stops after the
     /// next exchange.
     sched_here: bool,
+    /// The last steps' parts, for the bottleneck and straggler verdicts.
+    times: steptime::Window,
+    /// The bottleneck and the straggling rank last said, so each is said when it changes.
+    said_bottleneck: Option<&'static str>,
+    said_straggler: Option<usize>,
 }
 
 /// Why every rank stops at the next step boundary, with a checkpoint.
@@ -244,6 +250,14 @@ fn lr_fields(preset: &AnyPreset) -> Vec<String> {
 fn declared_metrics(preset: &ValidatedPreset, trainer: &dyn Trainer) -> Vec<MetricDef> {
     let mut all = session_metrics();
     all.extend(trainer.metrics());
+    all.push(MetricDef::timing(timing::STEP_MS));
+    all.extend(
+        trainer
+            .timed_parts()
+            .iter()
+            .chain(&timing::SHARED)
+            .map(|p| MetricDef::timing(&timing::metric_name(p))),
+    );
     let controlled = (0..preset.preset().phases().len().max(1))
         .any(|i| preset.for_phase(i).lr_control().enabled);
     if controlled {
@@ -405,6 +419,9 @@ pub fn run(
         columns,
         trial: None,
         sched_here: false,
+        times: steptime::Window::default(),
+        said_bottleneck: None,
+        said_straggler: None,
     };
     if s.root {
         match trial_of(s.plan.run_dir.root(), &s.metrics) {
@@ -1104,6 +1121,7 @@ impl Session<'_> {
             },
         };
         let t0 = Instant::now();
+        timing::start();
         self.emitter.step = ctx.step;
         // A panic inside a step (an infallible tch call that met a libtorch error) fails the
         // run like an error does; the panic hook keeps it off the terminal.
@@ -1111,6 +1129,7 @@ impl Session<'_> {
             injected_failure(ctx.step)?;
             self.trainer.train_step(&ctx)
         }));
+        timing::enter(timing::SESSION);
         let failed = match result {
             Ok(Ok(scalars)) => Ok(scalars),
             Ok(Err(e)) => Err(e),
@@ -1209,7 +1228,10 @@ impl Session<'_> {
             return Err(EngineError::NonFinite(message));
         }
         self.control(&scalars)?;
-        self.emit_family_events()?;
+        {
+            let _logging = timing::scope(timing::LOGGING);
+            self.emit_family_events()?;
+        }
         for (k, v) in scalars {
             let aggregate = match self.metrics.iter().find(|m| m.name == k) {
                 Some(m) => m.aggregate,
@@ -1236,6 +1258,7 @@ impl Session<'_> {
         }
         let (log_every, sample_every, validate_every, ckpt_every, _) = cadences(&self.cfg);
         let step = self.c.step;
+        let logging = timing::scope(timing::LOGGING);
         if step.is_multiple_of(log_every.max(1)) {
             self.log_scalars()?;
         }
@@ -1244,14 +1267,91 @@ impl Session<'_> {
         if due(step, sample_every).is_some() {
             self.sample()?;
         }
+        drop(logging);
         if let Some(when) = due(step, validate_every) {
+            let _validation = timing::scope(timing::VALIDATION);
             self.validate(when == Due::Regular)?;
         }
         if ckpt_every > 0 && step.is_multiple_of(ckpt_every) {
+            let _checkpoint = timing::scope(timing::CHECKPOINT);
             self.check_ranks(false)?;
             self.checkpoint(false, None)?;
         }
-        self.csv_flush()
+        {
+            let _logging = timing::scope(timing::LOGGING);
+            self.csv_flush()?;
+        }
+        self.step_timed(t0)
+    }
+
+    /// Adds the step's parts and total (to be logged with the next row) and says when one
+    /// part dominates the last steps or, under data parallelism, one rank is the straggler.
+    fn step_timed(&mut self, t0: Instant) -> Result<(), EngineError> {
+        let parts = timing::finish();
+        let total = t0.elapsed().as_secs_f64();
+        let mut add = |name: String, secs: f64| {
+            let e = self.c.accum.entry(name).or_insert((0.0, 0));
+            e.0 += 1e3 * secs;
+            e.1 += 1;
+        };
+        add(timing::STEP_MS.to_string(), total);
+        // Every declared part, 0 where the step had none, so each logged mean is over the same
+        // steps and the means add up as the steps' times do.
+        let mut names: Vec<&str> = self.trainer.timed_parts().to_vec();
+        names.extend(timing::SHARED);
+        for (part, _) in &parts {
+            if !names.contains(part) {
+                names.push(part);
+            }
+        }
+        for part in names {
+            let secs = parts
+                .iter()
+                .find(|(p, _)| *p == part)
+                .map_or(0.0, |(_, s)| *s);
+            add(timing::metric_name(part), secs);
+        }
+        self.times.push(parts);
+        // Every 20 steps over the last 100: every rank at the same steps (the straggler's
+        // exchange is a collective).
+        if !(self.c.step.is_multiple_of(20) && self.times.len() >= 20) {
+            return Ok(());
+        }
+        let steps = self.times.len();
+        if dist::group().is_some() {
+            let (rank, world) = dist::rank_and_world();
+            let mut busy = vec![0.0; world];
+            busy[rank] = self.times.busy(timing::COLLECTIVES) * world as f64;
+            dist::mean_values(&mut busy)?;
+            let slow = steptime::straggler(&busy, steps);
+            if self.root && slow.as_ref().map(|s| s.0) != self.said_straggler {
+                self.said_straggler = slow.as_ref().map(|s| s.0);
+                if let Some((_, line)) = slow {
+                    self.emitter.emit(Event::Health {
+                        step: self.c.step,
+                        signal: HealthSignal::Straggler,
+                        message: line,
+                        suggestion: "check that rank's device and data (a shared GPU, a slow \
+                                     disk or a throttled node); the others wait for it at every \
+                                     step"
+                            .into(),
+                    })?;
+                }
+            }
+        }
+        let verdict = steptime::verdict(&self.times.totals(), steps);
+        if verdict.as_ref().map(|v| v.part) != self.said_bottleneck {
+            self.said_bottleneck = verdict.as_ref().map(|v| v.part);
+            if let (Some(v), true) = (verdict, self.root) {
+                self.emitter.emit(Event::Health {
+                    step: self.c.step,
+                    signal: HealthSignal::Bottleneck,
+                    message: v.line,
+                    suggestion: v.suggestion.into(),
+                })?;
+            }
+        }
+        Ok(())
     }
 
     /// Says once that a trainer reported a scalar it did not declare (it is logged, averaged,

@@ -325,6 +325,12 @@ pub trait Trainer: std::fmt::Debug {
     /// What each scalar the trainer reports is: every name [`Self::train_step`] and
     /// [`Self::validate`] return must be declared here.
     fn metrics(&self) -> Vec<MetricDef>;
+    /// The parts of a step the trainer marks with `engine::timing::enter` (each network's
+    /// forward and backward: "critic forward"), beside the shared ones (`timing::SHARED`);
+    /// the session declares a timing scalar for each.
+    fn timed_parts(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// Takes a configuration: a phase's (learning rates, loss weights, augmentation, ...) or
     /// the one a live edit makes. What a trainer cannot take (a model it cannot load for a
     /// weight turned on) it refuses, unchanged, with the reason.

@@ -31,10 +31,25 @@ pub fn run_to_end(req: RunRequest) -> (PathBuf, Vec<Event>) {
     (dir, events)
 }
 
-/// Every logged scalar by step.
+/// Every logged scalar by step, but the measurements of the machine (step times, system
+/// samples), which no two runs share: what an exact resume or branch must reproduce.
 pub fn scalars(run: &Path) -> BTreeMap<u64, BTreeMap<String, f64>> {
+    let mut all = all_scalars(run);
+    for row in all.values_mut() {
+        row.retain(|k, _| !measured(k));
+    }
+    all
+}
+
+/// Every logged scalar by step, the machine's measurements included.
+pub fn all_scalars(run: &Path) -> BTreeMap<u64, BTreeMap<String, f64>> {
     let (by_step, _) = export::scalars_by_step(&RunDir::open(run).expect("run")).expect("scalars");
     by_step.into_iter().map(|(s, (_, v))| (s, v)).collect()
+}
+
+/// A step time or a system sample (`MetricKind::Timing` and `System`).
+pub fn measured(name: &str) -> bool {
+    name == "step_time_ms" || name.starts_with("time_") || name.starts_with("sys_")
 }
 
 /// Held by every test of a binary that trains in-process where exact repetition matters:

@@ -559,6 +559,7 @@ static GROUP: OnceLock<ProcessGroup> = OnceLock::new();
 static STEP_COLLECTIVES_NANOS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 fn timed<T>(f: impl FnOnce() -> T) -> T {
+    let _part = crate::engine::timing::scope(crate::engine::timing::COLLECTIVES);
     let t0 = std::time::Instant::now();
     let out = f();
     let nanos = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);

@@ -93,6 +93,7 @@ impl Adam {
 
     /// One update with the current hyperparameters. Parameters without a gradient are skipped.
     pub fn step(&mut self) {
+        let _part = crate::engine::timing::scope(crate::engine::timing::OPTIMISER);
         self.step += 1;
         let t = self.step as f64;
         let bias1 = 1.0 - self.beta1.powf(t);

@@ -208,6 +208,7 @@ impl RiemannianSgd {
     /// One update with the current `lr` and `momentum`. Returns the names of parameters whose
     /// gradient was not finite (skipped, their momentum dropped).
     pub fn step(&mut self) -> Vec<String> {
+        let _part = crate::engine::timing::scope(crate::engine::timing::OPTIMISER);
         self.step += 1;
         let (lr, m, wd, clip) = (
             self.lr,

@@ -10,7 +10,12 @@ use crate::core::rng::{derive_seed, SplitMix64, Stream};
 use crate::engine::data::latents::{LatentBatch, LatentSet, Split};
 use crate::engine::optim::{clip_global_norm, scale_grads, Adam, LossScale};
 use crate::engine::trainer::{ActionExplorer, Explored, Part, PhaseAt, Reconstruction, Rgba, StepCtx, StepError, Trainer, TrainerError, Validation, all_reduce_failed};
-use crate::engine::EngineError;
+use crate::engine::{timing, EngineError};
+
+/// The parts of a step the trainer marks (`engine::timing`): the encoder, quantiser and
+/// decoder train as one model.
+const FORWARD: &str = "model forward";
+const BACKWARD: &str = "model backward";
 
 /// A fixed projection of latent channels to RGB for pictures: the identity for 3 channels in
 /// [-1, 1] (video pixels), else the first three principal components of a batch of training
@@ -802,6 +807,10 @@ impl Trainer for LatentActionTrainer {
         "lower train.lr 3-10x or train.grad_clip, then resume from the last good checkpoint"
     }
 
+    fn timed_parts(&self) -> &'static [&'static str] {
+        &[FORWARD, BACKWARD]
+    }
+
     fn train_step(&mut self, ctx: &StepCtx) -> Result<Vec<(&'static str, f64)>, StepError> {
         crate::engine::trainer::injected_failure(ctx.step)?;
         self.step = ctx.step + 1;
@@ -812,12 +821,12 @@ impl Trainer for LatentActionTrainer {
             Some(b) => b.x.shallow_clone(),
             None => {
                 let idx = self.indices(ctx.epoch, ctx.batch_in_epoch);
-                self.data
-                    .batch(Split::Train, &idx, self.device)
+                timing::data(ctx.step, || self.data.batch(Split::Train, &idx, self.device))
                     .map_err(|e| StepError::new("reading the batch", e))?
                     .x
             }
         };
+        timing::enter(FORWARD);
         let t = x.size()[1];
         let anchor = self.rollout_anchor(t, &mut rng);
         // Mixed precision: float16 autocast on CUDA with a dynamic loss scale (GradScaler).
@@ -830,6 +839,7 @@ impl Trainer for LatentActionTrainer {
         };
         let loss = &f.mse * w.reconstruction_weight + &f.vq + &roll * w.rollout_weight;
         let loss_mae = &f.mae * w.reconstruction_weight + &f.vq + &roll_mae * w.rollout_weight;
+        timing::enter(BACKWARD);
         self.opt_enc.zero_grad();
         self.opt_main.zero_grad();
         let params = self.trainable();

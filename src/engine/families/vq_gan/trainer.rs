@@ -11,7 +11,14 @@ use crate::engine::nn::init::{self, Rule};
 use crate::engine::nn::vq3d::{self, Decoder3d, EmaCodebook, Encoder3d, NLayerDiscriminator, Pad};
 use crate::engine::optim::{clip_global_norm, scale_grads, Adam, LossScale};
 use crate::engine::trainer::{Part, Reconstruction, Rgba, StepCtx, StepError, Trainer, TrainerError, Validation, VolumePair, all_reduce_failed};
-use crate::engine::EngineError;
+use crate::engine::{timing, EngineError};
+
+/// The parts of a step the trainer marks (`engine::timing`); the critics' forward inside the
+/// autoencoder's adversarial loss counts as the autoencoder's.
+const AE_FORWARD: &str = "autoencoder forward";
+const AE_BACKWARD: &str = "autoencoder backward";
+const CRITIC_FORWARD: &str = "critics forward";
+const CRITIC_BACKWARD: &str = "critics backward";
 
 fn scalar(t: &Tensor) -> f64 {
     t.double_value(&[])
@@ -503,6 +510,10 @@ impl Trainer for VqGanTrainer {
         "lower train.lr 3-10x, or the GAN weights, then resume from the last good checkpoint"
     }
 
+    fn timed_parts(&self) -> &'static [&'static str] {
+        &[AE_FORWARD, AE_BACKWARD, CRITIC_FORWARD, CRITIC_BACKWARD]
+    }
+
     fn train_step(&mut self, ctx: &StepCtx) -> Result<Vec<(&'static str, f64)>, StepError> {
         crate::engine::trainer::injected_failure(ctx.step)?;
         self.step = ctx.step + 1;
@@ -517,6 +528,7 @@ impl Trainer for VqGanTrainer {
             .collect();
         // The batch as one tensor on the device, flipped there; patches are views of it, so
         // no voxel is copied one at a time.
+        let data = timing::scope(timing::DATA);
         let vols: Vec<&Volume> = idx.iter().map(|&i| &self.data.train[i]).collect();
         let x = self.stack(&vols);
         let items: Vec<Tensor> = vols
@@ -564,6 +576,7 @@ impl Trainer for VqGanTrainer {
         };
         // Each piece's losses are means over its items: weighted by its share of the step's
         // items, the step is the mean over all of them.
+        drop(data);
         let total: i64 = pieces.iter().map(|p| p.size()[0]).sum();
         let share = |x: &Tensor| x.size()[0] as f64 / total.max(1) as f64;
         let t = self.cfg.train.clone();
@@ -591,6 +604,7 @@ impl Trainer for VqGanTrainer {
         };
         self.opt_ae.zero_grad();
         for x in &pieces {
+            timing::enter(AE_FORWARD);
             let w = share(x);
             let (xr, q) = tch::autocast(amp, || self.ae.forward(x, true));
             let xr = xr.to_kind(Kind::Float);
@@ -631,6 +645,7 @@ impl Trainer for VqGanTrainer {
             let adv = &g_img * t.image_gan_weight + &g_vid * t.video_gan_weight;
             let fm = (&fm_img + &fm_vid) * t.gan_feat_weight;
             let aeloss = &recon + &commitment + &adv + &perceptual + &fm;
+            timing::enter(AE_BACKWARD);
             (&aeloss * (w * ae_scale))
                 .f_backward()
                 .map_err(StepError::at("autoencoder backward"))?;
@@ -666,6 +681,7 @@ impl Trainer for VqGanTrainer {
             self.opt_ae.step();
         }
         if t.double_forward && gan {
+            timing::enter(AE_FORWARD);
             // The originals' second optimiser pass runs the autoencoder again (in training
             // mode, so the EMA codebook updates a second time), even before the critics
             // start, when their loss is multiplied by 0.
@@ -679,6 +695,7 @@ impl Trainer for VqGanTrainer {
         if disc_on {
             self.opt_d.zero_grad();
             for (x, xr) in pieces.iter().zip(&done) {
+                timing::enter(CRITIC_FORWARD);
                 let w = share(x);
                 let zero = || x.zeros_like().mean(Kind::Float);
                 let (mut d_img, mut d_vid) = (zero(), zero());
@@ -698,6 +715,7 @@ impl Trainer for VqGanTrainer {
                     d_vid = self.disc_pair(&r, &g);
                 }
                 let dloss = &d_img * t.image_gan_weight + &d_vid * t.video_gan_weight;
+                timing::enter(CRITIC_BACKWARD);
                 (&dloss * (w * d_scale))
                     .f_backward()
                     .map_err(StepError::at("critic backward"))?;

@@ -9,7 +9,13 @@ use crate::engine::data::{augment, Augment, ImageSet};
 use crate::engine::metrics;
 use crate::engine::optim::Adam;
 use crate::engine::trainer::{Part, Rgba, StepCtx, StepError, Trainer, TrainerError, Validation, all_reduce_failed};
-use crate::engine::EngineError;
+use crate::engine::{timing, EngineError};
+
+/// The parts of a step the trainer marks (`engine::timing`).
+const CRITIC_FORWARD: &str = "critic forward";
+const CRITIC_BACKWARD: &str = "critic backward";
+const GENERATOR_FORWARD: &str = "generator forward";
+const GENERATOR_BACKWARD: &str = "generator backward";
 
 /// Trains one WGAN-GP.
 #[derive(Debug)]
@@ -203,6 +209,15 @@ impl Trainer for WganGpTrainer {
         )
     }
 
+    fn timed_parts(&self) -> &'static [&'static str] {
+        &[
+            CRITIC_FORWARD,
+            CRITIC_BACKWARD,
+            GENERATOR_FORWARD,
+            GENERATOR_BACKWARD,
+        ]
+    }
+
     fn metrics(&self) -> Vec<MetricDef> {
         vec![
             MetricDef::loss("d_loss")
@@ -271,10 +286,13 @@ impl Trainer for WganGpTrainer {
         crate::engine::seed_torch(self.seed, Stream::Step, ctx.step);
         let idx = self.indices(ctx.epoch, ctx.batch_in_epoch);
         let b = idx.len() as i64;
-        let real = augment(&self.data.batch(&idx, self.device), &self.augment_cfg()) * 2.0 - 1.0;
+        let real = timing::data(ctx.step, || {
+            augment(&self.data.batch(&idx, self.device), &self.augment_cfg()) * 2.0 - 1.0
+        });
         let z_dim = i64::from(self.cfg.model.latent_dim);
 
         // Critic step.
+        timing::enter(CRITIC_FORWARD);
         let z = crate::engine::dist::randn_rows(&[b, z_dim], (Kind::Float, self.device));
         let fake = tch::no_grad(|| self.g.forward_t(&z, true));
         let d_real = self.d.forward_t(&real, true).mean(Kind::Float);
@@ -282,6 +300,7 @@ impl Trainer for WganGpTrainer {
         let gp = gradient_penalty(|x| self.d.forward_t(x, true), &real, &fake)
             .map_err(StepError::at("gradient penalty"))?;
         let d_loss = &d_fake - &d_real + &gp * self.cfg.train.lambda_gp;
+        timing::enter(CRITIC_BACKWARD);
         self.opt_d.zero_grad();
         d_loss
             .f_backward()
@@ -313,11 +332,13 @@ impl Trainer for WganGpTrainer {
             CriticCounter::Global => ctx.step,
         };
         if (counter + 1) % n_critic == 0 {
+            timing::enter(GENERATOR_FORWARD);
             let z = crate::engine::dist::randn_rows(&[b, z_dim], (Kind::Float, self.device));
             let g_loss = -self
                 .d
                 .forward_t(&self.g.forward_t(&z, true), true)
                 .mean(Kind::Float);
+            timing::enter(GENERATOR_BACKWARD);
             self.opt_g.zero_grad();
             g_loss
                 .f_backward()

@@ -18,7 +18,16 @@ use crate::core::rng::Stream;
 use crate::engine::data::VideoSet;
 use crate::engine::optim::{AdamRule, RiemannianSgd};
 use crate::engine::trainer::{Part, Reconstruction, Rgba, StepCtx, StepError, Trainer, TrainerError, Validation, all_reduce_failed};
-use crate::engine::EngineError;
+use crate::engine::{timing, EngineError};
+
+/// The parts of a step the trainer marks (`engine::timing`): the encoder and generator's
+/// shared forward and their loss count as the generator's; the Q-controllers and heuristics
+/// as the controllers'.
+const GENERATOR_FORWARD: &str = "generator forward";
+const GENERATOR_BACKWARD: &str = "generator backward";
+const CRITIC_FORWARD: &str = "critic forward";
+const CRITIC_BACKWARD: &str = "critic backward";
+const CONTROLLERS: &str = "controllers";
 
 mod control;
 mod losses;
@@ -542,10 +551,21 @@ impl Trainer for WubuGaadTrainer {
         "lower train.lr_gen and the critics' rates 5-10x or tighten train.global_clip, then resume from the last good checkpoint"
     }
 
+    fn timed_parts(&self) -> &'static [&'static str] {
+        &[
+            GENERATOR_FORWARD,
+            GENERATOR_BACKWARD,
+            CRITIC_FORWARD,
+            CRITIC_BACKWARD,
+            CONTROLLERS,
+        ]
+    }
+
     fn train_step(&mut self, ctx: &StepCtx) -> Result<Vec<(&'static str, f64)>, StepError> {
         crate::engine::seed_torch(self.seed, Stream::Step, ctx.step);
         let starts = self.starts(ctx.epoch, ctx.batch_in_epoch);
-        let frames = self.data.batch(&starts, self.device);
+        let frames = timing::data(ctx.step, || self.data.batch(&starts, self.device));
+        timing::enter(GENERATOR_FORWARD);
         let f = self
             .forward(&frames, true, true)
             .map_err(|e| StepError::new("forward", e))?;
@@ -554,6 +574,7 @@ impl Trainer for WubuGaadTrainer {
         // The controllers and heuristics decide on the means over the data-parallel ranks, so
         // every rank takes the same decisions.
         step::rank_means(&mut critic, &mut gen).map_err(all_reduce_failed)?;
+        timing::enter(CONTROLLERS);
         self.control_step(ctx.step, &critic, &gen);
         Ok(self.step_scalars(ctx.step, &critic, &gen))
     }

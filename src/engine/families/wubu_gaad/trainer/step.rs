@@ -7,6 +7,7 @@ use super::losses::{bce, easy_win_term};
 use super::{value, Forward, WubuGaadTrainer};
 use crate::core::control::heuristics::StepValues;
 use crate::core::protocol::{Event, Level};
+use crate::engine::timing;
 use crate::engine::trainer::{all_reduce_failed, StepError};
 
 /// What the critic step saw.
@@ -83,6 +84,7 @@ impl WubuGaadTrainer {
         let a = self.st.active;
         let gan_on = self.gan_on();
         let clip = self.cfg.train.global_clip;
+        timing::enter(super::CRITIC_FORWARD);
         let (d_total, d_real, d_fake, grad_norm) = {
             let critic = &self.critics[a];
             let real_in = self.critic_input(&f.real_pred, &f.real_coeffs);
@@ -105,6 +107,7 @@ impl WubuGaadTrainer {
             let (dt, dr, df) = (value(&loss), value(&l_real), value(&l_fake));
             self.opt_d[a].zero_grad();
             let mut norm = 0.0;
+            timing::enter(super::CRITIC_BACKWARD);
             if gan_on {
                 loss.f_backward()
                     .map_err(StepError::at("critic backward"))?;
@@ -128,6 +131,7 @@ impl WubuGaadTrainer {
     /// The generator and encoder's step: reconstruction, KL, and while the adversarial term
     /// is on, the GAN loss, feature matching and the easy-win penalty.
     pub(super) fn generator_step(&mut self, f: &Forward) -> Result<GenOut, StepError> {
+        timing::enter(super::GENERATOR_FORWARD);
         let a = self.st.active;
         let gan_on = self.gan_on();
         let (lambda_gan, lambda_fm, clip) = {
@@ -180,6 +184,7 @@ impl WubuGaadTrainer {
                 g_loss += p;
             }
         }
+        timing::enter(super::GENERATOR_BACKWARD);
         let g_total = value(&g_loss);
         self.opt_g.zero_grad();
         g_loss
