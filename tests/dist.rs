@@ -285,6 +285,51 @@ fn two_guarded_ranks_roll_back_together_and_finish_as_one_model() {
     );
 }
 
+/// A rank slowed by 50 ms a batch (the `slow-data` failpoint on rank 1 only) is named the
+/// straggler by rank 0 at the first verdict, step 20; rank 0, which waits for it, is told
+/// the time goes to the collectives.
+#[test]
+fn a_slowed_rank_is_named_the_straggler() {
+    use workbench::core::protocol::{Event, HealthSignal};
+    let tmp = tempfile::tempdir().expect("tmp");
+    let p = presets().join("smoke.ron");
+    train_ranks_env(
+        2,
+        tmp.path(),
+        &["--preset", p.to_str().expect("utf-8"), "--steps", "20"],
+        &[
+            ("WORKBENCH_FAILPOINT", "slow-data:0"),
+            ("WORKBENCH_FAILPOINT_RANK", "1"),
+        ],
+    );
+    let run = only_run(tmp.path());
+    let log = workbench::core::runlog::read_all(&run.join("events.log")).expect("log");
+    let said: Vec<(u64, HealthSignal, String)> = log
+        .events
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Health {
+                step,
+                signal: s @ (HealthSignal::Straggler | HealthSignal::Bottleneck),
+                message,
+                ..
+            } => Some((step, s, message)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        said.iter().any(|(step, s, m)| *step == 20
+            && *s == HealthSignal::Straggler
+            && m.starts_with("rank 1 is the straggler: ")),
+        "{said:?}"
+    );
+    assert!(
+        said.iter().any(|(_, s, m)| *s == HealthSignal::Bottleneck
+            && m.starts_with("communication-bound: collectives")),
+        "{said:?}"
+    );
+}
+
 /// Data parallelism changes nothing but the speed: two ranks of 2 volumes train the VQ-GAN (no
 /// BatchNorm before its critics start; EMA codebook with lazy initialisation and restarts) to
 /// the parameters one process reaches on the same 4 volumes a step, up to float rounding.

@@ -126,6 +126,9 @@ struct Session<'a> {
     sched_here: bool,
     /// The last steps' parts, for the bottleneck and straggler verdicts.
     times: steptime::Window,
+    /// The step times since the last logged row (`engine::timing`): this rank's, kept out
+    /// of the counters a checkpoint holds (ranks and resumes measure their own).
+    time_accum: BTreeMap<String, (f64, u64)>,
     /// The bottleneck and the straggling rank last said, so each is said when it changes.
     said_bottleneck: Option<&'static str>,
     said_straggler: Option<usize>,
@@ -420,6 +423,7 @@ pub fn run(
         trial: None,
         sched_here: false,
         times: steptime::Window::default(),
+        time_accum: BTreeMap::new(),
         said_bottleneck: None,
         said_straggler: None,
     };
@@ -1290,7 +1294,7 @@ impl Session<'_> {
         let parts = timing::finish();
         let total = t0.elapsed().as_secs_f64();
         let mut add = |name: String, secs: f64| {
-            let e = self.c.accum.entry(name).or_insert((0.0, 0));
+            let e = self.time_accum.entry(name).or_insert((0.0, 0));
             e.0 += 1e3 * secs;
             e.1 += 1;
         };
@@ -1411,7 +1415,8 @@ impl Session<'_> {
             ("epoch".into(), self.c.epoch as f64),
             ("phase".into(), self.c.phase as f64),
         ];
-        for (k, (sum, n)) in std::mem::take(&mut self.c.accum) {
+        let times = std::mem::take(&mut self.time_accum);
+        for (k, (sum, n)) in std::mem::take(&mut self.c.accum).into_iter().chain(times) {
             if n > 0 {
                 values.push((k, sum / n as f64));
             }

@@ -118,10 +118,15 @@ impl Drop for Scope {
 }
 
 /// Loads a batch in [`DATA`]. Test hook: the `slow-data` failpoint (`slow-data:S`) adds
-/// 50 ms to every load from step S on, as a slow disk would.
+/// 50 ms to every load from step S on, as a slow disk would; on the one rank
+/// `WORKBENCH_FAILPOINT_RANK` names, when it is set (a straggler).
 pub fn data<T>(step: u64, load: impl FnOnce() -> T) -> T {
     let _data = scope(DATA);
-    if crate::engine::failpoint("slow-data", step) {
+    let rank_here = std::env::var("WORKBENCH_FAILPOINT_RANK")
+        .ok()
+        .and_then(|r| r.parse::<usize>().ok())
+        .is_none_or(|r| r == crate::engine::dist::rank_and_world().0);
+    if rank_here && crate::engine::failpoint("slow-data", step) {
         std::thread::sleep(Duration::from_millis(50));
     }
     load()
