@@ -446,6 +446,15 @@ fn a_slow_data_path_is_reported_as_input_bound() {
         .find(|r| r.contains_key("time_data_ms"))
         .expect("a timed row");
     assert!(row["time_data_ms"] >= 50.0 && row["time_data_ms"] <= row["step_time_ms"]);
+    // The system samples (one a second by default) are on the same step axis.
+    let sampled: Vec<f64> = rows
+        .values()
+        .filter_map(|r| r.get("sys_rss_mib").copied())
+        .collect();
+    assert!(
+        sampled.len() >= 2 && sampled.iter().all(|m| *m > 10.0),
+        "{sampled:?}"
+    );
 
     let fast = tempfile::tempdir().expect("tmp");
     assert_success(&smoke_failing_at(fast.path(), "none:0"));

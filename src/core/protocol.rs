@@ -556,13 +556,12 @@ impl MetricDef {
         }
     }
 
-    /// A sample of the process or a device, the latest at each log point (not in
-    /// `losses.csv`, as timings).
+    /// A sample of the process or a device, averaged over the samples between log points (not
+    /// in `losses.csv`, as timings).
     #[must_use]
     pub fn system(name: &str) -> Self {
         Self {
             kind: MetricKind::System,
-            aggregate: Aggregate::Last,
             csv: false,
             ..Self::loss(name)
         }

@@ -19,6 +19,7 @@ pub mod ops;
 pub mod optim;
 pub mod session;
 pub mod spectral;
+pub mod sysmon;
 pub mod timing;
 pub mod trainer;
 pub mod worker;

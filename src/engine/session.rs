@@ -126,9 +126,12 @@ struct Session<'a> {
     sched_here: bool,
     /// The last steps' parts, for the bottleneck and straggler verdicts.
     times: steptime::Window,
-    /// The step times since the last logged row (`engine::timing`): this rank's, kept out
-    /// of the counters a checkpoint holds (ranks and resumes measure their own).
+    /// The step times and system samples since the last logged row (`engine::timing`,
+    /// `engine::sysmon`): this rank's, kept out of the counters a checkpoint holds (ranks and
+    /// resumes measure their own).
     time_accum: BTreeMap<String, (f64, u64)>,
+    /// The process and device sampler (`logging.system_every_ms`).
+    sysmon: Option<crate::engine::sysmon::Sampler>,
     /// The bottleneck and the straggling rank last said, so each is said when it changes.
     said_bottleneck: Option<&'static str>,
     said_straggler: Option<usize>,
@@ -321,7 +324,24 @@ pub fn run(
         }
     }
     let mut trainer = make_trainer(&cfg, plan.device)?;
-    let metrics = declared_metrics(&plan.preset, trainer.as_ref());
+    let mut metrics = declared_metrics(&plan.preset, trainer.as_ref());
+    let cuda = match plan.device {
+        Device::Cuda(i) => Some(i),
+        _ => None,
+    };
+    let sysmon = match plan.preset.preset().logging().system_every() {
+        Some(every) => Some(
+            crate::engine::sysmon::Sampler::start(every, cuda)
+                .map_err(|e| EngineError::Model(format!("starting the system sampler: {e}")))?,
+        ),
+        None => None,
+    };
+    metrics.extend(
+        sysmon
+            .iter()
+            .flat_map(|s| s.names())
+            .map(|n| MetricDef::system(n)),
+    );
     if let Some(ckpt) = &loaded {
         trainer
             .load_state(ckpt)
@@ -424,6 +444,7 @@ pub fn run(
         sched_here: false,
         times: steptime::Window::default(),
         time_accum: BTreeMap::new(),
+        sysmon,
         said_bottleneck: None,
         said_straggler: None,
     };
@@ -1316,6 +1337,13 @@ impl Session<'_> {
             add(timing::metric_name(part), secs);
         }
         self.times.push(parts);
+        for sample in self.sysmon.iter().flat_map(|s| s.take()) {
+            for (name, v) in sample {
+                let e = self.time_accum.entry(name.to_string()).or_insert((0.0, 0));
+                e.0 += v;
+                e.1 += 1;
+            }
+        }
         // Every 20 steps over the last 100: every rank at the same steps (the straggler's
         // exchange is a collective).
         if !(self.c.step.is_multiple_of(20) && self.times.len() >= 20) {

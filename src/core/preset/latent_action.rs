@@ -188,6 +188,7 @@ impl Default for LatentActionPreset {
                 log_every_steps: 10,
                 sample_every_steps: 100,
                 validate_every_steps: 100,
+                system_every_ms: 1000,
             },
             checkpoints: CheckpointConfig {
                 every_steps: 500,
@@ -241,6 +242,7 @@ impl LatentActionPreset {
                 log_every_steps: 20,
                 sample_every_steps: 1000,
                 validate_every_steps: 1000,
+                system_every_ms: 1000,
             },
             checkpoints: CheckpointConfig {
                 every_steps: 2000,
@@ -301,6 +303,7 @@ impl LatentActionPreset {
                 log_every_steps: 5,
                 sample_every_steps: 100,
                 validate_every_steps: 0,
+                system_every_ms: 1000,
             },
             checkpoints: CheckpointConfig {
                 every_steps: 0,

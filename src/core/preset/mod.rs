@@ -368,6 +368,23 @@ crate::preset_section! {
         pub sample_every_steps: u64 => field(K::Int { min: 0, max: 100000000 }, "steps", [phase], "Fixed-noise samples (and a reconstruction, for reconstruction families) cadence; 0 = only at the end"),
         /// 0 turns validation (and "best" checkpoints) off.
         pub validate_every_steps: u64 => field(K::Int { min: 0, max: 100000000 }, "steps", [phase], "Validation cadence (the family's validation metrics); 0 = off"),
+        /// How often the process and its devices are sampled (`engine::sysmon`); 0 = never.
+        #[serde(default = "system_every_ms")]
+        pub system_every_ms: u64 => field(K::Int { min: 0, max: 60000 }, "ms", [], "System samples (process CPU and memory, and the GPU's use, memory, power and temperature) interval; at least 100, 0 = off"),
+    }
+}
+
+/// A system sample a second.
+fn system_every_ms() -> u64 {
+    1000
+}
+
+impl LoggingConfig {
+    /// The system samples' interval, `None` when off (at least 100 ms).
+    #[must_use]
+    pub fn system_every(&self) -> Option<std::time::Duration> {
+        (self.system_every_ms > 0)
+            .then(|| std::time::Duration::from_millis(self.system_every_ms.max(100)))
     }
 }
 

@@ -185,6 +185,7 @@ impl Default for VqGanPreset {
                 log_every_steps: 10,
                 sample_every_steps: 100,
                 validate_every_steps: 100,
+                system_every_ms: 1000,
             },
             checkpoints: CheckpointConfig {
                 every_steps: 500,

@@ -110,6 +110,7 @@ impl Default for WganGpPreset {
                 log_every_steps: 10,
                 sample_every_steps: 500,
                 validate_every_steps: 500,
+                system_every_ms: 1000,
             },
             checkpoints: CheckpointConfig {
                 every_steps: 2000,

@@ -522,6 +522,7 @@ impl Default for WubuGaadPreset {
                 log_every_steps: 10,
                 sample_every_steps: 100,
                 validate_every_steps: 200,
+                system_every_ms: 1000,
             },
             checkpoints: CheckpointConfig {
                 every_steps: 1000,
@@ -744,6 +745,7 @@ impl WubuGaadPreset {
                 log_every_steps: 1,
                 sample_every_steps: 100,
                 validate_every_steps: 1000,
+                system_every_ms: 1000,
             },
             phases: vec![Phase::single(PhaseLength::Epochs(5000))],
             ..d
