@@ -423,6 +423,10 @@ mod tests {
     }
 }
 
+/// The logged name of a step's total milliseconds; its parts are `time_<part>_ms`
+/// (`engine::timing`).
+pub const STEP_TIME_MS: &str = "step_time_ms";
+
 /// What a logged scalar is. Trainers declare theirs (the session adds its own); the run log
 /// records the declarations when the run starts, and `losses.csv`, the progress line, the
 /// health checks, the best-checkpoint choice and the dashboard all read them: no name has a

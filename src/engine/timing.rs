@@ -139,7 +139,7 @@ pub fn metric_name(part: &str) -> String {
 }
 
 /// The logged name of a step's total milliseconds.
-pub const STEP_MS: &str = "step_time_ms";
+pub const STEP_MS: &str = crate::core::protocol::STEP_TIME_MS;
 
 #[cfg(test)]
 mod tests {

@@ -317,6 +317,14 @@ impl Dashboard {
                         draw(ui, &mut edit);
                         continue;
                     }
+                    let mut draw_section = |ui: &mut Ui, edit: &mut Option<LayoutEdit>| {
+                        if section.title == crate::core::protocol::MetricKind::Timing.group().1 {
+                            if let Some(r) = runs.first() {
+                                stacked_time_ui(ui, r.view, group, width * cols as f32);
+                            }
+                        }
+                        draw(ui, edit);
+                    };
                     let open = section.open_by_default != layout.toggled.contains(&section.title);
                     let resp = egui::CollapsingHeader::new(format!(
                         "{} ({})",
@@ -325,7 +333,7 @@ impl Dashboard {
                     ))
                     .id_salt(("dash-section", &section.title))
                     .open(Some(open))
-                    .show(ui, |ui| draw(ui, &mut edit));
+                    .show(ui, |ui| draw_section(ui, &mut edit));
                     if resp.header_response.clicked() {
                         edit = Some(LayoutEdit::Toggle(section.title.clone()));
                     }
@@ -868,6 +876,86 @@ impl Dashboard {
     }
 }
 
+/// The step-time stack of `view` as one plot, with the last verdict above it.
+fn stacked_time_ui(ui: &mut Ui, view: &RunView, group: egui::Id, width: f32) {
+    let parts = stacked_time(view, width.max(50.0) as usize);
+    if parts.is_empty() {
+        return;
+    }
+    let verdict = view.markers.iter().rev().find(|m| {
+        m.kind == MarkerKind::Health
+            && (m.detail.contains("-bound: ") || m.detail.contains("is the straggler"))
+    });
+    ui.label(match verdict {
+        Some(m) => RichText::new(format!("Step {}: {}", m.step, m.detail)).strong(),
+        None => RichText::new("Where each step's time goes (ms), stacked").weak(),
+    });
+    Plot::new(("stacked-time", &view.run_dir))
+        .width(width)
+        .height(200.0)
+        .link_axis(group, [true, false])
+        .link_cursor(group, [true, false])
+        .allow_scroll(false)
+        .include_y(0.0)
+        .legend(Legend::default().follow_insertion_order(true))
+        .x_axis_formatter(|m, _| numfmt::tick(m.value, m.step_size))
+        .y_axis_formatter(|m, _| numfmt::tick(m.value, m.step_size))
+        .show(ui, |pu| {
+            for (i, (label, xs, lo, hi)) in parts.iter().enumerate() {
+                let color = crate::gui::style::palette(i);
+                pu.add(
+                    egui_plot::FilledArea::new(label.clone(), xs, lo, hi)
+                        .fill_color(color.gamma_multiply(0.6)),
+                );
+            }
+        });
+}
+
+/// One part of the step-time stack: its label, steps, and the band it fills (the parts below
+/// it to itself).
+pub type StackedPart = (String, Vec<f64>, Vec<f64>, Vec<f64>);
+
+/// Where a run's steps went, stacked: each timed part (`time_<part>_ms`, in declaration order)
+/// as a band on the parts before it, at up to `columns` of the logged steps, so the top is the
+/// step's time. Parts that never took time are left out.
+#[must_use]
+pub fn stacked_time(view: &RunView, columns: usize) -> Vec<StackedPart> {
+    let Some(total) = view.series.get(crate::core::protocol::STEP_TIME_MS) else {
+        return Vec::new();
+    };
+    let parts: Vec<(&str, &Series)> = view
+        .metrics
+        .iter()
+        .filter(|m| m.kind == crate::core::protocol::MetricKind::Timing)
+        .filter_map(|m| {
+            let part = m.name.strip_prefix("time_")?.strip_suffix("_ms")?;
+            Some((part, view.series.get(&m.name)?))
+        })
+        .filter(|(_, s)| s.bounds().is_some_and(|(_, y)| y[1] > 0.0))
+        .collect();
+    let steps: Vec<f64> = total.points().map(|(x, _)| x).collect();
+    let stride = (steps.len() / columns.max(1)).max(1);
+    let xs: Vec<f64> = steps.into_iter().step_by(stride).collect();
+    let mut below = vec![0.0; xs.len()];
+    let mut out = Vec::with_capacity(parts.len());
+    for (part, series) in parts {
+        let top: Vec<f64> = xs
+            .iter()
+            .zip(&below)
+            .map(|(&x, &b)| {
+                let v = series
+                    .nearest(x)
+                    .filter(|(at, _)| *at == x)
+                    .map_or(0.0, |(_, v)| v);
+                b + v
+            })
+            .collect();
+        out.push((part.replace('_', " "), xs.clone(), below, top.clone()));
+        below = top;
+    }
+    out
+}
+
 /// A group's rows for a band: at each step any member logged, `[step, mean, min, max]` over
 /// the members that have that step.
 #[must_use]
@@ -1176,6 +1264,58 @@ mod layout_tests {
 #[cfg(test)]
 mod marker_tests {
     use super::*;
+
+    #[test]
+    fn the_step_time_stack_tops_out_at_the_steps_time_in_declared_order() {
+        use crate::core::protocol::{Event, ScalarRow};
+        let mut view = RunView::default();
+        view.apply(
+            Event::RunStarted {
+                run_dir: "r".into(),
+                name: "r".into(),
+                family: "f".into(),
+                device: "cpu".into(),
+                total_steps: None,
+                resumed_from: None,
+                restarted: false,
+                branch_of: None,
+                wall_time: 0.0,
+                metrics: [
+                    "step_time_ms",
+                    "time_critic_forward_ms",
+                    "time_data_ms",
+                    "time_checkpoint_ms",
+                ]
+                .map(MetricDef::timing)
+                .into(),
+            },
+            None,
+        );
+        let rows = (1..=300u64)
+            .map(|s| ScalarRow {
+                step: s,
+                wall_time: 0.0,
+                values: vec![
+                    ("step_time_ms".into(), 10.0),
+                    ("time_critic_forward_ms".into(), 4.0),
+                    ("time_data_ms".into(), 6.0),
+                    ("time_checkpoint_ms".into(), 0.0),
+                ],
+            })
+            .collect();
+        view.apply(Event::Scalars { rows }, None);
+        let stack = stacked_time(&view, 100);
+        let labels: Vec<&str> = stack.iter().map(|p| p.0.as_str()).collect();
+        assert_eq!(
+            labels,
+            ["critic forward", "data"],
+            "a part that took no time is left out"
+        );
+        let (_, xs, lo, hi) = &stack[1];
+        assert_eq!(xs.len(), 100);
+        assert!(lo.iter().all(|v| *v == 4.0) && hi.iter().all(|v| *v == 10.0));
+        assert!(stacked_time(&RunView::default(), 100).is_empty());
+    }
 
     #[test]
     fn crowded_labels_are_thinned_by_width_and_rank_and_never_overlap() {
