@@ -446,6 +446,19 @@ fn a_slow_data_path_is_reported_as_input_bound() {
         .find(|r| r.contains_key("time_data_ms"))
         .expect("a timed row");
     assert!(row["time_data_ms"] >= 50.0 && row["time_data_ms"] <= row["step_time_ms"]);
+    // Training wrote the scalars' pyramids beside the log, covering all of it.
+    let p = workbench::core::lod::read(&run)
+        .expect("read")
+        .expect("scalars.lod");
+    let log_len = std::fs::metadata(dir.events_path()).expect("log").len();
+    assert_eq!(p.log_len, log_len);
+    let d_loss = p
+        .series
+        .iter()
+        .find(|(n, _)| n == "d_loss")
+        .expect("d_loss");
+    let logged = rows.values().filter(|r| r.contains_key("d_loss")).count();
+    assert_eq!(d_loss.1.points as usize, logged);
     // The system samples (one a second by default) are on the same step axis.
     let sampled: Vec<f64> = rows
         .values()

@@ -2068,3 +2068,122 @@ fn a_right_click_on_a_plot_branches_from_the_checkpoint_before_it() {
     let form = h.state().runs_table.branching.clone().expect("the form");
     assert_eq!((form.parent, form.at.as_str()), (dir, "2"));
 }
+
+/// A finished run of `rows` steps of two scalars, written as training writes it: the log and
+/// its pyramids (`scalars.lod`), built as the log is written. Returns the pyramids.
+fn long_run(dir: &Path, rows: u64) -> workbench::core::lod::Pyramids {
+    use workbench::core::protocol::Outcome;
+    std::fs::create_dir_all(dir).unwrap();
+    let mut w = workbench::core::runlog::LogWriter::open(&dir.join("events.log")).unwrap();
+    let mut lod = workbench::core::lod::Builder::default();
+    let mut put = |e: Event| {
+        w.append(&e).unwrap();
+        lod.observe(&e);
+    };
+    put(Event::RunStarted {
+        run_dir: dir.display().to_string(),
+        name: "long".into(),
+        family: "wgan_gp".into(),
+        device: "cpu".into(),
+        total_steps: Some(rows),
+        resumed_from: None,
+        restarted: false,
+        branch_of: None,
+        wall_time: 0.0,
+        metrics: vec![MetricDef::loss("d_loss"), MetricDef::loss("g_loss")],
+    });
+    for start in (0..rows).step_by(100) {
+        put(Event::Scalars {
+            rows: (start..(start + 100).min(rows))
+                .map(|s| ScalarRow {
+                    step: s,
+                    wall_time: 0.0,
+                    values: vec![
+                        (
+                            "d_loss".into(),
+                            (s as f64 * 1e-3).sin() + 1e-2 * (s % 89) as f64,
+                        ),
+                        // One spike, which every level keeps.
+                        ("g_loss".into(), if s == 123_457 { 50.0 } else { 1.0 }),
+                    ],
+                })
+                .collect(),
+        });
+    }
+    put(Event::RunFinished {
+        step: rows,
+        outcome: Outcome::Completed,
+        signal: None,
+    });
+    w.sync().unwrap();
+    let p = lod.pyramids(w.bytes()).expect("pyramids");
+    workbench::core::lod::write(dir, &p).unwrap();
+    p
+}
+
+/// A long run's persisted pyramids draw its plots before its log is read: the same points a
+/// view folded from the whole log draws at the dashboard's width, its spike included. Once
+/// the log is read its own series take over; a folder without the file gets it written back,
+/// the same as training wrote it.
+#[test]
+fn a_persisted_pyramid_opens_to_the_plot_the_whole_log_draws() {
+    use workbench::core::runview::RunView;
+    const ROWS: u64 = 200_000;
+    let runs = tempfile::tempdir().unwrap();
+    let dir = runs.path().join("long");
+    let written = long_run(&dir, ROWS);
+    let mut full = RunView::default();
+    for e in workbench::core::runlog::read_all(&dir.join("events.log"))
+        .unwrap()
+        .events
+    {
+        full.apply(e, None);
+    }
+    let mut h = harness(following(runs.path(), dir.clone(), Tab::Dashboard, None));
+    step_until(&mut h, "the first plot", |a| {
+        a.current_run().is_some_and(|r| !r.view.series.is_empty())
+    });
+    {
+        let view = &h.state().current_run().unwrap().view;
+        assert!(
+            view.in_preview(),
+            "the pyramids come before the log is read"
+        );
+        assert_eq!(view.family, "wgan_gp");
+        assert_eq!(view.metrics.len(), 2);
+        for name in ["d_loss", "g_loss"] {
+            let (shown, whole) = (&view.series[name], &full.series[name]);
+            assert_eq!(shown.len(), ROWS as usize);
+            assert_eq!(shown.bounds(), whole.bounds(), "{name}");
+            for budget in [300, 1000, 2000] {
+                assert_eq!(
+                    shown.visible(0.0, ROWS as f64, budget),
+                    whole.visible(0.0, ROWS as f64, budget),
+                    "{name} at {budget} buckets"
+                );
+            }
+        }
+        assert!(view.series["g_loss"]
+            .visible(0.0, ROWS as f64, 500)
+            .contains(&[123_457.0, 50.0]));
+    }
+    h.run_steps(2);
+    assert!(h.state().dashboard.points_drawn > 0);
+    wait_for_logs(&mut h);
+    h.run_steps(1);
+    let view = &h.state().current_run().unwrap().view;
+    assert!(!view.in_preview());
+    assert_eq!(view.series["d_loss"].points().count(), ROWS as usize);
+    drop(h);
+
+    // Without the file: the log is read, and the file written back.
+    std::fs::remove_file(dir.join(workbench::core::lod::FILE)).unwrap();
+    let mut h = harness(following(runs.path(), dir.clone(), Tab::Dashboard, None));
+    wait_for_logs(&mut h);
+    step_until(&mut h, "the pyramids written back", |_| {
+        dir.join(workbench::core::lod::FILE).is_file()
+    });
+    let back = workbench::core::lod::read(&dir).unwrap().unwrap();
+    assert_eq!(back.log_len, written.log_len);
+    assert_eq!(back.series, written.series);
+}

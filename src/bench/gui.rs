@@ -324,3 +324,140 @@ pub fn runs_table(runs: usize) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&tmp);
     Ok(())
 }
+
+/// Writes a finished run of `rows` steps of `scalars` scalars, as training does: the log in
+/// batches of 100 rows and the pyramids built as it is written.
+fn write_long_run(dir: &std::path::Path, rows: u64, scalars: usize) -> anyhow::Result<()> {
+    use workbench::core::protocol::{Event, MetricDef, Outcome, ScalarRow};
+    std::fs::create_dir_all(dir)?;
+    let mut log = workbench::core::runlog::LogWriter::open(&dir.join("events.log"))?;
+    let mut lod = workbench::core::lod::Builder::default();
+    let names: Vec<String> = (0..scalars).map(|i| format!("loss_{i}")).collect();
+    let mut put = |e: Event| -> anyhow::Result<()> {
+        log.append(&e)?;
+        lod.observe(&e);
+        Ok(())
+    };
+    put(Event::RunStarted {
+        run_dir: dir.display().to_string(),
+        name: "long".into(),
+        family: "wgan_gp".into(),
+        device: "cpu".into(),
+        total_steps: Some(rows),
+        resumed_from: None,
+        restarted: false,
+        branch_of: None,
+        wall_time: 0.0,
+        metrics: names.iter().map(|n| MetricDef::loss(n)).collect(),
+    })?;
+    let mut step = 0;
+    while step < rows {
+        let end = (step + 100).min(rows);
+        put(Event::Scalars {
+            rows: (step..end)
+                .map(|s| ScalarRow {
+                    step: s,
+                    wall_time: s as f64 * 0.01,
+                    values: names
+                        .iter()
+                        .enumerate()
+                        .map(|(i, n)| {
+                            let x = s as f64;
+                            (
+                                n.clone(),
+                                (x * 1e-4 * (i + 1) as f64).sin() + 1e-3 * (x % 97.0),
+                            )
+                        })
+                        .collect(),
+                })
+                .collect(),
+        })?;
+        step = end;
+    }
+    put(Event::RunFinished {
+        step: rows,
+        outcome: Outcome::Completed,
+        signal: None,
+    })?;
+    log.sync()?;
+    let p = lod
+        .pyramids(log.bytes())
+        .ok_or_else(|| anyhow::anyhow!("the pyramids gave up"))?;
+    workbench::core::lod::write(dir, &p)?;
+    Ok(())
+}
+
+/// See `BenchCmd::OpenRun`.
+pub fn open_run(rows: u64, scalars: usize, rounds: usize) -> anyhow::Result<()> {
+    use workbench::gui::{LaunchOptions, Tab, WorkbenchApp};
+    let tmp = std::env::temp_dir().join(format!("workbench-bench-open-{}", std::process::id()));
+    let run = tmp.join("runs").join("long");
+    let t0 = Instant::now();
+    write_long_run(&run, rows, scalars)?;
+    let size = |f: &str| std::fs::metadata(run.join(f)).map_or(0, |m| m.len());
+    let pyramids = std::fs::read(run.join(workbench::core::lod::FILE))?;
+    println!(
+        "open-run: {rows} rows x {scalars} scalars; events.log {:.1} MB, scalars.lod {:.1} KB (written in {:.1} s)",
+        size("events.log") as f64 / 1e6,
+        size(workbench::core::lod::FILE) as f64 / 1e3,
+        t0.elapsed().as_secs_f64()
+    );
+    // Opens the run in a fresh app and draws frames until the first plot has points, then
+    // until the log is read; returns both times in seconds.
+    let open = || -> anyhow::Result<(f64, f64)> {
+        let mut opts = LaunchOptions::new(&tmp);
+        opts.tab = Tab::Dashboard;
+        let mut app = WorkbenchApp::with_waker(opts, None);
+        let ctx = egui::Context::default();
+        let t0 = Instant::now();
+        app.open_run(&run);
+        let mut first = None;
+        loop {
+            app.logic(&ctx);
+            let mut out = ctx.run_ui(screen_input(), |ui| app.show(ui));
+            let _meshes = ctx.tessellate(out.shapes, out.pixels_per_point);
+            out.textures_delta.clear();
+            if first.is_none() && app.dashboard.points_drawn > 0 {
+                first = Some(t0.elapsed().as_secs_f64());
+            }
+            if let (Some(f), false) = (first, app.is_catching_up()) {
+                return Ok((f, t0.elapsed().as_secs_f64()));
+            }
+            if t0.elapsed().as_secs() > 600 {
+                anyhow::bail!("the run did not open in 10 minutes");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    };
+    let mut with = (Vec::new(), Vec::new());
+    let mut without = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        std::fs::write(run.join(workbench::core::lod::FILE), &pyramids)?;
+        let (f, all) = open()?;
+        with.0.push(f);
+        with.1.push(all);
+        // Without: the first round only (a whole read of the log each time).
+        if round == 0 {
+            std::fs::remove_file(run.join(workbench::core::lod::FILE))?;
+            let (f, all) = open()?;
+            without.0.push(f);
+            without.1.push(all);
+        }
+    }
+    let rebuilt = run.join(workbench::core::lod::FILE).is_file();
+    println!(
+        "  with scalars.lod:    first plot median {:.2} s (min {:.2}, {} rounds), whole log read {:.1} s",
+        median(&mut with.0.clone()),
+        with.0.iter().copied().fold(f64::INFINITY, f64::min),
+        with.0.len(),
+        median(&mut with.1)
+    );
+    println!(
+        "  without scalars.lod: first plot {:.2} s, whole log read {:.1} s ({:.0}x slower to the first plot; the app wrote the file again: {rebuilt})",
+        without.0[0],
+        without.1[0],
+        without.0[0] / median(&mut with.0)
+    );
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
+}

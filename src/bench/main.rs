@@ -55,6 +55,17 @@ pub enum BenchCmd {
     },
     /// Worker steps/s with the app attached (draining and drawing at 60 fps) against headless.
     GuiOverhead(Opts),
+    /// Opening a finished run of `--rows` logged steps of `--scalars` scalars in the app: time
+    /// to the first drawn plot and to the whole log read, with its persisted pyramids
+    /// (`scalars.lod`, as training writes them) against without.
+    OpenRun {
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+        #[arg(long, default_value_t = 4)]
+        scalars: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// WuBu-GAAD step time and peak RSS at 128x128, 2+1 frames, 8 regions, motion on.
     WubuGaad(Opts),
     /// WuBu-GAAD at the original launcher's configuration (256x256, 12+3 frames, 96 regions).
@@ -157,6 +168,11 @@ pub fn run(cmd: &BenchCmd) -> anyhow::Result<()> {
         BenchCmd::Dashboard => gui::dashboard(),
         BenchCmd::RunsTable { runs } => gui::runs_table(*runs),
         BenchCmd::GuiOverhead(o) => gui::overhead(o),
+        BenchCmd::OpenRun {
+            rows,
+            scalars,
+            rounds,
+        } => gui::open_run(*rows, *scalars, *rounds),
         BenchCmd::WubuGaad(o) => step_time::wubu_gaad(o, false),
         BenchCmd::WubuGaadBat(o) => step_time::wubu_gaad(o, true),
         BenchCmd::LatentAction { opts, full } => step_time::latent_action(opts, *full),

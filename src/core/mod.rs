@@ -8,6 +8,7 @@ pub mod fanova;
 pub mod gaad;
 pub mod health;
 pub mod jobs;
+pub mod lod;
 pub mod nifti;
 pub mod numfmt;
 pub mod preset;

@@ -178,6 +178,11 @@ pub struct RunView {
     /// What each scalar is, as the run declared it (empty for logs written before).
     pub metrics: Vec<crate::core::protocol::MetricDef>,
     rate: RateMeter,
+    /// The run's first `RunStarted`, as logged (for the pyramids file a reader writes).
+    pub started: Option<Event>,
+    /// While a persisted pyramid is shown (`series` holds it): the series folded from the
+    /// log so far, which replace it once the log is read ([`RunView::end_preview`]).
+    shadow: Option<BTreeMap<String, Series>>,
 }
 
 impl Default for RunView {
@@ -203,6 +208,8 @@ impl Default for RunView {
             active_critic: None,
             metrics: Vec::new(),
             rate: RateMeter::default(),
+            started: None,
+            shadow: None,
         }
     }
 }
@@ -222,8 +229,59 @@ impl RunView {
         steps
     }
 
+    /// Shows a run's persisted pyramids (`core::lod`) until its log is read: the plots draw
+    /// at once, from the run's declarations and coarse series; what the log brings meanwhile
+    /// is folded aside and takes their place at [`RunView::end_preview`]. Only for a view
+    /// nothing was folded into yet.
+    pub fn begin_preview(&mut self, p: &crate::core::lod::Pyramids) {
+        if self.shadow.is_some() || !self.series.is_empty() || self.started.is_some() {
+            return;
+        }
+        if let Some(Event::RunStarted {
+            name,
+            family,
+            device,
+            total_steps,
+            metrics,
+            ..
+        }) = &p.started
+        {
+            self.name.clone_from(name);
+            self.family.clone_from(family);
+            self.device.clone_from(device);
+            self.total_steps = *total_steps;
+            self.metrics.clone_from(metrics);
+        }
+        self.shadow = Some(std::mem::replace(&mut self.series, p.to_series()));
+        self.step = self.step.max(p.last_step);
+    }
+
+    /// Whether a persisted pyramid is shown in place of the series being folded.
+    #[must_use]
+    pub fn in_preview(&self) -> bool {
+        self.shadow.is_some()
+    }
+
+    /// The log is read: its series replace the persisted pyramid.
+    pub fn end_preview(&mut self) {
+        if let Some(s) = self.shadow.take() {
+            self.series = s;
+        }
+    }
+
+    /// Where folded scalars go: the series, or aside while a pyramid is shown.
+    fn series_mut(&mut self) -> &mut BTreeMap<String, Series> {
+        match &mut self.shadow {
+            Some(s) => s,
+            None => &mut self.series,
+        }
+    }
+
     /// Folds one event in. `now` times the step rate (pass `None` when replaying a log).
     pub fn apply(&mut self, event: Event, now: Option<Instant>) {
+        if self.started.is_none() && matches!(event, Event::RunStarted { .. }) {
+            self.started = Some(event.clone());
+        }
         match event {
             Event::RunStarted {
                 run_dir,
@@ -271,11 +329,9 @@ impl RunView {
             }
             Event::Scalars { rows } => {
                 for row in rows {
+                    let series = self.series_mut();
                     for (name, value) in row.values {
-                        self.series
-                            .entry(name)
-                            .or_default()
-                            .push(row.step as f64, value);
+                        series.entry(name).or_default().push(row.step as f64, value);
                     }
                     self.step = self.step.max(row.step);
                     if let Some(now) = now {
@@ -424,8 +480,9 @@ impl RunView {
                 // Each controller's timeline as scalars `ctl/<name>/<what>`: epsilon, reward
                 // and the settings it applied, with the dashboard's LOD and cursor.
                 let x = step as f64;
+                let series = self.series_mut();
                 let mut put = |what: &str, v: f64| {
-                    self.series
+                    series
                         .entry(format!("ctl/{name}/{what}"))
                         .or_default()
                         .push(x, v);
@@ -589,7 +646,7 @@ impl RunView {
     }
 
     fn rewind(&mut self, step: u64) {
-        for s in self.series.values_mut() {
+        for s in self.series_mut().values_mut() {
             s.truncate_from(step as f64 + 0.5);
         }
         self.markers.retain(|m| m.step <= step);

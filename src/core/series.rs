@@ -46,6 +46,155 @@ pub struct Series {
     /// `levels[0]` are the raw points; `levels[k][i]` merges `levels[k-1][FANOUT*i..]`.
     levels: Vec<Vec<Bucket>>,
     non_finite: u64,
+    /// A coarse series read back from a persisted pyramid ([`Series::from_coarse`]): its
+    /// `levels[0]` are buckets of `FANOUT^base` points, and it holds `points` points in all.
+    coarse: Option<(u32, u64)>,
+}
+
+/// A bucket as persisted: first step, last step, the minimum's step and value, the
+/// maximum's step and value.
+pub type BucketRow = [f64; 6];
+
+impl Bucket {
+    fn row(&self) -> BucketRow {
+        [
+            self.x_first,
+            self.x_last,
+            self.min.0,
+            self.min.1,
+            self.max.0,
+            self.max.1,
+        ]
+    }
+
+    fn from_row(r: &BucketRow) -> Self {
+        Self {
+            x_first: r[0],
+            x_last: r[1],
+            min: (r[2], r[3]),
+            max: (r[4], r[5]),
+        }
+    }
+}
+
+/// A series' pyramid above its finest levels, as a file keeps it: the levels from `base` up,
+/// each bucket of `levels[0]` merging `FANOUT^base` points (the last one possibly fewer).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Coarse {
+    pub base: u32,
+    pub points: u64,
+    pub non_finite: u64,
+    pub levels: Vec<Vec<BucketRow>>,
+}
+
+/// Builds a series' [`Coarse`] pyramid in bounded memory as points arrive: once its finest
+/// level holds more than `keep` buckets, that level is dropped and the next one becomes the
+/// finest. For a writer that sees every point once (the trainer's run log); it cannot rewind,
+/// and says so ([`CoarseBuilder::push`] returns false) so the caller can give up on it.
+#[derive(Debug, Clone)]
+pub struct CoarseBuilder {
+    keep: usize,
+    series: Series,
+    base: u32,
+    /// Points not yet a whole bucket of the finest kept level, and how many.
+    pending: Option<(Bucket, u64)>,
+    points: u64,
+    last_x: Option<f64>,
+}
+
+impl CoarseBuilder {
+    #[must_use]
+    pub fn new(keep: usize) -> Self {
+        Self {
+            keep: keep.max(FANOUT),
+            series: Series::new(),
+            base: 0,
+            pending: None,
+            points: 0,
+            last_x: None,
+        }
+    }
+
+    /// Adds a point; false (and nothing added) when it does not come after the last one.
+    pub fn push(&mut self, x: f64, y: f64) -> bool {
+        if !y.is_finite() {
+            self.series.non_finite += 1;
+            return true;
+        }
+        if self.last_x.is_some_and(|l| x <= l) {
+            return false;
+        }
+        self.last_x = Some(x);
+        self.points += 1;
+        let point = Bucket::point(x, y);
+        let (bucket, n) = match self.pending.take() {
+            Some((mut b, n)) => {
+                b.merge(&point);
+                (b, n + 1)
+            }
+            None => (point, 1),
+        };
+        if n == (FANOUT as u64).pow(self.base) {
+            self.series.push_bucket(bucket);
+            if self.series.levels[0].len() > self.keep && self.series.levels.len() > 1 {
+                self.compact();
+            }
+        } else {
+            self.pending = Some((bucket, n));
+        }
+        true
+    }
+
+    /// Drops the finest level: the next one's buckets become the finest, its last one (when
+    /// it merges fewer than `FANOUT` buckets) going back to the pending points.
+    fn compact(&mut self) {
+        let fine = self.series.levels.remove(0);
+        let per = (FANOUT as u64).pow(self.base);
+        let whole = fine.len() / FANOUT * FANOUT;
+        self.base += 1;
+        if whole < fine.len() {
+            // The coarser level's last bucket is partial: it goes back to pending.
+            self.series.levels[0].pop();
+            let mut b = fine[whole];
+            for c in &fine[whole + 1..] {
+                b.merge(c);
+            }
+            let mut n = (fine.len() - whole) as u64 * per;
+            if let Some((p, k)) = self.pending.take() {
+                b.merge(&p);
+                n += k;
+            }
+            self.pending = Some((b, n));
+        }
+        // Levels above rebuilt from the new finest level: a level's last bucket may have
+        // covered the dropped partial one.
+        let finest = std::mem::take(&mut self.series.levels[0]);
+        let non_finite = self.series.non_finite;
+        self.series = Series::new();
+        self.series.non_finite = non_finite;
+        for b in finest {
+            self.series.push_bucket(b);
+        }
+    }
+
+    /// The pyramid so far, pending points included as a last bucket.
+    #[must_use]
+    pub fn coarse(&self) -> Coarse {
+        let mut s = self.series.clone();
+        if let Some((b, _)) = self.pending {
+            s.push_bucket(b);
+        }
+        Coarse {
+            base: self.base,
+            points: self.points,
+            non_finite: s.non_finite,
+            levels: s
+                .levels
+                .iter()
+                .map(|l| l.iter().map(Bucket::row).collect())
+                .collect(),
+        }
+    }
 }
 
 impl Series {
@@ -64,10 +213,56 @@ impl Series {
         if self.last().is_some_and(|(lx, _)| x <= lx) {
             self.truncate_from(x);
         }
+        self.push_bucket(Bucket::point(x, y));
+    }
+
+    /// The levels from the first one with at most `keep` buckets up (all of them for a series
+    /// that short): what a file keeps so a long run's plot draws before its log is read.
+    #[must_use]
+    pub fn coarse(&self, keep: usize) -> Coarse {
+        let first = self
+            .levels
+            .iter()
+            .position(|l| l.len() <= keep.max(1))
+            .unwrap_or(0);
+        let (base, points) = self.coarse.unwrap_or((0, self.len() as u64));
+        Coarse {
+            base: base + first as u32,
+            points,
+            non_finite: self.non_finite,
+            levels: self.levels[first..]
+                .iter()
+                .map(|l| l.iter().map(Bucket::row).collect())
+                .collect(),
+        }
+    }
+
+    /// A series drawn from a persisted pyramid: `visible`, `bounds` and `last` answer from its
+    /// buckets (the extremes of every range are exact; the raw points are not there).
+    #[must_use]
+    pub fn from_coarse(c: &Coarse) -> Self {
+        Self {
+            levels: c
+                .levels
+                .iter()
+                .map(|l| l.iter().map(Bucket::from_row).collect())
+                .collect(),
+            non_finite: c.non_finite,
+            coarse: Some((c.base, c.points)),
+        }
+    }
+
+    /// Whether this is a coarse series read from a persisted pyramid.
+    #[must_use]
+    pub fn is_coarse(&self) -> bool {
+        self.coarse.is_some_and(|(base, _)| base > 0)
+    }
+
+    fn push_bucket(&mut self, bucket: Bucket) {
         if self.levels.is_empty() {
             self.levels.push(Vec::new());
         }
-        self.levels[0].push(Bucket::point(x, y));
+        self.levels[0].push(bucket);
         let mut k = 0;
         // Propagate into the parent of the bucket just changed, creating levels as needed.
         while self.levels[k].len() > 1 {
@@ -106,9 +301,13 @@ impl Series {
         }
     }
 
+    /// Points in the series (of a coarse one, the points its buckets merge).
     #[must_use]
     pub fn len(&self) -> usize {
-        self.levels.first().map_or(0, Vec::len)
+        match self.coarse {
+            Some((_, points)) => points as usize,
+            None => self.levels.first().map_or(0, Vec::len),
+        }
     }
 
     #[must_use]
@@ -122,9 +321,16 @@ impl Series {
         self.non_finite
     }
 
+    /// The last point (of a coarse series, its last bucket's last step and the value at its
+    /// minimum: the bucket holds no later value).
     #[must_use]
     pub fn last(&self) -> Option<(f64, f64)> {
-        self.levels.first().and_then(|l| l.last()).map(|b| b.min)
+        let b = self.levels.first().and_then(|l| l.last())?;
+        Some(if self.is_coarse() {
+            (b.x_last, b.min.1)
+        } else {
+            b.min
+        })
     }
 
     /// The raw points, in step order.
@@ -225,13 +431,19 @@ impl EmaCache {
                 ..Self::default()
             };
         }
+        let coarse = raw.is_coarse();
         if let Some(points) = raw.levels.first() {
             for b in &points[self.done..] {
-                let (x, y) = b.min;
+                // A coarse series' bucket stands for its points by its middle.
+                let (x, y) = if coarse {
+                    (0.5 * (b.x_first + b.x_last), 0.5 * (b.min.1 + b.max.1))
+                } else {
+                    b.min
+                };
                 self.acc = self.acc * w + (1.0 - w) * y;
                 self.norm = self.norm * w + (1.0 - w);
                 self.smoothed.push(x, self.acc / self.norm);
-                self.last_x = Some(x);
+                self.last_x = Some(b.x_first);
             }
             self.done = points.len();
         }
@@ -274,6 +486,45 @@ mod tests {
         let pts = s.visible(612_300.0, 612_400.0, 500);
         assert!(pts.iter().any(|p| p == &[612_345.0, 1e6]));
         assert!(pts.len() < 210, "{}", pts.len());
+    }
+
+    /// The builder's bounded pyramid is the full series' pyramid from its level on: the same
+    /// buckets, whatever the length (partial last buckets included), and a spike survives.
+    #[test]
+    fn a_built_coarse_pyramid_is_the_full_ones_top() {
+        for n in [1usize, 5, 63, 64, 65, 1000, 4097, 70_001] {
+            let mut full = Series::new();
+            let mut b = CoarseBuilder::new(16);
+            for i in 0..n {
+                let y = if i == n / 3 {
+                    1e9
+                } else {
+                    ((i * 7919) % 101) as f64
+                };
+                full.push(i as f64, y);
+                assert!(b.push(i as f64, y));
+            }
+            let built = b.coarse();
+            let whole = full.coarse(usize::MAX);
+            assert_eq!(built.points, n as u64);
+            let from = built.base as usize;
+            assert!(built.levels[0].len() <= 16 + 1 || from == 0, "{n}");
+            assert_eq!(built.levels, whole.levels[from..].to_vec(), "{n}");
+            let s = Series::from_coarse(&built);
+            assert_eq!(s.len(), n);
+            assert_eq!(s.bounds(), full.bounds(), "{n}");
+            assert!(s.visible(0.0, n as f64, 50).iter().any(|p| p[1] == 1e9));
+            assert_eq!(s.last().map(|l| l.0), full.last().map(|l| l.0));
+        }
+        // A rewind is refused.
+        let mut b = CoarseBuilder::new(16);
+        assert!(b.push(1.0, 1.0) && !b.push(1.0, 2.0) && b.push(2.0, f64::NAN));
+        assert_eq!(b.coarse().non_finite, 1);
+        // A series' own coarse levels start at the first that fits.
+        let s = ramp(1000);
+        let c = s.coarse(100);
+        assert_eq!((c.base, c.levels[0].len()), (2, 63));
+        assert_eq!(Series::from_coarse(&c).bounds(), s.bounds());
     }
 
     #[test]

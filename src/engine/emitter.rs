@@ -19,6 +19,8 @@ pub struct Emitter {
     pub dropped: u64,
     /// The step being trained, for the final event of a failed run.
     pub step: u64,
+    /// The scalars' pyramids, written beside the log whenever it is synced (`core::lod`).
+    lod: crate::core::lod::Builder,
 }
 
 impl std::fmt::Debug for Emitter {
@@ -32,7 +34,13 @@ impl std::fmt::Debug for Emitter {
 
 impl Emitter {
     pub fn new(log: LogWriter, tx: Sender<Event>, waker: Option<Waker>) -> Self {
+        let mut lod = crate::core::lod::Builder::default();
+        if log.had_records() {
+            // The records before this process are not seen here: readers rebuild the file.
+            lod.give_up();
+        }
         Self {
+            lod,
             log,
             tx,
             waker,
@@ -58,6 +66,7 @@ impl Emitter {
     pub fn emit(&mut self, event: Event) -> Result<(), EngineError> {
         self.flush()?;
         self.log.append(&event)?;
+        self.lod.observe(&event);
         self.send(event);
         Ok(())
     }
@@ -80,6 +89,7 @@ impl Emitter {
             rows: std::mem::take(&mut self.pending),
         };
         self.log.append(&event)?;
+        self.lod.observe(&event);
         self.send(event);
         Ok(())
     }
@@ -89,6 +99,7 @@ impl Emitter {
         let _ = self.flush();
         let _ = self.log.append(&event);
         let _ = self.log.sync();
+        self.write_lod();
         let _ = self.tx.send_timeout(event, Duration::from_secs(2));
         if let Some(w) = &self.waker {
             w();
@@ -96,6 +107,25 @@ impl Emitter {
     }
 
     pub fn sync(&mut self) -> Result<(), EngineError> {
-        self.log.sync().map_err(EngineError::from)
+        self.log.sync().map_err(EngineError::from)?;
+        self.write_lod();
+        Ok(())
+    }
+
+    /// Writes the pyramids of what the log holds now; one this process cannot build (its
+    /// log was resumed) is removed, for readers to rebuild. Best effort: a reader rebuilds a
+    /// missing or stale file, so a failure here loses nothing.
+    fn write_lod(&mut self) {
+        let Some(dir) = self.log.path().parent() else {
+            return;
+        };
+        match self.lod.pyramids(self.log.bytes()) {
+            Some(p) => {
+                let _ = crate::core::lod::write(dir, &p);
+            }
+            None => {
+                let _ = std::fs::remove_file(dir.join(crate::core::lod::FILE));
+            }
+        }
     }
 }

@@ -24,6 +24,14 @@ pub struct Follower {
     pub(crate) stop: Arc<std::sync::atomic::AtomicBool>,
     /// Set once everything in the log at the last read has been sent.
     pub(crate) read_once: Arc<std::sync::atomic::AtomicBool>,
+    /// The run's persisted pyramids (`core::lod`), read before its log, until the app takes
+    /// them; and the log bytes they covered (`None`: there were none, or not usable).
+    pub(crate) preview: Arc<std::sync::Mutex<Option<crate::core::lod::Pyramids>>>,
+    pub(crate) lod_covers: Arc<std::sync::Mutex<Option<u64>>>,
+    /// Bytes of the log read so far.
+    pub(crate) offset: Arc<std::sync::atomic::AtomicU64>,
+    /// Whether the app has checked, once caught up, that the pyramids file is current.
+    pub(crate) lod_checked: bool,
 }
 
 impl Follower {
@@ -37,9 +45,36 @@ impl Follower {
         let stopped = Arc::clone(&stop);
         let read_once = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let done = Arc::clone(&read_once);
+        let preview = Arc::new(std::sync::Mutex::new(None));
+        let lod_covers = Arc::new(std::sync::Mutex::new(None));
+        let offset = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (shown, covers, read_to) = (
+            Arc::clone(&preview),
+            Arc::clone(&lod_covers),
+            Arc::clone(&offset),
+        );
         std::thread::Builder::new()
             .name("workbench-follow".into())
             .spawn(move || {
+                // A long run's pyramids first: its plots draw while its log is read. One that
+                // covers more than the log holds belongs to another log (a folder copied
+                // half-way): not shown, and rewritten once the log is read.
+                let log_len = std::fs::metadata(&log).map_or(0, |m| m.len());
+                if let Some(p) = log
+                    .parent()
+                    .and_then(|dir| crate::core::lod::read(dir).ok().flatten())
+                    .filter(|p| p.log_len <= log_len)
+                {
+                    if let Ok(mut c) = covers.lock() {
+                        *c = Some(p.log_len);
+                    }
+                    if let Ok(mut s) = shown.lock() {
+                        *s = Some(p);
+                    }
+                    if let Some(w) = &waker {
+                        w();
+                    }
+                }
                 let mut reader = LogReader::new(&log);
                 while !stopped.load(Ordering::Relaxed) {
                     let batch = match reader.poll() {
@@ -56,6 +91,7 @@ impl Follower {
                         }
                     };
                     let any = !batch.is_empty();
+                    read_to.store(reader.offset(), Ordering::Relaxed);
                     // Blocking sends: the UI drains within its frame budget, and this thread
                     // waits for it rather than holding a whole log in memory.
                     for e in batch {
@@ -74,7 +110,22 @@ impl Follower {
             events,
             stop,
             read_once,
+            preview,
+            lod_covers,
+            offset,
+            lod_checked: false,
         })
+    }
+
+    /// The persisted pyramids, once, when there were any.
+    pub fn take_preview(&self) -> Option<crate::core::lod::Pyramids> {
+        self.preview.lock().ok().and_then(|mut p| p.take())
+    }
+
+    /// Whether everything the log held at the last read has been taken from the channel.
+    #[must_use]
+    pub fn caught_up(&self) -> bool {
+        self.read_once.load(std::sync::atomic::Ordering::Relaxed) && self.events.is_empty()
     }
 }
 

@@ -95,6 +95,12 @@ impl LogReader {
         Ok(events)
     }
 
+    /// Bytes of the log decoded so far.
+    #[must_use]
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
     /// Bytes read but not yet part of a complete record.
     #[must_use]
     pub fn pending_bytes(&self) -> u64 {

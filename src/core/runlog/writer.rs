@@ -10,6 +10,9 @@ use crate::core::protocol::Event;
 pub struct LogWriter {
     path: PathBuf,
     file: File,
+    /// The log's length in bytes, and what it was when opened.
+    len: u64,
+    opened_at: u64,
 }
 
 impl LogWriter {
@@ -36,6 +39,8 @@ impl LogWriter {
         Ok(Self {
             path: path.to_path_buf(),
             file,
+            len: valid as u64,
+            opened_at: valid as u64,
         })
     }
 
@@ -46,12 +51,27 @@ impl LogWriter {
             offset: 0,
             message: e.to_string(),
         })?;
+        let frame = encode_frame(&payload);
         self.file
-            .write_all(&encode_frame(&payload))
+            .write_all(&frame)
             .map_err(|source| RunLogError::Io {
                 path: self.path.clone(),
                 source,
-            })
+            })?;
+        self.len += frame.len() as u64;
+        Ok(())
+    }
+
+    /// The log's length in bytes.
+    #[must_use]
+    pub fn bytes(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the log held records before this writer opened it (a resumed run's).
+    #[must_use]
+    pub fn had_records(&self) -> bool {
+        self.opened_at > 0
     }
 
     /// Forces what was written to stable storage (used at checkpoints and at the end of a run).

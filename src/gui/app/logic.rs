@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crate::core::preset::Reports;
 use crate::gui::actions::{capabilities, Tab};
 use crate::gui::panels::explorer::ExplorerInfo;
+use crate::gui::sources::{Follower, Source};
 
 use super::jobs::{take, take_all};
 use super::state::WorkbenchApp;
@@ -92,6 +93,12 @@ impl WorkbenchApp {
         let t0 = Instant::now();
         let mut any = false;
         for run in &mut self.runs {
+            if let Source::Follow(f) = &run.source {
+                if let Some(p) = f.take_preview() {
+                    run.view.begin_preview(&p);
+                    any = true;
+                }
+            }
             let Some(rx) = run.source.events() else {
                 continue;
             };
@@ -99,6 +106,18 @@ impl WorkbenchApp {
                 let Ok(ev) = rx.try_recv() else { break };
                 run.view.apply(ev, Some(Instant::now()));
                 any = true;
+            }
+            if let Source::Follow(f) = &mut run.source {
+                if f.caught_up() {
+                    if run.view.in_preview() {
+                        run.view.end_preview();
+                        any = true;
+                    }
+                    if !f.lod_checked {
+                        f.lod_checked = true;
+                        refresh_pyramids(&run.dir, &run.view, f);
+                    }
+                }
             }
         }
         any
@@ -267,4 +286,24 @@ impl WorkbenchApp {
             ctx.request_repaint_after(Duration::from_secs(1));
         }
     }
+}
+
+/// Writes a finished run's pyramids (`core::lod`) from its folded series when the file is
+/// missing or covers less of the log than was read: the next open of a long run draws at
+/// once. On its own thread; a failure only means the next open reads the whole log again.
+fn refresh_pyramids(dir: &std::path::Path, view: &crate::core::runview::RunView, f: &Follower) {
+    use std::sync::atomic::Ordering;
+    let read = f.offset.load(Ordering::Relaxed);
+    let covers = f.lod_covers.lock().ok().and_then(|c| *c);
+    if !view.state.is_over() || covers == Some(read) || read == 0 {
+        return;
+    }
+    let p =
+        crate::core::lod::Pyramids::of_series(&view.series, view.started.clone(), view.step, read);
+    let dir = dir.to_path_buf();
+    let _ = std::thread::Builder::new()
+        .name("workbench-lod-write".into())
+        .spawn(move || {
+            let _ = crate::core::lod::write(&dir, &p);
+        });
 }
