@@ -478,6 +478,100 @@ fn a_slow_data_path_is_reported_as_input_bound() {
     );
 }
 
+/// `--watch d:every=5` captures every critic module at steps 0, 5, 10, ...: norms from the
+/// optimiser's own step, a histogram of every weight; the generator is not watched.
+#[test]
+fn a_watched_network_logs_each_modules_statistics() {
+    let runs = tempfile::tempdir().expect("tmp");
+    let out = train_smoke(runs.path())
+        .args([
+            "--set",
+            "threads=1",
+            "--steps",
+            "12",
+            "--watch",
+            "d:every=5",
+        ])
+        .output()
+        .expect("run");
+    assert_success(&out);
+    let run = only_run(runs.path());
+    let dir = RunDir::open(&run).expect("run");
+    let log = workbench::core::runlog::read_all(&dir.events_path()).expect("log");
+    let modules: Vec<(String, u64)> = log
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::Modules { modules } => Some(modules.clone()),
+            _ => None,
+        })
+        .expect("the module tree");
+    let critic: Vec<&(String, u64)> = modules
+        .iter()
+        .filter(|(m, _)| m.starts_with("d."))
+        .collect();
+    assert!(critic.len() >= 2 && modules.iter().any(|(m, _)| m.starts_with("g.")));
+    let mut seen = std::collections::BTreeMap::<u64, Vec<String>>::new();
+    for e in &log.events {
+        if let Event::LayerStats {
+            step,
+            module,
+            weight_norm,
+            grad_norm,
+            update_norm,
+            non_finite_grads,
+            hist,
+            ..
+        } = e
+        {
+            assert!(module.starts_with("d."), "{module}");
+            let params = critic
+                .iter()
+                .find(|(m, _)| m == module)
+                .expect("declared")
+                .1;
+            assert_eq!(u64::from(hist.iter().sum::<u32>()), params, "{module}");
+            assert!(*weight_norm > 0.0 && *non_finite_grads == 0);
+            let (g, u) = (grad_norm.expect("stepped"), update_norm.expect("stepped"));
+            assert!(
+                g > 0.0 && u > 0.0 && u / weight_norm < 1.0,
+                "{module}: {g} {u}"
+            );
+            seen.entry(*step).or_default().push(module.clone());
+        }
+    }
+    assert_eq!(seen.keys().copied().collect::<Vec<_>>(), [0, 5, 10]);
+    assert!(seen.values().all(|m| m.len() == critic.len()), "{seen:?}");
+}
+
+/// A NaN in one tensor's gradient is named, with its module, in the line that stops the run.
+#[test]
+fn a_nan_in_one_layers_gradient_is_attributed_to_it() {
+    let runs = tempfile::tempdir().expect("tmp");
+    let out = smoke_failing_at(runs.path(), "nan-grad-layer-once:7");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let run = only_run(runs.path());
+    let log = workbench::core::runlog::read_all(&RunDir::open(&run).expect("run").events_path())
+        .expect("log");
+    let first = log
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::Modules { modules } => modules
+                .iter()
+                .find(|(m, _)| m.starts_with("d."))
+                .map(|(m, _)| m.clone()),
+            _ => None,
+        })
+        .expect("a critic module");
+    assert!(
+        stderr.contains("grad_norm_d became NaN at step 7 (first non-finite gradient: `")
+            && stderr.contains(&format!(", module `{first}`")),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn a_nan_loss_stops_the_run_cleanly_with_exit_code_1() {
     let runs = tempfile::tempdir().expect("tmp");

@@ -270,6 +270,11 @@ struct TrainArgs {
     /// New critic learning rate (applied after loading a checkpoint).
     #[arg(long)]
     lr_d: Option<f64>,
+    /// Per-layer statistics of a module from the first step: `MODULE[:every=K,steps=N]`
+    /// (`d.main.0`, a whole network `g`, or `*` for every module; the run's log names its
+    /// modules). Repeatable.
+    #[arg(long, value_name = "MODULE[:every=K,steps=N]")]
+    watch: Vec<workbench::core::protocol::WatchSpec>,
     /// A trial of a sweep with a scheduler: the sweep's `scheduler.json` (written by `sweep
     /// submit`); the run reports there at each validation and stops early when it says so.
     #[arg(long, value_name = "SCHEDULER_JSON")]

@@ -212,6 +212,7 @@ fn run_args(args: &TrainArgs, runs_dir: &Path) -> Result<u8, Failure> {
         lr_g: args.lr_g,
         lr_d: args.lr_d,
         notes,
+        watch: args.watch.clone(),
     };
     let engine_failure = |e: EngineError| match e {
         EngineError::BadInput(_) | EngineError::Dist(DistError::Env { .. }) => bad_input(e),

@@ -38,6 +38,52 @@ pub enum Command {
     SkipPhase,
     /// Change a live hyperparameter (see the family's `live` fields, e.g. `train.lr_g`).
     SetHyperparameter { name: String, value: f64 },
+    /// Capture per-layer statistics of a module from the next step (`steps: Some(0)` ends
+    /// the watch of that module).
+    Watch(WatchSpec),
+}
+
+/// A module to watch: `network.path` (or `*` for every module), at every `every`-th step,
+/// for `steps` captures (`None`: until the run ends). Written `MODULE[:every=K,steps=N]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchSpec {
+    pub module: String,
+    pub every: u64,
+    pub steps: Option<u64>,
+}
+
+impl std::str::FromStr for WatchSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (module, opts) = s.split_once(':').unwrap_or((s, ""));
+        if module.is_empty() {
+            return Err(format!("`{s}`: name a module (`d.main.0`, `g`, or `*`)"));
+        }
+        let mut spec = Self {
+            module: module.to_string(),
+            every: 1,
+            steps: None,
+        };
+        for opt in opts.split(',').filter(|o| !o.is_empty()) {
+            let (k, v) = opt
+                .split_once('=')
+                .ok_or_else(|| format!("`{opt}` in `{s}`: write every=K or steps=N"))?;
+            let n: u64 = v
+                .parse()
+                .map_err(|_| format!("`{opt}` in `{s}`: {v} is not a whole number"))?;
+            match k {
+                "every" if n > 0 => spec.every = n,
+                "steps" => spec.steps = Some(n),
+                _ => {
+                    return Err(format!(
+                        "`{opt}` in `{s}`: write every=K (K > 0) or steps=N"
+                    ))
+                }
+            }
+        }
+        Ok(spec)
+    }
 }
 
 /// How a run that did not fail ended.
@@ -171,6 +217,25 @@ pub enum Event {
     /// Scalars of several steps, batched.
     Scalars {
         rows: Vec<ScalarRow>,
+    },
+    /// The trainer's networks and their modules (`network.path`, with its parameter count),
+    /// for the module tree a user watches layers from.
+    Modules {
+        modules: Vec<(String, u64)>,
+    },
+    /// One watched module's statistics at a step (`engine::watch`): weight, gradient and
+    /// update norms, the gradient's non-finite values and a weight histogram.
+    LayerStats {
+        step: u64,
+        module: String,
+        tensors: u32,
+        #[serde(deserialize_with = "non_finite::number")]
+        weight_norm: f64,
+        grad_norm: Option<f64>,
+        update_norm: Option<f64>,
+        non_finite_grads: u64,
+        hist: Vec<u32>,
+        hist_range: [f64; 2],
     },
     PhaseStarted {
         step: u64,

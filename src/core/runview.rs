@@ -93,6 +93,27 @@ pub struct ReconRef {
     pub motion_boxes: Vec<[f32; 4]>,
 }
 
+/// A watched module's statistics at one step (see [`Event::LayerStats`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerStat {
+    pub step: u64,
+    pub tensors: u32,
+    pub weight_norm: f64,
+    pub grad_norm: Option<f64>,
+    pub update_norm: Option<f64>,
+    pub non_finite_grads: u64,
+    pub hist: Vec<u32>,
+    pub hist_range: [f64; 2],
+}
+
+impl LayerStat {
+    /// The update's size against the weight's (about 1e-3 is healthy for Adam).
+    #[must_use]
+    pub fn update_ratio(&self) -> Option<f64> {
+        self.update_norm.map(|u| u / self.weight_norm.max(1e-12))
+    }
+}
+
 /// Where the run stands.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunState {
@@ -180,6 +201,10 @@ pub struct RunView {
     rate: RateMeter,
     /// The run's first `RunStarted`, as logged (for the pyramids file a reader writes).
     pub started: Option<Event>,
+    /// The trainer's modules (`network.path`) and their parameter counts, for watching.
+    pub modules: Vec<(String, u64)>,
+    /// Each watched module's latest statistics (its norms are also series `layer/<module>/..`).
+    pub layers: BTreeMap<String, LayerStat>,
     /// While a persisted pyramid is shown (`series` holds it): the series folded from the
     /// log so far, which replace it once the log is read ([`RunView::end_preview`]).
     shadow: Option<BTreeMap<String, Series>>,
@@ -210,6 +235,8 @@ impl Default for RunView {
             rate: RateMeter::default(),
             started: None,
             shadow: None,
+            modules: Vec::new(),
+            layers: BTreeMap::new(),
         }
     }
 }
@@ -326,6 +353,45 @@ impl RunView {
                     };
                     self.marker(step, MarkerKind::Phase, label, text);
                 }
+            }
+            Event::Modules { modules } => self.modules = modules,
+            Event::LayerStats {
+                step,
+                module,
+                tensors,
+                weight_norm,
+                grad_norm,
+                update_norm,
+                non_finite_grads,
+                hist,
+                hist_range,
+            } => {
+                let stat = LayerStat {
+                    step,
+                    tensors,
+                    weight_norm,
+                    grad_norm,
+                    update_norm,
+                    non_finite_grads,
+                    hist,
+                    hist_range,
+                };
+                let x = step as f64;
+                let ratio = stat.update_ratio();
+                let series = self.series_mut();
+                let mut put = |what: &str, v: Option<f64>| {
+                    if let Some(v) = v {
+                        series
+                            .entry(format!("layer/{module}/{what}"))
+                            .or_default()
+                            .push(x, v);
+                    }
+                };
+                put("weight_norm", Some(weight_norm));
+                put("grad_norm", grad_norm);
+                put("update_ratio", ratio);
+                put("non_finite_grads", Some(non_finite_grads as f64));
+                self.layers.insert(module, stat);
             }
             Event::Scalars { rows } => {
                 for row in rows {

@@ -22,6 +22,7 @@ pub mod spectral;
 pub mod sysmon;
 pub mod timing;
 pub mod trainer;
+pub mod watch;
 pub mod worker;
 
 /// Test hook: `WORKBENCH_FAILPOINT=<name>:<step>` makes the engine fail on purpose at that

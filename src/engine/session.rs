@@ -33,7 +33,7 @@ use crate::engine::trainer::{
     injected_failure, panic_text, PhaseAt, Reconstruction, Rgba, StepCtx, StepError, Trainer,
     VolumePair,
 };
-use crate::engine::{dist, timing, EngineError};
+use crate::engine::{dist, timing, watch, EngineError};
 
 /// Counters saved in every checkpoint.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -78,6 +78,8 @@ pub struct RunPlan {
     /// Trains an existing run folder again from step 0 (it has no checkpoint to resume from):
     /// its `losses.csv` starts afresh and views rewind to step 0.
     pub restart: bool,
+    /// Modules whose per-layer statistics are captured from the start (`--watch`).
+    pub watch: Vec<crate::core::protocol::WatchSpec>,
     /// The run folder's lock, held from preparation to the end of the run.
     pub(crate) _lock: crate::core::rundir::RunLock,
 }
@@ -132,6 +134,9 @@ struct Session<'a> {
     time_accum: BTreeMap<String, (f64, u64)>,
     /// The process and device sampler (`logging.system_every_ms`).
     sysmon: Option<crate::engine::sysmon::Sampler>,
+    /// The modules watched (`engine::watch`) and every variable's name.
+    watches: watch::Watches,
+    var_names: Vec<String>,
     /// The bottleneck and the straggling rank last said, so each is said when it changes.
     said_bottleneck: Option<&'static str>,
     said_straggler: Option<usize>,
@@ -445,6 +450,8 @@ pub fn run(
         times: steptime::Window::default(),
         time_accum: BTreeMap::new(),
         sysmon,
+        watches: watch::Watches::default(),
+        var_names: Vec::new(),
         said_bottleneck: None,
         said_straggler: None,
     };
@@ -488,6 +495,10 @@ pub fn run(
     }
     for (name, value) in &plan.live_overrides {
         s.set_live(name, *value)?;
+    }
+    s.register_modules()?;
+    for spec in &plan.watch {
+        s.watch(spec.clone())?;
     }
     s.main_loop(commands)
 }
@@ -803,6 +814,7 @@ impl Session<'_> {
                         break;
                     }
                     Command::SetHyperparameter { name, value } => self.set_live(&name, value)?,
+                    Command::Watch(spec) => self.watch(spec)?,
                 }
             }
             if skip_phase {
@@ -810,6 +822,77 @@ impl Session<'_> {
             }
             self.step()?;
         }
+    }
+
+    /// Every variable of the trainer, named `network.path.to.tensor`.
+    fn named_vars(&mut self) -> Vec<(String, tch::Tensor)> {
+        let mut out = Vec::new();
+        for part in self.trainer.parts() {
+            if let crate::engine::trainer::Part::Vars(prefix, vs) = part {
+                out.extend(
+                    vs.variables()
+                        .into_iter()
+                        .map(|(n, t)| (format!("{prefix}.{n}"), t)),
+                );
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Names the variables for the optimisers and says the module tree (once per process).
+    fn register_modules(&mut self) -> Result<(), EngineError> {
+        let vars = self.named_vars();
+        watch::register(&vars);
+        let mut modules: Vec<(String, u64)> = Vec::new();
+        for (name, t) in &vars {
+            let m = watch::module_of(name);
+            let n = t.numel() as u64;
+            match modules.last_mut() {
+                Some((last, count)) if last == m => *count += n,
+                _ => modules.push((m.to_string(), n)),
+            }
+        }
+        self.var_names = vars.into_iter().map(|(n, _)| n).collect();
+        self.emitter.emit(Event::Modules { modules })
+    }
+
+    /// Watches a module from the next step, or stops watching it.
+    fn watch(&mut self, spec: crate::core::protocol::WatchSpec) -> Result<(), EngineError> {
+        let matched = self
+            .var_names
+            .iter()
+            .filter(|n| watch::watches(&spec.module, n))
+            .count();
+        let message = if matched == 0 {
+            format!(
+                "watch `{}`: no module of that name (the module tree names them: `d.main.0`, `g`, or `*`)",
+                spec.module
+            )
+        } else if spec.steps == Some(0) {
+            format!("stopped watching `{}`", spec.module)
+        } else {
+            format!(
+                "watching `{}` ({matched} tensors) from step {}, every {} step(s){}",
+                spec.module,
+                self.c.step,
+                spec.every.max(1),
+                spec.steps.map_or(String::new(), |n| format!(", {n} times"))
+            )
+        };
+        let level = if matched == 0 {
+            Level::Warning
+        } else {
+            Level::Info
+        };
+        if matched > 0 {
+            self.watches.set(spec, self.c.step);
+        }
+        self.emitter.emit(Event::Log {
+            step: self.c.step,
+            level,
+            message,
+        })
     }
 
     /// The guard's look at one step's scalars: a trigger when a detector fires.
@@ -1148,6 +1231,14 @@ impl Session<'_> {
         let t0 = Instant::now();
         timing::start();
         self.emitter.step = ctx.step;
+        let mut watching = false;
+        if !self.watches.is_empty() {
+            let due = self.watches.due(ctx.step, &self.var_names);
+            if !due.is_empty() {
+                watch::begin(due);
+                watching = true;
+            }
+        }
         // A panic inside a step (an infallible tch call that met a libtorch error) fails the
         // run like an error does; the panic hook keeps it off the terminal.
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -1155,6 +1246,14 @@ impl Session<'_> {
             self.trainer.train_step(&ctx)
         }));
         timing::enter(timing::SESSION);
+        let layer_stats = if watching {
+            let _logging = timing::scope(timing::LOGGING);
+            let vars = self.named_vars();
+            watch::finish(&vars)
+        } else {
+            Vec::new()
+        };
+        let non_finite_grads = watch::take_non_finite();
         let failed = match result {
             Ok(Ok(scalars)) => Ok(scalars),
             Ok(Err(e)) => Err(e),
@@ -1241,8 +1340,9 @@ impl Session<'_> {
                 |p| p.display().to_string(),
             );
             let message = format!(
-                "{name} became {v} at step {}; the run was stopped. Last good checkpoint: {last}",
-                self.c.step
+                "{name} became {v} at step {}{}; the run was stopped. Last good checkpoint: {last}",
+                self.c.step,
+                where_non_finite(&non_finite_grads)
             );
             self.emitter.emit(Event::Health {
                 step: self.c.step,
@@ -1256,6 +1356,19 @@ impl Session<'_> {
         {
             let _logging = timing::scope(timing::LOGGING);
             self.emit_family_events()?;
+            for s in layer_stats {
+                self.emitter.emit(Event::LayerStats {
+                    step: ctx.step,
+                    module: s.module,
+                    tensors: s.tensors as u32,
+                    weight_norm: s.weight_norm,
+                    grad_norm: s.grad_norm,
+                    update_norm: s.update_norm,
+                    non_finite_grads: s.non_finite_grads,
+                    hist: s.hist,
+                    hist_range: s.hist_range,
+                })?;
+            }
         }
         for (k, v) in scalars {
             let aggregate = match self.metrics.iter().find(|m| m.name == k) {
@@ -1886,6 +1999,22 @@ impl Session<'_> {
             }),
         })
     }
+}
+
+/// Where a non-finite gradient first appeared, for a message: " (first non-finite gradient:
+/// `d.main.3.weight`, module `d.main.3`; 2 tensors in all)", or nothing when none was noted.
+fn where_non_finite(tensors: &[String]) -> String {
+    let Some(first) = tensors.first() else {
+        return String::new();
+    };
+    let more = match tensors.len() {
+        1 => String::new(),
+        n => format!("; {n} tensors in all"),
+    };
+    format!(
+        " (first non-finite gradient: `{first}`, module `{}`{more})",
+        watch::module_of(first)
+    )
 }
 
 fn rel_path(root: &Path, p: &Path) -> String {

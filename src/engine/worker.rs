@@ -43,6 +43,8 @@ pub struct RunRequest {
     pub lr_g: Option<f64>,
     pub lr_d: Option<f64>,
     pub notes: Vec<String>,
+    /// Modules whose per-layer statistics are captured from the start (`--watch`).
+    pub watch: Vec<crate::core::protocol::WatchSpec>,
 }
 
 /// Checks a request and lays out the run directory. Errors here are the user's to fix.
@@ -148,6 +150,7 @@ pub fn prepare(req: RunRequest) -> Result<RunPlan, EngineError> {
         live_overrides,
         notes,
         restart,
+        watch: req.watch,
         _lock: lock,
     })
 }
@@ -227,6 +230,7 @@ pub fn prepare_rank(
         live_overrides,
         notes: req.notes,
         restart: false,
+        watch: req.watch,
         _lock: lock,
     })
 }

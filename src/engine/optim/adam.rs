@@ -72,10 +72,14 @@ impl Adam {
             if squares.is_empty() {
                 return 0.0;
             }
-            Tensor::stack(&squares, 0)
+            let norm = Tensor::stack(&squares, 0)
                 .sum(Kind::Float)
                 .sqrt()
-                .double_value(&[])
+                .double_value(&[]);
+            if !norm.is_finite() {
+                crate::engine::watch::note_non_finite(self.params.iter().map(|(_, p)| p));
+            }
+            norm
         })
     }
 
@@ -83,6 +87,19 @@ impl Adam {
     pub(crate) fn poison_grads(&self) {
         tch::no_grad(|| {
             for (_, p) in &self.params {
+                let g = p.grad();
+                if g.defined() {
+                    let _ = g.shallow_clone().fill_(f64::NAN);
+                }
+            }
+        });
+    }
+
+    /// Test hook: the first parameter's gradient becomes NaN, as one layer's overflow leaves
+    /// it.
+    pub(crate) fn poison_first_grad(&self) {
+        tch::no_grad(|| {
+            if let Some((_, p)) = self.params.first() {
                 let g = p.grad();
                 if g.defined() {
                     let _ = g.shallow_clone().fill_(f64::NAN);
@@ -99,21 +116,24 @@ impl Adam {
         let bias1 = 1.0 - self.beta1.powf(t);
         let bias2_sqrt = (1.0 - self.beta2.powf(t)).sqrt();
         let step_size = self.lr / bias1;
-        tch::no_grad(|| {
-            for (i, (_, p)) in self.params.iter_mut().enumerate() {
-                let g = p.grad();
-                if !g.defined() {
-                    continue;
+        let params: Vec<Tensor> = self.params.iter().map(|(_, p)| p.shallow_clone()).collect();
+        crate::engine::watch::around_step(&params, || {
+            tch::no_grad(|| {
+                for (i, (_, p)) in self.params.iter_mut().enumerate() {
+                    let g = p.grad();
+                    if !g.defined() {
+                        continue;
+                    }
+                    if self.weight_decay > 0.0 {
+                        let _ = p.g_mul_scalar_(1.0 - self.lr * self.weight_decay);
+                    }
+                    let _ = self.exp_avg[i].lerp_(&g, 1.0 - self.beta1);
+                    let _ = self.exp_avg_sq[i].g_mul_scalar_(self.beta2);
+                    let _ = self.exp_avg_sq[i].addcmul_(&(&g * (1.0 - self.beta2)), &g);
+                    let denom = (self.exp_avg_sq[i].sqrt() / bias2_sqrt) + self.eps;
+                    let _ = p.addcdiv_(&(&self.exp_avg[i] * (-step_size)), &denom);
                 }
-                if self.weight_decay > 0.0 {
-                    let _ = p.g_mul_scalar_(1.0 - self.lr * self.weight_decay);
-                }
-                let _ = self.exp_avg[i].lerp_(&g, 1.0 - self.beta1);
-                let _ = self.exp_avg_sq[i].g_mul_scalar_(self.beta2);
-                let _ = self.exp_avg_sq[i].addcmul_(&(&g * (1.0 - self.beta2)), &g);
-                let denom = (self.exp_avg_sq[i].sqrt() / bias2_sqrt) + self.eps;
-                let _ = p.addcdiv_(&(&self.exp_avg[i] * (-step_size)), &denom);
-            }
+            });
         });
     }
 }

@@ -30,6 +30,9 @@ pub fn clip_global_norm(params: &[Tensor], max: f64) -> f64 {
             .sum(Kind::Float)
             .sqrt()
             .double_value(&[]);
+        if !norm.is_finite() {
+            crate::engine::watch::note_non_finite(params);
+        }
         if max > 0.0 && norm > max {
             let scale = max / (norm + 1e-6);
             for g in &grads {

@@ -174,6 +174,9 @@ impl RiemannianSgd {
             .collect();
         let norms = Vec::<f64>::try_from(Tensor::stack(&norms, 0)).unwrap_or_default();
         let total = norms.iter().map(|n| n * n).sum::<f64>().sqrt();
+        if !total.is_finite() {
+            crate::engine::watch::note_non_finite(self.params.iter().map(|p| &p.tensor));
+        }
         let scale = if max > 0.0 && total.is_finite() && total > max {
             max / (total + 1e-6)
         } else {
@@ -209,6 +212,17 @@ impl RiemannianSgd {
     /// gradient was not finite (skipped, their momentum dropped).
     pub fn step(&mut self) -> Vec<String> {
         let _part = crate::engine::timing::scope(crate::engine::timing::OPTIMISER);
+        let params: Vec<Tensor> = self
+            .params
+            .iter()
+            .map(|p| p.tensor.shallow_clone())
+            .collect();
+        let mut skipped = Vec::new();
+        crate::engine::watch::around_step(&params, || skipped = self.update());
+        skipped
+    }
+
+    fn update(&mut self) -> Vec<String> {
         self.step += 1;
         let (lr, m, wd, clip) = (
             self.lr,

@@ -315,6 +315,14 @@ impl Trainer for WganGpTrainer {
         {
             self.opt_d.poison_grads();
         }
+        // `nan-grad-layer-once:S`: only the critic's first tensor (by name), once.
+        static NAN_LAYER_ONCE: std::sync::atomic::AtomicBool =
+            std::sync::atomic::AtomicBool::new(false);
+        if crate::engine::failpoint("nan-grad-layer-once", ctx.step)
+            && !NAN_LAYER_ONCE.swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            self.opt_d.poison_first_grad();
+        }
         let grad_norm_d = self.opt_d.grad_norm();
         self.opt_d.step();
 

@@ -1,0 +1,345 @@
+//! What each layer is doing, on demand: weight, gradient and update norms, the update's size
+//! against the weight's, a weight histogram and the gradient's non-finite values, captured
+//! inside the optimisers' steps for the modules a user watches (`--watch MODULE`, or a click
+//! on the module tree), and the tensors a non-finite gradient first appeared in.
+//!
+//! The session registers every variable of the trainer by name at the start ([`register`]);
+//! the optimisers wrap their update in [`around_step`], which costs one thread-local look when
+//! nothing is watched. Gradients are read where the optimiser consumes them, so a critic's
+//! statistics are its own step's even when a later backward (the generator's) writes its
+//! gradients again. Activations are out of reach: libtorch's modules as tch builds them have
+//! no forward hooks, so the share of zero activations is not measured.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+
+use tch::{Kind, Tensor};
+
+use crate::core::protocol::WatchSpec;
+
+/// Bins of a module's weight histogram.
+pub const BINS: i64 = 64;
+
+/// What one step's optimiser updates saw of one tensor.
+#[derive(Debug, Clone, Copy, Default)]
+struct Seen {
+    grad_sq: f64,
+    update_sq: f64,
+    non_finite: u64,
+}
+
+thread_local! {
+    /// Every variable's name by its storage (`data_ptr`), for the optimisers, which hold
+    /// tensors without the trainer's names.
+    static NAMES: RefCell<HashMap<usize, String>> = RefCell::new(HashMap::new());
+    /// The tensors watched at this step, by name, and what their updates saw.
+    static CAPTURE: RefCell<Option<BTreeMap<String, Option<Seen>>>> = const { RefCell::new(None) };
+    /// Tensors whose gradient was not finite when an optimiser measured it, in order.
+    static NON_FINITE: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+}
+
+fn key(t: &Tensor) -> usize {
+    t.data_ptr() as usize
+}
+
+/// Names every variable of the trainer (`network.path.to.weight`) for the optimisers.
+pub fn register(named: &[(String, Tensor)]) {
+    NAMES.with(|n| {
+        let mut n = n.borrow_mut();
+        n.clear();
+        n.extend(named.iter().map(|(name, t)| (key(t), name.clone())));
+    });
+}
+
+fn name_of(t: &Tensor) -> Option<String> {
+    NAMES.with(|n| n.borrow().get(&key(t)).cloned())
+}
+
+/// The module a tensor belongs to: its name less the last part (`d.main.0` of
+/// `d.main.0.weight`).
+#[must_use]
+pub fn module_of(tensor: &str) -> &str {
+    tensor.rsplit_once('.').map_or(tensor, |(m, _)| m)
+}
+
+/// Whether `spec` watches `tensor`: `*` every module, else the module itself or any below it.
+#[must_use]
+pub fn watches(spec: &str, tensor: &str) -> bool {
+    spec == "*" || tensor.starts_with(spec) && tensor[spec.len()..].starts_with('.')
+}
+
+/// Starts capturing this step's updates of `tensors`.
+pub fn begin(tensors: impl IntoIterator<Item = String>) {
+    CAPTURE.with(|c| *c.borrow_mut() = Some(tensors.into_iter().map(|t| (t, None)).collect()));
+}
+
+/// Wraps an optimiser's update of `params`: for the watched ones, the gradient's squared norm
+/// and non-finite count before it, and the squared size of the change it made.
+pub fn around_step<'a>(params: impl IntoIterator<Item = &'a Tensor>, step: impl FnOnce()) {
+    let watched: Vec<(String, Tensor, Tensor, Seen)> = CAPTURE.with(|c| {
+        let c = c.borrow();
+        let Some(capture) = c.as_ref() else {
+            return Vec::new();
+        };
+        tch::no_grad(|| {
+            params
+                .into_iter()
+                .filter_map(|p| {
+                    let name = name_of(p).filter(|n| capture.contains_key(n))?;
+                    let g = p.grad();
+                    let mut seen = Seen::default();
+                    if g.defined() {
+                        let g = g.to_kind(Kind::Double);
+                        seen.non_finite =
+                            g.isfinite().logical_not().sum(Kind::Int64).int64_value(&[]) as u64;
+                        seen.grad_sq = g
+                            .nan_to_num(0.0, 0.0, 0.0)
+                            .square()
+                            .sum(Kind::Double)
+                            .double_value(&[]);
+                    }
+                    Some((name, p.shallow_clone(), p.detach().copy(), seen))
+                })
+                .collect()
+        })
+    });
+    step();
+    if watched.is_empty() {
+        return;
+    }
+    let done: Vec<(String, Seen)> = tch::no_grad(|| {
+        watched
+            .into_iter()
+            .map(|(name, p, before, mut seen)| {
+                seen.update_sq = (&p - &before)
+                    .to_kind(Kind::Double)
+                    .square()
+                    .sum(Kind::Double)
+                    .double_value(&[]);
+                (name, seen)
+            })
+            .collect()
+    });
+    CAPTURE.with(|c| {
+        if let Some(capture) = c.borrow_mut().as_mut() {
+            for (name, seen) in done {
+                // A tensor two optimisers step (none do) would add up.
+                let slot = capture.entry(name).or_insert(None);
+                let s = slot.get_or_insert_with(Seen::default);
+                s.grad_sq += seen.grad_sq;
+                s.update_sq += seen.update_sq;
+                s.non_finite += seen.non_finite;
+            }
+        }
+    });
+}
+
+/// An optimiser found its gradients' joint norm not finite: notes which of `params` hold a
+/// NaN or an infinity (read once, only then).
+pub fn note_non_finite<'a>(params: impl IntoIterator<Item = &'a Tensor>) {
+    let bad: Vec<String> = tch::no_grad(|| {
+        params
+            .into_iter()
+            .filter(|p| {
+                let g = p.grad();
+                g.defined() && g.isfinite().all().int64_value(&[]) == 0
+            })
+            .map(|p| name_of(p).unwrap_or_else(|| "an unnamed tensor".into()))
+            .collect()
+    });
+    NON_FINITE.with(|n| n.borrow_mut().extend(bad));
+}
+
+/// The tensors noted by [`note_non_finite`] since the last call.
+pub fn take_non_finite() -> Vec<String> {
+    NON_FINITE.with(|n| std::mem::take(&mut *n.borrow_mut()))
+}
+
+/// One module's statistics at a step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModuleStats {
+    pub module: String,
+    pub tensors: usize,
+    pub weight_norm: f64,
+    /// `None` when no optimiser stepped the module at this step.
+    pub grad_norm: Option<f64>,
+    pub update_norm: Option<f64>,
+    pub non_finite_grads: u64,
+    pub hist: Vec<u32>,
+    pub hist_range: [f64; 2],
+}
+
+/// Ends the step's capture: each watched module's statistics from what the optimisers saw and
+/// the weights now (`vars`: every named variable).
+pub fn finish(vars: &[(String, Tensor)]) -> Vec<ModuleStats> {
+    let Some(capture) = CAPTURE.with(|c| c.borrow_mut().take()) else {
+        return Vec::new();
+    };
+    let mut modules: BTreeMap<&str, Vec<(&Tensor, Option<Seen>)>> = BTreeMap::new();
+    for (name, t) in vars {
+        if let Some(seen) = capture.get(name) {
+            modules.entry(module_of(name)).or_default().push((t, *seen));
+        }
+    }
+    tch::no_grad(|| {
+        modules
+            .into_iter()
+            .map(|(module, tensors)| {
+                let flat: Vec<Tensor> = tensors
+                    .iter()
+                    .map(|(t, _)| t.detach().to_kind(Kind::Float).flatten(0, -1))
+                    .collect();
+                let all = Tensor::cat(&flat, 0);
+                let weight_norm = all.to_kind(Kind::Double).norm().double_value(&[]);
+                let finite = all.nan_to_num(0.0, 0.0, 0.0);
+                let (lo, hi) = (
+                    finite.min().double_value(&[]),
+                    finite.max().double_value(&[]),
+                );
+                // libtorch's own range for equal extremes.
+                let (lo, hi) = if hi > lo {
+                    (lo, hi)
+                } else {
+                    (lo - 1.0, hi + 1.0)
+                };
+                let hist = Vec::<f64>::try_from(finite.histc(BINS).to_kind(Kind::Double))
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|c| c as u32)
+                    .collect();
+                let stepped: Vec<Seen> = tensors.iter().filter_map(|(_, s)| *s).collect();
+                let sum = |f: fn(&Seen) -> f64| stepped.iter().map(f).sum::<f64>().sqrt();
+                ModuleStats {
+                    module: module.to_string(),
+                    tensors: tensors.len(),
+                    weight_norm,
+                    grad_norm: (!stepped.is_empty()).then(|| sum(|s| s.grad_sq)),
+                    update_norm: (!stepped.is_empty()).then(|| sum(|s| s.update_sq)),
+                    non_finite_grads: stepped.iter().map(|s| s.non_finite).sum(),
+                    hist,
+                    hist_range: [lo, hi],
+                }
+            })
+            .collect()
+    })
+}
+
+/// The watches in force and when each captures.
+#[derive(Debug, Default)]
+pub struct Watches {
+    specs: Vec<(WatchSpec, u64)>,
+}
+
+impl Watches {
+    /// Adds (or replaces) a watch from step `from` on; `steps: Some(0)` ends one.
+    pub fn set(&mut self, spec: WatchSpec, from: u64) {
+        self.specs.retain(|(s, _)| s.module != spec.module);
+        if spec.steps != Some(0) {
+            self.specs.push((spec, from));
+        }
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.specs.is_empty()
+    }
+
+    /// The tensors (of `names`) watched at `step`; counts the step against each watch's steps.
+    pub fn due(&mut self, step: u64, names: &[String]) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for (spec, from) in &mut self.specs {
+            let every = spec.every.max(1);
+            if step < *from || !(step - *from).is_multiple_of(every) {
+                continue;
+            }
+            if let Some(n) = &mut spec.steps {
+                *n = n.saturating_sub(1);
+            }
+            out.extend(names.iter().filter(|n| watches(&spec.module, n)).cloned());
+        }
+        self.specs.retain(|(s, _)| s.steps != Some(0));
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_watched_modules_update_is_what_the_step_changed() {
+        let w = Tensor::from_slice(&[1.0f32, -2.0, 3.0, 0.5])
+            .view([2, 2])
+            .set_requires_grad(true);
+        let b = Tensor::from_slice(&[0.0f32, 0.0]).set_requires_grad(true);
+        let other = Tensor::from_slice(&[7.0f32]).set_requires_grad(true);
+        let vars = vec![
+            ("d.fc.weight".to_string(), w.shallow_clone()),
+            ("d.fc.bias".to_string(), b.shallow_clone()),
+            ("g.out.weight".to_string(), other.shallow_clone()),
+        ];
+        register(&vars);
+        let loss = (w.sum(Kind::Float) * 2.0 + b.sum(Kind::Float) + other.sum(Kind::Float))
+            .sum(Kind::Float);
+        loss.backward();
+        let names: Vec<String> = vars.iter().map(|(n, _)| n.clone()).collect();
+        let mut watches = Watches::default();
+        watches.set(
+            WatchSpec {
+                module: "d.fc".into(),
+                every: 1,
+                steps: Some(2),
+            },
+            0,
+        );
+        let due = watches.due(0, &names);
+        assert_eq!(due, ["d.fc.bias", "d.fc.weight"]);
+        begin(due);
+        // Plain SGD with lr 0.1 on every parameter.
+        around_step(vars.iter().map(|(_, t)| t), || {
+            tch::no_grad(|| {
+                for (_, t) in &vars {
+                    let _ = t.shallow_clone().g_sub_(&(t.grad() * 0.1));
+                }
+            });
+        });
+        let stats = finish(&vars);
+        assert_eq!(stats.len(), 1);
+        let s = &stats[0];
+        assert_eq!((s.module.as_str(), s.tensors), ("d.fc", 2));
+        // Gradients: 2 for each of the 4 weights, 1 for each of the 2 biases.
+        let grad = (4.0f64 * 4.0 + 2.0).sqrt();
+        assert!((s.grad_norm.expect("stepped") - grad).abs() < 1e-9);
+        assert!((s.update_norm.expect("stepped") - 0.1 * grad).abs() < 1e-6);
+        let after: Vec<f64> = vec![0.8, -2.2, 2.8, 0.3, -0.1, -0.1];
+        let norm = after.iter().map(|v| v * v).sum::<f64>().sqrt();
+        assert!((s.weight_norm - norm).abs() < 1e-5, "{}", s.weight_norm);
+        assert_eq!(s.hist.iter().sum::<u32>(), 6);
+        assert_eq!(s.hist_range, [f64::from(-2.2f32), f64::from(2.8f32)]);
+        assert_eq!(s.non_finite_grads, 0);
+        // Nothing captured when nothing is watched; the watch ends after its two steps.
+        assert!(finish(&vars).is_empty());
+        assert_eq!(watches.due(1, &names).len(), 2);
+        assert!(watches.is_empty());
+        assert!(watches.due(2, &names).is_empty());
+    }
+
+    #[test]
+    fn a_non_finite_gradient_is_named_by_its_tensor() {
+        let a = Tensor::from_slice(&[1.0f32, 2.0]).set_requires_grad(true);
+        let b = Tensor::from_slice(&[3.0f32]).set_requires_grad(true);
+        register(&[
+            ("d.a.weight".into(), a.shallow_clone()),
+            ("d.b.weight".into(), b.shallow_clone()),
+        ]);
+        (a.sum(Kind::Float) + b.sum(Kind::Float)).backward();
+        let _ = b.grad().fill_(f64::NAN);
+        note_non_finite([&a, &b]);
+        assert_eq!(take_non_finite(), ["d.b.weight"]);
+        assert!(take_non_finite().is_empty());
+        assert!(watches("*", "g.x.weight") && watches("d", "d.a.weight"));
+        assert!(!watches("d.a", "d.ab.weight") && module_of("d.a.weight") == "d.a");
+    }
+}
