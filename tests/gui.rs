@@ -2187,3 +2187,65 @@ fn a_persisted_pyramid_opens_to_the_plot_the_whole_log_draws() {
     assert_eq!(back.log_len, written.log_len);
     assert_eq!(back.series, written.series);
 }
+
+/// A module watched from the module tree of a run started here gets its statistics from the
+/// step the run is at when the click arrives: the run paused, "watch" clicked, the run
+/// resumed, and the first capture is of the step it resumed at.
+#[test]
+fn a_module_watched_from_the_dashboard_gets_its_statistics_within_one_step() {
+    let runs = tempfile::tempdir().unwrap();
+    let mut opts = smoke_options(runs.path());
+    if let Some((p, _)) = &mut opts.preset {
+        // Long enough to pause while it trains.
+        for ph in p.phases_mut() {
+            ph.length = PhaseLength::Steps(100_000);
+        }
+    }
+    let mut h = harness(WorkbenchApp::with_waker(opts, None));
+    h.run_steps(2);
+    h.get_by_label("Start").click();
+    step_until(&mut h, "the module tree", |a| {
+        a.current_run().is_some_and(|r| !r.view.modules.is_empty())
+    });
+    h.get_by_label("Pause").click();
+    step_until(&mut h, "the pause", |a| {
+        a.current_run()
+            .is_some_and(|r| r.view.state == RunState::Paused)
+    });
+    // The step the worker paused at (the scalars shown may lag it by a batch).
+    let paused_at = h
+        .state()
+        .current_run()
+        .unwrap()
+        .view
+        .markers
+        .iter()
+        .rev()
+        .find(|m| m.kind == workbench::core::runview::MarkerKind::Pause)
+        .expect("the pause's marker")
+        .step;
+    h.get_by_label_contains("Modules (").click();
+    h.run_steps(2);
+    let module = h.state().current_run().unwrap().view.modules[0].0.clone();
+    h.get_all_by_label("watch")
+        .next()
+        .expect("a watch button")
+        .click();
+    h.run_steps(3);
+    h.get_by_label("Resume").click();
+    step_until(&mut h, "the module's statistics", |a| {
+        a.current_run()
+            .is_some_and(|r| r.view.layers.contains_key(&module))
+    });
+    let stat = h.state().current_run().unwrap().view.layers[&module].clone();
+    assert!(
+        stat.step <= paused_at + 1,
+        "{} after pausing at {paused_at}",
+        stat.step
+    );
+    assert!(stat.weight_norm > 0.0 && stat.hist.iter().sum::<u32>() > 0);
+    h.get_by_label("Stop and save").click();
+    step_until(&mut h, "the run to stop", |a| {
+        a.current_run().is_some_and(|r| r.view.state.is_over())
+    });
+}

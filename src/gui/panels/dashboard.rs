@@ -89,11 +89,13 @@ pub fn sections(names: &[&str], metrics: &[MetricDef], layout: &Layout) -> Vec<S
     for ((_, title), (open, list)) in groups {
         push(title, list, open, &mut taken);
     }
-    let mut other: Vec<String> = names
+    let (layers, mut other): (Vec<String>, Vec<String>) = names
         .iter()
         .filter(|n| present(n) && !metrics.iter().any(|m| m.name == **n))
         .map(|n| (*n).to_string())
-        .collect();
+        .partition(|n| n.starts_with("layer/"));
+    // Watched modules' statistics (`layer/<module>/<what>`), in module order.
+    push("layers", layers, true, &mut taken);
     other.sort();
     push("other", other, true, &mut taken);
     out
@@ -186,8 +188,19 @@ impl Dashboard {
                     events_actions = Self::events_ui(ui, view, &r.dir, &mut cursor);
                 });
         }
+        let mut module_actions = Vec::new();
+        if let Some(r) = ctx.current_run().filter(|r| !r.view.modules.is_empty()) {
+            egui::CollapsingHeader::new(format!(
+                "Modules ({}): watch a layer",
+                r.view.modules.len()
+            ))
+            .id_salt("dash-modules")
+            .default_open(false)
+            .show(ui, |ui| module_actions = modules_ui(ui, &r.view, ctx.live));
+        }
         let filter = self.filter.clone();
         let mut actions = self.plots_ui(ui, &ctx.shown_runs(), &mut cursor, &filter);
+        actions.extend(module_actions);
         actions.extend(events_actions);
         if cursor != ctx.cursor {
             actions.push(UiAction::SetCursor(cursor));
@@ -874,6 +887,105 @@ impl Dashboard {
             });
         actions
     }
+}
+
+/// The run's module tree: each module's parameters and, once watched, its latest statistics
+/// and weight histogram; "watch" captures it from the next step (runs started here only).
+fn modules_ui(ui: &mut Ui, view: &RunView, live: bool) -> Vec<UiAction> {
+    use crate::core::protocol::{Command, WatchSpec};
+    let mut actions = Vec::new();
+    let watch = |module: &str, steps: Option<u64>| {
+        UiAction::Command(Command::Watch(WatchSpec {
+            module: module.to_string(),
+            every: 1,
+            steps,
+        }))
+    };
+    let why = "only a run started here takes commands";
+    egui::ScrollArea::vertical()
+        .id_salt("dash-modules-scroll")
+        .max_height(260.0)
+        .show(ui, |ui| {
+            egui::Grid::new("dash-modules-grid")
+                .striped(true)
+                .num_columns(7)
+                .show(ui, |ui| {
+                    for h in [
+                        "module",
+                        "params",
+                        "|grad|",
+                        "update/weight",
+                        "non-finite",
+                        "weights",
+                        "",
+                    ] {
+                        ui.label(RichText::new(h).strong());
+                    }
+                    ui.end_row();
+                    for (module, params) in &view.modules {
+                        ui.monospace(module);
+                        ui.label(numfmt::num(*params as f64));
+                        let stat = view.layers.get(module);
+                        let opt = |v: Option<f64>| v.map_or("-".into(), numfmt::num);
+                        ui.label(opt(stat.and_then(|s| s.grad_norm)));
+                        ui.label(opt(
+                            stat.and_then(crate::core::runview::LayerStat::update_ratio)
+                        ));
+                        match stat.map(|s| s.non_finite_grads) {
+                            Some(n) if n > 0 => {
+                                ui.colored_label(crate::gui::style::ERROR, n.to_string())
+                            }
+                            Some(n) => ui.label(n.to_string()),
+                            None => ui.label("-"),
+                        };
+                        match stat {
+                            Some(s) => histogram_ui(ui, &s.hist, s.hist_range, s.step),
+                            None => {
+                                ui.label("");
+                            }
+                        }
+                        let (label, steps) = if stat.is_some() {
+                            ("stop", Some(0))
+                        } else {
+                            ("watch", None)
+                        };
+                        if ui
+                            .add_enabled(live, egui::Button::new(label).small())
+                            .on_disabled_hover_text(why)
+                            .clicked()
+                        {
+                            actions.push(watch(module, steps));
+                        }
+                        ui.end_row();
+                    }
+                });
+        });
+    actions
+}
+
+/// A 64-bin histogram as a small bar chart; the range and step on hover.
+fn histogram_ui(ui: &mut Ui, hist: &[u32], range: [f64; 2], step: u64) {
+    let (rect, resp) = ui.allocate_exact_size(egui::vec2(96.0, 16.0), egui::Sense::hover());
+    let top = hist.iter().copied().max().unwrap_or(0).max(1) as f32;
+    let w = rect.width() / hist.len().max(1) as f32;
+    let color = ui.visuals().text_color().gamma_multiply(0.7);
+    for (i, &c) in hist.iter().enumerate() {
+        let h = rect.height() * c as f32 / top;
+        let x = rect.left() + w * i as f32;
+        ui.painter().rect_filled(
+            Rect::from_min_max(
+                egui::pos2(x, rect.bottom() - h),
+                egui::pos2(x + w, rect.bottom()),
+            ),
+            0.0,
+            color,
+        );
+    }
+    resp.on_hover_text(format!(
+        "weights from {} to {} at step {step}",
+        numfmt::num(range[0]),
+        numfmt::num(range[1])
+    ));
 }
 
 /// The step-time stack of `view` as one plot, with the last verdict above it.
