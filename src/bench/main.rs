@@ -7,6 +7,7 @@
 mod dist;
 mod gui;
 mod learning;
+mod observe;
 mod step_time;
 
 use std::path::PathBuf;
@@ -55,6 +56,15 @@ pub enum BenchCmd {
     },
     /// Worker steps/s with the app attached (draining and drawing at 60 fps) against headless.
     GuiOverhead(Opts),
+    /// What observing costs: the step-time breakdown with system samples every 100 ms, one
+    /// watched layer (the largest) every step, every layer every 10th step, each against
+    /// plain steps, in alternating rounds.
+    Observe {
+        #[command(flatten)]
+        opts: Opts,
+        #[arg(long, default_value = "wgan_gp_small")]
+        preset: String,
+    },
     /// Opening a finished run of `--rows` logged steps of `--scalars` scalars in the app: time
     /// to the first drawn plot and to the whole log read, with its persisted pyramids
     /// (`scalars.lod`, as training writes them) against without.
@@ -168,6 +178,7 @@ pub fn run(cmd: &BenchCmd) -> anyhow::Result<()> {
         BenchCmd::Dashboard => gui::dashboard(),
         BenchCmd::RunsTable { runs } => gui::runs_table(*runs),
         BenchCmd::GuiOverhead(o) => gui::overhead(o),
+        BenchCmd::Observe { opts, preset } => observe::overhead(opts, preset),
         BenchCmd::OpenRun {
             rows,
             scalars,
