@@ -285,6 +285,91 @@ fn two_guarded_ranks_roll_back_together_and_finish_as_one_model() {
     );
 }
 
+/// A two-rank run started from a shell takes commands through rank 0's folder: both ranks
+/// pause at the same step, take a live edit there, resume, and stop at one step.
+#[test]
+fn two_ranks_are_paused_edited_and_stopped_through_the_run_folder() {
+    use workbench::core::protocol::Event;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let text = std::fs::read_to_string(presets().join("smoke.ron"))
+        .expect("smoke")
+        .replace("steps(20)", "steps(1000000)");
+    let preset = tmp.path().join("long.ron");
+    std::fs::write(&preset, text).expect("preset");
+    let runs = tmp.path().join("runs");
+    let children = spawn_train(2, &runs, &["--preset", preset.to_str().expect("utf-8")]);
+    let run = loop {
+        if let Some(r) = std::fs::read_dir(&runs)
+            .ok()
+            .and_then(|mut d| d.find_map(|e| e.ok().map(|e| e.path())))
+            .filter(|r| r.join("ranks/rank-1/events.log").is_file())
+        {
+            break r;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let control = |words: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_workbench"))
+            .args(["runs", "control"])
+            .arg(&run)
+            .args(words)
+            .output()
+            .expect("control");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    control(&["pause"]);
+    control(&["set", "train.lr_d=0.0005"]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    control(&["resume"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    control(&["stop-and-save"]);
+    for (rank, child) in children.into_iter().enumerate() {
+        let out = child.wait_with_output().expect("rank");
+        assert!(
+            out.status.success(),
+            "rank {rank}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let steps = |log: std::path::PathBuf| {
+        let events = workbench::core::runlog::read_all(&log).expect("log").events;
+        let find = |f: &dyn Fn(&Event) -> Option<u64>| events.iter().find_map(f);
+        (
+            find(&|e| match e {
+                Event::Paused { step } => Some(*step),
+                _ => None,
+            }),
+            find(&|e| match e {
+                Event::HyperparameterChanged { step, name, .. } if name == "train.lr_d" => {
+                    Some(*step)
+                }
+                _ => None,
+            }),
+            find(&|e| match e {
+                Event::Resumed { step } => Some(*step),
+                _ => None,
+            }),
+            find(&|e| match e {
+                Event::RunFinished { step, .. } => Some(*step),
+                _ => None,
+            }),
+        )
+    };
+    let zero = steps(run.join("events.log"));
+    let one = steps(run.join("ranks/rank-1/events.log"));
+    assert!(
+        zero.0.is_some() && zero.1 == zero.0 && zero.2 == zero.0 && zero.3.is_some(),
+        "{zero:?}"
+    );
+    assert_eq!(zero, one, "both ranks at the same steps");
+}
+
 /// A rank slowed by 50 ms a batch (the `slow-data` failpoint on rank 1 only) is named the
 /// straggler by rank 0 at the first verdict, step 20; rank 0, which waits for it, is told
 /// the time goes to the collectives.

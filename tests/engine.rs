@@ -572,6 +572,154 @@ fn a_nan_in_one_layers_gradient_is_attributed_to_it() {
     );
 }
 
+/// The smoke preset with phases too long to end by themselves, written into `dir`.
+fn long_smoke(dir: &Path) -> std::path::PathBuf {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/smoke.ron"))
+            .expect("smoke")
+            .replace("steps(20)", "steps(1000000)");
+    let path = dir.join("long_smoke.ron");
+    std::fs::write(&path, text).expect("preset");
+    path
+}
+
+/// `workbench runs control RUN ...` and what the run answered (stdout), or its error.
+fn control(run: &Path, words: &[&str]) -> Result<String, String> {
+    let out = workbench()
+        .args(["runs", "control"])
+        .arg(run)
+        .args(words)
+        .output()
+        .expect("control");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Waits until `runs` holds a run folder whose log has scalars.
+fn wait_for_run(runs: &Path) -> std::path::PathBuf {
+    let t0 = std::time::Instant::now();
+    loop {
+        if let Some(run) = std::fs::read_dir(runs)
+            .ok()
+            .and_then(|mut d| d.find_map(|e| e.ok().map(|e| e.path())))
+            .filter(|p| p.join("events.log").is_file())
+        {
+            let log = workbench::core::runlog::read_all(&run.join("events.log")).expect("log");
+            if log
+                .events
+                .iter()
+                .any(|e| matches!(e, Event::Scalars { .. }))
+            {
+                return run;
+            }
+        }
+        assert!(t0.elapsed() < Duration::from_secs(120), "no run started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The step in `line` ("pause: applied at step 12").
+fn applied_at(line: &str) -> u64 {
+    line.trim()
+        .rsplit(' ')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"))
+}
+
+/// A headless run takes commands from a shell through its folder: paused, edited, watched,
+/// checkpointed while paused (each applied at the pause's step), resumed and stopped; a
+/// command to the ended run says so and sends nothing.
+#[test]
+fn a_headless_run_is_paused_edited_checkpointed_and_stopped_from_a_shell() {
+    let runs = tempfile::tempdir().expect("tmp");
+    let preset = long_smoke(runs.path());
+    let runs_dir = runs.path().join("runs");
+    let child = workbench()
+        .args(["train", "--preset"])
+        .arg(&preset)
+        .arg("--runs-dir")
+        .arg(&runs_dir)
+        .args(["--device", "cpu", "--set", "threads=1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("train");
+    let run = wait_for_run(&runs_dir);
+    let paused = applied_at(&control(&run, &["pause"]).expect("pause"));
+    for words in [
+        &["set", "train.lr_d=0.0005"][..],
+        &["checkpoint"],
+        &["watch", "d:steps=1"],
+    ] {
+        let said = control(&run, words).expect("applied");
+        assert_eq!(applied_at(&said), paused, "{said}");
+    }
+    let resumed = applied_at(&control(&run, &["resume"]).expect("resume"));
+    assert_eq!(resumed, paused);
+    assert!(control(&run, &["set", "train.lr_d"])
+        .unwrap_err()
+        .contains("FIELD=VALUE"));
+    let stopped = applied_at(&control(&run, &["stop-and-save"]).expect("stop"));
+    assert!(stopped >= paused);
+    let out = child.wait_with_output().expect("train ends");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = workbench::core::runlog::read_all(&run.join("events.log")).expect("log");
+    let at = |f: &dyn Fn(&Event) -> Option<u64>| log.events.iter().find_map(f);
+    assert_eq!(
+        at(&|e| match e {
+            Event::Paused { step } => Some(*step),
+            _ => None,
+        }),
+        Some(paused)
+    );
+    assert_eq!(
+        at(&|e| match e {
+            Event::HyperparameterChanged {
+                step, name, new, ..
+            } if name == "train.lr_d" && (*new - 5e-4).abs() < 1e-12 => Some(*step),
+            _ => None,
+        }),
+        Some(paused)
+    );
+    assert_eq!(
+        at(&|e| match e {
+            Event::CheckpointSaved { step, .. } if *step == paused => Some(*step),
+            _ => None,
+        }),
+        Some(paused)
+    );
+    assert!(
+        at(&|e| match e {
+            Event::LayerStats { step, .. } => Some(*step),
+            _ => None,
+        }) == Some(paused)
+    );
+    assert!(matches!(
+        log.events.last(),
+        Some(Event::RunFinished {
+            outcome: Outcome::Stopped,
+            ..
+        })
+    ));
+    let ended = control(&run, &["pause"]).expect_err("ended");
+    assert!(
+        ended.contains("has ended (stopped at step") && ended.contains("nothing was sent"),
+        "{ended}"
+    );
+    assert!(
+        workbench::core::inbox::take(&run).is_empty(),
+        "nothing left in the inbox"
+    );
+}
+
 #[test]
 fn a_nan_loss_stops_the_run_cleanly_with_exit_code_1() {
     let runs = tempfile::tempdir().expect("tmp");

@@ -2249,3 +2249,66 @@ fn a_module_watched_from_the_dashboard_gets_its_statistics_within_one_step() {
         a.current_run().is_some_and(|r| r.view.state.is_over())
     });
 }
+
+/// A run started from a shell, opened in the app, is paused, resumed and stopped from the
+/// top bar: the commands go through its folder, and the view shows what the run did.
+#[test]
+fn a_headless_run_opened_in_the_app_is_paused_and_stopped_from_it() {
+    let runs = tempfile::tempdir().unwrap();
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/smoke.ron"))
+            .unwrap()
+            .replace("steps(20)", "steps(1000000)");
+    let preset = runs.path().join("long.ron");
+    std::fs::write(&preset, text).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_workbench"))
+        .args(["train", "--preset"])
+        .arg(&preset)
+        .arg("--runs-dir")
+        .arg(runs.path())
+        .args(["--device", "cpu", "--set", "threads=1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let dir = loop {
+        if let Some(d) = std::fs::read_dir(runs.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.join("events.log").is_file())
+        {
+            break d;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "no run");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut h = harness(following(runs.path(), dir, Tab::Dashboard, None));
+    step_until(&mut h, "the run to be followed", |a| {
+        a.current_run()
+            .is_some_and(|r| r.view.state == RunState::Running && r.view.step > 0)
+    });
+    h.get_by_label("Pause").click();
+    step_until(&mut h, "the pause", |a| {
+        a.current_run()
+            .is_some_and(|r| r.view.state == RunState::Paused)
+    });
+    h.get_by_label("Resume").click();
+    step_until(&mut h, "the resume", |a| {
+        a.current_run()
+            .is_some_and(|r| r.view.state == RunState::Running)
+    });
+    h.get_by_label("Stop and save").click();
+    step_until(&mut h, "the run to stop", |a| {
+        a.current_run().is_some_and(|r| {
+            r.view.state == RunState::Finished(workbench::core::protocol::Outcome::Stopped)
+        })
+    });
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -329,6 +329,18 @@ enum RunsCmd {
         #[arg(long)]
         csv: Option<PathBuf>,
     },
+    /// Command a run that is training, wherever it was started (alone, queued, SLURM, or rank
+    /// 0 of a data-parallel run: every rank applies it at the same step), through its folder:
+    /// pause, resume, stop, stop-and-save, checkpoint, skip-phase, set FIELD=VALUE,
+    /// watch MODULE[:every=K,steps=N], unwatch MODULE. Waits for the run to apply it.
+    Control {
+        run: PathBuf,
+        #[arg(required = true, num_args = 1..=2)]
+        command: Vec<String>,
+        /// Seconds to wait for the run to take the command.
+        #[arg(long, default_value_t = 60.0)]
+        timeout: f64,
+    },
 }
 
 #[derive(clap::Args, Debug)]

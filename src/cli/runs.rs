@@ -104,6 +104,11 @@ pub(super) fn run(cmd: RunsCmd, default_dir: &Path) -> Result<(), Failure> {
             }
             Ok(())
         }
+        RunsCmd::Control {
+            run,
+            command,
+            timeout,
+        } => control(&run, &command, timeout),
         RunsCmd::Export {
             run,
             csv,
@@ -127,5 +132,69 @@ pub(super) fn run(cmd: RunsCmd, default_dir: &Path) -> Result<(), Failure> {
             }
             Ok(())
         }
+    }
+}
+
+/// `workbench runs control RUN COMMAND`: sends it through the run's inbox and waits for the
+/// run's answer; says so when the run has ended (before or while waiting).
+fn control(run: &Path, words: &[String], timeout: f64) -> Result<(), Failure> {
+    use workbench::core::inbox;
+    use workbench::core::rundir::RunStatus;
+    let command = inbox::parse(words).map_err(|e| bad_input(anyhow::anyhow!(e)))?;
+    let dir = RunDir::open(run).map_err(bad_input)?;
+    let ended = |dir: &RunDir| -> Result<Option<String>, Failure> {
+        let s = dir.status().map_err(bad_input)?;
+        Ok((s.status != RunStatus::Running).then(|| {
+            format!(
+                "{} has ended ({} at step {})",
+                run.display(),
+                s.status.label(),
+                s.last_step
+            )
+        }))
+    };
+    if let Some(why) = ended(&dir)? {
+        return Err(Failure {
+            code: 1,
+            error: anyhow::anyhow!("{why}: nothing was sent"),
+        });
+    }
+    let id = inbox::send(run, &command, true).map_err(bad_input)?;
+    let what = words.join(" ");
+    let t0 = std::time::Instant::now();
+    let mut last_check = t0;
+    loop {
+        if let Some(ack) = inbox::answer(run, &id) {
+            let said = if ack.said.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", ack.said)
+            };
+            out!("{what}: applied at step {}{said}", ack.step);
+            return Ok(());
+        }
+        // The run may end while the command waits: then it never takes it.
+        if last_check.elapsed().as_secs_f64() >= 1.0 {
+            last_check = std::time::Instant::now();
+            if let Some(why) = ended(&dir)? {
+                if inbox::withdraw(run, &id) {
+                    return Err(Failure {
+                        code: 1,
+                        error: anyhow::anyhow!("{why} before it took `{what}`"),
+                    });
+                }
+            }
+        }
+        if t0.elapsed().as_secs_f64() > timeout {
+            let _ = inbox::withdraw(run, &id);
+            return Err(Failure {
+                code: 1,
+                error: anyhow::anyhow!(
+                    "{} did not take `{what}` within {timeout} s (is it paused in a long step, or on a machine that does not share this folder?); the command was withdrawn",
+                    run.display()
+                ),
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }

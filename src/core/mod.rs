@@ -7,6 +7,7 @@ pub mod draw;
 pub mod fanova;
 pub mod gaad;
 pub mod health;
+pub mod inbox;
 pub mod jobs;
 pub mod lod;
 pub mod nifti;

@@ -17,8 +17,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// UI or CLI to worker.
-#[derive(Debug, Clone, PartialEq)]
+/// UI or CLI to worker (and, as JSON, a file in a run folder's inbox: `core::inbox`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
     /// Stop stepping; the model stays on its device.
     Pause,

@@ -137,6 +137,12 @@ struct Session<'a> {
     /// The modules watched (`engine::watch`) and every variable's name.
     watches: watch::Watches,
     var_names: Vec<String>,
+    /// Commands from the run folder's inbox (`core::inbox`) to apply at the next boundary,
+    /// with their ids when the sender waits for an answer.
+    inbox: std::collections::VecDeque<(Option<String>, Command)>,
+    /// Rank 0's inbox commands not yet sent to the other ranks (data parallelism: they go with
+    /// the next step's exchange, and every rank applies them at the boundary after it).
+    inbox_held: Vec<(Option<String>, Command)>,
     /// The bottleneck and the straggling rank last said, so each is said when it changes.
     said_bottleneck: Option<&'static str>,
     said_straggler: Option<usize>,
@@ -452,6 +458,8 @@ pub fn run(
         sysmon,
         watches: watch::Watches::default(),
         var_names: Vec::new(),
+        inbox: std::collections::VecDeque::new(),
+        inbox_held: Vec::new(),
         said_bottleneck: None,
         said_straggler: None,
     };
@@ -755,12 +763,20 @@ impl Session<'_> {
                 self.replay.pop_front();
                 self.set_live(&name, value)?;
             }
-            // Commands between steps; while paused, wait for them.
+            // Commands between steps, the run folder's first; while paused, wait for them.
+            self.read_inbox(false)?;
             loop {
-                let cmd = if paused {
+                let from_inbox = self.inbox.pop_front();
+                let acked = from_inbox.as_ref().and_then(|(id, _)| id.clone());
+                let cmd = if let Some((_, c)) = from_inbox {
+                    Some(c)
+                } else if paused {
                     match commands.recv_timeout(Duration::from_millis(200)) {
                         Ok(c) => Some(c),
-                        Err(RecvTimeoutError::Timeout) => None,
+                        Err(RecvTimeoutError::Timeout) => {
+                            self.read_inbox(true)?;
+                            None
+                        }
                         Err(RecvTimeoutError::Disconnected) => Some(Command::Stop),
                     }
                 } else {
@@ -772,6 +788,17 @@ impl Session<'_> {
                     }
                     break;
                 };
+                if let Some(id) = acked {
+                    // Answered as it is applied (a stop's answer comes before the run ends).
+                    let _ = crate::core::inbox::acknowledge(
+                        self.plan.run_dir.root(),
+                        &id,
+                        &crate::core::inbox::Ack {
+                            step: self.c.step,
+                            said: String::new(),
+                        },
+                    );
+                }
                 match cmd {
                     Command::Pause if !paused => {
                         paused = true;
@@ -796,11 +823,17 @@ impl Session<'_> {
                             return self.stop_by_signal();
                         }
                         // Said to the other ranks with the next step's scalars; every rank
-                        // stops after that step.
+                        // stops after that step. A paused group stays paused (its ranks
+                        // wait for rank 0's commands together; one rank stepping alone would
+                        // hang the others): the signal is said when it is resumed.
                         self.signal_here.get_or_insert(signal);
                         if paused {
-                            paused = false;
-                            self.emitter.emit(Event::Resumed { step: self.c.step })?;
+                            self.emitter.emit(Event::Log {
+                                step: self.c.step,
+                                level: Level::Warning,
+                                message: "a stop signal arrived while the data-parallel run is paused: it stops with a checkpoint at the step after it is resumed".into(),
+                            })?;
+                            continue;
                         }
                         break;
                     }
@@ -822,6 +855,54 @@ impl Session<'_> {
             }
             self.step()?;
         }
+    }
+
+    /// Takes the commands waiting in the run folder's inbox. Alone, they are applied at this
+    /// boundary. Under data parallelism rank 0 reads them and every rank applies them at the
+    /// same boundary: while training they ride the next step's exchange (see `step`); while
+    /// paused (`paused_exchange`, every 200 ms on every rank together) rank 0 sends them at
+    /// once.
+    fn read_inbox(&mut self, paused_exchange: bool) -> Result<(), EngineError> {
+        let grouped = dist::group().is_some();
+        if self.root {
+            for t in crate::core::inbox::take(self.plan.run_dir.root()) {
+                match t {
+                    crate::core::inbox::Taken::Command { id, command, ack } => {
+                        let entry = (ack.then_some(id), command);
+                        if grouped {
+                            self.inbox_held.push(entry);
+                        } else {
+                            self.inbox.push_back(entry);
+                        }
+                    }
+                    crate::core::inbox::Taken::Bad { file, why } => {
+                        self.emitter.emit(Event::Log {
+                            step: self.c.step,
+                            level: Level::Warning,
+                            message: format!("{file}: not a command ({why}); removed"),
+                        })?;
+                    }
+                }
+            }
+        }
+        if grouped && paused_exchange {
+            self.share_inbox()?;
+        }
+        Ok(())
+    }
+
+    /// Rank 0's held inbox commands, on every rank (a collective: every rank calls it at the
+    /// same point). The answers are rank 0's to write.
+    fn share_inbox(&mut self) -> Result<(), EngineError> {
+        let held = std::mem::take(&mut self.inbox_held);
+        let text = serde_json::to_string(&held).unwrap_or_else(|_| "[]".into());
+        let shared = dist::broadcast_text(&text)?;
+        let cmds: Vec<(Option<String>, Command)> =
+            serde_json::from_str(&shared).unwrap_or_default();
+        let root = self.root;
+        self.inbox
+            .extend(cmds.into_iter().map(|(id, c)| (id.filter(|_| root), c)));
+        Ok(())
     }
 
     /// Every variable of the trainer, named `network.path.to.tensor`.
@@ -1276,10 +1357,17 @@ impl Session<'_> {
                     .iter()
                     .map(|s| f64::from(u8::from(here.as_deref() == Some(s.name())))),
             );
+            // Whether rank 0 holds inbox commands (they follow this exchange).
+            values.push(f64::from(u8::from(!self.inbox_held.is_empty())));
             // And whether rank 0's scheduler stopped this trial.
             values.push(f64::from(u8::from(std::mem::take(&mut self.sched_here))));
             dist::mean_values(&mut values)?;
             let mut shares = values.split_off(scalars.len());
+            let scheduled_share = shares.pop().unwrap_or(0.0);
+            if shares.pop().unwrap_or(0.0) > 0.0 {
+                self.share_inbox()?;
+            }
+            shares.push(scheduled_share);
             let scheduled = shares.pop().unwrap_or(0.0) > 0.0;
             if scheduled {
                 self.stop_by = Some(StopBy::Scheduler);

@@ -193,13 +193,25 @@ impl WorkbenchApp {
 
     /// Sends a command to the live run.
     pub fn command(&mut self, c: Command) {
-        match self.live_handle() {
-            Some(h) => {
-                if !h.send(c) {
-                    self.message = Some((true, "the worker is not accepting commands".into()));
-                }
+        if let Some(h) = self.live_handle() {
+            if !h.send(c) {
+                self.message = Some((true, "the worker is not accepting commands".into()));
             }
-            None => self.message = Some((true, "no live run to command".into())),
+            return;
+        }
+        // A run started elsewhere (a shell, the queue, SLURM) takes commands through its
+        // folder's inbox, between steps.
+        match self.followed_running() {
+            Some(dir) => match crate::core::inbox::send(&dir, &c, false) {
+                Ok(_) => {
+                    self.message = Some((
+                        false,
+                        format!("sent to {}: it applies it between steps", dir.display()),
+                    ));
+                }
+                Err(e) => self.message = Some((true, format!("sending the command: {e}"))),
+            },
+            None => self.message = Some((true, "no running run to command".into())),
         }
     }
 

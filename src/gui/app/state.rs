@@ -192,6 +192,14 @@ impl WorkbenchApp {
         }
     }
 
+    /// The run shown, when it was started elsewhere and is training: it takes commands
+    /// through its folder (`core::inbox`).
+    pub(crate) fn followed_running(&self) -> Option<std::path::PathBuf> {
+        let run = self.current_run()?;
+        (matches!(run.source, Source::Follow(_)) && !run.view.state.is_over())
+            .then(|| run.dir.clone())
+    }
+
     /// The run this app is training, if any (shown or not).
     pub(crate) fn training_run(&self) -> Option<&str> {
         self.runs

@@ -28,7 +28,7 @@ impl WorkbenchApp {
         } else {
             String::new()
         };
-        let live = self.live_handle().is_some();
+        let live = self.live_handle().is_some() || self.followed_running().is_some();
         let training = self.training_run().map(str::to_string);
         let starting = self.is_starting();
         let run_list_pending = self.run_list_pending();
