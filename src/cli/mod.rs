@@ -83,6 +83,14 @@ struct AppArgs {
 enum Cmd {
     /// Train a preset headless.
     Train(TrainArgs),
+    /// Serve the runs folder to an app on another machine over standard input and output
+    /// (`ssh HOST workbench serve --stdio`): its runs, their logs from any byte offset, their
+    /// files, and commands for them. No port is opened.
+    Serve {
+        /// Speak the protocol on standard input and output (the only transport).
+        #[arg(long, required = true)]
+        stdio: bool,
+    },
     /// Validate and describe presets.
     #[command(subcommand)]
     Presets(PresetsCmd),
@@ -398,6 +406,14 @@ pub fn run() -> ExitCode {
             Err(f) => Err(f),
         },
         None => app::run(cli.app, &runs_dir, explicit_runs_dir),
+        Some(Cmd::Serve { .. }) => {
+            let (stdin, stdout) = (std::io::stdin(), std::io::stdout());
+            workbench::core::remote::serve(&runs_dir, &mut stdin.lock(), &mut stdout.lock())
+                .map_err(|e| Failure {
+                    code: 1,
+                    error: e.into(),
+                })
+        }
         Some(Cmd::Presets(cmd)) => presets::run(cmd),
         Some(Cmd::Runs(cmd)) => runs::run(cmd, &runs_dir),
         Some(Cmd::Gaad(args)) => data::gaad(&args),

@@ -16,6 +16,7 @@ pub mod preset;
 pub mod protocol;
 pub mod pruner;
 pub mod queue;
+pub mod remote;
 pub mod rng;
 pub mod rundir;
 pub mod runlog;
