@@ -2312,3 +2312,91 @@ fn a_headless_run_opened_in_the_app_is_paused_and_stopped_from_it() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A machine added in the Runs tab lists its runs over "SSH" (here a stand-in for `ssh` that
+/// runs the command on this machine, as `WORKBENCH_SSH` allows), and a run opened from it is
+/// followed, paused and stopped from the top bar through `workbench serve --stdio`.
+#[test]
+fn a_remote_run_is_listed_followed_and_steered_from_the_app() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/smoke.ron"))
+            .unwrap()
+            .replace("steps(20)", "steps(1000000)");
+    let preset = tmp.path().join("long.ron");
+    std::fs::write(&preset, text).unwrap();
+    let remote_runs = tmp.path().join("cluster-runs");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_workbench"))
+        .args(["train", "--preset"])
+        .arg(&preset)
+        .arg("--runs-dir")
+        .arg(&remote_runs)
+        .args(["--device", "cpu", "--set", "threads=1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !std::fs::read_dir(&remote_runs)
+        .map(|mut d| d.any(|e| e.is_ok_and(|e| e.path().join("events.log").is_file())))
+        .unwrap_or(false)
+    {
+        assert!(t0.elapsed() < Duration::from_secs(60), "no run");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // `ssh -o BatchMode=yes HOST COMMAND...` run here.
+    let ssh = tmp.path().join("ssh-here.sh");
+    std::fs::write(&ssh, "#!/bin/sh\nshift 3\nexec \"$@\"\n").unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&ssh)
+        .status()
+        .unwrap();
+    let local_runs = tmp.path().join("local");
+    let mut opts = LaunchOptions::new(&local_runs);
+    opts.tab = Tab::Runs;
+    let mut app = WorkbenchApp::with_waker(opts, None);
+    app.remote_ssh = ssh.display().to_string();
+    app.runs_table.remote_destination = "cluster".into();
+    app.runs_table.remote_workbench = env!("CARGO_BIN_EXE_workbench").into();
+    app.runs_table.remote_runs_dir = remote_runs.display().to_string();
+    let mut h = harness(app);
+    h.run_steps(2);
+    h.get_by_label("Remote machines (0)").click();
+    h.run_steps(2);
+    h.get_by_label("Add remote").click();
+    step_until(&mut h, "the remote's runs", |a| {
+        a.remotes
+            .first()
+            .is_some_and(|r| !r.runs.is_empty() || r.error.is_some())
+    });
+    assert_eq!(h.state().remotes[0].error, None);
+    assert_eq!(h.state().remotes[0].runs[0].status, "running");
+    h.get_by_label("Open").click();
+    step_until(&mut h, "the remote run to be followed", |a| {
+        a.current_run().is_some_and(|r| {
+            r.dir.to_string_lossy().starts_with("cluster:")
+                && r.view.state == RunState::Running
+                && r.view.step > 0
+        })
+    });
+    h.state_mut().tab = Tab::Dashboard;
+    h.run_steps(2);
+    h.get_by_label("Pause").click();
+    step_until(&mut h, "the remote pause", |a| {
+        a.current_run()
+            .is_some_and(|r| r.view.state == RunState::Paused)
+    });
+    h.get_by_label("Stop and save").click();
+    step_until(&mut h, "the remote run to stop", |a| {
+        a.current_run().is_some_and(|r| {
+            r.view.state == RunState::Finished(workbench::core::protocol::Outcome::Stopped)
+        })
+    });
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -272,6 +272,35 @@ fn answer(runs_dir: &Path, request: Request) -> (Reply, Vec<u8>) {
     }
 }
 
+/// The command line that reaches a remote's `workbench serve --stdio`: `ssh` (or the
+/// program `WORKBENCH_SSH` names, as `GIT_SSH`), the destination as the user's SSH knows it
+/// (`~/.ssh/config`, keys, agents and ProxyJump apply), the remote's `workbench` and its runs
+/// folder (its default when empty).
+#[must_use]
+pub fn ssh_argv(ssh: &str, destination: &str, workbench: &str, runs_dir: &str) -> Vec<String> {
+    let mut argv = vec![
+        ssh.to_string(),
+        "-o".into(),
+        "BatchMode=yes".into(),
+        destination.to_string(),
+        workbench.to_string(),
+    ];
+    if !runs_dir.trim().is_empty() {
+        argv.extend(["--runs-dir".to_string(), runs_dir.trim().to_string()]);
+    }
+    argv.extend(["serve".to_string(), "--stdio".to_string()]);
+    argv
+}
+
+/// The runs a remote lists, over a fresh connection.
+pub fn list(argv: &[String]) -> Result<Vec<RemoteRun>, RemoteError> {
+    let (mut c, _) = Connection::open(argv)?;
+    match c.ask(&Request::List)? {
+        (Reply::Runs { runs }, _) => Ok(runs),
+        (other, _) => Err(RemoteError::Garbled(format!("{other:?} to a list"))),
+    }
+}
+
 /// The client's side of one connection: a child process (`ssh HOST workbench serve --stdio`,
 /// or the binary itself for a local test) and its pipes.
 #[derive(Debug)]
@@ -422,6 +451,32 @@ impl RemoteLog {
             }
         }
         Ok(events)
+    }
+
+    /// Sends a command for the run over this connection (reconnecting first if it is down).
+    pub fn send(&mut self, command: &Command) -> Result<String, RemoteError> {
+        if self.conn.is_none() {
+            let (c, _) = Connection::open(&self.argv)?;
+            self.conn = Some(c);
+            self.down = None;
+        }
+        let request = Request::Command {
+            run: self.run.clone(),
+            command: command.clone(),
+        };
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(RemoteError::Closed);
+        };
+        match conn.ask(&request) {
+            Ok((Reply::Sent { id }, _)) => Ok(id),
+            Ok((other, _)) => Err(RemoteError::Garbled(format!("{other:?} to a command"))),
+            Err(e) => {
+                if !matches!(e, RemoteError::Refused(_)) {
+                    self.lost(&e);
+                }
+                Err(e)
+            }
+        }
     }
 
     fn lost(&mut self, e: &RemoteError) {

@@ -288,6 +288,14 @@ pub enum UiAction {
     ToggleAbout,
     /// Read the runs folder again now.
     RefreshRuns,
+    /// List a remote's runs over SSH (added to the remotes when new).
+    AddRemote {
+        destination: String,
+        workbench: String,
+        runs_dir: String,
+    },
+    /// Follow a remote's run (its index in the remotes, the run's folder name).
+    OpenRemote(usize, String),
     /// Edit the run queue file.
     Queue(QueueRequest),
     /// Start a queue runner process training this many jobs at a time.

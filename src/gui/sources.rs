@@ -135,12 +135,136 @@ impl Drop for Follower {
     }
 }
 
+/// Follows a run on another machine through `workbench serve --stdio` (`core::remote`) on
+/// its own thread ("workbench-remote"): its events as a followed log's, the commands sent to
+/// it, and whether the connection is down (it reconnects by itself, from the byte offset it
+/// had).
+#[derive(Debug)]
+pub struct RemoteFollower {
+    pub(crate) events: Receiver<crate::core::protocol::Event>,
+    commands: crossbeam_channel::Sender<crate::core::protocol::Command>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    /// Why the connection is down, while it is.
+    pub(crate) down: Arc<std::sync::Mutex<Option<String>>>,
+    /// Set once the log as it was at the first read has been sent.
+    pub(crate) read_once: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl RemoteFollower {
+    pub fn spawn(
+        argv: Vec<String>,
+        run: String,
+        waker: Option<crate::core::protocol::Waker>,
+    ) -> std::io::Result<Self> {
+        use std::sync::atomic::Ordering;
+        let (tx, events) = crossbeam_channel::bounded(crate::engine::worker::EVENT_CAPACITY);
+        let (commands, cmd_rx) = crossbeam_channel::bounded::<crate::core::protocol::Command>(16);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let down = Arc::new(std::sync::Mutex::new(None));
+        let read_once = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (stopped, down_w, done) =
+            (Arc::clone(&stop), Arc::clone(&down), Arc::clone(&read_once));
+        std::thread::Builder::new()
+            .name("workbench-remote".into())
+            .spawn(move || {
+                let mut log = crate::core::remote::RemoteLog::new(argv, run);
+                let wake = || {
+                    if let Some(w) = &waker {
+                        w();
+                    }
+                };
+                while !stopped.load(Ordering::Relaxed) {
+                    for c in cmd_rx.try_iter() {
+                        if let Err(e) = log.send(&c) {
+                            let _ = tx.send(crate::core::protocol::Event::Log {
+                                step: 0,
+                                level: crate::core::protocol::Level::Warning,
+                                message: format!("the command did not reach the remote run: {e}"),
+                            });
+                        }
+                    }
+                    let batch = match log.poll() {
+                        Ok(b) => b,
+                        Err(e) => {
+                            // Another version, or a run that is not there: no retry helps.
+                            let _ = tx.send(crate::core::protocol::Event::RunFailed {
+                                step: 0,
+                                message: format!("remote: {e}"),
+                            });
+                            wake();
+                            return;
+                        }
+                    };
+                    let was_down = down_w.lock().ok().and_then(|d| d.clone());
+                    if was_down != log.down {
+                        if let Ok(mut d) = down_w.lock() {
+                            d.clone_from(&log.down);
+                        }
+                        wake();
+                    }
+                    let any = !batch.is_empty();
+                    for e in batch {
+                        if tx.send(e).is_err() {
+                            return;
+                        }
+                    }
+                    if log.down.is_none() {
+                        done.store(true, Ordering::Relaxed);
+                    }
+                    if any {
+                        wake();
+                    }
+                    std::thread::sleep(FOLLOW_POLL);
+                }
+            })?;
+        Ok(Self {
+            events,
+            commands,
+            stop,
+            down,
+            read_once,
+        })
+    }
+
+    /// Sends a command to the remote run (through its inbox there).
+    pub fn send(&self, c: crate::core::protocol::Command) -> bool {
+        self.commands.try_send(c).is_ok()
+    }
+
+    /// Why the connection is down, while it is.
+    #[must_use]
+    pub fn down(&self) -> Option<String> {
+        self.down.lock().ok().and_then(|d| d.clone())
+    }
+}
+
+impl Drop for RemoteFollower {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A machine whose runs the app lists and follows over SSH (`workbench serve --stdio`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteSite {
+    /// As the user's SSH knows it (`user@host`, a `~/.ssh/config` alias).
+    pub destination: String,
+    /// The command line that reaches it (`core::remote::ssh_argv`).
+    pub argv: Vec<String>,
+    pub runs: Vec<crate::core::remote::RemoteRun>,
+    /// Why the last listing failed.
+    pub error: Option<String>,
+    pub listing: bool,
+}
+
 /// Where a run's events come from.
 pub enum Source {
     /// Started here: the worker's channel (the run log is written too).
     Live(WorkerHandle),
     /// Opened from disk: its `events.log`, read and followed on a named thread.
     Follow(Follower),
+    /// On another machine, through `workbench serve --stdio` over SSH.
+    Remote(RemoteFollower),
     /// A view with nothing behind it (benchmarks, tests).
     Detached,
 }
@@ -151,6 +275,7 @@ impl Source {
         match self {
             Self::Live(h) => Some(h.events()),
             Self::Follow(f) => Some(&f.events),
+            Self::Remote(r) => Some(&r.events),
             Self::Detached => None,
         }
     }
@@ -161,6 +286,7 @@ impl std::fmt::Debug for Source {
         match self {
             Self::Live(_) => f.write_str("Live"),
             Self::Follow(_) => f.write_str("Follow"),
+            Self::Remote(_) => f.write_str("Remote"),
             Self::Detached => f.write_str("Detached"),
         }
     }
@@ -194,6 +320,8 @@ pub struct Tracked {
     pub before: Option<u64>,
     /// The group it is drawn in, as one band (`UiAction::PlotGroup`).
     pub band: Option<usize>,
+    /// A remote run whose connection is down: why (it reconnects by itself).
+    pub down: Option<String>,
 }
 
 impl Tracked {

@@ -89,6 +89,12 @@ impl WorkbenchApp {
             UiAction::ToggleHelp => self.overlays.show_help = !self.overlays.show_help,
             UiAction::ToggleAbout => self.overlays.show_about = !self.overlays.show_about,
             UiAction::RefreshRuns => self.refresh_run_list(true),
+            UiAction::AddRemote {
+                destination,
+                workbench,
+                runs_dir,
+            } => self.add_remote(&destination, &workbench, &runs_dir),
+            UiAction::OpenRemote(site, run) => self.open_remote(site, &run),
             UiAction::BranchAt(dir, step) => {
                 self.runs_table.branching = Some(crate::gui::panels::runs::BranchForm {
                     parent: dir,
@@ -199,6 +205,12 @@ impl WorkbenchApp {
             }
             return;
         }
+        if let Some(Source::Remote(r)) = self.current_run().map(|r| &r.source) {
+            if !r.send(c) {
+                self.message = Some((true, "the remote connection is not taking commands".into()));
+            }
+            return;
+        }
         // A run started elsewhere (a shell, the queue, SLURM) takes commands through its
         // folder's inbox, between steps.
         match self.followed_running() {
@@ -212,6 +224,76 @@ impl WorkbenchApp {
                 Err(e) => self.message = Some((true, format!("sending the command: {e}"))),
             },
             None => self.message = Some((true, "no running run to command".into())),
+        }
+    }
+
+    /// Lists a remote's runs on a background thread (a new destination joins the remotes).
+    pub fn add_remote(&mut self, destination: &str, workbench: &str, runs_dir: &str) {
+        let destination = destination.trim();
+        if destination.is_empty() {
+            self.message = Some((
+                true,
+                "name an SSH destination (user@host, or a Host of ~/.ssh/config)".into(),
+            ));
+            return;
+        }
+        let workbench = if workbench.trim().is_empty() {
+            "workbench"
+        } else {
+            workbench.trim()
+        };
+        let argv =
+            crate::core::remote::ssh_argv(&self.remote_ssh, destination, workbench, runs_dir);
+        let i = match self
+            .remotes
+            .iter()
+            .position(|r| r.destination == destination)
+        {
+            Some(i) => {
+                self.remotes[i].argv.clone_from(&argv);
+                i
+            }
+            None => {
+                self.remotes.push(crate::gui::sources::RemoteSite {
+                    destination: destination.to_string(),
+                    argv: argv.clone(),
+                    runs: Vec::new(),
+                    error: None,
+                    listing: false,
+                });
+                self.remotes.len() - 1
+            }
+        };
+        self.remotes[i].listing = true;
+        self.jobs.remote_lists.push(super::jobs::background(
+            "workbench-remote-list",
+            self.waker.clone(),
+            move || {
+                (
+                    i,
+                    crate::core::remote::list(&argv).map_err(|e| e.to_string()),
+                )
+            },
+        ));
+    }
+
+    /// Follows a remote's run over its own connection.
+    pub fn open_remote(&mut self, site: usize, run: &str) {
+        let Some(s) = self.remotes.get(site) else {
+            return;
+        };
+        let dir = std::path::PathBuf::from(format!("{}:{run}", s.destination));
+        if let Some(i) = self.runs.iter().position(|r| r.dir == dir) {
+            self.current = Some(i);
+            return;
+        }
+        match crate::gui::sources::RemoteFollower::spawn(
+            s.argv.clone(),
+            run.to_string(),
+            self.waker.clone(),
+        ) {
+            Ok(f) => self.add_run(dir, Source::Remote(f)),
+            Err(e) => self.message = Some((true, format!("cannot follow {}: {e}", dir.display()))),
         }
     }
 
@@ -311,6 +393,7 @@ impl WorkbenchApp {
             color: crate::gui::style::palette(key),
             before: None,
             band: None,
+            down: None,
         });
         self.current = Some(self.runs.len() - 1);
     }

@@ -96,6 +96,9 @@ pub(crate) type Rolled = (Box<dyn ActionExplorer>, Result<Explored, String>);
 /// A volume read for a run folder at a step.
 pub(crate) type VolumeRead = (String, u64, Result<Voxels, String>);
 
+/// A remote's runs, listed: the remote's index, its runs or why not.
+pub(crate) type RemoteListed = (usize, Result<Vec<crate::core::remote::RemoteRun>, String>);
+
 /// The work under way, by kind.
 #[derive(Default)]
 pub(crate) struct Jobs {
@@ -129,6 +132,8 @@ pub(crate) struct Jobs {
     pub volumes: Vec<Receiver<VolumeRead>>,
     pub frames: Vec<Receiver<(FrameSource, Result<ColorImage, String>)>>,
     pub images: Vec<Receiver<(PathBuf, Result<ColorImage, String>)>>,
+    /// Remotes' runs being listed: the remote's index and its runs, or why not.
+    pub remote_lists: Vec<Receiver<RemoteListed>>,
 }
 
 impl Jobs {
@@ -146,6 +151,7 @@ impl Jobs {
             || !self.frames.is_empty()
             || !self.images.is_empty()
             || self.importance.is_some()
+            || !self.remote_lists.is_empty()
     }
 }
 

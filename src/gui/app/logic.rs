@@ -93,6 +93,23 @@ impl WorkbenchApp {
         let t0 = Instant::now();
         let mut any = false;
         for run in &mut self.runs {
+            if let Source::Remote(f) = &run.source {
+                let down = f.down();
+                if down != run.down {
+                    any = true;
+                    self.message = Some(match &down {
+                        Some(why) => (
+                            true,
+                            format!(
+                                "{}: connection lost ({why}); reconnecting",
+                                run.dir.display()
+                            ),
+                        ),
+                        None => (false, format!("{}: connected", run.dir.display())),
+                    });
+                }
+                run.down = down;
+            }
             if let Source::Follow(f) = &run.source {
                 if let Some(p) = f.take_preview() {
                     run.view.begin_preview(&p);
@@ -160,6 +177,23 @@ impl WorkbenchApp {
                 }
                 Err(crossbeam_channel::TryRecvError::Disconnected) => self.jobs.importance = None,
                 Err(crossbeam_channel::TryRecvError::Empty) => {}
+            }
+        }
+        for done in take_all(&mut self.jobs.remote_lists) {
+            match done {
+                Ok((i, listed)) => {
+                    if let Some(site) = self.remotes.get_mut(i) {
+                        site.listing = false;
+                        match listed {
+                            Ok(runs) => {
+                                site.runs = runs;
+                                site.error = None;
+                            }
+                            Err(e) => site.error = Some(e),
+                        }
+                    }
+                }
+                Err(e) => self.message = Some((true, format!("listing a remote: {e}"))),
             }
         }
         if let Some(Ok(rows)) = take(&mut self.jobs.run_list) {

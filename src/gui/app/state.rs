@@ -85,6 +85,10 @@ pub struct WorkbenchApp {
     /// The app's own log (its messages, appended on the `workbench-log` thread).
     pub(crate) log_tx: Option<Sender<String>>,
     pub(crate) logged: Option<(bool, String)>,
+    /// Machines whose runs are listed and followed over SSH.
+    pub remotes: Vec<crate::gui::sources::RemoteSite>,
+    /// The SSH client: `ssh`, or what `WORKBENCH_SSH` names.
+    pub remote_ssh: String,
 }
 
 impl std::fmt::Debug for WorkbenchApp {
@@ -151,6 +155,8 @@ impl WorkbenchApp {
             about_device: None,
             log_tx: None,
             logged: None,
+            remotes: Vec::new(),
+            remote_ssh: std::env::var("WORKBENCH_SSH").unwrap_or_else(|_| "ssh".into()),
             opts,
         };
         app.log_tx = super::jobs::app_log(&app.opts.app_log);
@@ -196,7 +202,7 @@ impl WorkbenchApp {
     /// through its folder (`core::inbox`).
     pub(crate) fn followed_running(&self) -> Option<std::path::PathBuf> {
         let run = self.current_run()?;
-        (matches!(run.source, Source::Follow(_)) && !run.view.state.is_over())
+        (matches!(run.source, Source::Follow(_) | Source::Remote(_)) && !run.view.state.is_over())
             .then(|| run.dir.clone())
     }
 
@@ -219,6 +225,9 @@ impl WorkbenchApp {
     pub fn is_catching_up(&self) -> bool {
         self.runs.iter().any(|r| match &r.source {
             Source::Follow(f) => {
+                !f.read_once.load(std::sync::atomic::Ordering::Relaxed) || !f.events.is_empty()
+            }
+            Source::Remote(f) => {
                 !f.read_once.load(std::sync::atomic::Ordering::Relaxed) || !f.events.is_empty()
             }
             _ => false,

@@ -42,6 +42,7 @@ impl WorkbenchApp {
             images: &self.images,
             run_list: &self.run_list,
             run_list_pending,
+            remotes: &self.remotes,
             runs_dir: &self.opts.runs_dir,
             user_presets_dir: &self.opts.user_presets_dir,
             training: training.as_deref(),

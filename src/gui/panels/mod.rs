@@ -41,6 +41,8 @@ pub struct Ctx<'a> {
     /// The runs folder, as last read, and whether a read is under way.
     pub run_list: &'a [RunRow],
     pub run_list_pending: bool,
+    /// Machines whose runs are listed over SSH.
+    pub remotes: &'a [crate::gui::sources::RemoteSite],
     pub runs_dir: &'a Path,
     pub user_presets_dir: &'a Path,
     /// The run this app is training, shown or not.

@@ -120,6 +120,10 @@ pub struct RunsTable {
     /// The importance asked of the app (computed off the UI thread).
     importance_asked: Option<ImportanceKey>,
     textures: HashMap<(PathBuf, u64), Result<TextureHandle, String>>,
+    /// The remote being added: SSH destination, the remote's `workbench`, its runs folder.
+    pub remote_destination: String,
+    pub remote_workbench: String,
+    pub remote_runs_dir: String,
 }
 
 impl std::fmt::Debug for RunsTable {
@@ -151,11 +155,101 @@ impl Default for RunsTable {
             importance: None,
             importance_asked: None,
             textures: HashMap::new(),
+            remote_destination: String::new(),
+            remote_workbench: "workbench".into(),
+            remote_runs_dir: String::new(),
         }
     }
 }
 
 impl RunsTable {
+    /// Machines reached over SSH: add one (destination, its `workbench`, its runs folder),
+    /// then each one's runs with an Open button.
+    fn remotes_ui(&mut self, ui: &mut Ui, ctx: &Ctx<'_>, actions: &mut Vec<UiAction>) {
+        egui::CollapsingHeader::new(format!("Remote machines ({})", ctx.remotes.len()))
+            .id_salt("runs-remotes")
+            .default_open(!ctx.remotes.is_empty())
+            .show(ui, |ui| {
+                ui.horizontal_wrapped(|ui| {
+                    let l = ui.label("SSH destination").id;
+                    ui.add(
+                        egui::TextEdit::singleline(&mut self.remote_destination)
+                            .hint_text("user@host or a Host of ~/.ssh/config")
+                            .desired_width(220.0),
+                    )
+                    .labelled_by(l);
+                    let l = ui.label("workbench there").id;
+                    ui.add(
+                        egui::TextEdit::singleline(&mut self.remote_workbench)
+                            .desired_width(160.0),
+                    )
+                    .labelled_by(l);
+                    let l = ui.label("runs folder there").id;
+                    ui.add(
+                        egui::TextEdit::singleline(&mut self.remote_runs_dir)
+                            .hint_text("its default")
+                            .desired_width(200.0),
+                    )
+                    .labelled_by(l);
+                    if ui
+                        .button("Add remote")
+                        .on_hover_text("runs `ssh DESTINATION WORKBENCH serve --stdio` with your own SSH setup (keys, agent, ProxyJump): no port, no server")
+                        .clicked()
+                    {
+                        actions.push(UiAction::AddRemote {
+                            destination: self.remote_destination.clone(),
+                            workbench: self.remote_workbench.clone(),
+                            runs_dir: self.remote_runs_dir.clone(),
+                        });
+                    }
+                });
+                for (i, site) in ctx.remotes.iter().enumerate() {
+                    ui.horizontal(|ui| {
+                        ui.label(RichText::new(&site.destination).strong());
+                        if site.listing {
+                            ui.spinner();
+                        } else if ui.small_button("Refresh").clicked() {
+                            actions.push(UiAction::AddRemote {
+                                destination: site.destination.clone(),
+                                workbench: site.argv.get(4).cloned().unwrap_or_default(),
+                                runs_dir: site
+                                    .argv
+                                    .iter()
+                                    .position(|a| a == "--runs-dir")
+                                    .and_then(|k| site.argv.get(k + 1))
+                                    .cloned()
+                                    .unwrap_or_default(),
+                            });
+                        }
+                        if let Some(e) = &site.error {
+                            ui.colored_label(crate::gui::style::ERROR, e);
+                        }
+                    });
+                    egui::Grid::new(("remote-runs", i)).striped(true).show(ui, |ui| {
+                        for r in &site.runs {
+                            ui.label(&r.run);
+                            ui.label(&r.status);
+                            ui.label(format!("step {}", r.last_step));
+                            ui.label(&r.family);
+                            let shown = ctx.runs.iter().find(|t| {
+                                t.dir.to_string_lossy() == format!("{}:{}", site.destination, r.run)
+                            });
+                            if let Some(why) = shown.and_then(|t| t.down.as_ref()) {
+                                ui.colored_label(
+                                    crate::gui::style::WARNING,
+                                    format!("connection lost, reconnecting: {why}"),
+                                );
+                            }
+                            if ui.small_button("Open").clicked() {
+                                actions.push(UiAction::OpenRemote(i, r.run.clone()));
+                            }
+                            ui.end_row();
+                        }
+                    });
+                }
+            });
+    }
+
     /// The app brought a new read of the folder: views are computed again.
     pub fn rows_changed(&mut self) {
         self.generation += 1;
@@ -253,6 +347,7 @@ impl RunsTable {
                 actions.push(UiAction::Dialog(Purpose::OpenRun, String::new()));
             }
         });
+        self.remotes_ui(ui, ctx, &mut actions);
         let rows = ctx.run_list;
         ui.horizontal(|ui| {
             ui.label("Filter");
