@@ -461,3 +461,154 @@ pub fn open_run(rows: u64, scalars: usize, rounds: usize) -> anyhow::Result<()> 
     let _ = std::fs::remove_dir_all(&tmp);
     Ok(())
 }
+
+/// See `BenchCmd::Remote`.
+pub fn remote(rows: u64, ssh: bool, seconds: u64) -> anyhow::Result<()> {
+    use workbench::core::protocol::{Event, ScalarRow};
+    use workbench::gui::{LaunchOptions, Tab, WorkbenchApp};
+    let tmp = std::env::temp_dir().join(format!("workbench-bench-remote-{}", std::process::id()));
+    let runs = tmp.join("runs");
+    write_long_run(&runs.join("long"), rows, 4)?;
+    let exe = std::env::current_exe()?
+        .with_file_name("workbench")
+        .display()
+        .to_string();
+    let mut argv: Vec<String> = if ssh {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/sshd-local.sh");
+        let out = std::process::Command::new("bash")
+            .arg(script)
+            .arg(tmp.join("sshd"))
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "no sshd: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(String::from)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    argv.extend([
+        exe,
+        "--runs-dir".into(),
+        runs.display().to_string(),
+        "serve".into(),
+        "--stdio".into(),
+    ]);
+    println!(
+        "remote: through {}; a finished run of {rows} rows x 4 scalars",
+        if ssh {
+            "ssh to a loopback sshd"
+        } else {
+            "the binary as the pipe"
+        }
+    );
+    // Time to the first plot, the app's way.
+    let mut opts = LaunchOptions::new(&tmp.join("local"));
+    opts.tab = Tab::Dashboard;
+    let mut app = WorkbenchApp::with_waker(opts, None);
+    app.remotes.push(workbench::gui::sources::RemoteSite {
+        destination: "bench".into(),
+        argv: argv.clone(),
+        runs: Vec::new(),
+        error: None,
+        listing: false,
+    });
+    let ctx = egui::Context::default();
+    let t0 = Instant::now();
+    app.open_remote(0, "long");
+    let mut first = None;
+    loop {
+        app.logic(&ctx);
+        let mut out = ctx.run_ui(screen_input(), |ui| app.show(ui));
+        let _meshes = ctx.tessellate(out.shapes, out.pixels_per_point);
+        out.textures_delta.clear();
+        if first.is_none() && app.dashboard.points_drawn > 0 {
+            first = Some(t0.elapsed().as_secs_f64());
+        }
+        if let (Some(_), false) = (first, app.is_catching_up()) {
+            break;
+        }
+        anyhow::ensure!(t0.elapsed().as_secs() < 900, "not read in 15 minutes");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    println!(
+        "  first plot {:.2} s (from its scalars.lod), whole log over the pipe {:.1} s",
+        first.unwrap_or(f64::NAN),
+        t0.elapsed().as_secs_f64()
+    );
+    drop(app);
+    // A live run: 50 scalars, 10 steps a second, followed by a client polling as the app does.
+    let live = runs.join("live");
+    std::fs::create_dir_all(&live)?;
+    let mut w = workbench::core::runlog::LogWriter::open(&live.join("events.log"))?;
+    w.append(&Event::Paused { step: 0 })?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = std::sync::Arc::clone(&stop);
+    let writer = std::thread::Builder::new()
+        .name("bench-live-writer".into())
+        .spawn(move || -> anyhow::Result<()> {
+            let names: Vec<String> = (0..50).map(|i| format!("scalar_{i}")).collect();
+            let t0 = Instant::now();
+            let mut step = 0u64;
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)?
+                    .as_secs_f64();
+                w.append(&Event::Scalars {
+                    rows: vec![ScalarRow {
+                        step,
+                        wall_time: now,
+                        values: names
+                            .iter()
+                            .map(|n| (n.clone(), step as f64 * 0.5))
+                            .collect(),
+                    }],
+                })?;
+                step += 1;
+                let next = std::time::Duration::from_millis(100 * step);
+                if let Some(wait) = next.checked_sub(t0.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            Ok(())
+        })?;
+    let mut log = workbench::core::remote::RemoteLog::new(argv, "live".into());
+    let mut latencies = Vec::new();
+    let t0 = Instant::now();
+    let mut start_bytes = None;
+    while t0.elapsed().as_secs() < seconds {
+        for e in log.poll()? {
+            if let Event::Scalars { rows } = e {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)?
+                    .as_secs_f64();
+                latencies.extend(rows.iter().map(|r| now - r.wall_time));
+            }
+        }
+        if start_bytes.is_none() && t0.elapsed().as_secs() >= 2 {
+            start_bytes = Some((log.received, Instant::now()));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = writer.join();
+    let (b0, at) = start_bytes.unwrap_or((0, t0));
+    let rate = (log.received - b0) as f64 / at.elapsed().as_secs_f64();
+    let max = latencies.iter().copied().fold(0.0, f64::max);
+    println!(
+        "  live, 50 scalars at 10 steps/s for {seconds} s: latency of new points median {:.2} s, max {:.2} s; {:.1} KB/s of log over the pipe",
+        median(&mut latencies),
+        max,
+        rate / 1e3
+    );
+    if ssh {
+        let pid = std::fs::read_to_string(tmp.join("sshd/sshd.pid")).unwrap_or_default();
+        let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
+}

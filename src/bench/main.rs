@@ -68,6 +68,19 @@ pub enum BenchCmd {
     /// Opening a finished run of `--rows` logged steps of `--scalars` scalars in the app: time
     /// to the first drawn plot and to the whole log read, with its persisted pyramids
     /// (`scalars.lod`, as training writes them) against without.
+    /// A remote run over `workbench serve --stdio`, through a real sshd on loopback
+    /// (scripts/sshd-local.sh) with `--ssh`, else through the binary as the pipe: time to
+    /// the first plot of a finished run of `--rows` rows of 4 scalars, the latency of new
+    /// points and the bandwidth of a live run logging 50 scalars at 10 steps a second.
+    Remote {
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+        #[arg(long)]
+        ssh: bool,
+        /// Seconds of the live run.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+    },
     OpenRun {
         #[arg(long, default_value_t = 1_000_000)]
         rows: u64,
@@ -179,6 +192,7 @@ pub fn run(cmd: &BenchCmd) -> anyhow::Result<()> {
         BenchCmd::RunsTable { runs } => gui::runs_table(*runs),
         BenchCmd::GuiOverhead(o) => gui::overhead(o),
         BenchCmd::Observe { opts, preset } => observe::overhead(opts, preset),
+        BenchCmd::Remote { rows, ssh, seconds } => gui::remote(*rows, *ssh, *seconds),
         BenchCmd::OpenRun {
             rows,
             scalars,

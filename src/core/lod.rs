@@ -196,6 +196,12 @@ pub fn read(dir: &Path) -> Result<Option<Pyramids>, LodError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(LodError::Io { path, source }),
     };
+    parse(&buf, &path).map(Some)
+}
+
+/// A pyramid file's bytes (read from `path`, which errors name).
+pub fn parse(buf: &[u8], path: &Path) -> Result<Pyramids, LodError> {
+    let path = path.to_path_buf();
     let bad = |what| LodError::Bad {
         path: path.clone(),
         what,
@@ -255,12 +261,12 @@ pub fn read(dir: &Path) -> Result<Option<Pyramids>, LodError> {
             },
         ));
     }
-    Ok(Some(Pyramids {
+    Ok(Pyramids {
         log_len,
         last_step,
         started,
         series,
-    }))
+    })
 }
 
 struct Cursor<'a> {

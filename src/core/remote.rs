@@ -370,6 +370,8 @@ pub struct RemoteLog {
     retry_at: Option<std::time::Instant>,
     /// The last connection error, while disconnected.
     pub down: Option<String>,
+    /// Log bytes received so far (resent bytes after a reconnection included).
+    pub received: u64,
 }
 
 impl RemoteLog {
@@ -384,6 +386,7 @@ impl RemoteLog {
             backoff: std::time::Duration::from_millis(500),
             retry_at: None,
             down: None,
+            received: 0,
         }
     }
 
@@ -437,6 +440,7 @@ impl RemoteLog {
                     break;
                 }
             };
+            self.received += bytes.len() as u64;
             self.pending.extend_from_slice(&bytes);
             let (payloads, used) = decode_frames(&self.pending);
             for p in payloads {
@@ -451,6 +455,24 @@ impl RemoteLog {
             }
         }
         Ok(events)
+    }
+
+    /// A file of the run (`scalars.lod`), whole, over this connection (connecting first if it
+    /// is down).
+    pub fn file(&mut self, path: &str) -> Result<Vec<u8>, RemoteError> {
+        if self.conn.is_none() {
+            let (c, _) = Connection::open(&self.argv)?;
+            self.conn = Some(c);
+        }
+        let request = Request::File {
+            run: self.run.clone(),
+            path: path.to_string(),
+        };
+        let conn = self.conn.as_mut().ok_or(RemoteError::Closed)?;
+        match conn.ask(&request)? {
+            (Reply::File, bytes) => Ok(bytes),
+            (other, _) => Err(RemoteError::Garbled(format!("{other:?} to a file"))),
+        }
     }
 
     /// Sends a command for the run over this connection (reconnecting first if it is down).
@@ -496,6 +518,7 @@ mod tests {
     fn messages_round_trip_and_torn_or_garbage_input_is_refused() {
         let mut buf = Vec::new();
         write_message(&mut buf, &Request::List, b"").expect("write");
+        let first = buf.len();
         write_message(
             &mut buf,
             &Reply::Bytes {
@@ -522,7 +545,7 @@ mod tests {
             Err(RemoteError::Closed)
         ));
         // Every cut of a message is a closed connection, never a message.
-        for cut in 0..buf.len() / 2 {
+        for cut in 0..first {
             let mut r = &buf[..cut];
             assert!(read_message::<_, Request>(&mut r).is_err(), "{cut}");
         }

@@ -148,9 +148,22 @@ pub struct RemoteFollower {
     pub(crate) down: Arc<std::sync::Mutex<Option<String>>>,
     /// Set once the log as it was at the first read has been sent.
     pub(crate) read_once: Arc<std::sync::atomic::AtomicBool>,
+    /// The run's persisted pyramids, fetched before its log, until the app takes them.
+    preview: Arc<std::sync::Mutex<Option<crate::core::lod::Pyramids>>>,
 }
 
 impl RemoteFollower {
+    /// The persisted pyramids, once, when the remote had them.
+    pub fn take_preview(&self) -> Option<crate::core::lod::Pyramids> {
+        self.preview.lock().ok().and_then(|mut p| p.take())
+    }
+
+    /// Whether everything read so far has been taken from the channel.
+    #[must_use]
+    pub fn caught_up(&self) -> bool {
+        self.read_once.load(std::sync::atomic::Ordering::Relaxed) && self.events.is_empty()
+    }
+
     pub fn spawn(
         argv: Vec<String>,
         run: String,
@@ -164,15 +177,28 @@ impl RemoteFollower {
         let read_once = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (stopped, down_w, done) =
             (Arc::clone(&stop), Arc::clone(&down), Arc::clone(&read_once));
+        let preview = Arc::new(std::sync::Mutex::new(None));
+        let shown = Arc::clone(&preview);
         std::thread::Builder::new()
             .name("workbench-remote".into())
             .spawn(move || {
-                let mut log = crate::core::remote::RemoteLog::new(argv, run);
+                let mut log = crate::core::remote::RemoteLog::new(argv, run.clone());
                 let wake = || {
                     if let Some(w) = &waker {
                         w();
                     }
                 };
+                // A long run's pyramids first (a megabyte for a million rows), so its plots
+                // draw while its log comes over.
+                if let Ok(p) = log.file(crate::core::lod::FILE).and_then(|b| {
+                    crate::core::lod::parse(&b, std::path::Path::new(&run))
+                        .map_err(|e| crate::core::remote::RemoteError::Garbled(e.to_string()))
+                }) {
+                    if let Ok(mut s) = shown.lock() {
+                        *s = Some(p);
+                    }
+                    wake();
+                }
                 while !stopped.load(Ordering::Relaxed) {
                     for c in cmd_rx.try_iter() {
                         if let Err(e) = log.send(&c) {
@@ -223,6 +249,7 @@ impl RemoteFollower {
             stop,
             down,
             read_once,
+            preview,
         })
     }
 

@@ -110,11 +110,14 @@ impl WorkbenchApp {
                 }
                 run.down = down;
             }
-            if let Source::Follow(f) = &run.source {
-                if let Some(p) = f.take_preview() {
-                    run.view.begin_preview(&p);
-                    any = true;
-                }
+            let preview = match &run.source {
+                Source::Follow(f) => f.take_preview(),
+                Source::Remote(f) => f.take_preview(),
+                _ => None,
+            };
+            if let Some(p) = preview {
+                run.view.begin_preview(&p);
+                any = true;
             }
             let Some(rx) = run.source.events() else {
                 continue;
@@ -123,6 +126,12 @@ impl WorkbenchApp {
                 let Ok(ev) = rx.try_recv() else { break };
                 run.view.apply(ev, Some(Instant::now()));
                 any = true;
+            }
+            if let Source::Remote(f) = &run.source {
+                if f.caught_up() && run.view.in_preview() {
+                    run.view.end_preview();
+                    any = true;
+                }
             }
             if let Source::Follow(f) = &mut run.source {
                 if f.caught_up() {
