@@ -34,6 +34,17 @@ pub struct Remembered {
     pub show_markers: bool,
     pub columns: usize,
     pub filter: String,
+    /// The machines added in the Runs tab (listed again on Refresh).
+    pub remotes: Vec<RememberedRemote>,
+}
+
+/// A remote as remembered: what was typed to add it.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct RememberedRemote {
+    pub destination: String,
+    pub workbench: String,
+    pub runs_dir: String,
 }
 
 impl Default for Remembered {
@@ -50,6 +61,7 @@ impl Default for Remembered {
             show_markers: d.show_markers,
             columns: d.columns,
             filter: d.filter,
+            remotes: Vec::new(),
         }
     }
 }
@@ -75,6 +87,21 @@ impl WorkbenchApp {
             show_markers: d.show_markers,
             columns: d.columns,
             filter: d.filter.clone(),
+            remotes: self
+                .remotes
+                .iter()
+                .map(|r| RememberedRemote {
+                    destination: r.destination.clone(),
+                    workbench: r.argv.get(4).cloned().unwrap_or_default(),
+                    runs_dir: r
+                        .argv
+                        .iter()
+                        .position(|a| a == "--runs-dir")
+                        .and_then(|k| r.argv.get(k + 1))
+                        .cloned()
+                        .unwrap_or_default(),
+                })
+                .collect(),
         }
     }
 
@@ -123,6 +150,26 @@ impl WorkbenchApp {
         d.show_markers = state.show_markers;
         d.columns = state.columns.clamp(1, 4);
         d.filter = state.filter;
+        for r in state
+            .remotes
+            .into_iter()
+            .filter(|r| !r.destination.is_empty())
+        {
+            if self.remotes.iter().all(|s| s.destination != r.destination) {
+                self.remotes.push(crate::gui::sources::RemoteSite {
+                    argv: crate::core::remote::ssh_argv(
+                        &self.remote_ssh,
+                        &r.destination,
+                        &r.workbench,
+                        &r.runs_dir,
+                    ),
+                    destination: r.destination,
+                    runs: Vec::new(),
+                    error: None,
+                    listing: false,
+                });
+            }
+        }
         if self.opts.preset.is_some() {
             return;
         }

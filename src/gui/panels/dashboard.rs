@@ -901,7 +901,27 @@ fn modules_ui(ui: &mut Ui, view: &RunView, live: bool) -> Vec<UiAction> {
             steps,
         }))
     };
-    let why = "only a run started here takes commands";
+    let why = "the run has ended";
+    // The generator against the critic: each network's gradient norm over its watched
+    // modules (a GAN whose critic's gradients dwarf the generator's, or the other way, shows
+    // here first).
+    let mut nets: BTreeMap<&str, f64> = BTreeMap::new();
+    for (module, s) in &view.layers {
+        if let Some(g) = s.grad_norm {
+            let net = module.split('.').next().unwrap_or(module);
+            *nets.entry(net).or_insert(0.0) += g * g;
+        }
+    }
+    if nets.len() >= 2 {
+        let line: Vec<String> = nets
+            .iter()
+            .map(|(n, sq)| format!("{n} {}", numfmt::num(sq.sqrt())))
+            .collect();
+        ui.label(format!(
+            "Gradient balance over the watched modules (|grad| per network): {}",
+            line.join(" : ")
+        ));
+    }
     egui::ScrollArea::vertical()
         .id_salt("dash-modules-scroll")
         .max_height(260.0)
