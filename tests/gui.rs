@@ -2387,6 +2387,15 @@ fn a_remote_run_is_listed_followed_and_steered_from_the_app() {
         a.current_run()
             .is_some_and(|r| r.view.state == RunState::Paused)
     });
+    // Its sample images come over the connection too (paused: the newest stays the newest).
+    h.state_mut().tab = Tab::Samples;
+    h.run_steps(2);
+    step_until(&mut h, "a remote sample", |a| {
+        a.samples.viewer.shown.is_some()
+    });
+    assert_eq!(h.state().samples.viewer.error, None);
+    h.state_mut().tab = Tab::Dashboard;
+    h.run_steps(2);
     h.get_by_label("Stop and save").click();
     step_until(&mut h, "the remote run to stop", |a| {
         a.current_run().is_some_and(|r| {

@@ -150,6 +150,10 @@ pub struct RemoteFollower {
     pub(crate) read_once: Arc<std::sync::atomic::AtomicBool>,
     /// The run's persisted pyramids, fetched before its log, until the app takes them.
     preview: Arc<std::sync::Mutex<Option<crate::core::lod::Pyramids>>>,
+    /// How the remote is reached and the run's folder name there (its files are fetched on
+    /// demand: sample images).
+    pub(crate) argv: Vec<String>,
+    pub(crate) run: String,
 }
 
 impl RemoteFollower {
@@ -177,6 +181,7 @@ impl RemoteFollower {
         let read_once = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (stopped, down_w, done) =
             (Arc::clone(&stop), Arc::clone(&down), Arc::clone(&read_once));
+        let (argv_kept, run_kept) = (argv.clone(), run.clone());
         let preview = Arc::new(std::sync::Mutex::new(None));
         let shown = Arc::clone(&preview);
         std::thread::Builder::new()
@@ -250,6 +255,8 @@ impl RemoteFollower {
             down,
             read_once,
             preview,
+            argv: argv_kept,
+            run: run_kept,
         })
     }
 

@@ -130,11 +130,22 @@ impl WorkbenchApp {
             }
             UiAction::LoadImage(path) => {
                 if self.images.start(&path) {
+                    // A remote run's image comes over its connection's command line.
+                    let remote = self.runs.iter().find_map(|r| match &r.source {
+                        Source::Remote(f) => path
+                            .strip_prefix(&r.dir)
+                            .ok()
+                            .map(|rel| (f.argv.clone(), f.run.clone(), rel.to_path_buf())),
+                        _ => None,
+                    });
                     self.jobs.images.push(background(
                         "workbench-image",
                         self.waker.clone(),
                         move || {
-                            let img = jobs::decode_image(&path);
+                            let img = match &remote {
+                                Some((argv, run, rel)) => jobs::fetch_image(argv, run, rel),
+                                None => jobs::decode_image(&path),
+                            };
                             (path, img)
                         },
                     ));

@@ -176,6 +176,28 @@ pub(crate) fn decode_image(path: &Path) -> Result<ColorImage, String> {
     ))
 }
 
+/// A remote run's image (`run`'s file `rel`), over a connection of its own.
+pub(crate) fn fetch_image(argv: &[String], run: &str, rel: &Path) -> Result<ColorImage, String> {
+    use crate::core::remote::{Connection, Reply, Request};
+    let shown = || format!("{run}/{}", rel.display());
+    let (mut c, _) = Connection::open(argv).map_err(|e| format!("{}: {e}", shown()))?;
+    let bytes = match c.ask(&Request::File {
+        run: run.to_string(),
+        path: rel.to_string_lossy().into_owned(),
+    }) {
+        Ok((Reply::File, bytes)) => bytes,
+        Ok((other, _)) => return Err(format!("{}: {other:?}", shown())),
+        Err(e) => return Err(format!("{}: {e}", shown())),
+    };
+    let img = image::load_from_memory(&bytes)
+        .map_err(|e| format!("{}: {e}", shown()))?
+        .to_rgba8();
+    Ok(ColorImage::from_rgba_unmultiplied(
+        [img.width() as usize, img.height() as usize],
+        img.as_raw(),
+    ))
+}
+
 /// The GAAD inspector's frame of a file: an image, or a video's frame (FFmpeg).
 pub(crate) fn load_frame(source: &FrameSource) -> Result<ColorImage, String> {
     match source {
