@@ -513,17 +513,16 @@ fn a_watched_network_logs_each_modules_statistics() {
     assert!(critic.len() >= 2 && modules.iter().any(|(m, _)| m.starts_with("g.")));
     let mut seen = std::collections::BTreeMap::<u64, Vec<String>>::new();
     for e in &log.events {
-        if let Event::LayerStats {
-            step,
-            module,
-            weight_norm,
-            grad_norm,
-            update_norm,
-            non_finite_grads,
-            hist,
-            ..
-        } = e
-        {
+        if let Event::LayerStats { module, stats } = e {
+            let workbench::core::protocol::LayerStats {
+                step,
+                weight_norm,
+                grad_norm,
+                update_norm,
+                non_finite_grads,
+                hist,
+                ..
+            } = stats;
             assert!(module.starts_with("d."), "{module}");
             let params = critic
                 .iter()
@@ -570,17 +569,6 @@ fn a_nan_in_one_layers_gradient_is_attributed_to_it() {
             && stderr.contains(&format!(", module `{first}`")),
         "{stderr}"
     );
-}
-
-/// The smoke preset with phases too long to end by themselves, written into `dir`.
-fn long_smoke(dir: &Path) -> std::path::PathBuf {
-    let text =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/smoke.ron"))
-            .expect("smoke")
-            .replace("steps(20)", "steps(1000000)");
-    let path = dir.join("long_smoke.ron");
-    std::fs::write(&path, text).expect("preset");
-    path
 }
 
 /// `workbench runs control RUN ...` and what the run answered (stdout), or its error.
@@ -636,7 +624,7 @@ fn applied_at(line: &str) -> u64 {
 #[test]
 fn a_headless_run_is_paused_edited_checkpointed_and_stopped_from_a_shell() {
     let runs = tempfile::tempdir().expect("tmp");
-    let preset = long_smoke(runs.path());
+    let preset = common::long_smoke(runs.path());
     let runs_dir = runs.path().join("runs");
     let child = workbench()
         .args(["train", "--preset"])
@@ -698,7 +686,7 @@ fn a_headless_run_is_paused_edited_checkpointed_and_stopped_from_a_shell() {
     );
     assert!(
         at(&|e| match e {
-            Event::LayerStats { step, .. } => Some(*step),
+            Event::LayerStats { stats, .. } => Some(stats.step),
             _ => None,
         }) == Some(paused)
     );

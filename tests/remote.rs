@@ -3,22 +3,14 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use workbench::core::protocol::{Event, Outcome};
 use workbench::core::remote::{Connection, RemoteLog, Reply, Request};
-
-fn long_smoke(dir: &Path) -> PathBuf {
-    let text =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/smoke.ron"))
-            .expect("smoke")
-            .replace("steps(20)", "steps(1000000)");
-    let path = dir.join("long_smoke.ron");
-    std::fs::write(&path, text).expect("preset");
-    path
-}
 
 /// A headless run training into `runs`, slowed so that it lasts (50 ms a batch).
 fn headless(runs: &Path, preset: &Path) -> std::process::Child {
@@ -142,7 +134,7 @@ fn follow_cut_and_stop(
 fn a_remote_run_is_followed_across_a_dropped_connection_with_no_gap() {
     let tmp = tempfile::tempdir().expect("tmp");
     let runs = tmp.path().join("runs");
-    let child = headless(&runs, &long_smoke(tmp.path()));
+    let child = headless(&runs, &common::long_smoke(tmp.path()));
     let run = the_run(&runs);
     let argv: Vec<String> = vec![
         env!("CARGO_BIN_EXE_workbench").into(),
@@ -186,7 +178,7 @@ fn a_remote_run_is_followed_over_real_ssh() {
         .map(String::from)
         .collect();
     let runs = tmp.path().join("runs");
-    let child = headless(&runs, &long_smoke(tmp.path()));
+    let child = headless(&runs, &common::long_smoke(tmp.path()));
     let run = the_run(&runs);
     let mut argv = ssh;
     argv.extend([

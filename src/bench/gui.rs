@@ -387,6 +387,34 @@ fn write_long_run(dir: &std::path::Path, rows: u64, scalars: usize) -> anyhow::R
     Ok(())
 }
 
+/// Draws the app's frames (layout and tessellation) until its dashboard draws points, then
+/// until the runs it follows are read: both times since `t0`, in seconds.
+fn draw_until_read(
+    app: &mut workbench::gui::WorkbenchApp,
+    t0: Instant,
+) -> anyhow::Result<(f64, f64)> {
+    let ctx = egui::Context::default();
+    let mut first = None;
+    loop {
+        app.logic(&ctx);
+        let mut out = ctx.run_ui(screen_input(), |ui| app.show(ui));
+        let _meshes = ctx.tessellate(out.shapes, out.pixels_per_point);
+        // No renderer here: the font atlas uploads are dropped on purpose.
+        out.textures_delta.clear();
+        if first.is_none() && app.dashboard.points_drawn > 0 {
+            first = Some(t0.elapsed().as_secs_f64());
+        }
+        if let (Some(f), false) = (first, app.is_catching_up()) {
+            return Ok((f, t0.elapsed().as_secs_f64()));
+        }
+        anyhow::ensure!(
+            t0.elapsed().as_secs() < 900,
+            "the run was not read in 15 minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 /// See `BenchCmd::OpenRun`.
 pub fn open_run(rows: u64, scalars: usize, rounds: usize) -> anyhow::Result<()> {
     use workbench::gui::{LaunchOptions, Tab, WorkbenchApp};
@@ -408,26 +436,9 @@ pub fn open_run(rows: u64, scalars: usize, rounds: usize) -> anyhow::Result<()> 
         let mut opts = LaunchOptions::new(&tmp);
         opts.tab = Tab::Dashboard;
         let mut app = WorkbenchApp::with_waker(opts, None);
-        let ctx = egui::Context::default();
         let t0 = Instant::now();
         app.open_run(&run);
-        let mut first = None;
-        loop {
-            app.logic(&ctx);
-            let mut out = ctx.run_ui(screen_input(), |ui| app.show(ui));
-            let _meshes = ctx.tessellate(out.shapes, out.pixels_per_point);
-            out.textures_delta.clear();
-            if first.is_none() && app.dashboard.points_drawn > 0 {
-                first = Some(t0.elapsed().as_secs_f64());
-            }
-            if let (Some(f), false) = (first, app.is_catching_up()) {
-                return Ok((f, t0.elapsed().as_secs_f64()));
-            }
-            if t0.elapsed().as_secs() > 600 {
-                anyhow::bail!("the run did not open in 10 minutes");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
+        draw_until_read(&mut app, t0)
     };
     let mut with = (Vec::new(), Vec::new());
     let mut without = (Vec::new(), Vec::new());
@@ -517,28 +528,11 @@ pub fn remote(rows: u64, ssh: bool, seconds: u64) -> anyhow::Result<()> {
         error: None,
         listing: false,
     });
-    let ctx = egui::Context::default();
     let t0 = Instant::now();
     app.open_remote(0, "long");
-    let mut first = None;
-    loop {
-        app.logic(&ctx);
-        let mut out = ctx.run_ui(screen_input(), |ui| app.show(ui));
-        let _meshes = ctx.tessellate(out.shapes, out.pixels_per_point);
-        out.textures_delta.clear();
-        if first.is_none() && app.dashboard.points_drawn > 0 {
-            first = Some(t0.elapsed().as_secs_f64());
-        }
-        if let (Some(_), false) = (first, app.is_catching_up()) {
-            break;
-        }
-        anyhow::ensure!(t0.elapsed().as_secs() < 900, "not read in 15 minutes");
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    let (first, all) = draw_until_read(&mut app, t0)?;
     println!(
-        "  first plot {:.2} s (from its scalars.lod), whole log over the pipe {:.1} s",
-        first.unwrap_or(f64::NAN),
-        t0.elapsed().as_secs_f64()
+        "  first plot {first:.2} s (from its scalars.lod), whole log over the pipe {all:.1} s"
     );
     drop(app);
     // A live run: 50 scalars, 10 steps a second, followed by a client polling as the app does.

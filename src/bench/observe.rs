@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use workbench::engine::families::make_trainer;
-use workbench::engine::trainer::{Part, StepCtx, Trainer};
+use workbench::engine::trainer::StepCtx;
 use workbench::engine::{sysmon, timing, watch};
 
 use super::{median, Opts};
@@ -22,21 +22,6 @@ enum Mode {
     AllLayersStride10,
 }
 
-fn named_vars(trainer: &mut dyn Trainer) -> Vec<(String, tch::Tensor)> {
-    let mut out = Vec::new();
-    for part in trainer.parts() {
-        if let Part::Vars(prefix, vs) = part {
-            out.extend(
-                vs.variables()
-                    .into_iter()
-                    .map(|(n, t)| (format!("{prefix}.{n}"), t)),
-            );
-        }
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
-}
-
 /// See `BenchCmd::Observe`.
 pub fn overhead(args: &Opts, preset: &str) -> anyhow::Result<()> {
     let p = super::shipped(
@@ -48,7 +33,7 @@ pub fn overhead(args: &Opts, preset: &str) -> anyhow::Result<()> {
     )?;
     let device = workbench::engine::device::resolve(&args.device)?;
     let mut trainer = make_trainer(&p, device)?;
-    let vars = named_vars(trainer.as_mut());
+    let vars = trainer.as_mut().named_vars();
     watch::register(&vars);
     let names: Vec<String> = vars.iter().map(|(n, _)| n.clone()).collect();
     // The largest module: the dearest single watch.
@@ -130,8 +115,8 @@ pub fn overhead(args: &Opts, preset: &str) -> anyhow::Result<()> {
                         }
                         trainer.train_step(&ctx(step))?;
                         if watching {
-                            let vars = named_vars(trainer.as_mut());
-                            std::hint::black_box(watch::finish(&vars));
+                            let vars = trainer.as_mut().named_vars();
+                            std::hint::black_box(watch::finish(step, &vars));
                         }
                     }
                 }

@@ -43,6 +43,30 @@ pub enum Command {
     Watch(WatchSpec),
 }
 
+/// A watched module's statistics at one step: weight, gradient and update norms (the last two
+/// `None` when no optimiser stepped it), the gradient's non-finite values and a histogram of
+/// its weights over `hist_range`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerStats {
+    pub step: u64,
+    pub tensors: u32,
+    #[serde(deserialize_with = "non_finite::number")]
+    pub weight_norm: f64,
+    pub grad_norm: Option<f64>,
+    pub update_norm: Option<f64>,
+    pub non_finite_grads: u64,
+    pub hist: Vec<u32>,
+    pub hist_range: [f64; 2],
+}
+
+impl LayerStats {
+    /// The update's size against the weight's (about 1e-3 is healthy for Adam).
+    #[must_use]
+    pub fn update_ratio(&self) -> Option<f64> {
+        self.update_norm.map(|u| u / self.weight_norm.max(1e-12))
+    }
+}
+
 /// A module to watch: `network.path` (or `*` for every module), at every `every`-th step,
 /// for `steps` captures (`None`: until the run ends). Written `MODULE[:every=K,steps=N]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -223,19 +247,10 @@ pub enum Event {
     Modules {
         modules: Vec<(String, u64)>,
     },
-    /// One watched module's statistics at a step (`engine::watch`): weight, gradient and
-    /// update norms, the gradient's non-finite values and a weight histogram.
+    /// One watched module's statistics at a step (`engine::watch`).
     LayerStats {
-        step: u64,
         module: String,
-        tensors: u32,
-        #[serde(deserialize_with = "non_finite::number")]
-        weight_norm: f64,
-        grad_norm: Option<f64>,
-        update_norm: Option<f64>,
-        non_finite_grads: u64,
-        hist: Vec<u32>,
-        hist_range: [f64; 2],
+        stats: LayerStats,
     },
     PhaseStarted {
         step: u64,

@@ -93,27 +93,6 @@ pub struct ReconRef {
     pub motion_boxes: Vec<[f32; 4]>,
 }
 
-/// A watched module's statistics at one step (see [`Event::LayerStats`]).
-#[derive(Debug, Clone, PartialEq)]
-pub struct LayerStat {
-    pub step: u64,
-    pub tensors: u32,
-    pub weight_norm: f64,
-    pub grad_norm: Option<f64>,
-    pub update_norm: Option<f64>,
-    pub non_finite_grads: u64,
-    pub hist: Vec<u32>,
-    pub hist_range: [f64; 2],
-}
-
-impl LayerStat {
-    /// The update's size against the weight's (about 1e-3 is healthy for Adam).
-    #[must_use]
-    pub fn update_ratio(&self) -> Option<f64> {
-        self.update_norm.map(|u| u / self.weight_norm.max(1e-12))
-    }
-}
-
 /// Where the run stands.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunState {
@@ -204,7 +183,7 @@ pub struct RunView {
     /// The trainer's modules (`network.path`) and their parameter counts, for watching.
     pub modules: Vec<(String, u64)>,
     /// Each watched module's latest statistics (its norms are also series `layer/<module>/..`).
-    pub layers: BTreeMap<String, LayerStat>,
+    pub layers: BTreeMap<String, crate::core::protocol::LayerStats>,
     /// While a persisted pyramid is shown (`series` holds it): the series folded from the
     /// log so far, which replace it once the log is read ([`RunView::end_preview`]).
     shadow: Option<BTreeMap<String, Series>>,
@@ -355,29 +334,9 @@ impl RunView {
                 }
             }
             Event::Modules { modules } => self.modules = modules,
-            Event::LayerStats {
-                step,
-                module,
-                tensors,
-                weight_norm,
-                grad_norm,
-                update_norm,
-                non_finite_grads,
-                hist,
-                hist_range,
-            } => {
-                let stat = LayerStat {
-                    step,
-                    tensors,
-                    weight_norm,
-                    grad_norm,
-                    update_norm,
-                    non_finite_grads,
-                    hist,
-                    hist_range,
-                };
-                let x = step as f64;
-                let ratio = stat.update_ratio();
+            Event::LayerStats { module, stats } => {
+                let x = stats.step as f64;
+                let ratio = stats.update_ratio();
                 let series = self.series_mut();
                 let mut put = |what: &str, v: Option<f64>| {
                     if let Some(v) = v {
@@ -387,11 +346,11 @@ impl RunView {
                             .push(x, v);
                     }
                 };
-                put("weight_norm", Some(weight_norm));
-                put("grad_norm", grad_norm);
+                put("weight_norm", Some(stats.weight_norm));
+                put("grad_norm", stats.grad_norm);
                 put("update_ratio", ratio);
-                put("non_finite_grads", Some(non_finite_grads as f64));
-                self.layers.insert(module, stat);
+                put("non_finite_grads", Some(stats.non_finite_grads as f64));
+                self.layers.insert(module, stats);
             }
             Event::Scalars { rows } => {
                 for row in rows {

@@ -907,18 +907,7 @@ impl Session<'_> {
 
     /// Every variable of the trainer, named `network.path.to.tensor`.
     fn named_vars(&mut self) -> Vec<(String, tch::Tensor)> {
-        let mut out = Vec::new();
-        for part in self.trainer.parts() {
-            if let crate::engine::trainer::Part::Vars(prefix, vs) = part {
-                out.extend(
-                    vs.variables()
-                        .into_iter()
-                        .map(|(n, t)| (format!("{prefix}.{n}"), t)),
-                );
-            }
-        }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        out
+        self.trainer.as_mut().named_vars()
     }
 
     /// Names the variables for the optimisers and says the module tree (once per process).
@@ -1330,7 +1319,7 @@ impl Session<'_> {
         let layer_stats = if watching {
             let _logging = timing::scope(timing::LOGGING);
             let vars = self.named_vars();
-            watch::finish(&vars)
+            watch::finish(ctx.step, &vars)
         } else {
             Vec::new()
         };
@@ -1444,18 +1433,8 @@ impl Session<'_> {
         {
             let _logging = timing::scope(timing::LOGGING);
             self.emit_family_events()?;
-            for s in layer_stats {
-                self.emitter.emit(Event::LayerStats {
-                    step: ctx.step,
-                    module: s.module,
-                    tensors: s.tensors as u32,
-                    weight_norm: s.weight_norm,
-                    grad_norm: s.grad_norm,
-                    update_norm: s.update_norm,
-                    non_finite_grads: s.non_finite_grads,
-                    hist: s.hist,
-                    hist_range: s.hist_range,
-                })?;
+            for (module, stats) in layer_stats {
+                self.emitter.emit(Event::LayerStats { module, stats })?;
             }
         }
         for (k, v) in scalars {

@@ -270,6 +270,22 @@ impl std::fmt::Debug for Part<'_> {
 }
 
 impl dyn Trainer + '_ {
+    /// Every variable of the trainer's models, named `network.path.to.tensor`, by name.
+    pub fn named_vars(&mut self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for part in self.parts() {
+            if let Part::Vars(prefix, vs) = part {
+                out.extend(
+                    vs.variables()
+                        .into_iter()
+                        .map(|(n, t)| (format!("{prefix}.{n}"), t)),
+                );
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
     /// The checkpoint's tensors: every part's, named.
     pub fn state_tensors(&mut self) -> Vec<(String, Tensor)> {
         let mut out = Vec::new();

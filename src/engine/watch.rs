@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use tch::{Kind, Tensor};
 
-use crate::core::protocol::WatchSpec;
+use crate::core::protocol::{LayerStats, WatchSpec};
 
 /// Bins of a module's weight histogram.
 pub const BINS: i64 = 64;
@@ -155,23 +155,9 @@ pub fn take_non_finite() -> Vec<String> {
     NON_FINITE.with(|n| std::mem::take(&mut *n.borrow_mut()))
 }
 
-/// One module's statistics at a step.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ModuleStats {
-    pub module: String,
-    pub tensors: usize,
-    pub weight_norm: f64,
-    /// `None` when no optimiser stepped the module at this step.
-    pub grad_norm: Option<f64>,
-    pub update_norm: Option<f64>,
-    pub non_finite_grads: u64,
-    pub hist: Vec<u32>,
-    pub hist_range: [f64; 2],
-}
-
-/// Ends the step's capture: each watched module's statistics from what the optimisers saw and
-/// the weights now (`vars`: every named variable).
-pub fn finish(vars: &[(String, Tensor)]) -> Vec<ModuleStats> {
+/// Ends the step's capture: each watched module's statistics at `step` from what the
+/// optimisers saw and the weights now (`vars`: every named variable).
+pub fn finish(step: u64, vars: &[(String, Tensor)]) -> Vec<(String, LayerStats)> {
     let Some(capture) = CAPTURE.with(|c| c.borrow_mut().take()) else {
         return Vec::new();
     };
@@ -209,16 +195,19 @@ pub fn finish(vars: &[(String, Tensor)]) -> Vec<ModuleStats> {
                     .collect();
                 let stepped: Vec<Seen> = tensors.iter().filter_map(|(_, s)| *s).collect();
                 let sum = |f: fn(&Seen) -> f64| stepped.iter().map(f).sum::<f64>().sqrt();
-                ModuleStats {
-                    module: module.to_string(),
-                    tensors: tensors.len(),
-                    weight_norm,
-                    grad_norm: (!stepped.is_empty()).then(|| sum(|s| s.grad_sq)),
-                    update_norm: (!stepped.is_empty()).then(|| sum(|s| s.update_sq)),
-                    non_finite_grads: stepped.iter().map(|s| s.non_finite).sum(),
-                    hist,
-                    hist_range: [lo, hi],
-                }
+                (
+                    module.to_string(),
+                    LayerStats {
+                        step,
+                        tensors: tensors.len() as u32,
+                        weight_norm,
+                        grad_norm: (!stepped.is_empty()).then(|| sum(|s| s.grad_sq)),
+                        update_norm: (!stepped.is_empty()).then(|| sum(|s| s.update_sq)),
+                        non_finite_grads: stepped.iter().map(|s| s.non_finite).sum(),
+                        hist,
+                        hist_range: [lo, hi],
+                    },
+                )
             })
             .collect()
     })
@@ -305,10 +294,10 @@ mod tests {
                 }
             });
         });
-        let stats = finish(&vars);
+        let stats = finish(0, &vars);
         assert_eq!(stats.len(), 1);
-        let s = &stats[0];
-        assert_eq!((s.module.as_str(), s.tensors), ("d.fc", 2));
+        let (module, s) = &stats[0];
+        assert_eq!((module.as_str(), s.tensors), ("d.fc", 2));
         // Gradients: 2 for each of the 4 weights, 1 for each of the 2 biases.
         let grad = (4.0f64 * 4.0 + 2.0).sqrt();
         assert!((s.grad_norm.expect("stepped") - grad).abs() < 1e-9);
@@ -320,7 +309,7 @@ mod tests {
         assert_eq!(s.hist_range, [f64::from(-2.2f32), f64::from(2.8f32)]);
         assert_eq!(s.non_finite_grads, 0);
         // Nothing captured when nothing is watched; the watch ends after its two steps.
-        assert!(finish(&vars).is_empty());
+        assert!(finish(1, &vars).is_empty());
         assert_eq!(watches.due(1, &names).len(), 2);
         assert!(watches.is_empty());
         assert!(watches.due(2, &names).is_empty());

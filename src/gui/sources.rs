@@ -291,6 +291,25 @@ pub struct RemoteSite {
     pub listing: bool,
 }
 
+impl RemoteSite {
+    /// The remote's `workbench`, as it was given (`core::remote::ssh_argv`'s fifth word).
+    #[must_use]
+    pub fn workbench(&self) -> String {
+        self.argv.get(4).cloned().unwrap_or_default()
+    }
+
+    /// The remote's runs folder as it was given (empty: its default).
+    #[must_use]
+    pub fn runs_dir(&self) -> String {
+        self.argv
+            .iter()
+            .position(|a| a == "--runs-dir")
+            .and_then(|k| self.argv.get(k + 1))
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
 /// Where a run's events come from.
 pub enum Source {
     /// Started here: the worker's channel (the run log is written too).

@@ -60,3 +60,15 @@ pub fn exclusive() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+/// The smoke preset with phases too long to end by themselves (a run stopped by a command),
+/// written into `dir`.
+pub fn long_smoke(dir: &Path) -> PathBuf {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/smoke.ron"))
+            .expect("smoke")
+            .replace("steps(20)", "steps(1000000)");
+    let path = dir.join("long_smoke.ron");
+    std::fs::write(&path, text).expect("preset");
+    path
+}

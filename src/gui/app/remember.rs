@@ -92,14 +92,8 @@ impl WorkbenchApp {
                 .iter()
                 .map(|r| RememberedRemote {
                     destination: r.destination.clone(),
-                    workbench: r.argv.get(4).cloned().unwrap_or_default(),
-                    runs_dir: r
-                        .argv
-                        .iter()
-                        .position(|a| a == "--runs-dir")
-                        .and_then(|k| r.argv.get(k + 1))
-                        .cloned()
-                        .unwrap_or_default(),
+                    workbench: r.workbench(),
+                    runs_dir: r.runs_dir(),
                 })
                 .collect(),
         }

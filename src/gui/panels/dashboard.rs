@@ -949,7 +949,7 @@ fn modules_ui(ui: &mut Ui, view: &RunView, live: bool) -> Vec<UiAction> {
                         let opt = |v: Option<f64>| v.map_or("-".into(), numfmt::num);
                         ui.label(opt(stat.and_then(|s| s.grad_norm)));
                         ui.label(opt(
-                            stat.and_then(crate::core::runview::LayerStat::update_ratio)
+                            stat.and_then(crate::core::protocol::LayerStats::update_ratio)
                         ));
                         match stat.map(|s| s.non_finite_grads) {
                             Some(n) if n > 0 => {

@@ -211,14 +211,8 @@ impl RunsTable {
                         } else if ui.small_button("Refresh").clicked() {
                             actions.push(UiAction::AddRemote {
                                 destination: site.destination.clone(),
-                                workbench: site.argv.get(4).cloned().unwrap_or_default(),
-                                runs_dir: site
-                                    .argv
-                                    .iter()
-                                    .position(|a| a == "--runs-dir")
-                                    .and_then(|k| site.argv.get(k + 1))
-                                    .cloned()
-                                    .unwrap_or_default(),
+                                workbench: site.workbench(),
+                                runs_dir: site.runs_dir(),
                             });
                         }
                         if let Some(e) = &site.error {
