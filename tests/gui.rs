@@ -3,6 +3,8 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod common;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -2255,12 +2257,7 @@ fn a_module_watched_from_the_dashboard_gets_its_statistics_within_one_step() {
 #[test]
 fn a_headless_run_opened_in_the_app_is_paused_and_stopped_from_it() {
     let runs = tempfile::tempdir().unwrap();
-    let text =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/smoke.ron"))
-            .unwrap()
-            .replace("steps(20)", "steps(1000000)");
-    let preset = runs.path().join("long.ron");
-    std::fs::write(&preset, text).unwrap();
+    let preset = common::long_smoke(runs.path());
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_workbench"))
         .args(["train", "--preset"])
         .arg(&preset)
@@ -2319,12 +2316,7 @@ fn a_headless_run_opened_in_the_app_is_paused_and_stopped_from_it() {
 #[test]
 fn a_remote_run_is_listed_followed_and_steered_from_the_app() {
     let tmp = tempfile::tempdir().unwrap();
-    let text =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("presets/smoke.ron"))
-            .unwrap()
-            .replace("steps(20)", "steps(1000000)");
-    let preset = tmp.path().join("long.ron");
-    std::fs::write(&preset, text).unwrap();
+    let preset = common::long_smoke(tmp.path());
     let remote_runs = tmp.path().join("cluster-runs");
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_workbench"))
         .args(["train", "--preset"])
