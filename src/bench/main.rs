@@ -215,6 +215,16 @@ pub fn run(cmd: &BenchCmd) -> anyhow::Result<()> {
 }
 
 /// A shipped preset (built into the binary) with overrides.
+/// The context of the `i`-th step of a trainer with `spe` steps an epoch.
+fn step_ctx(i: u64, spe: u64) -> workbench::engine::trainer::StepCtx {
+    workbench::engine::trainer::StepCtx {
+        step: i,
+        epoch: i / spe.max(1),
+        batch_in_epoch: i % spe.max(1),
+        ..Default::default()
+    }
+}
+
 fn shipped(name: &str, overrides: Vec<(&str, serde_json::Value)>) -> anyhow::Result<AnyPreset> {
     let text = preset::shipped::get(name).with_context(|| format!("no shipped preset `{name}`"))?;
     let (p, _) = preset::parse_str(text, name)?;

@@ -5,7 +5,6 @@
 use std::time::{Duration, Instant};
 
 use workbench::engine::families::make_trainer;
-use workbench::engine::trainer::StepCtx;
 use workbench::engine::{sysmon, timing, watch};
 
 use super::{median, Opts};
@@ -56,12 +55,7 @@ pub fn overhead(args: &Opts, preset: &str) -> anyhow::Result<()> {
         .cloned()
         .collect();
     let spe = trainer.steps_per_epoch();
-    let ctx = |i: u64| StepCtx {
-        step: i,
-        epoch: i / spe,
-        batch_in_epoch: i % spe,
-        ..Default::default()
-    };
+    let ctx = |i: u64| super::step_ctx(i, spe);
     println!(
         "observe: {preset}, batch {}, device {}, {} rounds of {} steps per mode, modes alternating; \
          one layer = `{big}` ({big_params} parameters of {}), every layer = {} modules",

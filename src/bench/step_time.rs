@@ -7,7 +7,6 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use workbench::core::preset::AnyPreset;
 use workbench::engine::families::make_trainer;
-use workbench::engine::trainer::StepCtx;
 
 use super::{median, peak_rss_mib, Opts};
 
@@ -34,12 +33,7 @@ pub fn wgan_gp(args: &Opts) -> anyhow::Result<()> {
     let device = workbench::engine::device::resolve(&args.device)?;
     let mut trainer = make_trainer(&p, device)?;
     let spe = trainer.steps_per_epoch();
-    let ctx = |i: u64| StepCtx {
-        step: i,
-        epoch: i / spe,
-        batch_in_epoch: i % spe,
-        ..Default::default()
-    };
+    let ctx = |i: u64| super::step_ctx(i, spe);
     println!(
         "WGAN-GP small 64x64, batch {}, n_critic 5, device {}, {} rounds of {} timed steps, \
          the two sides alternating",
@@ -149,12 +143,7 @@ pub fn wubu_gaad(args: &Opts, bat: bool) -> anyhow::Result<()> {
         args.steps
     );
     let spe = trainer.steps_per_epoch();
-    let ctx = |i: u64| StepCtx {
-        step: i,
-        epoch: i / spe,
-        batch_in_epoch: i % spe,
-        ..Default::default()
-    };
+    let ctx = |i: u64| super::step_ctx(i, spe);
     let sync = || {
         if let tch::Device::Cuda(i) = device {
             tch::Cuda::synchronize(i as i64);
@@ -331,12 +320,7 @@ fn side_by_side_with(
 ) -> anyhow::Result<()> {
     let script = script.filter(|_| !args.no_python);
     let spe = trainer.steps_per_epoch();
-    let ctx = |i: u64| StepCtx {
-        step: i,
-        epoch: i / spe,
-        batch_in_epoch: i % spe,
-        ..Default::default()
-    };
+    let ctx = |i: u64| super::step_ctx(i, spe);
     let sync = || {
         if let tch::Device::Cuda(i) = device {
             tch::Cuda::synchronize(i as i64);

@@ -107,10 +107,12 @@ impl Builder {
                 for r in rows {
                     self.last_step = self.last_step.max(r.step);
                     for (name, v) in &r.values {
-                        let b = self
-                            .series
-                            .entry(name.clone())
-                            .or_insert_with(|| CoarseBuilder::new(KEEP));
+                        if !self.series.contains_key(name) {
+                            self.series.insert(name.clone(), CoarseBuilder::new(KEEP));
+                        }
+                        let Some(b) = self.series.get_mut(name) else {
+                            continue;
+                        };
                         if !b.push(r.step as f64, *v) {
                             self.broken = true;
                         }

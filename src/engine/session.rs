@@ -132,6 +132,8 @@ struct Session<'a> {
     /// `engine::sysmon`): this rank's, kept out of the counters a checkpoint holds (ranks and
     /// resumes measure their own).
     time_accum: BTreeMap<String, (f64, u64)>,
+    /// Each timed part and its logged name (`time_<part>_ms`), in the order they are logged.
+    time_parts: Vec<(&'static str, String)>,
     /// The process and device sampler (`logging.system_every_ms`).
     sysmon: Option<crate::engine::sysmon::Sampler>,
     /// The modules watched (`engine::watch`) and every variable's name.
@@ -143,6 +145,8 @@ struct Session<'a> {
     /// Rank 0's inbox commands not yet sent to the other ranks (data parallelism: they go with
     /// the next step's exchange, and every rank applies them at the boundary after it).
     inbox_held: Vec<(Option<String>, Command)>,
+    /// When the inbox was last read.
+    inbox_read_at: Option<Instant>,
     /// The bottleneck and the straggling rank last said, so each is said when it changes.
     said_bottleneck: Option<&'static str>,
     said_straggler: Option<usize>,
@@ -455,11 +459,13 @@ pub fn run(
         sched_here: false,
         times: steptime::Window::default(),
         time_accum: BTreeMap::new(),
+        time_parts: Vec::new(),
         sysmon,
         watches: watch::Watches::default(),
         var_names: Vec::new(),
         inbox: std::collections::VecDeque::new(),
         inbox_held: Vec::new(),
+        inbox_read_at: None,
         said_bottleneck: None,
         said_straggler: None,
     };
@@ -864,7 +870,14 @@ impl Session<'_> {
     /// once.
     fn read_inbox(&mut self, paused_exchange: bool) -> Result<(), EngineError> {
         let grouped = dist::group().is_some();
-        if self.root {
+        // A folder read at most every 50 ms while training: on shared cluster storage a
+        // directory listing at every fast step would cost more than the step.
+        let due = paused_exchange
+            || self
+                .inbox_read_at
+                .is_none_or(|t| t.elapsed() >= Duration::from_millis(50));
+        if self.root && due {
+            self.inbox_read_at = Some(Instant::now());
             for t in crate::core::inbox::take(self.plan.run_dir.root()) {
                 match t {
                     crate::core::inbox::Taken::Command { id, command, ack } => {
@@ -1494,34 +1507,30 @@ impl Session<'_> {
     fn step_timed(&mut self, t0: Instant) -> Result<(), EngineError> {
         let parts = timing::finish();
         let total = t0.elapsed().as_secs_f64();
-        let mut add = |name: String, secs: f64| {
-            let e = self.time_accum.entry(name).or_insert((0.0, 0));
-            e.0 += 1e3 * secs;
-            e.1 += 1;
-        };
-        add(timing::STEP_MS.to_string(), total);
-        // Every declared part, 0 where the step had none, so each logged mean is over the same
-        // steps and the means add up as the steps' times do.
-        let mut names: Vec<&str> = self.trainer.timed_parts().to_vec();
-        names.extend(timing::SHARED);
+        // Every declared part (the trainer's, then the shared ones, then any other a step
+        // entered), 0 where the step had none, so each logged mean is over the same steps and
+        // the means add up as the steps' times do. Their logged names are made once.
+        if self.time_parts.is_empty() {
+            let declared = self.trainer.timed_parts().iter().chain(&timing::SHARED);
+            self.time_parts = declared.map(|p| (*p, timing::metric_name(p))).collect();
+        }
         for (part, _) in &parts {
-            if !names.contains(part) {
-                names.push(part);
+            if !self.time_parts.iter().any(|(p, _)| p == part) {
+                self.time_parts.push((part, timing::metric_name(part)));
             }
         }
-        for part in names {
+        accumulate(&mut self.time_accum, timing::STEP_MS, 1e3 * total);
+        for (part, name) in &self.time_parts {
             let secs = parts
                 .iter()
-                .find(|(p, _)| *p == part)
+                .find(|(p, _)| p == part)
                 .map_or(0.0, |(_, s)| *s);
-            add(timing::metric_name(part), secs);
+            accumulate(&mut self.time_accum, name, 1e3 * secs);
         }
         self.times.push(parts);
         for sample in self.sysmon.iter().flat_map(|s| s.take()) {
             for (name, v) in sample {
-                let e = self.time_accum.entry(name.to_string()).or_insert((0.0, 0));
-                e.0 += v;
-                e.1 += 1;
+                accumulate(&mut self.time_accum, name, v);
             }
         }
         // Every 20 steps over the last 100: every rank at the same steps (the straggler's
@@ -2065,6 +2074,19 @@ impl Session<'_> {
                 StopBy::Scheduler => "scheduler".to_string(),
             }),
         })
+    }
+}
+
+/// Adds `v` to the sum and count of `name` (a key made only the first time it is seen).
+fn accumulate(sums: &mut BTreeMap<String, (f64, u64)>, name: &str, v: f64) {
+    match sums.get_mut(name) {
+        Some(e) => {
+            e.0 += v;
+            e.1 += 1;
+        }
+        None => {
+            sums.insert(name.to_string(), (v, 1));
+        }
     }
 }
 

@@ -4,11 +4,11 @@
 //! on the module tree), and the tensors a non-finite gradient first appeared in.
 //!
 //! The session registers every variable of the trainer by name at the start ([`register`]);
-//! the optimisers wrap their update in [`around_step`], which costs one thread-local look when
-//! nothing is watched. Gradients are read where the optimiser consumes them, so a critic's
-//! statistics are its own step's even when a later backward (the generator's) writes its
-//! gradients again. Activations are out of reach: libtorch's modules as tch builds them have
-//! no forward hooks, so the share of zero activations is not measured.
+//! the optimisers call [`before_step`] and [`after_step`] around their update, which cost one
+//! thread-local look when nothing is watched. Gradients are read where the optimiser consumes
+//! them, so a critic's statistics are its own step's even when a later backward (the
+//! generator's) writes its gradients again. Activations are out of reach: libtorch's modules
+//! as tch builds them have no forward hooks, so the share of zero activations is not measured.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -73,10 +73,17 @@ pub fn begin(tensors: impl IntoIterator<Item = String>) {
     CAPTURE.with(|c| *c.borrow_mut() = Some(tensors.into_iter().map(|t| (t, None)).collect()));
 }
 
-/// Wraps an optimiser's update of `params`: for the watched ones, the gradient's squared norm
-/// and non-finite count before it, and the squared size of the change it made.
-pub fn around_step<'a>(params: impl IntoIterator<Item = &'a Tensor>, step: impl FnOnce()) {
-    let watched: Vec<(String, Tensor, Tensor, Seen)> = CAPTURE.with(|c| {
+/// What [`before_step`] took of the watched parameters, for [`after_step`]: empty (no
+/// allocation, `params` not even walked) when nothing is watched.
+#[derive(Debug, Default)]
+#[must_use = "give it to after_step once the update is made"]
+pub struct Watched(Vec<(String, Tensor, Tensor, Seen)>);
+
+/// Before an optimiser's update of `params`: for the watched ones, the gradient's squared
+/// norm and non-finite count, and a copy of the values (the update's size is measured
+/// against it by [`after_step`]).
+pub fn before_step<'a>(params: impl IntoIterator<Item = &'a Tensor>) -> Watched {
+    Watched(CAPTURE.with(|c| {
         let c = c.borrow();
         let Some(capture) = c.as_ref() else {
             return Vec::new();
@@ -102,13 +109,18 @@ pub fn around_step<'a>(params: impl IntoIterator<Item = &'a Tensor>, step: impl 
                 })
                 .collect()
         })
-    });
-    step();
-    if watched.is_empty() {
+    }))
+}
+
+/// After the update [`before_step`] saw: the squared size of the change to each watched
+/// parameter, added to the step's capture.
+pub fn after_step(watched: Watched) {
+    if watched.0.is_empty() {
         return;
     }
     let done: Vec<(String, Seen)> = tch::no_grad(|| {
         watched
+            .0
             .into_iter()
             .map(|(name, p, before, mut seen)| {
                 seen.update_sq = (&p - &before)
@@ -287,13 +299,13 @@ mod tests {
         assert_eq!(due, ["d.fc.bias", "d.fc.weight"]);
         begin(due);
         // Plain SGD with lr 0.1 on every parameter.
-        around_step(vars.iter().map(|(_, t)| t), || {
-            tch::no_grad(|| {
-                for (_, t) in &vars {
-                    let _ = t.shallow_clone().g_sub_(&(t.grad() * 0.1));
-                }
-            });
+        let watched = before_step(vars.iter().map(|(_, t)| t));
+        tch::no_grad(|| {
+            for (_, t) in &vars {
+                let _ = t.shallow_clone().g_sub_(&(t.grad() * 0.1));
+            }
         });
+        after_step(watched);
         let stats = finish(0, &vars);
         assert_eq!(stats.len(), 1);
         let (module, s) = &stats[0];

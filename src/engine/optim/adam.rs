@@ -116,25 +116,24 @@ impl Adam {
         let bias1 = 1.0 - self.beta1.powf(t);
         let bias2_sqrt = (1.0 - self.beta2.powf(t)).sqrt();
         let step_size = self.lr / bias1;
-        let params: Vec<Tensor> = self.params.iter().map(|(_, p)| p.shallow_clone()).collect();
-        crate::engine::watch::around_step(&params, || {
-            tch::no_grad(|| {
-                for (i, (_, p)) in self.params.iter_mut().enumerate() {
-                    let g = p.grad();
-                    if !g.defined() {
-                        continue;
-                    }
-                    if self.weight_decay > 0.0 {
-                        let _ = p.g_mul_scalar_(1.0 - self.lr * self.weight_decay);
-                    }
-                    let _ = self.exp_avg[i].lerp_(&g, 1.0 - self.beta1);
-                    let _ = self.exp_avg_sq[i].g_mul_scalar_(self.beta2);
-                    let _ = self.exp_avg_sq[i].addcmul_(&(&g * (1.0 - self.beta2)), &g);
-                    let denom = (self.exp_avg_sq[i].sqrt() / bias2_sqrt) + self.eps;
-                    let _ = p.addcdiv_(&(&self.exp_avg[i] * (-step_size)), &denom);
+        let watched = crate::engine::watch::before_step(self.params.iter().map(|(_, p)| p));
+        tch::no_grad(|| {
+            for (i, (_, p)) in self.params.iter_mut().enumerate() {
+                let g = p.grad();
+                if !g.defined() {
+                    continue;
                 }
-            });
+                if self.weight_decay > 0.0 {
+                    let _ = p.g_mul_scalar_(1.0 - self.lr * self.weight_decay);
+                }
+                let _ = self.exp_avg[i].lerp_(&g, 1.0 - self.beta1);
+                let _ = self.exp_avg_sq[i].g_mul_scalar_(self.beta2);
+                let _ = self.exp_avg_sq[i].addcmul_(&(&g * (1.0 - self.beta2)), &g);
+                let denom = (self.exp_avg_sq[i].sqrt() / bias2_sqrt) + self.eps;
+                let _ = p.addcdiv_(&(&self.exp_avg[i] * (-step_size)), &denom);
+            }
         });
+        crate::engine::watch::after_step(watched);
     }
 }
 

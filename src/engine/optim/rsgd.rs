@@ -212,13 +212,9 @@ impl RiemannianSgd {
     /// gradient was not finite (skipped, their momentum dropped).
     pub fn step(&mut self) -> Vec<String> {
         let _part = crate::engine::timing::scope(crate::engine::timing::OPTIMISER);
-        let params: Vec<Tensor> = self
-            .params
-            .iter()
-            .map(|p| p.tensor.shallow_clone())
-            .collect();
-        let mut skipped = Vec::new();
-        crate::engine::watch::around_step(&params, || skipped = self.update());
+        let watched = crate::engine::watch::before_step(self.params.iter().map(|p| &p.tensor));
+        let skipped = self.update();
+        crate::engine::watch::after_step(watched);
         skipped
     }
 

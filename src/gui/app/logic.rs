@@ -127,22 +127,20 @@ impl WorkbenchApp {
                 run.view.apply(ev, Some(Instant::now()));
                 any = true;
             }
-            if let Source::Remote(f) = &run.source {
-                if f.caught_up() && run.view.in_preview() {
-                    run.view.end_preview();
-                    any = true;
-                }
+            // The log is read: its series replace the pyramids shown meanwhile.
+            let caught_up = match &run.source {
+                Source::Follow(f) => f.caught_up(),
+                Source::Remote(f) => f.caught_up(),
+                _ => false,
+            };
+            if caught_up && run.view.in_preview() {
+                run.view.end_preview();
+                any = true;
             }
             if let Source::Follow(f) = &mut run.source {
-                if f.caught_up() {
-                    if run.view.in_preview() {
-                        run.view.end_preview();
-                        any = true;
-                    }
-                    if !f.lod_checked {
-                        f.lod_checked = true;
-                        refresh_pyramids(&run.dir, &run.view, f);
-                    }
+                if caught_up && !f.lod_checked {
+                    f.lod_checked = true;
+                    refresh_pyramids(&run.dir, &run.view, f);
                 }
             }
         }

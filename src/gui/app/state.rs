@@ -224,12 +224,8 @@ impl WorkbenchApp {
     #[must_use]
     pub fn is_catching_up(&self) -> bool {
         self.runs.iter().any(|r| match &r.source {
-            Source::Follow(f) => {
-                !f.read_once.load(std::sync::atomic::Ordering::Relaxed) || !f.events.is_empty()
-            }
-            Source::Remote(f) => {
-                !f.read_once.load(std::sync::atomic::Ordering::Relaxed) || !f.events.is_empty()
-            }
+            Source::Follow(f) => !f.caught_up(),
+            Source::Remote(f) => !f.caught_up(),
             _ => false,
         })
     }
