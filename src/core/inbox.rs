@@ -5,9 +5,8 @@
 //! A sender writes one command per file, `inbox/<nanoseconds>-<pid>-<n>.json`, to a temporary
 //! name first and renamed into place, so a reader never sees half a command. The run takes
 //! the files in name order at a step boundary (at most every 50 ms while training, every
-//! 200 ms while paused), removes each,
-//! applies it, and, when the sender asked, answers in `<id>.ack` with the step it was applied
-//! at and what the run said. A file that is not a command is removed with a warning in the
+//! 200 ms while paused), removes each, applies it, and, when the sender asked, answers in
+//! `<id>.ack` with the step it was applied at and what the run said. A file that is not a command is removed with a warning in the
 //! run's log.
 
 use std::path::{Path, PathBuf};
