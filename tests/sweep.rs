@@ -326,3 +326,74 @@ fn runs_importance_names_the_setting_that_matters() {
         .collect();
     assert!(lr[0] > 0.7 && lr[1] <= lr[0] && lr[0] <= lr[2], "{text}");
 }
+
+/// ASHA's stop and promote decisions equal Optuna's `SuccessiveHalvingPruner`'s on 81
+/// recorded synthetic curves, reported by four workers in the order the fixture's script
+/// replays them (`tests/fixtures/make_asha_reference.py`, run once with optuna): two cases,
+/// one minimising with eta 3, one maximising with eta 2 and a bootstrap of 2, some trials
+/// validating every second step (their rung is reached at the first report after it).
+#[test]
+fn asha_decides_as_optunas_successive_halving_pruner_on_81_recorded_trials() {
+    use workbench::core::pruner::{Decision, Scheduler, SweepState};
+    let fixture: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/asha_reference.json")).expect("fixture");
+    let curves: Vec<Vec<(u64, f64)>> =
+        serde_json::from_value(fixture["curves"].clone()).expect("curves");
+    assert_eq!(curves.len(), 81);
+    let workers = fixture["workers"].as_u64().expect("workers") as usize;
+    for case in fixture["cases"].as_array().expect("cases") {
+        let higher = case["higher"].as_bool().expect("higher");
+        let mut state = SweepState::new(Scheduler::Asha {
+            metric: None,
+            grace: case["grace"].as_u64().expect("grace"),
+            reduction: case["reduction"].as_u64().expect("reduction"),
+            max: None,
+            bootstrap: case["bootstrap"].as_u64().expect("bootstrap") as usize,
+        });
+        let mut stopped_at: Vec<Option<u64>> = vec![None; curves.len()];
+        let mut slots: Vec<Option<(usize, usize)>> = vec![None; workers];
+        let mut started = 0;
+        let mut fill = |slot: &mut Option<(usize, usize)>, state: &mut SweepState| {
+            *slot = (started < curves.len()).then(|| {
+                state
+                    .trials
+                    .entry(format!("t{started:02}"))
+                    .or_default()
+                    .index = started;
+                started += 1;
+                (started - 1, 0)
+            });
+        };
+        for slot in &mut slots {
+            fill(slot, &mut state);
+        }
+        while slots.iter().any(Option::is_some) {
+            for slot in &mut slots {
+                let Some((t, pos)) = *slot else { continue };
+                let (step, value) = curves[t][pos];
+                let decision = state.report(&format!("t{t:02}"), step, value, "val", higher);
+                if let Decision::Stop(s) = decision {
+                    assert_eq!(s.step, step);
+                    stopped_at[t] = Some(step);
+                    fill(slot, &mut state);
+                } else if pos + 1 == curves[t].len() {
+                    fill(slot, &mut state);
+                } else {
+                    *slot = Some((t, pos + 1));
+                }
+            }
+        }
+        let want: Vec<Option<u64>> =
+            serde_json::from_value(case["stopped_at"].clone()).expect("stopped_at");
+        let want_rungs: Vec<usize> = serde_json::from_value(case["rungs"].clone()).expect("rungs");
+        let rungs: Vec<usize> = (0..curves.len())
+            .map(|t| state.trials[&format!("t{t:02}")].rungs.len())
+            .collect();
+        assert_eq!(stopped_at, want, "stop steps, grace {}", case["grace"]);
+        assert_eq!(rungs, want_rungs, "rungs reached");
+        // Not a trivial reference: some trials stop at every rung and some go to the end.
+        assert!(
+            want.iter().any(Option::is_none) && want.iter().filter(|s| s.is_some()).count() > 40
+        );
+    }
+}

@@ -9,6 +9,7 @@ mod gui;
 mod learning;
 mod observe;
 mod step_time;
+mod sweeps;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -117,6 +118,16 @@ pub enum BenchCmd {
         #[arg(long)]
         no_critics: bool,
     },
+    /// Which settings matter: the importance analysis (functional ANOVA on a random forest)
+    /// over `--runs` runs of `--fields` fields, as the Runs tab computes it.
+    Importance {
+        #[arg(long, default_value_t = 1000)]
+        runs: usize,
+        #[arg(long, default_value_t = 20)]
+        fields: usize,
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
     /// VQ-GAN learning check (spec 4.2): 1500 steps of `vq_gan_tiny`, validation PSNR against
     /// the mean-volume baseline, codebook use and the recovery after the critics start.
     VqGanLearning(LearnOpts),
@@ -211,6 +222,11 @@ pub fn run(cmd: &BenchCmd) -> anyhow::Result<()> {
             no_critics,
         } => step_time::vq_gan(opts, *size, *patch, *no_critics),
         BenchCmd::DataParallel(o) => dist::data_parallel(o),
+        BenchCmd::Importance {
+            runs,
+            fields,
+            rounds,
+        } => sweeps::importance(*runs, *fields, *rounds),
     }
 }
 

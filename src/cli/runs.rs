@@ -84,7 +84,7 @@ pub(super) fn run(cmd: RunsCmd, default_dir: &Path) -> Result<(), Failure> {
                     fields.len()
                 ))
             })?;
-            out!("importance of {metric} over {} runs (share of its variance, 10-90 % over {} trees):", imp.runs, workbench::core::fanova::TREES);
+            out!("importance of {metric} over {} runs (share of its variance above a null field's, 10-90 % over {} trees):", imp.runs, workbench::core::fanova::TREES);
             for f in &imp.fields {
                 out!(
                     "  {:<32} {:>6.1} %  [{:.1}, {:.1}]",

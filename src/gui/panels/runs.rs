@@ -599,7 +599,7 @@ impl RunsTable {
         ui.horizontal(|ui| {
             ui.label(
                 RichText::new(format!(
-                    "share of {}'s variance over {} runs (functional ANOVA on {} trees; 10-90 % over the trees)",
+                    "share of {}'s variance over {} runs, above a null field's (functional ANOVA on {} trees; 10-90 % over the trees)",
                     self.metric,
                     imp.runs,
                     crate::core::fanova::TREES
