@@ -2366,10 +2366,16 @@ fn a_remote_run_is_listed_followed_and_steered_from_the_app() {
     step_until(&mut h, "the remote's runs", |a| {
         a.remotes
             .first()
-            .is_some_and(|r| !r.runs.is_empty() || r.error.is_some())
+            .is_some_and(|r| !r.rows.is_empty() || r.error.is_some())
     });
     assert_eq!(h.state().remotes[0].error, None);
-    assert_eq!(h.state().remotes[0].runs[0].status, "running");
+    // The remote's run is a row of the runs table, its machine named, beside this machine's.
+    let row = h.state().remotes[0].rows[0].clone();
+    assert_eq!(row.status, workbench::core::rundir::RunStatus::Running);
+    assert!(row.dir.to_string_lossy().starts_with("cluster:"), "{row:?}");
+    assert!(h.state().run_list.iter().any(|r| r.dir == row.dir));
+    h.run_steps(2);
+    h.get_by_label("machine");
     h.get_by_label("Open").click();
     step_until(&mut h, "the remote run to be followed", |a| {
         a.current_run().is_some_and(|r| {
@@ -2406,4 +2412,70 @@ fn a_remote_run_is_listed_followed_and_steered_from_the_app() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// "From SLURM profile" adds the remote the Queue tab's profile logs in to: its `ssh`
+/// destination, its `workbench`, and the runs folder its jobs write to (this app's, as
+/// submitted); a profile without `ssh` says why nothing was added.
+#[test]
+fn a_slurm_profiles_login_node_becomes_a_remote() {
+    let tmp = tempfile::tempdir().unwrap();
+    let local_runs = tmp.path().join("runs");
+    let run = local_runs.join("r1");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::write(run.join("preset.ron"), "()").unwrap();
+    let mut w = workbench::core::runlog::LogWriter::open(&run.join("events.log")).unwrap();
+    w.append(&workbench::core::protocol::Event::Paused { step: 3 })
+        .unwrap();
+    drop(w);
+    let ssh = tmp.path().join("ssh-here.sh");
+    std::fs::write(&ssh, "#!/bin/sh\nshift 3\nexec \"$@\"\n").unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&ssh)
+        .status()
+        .unwrap();
+    let bare = tmp.path().join("here.ron");
+    std::fs::write(&bare, "(time: \"01:00:00\")").unwrap();
+    let login = tmp.path().join("login.ron");
+    std::fs::write(
+        &login,
+        format!(
+            "(ssh: \"login1\", workbench: \"{}\")",
+            env!("CARGO_BIN_EXE_workbench")
+        ),
+    )
+    .unwrap();
+    let mut opts = LaunchOptions::new(&local_runs);
+    opts.tab = Tab::Runs;
+    let mut app = WorkbenchApp::with_waker(opts, None);
+    app.remote_ssh = ssh.display().to_string();
+    app.queue.slurm_profile = bare.display().to_string();
+    let mut h = harness(app);
+    h.run_steps(2);
+    h.get_by_label("Remote machines (0)").click();
+    h.run_steps(2);
+    h.get_by_label("From SLURM profile").click();
+    h.run_steps(2);
+    let said = h.state().message.clone().map(|m| m.1).unwrap_or_default();
+    assert!(said.contains("no `ssh` destination"), "{said}");
+    assert!(h.state().remotes.is_empty());
+    h.state_mut().queue.slurm_profile = login.display().to_string();
+    h.get_by_label("From SLURM profile").click();
+    step_until(&mut h, "the profile's remote listed", |a| {
+        a.remotes
+            .first()
+            .is_some_and(|r| !r.rows.is_empty() || r.error.is_some())
+    });
+    let site = &h.state().remotes[0];
+    assert_eq!(site.error, None);
+    assert_eq!(site.destination, "login1");
+    assert_eq!(
+        site.runs_dir(),
+        workbench::core::rundir::absolute(&local_runs)
+            .display()
+            .to_string()
+    );
+    assert_eq!(site.rows[0].dir, std::path::Path::new("login1:r1"));
+    assert_eq!(h.state().runs_table.remote_destination, "login1");
 }

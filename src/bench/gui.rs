@@ -524,7 +524,7 @@ pub fn remote(rows: u64, ssh: bool, seconds: u64) -> anyhow::Result<()> {
     app.remotes.push(workbench::gui::sources::RemoteSite {
         destination: "bench".into(),
         argv: argv.clone(),
-        runs: Vec::new(),
+        rows: Vec::new(),
         error: None,
         listing: false,
     });

@@ -18,7 +18,7 @@ use crate::core::protocol::Command;
 use crate::core::runlog::{decode_frames, encode_frame, HEADER_LEN, MAX_RECORD_LEN};
 
 /// The protocol's version; a server of another says so in one line.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// The most bytes of a log one reply carries.
 pub const CHUNK: u64 = 4 << 20;
 
@@ -31,6 +31,8 @@ pub enum Request {
     },
     /// The runs folder's runs.
     List,
+    /// The runs table's rows of the runs folder (read incrementally over one session).
+    Rows,
     /// Up to `max` bytes of `run`'s `events.log` from byte `offset`.
     Read {
         run: String,
@@ -73,6 +75,9 @@ pub enum Reply {
     },
     Runs {
         runs: Vec<RemoteRun>,
+    },
+    Rows {
+        rows: Vec<crate::core::runtable::WireRow>,
     },
     /// Bytes of a log (in the frame's body) from `offset`, and the log's length now.
     Bytes {
@@ -174,13 +179,33 @@ pub fn serve<R: Read, W: Write>(
     input: &mut R,
     output: &mut W,
 ) -> Result<(), RemoteError> {
+    // The session's runs table: a second Rows reads only what each log gained.
+    let mut index = crate::core::runtable::RunIndex::default();
     loop {
         let request: Request = match read_message(input) {
             Ok((r, _)) => r,
             Err(RemoteError::Closed) => return Ok(()),
             Err(e) => return Err(e),
         };
-        let (reply, body) = answer(runs_dir, request);
+        let (reply, body) = match request {
+            Request::Rows if !runs_dir.is_dir() => (
+                Reply::Error {
+                    message: format!("{}: no such runs folder", runs_dir.display()),
+                },
+                Vec::new(),
+            ),
+            Request::Rows => (
+                Reply::Rows {
+                    rows: index
+                        .refresh(runs_dir)
+                        .iter()
+                        .map(crate::core::runtable::RunRow::to_wire)
+                        .collect(),
+                },
+                Vec::new(),
+            ),
+            request => answer(runs_dir, request),
+        };
         write_message(output, &reply, &body)?;
     }
 }
@@ -224,6 +249,7 @@ fn answer(runs_dir: &Path, request: Request) -> (Reply, Vec<u8>) {
             ),
             Err(e) => error(e.to_string()),
         },
+        Request::Rows => error("rows are answered by the session".into()),
         Request::Read { run, offset, max } => {
             let dir = match run_dir(runs_dir, &run) {
                 Ok(d) => d,
@@ -298,6 +324,16 @@ pub fn list(argv: &[String]) -> Result<Vec<RemoteRun>, RemoteError> {
     match c.ask(&Request::List)? {
         (Reply::Runs { runs }, _) => Ok(runs),
         (other, _) => Err(RemoteError::Garbled(format!("{other:?} to a list"))),
+    }
+}
+
+/// The runs table's rows of a remote's runs folder, over a fresh connection.
+pub fn rows(argv: &[String]) -> Result<Vec<crate::core::runtable::WireRow>, RemoteError> {
+    let (mut c, _) = Connection::open(argv)?;
+    match c.ask(&Request::Rows)? {
+        (Reply::Rows { rows }, _) => Ok(rows),
+        (Reply::Error { message }, _) => Err(RemoteError::Refused(message)),
+        (other, _) => Err(RemoteError::Garbled(format!("{other:?} to rows"))),
     }
 }
 
@@ -573,9 +609,11 @@ mod tests {
             .expect("append");
         w.append(&crate::core::protocol::Event::Resumed { step: 1 })
             .expect("append");
+        std::fs::write(run.join("preset.ron"), "()").expect("preset");
         let mut input = Vec::new();
         for r in [
             Request::Hello { version: VERSION },
+            Request::Rows,
             Request::Read {
                 run: "r1".into(),
                 offset: 5,
@@ -607,6 +645,17 @@ mod tests {
                 ..
             }
         ));
+        // The table's row of each run, by folder name.
+        match next().0 {
+            Reply::Rows { rows } => {
+                assert_eq!(rows.len(), 1, "{rows:?}");
+                assert_eq!(rows[0].run, "r1");
+                let row = crate::core::runtable::RunRow::from_wire("cluster", rows[0].clone());
+                assert_eq!(row.dir, std::path::Path::new("cluster:r1"));
+                assert_eq!(row.machine.as_deref(), Some("cluster"));
+            }
+            other => panic!("{other:?}"),
+        }
         let (bytes, body) = next();
         let len = std::fs::metadata(run.join("events.log"))
             .expect("len")
@@ -627,7 +676,7 @@ mod tests {
         );
         assert!(matches!(next().0, Reply::Error { message } if message.contains("not a run")));
         assert!(
-            matches!(next().0, Reply::Error { message } if message.contains("speaks protocol 1"))
+            matches!(next().0, Reply::Error { message } if message.contains(&format!("speaks protocol {VERSION}")))
         );
     }
 }

@@ -462,6 +462,21 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
+    /// The status a [`Self::label`] names (an unknown word reads as interrupted).
+    #[must_use]
+    pub fn from_label(label: &str) -> Self {
+        [
+            Self::Running,
+            Self::Finished,
+            Self::Stopped,
+            Self::Failed,
+            Self::Interrupted,
+        ]
+        .into_iter()
+        .find(|s| s.label() == label)
+        .unwrap_or_default()
+    }
+
     #[must_use]
     pub fn label(self) -> &'static str {
         match self {

@@ -54,9 +54,102 @@ pub struct RunRow {
     pub stopped_early: Option<String>,
     /// The fields the folder's sweeps searched on a log scale (shared by every row).
     pub log_fields: std::sync::Arc<std::collections::BTreeSet<String>>,
+    /// The SSH destination of the machine it lives on, for a remote's run (its `dir` is then
+    /// `DESTINATION:FOLDER`); `None` for this machine's.
+    pub machine: Option<String>,
+}
+
+/// A row as `workbench serve --stdio` sends it: what the table shows of a remote's run, by
+/// its folder's name (paths mean nothing on the other side).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct WireRow {
+    pub run: String,
+    pub name: String,
+    pub family: String,
+    pub status: String,
+    pub message: String,
+    pub step: u64,
+    pub started: Option<f64>,
+    pub last: Option<f64>,
+    pub fields: BTreeMap<String, String>,
+    /// Finite values only (JSON has no NaN).
+    pub best: BTreeMap<String, f64>,
+    pub higher_is_better: BTreeMap<String, bool>,
+    pub main: std::collections::BTreeSet<String>,
+    /// Its parent's folder name, fork step and changes, for a branch.
+    pub lineage: Option<Lineage>,
+    pub stopped_early: Option<String>,
+    pub log_fields: std::collections::BTreeSet<String>,
 }
 
 impl RunRow {
+    /// What the table shows of it, for the other side of `serve --stdio`.
+    #[must_use]
+    pub fn to_wire(&self) -> WireRow {
+        let folder = |p: &Path| {
+            p.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
+        WireRow {
+            run: folder(&self.dir),
+            name: self.name.clone(),
+            family: self.family.clone(),
+            status: self.status.label().to_string(),
+            message: self.message.clone(),
+            step: self.step,
+            started: self.started,
+            last: self.last,
+            fields: (*self.fields).clone(),
+            best: self
+                .best
+                .iter()
+                .filter(|(_, v)| v.is_finite())
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
+            higher_is_better: self.higher_is_better.clone(),
+            main: self.main.clone(),
+            lineage: self.lineage.as_deref().map(|l| Lineage {
+                parent: PathBuf::from(folder(&l.parent)),
+                ..l.clone()
+            }),
+            stopped_early: self.stopped_early.clone(),
+            log_fields: (*self.log_fields).clone(),
+        }
+    }
+
+    /// A remote's row as this side shows it: `machine:folder` for its folder and its parent's.
+    #[must_use]
+    pub fn from_wire(machine: &str, w: WireRow) -> Self {
+        let here = |run: &str| PathBuf::from(format!("{machine}:{run}"));
+        Self {
+            dir: here(&w.run),
+            name: w.name,
+            family: w.family,
+            status: RunStatus::from_label(&w.status),
+            message: w.message,
+            step: w.step,
+            started: w.started,
+            last: w.last,
+            fields: std::sync::Arc::new(w.fields),
+            best: w.best,
+            higher_is_better: w.higher_is_better,
+            main: w.main,
+            lineage: w.lineage.map(|l| {
+                std::sync::Arc::new(Lineage {
+                    parent: here(&l.parent.to_string_lossy()),
+                    ..l
+                })
+            }),
+            depth: 0,
+            children: 0,
+            stopped_early: w.stopped_early,
+            log_fields: std::sync::Arc::new(w.log_fields),
+            machine: Some(machine.to_string()),
+        }
+    }
+
     /// Seconds from its start to its last event.
     #[must_use]
     pub fn duration(&self) -> f64 {
@@ -71,6 +164,7 @@ impl RunRow {
     pub fn cell(&self, column: &Column) -> String {
         match column {
             Column::Name => self.name.clone(),
+            Column::Machine => self.machine.clone().unwrap_or_else(|| "here".into()),
             Column::Status => self.status.label().to_string(),
             Column::Family => self.family.clone(),
             Column::Step => self.step.to_string(),
@@ -145,6 +239,7 @@ impl RunRow {
                 &self.family,
                 &self.message,
                 &self.status.label().to_string(),
+                self.machine.as_ref().unwrap_or(&String::new()),
             ]
             .iter()
             .any(|s| s.to_lowercase().contains(&w));
@@ -201,6 +296,8 @@ pub enum Column {
     Family,
     Step,
     Duration,
+    /// The machine a run lives on (shown when a remote's runs are in the table).
+    Machine,
     /// Where a branch forks from its parent and what it changed; a parent's branch count.
     Branch,
     /// A preset field, by path.
@@ -218,6 +315,7 @@ impl Column {
             Self::Family => "family".into(),
             Self::Step => "step".into(),
             Self::Duration => "duration".into(),
+            Self::Machine => "machine".into(),
             Self::Branch => "branch".into(),
             Self::Field(f) => f.clone(),
             Self::Metric(m) => format!("best {m}"),
@@ -773,6 +871,34 @@ mod tests {
             r.best.insert("val_swd".into(), v);
         }
         r
+    }
+
+    #[test]
+    fn a_row_crosses_the_wire_with_its_folder_names_and_finite_bests() {
+        let mut r = row("b1", "2e-4", Some(0.25));
+        r.dir = PathBuf::from("/runs/b1-20261207");
+        r.best.insert("val_psnr".into(), f64::NAN);
+        r.lineage = Some(std::sync::Arc::new(Lineage {
+            parent: PathBuf::from("/runs/a-20261206"),
+            parent_name: "a".into(),
+            fork_step: 10,
+            changes: Vec::new(),
+            created: String::new(),
+        }));
+        let text = serde_json::to_string(&r.to_wire()).unwrap();
+        let back = RunRow::from_wire("gpu1", serde_json::from_str(&text).unwrap());
+        assert_eq!(back.dir, PathBuf::from("gpu1:b1-20261207"));
+        assert_eq!(back.machine.as_deref(), Some("gpu1"));
+        assert_eq!(back.fields, r.fields);
+        assert_eq!(back.best.get("val_swd"), Some(&0.25));
+        assert!(!back.best.contains_key("val_psnr"), "NaN is not sent");
+        assert_eq!(
+            back.lineage.as_ref().unwrap().parent,
+            PathBuf::from("gpu1:a-20261206")
+        );
+        assert_eq!(back.cell(&Column::Machine), "gpu1");
+        assert!(back.matches("gpu1"));
+        assert_eq!(r.cell(&Column::Machine), "here");
     }
 
     #[test]

@@ -294,8 +294,9 @@ pub enum UiAction {
         workbench: String,
         runs_dir: String,
     },
-    /// Follow a remote's run (its index in the remotes, the run's folder name).
-    OpenRemote(usize, String),
+    /// Add the remote the Queue tab's SLURM profile logs in to (its `ssh` and `workbench`;
+    /// the runs folder its jobs write to, this app's).
+    RemoteFromSlurmProfile,
     /// Edit the run queue file.
     Queue(QueueRequest),
     /// Start a queue runner process training this many jobs at a time.

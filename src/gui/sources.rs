@@ -285,7 +285,8 @@ pub struct RemoteSite {
     pub destination: String,
     /// The command line that reaches it (`core::remote::ssh_argv`).
     pub argv: Vec<String>,
-    pub runs: Vec<crate::core::remote::RemoteRun>,
+    /// Its runs as the runs table shows them (beside this machine's).
+    pub rows: Vec<crate::core::runtable::RunRow>,
     /// Why the last listing failed.
     pub error: Option<String>,
     pub listing: bool,

@@ -94,7 +94,7 @@ impl WorkbenchApp {
                 workbench,
                 runs_dir,
             } => self.add_remote(&destination, &workbench, &runs_dir),
-            UiAction::OpenRemote(site, run) => self.open_remote(site, &run),
+            UiAction::RemoteFromSlurmProfile => self.remote_from_slurm_profile(),
             UiAction::BranchAt(dir, step) => {
                 self.runs_table.branching = Some(crate::gui::panels::runs::BranchForm {
                     parent: dir,
@@ -268,7 +268,7 @@ impl WorkbenchApp {
                 self.remotes.push(crate::gui::sources::RemoteSite {
                     destination: destination.to_string(),
                     argv: argv.clone(),
-                    runs: Vec::new(),
+                    rows: Vec::new(),
                     error: None,
                     listing: false,
                 });
@@ -282,10 +282,49 @@ impl WorkbenchApp {
             move || {
                 (
                     i,
-                    crate::core::remote::list(&argv).map_err(|e| e.to_string()),
+                    crate::core::remote::rows(&argv).map_err(|e| e.to_string()),
                 )
             },
         ));
+    }
+
+    /// The remote of the Queue tab's SLURM profile: its login node (`ssh`), its `workbench`
+    /// (this binary's path when empty, as a job finds it on shared storage) and the runs
+    /// folder its jobs write to (this app's, as submitted), filled in and listed.
+    fn remote_from_slurm_profile(&mut self) {
+        let path = self.queue.slurm_profile.trim().to_string();
+        if path.is_empty() {
+            self.message = Some((true, "name a SLURM profile in the Queue tab first".into()));
+            return;
+        }
+        let profile = match crate::core::slurm::Profile::load(Path::new(&path)) {
+            Ok(p) => p,
+            Err(e) => {
+                self.message = Some((true, e.to_string()));
+                return;
+            }
+        };
+        if profile.ssh.trim().is_empty() {
+            self.message = Some((
+                true,
+                format!("{path}: no `ssh` destination: its jobs are submitted from this machine, whose runs folder the table already shows"),
+            ));
+            return;
+        }
+        let workbench = if profile.workbench.trim().is_empty() {
+            std::env::current_exe()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "workbench".into())
+        } else {
+            profile.workbench.clone()
+        };
+        let runs_dir = crate::core::rundir::absolute(&self.opts.runs_dir)
+            .display()
+            .to_string();
+        self.runs_table.remote_destination.clone_from(&profile.ssh);
+        self.runs_table.remote_workbench.clone_from(&workbench);
+        self.runs_table.remote_runs_dir.clone_from(&runs_dir);
+        self.add_remote(&profile.ssh, &workbench, &runs_dir);
     }
 
     /// Follows a remote's run over its own connection.
@@ -308,10 +347,25 @@ impl WorkbenchApp {
         }
     }
 
-    /// Opens a run folder and follows its event log (live or finished).
+    /// The remote and folder of a remote's row (`DESTINATION:FOLDER`), if `dir` is one.
+    fn remote_of(&self, dir: &Path) -> Option<(usize, String)> {
+        let text = dir.to_string_lossy();
+        self.remotes.iter().enumerate().find_map(|(i, s)| {
+            text.strip_prefix(&format!("{}:", s.destination))
+                .filter(|run| s.rows.iter().any(|r| r.dir == dir) && !run.is_empty())
+                .map(|run| (i, run.to_string()))
+        })
+    }
+
+    /// Opens a run folder and follows its event log (live or finished); a remote's row is
+    /// followed over its connection.
     pub fn open_run(&mut self, dir: &Path) {
         if let Some(i) = self.runs.iter().position(|r| r.dir == dir) {
             self.current = Some(i);
+            return;
+        }
+        if let Some((site, run)) = self.remote_of(dir) {
+            self.open_remote(site, &run);
             return;
         }
         let log = dir.join("events.log");
@@ -430,9 +484,25 @@ impl WorkbenchApp {
 
     /// Replaces the runs table's rows (what a read of the folder brings; benchmarks).
     pub fn set_run_list(&mut self, rows: Vec<RunRow>) {
+        self.set_local_rows(rows);
+        self.jobs.run_list_at = Some(Instant::now());
+    }
+
+    /// The table's rows: this machine's, then each remote's as last listed.
+    pub(crate) fn set_local_rows(&mut self, mut rows: Vec<RunRow>) {
+        rows.extend(self.remotes.iter().flat_map(|s| s.rows.iter().cloned()));
         self.run_list = rows;
         self.runs_table.rows_changed();
-        self.jobs.run_list_at = Some(Instant::now());
+    }
+
+    /// A remote's listing changed: its rows in the table are replaced.
+    pub(crate) fn remote_rows_changed(&mut self) {
+        let local: Vec<RunRow> = self
+            .run_list
+            .drain(..)
+            .filter(|r| r.machine.is_none())
+            .collect();
+        self.set_local_rows(local);
     }
 
     /// Re-reads the runs folder at most every two seconds (only what each log gained).

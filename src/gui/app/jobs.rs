@@ -97,7 +97,7 @@ pub(crate) type Rolled = (Box<dyn ActionExplorer>, Result<Explored, String>);
 pub(crate) type VolumeRead = (String, u64, Result<Voxels, String>);
 
 /// A remote's runs, listed: the remote's index, its runs or why not.
-pub(crate) type RemoteListed = (usize, Result<Vec<crate::core::remote::RemoteRun>, String>);
+pub(crate) type RemoteListed = (usize, Result<Vec<crate::core::runtable::WireRow>, String>);
 
 /// The work under way, by kind.
 #[derive(Default)]

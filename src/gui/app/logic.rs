@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::core::preset::Reports;
+use crate::core::runtable::RunRow;
 use crate::gui::actions::{capabilities, Tab};
 use crate::gui::panels::explorer::ExplorerInfo;
 use crate::gui::sources::{Follower, Source};
@@ -192,20 +193,24 @@ impl WorkbenchApp {
                     if let Some(site) = self.remotes.get_mut(i) {
                         site.listing = false;
                         match listed {
-                            Ok(runs) => {
-                                site.runs = runs;
+                            Ok(rows) => {
+                                let machine = site.destination.clone();
+                                site.rows = rows
+                                    .into_iter()
+                                    .map(|w| RunRow::from_wire(&machine, w))
+                                    .collect();
                                 site.error = None;
                             }
                             Err(e) => site.error = Some(e),
                         }
+                        self.remote_rows_changed();
                     }
                 }
                 Err(e) => self.message = Some((true, format!("listing a remote: {e}"))),
             }
         }
         if let Some(Ok(rows)) = take(&mut self.jobs.run_list) {
-            self.run_list = rows;
-            self.runs_table.rows_changed();
+            self.set_local_rows(rows);
         }
         if let Some(reply) = take(&mut self.jobs.queue) {
             match reply.and_then(|r| r) {

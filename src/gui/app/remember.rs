@@ -158,7 +158,7 @@ impl WorkbenchApp {
                         &r.runs_dir,
                     ),
                     destination: r.destination,
-                    runs: Vec::new(),
+                    rows: Vec::new(),
                     error: None,
                     listing: false,
                 });

@@ -202,8 +202,15 @@ impl RunsTable {
                             runs_dir: self.remote_runs_dir.clone(),
                         });
                     }
+                    if ui
+                        .button("From SLURM profile")
+                        .on_hover_text("the login node, workbench and runs folder of the Queue tab's SLURM profile (its ssh and workbench fields)")
+                        .clicked()
+                    {
+                        actions.push(UiAction::RemoteFromSlurmProfile);
+                    }
                 });
-                for (i, site) in ctx.remotes.iter().enumerate() {
+                for site in ctx.remotes {
                     ui.horizontal(|ui| {
                         ui.label(RichText::new(&site.destination).strong());
                         if site.listing {
@@ -217,29 +224,34 @@ impl RunsTable {
                         }
                         if let Some(e) = &site.error {
                             ui.colored_label(crate::gui::style::ERROR, e);
+                        } else if !site.listing {
+                            ui.label(
+                                RichText::new(format!(
+                                    "{} runs, in the table below (machine {})",
+                                    site.rows.len(),
+                                    site.destination
+                                ))
+                                .weak(),
+                            );
                         }
                     });
-                    egui::Grid::new(("remote-runs", i)).striped(true).show(ui, |ui| {
-                        for r in &site.runs {
-                            ui.label(&r.run);
-                            ui.label(&r.status);
-                            ui.label(format!("step {}", r.last_step));
-                            ui.label(&r.family);
-                            let shown = ctx.runs.iter().find(|t| {
-                                t.dir.to_string_lossy() == format!("{}:{}", site.destination, r.run)
-                            });
-                            if let Some(why) = shown.and_then(|t| t.down.as_ref()) {
-                                ui.colored_label(
-                                    crate::gui::style::WARNING,
-                                    format!("connection lost, reconnecting: {why}"),
-                                );
-                            }
-                            if ui.small_button("Open").clicked() {
-                                actions.push(UiAction::OpenRemote(i, r.run.clone()));
-                            }
-                            ui.end_row();
+                    // Its runs are rows of the table below; a followed one whose connection
+                    // dropped says so here.
+                    for t in ctx.runs.iter().filter(|t| {
+                        t.dir
+                            .to_string_lossy()
+                            .starts_with(&format!("{}:", site.destination))
+                    }) {
+                        if let Some(why) = &t.down {
+                            ui.colored_label(
+                                crate::gui::style::WARNING,
+                                format!(
+                                    "{}: connection lost, reconnecting: {why}",
+                                    t.dir.display()
+                                ),
+                            );
                         }
-                    });
+                    }
                 }
             });
     }
@@ -363,6 +375,9 @@ impl RunsTable {
             Column::Step,
             Column::Duration,
         ];
+        if shown.iter().any(|r| r.machine.is_some()) {
+            columns.insert(1, Column::Machine);
+        }
         if shown.iter().any(|r| r.lineage.is_some() || r.children > 0) {
             columns.push(Column::Branch);
         }
@@ -480,7 +495,8 @@ impl RunsTable {
                             if ui.button(label).clicked() {
                                 open = Some(r.dir.clone());
                             }
-                            if ui
+                            if r.machine.is_none()
+                                && ui
                                 .button("Branch...")
                                 .on_hover_text("a new run from one of this run's checkpoints, with fields changed or none; it goes to the queue (the run itself goes on)")
                                 .clicked()
@@ -491,7 +507,7 @@ impl RunsTable {
                                 });
                             }
                             // A trial the sweep's scheduler stopped: one click trains it on.
-                            if let Some(why) = &r.stopped_early {
+                            if let Some(why) = r.stopped_early.as_ref().filter(|_| r.machine.is_none()) {
                                 if ui
                                     .button("Promote")
                                     .on_hover_text(format!("{why}\nqueue its resume to the full budget; the scheduler never stops it again"))
