@@ -2292,10 +2292,30 @@ fn a_headless_run_opened_in_the_app_is_paused_and_stopped_from_it() {
         a.current_run()
             .is_some_and(|r| r.view.state == RunState::Running && r.view.step > 0)
     });
+    // Its live fields come from its own preset.
+    step_until(&mut h, "the run's live fields", |a| {
+        a.controls
+            .live_values
+            .iter()
+            .any(|(k, v)| k == "train.lr_g" && (*v - 2e-4).abs() < 1e-12)
+    });
     h.get_by_label("Pause").click();
     step_until(&mut h, "the pause", |a| {
         a.current_run()
             .is_some_and(|r| r.view.state == RunState::Paused)
+    });
+    // A live edit (what the field sends when it loses focus) goes through the run's folder,
+    // and the field then shows the value the run logged as in force.
+    h.state_mut()
+        .command(workbench::core::protocol::Command::SetHyperparameter {
+            name: "train.lr_g".into(),
+            value: 5e-4,
+        });
+    step_until(&mut h, "the edit read back from the run", |a| {
+        a.controls
+            .live_values
+            .iter()
+            .any(|(k, v)| k == "train.lr_g" && (*v - 5e-4).abs() < 1e-12)
     });
     h.get_by_label("Resume").click();
     step_until(&mut h, "the resume", |a| {
@@ -2383,6 +2403,13 @@ fn a_remote_run_is_listed_followed_and_steered_from_the_app() {
                 && r.view.state == RunState::Running
                 && r.view.step > 0
         })
+    });
+    // Its live fields come over the connection, from its preset there.
+    step_until(&mut h, "the remote run's live fields", |a| {
+        a.controls
+            .live_values
+            .iter()
+            .any(|(k, v)| k == "train.lr_g" && (*v - 2e-4).abs() < 1e-12)
     });
     h.state_mut().tab = Tab::Dashboard;
     h.run_steps(2);

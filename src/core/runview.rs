@@ -162,6 +162,10 @@ pub struct RunView {
     /// Every scalar by name, in the order first seen.
     pub series: BTreeMap<String, Series>,
     pub markers: Vec<Marker>,
+    /// The value each live edit left a field at (`HyperparameterChanged`), and how many
+    /// edits were read: a followed run's live fields show what the run trains with.
+    pub hyper: BTreeMap<String, f64>,
+    pub hyper_edits: u64,
     pub samples: Vec<SampleRef>,
     /// Q-controller decisions, in step order.
     pub decisions: Vec<ControllerDecision>,
@@ -203,6 +207,8 @@ impl Default for RunView {
             phase: None,
             series: BTreeMap::new(),
             markers: Vec::new(),
+            hyper: BTreeMap::new(),
+            hyper_edits: 0,
             samples: Vec::new(),
             decisions: Vec::new(),
             controllers: Vec::new(),
@@ -377,6 +383,9 @@ impl RunView {
                 };
                 self.marker(step, MarkerKind::Phase, &format!("phase {name}"), detail);
                 self.phase = Some((index, name));
+                // A phase starts from the preset with its overrides: earlier edits are undone.
+                self.hyper.clear();
+                self.hyper_edits += 1;
             }
             Event::CheckpointSaved {
                 step,
@@ -473,6 +482,8 @@ impl RunView {
                 old,
                 new,
             } => {
+                self.hyper.insert(name.clone(), new);
+                self.hyper_edits += 1;
                 self.marker(
                     step,
                     MarkerKind::Hyperparameter,
@@ -675,6 +686,17 @@ impl RunView {
             s.truncate_from(step as f64 + 0.5);
         }
         self.markers.retain(|m| m.step <= step);
+        // The live values in force at that step: the edits made since its phase started.
+        let since = self
+            .markers
+            .iter()
+            .rposition(|m| m.kind == MarkerKind::Phase)
+            .map_or(0, |i| i + 1);
+        self.hyper = self.markers[since..]
+            .iter()
+            .filter_map(|m| m.edit.as_ref().map(|e| (e.field.clone(), e.new)))
+            .collect();
+        self.hyper_edits += 1;
         self.samples.retain(|s| s.step <= step);
         self.decisions.retain(|d| d.step <= step);
         self.reconstructions.retain(|r| r.step <= step);
@@ -795,6 +817,56 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    /// The live values in force: each edit's new value, undone when a phase starts (it
+    /// starts from the preset with its overrides) and by a rollback to before the edit.
+    #[test]
+    fn live_edits_are_in_force_until_a_phase_starts_or_a_rollback_undoes_them() {
+        let edit = |step: u64, new: f64| Event::HyperparameterChanged {
+            step,
+            name: "train.lr_g".into(),
+            old: 2e-4,
+            new,
+        };
+        let mut v = RunView::default();
+        v.apply(started(None), None);
+        v.apply(scalars(0, 5), None);
+        v.apply(edit(4, 5e-4), None);
+        assert_eq!(v.hyper.get("train.lr_g"), Some(&5e-4));
+        let seen = v.hyper_edits;
+        v.apply(scalars(5, 12), None);
+        v.apply(edit(11, 7e-4), None);
+        assert_eq!(v.hyper.get("train.lr_g"), Some(&7e-4));
+        assert!(v.hyper_edits > seen);
+        v.apply(
+            Event::Rollback {
+                step: 12,
+                to_step: 10,
+                detector: "non_finite".into(),
+                message: String::new(),
+                remedy: "stop".into(),
+                count: 1,
+                abandoned: None,
+            },
+            None,
+        );
+        assert_eq!(
+            v.hyper.get("train.lr_g"),
+            Some(&5e-4),
+            "the edit at 11 is undone"
+        );
+        v.apply(
+            Event::PhaseStarted {
+                step: 11,
+                index: 1,
+                name: "b".into(),
+                length: "steps(20)".into(),
+                loaded_checkpoint: None,
+            },
+            None,
+        );
+        assert!(v.hyper.is_empty());
     }
 
     /// A guard's rollback replaces the rows after its checkpoint and is a marker there.

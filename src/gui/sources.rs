@@ -376,6 +376,10 @@ pub struct Tracked {
     pub band: Option<usize>,
     /// A remote run whose connection is down: why (it reconnects by itself).
     pub down: Option<String>,
+    /// Its preset's live fields with their values in each phase (the view's `hyper` holds
+    /// the edits since the phase started): read from its folder, or over its remote's
+    /// connection.
+    pub live: Vec<Vec<(String, f64)>>,
 }
 
 impl Tracked {

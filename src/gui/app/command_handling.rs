@@ -193,13 +193,16 @@ impl WorkbenchApp {
         match result {
             Ok(handle) => {
                 let dir = handle.run_dir().to_path_buf();
-                self.controls.live_values = self
+                let live = self
                     .presets
                     .editor
                     .preset()
                     .map(|p| live_fields(&p))
                     .unwrap_or_default();
                 self.add_run(dir, Source::Live(handle));
+                if let Some(r) = self.runs.last_mut() {
+                    r.live = live;
+                }
                 self.message = None;
                 self.cursor = None;
                 self.tab = Tab::Dashboard;
@@ -459,8 +462,67 @@ impl WorkbenchApp {
             before: None,
             band: None,
             down: None,
+            live: Vec::new(),
         });
         self.current = Some(self.runs.len() - 1);
+        self.read_live_fields();
+    }
+
+    /// The top bar's live fields show the shown run's: its phase's values with the live edits
+    /// made since the phase started, read again when another run is shown, a phase starts or
+    /// an edit is logged.
+    pub(crate) fn sync_live_values(&mut self) {
+        let Some(r) = self.current_run() else {
+            return;
+        };
+        let phase = r.view.phase.as_ref().map_or(0, |(i, _)| *i);
+        let key = (r.key, r.live.len(), r.view.hyper_edits);
+        if self.controls.live_of == Some(key) {
+            return;
+        }
+        let Some(values) = r.live.get(phase).or(r.live.first()) else {
+            self.controls.live_values.clear();
+            self.controls.live_of = Some(key);
+            return;
+        };
+        self.controls.live_values = values
+            .iter()
+            .map(|(k, v)| (k.clone(), r.view.hyper.get(k).copied().unwrap_or(*v)))
+            .collect();
+        self.controls.live_of = Some(key);
+    }
+
+    /// Reads the live fields of the run just added, when it was started elsewhere: its
+    /// `preset.ron` from its folder, or over its remote's connection.
+    fn read_live_fields(&mut self) {
+        let Some(r) = self.runs.last() else {
+            return;
+        };
+        let dir = r.dir.clone();
+        let read: Box<dyn FnOnce() -> Result<Vec<u8>, String> + Send> = match &r.source {
+            Source::Live(_) => return,
+            Source::Remote(f) => {
+                let (argv, run) = (f.argv.clone(), f.run.clone());
+                Box::new(move || super::jobs::fetch_file(&argv, &run, Path::new("preset.ron")))
+            }
+            _ => {
+                let path = dir.join("preset.ron");
+                Box::new(move || {
+                    std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
+                })
+            }
+        };
+        self.jobs
+            .live_fields
+            .push(background("workbench-io", self.waker.clone(), move || {
+                let fields = read().and_then(|bytes| {
+                    let text = String::from_utf8_lossy(&bytes);
+                    crate::core::preset::parse_str(&text, "preset.ron")
+                        .map(|(p, _)| live_fields(&p))
+                        .map_err(|e| e.to_string())
+                });
+                (dir, fields)
+            }));
     }
 
     /// Saves the dashboard layouts, quietly: a layout is not worth a message.
@@ -693,17 +755,21 @@ impl WorkbenchApp {
     }
 }
 
-/// The live fields of a preset, with their current values.
-fn live_fields(p: &AnyPreset) -> Vec<(String, f64)> {
-    let tree = p.to_tree();
-    p.family()
-        .specs()
-        .iter()
-        .filter(|s| s.live)
-        .filter_map(|s| {
-            crate::core::preset::schema::get_path(&tree, s.path)
-                .and_then(serde_json::Value::as_f64)
-                .map(|v| (s.path.to_string(), v))
-        })
-        .collect()
+/// The live fields with their values in each phase (each phase starts from the preset with
+/// its overrides, live edits before it undone, as the engine starts a phase); one entry for
+/// a preset without phases.
+fn live_fields(p: &AnyPreset) -> Vec<Vec<(String, f64)>> {
+    let values = |p: &AnyPreset| {
+        p.live_values()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect::<Vec<_>>()
+    };
+    if p.phases().is_empty() {
+        vec![values(p)]
+    } else {
+        (0..p.phases().len())
+            .map(|i| values(&p.for_phase(i)))
+            .collect()
+    }
 }

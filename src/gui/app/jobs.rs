@@ -96,6 +96,9 @@ pub(crate) type Rolled = (Box<dyn ActionExplorer>, Result<Explored, String>);
 /// A volume read for a run folder at a step.
 pub(crate) type VolumeRead = (String, u64, Result<Voxels, String>);
 
+/// A run's live fields and their values in each phase, read from its preset, or why not.
+pub(crate) type LiveFields = (PathBuf, Result<Vec<Vec<(String, f64)>>, String>);
+
 /// A remote's runs, listed: the remote's index, its runs or why not.
 pub(crate) type RemoteListed = (usize, Result<Vec<crate::core::runtable::WireRow>, String>);
 
@@ -134,6 +137,8 @@ pub(crate) struct Jobs {
     pub images: Vec<Receiver<(PathBuf, Result<ColorImage, String>)>>,
     /// Remotes' runs being listed: the remote's index and its runs, or why not.
     pub remote_lists: Vec<Receiver<RemoteListed>>,
+    /// A followed run's live fields, read from its preset: its folder and the fields.
+    pub live_fields: Vec<Receiver<LiveFields>>,
 }
 
 impl Jobs {
@@ -152,6 +157,7 @@ impl Jobs {
             || !self.images.is_empty()
             || self.importance.is_some()
             || !self.remote_lists.is_empty()
+            || !self.live_fields.is_empty()
     }
 }
 
@@ -176,19 +182,26 @@ pub(crate) fn decode_image(path: &Path) -> Result<ColorImage, String> {
     ))
 }
 
-/// A remote run's image (`run`'s file `rel`), over a connection of its own.
-pub(crate) fn fetch_image(argv: &[String], run: &str, rel: &Path) -> Result<ColorImage, String> {
+/// A remote run's file (`run`'s file `rel`), over a connection of its own.
+pub(crate) fn fetch_file(argv: &[String], run: &str, rel: &Path) -> Result<Vec<u8>, String> {
     use crate::core::remote::{Connection, Reply, Request};
     let shown = || format!("{run}/{}", rel.display());
     let (mut c, _) = Connection::open(argv).map_err(|e| format!("{}: {e}", shown()))?;
-    let bytes = match c.ask(&Request::File {
+    match c.ask(&Request::File {
         run: run.to_string(),
         path: rel.to_string_lossy().into_owned(),
     }) {
-        Ok((Reply::File, bytes)) => bytes,
-        Ok((other, _)) => return Err(format!("{}: {other:?}", shown())),
-        Err(e) => return Err(format!("{}: {e}", shown())),
-    };
+        Ok((Reply::File, bytes)) => Ok(bytes),
+        Ok((Reply::Error { message }, _)) => Err(message),
+        Ok((other, _)) => Err(format!("{}: {other:?}", shown())),
+        Err(e) => Err(format!("{}: {e}", shown())),
+    }
+}
+
+/// A remote run's image (`run`'s file `rel`), over a connection of its own.
+pub(crate) fn fetch_image(argv: &[String], run: &str, rel: &Path) -> Result<ColorImage, String> {
+    let shown = || format!("{run}/{}", rel.display());
+    let bytes = fetch_file(argv, run, rel)?;
     let img = image::load_from_memory(&bytes)
         .map_err(|e| format!("{}: {e}", shown()))?
         .to_rgba8();

@@ -209,6 +209,16 @@ impl WorkbenchApp {
                 Err(e) => self.message = Some((true, format!("listing a remote: {e}"))),
             }
         }
+        for done in take_all(&mut self.jobs.live_fields) {
+            // A preset that does not read leaves the fields empty: `runs control RUN set`
+            // still edits the run.
+            if let Ok((dir, Ok(live))) = done {
+                if let Some(r) = self.runs.iter_mut().find(|r| r.dir == dir) {
+                    r.live = live;
+                }
+            }
+        }
+        self.sync_live_values();
         if let Some(Ok(rows)) = take(&mut self.jobs.run_list) {
             self.set_local_rows(rows);
         }

@@ -13,8 +13,11 @@ use super::Ctx;
 /// The run controls' own state: the live fields being edited.
 #[derive(Debug, Default)]
 pub struct RunControls {
-    /// The running preset's live fields and the values shown (set when a run starts).
+    /// The shown run's live fields and the values shown (the app fills them from the run).
     pub live_values: Vec<(String, f64)>,
+    /// Which run and state of it the values were taken from: (its key, its live fields,
+    /// its live edits read).
+    pub live_of: Option<(usize, usize, u64)>,
 }
 
 impl RunControls {
