@@ -250,6 +250,119 @@ fn a_sweep_array_and_a_two_rank_run_go_through_a_real_slurm() {
     assert!(h.state().queue.said.is_some());
 }
 
+/// An ASHA sweep as a job array: every task reports to the sweep's state on the shared disk,
+/// and a task the scheduler stops ends itself at that step boundary with a checkpoint (exit 0),
+/// so SLURM frees its slot at once and the queue closes it as finished. Three trials against a
+/// recorded best at rung 0 that none can beat: each stops at step 10 of 40.
+#[test]
+fn an_asha_sweep_array_ends_its_stopped_tasks_at_their_rung() {
+    use workbench::core::protocol::{Event, Outcome};
+    use workbench::core::pruner;
+    let cluster = Cluster::start();
+    let work = tempfile::tempdir().expect("tmp");
+    let runs = work.path().join("runs");
+    let smoke = root().join("presets/smoke.ron");
+    let one = work.path().join("one.ron");
+    std::fs::write(&one, "(ranks: 1, cpus_per_rank: 1, time: \"00:10:00\")").expect("profile");
+    let sweep = work.path().join("asha.ron");
+    std::fs::write(
+        &sweep,
+        format!(
+            r#"(name: "asha", base: "{}", grid: {{ "train.lr_g": [1e-4, 2e-4, 4e-4], "threads": [1] }},
+                scheduler: Some(asha(grace: 10, reduction: 2)))"#,
+            smoke.display()
+        ),
+    )
+    .expect("sweep");
+    let said = cluster.workbench(
+        &runs,
+        &[
+            "sweep",
+            "submit",
+            sweep.to_str().unwrap(),
+            "--slurm",
+            one.to_str().unwrap(),
+        ],
+    );
+    assert!(said.contains("submitted SLURM job array"), "{said}");
+    // A trial that already recorded the best possible value (val_swd is never below 0) at
+    // rung 0, written before the array's tasks get there (they start from a cold binary).
+    let state = runs.join("sweeps/asha").join(pruner::STATE_FILE);
+    pruner::update(&state, |s| {
+        s.trials.insert(
+            "ghost".into(),
+            pruner::TrialRecord {
+                index: 3,
+                rungs: vec![0.0],
+                ..Default::default()
+            },
+        );
+    })
+    .expect("state");
+    let started = Instant::now();
+    let q = loop {
+        let listed = cluster.workbench(&runs, &["queue", "list"]);
+        let q = queue::read(&runs.join("queue.json")).expect("queue");
+        if q.jobs
+            .iter()
+            .all(|j| !matches!(j.state, JobState::Pending | JobState::Running))
+        {
+            break q;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "the array did not end: {listed}\n{}",
+            slurm_logs(&runs)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(q.jobs.len(), 3);
+    for j in &q.jobs {
+        assert_eq!(j.state, JobState::Finished, "{j:?}\n{}", slurm_logs(&runs));
+        let dir = j.run_dir.as_ref().expect("its run folder");
+        let events = workbench::core::runlog::read_all(&dir.join("events.log"))
+            .expect("log")
+            .events;
+        assert!(
+            events.iter().any(|e| matches!(
+                e,
+                Event::TrialStopped {
+                    step: 10,
+                    rung: 0,
+                    ..
+                }
+            )),
+            "{dir:?}: {events:?}"
+        );
+        assert!(
+            matches!(
+                events.last(),
+                Some(Event::RunFinished {
+                    step: 10,
+                    outcome: Outcome::Stopped,
+                    ..
+                })
+            ),
+            "{dir:?}: {:?}",
+            events.last()
+        );
+        assert!(dir.join("checkpoints/step-00000010").is_dir(), "{dir:?}");
+    }
+    // SLURM has nothing of the array left running.
+    let squeue = Command::new("squeue")
+        .args(["-h", "-o", "%i %T"])
+        .env("SLURM_CONF", &cluster.conf)
+        .output()
+        .expect("squeue");
+    assert!(
+        String::from_utf8_lossy(&squeue.stdout).trim().is_empty(),
+        "{}",
+        String::from_utf8_lossy(&squeue.stdout)
+    );
+    let s = pruner::read(&state).expect("state");
+    assert_eq!(s.trials.values().filter(|t| t.stopped.is_some()).count(), 3);
+}
+
 /// The queue's view of job `id`.
 fn job(runs: &Path, id: u64) -> queue::Job {
     queue::read(&runs.join("queue.json"))

@@ -128,6 +128,28 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 5)]
         rounds: usize,
     },
+    /// An ASHA sweep's budget and result against training every trial to the end: 27 trials of
+    /// the smoke preset through the local queue, with and without `asha(grace: 27, reduction: 3)`.
+    AshaSweep {
+        /// Queue workers.
+        #[arg(long, default_value_t = 2)]
+        jobs: usize,
+        /// The random search's seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// A 9 x 3 grid instead of 27 random draws.
+        #[arg(long)]
+        grid: bool,
+        /// Each trial's full budget.
+        #[arg(long, default_value_t = 243)]
+        steps: u64,
+        /// ASHA's first rung (then every 3x: 27, 81 below 243).
+        #[arg(long, default_value_t = 27)]
+        grace: u64,
+        /// Keep the two runs folders (printed).
+        #[arg(long)]
+        keep: bool,
+    },
     /// VQ-GAN learning check (spec 4.2): 1500 steps of `vq_gan_tiny`, validation PSNR against
     /// the mean-volume baseline, codebook use and the recovery after the critics start.
     VqGanLearning(LearnOpts),
@@ -227,6 +249,14 @@ pub fn run(cmd: &BenchCmd) -> anyhow::Result<()> {
             fields,
             rounds,
         } => sweeps::importance(*runs, *fields, *rounds),
+        BenchCmd::AshaSweep {
+            jobs,
+            seed,
+            grid,
+            steps,
+            grace,
+            keep,
+        } => sweeps::asha(*jobs, *seed, *grid, (*steps, *grace), *keep),
     }
 }
 

@@ -160,8 +160,20 @@ pub fn write_runs(
             .map_err(|e| io(&state, e.to_string()))?;
     }
     let tpe = sweep.tpe.is_some();
+    // Under a scheduler a grid is queued in a shuffled order (seeded by the sweep's name): a
+    // rung ranks the reports it has so far, so a grid queued in order, one corner first, would
+    // let each next trial beat the few before it and go on (measured: 64 % of the steps of
+    // a 27-trial grid whose rates improve along the order, against 34-39 % for random draws).
+    let mut order: Vec<&PlannedRun> = runs.iter().collect();
+    if sweep.scheduler.is_some() && !tpe {
+        let seed = sweep.name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        super::rng::SplitMix64::new(super::rng::mix64(seed)).shuffle(&mut order);
+    }
     let sweep = &sweep.name;
-    runs.iter()
+    order
+        .into_iter()
         .map(|r| {
             let path = dir.join(format!("{}.ron", r.name));
             let text = format!(
