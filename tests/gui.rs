@@ -2362,14 +2362,7 @@ fn a_remote_run_is_listed_followed_and_steered_from_the_app() {
         assert!(t0.elapsed() < Duration::from_secs(60), "no run");
         std::thread::sleep(Duration::from_millis(50));
     }
-    // `ssh -o BatchMode=yes HOST COMMAND...` run here.
-    let ssh = tmp.path().join("ssh-here.sh");
-    std::fs::write(&ssh, "#!/bin/sh\nshift 3\nexec \"$@\"\n").unwrap();
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&ssh)
-        .status()
-        .unwrap();
+    let ssh = ssh_here(tmp.path());
     let local_runs = tmp.path().join("local");
     let mut opts = LaunchOptions::new(&local_runs);
     opts.tab = Tab::Runs;
@@ -2455,13 +2448,7 @@ fn a_slurm_profiles_login_node_becomes_a_remote() {
     w.append(&workbench::core::protocol::Event::Paused { step: 3 })
         .unwrap();
     drop(w);
-    let ssh = tmp.path().join("ssh-here.sh");
-    std::fs::write(&ssh, "#!/bin/sh\nshift 3\nexec \"$@\"\n").unwrap();
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&ssh)
-        .status()
-        .unwrap();
+    let ssh = ssh_here(tmp.path());
     let bare = tmp.path().join("here.ron");
     std::fs::write(&bare, "(time: \"01:00:00\")").unwrap();
     let login = tmp.path().join("login.ron");
@@ -2505,4 +2492,69 @@ fn a_slurm_profiles_login_node_becomes_a_remote() {
     );
     assert_eq!(site.rows[0].dir, std::path::Path::new("login1:r1"));
     assert_eq!(h.state().runs_table.remote_destination, "login1");
+}
+
+/// A stand-in for `ssh` that runs `ssh -o BatchMode=yes HOST COMMAND...`'s command here.
+fn ssh_here(dir: &Path) -> std::path::PathBuf {
+    let ssh = dir.join("ssh-here.sh");
+    std::fs::write(&ssh, "#!/bin/sh\nshift 3\nexec \"$@\"\n").unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&ssh)
+        .status()
+        .unwrap();
+    ssh
+}
+
+/// A remote's VQ-GAN volume and latent action checkpoint come over its connection: the Volume
+/// tab reads the latest validation volume's two files, the Actions tab loads the latest
+/// checkpoint (copied here, then removed) and decodes an action.
+#[test]
+fn a_remote_runs_volumes_and_checkpoint_are_fetched_for_its_views() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = tmp.path().join("cluster-runs");
+    let vq = vq_gan_run(&cluster);
+    let lam = latent_action_run(&cluster);
+    let ssh = ssh_here(tmp.path());
+    let mut opts = LaunchOptions::new(&tmp.path().join("local"));
+    opts.tab = Tab::Runs;
+    let mut app = WorkbenchApp::with_waker(opts, None);
+    app.remote_ssh = ssh.display().to_string();
+    app.add_remote(
+        "cluster",
+        env!("CARGO_BIN_EXE_workbench"),
+        &cluster.display().to_string(),
+    );
+    let mut h = harness(app);
+    step_until(&mut h, "the remote's rows", |a| {
+        a.remotes
+            .first()
+            .is_some_and(|r| r.rows.len() == 2 || r.error.is_some())
+    });
+    let remote = |dir: &Path| {
+        std::path::PathBuf::from(format!(
+            "cluster:{}",
+            dir.file_name().unwrap().to_string_lossy()
+        ))
+    };
+    h.state_mut().open_run(&remote(&vq));
+    h.state_mut().tab = Tab::Volume;
+    step_until(&mut h, "the remote volume", |a| {
+        a.volume.error.is_some() || a.volume.shown.as_ref().is_some_and(|(_, v)| v.step == 4)
+    });
+    assert_eq!(h.state().volume.error, None);
+    let (_, v) = h.state().volume.shown.clone().unwrap();
+    assert_eq!((v.channels, v.dims), (1, [16, 16, 16]));
+    assert_ne!(v.truth, v.recon);
+    h.state_mut().open_run(&remote(&lam));
+    h.state_mut().tab = Tab::Actions;
+    step_until(&mut h, "the remote run's codes", |a| {
+        a.current_run().is_some_and(|r| r.view.codes.len() >= 3)
+    });
+    h.get_by_label("Load the latest checkpoint").click();
+    step_until(&mut h, "the remote checkpoint's first decode", |a| {
+        a.explorer.error.is_some() || (a.explorer.ready() && a.explorer.shown.is_some())
+    });
+    assert_eq!(h.state().explorer.error, None);
+    assert_eq!(h.state().explorer.shown.as_ref().unwrap().frames, 4);
 }

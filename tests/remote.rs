@@ -144,7 +144,13 @@ fn a_remote_run_is_followed_across_a_dropped_connection_with_no_gap() {
         "--stdio".into(),
     ];
     let (mut c, hello) = Connection::open(&argv).expect("connect");
-    assert!(matches!(hello, Reply::Hello { version: 1, .. }));
+    assert!(matches!(
+        hello,
+        Reply::Hello {
+            version: workbench::core::remote::VERSION,
+            ..
+        }
+    ));
     let (list, _) = c.ask(&Request::List).expect("list");
     assert!(
         matches!(&list, Reply::Runs { runs } if runs.iter().any(|r| r.run == run && r.status == "running")),

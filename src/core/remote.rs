@@ -39,10 +39,13 @@ pub enum Request {
         offset: u64,
         max: u64,
     },
-    /// A file of a run (`scalars.lod`, a sample image), whole.
+    /// Up to [`CHUNK`] bytes of a file of a run (`scalars.lod`, a sample image, a volume, a
+    /// checkpoint's tensors) from byte `offset` ([`fetch`] asks until it has the whole).
     File {
         run: String,
         path: String,
+        #[serde(default)]
+        offset: u64,
     },
     /// A command for a run, through its inbox (`core::inbox`).
     Command {
@@ -84,8 +87,10 @@ pub enum Reply {
         offset: u64,
         log_len: u64,
     },
-    /// A file's bytes (in the body).
-    File,
+    /// A file's bytes from the offset asked (in the body), and the file's length.
+    File {
+        len: u64,
+    },
     /// The command was put in the run's inbox.
     Sent {
         id: String,
@@ -271,7 +276,7 @@ fn answer(runs_dir: &Path, request: Request) -> (Reply, Vec<u8>) {
                 Err(e) => error(format!("{}: {e}", path.display())),
             }
         }
-        Request::File { run, path } => {
+        Request::File { run, path, offset } => {
             let dir = match run_dir(runs_dir, &run) {
                 Ok(d) => d,
                 Err(e) => return error(e),
@@ -280,9 +285,20 @@ fn answer(runs_dir: &Path, request: Request) -> (Reply, Vec<u8>) {
             if rel.is_absolute() || rel.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
                 return error(format!("`{path}` is not a file of the run"));
             }
-            match std::fs::read(dir.join(rel)) {
-                Ok(b) => (Reply::File, b),
-                Err(e) => error(format!("{}: {e}", dir.join(rel).display())),
+            let file = dir.join(rel);
+            let read = || -> std::io::Result<(u64, Vec<u8>)> {
+                use std::io::Seek;
+                let mut f = std::fs::File::open(&file)?;
+                let len = f.metadata()?.len();
+                let n = len.saturating_sub(offset).min(CHUNK);
+                let mut buf = vec![0u8; n as usize];
+                f.seek(std::io::SeekFrom::Start(offset))?;
+                f.read_exact(&mut buf)?;
+                Ok((len, buf))
+            };
+            match read() {
+                Ok((len, b)) => (Reply::File { len }, b),
+                Err(e) => error(format!("{}: {e}", file.display())),
             }
         }
         Request::Command { run, command } => {
@@ -324,6 +340,35 @@ pub fn list(argv: &[String]) -> Result<Vec<RemoteRun>, RemoteError> {
     match c.ask(&Request::List)? {
         (Reply::Runs { runs }, _) => Ok(runs),
         (other, _) => Err(RemoteError::Garbled(format!("{other:?} to a list"))),
+    }
+}
+
+/// A run's file, whole, asked for in parts of at most [`CHUNK`] bytes.
+pub fn fetch(conn: &mut Connection, run: &str, path: &str) -> Result<Vec<u8>, RemoteError> {
+    let mut out = Vec::new();
+    loop {
+        let request = Request::File {
+            run: run.to_string(),
+            path: path.to_string(),
+            offset: out.len() as u64,
+        };
+        match conn.ask(&request)? {
+            (Reply::File { len }, bytes) => {
+                let got = bytes.len();
+                out.extend_from_slice(&bytes);
+                if out.len() as u64 >= len {
+                    return Ok(out);
+                }
+                if got == 0 {
+                    return Err(RemoteError::Garbled(format!(
+                        "{run}/{path} stopped at byte {} of {len}",
+                        out.len()
+                    )));
+                }
+            }
+            (Reply::Error { message }, _) => return Err(RemoteError::Refused(message)),
+            (other, _) => return Err(RemoteError::Garbled(format!("{other:?} to a file"))),
+        }
     }
 }
 
@@ -500,15 +545,8 @@ impl RemoteLog {
             let (c, _) = Connection::open(&self.argv)?;
             self.conn = Some(c);
         }
-        let request = Request::File {
-            run: self.run.clone(),
-            path: path.to_string(),
-        };
         let conn = self.conn.as_mut().ok_or(RemoteError::Closed)?;
-        match conn.ask(&request)? {
-            (Reply::File, bytes) => Ok(bytes),
-            (other, _) => Err(RemoteError::Garbled(format!("{other:?} to a file"))),
-        }
+        fetch(conn, &self.run, path)
     }
 
     /// Sends a command for the run over this connection (reconnecting first if it is down).
@@ -621,7 +659,13 @@ mod tests {
             },
             Request::File {
                 run: "r1".into(),
+                path: "events.log".into(),
+                offset: 3,
+            },
+            Request::File {
+                run: "r1".into(),
                 path: "../r1/events.log".into(),
+                offset: 0,
             },
             Request::Read {
                 run: "..".into(),
@@ -670,6 +714,13 @@ mod tests {
         assert_eq!(
             body,
             std::fs::read(run.join("events.log")).expect("log")[5..]
+        );
+        // A file from an offset, with its whole length.
+        let (file, part) = next();
+        assert_eq!(file, Reply::File { len });
+        assert_eq!(
+            part,
+            std::fs::read(run.join("events.log")).expect("log")[3..]
         );
         assert!(
             matches!(next().0, Reply::Error { message } if message.contains("not a file of the run"))

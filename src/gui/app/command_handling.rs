@@ -109,11 +109,24 @@ impl WorkbenchApp {
             UiAction::Explore(req) => self.explore(req),
             UiAction::LoadVolume(dir, v) => {
                 let key = dir.display().to_string();
+                let remote = self.remote_source(&dir);
                 self.jobs.volumes.push(background(
                     "workbench-volume-read",
                     self.waker.clone(),
                     move || {
-                        let voxels = jobs::read_volume_pair(&dir, &v);
+                        // A remote run's two files come over a connection of their own first.
+                        let voxels = match remote {
+                            Some((argv, run)) => {
+                                jobs::fetch_into(&argv, &run, &[v.truth.clone(), v.recon.clone()])
+                                    .and_then(|mirror| {
+                                        let read = jobs::read_volume_pair(&mirror, &v);
+                                        let _ = std::fs::remove_file(mirror.join(&v.truth));
+                                        let _ = std::fs::remove_file(mirror.join(&v.recon));
+                                        read
+                                    })
+                            }
+                            None => jobs::read_volume_pair(&dir, &v),
+                        };
                         (key, v.step, voxels)
                     },
                 ));
@@ -720,16 +733,37 @@ impl WorkbenchApp {
         self.jobs.explorer = None;
         self.jobs.next_explore = None;
         let key = dir.display().to_string();
+        let remote = self.remote_source(&dir);
         self.jobs.opening = Some(background(
             "workbench-explore-open",
             self.waker.clone(),
             move || {
-                (
-                    key,
-                    crate::engine::explore::open(&dir).map_err(|e| e.to_string()),
-                )
+                // A remote run's latest checkpoint and preset are copied here first, and
+                // removed once the explorer holds them.
+                let opened = match remote {
+                    Some((argv, run)) => jobs::fetch_checkpoint(&argv, &run).and_then(|mirror| {
+                        let opened =
+                            crate::engine::explore::open(&mirror).map_err(|e| e.to_string());
+                        let _ = std::fs::remove_dir_all(&mirror);
+                        opened
+                    }),
+                    None => crate::engine::explore::open(&dir).map_err(|e| e.to_string()),
+                };
+                (key, opened)
             },
         ));
+    }
+
+    /// How a followed remote run is reached: its remote's command line and its folder's
+    /// name there.
+    fn remote_source(&self, dir: &Path) -> Option<(Vec<String>, String)> {
+        self.runs
+            .iter()
+            .find(|r| r.dir == dir)
+            .and_then(|r| match &r.source {
+                Source::Remote(f) => Some((f.argv.clone(), f.run.clone())),
+                _ => None,
+            })
     }
 
     /// Rolls the explorer out, or (while it is busy) keeps the request for when it is back.

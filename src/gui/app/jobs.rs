@@ -184,18 +184,61 @@ pub(crate) fn decode_image(path: &Path) -> Result<ColorImage, String> {
 
 /// A remote run's file (`run`'s file `rel`), over a connection of its own.
 pub(crate) fn fetch_file(argv: &[String], run: &str, rel: &Path) -> Result<Vec<u8>, String> {
-    use crate::core::remote::{Connection, Reply, Request};
+    use crate::core::remote::Connection;
     let shown = || format!("{run}/{}", rel.display());
     let (mut c, _) = Connection::open(argv).map_err(|e| format!("{}: {e}", shown()))?;
-    match c.ask(&Request::File {
-        run: run.to_string(),
-        path: rel.to_string_lossy().into_owned(),
-    }) {
-        Ok((Reply::File, bytes)) => Ok(bytes),
-        Ok((Reply::Error { message }, _)) => Err(message),
-        Ok((other, _)) => Err(format!("{}: {other:?}", shown())),
-        Err(e) => Err(format!("{}: {e}", shown())),
+    crate::core::remote::fetch(&mut c, run, &rel.to_string_lossy())
+        .map_err(|e| format!("{}: {e}", shown()))
+}
+
+/// Where a remote run's files are copied to be read as local ones (volumes, a checkpoint):
+/// a folder per run under this process's own temporary folder.
+pub(crate) fn remote_mirror(run: &str) -> PathBuf {
+    std::env::temp_dir()
+        .join(format!("workbench-remote-{}", std::process::id()))
+        .join(run)
+}
+
+/// Copies a remote run's files `rels` into its mirror folder (the same relative paths), over
+/// one connection; gives the mirror folder.
+pub(crate) fn fetch_into(argv: &[String], run: &str, rels: &[String]) -> Result<PathBuf, String> {
+    use crate::core::remote::Connection;
+    let mirror = remote_mirror(run);
+    let (mut c, _) = Connection::open(argv).map_err(|e| format!("{run}: {e}"))?;
+    for rel in rels {
+        let bytes = crate::core::remote::fetch(&mut c, run, rel)
+            .map_err(|e| format!("{run}/{rel}: {e}"))?;
+        let path = mirror.join(rel);
+        path.parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&path, bytes))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
     }
+    Ok(mirror)
+}
+
+/// A remote run's latest checkpoint and preset, copied into its mirror folder (which then
+/// opens as a run folder).
+pub(crate) fn fetch_checkpoint(argv: &[String], run: &str) -> Result<PathBuf, String> {
+    let mirror = fetch_into(
+        argv,
+        run,
+        &["preset.ron".into(), "checkpoints/latest".into()],
+    )?;
+    let latest = std::fs::read_to_string(mirror.join("checkpoints/latest"))
+        .map_err(|e| format!("{run}: {e}"))?;
+    let name = latest.trim();
+    if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+        return Err(format!("{run}: its checkpoints/latest names no checkpoint"));
+    }
+    fetch_into(
+        argv,
+        run,
+        &[
+            format!("checkpoints/{name}/state.json"),
+            format!("checkpoints/{name}/tensors.safetensors"),
+        ],
+    )
 }
 
 /// A remote run's image (`run`'s file `rel`), over a connection of its own.
