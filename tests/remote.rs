@@ -162,6 +162,8 @@ fn a_remote_run_is_followed_across_a_dropped_connection_with_no_gap() {
 
 /// The same through a real `sshd` on loopback (its own port, host key and client key, made by
 /// `scripts/sshd-local.sh`), when the machine can run one; skipped, saying why, otherwise.
+/// Then the app's own model over it: a remote added, a run followed from its row, paused,
+/// resumed, its connection killed and taken up again, stopped, with exactly its CSV's rows.
 #[test]
 fn a_remote_run_is_followed_over_real_ssh() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -195,6 +197,131 @@ fn a_remote_run_is_followed_over_real_ssh() {
         "--stdio".into(),
     ]);
     follow_cut_and_stop(&argv, &runs, &run, child);
+    // The app's own model over the same sshd: it adds the remote, follows a run from its row,
+    // pauses and resumes it, loses the connection and reconnects, and stops it.
+    let words: Vec<String> = argv[..argv.len() - 5].to_vec();
+    app_follows_a_run_over_ssh(&words, tmp.path());
     let pid = std::fs::read_to_string(tmp.path().join("sshd.pid")).unwrap_or_default();
     let _ = Command::new("kill").arg(pid.trim()).status();
+}
+
+/// `ssh_words`: the ssh command line that reaches the sshd, its destination last.
+fn app_follows_a_run_over_ssh(ssh_words: &[String], tmp: &Path) {
+    use egui_kittest::kittest::Queryable;
+    use workbench::core::runview::RunState;
+    use workbench::gui::{LaunchOptions, Tab, WorkbenchApp};
+    let runs = tmp.join("app-runs");
+    let child = headless(&runs, &common::long_smoke(tmp));
+    let run = the_run(&runs);
+    // The app runs `PROGRAM -o BatchMode=yes DESTINATION workbench ...`: the program is the
+    // ssh command line with this sshd's port and keys.
+    let (host, options) = ssh_words.split_last().expect("ssh words");
+    let wrap = tmp.join("ssh-wrap.sh");
+    std::fs::write(
+        &wrap,
+        format!("#!/bin/sh\nexec {} \"$@\"\n", options.join(" ")),
+    )
+    .expect("wrapper");
+    Command::new("chmod")
+        .arg("+x")
+        .arg(&wrap)
+        .status()
+        .expect("chmod");
+    let mut opts = LaunchOptions::new(&tmp.join("local-runs"));
+    opts.tab = Tab::Runs;
+    let mut app = WorkbenchApp::with_waker(opts, None);
+    app.remote_ssh = wrap.display().to_string();
+    app.add_remote(
+        host,
+        env!("CARGO_BIN_EXE_workbench"),
+        &runs.display().to_string(),
+    );
+    let mut h = egui_kittest::Harness::builder()
+        .with_size(egui::vec2(1280.0, 860.0))
+        .build_ui_state(
+            |ui, app: &mut WorkbenchApp| {
+                app.logic(&ui.ctx().clone());
+                app.show(ui);
+            },
+            app,
+        );
+    let step_until = |h: &mut egui_kittest::Harness<'_, WorkbenchApp>,
+                      what: &str,
+                      done: &dyn Fn(&WorkbenchApp) -> bool| {
+        let t0 = Instant::now();
+        while !done(h.state()) {
+            assert!(
+                t0.elapsed() < Duration::from_secs(120),
+                "timed out waiting for {what}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+            h.step();
+        }
+        h.run_steps(2);
+    };
+    let row = std::path::PathBuf::from(format!("{host}:{run}"));
+    step_until(&mut h, "the remote's rows", &|a| {
+        a.run_list.iter().any(|r| r.dir == row)
+            || a.remotes.first().is_some_and(|s| s.error.is_some())
+    });
+    assert_eq!(h.state().remotes[0].error, None);
+    h.state_mut().open_run(&row);
+    h.state_mut().tab = Tab::Dashboard;
+    step_until(&mut h, "the run followed", &|a| {
+        a.current_run()
+            .is_some_and(|r| r.view.state == RunState::Running && r.view.step > 0)
+    });
+    h.get_by_label("Pause").click();
+    step_until(&mut h, "the pause", &|a| {
+        a.current_run()
+            .is_some_and(|r| r.view.state == RunState::Paused)
+    });
+    h.get_by_label("Resume").click();
+    step_until(&mut h, "the resume", &|a| {
+        a.current_run()
+            .is_some_and(|r| r.view.state == RunState::Running)
+    });
+    // The connection drops mid-stream: both ends of this follow (the ssh client here and
+    // `serve` on the other side carry the runs folder and `serve --stdio`).
+    let before = h.state().current_run().map_or(0, |r| r.view.step);
+    let killed = Command::new("pkill")
+        .args(["-9", "-f", &format!("{} serve --stdio", runs.display())])
+        .status()
+        .expect("pkill");
+    assert!(killed.success(), "no ssh process of the follow to kill");
+    step_until(&mut h, "new rows after the reconnection", &|a| {
+        a.current_run()
+            .is_some_and(|r| r.view.step > before + 5 && r.down.is_none())
+    });
+    h.get_by_label("Stop and save").click();
+    step_until(&mut h, "the stop", &|a| {
+        a.current_run()
+            .is_some_and(|r| r.view.state == RunState::Finished(Outcome::Stopped))
+    });
+    let out = child.wait_with_output().expect("train");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Exactly the rows of its losses.csv: no gap, no duplicate.
+    let csv = std::fs::read_to_string(runs.join(&run).join("losses.csv")).expect("csv");
+    let csv_steps: Vec<f64> = csv
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').next()?.parse().ok())
+        .collect();
+    let view = &h.state().current_run().expect("shown").view;
+    let d_loss: Vec<f64> = view.series["d_loss"].points().map(|(x, _)| x).collect();
+    assert!(d_loss.windows(2).all(|w| w[0] < w[1]), "{d_loss:?}");
+    // Every step the view has a scalar at (system samples aside, which the CSV leaves out).
+    let mut steps: Vec<f64> = view
+        .series
+        .iter()
+        .filter(|(name, _)| !name.starts_with("sys_"))
+        .flat_map(|(_, s)| s.points().map(|(x, _)| x).collect::<Vec<_>>())
+        .collect();
+    steps.sort_by(f64::total_cmp);
+    steps.dedup();
+    assert_eq!(steps, csv_steps);
 }
