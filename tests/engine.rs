@@ -541,6 +541,17 @@ fn a_watched_network_logs_each_modules_statistics() {
     }
     assert_eq!(seen.keys().copied().collect::<Vec<_>>(), [0, 5, 10]);
     assert!(seen.values().all(|m| m.len() == critic.len()), "{seen:?}");
+    // The layers that feed a leaky ReLU say how many of its activations were negative (about
+    // half at the start); the output layer feeds none.
+    let inactive = |module: &str| {
+        log.events.iter().find_map(|e| match e {
+            Event::LayerStats { module: m, stats } if m == module => Some(stats.inactive),
+            _ => None,
+        })
+    };
+    let l0 = inactive("d.l0").flatten().expect("d.l0's activations");
+    assert!(l0 > 0.05 && l0 < 0.95, "{l0}");
+    assert_eq!(inactive("d.out"), Some(None));
 }
 
 /// A NaN in one tensor's gradient is named, with its module, in the line that stops the run.

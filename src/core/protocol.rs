@@ -57,6 +57,11 @@ pub struct LayerStats {
     pub non_finite_grads: u64,
     pub hist: Vec<u32>,
     pub hist_range: [f64; 2],
+    /// The share of its activations (after the nonlinearity it feeds) at or below zero at
+    /// that step: dead units after a ReLU, the negative side of a leaky ReLU, GELU or SiLU;
+    /// `None` for a module that feeds no nonlinearity.
+    #[serde(default)]
+    pub inactive: Option<f64>,
 }
 
 impl LayerStats {

@@ -216,10 +216,12 @@ impl Level {
         for (i, &hdim) in cfg.combiner_hidden.iter().enumerate() {
             let p = vs / format!("combiner{i}");
             let dropout = cfg.dropout;
+            let linear = init::linear(&p / "linear", width, hdim, Rule::Wubu);
+            let w = linear.ws.shallow_clone();
             combiner = combiner
-                .add(init::linear(&p / "linear", width, hdim, Rule::Wubu))
+                .add(linear)
                 .add(init::layer_norm(&p / "norm", vec![hdim], Rule::Wubu))
-                .add_fn(|x| x.gelu("none"))
+                .add_fn(move |x| crate::engine::watch::act(&w, x.gelu("none")))
                 .add_fn_t(move |x, train| x.dropout(dropout, train));
             width = hdim;
         }
@@ -229,9 +231,11 @@ impl Level {
         let flow = cfg.tangent_flow.then(|| {
             let hidden = (d / 2).max(16);
             let dropout = cfg.dropout;
+            let flow1 = init::linear(vs / "flow1", d, hidden, Rule::Wubu);
+            let w = flow1.ws.shallow_clone();
             nn::seq_t()
-                .add(init::linear(vs / "flow1", d, hidden, Rule::Wubu))
-                .add_fn(|x| x.gelu("none"))
+                .add(flow1)
+                .add_fn(move |x| crate::engine::watch::act(&w, x.gelu("none")))
                 .add_fn_t(move |x, train| x.dropout(dropout, train))
                 .add(init::linear(vs / "flow2", hidden, d, Rule::Wubu))
         });

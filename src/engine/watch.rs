@@ -7,8 +7,12 @@
 //! the optimisers call [`before_step`] and [`after_step`] around their update, which cost one
 //! thread-local look when nothing is watched. Gradients are read where the optimiser consumes
 //! them, so a critic's statistics are its own step's even when a later backward (the
-//! generator's) writes its gradients again. Activations are out of reach: libtorch's modules
-//! as tch builds them have no forward hooks, so the share of zero activations is not measured.
+//! generator's) writes its gradients again. Activations: libtorch's modules as tch builds them
+//! have no forward hooks, so each family's forward passes its nonlinearities' outputs through
+//! [`act`], naming the layer that fed them by its weight; for a watched layer the share of
+//! those activations at or below zero is counted on the device and read once at the step's
+//! end (after a ReLU: the dead units; after a leaky ReLU, GELU or SiLU: the units on their
+//! negative side).
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -36,6 +40,44 @@ thread_local! {
     static CAPTURE: RefCell<Option<BTreeMap<String, Option<Seen>>>> = const { RefCell::new(None) };
     /// Tensors whose gradient was not finite when an optimiser measured it, in order.
     static NON_FINITE: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    /// Watched modules' activations at this step: how many were at or below zero (a count on
+    /// the device, read at the step's end) and how many there were.
+    static ACTS: RefCell<BTreeMap<String, (Tensor, i64)>> = const { RefCell::new(BTreeMap::new()) };
+}
+
+/// A nonlinearity's output `out`, fed by the layer whose weight is `producer`: passed
+/// through unchanged, and when that layer is watched at this step, its activations at or below
+/// zero are counted (one comparison and sum on the device; nothing when nothing is watched).
+pub fn act(producer: &Tensor, out: Tensor) -> Tensor {
+    if CAPTURE.with(|c| c.borrow().is_none()) {
+        return out;
+    }
+    let Some(name) = name_of(producer) else {
+        return out;
+    };
+    let module = module_of(&name).to_string();
+    let watched = CAPTURE.with(|c| {
+        c.borrow()
+            .as_ref()
+            .is_some_and(|cap| cap.keys().any(|k| module_of(k) == module))
+    });
+    if watched {
+        let inactive = tch::no_grad(|| out.le(0.0).sum(Kind::Int64));
+        let n = out.numel() as i64;
+        ACTS.with(|a| {
+            let mut a = a.borrow_mut();
+            match a.get_mut(&module) {
+                Some((count, total)) => {
+                    *count = &*count + &inactive;
+                    *total += n;
+                }
+                None => {
+                    a.insert(module, (inactive, n));
+                }
+            }
+        });
+    }
+    out
 }
 
 fn key(t: &Tensor) -> usize {
@@ -170,6 +212,7 @@ pub fn take_non_finite() -> Vec<String> {
 /// Ends the step's capture: each watched module's statistics at `step` from what the
 /// optimisers saw and the weights now (`vars`: every named variable).
 pub fn finish(step: u64, vars: &[(String, Tensor)]) -> Vec<(String, LayerStats)> {
+    let acts = ACTS.with(|a| std::mem::take(&mut *a.borrow_mut()));
     let Some(capture) = CAPTURE.with(|c| c.borrow_mut().take()) else {
         return Vec::new();
     };
@@ -206,6 +249,10 @@ pub fn finish(step: u64, vars: &[(String, Tensor)]) -> Vec<(String, LayerStats)>
                     .map(|c| c as u32)
                     .collect();
                 let stepped: Vec<Seen> = tensors.iter().filter_map(|(_, s)| *s).collect();
+                let inactive = acts
+                    .get(module)
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(count, n)| count.int64_value(&[]) as f64 / *n as f64);
                 let sum = |f: fn(&Seen) -> f64| stepped.iter().map(f).sum::<f64>().sqrt();
                 (
                     module.to_string(),
@@ -218,6 +265,7 @@ pub fn finish(step: u64, vars: &[(String, Tensor)]) -> Vec<(String, LayerStats)>
                         non_finite_grads: stepped.iter().map(|s| s.non_finite).sum(),
                         hist,
                         hist_range: [lo, hi],
+                        inactive,
                     },
                 )
             })
@@ -325,6 +373,33 @@ mod tests {
         assert_eq!(watches.due(1, &names).len(), 2);
         assert!(watches.is_empty());
         assert!(watches.due(2, &names).is_empty());
+    }
+
+    /// A watched layer's activations at or below zero are counted over every forward of the
+    /// step; an unwatched layer's, and any when nothing is watched, are not.
+    #[test]
+    fn the_activations_a_watched_layer_feeds_are_counted_at_or_below_zero() {
+        let w = Tensor::from_slice(&[1.0f32]).set_requires_grad(true);
+        let other = Tensor::from_slice(&[2.0f32]).set_requires_grad(true);
+        let vars = vec![
+            ("g.l0.weight".to_string(), w.shallow_clone()),
+            ("g.l1.weight".to_string(), other.shallow_clone()),
+        ];
+        register(&vars);
+        let out = Tensor::from_slice(&[-1.0f32, 0.0, 2.0, 3.0]).relu();
+        // Nothing watched: passed through, nothing counted.
+        assert_eq!(act(&w, out.shallow_clone()), out);
+        begin(["g.l0.weight".to_string()]);
+        let _ = act(&w, out.shallow_clone());
+        let _ = act(&w, Tensor::from_slice(&[5.0f32, -0.5]).relu());
+        let _ = act(&other, out.shallow_clone());
+        let stats = finish(3, &vars);
+        assert_eq!(stats.len(), 1);
+        // Two of four, then one of two: three of six.
+        assert_eq!(stats[0].1.inactive, Some(0.5));
+        begin(["g.l1.weight".to_string()]);
+        let stats = finish(4, &vars);
+        assert_eq!(stats[0].1.inactive, None, "a layer that fed no activation");
     }
 
     #[test]

@@ -32,6 +32,11 @@ pub struct SpectralNormConv2d {
 }
 
 impl SpectralNormConv2d {
+    /// Its weight before normalisation (the trained variable).
+    pub fn weight_orig(&self) -> &Tensor {
+        &self.weight_orig
+    }
+
     pub fn new(
         vs: &nn::Path<'_>,
         c_in: i64,

@@ -130,6 +130,15 @@ impl Module for SameConvTranspose3d {
 }
 
 /// `GroupNorm(groups, c, eps 1e-6)` (the seed's 32 groups; the tiny configuration's 8).
+/// `SiLU(GN(x))`, its activations counted for the norm when it is watched.
+fn silu_of(norm: &nn::GroupNorm, x: &Tensor) -> Tensor {
+    let h = norm.forward(x).silu();
+    match &norm.ws {
+        Some(w) => crate::engine::watch::act(w, h),
+        None => h,
+    }
+}
+
 fn normalize(p: nn::Path<'_>, groups: i64, c: i64) -> nn::GroupNorm {
     init::group_norm(p, groups.min(c), c, 1e-6, Rule::Torch)
 }
@@ -156,8 +165,8 @@ impl ResBlock {
 
 impl Module for ResBlock {
     fn forward(&self, x: &Tensor) -> Tensor {
-        let h = self.c1.forward(&self.n1.forward(x).silu());
-        x + self.c2.forward(&self.n2.forward(&h).silu())
+        let h = self.c1.forward(&silu_of(&self.n1, x));
+        x + self.c2.forward(&silu_of(&self.n2, &h))
     }
 }
 
@@ -229,7 +238,7 @@ impl Module for Encoder3d {
         for (down, res) in &self.stages {
             h = res.forward(&down.forward(&h));
         }
-        self.norm.forward(&h).silu()
+        silu_of(&self.norm, &h)
     }
 }
 
@@ -277,7 +286,7 @@ impl Decoder3d {
 
 impl Module for Decoder3d {
     fn forward(&self, x: &Tensor) -> Tensor {
-        let mut h = self.norm.forward(x).silu();
+        let mut h = silu_of(&self.norm, x);
         for (up, r1, r2) in &self.stages {
             h = r2.forward(&r1.forward(&up.forward(&h)));
         }
@@ -523,7 +532,7 @@ impl NLayerDiscriminator {
                 h = n.forward_t(&h, train);
             }
             if i < last {
-                h = crate::engine::ops::leaky_relu(&h, 0.2);
+                h = crate::engine::watch::act(w, crate::engine::ops::leaky_relu(&h, 0.2));
             }
             feats.push(h.shallow_clone());
         }

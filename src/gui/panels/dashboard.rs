@@ -928,18 +928,22 @@ fn modules_ui(ui: &mut Ui, view: &RunView, live: bool) -> Vec<UiAction> {
         .show(ui, |ui| {
             egui::Grid::new("dash-modules-grid")
                 .striped(true)
-                .num_columns(7)
+                .num_columns(8)
                 .show(ui, |ui| {
-                    for h in [
-                        "module",
-                        "params",
-                        "|grad|",
-                        "update/weight",
-                        "non-finite",
-                        "weights",
-                        "",
+                    for (h, hover) in [
+                        ("module", ""),
+                        ("params", ""),
+                        ("|grad|", "the gradient's norm at its optimiser's step"),
+                        ("update/weight", "the step's change against the weight (about 1e-3 is healthy for Adam)"),
+                        ("inactive", "the share of the activations it feeds at or below zero: dead units after a ReLU, the negative side of a leaky ReLU, GELU or SiLU"),
+                        ("non-finite", "NaN or infinite gradient values"),
+                        ("weights", "a 64-bin histogram of its weights"),
+                        ("", ""),
                     ] {
-                        ui.label(RichText::new(h).strong());
+                        let l = ui.label(RichText::new(h).strong());
+                        if !hover.is_empty() {
+                            l.on_hover_text(hover);
+                        }
                     }
                     ui.end_row();
                     for (module, params) in &view.modules {
@@ -951,6 +955,10 @@ fn modules_ui(ui: &mut Ui, view: &RunView, live: bool) -> Vec<UiAction> {
                         ui.label(opt(
                             stat.and_then(crate::core::protocol::LayerStats::update_ratio)
                         ));
+                        ui.label(
+                            stat.and_then(|s| s.inactive)
+                                .map_or("-".into(), |v| format!("{:.1} %", 100.0 * v)),
+                        );
                         match stat.map(|s| s.non_finite_grads) {
                             Some(n) if n > 0 => {
                                 ui.colored_label(crate::gui::style::ERROR, n.to_string())

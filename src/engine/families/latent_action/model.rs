@@ -112,10 +112,7 @@ impl Mlp {
     }
 
     fn forward(&self, x: &Tensor, train: bool) -> Tensor {
-        let h = self
-            .fc1
-            .forward(x)
-            .gelu("none")
+        let h = crate::engine::watch::act(&self.fc1.ws, self.fc1.forward(x).gelu("none"))
             .dropout(self.dropout, train);
         self.fc2.forward(&h).dropout(self.dropout, train)
     }

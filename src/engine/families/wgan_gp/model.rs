@@ -7,6 +7,7 @@ use tch::Tensor;
 use crate::core::preset::wgan_gp::{Arch, Model};
 use crate::engine::nn::init::{self, Rule};
 use crate::engine::nn::{SelfAttention, SpectralNormConv2d, DCGAN_CONV};
+use crate::engine::watch;
 
 fn conv_cfg(stride: i64, padding: i64) -> nn::ConvConfig {
     nn::ConvConfig {
@@ -81,29 +82,27 @@ impl SmallGenerator {
             ws_init: DCGAN_CONV,
             ..Default::default()
         };
+        // Each ReLU's activations are counted for the layer that fed them, when watched.
+        let l0 = init::conv_transpose2d(vs / "l0", z, c, 4, Rule::Dcgan, ct(1, 0));
+        let w0 = l0.ws.shallow_clone();
         let mut net = nn::seq_t()
-            .add(init::conv_transpose2d(
-                vs / "l0",
-                z,
+            .add(l0)
+            .add(bn(vs / "bn0", c))
+            .add_fn(move |x| watch::act(&w0, x.relu()));
+        for i in 1..ups {
+            let l = init::conv_transpose2d(
+                vs / format!("l{i}"),
                 c,
+                c / 2,
                 4,
                 Rule::Dcgan,
-                ct(1, 0),
-            ))
-            .add(bn(vs / "bn0", c))
-            .add_fn(|x| x.relu());
-        for i in 1..ups {
+                ct(2, 1),
+            );
+            let w = l.ws.shallow_clone();
             net = net
-                .add(init::conv_transpose2d(
-                    vs / format!("l{i}"),
-                    c,
-                    c / 2,
-                    4,
-                    Rule::Dcgan,
-                    ct(2, 1),
-                ))
+                .add(l)
                 .add(bn(vs / format!("bn{i}"), c / 2))
-                .add_fn(|x| x.relu());
+                .add_fn(move |x| watch::act(&w, x.relu()));
             c /= 2;
         }
         net = net
@@ -137,30 +136,27 @@ impl SmallCritic {
         let ndf = i64::from(cfg.d_feature_maps);
         let downs = log2(size) - 2; // down to 4x4
         let mut s = i64::from(size) / 2;
+        let l0 = init::conv2d(vs / "l0", 3, ndf, 4, Rule::Dcgan, conv_cfg(2, 1));
+        let w0 = l0.ws.shallow_clone();
         let mut net = nn::seq_t()
-            .add(init::conv2d(
-                vs / "l0",
-                3,
-                ndf,
-                4,
-                Rule::Dcgan,
-                conv_cfg(2, 1),
-            ))
-            .add_fn(lrelu);
+            .add(l0)
+            .add_fn(move |x| watch::act(&w0, lrelu(x)));
         let mut c = ndf;
         for i in 1..downs {
             s /= 2;
+            let l = init::conv2d(
+                vs / format!("l{i}"),
+                c,
+                c * 2,
+                4,
+                Rule::Dcgan,
+                conv_cfg(2, 1),
+            );
+            let w = l.ws.shallow_clone();
             net = net
-                .add(init::conv2d(
-                    vs / format!("l{i}"),
-                    c,
-                    c * 2,
-                    4,
-                    Rule::Dcgan,
-                    conv_cfg(2, 1),
-                ))
+                .add(l)
                 .add(ln(vs / format!("ln{i}"), vec![c * 2, s, s]))
-                .add_fn(lrelu);
+                .add_fn(move |x| watch::act(&w, lrelu(x)));
             c *= 2;
         }
         net = net
@@ -203,9 +199,12 @@ impl ResBlockG {
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let h = self.b1.forward_t(&self.c1.forward(x), train).relu();
+        let h = watch::act(
+            &self.c1.ws,
+            self.b1.forward_t(&self.c1.forward(x), train).relu(),
+        );
         let h = self.b2.forward_t(&self.c2.forward(&h), train);
-        (x + h).relu()
+        watch::act(&self.c2.ws, (x + h).relu())
     }
 }
 
@@ -264,15 +263,20 @@ fn upsample2(x: &Tensor) -> Tensor {
 
 impl Generator for LargeGenerator {
     fn forward_t(&self, z: &Tensor, train: bool) -> Tensor {
-        let mut x = self
-            .project_bn
-            .forward_t(
-                &self.project.forward(&z.view([-1, self.latent, 1, 1])),
-                train,
-            )
-            .relu();
+        let mut x = watch::act(
+            &self.project.ws,
+            self.project_bn
+                .forward_t(
+                    &self.project.forward(&z.view([-1, self.latent, 1, 1])),
+                    train,
+                )
+                .relu(),
+        );
         for (conv, norm, res) in &self.stages {
-            x = norm.forward_t(&conv.forward(&upsample2(&x)), train).relu();
+            x = watch::act(
+                &conv.ws,
+                norm.forward_t(&conv.forward(&upsample2(&x)), train).relu(),
+            );
             x = res.forward_t(&x, train);
         }
         x = self.attention.forward(&x);
@@ -300,9 +304,12 @@ impl ResBlockD {
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let h = lrelu(&self.n1.forward(&self.c1.forward_t(x, train)));
+        let h = watch::act(
+            self.c1.weight_orig(),
+            lrelu(&self.n1.forward(&self.c1.forward_t(x, train))),
+        );
         let h = self.n2.forward(&self.c2.forward_t(&h, train));
-        lrelu(&(x + h))
+        watch::act(self.c2.weight_orig(), lrelu(&(x + h)))
     }
 }
 
@@ -349,11 +356,14 @@ impl LargeCritic {
 
 impl Critic for LargeCritic {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let mut h = lrelu(&self.down1.forward_t(x, train));
+        let mut h = watch::act(self.down1.weight_orig(), lrelu(&self.down1.forward_t(x, train)));
         h = self.res1.forward_t(&h, train);
         h = self.attention.forward(&h);
         for (conv, norm, res) in &self.downs {
-            h = lrelu(&norm.forward(&conv.forward_t(&h, train)));
+            h = watch::act(
+                conv.weight_orig(),
+                lrelu(&norm.forward(&conv.forward_t(&h, train))),
+            );
             h = res.forward_t(&h, train);
         }
         self.out.forward_t(&h, train).flatten(1, -1)

@@ -9,6 +9,7 @@
 //!   generator's DFT coefficients projected onto real spectra, so the free imaginary parts of
 //!   self-conjugate bins cannot give fakes away (11.17).
 
+use crate::engine::watch;
 use crate::engine::nn::init::{self, Rule};
 use tch::nn::{self, Module, ModuleT};
 use tch::{Kind, Tensor};
@@ -350,7 +351,7 @@ impl Encoder {
         let pixel_patches = spectral::roi_align(&flat, rois, d.ph, d.pw, 1.0);
         let patches = match &self.cnn {
             Some((conv, norm)) => {
-                let f = norm.forward(&conv.forward(&flat)).gelu("none");
+                let f = watch::act(&conv.ws, norm.forward(&conv.forward(&flat)).gelu("none"));
                 spectral::roi_align(&f, rois, d.ph, d.pw, 1.0)
             }
             None => pixel_patches.shallow_clone(),
@@ -764,7 +765,7 @@ impl Generator {
                 if let (Some(l), Some(rows)) = (bx, &box_rows) {
                     hidden += l.forward(rows);
                 }
-                h.1.forward(&hidden.gelu("none"))
+                h.1.forward(&watch::act(&h.0.ws, hidden.gelu("none")))
             };
         let lead = [b, d.n_pred, d.regions, d.c];
         // The orthonormal transforms put a patch's mean, times sqrt(ph·pw), in the DC
@@ -817,7 +818,7 @@ impl Generator {
             .forward(&z)
             .view([b, self.c0, d.n_pred, self.start.0, self.start.1]);
         let c = self.cond.as_ref().map(|(l1, l2)| {
-            l2.forward(&l1.forward(cond).gelu("none"))
+            l2.forward(&watch::act(&l1.ws, l1.forward(cond).gelu("none")))
                 .expand([b, -1], false)
         });
         for (w, norm, f) in &self.blocks {
@@ -834,7 +835,7 @@ impl Generator {
             if let (Some(layer), Some(c)) = (f, &c) {
                 x = film(&x, c, layer);
             }
-            x = x.gelu("none");
+            x = watch::act(w, x.gelu("none"));
         }
         if x.size()[3] != d.h || x.size()[4] != d.w {
             x = x.upsample_trilinear3d([d.n_pred, d.h, d.w], false, None, None, None);
@@ -1008,7 +1009,7 @@ impl Critic for PixelCritic {
         let b = input.frames.size()[0];
         let mut x = input.frames.permute([0, 2, 1, 3, 4]);
         let c = self.cond.as_ref().map(|(l1, l2)| {
-            l2.forward(&l1.forward(input.cond).gelu("none"))
+            l2.forward(&watch::act(&l1.ws, l1.forward(input.cond).gelu("none")))
                 .expand([b, -1], false)
         });
         for l in &self.layers {
@@ -1024,14 +1025,14 @@ impl Critic for PixelCritic {
             if let (Some(layer), Some(c)) = (&l.film, &c) {
                 x = film(&x, c, layer);
             }
-            x = leaky_relu(&x, 0.2);
+            x = watch::act(&l.weight.w, leaky_relu(&x, 0.2));
         }
         let mut h = x.adaptive_avg_pool3d([self.pool_t, 1, 1]).reshape([b, -1]);
         let last = self.head.len() - 1;
         for (i, (w, bias)) in self.head.iter().enumerate() {
             h = h.linear(&w.get(train), Some(bias));
             if i < last {
-                h = leaky_relu(&h, 0.2);
+                h = watch::act(&w.w, leaky_relu(&h, 0.2));
             }
         }
         (h.view([b]), None)
@@ -1097,7 +1098,8 @@ impl Critic for FeatureCritic {
     fn forward_t(&self, input: &CriticInput<'_>, train: bool) -> (Tensor, Option<Tensor>) {
         let x = input.coeffs;
         let b = x.size()[0];
-        let regions = leaky_relu(&self.region.forward(x), 0.2).reshape([b, -1]);
+        let regions =
+            watch::act(&self.region.ws, leaky_relu(&self.region.forward(x), 0.2)).reshape([b, -1]);
         let h = match &self.stats {
             Some((w1, b1, w2, b2)) => {
                 let m = x.detach().mean_dim([1i64].as_slice(), false, Kind::Float);
@@ -1108,7 +1110,7 @@ impl Critic for FeatureCritic {
                     ],
                     1,
                 );
-                let s = leaky_relu(&st.linear(&w1.get(train), Some(b1)), 0.2)
+                let s = watch::act(&w1.w, leaky_relu(&st.linear(&w1.get(train), Some(b1)), 0.2))
                     .linear(&w2.get(train), Some(b2));
                 Tensor::cat(&[regions, s], 1)
             }
