@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::{harness, step_until};
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -31,18 +33,6 @@ fn smoke_options(runs: &Path) -> LaunchOptions {
     }
 }
 
-fn harness(app: WorkbenchApp) -> Harness<'static, WorkbenchApp> {
-    Harness::builder()
-        .with_size(egui::vec2(1280.0, 860.0))
-        .build_ui_state(
-            |ui, app: &mut WorkbenchApp| {
-                app.logic(&ui.ctx().clone());
-                app.show(ui);
-            },
-            app,
-        )
-}
-
 /// The app following the run at `dir`, on `tab`, with the step cursor at `cursor`.
 fn following(runs: &Path, dir: std::path::PathBuf, tab: Tab, cursor: Option<u64>) -> WorkbenchApp {
     let mut opts = LaunchOptions::new(runs);
@@ -51,20 +41,6 @@ fn following(runs: &Path, dir: std::path::PathBuf, tab: Tab, cursor: Option<u64>
     let mut app = WorkbenchApp::with_waker(opts, None);
     app.cursor = cursor;
     app
-}
-
-/// Steps frames until `done` holds (the worker runs on its own thread).
-fn step_until(h: &mut Harness<'_, WorkbenchApp>, what: &str, done: impl Fn(&WorkbenchApp) -> bool) {
-    let t0 = Instant::now();
-    while !done(h.state()) {
-        assert!(
-            t0.elapsed() < Duration::from_secs(180),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-        h.step();
-    }
-    h.run_steps(2);
 }
 
 #[test]

@@ -236,48 +236,26 @@ fn app_follows_a_run_over_ssh(ssh_words: &[String], tmp: &Path) {
         env!("CARGO_BIN_EXE_workbench"),
         &runs.display().to_string(),
     );
-    let mut h = egui_kittest::Harness::builder()
-        .with_size(egui::vec2(1280.0, 860.0))
-        .build_ui_state(
-            |ui, app: &mut WorkbenchApp| {
-                app.logic(&ui.ctx().clone());
-                app.show(ui);
-            },
-            app,
-        );
-    let step_until = |h: &mut egui_kittest::Harness<'_, WorkbenchApp>,
-                      what: &str,
-                      done: &dyn Fn(&WorkbenchApp) -> bool| {
-        let t0 = Instant::now();
-        while !done(h.state()) {
-            assert!(
-                t0.elapsed() < Duration::from_secs(120),
-                "timed out waiting for {what}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-            h.step();
-        }
-        h.run_steps(2);
-    };
+    let mut h = common::harness(app);
     let row = std::path::PathBuf::from(format!("{host}:{run}"));
-    step_until(&mut h, "the remote's rows", &|a| {
+    common::step_until(&mut h, "the remote's rows", |a| {
         a.run_list.iter().any(|r| r.dir == row)
             || a.remotes.first().is_some_and(|s| s.error.is_some())
     });
     assert_eq!(h.state().remotes[0].error, None);
     h.state_mut().open_run(&row);
     h.state_mut().tab = Tab::Dashboard;
-    step_until(&mut h, "the run followed", &|a| {
+    common::step_until(&mut h, "the run followed", |a| {
         a.current_run()
             .is_some_and(|r| r.view.state == RunState::Running && r.view.step > 0)
     });
     h.get_by_label("Pause").click();
-    step_until(&mut h, "the pause", &|a| {
+    common::step_until(&mut h, "the pause", |a| {
         a.current_run()
             .is_some_and(|r| r.view.state == RunState::Paused)
     });
     h.get_by_label("Resume").click();
-    step_until(&mut h, "the resume", &|a| {
+    common::step_until(&mut h, "the resume", |a| {
         a.current_run()
             .is_some_and(|r| r.view.state == RunState::Running)
     });
@@ -289,12 +267,12 @@ fn app_follows_a_run_over_ssh(ssh_words: &[String], tmp: &Path) {
         .status()
         .expect("pkill");
     assert!(killed.success(), "no ssh process of the follow to kill");
-    step_until(&mut h, "new rows after the reconnection", &|a| {
+    common::step_until(&mut h, "new rows after the reconnection", |a| {
         a.current_run()
             .is_some_and(|r| r.view.step > before + 5 && r.down.is_none())
     });
     h.get_by_label("Stop and save").click();
-    step_until(&mut h, "the stop", &|a| {
+    common::step_until(&mut h, "the stop", |a| {
         a.current_run()
             .is_some_and(|r| r.view.state == RunState::Finished(Outcome::Stopped))
     });

@@ -4,6 +4,8 @@
 //! (CI runs as root); the script installs the packages when they are missing.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -106,17 +108,7 @@ fn a_sweep_array_and_a_two_rank_run_go_through_a_real_slurm() {
     )
     .expect("sweep");
 
-    let said = cluster.workbench(
-        &runs,
-        &[
-            "sweep",
-            "submit",
-            sweep.to_str().unwrap(),
-            "--slurm",
-            one.to_str().unwrap(),
-        ],
-    );
-    assert!(said.contains("submitted SLURM job array"), "{said}");
+    submit_array(&cluster, &runs, &sweep, &one);
     let said = cluster.workbench(
         &runs,
         &[
@@ -134,23 +126,8 @@ fn a_sweep_array_and_a_two_rank_run_go_through_a_real_slurm() {
     assert!(said.contains("submitted SLURM job"), "{said}");
 
     // Follow the queue as the app does, until nothing is pending or running.
-    let started = Instant::now();
-    let q = loop {
-        let listed = cluster.workbench(&runs, &["queue", "list"]);
-        let q = queue::read(&runs.join("queue.json")).expect("queue");
-        assert_eq!(q.jobs.len(), 4, "{listed}");
-        if q.jobs
-            .iter()
-            .all(|j| !matches!(j.state, JobState::Pending | JobState::Running))
-        {
-            break q;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(300),
-            "SLURM jobs did not end: {listed}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    };
+    let q = follow_all(&cluster, &runs);
+    assert_eq!(q.jobs.len(), 4);
     let logs = || {
         std::fs::read_dir(runs.join("slurm"))
             .map(|d| {
@@ -210,15 +187,7 @@ fn a_sweep_array_and_a_two_rank_run_go_through_a_real_slurm() {
     let mut opts = LaunchOptions::new(&runs);
     opts.preset = Some((smoke_preset.preset().clone(), None));
     opts.tab = Tab::Queue;
-    let mut h = egui_kittest::Harness::builder()
-        .with_size(egui::vec2(1280.0, 860.0))
-        .build_ui_state(
-            |ui, app: &mut WorkbenchApp| {
-                app.logic(&ui.ctx().clone());
-                app.show(ui);
-            },
-            WorkbenchApp::with_waker(opts, None),
-        );
+    let mut h = common::harness(WorkbenchApp::with_waker(opts, None));
     h.state_mut().queue.runner = Some(env!("CARGO_BIN_EXE_workbench").into());
     h.state_mut().queue.slurm_profile = one.display().to_string();
     h.state_mut().slurm_every = Some(Duration::from_secs(1));
@@ -274,17 +243,7 @@ fn an_asha_sweep_array_ends_its_stopped_tasks_at_their_rung() {
         ),
     )
     .expect("sweep");
-    let said = cluster.workbench(
-        &runs,
-        &[
-            "sweep",
-            "submit",
-            sweep.to_str().unwrap(),
-            "--slurm",
-            one.to_str().unwrap(),
-        ],
-    );
-    assert!(said.contains("submitted SLURM job array"), "{said}");
+    submit_array(&cluster, &runs, &sweep, &one);
     // A trial that already recorded the best possible value (val_swd is never below 0) at
     // rung 0, written before the array's tasks get there (they start from a cold binary).
     let state = runs.join("sweeps/asha").join(pruner::STATE_FILE);
@@ -299,23 +258,7 @@ fn an_asha_sweep_array_ends_its_stopped_tasks_at_their_rung() {
         );
     })
     .expect("state");
-    let started = Instant::now();
-    let q = loop {
-        let listed = cluster.workbench(&runs, &["queue", "list"]);
-        let q = queue::read(&runs.join("queue.json")).expect("queue");
-        if q.jobs
-            .iter()
-            .all(|j| !matches!(j.state, JobState::Pending | JobState::Running))
-        {
-            break q;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(300),
-            "the array did not end: {listed}\n{}",
-            slurm_logs(&runs)
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    };
+    let q = follow_all(&cluster, &runs);
     assert_eq!(q.jobs.len(), 3);
     for j in &q.jobs {
         assert_eq!(j.state, JobState::Finished, "{j:?}\n{}", slurm_logs(&runs));
@@ -361,6 +304,44 @@ fn an_asha_sweep_array_ends_its_stopped_tasks_at_their_rung() {
     );
     let s = pruner::read(&state).expect("state");
     assert_eq!(s.trials.values().filter(|t| t.stopped.is_some()).count(), 3);
+}
+
+/// Submits the sweep file `sweep` to the cluster as one job array under SLURM profile
+/// `profile`.
+fn submit_array(cluster: &Cluster, runs: &Path, sweep: &Path, profile: &Path) {
+    let said = cluster.workbench(
+        runs,
+        &[
+            "sweep",
+            "submit",
+            sweep.to_str().unwrap(),
+            "--slurm",
+            profile.to_str().unwrap(),
+        ],
+    );
+    assert!(said.contains("submitted SLURM job array"), "{said}");
+}
+
+/// Follows the queue (as `queue list` does) until no job is pending or running (at most five
+/// minutes).
+fn follow_all(cluster: &Cluster, runs: &Path) -> queue::Queue {
+    let started = Instant::now();
+    loop {
+        let listed = cluster.workbench(runs, &["queue", "list"]);
+        let q = queue::read(&runs.join("queue.json")).expect("queue");
+        if q.jobs
+            .iter()
+            .all(|j| !matches!(j.state, JobState::Pending | JobState::Running))
+        {
+            return q;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "SLURM jobs did not end: {listed}\n{}",
+            slurm_logs(runs)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 /// The queue's view of job `id`.
@@ -582,17 +563,7 @@ fn a_sweep_past_its_time_limit_finishes_by_requeue() {
         r#"(name: "seeds", base: "long.ron", grid: { "seed": [1, 2], "threads": [1], "checkpoints.every_steps": [0] })"#,
     )
     .expect("sweep");
-    let said = cluster.workbench(
-        &runs,
-        &[
-            "sweep",
-            "submit",
-            sweep.to_str().unwrap(),
-            "--slurm",
-            profile.to_str().unwrap(),
-        ],
-    );
-    assert!(said.contains("submitted SLURM job array"), "{said}");
+    submit_array(&cluster, &runs, &sweep, &profile);
     let ids: Vec<u64> = queue::read(&runs.join("queue.json"))
         .expect("queue")
         .jobs

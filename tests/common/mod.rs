@@ -72,3 +72,36 @@ pub fn long_smoke(dir: &Path) -> PathBuf {
     std::fs::write(&path, text).expect("preset");
     path
 }
+
+/// The app driven as its window drives it (its logic, then its frame), at 1280x860.
+pub fn harness(
+    app: workbench::gui::WorkbenchApp,
+) -> egui_kittest::Harness<'static, workbench::gui::WorkbenchApp> {
+    egui_kittest::Harness::builder()
+        .with_size(egui::vec2(1280.0, 860.0))
+        .build_ui_state(
+            |ui, app: &mut workbench::gui::WorkbenchApp| {
+                app.logic(&ui.ctx().clone());
+                app.show(ui);
+            },
+            app,
+        )
+}
+
+/// Steps the app until `done` holds (at most three minutes), then two frames more.
+pub fn step_until(
+    h: &mut egui_kittest::Harness<'_, workbench::gui::WorkbenchApp>,
+    what: &str,
+    done: impl Fn(&workbench::gui::WorkbenchApp) -> bool,
+) {
+    let t0 = std::time::Instant::now();
+    while !done(h.state()) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(180),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        h.step();
+    }
+    h.run_steps(2);
+}
