@@ -613,6 +613,25 @@ pub fn decompose_motion(
     )
 }
 
+/// Each box grown by `share` of its width and height (half on each side), clamped to the
+/// frame: neighbours then overlap by that margin.
+#[must_use]
+pub fn grow(boxes: &[Region], share: f64, width: u32, height: u32) -> Vec<Region> {
+    let (w, h) = (f64::from(width), f64::from(height));
+    boxes
+        .iter()
+        .map(|&[x1, y1, x2, y2]| {
+            let (mx, my) = (0.5 * share * (x2 - x1), 0.5 * share * (y2 - y1));
+            [
+                (x1 - mx).max(0.0),
+                (y1 - my).max(0.0),
+                (x2 + mx).min(w),
+                (y2 + my).min(h),
+            ]
+        })
+        .collect()
+}
+
 /// Pixels (row-major, `height x width`) within one pixel of a region's edge where that edge
 /// lies inside the frame: where pasted regions meet, and so where seams would show. The
 /// frame's own border is not a seam.
@@ -834,6 +853,14 @@ mod tests {
                 .len(),
             6
         );
+    }
+
+    #[test]
+    fn grown_regions_overlap_their_neighbours_and_stay_in_the_frame() {
+        let boxes = [[0.0, 0.0, 10.0, 10.0], [10.0, 0.0, 20.0, 10.0]];
+        let grown = grow(&boxes, 0.5, 20, 10);
+        assert_eq!(grown, vec![[0.0, 0.0, 12.5, 10.0], [7.5, 0.0, 20.0, 10.0]]);
+        assert_eq!(grow(&boxes, 0.0, 20, 10), boxes.to_vec());
     }
 
     #[test]

@@ -184,17 +184,21 @@ pub fn straight_through_clamp(x: &Tensor) -> Tensor {
 /// sum divided by how many boxes cover each pixel; uncovered pixels are 0; the result is
 /// clamped to [-1, 1] by [`straight_through_clamp`]. Differentiable with respect to the patches.
 pub fn assemble(patches: &Tensor, boxes: &[[f64; 4]], h: i64, w: i64) -> Tensor {
-    assemble_weighted(patches, boxes, h, w, 0.0)
+    assemble_weighted(patches, boxes, h, w, 0.0, 0.0)
 }
 
 /// [`assemble`] where overlapping boxes weigh `(patch pixels per frame pixel)^sharpness`: 0
-/// is the plain mean, and higher values let the finest box covering a pixel decide it.
+/// is the plain mean, and higher values let the finest box covering a pixel decide it. With
+/// `feather` above 0 a box's weight also falls linearly to (almost) 0 over that share of its
+/// half-width and half-height at its edges, so boxes that overlap cross-fade instead of meeting
+/// at a step (a pixel only one box covers is that box's, whatever its weight).
 pub fn assemble_weighted(
     patches: &Tensor,
     boxes: &[[f64; 4]],
     h: i64,
     w: i64,
     sharpness: f64,
+    feather: f64,
 ) -> Tensor {
     let (r, c, ph, pw) = patches.size4().unwrap_or((0, 0, 0, 0));
     let mut weights = Vec::with_capacity(boxes.len());
@@ -220,8 +224,13 @@ pub fn assemble_weighted(
             ],
             2,
         ));
-        let mx = xs.ge(x1).logical_and(&xs.lt(x2)).to_kind(patches.kind());
-        let my = ys.ge(y1).logical_and(&ys.lt(y2)).to_kind(patches.kind());
+        let mut mx = xs.ge(x1).logical_and(&xs.lt(x2)).to_kind(patches.kind());
+        let mut my = ys.ge(y1).logical_and(&ys.lt(y2)).to_kind(patches.kind());
+        if feather > 0.0 {
+            let ramp = |t: &Tensor| ((-t.abs() + 1.0) / feather).clamp(1e-3, 1.0);
+            mx *= ramp(&u);
+            my *= ramp(&v);
+        }
         masks.push(my.view([h, 1]) * mx.view([1, w]));
     }
     let grid = Tensor::stack(&grids, 0);
@@ -266,13 +275,13 @@ mod tests {
             0,
         );
         let plain = assemble(&patches, &boxes, 8, 8);
-        assert!(plain.equal(&assemble_weighted(&patches, &boxes, 8, 8, 0.0)));
+        assert!(plain.equal(&assemble_weighted(&patches, &boxes, 8, 8, 0.0, 0.0)));
         let at = |t: &Tensor, y: i64, x: i64| t.double_value(&[0, y, x]);
         assert!(
             (at(&plain, 1, 1) - 0.0).abs() < 1e-6,
             "the mean of -0.5 and 0.5"
         );
-        let sharp = assemble_weighted(&patches, &boxes, 8, 8, 8.0);
+        let sharp = assemble_weighted(&patches, &boxes, 8, 8, 8.0, 0.0);
         // The small box samples 4x as densely: weight 4^8 against 1.
         assert!(
             (at(&sharp, 1, 1) - 0.5).abs() < 1e-4,
@@ -283,6 +292,35 @@ mod tests {
             (at(&sharp, 6, 6) + 0.5).abs() < 1e-6,
             "only the big box covers it"
         );
+    }
+
+    /// Two boxes of -0.5 and 0.5 that overlap by 8 pixels: hard boxes meet at a step of 0.5
+    /// (the mean, then the other's value); feathered, the overlap is a ramp with no step
+    /// larger than a few hundredths, and a pixel one box alone covers keeps its value.
+    #[test]
+    fn feathered_boxes_cross_fade_where_they_overlap() {
+        let boxes = [[0.0, 0.0, 20.0, 4.0], [12.0, 0.0, 32.0, 4.0]];
+        let patches = Tensor::cat(
+            &[
+                Tensor::full([1, 1, 2, 2], -0.5, (Kind::Float, Device::Cpu)),
+                Tensor::full([1, 1, 2, 2], 0.5, (Kind::Float, Device::Cpu)),
+            ],
+            0,
+        );
+        let row =
+            |t: &Tensor| -> Vec<f64> { (0..32).map(|x| t.double_value(&[0, 2, x])).collect() };
+        let step = |r: &[f64]| {
+            r.windows(2)
+                .map(|p| (p[1] - p[0]).abs())
+                .fold(0.0, f64::max)
+        };
+        let hard = row(&assemble_weighted(&patches, &boxes, 4, 32, 0.0, 0.0));
+        assert!(step(&hard) >= 0.49, "{hard:?}");
+        // The overlap is 8 of each box's 20 pixels: a ramp over 0.8 of the half-width.
+        let soft = row(&assemble_weighted(&patches, &boxes, 4, 32, 0.0, 0.8));
+        assert!(step(&soft) < 0.15, "{soft:?}");
+        assert!((soft[2] + 0.5).abs() < 1e-6 && (soft[29] - 0.5).abs() < 1e-6);
+        assert!(soft[16].abs() < 0.07, "the middle of the overlap: {soft:?}");
     }
 
     #[test]

@@ -48,8 +48,8 @@ impl super::FamilyPreset for WubuGaadPreset {
         ) + &format!(
             // The generator's own shape and what it reads (a checkpoint of another loads
             // nothing that fits, or silently leaves heads out).
-            "/rl{}/trunk{}/enc{}/as{}/fn{}/dc{}/hb{}/rs{}",
-            m.region_latent, m.gen_trunk, m.encode_target, m.assembly_sharpness, m.feature_norm, m.dc_gain, m.head_box, m.region_spectrum
+            "/rl{}/trunk{}/enc{}/as{}/ro{}/fn{}/dc{}/hb{}/rs{}",
+            m.region_latent, m.gen_trunk, m.encode_target, m.assembly_sharpness, m.region_overlap, m.feature_norm, m.dc_gain, m.head_box, m.region_spectrum
         )
     }
 
@@ -294,6 +294,12 @@ crate::preset_section! {
         /// values let the finest region covering a pixel decide it.
         #[serde(default)]
         pub assembly_sharpness: f64 => field(K::Float { min: 0.0, max: 8.0 }, "", [], "Regions weigh (patch pixels per frame pixel)^this where they overlap; 0 = plain mean (the original)"),
+        /// Each GAAD region grows by this share of its size (half on each side, clamped to
+        /// the frame), is encoded and generated over the larger box, and neighbours cross-fade
+        /// over the margin they share, so no seam shows where regions meet; 0 = the layout's
+        /// own boxes, meeting edge to edge (the original).
+        #[serde(default)]
+        pub region_overlap: f64 => field(K::Float { min: 0.0, max: 1.0 }, "", [], "Regions grow by this share of their size and cross-fade where neighbours overlap, so no seam shows; 0 = the layout's own boxes (the original)"),
         /// Whether the encoder sees the predicted frames (the original: reconstruction) or only
         /// the input frames, so that the predicted frame is a real prediction.
         #[serde(default = "yes")]
@@ -463,6 +469,7 @@ impl Default for WubuGaadPreset {
                 gen_head_skip: true,
                 region_latent: 0,
                 assembly_sharpness: 0.0,
+                region_overlap: 0.0,
                 encode_target: true,
                 gen_trunk: true,
                 head_box: false,

@@ -40,6 +40,9 @@ pub struct Dims {
     pub encode_target: bool,
     /// [`spectral::assemble_weighted`]'s sharpness.
     pub assembly_sharpness: f64,
+    /// [`spectral::assemble_weighted`]'s feather: the regions' overlap as a share of their
+    /// half-size (0: hard boxes).
+    pub feather: f64,
     pub use_dft: bool,
     pub use_dct: bool,
     pub motion: bool,
@@ -63,6 +66,12 @@ impl Dims {
             region_latent: i64::from(p.model.region_latent),
             encode_target: p.model.encode_target,
             assembly_sharpness: p.model.assembly_sharpness,
+            // Each region grows by `region_overlap` of its size, half on each side: the margin
+            // it shares with a neighbour is that share of its new half-size, twice over.
+            feather: {
+                let f = p.model.region_overlap;
+                2.0 * f / (1.0 + f)
+            },
             use_dft: p.model.use_dft,
             use_dct: p.model.use_dct,
             motion: p.model.motion,
@@ -877,7 +886,14 @@ pub fn assemble(patches: &Tensor, boxes: &[[f64; 4]], d: &Dims) -> Tensor {
         patches
             .permute([2, 0, 1, 3, 4, 5])
             .reshape([d.regions, b * np * d.c, d.ph, d.pw]);
-    spectral::assemble_weighted(&per_region, boxes, d.h, d.w, d.assembly_sharpness)
+    spectral::assemble_weighted(
+        &per_region,
+        boxes,
+        d.h,
+        d.w,
+        d.assembly_sharpness,
+        d.feather,
+    )
         .view([b, np, d.c, d.h, d.w])
 }
 

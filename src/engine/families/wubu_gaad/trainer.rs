@@ -51,7 +51,11 @@ pub struct WubuGaadTrainer {
     critics: [Box<dyn Critic>; 2],
     opt_g: RiemannianSgd,
     opt_d: [RiemannianSgd; 2],
+    /// The regions as the model encodes, generates and assembles them: the GAAD layout's,
+    /// grown by `model.region_overlap`.
     boxes: Vec<Region>,
+    /// The GAAD layout's own boxes (where seams would show).
+    layout: Vec<Region>,
     cond: Tensor,
     flow_net: Option<tch::CModule>,
     lpips: Option<crate::engine::lpips::Perceptual>,
@@ -119,6 +123,13 @@ impl WubuGaadTrainer {
             cfg.model.min_region_px,
         )
         .map_err(|e| EngineError::BadInput(format!("GAAD: {e}")))?;
+        let layout = boxes.clone();
+        let boxes = gaad::grow(
+            &boxes,
+            cfg.model.region_overlap,
+            cfg.data.image_w,
+            cfg.data.image_h,
+        );
         crate::engine::seed_torch(seed, Stream::Init, 0);
         let g_vs = nn::VarStore::new(device);
         let enc = Encoder::new(&(g_vs.root() / "encoder"), cfg, &d);
@@ -226,6 +237,7 @@ impl WubuGaadTrainer {
             opt_g,
             opt_d,
             boxes,
+            layout,
             cond,
             flow_net,
             lpips,
@@ -625,7 +637,7 @@ impl Trainer for WubuGaadTrainer {
         // Edge energy on and off the regions' seams, for the reconstruction and the truth.
         let seam_mask = {
             let d = &self.d;
-            let m = gaad::border_mask(&self.boxes, d.w as u32, d.h as u32);
+            let m = gaad::border_mask(&self.layout, d.w as u32, d.h as u32);
             let m: Vec<f32> = m.iter().map(|&b| f32::from(u8::from(b))).collect();
             Tensor::from_slice(&m).view([1, 1, d.h, d.w]).to_device(self.device)
         };
