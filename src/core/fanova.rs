@@ -143,13 +143,13 @@ pub fn importance(
             .name("workbench-fanova".into())
             .spawn_scoped(scope, || draws[half..].iter().map(grow).collect::<Vec<_>>());
         let mut out: Vec<(Model, Parts)> = draws[..half].iter().map(grow).collect();
-        match second {
-            Ok(handle) => match handle.join() {
-                Ok(rest) => out.extend(rest),
-                Err(_) => out.extend(draws[half..].iter().map(grow)),
-            },
-            Err(_) => out.extend(draws[half..].iter().map(grow)),
-        }
+        // Without a second thread, the second half here too.
+        out.extend(
+            second
+                .ok()
+                .and_then(|h| h.join().ok())
+                .unwrap_or_else(|| draws[half..].iter().map(grow).collect()),
+        );
         out
     });
     let models: Vec<(Model, Parts)> = models
@@ -164,8 +164,7 @@ pub fn importance(
     let raw: Vec<Vec<f64>> = (0..=d)
         .map(|j| models.iter().map(|(_, p)| p.main[j] / p.total).collect())
         .collect();
-    let counted = raw[null].len() as f64;
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / counted;
+    let members = models.len() as f64;
     let gain = |j: usize| models.iter().map(|(m, _)| m.tree.gain[j]).sum::<f64>();
     let mut candidates: Vec<usize> = varying;
     candidates.sort_by(|&a, &b| gain(b).total_cmp(&gain(a)));
@@ -183,7 +182,7 @@ pub fn importance(
                     inter.max(0.0) / p.total
                 })
                 .sum();
-            pairs.push(((a, b), share / counted));
+            pairs.push(((a, b), share / members));
         }
     }
     let mut fields: Vec<FieldImportance> = (0..d)
@@ -218,7 +217,7 @@ pub fn importance(
                 .collect();
             FieldImportance {
                 field: names[j].clone(),
-                share: mean(&s),
+                share: s.iter().sum::<f64>() / members,
                 low: pct(0.1),
                 high: pct(0.9),
                 marginal,

@@ -192,30 +192,16 @@ pub fn serve<R: Read, W: Write>(
             Err(RemoteError::Closed) => return Ok(()),
             Err(e) => return Err(e),
         };
-        let (reply, body) = match request {
-            Request::Rows if !runs_dir.is_dir() => (
-                Reply::Error {
-                    message: format!("{}: no such runs folder", runs_dir.display()),
-                },
-                Vec::new(),
-            ),
-            Request::Rows => (
-                Reply::Rows {
-                    rows: index
-                        .refresh(runs_dir)
-                        .iter()
-                        .map(crate::core::runtable::RunRow::to_wire)
-                        .collect(),
-                },
-                Vec::new(),
-            ),
-            request => answer(runs_dir, request),
-        };
+        let (reply, body) = answer(runs_dir, &mut index, request);
         write_message(output, &reply, &body)?;
     }
 }
 
-fn answer(runs_dir: &Path, request: Request) -> (Reply, Vec<u8>) {
+fn answer(
+    runs_dir: &Path,
+    index: &mut crate::core::runtable::RunIndex,
+    request: Request,
+) -> (Reply, Vec<u8>) {
     let error = |message: String| (Reply::Error { message }, Vec::new());
     match request {
         Request::Hello { version } if version != VERSION => error(format!(
@@ -254,7 +240,19 @@ fn answer(runs_dir: &Path, request: Request) -> (Reply, Vec<u8>) {
             ),
             Err(e) => error(e.to_string()),
         },
-        Request::Rows => error("rows are answered by the session".into()),
+        Request::Rows if !runs_dir.is_dir() => {
+            error(format!("{}: no such runs folder", runs_dir.display()))
+        }
+        Request::Rows => (
+            Reply::Rows {
+                rows: index
+                    .refresh(runs_dir)
+                    .iter()
+                    .map(crate::core::runtable::RunRow::to_wire)
+                    .collect(),
+            },
+            Vec::new(),
+        ),
         Request::Read { run, offset, max } => {
             let dir = match run_dir(runs_dir, &run) {
                 Ok(d) => d,
@@ -332,15 +330,6 @@ pub fn ssh_argv(ssh: &str, destination: &str, workbench: &str, runs_dir: &str) -
     }
     argv.extend(["serve".to_string(), "--stdio".to_string()]);
     argv
-}
-
-/// The runs a remote lists, over a fresh connection.
-pub fn list(argv: &[String]) -> Result<Vec<RemoteRun>, RemoteError> {
-    let (mut c, _) = Connection::open(argv)?;
-    match c.ask(&Request::List)? {
-        (Reply::Runs { runs }, _) => Ok(runs),
-        (other, _) => Err(RemoteError::Garbled(format!("{other:?} to a list"))),
-    }
 }
 
 /// A run's file, whole, asked for in parts of at most [`CHUNK`] bytes.

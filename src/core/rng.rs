@@ -4,6 +4,18 @@
 //! resuming exact without saving generator state: a run resumed at step N draws the same
 //! numbers an uninterrupted run draws at step N.
 
+/// FNV-1a's starting state.
+pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a of `bytes`, going on from state `h` ([`FNV_OFFSET`] to start): a fingerprint of
+/// bytes that several calls can extend.
+#[must_use]
+pub fn fnv1a(h: u64, bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(h, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
 /// SplitMix64 finaliser: a strong 64-bit mix used to derive independent seeds.
 #[must_use]
 pub fn mix64(mut z: u64) -> u64 {

@@ -49,19 +49,18 @@ thread_local! {
 /// through unchanged, and when that layer is watched at this step, its activations at or below
 /// zero are counted (one comparison and sum on the device; nothing when nothing is watched).
 pub fn act(producer: &Tensor, out: Tensor) -> Tensor {
-    if CAPTURE.with(|c| c.borrow().is_none()) {
-        return out;
-    }
-    let Some(name) = name_of(producer) else {
-        return out;
-    };
-    let module = module_of(&name).to_string();
+    // The producer's module, when one of its tensors is captured at this step.
     let watched = CAPTURE.with(|c| {
-        c.borrow()
-            .as_ref()
-            .is_some_and(|cap| cap.keys().any(|k| module_of(k) == module))
+        let c = c.borrow();
+        let capture = c.as_ref()?;
+        let name = name_of(producer)?;
+        let module = module_of(&name);
+        capture
+            .keys()
+            .any(|k| module_of(k) == module)
+            .then(|| module.to_string())
     });
-    if watched {
+    if let Some(module) = watched {
         let inactive = tch::no_grad(|| out.le(0.0).sum(Kind::Int64));
         let n = out.numel() as i64;
         ACTS.with(|a| {

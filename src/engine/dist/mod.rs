@@ -833,7 +833,7 @@ const HANDSHAKE_BYTES: usize = 16 * 1024;
 /// A fingerprint of `tensors`' exact bits: FNV-1a over their bytes, cut to 52 bits so it
 /// travels exactly as an f64.
 pub fn fingerprint(tensors: &[Tensor]) -> f64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut h = crate::core::rng::FNV_OFFSET;
     tch::no_grad(|| {
         for t in tensors {
             let flat = t
@@ -846,10 +846,7 @@ pub fn fingerprint(tensors: &[Tensor]) -> f64 {
             if flat.f_copy_data_u8(&mut raw, numel).is_err() {
                 continue;
             }
-            for b in raw {
-                h ^= u64::from(b);
-                h = h.wrapping_mul(0x0100_0000_01b3);
-            }
+            h = crate::core::rng::fnv1a(h, &raw);
         }
     });
     (h >> 12) as f64

@@ -191,19 +191,14 @@ pub(crate) fn fetch_file(argv: &[String], run: &str, rel: &Path) -> Result<Vec<u
         .map_err(|e| format!("{}: {e}", shown()))
 }
 
-/// Where a remote run's files are copied to be read as local ones (volumes, a checkpoint):
-/// a folder per run under this process's own temporary folder.
-pub(crate) fn remote_mirror(run: &str) -> PathBuf {
-    std::env::temp_dir()
-        .join(format!("workbench-remote-{}", std::process::id()))
-        .join(run)
-}
-
-/// Copies a remote run's files `rels` into its mirror folder (the same relative paths), over
-/// one connection; gives the mirror folder.
+/// Copies a remote run's files `rels` into its mirror folder (the same relative paths, under
+/// this process's own temporary folder), over one connection; gives the mirror folder.
+/// Volumes and a checkpoint are read from there as local files.
 pub(crate) fn fetch_into(argv: &[String], run: &str, rels: &[String]) -> Result<PathBuf, String> {
     use crate::core::remote::Connection;
-    let mirror = remote_mirror(run);
+    let mirror = std::env::temp_dir()
+        .join(format!("workbench-remote-{}", std::process::id()))
+        .join(run);
     let (mut c, _) = Connection::open(argv).map_err(|e| format!("{run}: {e}"))?;
     for rel in rels {
         let bytes = crate::core::remote::fetch(&mut c, run, rel)
