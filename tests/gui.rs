@@ -2240,29 +2240,8 @@ fn a_module_watched_from_the_dashboard_gets_its_statistics_within_one_step() {
 fn a_headless_run_opened_in_the_app_is_paused_and_stopped_from_it() {
     let runs = tempfile::tempdir().unwrap();
     let preset = common::long_smoke(runs.path());
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_workbench"))
-        .args(["train", "--preset"])
-        .arg(&preset)
-        .arg("--runs-dir")
-        .arg(runs.path())
-        .args(["--device", "cpu", "--set", "threads=1"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    let dir = loop {
-        if let Some(d) = std::fs::read_dir(runs.path())
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| p.join("events.log").is_file())
-        {
-            break d;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(60), "no run");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let child = common::headless(runs.path(), &preset, None);
+    let dir = common::first_run(runs.path());
     let mut h = harness(following(runs.path(), dir, Tab::Dashboard, None));
     step_until(&mut h, "the run to be followed", |a| {
         a.current_run()
@@ -2298,18 +2277,7 @@ fn a_headless_run_opened_in_the_app_is_paused_and_stopped_from_it() {
         a.current_run()
             .is_some_and(|r| r.view.state == RunState::Running)
     });
-    h.get_by_label("Stop and save").click();
-    step_until(&mut h, "the run to stop", |a| {
-        a.current_run().is_some_and(|r| {
-            r.view.state == RunState::Finished(workbench::core::protocol::Outcome::Stopped)
-        })
-    });
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::stop_and_save(&mut h, child);
 }
 
 /// A machine added in the Runs tab lists its runs over "SSH" (here a stand-in for `ssh` that
@@ -2320,24 +2288,8 @@ fn a_remote_run_is_listed_followed_and_steered_from_the_app() {
     let tmp = tempfile::tempdir().unwrap();
     let preset = common::long_smoke(tmp.path());
     let remote_runs = tmp.path().join("cluster-runs");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_workbench"))
-        .args(["train", "--preset"])
-        .arg(&preset)
-        .arg("--runs-dir")
-        .arg(&remote_runs)
-        .args(["--device", "cpu", "--set", "threads=1"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while !std::fs::read_dir(&remote_runs)
-        .map(|mut d| d.any(|e| e.is_ok_and(|e| e.path().join("events.log").is_file())))
-        .unwrap_or(false)
-    {
-        assert!(t0.elapsed() < Duration::from_secs(60), "no run");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let child = common::headless(&remote_runs, &preset, None);
+    common::first_run(&remote_runs);
     let ssh = ssh_here(tmp.path());
     let local_runs = tmp.path().join("local");
     let mut opts = LaunchOptions::new(&local_runs);
@@ -2396,18 +2348,7 @@ fn a_remote_run_is_listed_followed_and_steered_from_the_app() {
     assert_eq!(h.state().samples.viewer.error, None);
     h.state_mut().tab = Tab::Dashboard;
     h.run_steps(2);
-    h.get_by_label("Stop and save").click();
-    step_until(&mut h, "the remote run to stop", |a| {
-        a.current_run().is_some_and(|r| {
-            r.view.state == RunState::Finished(workbench::core::protocol::Outcome::Stopped)
-        })
-    });
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::stop_and_save(&mut h, child);
 }
 
 /// "From SLURM profile" adds the remote the Queue tab's profile logs in to: its `ssh`

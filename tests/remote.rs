@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use workbench::core::protocol::{Event, Outcome};
@@ -14,32 +14,15 @@ use workbench::core::remote::{Connection, RemoteLog, Reply, Request};
 
 /// A headless run training into `runs`, slowed so that it lasts (50 ms a batch).
 fn headless(runs: &Path, preset: &Path) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_workbench"))
-        .args(["train", "--preset"])
-        .arg(preset)
-        .arg("--runs-dir")
-        .arg(runs)
-        .args(["--device", "cpu", "--set", "threads=1"])
-        .env("WORKBENCH_FAILPOINT", "slow-data:0")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("train")
+    common::headless(runs, preset, Some("slow-data:0"))
 }
 
+/// The folder name of the run training into `runs`.
 fn the_run(runs: &Path) -> String {
-    let t0 = Instant::now();
-    loop {
-        if let Some(d) = std::fs::read_dir(runs)
-            .ok()
-            .and_then(|mut d| d.find_map(|e| e.ok()))
-            .filter(|e| e.path().join("events.log").is_file())
-        {
-            return d.file_name().to_string_lossy().into_owned();
-        }
-        assert!(t0.elapsed() < Duration::from_secs(60), "no run");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::first_run(runs)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// Follows `run` through `argv` (a `serve --stdio` command), cutting the connection once in
@@ -271,17 +254,7 @@ fn app_follows_a_run_over_ssh(ssh_words: &[String], tmp: &Path) {
         a.current_run()
             .is_some_and(|r| r.view.step > before + 5 && r.down.is_none())
     });
-    h.get_by_label("Stop and save").click();
-    common::step_until(&mut h, "the stop", |a| {
-        a.current_run()
-            .is_some_and(|r| r.view.state == RunState::Finished(Outcome::Stopped))
-    });
-    let out = child.wait_with_output().expect("train");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::stop_and_save(&mut h, child);
     // Exactly the rows of its losses.csv: no gap, no duplicate.
     let csv = std::fs::read_to_string(runs.join(&run).join("losses.csv")).expect("csv");
     let csv_steps: Vec<f64> = csv

@@ -105,3 +105,63 @@ pub fn step_until(
     }
     h.run_steps(2);
 }
+
+/// A `workbench train` of `preset` into `runs` in a process of its own, on one CPU thread
+/// (with `failpoint`, e.g. `slow-data:0` for 50 ms a batch, so that it lasts).
+pub fn headless(runs: &Path, preset: &Path, failpoint: Option<&str>) -> std::process::Child {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_workbench"));
+    c.args(["train", "--preset"])
+        .arg(preset)
+        .arg("--runs-dir")
+        .arg(runs)
+        .args(["--device", "cpu", "--set", "threads=1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    if let Some(f) = failpoint {
+        c.env("WORKBENCH_FAILPOINT", f);
+    }
+    c.spawn().expect("train")
+}
+
+/// The folder of the first run under `runs` that has begun its log (waits up to a minute).
+pub fn first_run(runs: &Path) -> PathBuf {
+    let t0 = std::time::Instant::now();
+    loop {
+        if let Some(d) = std::fs::read_dir(runs).ok().and_then(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path()))
+                .find(|p| p.join("events.log").is_file())
+        }) {
+            return d;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "no run in {}",
+            runs.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Clicks the top bar's Stop and save for the run shown, waits until its view says it
+/// stopped, and checks that its process (`child`, a headless run) ended well.
+pub fn stop_and_save(
+    h: &mut egui_kittest::Harness<'_, workbench::gui::WorkbenchApp>,
+    child: std::process::Child,
+) {
+    use egui_kittest::kittest::Queryable;
+    h.get_by_label("Stop and save").click();
+    step_until(h, "the run to stop", |a| {
+        a.current_run().is_some_and(|r| {
+            r.view.state
+                == workbench::core::runview::RunState::Finished(
+                    workbench::core::protocol::Outcome::Stopped,
+                )
+        })
+    });
+    let out = child.wait_with_output().expect("train");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
