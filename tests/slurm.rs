@@ -94,10 +94,8 @@ fn a_sweep_array_and_a_two_rank_run_go_through_a_real_slurm() {
     let work = tempfile::tempdir().expect("tmp");
     let runs = work.path().join("runs");
     let smoke = root().join("presets/smoke.ron");
-    let one = work.path().join("one.ron");
-    std::fs::write(&one, "(ranks: 1, cpus_per_rank: 1, time: \"00:10:00\")").expect("profile");
-    let two = work.path().join("two.ron");
-    std::fs::write(&two, "(ranks: 2, cpus_per_rank: 1, time: \"00:10:00\")").expect("profile");
+    let one = profile(work.path(), 1);
+    let two = profile(work.path(), 2);
     let sweep = work.path().join("lr.ron");
     std::fs::write(
         &sweep,
@@ -231,8 +229,7 @@ fn an_asha_sweep_array_ends_its_stopped_tasks_at_their_rung() {
     let work = tempfile::tempdir().expect("tmp");
     let runs = work.path().join("runs");
     let smoke = root().join("presets/smoke.ron");
-    let one = work.path().join("one.ron");
-    std::fs::write(&one, "(ranks: 1, cpus_per_rank: 1, time: \"00:10:00\")").expect("profile");
+    let one = profile(work.path(), 1);
     let sweep = work.path().join("asha.ron");
     std::fs::write(
         &sweep,
@@ -304,6 +301,17 @@ fn an_asha_sweep_array_ends_its_stopped_tasks_at_their_rung() {
     );
     let s = pruner::read(&state).expect("state");
     assert_eq!(s.trials.values().filter(|t| t.stopped.is_some()).count(), 3);
+}
+
+/// A SLURM profile in `dir` of `ranks` ranks of one CPU each, ten minutes.
+fn profile(dir: &Path, ranks: u32) -> PathBuf {
+    let path = dir.join(format!("ranks{ranks}.ron"));
+    std::fs::write(
+        &path,
+        format!("(ranks: {ranks}, cpus_per_rank: 1, time: \"00:10:00\")"),
+    )
+    .expect("profile");
+    path
 }
 
 /// Submits the sweep file `sweep` to the cluster as one job array under SLURM profile
@@ -417,8 +425,7 @@ fn a_requeued_job_continues_its_own_run_and_a_silent_scheduler_closes_nothing() 
     let cluster = Cluster::start();
     let work = tempfile::tempdir().expect("tmp");
     let runs = work.path().join("runs");
-    let one = work.path().join("one.ron");
-    std::fs::write(&one, "(ranks: 1, cpus_per_rank: 1, time: \"00:10:00\")").expect("profile");
+    let one = profile(work.path(), 1);
     let args = long_args("150");
     let mut add = vec!["queue", "add", "--slurm", one.to_str().unwrap(), "--"];
     add.extend(args.iter().map(String::as_str));
