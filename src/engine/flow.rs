@@ -29,7 +29,11 @@ impl Default for LkConfig {
     }
 }
 
+/// Intensity of `[B, C, H, W]`: luma of RGB, else the mean over channels (a latent's).
 fn grey(x: &Tensor) -> Tensor {
+    if x.size()[1] != 3 {
+        return x.mean_dim([1i64].as_slice(), true, x.kind());
+    }
     let w = Tensor::from_slice(&[0.299f32, 0.587, 0.114])
         .to_device(x.device())
         .to_kind(x.kind())
@@ -63,8 +67,9 @@ fn gradients(x: &Tensor) -> (Tensor, Tensor) {
     (gx, gy)
 }
 
-/// Flow from `a` to `b` (`[B, 3, H, W]`, any range) as `[B, 2, H, W]` pixel displacements
-/// `(dx, dy)`: `a(p) ≈ b(p + flow(p))`. No gradients.
+/// Flow from `a` to `b` (`[B, C, H, W]`, any range; the luma of RGB, else the channels'
+/// mean) as `[B, 2, H, W]` pixel displacements `(dx, dy)`: `a(p) ≈ b(p + flow(p))`. No
+/// gradients.
 pub fn lucas_kanade(a: &Tensor, b: &Tensor, cfg: &LkConfig) -> Tensor {
     let device = a.device();
     tch::no_grad(|| {

@@ -197,6 +197,11 @@ crate::preset_section! {
         pub synthetic_frames: u32 => field(K::Int { min: 2, max: 100000 }, "frames", [], "Latent frames per synthetic file"),
         pub synthetic_sigma: f64 => field(K::Float { min: 0.2, max: 64.0 }, "px", [], "Width (sigma) of the synthetic blob"),
         pub synthetic_move: u32 => field(K::Int { min: 1, max: 64 }, "px", [], "How far one of the 8 synthetic actions moves the blob"),
+        /// Each training window is mirrored left-right, mirrored up-down and reversed in time,
+        /// each with probability 1/2: eight versions of every motion in the clips. Exact for
+        /// pixel latents; for an encoder's feature grid a mirror is an approximation.
+        #[serde(default)]
+        pub augment: bool => field(K::Bool, "", [], "Mirror each training window left-right and up-down and reverse it in time, each with probability 1/2 (eight versions of every motion; exact for pixel latents, approximate for an encoder's feature grid)"),
     }
 }
 
@@ -222,6 +227,7 @@ impl Default for LatentData {
             synthetic_frames: 64,
             synthetic_sigma: 1.5,
             synthetic_move: 2,
+            augment: false,
         }
     }
 }

@@ -87,6 +87,19 @@ crate::preset_section! {
         /// last frame and training learns what moves (off: the seed's direct prediction).
         #[serde(default)]
         pub predict_change: bool => field(K::Bool, "", [], "Predict the next latent as the last one plus a learned change (the output adapter starts at zero: an untrained model copies the last frame); off: the seed's direct prediction"),
+        /// The next latent is the last one moved by a flow the decoders predict (one
+        /// displacement per token, spread bilinearly over its patch; the flow head starts at
+        /// zero, so an untrained model copies the last frame), plus the decoded change with
+        /// `predict_change`: motion is the last latent sampled at full resolution, not redrawn
+        /// through the tokens.
+        #[serde(default)]
+        pub predict_motion: bool => field(K::Bool, "", [], "Predict the next latent as the last one moved by a learned flow (a displacement per token, spread bilinearly; zero at start: an untrained model copies the last frame), plus the learned change with predict_change"),
+        /// With `predict_motion`, the learned flow is a correction to the motion measured
+        /// between the two last latents (Lucas-Kanade on their channel mean, no weights): an
+        /// untrained model continues the last motion at constant velocity, and the actions
+        /// learn how the next motion departs from it.
+        #[serde(default)]
+        pub motion_prior: bool => field(K::Bool, "", [], "With predict_motion: the learned flow corrects the motion measured between the two last latents (Lucas-Kanade, no weights), so an untrained model continues the last motion; off: it corrects standing still"),
     }
 }
 
@@ -160,6 +173,8 @@ impl Default for LatentActionPreset {
                 decoder_context: DecoderContext::AllFrames,
                 separate_step_decoder: true,
                 predict_change: false,
+                predict_motion: false,
+                motion_prior: false,
             },
             train: Train {
                 batch_size: 32,
@@ -287,6 +302,30 @@ impl LatentActionPreset {
         }
     }
 
+    /// The levers for real footage, where most of a frame's change is motion and a few dozen
+    /// clips are all there is: the next latent is the last one moved by a flow (no change
+    /// redrawn through the tokens, which learned changes that did not carry over to unseen
+    /// clips), the flow a learned correction to the last motion continued at constant
+    /// velocity, and training windows mirrored and reversed in time.
+    #[must_use]
+    pub fn video() -> Self {
+        let l = Self::levers();
+        Self {
+            name: "latent_action_video".into(),
+            data: LatentData {
+                augment: true,
+                ..l.data.clone()
+            },
+            model: Model {
+                predict_change: false,
+                predict_motion: true,
+                motion_prior: true,
+                ..l.model.clone()
+            },
+            ..l
+        }
+    }
+
     /// The seed's overfit command at the tiny size: one stored batch of 4, lr 1e-3, constant.
     #[must_use]
     pub fn overfit() -> Self {
@@ -372,6 +411,13 @@ impl LatentActionPreset {
                 ),
             );
         }
+        if m.motion_prior && !m.predict_motion {
+            bad(
+                "model.motion_prior",
+                "true".into(),
+                "false unless model.predict_motion is true (the prior is a flow the motion head corrects)".into(),
+            );
+        }
         if self.train.rollout_horizon >= self.data.sequence_length {
             bad(
                 "train.rollout_horizon",
@@ -412,6 +458,8 @@ impl super::FamilyPreset for LatentActionPreset {
             m.codebook_update == CodebookUpdate::Ema,
             m.separate_step_decoder
         ) + if m.predict_change { "/change" } else { "" }
+            + if m.predict_motion { "/motion" } else { "" }
+            + if m.motion_prior { "/prior" } else { "" }
     }
 
     fn data_needs(&self) -> Vec<super::data::DataNeed<'_>> {

@@ -673,6 +673,9 @@ pub struct LatentActionModel {
     pub quantiser: Quantiser,
     pub decoder: BatchedDecoder,
     pub step_decoder: Option<StepDecoder>,
+    /// `model.predict_motion`'s flow head: output token to a displacement `(dx, dy)` in
+    /// latent pixels, zero at start.
+    pub motion: Option<nn::Linear>,
     pub pre_vq_noise: bool,
 }
 
@@ -698,6 +701,15 @@ impl LatentActionModel {
             step_decoder: cfg
                 .separate_step_decoder
                 .then(|| StepDecoder::new(&(main / "step_decoder"), cfg, d, n, max_len)),
+            // Zero weight and bias: an untrained head moves nothing (a lever of the preset).
+            motion: cfg.predict_motion.then(|| {
+                let zero = nn::LinearConfig {
+                    ws_init: nn::Init::Const(0.0),
+                    bs_init: Some(nn::Init::Const(0.0)),
+                    bias: true,
+                };
+                init::linear_as(main / "motion", d, 2, zero)
+            }),
             pre_vq_noise: cfg.pre_vq_noise,
         }
     }
@@ -713,6 +725,30 @@ impl LatentActionModel {
             mu
         };
         self.quantiser.quantise(&z_e, train)
+    }
+
+    /// Moves `prev` `[.., C, H, W]` by the flow the output tokens `z` `[.., N, D]` predict
+    /// (one displacement per token, upsampled bilinearly to the latent's size; bilinear
+    /// sampling, border values outside), added to `prior` (`[M, 2, H, W]` in latent pixels,
+    /// M the flattened leading dimensions) when given; returns `prev` as it is without a
+    /// motion head.
+    pub fn moved(&self, z: &Tensor, prev: &Tensor, prior: Option<&Tensor>) -> Tensor {
+        let Some(head) = &self.motion else {
+            return prev.shallow_clone();
+        };
+        let size = prev.size();
+        let (c, h, w) = (size[size.len() - 3], size[size.len() - 2], size[size.len() - 1]);
+        let (gh, gw) = self.adapters.grid;
+        let flow = head
+            .forward(&z.reshape([-1, gh * gw, z.size()[z.dim() - 1]]))
+            .transpose(1, 2)
+            .reshape([-1, 2, gh, gw])
+            .upsample_bilinear2d([h, w], false, None, None);
+        let flow = match prior {
+            Some(p) => flow + p,
+            None => flow,
+        };
+        crate::engine::flow::warp(&prev.reshape([-1, c, h, w]), &flow).reshape(size)
     }
 
     /// The next frame's tokens from past frames `[B, S, N, D]` and actions `[B, S, A, d_c]`:
@@ -813,6 +849,58 @@ mod tests {
         assert!(enc > 0.0 && book == 0.0, "commitment: {enc} {book}");
         let (enc, book) = grads(&out.codebook_loss);
         assert!(enc == 0.0 && book > 0.0, "codebook loss: {enc} {book}");
+    }
+
+    /// The motion head starts at rest (the last latent comes back as it is); a displacement
+    /// of one pixel to the right in every token samples each pixel's right neighbour, and one
+    /// token's displacement moves its own patch and fades over the neighbouring patch.
+    #[test]
+    fn the_motion_head_moves_the_last_latent_by_its_flow() {
+        let dev = tch::Device::Cpu;
+        let vs = nn::VarStore::new(dev);
+        let mut cfg = crate::core::preset::LatentActionPreset::default().model;
+        cfg.patch_size = 4;
+        cfg.predict_motion = true;
+        let (c, h, w) = (2i64, 8i64, 8i64);
+        let m = LatentActionModel::new(&vs.root(), &vs.root(), &cfg, (c, h, w), 3);
+        let d = i64::from(cfg.token_dim);
+        // Every pixel holds its column index (channel 1 its row index): a sampled value says
+        // where it was sampled.
+        let cols = Tensor::arange(w, (Kind::Float, dev)).view([1, 1, w]).expand([1, h, w], false);
+        let rows = Tensor::arange(h, (Kind::Float, dev)).view([1, h, 1]).expand([1, h, w], false);
+        let prev = Tensor::cat(&[cols, rows], 0).view([1, 1, c, h, w]).repeat([2, 1, 1, 1, 1]);
+        let z = Tensor::randn([2, 1, 4, d], (Kind::Float, dev));
+        let err = (m.moved(&z, &prev, None) - &prev).abs().max().double_value(&[]);
+        assert!(err < 1e-5, "an untrained head moved by {err}");
+        let head = m.motion.as_ref().expect("a motion head");
+        tch::no_grad(|| {
+            head.bs
+                .as_ref()
+                .expect("a bias")
+                .shallow_clone()
+                .copy_(&Tensor::from_slice(&[1.0f32, 0.0]));
+        });
+        let moved = m.moved(&z, &prev, None);
+        assert_eq!(moved.size(), prev.size());
+        // Columns 0..6 read their right neighbour, the last column the border; rows stay.
+        let want = (prev.select(2, 0) + 1.0).clamp_max((w - 1) as f64);
+        let err = (moved.select(2, 0) - want).abs().max().double_value(&[]);
+        assert!(err < 1e-5, "a one-pixel flow off by {err}");
+        let err = (moved.select(2, 1) - prev.select(2, 1)).abs().max().double_value(&[]);
+        assert!(err < 1e-5, "rows moved by {err}");
+        // Only token 0 (the top-left patch) moves, by 2 pixels down: its patch's centre reads
+        // two rows lower, the far patch is untouched.
+        tch::no_grad(|| {
+            let _ = head.bs.as_ref().expect("a bias").shallow_clone().zero_();
+            let _ = head.ws.shallow_clone().zero_();
+            let _ = head.ws.shallow_clone().narrow(0, 1, 1).narrow(1, 0, 1).fill_(1.0);
+        });
+        let z = Tensor::zeros([1, 1, 4, d], (Kind::Float, dev));
+        let _ = z.narrow(2, 0, 1).narrow(3, 0, 1).fill_(2.0);
+        let moved = m.moved(&z, &prev.narrow(0, 0, 1), None);
+        let at = |y: i64, x: i64| moved.double_value(&[0, 0, 1, y, x]);
+        assert!((at(1, 1) - 3.0).abs() < 1e-5, "top-left patch row {}", at(1, 1));
+        assert!((at(6, 6) - 6.0).abs() < 1e-5, "far patch row {}", at(6, 6));
     }
 
     /// The EMA lever looks the codes up before it moves them: a step's quantised codes are the
