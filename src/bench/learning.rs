@@ -173,6 +173,10 @@ pub fn latent_action(args: &super::LearnOpts) -> anyhow::Result<()> {
         last.2,
         if best.0 >= 0.75 {
             "NOT below 0.75x the copy baseline"
+        } else if best.3.is_nan() {
+            "below 0.75x copy-last (no constant-velocity baseline reported)"
+        } else if best.3 >= 1.0 {
+            "below 0.75x copy-last, but no better than continuing the last motion: the gain is the constant-velocity baseline's, not learned"
         } else if best.3 > 0.95 {
             "below 0.75x copy-last, but within 5 % of continuing the last motion: the gain is the constant-velocity baseline's, not learned"
         } else {

@@ -672,7 +672,9 @@ pub fn purity(pairs: &[(Vec<i64>, i64)]) -> f64 {
 /// one frame at constant velocity, `[M, 2, H, W]` over the flattened leading dimensions:
 /// Lucas-Kanade finds `prev(p) ≈ before(p + g)`, so the next frame is `prev(p + g)`.
 fn last_motion(prev: &Tensor, before: &Tensor) -> Tensor {
-    crate::engine::flow::lucas_kanade(&frames(prev), &frames(before), &Default::default())
+    // On the channels' mean, whatever the latent (three latent channels are not RGB).
+    let mean = |x: &Tensor| frames(x).mean_dim([1i64].as_slice(), true, Kind::Float);
+    crate::engine::flow::lucas_kanade(&mean(prev), &mean(before), &Default::default())
 }
 
 /// `[.., C, H, W]` as `[M, C, H, W]`.
@@ -1213,6 +1215,9 @@ mod tests {
             p.model.motion_prior = true;
             p.model.predict_change = false;
             p.data.sequence_length = 5;
+            p.train.rollout_horizon = 3;
+            // Wide enough that the columns a move brings in (border values) weigh little.
+            p.data.synthetic_size = 32;
         }
         let AnyPreset::LatentAction(p) = &preset else {
             unreachable!()
@@ -1243,6 +1248,16 @@ mod tests {
             let (p, c) = (at(&pred, i), at(&copy, i));
             assert!(p < 0.2 * c, "step {i}: {p} against copying {c}");
         }
+        // The rollout from frame 1 predicts frame 2 from the truth, then frames 3 and 4 from its
+        // own frames and the frame before each: the motion goes on (with the frame before
+        // forgotten, a step would copy its own prediction, one pixel behind).
+        let f = tch::no_grad(|| t.forward(&x, false, Some(1)));
+        let (roll, _) = f.rollout.expect("a rollout");
+        let one_behind = (x.select(1, 2) - x.select(1, 3)).square().mean(Kind::Float);
+        let (r, c) = (roll.double_value(&[]), one_behind.double_value(&[]));
+        // 0.28 of it here (the columns each step brings in are border values); 0.61 with the
+        // frame before forgotten.
+        assert!(r < 0.4 * c, "rollout {r} against copying its last frame {c}");
     }
 
     /// Every augmented window is one of its eight mirrored and reversed versions, drawn
@@ -1296,14 +1311,14 @@ mod tests {
         let f = tch::no_grad(|| t.forward(&x, false, Some(0)));
         let copy = x.narrow(1, 0, steps - 1);
         let err = (&f.pred - &copy).abs().max().double_value(&[]);
-        assert!(err < 1e-6, "teacher-forced frames differ from copying by {err}");
+        assert!(err < 1e-5, "teacher-forced frames differ from copying by {err}");
         let copy_mse = (&copy - x.narrow(1, 1, steps - 1)).square().mean(Kind::Float);
         assert!((f.mse.double_value(&[]) - copy_mse.double_value(&[])).abs() < 1e-9);
         let codes = f.q.indices.shallow_clone();
         let rolled = t.rollout_from_first(&x, &codes, steps - 1);
         let first = x.narrow(1, 0, 1).expand_as(&rolled);
         let err = (&rolled - first).abs().max().double_value(&[]);
-        assert!(err < 1e-6, "the rollout moved by {err}");
+        assert!(err < 1e-5, "the rollout moved by {err}");
     }
 
     /// A model predicting changes starts by predicting none, so its rollout from anchor `t0`
