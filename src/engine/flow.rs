@@ -57,6 +57,12 @@ pub fn warp(img: &Tensor, flow: &Tensor) -> Tensor {
     img.grid_sampler(&grid, 0, 1, true)
 }
 
+/// [`warp`] for frames with any leading dimensions, `[.., C, H, W]`, by a flow `[M, 2, H, W]`
+/// over those dimensions flattened; the frames come back in their own shape.
+pub fn warp_frames(frames: &Tensor, flow: &Tensor) -> Tensor {
+    warp(&frames.flatten(0, -4), flow).reshape(frames.size())
+}
+
 fn gradients(x: &Tensor) -> (Tensor, Tensor) {
     let padded = x.replication_pad2d([1, 1, 1, 1]);
     let (h, w) = (x.size()[2], x.size()[3]);

@@ -736,8 +736,7 @@ impl LatentActionModel {
         let Some(head) = &self.motion else {
             return prev.shallow_clone();
         };
-        let size = prev.size();
-        let (c, h, w) = (size[size.len() - 3], size[size.len() - 2], size[size.len() - 1]);
+        let (h, w) = (prev.size()[prev.dim() - 2], prev.size()[prev.dim() - 1]);
         let (gh, gw) = self.adapters.grid;
         let flow = head
             .forward(&z.reshape([-1, gh * gw, z.size()[z.dim() - 1]]))
@@ -748,7 +747,7 @@ impl LatentActionModel {
             Some(p) => flow + p,
             None => flow,
         };
-        crate::engine::flow::warp(&prev.reshape([-1, c, h, w]), &flow).reshape(size)
+        crate::engine::flow::warp_frames(prev, &flow)
     }
 
     /// The next frame's tokens from past frames `[B, S, N, D]` and actions `[B, S, A, d_c]`:

@@ -406,16 +406,16 @@ impl LatentActionTrainer {
     /// neither, the decoded frame.
     fn next_frames(&self, z: &Tensor, prev: &Tensor, before: &Tensor) -> Tensor {
         let m = &self.cfg.model;
-        let base = if m.predict_motion {
-            let prior = m.motion_prior.then(|| last_motion(prev, before));
-            self.model.moved(z, prev, prior.as_ref())
+        if !m.predict_motion {
+            let decoded = self.model.adapters.frames(z);
+            return if m.predict_change { prev + decoded } else { decoded };
+        }
+        let prior = m.motion_prior.then(|| last_motion(prev, before));
+        let moved = self.model.moved(z, prev, prior.as_ref());
+        if m.predict_change {
+            moved + self.model.adapters.frames(z)
         } else {
-            prev.shallow_clone()
-        };
-        match (m.predict_change, m.predict_motion) {
-            (true, _) => base + self.model.adapters.frames(z),
-            (false, true) => base,
-            (false, false) => self.model.adapters.frames(z),
+            moved
         }
     }
 
@@ -673,20 +673,16 @@ pub fn purity(pairs: &[(Vec<i64>, i64)]) -> f64 {
 /// Lucas-Kanade finds `prev(p) ≈ before(p + g)`, so the next frame is `prev(p + g)`.
 fn last_motion(prev: &Tensor, before: &Tensor) -> Tensor {
     // On the channels' mean, whatever the latent (three latent channels are not RGB).
-    let mean = |x: &Tensor| frames(x).mean_dim([1i64].as_slice(), true, Kind::Float);
+    let mean = |x: &Tensor| {
+        x.flatten(0, -4)
+            .mean_dim([1i64].as_slice(), true, Kind::Float)
+    };
     crate::engine::flow::lucas_kanade(&mean(prev), &mean(before), &Default::default())
-}
-
-/// `[.., C, H, W]` as `[M, C, H, W]`.
-fn frames(x: &Tensor) -> Tensor {
-    let size = x.size();
-    let n = size.len();
-    x.reshape([-1, size[n - 3], size[n - 2], size[n - 1]])
 }
 
 /// The constant-velocity baseline: `prev` moved on by the motion from `before` to it.
 fn continue_motion(prev: &Tensor, before: &Tensor) -> Tensor {
-    crate::engine::flow::warp(&frames(prev), &last_motion(prev, before)).reshape(prev.size())
+    crate::engine::flow::warp_frames(prev, &last_motion(prev, before))
 }
 
 /// Windows `[B, T, C, H, W]`, each mirrored left-right, mirrored up-down and reversed in time
@@ -1207,10 +1203,7 @@ mod tests {
     /// prior of the wrong sign would move it two pixels off).
     #[test]
     fn the_motion_prior_continues_the_last_motion() {
-        let mut preset = AnyPreset::LatentAction(LatentActionPreset::default())
-            .tiny()
-            .expect("tiny");
-        if let AnyPreset::LatentAction(p) = &mut preset {
+        let t = tiny_trainer(|p| {
             p.model.predict_motion = true;
             p.model.motion_prior = true;
             p.model.predict_change = false;
@@ -1218,11 +1211,7 @@ mod tests {
             p.train.rollout_horizon = 3;
             // Wide enough that the columns a move brings in (border values) weigh little.
             p.data.synthetic_size = 32;
-        }
-        let AnyPreset::LatentAction(p) = &preset else {
-            unreachable!()
-        };
-        let t = LatentActionTrainer::new(p, Device::Cpu).expect("trainer");
+        });
         let (c, h, w) = (t.data.channels as i64, t.data.height as i64, t.data.width as i64);
         let frames: Vec<Tensor> = (0..5)
             .map(|i| {
@@ -1291,21 +1280,26 @@ mod tests {
         assert!(seen.iter().all(|&n| n > 0), "versions drawn {seen:?}");
     }
 
+    /// A trainer of the tiny preset with `edit` applied, on the CPU.
+    fn tiny_trainer(edit: impl FnOnce(&mut LatentActionPreset)) -> LatentActionTrainer {
+        let AnyPreset::LatentAction(mut p) = AnyPreset::LatentAction(LatentActionPreset::default())
+            .tiny()
+            .expect("tiny")
+        else {
+            unreachable!()
+        };
+        edit(&mut p);
+        LatentActionTrainer::new(&p, Device::Cpu).expect("trainer")
+    }
+
     /// A model predicting motion alone starts at rest: every predicted frame, teacher-forced
     /// or rolled out, is the last frame as it was, on the real loader's windows.
     #[test]
     fn a_motion_model_starts_by_copying_the_last_frame() {
-        let mut preset = AnyPreset::LatentAction(LatentActionPreset::default())
-            .tiny()
-            .expect("tiny");
-        if let AnyPreset::LatentAction(p) = &mut preset {
+        let t = tiny_trainer(|p| {
             p.model.predict_motion = true;
             p.model.predict_change = false;
-        }
-        let AnyPreset::LatentAction(p) = &preset else {
-            unreachable!()
-        };
-        let t = LatentActionTrainer::new(p, Device::Cpu).expect("trainer");
+        });
         let x = t.data.batch(Split::Train, &[0, 1], Device::Cpu).expect("batch").x;
         let steps = x.size()[1];
         let f = tch::no_grad(|| t.forward(&x, false, Some(0)));
@@ -1326,18 +1320,12 @@ mod tests {
     /// every value is their index make any other indexing give another number.
     #[test]
     fn the_rollout_is_held_against_the_frames_after_its_anchor() {
-        let mut preset = AnyPreset::LatentAction(LatentActionPreset::default())
-            .tiny()
-            .expect("tiny");
-        if let AnyPreset::LatentAction(p) = &mut preset {
+        let t = tiny_trainer(|p| {
             p.model.predict_change = true;
             p.train.rollout_horizon = 3;
             p.data.sequence_length = 5;
-        }
-        let AnyPreset::LatentAction(p) = &preset else {
-            unreachable!()
-        };
-        let t = LatentActionTrainer::new(p, Device::Cpu).expect("trainer");
+        });
+        let p = &t.cfg;
         let (c, h, w) = (t.data.channels, t.data.height, t.data.width);
         let frames: Vec<Tensor> = (0..5)
             .map(|i| {
