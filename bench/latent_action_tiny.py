@@ -56,7 +56,7 @@ def ln(x):
 
 def expand(allowed, n):
     m = allowed.repeat_interleave(n, 0).repeat_interleave(n, 1)
-    return torch.zeros(m.shape).masked_fill(~m, float("-inf"))
+    return torch.zeros(m.shape, device=m.device).masked_fill(~m, float("-inf"))
 
 
 class Lam(nn.Module):
@@ -97,7 +97,7 @@ class Lam(nn.Module):
         b, t, n, _ = tok.shape
         x = ln(self.e_proj(tok)) + self.e_sp + self.e_t[:t, None]
         x = x.reshape(b, t * n, -1)
-        i = torch.arange(t)
+        i = torch.arange(t, device=tok.device)
         mask = expand(i[None, :] <= i[:, None] + 1, n)
         for blk in self.e_blocks:
             x = blk(x, mask)
@@ -117,7 +117,7 @@ class Lam(nn.Module):
         q = self.d_q[None].expand(b, s, n, -1)
         chunk = 2 * n + self.a
         x = torch.cat([f, c, q], 2).reshape(b, s * chunk, -1) + self.d_pos[:, : s * chunk]
-        i = torch.arange(s)
+        i = torch.arange(s, device=frames.device)
         mask = expand(i[None, :] <= i[:, None], chunk)
         for blk in self.d_blocks:
             x = blk(x, mask)
@@ -143,11 +143,12 @@ def main():
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    m = Lam()
+    dev = torch.device(a.device)
+    m = Lam().to(dev)
     enc = [p for n, p in m.named_parameters() if n.startswith(("e_", "mu", "logvar"))]
     rest = [p for n, p in m.named_parameters() if not n.startswith(("e_", "mu", "logvar"))]
     opts = [torch.optim.AdamW(g, lr=1e-3, betas=(0.9, 0.999), weight_decay=0.01) for g in (enc, rest)]
-    data = torch.randn(8, a.batch, 5, 4, 16, 16) * 0.3
+    data = torch.randn(8, a.batch, 5, 4, 16, 16, device=dev) * 0.3
 
     def one(i):
         x = data[i % len(data)]
@@ -173,6 +174,8 @@ def main():
     t0 = time.perf_counter()
     for i in range(a.steps):
         one(i)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
     dt = (time.perf_counter() - t0) / a.steps
     print(json.dumps({"step_s": dt, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 

@@ -82,7 +82,7 @@ class AE(nn.Module):
             total = self.n.sum()
             w = (self.n + 1e-7) / (total + self.emb.shape[0] * 1e-7) * total
             self.emb.copy_(self.z_avg / w[:, None])
-            fresh = flat.detach()[torch.randperm(flat.shape[0])[: self.emb.shape[0]]]
+            fresh = flat.detach()[torch.randperm(flat.shape[0], device=flat.device)[: self.emb.shape[0]]]
             dead = (self.n < 1.0)[:, None]
             self.emb.copy_(torch.where(dead, fresh, self.emb))
         e = self.emb[idx]
@@ -133,10 +133,11 @@ def main():
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    ae, d2, d3 = AE(), Disc(False), Disc(True)
+    dev = torch.device(a.device)
+    ae, d2, d3 = AE().to(dev), Disc(False).to(dev), Disc(True).to(dev)
     opt_ae = torch.optim.Adam(ae.parameters(), lr=3e-4, betas=(0.5, 0.9))
     opt_d = torch.optim.Adam(list(d2.parameters()) + list(d3.parameters()), lr=3e-4, betas=(0.5, 0.9))
-    data = torch.rand(8, a.batch, 1, a.size, a.size, a.size) * 2 - 1
+    data = torch.rand(8, a.batch, 1, a.size, a.size, a.size, device=dev) * 2 - 1
     if a.patch > 0:
         # Every patch of the step's volumes as one batch: [batch * (size/patch)^3, 1, p, p, p].
         p = a.patch
@@ -147,8 +148,8 @@ def main():
         )
 
     def slices(x, xr):
-        t = torch.randint(0, x.shape[2], (x.shape[0],))
-        idx = torch.arange(x.shape[0])
+        t = torch.randint(0, x.shape[2], (x.shape[0],), device=x.device)
+        idx = torch.arange(x.shape[0], device=x.device)
         return x[idx, :, t], xr[idx, :, t]
 
     def fm(fake, real):
@@ -156,18 +157,34 @@ def main():
         # The originals' weight, 4.0 / (3 + 1), whatever the number of layers.
         return sum(1.0 * (f - r.detach()).abs().mean() for f, r in zip(fake[:n], real[:n]))
 
+    # Where the timed steps go, named as the workbench names its parts (clipping counts
+    # with the backward, as there).
+    parts = {}
+    clock = [None, time.perf_counter()]
+
+    def enter(part):
+        # Host time: on a GPU the host runs ahead, as the workbench's parts say of theirs.
+        now = time.perf_counter()
+        if clock[0] is not None:
+            parts[clock[0]] = parts.get(clock[0], 0.0) + now - clock[1]
+        clock[0], clock[1] = part, now
+
     def ae_only(i):
+        enter("autoencoder forward")
         x = data[i % len(data)]
         xr, commit = ae(x)
         loss = (xr - x).abs().mean() + 0.25 * commit
+        enter("autoencoder backward")
         opt_ae.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(ae.parameters(), 1.0)
+        enter("optimiser")
         opt_ae.step()
 
     def one(i):
         if a.no_critics:
             return ae_only(i)
+        enter("autoencoder forward")
         x = data[i % len(data)]
         xr, commit = ae(x)
         f, fr = slices(x, xr)
@@ -176,10 +193,13 @@ def main():
         vf, vff = d3(xr)
         _, vfr = d3(x)
         loss = (xr - x).abs().mean() + 0.25 * commit - lf.mean() - 0.5 * vf.mean() + 4.0 * (fm(ff, fr_) + fm(vff, vfr))
+        enter("autoencoder backward")
         opt_ae.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(ae.parameters(), 1.0)
+        enter("optimiser")
         opt_ae.step()
+        enter("critics forward")
         opt_d.zero_grad()
         f, fr = slices(x, xr.detach())
         r, _ = d2(f)
@@ -187,16 +207,25 @@ def main():
         r3, _ = d3(x)
         g3, _ = d3(xr.detach())
         hinge = lambda r, g: 0.5 * (F.relu(1 - r).mean() + F.relu(1 + g).mean())
-        (hinge(r, g) + 0.5 * hinge(r3, g3)).backward()
+        dloss = hinge(r, g) + 0.5 * hinge(r3, g3)
+        enter("critics backward")
+        dloss.backward()
+        enter("optimiser")
         opt_d.step()
 
     for i in range(3):
         one(i)
+    parts.clear()
     t0 = time.perf_counter()
+    clock[0], clock[1] = None, t0
     for i in range(a.steps):
         one(i)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    enter(None)
     dt = (time.perf_counter() - t0) / a.steps
-    print(json.dumps({"step_s": dt, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"step_s": dt, "peak_rss_mib": rss, "parts": parts}))
 
 
 if __name__ == "__main__":

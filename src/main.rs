@@ -4,5 +4,6 @@
 mod cli;
 
 fn main() -> std::process::ExitCode {
+    workbench::engine::ops::keep_large_host_allocations();
     cli::run()
 }

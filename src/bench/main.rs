@@ -30,6 +30,8 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    // As the workbench runs (the PyTorch scripts it runs beside keep glibc's defaults).
+    workbench::engine::ops::keep_large_host_allocations();
     let cli = Cli::parse();
     match run(&cli.command) {
         Ok(()) => ExitCode::SUCCESS,

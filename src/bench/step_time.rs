@@ -63,7 +63,11 @@ pub fn wgan_gp(args: &Opts) -> anyhow::Result<()> {
         let line = if args.no_python {
             format!("  round {round}: workbench {:.1} ms/step", rust_step * 1e3)
         } else {
-            let (py_step, mem) = python_round(args, "bench/wgan_gp_small.py", &[])?;
+            let PyRound {
+                step_s: py_step,
+                peak_rss_mib: mem,
+                ..
+            } = python_round(args, "bench/wgan_gp_small.py", &[])?;
             py_mem = py_mem.max(mem); // f64::max ignores the initial NaN
             theirs.push(py_step);
             ratios.push(rust_step / py_step);
@@ -334,10 +338,18 @@ fn side_by_side_with(
     sync();
     let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     let mut py_mem = f64::NAN;
+    // Where each side's timed steps went, summed over all rounds (host clocks).
+    let mut our_parts: Vec<(&'static str, f64)> = Vec::new();
+    let mut their_parts: Vec<(String, f64)> = Vec::new();
     for round in 0..args.rounds {
         let t0 = Instant::now();
         for _ in 0..args.steps {
+            workbench::engine::timing::start();
             trainer.train_step(&ctx(step))?;
+            sync();
+            for (part, s) in workbench::engine::timing::finish() {
+                add_part(&mut our_parts, part, s);
+            }
             step += 1;
         }
         sync();
@@ -347,7 +359,14 @@ fn side_by_side_with(
             println!("  round {round}: workbench {:.1} ms/step", per * 1e3);
             continue;
         };
-        let (py, mem) = python_round(args, script, extra)?;
+        let PyRound {
+            step_s: py,
+            peak_rss_mib: mem,
+            parts,
+        } = python_round(args, script, extra)?;
+        for (part, s) in parts {
+            add_part(&mut their_parts, part, s);
+        }
         py_mem = py_mem.max(mem);
         theirs.push(py);
         ratios.push(per / py);
@@ -364,6 +383,11 @@ fn side_by_side_with(
         peak_rss_mib(),
         notes[0]
     );
+    let steps = (u64::from(args.rounds) * args.steps).max(1) as f64;
+    println!(
+        "  workbench's step by part: {}",
+        parts_line(&our_parts, steps)
+    );
     if !theirs.is_empty() {
         println!(
             "  PyTorch eager:   median {:.1} ms/step, peak RSS {:.0} MiB ({})",
@@ -371,6 +395,12 @@ fn side_by_side_with(
             py_mem,
             notes[1]
         );
+        if !their_parts.is_empty() {
+            println!(
+                "  PyTorch's step by part:    {}",
+                parts_line(&their_parts, steps)
+            );
+        }
         let (lo, hi) = (
             ratios.iter().copied().fold(f64::INFINITY, f64::min),
             ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max),
@@ -383,9 +413,36 @@ fn side_by_side_with(
     Ok(())
 }
 
-/// One round of a PyTorch script (its own warm-up, then `steps` timed steps): seconds per
-/// step and the process's peak RSS in MiB.
-fn python_round(args: &Opts, script: &str, extra: &[String]) -> anyhow::Result<(f64, f64)> {
+/// Adds `s` seconds to `part`'s sum, a new part at the end.
+fn add_part<S: PartialEq>(parts: &mut Vec<(S, f64)>, part: S, s: f64) {
+    match parts.iter_mut().find(|(p, _)| *p == part) {
+        Some(slot) => slot.1 += s,
+        None => parts.push((part, s)),
+    }
+}
+
+/// `part 12.3 ms, ...`: each part's mean milliseconds over `steps` steps.
+fn parts_line<S: AsRef<str>>(parts: &[(S, f64)], steps: f64) -> String {
+    parts
+        .iter()
+        .map(|(p, s)| format!("{} {:.1} ms", p.as_ref(), s / steps * 1e3))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What one round of a PyTorch script reported.
+struct PyRound {
+    /// Seconds per timed step.
+    step_s: f64,
+    /// The process's peak RSS.
+    peak_rss_mib: f64,
+    /// The seconds of each part of its timed steps, where the script reports them
+    /// (`"parts": {"autoencoder forward": s, ...}`).
+    parts: Vec<(String, f64)>,
+}
+
+/// One round of a PyTorch script: its own warm-up, then `steps` timed steps.
+fn python_round(args: &Opts, script: &str, extra: &[String]) -> anyhow::Result<PyRound> {
     let out = Command::new(&args.python)
         .args([
             script,
@@ -414,8 +471,17 @@ fn python_round(args: &Opts, script: &str, extra: &[String]) -> anyhow::Result<(
         .find(|l| l.starts_with('{'))
         .context("no JSON line from the PyTorch script")?;
     let v: serde_json::Value = serde_json::from_str(line)?;
-    Ok((
-        v["step_s"].as_f64().unwrap_or(f64::NAN),
-        v["peak_rss_mib"].as_f64().unwrap_or(f64::NAN),
-    ))
+    let parts = v["parts"]
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, s)| (k.clone(), s.as_f64().unwrap_or(f64::NAN)))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(PyRound {
+        step_s: v["step_s"].as_f64().unwrap_or(f64::NAN),
+        peak_rss_mib: v["peak_rss_mib"].as_f64().unwrap_or(f64::NAN),
+        parts,
+    })
 }

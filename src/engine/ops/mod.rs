@@ -1,7 +1,7 @@
 //! Operators that tch's generated bindings cannot express, called through a small C++ shim
-//! (`ops.cpp`, compiled by `build.rs` against the same libtorch). This is the crate's only
-//! `unsafe` code: each function hands a borrowed tensor pointer to ATen and takes ownership
-//! of the tensor it returns.
+//! (`ops.cpp`, compiled by `build.rs` against the same libtorch), and the host allocator's one
+//! setting. With `dist`, the crate's only `unsafe` code: each function hands a borrowed tensor
+//! pointer to ATen and takes ownership of the tensor it returns.
 
 #![allow(unsafe_code)]
 
@@ -17,6 +17,7 @@ extern "C" {
         error: *mut *mut c_char,
     ) -> *mut C_tensor;
     fn wb_clear_grad(x: *mut C_tensor, error: *mut *mut c_char) -> bool;
+    fn wb_keep_large_allocations(threshold: std::ffi::c_int) -> bool;
     fn wb_free_error(error: *mut c_char);
 }
 
@@ -96,10 +97,84 @@ pub fn drop_grads<'a>(params: impl IntoIterator<Item = &'a mut Tensor>) {
     }
 }
 
+/// The C library's settings a user gave, which [`keep_large_host_allocations`] leaves alone.
+const MALLOC_SETTINGS: [&str; 5] = [
+    "MALLOC_ARENA_MAX",
+    "MALLOC_MMAP_THRESHOLD_",
+    "MALLOC_TRIM_THRESHOLD_",
+    "MALLOC_TOP_PAD_",
+    "GLIBC_TUNABLES",
+];
+
+/// Keeps the CPU's large tensors in the process between steps, as PyTorch's caching
+/// allocator keeps GPU memory: host allocations up to 1 GiB come from one heap that every
+/// thread shares, and up to 1 GiB of freed memory stays there. With glibc's defaults every
+/// allocation over 32 MiB is mapped afresh and unmapped when freed, and on any thread but the
+/// first, whose heaps hold at most 64 MiB, every one over 64 MiB whatever the threshold, so
+/// each step page-faults its largest buffers in again (README, "Why is my step slow").
+/// Costs peak memory (12-24 % in the measurements there). Leaves the allocator as it is when
+/// the user set any of glibc's malloc variables, and where the C library is not glibc; returns
+/// whether the settings were made. Call it first in `main`, before any thread allocates.
+pub fn keep_large_host_allocations() -> bool {
+    if MALLOC_SETTINGS
+        .iter()
+        .any(|v| std::env::var_os(v).is_some())
+    {
+        return false;
+    }
+    // SAFETY: mallopt only changes the allocator's settings, under its own lock.
+    unsafe { wb_keep_large_allocations(1 << 30) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use tch::{Device, Kind};
+
+    /// This thread's minor page faults so far (`/proc/thread-self/stat`, field 10).
+    #[cfg(target_os = "linux")]
+    fn page_faults() -> u64 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        // After the command's closing parenthesis: state is field 3, minflt field 10.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        rest.split(' ').nth(7).unwrap().parse().unwrap()
+    }
+
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn a_freed_large_buffer_is_reused_without_page_faults() {
+        if MALLOC_SETTINGS
+            .iter()
+            .any(|v| std::env::var_os(v).is_some())
+        {
+            return; // the user's settings stand, whatever they are
+        }
+        assert!(keep_large_host_allocations());
+        // On a thread of its own, as the trainer's: 48 MiB is over glibc's largest mmap
+        // threshold and inside a thread's heap. (The shared arena, which also keeps buffers
+        // over 64 MiB, cannot be checked here: glibc fixes the arena count when a process's
+        // second thread first allocates, and the test harness's threads have; the README's
+        // measurements show it.)
+        const MIB: usize = 48;
+        let faults = std::thread::Builder::new()
+            .name("page-faults".into())
+            .spawn(|| {
+                // Filled on this thread (a tensor's fill may run on the intra-op threads).
+                let fill = || std::hint::black_box(vec![1u8; MIB << 20]);
+                drop(fill());
+                let before = page_faults();
+                drop(fill());
+                page_faults() - before
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        // glibc's defaults map it afresh each time: a fault for each of its 12,288 pages.
+        assert!(
+            faults < 1000,
+            "{MIB} MiB filled again: {faults} page faults"
+        );
+    }
 
     #[test]
     fn matches_the_definition_with_first_and_second_derivatives() {

@@ -7,6 +7,9 @@
 
 #include <cstdlib>
 #include <exception>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include "../shim_error.hpp"
 
@@ -33,6 +36,19 @@ bool wb_clear_grad(at::Tensor *x, char **error) {
     *error = copy_message(e.what());
     return false;
   }
+}
+
+// Serves host allocations up to `threshold` bytes from one heap that every thread shares, and
+// keeps up to that much free memory there (glibc's arena count, mmap and trim thresholds); false
+// where the C library has no such knobs.
+bool wb_keep_large_allocations(int threshold) {
+#if defined(__GLIBC__)
+  return mallopt(M_ARENA_MAX, 1) == 1 && mallopt(M_MMAP_THRESHOLD, threshold) == 1 &&
+         mallopt(M_TRIM_THRESHOLD, threshold) == 1;
+#else
+  (void)threshold;
+  return false;
+#endif
 }
 
 void wb_free_error(char *error) { std::free(error); }
