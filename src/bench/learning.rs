@@ -388,6 +388,12 @@ fn learning_preset(
             .with_context(|| format!("--set {s}: expected FIELD.PATH=VALUE"))?;
         sets.push((k, workbench::core::preset::schema::parse_cli_value(v)));
     }
-    base.with_overrides(sets)
-        .map_err(|e| anyhow::anyhow!("{name}: {e:?}"))
+    let p = base
+        .with_overrides(sets)
+        .map_err(|e| anyhow::anyhow!("{name}: {e:?}"))?;
+    // As a run applies it (`threads` 0 keeps libtorch's default, one per core).
+    if p.threads() > 0 {
+        tch::set_num_threads(p.threads() as i32);
+    }
+    Ok(p)
 }

@@ -50,7 +50,12 @@ impl super::FamilyPreset for WubuGaadPreset {
             // nothing that fits, or silently leaves heads out).
             "/rl{}/trunk{}/enc{}/as{}/ro{}/fn{}/dc{}/hb{}/rs{}",
             m.region_latent, m.gen_trunk, m.encode_target, m.assembly_sharpness, m.region_overlap, m.feature_norm, m.dc_gain, m.head_box, m.region_spectrum
-        )
+        ) + &if m.refine_channels > 0 {
+            // Only when on, so checkpoints from before the refiner keep their signature.
+            format!("/rf{}", m.refine_channels)
+        } else {
+            String::new()
+        }
     }
 
     fn data_needs(&self) -> Vec<super::data::DataNeed<'_>> {
@@ -300,6 +305,13 @@ crate::preset_section! {
         /// own boxes, meeting edge to edge (the original).
         #[serde(default)]
         pub region_overlap: f64 => field(K::Float { min: 0.0, max: 1.0 }, "", [], "Regions grow by this share of their size and cross-fade where neighbours overlap, so no seam shows; 0 = the layout's own boxes (the original)"),
+        /// A residual refiner of this width over each assembled frame at full resolution:
+        /// three 3x3 convolutions, the last started at zero (so training starts from the
+        /// assembled frame), that can mend what the patches cannot hold where regions meet
+        /// (seams, the coarse regions' blur) from the generated frame alone; 0 = the
+        /// assembled frame as it is (the original).
+        #[serde(default)]
+        pub refine_channels: u32 => field(K::Int { min: 0, max: 256 }, "", [], "Width of a residual convolutional refiner over each assembled frame (mends seams where regions meet); 0 = the assembled frame as it is (the original)"),
         /// Whether the encoder sees the predicted frames (the original: reconstruction) or only
         /// the input frames, so that the predicted frame is a real prediction.
         #[serde(default = "yes")]
@@ -470,6 +482,7 @@ impl Default for WubuGaadPreset {
                 region_latent: 0,
                 assembly_sharpness: 0.0,
                 region_overlap: 0.0,
+                refine_channels: 0,
                 encode_target: true,
                 gen_trunk: true,
                 head_box: false,

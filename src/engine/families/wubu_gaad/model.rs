@@ -549,6 +549,94 @@ pub struct Generator {
     box_in: (Option<nn::Linear>, Option<nn::Linear>),
     /// Multipliers of the DFT and DCT heads' outputs: the DC gain, ones elsewhere.
     dc_gain: (Tensor, Tensor),
+    /// `model.refine_channels`: the residual refiner over the assembled frames.
+    refine: Option<Refiner>,
+}
+
+/// A residual refiner over frames at full resolution: `x + conv(GELU(conv(GELU(conv([x, g])))))`
+/// with 3x3 convolutions, the last started at zero so that it starts as the identity. `g` is
+/// the layout's guide ([`Refiner::guide`]): where regions meet and how coarse each pixel's
+/// patch is, which a convolution cannot see from the frame alone. It sees only the generated
+/// frame and the layout, so all it adds still comes from the latent.
+#[derive(Debug)]
+pub struct Refiner {
+    convs: [nn::Conv2D; 3],
+}
+
+impl Refiner {
+    /// Guide channels: the region borders, the patch's coarseness.
+    pub const GUIDE: i64 = 2;
+
+    pub fn new(vs: &nn::Path<'_>, c: i64, width: i64) -> Self {
+        let cfg = nn::ConvConfig {
+            padding: 1,
+            ..Default::default()
+        };
+        let last = init::conv2d(vs / "refine3", width, c, 3, Rule::Wubu, cfg);
+        tch::no_grad(|| {
+            let _ = last.ws.shallow_clone().zero_();
+            if let Some(b) = &last.bs {
+                let _ = b.shallow_clone().zero_();
+            }
+        });
+        Self {
+            convs: [
+                init::conv2d(vs / "refine1", c + Self::GUIDE, width, 3, Rule::Wubu, cfg),
+                init::conv2d(vs / "refine2", width, width, 3, Rule::Wubu, cfg),
+                last,
+            ],
+        }
+    }
+
+    /// The layout's guide `[1, 2, H, W]`: 1 within a pixel of an edge where regions meet (0
+    /// elsewhere), and log2 of the frame pixels per patch pixel (each way) of the finest
+    /// region covering the pixel (0 where none does).
+    pub fn guide(boxes: &[[f64; 4]], d: &Dims, device: tch::Device) -> Tensor {
+        let (w, h) = (d.w as u32, d.h as u32);
+        let borders: Vec<f32> = crate::core::gaad::border_mask(boxes, w, h)
+            .into_iter()
+            .map(|b| f32::from(u8::from(b)))
+            .collect();
+        let mut coarse = vec![f32::INFINITY; borders.len()];
+        for &[x1, y1, x2, y2] in boxes {
+            let per = (((x2 - x1) / d.pw as f64) * ((y2 - y1) / d.ph as f64))
+                .max(1e-6)
+                .sqrt()
+                .log2() as f32;
+            for y in 0..h {
+                let cy = f64::from(y) + 0.5;
+                for x in 0..w {
+                    let cx = f64::from(x) + 0.5;
+                    let slot = &mut coarse[(y * w + x) as usize];
+                    if cx >= x1 && cx < x2 && cy >= y1 && cy < y2 && per < *slot {
+                        *slot = per;
+                    }
+                }
+            }
+        }
+        for c in &mut coarse {
+            if !c.is_finite() {
+                *c = 0.0;
+            }
+        }
+        Tensor::from_slice(&[borders, coarse].concat())
+            .view([1, Self::GUIDE, d.h, d.w])
+            .to_device(device)
+    }
+
+    /// `[..., C, H, W]` frames refined with the layout's `guide`, the same shape.
+    pub fn forward(&self, frames: &Tensor, guide: &Tensor) -> Tensor {
+        let s = frames.size();
+        let n = s.len();
+        let x = frames.reshape([-1, s[n - 3], s[n - 2], s[n - 1]]);
+        let g = guide
+            .to_kind(x.kind())
+            .expand([x.size()[0], Self::GUIDE, s[n - 2], s[n - 1]], false);
+        let [c1, c2, c3] = &self.convs;
+        let h = watch::act(&c1.ws, c1.forward(&Tensor::cat(&[&x, &g], 1)).gelu("none"));
+        let h = watch::act(&c2.ws, c2.forward(&h).gelu("none"));
+        (x + c3.forward(&h)).view(s.as_slice())
+    }
 }
 
 impl Generator {
@@ -696,6 +784,8 @@ impl Generator {
                     dc_gain_mask(&[d.ph, d.pw], gain, vs.device()),
                 )
             },
+            refine: (m.refine_channels > 0)
+                .then(|| Refiner::new(vs, d.c, i64::from(m.refine_channels))),
         }
     }
 
@@ -808,8 +898,12 @@ impl Generator {
         } else {
             patches[0].shallow_clone()
         };
+        let frames = assemble(&mean, boxes, d);
         Generated {
-            frames: assemble(&mean, boxes, d),
+            frames: match &self.refine {
+                Some(r) => r.forward(&frames, &Refiner::guide(boxes, d, frames.device())),
+                None => frames,
+            },
             dft,
             dct,
             patches,

@@ -897,6 +897,69 @@ mod tests {
         WubuGaadTrainer::new(p, Device::Cpu).expect("trainer")
     }
 
+    /// The refiner starts as the identity on the assembled frame, learns what a 3x3
+    /// neighbourhood can mend (here, undoing a blur), and trains inside the generator.
+    #[test]
+    fn the_refiner_starts_as_the_assembled_frame_and_learns_at_full_resolution() {
+        tch::manual_seed(5);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let r = model::Refiner::new(&vs.root(), 3, 8);
+        // A 16x16 frame: the whole-frame box over two regions side by side (4 and 12 pixels
+        // wide), every region drawn from an 8x8 patch.
+        let boxes = [[0.0, 0.0, 16.0, 16.0], [0.0, 0.0, 4.0, 16.0], [4.0, 0.0, 16.0, 16.0]];
+        let mut d = model::Dims::new(&tiny());
+        (d.h, d.w, d.ph, d.pw) = (16, 16, 8, 8);
+        let guide = model::Refiner::guide(&boxes, &d, Device::Cpu);
+        let at = |c: i64, y: i64, x: i64| guide.double_value(&[0, c, y, x]);
+        // Borders within a pixel of x = 4, not at the frame's own edges.
+        assert_eq!([at(0, 5, 3), at(0, 5, 4), at(0, 5, 9), at(0, 0, 9)], [1.0, 1.0, 0.0, 0.0]);
+        // The finest region covering each pixel: 4x16 from 8x8 is 1 frame pixel per patch
+        // pixel each way (log2 0), 12x16 is sqrt(3) (the whole frame's 2 is coarser).
+        assert!(at(1, 5, 1).abs() < 1e-6, "{}", at(1, 5, 1));
+        assert!((at(1, 5, 9) - 3f64.sqrt().log2()).abs() < 1e-6, "{}", at(1, 5, 9));
+        // Smooth textures: 4x4 noise drawn up to 16x16, then blurred by a 3x3 box.
+        let real = Tensor::rand([8, 3, 4, 4], (Kind::Float, Device::Cpu))
+            .upsample_bilinear2d([16, 16], false, None, None)
+            .view([4, 2, 3, 16, 16]);
+        let blurred = real
+            .view([8, 3, 16, 16])
+            .avg_pool2d([3, 3], [1, 1], [1, 1], false, false, None::<i64>)
+            .view([4, 2, 3, 16, 16]);
+        assert!(tch::no_grad(|| r.forward(&blurred, &guide)).equal(&blurred));
+        let mse = |x: &Tensor| value(&x.mse_loss(&real, tch::Reduction::Mean));
+        let before = mse(&blurred);
+        let mut opt = crate::engine::optim::Adam::new(&vs, 3e-3, 0.9, 0.999);
+        for _ in 0..300 {
+            opt.zero_grad();
+            r.forward(&blurred, &guide)
+                .mse_loss(&real, tch::Reduction::Mean)
+                .backward();
+            opt.step();
+        }
+        let after = mse(&tch::no_grad(|| r.forward(&blurred, &guide)));
+        assert!(after < 0.5 * before, "blur MSE {before} -> {after}");
+
+        let mut p = tiny();
+        p.model.refine_channels = 4;
+        // A checkpoint with the refiner loads into no model without it; one from before it
+        // keeps its signature.
+        use crate::core::preset::family::FamilyPreset;
+        let (with, without) = (p.signature(), tiny().signature());
+        assert!(with.starts_with(&without) && with.ends_with("/rf4"), "{with} / {without}");
+        assert!(without.ends_with(&format!("/rs{}", tiny().model.region_spectrum)));
+        let mut t = trainer(&p);
+        let last = t
+            .g_vs
+            .variables()
+            .into_iter()
+            .find(|(n, _)| n == "generator.refine3.weight")
+            .map(|(_, w)| w)
+            .expect("the refiner's last layer");
+        assert_eq!(value(&last.abs().sum(Kind::Float)), 0.0);
+        t.train_step(&StepCtx::default()).expect("step");
+        assert!(value(&last.abs().sum(Kind::Float)) > 0.0, "the refiner did not train");
+    }
+
     /// Predicting (`encode_target` off), the generated frame depends on the input frames
     /// only: changing the frame to predict changes nothing but the targets. Reconstructing, it
     /// does change. Per-region latents widen the latent by `Np · R · Lr`.
