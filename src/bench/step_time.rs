@@ -338,7 +338,8 @@ fn side_by_side_with(
     sync();
     let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     let mut py_mem = f64::NAN;
-    // Where each side's timed steps went, summed over all rounds (host clocks).
+    // Where each side's timed steps went, summed over all rounds (host clocks: on a GPU the
+    // host runs ahead, so a part's time is the host's, as in a run's own breakdown).
     let mut our_parts: Vec<(&'static str, f64)> = Vec::new();
     let mut their_parts: Vec<(String, f64)> = Vec::new();
     for round in 0..args.rounds {
@@ -346,7 +347,6 @@ fn side_by_side_with(
         for _ in 0..args.steps {
             workbench::engine::timing::start();
             trainer.train_step(&ctx(step))?;
-            sync();
             for (part, s) in workbench::engine::timing::finish() {
                 add_part(&mut our_parts, part, s);
             }
@@ -443,6 +443,11 @@ struct PyRound {
 
 /// One round of a PyTorch script: its own warm-up, then `steps` timed steps.
 fn python_round(args: &Opts, script: &str, extra: &[String]) -> anyhow::Result<PyRound> {
+    // The device the workbench resolved (PyTorch knows no `auto`).
+    let device = match workbench::engine::device::resolve(&args.device)? {
+        tch::Device::Cuda(i) => format!("cuda:{i}"),
+        _ => "cpu".to_string(),
+    };
     let out = Command::new(&args.python)
         .args([
             script,
@@ -451,7 +456,7 @@ fn python_round(args: &Opts, script: &str, extra: &[String]) -> anyhow::Result<P
             "--batch",
             &args.batch.to_string(),
             "--device",
-            &args.device,
+            &device,
             "--threads",
             &tch::get_num_threads().to_string(),
         ])

@@ -38,13 +38,17 @@ bool wb_clear_grad(at::Tensor *x, char **error) {
   }
 }
 
-// Serves host allocations up to `threshold` bytes from one heap that every thread shares, and
-// keeps up to that much free memory there (glibc's arena count, mmap and trim thresholds); false
+// Serves host allocations up to `threshold` bytes (32 MiB where glibc refuses more, as 2.33
+// does) from one arena every thread shares, and trims the heap's free top only beyond
+// `threshold` (glibc's arena count, mmap and trim thresholds); true when all three took, false
 // where the C library has no such knobs.
 bool wb_keep_large_allocations(int threshold) {
 #if defined(__GLIBC__)
-  return mallopt(M_ARENA_MAX, 1) == 1 && mallopt(M_MMAP_THRESHOLD, threshold) == 1 &&
-         mallopt(M_TRIM_THRESHOLD, threshold) == 1;
+  bool arena = mallopt(M_ARENA_MAX, 1) == 1;
+  bool mapped = mallopt(M_MMAP_THRESHOLD, threshold) == 1 ||
+                mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1;
+  bool trim = mallopt(M_TRIM_THRESHOLD, threshold) == 1;
+  return arena && mapped && trim;
 #else
   (void)threshold;
   return false;

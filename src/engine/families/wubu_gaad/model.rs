@@ -555,8 +555,8 @@ pub struct Generator {
 
 /// A residual refiner over frames at full resolution: `x + conv(GELU(conv(GELU(conv([x, g])))))`
 /// with 3x3 convolutions, the last started at zero so that it starts as the identity. `g` is
-/// the layout's guide ([`Refiner::guide`]): where regions meet and how coarse each pixel's
-/// patch is, which a convolution cannot see from the frame alone. It sees only the generated
+/// the layout's guide ([`Refiner::guide`]): where the boxes' edges lie and how coarse each
+/// pixel's patch is, which a convolution cannot see from the frame alone. It sees only the generated
 /// frame and the layout, so all it adds still comes from the latent.
 #[derive(Debug)]
 pub struct Refiner {
@@ -588,9 +588,10 @@ impl Refiner {
         }
     }
 
-    /// The layout's guide `[1, 2, H, W]`: 1 within a pixel of an edge where regions meet (0
-    /// elsewhere), and log2 of the frame pixels per patch pixel (each way) of the finest
-    /// region covering the pixel (0 where none does).
+    /// The layout's guide `[1, 2, H, W]` for the boxes as assembled (with `region_overlap`,
+    /// the grown ones): 1 within a pixel of a box's edge inside the frame (0 elsewhere), and
+    /// log2 of the frame pixels per patch pixel (the two axes' geometric mean) of the finest
+    /// box covering the pixel (0 also where none does).
     pub fn guide(boxes: &[[f64; 4]], d: &Dims, device: tch::Device) -> Tensor {
         let (w, h) = (d.w as u32, d.h as u32);
         let borders: Vec<f32> = crate::core::gaad::border_mask(boxes, w, h)
