@@ -67,7 +67,7 @@ pub fn wgan_gp(args: &Opts) -> anyhow::Result<()> {
                 step_s: py_step,
                 peak_rss_mib: mem,
                 ..
-            } = python_round(args, "bench/wgan_gp_small.py", &[])?;
+            } = python_round(args, device, "bench/wgan_gp_small.py", &[])?;
             py_mem = py_mem.max(mem); // f64::max ignores the initial NaN
             theirs.push(py_step);
             ratios.push(rust_step / py_step);
@@ -363,7 +363,7 @@ fn side_by_side_with(
             step_s: py,
             peak_rss_mib: mem,
             parts,
-        } = python_round(args, script, extra)?;
+        } = python_round(args, device, script, extra)?;
         for (part, s) in parts {
             add_part(&mut their_parts, part, s);
         }
@@ -442,9 +442,14 @@ struct PyRound {
 }
 
 /// One round of a PyTorch script: its own warm-up, then `steps` timed steps.
-fn python_round(args: &Opts, script: &str, extra: &[String]) -> anyhow::Result<PyRound> {
+fn python_round(
+    args: &Opts,
+    device: tch::Device,
+    script: &str,
+    extra: &[String],
+) -> anyhow::Result<PyRound> {
     // The device the workbench resolved (PyTorch knows no `auto`).
-    let device = match workbench::engine::device::resolve(&args.device)? {
+    let device = match device {
         tch::Device::Cuda(i) => format!("cuda:{i}"),
         _ => "cpu".to_string(),
     };

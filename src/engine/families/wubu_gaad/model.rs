@@ -561,6 +561,8 @@ pub struct Generator {
 #[derive(Debug)]
 pub struct Refiner {
     convs: [nn::Conv2D; 3],
+    /// The guide of the boxes last seen: a run's boxes do not change, so it is built once.
+    guide: std::cell::RefCell<Option<(Vec<[f64; 4]>, Tensor)>>,
 }
 
 impl Refiner {
@@ -585,6 +587,20 @@ impl Refiner {
                 init::conv2d(vs / "refine2", width, width, 3, Rule::Wubu, cfg),
                 last,
             ],
+            guide: std::cell::RefCell::new(None),
+        }
+    }
+
+    /// [`Self::guide`] of `boxes` on `device`, built again only when the boxes change.
+    pub fn guide_of(&self, boxes: &[[f64; 4]], d: &Dims, device: tch::Device) -> Tensor {
+        let mut cached = self.guide.borrow_mut();
+        match &*cached {
+            Some((b, g)) if b.as_slice() == boxes && g.device() == device => g.shallow_clone(),
+            _ => {
+                let g = Self::guide(boxes, d, device);
+                *cached = Some((boxes.to_vec(), g.shallow_clone()));
+                g
+            }
         }
     }
 
@@ -902,7 +918,7 @@ impl Generator {
         let frames = assemble(&mean, boxes, d);
         Generated {
             frames: match &self.refine {
-                Some(r) => r.forward(&frames, &Refiner::guide(boxes, d, frames.device())),
+                Some(r) => r.forward(&frames, &r.guide_of(boxes, d, frames.device())),
                 None => frames,
             },
             dft,
