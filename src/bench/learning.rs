@@ -90,6 +90,11 @@ pub fn wgan_gp(args: &Opts) -> anyhow::Result<()> {
 /// the ground-truth actions (synthetic data; chance is 1/8) and action sensitivity.
 pub fn latent_action(args: &super::LearnOpts) -> anyhow::Result<()> {
     let p = learning_preset(args, "latent_action_tiny")?;
+    // With the prior, continuing the motion is where an untrained model starts: only a gain
+    // past it is learned. Without it, the model starts at copy-last and all of a gain is.
+    let prior = p.to_tree()["model"]["motion_prior"]
+        .as_bool()
+        .unwrap_or(false);
     let device = workbench::engine::device::resolve(&args.device)?;
     let mut trainer = make_trainer(&p, device)?;
     println!("{}", trainer.describe());
@@ -173,6 +178,10 @@ pub fn latent_action(args: &super::LearnOpts) -> anyhow::Result<()> {
         last.2,
         if best.0 >= 0.75 {
             "NOT below 0.75x the copy baseline"
+        } else if !prior && best.2 > 0.0 {
+            "learned, with no motion prior: below 0.75x copy-last, and the actions carry it (sensitivity above 0)"
+        } else if !prior {
+            "learned, with no motion prior: below 0.75x copy-last, but not through the actions (sensitivity 0 or below)"
         } else if best.3.is_nan() {
             "below 0.75x copy-last (no constant-velocity baseline reported)"
         } else if best.3 >= 1.0 {

@@ -100,6 +100,19 @@ crate::preset_section! {
         /// learn how the next motion departs from it.
         #[serde(default)]
         pub motion_prior: bool => field(K::Bool, "", [], "With predict_motion: the learned flow corrects the motion measured between the two last latents (Lucas-Kanade, no weights), so an untrained model continues the last motion; off: it corrects standing still"),
+        /// The encoder also reads the motion measured from each latent to the next
+        /// (Lucas-Kanade on their channel mean, no weights), patch-embedded and added to that
+        /// latent's tokens: an action has a motion to say instead of one to find in 8x8
+        /// patches. The encoder sees the next latent either way; this hands it the motion in
+        /// a form a few hundred clips can teach it to code.
+        #[serde(default)]
+        pub encoder_motion: bool => field(K::Bool, "", [], "The encoder also reads the motion measured from each latent to the next (Lucas-Kanade, no weights), patch-embedded into that latent's tokens: the action codes a measured motion instead of finding one in the patches"),
+        /// With `predict_motion`, the action's codes also say a flow by themselves: a linear
+        /// map (zero at start) from the codes alone to a displacement per token, added to the
+        /// one the decoders predict. A motion the codes can say without the decoders first
+        /// learning to read them, and the same for every frame content.
+        #[serde(default)]
+        pub action_motion: bool => field(K::Bool, "", [], "With predict_motion: the action's codes alone also say a flow (a linear map to a displacement per token, zero at start), added to the decoders' own"),
     }
 }
 
@@ -175,6 +188,8 @@ impl Default for LatentActionPreset {
                 predict_change: false,
                 predict_motion: false,
                 motion_prior: false,
+                encoder_motion: false,
+                action_motion: false,
             },
             train: Train {
                 batch_size: 32,
@@ -303,10 +318,11 @@ impl LatentActionPreset {
     }
 
     /// The levers for real footage, where most of a frame's change is motion and a few dozen
-    /// clips are all there is: the next latent is the last one moved by a flow (no change
-    /// redrawn through the tokens, which learned changes that did not carry over to unseen
-    /// clips), the flow a learned correction to the last motion continued at constant
-    /// velocity, and training windows mirrored and reversed in time.
+    /// clips are all there is: the encoder reads the motion measured from each latent to the
+    /// next, the action's codes say a flow of their own, and the next latent is the last one
+    /// moved by it and by the decoders' flow (no change redrawn through the tokens, which
+    /// learned changes that did not carry over to unseen clips); training windows mirrored
+    /// and reversed in time. No motion prior: with it the actions learned nothing past it.
     #[must_use]
     pub fn video() -> Self {
         let l = Self::levers();
@@ -319,7 +335,9 @@ impl LatentActionPreset {
             model: Model {
                 predict_change: false,
                 predict_motion: true,
-                motion_prior: true,
+                motion_prior: false,
+                encoder_motion: true,
+                action_motion: true,
                 ..l.model.clone()
             },
             ..l
@@ -418,6 +436,13 @@ impl LatentActionPreset {
                 "false unless model.predict_motion is true (the prior is a flow the motion head corrects)".into(),
             );
         }
+        if m.action_motion && !m.predict_motion {
+            bad(
+                "model.action_motion",
+                "true".into(),
+                "false unless model.predict_motion is true (the actions' flow moves the last latent)".into(),
+            );
+        }
         if self.train.rollout_horizon >= self.data.sequence_length {
             bad(
                 "train.rollout_horizon",
@@ -460,6 +485,8 @@ impl super::FamilyPreset for LatentActionPreset {
         ) + if m.predict_change { "/change" } else { "" }
             + if m.predict_motion { "/motion" } else { "" }
             + if m.motion_prior { "/prior" } else { "" }
+            + if m.encoder_motion { "/encmotion" } else { "" }
+            + if m.action_motion { "/actmotion" } else { "" }
     }
 
     fn data_needs(&self) -> Vec<super::data::DataNeed<'_>> {

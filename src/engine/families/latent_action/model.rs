@@ -348,6 +348,8 @@ pub struct Encoder {
     pool: nn::Linear,
     mu: nn::Linear,
     logvar: nn::Linear,
+    /// `model.encoder_motion`'s embedding of a measured flow `(dx, dy)`, patch by patch.
+    motion: Option<nn::Conv2D>,
 }
 
 impl Encoder {
@@ -365,15 +367,29 @@ impl Encoder {
             pool: linear(p / "frame_pool", e, e),
             mu: linear(p / "mu", e, out),
             logvar: linear(p / "logvar", e, out),
+            motion: cfg.encoder_motion.then(|| {
+                let patch = i64::from(cfg.patch_size);
+                let conv = nn::ConvConfig {
+                    stride: patch,
+                    ..Default::default()
+                };
+                init::conv2d(p / "motion_embed", 2, e, patch, Rule::Torch, conv)
+            }),
         }
     }
 
-    pub fn forward(&self, tokens: &Tensor, train: bool) -> (Tensor, Tensor) {
+    /// Tokens `[B, T, N, D]`, with `model.encoder_motion` the motion from each frame to the
+    /// next `[B, T, 2, H, W]` (the last frame's zero), to `(mu, logvar)`.
+    pub fn forward(&self, tokens: &Tensor, motion: Option<&Tensor>, train: bool) -> (Tensor, Tensor) {
         let s = tokens.size();
         let (b, t, n) = (s[0], s[1], s[2]);
-        let x = plain_norm(&self.proj.forward(tokens))
+        let mut x = plain_norm(&self.proj.forward(tokens))
             + &self.spatial
             + self.temporal.narrow(0, 0, t).unsqueeze(1);
+        if let (Some(conv), Some(flow)) = (&self.motion, motion) {
+            let embedded = conv.forward(&flow.flatten(0, 1)).flatten(2, -1).transpose(1, 2);
+            x += embedded.reshape([b, t, n, -1]);
+        }
         let e = x.size()[3];
         let mut x = x.reshape([b, t * n, e]);
         let mask = cached_mask(MaskOf::ShiftedCausal, t, n, tokens.device());
@@ -676,6 +692,9 @@ pub struct LatentActionModel {
     /// `model.predict_motion`'s flow head: output token to a displacement `(dx, dy)` in
     /// latent pixels, zero at start.
     pub motion: Option<nn::Linear>,
+    /// `model.action_motion`'s map from an action's codes alone to a displacement per token,
+    /// zero at start.
+    pub action_motion: Option<nn::Linear>,
     pub pre_vq_noise: bool,
 }
 
@@ -710,13 +729,23 @@ impl LatentActionModel {
                 };
                 init::linear_as(main / "motion", d, 2, zero)
             }),
+            action_motion: (cfg.predict_motion && cfg.action_motion).then(|| {
+                let zero = nn::LinearConfig {
+                    ws_init: nn::Init::Const(0.0),
+                    bs_init: Some(nn::Init::Const(0.0)),
+                    bias: true,
+                };
+                let codes = i64::from(cfg.codes_per_action * cfg.code_dim);
+                init::linear_as(main / "action_motion", codes, 2 * n, zero)
+            }),
             pre_vq_noise: cfg.pre_vq_noise,
         }
     }
 
-    /// Encodes tokens `[B, T, N, D]` to quantised actions for the T-1 transitions.
-    pub fn encode(&self, tokens: &Tensor, train: bool) -> Quantised {
-        let (mu, logvar) = self.encoder.forward(tokens, train);
+    /// Encodes tokens `[B, T, N, D]` to quantised actions for the T-1 transitions, reading
+    /// the measured motion between the frames `[B, T, 2, H, W]` with `model.encoder_motion`.
+    pub fn encode(&self, tokens: &Tensor, motion: Option<&Tensor>, train: bool) -> Quantised {
+        let (mu, logvar) = self.encoder.forward(tokens, motion, train);
         let z_e = if train && self.pre_vq_noise {
             let logvar = logvar.clamp(-5.0, 5.0);
             &mu + (logvar * 0.5).exp()
@@ -729,20 +758,31 @@ impl LatentActionModel {
 
     /// Moves `prev` `[.., C, H, W]` by the flow the output tokens `z` `[.., N, D]` predict
     /// (one displacement per token, upsampled bilinearly to the latent's size; bilinear
-    /// sampling, border values outside), added to `prior` (`[M, 2, H, W]` in latent pixels,
-    /// M the flattened leading dimensions) when given; returns `prev` as it is without a
-    /// motion head.
-    pub fn moved(&self, z: &Tensor, prev: &Tensor, prior: Option<&Tensor>) -> Tensor {
+    /// sampling, border values outside), plus with `model.action_motion` the flow the
+    /// action's codes `[.., A, d_c]` say alone, added to `prior` (`[M, 2, H, W]` in latent
+    /// pixels, M the flattened leading dimensions) when given; returns `prev` as it is
+    /// without a motion head.
+    pub fn moved(
+        &self,
+        z: &Tensor,
+        codes: &Tensor,
+        prev: &Tensor,
+        prior: Option<&Tensor>,
+    ) -> Tensor {
         let Some(head) = &self.motion else {
             return prev.shallow_clone();
         };
         let (h, w) = (prev.size()[prev.dim() - 2], prev.size()[prev.dim() - 1]);
         let (gh, gw) = self.adapters.grid;
-        let flow = head
+        let mut flow = head
             .forward(&z.reshape([-1, gh * gw, z.size()[z.dim() - 1]]))
             .transpose(1, 2)
-            .reshape([-1, 2, gh, gw])
-            .upsample_bilinear2d([h, w], false, None, None);
+            .reshape([-1, 2, gh, gw]);
+        if let Some(said) = &self.action_motion {
+            let (a, dc) = (codes.size()[codes.dim() - 2], codes.size()[codes.dim() - 1]);
+            flow += said.forward(&codes.reshape([-1, a * dc])).reshape([-1, 2, gh, gw]);
+        }
+        let flow = flow.upsample_bilinear2d([h, w], false, None, None);
         let flow = match prior {
             Some(p) => flow + p,
             None => flow,
@@ -869,7 +909,9 @@ mod tests {
         let rows = Tensor::arange(h, (Kind::Float, dev)).view([1, h, 1]).expand([1, h, w], false);
         let prev = Tensor::cat(&[cols, rows], 0).view([1, 1, c, h, w]).repeat([2, 1, 1, 1, 1]);
         let z = Tensor::randn([2, 1, 4, d], (Kind::Float, dev));
-        let err = (m.moved(&z, &prev, None) - &prev).abs().max().double_value(&[]);
+        let a = i64::from(cfg.codes_per_action);
+        let codes = Tensor::randn([2, 1, a, i64::from(cfg.code_dim)], (Kind::Float, dev));
+        let err = (m.moved(&z, &codes, &prev, None) - &prev).abs().max().double_value(&[]);
         assert!(err < 1e-5, "an untrained head moved by {err}");
         let head = m.motion.as_ref().expect("a motion head");
         tch::no_grad(|| {
@@ -879,7 +921,7 @@ mod tests {
                 .shallow_clone()
                 .copy_(&Tensor::from_slice(&[1.0f32, 0.0]));
         });
-        let moved = m.moved(&z, &prev, None);
+        let moved = m.moved(&z, &codes, &prev, None);
         assert_eq!(moved.size(), prev.size());
         // Columns 0..6 read their right neighbour, the last column the border; rows stay.
         let want = (prev.select(2, 0) + 1.0).clamp_max((w - 1) as f64);
@@ -896,7 +938,7 @@ mod tests {
         });
         let z = Tensor::zeros([1, 1, 4, d], (Kind::Float, dev));
         let _ = z.narrow(2, 0, 1).narrow(3, 0, 1).fill_(2.0);
-        let moved = m.moved(&z, &prev.narrow(0, 0, 1), None);
+        let moved = m.moved(&z, &codes.narrow(0, 0, 1), &prev.narrow(0, 0, 1), None);
         let at = |y: i64, x: i64| moved.double_value(&[0, 0, 1, y, x]);
         assert!((at(1, 1) - 3.0).abs() < 1e-5, "top-left patch row {}", at(1, 1));
         assert!((at(6, 6) - 6.0).abs() < 1e-5, "far patch row {}", at(6, 6));

@@ -302,14 +302,15 @@ impl LatentActionTrainer {
     fn forward(&self, x: &Tensor, train: bool, rollout_at: Option<i64>) -> Forward {
         let t = x.size()[1];
         let tokens = self.model.adapters.tokens(x, train);
-        let q = self.model.encode(&tokens, train);
+        let motion = self.cfg.model.encoder_motion.then(|| next_motions(x));
+        let q = self.model.encode(&tokens, motion.as_ref(), train);
         let pred_tokens = self
             .model
             .decoder
             .forward(&tokens.narrow(1, 0, t - 1), &q.z_q_st, train);
         // Each frame's predecessor (frame 0 its own: no motion before the window).
         let before = Tensor::cat(&[x.narrow(1, 0, 1), x.narrow(1, 0, t - 2)], 1);
-        let pred = self.next_frames(&pred_tokens, &x.narrow(1, 0, t - 1), &before);
+        let pred = self.next_frames(&pred_tokens, &q.z_q_st, &x.narrow(1, 0, t - 1), &before);
         let target = x.narrow(1, 1, t - 1);
         let diff = &pred - &target;
         let mse = diff.square().mean(Kind::Float);
@@ -349,7 +350,7 @@ impl LatentActionTrainer {
             z = z.detach();
         }
         let mut before = x.select(1, (t0 - 1).max(0));
-        let mut frame = self.next_frames(&z, &x.select(1, t0), &before);
+        let mut frame = self.next_frames(&z, &codes.select(1, t0), &x.select(1, t0), &before);
         before = x.select(1, t0);
         let mut hist = tokens.narrow(1, 0, t0 + 1);
         let (mut mse, mut mae) = (Vec::new(), Vec::new());
@@ -358,7 +359,7 @@ impl LatentActionTrainer {
             z = self
                 .model
                 .step(&hist, &codes.narrow(1, 0, t0 + 1 + k), train);
-            let next = self.next_frames(&z, &frame, &before);
+            let next = self.next_frames(&z, &codes.select(1, t0 + k), &frame, &before);
             before = std::mem::replace(&mut frame, next);
             let diff = &frame - x.select(1, t0 + 1 + k);
             mse.push(diff.square().mean(Kind::Float));
@@ -396,22 +397,28 @@ impl LatentActionTrainer {
         let t = tokens.size()[1];
         let codes = self.model.quantiser.lookup(indices);
         let z = self.model.step(&tokens.narrow(1, 0, t - 1), &codes, false);
-        self.next_frames(&z, &x.select(1, t - 2), &x.select(1, (t - 3).max(0)))
+        self.next_frames(
+            &z,
+            &codes.select(1, t - 2),
+            &x.select(1, t - 2),
+            &x.select(1, (t - 3).max(0)),
+        )
     }
 
     /// The frames the decoders' output tokens `z [.., N, D]` predict after frames `prev
-    /// [.., C, H, W]`: the last frame, moved by the predicted flow with `model.predict_motion`
-    /// (added to the motion from `before`, the frames preceding `prev`, with
-    /// `model.motion_prior`), plus the decoded change with `model.predict_change`; with
-    /// neither, the decoded frame.
-    fn next_frames(&self, z: &Tensor, prev: &Tensor, before: &Tensor) -> Tensor {
+    /// [.., C, H, W]` under the actions' codes `[.., A, d_c]`: the last frame, moved by the
+    /// predicted flow with `model.predict_motion` (and the codes' own with
+    /// `model.action_motion`; added to the motion from `before`, the frames preceding
+    /// `prev`, with `model.motion_prior`), plus the decoded change with
+    /// `model.predict_change`; with neither, the decoded frame.
+    fn next_frames(&self, z: &Tensor, codes: &Tensor, prev: &Tensor, before: &Tensor) -> Tensor {
         let m = &self.cfg.model;
         if !m.predict_motion {
             let decoded = self.model.adapters.frames(z);
             return if m.predict_change { prev + decoded } else { decoded };
         }
         let prior = m.motion_prior.then(|| last_motion(prev, before));
-        let moved = self.model.moved(z, prev, prior.as_ref());
+        let moved = self.model.moved(z, codes, prev, prior.as_ref());
         if m.predict_change {
             moved + self.model.adapters.frames(z)
         } else {
@@ -446,7 +453,7 @@ impl LatentActionTrainer {
             let mut out = Vec::new();
             for k in 0..frames {
                 let z = self.model.step(&hist, &codes.narrow(1, 0, k + 1), false);
-                let next = self.next_frames(&z, &frame, &before);
+                let next = self.next_frames(&z, &codes.select(1, k), &frame, &before);
                 before = std::mem::replace(&mut frame, next);
                 out.push(frame.shallow_clone());
                 hist = Tensor::cat(&[hist, self.history_tokens(&z, &frame).unsqueeze(1)], 1);
@@ -678,6 +685,15 @@ fn last_motion(prev: &Tensor, before: &Tensor) -> Tensor {
             .mean_dim([1i64].as_slice(), true, Kind::Float)
     };
     crate::engine::flow::lucas_kanade(&mean(prev), &mean(before), &Default::default())
+}
+
+/// What `model.encoder_motion` hands the encoder: the motion from each frame of windows
+/// `[B, T, C, H, W]` to the next, `[B, T, 2, H, W]`, the last frame's zero (it has no next).
+fn next_motions(x: &Tensor) -> Tensor {
+    let s = x.size();
+    let (b, t, h, w) = (s[0], s[1], s[3], s[4]);
+    let ahead = last_motion(&x.narrow(1, 1, t - 1), &x.narrow(1, 0, t - 1)).reshape([b, t - 1, 2, h, w]);
+    Tensor::cat(&[ahead, Tensor::zeros([b, 1, 2, h, w], (Kind::Float, x.device()))], 1)
 }
 
 /// The constant-velocity baseline: `prev` moved on by the motion from `before` to it.
@@ -1212,17 +1228,7 @@ mod tests {
             // Wide enough that the columns a move brings in (border values) weigh little.
             p.data.synthetic_size = 32;
         });
-        let (c, h, w) = (t.data.channels as i64, t.data.height as i64, t.data.width as i64);
-        let frames: Vec<Tensor> = (0..5)
-            .map(|i| {
-                let xs = Tensor::arange(w, (Kind::Float, Device::Cpu)).view([1, w]) - f64::from(i);
-                let ys = Tensor::arange(h, (Kind::Float, Device::Cpu)).view([h, 1]);
-                ((&xs * 0.4).sin() * (&ys * 0.3 + 0.5).cos())
-                    .view([1, 1, h, w])
-                    .expand([1, c, h, w], false)
-            })
-            .collect();
-        let x = Tensor::stack(&frames, 1);
+        let x = sliding(&t, 5);
         let f = tch::no_grad(|| t.forward(&x, false, None));
         let per_step = |a: &Tensor| {
             (a - x.narrow(1, 1, 4))
@@ -1247,6 +1253,107 @@ mod tests {
         // 0.28 of it here (the columns each step brings in are border values); 0.61 with the
         // frame before forgotten.
         assert!(r < 0.4 * c, "rollout {r} against copying its last frame {c}");
+    }
+
+    /// One window `[1, frames, C, H, W]` of the trainer's latent shape: a smooth pattern
+    /// sliding one pixel to the right a frame.
+    fn sliding(t: &LatentActionTrainer, frames: i64) -> Tensor {
+        let (c, h, w) = (t.data.channels as i64, t.data.height as i64, t.data.width as i64);
+        let frames: Vec<Tensor> = (0..frames)
+            .map(|i| {
+                let xs = Tensor::arange(w, (Kind::Float, Device::Cpu)).view([1, w]) - i as f64;
+                let ys = Tensor::arange(h, (Kind::Float, Device::Cpu)).view([h, 1]);
+                ((&xs * 0.4).sin() * (&ys * 0.3 + 0.5).cos())
+                    .view([1, 1, h, w])
+                    .expand([1, c, h, w], false)
+            })
+            .collect();
+        Tensor::stack(&frames, 1)
+    }
+
+    /// `model.encoder_motion` hands the encoder the motion from each frame to the next: on a
+    /// pattern sliding one pixel a frame it is one pixel (the last frame's is zero: it has no
+    /// next), moving a frame by it comes close to the next, and the encoder's output follows
+    /// it (without the lever the motion is not read at all). Its embedding is the encoder's,
+    /// trained at the encoder's rate.
+    #[test]
+    fn the_encoder_reads_the_motion_to_the_next_frame() {
+        let wide = |p: &mut LatentActionPreset| {
+            p.data.sequence_length = 5;
+            p.data.synthetic_size = 32;
+        };
+        let t = tiny_trainer(|p| {
+            wide(p);
+            p.model.encoder_motion = true;
+        });
+        let x = sliding(&t, 5);
+        let m = next_motions(&x);
+        let (h, w) = (t.data.height as i64, t.data.width as i64);
+        assert_eq!(m.size(), [1, 5, 2, h, w]);
+        // Away from the borders (where a move brings in border values).
+        let inner = m.narrow(1, 0, 4).narrow(3, 4, h - 8).narrow(4, 4, w - 8);
+        let dx = inner.select(2, 0).mean(Kind::Float).double_value(&[]);
+        let dy = inner.select(2, 1).abs().mean(Kind::Float).double_value(&[]);
+        // The next frame samples this one a pixel to the left.
+        assert!((dx + 1.0).abs() < 0.1 && dy < 0.1, "motion ({dx}, {dy})");
+        assert_eq!(m.select(1, 4).abs().max().double_value(&[]), 0.0);
+        let moved = crate::engine::flow::warp_frames(&x.narrow(1, 0, 4), &m.narrow(1, 0, 4).flatten(0, 1));
+        let next = x.narrow(1, 1, 4);
+        let err = (moved - &next).square().mean(Kind::Float).double_value(&[]);
+        let copy = (x.narrow(1, 0, 4) - &next).square().mean(Kind::Float).double_value(&[]);
+        assert!(err < 0.2 * copy, "moved by the motion {err}, copied {copy}");
+        let enc = |t: &LatentActionTrainer, motion: &Tensor| {
+            let tokens = t.model.adapters.tokens(&x, false);
+            tch::no_grad(|| t.model.encoder.forward(&tokens, Some(motion), false).0)
+        };
+        let change = (enc(&t, &m) - enc(&t, &m.neg())).abs().max().double_value(&[]);
+        assert!(change > 1e-3, "the encoder ignores the motion ({change})");
+        assert!(t.enc_vs.variables().keys().any(|k| k.contains("motion_embed")));
+        let off = tiny_trainer(wide);
+        assert!(enc(&off, &m).equal(&enc(&off, &m.neg())));
+        assert!(!off.enc_vs.variables().keys().any(|k| k.contains("motion_embed")));
+    }
+
+    /// `model.action_motion`: an action's codes alone say a flow. It is zero at start (an
+    /// untrained model still copies the last frame) and the loss reaches its map from the
+    /// first step; once the map has weights, two actions move the same frame by different
+    /// flows whatever the decoders' tokens, and the same action moves it alike.
+    #[test]
+    fn actions_say_a_motion_of_their_own() {
+        let t = tiny_trainer(|p| {
+            p.model.predict_motion = true;
+            p.model.predict_change = false;
+            p.model.action_motion = true;
+            p.data.sequence_length = 5;
+            p.data.synthetic_size = 32;
+        });
+        let x = sliding(&t, 5);
+        let f = t.forward(&x, true, None);
+        let err = (&f.pred - x.narrow(1, 0, 4)).abs().max().double_value(&[]);
+        assert!(err < 1e-5, "an untrained model moved by {err}");
+        let map = t.model.action_motion.as_ref().expect("the actions' flow map");
+        let grads = Tensor::run_backward(&[&f.mse], &[&map.ws], false, false);
+        assert!(grads[0].abs().sum(Kind::Float).double_value(&[]) > 0.0);
+        tch::no_grad(|| {
+            map.ws.shallow_clone().copy_(&Tensor::randn(map.ws.size(), (Kind::Float, Device::Cpu)));
+        });
+        let frame = x.select(1, 2);
+        let n = t.model.adapters.grid.0 * t.model.adapters.grid.1;
+        let d = i64::from(t.cfg.model.token_dim);
+        let (a, dc) = (i64::from(t.cfg.model.codes_per_action), i64::from(t.cfg.model.code_dim));
+        let codes = t.model.quantiser.lookup(&Tensor::from_slice(&[0i64, 1, 2, 3, 4, 5]).view([2, a]));
+        assert_eq!(codes.size(), [2, a, dc]);
+        let frames = frame.expand([2, -1, -1, -1], false);
+        let moved = |z: &Tensor, codes: &Tensor| tch::no_grad(|| t.model.moved(z, codes, &frames, None));
+        let z = Tensor::randn([2, n, d], (Kind::Float, Device::Cpu));
+        let one = moved(&z, &codes);
+        let gap = (one.get(0) - one.get(1)).abs().max().double_value(&[]);
+        assert!(gap > 1e-3, "two actions moved the frame alike ({gap})");
+        let same = codes.narrow(0, 0, 1).expand([2, a, dc], false);
+        let two = moved(&z, &same);
+        let gap = (two.get(0) - two.get(1)).abs().max().double_value(&[]);
+        // The decoders' own head is still zero: the same action, the same move.
+        assert!(gap < 1e-6, "one action moved the frame two ways ({gap})");
     }
 
     /// Every augmented window is one of its eight mirrored and reversed versions, drawn
