@@ -39,18 +39,7 @@ fn logging_and_validation_follow_their_cadences_across_phases() {
         runs_dir: runs.path().into(),
         ..RunRequest::default()
     });
-    assert!(
-        matches!(
-            events.last(),
-            Some(Event::RunFinished {
-                step: 40,
-                outcome: Outcome::Completed,
-                ..
-            })
-        ),
-        "{:?}",
-        events.last()
-    );
+    common::assert_completed(&events, 40);
     let a = scalars(&whole);
     assert_eq!(
         a.len(),

@@ -273,18 +273,7 @@ fn the_video_levers_learn_actions_that_say_the_motion() {
         runs_dir: runs.path().into(),
         ..RunRequest::default()
     });
-    assert!(
-        matches!(
-            events.last(),
-            Some(Event::RunFinished {
-                outcome: Outcome::Completed,
-                step: 400,
-                ..
-            })
-        ),
-        "{:?}",
-        events.last()
-    );
+    common::assert_completed(&events, 400);
     let rows = scalars(&dir);
     let val: Vec<_> = rows
         .values()

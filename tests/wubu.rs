@@ -13,7 +13,7 @@ use common::{run_to_end, scalars};
 use tch::{nn, Device, Kind, Tensor};
 use workbench::core::gaad;
 use workbench::core::preset::{self, AnyPreset, PhaseLength, ValidatedPreset, WubuGaadPreset};
-use workbench::core::protocol::{Event, Outcome};
+use workbench::core::protocol::Event;
 use workbench::engine::checkpoint;
 use workbench::engine::families::wubu_gaad::model::{
     box_condition, critic, region_major, roi_boxes, CriticInput, Dims, Encoder, Generator,
@@ -54,18 +54,7 @@ fn a_tiny_run_trains_with_finite_losses_and_logs_everything_the_gui_shows() {
         runs_dir: runs.path().into(),
         ..RunRequest::default()
     });
-    assert!(
-        matches!(
-            events.last(),
-            Some(Event::RunFinished {
-                step: 20,
-                outcome: Outcome::Completed,
-                ..
-            })
-        ),
-        "{:?}",
-        events.last()
-    );
+    common::assert_completed(&events, 20);
     let s = scalars(&dir);
     let names = [
         "g_loss",

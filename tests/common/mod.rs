@@ -11,6 +11,22 @@ use workbench::core::rundir::RunDir;
 use workbench::engine::export;
 use workbench::engine::worker::{self, RunRequest};
 
+/// Asserts that a run's last event says it completed at `step`.
+pub fn assert_completed(events: &[Event], step: u64) {
+    assert!(
+        matches!(
+            events.last(),
+            Some(Event::RunFinished {
+                outcome: workbench::core::protocol::Outcome::Completed,
+                step: s,
+                ..
+            }) if *s == step
+        ),
+        "not completed at step {step}: {:?}",
+        events.last()
+    );
+}
+
 /// Runs to the end and returns the run's folder and every event.
 pub fn run_to_end(req: RunRequest) -> (PathBuf, Vec<Event>) {
     let handle = worker::spawn(worker::prepare(req).expect("prepare"), None).expect("spawn");
