@@ -176,23 +176,46 @@ pub fn latent_action(args: &super::LearnOpts) -> anyhow::Result<()> {
         last.3,
         purity(last.1),
         last.2,
-        if best.0 >= 0.75 {
-            "NOT below 0.75x the copy baseline"
-        } else if !prior && best.2 > 0.0 {
-            "learned, with no motion prior: below 0.75x copy-last, and the actions carry it (sensitivity above 0)"
-        } else if !prior {
-            "learned, with no motion prior: below 0.75x copy-last, but not through the actions (sensitivity 0 or below)"
-        } else if best.3.is_nan() {
-            "below 0.75x copy-last (no constant-velocity baseline reported)"
-        } else if best.3 >= 1.0 {
-            "below 0.75x copy-last, but no better than continuing the last motion: the gain is the constant-velocity baseline's, not learned"
-        } else if best.3 > 0.95 {
-            "below 0.75x copy-last, but within 5 % of continuing the last motion: the gain is the constant-velocity baseline's, not learned"
-        } else {
-            "the dynamics are learned (< 0.75x copy-last, < 0.95x continuing the motion)"
-        }
+        verdict(best.0, best.3, best.2, prior)
     );
     Ok(())
+}
+
+/// The latent action check's verdict on its best validation: MSE over copy-last, over
+/// continuing the last motion (NaN when not reported) and the L2 sensitivity, for a model
+/// with or without the motion prior. With the prior an untrained model already continues the
+/// motion, so only a gain past it is learned; without it the model starts at copy-last and
+/// every gain is, through the actions or not (sensitivities within 0.1 of 0 are noise: runs
+/// whose actions say nothing land there).
+fn verdict(over_copy: f64, over_continue: f64, sensitivity: f64, prior: bool) -> String {
+    if over_copy >= 0.75 {
+        return "NOT below 0.75x the copy baseline".into();
+    }
+    if !prior {
+        let through = if sensitivity > 0.1 {
+            "and the actions carry it (sensitivity above 0.1)"
+        } else {
+            "but not through the actions (sensitivity within noise of 0, or below)"
+        };
+        let against = if over_continue.is_nan() {
+            String::new()
+        } else if over_continue < 1.0 {
+            format!("; {over_continue:.2}x of continuing the last motion")
+        } else {
+            format!("; worse than continuing the last motion, which needs no learning ({over_continue:.2}x of it)")
+        };
+        return format!("learned, with no motion prior: below 0.75x copy-last, {through}{against}");
+    }
+    if over_continue.is_nan() {
+        "below 0.75x copy-last (no constant-velocity baseline reported)"
+    } else if over_continue >= 1.0 {
+        "below 0.75x copy-last, but no better than continuing the last motion: the gain is the constant-velocity baseline's, not learned"
+    } else if over_continue > 0.95 {
+        "below 0.75x copy-last, but within 5 % of continuing the last motion: the gain is the constant-velocity baseline's, not learned"
+    } else {
+        "the dynamics are learned (< 0.75x copy-last, < 0.95x continuing the motion)"
+    }
+    .into()
 }
 
 /// The VQ-GAN learning check of spec 4.2: `vq_gan_tiny` (or `--preset`) for 1500 steps, or

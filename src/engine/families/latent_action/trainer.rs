@@ -1275,7 +1275,9 @@ mod tests {
     /// pattern sliding one pixel a frame it is one pixel (the last frame's is zero: it has no
     /// next), moving a frame by it comes close to the next, and the encoder's output follows
     /// it (without the lever the motion is not read at all). Its embedding is the encoder's,
-    /// trained at the encoder's rate.
+    /// trained at the encoder's rate. An action reads its own transition's motion, the
+    /// earlier ones, and (as the seed's mask in every layer lets it read one frame further a
+    /// layer) the next ones up to the encoder's depth, no further.
     #[test]
     fn the_encoder_reads_the_motion_to_the_next_frame() {
         let wide = |p: &mut LatentActionPreset| {
@@ -1308,6 +1310,17 @@ mod tests {
         };
         let change = (enc(&t, &m) - enc(&t, &m.neg())).abs().max().double_value(&[]);
         assert!(change > 1e-3, "the encoder ignores the motion ({change})");
+        // Transition 3's motion sits on frame 3's tokens: it reaches action 3, and through the
+        // shifted-causal mask in every layer (each sees one frame further, as in the seed)
+        // the actions up to the encoder's depth before it, and none earlier.
+        let depth = i64::from(t.cfg.model.encoder_depth);
+        let other = Tensor::cat(&[m.narrow(1, 0, 3), m.narrow(1, 3, 1).neg(), m.narrow(1, 4, 1)], 1);
+        let gap = (enc(&t, &m) - enc(&t, &other)).abs().amax([0i64, 2].as_slice(), false);
+        assert!(gap.double_value(&[3]) > 1e-3, "action 3 ignores its motion");
+        assert!(depth < 3, "the tiny encoder is shallower than the window");
+        for action in 0..3 - depth {
+            assert!(gap.double_value(&[action]) < 1e-6, "action {action} reads transition 3");
+        }
         assert!(t.enc_vs.variables().keys().any(|k| k.contains("motion_embed")));
         let off = tiny_trainer(wide);
         assert!(enc(&off, &m).equal(&enc(&off, &m.neg())));
@@ -1354,6 +1367,53 @@ mod tests {
         let gap = (two.get(0) - two.get(1)).abs().max().double_value(&[]);
         // The decoders' own head is still zero: the same action, the same move.
         assert!(gap < 1e-6, "one action moved the frame two ways ({gap})");
+    }
+
+    /// Each predicted frame moves by its own transition's action: with the decoders' head at
+    /// zero, teacher-forced frame k+1 is frame k moved by action k's flow, and the open-loop
+    /// rollout from frame 0 under a different action at every step moves frame k by action
+    /// k's flow (one action late or early, it would not).
+    #[test]
+    fn each_step_moves_by_its_own_actions_flow() {
+        let t = tiny_trainer(|p| {
+            p.model.predict_motion = true;
+            p.model.predict_change = false;
+            p.model.action_motion = true;
+            p.data.sequence_length = 5;
+            p.data.synthetic_size = 32;
+        });
+        let map = t.model.action_motion.as_ref().expect("the actions' flow map");
+        tch::no_grad(|| {
+            map.ws
+                .shallow_clone()
+                .copy_(&(Tensor::randn(map.ws.size(), (Kind::Float, Device::Cpu)) * 0.3));
+        });
+        let x = sliding(&t, 5);
+        let n = t.model.adapters.grid.0 * t.model.adapters.grid.1;
+        let z = Tensor::zeros([1, n, i64::from(t.cfg.model.token_dim)], (Kind::Float, Device::Cpu));
+        let moved = |codes: &Tensor, frame: &Tensor| tch::no_grad(|| t.model.moved(&z, codes, frame, None));
+        let f = tch::no_grad(|| t.forward(&x, false, None));
+        for k in 0..4 {
+            let want = moved(&f.q.z_q_st.select(1, k), &x.select(1, k));
+            let err = (f.pred.select(1, k) - want).abs().max().double_value(&[]);
+            assert!(err < 1e-5, "teacher-forced frame {} off by {err}", k + 1);
+        }
+        let (a, k_codes) = (i64::from(t.cfg.model.codes_per_action), i64::from(t.cfg.model.codebook_size));
+        let indices = (Tensor::arange(4 * a, (Kind::Int64, Device::Cpu)) * 5).remainder(k_codes).view([1, 4, a]);
+        let codes = t.model.quantiser.lookup(&indices);
+        let rolled = t.rollout_from_first(&x, &indices, 4);
+        let mut frame = x.select(1, 0);
+        for k in 0..4 {
+            frame = moved(&codes.select(1, k), &frame);
+            let err = (rolled.select(1, k) - &frame).abs().max().double_value(&[]);
+            assert!(err < 1e-5, "rolled-out frame {} off by {err}", k + 1);
+        }
+        // The actions differ, so the test would see an action one step off.
+        let step = (moved(&codes.select(1, 0), &x.select(1, 0)) - moved(&codes.select(1, 1), &x.select(1, 0)))
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(step > 1e-3, "two actions moved alike ({step})");
     }
 
     /// Every augmented window is one of its eight mirrored and reversed versions, drawn
