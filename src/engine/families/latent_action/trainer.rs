@@ -1219,14 +1219,9 @@ mod tests {
     /// prior of the wrong sign would move it two pixels off).
     #[test]
     fn the_motion_prior_continues_the_last_motion() {
-        let t = tiny_trainer(|p| {
-            p.model.predict_motion = true;
+        let t = motion_trainer(|p| {
             p.model.motion_prior = true;
-            p.model.predict_change = false;
-            p.data.sequence_length = 5;
             p.train.rollout_horizon = 3;
-            // Wide enough that the columns a move brings in (border values) weigh little.
-            p.data.synthetic_size = 32;
         });
         let x = sliding(&t, 5);
         let f = tch::no_grad(|| t.forward(&x, false, None));
@@ -1333,13 +1328,7 @@ mod tests {
     /// flows whatever the decoders' tokens, and the same action moves it alike.
     #[test]
     fn actions_say_a_motion_of_their_own() {
-        let t = tiny_trainer(|p| {
-            p.model.predict_motion = true;
-            p.model.predict_change = false;
-            p.model.action_motion = true;
-            p.data.sequence_length = 5;
-            p.data.synthetic_size = 32;
-        });
+        let t = motion_trainer(|p| p.model.action_motion = true);
         let x = sliding(&t, 5);
         let f = t.forward(&x, true, None);
         let err = (&f.pred - x.narrow(1, 0, 4)).abs().max().double_value(&[]);
@@ -1375,13 +1364,7 @@ mod tests {
     /// k's flow (one action late or early, it would not).
     #[test]
     fn each_step_moves_by_its_own_actions_flow() {
-        let t = tiny_trainer(|p| {
-            p.model.predict_motion = true;
-            p.model.predict_change = false;
-            p.model.action_motion = true;
-            p.data.sequence_length = 5;
-            p.data.synthetic_size = 32;
-        });
+        let t = motion_trainer(|p| p.model.action_motion = true);
         let map = t.model.action_motion.as_ref().expect("the actions' flow map");
         tch::no_grad(|| {
             map.ws
@@ -1445,6 +1428,18 @@ mod tests {
             seen[versions[0]] += 1;
         }
         assert!(seen.iter().all(|&n| n > 0), "versions drawn {seen:?}");
+    }
+
+    /// A tiny trainer predicting motion alone on windows of 5 latents of 32x32 (wide enough
+    /// that the columns a move brings in, border values, weigh little), `edit` applied.
+    fn motion_trainer(edit: impl FnOnce(&mut LatentActionPreset)) -> LatentActionTrainer {
+        tiny_trainer(|p| {
+            p.model.predict_motion = true;
+            p.model.predict_change = false;
+            p.data.sequence_length = 5;
+            p.data.synthetic_size = 32;
+            edit(p);
+        })
     }
 
     /// A trainer of the tiny preset with `edit` applied, on the CPU.
