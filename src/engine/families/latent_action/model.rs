@@ -680,6 +680,13 @@ impl StepDecoder {
     }
 }
 
+/// Zero weight and bias: a flow head that moves nothing until trained (the motion levers).
+const ZERO_LINEAR: nn::LinearConfig = nn::LinearConfig {
+    ws_init: nn::Init::Const(0.0),
+    bs_init: Some(nn::Init::Const(0.0)),
+    bias: true,
+};
+
 /// The whole model. The encoder's parameters live in their own store (its own learning
 /// rate); the rest in `main`.
 #[derive(Debug)]
@@ -722,21 +729,11 @@ impl LatentActionModel {
                 .then(|| StepDecoder::new(&(main / "step_decoder"), cfg, d, n, max_len)),
             // Zero weight and bias: an untrained head moves nothing (a lever of the preset).
             motion: cfg.predict_motion.then(|| {
-                let zero = nn::LinearConfig {
-                    ws_init: nn::Init::Const(0.0),
-                    bs_init: Some(nn::Init::Const(0.0)),
-                    bias: true,
-                };
-                init::linear_as(main / "motion", d, 2, zero)
+                init::linear_as(main / "motion", d, 2, ZERO_LINEAR)
             }),
             action_motion: (cfg.predict_motion && cfg.action_motion).then(|| {
-                let zero = nn::LinearConfig {
-                    ws_init: nn::Init::Const(0.0),
-                    bs_init: Some(nn::Init::Const(0.0)),
-                    bias: true,
-                };
                 let codes = i64::from(cfg.codes_per_action * cfg.code_dim);
-                init::linear_as(main / "action_motion", codes, 2 * n, zero)
+                init::linear_as(main / "action_motion", codes, 2 * n, ZERO_LINEAR)
             }),
             pre_vq_noise: cfg.pre_vq_noise,
         }
